@@ -1,0 +1,42 @@
+# The two commands of the quick start are `make demo` and `make test`; the rest are
+# building blocks. Each target installs what it needs first (scripts/install-deps.sh).
+SHELL := /bin/bash
+CARGO ?= cargo
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: deps build release demo test test-unit test-system lint fmt bench-floor clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+release: deps
+	$(CARGO) build --release -p vswitchd -p bench
+
+demo: release
+	bash scripts/demo.sh
+
+# Every test this machine can run: unit, EAL (each in its own process), system tests
+# in network namespaces (they need root and skip with a message otherwise).
+test: deps
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --no-fail-fast
+else
+	$(CARGO) test --workspace --no-fail-fast
+endif
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# pcap->null forwarding rate on one worker, beside dpdk-testpmd io-forward.
+bench-floor: release
+	python3 bench/scripts/pcap_null.py
+
+clean:
+	$(CARGO) clean

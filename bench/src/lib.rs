@@ -1,0 +1,17 @@
+//! Benchmark harness for the vswitch: deterministic traffic scenarios and
+//! the pcap files that carry them to a traffic generator.
+//!
+//! - [`pcap`]: classic pcap writer and reader.
+//! - [`wire`]: Ethernet/IPv4/UDP frame emission, independent of the
+//!   dataplane under test.
+//! - [`scenario`]: one module per benchmark scenario, behind the
+//!   [`scenario::Scenario`] trait.
+//!
+//! The `vswitch-bench` binary is a thin clap front end over these.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod pcap;
+pub mod scenario;
+pub mod wire;

@@ -1,0 +1,700 @@
+//! `vswitchd`'s configuration file: the schema, parsing and whole-file validation.
+//!
+//! The file is TOML (see `deploy/vswitchd.toml`). Every key is checked: an unknown key,
+//! a bad MAC, a dangling port reference or a core out of range is refused with one
+//! line that names the offending item, before anything touches DPDK. Checks that need
+//! the running system (does the interface exist, is the PMD installed) happen in
+//! `vswitchd` when the port profile is checked, still before any port is created.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use dataplane::MacAddr;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VswitchConfig {
+    /// DPDK EAL settings.
+    pub eal: EalConfig,
+    /// Workers and buffers.
+    pub dataplane: DataplaneConfig,
+    /// Ports, in file order (their index is the dataplane's port index).
+    pub ports: Vec<PortConfig>,
+    /// Explicit port-to-port patches.
+    pub patches: Vec<PatchConfig>,
+    /// Static MAC table.
+    pub l2: Vec<L2Entry>,
+}
+
+/// DPDK Environment Abstraction Layer settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EalConfig {
+    /// Use hugepages (they must be reserved and mounted); otherwise `--no-huge`.
+    pub hugepages: bool,
+    /// Memory in MiB (`-m`).
+    pub memory_mb: u32,
+    /// `--in-memory`: no shared files, several instances coexist, but secondary
+    /// tools (dpdk-dumpcap, dpdk-proc-info) cannot attach.
+    pub in_memory: bool,
+    /// `--file-prefix`, so several instances coexist and secondaries can attach.
+    pub file_prefix: Option<String>,
+    /// The CPU of the main (control) thread.
+    pub main_core: usize,
+    /// EAL log level (`--log-level`).
+    pub log_level: String,
+    /// Further EAL arguments, passed as they are.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for EalConfig {
+    fn default() -> Self {
+        EalConfig {
+            hugepages: false,
+            memory_mb: 512,
+            in_memory: false,
+            file_prefix: None,
+            main_core: 0,
+            log_level: "notice".into(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// Workers, their idle policy, and packet buffers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneConfig {
+    /// One worker per listed CPU, pinned to it.
+    pub workers: Vec<usize>,
+    /// Longest sleep of an idle worker, in microseconds; 0 busy-polls.
+    pub idle_sleep_max_us: u64,
+    /// Mbufs in the packet pool.
+    pub mbufs: u32,
+    /// Per-core mempool cache size.
+    pub mbuf_cache: u32,
+    /// Receive descriptors per queue.
+    pub rx_desc: u16,
+    /// Transmit descriptors per queue.
+    pub tx_desc: u16,
+    /// Where to write counters as JSON (periodically and at exit).
+    pub stats_file: Option<PathBuf>,
+    /// How often to write `stats_file` and log a summary, in milliseconds.
+    pub stats_interval_ms: u64,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            workers: vec![1],
+            idle_sleep_max_us: 250,
+            mbufs: 16383,
+            mbuf_cache: 256,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            stats_file: None,
+            stats_interval_ms: 1000,
+        }
+    }
+}
+
+/// One port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortConfig {
+    /// Unique name used by patches, the L2 table and counters.
+    pub name: String,
+    /// Flooding domain: unknown and broadcast frames go to the other ports of the group.
+    pub group: String,
+    /// Index into `dataplane.workers` of the worker polling this port; round-robin if unset.
+    pub worker: Option<usize>,
+    /// MTU to set on the port.
+    pub mtu: Option<u16>,
+    /// Which DPDK driver, with its settings.
+    pub profile: ProfileConfig,
+}
+
+/// The DPDK driver of a port and its settings (the `profile` key).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "profile", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProfileConfig {
+    /// `net_af_packet` on an existing kernel interface.
+    AfPacket {
+        /// The kernel interface.
+        iface: String,
+    },
+    /// `net_tap`: the PMD creates a kernel tap interface.
+    Tap {
+        /// Name of the kernel interface to create.
+        iface: String,
+        /// Its MAC address.
+        mac: Option<String>,
+    },
+    /// `net_pcap`: replay a capture and/or write one.
+    Pcap {
+        /// Capture to receive from.
+        rx_pcap: Option<PathBuf>,
+        /// Capture to write transmitted frames to.
+        tx_pcap: Option<PathBuf>,
+        /// Kernel interface to receive from with libpcap.
+        rx_iface: Option<String>,
+        /// Kernel interface to send to with libpcap.
+        tx_iface: Option<String>,
+        /// Replay `rx_pcap` forever from memory (the benchmark generator).
+        #[serde(default)]
+        infinite_rx: bool,
+    },
+    /// `net_null`: a sink (and, with `no_rx = false`, a source of empty frames).
+    Null {
+        /// Receive nothing.
+        #[serde(default = "yes")]
+        no_rx: bool,
+        /// Frame size generated on rx.
+        size: Option<u32>,
+    },
+    /// `net_ring`: a port whose transmit loops back to its receive.
+    Ring {},
+    /// `net_vhost`: a vhost-user socket for a DPDK pod.
+    VhostUser {
+        /// Socket path.
+        path: PathBuf,
+        /// Connect to the pod's socket instead of listening.
+        #[serde(default)]
+        client: bool,
+        /// Queue pairs.
+        #[serde(default = "one")]
+        queues: u16,
+    },
+    /// `net_virtio_user`: the DPDK side of a vhost-user socket (or vhost-kernel).
+    VirtioUser {
+        /// Socket path.
+        path: PathBuf,
+        /// Listen instead of connecting.
+        #[serde(default)]
+        server: bool,
+        /// Queue pairs.
+        #[serde(default = "one")]
+        queues: u16,
+        /// MAC address.
+        mac: Option<String>,
+    },
+    /// NVIDIA mlx5 (ConnectX/BlueField) PCI device with optional representors.
+    Mlx5 {
+        /// PCI address, `0000:03:00.0`.
+        pci: String,
+        /// Representor list, `[0-3]` or `pf0vf[0-3]`.
+        representors: Option<String>,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u16 {
+    1
+}
+
+/// Everything that arrives on `from` leaves on `to`, whatever its address.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchConfig {
+    /// Ingress port name.
+    pub from: String,
+    /// Egress port name.
+    pub to: String,
+}
+
+/// A static MAC table entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct L2Entry {
+    /// Destination MAC.
+    pub mac: MacAddr,
+    /// Port name.
+    pub port: String,
+}
+
+/// Why a configuration file was refused. Each message names the offending item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
+    #[error("{0}")]
+    Syntax(String),
+    /// A port without a name.
+    #[error("port #{index}: missing key `name`")]
+    MissingPortName {
+        /// Position of the port in the file, from 0.
+        index: usize,
+    },
+    /// Two ports share a name.
+    #[error("port {0:?}: duplicate port name")]
+    DuplicatePort(String),
+    /// A port name that is empty or has characters DPDK device names cannot carry.
+    #[error("port {0:?}: a name is 1-32 characters of [A-Za-z0-9_.-]")]
+    BadPortName(String),
+    /// No worker core listed.
+    #[error("dataplane.workers: at least one worker core is needed")]
+    NoWorkers,
+    /// A worker core listed twice.
+    #[error("dataplane.workers: core {0} listed twice")]
+    DuplicateCore(usize),
+    /// A core this machine does not have.
+    #[error("{field}: core {core} is out of range (this machine has cores 0-{max})")]
+    CoreOutOfRange {
+        /// The key holding it.
+        field: String,
+        /// The core asked for.
+        core: usize,
+        /// The highest core available.
+        max: usize,
+    },
+    /// A port pinned to a worker index that does not exist.
+    #[error("port {port:?}: worker {worker} does not exist (dataplane.workers has {count})")]
+    WorkerOutOfRange {
+        /// Port name.
+        port: String,
+        /// Worker index asked for.
+        worker: usize,
+        /// Number of workers.
+        count: usize,
+    },
+    /// A bad MAC address.
+    #[error("{field}: {source}")]
+    BadMac {
+        /// The key holding it.
+        field: String,
+        /// The parse error.
+        source: dataplane::ethernet::MacParseError,
+    },
+    /// A reference to a port that is not defined.
+    #[error("{field}: no port named {name:?}")]
+    UnknownPort {
+        /// The key holding the reference.
+        field: String,
+        /// The missing name.
+        name: String,
+    },
+    /// A port patched to itself.
+    #[error("patch {0:?} -> {0:?}: a port cannot be patched to itself")]
+    SelfPatch(String),
+    /// A port patched to two places.
+    #[error("patch from {0:?}: the port is patched twice")]
+    DuplicatePatch(String),
+    /// A MAC listed twice in the L2 table.
+    #[error("l2: MAC {0} listed twice")]
+    DuplicateMac(MacAddr),
+    /// A numeric setting outside its range.
+    #[error("{field}: {reason}")]
+    OutOfRange {
+        /// The key.
+        field: String,
+        /// What is allowed.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    eal: EalConfig,
+    #[serde(default)]
+    dataplane: DataplaneConfig,
+    #[serde(default)]
+    port: Vec<toml::Table>,
+    #[serde(default)]
+    patch: Vec<PatchConfig>,
+    #[serde(default)]
+    l2: Vec<RawL2>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawL2 {
+    mac: String,
+    port: String,
+}
+
+fn syntax(e: impl std::fmt::Display) -> ConfigError {
+    // toml's messages span several lines (a source excerpt); operators get one line.
+    let text = e.to_string();
+    let one_line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    ConfigError::Syntax(one_line)
+}
+
+impl VswitchConfig {
+    /// Parses and validates a configuration file's text. `cores` is the number of
+    /// CPUs this process may use (core ids `0..cores`).
+    ///
+    /// # Errors
+    /// The first problem found, naming the key or item.
+    pub fn parse(text: &str, cores: usize) -> Result<Self, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(syntax)?;
+        let mut ports = Vec::with_capacity(raw.port.len());
+        for (index, mut table) in raw.port.into_iter().enumerate() {
+            let name = match table.remove("name") {
+                Some(toml::Value::String(s)) => s,
+                Some(_) => {
+                    return Err(ConfigError::Syntax(format!(
+                        "port #{index}: `name` must be a string"
+                    )))
+                }
+                None => return Err(ConfigError::MissingPortName { index }),
+            };
+            let group = match table.remove("group") {
+                Some(toml::Value::String(s)) => s,
+                None => "default".to_owned(),
+                Some(_) => {
+                    return Err(ConfigError::Syntax(format!(
+                        "port {name:?}: `group` must be a string"
+                    )))
+                }
+            };
+            let worker = take_uint(&mut table, "worker", &name)?.map(|w| w as usize);
+            let mtu = take_uint(&mut table, "mtu", &name)?
+                .map(|m| {
+                    u16::try_from(m).map_err(|_| ConfigError::OutOfRange {
+                        field: format!("port {name:?}: mtu"),
+                        reason: "must be at most 65535".into(),
+                    })
+                })
+                .transpose()?;
+            if !table.contains_key("profile") {
+                return Err(ConfigError::Syntax(format!(
+                    "port {name:?}: missing key `profile` (af_packet, tap, pcap, null, ring, vhost_user, virtio_user, mlx5)"
+                )));
+            }
+            let profile = ProfileConfig::deserialize(toml::Value::Table(table))
+                .map_err(|e| ConfigError::Syntax(format!("port {name:?}: {}", syntax(e))))?;
+            ports.push(PortConfig {
+                name,
+                group,
+                worker,
+                mtu,
+                profile,
+            });
+        }
+        let mut l2 = Vec::with_capacity(raw.l2.len());
+        for (i, e) in raw.l2.into_iter().enumerate() {
+            let mac = e.mac.parse().map_err(|source| ConfigError::BadMac {
+                field: format!("l2[{i}].mac"),
+                source,
+            })?;
+            l2.push(L2Entry { mac, port: e.port });
+        }
+        let cfg = VswitchConfig {
+            eal: raw.eal,
+            dataplane: raw.dataplane,
+            ports,
+            patches: raw.patch,
+            l2,
+        };
+        cfg.validate(cores)?;
+        Ok(cfg)
+    }
+
+    /// Checks the whole configuration for consistency.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self, cores: usize) -> Result<(), ConfigError> {
+        let max = cores.saturating_sub(1);
+        let dp = &self.dataplane;
+        if dp.workers.is_empty() {
+            return Err(ConfigError::NoWorkers);
+        }
+        let mut seen = BTreeSet::new();
+        for &core in &dp.workers {
+            if core >= cores {
+                return Err(ConfigError::CoreOutOfRange {
+                    field: "dataplane.workers".into(),
+                    core,
+                    max,
+                });
+            }
+            if !seen.insert(core) {
+                return Err(ConfigError::DuplicateCore(core));
+            }
+        }
+        if self.eal.main_core >= cores {
+            return Err(ConfigError::CoreOutOfRange {
+                field: "eal.main_core".into(),
+                core: self.eal.main_core,
+                max,
+            });
+        }
+        if self.eal.memory_mb < 64 {
+            return Err(ConfigError::OutOfRange {
+                field: "eal.memory_mb".into(),
+                reason: "at least 64 MiB".into(),
+            });
+        }
+        if dp.mbufs < 1024 {
+            return Err(ConfigError::OutOfRange {
+                field: "dataplane.mbufs".into(),
+                reason: "at least 1024".into(),
+            });
+        }
+        if dp.mbuf_cache > 512 || dp.mbuf_cache as u64 * 2 > dp.mbufs as u64 {
+            return Err(ConfigError::OutOfRange {
+                field: "dataplane.mbuf_cache".into(),
+                reason: "at most 512 and at most half of dataplane.mbufs".into(),
+            });
+        }
+        for (field, v) in [("dataplane.rx_desc", dp.rx_desc), ("dataplane.tx_desc", dp.tx_desc)] {
+            if !(64..=4096).contains(&v) {
+                return Err(ConfigError::OutOfRange {
+                    field: field.into(),
+                    reason: "between 64 and 4096".into(),
+                });
+            }
+        }
+        let mut names = BTreeMap::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let ok_name = !p.name.is_empty()
+                && p.name.len() <= 32
+                && p.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !ok_name {
+                return Err(ConfigError::BadPortName(p.name.clone()));
+            }
+            if names.insert(p.name.as_str(), i).is_some() {
+                return Err(ConfigError::DuplicatePort(p.name.clone()));
+            }
+            if let Some(w) = p.worker {
+                if w >= dp.workers.len() {
+                    return Err(ConfigError::WorkerOutOfRange {
+                        port: p.name.clone(),
+                        worker: w,
+                        count: dp.workers.len(),
+                    });
+                }
+            }
+            let mac = match &p.profile {
+                ProfileConfig::Tap { mac, .. } | ProfileConfig::VirtioUser { mac, .. } => {
+                    mac.as_deref()
+                }
+                _ => None,
+            };
+            if let Some(mac) = mac {
+                mac.parse::<MacAddr>().map_err(|source| ConfigError::BadMac {
+                    field: format!("port {:?}: mac", p.name),
+                    source,
+                })?;
+            }
+        }
+        let mut patched = BTreeSet::new();
+        for p in &self.patches {
+            for (field, name) in [("patch.from", &p.from), ("patch.to", &p.to)] {
+                if !names.contains_key(name.as_str()) {
+                    return Err(ConfigError::UnknownPort {
+                        field: field.into(),
+                        name: name.clone(),
+                    });
+                }
+            }
+            if p.from == p.to {
+                return Err(ConfigError::SelfPatch(p.from.clone()));
+            }
+            if !patched.insert(p.from.as_str()) {
+                return Err(ConfigError::DuplicatePatch(p.from.clone()));
+            }
+        }
+        let mut macs = BTreeSet::new();
+        for (i, e) in self.l2.iter().enumerate() {
+            if !names.contains_key(e.port.as_str()) {
+                return Err(ConfigError::UnknownPort {
+                    field: format!("l2[{i}].port"),
+                    name: e.port.clone(),
+                });
+            }
+            if !macs.insert(e.mac) {
+                return Err(ConfigError::DuplicateMac(e.mac));
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker index polling each port: as configured, otherwise round-robin.
+    pub fn port_workers(&self) -> Vec<usize> {
+        let n = self.dataplane.workers.len();
+        let mut next = 0;
+        self.ports
+            .iter()
+            .map(|p| {
+                p.worker.unwrap_or_else(|| {
+                    let w = next % n;
+                    next += 1;
+                    w
+                })
+            })
+            .collect()
+    }
+}
+
+fn take_uint(table: &mut toml::Table, key: &str, port: &str) -> Result<Option<u64>, ConfigError> {
+    match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if i >= 0 => Ok(Some(i as u64)),
+        Some(_) => Err(ConfigError::Syntax(format!(
+            "port {port:?}: `{key}` must be a non-negative integer"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[eal]
+memory_mb = 256
+in_memory = true
+
+[dataplane]
+workers = [1]
+idle_sleep_max_us = 100
+
+[[port]]
+name = "pod1"
+profile = "af_packet"
+iface = "veth1"
+
+[[port]]
+name = "pod2"
+profile = "tap"
+iface = "tap-pod2"
+mac = "02:00:00:00:00:02"
+group = "default"
+
+[[port]]
+name = "in"
+profile = "pcap"
+rx_pcap = "/tmp/in.pcap"
+infinite_rx = true
+group = "bench"
+
+[[port]]
+name = "sink"
+profile = "null"
+group = "bench"
+
+[[patch]]
+from = "in"
+to = "sink"
+
+[[l2]]
+mac = "02:00:00:00:00:01"
+port = "pod1"
+"#;
+
+    #[test]
+    fn parses_the_example() {
+        let c = VswitchConfig::parse(GOOD, 2).unwrap();
+        assert_eq!(c.ports.len(), 4);
+        assert_eq!(
+            c.ports[0].profile,
+            ProfileConfig::AfPacket {
+                iface: "veth1".into()
+            }
+        );
+        assert_eq!(c.ports[2].group, "bench");
+        assert_eq!(
+            c.ports[3].profile,
+            ProfileConfig::Null {
+                no_rx: true,
+                size: None
+            }
+        );
+        assert_eq!(c.l2[0].mac.0, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(c.port_workers(), vec![0, 0, 0, 0]);
+        assert!(c.eal.in_memory);
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let text = include_str!("../../deploy/vswitchd.toml");
+        VswitchConfig::parse(text, 2).unwrap();
+    }
+
+    fn err(text: &str) -> String {
+        VswitchConfig::parse(text, 2).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_bad_input_has_its_own_message() {
+        let cases: &[(&str, &str)] = &[
+            ("[eal]\nmemroy_mb = 5\n", "unknown field `memroy_mb`"),
+            ("[bogus]\n", "unknown field `bogus`"),
+            ("[dataplane]\nworkers = [7]\n", "dataplane.workers: core 7 is out of range"),
+            ("[dataplane]\nworkers = []\n", "at least one worker"),
+            ("[dataplane]\nworkers = [1, 1]\n", "core 1 listed twice"),
+            ("[eal]\nmain_core = 9\n", "eal.main_core: core 9 is out of range"),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"warp\"\n",
+                "port \"a\": unknown variant `warp`",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"af_packet\"\nifac = \"x\"\n",
+                "port \"a\": unknown field `ifac`",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"af_packet\"\n",
+                "port \"a\": missing field `iface`",
+            ),
+            ("[[port]]\nprofile = \"null\"\n", "port #0: missing key `name`"),
+            ("[[port]]\nname = \"a\"\n", "port \"a\": missing key `profile`"),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"null\"\n[[port]]\nname = \"a\"\nprofile = \"null\"\n",
+                "duplicate port name",
+            ),
+            (
+                "[[port]]\nname = \"a b\"\nprofile = \"null\"\n",
+                "a name is 1-32 characters",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"null\"\nworker = 3\n",
+                "port \"a\": worker 3 does not exist",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"tap\"\niface = \"t\"\nmac = \"02:00\"\n",
+                "port \"a\": mac: invalid MAC address \"02:00\"",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"null\"\n[[l2]]\nmac = \"zz:00:00:00:00:01\"\nport = \"a\"\n",
+                "l2[0].mac: invalid MAC address",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"null\"\n[[l2]]\nmac = \"02:00:00:00:00:01\"\nport = \"b\"\n",
+                "l2[0].port: no port named \"b\"",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"null\"\n[[l2]]\nmac = \"02:00:00:00:00:01\"\nport = \"a\"\n[[l2]]\nmac = \"02:00:00:00:00:01\"\nport = \"a\"\n",
+                "MAC 02:00:00:00:00:01 listed twice",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"null\"\n[[patch]]\nfrom = \"a\"\nto = \"z\"\n",
+                "patch.to: no port named \"z\"",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"null\"\n[[patch]]\nfrom = \"a\"\nto = \"a\"\n",
+                "cannot be patched to itself",
+            ),
+            ("[dataplane]\nmbufs = 10\n", "dataplane.mbufs: at least 1024"),
+            ("[dataplane]\nrx_desc = 5\n", "dataplane.rx_desc: between 64 and 4096"),
+            ("[eal]\nmemory_mb = 1\n", "eal.memory_mb: at least 64 MiB"),
+            ("this is not toml", "expected"),
+        ];
+        for (text, want) in cases {
+            let got = err(text);
+            assert!(got.contains(want), "input {text:?}\n  got  {got:?}\n  want {want:?}");
+            assert!(!got.contains('\n'), "error must be one line: {got:?}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The packet-buffer abstraction the whole dataplane is written against.
+//!
+//! `dataplane` never names an mbuf: DPDK's `rte_mbuf` implements [`PacketBuf`] in
+//! `pmd-shims`, and [`VecBuf`] implements it here for unit tests and benches. Both
+//! offer the same shape as an mbuf's single segment: headroom in front of the packet
+//! (so encapsulation can prepend headers without a copy), the packet bytes, and
+//! tailroom behind them.
+
+/// One packet in a buffer with headroom and tailroom.
+///
+/// A `PacketBuf` owns its packet: dropping it returns the buffer to its pool. The
+/// methods return `None` instead of panicking when there is not enough room, so a
+/// malformed or oversized frame can never crash a worker.
+pub trait PacketBuf: Send {
+    /// The packet bytes.
+    fn data(&self) -> &[u8];
+    /// The packet bytes, writable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Bytes free in front of the packet.
+    fn headroom(&self) -> usize;
+    /// Bytes free behind the packet.
+    fn tailroom(&self) -> usize;
+    /// Grows the packet by `len` bytes at the front and returns them (uninitialised
+    /// content: the caller writes every byte). `None` if the headroom is too small.
+    fn prepend(&mut self, len: usize) -> Option<&mut [u8]>;
+    /// Removes `len` bytes from the front. `None` (and no change) if the packet is shorter.
+    fn adj(&mut self, len: usize) -> Option<()>;
+    /// Grows the packet by `len` bytes at the end and returns them. `None` if the
+    /// tailroom is too small.
+    fn append(&mut self, len: usize) -> Option<&mut [u8]>;
+    /// Removes `len` bytes from the end. `None` (and no change) if the packet is shorter.
+    fn trim(&mut self, len: usize) -> Option<()>;
+
+    /// Packet length in bytes.
+    #[inline]
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    /// True for a zero-length packet.
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Headroom a [`VecBuf`] gets by default: the same as DPDK's `RTE_PKTMBUF_HEADROOM`.
+pub const DEFAULT_HEADROOM: usize = 128;
+
+/// A `Vec`-backed packet buffer for tests and benches.
+///
+/// It is a real buffer with the same headroom/tailroom rules as an mbuf, not a mock:
+/// code that passes its tests with a `VecBuf` does the same byte work on an mbuf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VecBuf {
+    storage: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl VecBuf {
+    /// A buffer holding `packet` with [`DEFAULT_HEADROOM`] in front and `tailroom` behind.
+    pub fn with_room(packet: &[u8], headroom: usize, tailroom: usize) -> Self {
+        let mut storage = vec![0u8; headroom + packet.len() + tailroom];
+        storage[headroom..headroom + packet.len()].copy_from_slice(packet);
+        VecBuf {
+            storage,
+            start: headroom,
+            end: headroom + packet.len(),
+        }
+    }
+
+    /// A buffer holding `packet` with mbuf-like room: 128 bytes in front, enough
+    /// behind for a 2 KiB data room.
+    pub fn new(packet: &[u8]) -> Self {
+        let tail = 2048usize.saturating_sub(packet.len());
+        Self::with_room(packet, DEFAULT_HEADROOM, tail)
+    }
+}
+
+impl PacketBuf for VecBuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        &self.storage[self.start..self.end]
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.end]
+    }
+    #[inline]
+    fn headroom(&self) -> usize {
+        self.start
+    }
+    #[inline]
+    fn tailroom(&self) -> usize {
+        self.storage.len() - self.end
+    }
+    fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        let start = self.start.checked_sub(len)?;
+        self.start = start;
+        Some(&mut self.storage[start..start + len])
+    }
+    fn adj(&mut self, len: usize) -> Option<()> {
+        if len > self.end - self.start {
+            return None;
+        }
+        self.start += len;
+        Some(())
+    }
+    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.tailroom() {
+            return None;
+        }
+        let old = self.end;
+        self.end += len;
+        Some(&mut self.storage[old..self.end])
+    }
+    fn trim(&mut self, len: usize) -> Option<()> {
+        if len > self.end - self.start {
+            return None;
+        }
+        self.end -= len;
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepend_and_adj_round_trip() {
+        let mut b = VecBuf::with_room(&[1, 2, 3], 4, 0);
+        b.prepend(2).unwrap().copy_from_slice(&[9, 8]);
+        assert_eq!(b.data(), &[9, 8, 1, 2, 3]);
+        assert!(b.prepend(3).is_none(), "only 2 bytes of headroom left");
+        b.adj(2).unwrap();
+        assert_eq!(b.data(), &[1, 2, 3]);
+        assert!(b.adj(4).is_none());
+        assert_eq!(b.data(), &[1, 2, 3], "a refused adj changes nothing");
+    }
+
+    #[test]
+    fn append_and_trim_round_trip() {
+        let mut b = VecBuf::with_room(&[1], 0, 2);
+        b.append(2).unwrap().copy_from_slice(&[5, 6]);
+        assert_eq!(b.data(), &[1, 5, 6]);
+        assert!(b.append(1).is_none());
+        b.trim(3).unwrap();
+        assert!(b.is_empty());
+        assert!(b.trim(1).is_none());
+    }
+}

@@ -1,0 +1,719 @@
+//! The L2 pipeline: static MAC forwarding, flooding domains and port patches.
+//!
+//! An [`L2Pipeline`] is an immutable, compiled snapshot: the control plane builds it
+//! with [`L2PipelineBuilder`], which validates the whole configuration and names the
+//! offending item on error, then publishes it through a
+//! [`SnapshotCell`](crate::snapshot::SnapshotCell). Everything a packet needs is
+//! precomputed at build time — per ingress port its group, its patch peer and its
+//! flood list (the group minus itself) — so the per-packet work is one header check
+//! and at most one hash lookup.
+//!
+//! Forwarding rules, in order:
+//! 1. a frame shorter than an Ethernet header is dropped (`runt_frame`);
+//! 2. a patched port sends everything to its peer, whatever the MAC table says;
+//! 3. a unicast destination in the MAC table, on a port of the ingress port's group,
+//!    goes to that port (`hairpin` drop if that is the ingress port);
+//! 4. everything else — unknown unicast, broadcast, multicast, and unicast to a MAC
+//!    that lives in another group (groups are separate L2 domains, like VLANs) — is
+//!    flooded to the ingress port's flood list (`no_output` drop if it is empty).
+//!
+//! [`L2Pipeline::classify_burst`] runs over a whole burst and writes one
+//! [`L2Verdict`] per packet; the worker then moves the buffers. Classification never
+//! allocates, locks or calls through a trait object.
+
+use arrayvec::ArrayVec;
+use hashbrown::HashMap;
+use thiserror::Error;
+
+use crate::buf::PacketBuf;
+use crate::drop::DropReason;
+use crate::ethernet::{EthernetFrame, MacAddr};
+use crate::io::BURST;
+use crate::port::{PortIdx, MAX_PORTS};
+use crate::snapshot::Versioned;
+
+/// A flooding domain: ports that share broadcast, multicast and unknown unicast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub u16);
+
+/// What to do with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L2Verdict {
+    /// Send to this one port.
+    Output(PortIdx),
+    /// Send to every port of [`L2Pipeline::flood_ports`] for the ingress port.
+    Flood,
+    /// Drop, counting the reason.
+    Drop(DropReason),
+}
+
+/// One verdict per packet of a burst.
+pub type Verdicts = ArrayVec<L2Verdict, BURST>;
+
+/// A port as configured: its index, its name (for operators and errors) and its group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2PortConfig {
+    /// The port's dense index.
+    pub idx: PortIdx,
+    /// The port's name.
+    pub name: String,
+    /// The flooding domain it belongs to.
+    pub group: GroupId,
+}
+
+/// A configuration the builder rejects, naming the offending item.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum L2ConfigError {
+    /// A port index is `MAX_PORTS` or more.
+    #[error("port {port} ({name}): index out of range, at most {max} ports")]
+    PortOutOfRange {
+        /// The index given.
+        port: PortIdx,
+        /// The port's name.
+        name: String,
+        /// [`MAX_PORTS`].
+        max: usize,
+    },
+    /// Two ports share an index.
+    #[error("port {port} is declared twice, as {first:?} and {second:?}")]
+    DuplicatePort {
+        /// The index.
+        port: PortIdx,
+        /// The first port's name.
+        first: String,
+        /// The second port's name.
+        second: String,
+    },
+    /// Two ports share a name.
+    #[error("port name {name:?} is used by port {first} and port {second}")]
+    DuplicatePortName {
+        /// The name.
+        name: String,
+        /// The first port with it.
+        first: PortIdx,
+        /// The second port with it.
+        second: PortIdx,
+    },
+    /// A patch starts at a port that is not declared.
+    #[error("patch {from} -> {to}: port {from} does not exist")]
+    PatchFromUnknownPort {
+        /// The patch's source.
+        from: PortIdx,
+        /// The patch's destination.
+        to: PortIdx,
+    },
+    /// A patch leads to a port that is not declared.
+    #[error("patch {from} -> {to}: port {to} does not exist")]
+    PatchToUnknownPort {
+        /// The patch's source.
+        from: PortIdx,
+        /// The patch's destination.
+        to: PortIdx,
+    },
+    /// A port is patched to itself.
+    #[error("patch {port} -> {port}: a port cannot be patched to itself")]
+    SelfPatch {
+        /// The port.
+        port: PortIdx,
+    },
+    /// A port has two patches.
+    #[error("port {from} is patched twice, to {first} and to {second}")]
+    DuplicatePatch {
+        /// The patch's source.
+        from: PortIdx,
+        /// The first destination.
+        first: PortIdx,
+        /// The second destination.
+        second: PortIdx,
+    },
+    /// A MAC table entry names a port that is not declared.
+    #[error("MAC {mac} points at port {port}, which does not exist")]
+    MacUnknownPort {
+        /// The MAC.
+        mac: MacAddr,
+        /// The port it names.
+        port: PortIdx,
+    },
+    /// A MAC appears twice in the table.
+    #[error("MAC {mac} is given twice, on port {first} and on port {second}")]
+    DuplicateMac {
+        /// The MAC.
+        mac: MacAddr,
+        /// The first port given.
+        first: PortIdx,
+        /// The second port given.
+        second: PortIdx,
+    },
+    /// A MAC table entry is a group address, which the table never matches.
+    #[error("MAC {mac} on port {port} is a multicast address; only unicast MACs can be learned")]
+    MulticastMac {
+        /// The MAC.
+        mac: MacAddr,
+        /// The port it names.
+        port: PortIdx,
+    },
+}
+
+/// Collects ports, patches and MAC entries, then validates and compiles them.
+#[derive(Debug, Clone, Default)]
+pub struct L2PipelineBuilder {
+    generation: u64,
+    ports: Vec<L2PortConfig>,
+    patches: Vec<(PortIdx, PortIdx)>,
+    macs: Vec<(MacAddr, PortIdx)>,
+}
+
+impl L2PipelineBuilder {
+    /// An empty configuration that will compile to snapshot `generation`.
+    pub fn new(generation: u64) -> Self {
+        L2PipelineBuilder {
+            generation,
+            ..Default::default()
+        }
+    }
+
+    /// Declares port `idx` named `name` in flooding domain `group`.
+    pub fn port(&mut self, idx: PortIdx, name: impl Into<String>, group: GroupId) -> &mut Self {
+        self.ports.push(L2PortConfig {
+            idx,
+            name: name.into(),
+            group,
+        });
+        self
+    }
+
+    /// Sends everything received on `from` to `to` (one direction; patch both ways
+    /// for a wire).
+    pub fn patch(&mut self, from: PortIdx, to: PortIdx) -> &mut Self {
+        self.patches.push((from, to));
+        self
+    }
+
+    /// A static MAC table entry: frames to `mac` go to `port`.
+    pub fn mac(&mut self, mac: MacAddr, port: PortIdx) -> &mut Self {
+        self.macs.push((mac, port));
+        self
+    }
+
+    /// Validates the configuration and compiles the snapshot.
+    ///
+    /// # Errors
+    /// The first [`L2ConfigError`] found: ports are checked first, then patches,
+    /// then MAC entries, each in the order given.
+    pub fn build(&self) -> Result<L2Pipeline, L2ConfigError> {
+        let mut slots: Vec<Option<&L2PortConfig>> = Vec::new();
+        let mut names: HashMap<&str, PortIdx> = HashMap::new();
+        for p in &self.ports {
+            if p.idx.index() >= MAX_PORTS {
+                return Err(L2ConfigError::PortOutOfRange {
+                    port: p.idx,
+                    name: p.name.clone(),
+                    max: MAX_PORTS,
+                });
+            }
+            if slots.len() <= p.idx.index() {
+                slots.resize(p.idx.index() + 1, None);
+            }
+            if let Some(first) = slots[p.idx.index()] {
+                return Err(L2ConfigError::DuplicatePort {
+                    port: p.idx,
+                    first: first.name.clone(),
+                    second: p.name.clone(),
+                });
+            }
+            if let Some(&first) = names.get(p.name.as_str()) {
+                return Err(L2ConfigError::DuplicatePortName {
+                    name: p.name.clone(),
+                    first,
+                    second: p.idx,
+                });
+            }
+            names.insert(&p.name, p.idx);
+            slots[p.idx.index()] = Some(p);
+        }
+        let known = |port: PortIdx| slots.get(port.index()).is_some_and(Option::is_some);
+
+        let mut patch_of: Vec<Option<PortIdx>> = vec![None; slots.len()];
+        for &(from, to) in &self.patches {
+            if !known(from) {
+                return Err(L2ConfigError::PatchFromUnknownPort { from, to });
+            }
+            if !known(to) {
+                return Err(L2ConfigError::PatchToUnknownPort { from, to });
+            }
+            if from == to {
+                return Err(L2ConfigError::SelfPatch { port: from });
+            }
+            if let Some(first) = patch_of[from.index()] {
+                return Err(L2ConfigError::DuplicatePatch {
+                    from,
+                    first,
+                    second: to,
+                });
+            }
+            patch_of[from.index()] = Some(to);
+        }
+
+        let mut macs: HashMap<MacAddr, (PortIdx, GroupId)> =
+            HashMap::with_capacity(self.macs.len());
+        for &(mac, port) in &self.macs {
+            let Some(Some(cfg)) = slots.get(port.index()) else {
+                return Err(L2ConfigError::MacUnknownPort { mac, port });
+            };
+            if mac.is_multicast() {
+                return Err(L2ConfigError::MulticastMac { mac, port });
+            }
+            if let Some(&(first, _)) = macs.get(&mac) {
+                return Err(L2ConfigError::DuplicateMac {
+                    mac,
+                    first,
+                    second: port,
+                });
+            }
+            macs.insert(mac, (port, cfg.group));
+        }
+
+        let ports = slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                slot.map(|cfg| {
+                    let flood = slots
+                        .iter()
+                        .flatten()
+                        .filter(|o| o.group == cfg.group && o.idx != cfg.idx)
+                        .map(|o| o.idx)
+                        .collect();
+                    PortEntry {
+                        name: cfg.name.clone().into_boxed_str(),
+                        group: cfg.group,
+                        patch: patch_of[i],
+                        flood,
+                    }
+                })
+            })
+            .collect();
+
+        Ok(L2Pipeline {
+            generation: self.generation,
+            ports,
+            macs,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PortEntry {
+    name: Box<str>,
+    group: GroupId,
+    patch: Option<PortIdx>,
+    /// Every other port of the group, ascending.
+    flood: Box<[PortIdx]>,
+}
+
+/// A compiled, immutable L2 forwarding snapshot.
+#[derive(Debug, Clone)]
+pub struct L2Pipeline {
+    generation: u64,
+    /// Indexed by [`PortIdx::index`]; `None` for undeclared indices.
+    ports: Vec<Option<PortEntry>>,
+    /// MAC → (port, that port's group), so the same-group check needs no second lookup.
+    macs: HashMap<MacAddr, (PortIdx, GroupId)>,
+}
+
+impl L2Pipeline {
+    /// A snapshot with no ports: every packet is dropped as `no_pipeline_port`.
+    /// What a worker runs before the control plane has published anything.
+    pub fn empty(generation: u64) -> Self {
+        L2Pipeline {
+            generation,
+            ports: Vec::new(),
+            macs: HashMap::new(),
+        }
+    }
+
+    /// Writes one verdict per packet of `pkts` (at most [`BURST`]) into `verdicts`,
+    /// which is cleared first. `in_port` is the port the burst came in on.
+    pub fn classify_burst<B: PacketBuf>(
+        &self,
+        in_port: PortIdx,
+        pkts: &[B],
+        verdicts: &mut Verdicts,
+    ) {
+        verdicts.clear();
+        let n = pkts.len().min(BURST);
+        let Some(entry) = self.entry(in_port) else {
+            verdicts.extend((0..n).map(|_| L2Verdict::Drop(DropReason::NoPipelinePort)));
+            return;
+        };
+        verdicts.extend(
+            pkts[..n]
+                .iter()
+                .map(|p| self.classify_frame(in_port, entry, p.data())),
+        );
+    }
+
+    /// The verdict for one frame received on `in_port`.
+    pub fn classify(&self, in_port: PortIdx, frame: &[u8]) -> L2Verdict {
+        match self.entry(in_port) {
+            Some(entry) => self.classify_frame(in_port, entry, frame),
+            None => L2Verdict::Drop(DropReason::NoPipelinePort),
+        }
+    }
+
+    #[inline]
+    fn classify_frame(&self, in_port: PortIdx, entry: &PortEntry, frame: &[u8]) -> L2Verdict {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return L2Verdict::Drop(DropReason::RuntFrame);
+        };
+        if let Some(peer) = entry.patch {
+            return L2Verdict::Output(peer);
+        }
+        let dst = eth.dst_addr();
+        if dst.is_unicast() {
+            if let Some(&(out, group)) = self.macs.get(&dst) {
+                if group == entry.group {
+                    return if out == in_port {
+                        L2Verdict::Drop(DropReason::Hairpin)
+                    } else {
+                        L2Verdict::Output(out)
+                    };
+                }
+            }
+        }
+        if entry.flood.is_empty() {
+            L2Verdict::Drop(DropReason::NoOutput)
+        } else {
+            L2Verdict::Flood
+        }
+    }
+
+    #[inline]
+    fn entry(&self, port: PortIdx) -> Option<&PortEntry> {
+        self.ports.get(port.index()).and_then(Option::as_ref)
+    }
+
+    /// The ports a flood from `in_port` goes to: its group minus itself, ascending.
+    /// Empty for an unknown port.
+    #[inline]
+    pub fn flood_ports(&self, in_port: PortIdx) -> &[PortIdx] {
+        self.entry(in_port).map_or(&[], |e| &e.flood)
+    }
+
+    /// The name of `port`, if declared.
+    pub fn port_name(&self, port: PortIdx) -> Option<&str> {
+        self.entry(port).map(|e| &*e.name)
+    }
+
+    /// The group of `port`, if declared.
+    pub fn port_group(&self, port: PortIdx) -> Option<GroupId> {
+        self.entry(port).map(|e| e.group)
+    }
+
+    /// Where `port` is patched to, if it is.
+    pub fn patch_of(&self, port: PortIdx) -> Option<PortIdx> {
+        self.entry(port).and_then(|e| e.patch)
+    }
+
+    /// Number of MAC table entries.
+    pub fn mac_count(&self) -> usize {
+        self.macs.len()
+    }
+
+    /// The snapshot's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl Versioned for L2Pipeline {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::VecBuf;
+
+    const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+    const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+    const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
+    const UNKNOWN: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xff]);
+    const MDNS: MacAddr = MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]);
+
+    /// A 60-byte IPv4 frame from `src` to `dst`.
+    fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[0..6].copy_from_slice(&dst.0);
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f
+    }
+
+    /// Ports 0,1,2 in group 1; ports 3,4 in group 2; port 5 alone in group 3.
+    /// A on 0, B on 1, C on 3.
+    fn builder() -> L2PipelineBuilder {
+        let mut b = L2PipelineBuilder::new(1);
+        b.port(PortIdx(0), "p0", GroupId(1))
+            .port(PortIdx(1), "p1", GroupId(1))
+            .port(PortIdx(2), "p2", GroupId(1))
+            .port(PortIdx(3), "p3", GroupId(2))
+            .port(PortIdx(4), "p4", GroupId(2))
+            .port(PortIdx(5), "p5", GroupId(3))
+            .mac(A, PortIdx(0))
+            .mac(B, PortIdx(1))
+            .mac(C, PortIdx(3));
+        b
+    }
+
+    #[test]
+    fn unicast_to_known_mac() {
+        let l2 = builder().build().unwrap();
+        assert_eq!(
+            l2.classify(PortIdx(0), &frame(B, A)),
+            L2Verdict::Output(PortIdx(1))
+        );
+        assert_eq!(
+            l2.classify(PortIdx(2), &frame(A, UNKNOWN)),
+            L2Verdict::Output(PortIdx(0))
+        );
+        assert_eq!(
+            l2.classify(PortIdx(4), &frame(C, UNKNOWN)),
+            L2Verdict::Output(PortIdx(3))
+        );
+    }
+
+    #[test]
+    fn unknown_broadcast_multicast_flood_within_group() {
+        let l2 = builder().build().unwrap();
+        for dst in [UNKNOWN, MacAddr::BROADCAST, MDNS] {
+            assert_eq!(
+                l2.classify(PortIdx(1), &frame(dst, B)),
+                L2Verdict::Flood,
+                "{dst}"
+            );
+        }
+        assert_eq!(l2.flood_ports(PortIdx(1)), &[PortIdx(0), PortIdx(2)]);
+        assert_eq!(l2.flood_ports(PortIdx(3)), &[PortIdx(4)]);
+        assert_eq!(l2.flood_ports(PortIdx(9)), &[] as &[PortIdx]);
+    }
+
+    #[test]
+    fn known_mac_in_another_group_is_unknown_here() {
+        let l2 = builder().build().unwrap();
+        // C lives on port 3 (group 2); from group 1 it is flooded in group 1 only.
+        assert_eq!(l2.classify(PortIdx(0), &frame(C, A)), L2Verdict::Flood);
+    }
+
+    #[test]
+    fn lone_port_flood_is_no_output() {
+        let l2 = builder().build().unwrap();
+        assert_eq!(
+            l2.classify(PortIdx(5), &frame(MacAddr::BROADCAST, A)),
+            L2Verdict::Drop(DropReason::NoOutput)
+        );
+    }
+
+    #[test]
+    fn hairpin_runt_and_unknown_ingress_drop() {
+        let l2 = builder().build().unwrap();
+        assert_eq!(
+            l2.classify(PortIdx(0), &frame(A, B)),
+            L2Verdict::Drop(DropReason::Hairpin)
+        );
+        assert_eq!(
+            l2.classify(PortIdx(0), &frame(B, A)[..13]),
+            L2Verdict::Drop(DropReason::RuntFrame)
+        );
+        assert_eq!(
+            l2.classify(PortIdx(0), &[]),
+            L2Verdict::Drop(DropReason::RuntFrame)
+        );
+        assert_eq!(
+            l2.classify(PortIdx(7), &frame(B, A)),
+            L2Verdict::Drop(DropReason::NoPipelinePort)
+        );
+    }
+
+    #[test]
+    fn patch_wins_over_mac_table() {
+        let mut b = builder();
+        b.patch(PortIdx(0), PortIdx(5));
+        let l2 = b.build().unwrap();
+        assert_eq!(l2.patch_of(PortIdx(0)), Some(PortIdx(5)));
+        for dst in [B, A, UNKNOWN, MacAddr::BROADCAST] {
+            assert_eq!(
+                l2.classify(PortIdx(0), &frame(dst, A)),
+                L2Verdict::Output(PortIdx(5))
+            );
+        }
+        // Only port 0 is patched; port 1 still switches.
+        assert_eq!(
+            l2.classify(PortIdx(1), &frame(A, B)),
+            L2Verdict::Output(PortIdx(0))
+        );
+    }
+
+    #[test]
+    fn classify_burst_matches_single_classify() {
+        let l2 = builder().build().unwrap();
+        let frames = [frame(B, A), frame(A, A), frame(UNKNOWN, A), vec![0; 10]];
+        let bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
+        let mut v = Verdicts::new();
+        l2.classify_burst(PortIdx(0), &bufs, &mut v);
+        let single: Vec<_> = frames.iter().map(|f| l2.classify(PortIdx(0), f)).collect();
+        assert_eq!(v.as_slice(), single.as_slice());
+        l2.classify_burst(PortIdx(9), &bufs[..2], &mut v);
+        assert_eq!(
+            v.as_slice(),
+            &[L2Verdict::Drop(DropReason::NoPipelinePort); 2]
+        );
+    }
+
+    #[test]
+    fn accessors() {
+        let l2 = builder().build().unwrap();
+        assert_eq!(l2.generation(), 1);
+        assert_eq!(l2.port_name(PortIdx(4)), Some("p4"));
+        assert_eq!(l2.port_group(PortIdx(4)), Some(GroupId(2)));
+        assert_eq!(l2.port_name(PortIdx(40)), None);
+        assert_eq!(l2.mac_count(), 3);
+        assert_eq!(
+            L2Pipeline::empty(0).classify(PortIdx(0), &frame(A, B)),
+            L2Verdict::Drop(DropReason::NoPipelinePort)
+        );
+    }
+
+    #[test]
+    fn builder_rejects_bad_configs_naming_the_item() {
+        let cases: Vec<(L2PipelineBuilder, L2ConfigError)> = vec![
+            (
+                {
+                    let mut b = builder();
+                    b.port(PortIdx(64), "big", GroupId(1));
+                    b
+                },
+                L2ConfigError::PortOutOfRange {
+                    port: PortIdx(64),
+                    name: "big".into(),
+                    max: MAX_PORTS,
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.port(PortIdx(2), "again", GroupId(1));
+                    b
+                },
+                L2ConfigError::DuplicatePort {
+                    port: PortIdx(2),
+                    first: "p2".into(),
+                    second: "again".into(),
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.port(PortIdx(9), "p1", GroupId(1));
+                    b
+                },
+                L2ConfigError::DuplicatePortName {
+                    name: "p1".into(),
+                    first: PortIdx(1),
+                    second: PortIdx(9),
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.mac(B, PortIdx(2));
+                    b
+                },
+                L2ConfigError::DuplicateMac {
+                    mac: B,
+                    first: PortIdx(1),
+                    second: PortIdx(2),
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.mac(UNKNOWN, PortIdx(7));
+                    b
+                },
+                L2ConfigError::MacUnknownPort {
+                    mac: UNKNOWN,
+                    port: PortIdx(7),
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.mac(MDNS, PortIdx(1));
+                    b
+                },
+                L2ConfigError::MulticastMac {
+                    mac: MDNS,
+                    port: PortIdx(1),
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.patch(PortIdx(1), PortIdx(8));
+                    b
+                },
+                L2ConfigError::PatchToUnknownPort {
+                    from: PortIdx(1),
+                    to: PortIdx(8),
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.patch(PortIdx(8), PortIdx(1));
+                    b
+                },
+                L2ConfigError::PatchFromUnknownPort {
+                    from: PortIdx(8),
+                    to: PortIdx(1),
+                },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.patch(PortIdx(2), PortIdx(2));
+                    b
+                },
+                L2ConfigError::SelfPatch { port: PortIdx(2) },
+            ),
+            (
+                {
+                    let mut b = builder();
+                    b.patch(PortIdx(2), PortIdx(0))
+                        .patch(PortIdx(2), PortIdx(1));
+                    b
+                },
+                L2ConfigError::DuplicatePatch {
+                    from: PortIdx(2),
+                    first: PortIdx(0),
+                    second: PortIdx(1),
+                },
+            ),
+        ];
+        for (b, want) in cases {
+            assert_eq!(b.build().unwrap_err(), want);
+        }
+        let msg = {
+            let mut b = builder();
+            b.mac(UNKNOWN, PortIdx(7));
+            b.build().unwrap_err().to_string()
+        };
+        assert_eq!(
+            msg,
+            "MAC 02:00:00:00:00:ff points at port 7, which does not exist"
+        );
+    }
+}

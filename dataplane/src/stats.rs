@@ -1,0 +1,447 @@
+//! Per-worker counters and their lock-free publication.
+//!
+//! Counting on the fast path must cost a plain add to memory the worker owns: no
+//! atomics read-modify-write, no shared cache lines. So a worker keeps its counters
+//! in a [`WorkerStats`] it owns outright (`!Sync`, cache-line aligned) and, after
+//! every poll round, copies them into its [`WorkerStatsShared`] with `Relaxed`
+//! atomic stores. There is exactly one writer per shared block, so stores (not
+//! `fetch_add`) are enough, and readers never stall the worker. A reader gets each
+//! counter as of some recent round; counters are not mutually consistent at an
+//! instant (rx may be a round ahead of tx), which is what monitoring needs.
+//!
+//! Drops are counted per worker by [`DropReason`] and also per port: reasons found on
+//! receive (`runt_frame`, `no_pipeline_port`, `hairpin`, `no_output`) are charged to
+//! the ingress port, reasons found on transmit (`no_tx_queue`, `tx_full`,
+//! `flood_alloc_failed`) to the output port. A drop towards a port beyond the
+//! worker's port count only shows in the per-worker totals.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::drop::DropReason;
+use crate::port::PortIdx;
+use crate::worker::WorkerId;
+
+/// Counters of one port, as plain numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets received on the port.
+    pub rx_packets: u64,
+    /// Bytes received on the port.
+    pub rx_bytes: u64,
+    /// Packets the port accepted for transmission.
+    pub tx_packets: u64,
+    /// Bytes the port accepted for transmission.
+    pub tx_bytes: u64,
+    /// Drops charged to this port, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortStats {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &PortStats) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+    }
+
+    /// Drops charged to this port for `reason`.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// All drops charged to this port.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// A worker's own counters: plain `u64`s, written only by the worker thread.
+///
+/// `!Sync` on purpose: it is moved into the worker's thread and never shared; others
+/// read the published [`WorkerStatsShared`].
+#[derive(Debug, Clone)]
+#[repr(align(64))]
+pub struct WorkerStats {
+    ports: Vec<PortStats>,
+    drops: [u64; DropReason::COUNT],
+    busy_polls: u64,
+    idle_polls: u64,
+    rx_bursts: u64,
+    tx_bursts: u64,
+    flood_copies: u64,
+    snapshot_generation: u64,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl WorkerStats {
+    /// Zeroed counters for `num_ports` ports.
+    pub fn new(num_ports: usize) -> Self {
+        WorkerStats {
+            ports: vec![PortStats::default(); num_ports],
+            drops: [0; DropReason::COUNT],
+            busy_polls: 0,
+            idle_polls: 0,
+            rx_bursts: 0,
+            tx_bursts: 0,
+            flood_copies: 0,
+            snapshot_generation: 0,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// Counters of `port`, if the worker counts it.
+    pub fn port(&self, port: PortIdx) -> Option<&PortStats> {
+        self.ports.get(port.index())
+    }
+
+    /// Drops for `reason`, over all ports.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    #[inline]
+    pub(crate) fn count_rx(&mut self, port: PortIdx, bytes: usize) {
+        if let Some(p) = self.ports.get_mut(port.index()) {
+            p.rx_packets += 1;
+            p.rx_bytes += bytes as u64;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn count_tx(&mut self, port: PortIdx, packets: u64, bytes: u64) {
+        if let Some(p) = self.ports.get_mut(port.index()) {
+            p.tx_packets += packets;
+            p.tx_bytes += bytes;
+        }
+    }
+
+    /// Counts `n` drops for `reason`, charged to `port` when the worker counts it.
+    #[inline]
+    pub(crate) fn count_drops(&mut self, reason: DropReason, port: PortIdx, n: u64) {
+        self.drops[reason.index()] += n;
+        if let Some(p) = self.ports.get_mut(port.index()) {
+            p.drops[reason.index()] += n;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn count_poll(&mut self, received: usize) {
+        if received > 0 {
+            self.busy_polls += 1;
+        } else {
+            self.idle_polls += 1;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn count_rx_burst(&mut self) {
+        self.rx_bursts += 1;
+    }
+
+    #[inline]
+    pub(crate) fn count_tx_burst(&mut self) {
+        self.tx_bursts += 1;
+    }
+
+    #[inline]
+    pub(crate) fn count_flood_copies(&mut self, n: u64) {
+        self.flood_copies += n;
+    }
+
+    #[inline]
+    pub(crate) fn set_snapshot_generation(&mut self, generation: u64) {
+        self.snapshot_generation = generation;
+    }
+
+    /// Stores every counter into `shared` (`Relaxed`: this worker is the only writer).
+    pub fn publish(&self, shared: &WorkerStatsShared) {
+        for (s, p) in shared.ports.iter().zip(&self.ports) {
+            s.rx_packets.store(p.rx_packets, Relaxed);
+            s.rx_bytes.store(p.rx_bytes, Relaxed);
+            s.tx_packets.store(p.tx_packets, Relaxed);
+            s.tx_bytes.store(p.tx_bytes, Relaxed);
+            for (a, v) in s.drops.iter().zip(p.drops) {
+                a.store(v, Relaxed);
+            }
+        }
+        for (a, v) in shared.drops.iter().zip(self.drops) {
+            a.store(v, Relaxed);
+        }
+        shared.busy_polls.store(self.busy_polls, Relaxed);
+        shared.idle_polls.store(self.idle_polls, Relaxed);
+        shared.rx_bursts.store(self.rx_bursts, Relaxed);
+        shared.tx_bursts.store(self.tx_bursts, Relaxed);
+        shared.flood_copies.store(self.flood_copies, Relaxed);
+        shared
+            .snapshot_generation
+            .store(self.snapshot_generation, Relaxed);
+    }
+
+    /// These counters as a snapshot labelled with `worker`.
+    pub fn to_snapshot(&self, worker: WorkerId) -> StatsSnapshot {
+        StatsSnapshot {
+            worker,
+            ports: self.ports.clone(),
+            drops: self.drops,
+            busy_polls: self.busy_polls,
+            idle_polls: self.idle_polls,
+            rx_bursts: self.rx_bursts,
+            tx_bursts: self.tx_bursts,
+            flood_copies: self.flood_copies,
+            snapshot_generation: self.snapshot_generation,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct PortStatsShared {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    drops: [AtomicU64; DropReason::COUNT],
+}
+
+/// A worker's published counters, readable from any thread without locks.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct WorkerStatsShared {
+    worker: WorkerId,
+    ports: Box<[PortStatsShared]>,
+    drops: [AtomicU64; DropReason::COUNT],
+    busy_polls: AtomicU64,
+    idle_polls: AtomicU64,
+    rx_bursts: AtomicU64,
+    tx_bursts: AtomicU64,
+    flood_copies: AtomicU64,
+    snapshot_generation: AtomicU64,
+}
+
+impl WorkerStatsShared {
+    /// Zeroed counters of `worker` for `num_ports` ports.
+    pub fn new(worker: WorkerId, num_ports: usize) -> Self {
+        WorkerStatsShared {
+            worker,
+            ports: (0..num_ports).map(|_| PortStatsShared::default()).collect(),
+            drops: Default::default(),
+            busy_polls: AtomicU64::new(0),
+            idle_polls: AtomicU64::new(0),
+            rx_bursts: AtomicU64::new(0),
+            tx_bursts: AtomicU64::new(0),
+            flood_copies: AtomicU64::new(0),
+            snapshot_generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The worker these counters belong to.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// Reads the latest published counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let ports = self
+            .ports
+            .iter()
+            .map(|s| PortStats {
+                rx_packets: s.rx_packets.load(Relaxed),
+                rx_bytes: s.rx_bytes.load(Relaxed),
+                tx_packets: s.tx_packets.load(Relaxed),
+                tx_bytes: s.tx_bytes.load(Relaxed),
+                drops: std::array::from_fn(|i| s.drops[i].load(Relaxed)),
+            })
+            .collect();
+        StatsSnapshot {
+            worker: self.worker,
+            ports,
+            drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
+            busy_polls: self.busy_polls.load(Relaxed),
+            idle_polls: self.idle_polls.load(Relaxed),
+            rx_bursts: self.rx_bursts.load(Relaxed),
+            tx_bursts: self.tx_bursts.load(Relaxed),
+            flood_copies: self.flood_copies.load(Relaxed),
+            snapshot_generation: self.snapshot_generation.load(Relaxed),
+        }
+    }
+}
+
+/// One worker's counters at one moment, as plain numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// The worker.
+    pub worker: WorkerId,
+    /// Per-port counters, indexed by [`PortIdx::index`].
+    pub ports: Vec<PortStats>,
+    /// Drops over all ports, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+    /// Poll rounds that received at least one packet.
+    pub busy_polls: u64,
+    /// Poll rounds that received nothing.
+    pub idle_polls: u64,
+    /// Non-empty rx bursts.
+    pub rx_bursts: u64,
+    /// `tx_burst` calls.
+    pub tx_bursts: u64,
+    /// Extra deliveries floods asked for beyond the original packet; each ends up
+    /// transmitted or counted as a drop, so
+    /// `rx_packets + flood_copies == tx_packets + drops` once tx batches are flushed.
+    pub flood_copies: u64,
+    /// Generation of the pipeline snapshot the worker last used.
+    pub snapshot_generation: u64,
+}
+
+impl StatsSnapshot {
+    /// Drops for `reason`.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Counters of `port` (zero if the worker does not count it).
+    pub fn port(&self, port: PortIdx) -> PortStats {
+        self.ports.get(port.index()).copied().unwrap_or_default()
+    }
+
+    /// Packets received over all ports.
+    pub fn rx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx_packets).sum()
+    }
+
+    /// Packets transmitted over all ports.
+    pub fn tx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.tx_packets).sum()
+    }
+}
+
+/// Counters summed over several workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsTotals {
+    /// How many workers were summed.
+    pub workers: usize,
+    /// Per-port sums, as long as the longest worker's port list.
+    pub ports: Vec<PortStats>,
+    /// Per-reason drop sums, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+    /// Sum of [`StatsSnapshot::busy_polls`].
+    pub busy_polls: u64,
+    /// Sum of [`StatsSnapshot::idle_polls`].
+    pub idle_polls: u64,
+    /// Sum of [`StatsSnapshot::rx_bursts`].
+    pub rx_bursts: u64,
+    /// Sum of [`StatsSnapshot::tx_bursts`].
+    pub tx_bursts: u64,
+    /// Sum of [`StatsSnapshot::flood_copies`].
+    pub flood_copies: u64,
+}
+
+impl StatsTotals {
+    /// Sums `snapshots` into per-port and per-reason totals.
+    pub fn sum<'a>(snapshots: impl IntoIterator<Item = &'a StatsSnapshot>) -> Self {
+        let mut t = StatsTotals::default();
+        for s in snapshots {
+            t.workers += 1;
+            if t.ports.len() < s.ports.len() {
+                t.ports.resize(s.ports.len(), PortStats::default());
+            }
+            for (a, b) in t.ports.iter_mut().zip(&s.ports) {
+                a.add(b);
+            }
+            for (a, b) in t.drops.iter_mut().zip(s.drops) {
+                *a += b;
+            }
+            t.busy_polls += s.busy_polls;
+            t.idle_polls += s.idle_polls;
+            t.rx_bursts += s.rx_bursts;
+            t.tx_bursts += s.tx_bursts;
+            t.flood_copies += s.flood_copies;
+        }
+        t
+    }
+
+    /// Drops for `reason`, over all workers.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// `(reason, count)` for every reason, in [`DropReason::ALL`] order.
+    pub fn drops_by_reason(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.drops[r.index()]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_then_snapshot_round_trips() {
+        let mut s = WorkerStats::new(3);
+        s.count_rx(PortIdx(0), 60);
+        s.count_rx(PortIdx(0), 1500);
+        s.count_tx(PortIdx(2), 1, 60);
+        s.count_drops(DropReason::TxFull, PortIdx(2), 1);
+        s.count_drops(DropReason::NoTxQueue, PortIdx(9), 2); // beyond the port count
+        s.count_poll(2);
+        s.count_poll(0);
+        s.count_rx_burst();
+        s.count_tx_burst();
+        s.count_flood_copies(0);
+        s.set_snapshot_generation(7);
+
+        let shared = WorkerStatsShared::new(WorkerId(4), 3);
+        s.publish(&shared);
+        let snap = shared.snapshot();
+        assert_eq!(snap, s.to_snapshot(WorkerId(4)));
+        assert_eq!(snap.worker, WorkerId(4));
+        assert_eq!(snap.port(PortIdx(0)).rx_packets, 2);
+        assert_eq!(snap.port(PortIdx(0)).rx_bytes, 1560);
+        assert_eq!(snap.port(PortIdx(2)).tx_bytes, 60);
+        assert_eq!(snap.port(PortIdx(2)).drops_for(DropReason::TxFull), 1);
+        assert_eq!(snap.drops_for(DropReason::NoTxQueue), 2);
+        assert_eq!(snap.total_drops(), 3);
+        assert_eq!((snap.busy_polls, snap.idle_polls), (1, 1));
+        assert_eq!(snap.snapshot_generation, 7);
+    }
+
+    #[test]
+    fn totals_sum_workers_per_port_and_reason() {
+        let mut a = WorkerStats::new(2);
+        a.count_rx(PortIdx(1), 100);
+        a.count_drops(DropReason::Hairpin, PortIdx(1), 1);
+        let mut b = WorkerStats::new(3);
+        b.count_rx(PortIdx(1), 50);
+        b.count_rx(PortIdx(2), 10);
+        b.count_drops(DropReason::Hairpin, PortIdx(2), 2);
+        b.count_poll(1);
+
+        let snaps = [a.to_snapshot(WorkerId(0)), b.to_snapshot(WorkerId(1))];
+        let t = StatsTotals::sum(&snaps);
+        assert_eq!(t.workers, 2);
+        assert_eq!(t.ports.len(), 3);
+        assert_eq!(t.ports[1].rx_packets, 2);
+        assert_eq!(t.ports[1].rx_bytes, 150);
+        assert_eq!(t.ports[2].rx_packets, 1);
+        assert_eq!(t.drops_for(DropReason::Hairpin), 3);
+        assert_eq!(t.ports[2].drops_for(DropReason::Hairpin), 2);
+        assert_eq!(t.busy_polls, 1);
+        let by_reason: Vec<_> = t.drops_by_reason().filter(|&(_, n)| n > 0).collect();
+        assert_eq!(by_reason, [(DropReason::Hairpin, 3)]);
+    }
+
+    #[test]
+    fn local_stats_are_cache_aligned() {
+        assert_eq!(std::mem::align_of::<WorkerStats>(), 64);
+        assert_eq!(std::mem::align_of::<WorkerStatsShared>(), 64);
+    }
+}

@@ -1,0 +1,750 @@
+//! The worker: one pinned core running poll rounds to completion.
+//!
+//! A [`Worker`] owns everything its fast path touches — its rx queues, one tx queue
+//! per port it can send on, a tx batch per output port, a buffer allocator and its
+//! counters — and is moved into its thread, like a DPDK l3fwd `lcore_conf`. The only
+//! shared things are read-mostly: the pipeline snapshot (loaded once per round), the
+//! published counters (written once per round) and the stop flag.
+//!
+//! One poll round: for each rx queue, receive a burst, classify it as a whole with
+//! the L2 pipeline, and move each buffer to its output's tx batch (a batch that fills
+//! up is sent at once); at the end of the round every pending batch is sent. What a
+//! port refuses at `tx_burst` is freed right away and counted as `tx_full`: holding
+//! it for a retry would let one stalled port pin buffers and stall the others.
+//!
+//! The worker is generic over the queue and allocator traits, so DPDK's queues plug
+//! in from `pmd-shims` and this crate's tests run the very same loop over `VecBuf`s;
+//! the calls are monomorphised, so no dynamic dispatch per packet.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::buf::PacketBuf;
+use crate::drop::DropReason;
+use crate::idle::IdleBackoff;
+use crate::io::{BufAlloc, Burst, RxQueue, TxQueue};
+use crate::l2::{L2Pipeline, L2Verdict, Verdicts};
+use crate::port::{PortIdx, MAX_PORTS};
+use crate::snapshot::SnapshotCell;
+use crate::stats::{StatsSnapshot, WorkerStats, WorkerStatsShared};
+
+/// A worker's number, for stats and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct WorkerId(pub u16);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Queues a worker cannot be built from.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WorkerError {
+    /// More tx slots than [`MAX_PORTS`].
+    #[error("worker {worker}: {ports} ports given, at most {max} are supported")]
+    TooManyPorts {
+        /// The worker.
+        worker: WorkerId,
+        /// Tx slots given.
+        ports: usize,
+        /// [`MAX_PORTS`].
+        max: usize,
+    },
+    /// An rx queue on a port index beyond the tx slots (the worker's port count).
+    #[error("worker {worker}: rx queue on port {port}, but the worker knows only {ports} ports")]
+    RxPortOutOfRange {
+        /// The worker.
+        worker: WorkerId,
+        /// The rx queue's port.
+        port: PortIdx,
+        /// The worker's port count.
+        ports: usize,
+    },
+}
+
+/// The tx side: a queue (or none) and a batch per port, and which batches hold packets.
+struct TxPorts<T: TxQueue> {
+    queues: Vec<Option<T>>,
+    batches: Vec<Burst<T::Buf>>,
+    /// Bytes in each batch, so tx bytes need no second walk over the packets sent.
+    batch_bytes: Vec<u64>,
+    /// Bit `i` set: batch `i` is not empty (`MAX_PORTS` is 64).
+    pending: u64,
+}
+
+impl<T: TxQueue> TxPorts<T> {
+    fn new(queues: Vec<Option<T>>) -> Self {
+        let n = queues.len();
+        TxPorts {
+            queues,
+            batches: (0..n).map(|_| Burst::new()).collect(),
+            batch_bytes: vec![0; n],
+            pending: 0,
+        }
+    }
+
+    #[inline]
+    fn has_queue(&self, port: PortIdx) -> bool {
+        matches!(self.queues.get(port.index()), Some(Some(_)))
+    }
+
+    /// Adds `pkt` to `port`'s batch, sending the batch if it is full. Without a tx
+    /// queue on `port` the packet is dropped as `no_tx_queue`.
+    #[inline]
+    fn enqueue(&mut self, port: PortIdx, pkt: T::Buf, stats: &mut WorkerStats) {
+        if !self.has_queue(port) {
+            stats.count_drops(DropReason::NoTxQueue, port, 1);
+            return;
+        }
+        let i = port.index();
+        self.batch_bytes[i] += pkt.len() as u64;
+        self.batches[i].push(pkt);
+        self.pending |= 1 << i;
+        if self.batches[i].is_full() {
+            self.flush(i, stats);
+        }
+    }
+
+    /// Sends batch `i`; frees and counts what the port refuses.
+    fn flush(&mut self, i: usize, stats: &mut WorkerStats) {
+        self.pending &= !(1 << i);
+        let batch = &mut self.batches[i];
+        let Some(Some(queue)) = self.queues.get_mut(i) else {
+            return;
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let port = PortIdx(i as u16);
+        let before = batch.len();
+        queue.tx_burst(batch);
+        stats.count_tx_burst();
+        let refused = batch.len();
+        let refused_bytes: u64 = batch.iter().map(|p| p.len() as u64).sum();
+        stats.count_tx(
+            port,
+            (before - refused) as u64,
+            self.batch_bytes[i] - refused_bytes,
+        );
+        self.batch_bytes[i] = 0;
+        if refused > 0 {
+            stats.count_drops(DropReason::TxFull, port, refused as u64);
+            batch.clear();
+        }
+    }
+
+    fn flush_all(&mut self, stats: &mut WorkerStats) {
+        while self.pending != 0 {
+            let i = self.pending.trailing_zeros() as usize;
+            self.flush(i, stats);
+        }
+    }
+
+    fn pending_packets(&self) -> usize {
+        self.batches.iter().map(|b| b.len()).sum()
+    }
+}
+
+/// Sends `pkt` to every port of `ports`: copies to all but the last port with a tx
+/// queue, the original to that one, so the common case makes `n - 1` copies.
+fn flood<T, A>(
+    tx: &mut TxPorts<T>,
+    alloc: &mut A,
+    stats: &mut WorkerStats,
+    in_port: PortIdx,
+    ports: &[PortIdx],
+    pkt: T::Buf,
+) where
+    T: TxQueue,
+    A: BufAlloc<Buf = T::Buf>,
+{
+    if ports.is_empty() {
+        stats.count_drops(DropReason::NoOutput, in_port, 1);
+        return;
+    }
+    stats.count_flood_copies(ports.len() as u64 - 1);
+    let Some(last) = ports.iter().rposition(|&p| tx.has_queue(p)) else {
+        for &p in ports {
+            stats.count_drops(DropReason::NoTxQueue, p, 1);
+        }
+        return;
+    };
+    for &p in &ports[..last] {
+        if !tx.has_queue(p) {
+            stats.count_drops(DropReason::NoTxQueue, p, 1);
+            continue;
+        }
+        match alloc.alloc_copy(pkt.data()) {
+            Some(copy) => tx.enqueue(p, copy, stats),
+            None => stats.count_drops(DropReason::FloodAllocFailed, p, 1),
+        }
+    }
+    for &p in &ports[last + 1..] {
+        stats.count_drops(DropReason::NoTxQueue, p, 1);
+    }
+    tx.enqueue(ports[last], pkt, stats);
+}
+
+/// One worker: its queues, allocator, counters and the snapshot it forwards with.
+pub struct Worker<R, T, A>
+where
+    R: RxQueue,
+    T: TxQueue<Buf = R::Buf>,
+    A: BufAlloc<Buf = R::Buf>,
+{
+    id: WorkerId,
+    rx: Vec<(PortIdx, R)>,
+    tx: TxPorts<T>,
+    alloc: A,
+    pipeline: Arc<SnapshotCell<L2Pipeline>>,
+    stats: WorkerStats,
+    shared: Arc<WorkerStatsShared>,
+    idle: IdleBackoff,
+    stop: Arc<AtomicBool>,
+    rx_burst: Burst<R::Buf>,
+    verdicts: Verdicts,
+}
+
+impl<R, T, A> Worker<R, T, A>
+where
+    R: RxQueue,
+    T: TxQueue<Buf = R::Buf>,
+    A: BufAlloc<Buf = R::Buf>,
+{
+    /// A worker polling `rx` and sending on `tx`, where `tx[i]` is this worker's
+    /// queue on port `i` (`None`: it cannot send there). `tx.len()` is the worker's
+    /// port count, which sizes its counters. `run` returns once `stop` is set.
+    ///
+    /// # Errors
+    /// [`WorkerError`] if there are more than [`MAX_PORTS`] ports or an rx queue is
+    /// on a port beyond the port count.
+    pub fn new(
+        id: WorkerId,
+        rx: Vec<(PortIdx, R)>,
+        tx: Vec<Option<T>>,
+        alloc: A,
+        pipeline: Arc<SnapshotCell<L2Pipeline>>,
+        idle: IdleBackoff,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, WorkerError> {
+        let ports = tx.len();
+        if ports > MAX_PORTS {
+            return Err(WorkerError::TooManyPorts {
+                worker: id,
+                ports,
+                max: MAX_PORTS,
+            });
+        }
+        if let Some(&(port, _)) = rx.iter().find(|(p, _)| p.index() >= ports) {
+            return Err(WorkerError::RxPortOutOfRange {
+                worker: id,
+                port,
+                ports,
+            });
+        }
+        Ok(Worker {
+            id,
+            rx,
+            tx: TxPorts::new(tx),
+            alloc,
+            pipeline,
+            stats: WorkerStats::new(ports),
+            shared: Arc::new(WorkerStatsShared::new(id, ports)),
+            idle,
+            stop,
+            rx_burst: Burst::new(),
+            verdicts: Verdicts::new(),
+        })
+    }
+
+    /// This worker's id.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// The published counters, for readers on other threads. Take it before `run`.
+    pub fn stats_handle(&self) -> Arc<WorkerStatsShared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// The worker's own counters, exact as of the end of the last round.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// The flag that makes [`run`](Self::run) return.
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Packets waiting in tx batches: zero between rounds, since every round ends
+    /// by sending them.
+    pub fn pending_tx(&self) -> usize {
+        self.tx.pending_packets()
+    }
+
+    /// One poll round over every rx queue: receive, classify, batch, send. Publishes
+    /// the counters and returns how many packets were received.
+    pub fn poll_once(&mut self) -> usize {
+        // One load per round: the whole round sees one snapshot.
+        let snap = self.pipeline.load();
+        self.stats.set_snapshot_generation(snap.generation());
+        let mut received = 0;
+        for (in_port, rxq) in &mut self.rx {
+            let in_port = *in_port;
+            if rxq.rx_burst(&mut self.rx_burst) == 0 || self.rx_burst.is_empty() {
+                continue;
+            }
+            received += self.rx_burst.len();
+            self.stats.count_rx_burst();
+            for p in &self.rx_burst {
+                self.stats.count_rx(in_port, p.len());
+            }
+            snap.classify_burst(in_port, &self.rx_burst, &mut self.verdicts);
+            let flood_ports = snap.flood_ports(in_port);
+            for (pkt, &verdict) in self.rx_burst.drain(..).zip(&self.verdicts) {
+                match verdict {
+                    L2Verdict::Output(port) => self.tx.enqueue(port, pkt, &mut self.stats),
+                    L2Verdict::Flood => flood(
+                        &mut self.tx,
+                        &mut self.alloc,
+                        &mut self.stats,
+                        in_port,
+                        flood_ports,
+                        pkt,
+                    ),
+                    L2Verdict::Drop(reason) => {
+                        self.stats.count_drops(reason, in_port, 1);
+                        drop(pkt);
+                    }
+                }
+            }
+        }
+        self.tx.flush_all(&mut self.stats);
+        self.stats.count_poll(received);
+        self.stats.publish(&self.shared);
+        received
+    }
+
+    /// Polls until the stop flag is set, backing off when idle; then sends what is
+    /// pending and returns the final counters (also published).
+    pub fn run(mut self) -> StatsSnapshot {
+        tracing::debug!(
+            worker = self.id.0,
+            ports = self.tx.queues.len(),
+            "worker running"
+        );
+        while !self.stop.load(Ordering::Acquire) {
+            let received = self.poll_once();
+            self.idle.after_round(received);
+        }
+        self.tx.flush_all(&mut self.stats);
+        self.stats.publish(&self.shared);
+        tracing::debug!(worker = self.id.0, "worker stopped");
+        self.stats.to_snapshot(self.id)
+    }
+}
+
+impl<R, T, A> fmt::Debug for Worker<R, T, A>
+where
+    R: RxQueue,
+    T: TxQueue<Buf = R::Buf>,
+    A: BufAlloc<Buf = R::Buf>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field(
+                "rx_ports",
+                &self.rx.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            )
+            .field("ports", &self.tx.queues.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::VecBuf;
+    use crate::ethernet::MacAddr;
+    use crate::l2::{GroupId, L2PipelineBuilder};
+    use crate::stats::StatsTotals;
+    use crate::testio::{
+        eth_frame, CountedAlloc, LiveBufs, Ring, VecAlloc, VecRxQueue, VecTxQueue,
+    };
+    use std::time::{Duration, Instant};
+
+    const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+    const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+    const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
+    const D: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0d]);
+    const UNKNOWN: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xff]);
+
+    /// Ports 0, 1, 2 in group 1 and port 3 alone in group 2; A on 0, B on `b_port`,
+    /// C on 2, D on 3. Port 4, if the worker has it, is unknown to the pipeline.
+    fn pipeline(generation: u64, b_port: u16) -> L2Pipeline {
+        let mut b = L2PipelineBuilder::new(generation);
+        b.port(PortIdx(0), "p0", GroupId(1))
+            .port(PortIdx(1), "p1", GroupId(1))
+            .port(PortIdx(2), "p2", GroupId(1))
+            .port(PortIdx(3), "p3", GroupId(2))
+            .mac(A, PortIdx(0))
+            .mac(B, PortIdx(b_port))
+            .mac(C, PortIdx(2))
+            .mac(D, PortIdx(3));
+        b.build().unwrap()
+    }
+
+    type VecWorker = Worker<VecRxQueue, VecTxQueue, VecAlloc>;
+
+    struct Rig {
+        rx: Vec<Ring<VecBuf>>,
+        tx: Vec<Ring<VecBuf>>,
+        cell: Arc<SnapshotCell<L2Pipeline>>,
+        worker: VecWorker,
+    }
+
+    /// A worker with an rx queue on each of `rx_ports`, and on each port `i` of
+    /// `tx_caps` a tx queue of that capacity (`None`: no tx queue).
+    fn rig(rx_ports: &[u16], tx_caps: &[Option<usize>], alloc: VecAlloc) -> Rig {
+        let rx: Vec<Ring<VecBuf>> = (0..tx_caps.len()).map(|_| Ring::new()).collect();
+        let tx: Vec<Ring<VecBuf>> = (0..tx_caps.len()).map(|_| Ring::new()).collect();
+        let cell = Arc::new(SnapshotCell::new(pipeline(1, 1)));
+        let worker = Worker::new(
+            WorkerId(0),
+            rx_ports
+                .iter()
+                .map(|&p| (PortIdx(p), VecRxQueue::new(rx[p as usize].clone())))
+                .collect(),
+            tx_caps
+                .iter()
+                .zip(&tx)
+                .map(|(cap, ring)| cap.map(|c| VecTxQueue::with_capacity(ring.clone(), c)))
+                .collect(),
+            alloc,
+            cell.clone(),
+            IdleBackoff::busy_poll(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        Rig {
+            rx,
+            tx,
+            cell,
+            worker,
+        }
+    }
+
+    fn open(n: usize) -> Vec<Option<usize>> {
+        vec![Some(usize::MAX); n]
+    }
+
+    fn send(ring: &Ring<VecBuf>, dst: MacAddr, src: MacAddr, len: usize, count: usize) {
+        for _ in 0..count {
+            ring.push(VecBuf::new(&eth_frame(dst, src, len)));
+        }
+    }
+
+    /// Every buffer received or copied was sent or counted as a drop.
+    fn assert_conserved(s: &StatsSnapshot) {
+        assert_eq!(
+            s.rx_packets() + s.flood_copies,
+            s.tx_packets() + s.total_drops(),
+            "{s:#?}"
+        );
+    }
+
+    #[test]
+    fn unicast_counters_add_up_exactly() {
+        let mut r = rig(&[0, 2], &open(4), VecAlloc::unlimited());
+        send(&r.rx[0], B, A, 60, 50); // to port 1
+        send(&r.rx[0], A, B, 60, 7); // hairpin
+        send(&r.rx[0], B, A, 10, 3); // runt
+        send(&r.rx[2], A, C, 1000, 20); // to port 0
+        let mut received = 0;
+        while r.rx.iter().any(|q| !q.is_empty()) {
+            received += r.worker.poll_once();
+            assert_eq!(r.worker.pending_tx(), 0);
+        }
+        assert_eq!(received, 80);
+        assert_eq!(r.tx[1].len(), 50);
+        assert_eq!(r.tx[0].len(), 20);
+        assert!(r.tx[2].is_empty() && r.tx[3].is_empty());
+        assert!(r.tx[1]
+            .take_all()
+            .iter()
+            .all(|b| b.data() == eth_frame(B, A, 60)));
+
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s, r.worker.stats().to_snapshot(WorkerId(0)));
+        assert_eq!(s.rx_packets(), 80);
+        assert_eq!(s.port(PortIdx(0)).rx_packets, 60);
+        assert_eq!(s.port(PortIdx(0)).rx_bytes, 50 * 60 + 7 * 60 + 3 * 10);
+        assert_eq!(s.port(PortIdx(2)).rx_bytes, 20 * 1000);
+        assert_eq!(s.port(PortIdx(1)).tx_packets, 50);
+        assert_eq!(s.port(PortIdx(1)).tx_bytes, 50 * 60);
+        assert_eq!(s.port(PortIdx(0)).tx_bytes, 20 * 1000);
+        assert_eq!(s.drops_for(DropReason::Hairpin), 7);
+        assert_eq!(s.drops_for(DropReason::RuntFrame), 3);
+        assert_eq!(s.port(PortIdx(0)).drops_for(DropReason::Hairpin), 7);
+        assert_eq!(s.total_drops(), 10);
+        assert_eq!(s.flood_copies, 0);
+        assert_eq!(s.rx_packets(), s.tx_packets() + s.total_drops());
+        assert_eq!(s.snapshot_generation, 1);
+        assert!(s.busy_polls >= 2);
+    }
+
+    #[test]
+    fn flood_reaches_group_minus_ingress_only() {
+        let mut r = rig(&[1], &open(4), VecAlloc::unlimited());
+        send(&r.rx[1], MacAddr::BROADCAST, B, 60, 2);
+        send(&r.rx[1], UNKNOWN, B, 70, 1);
+        send(&r.rx[1], MacAddr([0x01, 0, 0x5e, 0, 0, 0xfb]), B, 80, 1);
+        send(&r.rx[1], D, B, 90, 1); // D lives in group 2: unknown in group 1
+        assert_eq!(r.worker.poll_once(), 5);
+        for port in [0, 2] {
+            let got: Vec<Vec<u8>> = r.tx[port]
+                .take_all()
+                .iter()
+                .map(|b| b.data().to_vec())
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    eth_frame(MacAddr::BROADCAST, B, 60),
+                    eth_frame(MacAddr::BROADCAST, B, 60),
+                    eth_frame(UNKNOWN, B, 70),
+                    eth_frame(MacAddr([0x01, 0, 0x5e, 0, 0, 0xfb]), B, 80),
+                    eth_frame(D, B, 90),
+                ],
+                "port {port}"
+            );
+        }
+        assert!(r.tx[1].is_empty(), "never back to the ingress port");
+        assert!(r.tx[3].is_empty(), "never into another group");
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s.flood_copies, 5);
+        assert_eq!(s.tx_packets(), 10);
+        assert_conserved(&s);
+    }
+
+    #[test]
+    fn flood_in_lone_group_is_no_output() {
+        let mut r = rig(&[3], &open(4), VecAlloc::unlimited());
+        send(&r.rx[3], MacAddr::BROADCAST, D, 60, 4);
+        r.worker.poll_once();
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s.drops_for(DropReason::NoOutput), 4);
+        assert_eq!(s.port(PortIdx(3)).drops_for(DropReason::NoOutput), 4);
+        assert_conserved(&s);
+    }
+
+    #[test]
+    fn flood_copy_alloc_failure_is_counted() {
+        // One copy available: the first broadcast reaches both ports, the second only
+        // the port that gets the original (the last one, port 2).
+        let mut r = rig(&[0], &open(4), VecAlloc::with_limit(1));
+        send(&r.rx[0], MacAddr::BROADCAST, A, 60, 2);
+        r.worker.poll_once();
+        assert_eq!(r.tx[1].len(), 1);
+        assert_eq!(r.tx[2].len(), 2);
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s.drops_for(DropReason::FloodAllocFailed), 1);
+        assert_eq!(
+            s.port(PortIdx(1)).drops_for(DropReason::FloodAllocFailed),
+            1
+        );
+        assert_conserved(&s);
+    }
+
+    #[test]
+    fn missing_tx_queue_drops_unicast_and_flood_legs() {
+        let caps = [Some(usize::MAX), None, Some(usize::MAX), Some(usize::MAX)];
+        let mut r = rig(&[0], &caps, VecAlloc::unlimited());
+        send(&r.rx[0], B, A, 60, 3); // to port 1: no queue
+        send(&r.rx[0], MacAddr::BROADCAST, A, 60, 2); // port 1 leg dropped, port 2 gets it
+        r.worker.poll_once();
+        assert_eq!(r.tx[2].len(), 2);
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s.drops_for(DropReason::NoTxQueue), 5);
+        assert_eq!(s.port(PortIdx(1)).drops_for(DropReason::NoTxQueue), 5);
+        assert_conserved(&s);
+
+        // No queue anywhere in the flood domain: every leg is a drop.
+        let caps = [Some(usize::MAX), None, None, Some(usize::MAX)];
+        let mut r = rig(&[0], &caps, VecAlloc::unlimited());
+        send(&r.rx[0], MacAddr::BROADCAST, A, 60, 1);
+        r.worker.poll_once();
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s.drops_for(DropReason::NoTxQueue), 2);
+        assert_conserved(&s);
+    }
+
+    #[test]
+    fn rx_on_port_unknown_to_pipeline() {
+        let mut r = rig(&[4], &open(5), VecAlloc::unlimited());
+        send(&r.rx[4], B, A, 60, 6);
+        r.worker.poll_once();
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s.drops_for(DropReason::NoPipelinePort), 6);
+        assert_eq!(s.port(PortIdx(4)).rx_packets, 6);
+        assert_conserved(&s);
+    }
+
+    #[test]
+    fn tx_refusal_is_freed_and_counted_never_leaked() {
+        let live = LiveBufs::new();
+        let rx: Vec<Ring<_>> = (0..3).map(|_| Ring::new()).collect();
+        let tx_ring = Ring::new();
+        let cell = Arc::new(SnapshotCell::new(pipeline(1, 1)));
+        let mut w = Worker::new(
+            WorkerId(3),
+            vec![
+                (PortIdx(0), VecRxQueue::new(rx[0].clone())),
+                (PortIdx(2), VecRxQueue::new(rx[2].clone())),
+            ],
+            vec![
+                Some(VecTxQueue::new(Ring::new())),
+                Some(VecTxQueue::with_capacity(tx_ring.clone(), 5)),
+                Some(VecTxQueue::new(Ring::new())),
+            ],
+            CountedAlloc::with_limit(live.clone(), 0),
+            cell,
+            IdleBackoff::busy_poll(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        // 2 x 32 packets to port 1 in one round: its batch fills mid-round and is sent
+        // then, and again at the end of the round.
+        for q in [&rx[0], &rx[2]] {
+            for _ in 0..32 {
+                q.push(live.buf(&eth_frame(B, C, 100)));
+            }
+        }
+        assert_eq!(live.count(), 64);
+        assert_eq!(w.poll_once(), 64);
+        assert_eq!(w.pending_tx(), 0);
+        assert_eq!(tx_ring.len(), 5);
+        assert_eq!(live.count(), 5, "refused buffers are freed at once");
+        let s = w.stats_handle().snapshot();
+        assert_eq!(s.worker, WorkerId(3));
+        assert_eq!(s.tx_bursts, 2);
+        assert_eq!(s.port(PortIdx(1)).tx_packets, 5);
+        assert_eq!(s.port(PortIdx(1)).tx_bytes, 500);
+        assert_eq!(s.drops_for(DropReason::TxFull), 59);
+        assert_eq!(s.port(PortIdx(1)).drops_for(DropReason::TxFull), 59);
+        assert_conserved(&s);
+        drop(tx_ring.take_all());
+        assert_eq!(live.count(), 0);
+
+        // Floods whose copies fail to allocate leak nothing either.
+        rx[0].push(live.buf(&eth_frame(MacAddr::BROADCAST, A, 60)));
+        w.poll_once();
+        assert_eq!(live.count(), 1, "only the original, sent to port 2");
+        assert_eq!(w.stats().drops(DropReason::FloodAllocFailed), 1);
+        drop(w);
+        assert_eq!(live.count(), 0);
+    }
+
+    #[test]
+    fn snapshot_swap_between_rounds_loses_nothing() {
+        let mut r = rig(&[0], &open(4), VecAlloc::unlimited());
+        send(&r.rx[0], B, A, 60, 40);
+        r.worker.poll_once(); // 32 of them, B on port 1
+        assert_eq!(
+            r.worker
+                .stats()
+                .to_snapshot(WorkerId(0))
+                .snapshot_generation,
+            1
+        );
+        r.cell.publish(pipeline(2, 2)); // B moves to port 2
+        r.worker.poll_once(); // the other 8
+        assert_eq!(r.tx[1].len(), 32);
+        assert_eq!(r.tx[2].len(), 8);
+        let s = r.worker.stats_handle().snapshot();
+        assert_eq!(s.snapshot_generation, 2);
+        assert_eq!(s.rx_packets(), 40);
+        assert_eq!(s.tx_packets(), 40);
+        assert_eq!(s.total_drops(), 0);
+    }
+
+    #[test]
+    fn run_stops_on_flag_and_returns_final_stats() {
+        fn assert_send<T: Send>(_: &T) {}
+        let rx = Ring::new();
+        let tx = Ring::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let w: VecWorker = Worker::new(
+            WorkerId(1),
+            vec![(PortIdx(0), VecRxQueue::new(rx.clone()))],
+            vec![None, Some(VecTxQueue::new(tx.clone()))],
+            VecAlloc::unlimited(),
+            Arc::new(SnapshotCell::new(pipeline(5, 1))),
+            IdleBackoff::new(Duration::from_micros(200)),
+            stop.clone(),
+        )
+        .unwrap();
+        assert_send(&w);
+        let handle = w.stats_handle();
+        let thread = std::thread::spawn(move || w.run());
+        send(&rx, B, A, 60, 100);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handle.snapshot().tx_packets() < 100 {
+            assert!(Instant::now() < deadline, "worker did not forward");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Release);
+        let last = thread.join().unwrap();
+        assert_eq!(last, handle.snapshot());
+        assert_eq!(last.port(PortIdx(1)).tx_packets, 100);
+        assert_eq!(tx.len(), 100);
+        assert_eq!(last.snapshot_generation, 5);
+        assert!(last.idle_polls > 0);
+
+        let t = StatsTotals::sum([&last, &last]);
+        assert_eq!(t.workers, 2);
+        assert_eq!(t.ports[1].tx_packets, 200);
+    }
+
+    #[test]
+    fn new_rejects_bad_queue_layouts() {
+        let cell = Arc::new(SnapshotCell::new(L2Pipeline::empty(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let err = VecWorker::new(
+            WorkerId(2),
+            vec![(PortIdx(3), VecRxQueue::new(Ring::new()))],
+            vec![None, None],
+            VecAlloc::unlimited(),
+            cell.clone(),
+            IdleBackoff::busy_poll(),
+            stop.clone(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            WorkerError::RxPortOutOfRange {
+                worker: WorkerId(2),
+                port: PortIdx(3),
+                ports: 2
+            }
+        );
+        let err = VecWorker::new(
+            WorkerId(2),
+            vec![],
+            (0..MAX_PORTS + 1).map(|_| None).collect(),
+            VecAlloc::unlimited(),
+            cell,
+            IdleBackoff::busy_poll(),
+            stop,
+        )
+        .unwrap_err();
+        assert!(matches!(err, WorkerError::TooManyPorts { ports: 65, .. }));
+    }
+}

@@ -1,0 +1,126 @@
+/*
+ * Non-inline wrappers for DPDK's static-inline fast path.
+ *
+ * rx/tx burst and the mbuf helpers are `static inline` in DPDK's headers, so the
+ * shared libraries do not export them and Rust cannot call them directly. Each
+ * wrapper here is one call with no logic of its own: the semantics (and the return
+ * conventions) are DPDK's. The Rust side (pmd-shims/src/ffi.rs) declares them.
+ *
+ * Compiled by build.rs with exactly the `pkg-config --cflags libdpdk` tokens that
+ * dpdk-sys gave bindgen, so struct layouts agree.
+ */
+#include <rte_config.h>
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+uint16_t shim_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
+                               struct rte_mbuf **rx_pkts, uint16_t nb_pkts)
+{
+	return rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts);
+}
+
+uint16_t shim_rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id,
+                               struct rte_mbuf **tx_pkts, uint16_t nb_pkts)
+{
+	return rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts);
+}
+
+struct rte_mbuf *shim_rte_pktmbuf_alloc(struct rte_mempool *mp)
+{
+	return rte_pktmbuf_alloc(mp);
+}
+
+int shim_rte_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs,
+                                unsigned int count)
+{
+	return rte_pktmbuf_alloc_bulk(mp, mbufs, count);
+}
+
+void shim_rte_pktmbuf_free(struct rte_mbuf *m)
+{
+	rte_pktmbuf_free(m);
+}
+
+void shim_rte_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int count)
+{
+	rte_pktmbuf_free_bulk(mbufs, count);
+}
+
+char *shim_rte_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len)
+{
+	return rte_pktmbuf_prepend(m, len);
+}
+
+char *shim_rte_pktmbuf_adj(struct rte_mbuf *m, uint16_t len)
+{
+	return rte_pktmbuf_adj(m, len);
+}
+
+char *shim_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len)
+{
+	return rte_pktmbuf_append(m, len);
+}
+
+int shim_rte_pktmbuf_trim(struct rte_mbuf *m, uint16_t len)
+{
+	return rte_pktmbuf_trim(m, len);
+}
+
+int shim_rte_pktmbuf_linearize(struct rte_mbuf *m)
+{
+	return rte_pktmbuf_linearize(m);
+}
+
+void *shim_rte_pktmbuf_mtod(struct rte_mbuf *m)
+{
+	return rte_pktmbuf_mtod(m, void *);
+}
+
+uint16_t shim_rte_pktmbuf_data_len(const struct rte_mbuf *m)
+{
+	return rte_pktmbuf_data_len(m);
+}
+
+uint32_t shim_rte_pktmbuf_pkt_len(const struct rte_mbuf *m)
+{
+	return rte_pktmbuf_pkt_len(m);
+}
+
+uint16_t shim_rte_pktmbuf_headroom(const struct rte_mbuf *m)
+{
+	return rte_pktmbuf_headroom(m);
+}
+
+uint16_t shim_rte_pktmbuf_tailroom(const struct rte_mbuf *m)
+{
+	return rte_pktmbuf_tailroom(m);
+}
+
+unsigned int shim_rte_lcore_id(void)
+{
+	return rte_lcore_id();
+}
+
+int shim_rte_errno(void)
+{
+	return rte_errno;
+}
+
+uint64_t shim_rte_rdtsc(void)
+{
+	return rte_rdtsc();
+}
+
+unsigned int shim_rte_mempool_in_use_count(const struct rte_mempool *mp)
+{
+	return rte_mempool_in_use_count(mp);
+}
+
+unsigned int shim_rte_mempool_avail_count(const struct rte_mempool *mp)
+{
+	return rte_mempool_avail_count(mp);
+}

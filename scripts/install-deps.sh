@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building, the demo and the tests need on Debian 12, idempotently:
+# only missing packages are installed, and apt's index is refreshed only then.
+set -euo pipefail
+
+PKGS=(
+  # build: bindgen needs libclang; pkg-config finds libdpdk
+  build-essential clang libclang-dev pkg-config
+  # DPDK 22.11 headers and libraries, dpdk-testpmd (the I/O floor) and the PMDs we drive
+  libdpdk-dev dpdk
+  librte-net-af-packet23 librte-net-tap23 librte-net-pcap23 librte-net-null23
+  librte-net-ring23 librte-net-vhost23 librte-net-virtio23
+  # test and demo peers: namespaces, veth, offload settings, TCP/UDP peers, capture decoding
+  iproute2 ethtool iputils-ping python3 procps tshark
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (or install by hand: ${PKGS[*]})" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  # dpkg-query prints "install ok installed" for a present package
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+echo "install-deps: all present"

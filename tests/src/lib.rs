@@ -1,0 +1,334 @@
+//! Fixtures for vswitch's system tests: network namespaces, veth pairs and a
+//! `vswitchd` process, each a guard that removes what it made when dropped, so a
+//! failing assertion still leaves the machine clean. Processes are ended by PID.
+//!
+//! The tests need root (namespaces, raw sockets, DPDK); without it they print why
+//! and pass without checking anything, so `make test` stays usable for a non-root
+//! developer. CI runs as root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// True when the tests can create namespaces and DPDK ports.
+pub fn is_root() -> bool {
+    // Read from /proc rather than calling geteuid, to keep this crate free of unsafe.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Returns from the test (passing) with a message when not root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("SKIP: this system test needs root (network namespaces, DPDK)");
+            return;
+        }
+    };
+}
+
+/// A short tag unique to this process and call, for interface and namespace names
+/// (Linux interface names have at most 15 characters).
+pub fn unique_tag() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("v{}{}", std::process::id() % 100_000, n)
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `ip ARGS...`.
+pub fn ip(args: &[&str]) -> Output {
+    run("ip", args)
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with loopback up and IPv6 off, so the kernel sends nothing
+    /// unprompted (no router solicitations or DAD) and the tests can count packets.
+    pub fn new(name: &str) -> Netns {
+        ip(&["netns", "add", name]);
+        let ns = Netns { name: name.into() };
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace; panics if it fails.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// Runs a command inside the namespace and returns its output, failed or not.
+    pub fn try_exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("cannot run ip")
+    }
+
+    /// Starts a command inside the namespace in the background.
+    pub fn spawn(&self, args: &[&str]) -> ChildGuard {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot spawn");
+        ChildGuard(Some(child))
+    }
+
+    /// A counter of an interface in this namespace (`/sys/class/net/IF/statistics/NAME`).
+    pub fn if_stat(&self, iface: &str, name: &str) -> u64 {
+        let out = self.exec(&["cat", &format!("/sys/class/net/{iface}/statistics/{name}")]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// A pod: a namespace whose `eth0` is one end of a veth pair; the other end stays in
+/// the root namespace for the switch. Removed on drop.
+pub struct VethPod {
+    /// The pod's namespace.
+    pub ns: Netns,
+    /// The host end's name (the switch's af_packet interface).
+    pub host_if: String,
+}
+
+impl VethPod {
+    /// Creates the pod with `mac` and `cidr` on its eth0, set up as DESIGN.md §6 says
+    /// af_packet needs: no tx checksum offload in the pod, no GRO on the host end.
+    pub fn new(tag: &str, i: u32, mac: &str, cidr: &str) -> VethPod {
+        let ns = Netns::new(&format!("{tag}p{i}"));
+        let host_if = format!("{tag}h{i}");
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        let pod = VethPod { ns, host_if };
+        run("sysctl", &["-qw", &format!("net.ipv6.conf.{}.disable_ipv6=1", pod.host_if)]);
+        pod.ns.exec(&["ip", "link", "set", "eth0", "address", mac]);
+        pod.ns.exec(&["ip", "addr", "add", cidr, "dev", "eth0"]);
+        pod.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
+        run("ethtool", &["-K", &pod.host_if, "gro", "off"]);
+        pod.ns.exec(&["ip", "link", "set", "eth0", "up"]);
+        ip(&["link", "set", &pod.host_if, "up"]);
+        pod
+    }
+}
+
+impl Drop for VethPod {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
+    }
+}
+
+/// A child process ended by PID (SIGTERM, then SIGKILL) on drop.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    /// Waits for the process to exit by itself within `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Output> {
+        let deadline = Instant::now() + timeout;
+        let child = self.0.as_mut()?;
+        loop {
+            if child.try_wait().ok()?.is_some() {
+                return self.0.take().and_then(|c| c.wait_with_output().ok());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The PID.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            terminate(&mut child);
+        }
+    }
+}
+
+fn terminate(child: &mut Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).output();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Path of a workspace binary built by cargo (`vswitchd`, `vswitch-bench`), next to
+/// the test executable's own target directory.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>-hash -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `/tmp/vswitch-test-<tag>`.
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("vswitch-test-{tag}"));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    /// A path inside.
+    pub fn join(&self, s: &str) -> PathBuf {
+        self.0.join(s)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `vswitchd`, stopped with SIGTERM by PID on drop.
+pub struct Vswitchd {
+    /// The process.
+    pub child: ChildGuard,
+    /// Its stats file.
+    pub stats_file: PathBuf,
+    log: PathBuf,
+}
+
+impl Vswitchd {
+    /// Writes `config` to `dir/vswitchd.toml` and starts vswitchd on it. The config
+    /// should set `dataplane.stats_file` to `dir/stats.json`; this waits until the
+    /// first stats file appears (the switch is forwarding).
+    pub fn start(dir: &TempDir, config: &str) -> Vswitchd {
+        let cfg = dir.join("vswitchd.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let log = dir.join("vswitchd.log");
+        let child = Command::new(workspace_bin("vswitchd"))
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .expect("spawn vswitchd");
+        let mut v = Vswitchd {
+            child: ChildGuard(Some(child)),
+            stats_file: dir.join("stats.json"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !v.stats_file.exists() {
+            if let Some(out) = v.child.wait_timeout(Duration::from_millis(50)) {
+                panic!("vswitchd exited early ({:?}):\n{}", out.status, v.log_text());
+            }
+            assert!(Instant::now() < deadline, "vswitchd did not start:\n{}", v.log_text());
+        }
+        v
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the switch with SIGTERM, checks it exited cleanly, and returns the final
+    /// counters it wrote.
+    pub fn stop(mut self) -> serde_json::Value {
+        let pid = self.child.pid().to_string();
+        run("kill", &["-TERM", &pid]);
+        let out = self
+            .child
+            .wait_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("vswitchd did not stop on SIGTERM:\n{}", self.log_text()));
+        assert!(out.status.success(), "vswitchd exit {:?}:\n{}", out.status, self.log_text());
+        read_json(&self.stats_file)
+    }
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}\n{text}", path.display()))
+}
+
+/// The counters of port `name` in a stats document.
+pub fn port_stats<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name} in {stats}"))
+}
+
+/// A counter as u64.
+pub fn counter(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no counter {key} in {v}"))
+}
+
+/// The repository root (for scripts such as `scripts/tcp_peer.py`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}

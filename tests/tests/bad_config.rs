@@ -1,0 +1,66 @@
+//! Every kind of bad configuration makes `vswitchd` exit non-zero with one clear line
+//! that names the problem, before it touches DPDK or the network.
+
+use std::process::Command;
+
+use system_tests::*;
+
+fn run_vswitchd(dir: &TempDir, name: &str, config: &str) -> (i32, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(workspace_bin("vswitchd"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn each_bad_config_has_its_own_clear_error() {
+    let dir = TempDir::new(&unique_tag());
+    let too_big_core = std::thread::available_parallelism().unwrap().get() + 5;
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("unknown_key", "[dataplane]\nworkerz = [1]\n".into(), "unknown field `workerz`"),
+        (
+            "bad_mac",
+            "[dataplane]\nworkers=[0]\n[[port]]\nname=\"a\"\nprofile=\"null\"\n[[l2]]\nmac=\"02:00:00:00:00:0g\"\nport=\"a\"\n".into(),
+            "invalid MAC address \"02:00:00:00:00:0g\"",
+        ),
+        (
+            "missing_iface",
+            "[dataplane]\nworkers=[0]\n[[port]]\nname=\"a\"\nprofile=\"af_packet\"\niface=\"nosuchif0\"\n".into(),
+            "nosuchif0",
+        ),
+        (
+            "core_out_of_range",
+            format!("[dataplane]\nworkers = [{too_big_core}]\n"),
+            "is out of range",
+        ),
+        (
+            "unknown_profile",
+            "[dataplane]\nworkers=[0]\n[[port]]\nname=\"a\"\nprofile=\"netmap\"\n".into(),
+            "unknown variant `netmap`",
+        ),
+        (
+            "missing_pcap",
+            "[dataplane]\nworkers=[0]\n[[port]]\nname=\"a\"\nprofile=\"pcap\"\nrx_pcap=\"/nonexistent/x.pcap\"\n".into(),
+            "/nonexistent/x.pcap",
+        ),
+        ("not_toml", "[[port\n".into(), "invalid"),
+    ];
+    for (name, config, want) in &cases {
+        let (code, stderr) = run_vswitchd(&dir, name, config);
+        assert_ne!(code, 0, "{name}: vswitchd accepted it");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{name}: want one line, got:\n{stderr}");
+        assert!(lines[0].contains(want), "{name}: {:?} does not contain {want:?}", lines[0]);
+    }
+    let out = Command::new(workspace_bin("vswitchd"))
+        .args(["--config", "/nonexistent/vswitchd.toml"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/vswitchd.toml"));
+}

@@ -1,0 +1,79 @@
+//! EAL command line from the `[eal]` section.
+
+use control::config::{ProfileConfig, VswitchConfig};
+
+/// The argument vector for `rte_eal_init`.
+///
+/// Only the main (control) thread is an EAL lcore (`-l main_core`): workers are
+/// ordinary threads that `vswitchd` pins itself and registers with
+/// `rte_thread_register`, so ports and workers can change without restarting EAL.
+pub fn eal_args(cfg: &VswitchConfig) -> Vec<String> {
+    let eal = &cfg.eal;
+    let mut args = vec![
+        "vswitchd".to_owned(),
+        "-l".to_owned(),
+        eal.main_core.to_string(),
+        "-m".to_owned(),
+        eal.memory_mb.to_string(),
+        format!("--log-level={}", eal.log_level),
+    ];
+    if !eal.hugepages {
+        args.push("--no-huge".into());
+    }
+    if eal.in_memory && eal.hugepages {
+        args.push("--in-memory".into());
+    } else if eal.in_memory {
+        // DPDK 22.11 refuses --in-memory with --no-huge (which implies legacy memory);
+        // --no-shconf with a per-process prefix gives the same isolation.
+        args.push("--no-shconf".into());
+        args.push(format!("--file-prefix=vswitchd{}", std::process::id()));
+    } else {
+        // A per-instance prefix keeps several switches apart while still letting
+        // secondary tools (dpdk-proc-info, dpdk-dumpcap) attach.
+        let prefix = eal
+            .file_prefix
+            .clone()
+            .unwrap_or_else(|| format!("vswitchd{}", std::process::id()));
+        args.push(format!("--file-prefix={prefix}"));
+    }
+    // Scanning PCI is slow and pointless without a PCI port; mlx5 needs it.
+    let wants_pci = cfg
+        .ports
+        .iter()
+        .any(|p| matches!(p.profile, ProfileConfig::Mlx5 { .. }));
+    if !wants_pci {
+        args.push("--no-pci".into());
+    }
+    args.extend(eal.extra_args.iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_huge_in_memory_means_no_shconf() {
+        let cfg = VswitchConfig::parse(
+            "[eal]\nmemory_mb = 256\nin_memory = true\n[dataplane]\nworkers=[1]\n",
+            2,
+        )
+        .unwrap();
+        let a = eal_args(&cfg);
+        for want in ["-l", "0", "-m", "256", "--no-huge", "--no-shconf", "--no-pci"] {
+            assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
+        }
+    }
+
+    #[test]
+    fn hugepages_with_prefix() {
+        let cfg = VswitchConfig::parse(
+            "[eal]\nhugepages = true\nfile_prefix = \"sw1\"\n[dataplane]\nworkers=[1]\n",
+            2,
+        )
+        .unwrap();
+        let a = eal_args(&cfg);
+        assert!(!a.contains(&"--no-huge".to_owned()));
+        assert!(a.contains(&"--file-prefix=sw1".to_owned()));
+    }
+}

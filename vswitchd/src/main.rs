@@ -1,0 +1,66 @@
+//! `vswitchd`: the vswitch daemon.
+//!
+//! Start-up is ordered so that every configuration mistake is found before anything
+//! changes on the machine: parse and validate the file, check every port's
+//! prerequisites (interface present, PMD installed, files readable), compile the
+//! first pipeline snapshot — and only then initialise DPDK, create ports and start
+//! the pinned workers. Shutdown (SIGINT/SIGTERM) runs the other way round: workers
+//! stop and drop their queues, then ports stop and close.
+#![forbid(unsafe_code)]
+
+mod eal_args;
+mod profiles;
+mod stats_file;
+mod switch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The vswitch daemon: DPDK ports and pinned poll-mode workers.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML); see deploy/vswitchd.toml.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Validate the configuration and the ports' prerequisites, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match switch::prepare(&cli.config) {
+        Err(e) => {
+            // One line, no log decoration: this is what an operator sees first.
+            eprintln!("vswitchd: {e:#}");
+            ExitCode::from(2)
+        }
+        Ok(_) if cli.check => {
+            println!("vswitchd: {} is valid", cli.config.display());
+            ExitCode::SUCCESS
+        }
+        Ok(prepared) => {
+            init_logging();
+            match switch::run(prepared) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("vswitchd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,62 @@
+//! From the configuration's port profiles to `pmd-shims`' profiles.
+
+use control::config::{PortConfig, ProfileConfig};
+use pmd_shims::profile::PortProfile;
+
+/// The DPDK profile of `port`. `workers` is the number of workers: af_packet spreads
+/// received frames over its queue pairs (PACKET_FANOUT), so it gets one pair per
+/// worker and every pair is polled.
+pub fn port_profile(port: &PortConfig, workers: u16) -> PortProfile {
+    match &port.profile {
+        ProfileConfig::AfPacket { iface } => PortProfile::AfPacket {
+            iface: iface.clone(),
+            qpairs: workers.max(1),
+        },
+        ProfileConfig::Tap { iface, mac } => PortProfile::Tap {
+            iface: iface.clone(),
+            mac: mac.clone(),
+        },
+        ProfileConfig::Pcap {
+            rx_pcap,
+            tx_pcap,
+            rx_iface,
+            tx_iface,
+            infinite_rx,
+        } => PortProfile::Pcap {
+            rx_pcap: rx_pcap.clone(),
+            tx_pcap: tx_pcap.clone(),
+            rx_iface: rx_iface.clone(),
+            tx_iface: tx_iface.clone(),
+            infinite_rx: *infinite_rx,
+        },
+        ProfileConfig::Null { no_rx, size } => PortProfile::Null {
+            no_rx: *no_rx,
+            size: *size,
+        },
+        ProfileConfig::Ring {} => PortProfile::Ring {},
+        ProfileConfig::VhostUser {
+            path,
+            client,
+            queues,
+        } => PortProfile::VhostUser {
+            path: path.clone(),
+            client: *client,
+            queues: *queues,
+        },
+        ProfileConfig::VirtioUser {
+            path,
+            server,
+            queues,
+            mac,
+        } => PortProfile::VirtioUser {
+            path: path.clone(),
+            server: *server,
+            queues: *queues,
+            mac: mac.clone(),
+        },
+        ProfileConfig::Mlx5 { pci, representors } => PortProfile::Mlx5 {
+            pci: pci.clone(),
+            representors: representors.clone(),
+        },
+    }
+}
