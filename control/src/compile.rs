@@ -78,6 +78,9 @@ port = "b"
         assert_eq!(p.flood_ports(PortIdx(0)), &[PortIdx(1)]);
         let mut frame = [0u8; 60];
         frame[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        assert!(matches!(p.classify(PortIdx(0), &frame), L2Verdict::Output(PortIdx(1))));
+        assert!(matches!(
+            p.classify(PortIdx(0), &frame),
+            L2Verdict::Output(PortIdx(1))
+        ));
     }
 }

@@ -446,7 +446,10 @@ impl VswitchConfig {
                 reason: "at most 512 and at most half of dataplane.mbufs".into(),
             });
         }
-        for (field, v) in [("dataplane.rx_desc", dp.rx_desc), ("dataplane.tx_desc", dp.tx_desc)] {
+        for (field, v) in [
+            ("dataplane.rx_desc", dp.rx_desc),
+            ("dataplane.tx_desc", dp.tx_desc),
+        ] {
             if !(64..=4096).contains(&v) {
                 return Err(ConfigError::OutOfRange {
                     field: field.into(),
@@ -483,10 +486,11 @@ impl VswitchConfig {
                 _ => None,
             };
             if let Some(mac) = mac {
-                mac.parse::<MacAddr>().map_err(|source| ConfigError::BadMac {
-                    field: format!("port {:?}: mac", p.name),
-                    source,
-                })?;
+                mac.parse::<MacAddr>()
+                    .map_err(|source| ConfigError::BadMac {
+                        field: format!("port {:?}: mac", p.name),
+                        source,
+                    })?;
             }
         }
         let mut patched = BTreeSet::new();
@@ -693,7 +697,10 @@ port = "pod1"
         ];
         for (text, want) in cases {
             let got = err(text);
-            assert!(got.contains(want), "input {text:?}\n  got  {got:?}\n  want {want:?}");
+            assert!(
+                got.contains(want),
+                "input {text:?}\n  got  {got:?}\n  want {want:?}"
+            );
             assert!(!got.contains('\n'), "error must be one line: {got:?}");
         }
     }

@@ -118,7 +118,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -141,7 +143,13 @@ impl VethPod {
             "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
         ]);
         let pod = VethPod { ns, host_if };
-        run("sysctl", &["-qw", &format!("net.ipv6.conf.{}.disable_ipv6=1", pod.host_if)]);
+        run(
+            "sysctl",
+            &[
+                "-qw",
+                &format!("net.ipv6.conf.{}.disable_ipv6=1", pod.host_if),
+            ],
+        );
         pod.ns.exec(&["ip", "link", "set", "eth0", "address", mac]);
         pod.ns.exec(&["ip", "addr", "add", cidr, "dev", "eth0"]);
         pod.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
@@ -154,7 +162,9 @@ impl VethPod {
 
 impl Drop for VethPod {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
     }
 }
 
@@ -280,9 +290,17 @@ impl Vswitchd {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !v.stats_file.exists() {
             if let Some(out) = v.child.wait_timeout(Duration::from_millis(50)) {
-                panic!("vswitchd exited early ({:?}):\n{}", out.status, v.log_text());
+                panic!(
+                    "vswitchd exited early ({:?}):\n{}",
+                    out.status,
+                    v.log_text()
+                );
             }
-            assert!(Instant::now() < deadline, "vswitchd did not start:\n{}", v.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "vswitchd did not start:\n{}",
+                v.log_text()
+            );
         }
         v
     }
@@ -301,15 +319,20 @@ impl Vswitchd {
             .child
             .wait_timeout(Duration::from_secs(20))
             .unwrap_or_else(|| panic!("vswitchd did not stop on SIGTERM:\n{}", self.log_text()));
-        assert!(out.status.success(), "vswitchd exit {:?}:\n{}", out.status, self.log_text());
+        assert!(
+            out.status.success(),
+            "vswitchd exit {:?}:\n{}",
+            out.status,
+            self.log_text()
+        );
         read_json(&self.stats_file)
     }
 }
 
 /// Reads a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}\n{text}", path.display()))
 }
 
@@ -325,10 +348,15 @@ pub fn port_stats<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_jso
 
 /// A counter as u64.
 pub fn counter(v: &serde_json::Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no counter {key} in {v}"))
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {key} in {v}"))
 }
 
 /// The repository root (for scripts such as `scripts/tcp_peer.py`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

@@ -14,7 +14,10 @@ fn run_vswitchd(dir: &TempDir, name: &str, config: &str) -> (i32, String) {
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -55,7 +58,11 @@ fn each_bad_config_has_its_own_clear_error() {
         assert_ne!(code, 0, "{name}: vswitchd accepted it");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{name}: want one line, got:\n{stderr}");
-        assert!(lines[0].contains(want), "{name}: {:?} does not contain {want:?}", lines[0]);
+        assert!(
+            lines[0].contains(want),
+            "{name}: {:?} does not contain {want:?}",
+            lines[0]
+        );
     }
     let out = Command::new(workspace_bin("vswitchd"))
         .args(["--config", "/nonexistent/vswitchd.toml"])

@@ -40,7 +40,9 @@ port = "pod2"
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Waits until two stats files in a row agree: no packet is in flight.
@@ -58,7 +60,9 @@ fn quiet_stats(v: &Vswitchd) -> serde_json::Value {
 }
 
 fn ping(from: &PodEnd, to_ip: &str) {
-    let out = from.ns.try_exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", to_ip]);
+    let out = from
+        .ns
+        .try_exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", to_ip]);
     assert!(
         out.status.success(),
         "ping {to_ip} from {} failed:\n{}{}",
@@ -99,9 +103,19 @@ fn tcp_transfer(dir: &TempDir, from: &PodEnd, to: &PodEnd, to_ip: &str, bytes: u
         "--out",
         sent.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "TCP sender failed: {}", String::from_utf8_lossy(&out.stderr));
-    let srv = server.wait_timeout(Duration::from_secs(30)).expect("TCP server did not finish");
-    assert!(srv.status.success(), "TCP server failed: {}", String::from_utf8_lossy(&srv.stderr));
+    assert!(
+        out.status.success(),
+        "TCP sender failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let srv = server
+        .wait_timeout(Duration::from_secs(30))
+        .expect("TCP server did not finish");
+    assert!(
+        srv.status.success(),
+        "TCP server failed: {}",
+        String::from_utf8_lossy(&srv.stderr)
+    );
     let sent = std::fs::read_to_string(sent).unwrap();
     let recv = std::fs::read_to_string(recv).unwrap();
     assert!(sent.starts_with(&format!("{bytes} ")), "{sent}");
@@ -133,8 +147,16 @@ fn assert_counters_agree(before: &Counts, after: &Counts) {
         let pod_sent = after.pod_tx[i] - before.pod_tx[i];
         let pod_got = after.pod_rx[i] - before.pod_rx[i];
         assert!(pod_sent > 7000, "pod{} sent only {pod_sent} packets", i + 1);
-        assert_eq!(d("rx_packets"), pod_sent, "switch rx on {port} vs the pod's tx");
-        assert_eq!(d("tx_packets"), pod_got, "switch tx on {port} vs the pod's rx");
+        assert_eq!(
+            d("rx_packets"),
+            pod_sent,
+            "switch rx on {port} vs the pod's tx"
+        );
+        assert_eq!(
+            d("tx_packets"),
+            pod_got,
+            "switch tx on {port} vs the pod's rx"
+        );
     }
     let drops: u64 = after.sw["drops"]
         .as_object()
@@ -172,11 +194,15 @@ fn af_packet_pods_ping_and_tcp() {
     );
     let v = Vswitchd::start(&dir, &pods_config(&dir, &ports));
     let p1 = PodEnd {
-        ns: Netns { name: pod1.ns.name.clone() },
+        ns: Netns {
+            name: pod1.ns.name.clone(),
+        },
         iface: "eth0".into(),
     };
     let p2 = PodEnd {
-        ns: Netns { name: pod2.ns.name.clone() },
+        ns: Netns {
+            name: pod2.ns.name.clone(),
+        },
         iface: "eth0".into(),
     };
     exercise(&dir, &v, &p1, &p2);
@@ -205,11 +231,25 @@ fn tap_pods_ping_and_tcp() {
         // The PMD made the tap in the root namespace; the pod takes it over and sets
         // the pod's own address (the PMD's `mac` is the switch side's).
         ip(&["link", "set", tap, "netns", &ns.name]);
-        ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{tap}.disable_ipv6=1")]);
+        ns.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{tap}.disable_ipv6=1"),
+        ]);
         ns.exec(&["ip", "link", "set", tap, "address", mac]);
-        ns.exec(&["ip", "addr", "add", &format!("10.78.0.{}/24", i + 1), "dev", tap]);
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.78.0.{}/24", i + 1),
+            "dev",
+            tap,
+        ]);
         ns.exec(&["ip", "link", "set", tap, "up"]);
-        pods.push(PodEnd { ns, iface: tap.clone() });
+        pods.push(PodEnd {
+            ns,
+            iface: tap.clone(),
+        });
     }
     exercise(&dir, &v, &pods[0], &pods[1]);
     v.stop();

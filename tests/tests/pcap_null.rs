@@ -42,14 +42,23 @@ profile = "null"
 from = "replay"
 to = "sink"
 "#,
-        core = if std::thread::available_parallelism().unwrap().get() > 1 { 1 } else { 0 },
+        core = if std::thread::available_parallelism().unwrap().get() > 1 {
+            1
+        } else {
+            0
+        },
         stats = dir.join("stats.json").display(),
         pcap = pcap.display(),
     )
 }
 
 fn drops_total(stats: &serde_json::Value) -> u64 {
-    stats["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum()
+    stats["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
 }
 
 #[test]
@@ -69,7 +78,11 @@ fn infinite_replay_counters_add_up() {
     // DPDK's own port counters tell the same story.
     assert_eq!(counter(&replay["dpdk"], "ipackets"), rx);
     assert_eq!(counter(&sink["dpdk"], "opackets"), tx);
-    assert_eq!(counter(replay, "rx_bytes"), rx * 60, "64 B frames are 60 B without FCS");
+    assert_eq!(
+        counter(replay, "rx_bytes"),
+        rx * 60,
+        "64 B frames are 60 B without FCS"
+    );
 }
 
 #[test]

@@ -2,6 +2,31 @@
 
 use control::config::{ProfileConfig, VswitchConfig};
 
+/// The `--file-prefix` used when the configuration asks for no shared files.
+fn private_prefix() -> String {
+    format!("vswitchd{}", std::process::id())
+}
+
+/// The runtime directory EAL creates even under `--no-shconf` when `cfg` asked for
+/// no shared files; `vswitchd` removes it at exit so no run leaves one behind.
+pub fn private_runtime_dir(cfg: &VswitchConfig) -> Option<std::path::PathBuf> {
+    if !cfg.eal.in_memory || cfg.eal.hugepages {
+        return None;
+    }
+    // EAL's rule: /var/run/dpdk for root, $XDG_RUNTIME_DIR/dpdk (or /tmp/dpdk) otherwise.
+    let base = if std::env::var("USER").ok().as_deref() == Some("root")
+        || std::path::Path::new("/var/run/dpdk").exists()
+    {
+        std::path::PathBuf::from("/var/run/dpdk")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "/tmp".into())
+            .join("dpdk")
+    };
+    Some(base.join(private_prefix()))
+}
+
 /// The argument vector for `rte_eal_init`.
 ///
 /// Only the main (control) thread is an EAL lcore (`-l main_core`): workers are
@@ -26,7 +51,7 @@ pub fn eal_args(cfg: &VswitchConfig) -> Vec<String> {
         // DPDK 22.11 refuses --in-memory with --no-huge (which implies legacy memory);
         // --no-shconf with a per-process prefix gives the same isolation.
         args.push("--no-shconf".into());
-        args.push(format!("--file-prefix=vswitchd{}", std::process::id()));
+        args.push(format!("--file-prefix={}", private_prefix()));
     } else {
         // A per-instance prefix keeps several switches apart while still letting
         // secondary tools (dpdk-proc-info, dpdk-dumpcap) attach.
@@ -60,7 +85,15 @@ mod tests {
         )
         .unwrap();
         let a = eal_args(&cfg);
-        for want in ["-l", "0", "-m", "256", "--no-huge", "--no-shconf", "--no-pci"] {
+        for want in [
+            "-l",
+            "0",
+            "-m",
+            "256",
+            "--no-huge",
+            "--no-shconf",
+            "--no-pci",
+        ] {
             assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
         }
     }

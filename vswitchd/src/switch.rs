@@ -13,11 +13,10 @@ use dataplane::{
     WorkerStatsShared,
 };
 use pmd_shims::profile::PortProfile;
-use pmd_shims::{Eal, Mempool, MbufAlloc, Port, PortConfig, PortRxQueue, PortTxQueue};
+use pmd_shims::{Eal, MbufAlloc, Mempool, Port, PortConfig, PortRxQueue, PortTxQueue};
 use tracing::{info, warn};
 
 use crate::stats_file::{self, DpdkDoc, PortDoc, StatsDoc};
-
 
 /// A configuration that passed every check that can run before DPDK starts.
 pub struct Prepared {
@@ -34,8 +33,7 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read config {}: {e}", path.display()))?;
     let cores = core_affinity::get_core_ids().map_or(1, |ids| ids.len());
-    let cfg = VswitchConfig::parse(&text, cores)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let cfg = VswitchConfig::parse(&text, cores).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let workers = cfg.dataplane.workers.len() as u16;
     let mut profiles = Vec::with_capacity(cfg.ports.len());
     for p in &cfg.ports {
@@ -45,8 +43,8 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
             .map_err(|e| anyhow!("{}: port {:?}: {e}", path.display(), p.name))?;
         profiles.push(profile);
     }
-    let pipeline = control::compile::l2_pipeline(&cfg, 1)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let pipeline =
+        control::compile::l2_pipeline(&cfg, 1).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok(Prepared {
         cfg,
         profiles,
@@ -87,6 +85,8 @@ pub fn run(prep: Prepared) -> Result<()> {
 
     let args = crate::eal_args::eal_args(&cfg);
     info!(?args, "initialising DPDK EAL");
+    let runtime_dir = crate::eal_args::private_runtime_dir(&cfg);
+    let _runtime_dir_guard = RemoveOnDrop(runtime_dir);
     let eal = Eal::init(&args).context("EAL initialisation")?;
     info!(version = %pmd_shims::dpdk_version(), "EAL ready");
 
@@ -237,6 +237,17 @@ pub fn run(prep: Prepared) -> Result<()> {
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Removes EAL's private runtime directory when `run` returns, however it returns.
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
