@@ -21,6 +21,8 @@ demo: release
 # Every test this machine can run: unit, EAL (each in its own process), system tests
 # in network namespaces (they need root and skip with a message otherwise).
 test: deps
+	# System tests run the daemons; test harnesses do not build other packages' binaries.
+	$(CARGO) build --workspace --bins
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else

@@ -26,11 +26,14 @@ pub enum DropReason {
     TxFull = 5,
     /// No buffer could be allocated for a copy of a flooded packet.
     FloodAllocFailed = 6,
+    /// The port received a frame larger than one buffer and it could not be made
+    /// contiguous (a jumbo frame on a port whose buffers are too small).
+    RxOversize = 7,
 }
 
 impl DropReason {
     /// How many reasons there are: the length of every per-reason counter array.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     /// Every reason, in discriminant order (`ALL[r.index()] == r`).
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -41,6 +44,7 @@ impl DropReason {
         DropReason::NoTxQueue,
         DropReason::TxFull,
         DropReason::FloodAllocFailed,
+        DropReason::RxOversize,
     ];
 
     /// The index of this reason in per-reason counter arrays.
@@ -59,6 +63,7 @@ impl DropReason {
             DropReason::NoTxQueue => "no_tx_queue",
             DropReason::TxFull => "tx_full",
             DropReason::FloodAllocFailed => "flood_alloc_failed",
+            DropReason::RxOversize => "rx_oversize",
         }
     }
 }

@@ -540,7 +540,8 @@ impl PortRxQueue {
         self.queue_id
     }
 
-    /// Received multi-segment packets that did not fit one mbuf and were dropped.
+    /// Received multi-segment packets that did not fit one mbuf and were dropped,
+    /// not yet collected by [`RxQueue::take_rx_dropped`].
     pub fn dropped_chained(&self) -> u64 {
         self.dropped_chained
     }
@@ -578,6 +579,10 @@ impl RxQueue for PortRxQueue {
             pushed += 1;
         }
         pushed
+    }
+
+    fn take_rx_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_chained)
     }
 }
 
