@@ -3,9 +3,18 @@
 //! Ports get dense indices in file order (the same order `vswitchd` creates them in),
 //! and each distinct group name becomes a flooding domain. The dataplane builder
 //! re-checks what it needs, so a snapshot is valid whoever built it.
+//!
+//! Ports that belong to the overlay ([`VswitchConfig::overlay_ports`]: the underlay
+//! uplink and every port with an `[[endpoint]]`) are forwarded by the overlay, not by
+//! L2 switching: the L2 pipeline puts each of them in a flooding group of its own,
+//! whatever its `group` key says, so it neither receives floods from other ports nor
+//! floods to them (validation already refuses patches and MAC entries on them).
 
 use std::collections::HashMap;
 
+use dataplane::overlay::{
+    LocalEndpointSpec, OverlayBuilder, OverlayConfigError, OverlaySnapshot, UnderlaySpec,
+};
 use dataplane::{GroupId, L2ConfigError, L2Pipeline, L2PipelineBuilder, PortIdx};
 
 use crate::config::VswitchConfig;
@@ -17,22 +26,86 @@ use crate::config::VswitchConfig;
 pub fn l2_pipeline(cfg: &VswitchConfig, generation: u64) -> Result<L2Pipeline, L2ConfigError> {
     let mut b = L2PipelineBuilder::new(generation);
     let mut groups: HashMap<&str, GroupId> = HashMap::new();
-    let mut index: HashMap<&str, PortIdx> = HashMap::new();
+    let overlay = cfg.overlay_ports();
+    // Group ids are handed out in order, named groups and isolated overlay ports
+    // alike, so they never collide.
+    let mut next = 0u16;
+    let mut fresh = || {
+        let g = GroupId(next);
+        next += 1;
+        g
+    };
     for (i, p) in cfg.ports.iter().enumerate() {
-        let next = GroupId(groups.len() as u16);
-        let group = *groups.entry(p.group.as_str()).or_insert(next);
-        let idx = PortIdx(i as u16);
-        index.insert(p.name.as_str(), idx);
-        b.port(idx, p.name.clone(), group);
+        let group = if overlay.contains(p.name.as_str()) {
+            fresh()
+        } else {
+            *groups.entry(p.group.as_str()).or_insert_with(&mut fresh)
+        };
+        b.port(PortIdx(i as u16), p.name.clone(), group);
     }
-    // Validation already proved every name resolves; a miss here is a bug upstream,
-    // so fall back to an index the builder will reject rather than panic.
-    let lookup = |n: &str| index.get(n).copied().unwrap_or(PortIdx(u16::MAX));
+    let lookup = port_lookup(cfg);
     for patch in &cfg.patches {
         b.patch(lookup(&patch.from), lookup(&patch.to));
     }
     for e in &cfg.l2 {
         b.mac(e.mac, lookup(&e.port));
+    }
+    b.build()
+}
+
+/// Resolves port names to their index in file order. Validation already proved
+/// every name resolves; a miss here is a bug upstream, so it falls back to an index
+/// the dataplane builders reject rather than panic.
+fn port_lookup(cfg: &VswitchConfig) -> impl Fn(&str) -> PortIdx + '_ {
+    let index: HashMap<&str, PortIdx> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), PortIdx(i as u16)))
+        .collect();
+    move |n| index.get(n).copied().unwrap_or(PortIdx(u16::MAX))
+}
+
+/// Compiles the virtual networks of `cfg` (`[underlay]`, `[[network]]`,
+/// `[[endpoint]]`, `[[remote_endpoint]]`, `[[route]]`) as overlay snapshot
+/// `generation`. Without any of those sections it is an empty snapshot.
+///
+/// # Errors
+/// What the dataplane's [`OverlayBuilder`] refuses. A config that passed
+/// [`VswitchConfig::parse`] has already been through the builder once, so this only
+/// fails for a config built or changed by hand.
+pub fn overlay(
+    cfg: &VswitchConfig,
+    generation: u64,
+) -> Result<OverlaySnapshot, OverlayConfigError> {
+    let lookup = port_lookup(cfg);
+    let mut b = OverlayBuilder::new(generation);
+    if let Some(u) = &cfg.underlay {
+        b.underlay(UnderlaySpec {
+            uplink: lookup(&u.uplink),
+            local_vtep_ip: u.local_vtep_ip,
+            local_mac: u.local_mac,
+            mtu: u.mtu,
+            on_link: u.on_link,
+            gateway: u.gateway,
+        });
+    }
+    for n in &cfg.networks {
+        b.network(n.clone());
+    }
+    for e in &cfg.endpoints {
+        b.local_endpoint(LocalEndpointSpec {
+            network: e.network.clone(),
+            mac: e.mac,
+            ips: e.ips.clone(),
+            port: lookup(&e.port),
+        });
+    }
+    for e in &cfg.remote_endpoints {
+        b.remote_endpoint(e.clone());
+    }
+    for r in &cfg.routes {
+        b.route(r.clone());
     }
     b.build()
 }
@@ -82,5 +155,127 @@ port = "b"
             p.classify(PortIdx(0), &frame),
             L2Verdict::Output(PortIdx(1))
         ));
+    }
+
+    const OVERLAY: &str = r#"
+[[port]]
+name = "a"
+profile = "null"
+[[port]]
+name = "uplink"
+profile = "null"
+[[port]]
+name = "pod1"
+profile = "null"
+[[port]]
+name = "b"
+profile = "null"
+[[port]]
+name = "pod2"
+profile = "null"
+group = "other"
+[[port]]
+name = "c"
+profile = "null"
+group = "other"
+[underlay]
+uplink = "uplink"
+local_vtep_ip = "192.0.2.1"
+local_mac = "02:00:00:00:ff:01"
+on_link = "192.0.2.0/24"
+[[network]]
+name = "blue"
+vni = 100
+subnets = ["10.1.0.0/24"]
+gateway_ips = ["10.1.0.1"]
+gateway_mac = "02:00:00:00:aa:01"
+vteps = ["192.0.2.2"]
+[[endpoint]]
+network = "blue"
+mac = "02:00:00:00:01:01"
+ips = ["10.1.0.2"]
+port = "pod1"
+[[endpoint]]
+network = "blue"
+mac = "02:00:00:00:01:02"
+ips = ["10.1.0.4"]
+port = "pod2"
+[[remote_endpoint]]
+network = "blue"
+mac = "02:00:00:00:02:01"
+ips = ["10.1.0.3"]
+vtep = "192.0.2.2"
+[[route]]
+prefix = "0.0.0.0/0"
+next_hop = { network = "blue", ip = "10.1.0.3" }
+"#;
+
+    #[test]
+    fn compiles_the_overlay_with_ports_in_file_order() {
+        use dataplane::overlay::{L2Dest, RouteResult};
+        let cfg = VswitchConfig::parse(OVERLAY, 2).unwrap();
+        let s = overlay(&cfg, 9).unwrap();
+        assert_eq!(s.generation(), 9);
+        assert_eq!(s.underlay().unwrap().uplink, PortIdx(1));
+        let blue = s.network_by_vni(100).unwrap();
+        assert_eq!(s.network_by_name("blue"), Some(blue));
+        assert_eq!(s.network_of_port(PortIdx(2)), Some(blue));
+        assert_eq!(s.network_of_port(PortIdx(4)), Some(blue));
+        assert_eq!(s.network_of_port(PortIdx(0)), None);
+        assert_eq!(
+            s.network(blue).unwrap().local_ports.as_ref(),
+            &[PortIdx(2), PortIdx(4)]
+        );
+        let mac = |b: u8| dataplane::MacAddr([2, 0, 0, 0, 1, b]);
+        assert_eq!(s.l2_lookup(blue, mac(1)), Some(L2Dest::Local(PortIdx(2))));
+        assert!(matches!(
+            s.l2_lookup(blue, dataplane::MacAddr([2, 0, 0, 0, 2, 1])),
+            Some(L2Dest::Remote(_))
+        ));
+        let vrf = s.vrf_by_name("default").unwrap();
+        assert!(matches!(
+            s.route(vrf, "8.8.8.8".parse().unwrap()),
+            Some(RouteResult::NextHop { network, .. }) if network == blue
+        ));
+        assert_eq!(s.endpoint_count(), 3);
+    }
+
+    #[test]
+    fn no_overlay_sections_compile_to_an_empty_snapshot() {
+        let cfg = VswitchConfig::parse("[[port]]\nname = \"a\"\nprofile = \"null\"\n", 2).unwrap();
+        let s = overlay(&cfg, 3).unwrap();
+        assert_eq!((s.generation(), s.network_count()), (3, 0));
+        assert!(s.underlay().is_none());
+    }
+
+    #[test]
+    fn overlay_ports_are_isolated_from_l2_flooding() {
+        let cfg = VswitchConfig::parse(OVERLAY, 2).unwrap();
+        let p = l2_pipeline(&cfg, 1).unwrap();
+        let (a, uplink, pod1, b, pod2, c) = (
+            PortIdx(0),
+            PortIdx(1),
+            PortIdx(2),
+            PortIdx(3),
+            PortIdx(4),
+            PortIdx(5),
+        );
+        // "a" and "b" share the default group; the overlay ports left it.
+        assert_eq!(p.flood_ports(a), &[b]);
+        assert_eq!(p.flood_ports(b), &[a]);
+        // pod2 asked for group "other" but is an endpoint port: "c" floods alone.
+        assert_eq!(p.flood_ports(c), &[] as &[PortIdx]);
+        for port in [uplink, pod1, pod2] {
+            assert_eq!(p.flood_ports(port), &[] as &[PortIdx]);
+            for other in [a, uplink, pod1, b, pod2, c] {
+                if other != port {
+                    assert_ne!(p.port_group(port), p.port_group(other));
+                }
+            }
+        }
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&[0xff; 6]);
+        assert!(matches!(p.classify(a, &frame), L2Verdict::Flood));
+        assert!(matches!(p.classify(pod1, &frame), L2Verdict::Drop(_)));
     }
 }

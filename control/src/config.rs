@@ -11,7 +11,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use dataplane::MacAddr;
+use dataplane::overlay::{NetworkSpec, OverlayConfigError, RemoteEndpointSpec, RouteSpec};
+use dataplane::{MacAddr, MAX_PORTS};
+
+mod overlay;
+
+pub use overlay::{EndpointConfig, UnderlayConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +31,16 @@ pub struct VswitchConfig {
     pub patches: Vec<PatchConfig>,
     /// Static MAC table.
     pub l2: Vec<L2Entry>,
+    /// `[underlay]`: the uplink and local VTEP of the virtual networks.
+    pub underlay: Option<UnderlayConfig>,
+    /// `[[network]]`: virtual networks, in file order.
+    pub networks: Vec<NetworkSpec>,
+    /// `[[endpoint]]`: workloads behind local ports.
+    pub endpoints: Vec<EndpointConfig>,
+    /// `[[remote_endpoint]]`: workloads behind other nodes' VTEPs.
+    pub remote_endpoints: Vec<RemoteEndpointSpec>,
+    /// `[[route]]`: static routes in tenants' VRFs.
+    pub routes: Vec<RouteSpec>,
 }
 
 /// DPDK Environment Abstraction Layer settings.
@@ -291,6 +306,88 @@ pub enum ConfigError {
         /// What is allowed.
         reason: String,
     },
+    /// An IP address or prefix that does not parse.
+    #[error("{field}: invalid {kind} {value:?}")]
+    BadAddress {
+        /// The item and key holding it.
+        field: String,
+        /// `IP address` or `prefix (address/length)`.
+        kind: &'static str,
+        /// The text given.
+        value: String,
+    },
+    /// A VNI that does not fit 24 bits.
+    #[error("network {network:?}: vni {vni} is out of range (0-16777215)")]
+    VniOutOfRange {
+        /// The network.
+        network: String,
+        /// The VNI given.
+        vni: i64,
+    },
+    /// An encapsulation other than `vxlan` and `geneve`.
+    #[error("network {network:?}: encap {encap:?} is not one of \"vxlan\", \"geneve\"")]
+    UnknownEncap {
+        /// The network.
+        network: String,
+        /// The encapsulation given.
+        encap: String,
+    },
+    /// A route with neither or both of `next_hop` and `blackhole = true`.
+    #[error("{route}: give exactly one of `next_hop = {{ network, ip }}` and `blackhole = true`")]
+    RouteTarget {
+        /// The route, `route #0 (0.0.0.0/0)`.
+        route: String,
+    },
+    /// An overlay item names a port that is not defined.
+    #[error("{field} {name:?} is not a [[port]]")]
+    NotAPort {
+        /// The item and key holding the reference.
+        field: String,
+        /// The missing name.
+        name: String,
+    },
+    /// An endpoint behind the underlay uplink.
+    #[error("{endpoint}: port {port:?} is the underlay uplink")]
+    EndpointOnUplink {
+        /// The endpoint, `endpoint #2 (network "blue")`.
+        endpoint: String,
+        /// The port.
+        port: String,
+    },
+    /// Endpoints of two networks behind one port.
+    #[error("{endpoint}: port {port:?} already carries endpoints of network {first:?}")]
+    PortInTwoNetworks {
+        /// The endpoint, `endpoint #2 (network "blue")`.
+        endpoint: String,
+        /// The port.
+        port: String,
+        /// The network seen first on it.
+        first: String,
+    },
+    /// A patch or MAC entry on a port that belongs to the overlay.
+    #[error(
+        "{field}: port {port:?} belongs to the overlay (underlay uplink or endpoint port), \
+         which the L2 switch does not forward"
+    )]
+    OverlayPort {
+        /// The key holding the reference.
+        field: String,
+        /// The port.
+        port: String,
+    },
+    /// The overlay as a whole is inconsistent (the dataplane builder's verdict,
+    /// naming the network, endpoint, route or underlay concerned).
+    #[error("{}", one_line(&.0.to_string()))]
+    Overlay(OverlayConfigError),
+}
+
+/// `text` with any line breaks turned into spaces: every error is one line.
+fn one_line(text: &str) -> String {
+    text.split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Deserialize)]
@@ -306,6 +403,15 @@ struct RawFile {
     patch: Vec<PatchConfig>,
     #[serde(default)]
     l2: Vec<RawL2>,
+    underlay: Option<toml::Table>,
+    #[serde(default)]
+    network: Vec<toml::Table>,
+    #[serde(default)]
+    endpoint: Vec<toml::Table>,
+    #[serde(default)]
+    remote_endpoint: Vec<toml::Table>,
+    #[serde(default)]
+    route: Vec<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -387,18 +493,34 @@ impl VswitchConfig {
             })?;
             l2.push(L2Entry { mac, port: e.port });
         }
+        let overlay = overlay::RawSections {
+            underlay: raw.underlay,
+            network: raw.network,
+            endpoint: raw.endpoint,
+            remote_endpoint: raw.remote_endpoint,
+            route: raw.route,
+        }
+        .parse()?;
         let cfg = VswitchConfig {
             eal: raw.eal,
             dataplane: raw.dataplane,
             ports,
             patches: raw.patch,
             l2,
+            underlay: overlay.underlay,
+            networks: overlay.networks,
+            endpoints: overlay.endpoints,
+            remote_endpoints: overlay.remote_endpoints,
+            routes: overlay.routes,
         };
         cfg.validate(cores)?;
         Ok(cfg)
     }
 
-    /// Checks the whole configuration for consistency.
+    /// Checks the whole configuration for consistency, the overlay included: its
+    /// port references by name, then the dataplane's overlay builder over all of it
+    /// (the snapshot is thrown away; [`compile::overlay`](crate::compile::overlay)
+    /// builds the one to publish).
     ///
     /// # Errors
     /// The first problem found.
@@ -456,6 +578,12 @@ impl VswitchConfig {
                     reason: "between 64 and 4096".into(),
                 });
             }
+        }
+        if self.ports.len() > MAX_PORTS {
+            return Err(ConfigError::OutOfRange {
+                field: "port".into(),
+                reason: format!("{} ports, at most {MAX_PORTS}", self.ports.len()),
+            });
         }
         let mut names = BTreeMap::new();
         for (i, p) in self.ports.iter().enumerate() {
@@ -522,7 +650,7 @@ impl VswitchConfig {
                 return Err(ConfigError::DuplicateMac(e.mac));
             }
         }
-        Ok(())
+        self.validate_overlay(&names)
     }
 
     /// The worker index polling each port: as configured, otherwise round-robin.
@@ -621,10 +749,240 @@ port = "pod1"
         assert!(c.eal.in_memory);
     }
 
+    /// Ports plus every overlay section, each key used at least once.
+    const OVERLAY: &str = r#"
+[[port]]
+name = "uplink"
+profile = "af_packet"
+iface = "vsw-uplink"
+
+[[port]]
+name = "pod1"
+profile = "af_packet"
+iface = "vsw-pod1"
+
+[[port]]
+name = "pod2"
+profile = "af_packet"
+iface = "vsw-pod2"
+
+[[port]]
+name = "plain"
+profile = "null"
+
+[underlay]
+uplink = "uplink"
+local_vtep_ip = "192.0.2.1"
+local_mac = "02:00:00:00:ff:01"
+mtu = 1550
+on_link = "192.0.2.0/24"
+gateway = "192.0.2.254"
+
+[[network]]
+name = "blue"
+vni = 100
+encap = "vxlan"
+tenant = "t1"
+subnets = ["10.1.0.0/24", "fd00:1::/64"]
+gateway_ips = ["10.1.0.1", "fd00:1::1"]
+gateway_mac = "02:00:00:00:aa:01"
+flood_unknown = false
+vteps = ["192.0.2.2"]
+
+[[network]]
+name = "green"
+vni = 200
+encap = "geneve"
+tenant = "t1"
+subnets = ["10.2.0.0/24"]
+gateway_ips = ["10.2.0.1"]
+gateway_mac = "02:00:00:00:aa:02"
+flood_unknown = true
+vteps = ["198.51.100.7"]
+
+[[endpoint]]
+network = "blue"
+mac = "02:00:00:00:01:01"
+ips = ["10.1.0.2", "fd00:1::2"]
+port = "pod1"
+
+[[endpoint]]
+network = "green"
+mac = "02:00:00:00:01:02"
+ips = ["10.2.0.2"]
+port = "pod2"
+
+[[remote_endpoint]]
+network = "blue"
+mac = "02:00:00:00:02:01"
+ips = ["10.1.0.3"]
+vtep = "192.0.2.2"
+
+[[remote_endpoint]]
+network = "blue"
+mac = "02:00:00:00:02:02"
+ips = ["10.1.0.254"]
+vtep = "192.0.2.2"
+
+[[route]]
+tenant = "t1"
+prefix = "0.0.0.0/0"
+next_hop = { network = "blue", ip = "10.1.0.254" }
+
+[[route]]
+tenant = "t1"
+prefix = "10.99.0.0/16"
+blackhole = true
+"#;
+
+    #[test]
+    fn parses_the_overlay_sections() {
+        use dataplane::overlay::{Encap, RouteTarget};
+        use std::net::IpAddr;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let c = VswitchConfig::parse(OVERLAY, 2).unwrap();
+        let u = c.underlay.as_ref().unwrap();
+        assert_eq!(u.uplink, "uplink");
+        assert_eq!(u.local_vtep_ip, ip("192.0.2.1"));
+        assert_eq!(u.local_mac.0, [2, 0, 0, 0, 0xff, 1]);
+        assert_eq!(u.mtu, 1550);
+        assert_eq!(u.on_link, "192.0.2.0/24".parse().unwrap());
+        assert_eq!(u.gateway, Some(ip("192.0.2.254")));
+        assert_eq!(c.networks.len(), 2);
+        let blue = &c.networks[0];
+        assert_eq!(
+            (blue.name.as_str(), blue.vni, blue.encap),
+            ("blue", 100, Encap::Vxlan)
+        );
+        assert_eq!(blue.tenant, "t1");
+        assert_eq!(blue.subnets[1], "fd00:1::/64".parse().unwrap());
+        assert_eq!(blue.gateway_ips, vec![ip("10.1.0.1"), ip("fd00:1::1")]);
+        assert_eq!(blue.gateway_mac.0, [2, 0, 0, 0, 0xaa, 1]);
+        assert!(!blue.flood_unknown);
+        assert_eq!(blue.vteps, vec![ip("192.0.2.2")]);
+        assert_eq!(c.networks[1].encap, Encap::Geneve);
+        assert!(c.networks[1].flood_unknown);
+        assert_eq!(c.endpoints[0].port, "pod1");
+        assert_eq!(c.endpoints[0].ips, vec![ip("10.1.0.2"), ip("fd00:1::2")]);
+        assert_eq!(c.remote_endpoints[1].vtep, ip("192.0.2.2"));
+        assert_eq!(
+            c.routes[0].target,
+            RouteTarget::NextHop {
+                network: "blue".into(),
+                ip: ip("10.1.0.254")
+            }
+        );
+        assert_eq!(c.routes[1].target, RouteTarget::Blackhole);
+        assert_eq!(c.routes[1].prefix, "10.99.0.0/16".parse().unwrap());
+        assert_eq!(
+            c.overlay_ports().into_iter().collect::<Vec<_>>(),
+            vec!["pod1", "pod2", "uplink"]
+        );
+    }
+
+    #[test]
+    fn overlay_defaults() {
+        let c = VswitchConfig::parse(
+            "[[network]]\nname = \"n\"\nvni = 1\ngateway_mac = \"02:00:00:00:00:01\"\n\
+             [[route]]\nprefix = \"10.0.0.0/8\"\nblackhole = true\n",
+            2,
+        )
+        .unwrap();
+        let n = &c.networks[0];
+        assert_eq!(n.encap, dataplane::overlay::Encap::Vxlan);
+        assert_eq!(n.tenant, "default");
+        assert!(n.subnets.is_empty() && n.gateway_ips.is_empty() && n.vteps.is_empty());
+        assert!(!n.flood_unknown);
+        assert_eq!(c.routes[0].tenant, "default");
+        assert!(c.underlay.is_none() && c.overlay_ports().is_empty());
+    }
+
+    /// Each case edits the overlay example: `(replace this, with this, error contains
+    /// each of these)`. An empty `from` appends `to` to the file.
+    #[test]
+    fn every_bad_overlay_input_names_its_item() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            // Values refused while parsing.
+            ("vni = 100", "vni = 16777216", &["network \"blue\": vni 16777216 is out of range (0-16777215)"]),
+            ("vni = 100", "vni = -1", &["network \"blue\": vni -1 is out of range"]),
+            ("encap = \"vxlan\"", "encap = \"gre\"", &["network \"blue\": encap \"gre\" is not one of"]),
+            ("\"10.1.0.0/24\", \"fd00", "\"10.1.0.0/33\", \"fd00", &["network \"blue\": subnets: invalid prefix", "\"10.1.0.0/33\""]),
+            ("gateway_ips = [\"10.1.0.1\"", "gateway_ips = [\"10.1.0.300\"", &["network \"blue\": gateway_ips: invalid IP address \"10.1.0.300\""]),
+            ("gateway_mac = \"02:00:00:00:aa:01\"", "gateway_mac = \"02:00:00:aa:01\"", &["network \"blue\": gateway_mac: invalid MAC address"]),
+            ("vteps = [\"192.0.2.2\"]", "vteps = [\"node2\"]", &["network \"blue\": vteps: invalid IP address \"node2\""]),
+            ("flood_unknown = false", "flood_unkown = false", &["network \"blue\": unknown field `flood_unkown`"]),
+            ("name = \"blue\"\nvni", "vni", &["network #0: missing field `name`"]),
+            ("local_vtep_ip = \"192.0.2.1\"", "local_vtep_ip = \"192.0.2\"", &["underlay: local_vtep_ip: invalid IP address"]),
+            ("on_link = \"192.0.2.0/24\"", "on_link = \"192.0.2.0\"", &["underlay: on_link: invalid prefix"]),
+            ("mtu = 1550", "mtu = 70000", &["underlay: mtu: 70000 is out of range"]),
+            ("local_mac = \"02:00:00:00:ff:01\"", "local_mac = \"02:00:00:00:ff:01\"\nvlan = 5", &["underlay: unknown field `vlan`"]),
+            ("mac = \"02:00:00:00:01:02\"", "mac = \"02-00-00-00-01-02\"", &["endpoint #1 (network \"green\"): mac: invalid MAC address"]),
+            ("ips = [\"10.2.0.2\"]", "ips = [\"10.2.0.2/24\"]", &["endpoint #1 (network \"green\"): ips: invalid IP address"]),
+            ("vtep = \"192.0.2.2\"\n\n[[remote_endpoint]]", "vtep = \"192.0.2.x\"\n\n[[remote_endpoint]]", &["remote_endpoint #0 (network \"blue\"): vtep: invalid IP address"]),
+            ("prefix = \"10.99.0.0/16\"", "prefix = \"10.99.0.0/99\"", &["route #1 (10.99.0.0/99): prefix: invalid prefix"]),
+            ("blackhole = true", "blackhole = false", &["route #1 (10.99.0.0/16): give exactly one of"]),
+            ("blackhole = true", "blackhole = true\nnext_hop = { network = \"blue\", ip = \"10.1.0.254\" }", &["route #1 (10.99.0.0/16): give exactly one of"]),
+            ("ip = \"10.1.0.254\" }", "ip = \"10.1.0.254\", via = 1 }", &["route #0 (0.0.0.0/0): unknown field `via`"]),
+            // Port references, checked by name.
+            ("port = \"pod2\"", "port = \"pod9\"", &["endpoint #1 (network \"green\"): port \"pod9\" is not a [[port]]"]),
+            ("uplink = \"uplink\"", "uplink = \"eth0\"", &["underlay: uplink \"eth0\" is not a [[port]]"]),
+            ("port = \"pod2\"", "port = \"uplink\"", &["endpoint #1 (network \"green\"): port \"uplink\" is the underlay uplink"]),
+            ("port = \"pod2\"", "port = \"pod1\"", &["endpoint #1 (network \"green\"): port \"pod1\" already carries endpoints of network \"blue\""]),
+            ("", "[[patch]]\nfrom = \"plain\"\nto = \"pod1\"\n", &["patch.to: port \"pod1\" belongs to the overlay"]),
+            ("", "[[l2]]\nmac = \"02:00:00:00:09:09\"\nport = \"uplink\"\n", &["l2[0].port: port \"uplink\" belongs to the overlay"]),
+            // The dataplane builder's verdict on the whole overlay.
+            ("vni = 200", "vni = 100", &["VNI 100", "network \"blue\"", "network \"green\""]),
+            ("name = \"green\"", "name = \"blue\"", &["network name \"blue\" is used twice"]),
+            ("gateway_ips = [\"10.2.0.1\"]", "gateway_ips = [\"10.3.0.1\"]", &["network \"green\": gateway 10.3.0.1 is not in any of its subnets"]),
+            ("subnets = [\"10.2.0.0/24\"]", "subnets = [\"10.2.0.0/24\", \"10.1.0.128/25\"]", &["tenant \"t1\"", "network \"green\"", "overlaps", "network \"blue\""]),
+            ("ips = [\"10.2.0.2\"]", "ips = [\"10.1.0.2\"]", &["endpoint 02:00:00:00:01:02 in network \"green\"", "10.1.0.2 is not in any of its subnets"]),
+            ("mac = \"02:00:00:00:02:02\"", "mac = \"02:00:00:00:02:01\"", &["endpoint 02:00:00:00:02:01 in network \"blue\" is declared twice"]),
+            ("ips = [\"10.1.0.3\"]", "ips = [\"10.1.0.2\"]", &["network \"blue\": 10.1.0.2 is claimed by endpoint"]),
+            ("vtep = \"192.0.2.2\"\n\n[[remote_endpoint]]", "vtep = \"192.0.2.1\"\n\n[[remote_endpoint]]", &["remote endpoint 02:00:00:00:02:01 in network \"blue\"", "is the local VTEP"]),
+            ("vteps = [\"198.51.100.7\"]", "vteps = [\"2001:db8::7\"]", &["network \"green\" flood list", "not of the family"]),
+            ("mtu = 1550", "mtu = 1300", &["underlay MTU 1300 is too small"]),
+            ("gateway = \"192.0.2.254\"", "gateway = \"198.51.100.1\"", &["underlay gateway 198.51.100.1 is outside the on-link prefix"]),
+            ("network = \"blue\", ip = \"10.1.0.254\"", "network = \"blue\", ip = \"10.1.0.253\"", &["route 0.0.0.0/0 in tenant \"t1\": next hop 10.1.0.253 is not an endpoint of network \"blue\""]),
+            ("tenant = \"t1\"\nprefix = \"10.99", "tenant = \"t9\"\nprefix = \"10.99", &["route 10.99.0.0/16 in tenant \"t9\": the tenant has no network"]),
+            ("prefix = \"10.99.0.0/16\"", "prefix = \"10.2.0.0/24\"", &["route 10.2.0.0/24 in tenant \"t1\" is declared twice"]),
+            ("network = \"green\"\nmac", "network = \"red\"\nmac", &["endpoint 02:00:00:00:01:02: network \"red\" does not exist"]),
+        ];
+        let mut checked = 0;
+        for (from, to, wants) in cases {
+            let text = if from.is_empty() {
+                format!("{OVERLAY}\n{to}")
+            } else {
+                assert_eq!(
+                    OVERLAY.matches(from).count(),
+                    1,
+                    "case {from:?} must match once"
+                );
+                OVERLAY.replacen(from, to, 1)
+            };
+            let got = match VswitchConfig::parse(&text, 2) {
+                Ok(_) => panic!("{from:?} -> {to:?} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            for want in *wants {
+                assert!(
+                    got.contains(want),
+                    "{from:?} -> {to:?}\n  got  {got:?}\n  want {want:?}"
+                );
+            }
+            assert!(!got.contains('\n'), "error must be one line: {got:?}");
+            checked += 1;
+        }
+        assert!(checked >= 15);
+    }
+
     #[test]
     fn shipped_example_parses() {
         let text = include_str!("../../deploy/vswitchd.toml");
-        VswitchConfig::parse(text, 2).unwrap();
+        let c = VswitchConfig::parse(text, 2).unwrap();
+        assert_eq!(c.networks.len(), 1);
+        assert!(c.overlay_ports().contains("pod3"));
+        crate::compile::l2_pipeline(&c, 1).unwrap();
+        assert_eq!(crate::compile::overlay(&c, 1).unwrap().endpoint_count(), 3);
     }
 
     fn err(text: &str) -> String {

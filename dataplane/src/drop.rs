@@ -29,11 +29,53 @@ pub enum DropReason {
     /// The port received a frame larger than one buffer and it could not be made
     /// contiguous (a jumbo frame on a port whose buffers are too small).
     RxOversize = 7,
+    /// A header is truncated or inconsistent (the parser's own counters say which).
+    Malformed = 8,
+    /// A Geneve packet with a critical option this switch does not understand (RFC 8926 §3.5).
+    GeneveUnknownCritical = 9,
+    /// The port or VNI belongs to no virtual network of the current snapshot.
+    UnknownNetwork = 10,
+    /// An ARP request for an address that is neither a gateway nor a known endpoint.
+    ArpUnanswered = 11,
+    /// A neighbour solicitation for an address that is neither a gateway nor a known endpoint.
+    NdUnanswered = 12,
+    /// Router/neighbour discovery messages other than solicitations, kept on the link.
+    NdConsumed = 13,
+    /// Sent to the gateway MAC but not IPv4 or IPv6.
+    NotRoutable = 14,
+    /// Addressed to a gateway IP and not an echo request the switch answers.
+    ToGateway = 15,
+    /// TTL or hop limit reached zero while routing; an ICMP time exceeded went back.
+    TtlExpired = 16,
+    /// No route to the destination in the tenant's VRF.
+    NoRoute = 17,
+    /// Matched a blackhole route.
+    Blackhole = 18,
+    /// Unknown unicast destination in a network that does not flood.
+    UnknownDestination = 19,
+    /// Would not fit the underlay once encapsulated; an ICMP fragmentation-needed / packet-too-big went back where possible.
+    MtuExceeded = 20,
+    /// The remote VTEP has no underlay next hop.
+    VtepUnreachable = 21,
+    /// The underlay next hop's MAC is not resolved yet; a request was sent.
+    NeighborUnresolved = 22,
+    /// No headroom left in front of the packet for the outer headers.
+    NoHeadroom = 23,
+    /// Underlay ARP/ND handled by the switch itself (learned, or answered for the VTEP address).
+    UnderlayConsumed = 24,
+    /// A frame on the uplink that is not a tunnel packet to this VTEP.
+    UnderlayNotForUs = 25,
+    /// A tunnel packet whose VNI is no network of this switch.
+    UnknownVni = 26,
+    /// A tunnel packet whose encapsulation is not its network's (VXLAN for a Geneve network, or a non-Ethernet payload).
+    EncapMismatch = 27,
+    /// Decapsulated traffic whose destination is behind another VTEP: never re-encapsulated.
+    TunnelHairpin = 28,
 }
 
 impl DropReason {
     /// How many reasons there are: the length of every per-reason counter array.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 29;
 
     /// Every reason, in discriminant order (`ALL[r.index()] == r`).
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -45,6 +87,27 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::FloodAllocFailed,
         DropReason::RxOversize,
+        DropReason::Malformed,
+        DropReason::GeneveUnknownCritical,
+        DropReason::UnknownNetwork,
+        DropReason::ArpUnanswered,
+        DropReason::NdUnanswered,
+        DropReason::NdConsumed,
+        DropReason::NotRoutable,
+        DropReason::ToGateway,
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
+        DropReason::Blackhole,
+        DropReason::UnknownDestination,
+        DropReason::MtuExceeded,
+        DropReason::VtepUnreachable,
+        DropReason::NeighborUnresolved,
+        DropReason::NoHeadroom,
+        DropReason::UnderlayConsumed,
+        DropReason::UnderlayNotForUs,
+        DropReason::UnknownVni,
+        DropReason::EncapMismatch,
+        DropReason::TunnelHairpin,
     ];
 
     /// The index of this reason in per-reason counter arrays.
@@ -64,6 +127,27 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::FloodAllocFailed => "flood_alloc_failed",
             DropReason::RxOversize => "rx_oversize",
+            DropReason::Malformed => "malformed",
+            DropReason::GeneveUnknownCritical => "geneve_unknown_critical",
+            DropReason::UnknownNetwork => "unknown_network",
+            DropReason::ArpUnanswered => "arp_unanswered",
+            DropReason::NdUnanswered => "nd_unanswered",
+            DropReason::NdConsumed => "nd_consumed",
+            DropReason::NotRoutable => "not_routable",
+            DropReason::ToGateway => "to_gateway",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NoRoute => "no_route",
+            DropReason::Blackhole => "blackhole",
+            DropReason::UnknownDestination => "unknown_destination",
+            DropReason::MtuExceeded => "mtu_exceeded",
+            DropReason::VtepUnreachable => "vtep_unreachable",
+            DropReason::NeighborUnresolved => "neighbor_unresolved",
+            DropReason::NoHeadroom => "no_headroom",
+            DropReason::UnderlayConsumed => "underlay_consumed",
+            DropReason::UnderlayNotForUs => "underlay_not_for_us",
+            DropReason::UnknownVni => "unknown_vni",
+            DropReason::EncapMismatch => "encap_mismatch",
+            DropReason::TunnelHairpin => "tunnel_hairpin",
         }
     }
 }

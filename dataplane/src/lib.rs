@@ -21,11 +21,14 @@ pub mod ethernet;
 pub mod idle;
 pub mod io;
 pub mod l2;
+pub mod overlay;
+pub mod pipeline;
 pub mod port;
 pub mod snapshot;
 pub mod stats;
 #[cfg(any(test, feature = "testio"))]
 pub mod testio;
+pub mod wire;
 pub mod worker;
 
 pub use buf::{PacketBuf, VecBuf};
@@ -34,6 +37,7 @@ pub use ethernet::MacAddr;
 pub use idle::IdleBackoff;
 pub use io::{BufAlloc, Burst, RxQueue, TxQueue, BURST};
 pub use l2::{GroupId, L2ConfigError, L2Pipeline, L2PipelineBuilder, L2Verdict};
+pub use pipeline::{Pipeline, Verdict};
 pub use port::{PortIdx, MAX_PORTS};
 pub use snapshot::{SnapshotCell, Versioned};
 pub use stats::{PortStats, StatsSnapshot, StatsTotals, WorkerStats, WorkerStatsShared};

@@ -75,6 +75,7 @@ pub struct WorkerStats {
     rx_bursts: u64,
     tx_bursts: u64,
     flood_copies: u64,
+    generated: u64,
     snapshot_generation: u64,
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -90,6 +91,7 @@ impl WorkerStats {
             rx_bursts: 0,
             tx_bursts: 0,
             flood_copies: 0,
+            generated: 0,
             snapshot_generation: 0,
             _not_sync: PhantomData,
         }
@@ -154,6 +156,12 @@ impl WorkerStats {
         self.flood_copies += n;
     }
 
+    /// Counts `n` packets the switch made itself (resolution requests, ICMP errors).
+    #[inline]
+    pub(crate) fn count_generated(&mut self, n: u64) {
+        self.generated += n;
+    }
+
     #[inline]
     pub(crate) fn set_snapshot_generation(&mut self, generation: u64) {
         self.snapshot_generation = generation;
@@ -178,6 +186,7 @@ impl WorkerStats {
         shared.rx_bursts.store(self.rx_bursts, Relaxed);
         shared.tx_bursts.store(self.tx_bursts, Relaxed);
         shared.flood_copies.store(self.flood_copies, Relaxed);
+        shared.generated.store(self.generated, Relaxed);
         shared
             .snapshot_generation
             .store(self.snapshot_generation, Relaxed);
@@ -194,6 +203,7 @@ impl WorkerStats {
             rx_bursts: self.rx_bursts,
             tx_bursts: self.tx_bursts,
             flood_copies: self.flood_copies,
+            generated: self.generated,
             snapshot_generation: self.snapshot_generation,
         }
     }
@@ -221,6 +231,7 @@ pub struct WorkerStatsShared {
     rx_bursts: AtomicU64,
     tx_bursts: AtomicU64,
     flood_copies: AtomicU64,
+    generated: AtomicU64,
     snapshot_generation: AtomicU64,
 }
 
@@ -236,6 +247,7 @@ impl WorkerStatsShared {
             rx_bursts: AtomicU64::new(0),
             tx_bursts: AtomicU64::new(0),
             flood_copies: AtomicU64::new(0),
+            generated: AtomicU64::new(0),
             snapshot_generation: AtomicU64::new(0),
         }
     }
@@ -267,6 +279,7 @@ impl WorkerStatsShared {
             rx_bursts: self.rx_bursts.load(Relaxed),
             tx_bursts: self.tx_bursts.load(Relaxed),
             flood_copies: self.flood_copies.load(Relaxed),
+            generated: self.generated.load(Relaxed),
             snapshot_generation: self.snapshot_generation.load(Relaxed),
         }
     }
@@ -291,8 +304,12 @@ pub struct StatsSnapshot {
     pub tx_bursts: u64,
     /// Extra deliveries floods asked for beyond the original packet; each ends up
     /// transmitted or counted as a drop, so
-    /// `rx_packets + flood_copies == tx_packets + drops` once tx batches are flushed.
+    /// `rx_packets + flood_copies + generated == tx_packets + drops` once tx
+    /// batches are flushed.
     pub flood_copies: u64,
+    /// Packets the switch made itself: ARP/ND requests on the underlay, and ICMP
+    /// errors (each also counts its original packet as a drop).
+    pub generated: u64,
     /// Generation of the pipeline snapshot the worker last used.
     pub snapshot_generation: u64,
 }
@@ -343,6 +360,8 @@ pub struct StatsTotals {
     pub tx_bursts: u64,
     /// Sum of [`StatsSnapshot::flood_copies`].
     pub flood_copies: u64,
+    /// Sum of [`StatsSnapshot::generated`].
+    pub generated: u64,
 }
 
 impl StatsTotals {
@@ -365,6 +384,7 @@ impl StatsTotals {
             t.rx_bursts += s.rx_bursts;
             t.tx_bursts += s.tx_bursts;
             t.flood_copies += s.flood_copies;
+            t.generated += s.generated;
         }
         t
     }

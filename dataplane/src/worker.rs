@@ -17,8 +17,10 @@
 //! the calls are monomorphised, so no dynamic dispatch per packet.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -26,9 +28,11 @@ use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::idle::IdleBackoff;
 use crate::io::{BufAlloc, Burst, RxQueue, TxQueue};
-use crate::l2::{L2Pipeline, L2Verdict, Verdicts};
+use crate::l2::{L2Verdict, Verdicts};
+use crate::overlay::{NeighborConfig, NeighborMap, NeighborTable, NetworkId, ResolveLimiter};
+use crate::pipeline::{build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict};
 use crate::port::{PortIdx, MAX_PORTS};
-use crate::snapshot::SnapshotCell;
+use crate::snapshot::{SnapshotCell, Versioned};
 use crate::stats::{StatsSnapshot, WorkerStats, WorkerStatsShared};
 
 /// A worker's number, for stats and logs.
@@ -189,6 +193,71 @@ fn flood<T, A>(
     tx.enqueue(ports[last], pkt, stats);
 }
 
+/// Floods `pkt` in virtual network `net`: to its local ports but `in_port`, and —
+/// unless it came out of a tunnel (split horizon) — encapsulated to each of the
+/// network's flood VTEPs.
+#[allow(clippy::too_many_arguments)]
+fn flood_network<T, A>(
+    snap: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    tx: &mut TxPorts<T>,
+    alloc: &mut A,
+    stats: &mut WorkerStats,
+    in_port: PortIdx,
+    net: NetworkId,
+    from_tunnel: bool,
+    pkt: T::Buf,
+) where
+    T: TxQueue,
+    A: BufAlloc<Buf = T::Buf>,
+{
+    let Some(info) = snap.overlay.network(net) else {
+        stats.count_drops(DropReason::UnknownNetwork, in_port, 1);
+        return;
+    };
+    let vteps: &[_] = if from_tunnel { &[] } else { &info.flood_vteps };
+    let locals = info.local_ports.iter().filter(|&&p| p != in_port).count();
+    let total = locals + vteps.len();
+    if total == 0 {
+        stats.count_drops(DropReason::NoOutput, in_port, 1);
+        return;
+    }
+    stats.count_flood_copies(total as u64 - 1);
+    let mut original = Some(pkt);
+    for (i, &vtep) in vteps.iter().enumerate() {
+        let last = locals == 0 && i + 1 == vteps.len();
+        let buf = if last {
+            original.take()
+        } else {
+            original.as_ref().and_then(|o| alloc.alloc_copy(o.data()))
+        };
+        let Some(mut buf) = buf else {
+            stats.count_drops(DropReason::FloodAllocFailed, in_port, 1);
+            continue;
+        };
+        match snap.encap_flood_copy(net, vtep, &mut buf, ctx) {
+            Verdict::Output(port) => tx.enqueue(port, buf, stats),
+            Verdict::Drop(reason) | Verdict::Reply { reason, .. } => {
+                stats.count_drops(reason, in_port, 1)
+            }
+            _ => stats.count_drops(DropReason::NoOutput, in_port, 1),
+        }
+    }
+    let mut seen = 0;
+    for &port in info.local_ports.iter().filter(|&&p| p != in_port) {
+        seen += 1;
+        let buf = if seen == locals {
+            original.take()
+        } else {
+            original.as_ref().and_then(|o| alloc.alloc_copy(o.data()))
+        };
+        match buf {
+            Some(b) => tx.enqueue(port, b, stats),
+            None => stats.count_drops(DropReason::FloodAllocFailed, port, 1),
+        }
+    }
+}
+
 /// One worker: its queues, allocator, counters and the snapshot it forwards with.
 pub struct Worker<R, T, A>
 where
@@ -200,7 +269,11 @@ where
     rx: Vec<(PortIdx, R)>,
     tx: TxPorts<T>,
     alloc: A,
-    pipeline: Arc<SnapshotCell<L2Pipeline>>,
+    pipeline: Arc<SnapshotCell<Pipeline>>,
+    neighbor_table: Arc<Mutex<NeighborTable>>,
+    neighbors: Arc<SnapshotCell<NeighborMap>>,
+    limiter: ResolveLimiter,
+    last_expire: Instant,
     stats: WorkerStats,
     shared: Arc<WorkerStatsShared>,
     idle: IdleBackoff,
@@ -227,10 +300,11 @@ where
         rx: Vec<(PortIdx, R)>,
         tx: Vec<Option<T>>,
         alloc: A,
-        pipeline: Arc<SnapshotCell<L2Pipeline>>,
+        pipeline: Arc<SnapshotCell<Pipeline>>,
         idle: IdleBackoff,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, WorkerError> {
+        let table = NeighborTable::new(NeighborConfig::default());
         let ports = tx.len();
         if ports > MAX_PORTS {
             return Err(WorkerError::TooManyPorts {
@@ -252,6 +326,10 @@ where
             tx: TxPorts::new(tx),
             alloc,
             pipeline,
+            neighbors: table.reader(),
+            limiter: ResolveLimiter::new(table.config()),
+            neighbor_table: Arc::new(Mutex::new(table)),
+            last_expire: Instant::now(),
             stats: WorkerStats::new(ports),
             shared: Arc::new(WorkerStatsShared::new(id, ports)),
             idle,
@@ -259,6 +337,18 @@ where
             rx_burst: Burst::new(),
             verdicts: Verdicts::new(),
         })
+    }
+
+    /// Shares the underlay neighbour table `table` with other workers (the one that
+    /// receives an ARP/ND answer learns it for all). Without this, a worker keeps its
+    /// own table.
+    pub fn with_neighbors(mut self, table: Arc<Mutex<NeighborTable>>) -> Self {
+        if let Ok(t) = table.lock() {
+            self.neighbors = t.reader();
+            self.limiter = ResolveLimiter::new(t.config());
+        }
+        self.neighbor_table = table;
+        self
     }
 
     /// This worker's id.
@@ -313,24 +403,96 @@ where
             for p in &self.rx_burst {
                 self.stats.count_rx(in_port, p.len());
             }
-            snap.classify_burst(in_port, &self.rx_burst, &mut self.verdicts);
-            let flood_ports = snap.flood_ports(in_port);
-            for (pkt, &verdict) in self.rx_burst.drain(..).zip(&self.verdicts) {
-                match verdict {
-                    L2Verdict::Output(port) => self.tx.enqueue(port, pkt, &mut self.stats),
-                    L2Verdict::Flood => flood(
+            if !snap.has_overlay() {
+                // Classic L2 only: classify the whole burst, then move buffers.
+                snap.l2
+                    .classify_burst(in_port, &self.rx_burst, &mut self.verdicts);
+                let flood_ports = snap.l2.flood_ports(in_port);
+                for (pkt, &verdict) in self.rx_burst.drain(..).zip(&self.verdicts) {
+                    match verdict {
+                        L2Verdict::Output(port) => self.tx.enqueue(port, pkt, &mut self.stats),
+                        L2Verdict::Flood => flood(
+                            &mut self.tx,
+                            &mut self.alloc,
+                            &mut self.stats,
+                            in_port,
+                            flood_ports,
+                            pkt,
+                        ),
+                        L2Verdict::Drop(reason) => {
+                            self.stats.count_drops(reason, in_port, 1);
+                            drop(pkt);
+                        }
+                    }
+                }
+                continue;
+            }
+            let neighbors = self.neighbors.load();
+            let mut ctx = Ctx::new(&neighbors, &mut self.limiter, Instant::now());
+            for mut pkt in self.rx_burst.drain(..) {
+                match snap.process(in_port, &mut pkt, &mut ctx) {
+                    Verdict::Output(port) => self.tx.enqueue(port, pkt, &mut self.stats),
+                    Verdict::Flood => flood(
                         &mut self.tx,
                         &mut self.alloc,
                         &mut self.stats,
                         in_port,
-                        flood_ports,
+                        snap.l2.flood_ports(in_port),
                         pkt,
                     ),
-                    L2Verdict::Drop(reason) => {
+                    Verdict::FloodNetwork { net, from_tunnel } => flood_network(
+                        &snap,
+                        &mut ctx,
+                        &mut self.tx,
+                        &mut self.alloc,
+                        &mut self.stats,
+                        in_port,
+                        net,
+                        from_tunnel,
+                        pkt,
+                    ),
+                    Verdict::Reply { out, reason } => {
+                        self.stats.count_drops(reason, in_port, 1);
+                        self.stats.count_generated(1);
+                        self.tx.enqueue(out, pkt, &mut self.stats);
+                    }
+                    Verdict::Drop(reason) => {
                         self.stats.count_drops(reason, in_port, 1);
                         drop(pkt);
                     }
                 }
+            }
+            let (learned, to_resolve) = (ctx.learned, ctx.to_resolve);
+            if !learned.is_empty() {
+                if let Ok(mut table) = self.neighbor_table.lock() {
+                    for &(ip, mac) in &learned {
+                        table.learn(ip, mac, Instant::now());
+                        self.limiter.resolved(ip);
+                    }
+                }
+            }
+            if let Some(u) = snap.overlay.underlay() {
+                for ip in to_resolve {
+                    let sent = match (ip, u.local_vtep_ip) {
+                        (IpAddr::V4(t), IpAddr::V4(s)) => {
+                            self.alloc.alloc_copy(&build_arp_request(u.local_mac, s, t))
+                        }
+                        (IpAddr::V6(t), IpAddr::V6(s)) => self
+                            .alloc
+                            .alloc_copy(&build_neighbor_solicitation(u.local_mac, s, t)),
+                        _ => None,
+                    };
+                    if let Some(req) = sent {
+                        self.stats.count_generated(1);
+                        self.tx.enqueue(u.uplink, req, &mut self.stats);
+                    }
+                }
+            }
+        }
+        if snap.has_overlay() && self.last_expire.elapsed() >= Duration::from_secs(1) {
+            self.last_expire = Instant::now();
+            if let Ok(mut table) = self.neighbor_table.try_lock() {
+                table.expire(self.last_expire);
             }
         }
         self.tx.flush_all(&mut self.stats);
@@ -382,7 +544,7 @@ mod tests {
     use super::*;
     use crate::buf::VecBuf;
     use crate::ethernet::MacAddr;
-    use crate::l2::{GroupId, L2PipelineBuilder};
+    use crate::l2::{GroupId, L2Pipeline, L2PipelineBuilder};
     use crate::stats::StatsTotals;
     use crate::testio::{
         eth_frame, CountedAlloc, LiveBufs, Ring, VecAlloc, VecRxQueue, VecTxQueue,
@@ -415,7 +577,7 @@ mod tests {
     struct Rig {
         rx: Vec<Ring<VecBuf>>,
         tx: Vec<Ring<VecBuf>>,
-        cell: Arc<SnapshotCell<L2Pipeline>>,
+        cell: Arc<SnapshotCell<Pipeline>>,
         worker: VecWorker,
     }
 
@@ -424,7 +586,7 @@ mod tests {
     fn rig(rx_ports: &[u16], tx_caps: &[Option<usize>], alloc: VecAlloc) -> Rig {
         let rx: Vec<Ring<VecBuf>> = (0..tx_caps.len()).map(|_| Ring::new()).collect();
         let tx: Vec<Ring<VecBuf>> = (0..tx_caps.len()).map(|_| Ring::new()).collect();
-        let cell = Arc::new(SnapshotCell::new(pipeline(1, 1)));
+        let cell = Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1))));
         let worker = Worker::new(
             WorkerId(0),
             rx_ports
@@ -641,7 +803,7 @@ mod tests {
                 Some(VecTxQueue::new(tx.clone())),
             ],
             VecAlloc::unlimited(),
-            Arc::new(SnapshotCell::new(pipeline(1, 1))),
+            Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1)))),
             IdleBackoff::busy_poll(),
             Arc::new(AtomicBool::new(false)),
         )
@@ -665,7 +827,7 @@ mod tests {
         let live = LiveBufs::new();
         let rx: Vec<Ring<_>> = (0..3).map(|_| Ring::new()).collect();
         let tx_ring = Ring::new();
-        let cell = Arc::new(SnapshotCell::new(pipeline(1, 1)));
+        let cell = Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1))));
         let mut w = Worker::new(
             WorkerId(3),
             vec![
@@ -727,7 +889,7 @@ mod tests {
                 .snapshot_generation,
             1
         );
-        r.cell.publish(pipeline(2, 2)); // B moves to port 2
+        r.cell.publish(Pipeline::l2_only(pipeline(2, 2))); // B moves to port 2
         r.worker.poll_once(); // the other 8
         assert_eq!(r.tx[1].len(), 32);
         assert_eq!(r.tx[2].len(), 8);
@@ -749,7 +911,7 @@ mod tests {
             vec![(PortIdx(0), VecRxQueue::new(rx.clone()))],
             vec![None, Some(VecTxQueue::new(tx.clone()))],
             VecAlloc::unlimited(),
-            Arc::new(SnapshotCell::new(pipeline(5, 1))),
+            Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(5, 1)))),
             IdleBackoff::new(Duration::from_micros(200)),
             stop.clone(),
         )
@@ -778,7 +940,7 @@ mod tests {
 
     #[test]
     fn new_rejects_bad_queue_layouts() {
-        let cell = Arc::new(SnapshotCell::new(L2Pipeline::empty(0)));
+        let cell = Arc::new(SnapshotCell::new(Pipeline::l2_only(L2Pipeline::empty(0))));
         let stop = Arc::new(AtomicBool::new(false));
         let err = VecWorker::new(
             WorkerId(2),

@@ -360,3 +360,150 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
         .to_path_buf()
 }
+
+/// Which kernel tunnel device plays the remote VTEP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelTunnel {
+    /// `ip link add … type vxlan` (UDP 4789).
+    Vxlan,
+    /// `ip link add … type geneve` (UDP 6081).
+    Geneve,
+}
+
+/// A remote host on the underlay: a namespace whose `eth0` is a veth peer of
+/// `host_if` (the switch's uplink, an af_packet port), carrying Linux's own VXLAN or
+/// Geneve device `tun0` whose remote end is the switch's VTEP. Removed on drop.
+pub struct RemoteVtepHost {
+    /// The remote host's namespace.
+    pub ns: Netns,
+    /// The host end of the underlay veth (the switch's uplink interface).
+    pub host_if: String,
+}
+
+impl RemoteVtepHost {
+    /// Builds the remote host. `underlay_cidr` goes on its eth0 (e.g. `192.0.2.2/24`
+    /// or `fd00:1::2/64`), `switch_vtep` is the switch's VTEP address, and
+    /// `overlay_mac`/`overlay_cidr` go on the tunnel device.
+    pub fn new(
+        tag: &str,
+        kind: KernelTunnel,
+        vni: u32,
+        underlay_cidr: &str,
+        switch_vtep: &str,
+        overlay_mac: &str,
+        overlay_cidr: &str,
+    ) -> RemoteVtepHost {
+        let ns = Netns::new(&format!("{tag}r"));
+        let host_if = format!("{tag}u");
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        let host = RemoteVtepHost { ns, host_if };
+        let v6 = underlay_cidr.contains(':');
+        run(
+            "sysctl",
+            &[
+                "-qw",
+                &format!("net.ipv6.conf.{}.disable_ipv6=1", host.host_if),
+            ],
+        );
+        if v6 {
+            // The underlay itself is IPv6 here; DAD would delay the address by a second.
+            host.ns
+                .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0"]);
+            host.ns
+                .exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"]);
+            host.ns
+                .exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
+        }
+        let mut addr = vec!["ip", "addr", "add", underlay_cidr, "dev", "eth0"];
+        if v6 {
+            addr.push("nodad");
+        }
+        host.ns.exec(&addr);
+        host.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
+        run("ethtool", &["-K", &host.host_if, "gro", "off"]);
+        host.ns.exec(&["ip", "link", "set", "eth0", "up"]);
+        ip(&["link", "set", &host.host_if, "up"]);
+        let local = underlay_cidr.split('/').next().unwrap();
+        let vni = vni.to_string();
+        match kind {
+            KernelTunnel::Vxlan => {
+                let mut args = vec![
+                    "ip",
+                    "link",
+                    "add",
+                    "tun0",
+                    "type",
+                    "vxlan",
+                    "id",
+                    &vni,
+                    "local",
+                    local,
+                    "remote",
+                    switch_vtep,
+                    "dstport",
+                    "4789",
+                    "dev",
+                    "eth0",
+                ];
+                if v6 {
+                    args.extend_from_slice(&["udp6zerocsumtx", "udp6zerocsumrx"]);
+                }
+                host.ns.exec(&args);
+            }
+            KernelTunnel::Geneve => {
+                let mut args = vec![
+                    "ip",
+                    "link",
+                    "add",
+                    "tun0",
+                    "type",
+                    "geneve",
+                    "id",
+                    &vni,
+                    "remote",
+                    switch_vtep,
+                ];
+                if v6 {
+                    args.extend_from_slice(&["udp6zerocsumtx", "udp6zerocsumrx"]);
+                }
+                host.ns.exec(&args);
+            }
+        }
+        host.ns
+            .exec(&["ip", "link", "set", "tun0", "address", overlay_mac]);
+        host.ns
+            .exec(&["ip", "addr", "add", overlay_cidr, "dev", "tun0"]);
+        host.ns.exec(&["ethtool", "-K", "tun0", "tx", "off"]);
+        host.ns.exec(&["ip", "link", "set", "tun0", "up"]);
+        host
+    }
+}
+
+impl Drop for RemoteVtepHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+    }
+}
+
+/// Whether this kernel can create a `geneve` device (CONFIG_GENEVE; some cloud
+/// kernels leave it out). Checked in a throwaway namespace.
+pub fn kernel_has_geneve() -> bool {
+    let ns = Netns::new(&format!("{}g", unique_tag()));
+    let out = ns.try_exec(&[
+        "ip",
+        "link",
+        "add",
+        "g0",
+        "type",
+        "geneve",
+        "id",
+        "1",
+        "remote",
+        "192.0.2.9",
+    ]);
+    out.status.success()
+}

@@ -77,6 +77,8 @@ pub struct WorkerDoc {
 pub struct StatsDoc {
     /// Seconds since the dataplane started.
     pub uptime_s: f64,
+    /// Packets the switch made itself (ARP/ND requests, ICMP errors).
+    pub generated: u64,
     /// Ports in configuration order.
     pub ports: Vec<PortDoc>,
     /// Drops over all workers and ports, by reason (every reason listed, zeros too).

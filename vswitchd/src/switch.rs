@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use control::config::VswitchConfig;
+use dataplane::overlay::{NeighborConfig, NeighborTable};
+use dataplane::wire::ParseConfig;
 use dataplane::{
-    IdleBackoff, L2Pipeline, PortIdx, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
+    IdleBackoff, Pipeline, PortIdx, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
     WorkerStatsShared,
 };
 use pmd_shims::profile::PortProfile;
@@ -20,9 +22,22 @@ use crate::stats_file::{self, DpdkDoc, PortDoc, StatsDoc};
 
 /// A configuration that passed every check that can run before DPDK starts.
 pub struct Prepared {
+    path: std::path::PathBuf,
     cfg: VswitchConfig,
     profiles: Vec<PortProfile>,
-    pipeline: L2Pipeline,
+    pipeline: Pipeline,
+}
+
+/// Compiles the whole pipeline snapshot of `cfg` as generation `generation`.
+fn compile(cfg: &VswitchConfig, generation: u64) -> Result<Pipeline> {
+    let l2 = control::compile::l2_pipeline(cfg, generation).map_err(|e| anyhow!("{e}"))?;
+    let overlay = control::compile::overlay(cfg, generation).map_err(|e| anyhow!("{e}"))?;
+    Ok(Pipeline::new(
+        generation,
+        l2,
+        overlay,
+        ParseConfig::default(),
+    ))
 }
 
 /// Reads, validates and checks everything; changes nothing on the machine.
@@ -43,9 +58,9 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
             .map_err(|e| anyhow!("{}: port {:?}: {e}", path.display(), p.name))?;
         profiles.push(profile);
     }
-    let pipeline =
-        control::compile::l2_pipeline(&cfg, 1).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let pipeline = compile(&cfg, 1).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     Ok(Prepared {
+        path: path.to_path_buf(),
         cfg,
         profiles,
         pipeline,
@@ -74,6 +89,7 @@ struct WorkerRuntime {
 /// DPDK initialisation or port set-up failures, naming the port.
 pub fn run(prep: Prepared) -> Result<()> {
     let Prepared {
+        path,
         cfg,
         profiles,
         pipeline,
@@ -82,6 +98,9 @@ pub fn run(prep: Prepared) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("signal handler")?;
 
     let args = crate::eal_args::eal_args(&cfg);
     info!(?args, "initialising DPDK EAL");
@@ -152,6 +171,11 @@ pub fn run(prep: Prepared) -> Result<()> {
     } else {
         IdleBackoff::new(Duration::from_micros(dp.idle_sleep_max_us))
     };
+    // One underlay neighbour table for all workers: whichever receives an ARP/ND
+    // answer on the uplink learns it for everyone.
+    let neighbors = Arc::new(std::sync::Mutex::new(NeighborTable::new(
+        NeighborConfig::default(),
+    )));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(n_workers);
     for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
@@ -165,7 +189,8 @@ pub fn run(prep: Prepared) -> Result<()> {
             idle.clone(),
             Arc::clone(&worker_stop),
         )
-        .map_err(|e| anyhow!("worker {w}: {e}"))?;
+        .map_err(|e| anyhow!("worker {w}: {e}"))?
+        .with_neighbors(Arc::clone(&neighbors));
         let stats = worker.stats_handle();
         let handle = std::thread::Builder::new()
             .name(format!("vsw-worker{w}"))
@@ -192,6 +217,9 @@ pub fn run(prep: Prepared) -> Result<()> {
                 }
             }
             next_stats += interval;
+        }
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_config(&path, &cfg, &snapshot);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -237,6 +265,49 @@ pub fn run(prep: Prepared) -> Result<()> {
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// SIGHUP: re-reads the configuration and publishes its tables as the next
+/// generation. Workers pick it up at their next burst; nothing is half-applied: a
+/// file that does not validate, or that changes ports or EAL settings (which need a
+/// restart until the control service can hot-plug them), is refused and the running
+/// snapshot stays.
+fn reload_config(path: &Path, running: &VswitchConfig, snapshot: &SnapshotCell<Pipeline>) {
+    let cores = core_affinity::get_core_ids().map_or(1, |ids| ids.len());
+    let next = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
+        .and_then(|text| VswitchConfig::parse(&text, cores).map_err(|e| anyhow!("{e}")));
+    let next = match next {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(
+                "reload refused, keeping generation {}: {e:#}",
+                snapshot.generation()
+            );
+            return;
+        }
+    };
+    if next.ports != running.ports || next.eal != running.eal || next.dataplane != running.dataplane
+    {
+        warn!(
+            "reload refused, keeping generation {}: ports, [eal] and [dataplane] need a restart",
+            snapshot.generation()
+        );
+        return;
+    }
+    let generation = snapshot.generation() + 1;
+    match compile(&next, generation) {
+        Ok(p) => {
+            let t = Instant::now();
+            snapshot.publish(p);
+            info!(
+                generation,
+                publish_us = t.elapsed().as_micros() as u64,
+                "reloaded configuration"
+            );
+        }
+        Err(e) => warn!("reload refused: {e:#}"),
     }
 }
 
@@ -308,6 +379,7 @@ fn stats_doc_from(
         .collect();
     StatsDoc {
         uptime_s: started.elapsed().as_secs_f64(),
+        generated: totals.generated,
         ports,
         drops: stats_file::drops_doc(&totals),
         workers: workers

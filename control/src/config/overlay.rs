@@ -1,0 +1,402 @@
+//! The virtual-network sections of the file: `[underlay]`, `[[network]]`,
+//! `[[endpoint]]`, `[[remote_endpoint]]` and `[[route]]`.
+//!
+//! Keys are the field names of the dataplane's overlay specs
+//! ([`dataplane::overlay::spec`]). Parsing turns every string into its typed value
+//! (address, prefix, MAC, encapsulation) and refuses a bad one naming the item;
+//! [`VswitchConfig::validate`](super::VswitchConfig::validate) then checks port
+//! references by name and runs the dataplane's
+//! [`OverlayBuilder`](dataplane::overlay::OverlayBuilder) once over the whole set,
+//! so an inconsistent overlay fails at load.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use dataplane::overlay::{Encap, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget, MAX_VNI};
+use dataplane::MacAddr;
+
+use super::{syntax, ConfigError, VswitchConfig};
+
+/// `[underlay]`: where tunnels leave this switch. Mirrors
+/// [`UnderlaySpec`](dataplane::overlay::UnderlaySpec), with the uplink by port name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnderlayConfig {
+    /// The `[[port]]` tunnelled packets leave and arrive on.
+    pub uplink: String,
+    /// This switch's VTEP address, IPv4 or IPv6: the outer source address.
+    pub local_vtep_ip: IpAddr,
+    /// The uplink's MAC: the outer source MAC.
+    pub local_mac: MacAddr,
+    /// The underlay IP MTU (default 1500).
+    pub mtu: u16,
+    /// The uplink's on-link prefix; contains `local_vtep_ip`.
+    pub on_link: IpNet,
+    /// The underlay gateway for VTEPs outside `on_link`.
+    pub gateway: Option<IpAddr>,
+}
+
+/// `[[endpoint]]`: a workload behind a local port. Mirrors
+/// [`LocalEndpointSpec`](dataplane::overlay::LocalEndpointSpec), with the port by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// The network's name.
+    pub network: String,
+    /// The workload's MAC.
+    pub mac: MacAddr,
+    /// Its addresses (may be empty).
+    pub ips: Vec<IpAddr>,
+    /// The `[[port]]` it sits behind.
+    pub port: String,
+}
+
+impl EndpointConfig {
+    /// How errors name endpoint `index` (from 0): `endpoint #2 (network "blue")`.
+    pub fn label(&self, index: usize) -> String {
+        format!("endpoint #{index} (network {:?})", self.network)
+    }
+}
+
+/// The overlay sections, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct OverlaySections {
+    pub underlay: Option<UnderlayConfig>,
+    pub networks: Vec<NetworkSpec>,
+    pub endpoints: Vec<EndpointConfig>,
+    pub remote_endpoints: Vec<RemoteEndpointSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnderlay {
+    uplink: String,
+    local_vtep_ip: String,
+    local_mac: String,
+    #[serde(default = "default_mtu")]
+    mtu: i64,
+    on_link: String,
+    gateway: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    name: String,
+    vni: i64,
+    #[serde(default = "default_encap")]
+    encap: String,
+    #[serde(default = "default_tenant")]
+    tenant: String,
+    #[serde(default)]
+    subnets: Vec<String>,
+    #[serde(default)]
+    gateway_ips: Vec<String>,
+    gateway_mac: String,
+    #[serde(default)]
+    flood_unknown: bool,
+    #[serde(default)]
+    vteps: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    network: String,
+    mac: String,
+    #[serde(default)]
+    ips: Vec<String>,
+    port: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteEndpoint {
+    network: String,
+    mac: String,
+    #[serde(default)]
+    ips: Vec<String>,
+    vtep: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default = "default_tenant")]
+    tenant: String,
+    prefix: String,
+    next_hop: Option<RawNextHop>,
+    #[serde(default)]
+    blackhole: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNextHop {
+    network: String,
+    ip: String,
+}
+
+fn default_mtu() -> i64 {
+    1500
+}
+fn default_encap() -> String {
+    "vxlan".into()
+}
+fn default_tenant() -> String {
+    "default".into()
+}
+
+/// The raw tables of the overlay sections, as `RawFile` holds them.
+pub(super) struct RawSections {
+    pub underlay: Option<toml::Table>,
+    pub network: Vec<toml::Table>,
+    pub endpoint: Vec<toml::Table>,
+    pub remote_endpoint: Vec<toml::Table>,
+    pub route: Vec<toml::Table>,
+}
+
+/// A string key of a raw table, for labelling the item before it is deserialized.
+fn peek<'a>(t: &'a toml::Table, key: &str) -> Option<&'a str> {
+    t.get(key).and_then(toml::Value::as_str)
+}
+
+fn typed<T: for<'de> Deserialize<'de>>(item: &str, t: toml::Table) -> Result<T, ConfigError> {
+    T::deserialize(toml::Value::Table(t))
+        .map_err(|e| ConfigError::Syntax(format!("{item}: {}", syntax(e))))
+}
+
+fn ip(item: &str, key: &str, s: &str) -> Result<IpAddr, ConfigError> {
+    s.parse().map_err(|_| ConfigError::BadAddress {
+        field: format!("{item}: {key}"),
+        kind: "IP address",
+        value: s.to_owned(),
+    })
+}
+
+fn ips(item: &str, key: &str, v: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+    v.iter().map(|s| ip(item, key, s)).collect()
+}
+
+fn prefix(item: &str, key: &str, s: &str) -> Result<IpNet, ConfigError> {
+    s.parse().map_err(|_| ConfigError::BadAddress {
+        field: format!("{item}: {key}"),
+        kind: "prefix (address/length)",
+        value: s.to_owned(),
+    })
+}
+
+fn mac(item: &str, key: &str, s: &str) -> Result<MacAddr, ConfigError> {
+    s.parse().map_err(|source| ConfigError::BadMac {
+        field: format!("{item}: {key}"),
+        source,
+    })
+}
+
+impl RawSections {
+    /// Types every value, refusing a bad one with the item's name.
+    pub fn parse(self) -> Result<OverlaySections, ConfigError> {
+        let underlay = self.underlay.map(parse_underlay).transpose()?;
+        let mut networks = Vec::with_capacity(self.network.len());
+        for (i, t) in self.network.into_iter().enumerate() {
+            let item = match peek(&t, "name") {
+                Some(n) => format!("network {n:?}"),
+                None => format!("network #{i}"),
+            };
+            let r: RawNetwork = typed(&item, t)?;
+            let vni = u32::try_from(r.vni)
+                .ok()
+                .filter(|v| *v <= MAX_VNI)
+                .ok_or_else(|| ConfigError::VniOutOfRange {
+                    network: r.name.clone(),
+                    vni: r.vni,
+                })?;
+            let encap = match r.encap.as_str() {
+                "vxlan" => Encap::Vxlan,
+                "geneve" => Encap::Geneve,
+                _ => {
+                    return Err(ConfigError::UnknownEncap {
+                        network: r.name,
+                        encap: r.encap,
+                    })
+                }
+            };
+            networks.push(NetworkSpec {
+                vni,
+                encap,
+                subnets: r
+                    .subnets
+                    .iter()
+                    .map(|s| prefix(&item, "subnets", s))
+                    .collect::<Result<_, _>>()?,
+                gateway_ips: ips(&item, "gateway_ips", &r.gateway_ips)?,
+                gateway_mac: mac(&item, "gateway_mac", &r.gateway_mac)?,
+                flood_unknown: r.flood_unknown,
+                vteps: ips(&item, "vteps", &r.vteps)?,
+                tenant: r.tenant,
+                name: r.name,
+            });
+        }
+        let mut endpoints = Vec::with_capacity(self.endpoint.len());
+        for (i, t) in self.endpoint.into_iter().enumerate() {
+            let item = endpoint_label("endpoint", i, &t);
+            let r: RawEndpoint = typed(&item, t)?;
+            endpoints.push(EndpointConfig {
+                mac: mac(&item, "mac", &r.mac)?,
+                ips: ips(&item, "ips", &r.ips)?,
+                network: r.network,
+                port: r.port,
+            });
+        }
+        let mut remote_endpoints = Vec::with_capacity(self.remote_endpoint.len());
+        for (i, t) in self.remote_endpoint.into_iter().enumerate() {
+            let item = endpoint_label("remote_endpoint", i, &t);
+            let r: RawRemoteEndpoint = typed(&item, t)?;
+            remote_endpoints.push(RemoteEndpointSpec {
+                mac: mac(&item, "mac", &r.mac)?,
+                ips: ips(&item, "ips", &r.ips)?,
+                vtep: ip(&item, "vtep", &r.vtep)?,
+                network: r.network,
+            });
+        }
+        let mut routes = Vec::with_capacity(self.route.len());
+        for (i, t) in self.route.into_iter().enumerate() {
+            let item = match peek(&t, "prefix") {
+                Some(p) => format!("route #{i} ({p})"),
+                None => format!("route #{i}"),
+            };
+            let r: RawRoute = typed(&item, t)?;
+            let target = match (r.next_hop, r.blackhole) {
+                (Some(nh), false) => RouteTarget::NextHop {
+                    ip: ip(&item, "next_hop.ip", &nh.ip)?,
+                    network: nh.network,
+                },
+                (None, true) => RouteTarget::Blackhole,
+                _ => return Err(ConfigError::RouteTarget { route: item }),
+            };
+            routes.push(RouteSpec {
+                prefix: prefix(&item, "prefix", &r.prefix)?,
+                tenant: r.tenant,
+                target,
+            });
+        }
+        Ok(OverlaySections {
+            underlay,
+            networks,
+            endpoints,
+            remote_endpoints,
+            routes,
+        })
+    }
+}
+
+fn endpoint_label(section: &str, i: usize, t: &toml::Table) -> String {
+    match peek(t, "network") {
+        Some(n) => format!("{section} #{i} (network {n:?})"),
+        None => format!("{section} #{i}"),
+    }
+}
+
+fn parse_underlay(t: toml::Table) -> Result<UnderlayConfig, ConfigError> {
+    let item = "underlay";
+    let r: RawUnderlay = typed(item, t)?;
+    let mtu = u16::try_from(r.mtu).map_err(|_| ConfigError::OutOfRange {
+        field: "underlay: mtu".into(),
+        reason: format!("{} is out of range (0-65535)", r.mtu),
+    })?;
+    Ok(UnderlayConfig {
+        local_vtep_ip: ip(item, "local_vtep_ip", &r.local_vtep_ip)?,
+        local_mac: mac(item, "local_mac", &r.local_mac)?,
+        mtu,
+        on_link: prefix(item, "on_link", &r.on_link)?,
+        gateway: r
+            .gateway
+            .as_deref()
+            .map(|g| ip(item, "gateway", g))
+            .transpose()?,
+        uplink: r.uplink,
+    })
+}
+
+impl VswitchConfig {
+    /// The ports that belong to the overlay: the underlay uplink and every port
+    /// with an `[[endpoint]]` behind it. The L2 pipeline isolates them (each in a
+    /// flooding group of its own) and `[[patch]]`/`[[l2]]` may not name them.
+    pub fn overlay_ports(&self) -> BTreeSet<&str> {
+        self.underlay
+            .iter()
+            .map(|u| u.uplink.as_str())
+            .chain(self.endpoints.iter().map(|e| e.port.as_str()))
+            .collect()
+    }
+
+    /// The overlay checks of [`validate`](Self::validate): port references by
+    /// name, overlay ports kept out of patches and the MAC table, then the
+    /// dataplane builder over the whole overlay.
+    pub(super) fn validate_overlay(
+        &self,
+        names: &BTreeMap<&str, usize>,
+    ) -> Result<(), ConfigError> {
+        let uplink = self.underlay.as_ref().map(|u| u.uplink.as_str());
+        if let Some(up) = uplink {
+            if !names.contains_key(up) {
+                return Err(ConfigError::NotAPort {
+                    field: "underlay: uplink".into(),
+                    name: up.to_owned(),
+                });
+            }
+        }
+        let mut port_network: BTreeMap<&str, &str> = BTreeMap::new();
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if !names.contains_key(e.port.as_str()) {
+                return Err(ConfigError::NotAPort {
+                    field: format!("{}: port", e.label(i)),
+                    name: e.port.clone(),
+                });
+            }
+            if uplink == Some(e.port.as_str()) {
+                return Err(ConfigError::EndpointOnUplink {
+                    endpoint: e.label(i),
+                    port: e.port.clone(),
+                });
+            }
+            if let Some(first) = port_network.insert(&e.port, &e.network) {
+                if first != e.network {
+                    return Err(ConfigError::PortInTwoNetworks {
+                        endpoint: e.label(i),
+                        port: e.port.clone(),
+                        first: first.to_owned(),
+                    });
+                }
+            }
+        }
+        let overlay = self.overlay_ports();
+        let uses = self
+            .patches
+            .iter()
+            .flat_map(|p| {
+                [
+                    ("patch.from".to_owned(), &p.from),
+                    ("patch.to".to_owned(), &p.to),
+                ]
+            })
+            .chain(
+                self.l2
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (format!("l2[{i}].port"), &e.port)),
+            );
+        for (field, port) in uses {
+            if overlay.contains(port.as_str()) {
+                return Err(ConfigError::OverlayPort {
+                    field,
+                    port: port.clone(),
+                });
+            }
+        }
+        crate::compile::overlay(self, 0).map_err(ConfigError::Overlay)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,607 @@
+//! Validation and compilation of an overlay configuration into a snapshot.
+
+use std::net::IpAddr;
+
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
+use ipnet::IpNet;
+
+use super::error::OverlayConfigError as E;
+use super::lpm::LpmTable;
+use super::snapshot::{
+    host4_key, host6_key, l2_key, HostEntry, L2Dest, NetworkId, NetworkInfo, OverlaySnapshot,
+    RouteResult, UnderlayInfo, VrfId, VtepIdx, VtepInfo, MAX_NETWORKS, MAX_VTEPS,
+};
+use super::spec::{
+    LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget, UnderlaySpec,
+};
+use crate::ethernet::MacAddr;
+use crate::port::{PortIdx, MAX_PORTS};
+
+/// The smallest inner MTU accepted: the IPv6 minimum link MTU.
+const MIN_INNER_MTU: u16 = 1280;
+
+/// Collects the overlay configuration, then validates and compiles it.
+#[derive(Debug, Clone, Default)]
+pub struct OverlayBuilder {
+    generation: u64,
+    underlay: Option<UnderlaySpec>,
+    networks: Vec<NetworkSpec>,
+    locals: Vec<LocalEndpointSpec>,
+    remotes: Vec<RemoteEndpointSpec>,
+    routes: Vec<RouteSpec>,
+}
+
+impl OverlayBuilder {
+    /// An empty configuration that will compile to snapshot `generation`.
+    pub fn new(generation: u64) -> Self {
+        OverlayBuilder {
+            generation,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the underlay (replacing any set before). Needed as soon as any remote
+    /// VTEP is referenced.
+    pub fn underlay(&mut self, spec: UnderlaySpec) -> &mut Self {
+        self.underlay = Some(spec);
+        self
+    }
+
+    /// Adds a network.
+    pub fn network(&mut self, spec: NetworkSpec) -> &mut Self {
+        self.networks.push(spec);
+        self
+    }
+
+    /// Adds an endpoint behind a local port.
+    pub fn local_endpoint(&mut self, spec: LocalEndpointSpec) -> &mut Self {
+        self.locals.push(spec);
+        self
+    }
+
+    /// Adds an endpoint behind a remote VTEP.
+    pub fn remote_endpoint(&mut self, spec: RemoteEndpointSpec) -> &mut Self {
+        self.remotes.push(spec);
+        self
+    }
+
+    /// Adds a static route.
+    pub fn route(&mut self, spec: RouteSpec) -> &mut Self {
+        self.routes.push(spec);
+        self
+    }
+
+    /// Validates the configuration and compiles the snapshot.
+    ///
+    /// # Errors
+    /// The first [`OverlayConfigError`](E) found: the underlay is checked first,
+    /// then networks, local endpoints, remote endpoints and routes, each in the
+    /// order given.
+    pub fn build(&self) -> Result<OverlaySnapshot, E> {
+        let underlay = self.underlay.as_ref().map(check_underlay).transpose()?;
+        let mut snap = OverlaySnapshot::empty(self.generation);
+        snap.underlay = underlay;
+        let mut vteps = VtepInterner {
+            underlay,
+            vteps: Vec::new(),
+            by_ip: HashMap::new(),
+        };
+
+        // Networks.
+        if self.networks.len() > MAX_NETWORKS {
+            return Err(E::TooManyNetworks {
+                count: self.networks.len(),
+                max: MAX_NETWORKS,
+            });
+        }
+        let n_hosts4 = count_ips(&self.locals, &self.remotes, true);
+        let n_hosts6 = count_ips(&self.locals, &self.remotes, false);
+        snap.hosts4.reserve(n_hosts4 + self.networks.len());
+        snap.hosts6.reserve(n_hosts6 + self.networks.len());
+        snap.l2.reserve(self.locals.len() + self.remotes.len());
+        snap.by_vni.reserve(self.networks.len());
+        snap.by_name.reserve(self.networks.len());
+        let mut vrf_of: HashMap<&str, VrfId> = HashMap::new();
+        let mut vni_owner: HashMap<u32, &str> = HashMap::with_capacity(self.networks.len());
+        let mut ranges: Vec<SubnetRange> = Vec::new();
+        for (i, n) in self.networks.iter().enumerate() {
+            let id = NetworkId(i as u16);
+            if snap.by_name.insert(n.name.clone().into(), id).is_some() {
+                return Err(E::DuplicateNetworkName {
+                    name: n.name.clone(),
+                });
+            }
+            if n.vni > super::spec::MAX_VNI {
+                return Err(E::VniOutOfRange {
+                    network: n.name.clone(),
+                    vni: n.vni,
+                });
+            }
+            if let Some(first) = vni_owner.insert(n.vni, &n.name) {
+                return Err(E::DuplicateVni {
+                    vni: n.vni,
+                    first: first.to_owned(),
+                    second: n.name.clone(),
+                });
+            }
+            snap.by_vni.insert(n.vni, id);
+            if n.gateway_mac.is_multicast() {
+                return Err(E::GatewayMulticastMac {
+                    network: n.name.clone(),
+                    mac: n.gateway_mac,
+                });
+            }
+            let next_vrf = VrfId(vrf_of.len() as u16);
+            let vrf = *vrf_of.entry(&n.tenant).or_insert_with(|| {
+                snap.vrf_names.push(n.tenant.clone().into());
+                next_vrf
+            });
+            for gw in &n.gateway_ips {
+                if !n.subnets.iter().any(|s| s.contains(gw)) {
+                    return Err(E::GatewayNotInSubnet {
+                        network: n.name.clone(),
+                        ip: *gw,
+                    });
+                }
+                let h = HostEntry {
+                    mac: n.gateway_mac,
+                    dest: None,
+                };
+                // A gateway listed twice is harmless: same entry.
+                match *gw {
+                    IpAddr::V4(a) => snap.hosts4.insert(host4_key(id, a), h),
+                    IpAddr::V6(a) => snap.hosts6.insert(host6_key(id, a), h),
+                };
+            }
+            for s in &n.subnets {
+                let (v6, first, last) = range(s);
+                ranges.push(SubnetRange {
+                    vrf: vrf.0,
+                    v6,
+                    first,
+                    last,
+                    order: ranges.len(),
+                    network: i,
+                    subnet: s.trunc(),
+                });
+            }
+            let mut flood = Vec::with_capacity(n.vteps.len());
+            for &ip in &n.vteps {
+                flood.push(vteps.intern(|| format!("network {:?} flood list", n.name), ip)?);
+            }
+            // Sorted copy rather than `contains` per VTEP: flood lists can be long.
+            let mut sorted = flood.clone();
+            sorted.sort_unstable();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(E::DuplicateFloodVtep {
+                    network: n.name.clone(),
+                    vtep: vteps.vteps[w[0].index()].ip,
+                });
+            }
+            snap.networks.push(NetworkInfo {
+                name: n.name.clone().into(),
+                vni: n.vni,
+                encap: n.encap,
+                vrf,
+                gateway_mac: n.gateway_mac,
+                flood_unknown: n.flood_unknown,
+                flood_vteps: flood.into(),
+                local_ports: Box::default(),
+                mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),
+                gateway_v4: n.gateway_ips.iter().find_map(|ip| match ip {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                }),
+                gateway_v6: n.gateway_ips.iter().find_map(|ip| match ip {
+                    IpAddr::V6(a) => Some(*a),
+                    IpAddr::V4(_) => None,
+                }),
+            });
+        }
+        self.check_overlaps(&mut ranges, &snap)?;
+        snap.routes = LpmTable::new(snap.vrf_names.len() as u16);
+        let (v4, v6) = self.routes.iter().fold((0, 0), |(a, b), r| match r.prefix {
+            IpNet::V4(_) => (a + 1, b),
+            IpNet::V6(_) => (a, b + 1),
+        });
+        let sv6 = ranges.iter().filter(|r| r.v6).count();
+        snap.routes.reserve(v4 + ranges.len() - sv6, v6 + sv6);
+        for r in &ranges {
+            let net = NetworkId(r.network as u16);
+            snap.routes
+                .insert(r.vrf, r.subnet, RouteResult::Connected(net));
+        }
+
+        // Local endpoints.
+        for ep in &self.locals {
+            let id = self.endpoint_network(&snap, &ep.network, ep.mac)?;
+            let name = || ep.network.clone();
+            if ep.port.index() >= MAX_PORTS {
+                return Err(E::PortOutOfRange {
+                    network: name(),
+                    mac: ep.mac,
+                    port: ep.port,
+                    max: MAX_PORTS,
+                });
+            }
+            if underlay.is_some_and(|u| u.uplink == ep.port) {
+                return Err(E::EndpointOnUplink {
+                    network: name(),
+                    mac: ep.mac,
+                    port: ep.port,
+                });
+            }
+            match &mut snap.port_network[ep.port.index()] {
+                Some(other) if *other != id => {
+                    return Err(E::PortInTwoNetworks {
+                        port: ep.port,
+                        first: self.networks[other.index()].name.clone(),
+                        second: name(),
+                    })
+                }
+                slot => *slot = Some(id),
+            }
+            add_endpoint(
+                &mut snap,
+                id,
+                &ep.network,
+                ep.mac,
+                &ep.ips,
+                L2Dest::Local(ep.port),
+            )?;
+        }
+
+        // Remote endpoints.
+        for ep in &self.remotes {
+            let id = self.endpoint_network(&snap, &ep.network, ep.mac)?;
+            let idx = vteps.intern(
+                || format!("remote endpoint {} in network {:?}", ep.mac, ep.network),
+                ep.vtep,
+            )?;
+            add_endpoint(
+                &mut snap,
+                id,
+                &ep.network,
+                ep.mac,
+                &ep.ips,
+                L2Dest::Remote(idx),
+            )?;
+        }
+
+        // Static routes.
+        for r in &self.routes {
+            let Some(vrf) = vrf_of.get(r.tenant.as_str()).copied() else {
+                return Err(E::RouteUnknownTenant {
+                    tenant: r.tenant.clone(),
+                    prefix: r.prefix,
+                });
+            };
+            let result = match &r.target {
+                RouteTarget::Blackhole => RouteResult::Blackhole,
+                RouteTarget::NextHop { network, ip } => {
+                    let Some(id) = snap.network_by_name(network) else {
+                        return Err(E::RouteUnknownNetwork {
+                            tenant: r.tenant.clone(),
+                            prefix: r.prefix,
+                            network: network.clone(),
+                        });
+                    };
+                    let n = &self.networks[id.index()];
+                    if n.tenant != r.tenant {
+                        return Err(E::RouteOtherTenant {
+                            tenant: r.tenant.clone(),
+                            prefix: r.prefix,
+                            network: network.clone(),
+                            network_tenant: n.tenant.clone(),
+                        });
+                    }
+                    let Some((mac, dest)) = snap.host_lookup(id, *ip) else {
+                        return Err(E::UnknownNextHop {
+                            tenant: r.tenant.clone(),
+                            prefix: r.prefix,
+                            network: network.clone(),
+                            ip: *ip,
+                        });
+                    };
+                    RouteResult::NextHop {
+                        network: id,
+                        mac,
+                        dest,
+                    }
+                }
+            };
+            let prefix = r.prefix.trunc();
+            if snap.routes.get_exact(vrf.0, prefix).is_some() {
+                return Err(E::DuplicateRoute {
+                    tenant: r.tenant.clone(),
+                    prefix,
+                });
+            }
+            snap.routes.insert(vrf.0, prefix, result);
+        }
+
+        // Per-network local ports, ascending because the port array is.
+        let mut ports: Vec<Vec<PortIdx>> = vec![Vec::new(); snap.networks.len()];
+        for (p, net) in snap.port_network.iter().enumerate() {
+            if let Some(net) = net {
+                ports[net.index()].push(PortIdx(p as u16));
+            }
+        }
+        for (info, ports) in snap.networks.iter_mut().zip(ports) {
+            info.local_ports = ports.into();
+        }
+        snap.vteps = vteps.vteps;
+        snap.vtep_by_ip = vteps.by_ip;
+        Ok(snap)
+    }
+
+    fn endpoint_network(
+        &self,
+        snap: &OverlaySnapshot,
+        network: &str,
+        mac: MacAddr,
+    ) -> Result<NetworkId, E> {
+        let id = snap
+            .network_by_name(network)
+            .ok_or_else(|| E::EndpointUnknownNetwork {
+                mac,
+                network: network.to_owned(),
+            })?;
+        if mac.is_multicast() {
+            return Err(E::EndpointMulticastMac {
+                network: network.to_owned(),
+                mac,
+            });
+        }
+        if mac == self.networks[id.index()].gateway_mac {
+            return Err(E::EndpointMacIsGateway {
+                network: network.to_owned(),
+                mac,
+            });
+        }
+        Ok(id)
+    }
+
+    /// Rejects overlapping subnets within one VRF. Prefixes are either nested or
+    /// disjoint, so after sorting by (VRF, family, first address, widest first) a
+    /// subnet overlaps an earlier one exactly when it starts at or before the end
+    /// of the widest-reaching earlier subnet of its group: O(n log n), not
+    /// pairwise. The first overlap in that order is reported, its two subnets in
+    /// input order.
+    fn check_overlaps(&self, ranges: &mut [SubnetRange], snap: &OverlaySnapshot) -> Result<(), E> {
+        ranges.sort_unstable_by_key(|r| (r.vrf, r.v6, r.first, std::cmp::Reverse(r.last), r.order));
+        let mut reach: Option<&SubnetRange> = None;
+        for r in ranges.iter() {
+            if let Some(c) = reach {
+                if (c.vrf, c.v6) == (r.vrf, r.v6) && r.first <= c.last {
+                    let (a, b) = if c.order < r.order { (c, r) } else { (r, c) };
+                    return Err(E::OverlappingSubnets {
+                        tenant: snap.vrf_names[usize::from(a.vrf)].to_string(),
+                        first_network: self.networks[a.network].name.clone(),
+                        first_subnet: a.subnet,
+                        second_network: self.networks[b.network].name.clone(),
+                        second_subnet: b.subnet,
+                    });
+                }
+            }
+            reach = Some(r);
+        }
+        Ok(())
+    }
+}
+
+/// One subnet of one network, as an inclusive range of addresses.
+#[derive(Clone, Copy)]
+struct SubnetRange {
+    vrf: u16,
+    v6: bool,
+    first: u128,
+    last: u128,
+    /// Position among all subnets in input order.
+    order: usize,
+    network: usize,
+    subnet: IpNet,
+}
+
+/// A subnet as an inclusive range of `u128`, with its family.
+fn range(s: &IpNet) -> (bool, u128, u128) {
+    match s {
+        IpNet::V4(n) => (
+            false,
+            u128::from(n.network().to_bits()),
+            u128::from(n.broadcast().to_bits()),
+        ),
+        IpNet::V6(n) => (true, n.network().to_bits(), n.broadcast().to_bits()),
+    }
+}
+
+/// Counts endpoint addresses of one family, to size the host tables once.
+fn count_ips(locals: &[LocalEndpointSpec], remotes: &[RemoteEndpointSpec], v4: bool) -> usize {
+    let count = |ips: &[IpAddr]| ips.iter().filter(|ip| ip.is_ipv4() == v4).count();
+    locals.iter().map(|e| count(&e.ips)).sum::<usize>()
+        + remotes.iter().map(|e| count(&e.ips)).sum::<usize>()
+}
+
+fn add_endpoint(
+    snap: &mut OverlaySnapshot,
+    id: NetworkId,
+    network: &str,
+    mac: MacAddr,
+    ips: &[IpAddr],
+    dest: L2Dest,
+) -> Result<(), E> {
+    match snap.l2.entry(l2_key(id, mac)) {
+        Entry::Occupied(_) => {
+            return Err(E::DuplicateMac {
+                network: network.to_owned(),
+                mac,
+            })
+        }
+        Entry::Vacant(v) => {
+            v.insert(dest);
+        }
+    }
+    let info = &snap.networks[id.index()];
+    let in_subnets = |ip: &IpAddr| {
+        snap.routes
+            .lookup(info.vrf.0, *ip)
+            .is_some_and(|r| *r == RouteResult::Connected(id))
+    };
+    for ip in ips {
+        if !in_subnets(ip) {
+            return Err(E::EndpointIpOutsideSubnets {
+                network: network.to_owned(),
+                mac,
+                ip: *ip,
+            });
+        }
+        let h = HostEntry {
+            mac,
+            dest: Some(dest),
+        };
+        let prev = match *ip {
+            IpAddr::V4(a) => host_insert(&mut snap.hosts4, host4_key(id, a), h),
+            IpAddr::V6(a) => host_insert(&mut snap.hosts6, host6_key(id, a), h),
+        };
+        match prev {
+            None => {}
+            Some(HostEntry { dest: None, .. }) => {
+                return Err(E::EndpointIpIsGateway {
+                    network: network.to_owned(),
+                    mac,
+                    ip: *ip,
+                })
+            }
+            Some(first) => {
+                return Err(E::DuplicateIp {
+                    network: network.to_owned(),
+                    ip: *ip,
+                    first: first.mac,
+                    second: mac,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inserts unless present; returns what was there.
+fn host_insert<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, HostEntry>,
+    key: K,
+    h: HostEntry,
+) -> Option<HostEntry> {
+    match map.entry(key) {
+        Entry::Occupied(o) => Some(*o.get()),
+        Entry::Vacant(v) => {
+            v.insert(h);
+            None
+        }
+    }
+}
+
+fn check_underlay(u: &UnderlaySpec) -> Result<UnderlayInfo, E> {
+    if u.uplink.index() >= MAX_PORTS {
+        return Err(E::UplinkOutOfRange {
+            port: u.uplink,
+            max: MAX_PORTS,
+        });
+    }
+    if u.local_mac.is_multicast() {
+        return Err(E::UnderlayMulticastMac { mac: u.local_mac });
+    }
+    let v4 = u.local_vtep_ip.is_ipv4();
+    if matches!(u.on_link, IpNet::V4(_)) != v4 {
+        return Err(E::UnderlayFamilyMismatch {
+            what: "on-link prefix",
+            addr: u.on_link.to_string(),
+            local_vtep: u.local_vtep_ip,
+        });
+    }
+    if let Some(gw) = u.gateway {
+        if gw.is_ipv4() != v4 {
+            return Err(E::UnderlayFamilyMismatch {
+                what: "gateway",
+                addr: gw.to_string(),
+                local_vtep: u.local_vtep_ip,
+            });
+        }
+    }
+    let on_link = u.on_link.trunc();
+    if !on_link.contains(&u.local_vtep_ip) {
+        return Err(E::LocalVtepNotOnLink {
+            local_vtep: u.local_vtep_ip,
+            on_link,
+        });
+    }
+    if let Some(gw) = u.gateway {
+        if !on_link.contains(&gw) {
+            return Err(E::UnderlayGatewayNotOnLink {
+                gateway: gw,
+                on_link,
+            });
+        }
+    }
+    let info = UnderlayInfo {
+        uplink: u.uplink,
+        local_vtep_ip: u.local_vtep_ip,
+        local_mac: u.local_mac,
+        mtu: u.mtu,
+        on_link,
+        gateway: u.gateway,
+    };
+    // Both encapsulations add the same today; take the larger to stay safe.
+    let overhead = info
+        .overhead(super::spec::Encap::Vxlan)
+        .max(info.overhead(super::spec::Encap::Geneve));
+    let min = MIN_INNER_MTU + overhead;
+    if u.mtu < min {
+        return Err(E::UnderlayMtuTooSmall { mtu: u.mtu, min });
+    }
+    Ok(info)
+}
+
+/// Interns remote VTEP addresses into dense indices, validating each once.
+struct VtepInterner {
+    underlay: Option<UnderlayInfo>,
+    vteps: Vec<VtepInfo>,
+    by_ip: HashMap<IpAddr, VtepIdx>,
+}
+
+impl VtepInterner {
+    fn intern(&mut self, item: impl FnOnce() -> String, ip: IpAddr) -> Result<VtepIdx, E> {
+        if let Some(&idx) = self.by_ip.get(&ip) {
+            return Ok(idx);
+        }
+        let Some(u) = self.underlay else {
+            return Err(E::NoUnderlay {
+                item: item(),
+                vtep: ip,
+            });
+        };
+        if ip.is_ipv4() != u.local_vtep_ip.is_ipv4() {
+            return Err(E::VtepFamilyMismatch {
+                item: item(),
+                vtep: ip,
+                local_vtep: u.local_vtep_ip,
+            });
+        }
+        if ip == u.local_vtep_ip {
+            return Err(E::VtepIsLocal {
+                item: item(),
+                vtep: ip,
+            });
+        }
+        if self.vteps.len() >= MAX_VTEPS {
+            return Err(E::TooManyVteps { max: MAX_VTEPS });
+        }
+        let idx = VtepIdx(self.vteps.len() as u16);
+        self.vteps.push(VtepInfo {
+            ip,
+            next_hop: u.next_hop(ip),
+        });
+        self.by_ip.insert(ip, idx);
+        Ok(idx)
+    }
+}

@@ -1,0 +1,294 @@
+//! Longest-prefix match for many VRFs at once, IPv4 and IPv6.
+//!
+//! Layout: one hash table per address family holding every route of every VRF,
+//! keyed by (VRF, prefix length, masked address), plus per VRF a bitmap of the
+//! prefix lengths it actually uses. A lookup walks that VRF's lengths from the
+//! longest down, masks the address and probes the table; the first hit is the
+//! longest match. The cost is one hash probe per *distinct* length present in the
+//! VRF, not per route and not per bit.
+//!
+//! Why this rather than a binary trie: a trie costs one dependent memory access
+//! per bit (up to 32 for IPv4, 128 for IPv6), and each is a likely cache miss once
+//! the table outgrows the cache. Overlay VRFs use few distinct lengths (pod
+//! subnets, a `/0`, host routes, a handful of aggregates), so a few probes into
+//! a flat table win, and build is one insert per route with no node allocation.
+//! The worst case, a VRF that uses every length, is 33 (IPv4) or 129 (IPv6) probes
+//! on a miss; if that ever matters, the next step is binary search over lengths
+//! with marker entries (Waldvogel et al.), which this layout allows without
+//! changing the API.
+//!
+//! Host bits of inserted prefixes are ignored.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashMap;
+use ipnet::IpNet;
+
+/// A set of prefix lengths `0..=128`, iterated longest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LenSet([u64; 3]);
+
+impl LenSet {
+    fn insert(&mut self, len: u8) {
+        self.0[usize::from(len / 64)] |= 1 << (len % 64);
+    }
+
+    #[inline]
+    fn iter_desc(self) -> LensDesc {
+        LensDesc(self.0)
+    }
+}
+
+/// The lengths of a [`LenSet`], longest first.
+struct LensDesc([u64; 3]);
+
+impl Iterator for LensDesc {
+    type Item = u8;
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        for w in (0..3).rev() {
+            let bits = self.0[w];
+            if bits != 0 {
+                let bit = 63 - bits.leading_zeros();
+                self.0[w] = bits & !(1 << bit);
+                // w < 3 and bit < 64: at most 191, fits a u8.
+                return Some((w as u8) * 64 + bit as u8);
+            }
+        }
+        None
+    }
+}
+
+#[inline]
+fn mask4(addr: u32, len: u8) -> u32 {
+    // `checked_shl` turns the /0 shift by 32 into an all-zero mask.
+    addr & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+#[inline]
+fn mask6(addr: u128, len: u8) -> u128 {
+    addr & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+}
+
+#[inline]
+fn key4(vrf: u16, len: u8, addr: u32) -> u64 {
+    (u64::from(vrf) << 40) | (u64::from(len) << 32) | u64::from(mask4(addr, len))
+}
+
+#[inline]
+fn key6(vrf: u16, len: u8, addr: u128) -> (u32, u128) {
+    ((u32::from(vrf) << 8) | u32::from(len), mask6(addr, len))
+}
+
+/// Longest-prefix-match tables for VRFs `0..vrfs`, mapping prefixes to `V`.
+#[derive(Clone, Debug)]
+pub struct LpmTable<V> {
+    v4: HashMap<u64, V>,
+    v6: HashMap<(u32, u128), V>,
+    /// Per VRF: the IPv4 and the IPv6 lengths in use.
+    lens: Vec<(LenSet, LenSet)>,
+}
+
+impl<V> LpmTable<V> {
+    /// Empty tables for VRFs `0..vrfs`.
+    pub fn new(vrfs: u16) -> Self {
+        LpmTable {
+            v4: HashMap::new(),
+            v6: HashMap::new(),
+            lens: vec![(LenSet::default(), LenSet::default()); usize::from(vrfs)],
+        }
+    }
+
+    /// Reserves room for `v4` more IPv4 and `v6` more IPv6 routes.
+    pub fn reserve(&mut self, v4: usize, v6: usize) {
+        self.v4.reserve(v4);
+        self.v6.reserve(v6);
+    }
+
+    /// Adds `prefix` → `value` in `vrf`, returning the value it replaces, if any.
+    ///
+    /// # Panics
+    /// If `vrf` is not below the count given to [`new`](Self::new).
+    pub fn insert(&mut self, vrf: u16, prefix: IpNet, value: V) -> Option<V> {
+        let len = prefix.prefix_len();
+        let lens = &mut self.lens[usize::from(vrf)];
+        match prefix {
+            IpNet::V4(p) => {
+                lens.0.insert(len);
+                self.v4.insert(key4(vrf, len, p.addr().to_bits()), value)
+            }
+            IpNet::V6(p) => {
+                lens.1.insert(len);
+                self.v6.insert(key6(vrf, len, p.addr().to_bits()), value)
+            }
+        }
+    }
+
+    /// The value of the longest prefix in `vrf` containing `dst`. `None` for no
+    /// match or an unknown VRF.
+    #[inline]
+    pub fn lookup(&self, vrf: u16, dst: IpAddr) -> Option<&V> {
+        match dst {
+            IpAddr::V4(a) => self.lookup_v4(vrf, a),
+            IpAddr::V6(a) => self.lookup_v6(vrf, a),
+        }
+    }
+
+    /// [`lookup`](Self::lookup) for an IPv4 destination.
+    #[inline]
+    pub fn lookup_v4(&self, vrf: u16, dst: Ipv4Addr) -> Option<&V> {
+        let (lens, _) = self.lens.get(usize::from(vrf))?;
+        let addr = dst.to_bits();
+        lens.iter_desc()
+            .find_map(|len| self.v4.get(&key4(vrf, len, addr)))
+    }
+
+    /// [`lookup`](Self::lookup) for an IPv6 destination.
+    #[inline]
+    pub fn lookup_v6(&self, vrf: u16, dst: Ipv6Addr) -> Option<&V> {
+        let (_, lens) = self.lens.get(usize::from(vrf))?;
+        let addr = dst.to_bits();
+        lens.iter_desc()
+            .find_map(|len| self.v6.get(&key6(vrf, len, addr)))
+    }
+
+    /// The value stored for exactly `prefix` in `vrf` (no longest-match).
+    pub fn get_exact(&self, vrf: u16, prefix: IpNet) -> Option<&V> {
+        let len = prefix.prefix_len();
+        match prefix {
+            IpNet::V4(p) => self.v4.get(&key4(vrf, len, p.addr().to_bits())),
+            IpNet::V6(p) => self.v6.get(&key6(vrf, len, p.addr().to_bits())),
+        }
+    }
+
+    /// Number of routes, all VRFs and families.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipnet::{Ipv4Net, Ipv6Net};
+    use proptest::prelude::*;
+
+    fn naive<V>(routes: &[(u16, IpNet, V)], vrf: u16, dst: IpAddr) -> Option<&V> {
+        // Last insert of a prefix wins, as in the table.
+        routes
+            .iter()
+            .enumerate()
+            .filter(|(_, (v, p, _))| *v == vrf && p.contains(&dst))
+            .max_by_key(|(i, (_, p, _))| (p.prefix_len(), *i))
+            .map(|(_, (_, _, val))| val)
+    }
+
+    #[test]
+    fn len_set_iterates_longest_first() {
+        let mut s = LenSet::default();
+        for l in [0, 1, 32, 63, 64, 65, 127, 128] {
+            s.insert(l);
+        }
+        let got: Vec<u8> = s.iter_desc().collect();
+        assert_eq!(got, [128, 127, 65, 64, 63, 32, 1, 0]);
+    }
+
+    #[test]
+    fn default_host_and_vrf_separation() {
+        let mut t = LpmTable::new(2);
+        t.insert(0, "0.0.0.0/0".parse().unwrap(), "default");
+        t.insert(0, "10.0.0.0/8".parse().unwrap(), "ten");
+        t.insert(0, "10.1.2.3/32".parse().unwrap(), "host");
+        t.insert(1, "10.0.0.0/8".parse().unwrap(), "other-vrf");
+        t.insert(0, "::/0".parse().unwrap(), "default6");
+        t.insert(0, "2001:db8::1/128".parse().unwrap(), "host6");
+        let l = |vrf, s: &str| t.lookup(vrf, s.parse().unwrap()).copied();
+        assert_eq!(l(0, "10.1.2.3"), Some("host"));
+        assert_eq!(l(0, "10.1.2.4"), Some("ten"));
+        assert_eq!(l(0, "11.0.0.1"), Some("default"));
+        assert_eq!(l(1, "10.1.2.3"), Some("other-vrf"));
+        assert_eq!(l(1, "11.0.0.1"), None);
+        assert_eq!(l(0, "2001:db8::1"), Some("host6"));
+        assert_eq!(l(0, "2001:db8::2"), Some("default6"));
+        assert_eq!(l(1, "2001:db8::1"), None);
+        assert_eq!(l(7, "10.1.2.3"), None, "unknown VRF");
+        assert_eq!(t.len(), 6);
+    }
+
+    fn v4_route() -> impl Strategy<Value = (u16, IpNet, u32)> {
+        // Few distinct high bits so that prefixes nest and collide often.
+        (0u16..2, 0u32..16, any::<u32>(), 0u8..=32, any::<u32>()).prop_map(
+            |(vrf, hi, lo, len, v)| {
+                let addr = (hi << 28) | (lo & 0x00ff_ffff);
+                let net = Ipv4Net::new(Ipv4Addr::from_bits(addr), len).unwrap();
+                (vrf, IpNet::V4(net), v)
+            },
+        )
+    }
+
+    fn v6_route() -> impl Strategy<Value = (u16, IpNet, u32)> {
+        (0u16..2, 0u128..16, any::<u128>(), 0u8..=128, any::<u32>()).prop_map(
+            |(vrf, hi, lo, len, v)| {
+                let addr = (hi << 124) | (lo & ((1 << 120) - 1));
+                let net = Ipv6Net::new(Ipv6Addr::from_bits(addr), len).unwrap();
+                (vrf, IpNet::V6(net), v)
+            },
+        )
+    }
+
+    fn check(routes: &[(u16, IpNet, u32)], probes: &[(u16, IpAddr)]) {
+        let mut t = LpmTable::new(2);
+        for &(vrf, p, v) in routes {
+            t.insert(vrf, p, v);
+        }
+        for &(vrf, dst) in probes {
+            assert_eq!(
+                t.lookup(vrf, dst),
+                naive(routes, vrf, dst),
+                "vrf {vrf} dst {dst}"
+            );
+        }
+        // Every route's own address and its neighbours must also agree.
+        for &(vrf, p, _) in routes {
+            for dst in [p.network(), p.broadcast()] {
+                assert_eq!(
+                    t.lookup(vrf, dst),
+                    naive(routes, vrf, dst),
+                    "vrf {vrf} dst {dst}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn v4_matches_linear_scan(
+            routes in prop::collection::vec(v4_route(), 0..64),
+            probes in prop::collection::vec((0u16..2, 0u32..16, any::<u32>()), 0..64),
+        ) {
+            let probes: Vec<_> = probes
+                .into_iter()
+                .map(|(vrf, hi, lo)| (vrf, IpAddr::V4(Ipv4Addr::from_bits((hi << 28) | (lo & 0x00ff_ffff)))))
+                .collect();
+            check(&routes, &probes);
+        }
+
+        #[test]
+        fn v6_matches_linear_scan(
+            routes in prop::collection::vec(v6_route(), 0..64),
+            probes in prop::collection::vec((0u16..2, 0u128..16, any::<u128>()), 0..64),
+        ) {
+            let probes: Vec<_> = probes
+                .into_iter()
+                .map(|(vrf, hi, lo)| (vrf, IpAddr::V6(Ipv6Addr::from_bits((hi << 124) | (lo & ((1 << 120) - 1))))))
+                .collect();
+            check(&routes, &probes);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The compiled overlay: what a worker consults per packet.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashMap;
+use ipnet::IpNet;
+
+use super::lpm::LpmTable;
+use super::spec::Encap;
+use crate::ethernet::MacAddr;
+use crate::port::{PortIdx, MAX_PORTS};
+use crate::snapshot::Versioned;
+
+/// The most networks one snapshot holds: what a [`NetworkId`] can index.
+pub const MAX_NETWORKS: usize = 1 << 16;
+
+/// The most distinct remote VTEPs one snapshot holds: what a [`VtepIdx`] can index.
+pub const MAX_VTEPS: usize = 1 << 16;
+
+/// A network's dense index in one snapshot, `0..network_count()`, in the order the
+/// networks were given. Valid only with the snapshot that handed it out (flow cache
+/// entries holding one are invalidated by generation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkId(pub u16);
+
+impl NetworkId {
+    /// The index as a `usize`, for indexing per-network arrays.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A tenant's VRF, dense, in order of first appearance among the networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VrfId(pub u16);
+
+/// A remote VTEP's dense index into [`OverlaySnapshot::vteps`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VtepIdx(pub u16);
+
+impl VtepIdx {
+    /// The index as a `usize`.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Where a frame for a known MAC goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L2Dest {
+    /// Out of this local port, as is.
+    Local(PortIdx),
+    /// Encapsulated to this remote VTEP.
+    Remote(VtepIdx),
+}
+
+/// The outcome of a route lookup in a VRF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteResult {
+    /// The destination is on this network's subnet: finish with
+    /// [`OverlaySnapshot::host_lookup`] for the destination address; a miss there
+    /// is an unknown host in a known subnet.
+    Connected(NetworkId),
+    /// A static route's next hop, already resolved at build time: rewrite the
+    /// destination MAC to `mac` (source MAC: `network`'s gateway MAC) and send
+    /// to `dest`.
+    NextHop {
+        /// The network the next hop is on.
+        network: NetworkId,
+        /// The next hop's MAC.
+        mac: MacAddr,
+        /// Where the next hop is.
+        dest: L2Dest,
+    },
+    /// A blackhole route: drop.
+    Blackhole,
+}
+
+/// A network as compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// Its name.
+    pub name: Box<str>,
+    /// Its VNI.
+    pub vni: u32,
+    /// Its encapsulation.
+    pub encap: Encap,
+    /// Its tenant's VRF.
+    pub vrf: VrfId,
+    /// The gateway MAC: a frame to it is routed, not switched; ARP/ND for a
+    /// gateway IP is answered with it; routed frames leave with it as source.
+    pub gateway_mac: MacAddr,
+    /// Whether unknown unicast is flooded to [`flood_vteps`](Self::flood_vteps)
+    /// (otherwise dropped as an unknown destination).
+    pub flood_unknown: bool,
+    /// The remote VTEPs for head-end replication of broadcast, multicast and
+    /// (with `flood_unknown`) unknown unicast, in the order given.
+    pub flood_vteps: Box<[VtepIdx]>,
+    /// The local ports carrying this network's endpoints, ascending: where
+    /// broadcast and multicast go locally.
+    pub local_ports: Box<[PortIdx]>,
+    /// The largest inner IP packet that fits the underlay once encapsulated;
+    /// `None` without an underlay.
+    pub mtu: Option<u16>,
+    /// The first IPv4 gateway address: the source of ICMP errors the switch sends
+    /// into this network.
+    pub gateway_v4: Option<std::net::Ipv4Addr>,
+    /// The first IPv6 gateway address, likewise for ICMPv6.
+    pub gateway_v6: Option<std::net::Ipv6Addr>,
+}
+
+/// A remote VTEP as compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VtepInfo {
+    /// Its underlay address: the outer destination.
+    pub ip: IpAddr,
+    /// The underlay next hop whose MAC (from the neighbour map) is the outer
+    /// destination MAC: `ip` itself when on-link, else the underlay gateway.
+    /// `None` when it is off-link and there is no gateway (unreachable).
+    pub next_hop: Option<IpAddr>,
+}
+
+/// The underlay as compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnderlayInfo {
+    /// The uplink port.
+    pub uplink: PortIdx,
+    /// The local VTEP address: the outer source.
+    pub local_vtep_ip: IpAddr,
+    /// The uplink MAC: the outer source MAC.
+    pub local_mac: MacAddr,
+    /// The underlay IP MTU.
+    pub mtu: u16,
+    /// The on-link prefix.
+    pub on_link: IpNet,
+    /// The underlay default gateway.
+    pub gateway: Option<IpAddr>,
+}
+
+impl UnderlayInfo {
+    /// Bytes an encapsulated frame adds to the inner IP packet: outer IP header,
+    /// UDP, tunnel header and the inner Ethernet header.
+    pub const fn overhead(&self, encap: Encap) -> u16 {
+        let ip = match self.local_vtep_ip {
+            IpAddr::V4(_) => 20,
+            IpAddr::V6(_) => 40,
+        };
+        ip + 8 + encap.header_len() + crate::ethernet::HEADER_LEN as u16
+    }
+
+    /// The underlay next hop for `vtep`: itself if on-link, else the gateway.
+    pub fn next_hop(&self, vtep: IpAddr) -> Option<IpAddr> {
+        if self.on_link.contains(&vtep) {
+            Some(vtep)
+        } else {
+            self.gateway
+        }
+    }
+}
+
+/// A gateway address or an endpoint address in one network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct HostEntry {
+    pub(super) mac: MacAddr,
+    /// `None` for a gateway address (the switch itself).
+    pub(super) dest: Option<L2Dest>,
+}
+
+#[inline]
+pub(super) fn l2_key(net: NetworkId, mac: MacAddr) -> u64 {
+    let m = mac.0;
+    (u64::from(net.0) << 48) | u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+#[inline]
+pub(super) fn host4_key(net: NetworkId, ip: Ipv4Addr) -> u64 {
+    (u64::from(net.0) << 32) | u64::from(ip.to_bits())
+}
+
+#[inline]
+pub(super) fn host6_key(net: NetworkId, ip: Ipv6Addr) -> (u16, u128) {
+    (net.0, ip.to_bits())
+}
+
+/// An immutable, compiled overlay snapshot: networks, endpoints, routes, VTEPs
+/// and the underlay. Built by [`OverlayBuilder`](super::OverlayBuilder),
+/// published through a [`SnapshotCell`](crate::snapshot::SnapshotCell). Every
+/// lookup is an array index or a hash probe, and none allocates.
+#[derive(Clone, Debug)]
+pub struct OverlaySnapshot {
+    pub(super) generation: u64,
+    pub(super) networks: Vec<NetworkInfo>,
+    pub(super) vrf_names: Vec<Box<str>>,
+    pub(super) by_vni: HashMap<u32, NetworkId>,
+    pub(super) by_name: HashMap<Box<str>, NetworkId>,
+    pub(super) port_network: [Option<NetworkId>; MAX_PORTS],
+    /// (network, MAC) → destination, keyed by [`l2_key`].
+    pub(super) l2: HashMap<u64, L2Dest>,
+    /// (network, IPv4) → host, keyed by [`host4_key`].
+    pub(super) hosts4: HashMap<u64, HostEntry>,
+    /// (network, IPv6) → host, keyed by [`host6_key`].
+    pub(super) hosts6: HashMap<(u16, u128), HostEntry>,
+    pub(super) routes: LpmTable<RouteResult>,
+    pub(super) vteps: Vec<VtepInfo>,
+    pub(super) vtep_by_ip: HashMap<IpAddr, VtepIdx>,
+    pub(super) underlay: Option<UnderlayInfo>,
+}
+
+impl OverlaySnapshot {
+    /// A snapshot with nothing in it: every lookup misses. What a worker runs
+    /// before the control plane has published anything.
+    pub fn empty(generation: u64) -> Self {
+        OverlaySnapshot {
+            generation,
+            networks: Vec::new(),
+            vrf_names: Vec::new(),
+            by_vni: HashMap::new(),
+            by_name: HashMap::new(),
+            port_network: [None; MAX_PORTS],
+            l2: HashMap::new(),
+            hosts4: HashMap::new(),
+            hosts6: HashMap::new(),
+            routes: LpmTable::new(0),
+            vteps: Vec::new(),
+            vtep_by_ip: HashMap::new(),
+            underlay: None,
+        }
+    }
+
+    /// The snapshot's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The network a decapsulated packet with this VNI belongs to.
+    #[inline]
+    pub fn network_by_vni(&self, vni: u32) -> Option<NetworkId> {
+        self.by_vni.get(&vni).copied()
+    }
+
+    /// The network of a local port: the network of the endpoints behind it (a port
+    /// carries one network). `None` for the uplink and for ports without endpoints.
+    #[inline]
+    pub fn network_of_port(&self, port: PortIdx) -> Option<NetworkId> {
+        self.port_network.get(port.index()).copied().flatten()
+    }
+
+    /// A network's compiled attributes; `None` for an id this snapshot did not
+    /// hand out.
+    #[inline]
+    pub fn network(&self, net: NetworkId) -> Option<&NetworkInfo> {
+        self.networks.get(net.index())
+    }
+
+    /// Every network, indexed by [`NetworkId`].
+    pub fn networks(&self) -> &[NetworkInfo] {
+        &self.networks
+    }
+
+    /// The network named `name` (control-plane use: not on the fast path).
+    pub fn network_by_name(&self, name: &str) -> Option<NetworkId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The VRF of the tenant named `name` (control-plane use).
+    pub fn vrf_by_name(&self, name: &str) -> Option<VrfId> {
+        self.vrf_names
+            .iter()
+            .position(|n| &**n == name)
+            .map(|i| VrfId(i as u16))
+    }
+
+    /// The tenant name of a VRF.
+    pub fn vrf_name(&self, vrf: VrfId) -> Option<&str> {
+        self.vrf_names.get(usize::from(vrf.0)).map(|n| &**n)
+    }
+
+    /// Where a frame to `mac` in network `net` goes; `None` for an unknown MAC
+    /// (flood or named drop, per [`NetworkInfo::flood_unknown`]) and for the
+    /// gateway MAC (compare with [`NetworkInfo::gateway_mac`] first: it is routed).
+    #[inline]
+    pub fn l2_lookup(&self, net: NetworkId, mac: MacAddr) -> Option<L2Dest> {
+        self.l2.get(&l2_key(net, mac)).copied()
+    }
+
+    /// The MAC to answer an ARP request for `ip` in network `net` with: the gateway
+    /// MAC for a gateway address, the endpoint's MAC for a known endpoint (local or
+    /// remote). `None`: let the request go (flood or drop), never answer.
+    #[inline]
+    pub fn arp_lookup(&self, net: NetworkId, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.hosts4.get(&host4_key(net, ip)).map(|h| h.mac)
+    }
+
+    /// [`arp_lookup`](Self::arp_lookup) for an IPv6 Neighbor Solicitation target.
+    #[inline]
+    pub fn nd_lookup(&self, net: NetworkId, ip: Ipv6Addr) -> Option<MacAddr> {
+        self.hosts6.get(&host6_key(net, ip)).map(|h| h.mac)
+    }
+
+    #[inline]
+    fn host(&self, net: NetworkId, ip: IpAddr) -> Option<&HostEntry> {
+        match ip {
+            IpAddr::V4(a) => self.hosts4.get(&host4_key(net, a)),
+            IpAddr::V6(a) => self.hosts6.get(&host6_key(net, a)),
+        }
+    }
+
+    /// Whether `ip` is one of network `net`'s gateway addresses (packets to it are
+    /// for the switch: ICMP echo, not forwarding).
+    #[inline]
+    pub fn is_gateway(&self, net: NetworkId, ip: IpAddr) -> bool {
+        self.host(net, ip).is_some_and(|h| h.dest.is_none())
+    }
+
+    /// The endpoint with address `ip` in network `net`: its MAC (the routed frame's
+    /// new destination MAC) and where it is. `None` for unknown addresses and for
+    /// gateway addresses.
+    #[inline]
+    pub fn host_lookup(&self, net: NetworkId, ip: IpAddr) -> Option<(MacAddr, L2Dest)> {
+        self.host(net, ip).and_then(|h| Some((h.mac, h.dest?)))
+    }
+
+    /// Longest-prefix match of `dst` in `vrf`: connected subnets and static routes.
+    #[inline]
+    pub fn route(&self, vrf: VrfId, dst: IpAddr) -> Option<RouteResult> {
+        self.routes.lookup(vrf.0, dst).copied()
+    }
+
+    /// A remote VTEP; `None` for an index this snapshot did not hand out.
+    #[inline]
+    pub fn vtep(&self, idx: VtepIdx) -> Option<&VtepInfo> {
+        self.vteps.get(idx.index())
+    }
+
+    /// The remote VTEP with underlay address `ip` (e.g. to check the outer source
+    /// of a tunnelled packet).
+    #[inline]
+    pub fn vtep_by_ip(&self, ip: IpAddr) -> Option<VtepIdx> {
+        self.vtep_by_ip.get(&ip).copied()
+    }
+
+    /// Every remote VTEP, indexed by [`VtepIdx`].
+    pub fn vteps(&self) -> &[VtepInfo] {
+        &self.vteps
+    }
+
+    /// The underlay, if configured.
+    #[inline]
+    pub fn underlay(&self) -> Option<&UnderlayInfo> {
+        self.underlay.as_ref()
+    }
+
+    /// Number of networks.
+    pub fn network_count(&self) -> usize {
+        self.networks.len()
+    }
+
+    /// Number of (network, MAC) entries: local and remote endpoints.
+    pub fn endpoint_count(&self) -> usize {
+        self.l2.len()
+    }
+
+    /// Number of routes, connected subnets included.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+}
+
+impl Versioned for OverlaySnapshot {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}

@@ -1,0 +1,838 @@
+//! Tests of the compiled snapshot: lookups on a two-tenant fixture, and every
+//! validation error.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::ethernet::MacAddr;
+use crate::port::{PortIdx, MAX_PORTS};
+use crate::snapshot::SnapshotCell;
+
+const GW: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 1]);
+const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
+const D: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0d]);
+const E: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0e]);
+const UPLINK_MAC: MacAddr = MacAddr([0x02, 0xff, 0, 0, 0, 1]);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ips(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|s| ip(s)).collect()
+}
+
+fn underlay() -> UnderlaySpec {
+    UnderlaySpec {
+        uplink: PortIdx(0),
+        local_vtep_ip: ip("10.0.0.1"),
+        local_mac: UPLINK_MAC,
+        mtu: 1550,
+        on_link: "10.0.0.0/24".parse().unwrap(),
+        gateway: Some(ip("10.0.0.254")),
+    }
+}
+
+fn network(name: &str, vni: u32, tenant: &str, subnets: &[&str], gws: &[&str]) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        vni,
+        encap: Encap::Vxlan,
+        tenant: tenant.into(),
+        subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
+        gateway_ips: ips(gws),
+        gateway_mac: GW,
+        flood_unknown: false,
+        vteps: Vec::new(),
+    }
+}
+
+fn local(network: &str, mac: MacAddr, addrs: &[&str], port: u16) -> LocalEndpointSpec {
+    LocalEndpointSpec {
+        network: network.into(),
+        mac,
+        ips: ips(addrs),
+        port: PortIdx(port),
+    }
+}
+
+fn remote(network: &str, mac: MacAddr, addrs: &[&str], vtep: &str) -> RemoteEndpointSpec {
+    RemoteEndpointSpec {
+        network: network.into(),
+        mac,
+        ips: ips(addrs),
+        vtep: ip(vtep),
+    }
+}
+
+fn next_hop(tenant: &str, prefix: &str, network: &str, via: &str) -> RouteSpec {
+    RouteSpec {
+        tenant: tenant.into(),
+        prefix: prefix.parse().unwrap(),
+        target: RouteTarget::NextHop {
+            network: network.into(),
+            ip: ip(via),
+        },
+    }
+}
+
+/// Tenant t1: blue (VNI 100, v4+v6, floods to two VTEPs) and green (VNI 200);
+/// tenant t2: red (VNI 300), which reuses blue's subnet, gateway, a MAC and an IP.
+fn fixture() -> OverlayBuilder {
+    let mut b = OverlayBuilder::new(7);
+    let mut blue = network(
+        "blue",
+        100,
+        "t1",
+        &["10.1.0.0/24", "fd00:1::/64"],
+        &["10.1.0.1", "fd00:1::1"],
+    );
+    blue.flood_unknown = true;
+    blue.vteps = ips(&["10.0.0.2", "10.0.0.3"]);
+    let mut green = network("green", 200, "t1", &["10.2.0.0/24"], &["10.2.0.1"]);
+    green.encap = Encap::Geneve;
+    b.underlay(underlay())
+        .network(blue)
+        .network(green)
+        .network(network("red", 300, "t2", &["10.1.0.0/24"], &["10.1.0.1"]))
+        .local_endpoint(local("blue", A, &["10.1.0.10", "fd00:1::10"], 1))
+        .local_endpoint(local("blue", B, &["10.1.0.11"], 1))
+        .local_endpoint(local("green", C, &["10.2.0.10"], 2))
+        .local_endpoint(local("red", A, &["10.1.0.10"], 3))
+        .remote_endpoint(remote("blue", D, &["10.1.0.20", "fd00:1::20"], "10.0.0.2"))
+        .remote_endpoint(remote("green", E, &["10.2.0.20"], "192.168.5.5"))
+        .route(next_hop("t1", "0.0.0.0/0", "green", "10.2.0.20"))
+        .route(RouteSpec {
+            tenant: "t1".into(),
+            prefix: "10.9.0.0/16".parse().unwrap(),
+            target: RouteTarget::Blackhole,
+        })
+        .route(next_hop("t1", "::/0", "blue", "fd00:1::20"));
+    b
+}
+
+fn ids(s: &OverlaySnapshot) -> (NetworkId, NetworkId, NetworkId) {
+    (
+        s.network_by_name("blue").unwrap(),
+        s.network_by_name("green").unwrap(),
+        s.network_by_name("red").unwrap(),
+    )
+}
+
+#[test]
+fn ingress_classification() {
+    let s = fixture().build().unwrap();
+    let (blue, green, red) = ids(&s);
+    assert_eq!(s.generation(), 7);
+    assert_eq!(
+        (blue, green, red),
+        (NetworkId(0), NetworkId(1), NetworkId(2))
+    );
+    assert_eq!(s.network_by_vni(100), Some(blue));
+    assert_eq!(s.network_by_vni(300), Some(red));
+    assert_eq!(s.network_by_vni(101), None);
+    assert_eq!(s.network_of_port(PortIdx(1)), Some(blue));
+    assert_eq!(s.network_of_port(PortIdx(3)), Some(red));
+    assert_eq!(s.network_of_port(PortIdx(0)), None, "the uplink");
+    assert_eq!(s.network_of_port(PortIdx(9)), None);
+    assert_eq!(s.network_of_port(PortIdx(500)), None);
+    let b = s.network(blue).unwrap();
+    assert_eq!((b.vni, b.encap, b.gateway_mac), (100, Encap::Vxlan, GW));
+    assert_eq!(s.vrf_name(b.vrf), Some("t1"));
+    assert_eq!(s.network(green).unwrap().vrf, b.vrf);
+    assert_ne!(s.network(red).unwrap().vrf, b.vrf);
+    assert_eq!(s.vrf_by_name("t2"), Some(s.network(red).unwrap().vrf));
+    assert_eq!(&*b.local_ports, &[PortIdx(1)]);
+    assert_eq!(s.network(NetworkId(3)), None);
+    assert_eq!(s.network_count(), 3);
+    assert_eq!(s.endpoint_count(), 6);
+}
+
+#[test]
+fn networks_are_isolated_despite_reused_macs_and_ips() {
+    let s = fixture().build().unwrap();
+    let (blue, green, red) = ids(&s);
+    assert_eq!(s.l2_lookup(blue, A), Some(L2Dest::Local(PortIdx(1))));
+    assert_eq!(s.l2_lookup(red, A), Some(L2Dest::Local(PortIdx(3))));
+    assert_eq!(s.l2_lookup(green, A), None);
+    assert_eq!(s.l2_lookup(red, B), None, "B lives in blue only");
+    assert_eq!(s.l2_lookup(red, D), None, "D lives in blue only");
+    let a = ip("10.1.0.10");
+    assert_eq!(s.host_lookup(blue, a), Some((A, L2Dest::Local(PortIdx(1)))));
+    assert_eq!(s.host_lookup(red, a), Some((A, L2Dest::Local(PortIdx(3)))));
+    assert_eq!(s.host_lookup(red, ip("10.1.0.11")), None);
+    assert_eq!(s.arp_lookup(red, "10.1.0.20".parse().unwrap()), None);
+    // Red's VRF routes only its own subnet: no way into tenant t1.
+    let red_vrf = s.network(red).unwrap().vrf;
+    assert_eq!(s.route(red_vrf, ip("10.2.0.10")), None);
+    assert_eq!(
+        s.route(red_vrf, ip("10.1.0.77")),
+        Some(RouteResult::Connected(red))
+    );
+}
+
+#[test]
+fn arp_and_nd_answer_gateway_and_known_endpoints() {
+    let s = fixture().build().unwrap();
+    let (blue, green, _) = ids(&s);
+    let v4 = |x: &str| x.parse().unwrap();
+    let v6 = |x: &str| x.parse().unwrap();
+    assert_eq!(s.arp_lookup(blue, v4("10.1.0.1")), Some(GW));
+    assert_eq!(s.arp_lookup(blue, v4("10.1.0.10")), Some(A));
+    assert_eq!(
+        s.arp_lookup(blue, v4("10.1.0.20")),
+        Some(D),
+        "remote endpoint"
+    );
+    assert_eq!(s.arp_lookup(blue, v4("10.1.0.99")), None);
+    assert_eq!(s.arp_lookup(green, v4("10.1.0.10")), None);
+    assert_eq!(s.nd_lookup(blue, v6("fd00:1::1")), Some(GW));
+    assert_eq!(s.nd_lookup(blue, v6("fd00:1::10")), Some(A));
+    assert_eq!(s.nd_lookup(blue, v6("fd00:1::20")), Some(D));
+    assert_eq!(s.nd_lookup(blue, v6("fd00:1::99")), None);
+    assert!(s.is_gateway(blue, ip("10.1.0.1")));
+    assert!(s.is_gateway(blue, ip("fd00:1::1")));
+    assert!(!s.is_gateway(blue, ip("10.1.0.10")));
+    assert!(!s.is_gateway(green, ip("10.1.0.1")));
+    assert_eq!(
+        s.host_lookup(blue, ip("10.1.0.1")),
+        None,
+        "gateway is not a host"
+    );
+}
+
+#[test]
+fn routes_between_networks_of_a_tenant() {
+    let s = fixture().build().unwrap();
+    let (blue, green, _) = ids(&s);
+    let vrf = s.network(blue).unwrap().vrf;
+    assert_eq!(
+        s.route(vrf, ip("10.2.0.10")),
+        Some(RouteResult::Connected(green))
+    );
+    assert_eq!(
+        s.host_lookup(green, ip("10.2.0.10")),
+        Some((C, L2Dest::Local(PortIdx(2))))
+    );
+    assert_eq!(
+        s.route(vrf, ip("10.1.0.20")),
+        Some(RouteResult::Connected(blue))
+    );
+    let e_vtep = s.vtep_by_ip(ip("192.168.5.5")).unwrap();
+    assert_eq!(
+        s.route(vrf, ip("8.8.8.8")),
+        Some(RouteResult::NextHop {
+            network: green,
+            mac: E,
+            dest: L2Dest::Remote(e_vtep)
+        })
+    );
+    assert_eq!(s.route(vrf, ip("10.9.3.4")), Some(RouteResult::Blackhole));
+    let d_vtep = s.vtep_by_ip(ip("10.0.0.2")).unwrap();
+    assert_eq!(
+        s.route(vrf, ip("2001:db8::1")),
+        Some(RouteResult::NextHop {
+            network: blue,
+            mac: D,
+            dest: L2Dest::Remote(d_vtep)
+        })
+    );
+    assert_eq!(
+        s.route(vrf, ip("fd00:1::5")),
+        Some(RouteResult::Connected(blue))
+    );
+    assert_eq!(s.route(VrfId(9), ip("10.2.0.10")), None);
+    // 3 connected + 1 connected v6 in t1, 1 in t2, 3 static.
+    assert_eq!(s.route_count(), 7);
+}
+
+#[test]
+fn remote_endpoints_go_to_interned_vteps() {
+    let s = fixture().build().unwrap();
+    let (blue, green, _) = ids(&s);
+    let Some(L2Dest::Remote(d)) = s.l2_lookup(blue, D) else {
+        panic!("D is remote");
+    };
+    assert_eq!(
+        *s.vtep(d).unwrap(),
+        VtepInfo {
+            ip: ip("10.0.0.2"),
+            next_hop: Some(ip("10.0.0.2")),
+        },
+        "on-link: resolved directly"
+    );
+    let Some(L2Dest::Remote(e)) = s.l2_lookup(green, E) else {
+        panic!("E is remote");
+    };
+    assert_eq!(
+        s.vtep(e).unwrap().next_hop,
+        Some(ip("10.0.0.254")),
+        "off-link: through the underlay gateway"
+    );
+    // Flood list: interned with the endpoints' VTEPs, in order.
+    let flood: Vec<IpAddr> = s
+        .network(blue)
+        .unwrap()
+        .flood_vteps
+        .iter()
+        .map(|&v| s.vtep(v).unwrap().ip)
+        .collect();
+    assert_eq!(flood, ips(&["10.0.0.2", "10.0.0.3"]));
+    assert_eq!(s.network(blue).unwrap().flood_vteps[0], d);
+    assert!(s.network(blue).unwrap().flood_unknown);
+    assert!(!s.network(green).unwrap().flood_unknown);
+    assert!(s.network(green).unwrap().flood_vteps.is_empty());
+    assert_eq!(s.vteps().len(), 3);
+    assert_eq!(s.vtep(VtepIdx(3)), None);
+    let u = s.underlay().unwrap();
+    assert_eq!((u.uplink, u.local_mac), (PortIdx(0), UPLINK_MAC));
+    // 1550 - (20 IPv4 + 8 UDP + 8 VXLAN/Geneve + 14 inner Ethernet).
+    assert_eq!(s.network(blue).unwrap().mtu, Some(1500));
+    assert_eq!(s.network(green).unwrap().mtu, Some(1500));
+}
+
+#[test]
+fn ipv6_underlay_and_no_underlay() {
+    let mut b = OverlayBuilder::new(1);
+    b.underlay(UnderlaySpec {
+        local_vtep_ip: ip("2001:db8::1"),
+        on_link: "2001:db8::/64".parse().unwrap(),
+        gateway: None,
+        mtu: 1570,
+        ..underlay()
+    })
+    .network(network("n", 1, "t", &["10.0.0.0/24"], &[]))
+    .remote_endpoint(remote("n", A, &[], "2001:db8::2"))
+    .remote_endpoint(remote("n", B, &[], "2001:db9::2"));
+    let s = b.build().unwrap();
+    assert_eq!(s.network(NetworkId(0)).unwrap().mtu, Some(1500));
+    assert_eq!(s.vteps()[1].next_hop, None, "off-link without a gateway");
+
+    let mut b = OverlayBuilder::new(1);
+    b.network(network("n", 1, "t", &["10.0.0.0/24"], &[]))
+        .local_endpoint(local("n", A, &["10.0.0.5"], 0));
+    let s = b.build().unwrap();
+    assert!(s.underlay().is_none());
+    assert_eq!(s.network(NetworkId(0)).unwrap().mtu, None);
+    assert_eq!(s.network_of_port(PortIdx(0)), Some(NetworkId(0)));
+}
+
+#[test]
+fn empty_snapshot_misses_everything_and_publishes() {
+    let s = OverlaySnapshot::empty(0);
+    assert_eq!(s.network_by_vni(1), None);
+    assert_eq!(s.network_of_port(PortIdx(1)), None);
+    assert_eq!(s.l2_lookup(NetworkId(0), A), None);
+    assert_eq!(s.route(VrfId(0), ip("1.2.3.4")), None);
+    assert!(s.underlay().is_none());
+    let cell = SnapshotCell::new(s);
+    cell.publish(fixture().build().unwrap());
+    assert_eq!(cell.generation(), 7);
+    assert_eq!(cell.load().network_by_vni(200), Some(NetworkId(1)));
+}
+
+/// Applies `edit` to the fixture and expects `want`.
+fn rejects(edit: impl FnOnce(&mut OverlayBuilder), want: OverlayConfigError) {
+    let mut b = fixture();
+    edit(&mut b);
+    assert_eq!(b.build().unwrap_err(), want);
+}
+
+#[test]
+fn rejects_bad_underlays() {
+    use OverlayConfigError as E;
+    let with = |u: UnderlaySpec| {
+        move |b: &mut OverlayBuilder| {
+            b.underlay(u);
+        }
+    };
+    rejects(
+        with(UnderlaySpec {
+            uplink: PortIdx(64),
+            ..underlay()
+        }),
+        E::UplinkOutOfRange {
+            port: PortIdx(64),
+            max: MAX_PORTS,
+        },
+    );
+    rejects(
+        with(UnderlaySpec {
+            local_mac: MacAddr::BROADCAST,
+            ..underlay()
+        }),
+        E::UnderlayMulticastMac {
+            mac: MacAddr::BROADCAST,
+        },
+    );
+    rejects(
+        with(UnderlaySpec {
+            on_link: "fd00::/64".parse().unwrap(),
+            ..underlay()
+        }),
+        E::UnderlayFamilyMismatch {
+            what: "on-link prefix",
+            addr: "fd00::/64".into(),
+            local_vtep: ip("10.0.0.1"),
+        },
+    );
+    rejects(
+        with(UnderlaySpec {
+            gateway: Some(ip("fd00::1")),
+            ..underlay()
+        }),
+        E::UnderlayFamilyMismatch {
+            what: "gateway",
+            addr: "fd00::1".into(),
+            local_vtep: ip("10.0.0.1"),
+        },
+    );
+    rejects(
+        with(UnderlaySpec {
+            local_vtep_ip: ip("10.0.1.1"),
+            ..underlay()
+        }),
+        E::LocalVtepNotOnLink {
+            local_vtep: ip("10.0.1.1"),
+            on_link: "10.0.0.0/24".parse().unwrap(),
+        },
+    );
+    rejects(
+        with(UnderlaySpec {
+            gateway: Some(ip("10.0.1.1")),
+            ..underlay()
+        }),
+        E::UnderlayGatewayNotOnLink {
+            gateway: ip("10.0.1.1"),
+            on_link: "10.0.0.0/24".parse().unwrap(),
+        },
+    );
+    rejects(
+        with(UnderlaySpec {
+            mtu: 1329,
+            ..underlay()
+        }),
+        E::UnderlayMtuTooSmall {
+            mtu: 1329,
+            min: 1330,
+        },
+    );
+}
+
+#[test]
+fn rejects_bad_networks() {
+    use OverlayConfigError as E;
+    rejects(
+        |b| {
+            b.network(network("blue", 999, "t1", &[], &[]));
+        },
+        E::DuplicateNetworkName {
+            name: "blue".into(),
+        },
+    );
+    rejects(
+        |b| {
+            b.network(network("big", 1 << 24, "t1", &[], &[]));
+        },
+        E::VniOutOfRange {
+            network: "big".into(),
+            vni: 1 << 24,
+        },
+    );
+    rejects(
+        |b| {
+            b.network(network("again", 200, "t1", &[], &[]));
+        },
+        E::DuplicateVni {
+            vni: 200,
+            first: "green".into(),
+            second: "again".into(),
+        },
+    );
+    rejects(
+        |b| {
+            let mut n = network("m", 1, "t1", &[], &[]);
+            n.gateway_mac = MacAddr::BROADCAST;
+            b.network(n);
+        },
+        E::GatewayMulticastMac {
+            network: "m".into(),
+            mac: MacAddr::BROADCAST,
+        },
+    );
+    rejects(
+        |b| {
+            b.network(network("g", 1, "t1", &["10.3.0.0/24"], &["10.4.0.1"]));
+        },
+        E::GatewayNotInSubnet {
+            network: "g".into(),
+            ip: ip("10.4.0.1"),
+        },
+    );
+    rejects(
+        |b| {
+            b.network(network("wide", 1, "t1", &["10.0.0.0/8"], &[]));
+        },
+        E::OverlappingSubnets {
+            tenant: "t1".into(),
+            first_network: "blue".into(),
+            first_subnet: "10.1.0.0/24".parse().unwrap(),
+            second_network: "wide".into(),
+            second_subnet: "10.0.0.0/8".parse().unwrap(),
+        },
+    );
+    rejects(
+        |b| {
+            b.network(network(
+                "twice",
+                1,
+                "t3",
+                &["fd00:9::/64", "fd00:9::/64"],
+                &[],
+            ));
+        },
+        E::OverlappingSubnets {
+            tenant: "t3".into(),
+            first_network: "twice".into(),
+            first_subnet: "fd00:9::/64".parse().unwrap(),
+            second_network: "twice".into(),
+            second_subnet: "fd00:9::/64".parse().unwrap(),
+        },
+    );
+    rejects(
+        |b| {
+            let mut n = network("f", 1, "t1", &[], &[]);
+            n.vteps = ips(&["10.0.0.7", "10.0.0.7"]);
+            b.network(n);
+        },
+        E::DuplicateFloodVtep {
+            network: "f".into(),
+            vtep: ip("10.0.0.7"),
+        },
+    );
+    rejects(
+        |b| {
+            let mut n = network("f", 1, "t1", &[], &[]);
+            n.vteps = ips(&["fd00::7"]);
+            b.network(n);
+        },
+        E::VtepFamilyMismatch {
+            item: "network \"f\" flood list".into(),
+            vtep: ip("fd00::7"),
+            local_vtep: ip("10.0.0.1"),
+        },
+    );
+    rejects(
+        |b| {
+            let mut n = network("f", 1, "t1", &[], &[]);
+            n.vteps = ips(&["10.0.0.1"]);
+            b.network(n);
+        },
+        E::VtepIsLocal {
+            item: "network \"f\" flood list".into(),
+            vtep: ip("10.0.0.1"),
+        },
+    );
+    // No underlay at all, yet a flood list.
+    let mut b = OverlayBuilder::new(1);
+    let mut n = network("f", 1, "t1", &[], &[]);
+    n.vteps = ips(&["10.0.0.7"]);
+    b.network(n);
+    assert_eq!(
+        b.build().unwrap_err(),
+        E::NoUnderlay {
+            item: "network \"f\" flood list".into(),
+            vtep: ip("10.0.0.7"),
+        }
+    );
+}
+
+#[test]
+fn rejects_too_many_networks_and_vteps() {
+    use OverlayConfigError as E;
+    let mut b = OverlayBuilder::new(1);
+    for i in 0..=MAX_NETWORKS as u32 {
+        b.network(network(&i.to_string(), i, "t", &[], &[]));
+    }
+    assert_eq!(
+        b.build().unwrap_err(),
+        E::TooManyNetworks {
+            count: MAX_NETWORKS + 1,
+            max: MAX_NETWORKS,
+        }
+    );
+    let mut b = OverlayBuilder::new(1);
+    b.underlay(UnderlaySpec {
+        local_vtep_ip: ip("10.255.255.255"),
+        on_link: "10.0.0.0/8".parse().unwrap(),
+        gateway: None,
+        ..underlay()
+    });
+    let mut n = network("n", 1, "t", &[], &[]);
+    n.vteps = (0..=MAX_VTEPS as u32)
+        .map(|i| IpAddr::from((10 << 24 | i).to_be_bytes()))
+        .collect();
+    b.network(n);
+    assert_eq!(b.build().unwrap_err(), E::TooManyVteps { max: MAX_VTEPS });
+}
+
+#[test]
+fn rejects_bad_endpoints() {
+    use OverlayConfigError as E;
+    let f = MacAddr([0x02, 0, 0, 0, 0, 0xf0]);
+    rejects(
+        |b| {
+            b.local_endpoint(local("pink", f, &[], 4));
+        },
+        E::EndpointUnknownNetwork {
+            mac: f,
+            network: "pink".into(),
+        },
+    );
+    rejects(
+        |b| {
+            b.remote_endpoint(remote("pink", f, &[], "10.0.0.9"));
+        },
+        E::EndpointUnknownNetwork {
+            mac: f,
+            network: "pink".into(),
+        },
+    );
+    let mcast = MacAddr([0x01, 0, 0x5e, 0, 0, 1]);
+    rejects(
+        |b| {
+            b.local_endpoint(local("blue", mcast, &[], 1));
+        },
+        E::EndpointMulticastMac {
+            network: "blue".into(),
+            mac: mcast,
+        },
+    );
+    rejects(
+        |b| {
+            b.remote_endpoint(remote("blue", GW, &[], "10.0.0.9"));
+        },
+        E::EndpointMacIsGateway {
+            network: "blue".into(),
+            mac: GW,
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("blue", A, &[], 1));
+        },
+        E::DuplicateMac {
+            network: "blue".into(),
+            mac: A,
+        },
+    );
+    rejects(
+        |b| {
+            b.remote_endpoint(remote("blue", A, &[], "10.0.0.9"));
+        },
+        E::DuplicateMac {
+            network: "blue".into(),
+            mac: A,
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("blue", f, &["10.2.0.50"], 1));
+        },
+        E::EndpointIpOutsideSubnets {
+            network: "blue".into(),
+            mac: f,
+            ip: ip("10.2.0.50"),
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("green", f, &["fd00:1::50"], 2));
+        },
+        E::EndpointIpOutsideSubnets {
+            network: "green".into(),
+            mac: f,
+            ip: ip("fd00:1::50"),
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("blue", f, &["fd00:1::10"], 1));
+        },
+        E::DuplicateIp {
+            network: "blue".into(),
+            ip: ip("fd00:1::10"),
+            first: A,
+            second: f,
+        },
+    );
+    rejects(
+        |b| {
+            b.remote_endpoint(remote("blue", f, &["10.1.0.11"], "10.0.0.9"));
+        },
+        E::DuplicateIp {
+            network: "blue".into(),
+            ip: ip("10.1.0.11"),
+            first: B,
+            second: f,
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("blue", f, &["10.1.0.1"], 1));
+        },
+        E::EndpointIpIsGateway {
+            network: "blue".into(),
+            mac: f,
+            ip: ip("10.1.0.1"),
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("blue", f, &[], 64));
+        },
+        E::PortOutOfRange {
+            network: "blue".into(),
+            mac: f,
+            port: PortIdx(64),
+            max: MAX_PORTS,
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("blue", f, &[], 0));
+        },
+        E::EndpointOnUplink {
+            network: "blue".into(),
+            mac: f,
+            port: PortIdx(0),
+        },
+    );
+    rejects(
+        |b| {
+            b.local_endpoint(local("green", f, &[], 1));
+        },
+        E::PortInTwoNetworks {
+            port: PortIdx(1),
+            first: "blue".into(),
+            second: "green".into(),
+        },
+    );
+    rejects(
+        |b| {
+            b.remote_endpoint(remote("blue", f, &[], "fd00::9"));
+        },
+        E::VtepFamilyMismatch {
+            item: "remote endpoint 02:00:00:00:00:f0 in network \"blue\"".into(),
+            vtep: ip("fd00::9"),
+            local_vtep: ip("10.0.0.1"),
+        },
+    );
+    rejects(
+        |b| {
+            b.remote_endpoint(remote("blue", f, &[], "10.0.0.1"));
+        },
+        E::VtepIsLocal {
+            item: "remote endpoint 02:00:00:00:00:f0 in network \"blue\"".into(),
+            vtep: ip("10.0.0.1"),
+        },
+    );
+    let mut b = OverlayBuilder::new(1);
+    b.network(network("n", 1, "t", &[], &[]))
+        .remote_endpoint(remote("n", f, &[], "10.0.0.9"));
+    assert_eq!(
+        b.build().unwrap_err(),
+        E::NoUnderlay {
+            item: "remote endpoint 02:00:00:00:00:f0 in network \"n\"".into(),
+            vtep: ip("10.0.0.9"),
+        }
+    );
+}
+
+#[test]
+fn rejects_bad_routes() {
+    use OverlayConfigError as E;
+    let p = |s: &str| s.parse().unwrap();
+    rejects(
+        |b| {
+            b.route(next_hop("t9", "10.7.0.0/16", "blue", "10.1.0.10"));
+        },
+        E::RouteUnknownTenant {
+            tenant: "t9".into(),
+            prefix: p("10.7.0.0/16"),
+        },
+    );
+    rejects(
+        |b| {
+            b.route(next_hop("t1", "10.7.0.0/16", "pink", "10.1.0.10"));
+        },
+        E::RouteUnknownNetwork {
+            tenant: "t1".into(),
+            prefix: p("10.7.0.0/16"),
+            network: "pink".into(),
+        },
+    );
+    rejects(
+        |b| {
+            b.route(next_hop("t1", "10.7.0.0/16", "red", "10.1.0.10"));
+        },
+        E::RouteOtherTenant {
+            tenant: "t1".into(),
+            prefix: p("10.7.0.0/16"),
+            network: "red".into(),
+            network_tenant: "t2".into(),
+        },
+    );
+    rejects(
+        |b| {
+            b.route(next_hop("t1", "10.7.0.0/16", "blue", "10.1.0.99"));
+        },
+        E::UnknownNextHop {
+            tenant: "t1".into(),
+            prefix: p("10.7.0.0/16"),
+            network: "blue".into(),
+            ip: ip("10.1.0.99"),
+        },
+    );
+    rejects(
+        |b| {
+            b.route(next_hop("t1", "10.7.0.0/16", "blue", "10.1.0.1"));
+        },
+        E::UnknownNextHop {
+            tenant: "t1".into(),
+            prefix: p("10.7.0.0/16"),
+            network: "blue".into(),
+            ip: ip("10.1.0.1"),
+        },
+    );
+    rejects(
+        |b| {
+            b.route(next_hop("t1", "0.0.0.0/0", "blue", "10.1.0.10"));
+        },
+        E::DuplicateRoute {
+            tenant: "t1".into(),
+            prefix: p("0.0.0.0/0"),
+        },
+    );
+    rejects(
+        |b| {
+            b.route(next_hop("t1", "10.2.0.77/24", "blue", "10.1.0.10"));
+        },
+        E::DuplicateRoute {
+            tenant: "t1".into(),
+            prefix: p("10.2.0.0/24"),
+        },
+    );
+}
+
+#[test]
+fn error_messages_name_the_item() {
+    let mut b = fixture();
+    b.local_endpoint(local("green", MacAddr([0x02, 0, 0, 0, 0, 0xf0]), &[], 1));
+    assert_eq!(
+        b.build().unwrap_err().to_string(),
+        "port 1 carries endpoints of network \"blue\" and of network \"green\""
+    );
+}

@@ -1,0 +1,203 @@
+//! The match-action pipeline: what the worker runs on every packet.
+//!
+//! One immutable [`Pipeline`] snapshot holds every table — the classic L2 stage
+//! (port groups, patches, static MACs) and the overlay (virtual networks, endpoints,
+//! routes, VTEPs) — and is published whole through a
+//! [`SnapshotCell`](crate::snapshot::SnapshotCell), so a worker that loads it once per
+//! burst sees one consistent generation of everything.
+//!
+//! The stages, in the order a packet meets them (DESIGN.md §3):
+//!
+//! 1. **ingress classify**: the uplink (underlay), a port carrying a virtual network,
+//!    or a classic L2 port;
+//! 2. **parse once** into [`PacketMeta`](crate::wire::PacketMeta); every later stage
+//!    reads the metadata;
+//! 3. **tunnel decap** (uplink): VNI → network; the outer headers are stripped;
+//! 4. *(conntrack, ACL and load-balancing hooks go here as their issues land)*;
+//! 5. **ARP/ND responder** for gateway addresses and known endpoints, and the
+//!    underlay's own ARP/ND (answering for the VTEP address, learning neighbours);
+//! 6. **L2/L3 forward**: the MAC table of the network, or routing through the
+//!    distributed gateway (LPM in the tenant's VRF, MAC rewrite, TTL decrement with
+//!    an incremental checksum);
+//! 7. **tunnel encap** to the remote VTEP (outer UDP source port from the inner flow
+//!    hash, DF set), or ICMP "fragmentation needed"/"packet too big" back to the pod
+//!    when it would not fit the underlay;
+//! 8. **output**: a [`Verdict`] the worker turns into tx batches.
+//!
+//! Every stage ends in a verdict, and every drop names a
+//! [`DropReason`](crate::DropReason). Replies the switch makes (ARP, ND, ICMP) reuse
+//! the request's buffer in place — no allocation on the packet path.
+
+mod overlay;
+mod reply;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use arrayvec::ArrayVec;
+
+use crate::buf::PacketBuf;
+use crate::drop::DropReason;
+use crate::l2::{L2Pipeline, L2Verdict};
+use crate::overlay::{NeighborMap, NetworkId, OverlaySnapshot, ResolveLimiter, VtepIdx};
+use crate::port::PortIdx;
+use crate::snapshot::Versioned;
+use crate::wire::ParseConfig;
+
+pub use reply::{build_arp_request, build_neighbor_solicitation};
+
+/// Everything a worker forwards with, published as one snapshot.
+#[derive(Debug)]
+pub struct Pipeline {
+    generation: u64,
+    /// The classic L2 stage for ports outside the overlay.
+    pub l2: L2Pipeline,
+    /// Virtual networks, endpoints, routes and the underlay.
+    pub overlay: OverlaySnapshot,
+    /// Tunnel ports and known critical Geneve options.
+    pub parse: ParseConfig,
+    has_overlay: bool,
+}
+
+impl Pipeline {
+    /// A pipeline of generation `generation` from its parts.
+    pub fn new(
+        generation: u64,
+        l2: L2Pipeline,
+        overlay: OverlaySnapshot,
+        parse: ParseConfig,
+    ) -> Self {
+        let has_overlay = overlay.network_count() > 0 || overlay.underlay().is_some();
+        Pipeline {
+            generation,
+            l2,
+            overlay,
+            parse,
+            has_overlay,
+        }
+    }
+
+    /// A pipeline with only the L2 stage.
+    pub fn l2_only(l2: L2Pipeline) -> Self {
+        let g = l2.generation();
+        Pipeline::new(g, l2, OverlaySnapshot::empty(g), ParseConfig::default())
+    }
+
+    /// True when any virtual network or an underlay is configured. Without one, the
+    /// worker takes the burst-wide L2 fast path.
+    #[inline]
+    pub fn has_overlay(&self) -> bool {
+        self.has_overlay
+    }
+
+    /// Runs one packet through the pipeline. The packet may be rewritten in place
+    /// (decapsulated, routed, encapsulated, or turned into a reply).
+    pub fn process<B: PacketBuf>(
+        &self,
+        in_port: PortIdx,
+        pkt: &mut B,
+        ctx: &mut Ctx<'_>,
+    ) -> Verdict {
+        if !self.has_overlay {
+            return self.l2.classify(in_port, pkt.data()).into();
+        }
+        if self.overlay.underlay().map(|u| u.uplink) == Some(in_port) {
+            return overlay::from_uplink(self, pkt, ctx);
+        }
+        if let Some(net) = self.overlay.network_of_port(in_port) {
+            return overlay::from_local(self, net, in_port, pkt, ctx);
+        }
+        self.l2.classify(in_port, pkt.data()).into()
+    }
+
+    /// Encapsulates a copy made for a network flood towards `vtep`; the verdict is
+    /// an output on the uplink or a drop.
+    pub fn encap_flood_copy<B: PacketBuf>(
+        &self,
+        net: NetworkId,
+        vtep: VtepIdx,
+        pkt: &mut B,
+        ctx: &mut Ctx<'_>,
+    ) -> Verdict {
+        overlay::encap_flood(self, net, vtep, pkt, ctx)
+    }
+}
+
+impl Versioned for Pipeline {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// What to do with a packet after the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send (possibly rewritten) to this port.
+    Output(PortIdx),
+    /// Flood in the ingress port's L2 group (classic ports).
+    Flood,
+    /// Flood in a virtual network: to its local ports but the ingress one, and — for
+    /// a frame from a local port — to its flood VTEPs (split horizon).
+    FloodNetwork {
+        /// The network.
+        net: NetworkId,
+        /// Arrived through a tunnel: do not send it back into the overlay.
+        from_tunnel: bool,
+    },
+    /// The packet was dropped for `reason`, and its buffer now holds a reply the
+    /// switch generated (ICMP error) to send to `out`.
+    Reply {
+        /// Where the reply goes.
+        out: PortIdx,
+        /// Why the original packet was dropped.
+        reason: DropReason,
+    },
+    /// Drop, counting the reason.
+    Drop(DropReason),
+}
+
+impl From<L2Verdict> for Verdict {
+    #[inline]
+    fn from(v: L2Verdict) -> Self {
+        match v {
+            L2Verdict::Output(p) => Verdict::Output(p),
+            L2Verdict::Flood => Verdict::Flood,
+            L2Verdict::Drop(r) => Verdict::Drop(r),
+        }
+    }
+}
+
+/// Most underlay addresses a worker asks to resolve per burst.
+pub const MAX_RESOLVE_PER_BURST: usize = 8;
+
+/// Per-burst state the pipeline reads and writes besides the snapshot: the
+/// underlay neighbour map (loaded once per burst), what was learned, and which
+/// addresses need an ARP/ND request.
+pub struct Ctx<'a> {
+    /// The underlay neighbour map.
+    pub neighbors: &'a NeighborMap,
+    /// Now, once per burst.
+    pub now: Instant,
+    /// Rate limit of resolution requests.
+    pub limiter: &'a mut ResolveLimiter,
+    /// Addresses to resolve after this burst.
+    pub to_resolve: ArrayVec<IpAddr, MAX_RESOLVE_PER_BURST>,
+    /// Neighbours learned from the underlay's ARP/ND in this burst.
+    pub learned: ArrayVec<(IpAddr, crate::MacAddr), MAX_RESOLVE_PER_BURST>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for one burst.
+    pub fn new(neighbors: &'a NeighborMap, limiter: &'a mut ResolveLimiter, now: Instant) -> Self {
+        Ctx {
+            neighbors,
+            now,
+            limiter,
+            to_resolve: ArrayVec::new(),
+            learned: ArrayVec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,402 @@
+//! The overlay stages: from a local pod port, from the uplink, routing, encap.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::reply;
+use super::{Ctx, Pipeline, Verdict};
+use crate::buf::PacketBuf;
+use crate::drop::DropReason;
+use crate::overlay::{Encap, L2Dest, NetworkId, RouteResult, VtepIdx};
+use crate::port::PortIdx;
+use crate::wire::{self, L3Kind, PacketMeta, ParseError, TunnelKind};
+
+/// ICMPv6 neighbour solicitation / advertisement and echo types.
+const ND_NS: u8 = 135;
+const ND_NA: u8 = 136;
+const ICMP4_ECHO_REQUEST: u8 = 8;
+const ICMP6_ECHO_REQUEST: u8 = 128;
+
+#[inline]
+fn parse_drop(e: ParseError) -> DropReason {
+    match e {
+        ParseError::GeneveUnknownCritical => DropReason::GeneveUnknownCritical,
+        _ => DropReason::Malformed,
+    }
+}
+
+#[inline]
+fn v4(b: &[u8; 16]) -> Ipv4Addr {
+    Ipv4Addr::new(b[0], b[1], b[2], b[3])
+}
+
+/// A frame from a local port of network `net`.
+pub(super) fn from_local<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    in_port: PortIdx,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+) -> Verdict {
+    let meta = match wire::parse_with(pkt.data(), &p.parse) {
+        Ok(m) => m,
+        Err(e) => return Verdict::Drop(parse_drop(e)),
+    };
+    let Some(info) = p.overlay.network(net) else {
+        return Verdict::Drop(DropReason::UnknownNetwork);
+    };
+    // The responder: ARP and ND for gateway addresses and known endpoints never
+    // leave the switch, so the overlay carries no address-resolution floods.
+    // Replies go where they are addressed like any frame: a remote VTEP that does not
+    // use a responder (a kernel VXLAN device) asks the pod itself.
+    if meta.l3 == L3Kind::Arp && meta.arp_op == 1 {
+        return match p.overlay.arp_lookup(net, v4(&meta.dst_ip)) {
+            Some(mac) if reply::arp_reply_in_place(pkt, &meta, mac) => Verdict::Output(in_port),
+            Some(_) => Verdict::Drop(DropReason::Malformed),
+            None if info.flood_unknown => Verdict::FloodNetwork {
+                net,
+                from_tunnel: false,
+            },
+            None => Verdict::Drop(DropReason::ArpUnanswered),
+        };
+    }
+    if meta.l3 == L3Kind::Ipv6 && meta.l4_proto == wire::IPPROTO_ICMPV6 {
+        if meta.icmp_type == ND_NS {
+            let Some(target) = reply::ns_target(pkt.data(), &meta) else {
+                return Verdict::Drop(DropReason::Malformed);
+            };
+            return match p.overlay.nd_lookup(net, target) {
+                Some(mac) if reply::na_in_place(pkt, &meta, target, mac) => {
+                    Verdict::Output(in_port)
+                }
+                Some(_) => Verdict::Drop(DropReason::NdUnanswered),
+                None if info.flood_unknown => Verdict::FloodNetwork {
+                    net,
+                    from_tunnel: false,
+                },
+                None => Verdict::Drop(DropReason::NdUnanswered),
+            };
+        }
+        if meta.icmp_type == ND_NA || (133..=137).contains(&meta.icmp_type) {
+            // Router solicitations/advertisements and NAs stay on the link.
+            return Verdict::Drop(DropReason::NdConsumed);
+        }
+    }
+    let dst = meta.dst_mac;
+    if dst == info.gateway_mac {
+        return route(p, net, in_port, pkt, &meta, ctx);
+    }
+    if dst.is_multicast() {
+        return Verdict::FloodNetwork {
+            net,
+            from_tunnel: false,
+        };
+    }
+    match p.overlay.l2_lookup(net, dst) {
+        Some(L2Dest::Local(port)) if port == in_port => Verdict::Drop(DropReason::Hairpin),
+        Some(L2Dest::Local(port)) => Verdict::Output(port),
+        Some(L2Dest::Remote(vtep)) => encap(p, net, vtep, in_port, pkt, &meta, ctx),
+        None if info.flood_unknown => Verdict::FloodNetwork {
+            net,
+            from_tunnel: false,
+        },
+        None => Verdict::Drop(DropReason::UnknownDestination),
+    }
+}
+
+/// Routes a frame sent to the gateway MAC of `net`.
+fn route<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    in_port: PortIdx,
+    pkt: &mut B,
+    meta: &PacketMeta,
+    ctx: &mut Ctx<'_>,
+) -> Verdict {
+    let (Some(info), Some(dst)) = (p.overlay.network(net), meta.dst_addr()) else {
+        return Verdict::Drop(DropReason::NotRoutable);
+    };
+    if !matches!(meta.l3, L3Kind::Ipv4 | L3Kind::Ipv6) {
+        return Verdict::Drop(DropReason::NotRoutable);
+    }
+    if p.overlay.is_gateway(net, dst) {
+        // Ping the gateway: answered, as any router would.
+        let echo = match meta.l3 {
+            L3Kind::Ipv4 => {
+                meta.l4_proto == wire::IPPROTO_ICMP && meta.icmp_type == ICMP4_ECHO_REQUEST
+            }
+            _ => meta.l4_proto == wire::IPPROTO_ICMPV6 && meta.icmp_type == ICMP6_ECHO_REQUEST,
+        };
+        if echo && reply::echo_reply_in_place(pkt, meta, info.gateway_mac) {
+            return Verdict::Output(in_port);
+        }
+        return Verdict::Drop(DropReason::ToGateway);
+    }
+    if meta.ttl <= 1 {
+        return icmp_error(
+            p,
+            net,
+            in_port,
+            pkt,
+            meta,
+            reply::IcmpError::TimeExceeded,
+            DropReason::TtlExpired,
+        );
+    }
+    let Some(vrf) = p.overlay.network(net).map(|n| n.vrf) else {
+        return Verdict::Drop(DropReason::UnknownNetwork);
+    };
+    let (dst_net, mac, dest) = match p.overlay.route(vrf, dst) {
+        None => return Verdict::Drop(DropReason::NoRoute),
+        Some(RouteResult::Blackhole) => return Verdict::Drop(DropReason::Blackhole),
+        Some(RouteResult::Connected(dn)) => match p.overlay.host_lookup(dn, dst) {
+            Some((mac, dest)) => (dn, mac, dest),
+            None => return Verdict::Drop(DropReason::UnknownDestination),
+        },
+        Some(RouteResult::NextHop { network, mac, dest }) => (network, mac, dest),
+    };
+    let Some(dst_info) = p.overlay.network(dst_net) else {
+        return Verdict::Drop(DropReason::UnknownNetwork);
+    };
+    // Rewrite: the frame leaves the destination network's gateway towards the host.
+    let l3 = usize::from(meta.l3_offset);
+    let data = pkt.data_mut();
+    data[0..6].copy_from_slice(&mac.0);
+    data[6..12].copy_from_slice(&dst_info.gateway_mac.0);
+    match meta.l3 {
+        L3Kind::Ipv4 => {
+            if wire::checksum::ipv4_decrement_ttl(&mut data[l3..]).is_none() {
+                return Verdict::Drop(DropReason::Malformed);
+            }
+        }
+        _ => data[l3 + 7] = data[l3 + 7].saturating_sub(1),
+    }
+    let mut routed = *meta;
+    routed.dst_mac = mac;
+    routed.src_mac = dst_info.gateway_mac;
+    routed.ttl -= 1;
+    match dest {
+        L2Dest::Local(port) => Verdict::Output(port),
+        L2Dest::Remote(_) if p.overlay.underlay().map(|u| u.uplink) == Some(in_port) => {
+            Verdict::Drop(DropReason::TunnelHairpin)
+        }
+        L2Dest::Remote(vtep) => encap(p, dst_net, vtep, in_port, pkt, &routed, ctx),
+    }
+}
+
+/// Answers the sender of `meta` with an ICMP error from `net`'s gateway address.
+fn icmp_error<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    in_port: PortIdx,
+    pkt: &mut B,
+    meta: &PacketMeta,
+    kind: reply::IcmpError,
+    reason: DropReason,
+) -> Verdict {
+    let Some(info) = p.overlay.network(net) else {
+        return Verdict::Drop(reason);
+    };
+    if p.overlay.underlay().map(|u| u.uplink) == Some(in_port) {
+        // Arrived by tunnel: the sender is behind another switch, which answers.
+        return Verdict::Drop(reason);
+    }
+    let ok = match meta.l3 {
+        L3Kind::Ipv4 => info
+            .gateway_v4
+            .is_some_and(|gw| reply::icmp4_error_in_place(pkt, meta, kind, gw, info.gateway_mac)),
+        L3Kind::Ipv6 => info
+            .gateway_v6
+            .is_some_and(|gw| reply::icmp6_error_in_place(pkt, meta, kind, gw, info.gateway_mac)),
+        _ => false,
+    };
+    if ok {
+        Verdict::Reply {
+            out: in_port,
+            reason,
+        }
+    } else {
+        Verdict::Drop(reason)
+    }
+}
+
+/// Encapsulates towards `vtep` and sends to the uplink, or answers with an ICMP
+/// error when the encapsulated frame would not fit the underlay.
+fn encap<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    vtep: VtepIdx,
+    in_port: PortIdx,
+    pkt: &mut B,
+    meta: &PacketMeta,
+    ctx: &mut Ctx<'_>,
+) -> Verdict {
+    let Some(info) = p.overlay.network(net) else {
+        return Verdict::Drop(DropReason::UnknownNetwork);
+    };
+    let inner_ip_len = pkt.len().saturating_sub(usize::from(meta.l3_offset));
+    if let Some(mtu) = info.mtu {
+        if inner_ip_len > usize::from(mtu) {
+            let kind = reply::IcmpError::TooBig(mtu);
+            // IPv4 without DF may be fragmented by the sender's stack only, and a
+            // switch does not fragment: it is dropped, still counted and answered.
+            return icmp_error(p, net, in_port, pkt, meta, kind, DropReason::MtuExceeded);
+        }
+    }
+    push_outer(p, net, vtep, pkt, meta.flow_hash(), ctx)
+}
+
+/// Encapsulates a network-flood copy (no MTU answer: floods are broadcasts).
+pub(super) fn encap_flood<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    vtep: VtepIdx,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+) -> Verdict {
+    let hash = wire::parse_with(pkt.data(), &p.parse)
+        .map(|m| m.flow_hash())
+        .unwrap_or(0);
+    push_outer(p, net, vtep, pkt, hash, ctx)
+}
+
+/// Prepends Ethernet, IP, UDP and the tunnel header.
+fn push_outer<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    vtep: VtepIdx,
+    pkt: &mut B,
+    flow_hash: u32,
+    ctx: &mut Ctx<'_>,
+) -> Verdict {
+    let (Some(info), Some(u), Some(v)) = (
+        p.overlay.network(net),
+        p.overlay.underlay(),
+        p.overlay.vtep(vtep),
+    ) else {
+        return Verdict::Drop(DropReason::VtepUnreachable);
+    };
+    let Some(next_hop) = v.next_hop else {
+        return Verdict::Drop(DropReason::VtepUnreachable);
+    };
+    let Some(next_mac) = ctx.neighbors.lookup(next_hop) else {
+        if ctx.limiter.should_request(next_hop, ctx.now) && !ctx.to_resolve.is_full() {
+            ctx.to_resolve.push(next_hop);
+        }
+        return Verdict::Drop(DropReason::NeighborUnresolved);
+    };
+    // RFC 7348 §5: the source port carries entropy from the inner flow, from the
+    // dynamic range, so the underlay's ECMP spreads flows but keeps each in order.
+    let src_port = 49152 | (flow_hash as u16 & 0x3fff);
+    let outer = reply::OuterHeaders {
+        src_mac: u.local_mac,
+        dst_mac: next_mac,
+        src_ip: u.local_vtep_ip,
+        dst_ip: v.ip,
+        src_port,
+        dst_port: match info.encap {
+            Encap::Vxlan => wire::VXLAN_PORT,
+            Encap::Geneve => wire::GENEVE_PORT,
+        },
+        tunnel: match info.encap {
+            Encap::Vxlan => TunnelKind::Vxlan,
+            Encap::Geneve => TunnelKind::Geneve,
+        },
+        vni: info.vni,
+    };
+    if reply::push_outer(pkt, &outer) {
+        Verdict::Output(u.uplink)
+    } else {
+        Verdict::Drop(DropReason::NoHeadroom)
+    }
+}
+
+/// A frame from the uplink: the underlay's ARP/ND, or a tunnel packet to decap.
+pub(super) fn from_uplink<B: PacketBuf>(p: &Pipeline, pkt: &mut B, ctx: &mut Ctx<'_>) -> Verdict {
+    let Some(u) = p.overlay.underlay() else {
+        return Verdict::Drop(DropReason::UnknownNetwork);
+    };
+    let meta = match wire::parse_with(pkt.data(), &p.parse) {
+        Ok(m) => m,
+        Err(e) => return Verdict::Drop(parse_drop(e)),
+    };
+    match (meta.l3, u.local_vtep_ip) {
+        (L3Kind::Arp, IpAddr::V4(local)) => {
+            let sender = v4(&meta.src_ip);
+            if u.on_link.contains(&IpAddr::V4(sender)) && !sender.is_unspecified() {
+                let sha = reply::arp_sender_mac(pkt.data(), &meta);
+                if let Some(mac) = sha {
+                    if !ctx.learned.is_full() {
+                        ctx.learned.push((IpAddr::V4(sender), mac));
+                    }
+                }
+            }
+            if meta.arp_op == 1
+                && v4(&meta.dst_ip) == local
+                && reply::arp_reply_in_place(pkt, &meta, u.local_mac)
+            {
+                return Verdict::Output(u.uplink);
+            }
+            return Verdict::Drop(DropReason::UnderlayConsumed);
+        }
+        (L3Kind::Ipv6, IpAddr::V6(local))
+            if meta.l4_proto == wire::IPPROTO_ICMPV6 && matches!(meta.icmp_type, ND_NS | ND_NA) =>
+        {
+            if let Some((ip, mac)) = reply::nd_learn(pkt.data(), &meta) {
+                if u.on_link.contains(&IpAddr::V6(ip)) && !ctx.learned.is_full() {
+                    ctx.learned.push((IpAddr::V6(ip), mac));
+                }
+            }
+            if meta.icmp_type == ND_NS
+                && reply::ns_target(pkt.data(), &meta) == Some(local)
+                && reply::na_in_place(pkt, &meta, local, u.local_mac)
+            {
+                return Verdict::Output(u.uplink);
+            }
+            return Verdict::Drop(DropReason::UnderlayConsumed);
+        }
+        _ => {}
+    }
+    if meta.tunnel == TunnelKind::None || meta.dst_addr() != Some(u.local_vtep_ip) {
+        return Verdict::Drop(DropReason::UnderlayNotForUs);
+    }
+    let Some(net) = p.overlay.network_by_vni(meta.vni) else {
+        return Verdict::Drop(DropReason::UnknownVni);
+    };
+    let Some(info) = p.overlay.network(net) else {
+        return Verdict::Drop(DropReason::UnknownVni);
+    };
+    let expected = match info.encap {
+        Encap::Vxlan => TunnelKind::Vxlan,
+        Encap::Geneve => TunnelKind::Geneve,
+    };
+    if meta.tunnel != expected || meta.inner_protocol != wire::ETHERTYPE_TEB {
+        return Verdict::Drop(DropReason::EncapMismatch);
+    }
+    let inner = match wire::parse_inner(pkt.data(), &meta, &p.parse) {
+        Ok(m) => m,
+        Err(e) => return Verdict::Drop(parse_drop(e)),
+    };
+    // Strip the outer headers and any Ethernet padding after the UDP payload.
+    let tail = pkt.len() - usize::from(meta.inner_end);
+    if pkt.trim(tail).is_none() || pkt.adj(usize::from(meta.inner_offset)).is_none() {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    let dst = inner.dst_mac;
+    if dst.is_multicast() {
+        return Verdict::FloodNetwork {
+            net,
+            from_tunnel: true,
+        };
+    }
+    if dst == info.gateway_mac {
+        // A remote node routes with its own distributed gateway; a frame to ours
+        // arriving by tunnel is routed here all the same.
+        return route(p, net, u.uplink, pkt, &inner, ctx);
+    }
+    match p.overlay.l2_lookup(net, dst) {
+        Some(L2Dest::Local(port)) => Verdict::Output(port),
+        // Never re-encapsulate what came out of a tunnel: loops are impossible.
+        Some(L2Dest::Remote(_)) => Verdict::Drop(DropReason::TunnelHairpin),
+        None => Verdict::Drop(DropReason::UnknownDestination),
+    }
+}

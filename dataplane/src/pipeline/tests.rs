@@ -1,0 +1,522 @@
+//! Pipeline tests on real bytes in `VecBuf`s: every stage's verdict and the bytes
+//! it leaves behind, re-parsed with the wire parser.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use super::*;
+use crate::buf::VecBuf;
+use crate::ethernet::MacAddr;
+use crate::l2::L2PipelineBuilder;
+use crate::overlay::spec::{
+    Encap, LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, UnderlaySpec,
+};
+use crate::overlay::{NeighborConfig, NeighborTable, OverlayBuilder};
+use crate::wire::checksum::{fold, sum_raw};
+use crate::wire::{self, L3Kind, TunnelKind};
+
+const POD_A: PortIdx = PortIdx(0);
+const POD_B: PortIdx = PortIdx(1);
+const POD_RED: PortIdx = PortIdx(2);
+const UPLINK: PortIdx = PortIdx(3);
+const POD_C: PortIdx = PortIdx(4);
+
+const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0a]);
+const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
+const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0c]);
+const R: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x20]);
+const G_BLUE: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 1]);
+const G_GREEN: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 2]);
+const G_RED: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 3]);
+const UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 1]);
+const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 2]);
+
+fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn net(
+    name: &str,
+    vni: u32,
+    encap: Encap,
+    tenant: &str,
+    subnet: &str,
+    gw: &[&str],
+    gmac: MacAddr,
+) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        vni,
+        encap,
+        tenant: tenant.into(),
+        subnets: subnet.split(',').map(|s| s.parse().unwrap()).collect(),
+        gateway_ips: gw.iter().map(|s| s.parse().unwrap()).collect(),
+        gateway_mac: gmac,
+        flood_unknown: false,
+        vteps: vec!["192.0.2.2".parse().unwrap()],
+    }
+}
+
+fn local(network: &str, mac: MacAddr, ips: &[&str], port: PortIdx) -> LocalEndpointSpec {
+    LocalEndpointSpec {
+        network: network.into(),
+        mac,
+        ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+        port,
+    }
+}
+
+/// blue (VNI 100, VXLAN) and green (VNI 200, Geneve) in tenant t1; red (VNI 300)
+/// in tenant t2 reuses blue's subnet, MAC and address for its pod.
+fn pipeline() -> Pipeline {
+    let mut b = OverlayBuilder::new(1);
+    b.underlay(UnderlaySpec {
+        uplink: UPLINK,
+        local_vtep_ip: "192.0.2.1".parse().unwrap(),
+        local_mac: UPLINK_MAC,
+        mtu: 1500,
+        on_link: "192.0.2.0/24".parse().unwrap(),
+        gateway: None,
+    })
+    .network(net(
+        "blue",
+        100,
+        Encap::Vxlan,
+        "t1",
+        "10.1.0.0/24,fd00:1::/64",
+        &["10.1.0.1", "fd00:1::1"],
+        G_BLUE,
+    ))
+    .network(net(
+        "green",
+        200,
+        Encap::Geneve,
+        "t1",
+        "10.2.0.0/24",
+        &["10.2.0.1"],
+        G_GREEN,
+    ))
+    .network(net(
+        "red",
+        300,
+        Encap::Vxlan,
+        "t2",
+        "10.1.0.0/24",
+        &["10.1.0.1"],
+        G_RED,
+    ))
+    .local_endpoint(local("blue", A, &["10.1.0.10", "fd00:1::10"], POD_A))
+    .local_endpoint(local("blue", B, &["10.1.0.11"], POD_B))
+    .local_endpoint(local("red", A, &["10.1.0.10"], POD_RED))
+    .local_endpoint(local("green", C, &["10.2.0.10"], POD_C))
+    .remote_endpoint(RemoteEndpointSpec {
+        network: "blue".into(),
+        mac: R,
+        ips: vec!["10.1.0.20".parse().unwrap()],
+        vtep: "192.0.2.2".parse().unwrap(),
+    });
+    let overlay = b.build().unwrap();
+    let l2 = L2PipelineBuilder::new(1).build().unwrap();
+    Pipeline::new(1, l2, overlay, wire::ParseConfig::default())
+}
+
+fn eth(dst: MacAddr, src: MacAddr, ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+fn ipv4_header(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ttl: u8,
+    payload: usize,
+    df: bool,
+) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&((20 + payload) as u16).to_be_bytes());
+    if df {
+        h[6] = 0x40;
+    }
+    h[8] = ttl;
+    h[9] = proto;
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    let c = !fold(sum_raw(0, &h));
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+/// An ICMP echo request of `payload` bytes.
+fn ping(
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    src: &str,
+    dst: &str,
+    ttl: u8,
+    payload: usize,
+) -> Vec<u8> {
+    let mut f = eth(dst_mac, src_mac, 0x0800);
+    f.extend_from_slice(&ipv4_header(ip4(src), ip4(dst), 1, ttl, 8 + payload, true));
+    let mut icmp = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend((0..payload).map(|i| i as u8));
+    let c = !fold(sum_raw(0, &icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&icmp);
+    f
+}
+
+fn arp_request(src_mac: MacAddr, src: &str, target: &str) -> Vec<u8> {
+    let mut f = eth(MacAddr::BROADCAST, src_mac, 0x0806);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&src_mac.0);
+    f.extend_from_slice(&ip4(src).octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip4(target).octets());
+    f.resize(60, 0);
+    f
+}
+
+struct Rig {
+    p: Pipeline,
+    table: NeighborTable,
+    limiter: ResolveLimiter,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let table = NeighborTable::new(NeighborConfig::default());
+        let limiter = ResolveLimiter::new(table.config());
+        Rig {
+            p: pipeline(),
+            table,
+            limiter,
+        }
+    }
+
+    fn with_peer_resolved() -> Rig {
+        let mut r = Rig::new();
+        r.table
+            .learn("192.0.2.2".parse().unwrap(), PEER_MAC, Instant::now());
+        r
+    }
+
+    /// Runs one frame; returns the verdict, the bytes after, and what the context
+    /// collected.
+    fn run(
+        &mut self,
+        in_port: PortIdx,
+        frame: &[u8],
+    ) -> (Verdict, VecBuf, Vec<IpAddr>, Vec<(IpAddr, MacAddr)>) {
+        let map = self.table.reader().load_full();
+        let mut ctx = Ctx::new(&map, &mut self.limiter, Instant::now());
+        let mut buf = VecBuf::new(frame);
+        let v = self.p.process(in_port, &mut buf, &mut ctx);
+        let (res, learned) = (ctx.to_resolve.to_vec(), ctx.learned.to_vec());
+        (v, buf, res, learned)
+    }
+}
+
+fn ipv4_checksum_ok(frame: &[u8], l3: usize) -> bool {
+    let ihl = usize::from(frame[l3] & 0xf) * 4;
+    fold(sum_raw(0, &frame[l3..l3 + ihl])) == 0xffff
+}
+
+#[test]
+fn arp_for_an_endpoint_and_the_gateway_is_answered_in_place() {
+    let mut r = Rig::new();
+    for (target, mac) in [("10.1.0.11", B), ("10.1.0.1", G_BLUE), ("10.1.0.20", R)] {
+        let (v, buf, ..) = r.run(POD_A, &arp_request(A, "10.1.0.10", target));
+        assert_eq!(v, Verdict::Output(POD_A), "ARP for {target}");
+        let f = buf.data();
+        assert_eq!(&f[0..6], &A.0, "to the asker");
+        assert_eq!(&f[6..12], &mac.0);
+        assert_eq!(&f[20..22], &[0, 2], "op reply");
+        assert_eq!(&f[22..28], &mac.0, "sender hardware address");
+        assert_eq!(&f[28..32], &ip4(target).octets());
+        assert_eq!(&f[32..38], &A.0);
+        assert_eq!(&f[38..42], &ip4("10.1.0.10").octets());
+    }
+    let (v, ..) = r.run(POD_A, &arp_request(A, "10.1.0.10", "10.1.0.99"));
+    assert_eq!(v, Verdict::Drop(DropReason::ArpUnanswered));
+}
+
+#[test]
+fn networks_with_the_same_addresses_stay_apart() {
+    let mut r = Rig::new();
+    // In blue, B is a local endpoint; red has the same pod MAC/IP as blue's A but no B.
+    let frame = ping(B, A, "10.1.0.10", "10.1.0.11", 64, 16);
+    assert_eq!(r.run(POD_A, &frame).0, Verdict::Output(POD_B));
+    assert_eq!(
+        r.run(POD_RED, &frame).0,
+        Verdict::Drop(DropReason::UnknownDestination)
+    );
+    // ARP from red for B's address is not answered with blue's B.
+    let (v, ..) = r.run(POD_RED, &arp_request(A, "10.1.0.10", "10.1.0.11"));
+    assert_eq!(v, Verdict::Drop(DropReason::ArpUnanswered));
+    // And red's gateway answers with red's MAC.
+    let (v, buf, ..) = r.run(POD_RED, &arp_request(A, "10.1.0.10", "10.1.0.1"));
+    assert_eq!(v, Verdict::Output(POD_RED));
+    assert_eq!(&buf.data()[22..28], &G_RED.0);
+}
+
+#[test]
+fn routing_between_networks_rewrites_macs_and_ttl() {
+    let mut r = Rig::new();
+    let frame = ping(G_BLUE, A, "10.1.0.10", "10.2.0.10", 64, 32);
+    let (v, buf, ..) = r.run(POD_A, &frame);
+    assert_eq!(v, Verdict::Output(POD_C));
+    let f = buf.data();
+    assert_eq!(&f[0..6], &C.0);
+    assert_eq!(
+        &f[6..12],
+        &G_GREEN.0,
+        "leaves the destination network's gateway"
+    );
+    assert_eq!(f[22], 63, "TTL decremented");
+    assert!(ipv4_checksum_ok(f, 14), "incremental checksum is right");
+    assert_eq!(&f[34..], &frame[34..], "payload untouched");
+    // red (tenant t2) cannot reach green (tenant t1).
+    let frame = ping(G_RED, A, "10.1.0.10", "10.2.0.10", 64, 32);
+    assert_eq!(r.run(POD_RED, &frame).0, Verdict::Drop(DropReason::NoRoute));
+}
+
+#[test]
+fn ttl_expiry_answers_time_exceeded() {
+    let mut r = Rig::new();
+    let frame = ping(G_BLUE, A, "10.1.0.10", "10.2.0.10", 1, 32);
+    let (v, buf, ..) = r.run(POD_A, &frame);
+    assert_eq!(
+        v,
+        Verdict::Reply {
+            out: POD_A,
+            reason: DropReason::TtlExpired
+        }
+    );
+    let f = buf.data();
+    let m = wire::parse(f).unwrap();
+    assert_eq!(m.dst_mac, A);
+    assert_eq!(m.src_mac, G_BLUE);
+    assert_eq!(m.src_addr(), Some(IpAddr::V4(ip4("10.1.0.1"))));
+    assert_eq!(m.dst_addr(), Some(IpAddr::V4(ip4("10.1.0.10"))));
+    assert_eq!((m.icmp_type, m.icmp_code), (11, 0));
+    assert!(ipv4_checksum_ok(f, 14));
+    assert_eq!(fold(sum_raw(0, &f[34..])), 0xffff, "ICMP checksum");
+    assert_eq!(&f[42..62], &frame[14..34], "quotes the original IP header");
+}
+
+#[test]
+fn ping_to_the_gateway_is_answered() {
+    let mut r = Rig::new();
+    let (v, buf, ..) = r.run(POD_A, &ping(G_BLUE, A, "10.1.0.10", "10.1.0.1", 64, 8));
+    assert_eq!(v, Verdict::Output(POD_A));
+    let m = wire::parse(buf.data()).unwrap();
+    assert_eq!((m.icmp_type, m.dst_mac, m.src_mac), (0, A, G_BLUE));
+    assert_eq!(m.src_addr(), Some(IpAddr::V4(ip4("10.1.0.1"))));
+    assert_eq!(fold(sum_raw(0, &buf.data()[34..])), 0xffff);
+}
+
+#[test]
+fn encap_waits_for_the_underlay_neighbour_then_sends_vxlan() {
+    let mut r = Rig::new();
+    let frame = ping(R, A, "10.1.0.10", "10.1.0.20", 64, 32);
+    let (v, _, resolve, _) = r.run(POD_A, &frame);
+    assert_eq!(v, Verdict::Drop(DropReason::NeighborUnresolved));
+    assert_eq!(resolve, vec!["192.0.2.2".parse::<IpAddr>().unwrap()]);
+    let (_, _, resolve, _) = r.run(POD_A, &frame);
+    assert!(
+        resolve.is_empty(),
+        "one request per interval, not one per packet"
+    );
+
+    let mut r = Rig::with_peer_resolved();
+    let (v, buf, ..) = r.run(POD_A, &frame);
+    assert_eq!(v, Verdict::Output(UPLINK));
+    let outer = wire::parse(buf.data()).unwrap();
+    assert_eq!((outer.dst_mac, outer.src_mac), (PEER_MAC, UPLINK_MAC));
+    assert_eq!(outer.src_addr(), Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(outer.dst_addr(), Some("192.0.2.2".parse().unwrap()));
+    assert_eq!(
+        (outer.tunnel, outer.vni, outer.dst_port),
+        (TunnelKind::Vxlan, 100, 4789)
+    );
+    assert!(
+        outer.src_port >= 49152,
+        "source port from the dynamic range"
+    );
+    assert!(ipv4_checksum_ok(buf.data(), 14));
+    assert_eq!(buf.data()[20] & 0x40, 0x40, "DF set");
+    assert_eq!(&buf.data()[usize::from(outer.inner_offset)..], &frame[..]);
+}
+
+#[test]
+fn too_big_for_the_underlay_answers_fragmentation_needed() {
+    let mut r = Rig::with_peer_resolved();
+    // blue's inner MTU is 1500 - 50 = 1450; a 1451-byte IP packet does not fit.
+    let frame = ping(R, A, "10.1.0.10", "10.1.0.20", 64, 1451 - 28);
+    let (v, buf, ..) = r.run(POD_A, &frame);
+    assert_eq!(
+        v,
+        Verdict::Reply {
+            out: POD_A,
+            reason: DropReason::MtuExceeded
+        }
+    );
+    let m = wire::parse(buf.data()).unwrap();
+    assert_eq!((m.icmp_type, m.icmp_code), (3, 4));
+    assert_eq!(&buf.data()[40..42], &1450u16.to_be_bytes(), "next-hop MTU");
+    // One byte less fits.
+    let frame = ping(R, A, "10.1.0.10", "10.1.0.20", 64, 1450 - 28);
+    assert_eq!(r.run(POD_A, &frame).0, Verdict::Output(UPLINK));
+}
+
+fn vxlan_from_peer(vni: u32, inner: &[u8], geneve: bool) -> Vec<u8> {
+    let mut f = eth(UPLINK_MAC, PEER_MAC, 0x0800);
+    let udp_len = 8 + 8 + inner.len();
+    f.extend_from_slice(&ipv4_header(
+        ip4("192.0.2.2"),
+        ip4("192.0.2.1"),
+        17,
+        64,
+        udp_len,
+        true,
+    ));
+    f.extend_from_slice(&50000u16.to_be_bytes());
+    f.extend_from_slice(&(if geneve { 6081u16 } else { 4789u16 }).to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    if geneve {
+        f.extend_from_slice(&[0, 0, 0x65, 0x58]);
+    } else {
+        f.extend_from_slice(&[0x08, 0, 0, 0]);
+    }
+    f.extend_from_slice(&(vni << 8).to_be_bytes());
+    f.extend_from_slice(inner);
+    f
+}
+
+#[test]
+fn decap_delivers_the_inner_frame_to_its_pod() {
+    let mut r = Rig::new();
+    let inner = ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20);
+    let (v, buf, ..) = r.run(UPLINK, &vxlan_from_peer(100, &inner, false));
+    assert_eq!(v, Verdict::Output(POD_A));
+    assert_eq!(buf.data(), &inner[..]);
+    // The same frame in red's VNI reaches red's pod, not blue's.
+    let (v, ..) = r.run(UPLINK, &vxlan_from_peer(300, &inner, false));
+    assert_eq!(v, Verdict::Output(POD_RED));
+    assert_eq!(
+        r.run(UPLINK, &vxlan_from_peer(999, &inner, false)).0,
+        Verdict::Drop(DropReason::UnknownVni)
+    );
+    assert_eq!(
+        r.run(UPLINK, &vxlan_from_peer(100, &inner, true)).0,
+        Verdict::Drop(DropReason::EncapMismatch),
+        "Geneve into a VXLAN network"
+    );
+    let broadcast = arp_request(R, "10.1.0.20", "10.1.0.10");
+    assert_eq!(
+        r.run(UPLINK, &vxlan_from_peer(100, &broadcast, false)).0,
+        Verdict::FloodNetwork {
+            net: r.p.overlay.network_by_name("blue").unwrap(),
+            from_tunnel: true
+        }
+    );
+}
+
+#[test]
+fn geneve_with_an_unknown_critical_option_is_dropped() {
+    let mut r = Rig::new();
+    let inner = ping(C, R, "10.2.0.20", "10.2.0.10", 64, 20);
+    let mut f = vxlan_from_peer(200, &inner, true);
+    assert_eq!(r.run(UPLINK, &f).0, Verdict::Output(POD_C));
+    // Insert one 4-byte option header (class 0x0102, type 0x80 = critical, len 0).
+    let g = 14 + 20 + 8;
+    f[g] = 1; // opt_len = 1 word
+    f.splice(g + 8..g + 8, [0x01, 0x02, 0x80, 0x00]);
+    let udp_len = u16::from_be_bytes([f[38], f[39]]) + 4;
+    f[38..40].copy_from_slice(&udp_len.to_be_bytes());
+    let ip_len = u16::from_be_bytes([f[16], f[17]]) + 4;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[24..26].fill(0);
+    let c = !fold(sum_raw(0, &f[14..34]));
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        r.run(UPLINK, &f).0,
+        Verdict::Drop(DropReason::GeneveUnknownCritical)
+    );
+}
+
+#[test]
+fn underlay_arp_for_the_vtep_is_answered_and_senders_are_learned() {
+    let mut r = Rig::new();
+    let (v, buf, _, learned) = r.run(UPLINK, &arp_request(PEER_MAC, "192.0.2.2", "192.0.2.1"));
+    assert_eq!(v, Verdict::Output(UPLINK));
+    assert_eq!(&buf.data()[22..28], &UPLINK_MAC.0);
+    assert_eq!(learned, vec![("192.0.2.2".parse().unwrap(), PEER_MAC)]);
+    let (v, ..) = r.run(UPLINK, &arp_request(PEER_MAC, "192.0.2.2", "192.0.2.9"));
+    assert_eq!(v, Verdict::Drop(DropReason::UnderlayConsumed));
+}
+
+#[test]
+fn neighbour_solicitation_for_the_gateway_gets_an_advertisement() {
+    let mut r = Rig::new();
+    let src: Ipv6Addr = "fd00:1::10".parse().unwrap();
+    let target: Ipv6Addr = "fd00:1::1".parse().unwrap();
+    let ns = build_neighbor_solicitation(A, src, target);
+    let (v, buf, ..) = r.run(POD_A, &ns);
+    assert_eq!(v, Verdict::Output(POD_A));
+    let m = wire::parse(buf.data()).unwrap();
+    assert_eq!((m.l3, m.icmp_type), (L3Kind::Ipv6, 136));
+    assert_eq!((m.dst_mac, m.src_mac), (A, G_BLUE));
+    assert_eq!(m.src_addr(), Some(IpAddr::V6(target)));
+    assert_eq!(m.dst_addr(), Some(IpAddr::V6(src)));
+    assert_eq!(&buf.data()[80..86], &G_BLUE.0, "target link-layer option");
+    // The ICMPv6 checksum verifies over the pseudo-header.
+    let f = buf.data();
+    let mut acc = sum_raw(0, &f[22..54]);
+    acc += 32 + 58;
+    assert_eq!(fold(sum_raw(acc, &f[54..86])), 0xffff);
+}
+
+#[test]
+fn no_input_panics_the_pipeline() {
+    let mut r = Rig::with_peer_resolved();
+    let seeds = [
+        ping(R, A, "10.1.0.10", "10.1.0.20", 64, 32),
+        ping(G_BLUE, A, "10.1.0.10", "10.2.0.10", 1, 32),
+        arp_request(A, "10.1.0.10", "10.1.0.11"),
+        vxlan_from_peer(100, &ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20), false),
+        build_neighbor_solicitation(
+            A,
+            "fd00:1::10".parse().unwrap(),
+            "fd00:1::1".parse().unwrap(),
+        )
+        .to_vec(),
+    ];
+    let mut x: u32 = 0x1234_5678;
+    for seed in &seeds {
+        for cut in 0..seed.len() {
+            for port in [POD_A, UPLINK, POD_C] {
+                r.run(port, &seed[..cut]);
+            }
+        }
+        for _ in 0..2000 {
+            let mut f = seed.clone();
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let i = x as usize % f.len();
+                f[i] = (x >> 8) as u8;
+            }
+            for port in [POD_A, UPLINK] {
+                r.run(port, &f);
+            }
+        }
+    }
+}
