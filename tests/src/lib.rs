@@ -270,10 +270,29 @@ impl Vswitchd {
     /// should set `dataplane.stats_file` to `dir/stats.json`; this waits until the
     /// first stats file appears (the switch is forwarding).
     pub fn start(dir: &TempDir, config: &str) -> Vswitchd {
+        Self::start_in(dir, config, None)
+    }
+
+    /// Like [`start`](Self::start), inside network namespace `netns` (a second
+    /// "node"): `ip netns exec` execs the switch, so the PID is the switch's own.
+    ///
+    /// Two DPDK af_packet processes in one namespace can collide: the PMD derives
+    /// its PACKET_FANOUT group id from `pid ^ ifindex`, and fanout groups are per
+    /// namespace, so a second process may try to join the first one's group on
+    /// another interface and fail to probe. Separate nodes get separate namespaces.
+    pub fn start_in(dir: &TempDir, config: &str, netns: Option<&str>) -> Vswitchd {
         let cfg = dir.join("vswitchd.toml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.join("vswitchd.log");
-        let child = Command::new(workspace_bin("vswitchd"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(workspace_bin("vswitchd"));
+                c
+            }
+            None => Command::new(workspace_bin("vswitchd")),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&cfg)
             .stdout(std::fs::File::create(&log).unwrap())
