@@ -25,22 +25,28 @@ const N2: Node = Node {
 
 /// One switch's configuration: its pods `blue` and `red` on af_packet ports, the
 /// other node's pods as remote endpoints behind `peer`.
-fn config(
-    dir: &TempDir,
-    me: &Node,
-    peer: &Node,
-    uplink: &str,
-    blue_if: &str,
-    red_if: &str,
-    encap: &str,
-    local_mac: &str,
-    remote_mac: &str,
-) -> String {
+/// The interfaces and pod MACs of one node.
+struct NodeSide<'a> {
+    uplink: &'a str,
+    blue_if: &'a str,
+    red_if: &'a str,
+    local_mac: &'a str,
+    remote_mac: &'a str,
+}
+
+fn config(dir: &TempDir, me: &Node, peer: &Node, side: &NodeSide<'_>, encap: &str) -> String {
     let (local_ip, remote_ip) = if me.ip == N1.ip {
         ("10.1.0.2", "10.1.0.3")
     } else {
         ("10.1.0.3", "10.1.0.2")
     };
+    let NodeSide {
+        uplink,
+        blue_if,
+        red_if,
+        local_mac,
+        remote_mac,
+    } = side;
     let mut c = format!(
         r#"
 [eal]
@@ -197,12 +203,14 @@ fn two_switches(encap: &str) {
             &dir1,
             &N1,
             &N2,
-            &u1,
-            &blue1.host_if,
-            &red1.host_if,
+            &NodeSide {
+                uplink: &u1,
+                blue_if: &blue1.host_if,
+                red_if: &red1.host_if,
+                local_mac: POD1_MAC,
+                remote_mac: POD2_MAC,
+            },
             encap,
-            POD1_MAC,
-            POD2_MAC,
         ),
     );
     let sw2 = Vswitchd::start_in(
@@ -211,12 +219,14 @@ fn two_switches(encap: &str) {
             &dir2,
             &N2,
             &N1,
-            &u2,
-            &blue2.host_if,
-            &red2.host_if,
+            &NodeSide {
+                uplink: &u2,
+                blue_if: &blue2.host_if,
+                red_if: &red2.host_if,
+                local_mac: POD2_MAC,
+                remote_mac: POD1_MAC,
+            },
             encap,
-            POD2_MAC,
-            POD1_MAC,
         ),
         Some(&node2.name),
     );
