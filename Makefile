@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build release demo test test-unit test-system lint fmt bench-floor clean
+.PHONY: deps build release demo test lint fmt fuzz-smoke bench-floor clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -35,6 +35,15 @@ lint: deps
 
 fmt:
 	$(CARGO) fmt --all
+
+# Builds the fuzz targets and runs each briefly (FUZZ_SECONDS, default 10); longer
+# runs by hand: dataplane/fuzz/scripts/fuzz.sh 600. cargo-fuzz is installed into
+# .tools/ inside the repository, never into the user's cargo.
+FUZZ_SECONDS ?= 10
+fuzz-smoke: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || [ -x .tools/bin/cargo-fuzz ] || \
+		$(CARGO) install cargo-fuzz --locked --root .tools
+	PATH="$(CURDIR)/.tools/bin:$$PATH" sh dataplane/fuzz/scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # pcap->null forwarding rate on one worker, beside dpdk-testpmd io-forward.
 bench-floor: release
