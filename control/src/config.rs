@@ -1062,4 +1062,40 @@ blackhole = true
             assert!(!got.contains('\n'), "error must be one line: {got:?}");
         }
     }
+
+    #[test]
+    fn static_underlay_neighbours() {
+        let base = r#"
+[[port]]
+name = "up"
+profile = "null"
+[underlay]
+uplink = "up"
+local_vtep_ip = "192.0.2.1"
+local_mac = "02:00:00:00:ff:01"
+on_link = "192.0.2.0/24"
+"#;
+        let good =
+            format!("{base}neighbors = [{{ ip = \"192.0.2.9\", mac = \"02:00:00:00:ff:09\" }}]\n");
+        let c = VswitchConfig::parse(&good, 2).unwrap();
+        let u = c.underlay.unwrap();
+        assert_eq!(
+            u.neighbors,
+            vec![(
+                "192.0.2.9".parse().unwrap(),
+                "02:00:00:00:ff:09".parse().unwrap()
+            )]
+        );
+        let off_link = format!(
+            "{base}neighbors = [{{ ip = \"198.51.100.9\", mac = \"02:00:00:00:ff:09\" }}]\n"
+        );
+        let e = VswitchConfig::parse(&off_link, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("underlay: neighbors[0].ip: 198.51.100.9 is not in on_link"),
+            "{e}"
+        );
+        let bad_mac = format!("{base}neighbors = [{{ ip = \"192.0.2.9\", mac = \"02:00\" }}]\n");
+        let e = VswitchConfig::parse(&bad_mac, 2).unwrap_err().to_string();
+        assert!(e.contains("underlay: neighbors[0].mac"), "{e}");
+    }
 }

@@ -30,10 +30,13 @@ use crate::idle::IdleBackoff;
 use crate::io::{BufAlloc, Burst, RxQueue, TxQueue};
 use crate::l2::{L2Verdict, Verdicts};
 use crate::overlay::{NeighborConfig, NeighborMap, NeighborTable, NetworkId, ResolveLimiter};
-use crate::pipeline::{build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict};
+use crate::pipeline::{
+    build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict, MAX_RESOLVE_PER_BURST,
+};
 use crate::port::{PortIdx, MAX_PORTS};
 use crate::snapshot::{SnapshotCell, Versioned};
 use crate::stats::{StatsSnapshot, WorkerStats, WorkerStatsShared};
+use arrayvec::ArrayVec;
 
 /// A worker's number, for stats and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -191,6 +194,38 @@ fn flood<T, A>(
         stats.count_drops(DropReason::NoTxQueue, p, 1);
     }
     tx.enqueue(ports[last], pkt, stats);
+}
+
+/// Sends an ARP request (IPv4 underlay) or neighbour solicitation (IPv6) on the
+/// uplink for each address in `ips`.
+fn send_resolution_requests<T, A>(
+    snap: &Pipeline,
+    ips: &[IpAddr],
+    alloc: &mut A,
+    tx: &mut TxPorts<T>,
+    stats: &mut WorkerStats,
+) where
+    T: TxQueue,
+    A: BufAlloc<Buf = T::Buf>,
+{
+    let Some(u) = snap.overlay.underlay() else {
+        return;
+    };
+    for &ip in ips {
+        let req = match (ip, u.local_vtep_ip) {
+            (IpAddr::V4(t), IpAddr::V4(s)) => {
+                alloc.alloc_copy(&build_arp_request(u.local_mac, s, t))
+            }
+            (IpAddr::V6(t), IpAddr::V6(s)) => {
+                alloc.alloc_copy(&build_neighbor_solicitation(u.local_mac, s, t))
+            }
+            _ => None,
+        };
+        if let Some(req) = req {
+            stats.count_generated(1);
+            tx.enqueue(u.uplink, req, stats);
+        }
+    }
 }
 
 /// Floods `pkt` in virtual network `net`: to its local ports but `in_port`, and —
@@ -471,29 +506,35 @@ where
                     }
                 }
             }
-            if let Some(u) = snap.overlay.underlay() {
-                for ip in to_resolve {
-                    let sent = match (ip, u.local_vtep_ip) {
-                        (IpAddr::V4(t), IpAddr::V4(s)) => {
-                            self.alloc.alloc_copy(&build_arp_request(u.local_mac, s, t))
-                        }
-                        (IpAddr::V6(t), IpAddr::V6(s)) => self
-                            .alloc
-                            .alloc_copy(&build_neighbor_solicitation(u.local_mac, s, t)),
-                        _ => None,
-                    };
-                    if let Some(req) = sent {
-                        self.stats.count_generated(1);
-                        self.tx.enqueue(u.uplink, req, &mut self.stats);
+            send_resolution_requests(
+                &snap,
+                &to_resolve,
+                &mut self.alloc,
+                &mut self.tx,
+                &mut self.stats,
+            );
+        }
+        if snap.has_overlay() && self.last_expire.elapsed() >= Duration::from_secs(1) {
+            // Once a second: age the underlay neighbours, and ask again for those
+            // getting old, so a live next hop never expires under traffic.
+            self.last_expire = Instant::now();
+            let mut refresh: ArrayVec<IpAddr, MAX_RESOLVE_PER_BURST> = ArrayVec::new();
+            if let Ok(mut table) = self.neighbor_table.try_lock() {
+                table.expire(self.last_expire);
+                for ip in table.refreshable(self.last_expire) {
+                    if refresh.try_push(ip).is_err() {
+                        break;
                     }
                 }
             }
-        }
-        if snap.has_overlay() && self.last_expire.elapsed() >= Duration::from_secs(1) {
-            self.last_expire = Instant::now();
-            if let Ok(mut table) = self.neighbor_table.try_lock() {
-                table.expire(self.last_expire);
-            }
+            refresh.retain(|ip| self.limiter.should_request(*ip, self.last_expire));
+            send_resolution_requests(
+                &snap,
+                &refresh,
+                &mut self.alloc,
+                &mut self.tx,
+                &mut self.stats,
+            );
         }
         self.tx.flush_all(&mut self.stats);
         self.stats.count_poll(received);

@@ -173,9 +173,11 @@ pub fn run(prep: Prepared) -> Result<()> {
     };
     // One underlay neighbour table for all workers: whichever receives an ARP/ND
     // answer on the uplink learns it for everyone.
-    let neighbors = Arc::new(std::sync::Mutex::new(NeighborTable::new(
-        NeighborConfig::default(),
-    )));
+    let mut table = NeighborTable::new(NeighborConfig::default());
+    for &(ip, mac) in cfg.underlay.iter().flat_map(|u| &u.neighbors) {
+        table.add_static(ip, mac);
+    }
+    let neighbors = Arc::new(std::sync::Mutex::new(table));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(n_workers);
     for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
@@ -219,7 +221,7 @@ pub fn run(prep: Prepared) -> Result<()> {
             next_stats += interval;
         }
         if reload.swap(false, Ordering::Relaxed) {
-            reload_config(&path, &cfg, &snapshot);
+            reload_config(&path, &cfg, &snapshot, &neighbors);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -273,7 +275,12 @@ pub fn run(prep: Prepared) -> Result<()> {
 /// file that does not validate, or that changes ports or EAL settings (which need a
 /// restart until the control service can hot-plug them), is refused and the running
 /// snapshot stays.
-fn reload_config(path: &Path, running: &VswitchConfig, snapshot: &SnapshotCell<Pipeline>) {
+fn reload_config(
+    path: &Path,
+    running: &VswitchConfig,
+    snapshot: &SnapshotCell<Pipeline>,
+    neighbors: &std::sync::Mutex<NeighborTable>,
+) {
     let cores = core_affinity::get_core_ids().map_or(1, |ids| ids.len());
     let next = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
@@ -299,6 +306,12 @@ fn reload_config(path: &Path, running: &VswitchConfig, snapshot: &SnapshotCell<P
     let generation = snapshot.generation() + 1;
     match compile(&next, generation) {
         Ok(p) => {
+            // New static neighbours take effect; removing one needs a restart.
+            if let Ok(mut table) = neighbors.lock() {
+                for &(ip, mac) in next.underlay.iter().flat_map(|u| &u.neighbors) {
+                    table.add_static(ip, mac);
+                }
+            }
             let t = Instant::now();
             snapshot.publish(p);
             info!(

@@ -36,6 +36,9 @@ pub struct UnderlayConfig {
     pub on_link: IpNet,
     /// The underlay gateway for VTEPs outside `on_link`.
     pub gateway: Option<IpAddr>,
+    /// Static underlay neighbours (`neighbors = [{ ip = "…", mac = "…" }]`): next
+    /// hops whose MAC is configured rather than resolved by ARP/ND, never aged.
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
 }
 
 /// `[[endpoint]]`: a workload behind a local port. Mirrors
@@ -79,6 +82,15 @@ struct RawUnderlay {
     mtu: i64,
     on_link: String,
     gateway: Option<String>,
+    #[serde(default)]
+    neighbors: Vec<RawNeighbor>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbor {
+    ip: String,
+    mac: String,
 }
 
 #[derive(Deserialize)]
@@ -306,11 +318,25 @@ fn parse_underlay(t: toml::Table) -> Result<UnderlayConfig, ConfigError> {
         field: "underlay: mtu".into(),
         reason: format!("{} is out of range (0-65535)", r.mtu),
     })?;
+    let on_link = prefix(item, "on_link", &r.on_link)?;
+    let mut neighbors = Vec::with_capacity(r.neighbors.len());
+    for (i, n) in r.neighbors.iter().enumerate() {
+        let what = format!("neighbors[{i}]");
+        let addr = ip(item, &format!("{what}.ip"), &n.ip)?;
+        if !on_link.contains(&addr) {
+            return Err(ConfigError::OutOfRange {
+                field: format!("{item}: {what}.ip"),
+                reason: format!("{addr} is not in on_link {on_link}: a neighbour is on the link"),
+            });
+        }
+        neighbors.push((addr, mac(item, &format!("{what}.mac"), &n.mac)?));
+    }
     Ok(UnderlayConfig {
+        neighbors,
         local_vtep_ip: ip(item, "local_vtep_ip", &r.local_vtep_ip)?,
         local_mac: mac(item, "local_mac", &r.local_mac)?,
         mtu,
-        on_link: prefix(item, "on_link", &r.on_link)?,
+        on_link,
         gateway: r
             .gateway
             .as_deref()

@@ -109,7 +109,8 @@ pub enum LearnOutcome {
 #[derive(Debug)]
 pub struct NeighborTable {
     config: NeighborConfig,
-    entries: HashMap<IpAddr, (MacAddr, Instant)>,
+    /// `None` as the time marks a static entry: configured, never aged or replaced.
+    entries: HashMap<IpAddr, (MacAddr, Option<Instant>)>,
     generation: u64,
     published: Arc<SnapshotCell<NeighborMap>>,
 }
@@ -141,17 +142,19 @@ impl NeighborTable {
     pub fn learn(&mut self, ip: IpAddr, mac: MacAddr, now: Instant) -> LearnOutcome {
         let full = self.entries.len() >= self.config.max_entries;
         let outcome = match self.entries.get_mut(&ip) {
+            // Configured entries win over what the wire says.
+            Some((_, None)) => return LearnOutcome::Refreshed,
             Some(entry) if entry.0 == mac => {
-                entry.1 = now;
+                entry.1 = Some(now);
                 return LearnOutcome::Refreshed;
             }
             Some(entry) => {
-                *entry = (mac, now);
+                *entry = (mac, Some(now));
                 LearnOutcome::Changed
             }
             None if full => return LearnOutcome::TableFull,
             None => {
-                self.entries.insert(ip, (mac, now));
+                self.entries.insert(ip, (mac, Some(now)));
                 LearnOutcome::New
             }
         };
@@ -159,13 +162,23 @@ impl NeighborTable {
         outcome
     }
 
+    /// A configured neighbour: `ip` is at `mac` for good (never aged, never
+    /// replaced by what is learned), for underlays whose next hop does not answer
+    /// ARP/ND or must not be trusted to. Republishes.
+    pub fn add_static(&mut self, ip: IpAddr, mac: MacAddr) {
+        self.entries.insert(ip, (mac, None));
+        self.publish();
+    }
+
     /// Drops entries not confirmed within the timeout; republishes if any went.
     /// Returns how many went. Call it every so often (e.g. once a second).
     pub fn expire(&mut self, now: Instant) -> usize {
         let before = self.entries.len();
         let timeout = self.config.timeout;
-        self.entries
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < timeout);
+        self.entries.retain(|_, (_, at)| match at {
+            Some(at) => now.saturating_duration_since(*at) < timeout,
+            None => true,
+        });
         let removed = before - self.entries.len();
         if removed > 0 {
             self.publish();
@@ -179,7 +192,9 @@ impl NeighborTable {
         let after = self.config.refresh_after;
         self.entries
             .iter()
-            .filter(move |(_, (_, at))| now.saturating_duration_since(*at) >= after)
+            .filter(move |(_, (_, at))| {
+                at.is_some_and(|at| now.saturating_duration_since(at) >= after)
+            })
             .map(|(ip, _)| *ip)
     }
 
@@ -351,6 +366,20 @@ mod tests {
         assert!(reader.load().is_empty());
         assert!(t.is_empty());
         assert_eq!(reader.generation(), 4);
+    }
+
+    #[test]
+    fn static_entries_never_age_nor_change() {
+        let t0 = Instant::now();
+        let mut t = NeighborTable::new(config());
+        let reader = t.reader();
+        t.add_static(ip("192.0.2.9"), M1);
+        assert_eq!(reader.load().lookup(ip("192.0.2.9")), Some(M1));
+        assert_eq!(t.learn(ip("192.0.2.9"), M2, t0), LearnOutcome::Refreshed);
+        assert_eq!(t.lookup(ip("192.0.2.9")), Some(M1), "configured wins over learned");
+        assert_eq!(t.expire(t0 + Duration::from_secs(3600)), 0);
+        assert_eq!(t.refreshable(t0 + Duration::from_secs(3600)).count(), 0);
+        assert_eq!(reader.load().lookup(ip("192.0.2.9")), Some(M1));
     }
 
     #[test]
