@@ -92,8 +92,8 @@ fn pipeline() -> Pipeline {
         200,
         Encap::Geneve,
         "t1",
-        "10.2.0.0/24",
-        &["10.2.0.1"],
+        "10.2.0.0/24,fd00:2::/64",
+        &["10.2.0.1", "fd00:2::1"],
         G_GREEN,
     ))
     .network(net(
@@ -108,11 +108,11 @@ fn pipeline() -> Pipeline {
     .local_endpoint(local("blue", A, &["10.1.0.10", "fd00:1::10"], POD_A))
     .local_endpoint(local("blue", B, &["10.1.0.11"], POD_B))
     .local_endpoint(local("red", A, &["10.1.0.10"], POD_RED))
-    .local_endpoint(local("green", C, &["10.2.0.10"], POD_C))
+    .local_endpoint(local("green", C, &["10.2.0.10", "fd00:2::10"], POD_C))
     .remote_endpoint(RemoteEndpointSpec {
         network: "blue".into(),
         mac: R,
-        ips: vec!["10.1.0.20".parse().unwrap()],
+        ips: vec!["10.1.0.20".parse().unwrap(), "fd00:1::20".parse().unwrap()],
         vtep: "192.0.2.2".parse().unwrap(),
     });
     let overlay = b.build().unwrap();
@@ -519,4 +519,85 @@ fn no_input_panics_the_pipeline() {
             }
         }
     }
+}
+
+/// An IPv6 UDP datagram of `payload` bytes.
+fn udp6(
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    src: &str,
+    dst: &str,
+    hops: u8,
+    payload: usize,
+) -> Vec<u8> {
+    let (src, dst): (Ipv6Addr, Ipv6Addr) = (src.parse().unwrap(), dst.parse().unwrap());
+    let mut f = eth(dst_mac, src_mac, 0x86dd);
+    let len = (8 + payload) as u16;
+    f.extend_from_slice(&0x6000_0000u32.to_be_bytes());
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[17, hops]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let mut udp = vec![0x30, 0x39, 0x00, 0x35];
+    udp.extend_from_slice(&len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend((0..payload).map(|i| i as u8));
+    let mut acc = sum_raw(0, &src.octets());
+    acc = sum_raw(acc, &dst.octets());
+    acc += u64::from(len) + 17;
+    let c = !fold(sum_raw(acc, &udp));
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&udp);
+    f
+}
+
+#[test]
+fn ipv6_is_routed_between_networks_and_hop_limit_expiry_is_answered() {
+    let mut r = Rig::new();
+    let frame = udp6(G_BLUE, A, "fd00:1::10", "fd00:2::10", 64, 40);
+    let (v, buf, ..) = r.run(POD_A, &frame);
+    assert_eq!(v, Verdict::Output(POD_C));
+    let m = wire::parse(buf.data()).unwrap();
+    assert_eq!((m.dst_mac, m.src_mac, m.ttl), (C, G_GREEN, 63));
+    assert_eq!(&buf.data()[54..], &frame[54..], "payload untouched");
+
+    let (v, buf, ..) = r.run(POD_A, &udp6(G_BLUE, A, "fd00:1::10", "fd00:2::10", 1, 40));
+    assert_eq!(
+        v,
+        Verdict::Reply {
+            out: POD_A,
+            reason: DropReason::TtlExpired
+        }
+    );
+    let m = wire::parse(buf.data()).unwrap();
+    assert_eq!((m.icmp_type, m.icmp_code), (3, 0), "ICMPv6 time exceeded");
+    assert_eq!(m.src_addr(), Some("fd00:1::1".parse().unwrap()));
+    assert_eq!(m.dst_addr(), Some("fd00:1::10".parse().unwrap()));
+}
+
+#[test]
+fn ipv6_too_big_for_the_underlay_answers_packet_too_big() {
+    let mut r = Rig::with_peer_resolved();
+    // 1450 bytes of IPv6 packet fit blue's overlay MTU; 1451 do not.
+    let fits = udp6(R, A, "fd00:1::10", "fd00:1::20", 64, 1450 - 48);
+    assert_eq!(r.run(POD_A, &fits).0, Verdict::Output(UPLINK));
+    let big = udp6(R, A, "fd00:1::10", "fd00:1::20", 64, 1451 - 48);
+    let (v, buf, ..) = r.run(POD_A, &big);
+    assert_eq!(
+        v,
+        Verdict::Reply {
+            out: POD_A,
+            reason: DropReason::MtuExceeded
+        }
+    );
+    let f = buf.data();
+    let m = wire::parse(f).unwrap();
+    assert_eq!((m.icmp_type, m.icmp_code), (2, 0), "ICMPv6 packet too big");
+    assert_eq!(&f[58..62], &1450u32.to_be_bytes(), "MTU field");
+    assert!(f.len() - 14 <= 1280, "the error fits the IPv6 minimum MTU");
+    // The ICMPv6 checksum verifies over the pseudo-header.
+    let plen = u16::from_be_bytes([f[18], f[19]]);
+    let mut acc = sum_raw(0, &f[22..54]);
+    acc += u64::from(plen) + 58;
+    assert_eq!(fold(sum_raw(acc, &f[54..])), 0xffff);
 }
