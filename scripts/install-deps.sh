@@ -6,6 +6,8 @@ set -euo pipefail
 PKGS=(
   # build: bindgen needs libclang; pkg-config finds libdpdk
   build-essential clang libclang-dev pkg-config
+  # the gRPC API is generated with protoc
+  protobuf-compiler
   # DPDK 22.11 headers and libraries, dpdk-testpmd (the I/O floor) and the PMDs we drive
   libdpdk-dev dpdk
   librte-net-af-packet23 librte-net-tap23 librte-net-pcap23 librte-net-null23

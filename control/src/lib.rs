@@ -6,5 +6,10 @@
 //! validation here, free of DPDK, lets every rule be unit-tested without a port.
 #![forbid(unsafe_code)]
 
+/// The gRPC API `vswitch.v1`, generated from `control/proto/vswitch/v1/vswitch.proto`.
+pub mod api {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("vswitch.v1");
+}
 pub mod compile;
 pub mod config;

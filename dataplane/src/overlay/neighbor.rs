@@ -376,7 +376,11 @@ mod tests {
         t.add_static(ip("192.0.2.9"), M1);
         assert_eq!(reader.load().lookup(ip("192.0.2.9")), Some(M1));
         assert_eq!(t.learn(ip("192.0.2.9"), M2, t0), LearnOutcome::Refreshed);
-        assert_eq!(t.lookup(ip("192.0.2.9")), Some(M1), "configured wins over learned");
+        assert_eq!(
+            t.lookup(ip("192.0.2.9")),
+            Some(M1),
+            "configured wins over learned"
+        );
         assert_eq!(t.expire(t0 + Duration::from_secs(3600)), 0);
         assert_eq!(t.refreshable(t0 + Duration::from_secs(3600)).count(), 0);
         assert_eq!(reader.load().lookup(ip("192.0.2.9")), Some(M1));
