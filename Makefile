@@ -51,3 +51,9 @@ bench-floor: release
 
 clean:
 	$(CARGO) clean
+
+# OVS-DPDK (Debian's openvswitch-switch-dpdk) for the OVS comparison:
+# bench/scripts/ovs_dpdk.py run --pcap P --flows F [--setup S] --core 1
+.PHONY: bench-deps
+bench-deps: deps
+	bash bench/scripts/install-ovs.sh

@@ -23,6 +23,9 @@ use crate::stats_file::{self, DpdkDoc, PortDoc, StatsDoc};
 /// A configuration that passed every check that can run before DPDK starts.
 pub struct Prepared {
     path: std::path::PathBuf,
+    /// CPUs this process may use, counted before EAL pins the main thread (after
+    /// that the main thread sees only its own core).
+    cores: usize,
     cfg: VswitchConfig,
     profiles: Vec<PortProfile>,
     pipeline: Pipeline,
@@ -61,6 +64,7 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
     let pipeline = compile(&cfg, 1).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     Ok(Prepared {
         path: path.to_path_buf(),
+        cores,
         cfg,
         profiles,
         pipeline,
@@ -90,6 +94,7 @@ struct WorkerRuntime {
 pub fn run(prep: Prepared) -> Result<()> {
     let Prepared {
         path,
+        cores,
         cfg,
         profiles,
         pipeline,
@@ -221,7 +226,7 @@ pub fn run(prep: Prepared) -> Result<()> {
             next_stats += interval;
         }
         if reload.swap(false, Ordering::Relaxed) {
-            reload_config(&path, &cfg, &snapshot, &neighbors);
+            reload_config(&path, cores, &cfg, &snapshot, &neighbors);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -277,11 +282,11 @@ pub fn run(prep: Prepared) -> Result<()> {
 /// snapshot stays.
 fn reload_config(
     path: &Path,
+    cores: usize,
     running: &VswitchConfig,
     snapshot: &SnapshotCell<Pipeline>,
     neighbors: &std::sync::Mutex<NeighborTable>,
 ) {
-    let cores = core_affinity::get_core_ids().map_or(1, |ids| ids.len());
     let next = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
         .and_then(|text| VswitchConfig::parse(&text, cores).map_err(|e| anyhow!("{e}")));
