@@ -97,6 +97,16 @@ impl WorkerStats {
         }
     }
 
+    /// Zeroes the counters of `port` (a port added at runtime, maybe at a reused
+    /// index), growing the table to include it.
+    pub(crate) fn reset_port(&mut self, port: PortIdx) {
+        let i = port.index();
+        if self.ports.len() <= i {
+            self.ports.resize(i + 1, PortStats::default());
+        }
+        self.ports[i] = PortStats::default();
+    }
+
     /// Counters of `port`, if the worker counts it.
     pub fn port(&self, port: PortIdx) -> Option<&PortStats> {
         self.ports.get(port.index())
@@ -169,6 +179,9 @@ impl WorkerStats {
 
     /// Stores every counter into `shared` (`Relaxed`: this worker is the only writer).
     pub fn publish(&self, shared: &WorkerStatsShared) {
+        shared
+            .active_ports
+            .store(self.ports.len().min(shared.ports.len()) as u64, Relaxed);
         for (s, p) in shared.ports.iter().zip(&self.ports) {
             s.rx_packets.store(p.rx_packets, Relaxed);
             s.rx_bytes.store(p.rx_bytes, Relaxed);
@@ -225,6 +238,8 @@ struct PortStatsShared {
 pub struct WorkerStatsShared {
     worker: WorkerId,
     ports: Box<[PortStatsShared]>,
+    /// How many of `ports` the worker counts (it grows as ports are added).
+    active_ports: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     busy_polls: AtomicU64,
     idle_polls: AtomicU64,
@@ -240,6 +255,7 @@ impl WorkerStatsShared {
     pub fn new(worker: WorkerId, num_ports: usize) -> Self {
         WorkerStatsShared {
             worker,
+            active_ports: AtomicU64::new(0),
             ports: (0..num_ports).map(|_| PortStatsShared::default()).collect(),
             drops: Default::default(),
             busy_polls: AtomicU64::new(0),
@@ -259,9 +275,11 @@ impl WorkerStatsShared {
 
     /// Reads the latest published counters.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let active = self.active_ports.load(Relaxed) as usize;
         let ports = self
             .ports
             .iter()
+            .take(active)
             .map(|s| PortStats {
                 rx_packets: s.rx_packets.load(Relaxed),
                 rx_bytes: s.rx_bytes.load(Relaxed),

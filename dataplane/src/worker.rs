@@ -94,6 +94,17 @@ impl<T: TxQueue> TxPorts<T> {
         }
     }
 
+    /// Installs `queue` as the tx queue of `port`, growing the tables.
+    fn set_queue(&mut self, port: PortIdx, queue: Option<T>) {
+        let i = port.index();
+        if self.queues.len() <= i {
+            self.queues.resize_with(i + 1, || None);
+            self.batches.resize_with(i + 1, Burst::new);
+            self.batch_bytes.resize(i + 1, 0);
+        }
+        self.queues[i] = queue;
+    }
+
     #[inline]
     fn has_queue(&self, port: PortIdx) -> bool {
         matches!(self.queues.get(port.index()), Some(Some(_)))
@@ -293,6 +304,28 @@ fn flood_network<T, A>(
     }
 }
 
+/// A change to a running worker's ports, sent by the control thread and applied
+/// between two poll rounds, so a port is never polled half-added or after removal.
+pub enum WorkerCommand<R, T> {
+    /// Start polling `rx` and sending on `tx` for `port`.
+    AddPort {
+        /// The port's index (also its index in pipeline snapshots).
+        port: PortIdx,
+        /// Receive queues this worker polls on it.
+        rx: Vec<R>,
+        /// This worker's transmit queue on it.
+        tx: Option<T>,
+    },
+    /// Stop using `port`: send what is batched for it, drop its queues, then
+    /// answer on `done`. After the answer the worker holds nothing of the port.
+    RemovePort {
+        /// The port.
+        port: PortIdx,
+        /// Acknowledgement.
+        done: std::sync::mpsc::Sender<PortIdx>,
+    },
+}
+
 /// One worker: its queues, allocator, counters and the snapshot it forwards with.
 pub struct Worker<R, T, A>
 where
@@ -309,6 +342,7 @@ where
     neighbors: Arc<SnapshotCell<NeighborMap>>,
     limiter: ResolveLimiter,
     last_expire: Instant,
+    commands: Option<crossbeam::channel::Receiver<WorkerCommand<R, T>>>,
     stats: WorkerStats,
     shared: Arc<WorkerStatsShared>,
     idle: IdleBackoff,
@@ -365,8 +399,10 @@ where
             limiter: ResolveLimiter::new(table.config()),
             neighbor_table: Arc::new(Mutex::new(table)),
             last_expire: Instant::now(),
+            commands: None,
             stats: WorkerStats::new(ports),
-            shared: Arc::new(WorkerStatsShared::new(id, ports)),
+            // Sized for every possible port, so ports added at runtime are published.
+            shared: Arc::new(WorkerStatsShared::new(id, MAX_PORTS)),
             idle,
             stop,
             rx_burst: Burst::new(),
@@ -384,6 +420,44 @@ where
         }
         self.neighbor_table = table;
         self
+    }
+
+    /// Takes port changes from `commands` between poll rounds (see
+    /// [`WorkerCommand`]).
+    pub fn with_commands(
+        mut self,
+        commands: crossbeam::channel::Receiver<WorkerCommand<R, T>>,
+    ) -> Self {
+        self.commands = Some(commands);
+        self
+    }
+
+    fn apply_commands(&mut self) {
+        let Some(commands) = &self.commands else {
+            return;
+        };
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                WorkerCommand::AddPort { port, rx, tx } => {
+                    if port.index() >= MAX_PORTS {
+                        continue;
+                    }
+                    // A reused index starts from zero, like a new port.
+                    self.stats.reset_port(port);
+                    self.tx.set_queue(port, tx);
+                    self.rx.extend(rx.into_iter().map(|q| (port, q)));
+                }
+                WorkerCommand::RemovePort { port, done } => {
+                    let i = port.index();
+                    if i < self.tx.queues.len() {
+                        self.tx.flush(i, &mut self.stats);
+                        self.tx.set_queue(port, None);
+                    }
+                    self.rx.retain(|(p, _)| *p != port);
+                    let _ = done.send(port);
+                }
+            }
+        }
     }
 
     /// This worker's id.
@@ -415,6 +489,7 @@ where
     /// One poll round over every rx queue: receive, classify, batch, send. Publishes
     /// the counters and returns how many packets were received.
     pub fn poll_once(&mut self) -> usize {
+        self.apply_commands();
         // One load per round: the whole round sees one snapshot.
         let snap = self.pipeline.load();
         self.stats.set_snapshot_generation(snap.generation());
@@ -1055,6 +1130,67 @@ mod tests {
         // All but the current snapshot are gone: nothing leaked.
         let alive = old.iter().filter(|w| w.upgrade().is_some()).count();
         assert_eq!(alive, 1, "old snapshots still alive");
+    }
+
+    /// Ports added and removed at runtime: an added port is polled and sent to from
+    /// the next round; once removal is acknowledged the worker holds none of its
+    /// queues and neither polls nor sends to it.
+    #[test]
+    fn ports_come_and_go_between_rounds() {
+        let (cmd_tx, cmd_rx) = crossbeam::channel::unbounded();
+        let rx0 = Ring::new();
+        let rx2 = Ring::new();
+        let tx2 = Ring::new();
+        let cell = Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1))));
+        let mut w: VecWorker = Worker::new(
+            WorkerId(0),
+            vec![(PortIdx(0), VecRxQueue::new(rx0.clone()))],
+            vec![
+                Some(VecTxQueue::new(Ring::new())),
+                Some(VecTxQueue::new(Ring::new())),
+            ],
+            VecAlloc::unlimited(),
+            Arc::clone(&cell),
+            IdleBackoff::busy_poll(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap()
+        .with_commands(cmd_rx);
+        // C lives on port 2, which the worker does not have yet.
+        send(&rx0, C, A, 60, 4);
+        w.poll_once();
+        assert_eq!(
+            w.stats_handle().snapshot().drops_for(DropReason::NoTxQueue),
+            4
+        );
+        cmd_tx
+            .send(WorkerCommand::AddPort {
+                port: PortIdx(2),
+                rx: vec![VecRxQueue::new(rx2.clone())],
+                tx: Some(VecTxQueue::new(tx2.clone())),
+            })
+            .unwrap();
+        send(&rx0, C, A, 60, 5);
+        send(&rx2, A, C, 60, 6);
+        w.poll_once();
+        let s = w.stats_handle().snapshot();
+        assert_eq!(tx2.len(), 5, "sent to the new port");
+        assert_eq!(s.port(PortIdx(2)).rx_packets, 6, "the new port is polled");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        cmd_tx
+            .send(WorkerCommand::RemovePort {
+                port: PortIdx(2),
+                done: done_tx,
+            })
+            .unwrap();
+        send(&rx2, A, C, 60, 7);
+        w.poll_once();
+        assert_eq!(done_rx.try_recv(), Ok(PortIdx(2)));
+        assert_eq!(rx2.len(), 7, "a removed port is not polled");
+        send(&rx0, C, A, 60, 2);
+        w.poll_once();
+        assert_eq!(tx2.len(), 5, "nor sent to");
+        assert_conserved(&w.stats_handle().snapshot());
     }
 
     #[test]
