@@ -24,6 +24,32 @@ use crate::config::VswitchConfig;
 /// # Errors
 /// What the dataplane refuses (e.g. more ports than it supports).
 pub fn l2_pipeline(cfg: &VswitchConfig, generation: u64) -> Result<L2Pipeline, L2ConfigError> {
+    l2_pipeline_with(cfg, generation, &file_order(cfg))
+}
+
+/// Port indices in file order: what a daemon that creates every port at start uses.
+pub fn file_order(cfg: &VswitchConfig) -> PortIndex {
+    cfg.ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.clone(), PortIdx(i as u16)))
+        .collect()
+}
+
+/// Which dataplane port index each port name has. A daemon that adds and removes
+/// ports at runtime keeps a port's index for as long as the port exists, so the
+/// indices are its to hand out, not the file order's.
+pub type PortIndex = HashMap<String, PortIdx>;
+
+/// [`l2_pipeline`] with the daemon's own port indices.
+///
+/// # Errors
+/// What the dataplane refuses.
+pub fn l2_pipeline_with(
+    cfg: &VswitchConfig,
+    generation: u64,
+    index: &PortIndex,
+) -> Result<L2Pipeline, L2ConfigError> {
     let mut b = L2PipelineBuilder::new(generation);
     let mut groups: HashMap<&str, GroupId> = HashMap::new();
     let overlay = cfg.overlay_ports();
@@ -35,15 +61,15 @@ pub fn l2_pipeline(cfg: &VswitchConfig, generation: u64) -> Result<L2Pipeline, L
         next += 1;
         g
     };
-    for (i, p) in cfg.ports.iter().enumerate() {
+    let lookup = port_lookup(index);
+    for p in &cfg.ports {
         let group = if overlay.contains(p.name.as_str()) {
             fresh()
         } else {
             *groups.entry(p.group.as_str()).or_insert_with(&mut fresh)
         };
-        b.port(PortIdx(i as u16), p.name.clone(), group);
+        b.port(lookup(&p.name), p.name.clone(), group);
     }
-    let lookup = port_lookup(cfg);
     for patch in &cfg.patches {
         b.patch(lookup(&patch.from), lookup(&patch.to));
     }
@@ -53,16 +79,10 @@ pub fn l2_pipeline(cfg: &VswitchConfig, generation: u64) -> Result<L2Pipeline, L
     b.build()
 }
 
-/// Resolves port names to their index in file order. Validation already proved
-/// every name resolves; a miss here is a bug upstream, so it falls back to an index
-/// the dataplane builders reject rather than panic.
-fn port_lookup(cfg: &VswitchConfig) -> impl Fn(&str) -> PortIdx + '_ {
-    let index: HashMap<&str, PortIdx> = cfg
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), PortIdx(i as u16)))
-        .collect();
+/// Resolves port names to their index. Validation already proved every name
+/// resolves; a miss here is a bug upstream, so it falls back to an index the
+/// dataplane builders reject rather than panic.
+fn port_lookup(index: &PortIndex) -> impl Fn(&str) -> PortIdx + '_ {
     move |n| index.get(n).copied().unwrap_or(PortIdx(u16::MAX))
 }
 
@@ -78,7 +98,19 @@ pub fn overlay(
     cfg: &VswitchConfig,
     generation: u64,
 ) -> Result<OverlaySnapshot, OverlayConfigError> {
-    let lookup = port_lookup(cfg);
+    overlay_with(cfg, generation, &file_order(cfg))
+}
+
+/// [`overlay`] with the daemon's own port indices.
+///
+/// # Errors
+/// What the dataplane's [`OverlayBuilder`] refuses.
+pub fn overlay_with(
+    cfg: &VswitchConfig,
+    generation: u64,
+    index: &PortIndex,
+) -> Result<OverlaySnapshot, OverlayConfigError> {
+    let lookup = port_lookup(index);
     let mut b = OverlayBuilder::new(generation);
     if let Some(u) = &cfg.underlay {
         b.underlay(UnderlaySpec {
