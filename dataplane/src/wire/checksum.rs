@@ -97,8 +97,7 @@ mod tests {
     use crate::wire::testvec;
     use proptest::prelude::*;
 
-    /// Outer IPv4 header of the first packet of tcpdump's vxlan.pcap (checksum 0x6ab6
-    /// per the capture).
+    /// Outer IPv4 header of `testvec::VXLAN_ICMP` (TTL 64, checksum 0x1662).
     fn vxlan_outer_ip() -> [u8; 20] {
         let mut h = [0u8; 20];
         h.copy_from_slice(&testvec::VXLAN_ICMP[14..34]);

@@ -351,31 +351,31 @@ mod tests {
     fn opt_frame() -> &'static [u8] {
         &testvec::GENEVE_ICMP_OPT[42..]
     }
-    fn gcp_frame() -> &'static [u8] {
-        &testvec::GENEVE_GCP[42..]
+    fn ip_opts_frame() -> &'static [u8] {
+        &testvec::GENEVE_IP_OPTS[42..]
     }
 
     #[test]
     fn golden_standard_critical_option() {
-        // tcpdump: Flags [C], vni 0xa, options [class Standard (0x0) type 0x80(C) len 8 data 0000000c]
+        // Flags [C], vni 7001, options [class 0x0 type 0x81(C) len 8 data 0000002a]
         let g = GenevePacket::new_checked(opt_frame()).unwrap();
         assert_eq!(
             (g.version(), g.opt_len(), g.oam(), g.critical()),
             (0, 8, false, true)
         );
         assert_eq!(g.protocol(), 0x6558);
-        assert_eq!(g.vni(), 0xa);
+        assert_eq!(g.vni(), 7001);
         let opts: Vec<_> = g.options().collect();
-        assert_eq!(opts, vec![GeneveOption::new(0, 0x80, &[0, 0, 0, 0x0c])]);
+        assert_eq!(opts, vec![GeneveOption::new(0, 0x81, &[0, 0, 0, 0x2a])]);
         assert!(opts[0].critical);
         assert_eq!(
             g.check_critical(|_, _| false),
             Err(GeneveError::UnknownCritical {
                 class: 0,
-                type_: 0x80
+                type_: 0x81
             })
         );
-        assert_eq!(g.check_critical(|c, t| (c, t) == (0, 0x80)), Ok(()));
+        assert_eq!(g.check_critical(|c, t| (c, t) == (0, 0x81)), Ok(()));
         // Re-emitting the parsed header gives the same bytes.
         let mut out = [0u8; 16];
         let repr = GeneveRepr::parse(&g);
@@ -384,20 +384,24 @@ mod tests {
     }
 
     #[test]
-    fn golden_google_options() {
-        // tcpdump: vni 0x0, options [class Google (0x132) type 0x1 len 8 data 800000d1,
-        // type 0x2 len 20 data 0800000d c0a86402 00000000 00000000, type 0x3 len 12 ...]
-        let g = GenevePacket::new_checked(gcp_frame()).unwrap();
+    fn golden_three_options() {
+        // vni 300, options [class 0xff01 type 0x1 len 8 data 11223344,
+        // type 0x2 len 20 data 0a140002 0a140001 a0a1a2a3 a4a5a6a7, type 0x3 len 12 ...]
+        let g = GenevePacket::new_checked(ip_opts_frame()).unwrap();
         assert_eq!(
             (g.vni(), g.critical(), g.protocol(), g.opt_len()),
-            (0, false, 0x0800, 40)
+            (300, false, 0x0800, 40)
         );
         let got: Vec<_> = g
             .options()
             .map(|o| (o.class, o.type_, o.wire_len()))
             .collect();
-        assert_eq!(got, vec![(0x132, 1, 8), (0x132, 2, 20), (0x132, 3, 12)]);
-        assert_eq!(g.options().next().unwrap().data, &[0x80, 0, 0, 0xd1]);
+        assert_eq!(got, vec![(0xff01, 1, 8), (0xff01, 2, 20), (0xff01, 3, 12)]);
+        assert_eq!(g.options().next().unwrap().data, &[0x11, 0x22, 0x33, 0x44]);
+        assert_eq!(
+            g.options().last().unwrap().data,
+            &[0xc0, 0xff, 0xee, 0, 0, 0, 0, 1]
+        );
         assert_eq!(g.payload()[0], 0x45);
         assert_eq!(g.check_critical(|_, _| false), Ok(()));
     }
@@ -429,7 +433,7 @@ mod tests {
             GenevePacket::new_checked(&b[..]).unwrap_err(),
             GeneveError::BadOption {
                 class: 0,
-                type_: 0x80
+                type_: 0x81
             }
         );
         let mut b = f.to_vec();
@@ -440,7 +444,7 @@ mod tests {
 
     #[test]
     fn adding_an_option_sets_c_and_grows_opt_len() {
-        let g = GenevePacket::new_checked(gcp_frame()).unwrap();
+        let g = GenevePacket::new_checked(ip_opts_frame()).unwrap();
         let data = [1, 2, 3, 4, 5, 6, 7, 8];
         let add = [GeneveOption::new(0x0105, 0x81, &data)];
         let repr = GeneveRepr {

@@ -102,22 +102,22 @@ mod tests {
     use crate::wire::testvec;
     use proptest::prelude::*;
 
-    /// UDP payload of vxlan.pcap #1: starts after Ethernet(14)+IPv4(20)+UDP(8).
+    /// UDP payload of `testvec::VXLAN_ICMP`: starts after Ethernet(14)+IPv4(20)+UDP(8).
     fn golden() -> &'static [u8] {
         &testvec::VXLAN_ICMP[42..]
     }
 
     #[test]
-    fn golden_vni_100() {
+    fn golden_vni_5001() {
         let v = VxlanPacket::new_checked(golden()).unwrap();
         assert_eq!(v.flags(), 0x08);
-        assert_eq!(v.vni(), 100);
-        assert_eq!(VxlanRepr::parse(&v), VxlanRepr { vni: 100 });
-        // tcpdump: inner 00:16:3e:37:f6:04 > 00:30:88:01:00:02, length 98.
+        assert_eq!(v.vni(), 5001);
+        assert_eq!(VxlanRepr::parse(&v), VxlanRepr { vni: 5001 });
+        // Inner 02:00:00:aa:00:01 > 02:00:00:aa:00:02, length 98.
         assert_eq!(v.payload().len(), 98);
-        assert_eq!(&v.payload()[..6], &[0x00, 0x30, 0x88, 0x01, 0x00, 0x02]);
+        assert_eq!(&v.payload()[..6], &[0x02, 0x00, 0x00, 0xaa, 0x00, 0x02]);
         let mut out = [0u8; 8];
-        VxlanRepr { vni: 100 }.emit(&mut out);
+        VxlanRepr { vni: 5001 }.emit(&mut out);
         assert_eq!(&out, &golden()[..8]);
     }
 
@@ -139,7 +139,7 @@ mod tests {
         b[0] = 0xff;
         b[1] = 0xff;
         b[7] = 0xff;
-        assert_eq!(VxlanPacket::new_checked(&b[..]).unwrap().vni(), 100);
+        assert_eq!(VxlanPacket::new_checked(&b[..]).unwrap().vni(), 5001);
     }
 
     proptest! {

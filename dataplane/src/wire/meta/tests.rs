@@ -1,10 +1,10 @@
-//! `parse` against golden frames, tcpdump's decoding and smoltcp's parsers.
+//! `parse` against the hand-built golden frames of `testvec` and smoltcp's parsers.
 
 use super::*;
 use crate::wire::testvec;
 use crate::wire::{
-    ArpPacket, ArpRepr, ChecksumCapabilities, Icmpv6Packet, Icmpv6Repr, IpAddress, Ipv4Packet,
-    Ipv6Packet, NdiscRepr, TcpPacket, UdpPacket,
+    ArpPacket, ArpRepr, ChecksumCapabilities, Icmpv4Packet, Icmpv6Packet, Icmpv6Repr, IpAddress,
+    Ipv4Packet, Ipv6Packet, NdiscRepr, TcpPacket, UdpPacket,
 };
 use proptest::prelude::*;
 
@@ -18,133 +18,167 @@ fn mac(s: &str) -> MacAddr {
 
 fn known_std_critical() -> ParseConfig {
     let mut cfg = ParseConfig::default();
-    cfg.geneve_known_critical.push((0, 0x80));
+    cfg.geneve_known_critical.push((0, 0x81));
     cfg
 }
 
 #[test]
-fn vxlan_icmp_matches_tcpdump() {
-    // 36:dc:85:1e:b3:40 > 00:16:3e:08:71:cf, IPv4, length 148: 192.168.203.1.45149 >
-    // 192.168.202.1.4789: VXLAN, flags [I] (0x08), vni 100
+fn vxlan_icmp_fields() {
+    // 02:00:00:00:01:01 > 02:00:00:00:01:02, IPv4, length 148: 10.1.0.1.50001 >
+    // 10.2.0.1.4789: VXLAN, flags [I] (0x08), vni 5001
     let f = &testvec::VXLAN_ICMP[..];
     let m = parse(f).unwrap();
     assert_eq!(
         (m.src_mac, m.dst_mac),
-        (mac("36:dc:85:1e:b3:40"), mac("00:16:3e:08:71:cf"))
+        (mac("02:00:00:00:01:01"), mac("02:00:00:00:01:02"))
     );
     assert_eq!((m.ethertype, m.l3, m.l3_offset), (0x0800, L3Kind::Ipv4, 14));
-    assert_eq!(m.src_addr(), v4([192, 168, 203, 1]));
-    assert_eq!(m.dst_addr(), v4([192, 168, 202, 1]));
+    assert_eq!(m.src_addr(), v4([10, 1, 0, 1]));
+    assert_eq!(m.dst_addr(), v4([10, 2, 0, 1]));
     assert_eq!(
-        (m.l4_proto, m.l4_offset, m.src_port, m.dst_port),
-        (17, 34, 45149, 4789)
+        (m.l4_proto, m.l4_offset, m.src_port, m.dst_port, m.ttl),
+        (17, 34, 50001, 4789, 64)
     );
     assert_eq!(
         (m.tunnel, m.tunnel_flags, m.vni),
-        (TunnelKind::Vxlan, 0x08, 100)
+        (TunnelKind::Vxlan, 0x08, 5001)
     );
     assert_eq!(
         (m.inner_offset, m.inner_end, m.inner_protocol),
         (50, 148, 0x6558)
     );
     assert!(!m.is_fragment && m.vlan_count == 0);
-    // 00:16:3e:37:f6:04 > 00:30:88:01:00:02, IPv4, length 98: 192.168.203.3 >
-    // 192.168.203.5: ICMP echo request, id 1292, seq 1, length 64
+    // 02:00:00:aa:00:01 > 02:00:00:aa:00:02, IPv4, length 98: 172.16.0.1 >
+    // 172.16.0.2: ICMP echo request, id 0x1234, seq 1, length 64
     let i = parse_inner(f, &m, &ParseConfig::default()).unwrap();
     assert_eq!(
         (i.src_mac, i.dst_mac),
-        (mac("00:16:3e:37:f6:04"), mac("00:30:88:01:00:02"))
+        (mac("02:00:00:aa:00:01"), mac("02:00:00:aa:00:02"))
     );
-    assert_eq!(i.src_addr(), v4([192, 168, 203, 3]));
-    assert_eq!(i.dst_addr(), v4([192, 168, 203, 5]));
+    assert_eq!(i.src_addr(), v4([172, 16, 0, 1]));
+    assert_eq!(i.dst_addr(), v4([172, 16, 0, 2]));
     assert_eq!(
         (i.l4_proto, i.icmp_type, i.icmp_code, i.src_port),
-        (1, 8, 0, 1292)
+        (1, 8, 0, 0x1234)
     );
     assert_eq!(i.l3_end, 98);
-    // smoltcp agrees on the outer IPv4 header, checksum included.
+    // smoltcp agrees on the outer IPv4 header and UDP datagram, checksums included,
+    // and on the inner IPv4 header and ICMP message.
     let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
     assert!(ip.verify_checksum());
     assert_eq!(ip.hop_limit(), m.ttl);
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert!(udp.verify_checksum(&IpAddress::v4(10, 1, 0, 1), &IpAddress::v4(10, 2, 0, 1)));
+    let inner = Ipv4Packet::new_checked(&f[usize::from(m.inner_offset) + 14..]).unwrap();
+    assert!(inner.verify_checksum());
+    let icmp = Icmpv4Packet::new_checked(inner.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!((icmp.echo_ident(), icmp.echo_seq_no()), (0x1234, 1));
 }
 
 #[test]
 fn vxlan_arp_inner() {
-    // Request who-has 192.168.203.3 tell 192.168.203.5
+    // Request who-has 172.16.0.1 tell 172.16.0.2
     let f = &testvec::VXLAN_ARP[..];
     let m = parse(f).unwrap();
     assert_eq!(
-        (m.tunnel, m.vni, m.src_port, m.dst_port),
-        (TunnelKind::Vxlan, 100, 42710, 4789)
+        (m.tunnel, m.vni, m.src_port, m.dst_port, m.ttl),
+        (TunnelKind::Vxlan, 5001, 50002, 4789, 63)
     );
+    let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert!(udp.verify_checksum(&IpAddress::v4(10, 2, 0, 1), &IpAddress::v4(10, 1, 0, 1)));
     let i = parse_inner(f, &m, &ParseConfig::default()).unwrap();
     assert!(i.dst_mac.is_broadcast());
+    assert_eq!(i.src_mac, mac("02:00:00:aa:00:02"));
     assert_eq!((i.l3, i.arp_op), (L3Kind::Arp, 1));
-    assert_eq!(i.src_addr(), v4([192, 168, 203, 5]));
-    assert_eq!(i.dst_addr(), v4([192, 168, 203, 3]));
+    assert_eq!(i.src_addr(), v4([172, 16, 0, 2]));
+    assert_eq!(i.dst_addr(), v4([172, 16, 0, 1]));
     assert!(!i.has_l4());
     let inner = &f[usize::from(m.inner_offset)..];
     let arp = ArpRepr::parse(&ArpPacket::new_checked(&inner[14..]).unwrap()).unwrap();
     let ArpRepr::EthernetIpv4 {
+        source_hardware_addr,
         target_protocol_addr,
         ..
     } = arp
     else {
         panic!("not Ethernet/IPv4 ARP: {arp:?}")
     };
-    assert_eq!(target_protocol_addr.octets(), [192, 168, 203, 3]);
+    assert_eq!(source_hardware_addr.0, [0x02, 0, 0, 0xaa, 0, 0x02]);
+    assert_eq!(target_protocol_addr.octets(), [172, 16, 0, 1]);
 }
 
 #[test]
 fn geneve_unknown_critical_is_dropped_known_is_parsed() {
-    // 20.0.0.1.12618 > 20.0.0.2.6081: [no cksum] Geneve, Flags [C], vni 0xa,
-    // options [class Standard (0x0) type 0x80(C) len 8 data 0000000c]
+    // 10.3.0.1.50003 > 10.3.0.2.6081: Geneve, Flags [C], vni 7001,
+    // options [class 0x0 type 0x81(C) len 8 data 0000002a]
     let f = &testvec::GENEVE_ICMP_OPT[..];
     assert_eq!(parse(f), Err(ParseError::GeneveUnknownCritical));
     let cfg = known_std_critical();
     let m = parse_with(f, &cfg).unwrap();
     assert_eq!(
         (m.tunnel, m.vni, m.tunnel_flags),
-        (TunnelKind::Geneve, 0xa, 0x40)
+        (TunnelKind::Geneve, 7001, 0x40)
     );
-    assert_eq!((m.src_port, m.dst_port), (12618, 6081));
+    assert_eq!((m.src_port, m.dst_port), (50003, 6081));
     assert_eq!((m.inner_offset, m.inner_protocol), (42 + 16, 0x6558));
-    // 30.0.0.1 > 30.0.0.2: ICMP echo request, id 10578, seq 23, length 64
+    let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert!(udp.verify_checksum(&IpAddress::v4(10, 3, 0, 1), &IpAddress::v4(10, 3, 0, 2)));
+    // 192.168.50.1 > 192.168.50.2: ICMP echo request, id 0x0a0a, seq 5, length 64
     let i = parse_inner(f, &m, &cfg).unwrap();
-    assert_eq!(i.src_addr(), v4([30, 0, 0, 1]));
-    assert_eq!(i.dst_addr(), v4([30, 0, 0, 2]));
-    assert_eq!((i.icmp_type, i.src_port, i.ttl), (8, 10578, 64));
+    assert_eq!(i.src_addr(), v4([192, 168, 50, 1]));
+    assert_eq!(i.dst_addr(), v4([192, 168, 50, 2]));
+    assert_eq!((i.icmp_type, i.src_port, i.ttl), (8, 0x0a0a, 64));
+    let inner = Ipv4Packet::new_checked(&f[usize::from(m.inner_offset) + 14..]).unwrap();
+    assert!(inner.verify_checksum());
+    assert!(Icmpv4Packet::new_checked(inner.payload())
+        .unwrap()
+        .verify_checksum());
 }
 
 #[test]
 fn geneve_tcp_without_options() {
-    // 20.0.0.2.43443 > 20.0.0.1.6081: Geneve, Flags [none], vni 0xb: IP 30.0.0.2.51225 >
-    // 30.0.0.1.22: Flags [S], seq 397610159, win 14600, options [mss 1460,...]
+    // 10.3.0.2.50004 > 10.3.0.1.6081: Geneve, Flags [none], vni 7002: IP
+    // 192.168.50.2.40000 > 192.168.50.1.443: Flags [S], seq 0x0badcafe, win 64240,
+    // options [mss 1460, sackOK, TS val 4096 ecr 0, nop, wscale 7]
     let f = &testvec::GENEVE_TCP_SYN[..];
     let m = parse(f).unwrap();
     assert_eq!(
-        (m.tunnel, m.vni, m.tunnel_flags),
-        (TunnelKind::Geneve, 0xb, 0)
+        (m.tunnel, m.vni, m.tunnel_flags, m.src_port),
+        (TunnelKind::Geneve, 7002, 0, 50004)
     );
+    let udp = UdpPacket::new_checked(&f[34..]).unwrap();
+    assert!(udp.verify_checksum(&IpAddress::v4(10, 3, 0, 2), &IpAddress::v4(10, 3, 0, 1)));
     let i = parse_inner(f, &m, &ParseConfig::default()).unwrap();
-    assert_eq!((i.src_port, i.dst_port, i.tcp_flags), (51225, 22, 0x02));
+    assert_eq!((i.src_port, i.dst_port, i.tcp_flags), (40000, 443, 0x02));
     assert_eq!(i.payload_offset - i.l4_offset, 40); // 20 + 20 bytes of options
     let inner = &f[usize::from(m.inner_offset)..];
+    assert!(Ipv4Packet::new_checked(&inner[14..])
+        .unwrap()
+        .verify_checksum());
     let tcp =
         TcpPacket::new_checked(&inner[usize::from(i.l4_offset)..usize::from(i.l3_end)]).unwrap();
-    assert_eq!(tcp.seq_number().0 as u32, 397610159);
-    assert!(tcp.verify_checksum(&IpAddress::v4(30, 0, 0, 2), &IpAddress::v4(30, 0, 0, 1)));
+    assert_eq!(tcp.seq_number().0 as u32, 0x0bad_cafe);
+    assert_eq!(tcp.window_len(), 64240);
+    assert!(tcp.verify_checksum(
+        &IpAddress::v4(192, 168, 50, 2),
+        &IpAddress::v4(192, 168, 50, 1)
+    ));
 }
 
 #[test]
-fn geneve_ip_payload_with_google_options() {
-    // 192.168.100.254.62974 > 192.168.100.3.6081: [no cksum] Geneve, vni 0x0, 3 options;
-    // IP 192.168.100.2.2905 > 192.168.100.1.8080: Flags [none]
-    let f = &testvec::GENEVE_GCP[..];
+fn geneve_ip_payload_with_three_options() {
+    // 10.4.0.1.50005 > 10.4.0.2.6081: [no cksum] Geneve, vni 300, 3 options;
+    // IP 10.20.0.2.33000 > 10.20.0.1.8080: Flags [.]
+    let f = &testvec::GENEVE_IP_OPTS[..];
     let m = parse(f).unwrap();
     assert_eq!(
         (m.tunnel, m.vni, m.inner_protocol, m.ttl),
-        (TunnelKind::Geneve, 0, 0x0800, 2)
+        (TunnelKind::Geneve, 300, 0x0800, 3)
     );
     assert_eq!(m.inner_offset, 42 + 8 + 40);
     let i = parse_inner(f, &m, &ParseConfig::default()).unwrap();
@@ -152,11 +186,16 @@ fn geneve_ip_payload_with_google_options() {
         (i.dst_mac, i.l3_offset, i.l3),
         (MacAddr::default(), 0, L3Kind::Ipv4)
     );
-    assert_eq!(i.src_addr(), v4([192, 168, 100, 2]));
+    assert_eq!(i.src_addr(), v4([10, 20, 0, 2]));
+    assert_eq!(i.dst_addr(), v4([10, 20, 0, 1]));
     assert_eq!(
         (i.src_port, i.dst_port, i.tcp_flags, i.l4_offset),
-        (2905, 8080, 0, 20)
+        (33000, 8080, 0x10, 20)
     );
+    let ip = Ipv4Packet::new_checked(&f[usize::from(m.inner_offset)..]).unwrap();
+    assert!(ip.verify_checksum());
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(tcp.verify_checksum(&IpAddress::v4(10, 20, 0, 2), &IpAddress::v4(10, 20, 0, 1)));
 }
 
 #[test]
@@ -252,7 +291,7 @@ fn tunnel_ports_are_configurable() {
     let m = parse(&f).unwrap();
     assert_eq!((m.tunnel, m.dst_port), (TunnelKind::None, 8472));
     let cfg = ParseConfig::new(TunnelPorts::WITH_LINUX_VXLAN);
-    assert_eq!(parse_with(&f, &cfg).unwrap().vni, 100);
+    assert_eq!(parse_with(&f, &cfg).unwrap().vni, 5001);
     let none = ParseConfig::new(TunnelPorts::NONE);
     assert_eq!(
         parse_with(&testvec::VXLAN_ICMP, &none).unwrap().tunnel,
