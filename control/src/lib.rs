@@ -11,5 +11,11 @@ pub mod api {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     tonic::include_proto!("vswitch.v1");
 }
+pub mod client;
 pub mod compile;
 pub mod config;
+pub mod persist;
+pub mod service;
+pub mod state;
+#[cfg(test)]
+mod testutil;

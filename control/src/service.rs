@@ -1,0 +1,402 @@
+//! The gRPC service `vswitch.v1.Vswitch`: transactions over the desired state,
+//! persisted before they are acknowledged and published through a
+//! [`DataplaneHandle`], and reads.
+//!
+//! Writes are serialized by one async lock; each runs on the blocking pool
+//! (validation, fsync, the dataplane's apply). Reads take the current state from an
+//! `Arc` swapped under a short-held lock, so they never wait for a write's
+//! validation, persistence or publication.
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::api::{self, vswitch_server::Vswitch, vswitch_server::VswitchServer};
+use crate::config::VswitchConfig;
+use crate::persist;
+use crate::state::{to_sections, ApiError, Desired, Fixed, Validated};
+
+/// What the daemon provides: applying a validated desired state, and reads.
+pub trait DataplaneHandle: Send + Sync + 'static {
+    /// Makes the dataplane run `cfg` as generation `generation` (hot-plug/unplug
+    /// ports, compile and publish the snapshot). Called with the writer lock held,
+    /// after the new state was persisted. An Err is reported to the client as
+    /// INTERNAL and the state rolls back (the persisted file too).
+    ///
+    /// # Errors
+    /// Why the dataplane could not run `cfg`; it keeps running the previous one.
+    fn apply(&self, cfg: &VswitchConfig, generation: u64) -> Result<(), String>;
+    /// Ports as they run.
+    fn ports(&self) -> Vec<api::PortStatus>;
+    /// Counters.
+    fn stats(&self) -> api::Stats;
+    /// Runs `frame` arriving on `in_port` through the current snapshot.
+    ///
+    /// # Errors
+    /// An unknown port or a frame that cannot be traced (reported as
+    /// INVALID_ARGUMENT).
+    fn trace(&self, in_port: &str, frame: &[u8]) -> Result<api::TraceReply, String>;
+    /// Seconds since the daemon started.
+    fn uptime_s(&self) -> f64;
+}
+
+struct Inner<D> {
+    handle: D,
+    fixed: Fixed,
+    state_file: Option<PathBuf>,
+    /// Serializes writes.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// The published desired state; replaced whole by a write.
+    current: RwLock<Arc<Desired>>,
+}
+
+/// The service. Cheap to clone (all clones share the state).
+pub struct VswitchService<D: DataplaneHandle> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D: DataplaneHandle> Clone for VswitchService<D> {
+    fn clone(&self) -> Self {
+        VswitchService {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<D: DataplaneHandle> VswitchService<D> {
+    /// A service over `handle`, whose dataplane runs `desired` (from
+    /// [`Desired::boot`]). Writes are validated against `fixed` and, with
+    /// `state_file`, persisted there ([`persist`]) before they are applied.
+    pub fn new(handle: D, fixed: Fixed, desired: Desired, state_file: Option<PathBuf>) -> Self {
+        VswitchService {
+            inner: Arc::new(Inner {
+                handle,
+                fixed,
+                state_file,
+                writer: Arc::new(tokio::sync::Mutex::new(())),
+                current: RwLock::new(Arc::new(desired)),
+            }),
+        }
+    }
+
+    /// The published desired state.
+    pub fn current(&self) -> Arc<Desired> {
+        self.inner.current()
+    }
+
+    /// The dataplane handle.
+    pub fn handle(&self) -> &D {
+        &self.inner.handle
+    }
+
+    /// Runs one write: `make` turns the current state into the next, validated.
+    async fn write_with<F>(&self, expected: u64, make: F) -> Result<api::WriteReply, Status>
+    where
+        F: FnOnce(&Fixed, &api::DesiredState) -> Result<Validated, ApiError> + Send + 'static,
+    {
+        let received = Instant::now();
+        let guard = Arc::clone(&self.inner.writer).lock_owned().await;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _writer = guard;
+            inner.write_locked(received, expected, make)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the write failed: {e}")))?
+    }
+}
+
+impl<D: DataplaneHandle> Inner<D> {
+    fn current(&self) -> Arc<Desired> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn persist(&self, generation: u64, state: &api::DesiredState) -> Result<(), String> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let sections = to_sections(state).map_err(|e| e.to_string())?;
+        persist::store(path, generation, &sections).map_err(|e| e.to_string())
+    }
+
+    fn write_locked<F>(
+        &self,
+        received: Instant,
+        expected: u64,
+        make: F,
+    ) -> Result<api::WriteReply, Status>
+    where
+        F: FnOnce(&Fixed, &api::DesiredState) -> Result<Validated, ApiError>,
+    {
+        let cur = self.current();
+        if expected != 0 && expected != cur.generation {
+            return Err(ApiError::Generation {
+                current: cur.generation,
+                expected,
+            }
+            .into());
+        }
+        let next = make(&self.fixed, &cur.state)?;
+        let generation = cur.generation + 1;
+        self.persist(generation, &next.state)
+            .map_err(|e| Status::internal(format!("generation {generation} not written: {e}")))?;
+        if let Err(e) = self.handle.apply(&next.config, generation) {
+            let mut msg = format!("the dataplane refused generation {generation}: {e}");
+            if let Err(e2) = self.persist(cur.generation, &cur.state) {
+                msg.push_str(&format!(
+                    "; restoring the state file to generation {} failed too: {e2}",
+                    cur.generation
+                ));
+            }
+            return Err(Status::internal(msg));
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Desired {
+            generation,
+            state: next.state,
+            config: next.config,
+        });
+        Ok(api::WriteReply {
+            generation,
+            publish_us: u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
+    async fn get_state(
+        &self,
+        _request: Request<api::GetStateRequest>,
+    ) -> Result<Response<api::State>, Status> {
+        let cur = self.current();
+        Ok(Response::new(api::State {
+            generation: cur.generation,
+            state: Some(cur.state.clone()),
+        }))
+    }
+
+    async fn write(
+        &self,
+        request: Request<api::WriteRequest>,
+    ) -> Result<Response<api::WriteReply>, Status> {
+        let req = request.into_inner();
+        let ops = req.ops;
+        self.write_with(req.expected_generation, move |fixed, cur| {
+            fixed.apply_ops(cur, &ops)
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn replace(
+        &self,
+        request: Request<api::ReplaceRequest>,
+    ) -> Result<Response<api::WriteReply>, Status> {
+        let req = request.into_inner();
+        let state = req.state.unwrap_or_default();
+        self.write_with(req.expected_generation, move |fixed, _| {
+            fixed.replace(&state)
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_ports(
+        &self,
+        _request: Request<api::ListPortsRequest>,
+    ) -> Result<Response<api::ListPortsReply>, Status> {
+        Ok(Response::new(api::ListPortsReply {
+            ports: self.inner.handle.ports(),
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<api::GetStatsRequest>,
+    ) -> Result<Response<api::Stats>, Status> {
+        Ok(Response::new(self.inner.handle.stats()))
+    }
+
+    async fn health(
+        &self,
+        _request: Request<api::HealthRequest>,
+    ) -> Result<Response<api::HealthReply>, Status> {
+        Ok(Response::new(api::HealthReply {
+            serving: true,
+            generation: self.current().generation,
+            uptime_s: self.inner.handle.uptime_s(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+    }
+
+    async fn trace(
+        &self,
+        request: Request<api::TraceRequest>,
+    ) -> Result<Response<api::TraceReply>, Status> {
+        let req = request.into_inner();
+        self.inner
+            .handle
+            .trace(&req.in_port, &req.frame)
+            .map(Response::new)
+            .map_err(|e| Status::invalid_argument(format!("trace on port {:?}: {e}", req.in_port)))
+    }
+}
+
+/// Why the API could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Setting up the socket failed.
+    #[error("{}: {what}: {source}", path.display())]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The socket path is taken by something that is not a stale socket.
+    #[error("{}: {reason}", path.display())]
+    Taken {
+        /// The socket path.
+        path: PathBuf,
+        /// What is there.
+        #[source]
+        reason: TakenReason,
+    },
+    /// The group to give the socket to does not exist.
+    #[error("group {0:?}: no such group in /etc/group")]
+    NoGroup(String),
+    /// Reading the TLS material failed.
+    #[error("{}: {source}", path.display())]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("serving the API: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// What occupies a socket path.
+#[derive(Debug, thiserror::Error)]
+pub enum TakenReason {
+    /// Something else than a socket.
+    #[error("exists and is not a socket")]
+    NotASocket,
+    /// A live server.
+    #[error("another process is serving on it")]
+    Live,
+}
+
+/// The group id of `group`: a number, or a name looked up in `/etc/group`.
+///
+/// # Errors
+/// No such group.
+pub fn resolve_group(group: &str) -> Result<u32, ServeError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    group_id_in(&text, group).ok_or_else(|| ServeError::NoGroup(group.to_owned()))
+}
+
+/// The gid of `group` in the text of an `/etc/group` file (`name:x:gid:members`).
+fn group_id_in(etc_group: &str, group: &str) -> Option<u32> {
+    etc_group.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let _password = f.next()?;
+        let gid = f.next()?;
+        (name == group).then(|| gid.trim().parse().ok()).flatten()
+    })
+}
+
+/// Binds the Unix socket at `path` (replacing a stale socket), with `mode`
+/// (0o660 by default) and, with `group`, that group.
+///
+/// # Errors
+/// The path is taken by a live server or by something that is not a socket, or a
+/// system call failed.
+pub fn bind_unix(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixListener, ServeError> {
+    let sock_err = |what: &str| {
+        let what = what.to_owned();
+        move |source| ServeError::Socket {
+            path: path.to_owned(),
+            what,
+            source,
+        }
+    };
+    let gid = group.map(resolve_group).transpose()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServeError::Taken {
+                    path: path.to_owned(),
+                    reason: TakenReason::Live,
+                });
+            }
+            std::fs::remove_file(path).map_err(sock_err("removing the stale socket"))?;
+        }
+        Ok(_) => {
+            return Err(ServeError::Taken {
+                path: path.to_owned(),
+                reason: TakenReason::NotASocket,
+            })
+        }
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(sock_err("creating its directory"))?;
+    }
+    let listener = UnixListener::bind(path).map_err(sock_err("binding"))?;
+    let setup = || -> Result<(), ServeError> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(sock_err(&format!("setting mode {mode:o}")))?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .map_err(sock_err(&format!("giving it to group {gid}")))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// Serves `svc` on the Unix socket `path` (see [`bind_unix`]) until `shutdown`
+/// completes, then removes the socket file.
+///
+/// # Errors
+/// Binding the socket or the server failed.
+pub async fn serve_unix<D: DataplaneHandle>(
+    path: &Path,
+    mode: u32,
+    group: Option<&str>,
+    svc: VswitchService<D>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let listener = bind_unix(path, mode, group)?;
+    let result = tonic::transport::Server::builder()
+        .add_service(VswitchServer::new(svc))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(path);
+    result.map_err(ServeError::from)
+}
+
+/// The default mode of the API socket.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,965 @@
+//! The desired state the gRPC API reads and writes: the runtime sections of the
+//! configuration file (`[[port]]`, `[[patch]]`, `[[l2]]`, `[underlay]`,
+//! `[[network]]`, `[[endpoint]]`, `[[remote_endpoint]]`, `[[route]]`). `[eal]` and
+//! `[dataplane]` are fixed at start ([`Fixed`]).
+//!
+//! Validation is the configuration file's, not a second copy of it: a proto
+//! [`DesiredState`](api::DesiredState) becomes TOML tables with the file's keys
+//! ([`to_sections`]), is put next to the fixed sections and goes through
+//! [`VswitchConfig::parse`], so every rule and every error text is the file's.
+//! Errors that name an item by its position in that generated document
+//! (`endpoint #3 (network "blue")`, `route #1 (10.0.0.0/8)`, `l2[2].port`) are
+//! relabelled by key (`endpoint 02:00:00:00:01:01 in network "blue"`), since
+//! positions mean nothing to an API client.
+//!
+//! The state held in memory is canonical: after validation it is rebuilt from the
+//! parsed configuration ([`from_config`]), so MACs are lower case, prefixes and
+//! addresses are in their usual text forms and defaults are filled in.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use toml::{Table, Value};
+
+use dataplane::overlay::{Encap, RouteTarget};
+use dataplane::MacAddr;
+
+use crate::api::{self, op::Op as OpKind, route::Target};
+use crate::config::{ConfigError, DataplaneConfig, EalConfig, ProfileConfig, VswitchConfig};
+use crate::persist;
+
+/// Why a write was refused. Every message is one line naming the op, the item and
+/// the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Op `index` of a `Write` was refused: it conflicts with the current state
+    /// (add of an existing key, delete of a missing one) or the state it leads to
+    /// is invalid.
+    #[error("op {index} ({op}): {reason}")]
+    Op {
+        /// Position of the op in the request, from 0.
+        index: usize,
+        /// The op and its key, `add_network "blue"`.
+        op: String,
+        /// What is wrong, naming the item and field.
+        reason: String,
+    },
+    /// A `Write` without ops.
+    #[error("a write needs at least one op")]
+    NoOps,
+    /// The state of a `Replace` is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// `expected_generation` does not match.
+    #[error("generation is {current}, expected {expected}")]
+    Generation {
+        /// The current generation.
+        current: u64,
+        /// What the writer expected.
+        expected: u64,
+    },
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Generation { .. } => tonic::Status::failed_precondition(e.to_string()),
+            _ => tonic::Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+/// The sections fixed at start (`[eal]`, `[dataplane]`) and the number of usable
+/// cores: what every desired state is validated against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fixed {
+    eal: Table,
+    dataplane: Table,
+    cores: usize,
+}
+
+fn int<T: TryInto<i64>>(v: T) -> Value {
+    Value::Integer(v.try_into().unwrap_or(i64::MAX))
+}
+
+fn strings<'a>(v: impl IntoIterator<Item = &'a str>) -> Value {
+    Value::Array(v.into_iter().map(|s| Value::String(s.to_owned())).collect())
+}
+
+fn path_value(p: &Path) -> Value {
+    Value::String(p.to_string_lossy().into_owned())
+}
+
+impl Fixed {
+    /// The fixed sections of the running configuration `cfg`; `cores` as given to
+    /// [`VswitchConfig::parse`].
+    pub fn from_config(cfg: &VswitchConfig, cores: usize) -> Self {
+        // Destructured so that a new key cannot be forgotten here.
+        let EalConfig {
+            hugepages,
+            memory_mb,
+            in_memory,
+            file_prefix,
+            main_core,
+            log_level,
+            extra_args,
+        } = &cfg.eal;
+        let mut eal = Table::new();
+        eal.insert("hugepages".into(), Value::Boolean(*hugepages));
+        eal.insert("memory_mb".into(), int(*memory_mb));
+        eal.insert("in_memory".into(), Value::Boolean(*in_memory));
+        if let Some(p) = file_prefix {
+            eal.insert("file_prefix".into(), Value::String(p.clone()));
+        }
+        eal.insert("main_core".into(), int(*main_core));
+        eal.insert("log_level".into(), Value::String(log_level.clone()));
+        eal.insert(
+            "extra_args".into(),
+            strings(extra_args.iter().map(String::as_str)),
+        );
+        let DataplaneConfig {
+            workers,
+            idle_sleep_max_us,
+            mbufs,
+            mbuf_cache,
+            rx_desc,
+            tx_desc,
+            stats_file,
+            stats_interval_ms,
+        } = &cfg.dataplane;
+        let mut dp = Table::new();
+        dp.insert(
+            "workers".into(),
+            Value::Array(workers.iter().map(|w| int(*w)).collect()),
+        );
+        dp.insert("idle_sleep_max_us".into(), int(*idle_sleep_max_us));
+        dp.insert("mbufs".into(), int(*mbufs));
+        dp.insert("mbuf_cache".into(), int(*mbuf_cache));
+        dp.insert("rx_desc".into(), int(*rx_desc));
+        dp.insert("tx_desc".into(), int(*tx_desc));
+        if let Some(p) = stats_file {
+            dp.insert("stats_file".into(), path_value(p));
+        }
+        dp.insert("stats_interval_ms".into(), int(*stats_interval_ms));
+        Fixed {
+            eal,
+            dataplane: dp,
+            cores,
+        }
+    }
+
+    /// Validates runtime `sections` (TOML tables with the file's keys, as
+    /// [`to_sections`] makes them) together with the fixed sections.
+    ///
+    /// # Errors
+    /// The configuration file's error for the first problem.
+    pub fn parse_sections(&self, sections: &Table) -> Result<VswitchConfig, ConfigError> {
+        let mut doc = sections.clone();
+        doc.insert("eal".into(), Value::Table(self.eal.clone()));
+        doc.insert("dataplane".into(), Value::Table(self.dataplane.clone()));
+        let text = toml::to_string(&doc)
+            .map_err(|e| ConfigError::Syntax(format!("encoding the desired state: {e}")))?;
+        VswitchConfig::parse(&text, self.cores)
+    }
+}
+
+// ---------------------------------------------------------------- proto -> TOML
+
+/// A `Port.params` value: its TOML text form (`true`, `2`, `"x"`), or, when it is
+/// not one, the text itself as a string (`/tmp/x.pcap`, `vsw-pod1`).
+pub fn param_value(text: &str) -> Value {
+    if let Ok(mut t) = format!("v = {text}").parse::<Table>() {
+        if t.len() == 1 {
+            if let Some(v) = t.remove("v") {
+                return v;
+            }
+        }
+    }
+    Value::String(text.to_owned())
+}
+
+/// The text form of a parameter value that [`param_value`] reads back as the same
+/// value: strings bare unless they would read as something else.
+pub fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) if param_value(s) == *v => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+const PORT_FIELDS: [&str; 4] = ["name", "profile", "group", "mtu"];
+
+fn port_table(p: &api::Port) -> Result<Table, ConfigError> {
+    let mut t = Table::new();
+    t.insert("name".into(), Value::String(p.name.clone()));
+    if !p.profile.is_empty() {
+        t.insert("profile".into(), Value::String(p.profile.clone()));
+    }
+    if !p.group.is_empty() {
+        t.insert("group".into(), Value::String(p.group.clone()));
+    }
+    if p.mtu != 0 {
+        t.insert("mtu".into(), int(p.mtu));
+    }
+    let mut keys: Vec<_> = p.params.keys().collect();
+    keys.sort();
+    for k in keys {
+        if PORT_FIELDS.contains(&k.as_str()) {
+            return Err(ConfigError::Syntax(format!(
+                "port {:?}: params: `{k}` is a field of the port, not a parameter",
+                p.name
+            )));
+        }
+        t.insert(k.clone(), param_value(&p.params[k]));
+    }
+    Ok(t)
+}
+
+fn underlay_table(u: &api::Underlay) -> Table {
+    let mut t = Table::new();
+    t.insert("uplink".into(), Value::String(u.uplink.clone()));
+    t.insert(
+        "local_vtep_ip".into(),
+        Value::String(u.local_vtep_ip.clone()),
+    );
+    t.insert("local_mac".into(), Value::String(u.local_mac.clone()));
+    if u.mtu != 0 {
+        t.insert("mtu".into(), int(u.mtu));
+    }
+    t.insert("on_link".into(), Value::String(u.on_link.clone()));
+    if !u.gateway.is_empty() {
+        t.insert("gateway".into(), Value::String(u.gateway.clone()));
+    }
+    if !u.neighbors.is_empty() {
+        let n = u
+            .neighbors
+            .iter()
+            .map(|n| {
+                let mut t = Table::new();
+                t.insert("ip".into(), Value::String(n.ip.clone()));
+                t.insert("mac".into(), Value::String(n.mac.clone()));
+                Value::Table(t)
+            })
+            .collect();
+        t.insert("neighbors".into(), Value::Array(n));
+    }
+    t
+}
+
+fn network_table(n: &api::Network) -> Table {
+    let mut t = Table::new();
+    t.insert("name".into(), Value::String(n.name.clone()));
+    t.insert("vni".into(), int(n.vni));
+    if !n.encap.is_empty() {
+        t.insert("encap".into(), Value::String(n.encap.clone()));
+    }
+    if !n.tenant.is_empty() {
+        t.insert("tenant".into(), Value::String(n.tenant.clone()));
+    }
+    t.insert(
+        "subnets".into(),
+        strings(n.subnets.iter().map(String::as_str)),
+    );
+    t.insert(
+        "gateway_ips".into(),
+        strings(n.gateway_ips.iter().map(String::as_str)),
+    );
+    t.insert("gateway_mac".into(), Value::String(n.gateway_mac.clone()));
+    t.insert("flood_unknown".into(), Value::Boolean(n.flood_unknown));
+    t.insert("vteps".into(), strings(n.vteps.iter().map(String::as_str)));
+    t
+}
+
+fn endpoint_table(network: &str, mac: &str, ips: &[String], key: &str, at: &str) -> Table {
+    let mut t = Table::new();
+    t.insert("network".into(), Value::String(network.to_owned()));
+    t.insert("mac".into(), Value::String(mac.to_owned()));
+    t.insert("ips".into(), strings(ips.iter().map(String::as_str)));
+    t.insert(key.into(), Value::String(at.to_owned()));
+    t
+}
+
+fn route_table(r: &api::Route) -> Table {
+    let mut t = Table::new();
+    if !r.tenant.is_empty() {
+        t.insert("tenant".into(), Value::String(r.tenant.clone()));
+    }
+    t.insert("prefix".into(), Value::String(r.prefix.clone()));
+    match &r.target {
+        Some(Target::NextHop(nh)) => {
+            let mut h = Table::new();
+            h.insert("network".into(), Value::String(nh.network.clone()));
+            h.insert("ip".into(), Value::String(nh.ip.clone()));
+            t.insert("next_hop".into(), Value::Table(h));
+        }
+        Some(Target::Blackhole(b)) => {
+            t.insert("blackhole".into(), Value::Boolean(*b));
+        }
+        None => {}
+    }
+    t
+}
+
+fn array(tables: impl IntoIterator<Item = Table>) -> Value {
+    Value::Array(tables.into_iter().map(Value::Table).collect())
+}
+
+/// The runtime sections of `s` as TOML tables with the configuration file's keys
+/// (`port`, `patch`, `l2`, `underlay`, `network`, `endpoint`, `remote_endpoint`,
+/// `route`; empty lists left out). Nothing is checked but the port parameters'
+/// names; [`Fixed::parse_sections`] checks the rest.
+///
+/// # Errors
+/// A port parameter named like a port field (`name`, `profile`, `group`, `mtu`).
+pub fn to_sections(s: &api::DesiredState) -> Result<Table, ConfigError> {
+    let mut doc = Table::new();
+    let mut put = |key: &str, v: Value| {
+        if !matches!(&v, Value::Array(a) if a.is_empty()) {
+            doc.insert(key.into(), v);
+        }
+    };
+    put(
+        "port",
+        array(
+            s.ports
+                .iter()
+                .map(port_table)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    );
+    put(
+        "patch",
+        array(s.patches.iter().map(|p| {
+            let mut t = Table::new();
+            t.insert("from".into(), Value::String(p.from.clone()));
+            t.insert("to".into(), Value::String(p.to.clone()));
+            t
+        })),
+    );
+    put(
+        "l2",
+        array(s.l2.iter().map(|e| {
+            let mut t = Table::new();
+            t.insert("mac".into(), Value::String(e.mac.clone()));
+            t.insert("port".into(), Value::String(e.port.clone()));
+            t
+        })),
+    );
+    if let Some(u) = &s.underlay {
+        put("underlay", Value::Table(underlay_table(u)));
+    }
+    put("network", array(s.networks.iter().map(network_table)));
+    put(
+        "endpoint",
+        array(
+            s.endpoints
+                .iter()
+                .map(|e| endpoint_table(&e.network, &e.mac, &e.ips, "port", &e.port)),
+        ),
+    );
+    put(
+        "remote_endpoint",
+        array(
+            s.remote_endpoints
+                .iter()
+                .map(|e| endpoint_table(&e.network, &e.mac, &e.ips, "vtep", &e.vtep)),
+        ),
+    );
+    put("route", array(s.routes.iter().map(route_table)));
+    Ok(doc)
+}
+
+// ---------------------------------------------------------------- config -> proto
+
+fn profile_params(p: &ProfileConfig) -> (&'static str, Vec<(&'static str, Value)>) {
+    let s = |v: &str| Value::String(v.to_owned());
+    let mut params = Vec::new();
+    let name = match p {
+        ProfileConfig::AfPacket { iface } => {
+            params.push(("iface", s(iface)));
+            "af_packet"
+        }
+        ProfileConfig::Tap { iface, mac } => {
+            params.push(("iface", s(iface)));
+            if let Some(m) = mac {
+                params.push(("mac", s(m)));
+            }
+            "tap"
+        }
+        ProfileConfig::Pcap {
+            rx_pcap,
+            tx_pcap,
+            rx_iface,
+            tx_iface,
+            infinite_rx,
+        } => {
+            for (k, v) in [("rx_pcap", rx_pcap), ("tx_pcap", tx_pcap)] {
+                if let Some(v) = v {
+                    params.push((k, path_value(v)));
+                }
+            }
+            for (k, v) in [("rx_iface", rx_iface), ("tx_iface", tx_iface)] {
+                if let Some(v) = v {
+                    params.push((k, s(v)));
+                }
+            }
+            if *infinite_rx {
+                params.push(("infinite_rx", Value::Boolean(true)));
+            }
+            "pcap"
+        }
+        ProfileConfig::Null { no_rx, size } => {
+            if !*no_rx {
+                params.push(("no_rx", Value::Boolean(false)));
+            }
+            if let Some(n) = size {
+                params.push(("size", int(*n)));
+            }
+            "null"
+        }
+        ProfileConfig::Ring {} => "ring",
+        ProfileConfig::VhostUser {
+            path,
+            client,
+            queues,
+        } => {
+            params.push(("path", path_value(path)));
+            if *client {
+                params.push(("client", Value::Boolean(true)));
+            }
+            if *queues != 1 {
+                params.push(("queues", int(*queues)));
+            }
+            "vhost_user"
+        }
+        ProfileConfig::VirtioUser {
+            path,
+            server,
+            queues,
+            mac,
+        } => {
+            params.push(("path", path_value(path)));
+            if *server {
+                params.push(("server", Value::Boolean(true)));
+            }
+            if *queues != 1 {
+                params.push(("queues", int(*queues)));
+            }
+            if let Some(m) = mac {
+                params.push(("mac", s(m)));
+            }
+            "virtio_user"
+        }
+        ProfileConfig::Mlx5 { pci, representors } => {
+            params.push(("pci", s(pci)));
+            if let Some(r) = representors {
+                params.push(("representors", s(r)));
+            }
+            "mlx5"
+        }
+    };
+    (name, params)
+}
+
+fn texts<T: ToString>(v: &[T]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
+}
+
+/// The runtime sections of a parsed configuration as the API's desired state, in
+/// canonical text forms.
+pub fn from_config(cfg: &VswitchConfig) -> api::DesiredState {
+    let ports = cfg
+        .ports
+        .iter()
+        .map(|p| {
+            let (profile, list) = profile_params(&p.profile);
+            let mut params: HashMap<String, String> = list
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), param_text(&v)))
+                .collect();
+            if let Some(w) = p.worker {
+                params.insert("worker".into(), w.to_string());
+            }
+            api::Port {
+                name: p.name.clone(),
+                profile: profile.into(),
+                params,
+                group: p.group.clone(),
+                mtu: p.mtu.map_or(0, u32::from),
+            }
+        })
+        .collect();
+    api::DesiredState {
+        ports,
+        patches: cfg
+            .patches
+            .iter()
+            .map(|p| api::Patch {
+                from: p.from.clone(),
+                to: p.to.clone(),
+            })
+            .collect(),
+        l2: cfg
+            .l2
+            .iter()
+            .map(|e| api::L2Entry {
+                mac: e.mac.to_string(),
+                port: e.port.clone(),
+            })
+            .collect(),
+        underlay: cfg.underlay.as_ref().map(|u| api::Underlay {
+            uplink: u.uplink.clone(),
+            local_vtep_ip: u.local_vtep_ip.to_string(),
+            local_mac: u.local_mac.to_string(),
+            mtu: u32::from(u.mtu),
+            on_link: u.on_link.to_string(),
+            gateway: u.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            neighbors: u
+                .neighbors
+                .iter()
+                .map(|(ip, mac)| api::StaticNeighbor {
+                    ip: ip.to_string(),
+                    mac: mac.to_string(),
+                })
+                .collect(),
+        }),
+        networks: cfg
+            .networks
+            .iter()
+            .map(|n| api::Network {
+                name: n.name.clone(),
+                vni: n.vni,
+                encap: match n.encap {
+                    Encap::Vxlan => "vxlan",
+                    Encap::Geneve => "geneve",
+                }
+                .into(),
+                tenant: n.tenant.clone(),
+                subnets: texts(&n.subnets),
+                gateway_ips: texts(&n.gateway_ips),
+                gateway_mac: n.gateway_mac.to_string(),
+                flood_unknown: n.flood_unknown,
+                vteps: texts(&n.vteps),
+            })
+            .collect(),
+        endpoints: cfg
+            .endpoints
+            .iter()
+            .map(|e| api::Endpoint {
+                network: e.network.clone(),
+                mac: e.mac.to_string(),
+                ips: texts(&e.ips),
+                port: e.port.clone(),
+            })
+            .collect(),
+        remote_endpoints: cfg
+            .remote_endpoints
+            .iter()
+            .map(|e| api::RemoteEndpoint {
+                network: e.network.clone(),
+                mac: e.mac.to_string(),
+                ips: texts(&e.ips),
+                vtep: e.vtep.to_string(),
+            })
+            .collect(),
+        routes: cfg
+            .routes
+            .iter()
+            .map(|r| api::Route {
+                tenant: r.tenant.clone(),
+                prefix: r.prefix.to_string(),
+                target: Some(match &r.target {
+                    RouteTarget::NextHop { network, ip } => Target::NextHop(api::NextHop {
+                        network: network.clone(),
+                        ip: ip.to_string(),
+                    }),
+                    RouteTarget::Blackhole => Target::Blackhole(true),
+                }),
+            })
+            .collect(),
+    }
+}
+
+// ---------------------------------------------------------------- keys and labels
+
+/// A MAC as a key: canonical when it parses, lower-cased text otherwise.
+fn mac_key(s: &str) -> String {
+    s.parse::<MacAddr>()
+        .map_or_else(|_| s.to_ascii_lowercase(), |m| m.to_string())
+}
+
+/// A prefix as a key: canonical when it parses, the text otherwise.
+fn prefix_key(s: &str) -> String {
+    s.parse::<IpNet>()
+        .map_or_else(|_| s.to_owned(), |p| p.to_string())
+}
+
+fn tenant_key(s: &str) -> &str {
+    if s.is_empty() {
+        "default"
+    } else {
+        s
+    }
+}
+
+fn endpoint_label(mac: &str, network: &str) -> String {
+    format!("endpoint {} in network {network:?}", mac_key(mac))
+}
+
+fn remote_label(mac: &str, network: &str) -> String {
+    format!("remote endpoint {} in network {network:?}", mac_key(mac))
+}
+
+fn route_label(prefix: &str, tenant: &str) -> String {
+    format!(
+        "route {} in tenant {:?}",
+        prefix_key(prefix),
+        tenant_key(tenant)
+    )
+}
+
+fn l2_label(mac: &str) -> String {
+    format!("l2 {}", mac_key(mac))
+}
+
+/// `msg` with the positional item labels of the generated document replaced by
+/// labels by key.
+fn relabel(msg: &str, s: &api::DesiredState) -> String {
+    let mut m = msg.to_owned();
+    // Remote endpoints first: their label contains an endpoint's.
+    for (i, e) in s.remote_endpoints.iter().enumerate() {
+        let pos = format!("remote_endpoint #{i} (network {:?})", e.network);
+        m = m.replace(&pos, &remote_label(&e.mac, &e.network));
+    }
+    for (i, e) in s.endpoints.iter().enumerate() {
+        let pos = format!("endpoint #{i} (network {:?})", e.network);
+        m = m.replace(&pos, &endpoint_label(&e.mac, &e.network));
+    }
+    for (i, r) in s.routes.iter().enumerate() {
+        let pos = format!("route #{i} ({})", r.prefix);
+        m = m.replace(&pos, &route_label(&r.prefix, &r.tenant));
+    }
+    for (i, e) in s.l2.iter().enumerate() {
+        let pos = format!("l2[{i}].");
+        m = m.replace(&pos, &format!("{}: ", l2_label(&e.mac)));
+    }
+    m
+}
+
+/// How errors name op `op`: its kind and key.
+fn op_label(op: Option<&OpKind>) -> String {
+    match op {
+        None => "empty op".into(),
+        Some(OpKind::AddPort(p)) => format!("add_port {:?}", p.name),
+        Some(OpKind::DelPort(n)) => format!("del_port {n:?}"),
+        Some(OpKind::AddPatch(p)) => format!("add_patch {:?} -> {:?}", p.from, p.to),
+        Some(OpKind::DelPatch(f)) => format!("del_patch {f:?}"),
+        Some(OpKind::AddL2(e)) => format!("add_l2 {:?}", e.mac),
+        Some(OpKind::DelL2(m)) => format!("del_l2 {m:?}"),
+        Some(OpKind::SetUnderlay(_)) => "set_underlay".into(),
+        Some(OpKind::ClearUnderlay(_)) => "clear_underlay".into(),
+        Some(OpKind::AddNetwork(n)) => format!("add_network {:?}", n.name),
+        Some(OpKind::DelNetwork(n)) => format!("del_network {n:?}"),
+        Some(OpKind::AddEndpoint(e)) => {
+            format!("add_endpoint {:?} in network {:?}", e.mac, e.network)
+        }
+        Some(OpKind::DelEndpoint(k)) => {
+            format!("del_endpoint {:?} in network {:?}", k.mac, k.network)
+        }
+        Some(OpKind::AddRemoteEndpoint(e)) => {
+            format!("add_remote_endpoint {:?} in network {:?}", e.mac, e.network)
+        }
+        Some(OpKind::DelRemoteEndpoint(k)) => {
+            format!("del_remote_endpoint {:?} in network {:?}", k.mac, k.network)
+        }
+        Some(OpKind::AddRoute(r)) => {
+            format!(
+                "add_route {:?} in tenant {:?}",
+                r.prefix,
+                tenant_key(&r.tenant)
+            )
+        }
+        Some(OpKind::DelRoute(k)) => {
+            format!(
+                "del_route {:?} in tenant {:?}",
+                k.prefix,
+                tenant_key(&k.tenant)
+            )
+        }
+    }
+}
+
+/// The label validation errors give the item an add/set op writes, so that the op's
+/// error does not name it twice.
+fn own_label(op: Option<&OpKind>) -> Option<String> {
+    Some(match op? {
+        OpKind::AddPort(p) => format!("port {:?}", p.name),
+        OpKind::AddL2(e) => l2_label(&e.mac),
+        OpKind::SetUnderlay(_) => "underlay".into(),
+        OpKind::AddNetwork(n) => format!("network {:?}", n.name),
+        OpKind::AddEndpoint(e) => endpoint_label(&e.mac, &e.network),
+        OpKind::AddRemoteEndpoint(e) => remote_label(&e.mac, &e.network),
+        OpKind::AddRoute(r) => route_label(&r.prefix, &r.tenant),
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------- ops
+
+fn add<T>(
+    list: &mut Vec<T>,
+    item: &T,
+    exists: impl Fn(&T) -> bool,
+    what: &str,
+) -> Result<(), String>
+where
+    T: Clone,
+{
+    if list.iter().any(exists) {
+        return Err(format!("{what} already exists"));
+    }
+    list.push(item.clone());
+    Ok(())
+}
+
+fn del<T>(list: &mut Vec<T>, found: impl Fn(&T) -> bool, what: &str) -> Result<(), String> {
+    let before = list.len();
+    list.retain(|x| !found(x));
+    if list.len() == before {
+        return Err(format!("no such {what}"));
+    }
+    Ok(())
+}
+
+/// Applies one op to `s`, checking only its key: adds refuse an existing key,
+/// deletes a missing one.
+fn apply_op(s: &mut api::DesiredState, op: Option<&OpKind>) -> Result<(), String> {
+    let same_ep =
+        |net: &str, mac: &str, n2: &str, m2: &str| net == n2 && mac_key(mac) == mac_key(m2);
+    match op {
+        None => Err("the op is empty".into()),
+        Some(OpKind::AddPort(p)) => add(&mut s.ports, p, |x| x.name == p.name, "port"),
+        Some(OpKind::DelPort(n)) => del(&mut s.ports, |x| x.name == *n, "port"),
+        Some(OpKind::AddPatch(p)) => add(&mut s.patches, p, |x| x.from == p.from, "patch"),
+        Some(OpKind::DelPatch(f)) => del(&mut s.patches, |x| x.from == *f, "patch"),
+        Some(OpKind::AddL2(e)) => {
+            let k = mac_key(&e.mac);
+            add(&mut s.l2, e, |x| mac_key(&x.mac) == k, "l2 entry")
+        }
+        Some(OpKind::DelL2(m)) => {
+            let k = mac_key(m);
+            del(&mut s.l2, |x| mac_key(&x.mac) == k, "l2 entry")
+        }
+        Some(OpKind::SetUnderlay(u)) => {
+            s.underlay = Some(u.clone());
+            Ok(())
+        }
+        Some(OpKind::ClearUnderlay(yes)) => {
+            if !*yes {
+                return Err("clear_underlay must be true".into());
+            }
+            s.underlay
+                .take()
+                .map(|_| ())
+                .ok_or_else(|| "no underlay is set".to_owned())
+        }
+        Some(OpKind::AddNetwork(n)) => add(&mut s.networks, n, |x| x.name == n.name, "network"),
+        Some(OpKind::DelNetwork(n)) => del(&mut s.networks, |x| x.name == *n, "network"),
+        Some(OpKind::AddEndpoint(e)) => add(
+            &mut s.endpoints,
+            e,
+            |x| same_ep(&x.network, &x.mac, &e.network, &e.mac),
+            "endpoint",
+        ),
+        Some(OpKind::DelEndpoint(k)) => del(
+            &mut s.endpoints,
+            |x| same_ep(&x.network, &x.mac, &k.network, &k.mac),
+            "endpoint",
+        ),
+        Some(OpKind::AddRemoteEndpoint(e)) => add(
+            &mut s.remote_endpoints,
+            e,
+            |x| same_ep(&x.network, &x.mac, &e.network, &e.mac),
+            "remote endpoint",
+        ),
+        Some(OpKind::DelRemoteEndpoint(k)) => del(
+            &mut s.remote_endpoints,
+            |x| same_ep(&x.network, &x.mac, &k.network, &k.mac),
+            "remote endpoint",
+        ),
+        Some(OpKind::AddRoute(r)) => {
+            let key = (tenant_key(&r.tenant).to_owned(), prefix_key(&r.prefix));
+            add(
+                &mut s.routes,
+                r,
+                |x| (tenant_key(&x.tenant).to_owned(), prefix_key(&x.prefix)) == key,
+                "route",
+            )
+        }
+        Some(OpKind::DelRoute(k)) => {
+            let key = (tenant_key(&k.tenant).to_owned(), prefix_key(&k.prefix));
+            del(
+                &mut s.routes,
+                |x| (tenant_key(&x.tenant).to_owned(), prefix_key(&x.prefix)) == key,
+                "route",
+            )
+        }
+    }
+}
+
+/// A validated desired state: the API's canonical form and the parsed
+/// configuration (fixed sections included) the dataplane runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    /// The canonical desired state.
+    pub state: api::DesiredState,
+    /// The whole configuration it makes with the fixed sections.
+    pub config: VswitchConfig,
+}
+
+impl Fixed {
+    /// Validates `s` as a whole.
+    ///
+    /// # Errors
+    /// The configuration file's error for the first problem, items relabelled by key.
+    pub fn validate(&self, s: &api::DesiredState) -> Result<Validated, String> {
+        let config = to_sections(s)
+            .and_then(|t| self.parse_sections(&t))
+            .map_err(|e| relabel(&e.to_string(), s))?;
+        Ok(Validated {
+            state: from_config(&config),
+            config,
+        })
+    }
+
+    /// The state `Replace` asks for, validated.
+    ///
+    /// # Errors
+    /// [`ApiError::Invalid`] naming the item and field.
+    pub fn replace(&self, s: &api::DesiredState) -> Result<Validated, ApiError> {
+        self.validate(s).map_err(ApiError::Invalid)
+    }
+
+    /// Applies `ops` to a copy of `current` as one transaction and validates the
+    /// result as a whole (so an op may depend on a later one of the same write).
+    ///
+    /// # Errors
+    /// [`ApiError::Op`] for the first op whose key conflicts, or, when the result is
+    /// invalid, for the op after which the state stayed invalid, with the
+    /// validation error of the result; [`ApiError::NoOps`] for an empty write.
+    pub fn apply_ops(
+        &self,
+        current: &api::DesiredState,
+        ops: &[api::Op],
+    ) -> Result<Validated, ApiError> {
+        if ops.is_empty() {
+            return Err(ApiError::NoOps);
+        }
+        let op_err = |index: usize, reason: String| ApiError::Op {
+            index,
+            op: op_label(ops[index].op.as_ref()),
+            reason,
+        };
+        let mut next = current.clone();
+        for (i, op) in ops.iter().enumerate() {
+            apply_op(&mut next, op.op.as_ref()).map_err(|r| op_err(i, r))?;
+        }
+        let reason = match self.validate(&next) {
+            Ok(v) => return Ok(v),
+            Err(reason) => reason,
+        };
+        // Blame the op after which the state never became valid again.
+        let mut blamed = 0;
+        for k in (1..ops.len()).rev() {
+            let mut prefix = current.clone();
+            for op in &ops[..k] {
+                // Cannot fail: the same ops succeeded on the same state above.
+                let _ = apply_op(&mut prefix, op.op.as_ref());
+            }
+            if self.validate(&prefix).is_ok() {
+                blamed = k;
+                break;
+            }
+        }
+        let reason = match own_label(ops[blamed].op.as_ref()) {
+            Some(own) => match reason.strip_prefix(&format!("{own}: ")) {
+                Some(rest) => rest.to_owned(),
+                None => reason,
+            },
+            None => reason,
+        };
+        Err(op_err(blamed, reason))
+    }
+}
+
+/// The desired state with its generation, as the service holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// The generation it was published as.
+    pub generation: u64,
+    /// The canonical desired state.
+    pub state: api::DesiredState,
+    /// The whole configuration the dataplane runs.
+    pub config: VswitchConfig,
+}
+
+/// Why the desired state could not be restored at start.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The state file cannot be read or is not one we understand.
+    #[error(transparent)]
+    File(#[from] persist::PersistError),
+    /// The state file holds a state the configuration rules refuse.
+    #[error("state file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The validation error.
+        reason: String,
+    },
+}
+
+impl Desired {
+    /// The desired state at start: the state file's when it exists (validated
+    /// against the fixed sections of `file_cfg`), otherwise the runtime sections of
+    /// the configuration file `file_cfg` as generation 1.
+    ///
+    /// # Errors
+    /// A state file that is unreadable, corrupt, of a newer format, or invalid. It
+    /// is left untouched.
+    pub fn boot(
+        file_cfg: &VswitchConfig,
+        fixed: &Fixed,
+        state_file: Option<&Path>,
+    ) -> Result<Desired, BootError> {
+        let saved = match state_file {
+            Some(p) => persist::load(p)?.map(|s| (p, s)),
+            None => None,
+        };
+        match saved {
+            None => Ok(Desired {
+                generation: 1,
+                state: from_config(file_cfg),
+                config: file_cfg.clone(),
+            }),
+            Some((path, saved)) => {
+                let config =
+                    fixed
+                        .parse_sections(&saved.sections)
+                        .map_err(|e| BootError::Invalid {
+                            path: path.to_owned(),
+                            reason: e.to_string(),
+                        })?;
+                Ok(Desired {
+                    generation: saved.generation,
+                    state: from_config(&config),
+                    config,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,423 @@
+use super::*;
+use crate::api::{op::Op as K, Op};
+
+pub(crate) const DEPLOY: &str = include_str!("../../../deploy/vswitchd.toml");
+
+pub(crate) fn fixed_and_state() -> (Fixed, api::DesiredState, VswitchConfig) {
+    let cfg = VswitchConfig::parse(DEPLOY, 2).unwrap();
+    (Fixed::from_config(&cfg, 2), from_config(&cfg), cfg)
+}
+
+pub(crate) fn op(k: K) -> Op {
+    Op { op: Some(k) }
+}
+
+pub(crate) fn port(name: &str, profile: &str, params: &[(&str, &str)]) -> api::Port {
+    api::Port {
+        name: name.into(),
+        profile: profile.into(),
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        group: String::new(),
+        mtu: 0,
+    }
+}
+
+pub(crate) fn network(name: &str, vni: u32, subnet: &str, gw: &str) -> api::Network {
+    api::Network {
+        name: name.into(),
+        vni,
+        encap: String::new(),
+        tenant: "t1".into(),
+        subnets: vec![subnet.into()],
+        gateway_ips: vec![gw.into()],
+        gateway_mac: "02:00:00:00:aa:09".into(),
+        flood_unknown: false,
+        vteps: vec![],
+    }
+}
+
+pub(crate) fn endpoint(network: &str, mac: &str, ip: &str, port: &str) -> api::Endpoint {
+    api::Endpoint {
+        network: network.into(),
+        mac: mac.into(),
+        ips: vec![ip.into()],
+        port: port.into(),
+    }
+}
+
+pub(crate) fn remote(network: &str, mac: &str, ip: &str, vtep: &str) -> api::RemoteEndpoint {
+    api::RemoteEndpoint {
+        network: network.into(),
+        mac: mac.into(),
+        ips: vec![ip.into()],
+        vtep: vtep.into(),
+    }
+}
+
+pub(crate) fn route(tenant: &str, prefix: &str, target: Option<Target>) -> api::Route {
+    api::Route {
+        tenant: tenant.into(),
+        prefix: prefix.into(),
+        target,
+    }
+}
+
+pub(crate) fn via(network: &str, ip: &str) -> Option<Target> {
+    Some(Target::NextHop(api::NextHop {
+        network: network.into(),
+        ip: ip.into(),
+    }))
+}
+
+fn underlay(state: &api::DesiredState) -> api::Underlay {
+    state.underlay.clone().unwrap()
+}
+
+#[test]
+fn config_and_proto_round_trip() {
+    let (fixed, state, cfg) = fixed_and_state();
+    // Every section of the shipped example is there.
+    assert_eq!(state.ports.len(), 6);
+    assert_eq!(state.ports[4].profile, "pcap");
+    assert_eq!(state.ports[4].params["infinite_rx"], "true");
+    assert_eq!(
+        state.ports[4].params["rx_pcap"],
+        "/var/lib/vswitch/l2-64.pcap"
+    );
+    assert_eq!(state.ports[4].group, "bench");
+    assert_eq!(state.routes[1].target, Some(Target::Blackhole(true)));
+    // proto -> TOML -> parse gives the same configuration, and its proto is a fixpoint.
+    let back = fixed.parse_sections(&to_sections(&state).unwrap()).unwrap();
+    assert_eq!(back, cfg);
+    let v = fixed.validate(&state).unwrap();
+    assert_eq!(v.state, state);
+    assert_eq!(v.config, cfg);
+}
+
+#[test]
+fn param_text_forms() {
+    assert_eq!(param_value("true"), Value::Boolean(true));
+    assert_eq!(param_value("2"), Value::Integer(2));
+    assert_eq!(
+        param_value("/tmp/x.pcap"),
+        Value::String("/tmp/x.pcap".into())
+    );
+    assert_eq!(param_value("vsw-pod1"), Value::String("vsw-pod1".into()));
+    assert_eq!(param_value("\"123\""), Value::String("123".into()));
+    assert_eq!(param_value("1\nx = 2"), Value::String("1\nx = 2".into()));
+    for v in [
+        Value::String("123".into()),
+        Value::String("true".into()),
+        Value::String("vsw-pod1".into()),
+        Value::String("[0-3]".into()),
+        Value::Integer(4),
+        Value::Boolean(false),
+    ] {
+        assert_eq!(param_value(&param_text(&v)), v, "{v:?}");
+    }
+    // A port whose interface name reads as a number survives the round trip.
+    let (fixed, mut state, _) = fixed_and_state();
+    state
+        .ports
+        .push(port("p123", "af_packet", &[("iface", "\"123\"")]));
+    let v = fixed.validate(&state).unwrap();
+    assert_eq!(v.state.ports[6].params["iface"], "\"123\"");
+    assert_eq!(fixed.validate(&v.state).unwrap().state, v.state);
+}
+
+#[test]
+fn ops_apply_in_one_transaction() {
+    let (fixed, state, _) = fixed_and_state();
+    let ops = vec![
+        // The endpoint names a network and a port added later in the same write.
+        op(K::AddEndpoint(endpoint(
+            "red",
+            "02:00:00:00:05:01",
+            "10.5.0.2",
+            "pod5",
+        ))),
+        op(K::AddNetwork(network(
+            "red",
+            500,
+            "10.5.0.0/24",
+            "10.5.0.1",
+        ))),
+        op(K::AddPort(port(
+            "pod5",
+            "af_packet",
+            &[("iface", "vsw-pod5")],
+        ))),
+        op(K::AddRemoteEndpoint(remote(
+            "red",
+            "02:00:00:00:05:02",
+            "10.5.0.3",
+            "192.0.2.2",
+        ))),
+        op(K::AddRoute(route(
+            "t1",
+            "10.50.0.0/16",
+            via("red", "10.5.0.3"),
+        ))),
+        // Keys match in any text form.
+        op(K::DelL2("02:00:00:00:02:01".to_uppercase())),
+        op(K::DelPort("pod2".into())),
+        op(K::DelRoute(api::RouteKey {
+            tenant: "t1".into(),
+            prefix: "10.99.0.0/16".into(),
+        })),
+        op(K::AddL2(api::L2Entry {
+            mac: "02:00:00:00:0A:0B".into(),
+            port: "pod1".into(),
+        })),
+    ];
+    let v = fixed.apply_ops(&state, &ops).unwrap();
+    let s = &v.state;
+    assert!(s.ports.iter().any(|p| p.name == "pod5"));
+    assert!(!s.ports.iter().any(|p| p.name == "pod2"));
+    assert_eq!(s.networks[1].encap, "vxlan");
+    assert_eq!(s.endpoints[1].mac, "02:00:00:00:05:01");
+    assert_eq!(s.l2.len(), 2);
+    assert_eq!(s.l2[1].mac, "02:00:00:00:0a:0b", "canonical form");
+    assert_eq!(s.routes.len(), 2);
+    assert_eq!(v.config.networks.len(), 2);
+    // Deleting it all again gives the original state back.
+    let undo = vec![
+        op(K::DelRoute(api::RouteKey {
+            tenant: "t1".into(),
+            prefix: "10.50.0.0/16".into(),
+        })),
+        op(K::DelRemoteEndpoint(api::EndpointKey {
+            network: "red".into(),
+            mac: "02:00:00:00:05:02".into(),
+        })),
+        op(K::DelEndpoint(api::EndpointKey {
+            network: "red".into(),
+            mac: "02:00:00:00:05:01".into(),
+        })),
+        op(K::DelNetwork("red".into())),
+        op(K::DelPort("pod5".into())),
+        op(K::DelL2("02:00:00:00:0a:0b".into())),
+    ];
+    let w = fixed.apply_ops(s, &undo).unwrap();
+    let mut expect = state.clone();
+    expect.ports.retain(|p| p.name != "pod2");
+    expect.l2.retain(|e| e.port != "pod2");
+    expect.routes.retain(|r| r.prefix != "10.99.0.0/16");
+    assert_eq!(w.state, expect);
+    // Underlay set and clear.
+    let mut u = underlay(&state);
+    u.mtu = 9000;
+    let v = fixed.apply_ops(&state, &[op(K::SetUnderlay(u))]).unwrap();
+    assert_eq!(v.state.underlay.as_ref().unwrap().mtu, 9000);
+}
+
+/// `(ops, error contains each of these)` against the shipped example.
+pub(crate) fn invalid_writes() -> Vec<(Vec<Op>, Vec<&'static str>)> {
+    let (_, state, _) = fixed_and_state();
+    let u = underlay(&state);
+    let with = |f: &dyn Fn(&mut api::Underlay)| {
+        let mut u = u.clone();
+        f(&mut u);
+        u
+    };
+    let ep_key = |net: &str, mac: &str| api::EndpointKey {
+        network: net.into(),
+        mac: mac.into(),
+    };
+    let bad_net = |f: &dyn Fn(&mut api::Network)| {
+        let mut n = network("red", 500, "10.5.0.0/24", "10.5.0.1");
+        f(&mut n);
+        vec![op(K::AddNetwork(n))]
+    };
+    let one = |k: K| vec![op(k)];
+    vec![
+        (vec![], vec!["a write needs at least one op"]),
+        (vec![Op { op: None }], vec!["op 0 (empty op): the op is empty"]),
+        // Ports.
+        (one(K::DelPort("pod9".into())), vec!["op 0 (del_port \"pod9\"): no such port"]),
+        (one(K::AddPort(port("pod1", "null", &[]))), vec!["op 0 (add_port \"pod1\"): port already exists"]),
+        (one(K::AddPort(port("a b", "null", &[]))), vec!["op 0 (add_port \"a b\"): a name is 1-32 characters"]),
+        (one(K::AddPort(port("p", "warp", &[]))), vec!["op 0 (add_port \"p\"): unknown variant `warp`"]),
+        (one(K::AddPort(port("p", "af_packet", &[]))), vec!["op 0 (add_port \"p\"): missing field `iface`"]),
+        (one(K::AddPort(port("p", "af_packet", &[("ifac", "x")]))), vec!["op 0 (add_port \"p\"): unknown field `ifac`"]),
+        (one(K::AddPort(port("p", "null", &[("name", "q")]))), vec!["op 0 (add_port \"p\"): params: `name` is a field of the port"]),
+        (one(K::AddPort(port("p", "", &[]))), vec!["op 0 (add_port \"p\"): missing key `profile`"]),
+        (one(K::AddPort(port("p", "tap", &[("iface", "t"), ("mac", "02:00")]))), vec!["op 0 (add_port \"p\"): mac: invalid MAC address \"02:00\""]),
+        (one(K::AddPort(port("p", "null", &[("worker", "3")]))), vec!["op 0 (add_port \"p\"): worker 3 does not exist"]),
+        (one(K::AddPort(api::Port { mtu: 70000, ..port("p", "null", &[]) })), vec!["op 0 (add_port \"p\"): mtu: must be at most 65535"]),
+        (one(K::AddPort(port("p", "vhost_user", &[("path", "/x"), ("queues", "many")]))), vec!["op 0 (add_port \"p\"): invalid type: string \"many\", expected u16"]),
+        // Patches and the MAC table.
+        (one(K::DelPatch("pod1".into())), vec!["op 0 (del_patch \"pod1\"): no such patch"]),
+        (one(K::AddPatch(api::Patch { from: "replay".into(), to: "pod1".into() })), vec!["op 0 (add_patch \"replay\" -> \"pod1\"): patch already exists"]),
+        (one(K::AddPatch(api::Patch { from: "pod1".into(), to: "pod1".into() })), vec!["op 0 (add_patch \"pod1\" -> \"pod1\"): patch \"pod1\" -> \"pod1\": a port cannot be patched to itself"]),
+        (one(K::AddPatch(api::Patch { from: "pod1".into(), to: "zzz".into() })), vec!["patch.to: no port named \"zzz\""]),
+        (one(K::AddPatch(api::Patch { from: "pod1".into(), to: "pod3".into() })), vec!["patch.to: port \"pod3\" belongs to the overlay"]),
+        (one(K::AddL2(api::L2Entry { mac: "zz:00:00:00:00:01".into(), port: "pod1".into() })), vec!["op 0 (add_l2 \"zz:00:00:00:00:01\"): mac: invalid MAC address"]),
+        (one(K::AddL2(api::L2Entry { mac: "02:00:00:00:01:01".into(), port: "pod2".into() })), vec!["op 0 (add_l2 \"02:00:00:00:01:01\"): l2 entry already exists"]),
+        (one(K::AddL2(api::L2Entry { mac: "02:00:00:00:09:09".into(), port: "nope".into() })), vec!["op 0 (add_l2 \"02:00:00:00:09:09\"): port: no port named \"nope\""]),
+        (one(K::AddL2(api::L2Entry { mac: "02:00:00:00:09:09".into(), port: "uplink".into() })), vec!["port \"uplink\" belongs to the overlay"]),
+        (one(K::DelL2("02:00:00:00:09:09".into())), vec!["op 0 (del_l2 \"02:00:00:00:09:09\"): no such l2 entry"]),
+        // The underlay.
+        (one(K::ClearUnderlay(false)), vec!["op 0 (clear_underlay): clear_underlay must be true"]),
+        (one(K::SetUnderlay(with(&|u| u.uplink = "eth0".into()))), vec!["op 0 (set_underlay): uplink \"eth0\" is not a [[port]]"]),
+        (one(K::SetUnderlay(with(&|u| u.local_vtep_ip = "192.0.2".into()))), vec!["op 0 (set_underlay): local_vtep_ip: invalid IP address \"192.0.2\""]),
+        (one(K::SetUnderlay(with(&|u| u.local_mac = "02:00".into()))), vec!["op 0 (set_underlay): local_mac: invalid MAC address"]),
+        (one(K::SetUnderlay(with(&|u| u.mtu = 1300))), vec!["op 0 (set_underlay): ", "underlay MTU 1300 is too small"]),
+        (one(K::SetUnderlay(with(&|u| u.mtu = 70000))), vec!["op 0 (set_underlay): mtu: 70000 is out of range"]),
+        (one(K::SetUnderlay(with(&|u| u.gateway = "198.51.100.1".into()))), vec!["underlay gateway 198.51.100.1 is outside the on-link prefix"]),
+        (one(K::SetUnderlay(with(&|u| u.neighbors = vec![api::StaticNeighbor { ip: "198.51.100.9".into(), mac: "02:00:00:00:ff:09".into() }]))), vec!["op 0 (set_underlay): neighbors[0].ip: 198.51.100.9 is not in on_link"]),
+        (one(K::SetUnderlay(with(&|u| u.uplink = "pod3".into()))), vec!["op 0 (set_underlay): ", "port \"pod3\" is the underlay uplink"]),
+        // Networks.
+        (bad_net(&|n| n.vni = 16_777_216), vec!["op 0 (add_network \"red\"): vni 16777216 is out of range (0-16777215)"]),
+        (bad_net(&|n| n.encap = "gre".into()), vec!["op 0 (add_network \"red\"): encap \"gre\" is not one of \"vxlan\", \"geneve\""]),
+        (bad_net(&|n| n.name = "blue".into()), vec!["op 0 (add_network \"blue\"): network already exists"]),
+        (bad_net(&|n| n.gateway_mac = String::new()), vec!["op 0 (add_network \"red\"): gateway_mac: invalid MAC address"]),
+        (bad_net(&|n| n.subnets = vec!["10.5.0.0/33".into()]), vec!["op 0 (add_network \"red\"): subnets: invalid prefix (address/length) \"10.5.0.0/33\""]),
+        (bad_net(&|n| n.gateway_ips = vec!["10.5.0.300".into()]), vec!["op 0 (add_network \"red\"): gateway_ips: invalid IP address \"10.5.0.300\""]),
+        (bad_net(&|n| n.vteps = vec!["node2".into()]), vec!["op 0 (add_network \"red\"): vteps: invalid IP address \"node2\""]),
+        (bad_net(&|n| n.vni = 100), vec!["op 0 (add_network \"red\"): ", "VNI 100"]),
+        (bad_net(&|n| n.gateway_ips = vec!["10.9.0.1".into()]), vec!["op 0 (add_network \"red\"): ", "gateway 10.9.0.1 is not in any of its subnets"]),
+        (bad_net(&|n| { n.subnets = vec!["10.1.0.128/25".into()]; n.gateway_ips = vec!["10.1.0.129".into()] }), vec!["op 0 (add_network \"red\"): ", "overlaps"]),
+        (one(K::DelNetwork("green".into())), vec!["op 0 (del_network \"green\"): no such network"]),
+        (one(K::DelNetwork("blue".into())), vec!["op 0 (del_network \"blue\"): ", "network \"blue\" does not exist"]),
+        // Endpoints.
+        (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.1.0.9", "pod9"))), vec!["op 0 (add_endpoint \"02:00:00:00:03:09\" in network \"blue\"): port \"pod9\" is not a [[port]]"]),
+        (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.1.0.9", "uplink"))), vec!["op 0 (add_endpoint \"02:00:00:00:03:09\" in network \"blue\"): port \"uplink\" is the underlay uplink"]),
+        (one(K::AddEndpoint(endpoint("blue", "02-00-00-00-03-09", "10.1.0.9", "pod3"))), vec!["op 0 (add_endpoint \"02-00-00-00-03-09\" in network \"blue\"): mac: invalid MAC address"]),
+        (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.1.0.9/24", "pod3"))), vec!["op 0 (add_endpoint \"02:00:00:00:03:09\" in network \"blue\"): ips: invalid IP address \"10.1.0.9/24\""]),
+        (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.7.0.9", "pod3"))), vec!["op 0 (add_endpoint", "10.7.0.9 is not in any of its subnets"]),
+        (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:01", "10.1.0.9", "pod3"))), vec!["op 0 (add_endpoint \"02:00:00:00:03:01\" in network \"blue\"): endpoint already exists"]),
+        (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.1.0.3", "pod3"))), vec!["op 0 (add_endpoint", "10.1.0.3 is claimed by"]),
+        (
+            vec![
+                op(K::AddPort(port("pod7", "null", &[]))),
+                op(K::AddEndpoint(endpoint("nonet", "02:00:00:00:03:09", "10.1.0.9", "pod7"))),
+            ],
+            vec!["op 1 (add_endpoint \"02:00:00:00:03:09\" in network \"nonet\"): ", "network \"nonet\" does not exist"],
+        ),
+        (one(K::DelEndpoint(ep_key("blue", "02:00:00:00:03:09"))), vec!["op 0 (del_endpoint \"02:00:00:00:03:09\" in network \"blue\"): no such endpoint"]),
+        // Remote endpoints.
+        (one(K::AddRemoteEndpoint(remote("blue", "02:00:00:00:02:33", "10.1.0.33", "192.0.2.1"))), vec!["op 0 (add_remote_endpoint \"02:00:00:00:02:33\" in network \"blue\"): ", "is the local VTEP"]),
+        (one(K::AddRemoteEndpoint(remote("blue", "02:00:00:00:02:33", "10.1.0.33", "192.0.2.x"))), vec!["op 0 (add_remote_endpoint \"02:00:00:00:02:33\" in network \"blue\"): vtep: invalid IP address \"192.0.2.x\""]),
+        (one(K::AddRemoteEndpoint(remote("blue", "02:00:00:00:02:11", "10.1.0.33", "192.0.2.2"))), vec!["remote endpoint already exists"]),
+        (one(K::DelRemoteEndpoint(ep_key("blue", "02:00:00:00:03:01"))), vec!["op 0 (del_remote_endpoint \"02:00:00:00:03:01\" in network \"blue\"): no such remote endpoint"]),
+        // Routes.
+        (one(K::AddRoute(route("t1", "10.50.0.0/16", None))), vec!["op 0 (add_route \"10.50.0.0/16\" in tenant \"t1\"): give exactly one of"]),
+        (one(K::AddRoute(route("t1", "10.50.0.0/16", Some(Target::Blackhole(false))))), vec!["give exactly one of"]),
+        (one(K::AddRoute(route("t1", "10.50.0.0/99", Some(Target::Blackhole(true))))), vec!["op 0 (add_route \"10.50.0.0/99\" in tenant \"t1\"): prefix: invalid prefix"]),
+        (one(K::AddRoute(route("t1", "10.50.0.0/16", via("blue", "10.1.0.253")))), vec!["op 0 (add_route \"10.50.0.0/16\" in tenant \"t1\"): ", "next hop 10.1.0.253 is not an endpoint of network \"blue\""]),
+        (one(K::AddRoute(route("t1", "10.50.0.0/16", via("blue", "10.1.0.x")))), vec!["next_hop.ip: invalid IP address \"10.1.0.x\""]),
+        (one(K::AddRoute(route("t9", "10.50.0.0/16", Some(Target::Blackhole(true))))), vec!["op 0 (add_route \"10.50.0.0/16\" in tenant \"t9\"): ", "the tenant has no network"]),
+        (one(K::AddRoute(route("t1", "0.0.0.0/0", Some(Target::Blackhole(true))))), vec!["op 0 (add_route \"0.0.0.0/0\" in tenant \"t1\"): route already exists"]),
+        (one(K::AddRoute(route("", "10.50.0.0/16", Some(Target::Blackhole(true))))), vec!["op 0 (add_route \"10.50.0.0/16\" in tenant \"default\"): ", "tenant has no network"]),
+        (one(K::DelRoute(api::RouteKey { tenant: "t1".into(), prefix: "10.98.0.0/16".into() })), vec!["op 0 (del_route \"10.98.0.0/16\" in tenant \"t1\"): no such route"]),
+        // Whole-state consequences of a delete, and blame in longer writes.
+        (one(K::DelPort("pod2".into())), vec!["op 0 (del_port \"pod2\"): l2 02:00:00:00:02:01: port: no port named \"pod2\""]),
+        (one(K::DelPort("pod3".into())), vec!["op 0 (del_port \"pod3\"): endpoint 02:00:00:00:03:01 in network \"blue\": port \"pod3\" is not a [[port]]"]),
+        (one(K::DelPort("uplink".into())), vec!["op 0 (del_port \"uplink\"): underlay: uplink \"uplink\" is not a [[port]]"]),
+        (
+            vec![
+                op(K::AddNetwork(network("red", 500, "10.5.0.0/24", "10.5.0.1"))),
+                op(K::AddEndpoint(endpoint("red", "02:00:00:00:05:01", "10.5.0.2", "pod9"))),
+                op(K::AddL2(api::L2Entry { mac: "02:00:00:00:09:09".into(), port: "pod1".into() })),
+            ],
+            vec!["op 1 (add_endpoint \"02:00:00:00:05:01\" in network \"red\"): port \"pod9\" is not a [[port]]"],
+        ),
+        (
+            vec![
+                op(K::AddL2(api::L2Entry { mac: "02:00:00:00:09:09".into(), port: "pod1".into() })),
+                op(K::DelPort("pod3".into())),
+            ],
+            vec!["op 1 (del_port \"pod3\"): "],
+        ),
+        (
+            vec![
+                op(K::AddL2(api::L2Entry { mac: "02:00:00:00:09:09".into(), port: "pod1".into() })),
+                op(K::AddL2(api::L2Entry { mac: "02:00:00:00:09:09".into(), port: "pod1".into() })),
+            ],
+            vec!["op 1 (add_l2 \"02:00:00:00:09:09\"): l2 entry already exists"],
+        ),
+    ]
+}
+
+#[test]
+fn every_invalid_write_names_its_op_item_and_field() {
+    let (fixed, state, _) = fixed_and_state();
+    let cases = invalid_writes();
+    assert!(cases.len() >= 30);
+    let mut failures = Vec::new();
+    for (ops, wants) in &cases {
+        let got = match fixed.apply_ops(&state, ops) {
+            Ok(_) => {
+                failures.push(format!("{ops:?} was accepted"));
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        for want in wants {
+            if !got.contains(want) {
+                failures.push(format!("{ops:?}\n  got  {got:?}\n  want {want:?}"));
+            }
+        }
+        assert!(!got.contains('\n'), "one line: {got:?}");
+        assert!(!got.contains(" #"), "no positional labels: {got:?}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn replace_validates_the_whole_state() {
+    let (fixed, state, cfg) = fixed_and_state();
+    assert_eq!(fixed.replace(&state).unwrap().config, cfg);
+    let mut bad = state.clone();
+    bad.networks[0].vni = 16_777_216;
+    assert_eq!(
+        fixed.replace(&bad).unwrap_err().to_string(),
+        "network \"blue\": vni 16777216 is out of range (0-16777215)"
+    );
+    let mut bad = state.clone();
+    bad.endpoints[0].port = "pod9".into();
+    assert_eq!(
+        fixed.replace(&bad).unwrap_err().to_string(),
+        "endpoint 02:00:00:00:03:01 in network \"blue\": port \"pod9\" is not a [[port]]"
+    );
+    // An empty state is valid: nothing to forward.
+    let empty = fixed.replace(&api::DesiredState::default()).unwrap();
+    assert!(empty.config.ports.is_empty());
+}
+
+#[test]
+fn boot_prefers_the_state_file() {
+    let dir = crate::testutil::TempDir::new("boot");
+    let path = dir.path().join("state.json");
+    let (fixed, state, cfg) = fixed_and_state();
+    let d = Desired::boot(&cfg, &fixed, Some(&path)).unwrap();
+    assert_eq!((d.generation, &d.state), (1, &state));
+    let next = fixed
+        .apply_ops(&state, &[op(K::DelPatch("replay".into()))])
+        .unwrap();
+    persist::store(&path, 9, &to_sections(&next.state).unwrap()).unwrap();
+    let d = Desired::boot(&cfg, &fixed, Some(&path)).unwrap();
+    assert_eq!((d.generation, &d.state), (9, &next.state));
+    assert!(d.config.patches.is_empty());
+    // A state file the rules refuse is an error naming it, and is kept.
+    let mut bad = to_sections(&next.state).unwrap();
+    bad["network"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap()
+        .insert("vni".into(), Value::Integer(-1));
+    persist::store(&path, 10, &bad).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let e = Desired::boot(&cfg, &fixed, Some(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("state file {}: ", path.display())),
+        "{e}"
+    );
+    assert!(e.contains("vni -1 is out of range"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
