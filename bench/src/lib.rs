@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod pcap;
+pub mod runner;
 pub mod scenario;
 pub mod wire;

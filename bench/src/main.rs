@@ -1,9 +1,14 @@
 //! `vswitch-bench`: command-line front end of the benchmark harness.
 //!
-//! Subcommands map one-to-one onto library calls so that the runner and the
-//! OVS comparison can call the library directly; new commands (`run`,
-//! `ovs-rules`, ...) slot in as further [`Command`] variants and new
-//! scenarios as further [`GenScenario`] variants.
+//! - `gen <scenario> ... -o PCAP`: the traffic only (as before).
+//! - `gen <scenario> ... --out-dir DIR`: traffic, vswitchd config, OVS rules
+//!   and descriptor ([`bench::bundle`]).
+//! - `run <scenario> ...`: vswitchd measured on the scenario
+//!   ([`bench::runner::run_vswitchd`]).
+//! - `testpmd <scenario> ...`: `dpdk-testpmd` io forwarding on the same
+//!   traffic ([`bench::runner::run_testpmd`]).
+//!
+//! New scenarios slot in as further [`ScenarioName`] variants.
 //!
 //! Every error is reported as a single line on stderr: exit status 2 for a
 //! bad command line, 1 for a failure while running.
@@ -15,10 +20,15 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-use bench::scenario::{write_pcap, FrameSize, L2Scenario, Scenario};
+use anyhow::{bail, Context as _};
+use bench::bundle::{default_packets, write_bundle, Bundle, RunSettings};
+use bench::runner::{run_testpmd, run_vswitchd, Measurement, RunOptions, WorkDir};
+use bench::scenario::{
+    write_pcap, FrameSize, L2Scenario, L3Scenario, Scenario, TunnelDirection, TunnelKind,
+    TunnelScenario,
+};
 use clap::error::ErrorKind;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,37 +43,121 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a scenario's traffic as a pcap file.
-    Gen {
-        #[command(subcommand)]
-        scenario: GenScenario,
-    },
+    /// Generate a scenario: its traffic as a pcap file (-o), or the traffic,
+    /// a complete vswitchd config, the OVS rules and a descriptor (--out-dir).
+    Gen(GenArgs),
+    /// Measure vswitchd on a scenario: pcap replay -> null sink, one
+    /// busy-polling worker on one pinned core.
+    Run(RunArgs),
+    /// Measure dpdk-testpmd (io forwarding: the I/O floor) on the same traffic.
+    Testpmd(TestpmdArgs),
 }
 
-#[derive(Debug, Subcommand)]
-enum GenScenario {
-    /// L2 forwarding: Ethernet/IPv4/UDP, one destination MAC 02:00:00:xx:xx:xx per flow.
-    L2(L2GenArgs),
+/// The scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScenarioName {
+    /// L2 forwarding by a static MAC table, one destination MAC per flow.
+    L2,
+    /// VXLAN decapsulation to local pods (replay is the uplink).
+    VxlanDecap,
+    /// VXLAN encapsulation to remote pods (sink is the uplink).
+    VxlanEncap,
+    /// Geneve decapsulation to local pods (replay is the uplink).
+    GeneveDecap,
+    /// Geneve encapsulation to remote pods (sink is the uplink).
+    GeneveEncap,
+    /// Routing between two networks of a tenant over N static routes.
+    L3,
 }
 
 #[derive(Debug, Args)]
-struct L2GenArgs {
+struct ScenarioArgs {
+    /// The scenario.
+    #[arg(value_enum)]
+    scenario: ScenarioName,
     /// Number of flows; accepts k/m suffixes (1, 1k, 100k).
     #[arg(long, value_name = "N", value_parser = parse_flows)]
     flows: u32,
     /// Nominal frame size including the 4-byte FCS (64..=1518; the pcap holds
-    /// size-4 bytes), or imix for 7:4:1 of 64/576/1518.
+    /// size-4 bytes), or imix for 7:4:1 of 64/576/1518. Tunnel scenarios: the
+    /// inner frame's size (the tunnelled frame is 50 bytes longer).
     #[arg(long, value_name = "BYTES|imix")]
     size: FrameSize,
-    /// Number of frames to write; accepts k/m suffixes.
+    /// l3 only: number of static routes (/24s); default: the flow count.
+    #[arg(long, value_name = "N", value_parser = parse_prefixes)]
+    prefixes: Option<u32>,
+    /// Number of frames to write; accepts k/m suffixes. Required with -o;
+    /// default with --out-dir: max(flows, 4096) rounded up to 12.
     #[arg(long, value_name = "K", value_parser = parse_packets)]
-    packets: u64,
-    /// Output pcap file, or - for stdout.
+    packets: Option<u64>,
+    /// vxlan-encap/geneve-encap: leave out the static underlay neighbour (to see
+    /// the switch wait for ARP: every packet is dropped as neighbor_unresolved).
+    #[arg(long)]
+    no_static_neighbor: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["output", "out_dir"])))]
+struct GenArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Output pcap file, or - for stdout (the traffic only).
     #[arg(short = 'o', long = "output", value_name = "PCAP")]
-    output: PathBuf,
-    /// Also write the destination MACs (the static L2 table), one per line.
+    output: Option<PathBuf>,
+    /// Write DIR/traffic.pcap, DIR/vswitchd.toml, DIR/ovs-flows.txt and
+    /// DIR/scenario.json.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// l2 only: also write the destination MACs (the static L2 table), one per line.
     #[arg(long, value_name = "FILE")]
     macs_out: Option<PathBuf>,
+    /// CPU of the worker in the generated vswitchd.toml.
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    core: usize,
+}
+
+#[derive(Debug, Args)]
+struct MeasureArgs {
+    /// Measured window: one-second samples.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    seconds: u32,
+    /// Seconds discarded after start-up.
+    #[arg(long, value_name = "S", default_value_t = 2)]
+    warmup: u32,
+    /// CPU of the forwarding worker (the main thread goes to CPU 0, or 1 if C is 0).
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    core: usize,
+    /// Print the result as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Generate into (and keep) this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    measure: MeasureArgs,
+    /// The vswitchd binary; default: `vswitchd` next to this program.
+    #[arg(long, value_name = "PATH")]
+    vswitchd: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct TestpmdArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    measure: MeasureArgs,
+    /// The testpmd binary.
+    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
+    /// testpmd forwarding mode (io: the I/O floor; mac also rewrites MACs).
+    #[arg(long, value_name = "MODE", default_value = "io")]
+    forward_mode: String,
 }
 
 fn main() -> ExitCode {
@@ -95,38 +189,157 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Gen {
-            scenario: GenScenario::L2(args),
-        } => gen_l2(&args),
+        Command::Gen(args) => gen(&args),
+        Command::Run(args) => {
+            let vswitchd = match &args.vswitchd {
+                Some(path) => path.clone(),
+                None => sibling_binary("vswitchd")?,
+            };
+            measure(&args.scenario, &args.measure, |bundle, scenario, opts| {
+                run_vswitchd(&vswitchd, bundle, scenario, opts)
+            })
+        }
+        Command::Testpmd(args) => {
+            measure(&args.scenario, &args.measure, |bundle, scenario, opts| {
+                run_testpmd(&args.testpmd, &args.forward_mode, bundle, scenario, opts)
+            })
+        }
     }
 }
 
-fn gen_l2(args: &L2GenArgs) -> anyhow::Result<()> {
-    let scenario = L2Scenario::new(args.flows, args.size)?;
-    if args.packets < u64::from(args.flows) {
+fn build_scenario(args: &ScenarioArgs) -> anyhow::Result<Box<dyn Scenario>> {
+    if args.prefixes.is_some() && args.scenario != ScenarioName::L3 {
+        bail!("--prefixes applies to the l3 scenario only");
+    }
+    let tunnel = |kind, direction| -> anyhow::Result<Box<dyn Scenario>> {
+        Ok(Box::new(
+            TunnelScenario::new(kind, direction, args.flows, args.size)?
+                .with_static_neighbor(!args.no_static_neighbor),
+        ))
+    };
+    Ok(match args.scenario {
+        ScenarioName::L2 => Box::new(L2Scenario::new(args.flows, args.size)?),
+        ScenarioName::VxlanDecap => tunnel(TunnelKind::Vxlan, TunnelDirection::Decap)?,
+        ScenarioName::VxlanEncap => tunnel(TunnelKind::Vxlan, TunnelDirection::Encap)?,
+        ScenarioName::GeneveDecap => tunnel(TunnelKind::Geneve, TunnelDirection::Decap)?,
+        ScenarioName::GeneveEncap => tunnel(TunnelKind::Geneve, TunnelDirection::Encap)?,
+        ScenarioName::L3 => Box::new(L3Scenario::new(
+            args.flows,
+            args.prefixes
+                .unwrap_or(args.flows.min(L3Scenario::MAX_PREFIXES)),
+            args.size,
+        )?),
+    })
+}
+
+fn gen(args: &GenArgs) -> anyhow::Result<()> {
+    let scenario = build_scenario(&args.scenario)?;
+    if args.macs_out.is_some() && args.scenario.scenario != ScenarioName::L2 {
+        bail!("--macs-out applies to the l2 scenario only");
+    }
+    let packets = match (args.scenario.packets, &args.output) {
+        (Some(n), _) => n,
+        (None, Some(_)) => bail!("--packets is required with -o"),
+        (None, None) => default_packets(scenario.flow_count()),
+    };
+    if packets < u64::from(scenario.flow_count()) {
         eprintln!(
             "warning: {} packets cover only the first {} of {} flows",
-            args.packets, args.packets, args.flows
+            packets,
+            packets,
+            scenario.flow_count()
         );
     }
-    write_output(&args.output, |out| {
-        write_pcap(&scenario, args.packets, out)?;
-        Ok(())
-    })?;
-    if let Some(path) = &args.macs_out {
-        write_output(path, |out| Ok(scenario.write_destination_macs(out)?))?;
+    if let Some(output) = &args.output {
+        write_output(output, |out| {
+            write_pcap(scenario.as_ref(), packets, out)?;
+            Ok(())
+        })?;
+        if output != Path::new("-") {
+            println!(
+                "wrote {} frames of scenario {} ({} flows, size {}) to {}",
+                packets,
+                scenario.name(),
+                scenario.flow_count(),
+                scenario.size(),
+                output.display()
+            );
+        }
     }
-    if args.output != Path::new("-") {
+    if let Some(path) = &args.macs_out {
+        let l2 = L2Scenario::new(args.scenario.flows, args.scenario.size)?;
+        write_output(path, |out| Ok(l2.write_destination_macs(out)?))?;
+    }
+    if let Some(dir) = &args.out_dir {
+        let bundle = write_bundle(
+            scenario.as_ref(),
+            packets,
+            dir,
+            &RunSettings::on_core(args.core),
+            serde_json::Value::Null,
+        )?;
         println!(
-            "wrote {} frames of scenario {} ({} flows, size {}) to {}",
-            args.packets,
+            "wrote scenario {} ({} flows, size {}, {} frames) to {}",
             scenario.name(),
             scenario.flow_count(),
             scenario.size(),
-            args.output.display()
+            packets,
+            bundle.dir.display()
         );
     }
     Ok(())
+}
+
+/// Generates the scenario into a work directory, measures it with `switch`,
+/// prints the result; the directory is removed afterwards unless --keep.
+fn measure(
+    args: &ScenarioArgs,
+    measure: &MeasureArgs,
+    switch: impl FnOnce(&Bundle, &dyn Scenario, &RunOptions) -> anyhow::Result<Measurement>,
+) -> anyhow::Result<()> {
+    let scenario = build_scenario(args)?;
+    let packets = args
+        .packets
+        .unwrap_or_else(|| default_packets(scenario.flow_count()));
+    let work = match &measure.keep {
+        Some(dir) => WorkDir::kept(dir)?,
+        None => WorkDir::temp()?,
+    };
+    let bundle = write_bundle(
+        scenario.as_ref(),
+        packets,
+        work.path(),
+        &RunSettings::on_core(measure.core),
+        serde_json::Value::Null,
+    )?;
+    let opts = RunOptions {
+        seconds: measure.seconds,
+        warmup: measure.warmup,
+        core: measure.core,
+    };
+    let result = switch(&bundle, scenario.as_ref(), &opts)?;
+    if measure.json {
+        println!("{}", result.to_json());
+    } else {
+        print!("{}", result.to_text());
+    }
+    Ok(())
+}
+
+/// `name` in the directory of this executable.
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate vswitch-bench itself")?;
+    let path = exe
+        .parent()
+        .map(|dir| dir.join(name))
+        .context("vswitch-bench has no parent directory")?;
+    if !path.exists() {
+        bail!(
+            "{} not found (build it, or pass --vswitchd PATH)",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// Runs `write` against a buffered `path`, or stdout for `-`, naming the
@@ -167,6 +380,14 @@ fn parse_flows(s: &str) -> Result<u32, String> {
     match parse_count(s)? {
         n @ 1.. if n <= u64::from(max) => Ok(n as u32),
         n => Err(format!("flow count {n} is out of range 1..={max}")),
+    }
+}
+
+fn parse_prefixes(s: &str) -> Result<u32, String> {
+    let max = L3Scenario::MAX_PREFIXES;
+    match parse_count(s)? {
+        n @ 1.. if n <= u64::from(max) => Ok(n as u32),
+        n => Err(format!("prefix count {n} is out of range 1..={max}")),
     }
 }
 

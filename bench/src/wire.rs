@@ -162,6 +162,113 @@ impl UdpFrameRepr {
     }
 }
 
+/// UDP port of VXLAN (RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+/// UDP port of Geneve (RFC 8926).
+pub const GENEVE_PORT: u16 = 6081;
+/// Outer Ethernet + IPv4 + UDP + VXLAN/Geneve (without options) header bytes.
+pub const TUNNEL_OVERHEAD: usize = HEADERS_LEN + 8;
+const ETHERTYPE_TEB: u16 = 0x6558;
+
+/// Tunnel encapsulation of an outer IPv4/UDP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    /// VXLAN, UDP 4789, flags `I` set.
+    Vxlan,
+    /// Geneve, UDP 6081, no options, protocol type 0x6558 (Ethernet).
+    Geneve,
+}
+
+impl TunnelKind {
+    /// The well-known UDP destination port.
+    pub fn udp_port(self) -> u16 {
+        match self {
+            Self::Vxlan => VXLAN_PORT,
+            Self::Geneve => GENEVE_PORT,
+        }
+    }
+
+    /// Lower-case name, as in vswitchd's `encap` key and OVS's interface type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vxlan => "vxlan",
+            Self::Geneve => "geneve",
+        }
+    }
+}
+
+/// The outer headers of a tunnelled frame: Ethernet, IPv4 (DF, TTL 64, ID 0),
+/// UDP with a zero checksum (RFC 7348 §5 and RFC 8926 §3.3 allow it over IPv4)
+/// and a VXLAN or option-less Geneve header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelRepr {
+    /// Encapsulation.
+    pub kind: TunnelKind,
+    /// Outer Ethernet source.
+    pub src_mac: MacAddr,
+    /// Outer Ethernet destination.
+    pub dst_mac: MacAddr,
+    /// Outer IPv4 source (the remote VTEP).
+    pub src_ip: Ipv4Addr,
+    /// Outer IPv4 destination (the local VTEP).
+    pub dst_ip: Ipv4Addr,
+    /// Outer UDP source port (flow entropy).
+    pub src_port: u16,
+    /// 24-bit virtual network identifier.
+    pub vni: u32,
+}
+
+impl TunnelRepr {
+    /// Replaces `buf` with the outer headers followed by `inner` (an Ethernet
+    /// frame without FCS). The result is `inner.len() + TUNNEL_OVERHEAD` bytes.
+    ///
+    /// # Errors
+    /// [`WireError::FrameTooLong`] if the outer IPv4 total length would
+    /// exceed 65535.
+    pub fn emit(&self, buf: &mut Vec<u8>, inner: &[u8]) -> Result<(), WireError> {
+        let frame_len = inner.len() + TUNNEL_OVERHEAD;
+        let max = ETHERNET_HEADER_LEN + usize::from(u16::MAX);
+        let ip_len = u16::try_from(frame_len - ETHERNET_HEADER_LEN)
+            .map_err(|_| WireError::FrameTooLong { frame_len, max })?;
+        let udp_len = ip_len - IPV4_HEADER_LEN as u16;
+        buf.clear();
+        buf.resize(TUNNEL_OVERHEAD, 0);
+        buf.extend_from_slice(inner);
+        let (eth, rest) = buf.split_at_mut(ETHERNET_HEADER_LEN);
+        let (ip, rest) = rest.split_at_mut(IPV4_HEADER_LEN);
+        let (udp, rest) = rest.split_at_mut(UDP_HEADER_LEN);
+        let tunnel = &mut rest[..8];
+
+        eth[0..6].copy_from_slice(&self.dst_mac.0);
+        eth[6..12].copy_from_slice(&self.src_mac.0);
+        eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        ip[6..8].copy_from_slice(&IPV4_FLAG_DONT_FRAGMENT.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = IP_PROTO_UDP;
+        ip[12..16].copy_from_slice(&self.src_ip.octets());
+        ip[16..20].copy_from_slice(&self.dst_ip.octets());
+        let ip_checksum = internet_checksum(0, ip);
+        ip[10..12].copy_from_slice(&ip_checksum.to_be_bytes());
+
+        udp[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        udp[2..4].copy_from_slice(&self.kind.udp_port().to_be_bytes());
+        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        // udp[6..8]: checksum 0, "not computed".
+
+        let vni = (self.vni & 0x00ff_ffff) << 8;
+        match self.kind {
+            TunnelKind::Vxlan => tunnel[0] = 0x08, // I flag: the VNI is valid
+            // Version 0, no options, O and C clear; protocol type Ethernet.
+            TunnelKind::Geneve => tunnel[2..4].copy_from_slice(&ETHERTYPE_TEB.to_be_bytes()),
+        }
+        tunnel[4..8].copy_from_slice(&vni.to_be_bytes());
+        Ok(())
+    }
+}
+
 /// RFC 1071 Internet checksum of `data`, starting from a partial
 /// ones'-complement sum `initial` (0 for none).
 pub fn internet_checksum(initial: u16, data: &[u8]) -> u16 {
@@ -278,6 +385,36 @@ mod tests {
             repr().emit(&mut buf, 14 + 65_536, &[]),
             Err(WireError::FrameTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn tunnel_headers() {
+        let mut inner = Vec::new();
+        repr().emit(&mut inner, 60, &[]).unwrap();
+        let mut buf = vec![1, 2, 3];
+        for (kind, port) in [(TunnelKind::Vxlan, 4789u16), (TunnelKind::Geneve, 6081)] {
+            let t = TunnelRepr {
+                kind,
+                src_mac: MacAddr([2, 0xfe, 0, 0, 0, 2]),
+                dst_mac: MacAddr([2, 0xfe, 0, 0, 0, 1]),
+                src_ip: Ipv4Addr::new(192, 0, 2, 2),
+                dst_ip: Ipv4Addr::new(192, 0, 2, 1),
+                src_port: 49152,
+                vni: 0x12_3456,
+            };
+            t.emit(&mut buf, &inner).unwrap();
+            assert_eq!(buf.len(), 110);
+            assert_eq!(&buf[50..], &inner[..]);
+            assert_eq!(internet_checksum(0, &buf[14..34]), 0);
+            assert_eq!(u16::from_be_bytes([buf[16], buf[17]]), 96);
+            assert_eq!(u16::from_be_bytes([buf[36], buf[37]]), port);
+            assert_eq!(u16::from_be_bytes([buf[38], buf[39]]), 76);
+            assert_eq!(&buf[46..50], &[0x12, 0x34, 0x56, 0]);
+            match kind {
+                TunnelKind::Vxlan => assert_eq!(&buf[42..46], &[0x08, 0, 0, 0]),
+                TunnelKind::Geneve => assert_eq!(&buf[42..46], &[0, 0, 0x65, 0x58]),
+            }
+        }
     }
 
     #[test]

@@ -41,6 +41,45 @@ pub struct VswitchConfig {
     pub remote_endpoints: Vec<RemoteEndpointSpec>,
     /// `[[route]]`: static routes in tenants' VRFs.
     pub routes: Vec<RouteSpec>,
+    /// `[control]`: the gRPC API; absent, the daemon serves no API.
+    pub control: Option<ControlConfig>,
+}
+
+/// `[control]`: where the gRPC API listens and where the desired state is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The Unix socket of the API.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// Its permissions, in octal (`"0660"`).
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+    /// Its group (a name from /etc/group or a number); the daemon's own if unset.
+    pub socket_group: Option<String>,
+    /// The desired state written by API calls, restored at start.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// TCP listening needs mutual TLS, which this build does not have yet: the key
+    /// exists only to be refused with a clear error (plain TCP is never served).
+    pub listen_tcp: Option<String>,
+}
+
+fn default_socket() -> PathBuf {
+    "/run/vswitch/vswitchd.sock".into()
+}
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+fn default_state_file() -> PathBuf {
+    "/var/lib/vswitch/state.json".into()
+}
+
+impl ControlConfig {
+    /// The socket mode as a number.
+    pub fn mode(&self) -> u32 {
+        u32::from_str_radix(&self.socket_mode, 8).unwrap_or(0o660)
+    }
 }
 
 /// DPDK Environment Abstraction Layer settings.
@@ -412,6 +451,7 @@ struct RawFile {
     remote_endpoint: Vec<toml::Table>,
     #[serde(default)]
     route: Vec<toml::Table>,
+    control: Option<ControlConfig>,
 }
 
 #[derive(Deserialize)]
@@ -512,6 +552,7 @@ impl VswitchConfig {
             endpoints: overlay.endpoints,
             remote_endpoints: overlay.remote_endpoints,
             routes: overlay.routes,
+            control: raw.control,
         };
         cfg.validate(cores)?;
         Ok(cfg)
@@ -525,6 +566,23 @@ impl VswitchConfig {
     /// # Errors
     /// The first problem found.
     pub fn validate(&self, cores: usize) -> Result<(), ConfigError> {
+        if let Some(c) = &self.control {
+            if c.listen_tcp.is_some() {
+                return Err(ConfigError::OutOfRange {
+                    field: "control.listen_tcp".into(),
+                    reason: "plain TCP is refused, and mutual TLS is not in this build yet: use the Unix socket".into(),
+                });
+            }
+            match u32::from_str_radix(&c.socket_mode, 8) {
+                Ok(m) if m <= 0o777 => {}
+                _ => {
+                    return Err(ConfigError::OutOfRange {
+                        field: "control.socket_mode".into(),
+                        reason: format!("{:?} is not an octal mode like \"0660\"", c.socket_mode),
+                    })
+                }
+            }
+        }
         let max = cores.saturating_sub(1);
         let dp = &self.dataplane;
         if dp.workers.is_empty() {
@@ -1097,5 +1155,25 @@ on_link = "192.0.2.0/24"
         let bad_mac = format!("{base}neighbors = [{{ ip = \"192.0.2.9\", mac = \"02:00\" }}]\n");
         let e = VswitchConfig::parse(&bad_mac, 2).unwrap_err().to_string();
         assert!(e.contains("underlay: neighbors[0].mac"), "{e}");
+    }
+
+    #[test]
+    fn control_section() {
+        let c = VswitchConfig::parse("[control]\nsocket = \"/tmp/x.sock\"\n", 2).unwrap();
+        let c = c.control.unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.mode(), 0o660);
+        assert_eq!(c.state_file, PathBuf::from("/var/lib/vswitch/state.json"));
+        assert!(VswitchConfig::parse("", 2).unwrap().control.is_none());
+        let e = VswitchConfig::parse("[control]\nlisten_tcp = \"0.0.0.0:9000\"\n", 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("control.listen_tcp: plain TCP is refused"),
+            "{e}"
+        );
+        let e = VswitchConfig::parse("[control]\nsocket_mode = \"0999\"\n", 2).unwrap_err();
+        assert!(e.to_string().contains("control.socket_mode"), "{e}");
+        let e = VswitchConfig::parse("[control]\nsockett = \"/x\"\n", 2).unwrap_err();
+        assert!(e.to_string().contains("unknown field `sockett`"), "{e}");
     }
 }

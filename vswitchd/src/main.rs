@@ -8,7 +8,9 @@
 //! stop and drop their queues, then ports stop and close.
 #![forbid(unsafe_code)]
 
+mod api;
 mod eal_args;
+mod ports;
 mod profiles;
 mod stats_file;
 mod switch;

@@ -79,6 +79,10 @@ pub struct StatsDoc {
     pub uptime_s: f64,
     /// Packets the switch made itself (ARP/ND requests, ICMP errors).
     pub generated: u64,
+    /// The pipeline snapshot generation published.
+    pub generation: u64,
+    /// Packet buffers in use (held by ports, queues and workers).
+    pub mbufs_in_use: u64,
     /// Ports in configuration order.
     pub ports: Vec<PortDoc>,
     /// Drops over all workers and ports, by reason (every reason listed, zeros too).

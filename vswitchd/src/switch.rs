@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,13 +11,13 @@ use control::config::VswitchConfig;
 use dataplane::overlay::{NeighborConfig, NeighborTable};
 use dataplane::wire::ParseConfig;
 use dataplane::{
-    IdleBackoff, Pipeline, PortIdx, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
+    IdleBackoff, L2Pipeline, Pipeline, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
     WorkerStatsShared,
 };
-use pmd_shims::profile::PortProfile;
-use pmd_shims::{Eal, MbufAlloc, Mempool, Port, PortConfig, PortRxQueue, PortTxQueue};
+use pmd_shims::{Eal, MbufAlloc, Mempool, PortRxQueue, PortTxQueue};
 use tracing::{info, warn};
 
+use crate::ports::Dataplane;
 use crate::stats_file::{self, DpdkDoc, PortDoc, StatsDoc};
 
 /// A configuration that passed every check that can run before DPDK starts.
@@ -27,8 +27,15 @@ pub struct Prepared {
     /// that the main thread sees only its own core).
     cores: usize,
     cfg: VswitchConfig,
-    profiles: Vec<PortProfile>,
-    pipeline: Pipeline,
+    /// The API's settings and the desired state it starts from (`[control]`).
+    api: Option<ApiStart>,
+}
+
+/// What the gRPC API starts with.
+struct ApiStart {
+    settings: control::config::ControlConfig,
+    fixed: control::state::Fixed,
+    desired: control::state::Desired,
 }
 
 /// Compiles the whole pipeline snapshot of `cfg` as generation `generation`.
@@ -53,29 +60,33 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
     let cores = core_affinity::get_core_ids().map_or(1, |ids| ids.len());
     let cfg = VswitchConfig::parse(&text, cores).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let workers = cfg.dataplane.workers.len() as u16;
-    let mut profiles = Vec::with_capacity(cfg.ports.len());
     for p in &cfg.ports {
-        let profile = crate::profiles::port_profile(p, workers);
-        profile
+        crate::profiles::port_profile(p, workers)
             .check()
             .map_err(|e| anyhow!("{}: port {:?}: {e}", path.display(), p.name))?;
-        profiles.push(profile);
     }
-    let pipeline = compile(&cfg, 1).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    compile(&cfg, 1).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    // With the API on, the state file (what API writes left) wins over the file's
+    // sections; a corrupt or newer one stops the start here, before anything runs.
+    let api = match &cfg.control {
+        None => None,
+        Some(settings) => {
+            let fixed = control::state::Fixed::from_config(&cfg, cores);
+            let desired = control::state::Desired::boot(&cfg, &fixed, Some(&settings.state_file))
+                .map_err(|e| anyhow!("{e}"))?;
+            Some(ApiStart {
+                settings: settings.clone(),
+                fixed,
+                desired,
+            })
+        }
+    };
     Ok(Prepared {
         path: path.to_path_buf(),
         cores,
         cfg,
-        profiles,
-        pipeline,
+        api,
     })
-}
-
-/// A port as the main thread keeps it: the DPDK handle and what it is called.
-struct PortRuntime {
-    name: String,
-    driver: String,
-    port: Port,
 }
 
 type DpdkWorker = Worker<PortRxQueue, PortTxQueue, MbufAlloc>;
@@ -96,9 +107,21 @@ pub fn run(prep: Prepared) -> Result<()> {
         path,
         cores,
         cfg,
-        profiles,
-        pipeline,
+        api,
     } = prep;
+    // The control service's runtime starts before EAL, which pins the calling
+    // thread and whatever it spawns afterwards to the main core (DESIGN.md §5).
+    let runtime = match &api {
+        Some(_) => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("vsw-control")
+                .enable_all()
+                .build()
+                .context("control runtime")?,
+        ),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
@@ -117,60 +140,11 @@ pub fn run(prep: Prepared) -> Result<()> {
     let dp = &cfg.dataplane;
     let pool = Mempool::new("vswitch_pkts", dp.mbufs, dp.mbuf_cache, 2048 + 128, -1)
         .context("packet mempool")?;
-
     let n_workers = dp.workers.len();
-    let port_worker = cfg.port_workers();
-    // Per worker: the rx queues it polls and one tx queue per port (if the port has
-    // enough tx queues for every worker).
-    let mut rxqs: Vec<Vec<(PortIdx, PortRxQueue)>> = (0..n_workers).map(|_| Vec::new()).collect();
-    let mut txqs: Vec<Vec<Option<PortTxQueue>>> = (0..n_workers).map(|_| Vec::new()).collect();
-    let mut ports = Vec::with_capacity(cfg.ports.len());
-    for (i, (pc, profile)) in cfg.ports.iter().zip(&profiles).enumerate() {
-        let devargs = profile.devargs(i as u32);
-        let mut port = Port::probe(&devargs)
-            .with_context(|| format!("port {:?}: probe {devargs}", pc.name))?;
-        let dev = port.info();
-        let nb_rxq = match profile {
-            PortProfile::AfPacket { qpairs, .. } => *qpairs,
-            _ => 1,
-        }
-        .min(dev.max_rx_queues.max(1));
-        let nb_txq = (n_workers as u16).min(dev.max_tx_queues);
-        if nb_txq < n_workers as u16 {
-            warn!(port = %pc.name, nb_txq, "fewer tx queues than workers: some workers cannot send to this port (counted as no_tx_queue)");
-        }
-        let (rx, tx) = port
-            .configure(
-                &PortConfig {
-                    nb_rxq,
-                    nb_txq,
-                    rx_desc: dp.rx_desc,
-                    tx_desc: dp.tx_desc,
-                    mtu: pc.mtu,
-                    promiscuous: true,
-                },
-                &pool,
-            )
-            .with_context(|| format!("port {:?}: configure", pc.name))?;
-        port.start()
-            .with_context(|| format!("port {:?}: start", pc.name))?;
-        let idx = PortIdx(i as u16);
-        for (q, rxq) in rx.into_iter().enumerate() {
-            rxqs[(port_worker[i] + q) % n_workers].push((idx, rxq));
-        }
-        let mut tx = tx.into_iter();
-        for w in txqs.iter_mut() {
-            w.push(tx.next());
-        }
-        info!(port = %pc.name, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, "port up");
-        ports.push(PortRuntime {
-            name: pc.name.clone(),
-            driver: dev.driver_name.clone(),
-            port,
-        });
-    }
 
-    let snapshot = Arc::new(SnapshotCell::new(pipeline));
+    // Workers start with no ports: every port, at start as at runtime, reaches them
+    // through their command channels.
+    let snapshot = Arc::new(SnapshotCell::new(Pipeline::l2_only(L2Pipeline::empty(0))));
     let idle = if dp.idle_sleep_max_us == 0 {
         IdleBackoff::busy_poll()
     } else {
@@ -178,26 +152,26 @@ pub fn run(prep: Prepared) -> Result<()> {
     };
     // One underlay neighbour table for all workers: whichever receives an ARP/ND
     // answer on the uplink learns it for everyone.
-    let mut table = NeighborTable::new(NeighborConfig::default());
-    for &(ip, mac) in cfg.underlay.iter().flat_map(|u| &u.neighbors) {
-        table.add_static(ip, mac);
-    }
-    let neighbors = Arc::new(std::sync::Mutex::new(table));
+    let neighbors = Arc::new(Mutex::new(NeighborTable::new(NeighborConfig::default())));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(n_workers);
-    for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
+    let mut commands = Vec::with_capacity(n_workers);
+    for w in 0..n_workers {
         let core = dp.workers[w];
+        let (cmd_tx, cmd_rx) = crossbeam::channel::unbounded();
+        commands.push(cmd_tx);
         let worker: DpdkWorker = Worker::new(
             WorkerId(w as u16),
-            rx,
-            tx,
+            Vec::new(),
+            Vec::new(),
             MbufAlloc::new(Arc::clone(&pool)),
             Arc::clone(&snapshot),
             idle.clone(),
             Arc::clone(&worker_stop),
         )
         .map_err(|e| anyhow!("worker {w}: {e}"))?
-        .with_neighbors(Arc::clone(&neighbors));
+        .with_neighbors(Arc::clone(&neighbors))
+        .with_commands(cmd_rx);
         let stats = worker.stats_handle();
         let handle = std::thread::Builder::new()
             .name(format!("vsw-worker{w}"))
@@ -210,15 +184,84 @@ pub fn run(prep: Prepared) -> Result<()> {
             handle,
         });
     }
-    info!(workers = n_workers, ports = ports.len(), "forwarding");
-
+    let dataplane = Arc::new(Mutex::new(Dataplane::new(
+        Arc::clone(&pool),
+        &cfg,
+        commands,
+        Arc::clone(&snapshot),
+        Arc::clone(&neighbors),
+    )));
+    let (start_cfg, start_generation) = match &api {
+        Some(a) => (a.desired.config.clone(), a.desired.generation),
+        None => (cfg.clone(), 1),
+    };
+    let started_ok = lock(&dataplane).apply(&start_cfg, start_generation);
+    if let Err(e) = started_ok {
+        worker_stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            let _ = w.handle.join();
+        }
+        if let Ok(m) = Arc::try_unwrap(dataplane) {
+            m.into_inner().unwrap_or_else(|p| p.into_inner()).shutdown();
+        }
+        let _ = eal.cleanup();
+        return Err(e);
+    }
+    info!(
+        workers = n_workers,
+        ports = start_cfg.ports.len(),
+        generation = start_generation,
+        "forwarding"
+    );
     let started = Instant::now();
+    let mut api_stop = None;
+    if let (Some(api), Some(rt)) = (api, &runtime) {
+        let handle = crate::api::VswitchdHandle {
+            dataplane: Arc::clone(&dataplane),
+            workers: workers
+                .iter()
+                .map(|w| (w.index, w.core, Arc::clone(&w.stats)))
+                .collect(),
+            started,
+        };
+        let state_file = api.settings.state_file.clone();
+        let svc =
+            control::service::VswitchService::new(handle, api.fixed, api.desired, Some(state_file));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let socket = api.settings.socket.clone();
+        let mode = api.settings.mode();
+        let group = api.settings.socket_group.clone();
+        let server = rt.spawn(async move {
+            control::service::serve_unix(&socket, mode, group.as_deref(), svc, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        // A socket that cannot be bound fails the start, with the reason.
+        std::thread::sleep(Duration::from_millis(100));
+        if server.is_finished() {
+            stop.store(true, Ordering::Relaxed);
+            match rt.block_on(server) {
+                Ok(Err(e)) => warn!("control API: {e}"),
+                Ok(Ok(())) => warn!("control API stopped"),
+                Err(e) => warn!("control API: {e}"),
+            }
+        } else {
+            info!(socket = %api.settings.socket.display(), "control API listening");
+            api_stop = Some((tx, server));
+        }
+    }
+
     let interval = Duration::from_millis(dp.stats_interval_ms.max(10));
     let mut next_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) && workers.iter().all(|w| !w.handle.is_finished()) {
         if Instant::now() >= next_stats {
             if let Some(path) = &dp.stats_file {
-                let doc = stats_doc(&ports, &workers, started);
+                let w: Vec<_> = workers
+                    .iter()
+                    .map(|w| (w.index, w.core, Arc::clone(&w.stats)))
+                    .collect();
+                let doc = stats_doc(&lock(&dataplane), &w, started);
                 if let Err(e) = stats_file::write(path, &doc) {
                     warn!("stats file: {e:#}");
                 }
@@ -226,11 +269,23 @@ pub fn run(prep: Prepared) -> Result<()> {
             next_stats += interval;
         }
         if reload.swap(false, Ordering::Relaxed) {
-            reload_config(&path, cores, &cfg, &snapshot, &neighbors);
+            if api_stop.is_some() {
+                warn!("SIGHUP ignored: with [control] the desired state belongs to the API (vswitchctl apply -f)");
+            } else {
+                reload_config(&path, cores, &dataplane);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // The API goes first: no write may land while the dataplane shuts down.
+    if let (Some((tx, server)), Some(rt)) = (api_stop, &runtime) {
+        let _ = tx.send(());
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+    }
+    if let Some(rt) = runtime {
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
     info!("stopping workers");
     worker_stop.store(true, Ordering::Relaxed);
     let mut failure = None;
@@ -250,21 +305,18 @@ pub fn run(prep: Prepared) -> Result<()> {
         finished.push((index, core, stats));
     }
     // Workers have dropped their queues: now the ports can stop.
-    let final_doc = stats_doc_from(&ports, &finished, started);
+    let dataplane = match Arc::try_unwrap(dataplane) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(_) => bail!("the dataplane is still shared at shutdown"),
+    };
+    let final_doc = stats_doc(&dataplane, &finished, started);
     if let Some(path) = &dp.stats_file {
         stats_file::write(path, &final_doc)?;
     }
     for p in &final_doc.ports {
         info!(port = %p.name, rx = p.rx_packets, tx = p.tx_packets, dropped = p.dropped, "final counters");
     }
-    for mut p in ports {
-        if let Err(e) = p.port.stop() {
-            warn!(port = %p.name, "stop: {e}");
-        }
-        if let Err(e) = p.port.close() {
-            warn!(port = %p.name, "close: {e}");
-        }
-    }
+    dataplane.shutdown();
     if let Err(e) = eal.cleanup() {
         warn!("EAL cleanup: {e}");
     }
@@ -275,57 +327,44 @@ pub fn run(prep: Prepared) -> Result<()> {
     }
 }
 
-/// SIGHUP: re-reads the configuration and publishes its tables as the next
-/// generation. Workers pick it up at their next burst; nothing is half-applied: a
-/// file that does not validate, or that changes ports or EAL settings (which need a
-/// restart until the control service can hot-plug them), is refused and the running
-/// snapshot stays.
-fn reload_config(
-    path: &Path,
-    cores: usize,
-    running: &VswitchConfig,
-    snapshot: &SnapshotCell<Pipeline>,
-    neighbors: &std::sync::Mutex<NeighborTable>,
-) {
+/// Locks the dataplane; a panic while holding it cannot leave it half-changed in a
+/// way the next user could make worse, so a poisoned lock is taken over.
+pub fn lock(dp: &Mutex<Dataplane>) -> std::sync::MutexGuard<'_, Dataplane> {
+    dp.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// SIGHUP: re-reads the configuration and makes the dataplane run it as the next
+/// generation: ports added or removed, tables published. Workers pick the new
+/// snapshot up at their next burst; nothing is half-applied: a file that does not
+/// validate, or that changes `[eal]` or `[dataplane]` (which need a restart), is
+/// refused and the running generation stays.
+fn reload_config(path: &Path, cores: usize, dataplane: &Mutex<Dataplane>) {
+    let mut dp = lock(dataplane);
+    let generation = dp.snapshot().generation();
     let next = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
         .and_then(|text| VswitchConfig::parse(&text, cores).map_err(|e| anyhow!("{e}")));
     let next = match next {
         Ok(c) => c,
         Err(e) => {
-            warn!(
-                "reload refused, keeping generation {}: {e:#}",
-                snapshot.generation()
-            );
+            warn!("reload refused, keeping generation {generation}: {e:#}");
             return;
         }
     };
-    if next.ports != running.ports || next.eal != running.eal || next.dataplane != running.dataplane
-    {
+    if next.eal != dp.running().eal || next.dataplane != dp.running().dataplane {
         warn!(
-            "reload refused, keeping generation {}: ports, [eal] and [dataplane] need a restart",
-            snapshot.generation()
+            "reload refused, keeping generation {generation}: [eal] and [dataplane] need a restart"
         );
         return;
     }
-    let generation = snapshot.generation() + 1;
-    match compile(&next, generation) {
-        Ok(p) => {
-            // New static neighbours take effect; removing one needs a restart.
-            if let Ok(mut table) = neighbors.lock() {
-                for &(ip, mac) in next.underlay.iter().flat_map(|u| &u.neighbors) {
-                    table.add_static(ip, mac);
-                }
-            }
-            let t = Instant::now();
-            snapshot.publish(p);
-            info!(
-                generation,
-                publish_us = t.elapsed().as_micros() as u64,
-                "reloaded configuration"
-            );
-        }
-        Err(e) => warn!("reload refused: {e:#}"),
+    let t = Instant::now();
+    match dp.apply(&next, generation + 1) {
+        Ok(()) => info!(
+            generation = generation + 1,
+            publish_us = t.elapsed().as_micros() as u64,
+            "reloaded configuration"
+        ),
+        Err(e) => warn!("reload refused, keeping generation {generation}: {e:#}"),
     }
 }
 
@@ -352,29 +391,20 @@ fn worker_main(worker: DpdkWorker, core: usize) -> Result<()> {
     Ok(())
 }
 
-fn stats_doc(ports: &[PortRuntime], workers: &[WorkerRuntime], started: Instant) -> StatsDoc {
-    let w: Vec<_> = workers
-        .iter()
-        .map(|w| (w.index, w.core, Arc::clone(&w.stats)))
-        .collect();
-    stats_doc_from(ports, &w, started)
-}
-
-fn stats_doc_from(
-    ports: &[PortRuntime],
+fn stats_doc(
+    dataplane: &Dataplane,
     workers: &[(usize, usize, Arc<WorkerStatsShared>)],
     started: Instant,
 ) -> StatsDoc {
     let snaps: Vec<StatsSnapshot> = workers.iter().map(|(_, _, s)| s.snapshot()).collect();
     let totals = StatsTotals::sum(&snaps);
-    let ports = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let t = totals.ports.get(i).copied().unwrap_or_default();
+    let ports = dataplane
+        .ports()
+        .map(|(idx, p)| {
+            let t = totals.ports.get(idx.index()).copied().unwrap_or_default();
             let d = p.port.stats();
             PortDoc {
-                name: p.name.clone(),
+                name: p.config.name.clone(),
                 driver: p.driver.clone(),
                 rx_packets: t.rx_packets,
                 rx_bytes: t.rx_bytes,
@@ -398,6 +428,8 @@ fn stats_doc_from(
     StatsDoc {
         uptime_s: started.elapsed().as_secs_f64(),
         generated: totals.generated,
+        generation: dataplane.snapshot().generation(),
+        mbufs_in_use: u64::from(dataplane.pool().in_use_count()),
         ports,
         drops: stats_file::drops_doc(&totals),
         workers: workers

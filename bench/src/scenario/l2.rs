@@ -30,7 +30,7 @@
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 
-use super::{FrameSize, Scenario, ScenarioError};
+use super::{FrameSize, OvsSetup, Scenario, ScenarioError};
 use crate::wire::{MacAddr, UdpFrameRepr};
 
 /// Source MAC of every frame: the traffic generator's port.
@@ -130,6 +130,48 @@ impl L2Scenario {
 impl Scenario for L2Scenario {
     fn name(&self) -> &'static str {
         "l2"
+    }
+
+    fn size(&self) -> FrameSize {
+        self.size
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "L2 forwarding replay -> sink by a static MAC table of {} entries, one \
+             destination MAC per flow; nothing else in the pipeline.",
+            self.flows
+        )
+    }
+
+    fn write_vswitchd_sections(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "# Static MAC table: every flow's destination MAC is behind sink."
+        )?;
+        for mac in self.destination_macs() {
+            writeln!(out, "[[l2]]\nmac = \"{mac}\"\nport = \"sink\"")?;
+        }
+        Ok(())
+    }
+
+    fn write_ovs_flows(&self, out: &mut dyn Write) -> io::Result<()> {
+        // One exact-match rule per MAC: the OVS equivalent of a static MAC
+        // table without NORMAL's learning and flooding.
+        for mac in self.destination_macs() {
+            writeln!(
+                out,
+                "table=0,priority=100,in_port=1,dl_dst={mac},actions=output:2"
+            )?;
+        }
+        writeln!(out, "table=0,priority=0,actions=drop")
+    }
+
+    fn ovs_setup(&self) -> OvsSetup {
+        OvsSetup {
+            notes: vec!["No setup beyond ports 1 and 2; no NORMAL action.".to_owned()],
+            ..OvsSetup::default()
+        }
     }
 
     fn flow_count(&self) -> u32 {

@@ -1,10 +1,18 @@
 //! Benchmark scenarios.
 //!
 //! A scenario is one self-contained test case: the traffic offered to the
-//! switch and (to come) the switch configuration and the equivalent OVS
-//! rules, so that both switches are measured on exactly the same work. Each
-//! scenario lives in its own file and implements [`Scenario`]; the config
-//! and OVS generators are expected to become further trait methods.
+//! switch, the vswitchd configuration sections that forward it, and the
+//! equivalent OVS rules and bridge setup, so that both switches are measured
+//! on exactly the same work. Each scenario lives in its own file and
+//! implements [`Scenario`].
+//!
+//! # Bench topology
+//!
+//! Every scenario runs on exactly two DPDK ports: `replay` (`net_pcap` with
+//! `infinite_rx`, the traffic source) and `sink` (`net_null`, no rx). For
+//! OVS they are OpenFlow ports 1 (`replay`) and 2 (`sink`) of one netdev
+//! bridge `br0`; tunnel scenarios add a tunnel port 3 and give `br0`'s LOCAL
+//! port the local VTEP address (see [`OvsSetup`]).
 //!
 //! Traffic is index-addressed: frame `i` is a pure function of the
 //! scenario's parameters and `i`. There is no random number generator at
@@ -20,11 +28,16 @@
 //! "64-byte" frame is 60 bytes in the pcap, a "1518-byte" frame 1514.
 
 mod l2;
+mod l3;
+mod tunnel;
 
+pub use crate::wire::TunnelKind;
 pub use l2::L2Scenario;
+pub use l3::L3Scenario;
+pub use tunnel::{TunnelDirection, TunnelScenario};
 
 use std::fmt;
-use std::io::Write;
+use std::io::{self, Write};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -55,6 +68,82 @@ pub trait Scenario {
     /// Must be deterministic: the same scenario and index always give the
     /// same bytes.
     fn emit_frame(&self, index: u64, buf: &mut Vec<u8>);
+
+    /// Frame size setting (the nominal size of the frames a pod sends: for
+    /// tunnel scenarios the *inner* frame, see their module docs).
+    fn size(&self) -> FrameSize;
+
+    /// A few sentences on what the scenario measures.
+    fn description(&self) -> String;
+
+    /// The vswitchd configuration sections that make the switch do the
+    /// scenario's work, besides `[eal]`, `[dataplane]` and the two
+    /// `[[port]]`s `replay` and `sink`, which the caller writes.
+    ///
+    /// # Errors
+    /// Any error from `out`.
+    fn write_vswitchd_sections(&self, out: &mut dyn Write) -> io::Result<()>;
+
+    /// The OpenFlow rules for bridge `br0` (ports 1 = replay, 2 = sink, and
+    /// 3 = the tunnel port if [`OvsSetup::tunnel`] is set), in
+    /// `ovs-ofctl add-flows` syntax.
+    ///
+    /// # Errors
+    /// Any error from `out`.
+    fn write_ovs_flows(&self, out: &mut dyn Write) -> io::Result<()>;
+
+    /// What `br0` needs besides the two DPDK ports.
+    fn ovs_setup(&self) -> OvsSetup;
+
+    /// Bytes each frame carries beyond its nominal size (the encapsulation)
+    /// as replayed, and as vswitchd sends it to `sink`; for line-rate
+    /// figures.
+    fn overhead(&self) -> Overhead {
+        Overhead::default()
+    }
+}
+
+/// Encapsulation bytes beyond the nominal frame size; see
+/// [`Scenario::overhead`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Overhead {
+    /// On frames in the pcap (what `replay` receives).
+    pub replay: usize,
+    /// On frames vswitchd sends to `sink`.
+    pub sink: usize,
+}
+
+/// OVS bridge setup a scenario needs beyond ports 1 (`replay`) and 2 (`sink`)
+/// on the netdev bridge `br0`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OvsSetup {
+    /// A userspace tunnel port, OpenFlow port 3.
+    pub tunnel: Option<OvsTunnel>,
+    /// Address (with prefix length) to give `br0`'s LOCAL port: the local
+    /// VTEP, so that native tunnelling pops packets sent to LOCAL and routes
+    /// pushed ones out of `br0`.
+    pub local_ip: Option<String>,
+    /// MAC to give `br0` (`other_config:hwaddr`): the outer destination MAC
+    /// of decapsulated traffic, which native tunnelling requires.
+    pub bridge_mac: Option<String>,
+    /// Commands to run after the bridge and ports exist, in order
+    /// (`ovs-vsctl`, `ip`, `ovs-appctl`).
+    pub commands: Vec<String>,
+    /// Free-form notes: caveats and what differs from vswitchd.
+    pub notes: Vec<String>,
+}
+
+/// A userspace (native) tunnel port on `br0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OvsTunnel {
+    /// Interface name (`tun0`).
+    pub name: String,
+    /// OVS interface type: `vxlan` or `geneve`.
+    pub kind: String,
+    /// Requested OpenFlow port number (3).
+    pub ofport: u16,
+    /// `options:` of the interface, e.g. `remote_ip=flow`.
+    pub options: Vec<(String, String)>,
 }
 
 /// Errors in scenario parameters.
@@ -66,6 +155,14 @@ pub enum ScenarioError {
         /// Requested flow count.
         flows: u32,
         /// Largest supported flow count.
+        max: u32,
+    },
+    /// The route count is zero or more than the addressing scheme can name.
+    #[error("prefix count {prefixes} is out of range 1..={max}")]
+    PrefixesOutOfRange {
+        /// Requested prefix count.
+        prefixes: u32,
+        /// Largest supported prefix count.
         max: u32,
     },
     /// A fixed frame size outside the untagged Ethernet range.

@@ -1,0 +1,582 @@
+//! The command line (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::DEFAULT_SOCKET;
+
+/// vswitchctl: configure and inspect a running vswitchd over its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "vswitchctl", version, propagate_version = true)]
+pub struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, env = "VSWITCH_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Seconds to wait for the connection and for each request.
+    #[arg(long, global = true, default_value_t = 30)]
+    pub timeout: u64,
+    /// Make a write conditional: refused unless the state is still at this
+    /// generation (0: any).
+    #[arg(long, global = true, default_value_t = 0, value_name = "GEN")]
+    pub expected_generation: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--json` of every read.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generation, health, ports, networks and counts of the rest.
+    Show(JsonFlag),
+    /// Ports: add, delete, list (as they run).
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Virtual networks (VXLAN/Geneve).
+    #[command(subcommand)]
+    Net(NetCmd),
+    /// Local endpoints: workloads behind a port of this switch.
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    /// Remote endpoints: workloads behind another node's VTEP.
+    #[command(subcommand)]
+    Remote(RemoteCmd),
+    /// Static routes per tenant.
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// The overlay's underlay (uplink, VTEP address, neighbours).
+    #[command(subcommand)]
+    Underlay(UnderlayCmd),
+    /// Counters per port and per worker, and drops by reason.
+    Stats(StatsArgs),
+    /// Replace the whole desired state with a document (YAML or JSON).
+    Apply(ApplyArgs),
+    /// Export the desired state as a document `apply` takes.
+    Get(GetArgs),
+    /// Run a packet through the switch's tables without sending it.
+    Trace(TraceArgs),
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: ShellKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShellKind {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `k=v`, split at the first `=`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortCmd {
+    /// Add a port (hot-plugged by the daemon).
+    Add {
+        name: String,
+        /// af_packet, tap, pcap, null, ring, vhost_user, virtio_user, mlx5.
+        #[arg(long)]
+        profile: String,
+        /// A profile key (iface=vsw-pod1, rx_pcap=/tmp/x.pcap, ...); repeatable.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        params: Vec<(String, String)>,
+        /// Flooding group ("default").
+        #[arg(long)]
+        group: Option<String>,
+        /// MTU (the driver's when absent).
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
+    /// Delete a port.
+    Del { name: String },
+    /// Ports as they run: driver, link, counters.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCmd {
+    /// Add a virtual network.
+    Add {
+        name: String,
+        /// 24-bit VXLAN/Geneve network identifier.
+        #[arg(long)]
+        vni: u32,
+        #[arg(long, value_enum)]
+        encap: Option<Encap>,
+        /// Tenant (VRF), "default" when absent.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Connected prefix; repeatable.
+        #[arg(long = "subnet", value_name = "CIDR")]
+        subnets: Vec<String>,
+        /// Distributed gateway address; repeatable.
+        #[arg(long = "gateway-ip", value_name = "IP")]
+        gateway_ips: Vec<String>,
+        #[arg(long, value_name = "MAC")]
+        gateway_mac: String,
+        /// Flood unknown unicast to the VTEPs (dropped otherwise).
+        #[arg(long)]
+        flood_unknown: bool,
+        /// Remote VTEP for broadcast/multicast; repeatable.
+        #[arg(long = "vtep", value_name = "IP")]
+        vteps: Vec<String>,
+    },
+    /// Delete a virtual network.
+    Del { name: String },
+    /// The virtual networks.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Encap {
+    Vxlan,
+    Geneve,
+}
+
+impl Encap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encap::Vxlan => "vxlan",
+            Encap::Geneve => "geneve",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCmd {
+    /// Add a workload behind a local port.
+    Add {
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        mac: String,
+        /// Address; repeatable.
+        #[arg(long = "ip", value_name = "IP")]
+        ips: Vec<String>,
+        #[arg(long)]
+        port: String,
+    },
+    /// Delete a local endpoint.
+    Del {
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        mac: String,
+    },
+    /// The local endpoints.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCmd {
+    /// Add a workload behind a remote VTEP.
+    Add {
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        mac: String,
+        /// Address; repeatable.
+        #[arg(long = "ip", value_name = "IP")]
+        ips: Vec<String>,
+        #[arg(long, value_name = "IP")]
+        vtep: String,
+    },
+    /// Delete a remote endpoint.
+    Del {
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        mac: String,
+    },
+    /// The remote endpoints.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCmd {
+    /// Add a static route: through an endpoint of a network, or a blackhole.
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["via", "blackhole"]))]
+    Add {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Destination prefix (CIDR).
+        prefix: String,
+        /// The next hop's network.
+        #[arg(long, value_name = "NETWORK", requires = "via")]
+        via_network: Option<String>,
+        /// The next hop (a known endpoint address of --via-network).
+        #[arg(long, value_name = "IP", requires = "via_network")]
+        via: Option<String>,
+        /// Drop what matches.
+        #[arg(long, conflicts_with_all = ["via", "via_network"])]
+        blackhole: bool,
+    },
+    /// Delete a static route.
+    Del {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        prefix: String,
+    },
+    /// The static routes.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnderlayCmd {
+    /// Set (replace) the underlay.
+    Set {
+        /// The port tunnels leave and arrive on.
+        #[arg(long)]
+        uplink: String,
+        /// This switch's VTEP address.
+        #[arg(long, value_name = "IP")]
+        local_ip: String,
+        /// The outer source MAC.
+        #[arg(long, value_name = "MAC")]
+        local_mac: String,
+        /// VTEPs in this prefix are reached directly.
+        #[arg(long, value_name = "CIDR")]
+        on_link: String,
+        /// The router for other VTEPs.
+        #[arg(long, value_name = "IP")]
+        gateway: Option<String>,
+        /// Underlay IP MTU (1500 when absent).
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// A static next hop; repeatable.
+        #[arg(long = "neighbor", value_name = "IP=MAC", value_parser = parse_key_value)]
+        neighbors: Vec<(String, String)>,
+    },
+    /// Remove the underlay (and with it the overlay's reach).
+    Clear,
+    /// The underlay.
+    Show(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub json: JsonFlag,
+    /// Show drop reasons whose count is zero too.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The document: .json is JSON, anything else YAML; `-` reads YAML from stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: String,
+    /// Print the diff and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("frame").required(true).args(["hex", "packet"]))]
+pub struct TraceArgs {
+    /// The port the packet arrives on.
+    #[arg(long, value_name = "PORT")]
+    pub in_port: String,
+    /// The frame in hex, from its Ethernet header.
+    #[arg(long, value_name = "HEX")]
+    pub hex: Option<String>,
+    /// A packet description, e.g.
+    /// eth(src=02:00:00:00:00:01,dst=02:00:00:00:00:02)/ipv4(src=10.1.0.2,dst=10.1.0.3)/udp(sport=1000,dport=2000)
+    #[arg(long, value_name = "SPEC")]
+    pub packet: Option<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("vswitchctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn port_add_with_params() {
+        let c = parse(&[
+            "port",
+            "add",
+            "pod1",
+            "--profile",
+            "af_packet",
+            "--param",
+            "iface=vsw-pod1",
+            "--param",
+            "qpairs=a=b",
+            "--mtu",
+            "9000",
+        ])
+        .unwrap();
+        let Command::Port(PortCmd::Add {
+            name,
+            profile,
+            params,
+            group,
+            mtu,
+        }) = c.command
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!((name.as_str(), profile.as_str()), ("pod1", "af_packet"));
+        assert_eq!(
+            params,
+            [
+                ("iface".into(), "vsw-pod1".into()),
+                ("qpairs".into(), "a=b".into())
+            ]
+        );
+        assert_eq!((group, mtu), (None, Some(9000)));
+        assert!(parse(&["port", "add", "p", "--profile", "tap", "--param", "novalue"]).is_err());
+        assert!(
+            parse(&["port", "add", "p"]).is_err(),
+            "--profile is required"
+        );
+    }
+
+    #[test]
+    fn socket_flag_and_default() {
+        let c = parse(&["show"]).unwrap();
+        if std::env::var_os("VSWITCH_SOCKET").is_none() {
+            assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+        }
+        let c = parse(&["port", "list", "--json", "--socket", "/tmp/x.sock"]).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        assert!(matches!(
+            c.command,
+            Command::Port(PortCmd::List(JsonFlag { json: true }))
+        ));
+    }
+
+    #[test]
+    fn net_add() {
+        let c = parse(&[
+            "net",
+            "add",
+            "blue",
+            "--vni",
+            "100",
+            "--encap",
+            "geneve",
+            "--tenant",
+            "t1",
+            "--subnet",
+            "10.1.0.0/24",
+            "--subnet",
+            "fd00:1::/64",
+            "--gateway-ip",
+            "10.1.0.1",
+            "--gateway-mac",
+            "02:00:00:00:aa:01",
+            "--flood-unknown",
+            "--vtep",
+            "192.0.2.2",
+        ])
+        .unwrap();
+        let Command::Net(NetCmd::Add {
+            vni,
+            encap,
+            subnets,
+            flood_unknown,
+            vteps,
+            ..
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (vni, encap, flood_unknown),
+            (100, Some(Encap::Geneve), true)
+        );
+        assert_eq!(subnets.len(), 2);
+        assert_eq!(vteps, ["192.0.2.2"]);
+        assert!(
+            parse(&["net", "add", "x", "--vni", "1"]).is_err(),
+            "--gateway-mac is required"
+        );
+        assert!(parse(&[
+            "net",
+            "add",
+            "x",
+            "--vni",
+            "1",
+            "--gateway-mac",
+            "m",
+            "--encap",
+            "gre"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn route_targets() {
+        assert!(parse(&[
+            "route",
+            "add",
+            "--tenant",
+            "t1",
+            "0.0.0.0/0",
+            "--via-network",
+            "blue",
+            "--via",
+            "10.1.0.254"
+        ])
+        .is_ok());
+        assert!(parse(&["route", "add", "10.99.0.0/16", "--blackhole"]).is_ok());
+        assert!(
+            parse(&["route", "add", "10.0.0.0/8"]).is_err(),
+            "a target is required"
+        );
+        assert!(
+            parse(&["route", "add", "10.0.0.0/8", "--via", "1.2.3.4"]).is_err(),
+            "--via needs --via-network"
+        );
+        assert!(parse(&["route", "add", "10.0.0.0/8", "--via-network", "b"]).is_err());
+        assert!(parse(&[
+            "route",
+            "add",
+            "10.0.0.0/8",
+            "--blackhole",
+            "--via-network",
+            "b",
+            "--via",
+            "1.1.1.1"
+        ])
+        .is_err());
+        let c = parse(&["route", "del", "10.0.0.0/8"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Route(RouteCmd::Del { tenant, .. }) if tenant == "default")
+        );
+    }
+
+    #[test]
+    fn underlay_endpoint_remote() {
+        let c = parse(&[
+            "underlay",
+            "set",
+            "--uplink",
+            "uplink",
+            "--local-ip",
+            "192.0.2.1",
+            "--local-mac",
+            "02:00:00:00:ff:01",
+            "--on-link",
+            "192.0.2.0/24",
+            "--neighbor",
+            "192.0.2.2=02:00:00:00:ff:02",
+            "--neighbor",
+            "fd00::2=02:00:00:00:ff:03",
+        ])
+        .unwrap();
+        let Command::Underlay(UnderlayCmd::Set {
+            neighbors, gateway, ..
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(neighbors[1], ("fd00::2".into(), "02:00:00:00:ff:03".into()));
+        assert_eq!(gateway, None);
+        assert!(parse(&["underlay", "clear"]).is_ok());
+        assert!(parse(&["underlay", "show", "--json"]).is_ok());
+        assert!(parse(&[
+            "endpoint",
+            "add",
+            "--network",
+            "b",
+            "--mac",
+            "m",
+            "--ip",
+            "1.1.1.1",
+            "--ip",
+            "::1",
+            "--port",
+            "p"
+        ])
+        .is_ok());
+        assert!(
+            parse(&["endpoint", "add", "--network", "b", "--mac", "m"]).is_err(),
+            "--port is required"
+        );
+        assert!(parse(&["endpoint", "del", "--network", "b", "--mac", "m"]).is_ok());
+        assert!(parse(&[
+            "remote",
+            "add",
+            "--network",
+            "b",
+            "--mac",
+            "m",
+            "--vtep",
+            "192.0.2.2"
+        ])
+        .is_ok());
+        assert!(parse(&["remote", "del", "--network", "b", "--mac", "m"]).is_ok());
+        assert!(parse(&["remote", "list", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn apply_get_trace_stats_completion() {
+        let c = parse(&["apply", "-f", "-", "--dry-run"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Apply(ApplyArgs { ref file, dry_run: true }) if file == "-")
+        );
+        assert!(parse(&["apply"]).is_err());
+        let c = parse(&["get"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Get(GetArgs {
+                output: OutputFormat::Yaml
+            })
+        ));
+        assert!(parse(&["get", "-o", "json"]).is_ok());
+        assert!(parse(&["get", "-o", "xml"]).is_err());
+        assert!(parse(&["trace", "--in-port", "pod1", "--hex", "00"]).is_ok());
+        assert!(
+            parse(&["trace", "--in-port", "pod1"]).is_err(),
+            "a frame is required"
+        );
+        assert!(parse(&["trace", "--in-port", "p", "--hex", "00", "--packet", "eth"]).is_err());
+        assert!(parse(&["stats", "--all", "--json"]).is_ok());
+        assert!(parse(&["completion", "zsh"]).is_ok());
+        assert!(parse(&["completion", "tcsh"]).is_err());
+        let c = parse(&["--expected-generation", "7", "port", "del", "p"]).unwrap();
+        assert_eq!(c.expected_generation, 7);
+    }
+}

@@ -1,0 +1,873 @@
+//! The commands, each a function of a connected [`Client`] writing its human or JSON
+//! output to `out`, so that tests can call them against a real daemon and read what
+//! they print. [`execute`] dispatches a parsed command line.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use control::api::{self, op::Op as O};
+use serde_json::{json, Value};
+
+use crate::cli::{self, Command};
+use crate::client::Client;
+use crate::doc::{self, Diff, Document, Format};
+use crate::error::{Error, Result};
+use crate::packet;
+use crate::table::Table;
+
+/// Options every write shares.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOpts {
+    /// 0: any generation.
+    pub expected_generation: u64,
+}
+
+fn refused(s: tonic::Status) -> Error {
+    Error::Refused(s)
+}
+
+fn print_json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v).map_err(|e| Error::Local(e.to_string()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn join(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(",")
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+// ------------------------------------------------------------ dispatch
+
+/// The local inputs of a command, read and checked before connecting (so that a
+/// bad packet description or document is a usage error whatever the daemon).
+#[derive(Debug, Clone, Default)]
+pub enum Prepared {
+    #[default]
+    Nothing,
+    /// `trace`: the frame.
+    Frame(Vec<u8>),
+    /// `apply`: the desired document.
+    Document(Box<Document>),
+}
+
+/// Reads and checks the command's local inputs (`apply`'s file, `trace`'s frame).
+pub fn prepare(cli: &cli::Cli) -> Result<Prepared> {
+    Ok(match &cli.command {
+        Command::Apply(a) => Prepared::Document(Box::new(read_document(&a.file)?)),
+        Command::Trace(a) => Prepared::Frame(match (&a.hex, &a.packet) {
+            (Some(h), None) => packet::parse_hex(h).map_err(Error::Usage)?,
+            (None, Some(spec)) => packet::build(spec).map_err(Error::Usage)?,
+            _ => return Err(Error::Usage("trace: give --hex or --packet".into())),
+        }),
+        _ => Prepared::Nothing,
+    })
+}
+
+/// Runs one parsed command against `client` ([`prepare`] then
+/// [`execute_prepared`]). `completion` needs no client; see [`completion`].
+pub async fn execute(client: &mut Client, cli: &cli::Cli, out: &mut dyn Write) -> Result<()> {
+    let prepared = prepare(cli)?;
+    execute_prepared(client, cli, prepared, out).await
+}
+
+/// Runs one parsed command whose local inputs [`prepare`] read.
+pub async fn execute_prepared(
+    client: &mut Client,
+    cli: &cli::Cli,
+    prepared: Prepared,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use cli::UnderlayCmd as U;
+    use cli::{EndpointCmd as E, NetCmd as N, PortCmd as P, RemoteCmd as R, RouteCmd as Rt};
+    let w = WriteOpts {
+        expected_generation: cli.expected_generation,
+    };
+    match &cli.command {
+        Command::Show(j) => show(client, j.json, out).await,
+        Command::Port(P::Add {
+            name,
+            profile,
+            params,
+            group,
+            mtu,
+        }) => {
+            let port = api::Port {
+                name: name.clone(),
+                profile: profile.clone(),
+                params: params.iter().cloned().collect(),
+                group: group.clone().unwrap_or_default(),
+                mtu: mtu.unwrap_or(0),
+            };
+            write(client, vec![O::AddPort(port)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Port(P::Del { name }) => write(client, vec![O::DelPort(name.clone())], w, out)
+            .await
+            .map(drop),
+        Command::Port(P::List(j)) => port_list(client, j.json, out).await,
+        Command::Net(N::Add {
+            name,
+            vni,
+            encap,
+            tenant,
+            subnets,
+            gateway_ips,
+            gateway_mac,
+            flood_unknown,
+            vteps,
+        }) => {
+            let net = api::Network {
+                name: name.clone(),
+                vni: *vni,
+                encap: encap.map(|e| e.as_str().to_string()).unwrap_or_default(),
+                tenant: tenant.clone().unwrap_or_default(),
+                subnets: subnets.clone(),
+                gateway_ips: gateway_ips.clone(),
+                gateway_mac: gateway_mac.clone(),
+                flood_unknown: *flood_unknown,
+                vteps: vteps.clone(),
+            };
+            write(client, vec![O::AddNetwork(net)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Net(N::Del { name }) => write(client, vec![O::DelNetwork(name.clone())], w, out)
+            .await
+            .map(drop),
+        Command::Net(N::List(j)) => net_list(client, j.json, out).await,
+        Command::Endpoint(E::Add {
+            network,
+            mac,
+            ips,
+            port,
+        }) => {
+            let ep = api::Endpoint {
+                network: network.clone(),
+                mac: mac.clone(),
+                ips: ips.clone(),
+                port: port.clone(),
+            };
+            write(client, vec![O::AddEndpoint(ep)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Endpoint(E::Del { network, mac }) => {
+            let key = api::EndpointKey {
+                network: network.clone(),
+                mac: mac.clone(),
+            };
+            write(client, vec![O::DelEndpoint(key)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Endpoint(E::List(j)) => endpoint_list(client, j.json, out).await,
+        Command::Remote(R::Add {
+            network,
+            mac,
+            ips,
+            vtep,
+        }) => {
+            let ep = api::RemoteEndpoint {
+                network: network.clone(),
+                mac: mac.clone(),
+                ips: ips.clone(),
+                vtep: vtep.clone(),
+            };
+            write(client, vec![O::AddRemoteEndpoint(ep)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Remote(R::Del { network, mac }) => {
+            let key = api::EndpointKey {
+                network: network.clone(),
+                mac: mac.clone(),
+            };
+            write(client, vec![O::DelRemoteEndpoint(key)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Remote(R::List(j)) => remote_list(client, j.json, out).await,
+        Command::Route(Rt::Add {
+            tenant,
+            prefix,
+            via_network,
+            via,
+            blackhole,
+        }) => {
+            let target = match (via_network, via, blackhole) {
+                (Some(network), Some(ip), false) => api::route::Target::NextHop(api::NextHop {
+                    network: network.clone(),
+                    ip: ip.clone(),
+                }),
+                (None, None, true) => api::route::Target::Blackhole(true),
+                _ => {
+                    return Err(Error::Usage(
+                        "route add: give --via-network N --via IP, or --blackhole".into(),
+                    ))
+                }
+            };
+            let route = api::Route {
+                tenant: tenant.clone(),
+                prefix: prefix.clone(),
+                target: Some(target),
+            };
+            write(client, vec![O::AddRoute(route)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Route(Rt::Del { tenant, prefix }) => {
+            let key = api::RouteKey {
+                tenant: tenant.clone(),
+                prefix: prefix.clone(),
+            };
+            write(client, vec![O::DelRoute(key)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Route(Rt::List(j)) => route_list(client, j.json, out).await,
+        Command::Underlay(U::Set {
+            uplink,
+            local_ip,
+            local_mac,
+            on_link,
+            gateway,
+            mtu,
+            neighbors,
+        }) => {
+            let u = api::Underlay {
+                uplink: uplink.clone(),
+                local_vtep_ip: local_ip.clone(),
+                local_mac: local_mac.clone(),
+                mtu: mtu.unwrap_or(0),
+                on_link: on_link.clone(),
+                gateway: gateway.clone().unwrap_or_default(),
+                neighbors: neighbors
+                    .iter()
+                    .map(|(ip, mac)| api::StaticNeighbor {
+                        ip: ip.clone(),
+                        mac: mac.clone(),
+                    })
+                    .collect(),
+            };
+            write(client, vec![O::SetUnderlay(u)], w, out)
+                .await
+                .map(drop)
+        }
+        Command::Underlay(U::Clear) => write(client, vec![O::ClearUnderlay(true)], w, out)
+            .await
+            .map(drop),
+        Command::Underlay(U::Show(j)) => underlay_show(client, j.json, out).await,
+        Command::Stats(a) => stats(client, a.json.json, a.all, out).await,
+        Command::Apply(a) => {
+            let desired = match prepared {
+                Prepared::Document(d) => *d,
+                _ => read_document(&a.file)?,
+            };
+            apply(client, desired, a.dry_run, w, out).await.map(drop)
+        }
+        Command::Get(a) => {
+            let format = match a.output {
+                cli::OutputFormat::Yaml => Format::Yaml,
+                cli::OutputFormat::Json => Format::Json,
+            };
+            get(client, format, out).await
+        }
+        Command::Trace(a) => {
+            let frame = match prepared {
+                Prepared::Frame(f) => f,
+                _ => match prepare(cli)? {
+                    Prepared::Frame(f) => f,
+                    _ => unreachable!("prepare makes a frame for trace"),
+                },
+            };
+            trace(client, &a.in_port, frame, a.json.json, out)
+                .await
+                .map(drop)
+        }
+        Command::Completion { shell } => completion(*shell, out),
+    }
+}
+
+/// Prints the completion script of `shell`.
+pub fn completion(shell: cli::ShellKind, out: &mut dyn Write) -> Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        cli::ShellKind::Bash => Shell::Bash,
+        cli::ShellKind::Zsh => Shell::Zsh,
+        cli::ShellKind::Fish => Shell::Fish,
+    };
+    let mut cmd = cli::Cli::command();
+    // Into a buffer: clap_complete panics on a write error (a closed pipe).
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "vswitchctl", &mut buf);
+    out.write_all(&buf)?;
+    Ok(())
+}
+
+// ------------------------------------------------------------ writes
+
+/// Sends `ops` as one transaction and prints `generation N (published in X us)`.
+pub async fn write(
+    client: &mut Client,
+    ops: Vec<O>,
+    opts: WriteOpts,
+    out: &mut dyn Write,
+) -> Result<api::WriteReply> {
+    let req = api::WriteRequest {
+        ops: ops.into_iter().map(|op| api::Op { op: Some(op) }).collect(),
+        expected_generation: opts.expected_generation,
+    };
+    let reply = client.write(req).await.map_err(refused)?.into_inner();
+    writeln!(
+        out,
+        "generation {} (published in {} us)",
+        reply.generation, reply.publish_us
+    )?;
+    Ok(reply)
+}
+
+/// Reads a document from a file (`-`: YAML from stdin).
+pub fn read_document(file: &str) -> Result<Document> {
+    let (text, format) = if file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::Usage(format!("stdin: {e}")))?;
+        (s, Format::Yaml)
+    } else {
+        let s = std::fs::read_to_string(file).map_err(|e| Error::Usage(format!("{file}: {e}")))?;
+        (s, Format::from_path(file))
+    };
+    doc::parse(&text, format).map_err(|e| Error::Usage(format!("{file}: {e}")))
+}
+
+/// Fetches the state, prints the diff to `desired`, and unless `dry_run` (or the
+/// diff is empty) replaces the state, conditional on the generation it fetched
+/// (or on `opts.expected_generation` when set).
+pub async fn apply(
+    client: &mut Client,
+    desired: Document,
+    dry_run: bool,
+    opts: WriteOpts,
+    out: &mut dyn Write,
+) -> Result<Diff> {
+    let (generation, current) = get_state(client).await?;
+    let diff = doc::diff(&current, &desired);
+    write!(out, "{}", diff.summary())?;
+    if dry_run || diff.is_empty() {
+        if !dry_run {
+            writeln!(out, "generation {generation} unchanged")?;
+        }
+        return Ok(diff);
+    }
+    let expected = match opts.expected_generation {
+        0 => generation,
+        g => g,
+    };
+    let reply = client
+        .replace(api::ReplaceRequest {
+            state: Some(desired.into()),
+            expected_generation: expected,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    writeln!(
+        out,
+        "generation {} (published in {} us)",
+        reply.generation, reply.publish_us
+    )?;
+    Ok(diff)
+}
+
+// ------------------------------------------------------------ reads
+
+/// The desired state as a document, and its generation.
+pub async fn get_state(client: &mut Client) -> Result<(u64, Document)> {
+    let s = client
+        .get_state(api::GetStateRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    Ok((s.generation, s.state.unwrap_or_default().into()))
+}
+
+/// `get -o yaml|json`: the state as a document `apply` takes back unchanged.
+pub async fn get(client: &mut Client, format: Format, out: &mut dyn Write) -> Result<()> {
+    let (generation, d) = get_state(client).await?;
+    if format == Format::Yaml {
+        writeln!(out, "# vswitchd desired state, generation {generation}")?;
+    }
+    out.write_all(doc::print(&d, format).as_bytes())?;
+    Ok(())
+}
+
+pub fn health_json(h: &api::HealthReply) -> Value {
+    json!({
+        "serving": h.serving,
+        "generation": h.generation,
+        "uptime_s": h.uptime_s,
+        "version": h.version,
+    })
+}
+
+pub fn port_status_json(p: &api::PortStatus) -> Value {
+    json!({
+        "name": p.name,
+        "profile": p.profile,
+        "driver": p.driver,
+        "dpdk_port_id": p.dpdk_port_id,
+        "link_up": p.link_up,
+        "speed_mbps": p.speed_mbps,
+        "mac": p.mac,
+        "rx_packets": p.rx_packets,
+        "tx_packets": p.tx_packets,
+        "dropped": p.dropped,
+    })
+}
+
+pub fn stats_json(s: &api::Stats) -> Value {
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name, "rx_packets": p.rx_packets, "rx_bytes": p.rx_bytes,
+                "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes, "dropped": p.dropped,
+                "imissed": p.imissed, "ierrors": p.ierrors, "oerrors": p.oerrors,
+                "rx_nombuf": p.rx_nombuf,
+            })
+        })
+        .collect();
+    let workers: Vec<Value> = s
+        .workers
+        .iter()
+        .map(|w| {
+            json!({
+                "index": w.index, "core": w.core, "rx_packets": w.rx_packets,
+                "tx_packets": w.tx_packets, "busy_rounds": w.busy_rounds,
+                "idle_rounds": w.idle_rounds, "generation": w.generation,
+            })
+        })
+        .collect();
+    let drops: BTreeMap<&String, &u64> = s.drops.iter().collect();
+    json!({
+        "generation": s.generation,
+        "ports": ports,
+        "workers": workers,
+        "drops": drops,
+        "generated": s.generated,
+        "mbufs_in_use": s.mbufs_in_use,
+    })
+}
+
+pub fn trace_json(t: &api::TraceReply) -> Value {
+    json!({
+        "generation": t.generation,
+        "stages": t.stages.iter().map(|s| json!({"stage": s.stage, "detail": s.detail})).collect::<Vec<_>>(),
+        "verdict": t.verdict,
+        "out_port": t.out_port,
+        "drop_reason": t.drop_reason,
+        "frame_after": packet::to_hex(&t.frame_after),
+    })
+}
+
+fn ports_table(ports: &[api::PortStatus]) -> Table {
+    let mut t =
+        Table::new(&["PORT", "PROFILE", "DRIVER", "LINK", "RX", "TX", "DROPPED"]).right(&[4, 5, 6]);
+    for p in ports {
+        let link = match (p.link_up, p.speed_mbps) {
+            (false, _) => "down".to_string(),
+            (true, 0) => "up".to_string(),
+            (true, s) => format!("up {s}M"),
+        };
+        t.row([
+            p.name.clone(),
+            p.profile.clone(),
+            p.driver.clone(),
+            link,
+            p.rx_packets.to_string(),
+            p.tx_packets.to_string(),
+            p.dropped.to_string(),
+        ]);
+    }
+    t
+}
+
+fn networks_table(nets: &[doc::Network]) -> Table {
+    let mut t = Table::new(&[
+        "NETWORK",
+        "VNI",
+        "ENCAP",
+        "TENANT",
+        "SUBNETS",
+        "GATEWAY_IPS",
+        "GATEWAY_MAC",
+        "FLOOD",
+        "VTEPS",
+    ])
+    .right(&[1]);
+    for n in nets {
+        t.row([
+            n.name.clone(),
+            n.vni.to_string(),
+            or_dash(&n.encap).replace('-', "vxlan"),
+            or_dash(&n.tenant).replace('-', "default"),
+            join(&n.subnets),
+            join(&n.gateway_ips),
+            n.gateway_mac.clone(),
+            if n.flood_unknown { "yes" } else { "no" }.to_string(),
+            join(&n.vteps),
+        ]);
+    }
+    t
+}
+
+fn fmt_uptime(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// `show`: health and generation, ports, networks, underlay and counts.
+pub async fn show(client: &mut Client, json: bool, out: &mut dyn Write) -> Result<()> {
+    let health = client
+        .health(api::HealthRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let (generation, state) = get_state(client).await?;
+    let ports = client
+        .list_ports(api::ListPortsRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .ports;
+    if json {
+        let v = json!({
+            "generation": generation,
+            "health": health_json(&health),
+            "ports": ports.iter().map(port_status_json).collect::<Vec<_>>(),
+            "networks": state.networks,
+            "underlay": state.underlay,
+            "counts": {
+                "ports": state.ports.len(),
+                "patches": state.patches.len(),
+                "l2": state.l2.len(),
+                "networks": state.networks.len(),
+                "endpoints": state.endpoints.len(),
+                "remote_endpoints": state.remote_endpoints.len(),
+                "routes": state.routes.len(),
+            },
+        });
+        return print_json(out, &v);
+    }
+    writeln!(
+        out,
+        "generation {generation}, {}, up {}, version {}",
+        if health.serving {
+            "serving"
+        } else {
+            "NOT serving"
+        },
+        fmt_uptime(health.uptime_s),
+        or_dash(&health.version)
+    )?;
+    writeln!(out)?;
+    if ports.is_empty() {
+        writeln!(out, "no ports")?;
+    } else {
+        write!(out, "{}", ports_table(&ports).render())?;
+    }
+    writeln!(out)?;
+    if state.networks.is_empty() {
+        writeln!(out, "no virtual networks")?;
+    } else {
+        write!(out, "{}", networks_table(&state.networks).render())?;
+    }
+    writeln!(out)?;
+    match &state.underlay {
+        Some(u) => writeln!(
+            out,
+            "underlay: uplink {}, vtep {}, mac {}, on-link {}, gateway {}",
+            u.uplink,
+            u.local_vtep_ip,
+            u.local_mac,
+            u.on_link,
+            or_dash(&u.gateway)
+        )?,
+        None => writeln!(out, "underlay: none")?,
+    }
+    writeln!(
+        out,
+        "endpoints: {} local, {} remote; routes: {}; patches: {}; l2 entries: {}",
+        state.endpoints.len(),
+        state.remote_endpoints.len(),
+        state.routes.len(),
+        state.patches.len(),
+        state.l2.len()
+    )?;
+    Ok(())
+}
+
+/// `port list`: ports as they run.
+pub async fn port_list(client: &mut Client, json: bool, out: &mut dyn Write) -> Result<()> {
+    let ports = client
+        .list_ports(api::ListPortsRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .ports;
+    if json {
+        return print_json(out, &ports.iter().map(port_status_json).collect::<Vec<_>>());
+    }
+    write!(out, "{}", ports_table(&ports).render())?;
+    Ok(())
+}
+
+/// `net list`.
+pub async fn net_list(client: &mut Client, json: bool, out: &mut dyn Write) -> Result<()> {
+    let (_, s) = get_state(client).await?;
+    if json {
+        return print_json(out, &s.networks);
+    }
+    write!(out, "{}", networks_table(&s.networks).render())?;
+    Ok(())
+}
+
+/// `endpoint list`.
+pub async fn endpoint_list(client: &mut Client, json: bool, out: &mut dyn Write) -> Result<()> {
+    let (_, s) = get_state(client).await?;
+    if json {
+        return print_json(out, &s.endpoints);
+    }
+    let mut t = Table::new(&["NETWORK", "MAC", "IPS", "PORT"]);
+    for e in &s.endpoints {
+        t.row([
+            e.network.clone(),
+            e.mac.clone(),
+            join(&e.ips),
+            e.port.clone(),
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    Ok(())
+}
+
+/// `remote list`.
+pub async fn remote_list(client: &mut Client, json: bool, out: &mut dyn Write) -> Result<()> {
+    let (_, s) = get_state(client).await?;
+    if json {
+        return print_json(out, &s.remote_endpoints);
+    }
+    let mut t = Table::new(&["NETWORK", "MAC", "IPS", "VTEP"]);
+    for e in &s.remote_endpoints {
+        t.row([
+            e.network.clone(),
+            e.mac.clone(),
+            join(&e.ips),
+            e.vtep.clone(),
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    Ok(())
+}
+
+/// `route list`.
+pub async fn route_list(client: &mut Client, json: bool, out: &mut dyn Write) -> Result<()> {
+    let (_, s) = get_state(client).await?;
+    if json {
+        return print_json(out, &s.routes);
+    }
+    let mut t = Table::new(&["TENANT", "PREFIX", "TARGET"]);
+    for r in &s.routes {
+        let target = match (&r.next_hop, r.blackhole) {
+            (Some(nh), _) => format!("via {} in {}", nh.ip, nh.network),
+            (None, true) => "blackhole".to_string(),
+            (None, false) => "-".to_string(),
+        };
+        t.row([
+            or_dash(&r.tenant).replace('-', "default"),
+            r.prefix.clone(),
+            target,
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    Ok(())
+}
+
+/// `underlay show`.
+pub async fn underlay_show(client: &mut Client, json: bool, out: &mut dyn Write) -> Result<()> {
+    let (_, s) = get_state(client).await?;
+    if json {
+        return print_json(out, &s.underlay);
+    }
+    let Some(u) = s.underlay else {
+        writeln!(out, "no underlay")?;
+        return Ok(());
+    };
+    let mtu = if u.mtu == 0 {
+        "1500 (default)".to_string()
+    } else {
+        u.mtu.to_string()
+    };
+    let neighbors: Vec<String> = u
+        .neighbors
+        .iter()
+        .map(|n| format!("{}={}", n.ip, n.mac))
+        .collect();
+    let mut t = Table::new(&["KEY", "VALUE"]);
+    t.row(["uplink", &u.uplink]);
+    t.row(["local_vtep_ip", &u.local_vtep_ip]);
+    t.row(["local_mac", &u.local_mac]);
+    t.row(["mtu", &mtu]);
+    t.row(["on_link", &u.on_link]);
+    t.row(["gateway", or_dash(&u.gateway)]);
+    t.row(["neighbors", &join(&neighbors)]);
+    write!(out, "{}", t.render())?;
+    Ok(())
+}
+
+/// `stats`: ports, workers, drops (non-zero unless `all`).
+pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Write) -> Result<()> {
+    let s = client
+        .get_stats(api::GetStatsRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    if json {
+        return print_json(out, &stats_json(&s));
+    }
+    writeln!(
+        out,
+        "generation {}, generated {}, mbufs in use {}",
+        s.generation, s.generated, s.mbufs_in_use
+    )?;
+    writeln!(out)?;
+    let mut t = Table::new(&[
+        "PORT",
+        "RX_PKTS",
+        "RX_BYTES",
+        "TX_PKTS",
+        "TX_BYTES",
+        "DROPPED",
+        "IMISSED",
+        "IERRORS",
+        "OERRORS",
+        "RX_NOMBUF",
+    ])
+    .right(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for p in &s.ports {
+        t.row([
+            p.name.clone(),
+            p.rx_packets.to_string(),
+            p.rx_bytes.to_string(),
+            p.tx_packets.to_string(),
+            p.tx_bytes.to_string(),
+            p.dropped.to_string(),
+            p.imissed.to_string(),
+            p.ierrors.to_string(),
+            p.oerrors.to_string(),
+            p.rx_nombuf.to_string(),
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    writeln!(out)?;
+    let mut t = Table::new(&[
+        "WORKER", "CORE", "RX_PKTS", "TX_PKTS", "BUSY", "IDLE", "GEN",
+    ])
+    .right(&[0, 1, 2, 3, 4, 5, 6]);
+    for w in &s.workers {
+        t.row([
+            w.index.to_string(),
+            w.core.to_string(),
+            w.rx_packets.to_string(),
+            w.tx_packets.to_string(),
+            w.busy_rounds.to_string(),
+            w.idle_rounds.to_string(),
+            w.generation.to_string(),
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    writeln!(out)?;
+    let drops: BTreeMap<&String, &u64> = s.drops.iter().filter(|(_, n)| all || **n > 0).collect();
+    if drops.is_empty() {
+        writeln!(out, "no drops")?;
+    } else {
+        let mut t = Table::new(&["DROP_REASON", "PACKETS"]).right(&[1]);
+        for (reason, n) in drops {
+            t.row([reason.to_string(), n.to_string()]);
+        }
+        write!(out, "{}", t.render())?;
+    }
+    Ok(())
+}
+
+/// `trace`: the stages one per line (`stage: detail`), then the verdict.
+pub async fn trace(
+    client: &mut Client,
+    in_port: &str,
+    frame: Vec<u8>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<api::TraceReply> {
+    let len = frame.len();
+    let reply = client
+        .trace(api::TraceRequest {
+            in_port: in_port.to_string(),
+            frame,
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    if json {
+        print_json(out, &trace_json(&reply))?;
+        return Ok(reply);
+    }
+    write!(out, "{}", render_trace(&reply, in_port, len))?;
+    Ok(reply)
+}
+
+/// The human form of a trace reply.
+pub fn render_trace(reply: &api::TraceReply, in_port: &str, len: usize) -> String {
+    let mut s = format!(
+        "in_port: {in_port} ({len} bytes, generation {})\n",
+        reply.generation
+    );
+    for st in &reply.stages {
+        s.push_str(&format!("{}: {}\n", st.stage, st.detail));
+    }
+    let mut verdict = reply.verdict.clone();
+    if !reply.out_port.is_empty() {
+        verdict.push_str(&format!(" {}", reply.out_port));
+    }
+    if !reply.drop_reason.is_empty() {
+        verdict.push_str(&format!(" ({})", reply.drop_reason));
+    }
+    s.push_str(&format!("verdict: {verdict}\n"));
+    if !reply.frame_after.is_empty() {
+        s.push_str(&format!(
+            "frame_after: {}\n",
+            packet::to_hex(&reply.frame_after)
+        ));
+    }
+    s
+}

@@ -1,0 +1,637 @@
+//! The declarative document of `vswitchctl apply` / `get`: a serde mirror of the
+//! API's `DesiredState`, with the field names of the proto and of the configuration
+//! file, plus the conversions to and from the prost messages and the diff between
+//! two documents.
+//!
+//! ```yaml
+//! ports:
+//!   - {name: pod1, profile: af_packet, params: {iface: vsw-pod1}}
+//! patches: [{from: replay, to: sink}]
+//! l2: [{mac: "02:00:00:00:01:01", port: pod1}]
+//! underlay: {uplink: uplink, local_vtep_ip: 192.0.2.1, local_mac: "02:00:00:00:ff:01",
+//!            on_link: 192.0.2.0/24, gateway: 192.0.2.254, neighbors: [{ip: .., mac: ..}]}
+//! networks:
+//!   - {name: blue, vni: 100, encap: vxlan, tenant: t1, subnets: [10.1.0.0/24],
+//!      gateway_ips: [10.1.0.1], gateway_mac: "02:00:00:00:aa:01", vteps: [192.0.2.2]}
+//! endpoints: [{network: blue, mac: "02:00:00:00:03:01", ips: [10.1.0.2], port: pod3}]
+//! remote_endpoints: [{network: blue, mac: .., ips: [..], vtep: 192.0.2.2}]
+//! routes:
+//!   - {tenant: t1, prefix: 0.0.0.0/0, next_hop: {network: blue, ip: 10.1.0.254}}
+//!   - {tenant: t1, prefix: 10.99.0.0/16, blackhole: true}
+//! ```
+//!
+//! Every key but the identifying ones may be left out (proto3 defaults: empty, 0,
+//! false). Unknown keys are refused.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use control::api;
+use serde::{Deserialize, Deserializer, Serialize};
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Document {
+    pub ports: Vec<Port>,
+    pub patches: Vec<Patch>,
+    pub l2: Vec<L2Entry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<Underlay>,
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<Endpoint>,
+    pub remote_endpoints: Vec<RemoteEndpoint>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Port {
+    pub name: String,
+    pub profile: String,
+    /// Profile keys; YAML booleans and numbers are accepted and kept in their text
+    /// form (`true`, `2`), as the API wants.
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "params_from_scalars"
+    )]
+    pub params: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mtu: u32,
+}
+
+fn params_from_scalars<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "param `{k}`: expected a string, number or boolean, found {other}"
+                    )))
+                }
+            };
+            Ok((k, text))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Patch {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct L2Entry {
+    pub mac: String,
+    pub port: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticNeighbor {
+    pub ip: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Underlay {
+    pub uplink: String,
+    pub local_vtep_ip: String,
+    pub local_mac: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mtu: u32,
+    pub on_link: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub neighbors: Vec<StaticNeighbor>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    pub vni: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub encap: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
+    pub subnets: Vec<String>,
+    pub gateway_ips: Vec<String>,
+    pub gateway_mac: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub flood_unknown: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vteps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Endpoint {
+    pub network: String,
+    pub mac: String,
+    pub ips: Vec<String>,
+    pub port: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteEndpoint {
+    pub network: String,
+    pub mac: String,
+    pub ips: Vec<String>,
+    pub vtep: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NextHop {
+    pub network: String,
+    pub ip: String,
+}
+
+/// A static route: exactly one of `next_hop` and `blackhole: true` (the server
+/// checks; a route with neither is sent without a target).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Route {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
+    pub prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<NextHop>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub blackhole: bool,
+}
+
+// ------------------------------------------------------------ parse / print
+
+/// The document's text formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// `.json` is JSON; anything else (`.yaml`, `.yml`, stdin) is YAML.
+    pub fn from_path(path: &str) -> Format {
+        if path.to_ascii_lowercase().ends_with(".json") {
+            Format::Json
+        } else {
+            Format::Yaml
+        }
+    }
+}
+
+/// Parses a document. An empty (or whitespace/comment-only) YAML text is the empty
+/// state.
+pub fn parse(text: &str, format: Format) -> Result<Document, String> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+        Format::Yaml => {
+            let meaningful = text
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            if !meaningful {
+                return Ok(Document::default());
+            }
+            serde_yaml::from_str(text).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Prints a document (JSON pretty-printed, both with a final newline).
+pub fn print(doc: &Document, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(doc).expect("a document serialises");
+            s.push('\n');
+            s
+        }
+        Format::Yaml => serde_yaml::to_string(doc).expect("a document serialises"),
+    }
+}
+
+// ------------------------------------------------------------ proto <-> doc
+
+impl From<api::Port> for Port {
+    fn from(p: api::Port) -> Self {
+        Port {
+            name: p.name,
+            profile: p.profile,
+            params: p.params.into_iter().collect(),
+            group: p.group,
+            mtu: p.mtu,
+        }
+    }
+}
+impl From<Port> for api::Port {
+    fn from(p: Port) -> Self {
+        api::Port {
+            name: p.name,
+            profile: p.profile,
+            params: p.params.into_iter().collect(),
+            group: p.group,
+            mtu: p.mtu,
+        }
+    }
+}
+impl From<api::Patch> for Patch {
+    fn from(p: api::Patch) -> Self {
+        Patch {
+            from: p.from,
+            to: p.to,
+        }
+    }
+}
+impl From<Patch> for api::Patch {
+    fn from(p: Patch) -> Self {
+        api::Patch {
+            from: p.from,
+            to: p.to,
+        }
+    }
+}
+impl From<api::L2Entry> for L2Entry {
+    fn from(e: api::L2Entry) -> Self {
+        L2Entry {
+            mac: e.mac,
+            port: e.port,
+        }
+    }
+}
+impl From<L2Entry> for api::L2Entry {
+    fn from(e: L2Entry) -> Self {
+        api::L2Entry {
+            mac: e.mac,
+            port: e.port,
+        }
+    }
+}
+impl From<api::Underlay> for Underlay {
+    fn from(u: api::Underlay) -> Self {
+        Underlay {
+            uplink: u.uplink,
+            local_vtep_ip: u.local_vtep_ip,
+            local_mac: u.local_mac,
+            mtu: u.mtu,
+            on_link: u.on_link,
+            gateway: u.gateway,
+            neighbors: u
+                .neighbors
+                .into_iter()
+                .map(|n| StaticNeighbor {
+                    ip: n.ip,
+                    mac: n.mac,
+                })
+                .collect(),
+        }
+    }
+}
+impl From<Underlay> for api::Underlay {
+    fn from(u: Underlay) -> Self {
+        api::Underlay {
+            uplink: u.uplink,
+            local_vtep_ip: u.local_vtep_ip,
+            local_mac: u.local_mac,
+            mtu: u.mtu,
+            on_link: u.on_link,
+            gateway: u.gateway,
+            neighbors: u
+                .neighbors
+                .into_iter()
+                .map(|n| api::StaticNeighbor {
+                    ip: n.ip,
+                    mac: n.mac,
+                })
+                .collect(),
+        }
+    }
+}
+impl From<api::Network> for Network {
+    fn from(n: api::Network) -> Self {
+        Network {
+            name: n.name,
+            vni: n.vni,
+            encap: n.encap,
+            tenant: n.tenant,
+            subnets: n.subnets,
+            gateway_ips: n.gateway_ips,
+            gateway_mac: n.gateway_mac,
+            flood_unknown: n.flood_unknown,
+            vteps: n.vteps,
+        }
+    }
+}
+impl From<Network> for api::Network {
+    fn from(n: Network) -> Self {
+        api::Network {
+            name: n.name,
+            vni: n.vni,
+            encap: n.encap,
+            tenant: n.tenant,
+            subnets: n.subnets,
+            gateway_ips: n.gateway_ips,
+            gateway_mac: n.gateway_mac,
+            flood_unknown: n.flood_unknown,
+            vteps: n.vteps,
+        }
+    }
+}
+impl From<api::Endpoint> for Endpoint {
+    fn from(e: api::Endpoint) -> Self {
+        Endpoint {
+            network: e.network,
+            mac: e.mac,
+            ips: e.ips,
+            port: e.port,
+        }
+    }
+}
+impl From<Endpoint> for api::Endpoint {
+    fn from(e: Endpoint) -> Self {
+        api::Endpoint {
+            network: e.network,
+            mac: e.mac,
+            ips: e.ips,
+            port: e.port,
+        }
+    }
+}
+impl From<api::RemoteEndpoint> for RemoteEndpoint {
+    fn from(e: api::RemoteEndpoint) -> Self {
+        RemoteEndpoint {
+            network: e.network,
+            mac: e.mac,
+            ips: e.ips,
+            vtep: e.vtep,
+        }
+    }
+}
+impl From<RemoteEndpoint> for api::RemoteEndpoint {
+    fn from(e: RemoteEndpoint) -> Self {
+        api::RemoteEndpoint {
+            network: e.network,
+            mac: e.mac,
+            ips: e.ips,
+            vtep: e.vtep,
+        }
+    }
+}
+impl From<api::Route> for Route {
+    fn from(r: api::Route) -> Self {
+        let (next_hop, blackhole) = match r.target {
+            Some(api::route::Target::NextHop(nh)) => (
+                Some(NextHop {
+                    network: nh.network,
+                    ip: nh.ip,
+                }),
+                false,
+            ),
+            Some(api::route::Target::Blackhole(b)) => (None, b),
+            None => (None, false),
+        };
+        Route {
+            tenant: r.tenant,
+            prefix: r.prefix,
+            next_hop,
+            blackhole,
+        }
+    }
+}
+impl From<Route> for api::Route {
+    fn from(r: Route) -> Self {
+        let target = match (r.next_hop, r.blackhole) {
+            (Some(nh), _) => Some(api::route::Target::NextHop(api::NextHop {
+                network: nh.network,
+                ip: nh.ip,
+            })),
+            (None, true) => Some(api::route::Target::Blackhole(true)),
+            (None, false) => None,
+        };
+        api::Route {
+            tenant: r.tenant,
+            prefix: r.prefix,
+            target,
+        }
+    }
+}
+
+impl From<api::DesiredState> for Document {
+    fn from(s: api::DesiredState) -> Self {
+        let mut doc = Document {
+            ports: s.ports.into_iter().map(Into::into).collect(),
+            patches: s.patches.into_iter().map(Into::into).collect(),
+            l2: s.l2.into_iter().map(Into::into).collect(),
+            underlay: s.underlay.map(Into::into),
+            networks: s.networks.into_iter().map(Into::into).collect(),
+            endpoints: s.endpoints.into_iter().map(Into::into).collect(),
+            remote_endpoints: s.remote_endpoints.into_iter().map(Into::into).collect(),
+            routes: s.routes.into_iter().map(Into::into).collect(),
+        };
+        // Deterministic export whatever the server's order (maps are unordered).
+        doc.ports.sort_by(|a, b| a.name.cmp(&b.name));
+        doc
+    }
+}
+impl From<Document> for api::DesiredState {
+    fn from(d: Document) -> Self {
+        api::DesiredState {
+            ports: d.ports.into_iter().map(Into::into).collect(),
+            patches: d.patches.into_iter().map(Into::into).collect(),
+            l2: d.l2.into_iter().map(Into::into).collect(),
+            underlay: d.underlay.map(Into::into),
+            networks: d.networks.into_iter().map(Into::into).collect(),
+            endpoints: d.endpoints.into_iter().map(Into::into).collect(),
+            remote_endpoints: d.remote_endpoints.into_iter().map(Into::into).collect(),
+            routes: d.routes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+// ------------------------------------------------------------ diff
+
+/// What changed for one kind of resource, by key (e.g. `port pod1`,
+/// `blue 02:00:00:00:03:01` for an endpoint).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindDiff {
+    pub kind: &'static str,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl KindDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The differences between the current and the desired document, per kind, in the
+/// document's order of kinds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    pub kinds: Vec<KindDiff>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.kinds.iter().all(KindDiff::is_empty)
+    }
+
+    /// `ports: 1 added, 0 removed, 1 changed` then one `  + key` / `  - key` /
+    /// `  ~ key` line per item, for each kind that changed; `no changes` otherwise.
+    pub fn summary(&self) -> String {
+        if self.is_empty() {
+            return "no changes\n".to_string();
+        }
+        let mut s = String::new();
+        for k in self.kinds.iter().filter(|k| !k.is_empty()) {
+            let _ = writeln!(
+                s,
+                "{}: {} added, {} removed, {} changed",
+                k.kind,
+                k.added.len(),
+                k.removed.len(),
+                k.changed.len()
+            );
+            for (sign, items) in [("+", &k.added), ("-", &k.removed), ("~", &k.changed)] {
+                for i in items {
+                    let _ = writeln!(s, "  {sign} {i}");
+                }
+            }
+        }
+        s
+    }
+}
+
+fn or_default<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.is_empty() {
+        default
+    } else {
+        s
+    }
+}
+
+fn mac_key(mac: &str) -> String {
+    mac.to_ascii_lowercase().replace('-', ":")
+}
+
+/// Server-side defaults made explicit, so that `tenant: ""` and `tenant: default`
+/// (and MACs in either case) compare equal.
+fn normalize(doc: &Document) -> Document {
+    let mut d = doc.clone();
+    for p in &mut d.ports {
+        p.group = or_default(&p.group, "default").to_string();
+    }
+    for e in &mut d.l2 {
+        e.mac = mac_key(&e.mac);
+    }
+    if let Some(u) = &mut d.underlay {
+        u.local_mac = mac_key(&u.local_mac);
+        if u.mtu == 0 {
+            u.mtu = 1500;
+        }
+        for n in &mut u.neighbors {
+            n.mac = mac_key(&n.mac);
+        }
+    }
+    for n in &mut d.networks {
+        n.encap = or_default(&n.encap, "vxlan").to_ascii_lowercase();
+        n.tenant = or_default(&n.tenant, "default").to_string();
+        n.gateway_mac = mac_key(&n.gateway_mac);
+    }
+    for e in &mut d.endpoints {
+        e.mac = mac_key(&e.mac);
+    }
+    for e in &mut d.remote_endpoints {
+        e.mac = mac_key(&e.mac);
+    }
+    for r in &mut d.routes {
+        r.tenant = or_default(&r.tenant, "default").to_string();
+    }
+    d
+}
+
+fn diff_kind<T: PartialEq>(
+    kind: &'static str,
+    current: &[T],
+    desired: &[T],
+    key: impl Fn(&T) -> String,
+) -> KindDiff {
+    let cur: BTreeMap<String, &T> = current.iter().map(|t| (key(t), t)).collect();
+    let des: BTreeMap<String, &T> = desired.iter().map(|t| (key(t), t)).collect();
+    let mut d = KindDiff {
+        kind,
+        ..KindDiff::default()
+    };
+    for (k, v) in &des {
+        match cur.get(k) {
+            None => d.added.push(k.clone()),
+            Some(c) if *c != *v => d.changed.push(k.clone()),
+            Some(_) => {}
+        }
+    }
+    d.removed = cur
+        .keys()
+        .filter(|k| !des.contains_key(*k))
+        .cloned()
+        .collect();
+    d
+}
+
+/// Compares two documents item by item, by each kind's key (ports by name, patches
+/// by `from`, L2 entries by MAC, networks by name, endpoints by network and MAC,
+/// routes by tenant and prefix). Order of items does not matter; server defaults
+/// (empty tenant/group/encap, underlay MTU 0) equal their explicit values.
+pub fn diff(current: &Document, desired: &Document) -> Diff {
+    let (c, d) = (normalize(current), normalize(desired));
+    let under = |u: &Option<Underlay>| u.iter().cloned().collect::<Vec<_>>();
+    Diff {
+        kinds: vec![
+            diff_kind("ports", &c.ports, &d.ports, |p| p.name.clone()),
+            diff_kind("patches", &c.patches, &d.patches, |p| p.from.clone()),
+            diff_kind("l2", &c.l2, &d.l2, |e| e.mac.clone()),
+            diff_kind("underlay", &under(&c.underlay), &under(&d.underlay), |_| {
+                "underlay".to_string()
+            }),
+            diff_kind("networks", &c.networks, &d.networks, |n| n.name.clone()),
+            diff_kind("endpoints", &c.endpoints, &d.endpoints, |e| {
+                format!("{} {}", e.network, e.mac)
+            }),
+            diff_kind(
+                "remote_endpoints",
+                &c.remote_endpoints,
+                &d.remote_endpoints,
+                |e| format!("{} {}", e.network, e.mac),
+            ),
+            diff_kind("routes", &c.routes, &d.routes, |r| {
+                format!("{} {}", r.tenant, r.prefix)
+            }),
+        ],
+    }
+}
+
+#[cfg(test)]
+#[path = "doc_tests.rs"]
+mod tests;

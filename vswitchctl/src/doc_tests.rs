@@ -1,0 +1,215 @@
+//! Tests of the document format and the diff.
+
+use super::*;
+
+const SAMPLE: &str = r#"
+ports:
+  - name: pod3
+    profile: tap
+    params: {iface: vsw-tap3, mac: "02:00:00:00:03:01"}
+  - name: replay
+    profile: pcap
+    params: {rx_pcap: /var/lib/vswitch/l2-64.pcap, infinite_rx: true, size: 64}
+    group: bench
+    mtu: 9000
+  - {name: sink, profile: "null", group: bench}
+  - {name: uplink, profile: af_packet, params: {iface: vsw-uplink}}
+patches: [{from: replay, to: sink}]
+l2: [{mac: "02:00:00:00:01:01", port: pod1}]
+underlay:
+  uplink: uplink
+  local_vtep_ip: 192.0.2.1
+  local_mac: "02:00:00:00:ff:01"
+  mtu: 1500
+  on_link: 192.0.2.0/24
+  gateway: 192.0.2.254
+  neighbors: [{ip: 192.0.2.2, mac: "02:00:00:00:ff:02"}]
+networks:
+  - name: blue
+    vni: 100
+    encap: vxlan
+    tenant: t1
+    subnets: [10.1.0.0/24, "fd00:1::/64"]
+    gateway_ips: [10.1.0.1, "fd00:1::1"]
+    gateway_mac: "02:00:00:00:aa:01"
+    vteps: [192.0.2.2]
+endpoints:
+  - {network: blue, mac: "02:00:00:00:03:01", ips: [10.1.0.2, "fd00:1::2"], port: pod3}
+remote_endpoints:
+  - {network: blue, mac: "02:00:00:00:02:11", ips: [10.1.0.3], vtep: 192.0.2.2}
+  - {network: blue, mac: "02:00:00:00:02:fe", ips: [10.1.0.254], vtep: 192.0.2.3}
+routes:
+  - {tenant: t1, prefix: 0.0.0.0/0, next_hop: {network: blue, ip: 10.1.0.254}}
+  - {tenant: t1, prefix: 10.99.0.0/16, blackhole: true}
+"#;
+
+fn sample() -> Document {
+    parse(SAMPLE, Format::Yaml).unwrap()
+}
+
+#[test]
+fn parses_the_sample() {
+    let d = sample();
+    assert_eq!(d.ports.len(), 4);
+    let replay = &d.ports[1];
+    assert_eq!(
+        replay.params["infinite_rx"], "true",
+        "YAML scalars become text"
+    );
+    assert_eq!(replay.params["size"], "64");
+    assert_eq!(replay.mtu, 9000);
+    assert_eq!(d.ports[2].profile, "null");
+    assert_eq!(d.underlay.as_ref().unwrap().neighbors.len(), 1);
+    assert!(d.routes[1].blackhole);
+    assert_eq!(d.routes[0].next_hop.as_ref().unwrap().ip, "10.1.0.254");
+}
+
+#[test]
+fn yaml_and_json_round_trip() {
+    let d = sample();
+    for f in [Format::Yaml, Format::Json] {
+        let text = print(&d, f);
+        assert_eq!(parse(&text, f).unwrap(), d, "{f:?}:\n{text}");
+    }
+}
+
+#[test]
+fn proto_round_trip_is_lossless() {
+    let d = sample();
+    let proto: api::DesiredState = d.clone().into();
+    assert!(matches!(
+        proto.routes[1].target,
+        Some(api::route::Target::Blackhole(true))
+    ));
+    assert_eq!(proto.ports[1].params["infinite_rx"], "true");
+    let mut back: Document = proto.into();
+    back.ports.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(back, d);
+    // An export, re-read, differs in nothing.
+    let exported = print(&back, Format::Yaml);
+    assert!(diff(&back, &parse(&exported, Format::Yaml).unwrap()).is_empty());
+}
+
+#[test]
+fn empty_inputs_are_the_empty_state() {
+    assert_eq!(parse("", Format::Yaml).unwrap(), Document::default());
+    assert_eq!(
+        parse("# nothing\n\n", Format::Yaml).unwrap(),
+        Document::default()
+    );
+    assert_eq!(parse("{}", Format::Json).unwrap(), Document::default());
+    let text = print(&Document::default(), Format::Yaml);
+    assert_eq!(parse(&text, Format::Yaml).unwrap(), Document::default());
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let e = parse(
+        "networks: [{name: a, vni: 1, gateway_mac: x, vnii: 2}]",
+        Format::Yaml,
+    )
+    .unwrap_err();
+    assert!(e.contains("vnii"), "{e}");
+    let e = parse("portz: []", Format::Yaml).unwrap_err();
+    assert!(e.contains("portz"), "{e}");
+    let e = parse(
+        r#"{"ports":[{"name":"a","profile":"tap","params":{"x":[1]}}]}"#,
+        Format::Json,
+    )
+    .unwrap_err();
+    assert!(e.contains("param `x`"), "{e}");
+}
+
+#[test]
+fn format_from_extension() {
+    assert_eq!(Format::from_path("state.json"), Format::Json);
+    assert_eq!(Format::from_path("STATE.JSON"), Format::Json);
+    assert_eq!(Format::from_path("state.yaml"), Format::Yaml);
+    assert_eq!(Format::from_path("state.yml"), Format::Yaml);
+}
+
+#[test]
+fn diff_of_equal_documents_is_empty() {
+    let d = sample();
+    let diff = diff(&d, &d);
+    assert!(diff.is_empty());
+    assert_eq!(diff.summary(), "no changes\n");
+}
+
+#[test]
+fn diff_ignores_order_and_defaults() {
+    let cur = sample();
+    let mut des = sample();
+    des.ports.reverse();
+    des.remote_endpoints.reverse();
+    des.ports[0].group = "default".into(); // uplink: "" == "default"
+    des.networks[0].encap = String::new(); // "" == "vxlan"
+    des.underlay.as_mut().unwrap().mtu = 0; // 0 == 1500
+    des.endpoints[0].mac = "02:00:00:00:03:01".to_uppercase();
+    let d = diff(&cur, &des);
+    assert!(d.is_empty(), "{}", d.summary());
+}
+
+#[test]
+fn diff_reports_added_removed_changed_per_kind() {
+    let cur = sample();
+    let mut des = sample();
+    des.ports.retain(|p| p.name != "sink");
+    des.patches.clear();
+    des.ports.push(Port {
+        name: "pod4".into(),
+        profile: "af_packet".into(),
+        params: [("iface".to_string(), "vsw-pod4".to_string())].into(),
+        ..Port::default()
+    });
+    des.ports[0]
+        .params
+        .insert("iface".into(), "vsw-tap9".into());
+    des.networks[0].vteps.push("192.0.2.9".into());
+    des.routes[1].blackhole = false;
+    des.routes[1].next_hop = Some(NextHop {
+        network: "blue".into(),
+        ip: "10.1.0.3".into(),
+    });
+    des.underlay = None;
+    let d = diff(&cur, &des);
+    let kind = |k: &str| d.kinds.iter().find(|x| x.kind == k).unwrap().clone();
+    assert_eq!(kind("ports").added, ["pod4"]);
+    assert_eq!(kind("ports").removed, ["sink"]);
+    assert_eq!(kind("ports").changed, ["pod3"]);
+    assert_eq!(kind("patches").removed, ["replay"]);
+    assert_eq!(kind("networks").changed, ["blue"]);
+    assert_eq!(kind("routes").changed, ["t1 10.99.0.0/16"]);
+    assert_eq!(kind("underlay").removed, ["underlay"]);
+    assert!(kind("endpoints").is_empty());
+    let s = d.summary();
+    assert!(
+        s.contains("ports: 1 added, 1 removed, 1 changed\n  + pod4\n  - sink\n  ~ pod3\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("routes: 0 added, 0 removed, 1 changed\n  ~ t1 10.99.0.0/16\n"),
+        "{s}"
+    );
+    assert!(!s.contains("endpoints"), "{s}");
+}
+
+#[test]
+fn route_tenant_default_is_the_same_route() {
+    let a = parse(
+        "routes: [{prefix: 10.0.0.0/8, blackhole: true}]",
+        Format::Yaml,
+    )
+    .unwrap();
+    let b = parse(
+        "routes: [{tenant: default, prefix: 10.0.0.0/8, blackhole: true}]",
+        Format::Yaml,
+    )
+    .unwrap();
+    assert!(diff(&a, &b).is_empty());
+    let d = diff(&Document::default(), &b);
+    assert_eq!(
+        d.kinds.iter().find(|k| k.kind == "routes").unwrap().added,
+        ["default 10.0.0.0/8"]
+    );
+}

@@ -1,0 +1,33 @@
+//! vswitchctl: the operators' command line of vswitchd.
+//!
+//! The binary parses [`cli::Cli`], connects with [`client::connect`] and runs
+//! [`commands::execute`]; each command is also a plain function of a
+//! [`client::Client`] (e.g. [`commands::apply`], [`commands::trace`]) for tests.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod doc;
+pub mod error;
+pub mod packet;
+pub mod table;
+
+use std::io::Write;
+use std::time::Duration;
+
+/// Runs a parsed command line to completion, printing to `out`.
+pub async fn run(cli: &cli::Cli, out: &mut dyn Write) -> error::Result<()> {
+    if let cli::Command::Completion { shell } = &cli.command {
+        return commands::completion(*shell, out);
+    }
+    let prepared = commands::prepare(cli)?;
+    let timeout = (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout));
+    let mut client = client::connect(&cli.socket, timeout).await?;
+    commands::execute_prepared(&mut client, cli, prepared, out)
+        .await
+        .map_err(|e| match e {
+            error::Error::Refused(s) => client::classify(s, &cli.socket),
+            other => other,
+        })
+}

@@ -1,0 +1,270 @@
+//! The daemon's side of the gRPC API: what `control`'s service asks the dataplane.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use control::api;
+use control::config::{ProfileConfig, VswitchConfig};
+use control::service::DataplaneHandle;
+use dataplane::overlay::{NeighborConfig, ResolveLimiter};
+use dataplane::pipeline::{Ctx, Verdict};
+use dataplane::wire::{self, L3Kind};
+use dataplane::{
+    DropReason, PacketBuf, PortIdx, StatsSnapshot, StatsTotals, VecBuf, WorkerStatsShared,
+};
+
+use crate::ports::Dataplane;
+use crate::switch::lock;
+
+/// A worker's published counters with its index and core.
+pub type WorkerHandle = (usize, usize, Arc<WorkerStatsShared>);
+
+/// What the API reaches in the running daemon.
+pub struct VswitchdHandle {
+    /// The ports and the snapshot.
+    pub dataplane: Arc<Mutex<Dataplane>>,
+    /// The workers' counters.
+    pub workers: Vec<WorkerHandle>,
+    /// Start time.
+    pub started: Instant,
+}
+
+fn profile_name(p: &ProfileConfig) -> &'static str {
+    match p {
+        ProfileConfig::AfPacket { .. } => "af_packet",
+        ProfileConfig::Tap { .. } => "tap",
+        ProfileConfig::Pcap { .. } => "pcap",
+        ProfileConfig::Null { .. } => "null",
+        ProfileConfig::Ring {} => "ring",
+        ProfileConfig::VhostUser { .. } => "vhost_user",
+        ProfileConfig::VirtioUser { .. } => "virtio_user",
+        ProfileConfig::Mlx5 { .. } => "mlx5",
+    }
+}
+
+fn mac_text(m: [u8; 6]) -> String {
+    dataplane::MacAddr(m).to_string()
+}
+
+impl VswitchdHandle {
+    fn totals(&self) -> (Vec<StatsSnapshot>, StatsTotals) {
+        let snaps: Vec<StatsSnapshot> = self.workers.iter().map(|(_, _, s)| s.snapshot()).collect();
+        let totals = StatsTotals::sum(&snaps);
+        (snaps, totals)
+    }
+}
+
+impl DataplaneHandle for VswitchdHandle {
+    fn apply(&self, cfg: &VswitchConfig, generation: u64) -> Result<(), String> {
+        lock(&self.dataplane)
+            .apply(cfg, generation)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn ports(&self) -> Vec<api::PortStatus> {
+        let (_, totals) = self.totals();
+        let dp = lock(&self.dataplane);
+        dp.ports()
+            .map(|(idx, rt)| {
+                let t = totals.ports.get(idx.index()).copied().unwrap_or_default();
+                let link = rt.port.link();
+                api::PortStatus {
+                    name: rt.config.name.clone(),
+                    profile: profile_name(&rt.config.profile).into(),
+                    driver: rt.driver.clone(),
+                    dpdk_port_id: u32::from(rt.port.id()),
+                    link_up: link.up,
+                    speed_mbps: link.speed_mbps,
+                    mac: mac_text(rt.port.mac()),
+                    rx_packets: t.rx_packets,
+                    tx_packets: t.tx_packets,
+                    dropped: t.total_drops(),
+                }
+            })
+            .collect()
+    }
+
+    fn stats(&self) -> api::Stats {
+        let (snaps, totals) = self.totals();
+        let dp = lock(&self.dataplane);
+        let ports = dp
+            .ports()
+            .map(|(idx, rt)| {
+                let t = totals.ports.get(idx.index()).copied().unwrap_or_default();
+                let d = rt.port.stats();
+                api::PortCounters {
+                    name: rt.config.name.clone(),
+                    rx_packets: t.rx_packets,
+                    rx_bytes: t.rx_bytes,
+                    tx_packets: t.tx_packets,
+                    tx_bytes: t.tx_bytes,
+                    dropped: t.total_drops(),
+                    imissed: d.imissed,
+                    ierrors: d.ierrors,
+                    oerrors: d.oerrors,
+                    rx_nombuf: d.rx_nombuf,
+                }
+            })
+            .collect();
+        let workers = self
+            .workers
+            .iter()
+            .zip(&snaps)
+            .map(|((i, core, _), s)| api::WorkerCounters {
+                index: *i as u32,
+                core: *core as u32,
+                rx_packets: s.rx_packets(),
+                tx_packets: s.tx_packets(),
+                busy_rounds: s.busy_polls,
+                idle_rounds: s.idle_polls,
+                generation: s.snapshot_generation,
+            })
+            .collect();
+        let drops: HashMap<String, u64> = totals
+            .drops_by_reason()
+            .map(|(r, n)| (r.as_str().to_owned(), n))
+            .collect();
+        api::Stats {
+            generation: dp.snapshot().generation(),
+            ports,
+            workers,
+            drops,
+            generated: totals.generated,
+            mbufs_in_use: u64::from(dp.pool().in_use_count()),
+        }
+    }
+
+    fn trace(&self, in_port: &str, frame: &[u8]) -> Result<api::TraceReply, String> {
+        let dp = lock(&self.dataplane);
+        let Some(idx) = dp.index().get(in_port).copied() else {
+            return Err(format!("in_port: no port named {in_port:?}"));
+        };
+        let snap = dp.snapshot().load_full();
+        let neighbors = dp.neighbor_map();
+        let names: HashMap<PortIdx, String> = dp
+            .ports()
+            .map(|(i, p)| (i, p.config.name.clone()))
+            .collect();
+        drop(dp);
+        let mut stages = Vec::new();
+        let stage = |s: &str, d: String| api::TraceStage {
+            stage: s.into(),
+            detail: d,
+        };
+        match wire::parse_with(frame, &snap.parse) {
+            Ok(m) => stages.push(stage("parse", describe(&m))),
+            Err(e) => stages.push(stage("parse", format!("malformed: {e}"))),
+        }
+        let ingress = if snap.overlay.underlay().map(|u| u.uplink) == Some(idx) {
+            "underlay uplink: underlay ARP/ND, or tunnel decap (VNI → network)".to_owned()
+        } else if let Some(net) = snap.overlay.network_of_port(idx) {
+            let n = snap.overlay.network(net);
+            format!(
+                "overlay port of network {:?} (VNI {}): ARP/ND responder, L2 in the network or route via gateway {}, encap to remote VTEPs",
+                n.map(|n| &*n.name).unwrap_or("?"),
+                n.map(|n| n.vni).unwrap_or(0),
+                n.map(|n| n.gateway_mac.to_string()).unwrap_or_default()
+            )
+        } else {
+            match snap.l2.patch_of(idx) {
+                Some(p) => format!(
+                    "classic L2 port, patched to {:?}",
+                    names.get(&p).cloned().unwrap_or_default()
+                ),
+                None => format!(
+                    "classic L2 port in flooding group {:?}",
+                    snap.l2.port_group(idx)
+                ),
+            }
+        };
+        stages.push(stage("ingress", ingress));
+        // The verdict comes from the fast path's own code, on a copy of the frame.
+        let mut limiter = ResolveLimiter::new(&NeighborConfig::default());
+        let mut ctx = Ctx::new(&neighbors, &mut limiter, Instant::now());
+        let mut buf = VecBuf::new(frame);
+        let verdict = snap.process(idx, &mut buf, &mut ctx);
+        if !ctx.to_resolve.is_empty() {
+            stages.push(stage(
+                "underlay",
+                format!(
+                    "next hop {:?} unresolved: would send ARP/ND",
+                    ctx.to_resolve.to_vec()
+                ),
+            ));
+        }
+        if buf.data() != frame {
+            if let Ok(m) = wire::parse_with(buf.data(), &snap.parse) {
+                stages.push(stage("rewrite", describe(&m)));
+            }
+        }
+        let name = |p: PortIdx| {
+            names
+                .get(&p)
+                .cloned()
+                .unwrap_or_else(|| format!("#{}", p.index()))
+        };
+        let (v, out, reason) = match verdict {
+            Verdict::Output(p) => ("output", name(p), String::new()),
+            Verdict::Flood => ("flood", String::new(), String::new()),
+            Verdict::FloodNetwork { .. } => ("flood_network", String::new(), String::new()),
+            Verdict::Reply { out, reason } => ("reply", name(out), reason.as_str().to_owned()),
+            Verdict::Drop(r) => ("drop", String::new(), drop_name(r)),
+        };
+        stages.push(stage(
+            "verdict",
+            format!("{v} {out} {reason}").trim().to_owned(),
+        ));
+        Ok(api::TraceReply {
+            generation: snap_generation(&snap),
+            stages,
+            verdict: v.into(),
+            out_port: out,
+            drop_reason: reason,
+            frame_after: buf.data().to_vec(),
+        })
+    }
+
+    fn uptime_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+fn snap_generation(p: &dataplane::Pipeline) -> u64 {
+    use dataplane::Versioned;
+    p.generation()
+}
+
+fn drop_name(r: DropReason) -> String {
+    r.as_str().to_owned()
+}
+
+/// One line about a parsed frame.
+fn describe(m: &wire::PacketMeta) -> String {
+    let mut s = format!("eth {} > {}", m.src_mac, m.dst_mac);
+    match m.l3 {
+        L3Kind::Arp => s.push_str(&format!(
+            " arp op {} {:?} > {:?}",
+            m.arp_op,
+            m.src_addr().map(|a| a.to_string()).unwrap_or_default(),
+            m.dst_addr().map(|a| a.to_string()).unwrap_or_default()
+        )),
+        L3Kind::Ipv4 | L3Kind::Ipv6 => {
+            s.push_str(&format!(
+                " ip {} > {} ttl {} proto {}",
+                m.src_addr().map(|a| a.to_string()).unwrap_or_default(),
+                m.dst_addr().map(|a| a.to_string()).unwrap_or_default(),
+                m.ttl,
+                m.l4_proto
+            ));
+            if m.src_port != 0 || m.dst_port != 0 {
+                s.push_str(&format!(" ports {} > {}", m.src_port, m.dst_port));
+            }
+            if m.tunnel != wire::TunnelKind::None {
+                s.push_str(&format!(" tunnel {:?} vni {}", m.tunnel, m.vni));
+            }
+        }
+        L3Kind::Other => s.push_str(&format!(" ethertype {:#06x}", m.ethertype)),
+    }
+    s
+}

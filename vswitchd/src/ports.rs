@@ -1,0 +1,427 @@
+//! The running dataplane as the control thread sees it: ports by index, the
+//! workers' command channels, and the published snapshot.
+//!
+//! Ports come and go at runtime. Adding one probes the DPDK device, configures and
+//! starts it, and hands its queues to the workers through their command channels;
+//! a worker picks them up between two poll rounds. Removing one first has every
+//! worker let go of its queues and acknowledge (the grace period), and only then
+//! stops and closes the device, so no worker ever polls a closed port. A port keeps
+//! its index for as long as it exists; indices of removed ports are reused.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use control::compile::PortIndex;
+use control::config::{PortConfig, VswitchConfig};
+use dataplane::overlay::NeighborTable;
+use dataplane::wire::ParseConfig;
+use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
+use pmd_shims::profile::PortProfile;
+use pmd_shims::{Mempool, Port, PortConfig as DpdkPortConfig, PortRxQueue, PortTxQueue};
+use tracing::{info, warn};
+
+/// A worker's command channel.
+pub type CommandSender = crossbeam::channel::Sender<WorkerCommand<PortRxQueue, PortTxQueue>>;
+
+/// One running port.
+pub struct PortRuntime {
+    /// Its configuration (name, profile, group, worker, MTU).
+    pub config: PortConfig,
+    /// The DPDK driver name.
+    pub driver: String,
+    /// The DPDK port.
+    pub port: Port,
+}
+
+/// A port's queues for one worker, held until the snapshot that knows the port is
+/// published.
+struct PendingAdd {
+    worker: usize,
+    cmd: WorkerCommand<PortRxQueue, PortTxQueue>,
+}
+
+/// How long a worker may take to let go of a removed port's queues.
+const GRACE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The dataplane's ports, workers and snapshot, owned by the control side.
+pub struct Dataplane {
+    slots: Vec<Option<PortRuntime>>,
+    pool: Arc<Mempool>,
+    rx_desc: u16,
+    tx_desc: u16,
+    commands: Vec<CommandSender>,
+    snapshot: Arc<SnapshotCell<Pipeline>>,
+    neighbors: Arc<Mutex<NeighborTable>>,
+    running: VswitchConfig,
+    /// DPDK vdev names must stay unique for the process's life: never reuse one.
+    next_instance: u32,
+    round_robin: usize,
+}
+
+impl Dataplane {
+    /// A dataplane with no ports yet, for `workers` (one command channel each).
+    pub fn new(
+        pool: Arc<Mempool>,
+        cfg: &VswitchConfig,
+        commands: Vec<CommandSender>,
+        snapshot: Arc<SnapshotCell<Pipeline>>,
+        neighbors: Arc<Mutex<NeighborTable>>,
+    ) -> Dataplane {
+        let mut empty = cfg.clone();
+        empty.ports.clear();
+        empty.patches.clear();
+        empty.l2.clear();
+        empty.underlay = None;
+        empty.networks.clear();
+        empty.endpoints.clear();
+        empty.remote_endpoints.clear();
+        empty.routes.clear();
+        Dataplane {
+            slots: Vec::new(),
+            pool,
+            rx_desc: cfg.dataplane.rx_desc,
+            tx_desc: cfg.dataplane.tx_desc,
+            commands,
+            snapshot,
+            neighbors,
+            running: empty,
+            next_instance: 0,
+            round_robin: 0,
+        }
+    }
+
+    /// The configuration the dataplane runs.
+    pub fn running(&self) -> &VswitchConfig {
+        &self.running
+    }
+
+    /// The published snapshot cell.
+    pub fn snapshot(&self) -> &Arc<SnapshotCell<Pipeline>> {
+        &self.snapshot
+    }
+
+    /// Port name → index of every running port.
+    pub fn index(&self) -> PortIndex {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .map(|p| (p.config.name.clone(), PortIdx(i as u16)))
+            })
+            .collect()
+    }
+
+    /// Running ports with their indices.
+    pub fn ports(&self) -> impl Iterator<Item = (PortIdx, &PortRuntime)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|p| (PortIdx(i as u16), p)))
+    }
+
+    /// The underlay neighbour map as published.
+    pub fn neighbor_map(&self) -> dataplane::overlay::NeighborMap {
+        let cell = lock_neighbors(&self.neighbors).reader();
+        let map = cell.load_full();
+        (*map).clone()
+    }
+
+    /// The mempool.
+    pub fn pool(&self) -> &Arc<Mempool> {
+        &self.pool
+    }
+
+    fn workers(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// Opens, configures and starts the DPDK port of `pc` and returns its index with
+    /// the commands that hand its queues to the workers — sent only once a snapshot
+    /// that knows the port is published, so no worker receives from a port its
+    /// tables do not know.
+    fn plug(&mut self, pc: &PortConfig) -> Result<(PortIdx, Vec<PendingAdd>)> {
+        let idx = match self.slots.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.slots.len() < MAX_PORTS => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => {
+                return Err(anyhow!(
+                    "port {:?}: all {MAX_PORTS} port slots are in use",
+                    pc.name
+                ))
+            }
+        };
+        let workers = self.workers();
+        let profile = crate::profiles::port_profile(pc, workers as u16);
+        profile
+            .check()
+            .map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
+        let devargs = profile.devargs(self.next_instance);
+        self.next_instance += 1;
+        let mut port = Port::probe(&devargs)
+            .with_context(|| format!("port {:?}: probe {devargs}", pc.name))?;
+        let dev = port.info();
+        // af_packet spreads received frames over its queue pairs (PACKET_FANOUT),
+        // so every pair must be polled; other ports get one rx queue.
+        let nb_rxq = match profile {
+            PortProfile::AfPacket { qpairs, .. } => qpairs,
+            _ => 1,
+        }
+        .min(dev.max_rx_queues.max(1));
+        let nb_txq = (workers as u16).min(dev.max_tx_queues);
+        if nb_txq < workers as u16 {
+            warn!(port = %pc.name, nb_txq, "fewer tx queues than workers: some workers cannot send to this port (counted as no_tx_queue)");
+        }
+        let (rx, tx) = port
+            .configure(
+                &DpdkPortConfig {
+                    nb_rxq,
+                    nb_txq,
+                    rx_desc: self.rx_desc,
+                    tx_desc: self.tx_desc,
+                    mtu: pc.mtu,
+                    promiscuous: true,
+                },
+                &self.pool,
+            )
+            .with_context(|| format!("port {:?}: configure", pc.name))?;
+        port.start()
+            .with_context(|| format!("port {:?}: start", pc.name))?;
+        let first = pc.worker.unwrap_or_else(|| {
+            let w = self.round_robin % workers;
+            self.round_robin += 1;
+            w
+        });
+        let mut per_worker_rx: Vec<Vec<PortRxQueue>> = (0..workers).map(|_| Vec::new()).collect();
+        for (q, rxq) in rx.into_iter().enumerate() {
+            per_worker_rx[(first + q) % workers].push(rxq);
+        }
+        let mut tx = tx.into_iter();
+        let port_idx = PortIdx(idx as u16);
+        let pending = per_worker_rx
+            .into_iter()
+            .enumerate()
+            .map(|(worker, rxqs)| PendingAdd {
+                worker,
+                cmd: WorkerCommand::AddPort {
+                    port: port_idx,
+                    rx: rxqs,
+                    tx: tx.next(),
+                },
+            })
+            .collect();
+        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, "port up");
+        self.slots[idx] = Some(PortRuntime {
+            config: pc.clone(),
+            driver: dev.driver_name,
+            port,
+        });
+        Ok((port_idx, pending))
+    }
+
+    fn hand_over(&self, pending: Vec<PendingAdd>) {
+        for p in pending {
+            let _ = self.commands[p.worker].send(p.cmd);
+        }
+    }
+
+    /// Takes the port out of every worker, waits until each has let go of its
+    /// queues, then stops and closes it.
+    fn unplug(&mut self, idx: PortIdx) -> Result<()> {
+        let Some(rt) = self.slots.get_mut(idx.index()).and_then(Option::take) else {
+            return Ok(());
+        };
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut asked = 0;
+        for cmd in &self.commands {
+            if cmd
+                .send(WorkerCommand::RemovePort {
+                    port: idx,
+                    done: done_tx.clone(),
+                })
+                .is_ok()
+            {
+                asked += 1;
+            }
+        }
+        let deadline = Instant::now() + GRACE_TIMEOUT;
+        for _ in 0..asked {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done_rx.recv_timeout(left).is_err() {
+                // A worker did not let go: closing now could pull the port from
+                // under it. Keep the port (leaked, but safe) and report.
+                return Err(anyhow!(
+                    "port {:?}: a worker did not release its queues within {GRACE_TIMEOUT:?}",
+                    rt.config.name
+                ));
+            }
+        }
+        let name = rt.config.name.clone();
+        let mut port = rt.port;
+        if let Err(e) = port.stop() {
+            warn!(port = %name, "stop: {e}");
+        }
+        port.close()
+            .map_err(|e| anyhow!("port {name:?}: close: {e}"))?;
+        info!(port = %name, index = idx.index(), "port removed");
+        Ok(())
+    }
+
+    fn publish(&self, cfg: &VswitchConfig, generation: u64) -> Result<()> {
+        let index = self.index();
+        let l2 = control::compile::l2_pipeline_with(cfg, generation, &index)
+            .map_err(|e| anyhow!("{e}"))?;
+        let overlay =
+            control::compile::overlay_with(cfg, generation, &index).map_err(|e| anyhow!("{e}"))?;
+        self.snapshot.publish(Pipeline::new(
+            generation,
+            l2,
+            overlay,
+            ParseConfig::default(),
+        ));
+        Ok(())
+    }
+
+    /// Makes the dataplane run `next` as snapshot `generation`: removes the ports it
+    /// no longer has (or whose settings changed), adds the new ones, publishes the
+    /// tables. All or nothing: on a failure the previous configuration is restored.
+    ///
+    /// # Errors
+    /// The first failure (a port that cannot be probed, configured or started).
+    pub fn apply(&mut self, next: &VswitchConfig, generation: u64) -> Result<()> {
+        let previous = self.running.clone();
+        match self.transition(next, generation) {
+            Ok(()) => {
+                self.running = next.clone();
+                Ok(())
+            }
+            Err(e) => {
+                warn!("apply of generation {generation} failed, restoring: {e:#}");
+                let restore = self.snapshot.generation();
+                if let Err(e2) = self.transition(&previous, restore) {
+                    warn!("restoring the previous configuration failed too: {e2:#}");
+                }
+                self.running = previous;
+                Err(e)
+            }
+        }
+    }
+
+    fn transition(&mut self, next: &VswitchConfig, generation: u64) -> Result<()> {
+        let wanted: HashMap<&str, &PortConfig> =
+            next.ports.iter().map(|p| (p.name.as_str(), p)).collect();
+        // A port whose device settings changed is re-created; a group change alone
+        // is only a table change.
+        let device_changed = |a: &PortConfig, b: &PortConfig| {
+            a.profile != b.profile || a.mtu != b.mtu || a.worker != b.worker
+        };
+        let remove: Vec<PortIdx> = self
+            .ports()
+            .filter(|(_, rt)| match wanted.get(rt.config.name.as_str()) {
+                None => true,
+                Some(pc) => device_changed(&rt.config, pc),
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !remove.is_empty() {
+            // First stop forwarding to the ports going away, then let go of them.
+            let mut interim = self.running.clone();
+            let gone: Vec<String> = remove
+                .iter()
+                .filter_map(|i| {
+                    self.slots[i.index()]
+                        .as_ref()
+                        .map(|r| r.config.name.clone())
+                })
+                .collect();
+            strip_ports(&mut interim, &gone);
+            let keep = self.snapshot.generation();
+            if self.publish(&interim, keep).is_err() {
+                // The overlay cannot stand without what goes away (its uplink, say):
+                // switch it off until the next snapshot, rather than keep sending to
+                // a port that is about to close.
+                clear_overlay(&mut interim);
+                self.publish(&interim, keep)?;
+            }
+            for idx in remove {
+                self.unplug(idx)?;
+            }
+        }
+        let have = self.index();
+        let mut pending = Vec::new();
+        for pc in &next.ports {
+            if !have.contains_key(&pc.name) {
+                match self.plug(pc) {
+                    Ok((_, p)) => pending.extend(p),
+                    Err(e) => {
+                        // Queues not handed over yet are dropped here; the ports
+                        // themselves are closed by the caller's restore.
+                        drop(pending);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        for rt in self.slots.iter_mut().flatten() {
+            if let Some(pc) = wanted.get(rt.config.name.as_str()) {
+                rt.config = (*pc).clone();
+            }
+        }
+        if let Ok(mut table) = self.neighbors.lock() {
+            for &(ip, mac) in next.underlay.iter().flat_map(|u| &u.neighbors) {
+                table.add_static(ip, mac);
+            }
+        }
+        self.publish(next, generation)?;
+        self.hand_over(pending);
+        Ok(())
+    }
+
+    /// Stops and closes every port. Call after the workers have stopped (they
+    /// dropped their queues when they returned).
+    pub fn shutdown(mut self) {
+        for slot in self.slots.iter_mut() {
+            if let Some(rt) = slot.take() {
+                let mut port = rt.port;
+                if let Err(e) = port.stop() {
+                    warn!(port = %rt.config.name, "stop: {e}");
+                }
+                if let Err(e) = port.close() {
+                    warn!(port = %rt.config.name, "close: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn lock_neighbors(t: &Mutex<NeighborTable>) -> std::sync::MutexGuard<'_, NeighborTable> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn clear_overlay(cfg: &mut VswitchConfig) {
+    cfg.underlay = None;
+    cfg.networks.clear();
+    cfg.endpoints.clear();
+    cfg.remote_endpoints.clear();
+    cfg.routes.clear();
+}
+
+/// Removes `gone` ports and everything that names them from `cfg`, for the interim
+/// snapshot published while they are taken down.
+fn strip_ports(cfg: &mut VswitchConfig, gone: &[String]) {
+    let is_gone = |n: &str| gone.iter().any(|g| g == n);
+    cfg.ports.retain(|p| !is_gone(&p.name));
+    cfg.patches.retain(|p| !is_gone(&p.from) && !is_gone(&p.to));
+    cfg.l2.retain(|e| !is_gone(&e.port));
+    cfg.endpoints.retain(|e| !is_gone(&e.port));
+    if cfg.underlay.as_ref().is_some_and(|u| is_gone(&u.uplink)) {
+        cfg.underlay = None;
+        cfg.remote_endpoints.clear();
+    }
+}
