@@ -76,6 +76,8 @@ impl From<ApiError> for tonic::Status {
 pub struct Fixed {
     eal: Table,
     dataplane: Table,
+    /// `[control]` is fixed at start too: where the API listens is not API state.
+    control: Option<crate::config::ControlConfig>,
     cores: usize,
 }
 
@@ -145,6 +147,7 @@ impl Fixed {
         Fixed {
             eal,
             dataplane: dp,
+            control: cfg.control.clone(),
             cores,
         }
     }
@@ -160,7 +163,9 @@ impl Fixed {
         doc.insert("dataplane".into(), Value::Table(self.dataplane.clone()));
         let text = toml::to_string(&doc)
             .map_err(|e| ConfigError::Syntax(format!("encoding the desired state: {e}")))?;
-        VswitchConfig::parse(&text, self.cores)
+        let mut cfg = VswitchConfig::parse(&text, self.cores)?;
+        cfg.control = self.control.clone();
+        Ok(cfg)
     }
 }
 
