@@ -172,10 +172,18 @@ impl DataplaneHandle for VswitchdHandle {
                     "classic L2 port, patched to {:?}",
                     names.get(&p).cloned().unwrap_or_default()
                 ),
-                None => format!(
-                    "classic L2 port in flooding group {:?}",
-                    snap.l2.port_group(idx)
-                ),
+                None => match snap.l2.port_group(idx) {
+                    Some(g) => format!(
+                        "classic L2 port, flooding group {} with {:?}",
+                        g.0,
+                        snap.l2
+                            .flood_ports(idx)
+                            .iter()
+                            .map(|p| names.get(p).cloned().unwrap_or_default())
+                            .collect::<Vec<_>>()
+                    ),
+                    None => "a port the snapshot does not know".to_owned(),
+                },
             }
         };
         stages.push(stage("ingress", ingress));
@@ -211,10 +219,7 @@ impl DataplaneHandle for VswitchdHandle {
             Verdict::Reply { out, reason } => ("reply", name(out), reason.as_str().to_owned()),
             Verdict::Drop(r) => ("drop", String::new(), drop_name(r)),
         };
-        stages.push(stage(
-            "verdict",
-            format!("{v} {out} {reason}").trim().to_owned(),
-        ));
+
         Ok(api::TraceReply {
             generation: snap_generation(&snap),
             stages,
