@@ -6,6 +6,9 @@
 //! and pass without checking anything, so `make test` stays usable for a non-root
 //! developer. CI runs as root.
 
+pub mod peers;
+pub use peers::tcp_transfer;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -72,56 +72,6 @@ fn ping(from: &PodEnd, to_ip: &str) {
     );
 }
 
-fn tcp_transfer(dir: &TempDir, from: &PodEnd, to: &PodEnd, to_ip: &str, bytes: u64) {
-    let peer = repo_root().join("scripts/tcp_peer.py");
-    let peer = peer.to_str().unwrap();
-    let recv = dir.join("recv.sha");
-    let sent = dir.join("sent.sha");
-    let mut server = to.ns.spawn(&[
-        "python3",
-        peer,
-        "serve",
-        "--port",
-        "5001",
-        "--timeout",
-        "60",
-        "--out",
-        recv.to_str().unwrap(),
-    ]);
-    let out = from.ns.try_exec(&[
-        "python3",
-        peer,
-        "send",
-        "--host",
-        to_ip,
-        "--port",
-        "5001",
-        "--timeout",
-        "60",
-        "--bytes",
-        &bytes.to_string(),
-        "--out",
-        sent.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "TCP sender failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let srv = server
-        .wait_timeout(Duration::from_secs(30))
-        .expect("TCP server did not finish");
-    assert!(
-        srv.status.success(),
-        "TCP server failed: {}",
-        String::from_utf8_lossy(&srv.stderr)
-    );
-    let sent = std::fs::read_to_string(sent).unwrap();
-    let recv = std::fs::read_to_string(recv).unwrap();
-    assert!(sent.starts_with(&format!("{bytes} ")), "{sent}");
-    assert_eq!(sent, recv, "bytes or checksum differ between the TCP ends");
-}
-
 struct Counts {
     pod_tx: [u64; 2],
     pod_rx: [u64; 2],
@@ -178,8 +128,8 @@ fn exercise(dir: &TempDir, v: &Vswitchd, p1: &PodEnd, p2: &PodEnd) {
     let before = counts(v, &[p1, p2]);
     ping(p1, "10.78.0.2");
     ping(p2, "10.78.0.1");
-    tcp_transfer(dir, p1, p2, "10.78.0.2", 10_000_000);
-    tcp_transfer(dir, p2, p1, "10.78.0.1", 10_000_000);
+    tcp_transfer(dir, &p1.ns, &p2.ns, "10.78.0.2", 10_000_000);
+    tcp_transfer(dir, &p2.ns, &p1.ns, "10.78.0.1", 10_000_000);
     let after = counts(v, &[p1, p2]);
     assert_counters_agree(&before, &after);
 }

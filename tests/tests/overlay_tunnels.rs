@@ -5,8 +5,6 @@
 //! resolves the underlay next hop by ARP/ND itself, answers ARP for the VTEP address,
 //! and answers "fragmentation needed" when a pod sends more than the overlay carries.
 
-use std::time::Duration;
-
 use system_tests::*;
 
 const POD_MAC: &str = "02:00:00:00:01:01";
@@ -153,63 +151,12 @@ fn ping_ok(ns: &Netns, to: &str, l: &Lab) {
     );
 }
 
-fn tcp(dir: &TempDir, from: &Netns, to: &Netns, to_ip: &str, bytes: u64) {
-    let peer = repo_root().join("scripts/tcp_peer.py");
-    let peer = peer.to_str().unwrap();
-    let recv = dir.join("recv.sha");
-    let sent = dir.join("sent.sha");
-    let mut server = to.spawn(&[
-        "python3",
-        peer,
-        "serve",
-        "--port",
-        "5001",
-        "--timeout",
-        "60",
-        "--out",
-        recv.to_str().unwrap(),
-    ]);
-    let out = from.try_exec(&[
-        "python3",
-        peer,
-        "send",
-        "--host",
-        to_ip,
-        "--port",
-        "5001",
-        "--timeout",
-        "60",
-        "--bytes",
-        &bytes.to_string(),
-        "--out",
-        sent.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "TCP sender: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let srv = server
-        .wait_timeout(Duration::from_secs(30))
-        .expect("TCP server hung");
-    assert!(
-        srv.status.success(),
-        "TCP server: {}",
-        String::from_utf8_lossy(&srv.stderr)
-    );
-    assert_eq!(
-        std::fs::read_to_string(sent).unwrap(),
-        std::fs::read_to_string(recv).unwrap(),
-        "bytes or checksum differ"
-    );
-}
-
 fn both_ways(kind: KernelTunnel, u: &Underlay) {
     let mut l = lab(kind, u, u.overlay_mtu);
     ping_ok(&l.pod.ns, "10.1.0.3", &l);
     ping_ok(&l.remote.ns, "10.1.0.2", &l);
-    tcp(&l.dir, &l.pod.ns, &l.remote.ns, "10.1.0.3", 4_000_000);
-    tcp(&l.dir, &l.remote.ns, &l.pod.ns, "10.1.0.2", 4_000_000);
+    tcp_transfer(&l.dir, &l.pod.ns, &l.remote.ns, "10.1.0.3", 4_000_000);
+    tcp_transfer(&l.dir, &l.remote.ns, &l.pod.ns, "10.1.0.2", 4_000_000);
     let stats = l.switch.take().unwrap().stop();
     let pod = port_stats(&stats, "pod1");
     let uplink = port_stats(&stats, "uplink");

@@ -2,8 +2,6 @@
 //! switches in the same virtual network talk over VXLAN and over Geneve; a second
 //! network with the very same pod MACs and IPs stays isolated from the first.
 
-use std::time::Duration;
-
 use system_tests::*;
 
 const POD1_MAC: &str = "02:00:00:00:01:01";
@@ -113,52 +111,6 @@ vtep = "{peer_ip}"
     c
 }
 
-fn tcp(dir: &TempDir, from: &Netns, to: &Netns, to_ip: &str, bytes: u64) {
-    let peer = repo_root().join("scripts/tcp_peer.py");
-    let peer = peer.to_str().unwrap();
-    let recv = dir.join("recv.sha");
-    let sent = dir.join("sent.sha");
-    let mut server = to.spawn(&[
-        "python3",
-        peer,
-        "serve",
-        "--port",
-        "5001",
-        "--timeout",
-        "60",
-        "--out",
-        recv.to_str().unwrap(),
-    ]);
-    let out = from.try_exec(&[
-        "python3",
-        peer,
-        "send",
-        "--host",
-        to_ip,
-        "--port",
-        "5001",
-        "--timeout",
-        "60",
-        "--bytes",
-        &bytes.to_string(),
-        "--out",
-        sent.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "TCP sender: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let srv = server
-        .wait_timeout(Duration::from_secs(30))
-        .expect("TCP server hung");
-    assert!(srv.status.success());
-    assert_eq!(
-        std::fs::read_to_string(sent).unwrap(),
-        std::fs::read_to_string(recv).unwrap()
-    );
-}
-
 fn ping(ns: &Netns, to: &str) -> bool {
     let _ = ns.try_exec(&["ping", "-c", "2", "-i", "0.3", "-W", "1", to]);
     ns.try_exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
@@ -239,8 +191,8 @@ fn two_switches(encap: &str) {
     assert!(ping(&red1.ns, "10.1.0.3"), "red: node 1 -> node 2");
     let red2_before = red2.ns.if_stat("eth0", "rx_packets");
     let red1_before = red1.ns.if_stat("eth0", "rx_packets");
-    tcp(&dir1, &blue1.ns, &blue2.ns, "10.1.0.3", 4_000_000);
-    tcp(&dir1, &blue2.ns, &blue1.ns, "10.1.0.2", 4_000_000);
+    tcp_transfer(&dir1, &blue1.ns, &blue2.ns, "10.1.0.3", 4_000_000);
+    tcp_transfer(&dir1, &blue2.ns, &blue1.ns, "10.1.0.2", 4_000_000);
     assert_eq!(
         red2.ns.if_stat("eth0", "rx_packets"),
         red2_before,
@@ -248,7 +200,7 @@ fn two_switches(encap: &str) {
     );
     assert_eq!(red1.ns.if_stat("eth0", "rx_packets"), red1_before);
     // And red still works after all that.
-    tcp(&dir2, &red1.ns, &red2.ns, "10.1.0.3", 1_000_000);
+    tcp_transfer(&dir2, &red1.ns, &red2.ns, "10.1.0.3", 1_000_000);
     let s1 = sw1.stop();
     let s2 = sw2.stop();
     for s in [&s1, &s2] {
