@@ -44,6 +44,14 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     fn trace(&self, in_port: &str, frame: &[u8]) -> Result<api::TraceReply, String>;
     /// Seconds since the daemon started.
     fn uptime_s(&self) -> f64;
+    /// The capture tap and the index of `port`, for a capture.
+    ///
+    /// # Errors
+    /// An unknown port.
+    fn capture_tap(
+        &self,
+        port: &str,
+    ) -> Result<(Arc<dataplane::capture::CaptureTap>, dataplane::PortIdx), String>;
 }
 
 struct Inner<D> {
@@ -54,6 +62,8 @@ struct Inner<D> {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// The published desired state; replaced whole by a write.
     current: RwLock<Arc<Desired>>,
+    /// A capture is streaming (one at a time: the tap has one channel).
+    capturing: std::sync::atomic::AtomicBool,
 }
 
 /// The service. Cheap to clone (all clones share the state).
@@ -81,6 +91,7 @@ impl<D: DataplaneHandle> VswitchService<D> {
                 state_file,
                 writer: Arc::new(tokio::sync::Mutex::new(())),
                 current: RwLock::new(Arc::new(desired)),
+                capturing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -233,6 +244,82 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
             uptime_s: self.inner.handle.uptime_s(),
             version: env!("CARGO_PKG_VERSION").into(),
         }))
+    }
+
+    type CaptureStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<api::CapturedPacket, Status>> + Send>,
+    >;
+
+    async fn capture(
+        &self,
+        request: Request<api::CaptureRequest>,
+    ) -> Result<Response<Self::CaptureStream>, Status> {
+        use dataplane::capture::Direction;
+        use std::sync::atomic::Ordering;
+        let req = request.into_inner();
+        let (rx, tx) = match req.direction.as_str() {
+            "" | "both" => (true, true),
+            "rx" => (true, false),
+            "tx" => (false, true),
+            d => {
+                return Err(Status::invalid_argument(format!(
+                    "direction: {d:?} is not rx, tx or both"
+                )))
+            }
+        };
+        let (tap, idx) = self
+            .inner
+            .handle
+            .capture_tap(&req.port)
+            .map_err(|e| Status::invalid_argument(format!("port: {e}")))?;
+        if self.inner.capturing.swap(true, Ordering::AcqRel) {
+            return Err(Status::failed_precondition("a capture is already running"));
+        }
+        let frames = tap.start(idx, rx, tx);
+        let (out, stream) = tokio::sync::mpsc::channel(1024);
+        let inner = Arc::clone(&self.inner);
+        let deadline = (req.seconds > 0).then(|| {
+            std::time::Instant::now() + std::time::Duration::from_secs(req.seconds.into())
+        });
+        tokio::task::spawn_blocking(move || {
+            let mut sent = 0u64;
+            loop {
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d)
+                    || (req.count > 0 && sent >= req.count)
+                    || out.is_closed()
+                {
+                    break;
+                }
+                let Ok(f) = frames.recv_timeout(std::time::Duration::from_millis(100)) else {
+                    continue;
+                };
+                if f.port != idx {
+                    continue;
+                }
+                let pkt = api::CapturedPacket {
+                    timestamp_ns: f
+                        .time
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(0),
+                    direction: match f.direction {
+                        Direction::Rx => "rx".into(),
+                        Direction::Tx => "tx".into(),
+                    },
+                    data: f.data,
+                    dropped: tap.dropped(),
+                };
+                if out.blocking_send(Ok(pkt)).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            tap.stop();
+            inner.capturing.store(false, Ordering::Release);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(stream),
+        )))
     }
 
     async fn trace(

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod buf;
+pub mod capture;
 pub mod drop;
 pub mod ethernet;
 pub mod idle;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::buf::PacketBuf;
+use crate::capture::{CaptureTap, Direction};
 use crate::drop::DropReason;
 use crate::idle::IdleBackoff;
 use crate::io::{BufAlloc, Burst, RxQueue, TxQueue};
@@ -81,6 +82,7 @@ struct TxPorts<T: TxQueue> {
     batch_bytes: Vec<u64>,
     /// Bit `i` set: batch `i` is not empty (`MAX_PORTS` is 64).
     pending: u64,
+    capture: Option<Arc<CaptureTap>>,
 }
 
 impl<T: TxQueue> TxPorts<T> {
@@ -91,6 +93,7 @@ impl<T: TxQueue> TxPorts<T> {
             batches: (0..n).map(|_| Burst::new()).collect(),
             batch_bytes: vec![0; n],
             pending: 0,
+            capture: None,
         }
     }
 
@@ -138,6 +141,13 @@ impl<T: TxQueue> TxPorts<T> {
             return;
         }
         let port = PortIdx(i as u16);
+        if let Some(tap) = &self.capture {
+            if tap.wants(port, Direction::Tx) {
+                for p in batch.iter() {
+                    tap.offer(port, Direction::Tx, p.data());
+                }
+            }
+        }
         let before = batch.len();
         queue.tx_burst(batch);
         stats.count_tx_burst();
@@ -343,6 +353,7 @@ where
     limiter: ResolveLimiter,
     last_expire: Instant,
     commands: Option<crossbeam::channel::Receiver<WorkerCommand<R, T>>>,
+    capture: Option<Arc<CaptureTap>>,
     stats: WorkerStats,
     shared: Arc<WorkerStatsShared>,
     idle: IdleBackoff,
@@ -400,6 +411,7 @@ where
             neighbor_table: Arc::new(Mutex::new(table)),
             last_expire: Instant::now(),
             commands: None,
+            capture: None,
             stats: WorkerStats::new(ports),
             // Sized for every possible port, so ports added at runtime are published.
             shared: Arc::new(WorkerStatsShared::new(id, MAX_PORTS)),
@@ -429,6 +441,13 @@ where
         commands: crossbeam::channel::Receiver<WorkerCommand<R, T>>,
     ) -> Self {
         self.commands = Some(commands);
+        self
+    }
+
+    /// Copies captured ports' frames into `tap` (see [`crate::capture`]).
+    pub fn with_capture(mut self, tap: Arc<CaptureTap>) -> Self {
+        self.tx.capture = Some(Arc::clone(&tap));
+        self.capture = Some(tap);
         self
     }
 
@@ -512,6 +531,13 @@ where
             self.stats.count_rx_burst();
             for p in &self.rx_burst {
                 self.stats.count_rx(in_port, p.len());
+            }
+            if let Some(tap) = &self.capture {
+                if tap.wants(in_port, Direction::Rx) {
+                    for p in &self.rx_burst {
+                        tap.offer(in_port, Direction::Rx, p.data());
+                    }
+                }
             }
             if !snap.has_overlay() {
                 // Classic L2 only: classify the whole burst, then move buffers.
@@ -1191,6 +1217,28 @@ mod tests {
         w.poll_once();
         assert_eq!(tx2.len(), 5, "nor sent to");
         assert_conserved(&w.stats_handle().snapshot());
+    }
+
+    #[test]
+    fn capture_copies_a_ports_frames_both_ways() {
+        let tap = Arc::new(CaptureTap::default());
+        let mut r = rig(&[0], &open(3), VecAlloc::unlimited());
+        r.worker = r.worker.with_capture(Arc::clone(&tap));
+        send(&r.rx[0], B, A, 60, 3);
+        r.worker.poll_once();
+        let copies = tap.start(PortIdx(1), true, true);
+        send(&r.rx[0], B, A, 64, 2);
+        r.worker.poll_once();
+        let got: Vec<_> = copies.try_iter().collect();
+        assert_eq!(got.len(), 2, "only frames after the start, only port 1");
+        assert!(got
+            .iter()
+            .all(|f| f.direction == Direction::Tx && f.data.len() == 64));
+        tap.stop();
+        send(&r.rx[0], B, A, 60, 2);
+        r.worker.poll_once();
+        assert_eq!(copies.try_iter().count(), 0);
+        assert_eq!(r.tx[1].len(), 7, "forwarding is untouched");
     }
 
     #[test]

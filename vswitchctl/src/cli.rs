@@ -62,6 +62,8 @@ pub enum Command {
     Get(GetArgs),
     /// Run a packet through the switch's tables without sending it.
     Trace(TraceArgs),
+    /// Copy a port's frames into a pcap file (tcpdump/tshark read it).
+    Capture(CaptureArgs),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -314,6 +316,31 @@ pub struct TraceArgs {
     pub packet: Option<String>,
     #[command(flatten)]
     pub json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// The port.
+    pub port: String,
+    /// The pcap file to write.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Stop after this many frames.
+    #[arg(short = 'c', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "S")]
+    pub seconds: Option<u32>,
+    /// Frames received, sent, or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub direction: CaptureDirection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CaptureDirection {
+    Rx,
+    Tx,
+    Both,
 }
 
 #[cfg(test)]

@@ -297,6 +297,7 @@ pub async fn execute_prepared(
                 .await
                 .map(drop)
         }
+        Command::Capture(a) => capture(client, a, out).await,
         Command::Completion { shell } => completion(*shell, out),
     }
 }
@@ -870,4 +871,62 @@ pub fn render_trace(reply: &api::TraceReply, in_port: &str, len: usize) -> Strin
         ));
     }
     s
+}
+
+/// Streams a port's frames into a classic pcap file (microsecond timestamps,
+/// Ethernet), so tcpdump and tshark read it.
+pub async fn capture(client: &mut Client, a: &cli::CaptureArgs, out: &mut dyn Write) -> Result<()> {
+    use std::io::Write as _;
+    let direction = match a.direction {
+        cli::CaptureDirection::Rx => "rx",
+        cli::CaptureDirection::Tx => "tx",
+        cli::CaptureDirection::Both => "both",
+    };
+    let file = std::fs::File::create(&a.file)
+        .map_err(|e| Error::Usage(format!("cannot create {}: {e}", a.file.display())))?;
+    let mut w = std::io::BufWriter::new(file);
+    let local = |e: std::io::Error| Error::Local(format!("{}: {e}", a.file.display()));
+    // The pcap global header: magic, version 2.4, zone 0, sigfigs 0, snaplen, Ethernet.
+    let mut header = Vec::with_capacity(24);
+    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&4u16.to_le_bytes());
+    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(&65535u32.to_le_bytes());
+    header.extend_from_slice(&1u32.to_le_bytes());
+    w.write_all(&header).map_err(local)?;
+    let mut stream = client
+        .capture(api::CaptureRequest {
+            port: a.port.clone(),
+            direction: direction.into(),
+            count: a.count.unwrap_or(0),
+            seconds: a.seconds.unwrap_or(0),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let (mut n, mut dropped) = (0u64, 0u64);
+    while let Some(pkt) = stream.message().await.map_err(refused)? {
+        let secs = (pkt.timestamp_ns / 1_000_000_000) as u32;
+        let usecs = ((pkt.timestamp_ns % 1_000_000_000) / 1000) as u32;
+        let len = pkt.data.len() as u32;
+        let mut rec = Vec::with_capacity(16 + pkt.data.len());
+        rec.extend_from_slice(&secs.to_le_bytes());
+        rec.extend_from_slice(&usecs.to_le_bytes());
+        rec.extend_from_slice(&len.to_le_bytes());
+        rec.extend_from_slice(&len.to_le_bytes());
+        rec.extend_from_slice(&pkt.data);
+        w.write_all(&rec).map_err(local)?;
+        n += 1;
+        dropped = pkt.dropped;
+    }
+    w.flush().map_err(local)?;
+    writeln!(
+        out,
+        "{n} packets captured on {} into {} ({dropped} copies dropped by the switch)",
+        a.port,
+        a.file.display()
+    )
+    .map_err(|e| Error::Local(e.to_string()))?;
+    Ok(())
 }

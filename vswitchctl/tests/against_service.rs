@@ -58,6 +58,22 @@ impl DataplaneHandle for StandIn {
     fn uptime_s(&self) -> f64 {
         75.0
     }
+    fn capture_tap(
+        &self,
+        port: &str,
+    ) -> Result<
+        (
+            std::sync::Arc<dataplane::capture::CaptureTap>,
+            dataplane::PortIdx,
+        ),
+        String,
+    > {
+        // The control logic's stand-in: a real tap that no worker feeds.
+        match port {
+            "pod1" => Ok((std::sync::Arc::default(), dataplane::PortIdx(0))),
+            _ => Err(format!("no port named {port:?}")),
+        }
+    }
 }
 
 struct Server {

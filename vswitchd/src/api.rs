@@ -28,6 +28,8 @@ pub struct VswitchdHandle {
     pub workers: Vec<WorkerHandle>,
     /// Start time.
     pub started: Instant,
+    /// The workers' capture tap.
+    pub capture: Arc<dataplane::capture::CaptureTap>,
 }
 
 fn profile_name(p: &ProfileConfig) -> &'static str {
@@ -232,6 +234,18 @@ impl DataplaneHandle for VswitchdHandle {
 
     fn uptime_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    fn capture_tap(
+        &self,
+        port: &str,
+    ) -> Result<(Arc<dataplane::capture::CaptureTap>, PortIdx), String> {
+        let idx = lock(&self.dataplane)
+            .index()
+            .get(port)
+            .copied()
+            .ok_or_else(|| format!("no port named {port:?}"))?;
+        Ok((Arc::clone(&self.capture), idx))
     }
 }
 

@@ -154,6 +154,7 @@ pub fn run(prep: Prepared) -> Result<()> {
     // answer on the uplink learns it for everyone.
     let neighbors = Arc::new(Mutex::new(NeighborTable::new(NeighborConfig::default())));
     let worker_stop = Arc::new(AtomicBool::new(false));
+    let capture = Arc::new(dataplane::capture::CaptureTap::default());
     let mut workers = Vec::with_capacity(n_workers);
     let mut commands = Vec::with_capacity(n_workers);
     for w in 0..n_workers {
@@ -171,7 +172,8 @@ pub fn run(prep: Prepared) -> Result<()> {
         )
         .map_err(|e| anyhow!("worker {w}: {e}"))?
         .with_neighbors(Arc::clone(&neighbors))
-        .with_commands(cmd_rx);
+        .with_commands(cmd_rx)
+        .with_capture(Arc::clone(&capture));
         let stats = worker.stats_handle();
         let handle = std::thread::Builder::new()
             .name(format!("vsw-worker{w}"))
@@ -223,6 +225,7 @@ pub fn run(prep: Prepared) -> Result<()> {
                 .map(|w| (w.index, w.core, Arc::clone(&w.stats)))
                 .collect(),
             started,
+            capture: Arc::clone(&capture),
         };
         let state_file = api.settings.state_file.clone();
         let svc =

@@ -56,6 +56,22 @@ impl DataplaneHandle for Recorder {
     fn uptime_s(&self) -> f64 {
         1.5
     }
+    fn capture_tap(
+        &self,
+        port: &str,
+    ) -> Result<
+        (
+            std::sync::Arc<dataplane::capture::CaptureTap>,
+            dataplane::PortIdx,
+        ),
+        String,
+    > {
+        // The control logic's stand-in: a real tap that no worker feeds.
+        match port {
+            "pod1" => Ok((std::sync::Arc::default(), dataplane::PortIdx(0))),
+            _ => Err(format!("no port named {port:?}")),
+        }
+    }
 }
 
 impl Recorder {
