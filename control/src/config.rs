@@ -60,9 +60,25 @@ pub struct ControlConfig {
     /// The desired state written by API calls, restored at start.
     #[serde(default = "default_state_file")]
     pub state_file: PathBuf,
-    /// TCP listening needs mutual TLS, which this build does not have yet: the key
-    /// exists only to be refused with a clear error (plain TCP is never served).
+    /// Plain TCP is never served: the key exists only to be refused with a clear
+    /// error pointing at `[control.tcp]`.
     pub listen_tcp: Option<String>,
+    /// `[control.tcp]`: the API on TCP, with mutual TLS only.
+    pub tcp: Option<TcpTlsConfig>,
+}
+
+/// `[control.tcp]`: a TCP listener that requires client certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpTlsConfig {
+    /// Address and port, `127.0.0.1:9443` or `[::]:9443`.
+    pub listen: std::net::SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA that signs the clients' certificates (PEM).
+    pub client_ca: PathBuf,
 }
 
 fn default_socket() -> PathBuf {
@@ -570,7 +586,7 @@ impl VswitchConfig {
             if c.listen_tcp.is_some() {
                 return Err(ConfigError::OutOfRange {
                     field: "control.listen_tcp".into(),
-                    reason: "plain TCP is refused, and mutual TLS is not in this build yet: use the Unix socket".into(),
+                    reason: "plain TCP is refused: use [control.tcp] with listen, cert, key and client_ca (mutual TLS)".into(),
                 });
             }
             match u32::from_str_radix(&c.socket_mode, 8) {

@@ -16,6 +16,22 @@ pub struct Cli {
     /// Seconds to wait for the connection and for each request.
     #[arg(long, global = true, default_value_t = 30)]
     pub timeout: u64,
+    /// Connect over TCP with mutual TLS (HOST:PORT) instead of the Unix socket;
+    /// needs --cert, --key and --ca.
+    #[arg(long, global = true, value_name = "HOST:PORT", requires_all = ["cert", "key", "ca"])]
+    pub tcp: Option<String>,
+    /// This client's certificate (PEM), for --tcp.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// This client's private key (PEM), for --tcp.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The CA that signed the daemon's certificate (PEM), for --tcp.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The name the daemon's certificate must carry, for --tcp.
+    #[arg(long, global = true, default_value = "localhost", value_name = "NAME")]
+    pub tls_name: String,
     /// Make a write conditional: refused unless the state is still at this
     /// generation (0: any).
     #[arg(long, global = true, default_value_t = 0, value_name = "GEN")]

@@ -16,6 +16,11 @@ pub mod table;
 use std::io::Write;
 use std::time::Duration;
 
+/// An empty health request (the cheapest call, to test a session).
+pub(crate) fn api_health_request() -> control::api::HealthRequest {
+    control::api::HealthRequest {}
+}
+
 /// Runs a parsed command line to completion, printing to `out`.
 pub async fn run(cli: &cli::Cli, out: &mut dyn Write) -> error::Result<()> {
     if let cli::Command::Completion { shell } = &cli.command {
@@ -23,7 +28,12 @@ pub async fn run(cli: &cli::Cli, out: &mut dyn Write) -> error::Result<()> {
     }
     let prepared = commands::prepare(cli)?;
     let timeout = (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout));
-    let mut client = client::connect(&cli.socket, timeout).await?;
+    let mut client = match (&cli.tcp, &cli.cert, &cli.key, &cli.ca) {
+        (Some(addr), Some(cert), Some(key), Some(ca)) => {
+            client::connect_tls(addr, &cli.tls_name, [cert, key, ca], timeout).await?
+        }
+        _ => client::connect(&cli.socket, timeout).await?,
+    };
     commands::execute_prepared(&mut client, cli, prepared, out)
         .await
         .map_err(|e| match e {

@@ -217,6 +217,7 @@ pub fn run(prep: Prepared) -> Result<()> {
     );
     let started = Instant::now();
     let mut api_stop = None;
+    let mut startup_error = None;
     if let (Some(api), Some(rt)) = (api, &runtime) {
         let handle = crate::api::VswitchdHandle {
             dataplane: Arc::clone(&dataplane),
@@ -230,29 +231,44 @@ pub fn run(prep: Prepared) -> Result<()> {
         let state_file = api.settings.state_file.clone();
         let svc =
             control::service::VswitchService::new(handle, api.fixed, api.desired, Some(state_file));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.changed().await;
+        };
         let socket = api.settings.socket.clone();
         let mode = api.settings.mode();
         let group = api.settings.socket_group.clone();
-        let server = rt.spawn(async move {
-            control::service::serve_unix(&socket, mode, group.as_deref(), svc, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        // A socket that cannot be bound fails the start, with the reason.
+        let unix_svc = svc.clone();
+        let unix_rx = rx.clone();
+        let mut servers = vec![rt.spawn(async move {
+            control::service::serve_unix(&socket, mode, group.as_deref(), unix_svc, wait(unix_rx))
+                .await
+        })];
+        if let Some(tcp) = api.settings.tcp.clone() {
+            let files = control::service::TlsFiles {
+                cert: tcp.cert,
+                key: tcp.key,
+                client_ca: tcp.client_ca,
+            };
+            servers.push(rt.spawn(async move {
+                control::service::serve_tcp_mtls(tcp.listen, &files, svc, wait(rx)).await
+            }));
+        }
+        // A socket that cannot be bound, or TLS material that cannot be read, fails
+        // the start with the reason.
         std::thread::sleep(Duration::from_millis(100));
-        if server.is_finished() {
+        if let Some(i) = servers.iter().position(|s| s.is_finished()) {
             stop.store(true, Ordering::Relaxed);
-            match rt.block_on(server) {
-                Ok(Err(e)) => warn!("control API: {e}"),
-                Ok(Ok(())) => warn!("control API stopped"),
-                Err(e) => warn!("control API: {e}"),
+            let _ = tx.send(true);
+            match rt.block_on(servers.swap_remove(i)) {
+                Ok(Err(e)) => startup_error = Some(anyhow!("control API: {e}")),
+                Ok(Ok(())) => startup_error = Some(anyhow!("control API stopped")),
+                Err(e) => startup_error = Some(anyhow!("control API: {e}")),
             }
         } else {
-            info!(socket = %api.settings.socket.display(), "control API listening");
-            api_stop = Some((tx, server));
+            info!(socket = %api.settings.socket.display(), tcp = ?api.settings.tcp.as_ref().map(|t| t.listen), "control API listening");
         }
+        api_stop = Some((tx, servers));
     }
 
     let interval = Duration::from_millis(dp.stats_interval_ms.max(10));
@@ -282,9 +298,12 @@ pub fn run(prep: Prepared) -> Result<()> {
     }
 
     // The API goes first: no write may land while the dataplane shuts down.
-    if let (Some((tx, server)), Some(rt)) = (api_stop, &runtime) {
-        let _ = tx.send(());
-        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+    if let (Some((tx, servers)), Some(rt)) = (api_stop, &runtime) {
+        let _ = tx.send(true);
+        for server in servers {
+            let _ =
+                rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+        }
     }
     if let Some(rt) = runtime {
         rt.shutdown_timeout(Duration::from_secs(2));
@@ -324,7 +343,7 @@ pub fn run(prep: Prepared) -> Result<()> {
         warn!("EAL cleanup: {e}");
     }
     info!("stopped");
-    match failure {
+    match startup_error.or(failure) {
         Some(e) => Err(e),
         None => Ok(()),
     }
