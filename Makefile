@@ -57,3 +57,14 @@ clean:
 .PHONY: bench-deps
 bench-deps: deps
 	bash bench/scripts/install-ovs.sh
+
+# vswitchd beside dpdk-testpmd io (the floor) and OVS-DPDK, every scenario, 64 B,
+# 10 s windows (BENCH_ARGS adds e.g. --flows 1k, --json, --no-ovs).
+# bench-smoke: the short l2 comparison of bench/tests/compare.rs (root only).
+BENCH_ARGS ?=
+.PHONY: bench bench-smoke
+bench: release
+	./target/release/vswitch-bench compare all --size 64 --seconds 10 --warmup 2 --core 1 $(BENCH_ARGS)
+
+bench-smoke: release
+	$(CARGO) test --release -p bench --test compare -- --nocapture

@@ -6,6 +6,7 @@
 //!   dataplane under test.
 //! - [`scenario`]: one module per benchmark scenario, behind the
 //!   [`scenario::Scenario`] trait.
+//! - [`compare`]: vswitchd beside testpmd io-forward and OVS-DPDK.
 //!
 //! The `vswitch-bench` binary is a thin clap front end over these.
 
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod compare;
 pub mod pcap;
 pub mod runner;
 pub mod scenario;

@@ -7,6 +7,8 @@
 //!   ([`bench::runner::run_vswitchd`]).
 //! - `testpmd <scenario> ...`: `dpdk-testpmd` io forwarding on the same
 //!   traffic ([`bench::runner::run_testpmd`]).
+//! - `compare <scenario>...|all ...`: vswitchd, testpmd io and OVS-DPDK on the
+//!   same traffic and core, side by side ([`bench::compare`]).
 //!
 //! New scenarios slot in as further [`ScenarioName`] variants.
 //!
@@ -22,7 +24,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use bench::bundle::{default_packets, write_bundle, Bundle, RunSettings};
-use bench::runner::{run_testpmd, run_vswitchd, Measurement, RunOptions, WorkDir};
+use bench::compare::{run_ovs, table, Comparison, Outcome};
+use bench::runner::{run_testpmd, run_vswitchd, tsc_hz, Measurement, RunOptions, WorkDir};
 use bench::scenario::{
     write_pcap, FrameSize, L2Scenario, L3Scenario, Scenario, TunnelDirection, TunnelKind,
     TunnelScenario,
@@ -51,6 +54,87 @@ enum Command {
     Run(RunArgs),
     /// Measure dpdk-testpmd (io forwarding: the I/O floor) on the same traffic.
     Testpmd(TestpmdArgs),
+    /// Side by side: vswitchd, dpdk-testpmd io (the floor) and OVS-DPDK on the
+    /// same traffic and core, one after the other; one table, or with --json
+    /// one JSON object per scenario and line.
+    Compare(CompareArgs),
+}
+
+/// A `compare` argument: one scenario or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CompareTarget {
+    One(ScenarioName),
+    All,
+}
+
+fn parse_compare_target(s: &str) -> Result<CompareTarget, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(CompareTarget::All);
+    }
+    ScenarioName::from_str(s, true)
+        .map(CompareTarget::One)
+        .map_err(|_| {
+            let names: Vec<String> = ScenarioName::value_variants()
+                .iter()
+                .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
+                .collect();
+            format!(
+                "unknown scenario {s:?} (expected all, {})",
+                names.join(", ")
+            )
+        })
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Scenarios (l2, vxlan-decap, vxlan-encap, geneve-decap, geneve-encap,
+    /// l3), or all.
+    #[arg(value_name = "SCENARIO|all", required = true, num_args = 1.., value_parser = parse_compare_target)]
+    scenarios: Vec<CompareTarget>,
+    /// Number of flows; accepts k/m suffixes (1, 1k, 100k).
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_flows)]
+    flows: u32,
+    /// Nominal frame size including the FCS (64..=1518), or imix. Tunnel
+    /// scenarios: the inner frame's size.
+    #[arg(long, value_name = "BYTES|imix", default_value = "64")]
+    size: FrameSize,
+    /// l3 only (ignored by the other scenarios): number of static routes;
+    /// default: the flow count.
+    #[arg(long, value_name = "N", value_parser = parse_prefixes)]
+    prefixes: Option<u32>,
+    /// Number of frames in the pcap; default max(flows, 4096) rounded up to 12.
+    #[arg(long, value_name = "K", value_parser = parse_packets)]
+    packets: Option<u64>,
+    /// Measured window of each forwarder: one-second samples.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    seconds: u32,
+    /// Seconds each forwarder runs before its window.
+    #[arg(long, value_name = "S", default_value_t = 2)]
+    warmup: u32,
+    /// CPU of the forwarding worker / PMD of all three (their main thread
+    /// goes to CPU 0, or 1 if C is 0).
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    core: usize,
+    /// One JSON object per scenario, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Leave OVS-DPDK out (its figures are null, "ovs_skipped": "--no-ovs").
+    #[arg(long)]
+    no_ovs: bool,
+    /// The OVS-DPDK runner; default: bench/scripts/ovs_dpdk.py of the source
+    /// tree this program was built from.
+    #[arg(long, value_name = "PATH")]
+    ovs_script: Option<PathBuf>,
+    /// The vswitchd binary; default: `vswitchd` next to this program.
+    #[arg(long, value_name = "PATH")]
+    vswitchd: Option<PathBuf>,
+    /// The testpmd binary.
+    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
+    /// Generate each scenario into (and keep) DIR/<scenario> instead of a
+    /// temporary directory (logs of vswitchd and testpmd included).
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
 }
 
 /// The scenarios.
@@ -204,7 +288,129 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 run_testpmd(&args.testpmd, &args.forward_mode, bundle, scenario, opts)
             })
         }
+        Command::Compare(args) => compare(&args),
     }
+}
+
+/// `compare`: every scenario generated once, then measured by vswitchd,
+/// testpmd io and OVS-DPDK in turn; a failure of one forwarder is reported
+/// in its column and the rest still run; the exit status is 1 if vswitchd or
+/// testpmd failed anywhere (an OVS failure shows as n/a and its reason).
+fn compare(args: &CompareArgs) -> anyhow::Result<()> {
+    let vswitchd = match &args.vswitchd {
+        Some(path) => path.clone(),
+        None => sibling_binary("vswitchd")?,
+    };
+    let ovs_script = args
+        .ovs_script
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ovs_dpdk.py"));
+    let mut names: Vec<ScenarioName> = Vec::new();
+    for target in &args.scenarios {
+        let add: Vec<ScenarioName> = match target {
+            CompareTarget::All => ScenarioName::value_variants().to_vec(),
+            CompareTarget::One(name) => vec![*name],
+        };
+        for name in add {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let opts = RunOptions {
+        seconds: args.seconds,
+        warmup: args.warmup,
+        core: args.core,
+    };
+    let tsc = tsc_hz();
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for name in names {
+        let scenario_args = ScenarioArgs {
+            scenario: name,
+            flows: args.flows,
+            size: args.size,
+            prefixes: args.prefixes.filter(|_| name == ScenarioName::L3),
+            packets: args.packets,
+            no_static_neighbor: false,
+        };
+        let scenario = build_scenario(&scenario_args)?;
+        let packets = args
+            .packets
+            .unwrap_or_else(|| default_packets(scenario.flow_count()));
+        let work = match &args.keep {
+            Some(dir) => WorkDir::kept(&dir.join(scenario.name()))?,
+            None => WorkDir::temp()?,
+        };
+        let bundle = write_bundle(
+            scenario.as_ref(),
+            packets,
+            work.path(),
+            &RunSettings::on_core(args.core),
+            serde_json::Value::Null,
+        )?;
+        let label = format!(
+            "{} size {} {} flow(s)",
+            scenario.name(),
+            scenario.size(),
+            scenario.flow_count()
+        );
+        let outcome = |who: &str, result: anyhow::Result<Measurement>| match result {
+            Ok(m) => {
+                eprintln!("compare: {label}: {who} {:.3} Mpps", m.mpps());
+                Outcome::Mpps(m.mpps())
+            }
+            Err(err) => {
+                eprintln!("compare: {label}: {who} failed: {err:#}");
+                Outcome::Failed(format!("{err:#}"))
+            }
+        };
+        let vswitch = outcome(
+            "vswitchd",
+            run_vswitchd(&vswitchd, &bundle, scenario.as_ref(), &opts),
+        );
+        let testpmd = outcome(
+            "testpmd io",
+            run_testpmd(&args.testpmd, "io", &bundle, scenario.as_ref(), &opts),
+        );
+        let ovs = if args.no_ovs {
+            Outcome::Skipped("--no-ovs".to_owned())
+        } else {
+            let ovs = run_ovs(&ovs_script, &bundle, &opts);
+            match &ovs {
+                Outcome::Mpps(m) => eprintln!("compare: {label}: ovs-dpdk {m:.3} Mpps"),
+                Outcome::Skipped(r) => eprintln!("compare: {label}: ovs-dpdk skipped: {r}"),
+                Outcome::Failed(r) => eprintln!("compare: {label}: ovs-dpdk n/a: {r}"),
+            }
+            ovs
+        };
+        // OVS is the baseline: its failure is reported in its column only.
+        failed |= [&vswitch, &testpmd]
+            .iter()
+            .any(|o| matches!(o, Outcome::Failed(_)));
+        let row = Comparison {
+            scenario: scenario.name().to_owned(),
+            frame_size: scenario.size().to_string(),
+            flows: scenario.flow_count(),
+            tsc_hz: tsc,
+            vswitch,
+            ovs,
+            testpmd,
+        };
+        if args.json {
+            let mut out = io::stdout().lock();
+            writeln!(out, "{}", row.to_json_line())?;
+            out.flush()?;
+        }
+        rows.push(row);
+    }
+    if !args.json {
+        print!("{}", table(&rows));
+    }
+    if failed {
+        bail!("some measurements failed (see above)");
+    }
+    Ok(())
 }
 
 fn build_scenario(args: &ScenarioArgs) -> anyhow::Result<Box<dyn Scenario>> {

@@ -193,6 +193,16 @@ impl Dataplane {
             .with_context(|| format!("port {:?}: configure", pc.name))?;
         port.start()
             .with_context(|| format!("port {:?}: start", pc.name))?;
+        // An af_packet socket is created for every protocol and only then bound to
+        // its interface: in between, the kernel copies it frames from *other*
+        // interfaces (other pods' traffic). Forwarding those would duplicate other
+        // ports' packets, so whatever is in the rings before the workers take over
+        // is discarded.
+        let mut rx = rx;
+        let stale = drain(&mut rx);
+        if stale > 0 {
+            info!(port = %pc.name, frames = stale, "discarded frames queued before the port was bound");
+        }
         let first = pc.worker.unwrap_or_else(|| {
             let w = self.round_robin % workers;
             self.round_robin += 1;
@@ -410,6 +420,24 @@ fn clear_overlay(cfg: &mut VswitchConfig) {
     cfg.endpoints.clear();
     cfg.remote_endpoints.clear();
     cfg.routes.clear();
+}
+
+/// Receives and frees whatever `queues` hold now; returns how many frames.
+fn drain(queues: &mut [PortRxQueue]) -> usize {
+    use dataplane::{Burst, RxQueue};
+    let mut n = 0;
+    for q in queues.iter_mut() {
+        // Bounded: a busy interface must not keep the control thread here.
+        for _ in 0..64 {
+            let mut burst = Burst::new();
+            let got = q.rx_burst(&mut burst);
+            n += got;
+            if got == 0 {
+                break;
+            }
+        }
+    }
+    n
 }
 
 /// Removes `gone` ports and everything that names them from `cfg`, for the interim
