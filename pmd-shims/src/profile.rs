@@ -297,7 +297,7 @@ impl PortProfile {
     }
 
     /// The devargs string for `rte_dev_probe`, e.g.
-    /// `net_af_packet0,iface=veth1,qpairs=1` or `0000:03:00.0,representor=[0-3]`.
+    /// `net_af_packet0,iface=veth1,qpairs=1,...` or `0000:03:00.0,representor=[0-3]`.
     /// The port's name is the part before the first comma.
     pub fn devargs(&self, instance: u32) -> String {
         let mut s = match self {
@@ -307,7 +307,13 @@ impl PortProfile {
         // Writing to a String cannot fail.
         match self {
             PortProfile::AfPacket { iface, qpairs } => {
-                let _ = write!(s, ",iface={iface},qpairs={qpairs}");
+                // 4096 frames per ring instead of the PMD's 512: a worker that loses its
+                // core for a few milliseconds (a shared 2-core machine) must not make
+                // the kernel drop a burst of a pod's TCP segments. 8 MiB per ring.
+                let _ = write!(
+                    s,
+                    ",iface={iface},qpairs={qpairs},blocksz=4096,framesz=2048,framecnt=4096"
+                );
             }
             PortProfile::Tap { iface, mac } => {
                 let _ = write!(s, ",iface={iface}");
@@ -559,7 +565,7 @@ mod tests {
                     iface: "veth1".into(),
                     qpairs: 1,
                 },
-                "net_af_packet0,iface=veth1,qpairs=1",
+                "net_af_packet0,iface=veth1,qpairs=1,blocksz=4096,framesz=2048,framecnt=4096",
             ),
             (
                 PortProfile::Tap {

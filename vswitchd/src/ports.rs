@@ -199,7 +199,10 @@ impl Dataplane {
         // ports' packets, so whatever is in the rings before the workers take over
         // is discarded.
         let mut rx = rx;
-        let stale = drain(&mut rx);
+        let stale = match profile {
+            PortProfile::AfPacket { .. } => drain(&mut rx),
+            _ => 0,
+        };
         if stale > 0 {
             info!(port = %pc.name, frames = stale, "discarded frames queued before the port was bound");
         }
