@@ -1750,7 +1750,8 @@ fn control_trace_forward_drop_and_arp() {
         "eth(src={MAC1},dst={MAC2})/ipv4(src=10.1.0.2,dst=10.1.0.3)/udp(sport=1000,dport=2000)"
     );
     let t = ctl.json(&["trace", "--in-port", "pod1", "--packet", &spec, "--json"]);
-    assert_eq!(stage_names(&t), ["parse", "ingress"], "{t}");
+    assert_eq!(stage_names(&t), ["parse", "ingress", "l2"], "{t}");
+    assert!(stage(&t, "l2").contains("-> local port pod2"), "{t}");
     assert_eq!(t["verdict"], "output", "{t}");
     assert_eq!(t["out_port"], "pod2", "{t}");
     assert_eq!(t["drop_reason"], "", "{t}");
@@ -1773,7 +1774,11 @@ fn control_trace_forward_drop_and_arp() {
         "eth(src={MAC1},dst=02:00:00:00:09:99)/ipv4(src=10.1.0.2,dst=10.1.0.9)/udp(sport=1,dport=2)"
     );
     let t = ctl.json(&["trace", "--in-port", "pod1", "--packet", &spec, "--json"]);
-    assert_eq!(stage_names(&t), ["parse", "ingress"], "{t}");
+    assert_eq!(stage_names(&t), ["parse", "ingress", "l2"], "{t}");
+    assert!(
+        stage(&t, "l2").contains("02:00:00:00:09:99 -> no entry"),
+        "{t}"
+    );
     assert_eq!(t["verdict"], "drop", "{t}");
     assert_eq!(t["drop_reason"], "unknown_destination", "{t}");
     assert_eq!(t["out_port"], "", "{t}");
@@ -1794,7 +1799,15 @@ fn control_trace_forward_drop_and_arp() {
     // (c) ARP for the gateway: answered back to pod1 by the switch.
     let spec = format!("arp(sha={MAC1},spa=10.1.0.2,tpa=10.1.0.1)");
     let t = ctl.json(&["trace", "--in-port", "pod1", "--packet", &spec, "--json"]);
-    assert_eq!(stage_names(&t), ["parse", "ingress", "rewrite"], "{t}");
+    assert_eq!(
+        stage_names(&t),
+        ["parse", "ingress", "arp_responder", "rewrite"],
+        "{t}"
+    );
+    assert!(
+        stage(&t, "arp_responder").contains("who-has 10.1.0.1: answered"),
+        "{t}"
+    );
     assert!(stage(&t, "parse").contains("arp op 1"), "{t}");
     assert!(stage(&t, "rewrite").contains("arp op 2"), "{t}");
     assert_eq!(t["verdict"], "output", "{t}");

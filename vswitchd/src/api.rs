@@ -189,6 +189,9 @@ impl DataplaneHandle for VswitchdHandle {
             }
         };
         stages.push(stage("ingress", ingress));
+        for (name, detail) in table_stages(&snap, idx, frame, &names) {
+            stages.push(stage(name, detail));
+        }
         // The verdict comes from the fast path's own code, on a copy of the frame.
         let mut limiter = ResolveLimiter::new(&NeighborConfig::default());
         let mut ctx = Ctx::new(&neighbors, &mut limiter, Instant::now());
@@ -247,6 +250,110 @@ impl DataplaneHandle for VswitchdHandle {
             .ok_or_else(|| format!("no port named {port:?}"))?;
         Ok((Arc::clone(&self.capture), idx))
     }
+}
+
+/// The table entries the frame meets, looked up in the same snapshot the verdict
+/// came from: which MAC entry, route or tunnel mapping decided its way.
+fn table_stages(
+    snap: &dataplane::Pipeline,
+    idx: PortIdx,
+    frame: &[u8],
+    names: &HashMap<PortIdx, String>,
+) -> Vec<(&'static str, String)> {
+    use dataplane::overlay::{L2Dest, NetworkId};
+    let mut out = Vec::new();
+    let Ok(mut m) = wire::parse_with(frame, &snap.parse) else {
+        return out;
+    };
+    let ov = &snap.overlay;
+    let port_name = |p: PortIdx| {
+        names
+            .get(&p)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", p.index()))
+    };
+    let dest = |d: Option<L2Dest>| match d {
+        Some(L2Dest::Local(p)) => format!("local port {}", port_name(p)),
+        Some(L2Dest::Remote(v)) => match ov.vtep(v) {
+            Some(v) => format!("remote VTEP {}", v.ip),
+            None => "remote VTEP ?".into(),
+        },
+        None => "no entry".into(),
+    };
+    let net: Option<NetworkId> = if ov.underlay().map(|u| u.uplink) == Some(idx) {
+        if m.tunnel == wire::TunnelKind::None {
+            return out;
+        }
+        let net = ov.network_by_vni(m.vni);
+        out.push((
+            "decap",
+            format!(
+                "{:?} VNI {} -> network {}",
+                m.tunnel,
+                m.vni,
+                net.and_then(|n| ov.network(n))
+                    .map(|n| format!("{:?}", n.name))
+                    .unwrap_or_else(|| "none".into())
+            ),
+        ));
+        match wire::parse_inner(frame, &m, &snap.parse) {
+            Ok(inner) => m = inner,
+            Err(_) => return out,
+        }
+        net
+    } else {
+        ov.network_of_port(idx)
+    };
+    let Some((net, info)) = net.and_then(|n| ov.network(n).map(|i| (n, i))) else {
+        return out;
+    };
+    if m.l3 == L3Kind::Arp && m.arp_op == 1 {
+        if let Some(std::net::IpAddr::V4(t)) = m.dst_addr() {
+            out.push((
+                "arp_responder",
+                match ov.arp_lookup(net, t) {
+                    Some(mac) => format!("who-has {t}: answered {mac}"),
+                    None => format!("who-has {t}: unknown address"),
+                },
+            ));
+        }
+    } else if m.dst_mac == info.gateway_mac {
+        if let Some(dst) = m.dst_addr() {
+            let r = ov.route(info.vrf, dst);
+            out.push((
+                "route",
+                format!(
+                    "vrf {:?}, {dst} -> {r:?}",
+                    ov.vrf_name(info.vrf).unwrap_or("?")
+                ),
+            ));
+            if let Some(dataplane::overlay::RouteResult::Connected(dn)) = r {
+                let h = ov.host_lookup(dn, dst);
+                out.push((
+                    "host",
+                    match h {
+                        Some((mac, d)) => format!("{dst} is {mac} at {}", dest(Some(d))),
+                        None => format!("{dst}: no endpoint"),
+                    },
+                ));
+            }
+        }
+    } else {
+        out.push((
+            "l2",
+            format!(
+                "network {:?}: {} -> {}",
+                info.name,
+                m.dst_mac,
+                if m.dst_mac.is_multicast() {
+                    "flood".into()
+                } else {
+                    dest(ov.l2_lookup(net, m.dst_mac))
+                }
+            ),
+        ));
+    }
+    out
 }
 
 fn snap_generation(p: &dataplane::Pipeline) -> u64 {
