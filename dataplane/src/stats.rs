@@ -77,6 +77,10 @@ pub struct WorkerStats {
     flood_copies: u64,
     generated: u64,
     snapshot_generation: u64,
+    /// A drop was counted since the last publish: only then are the drop arrays
+    /// (ports × reasons) stored, so a round without drops publishes a handful of
+    /// counters rather than hundreds.
+    drops_dirty: bool,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -93,6 +97,7 @@ impl WorkerStats {
             flood_copies: 0,
             generated: 0,
             snapshot_generation: 0,
+            drops_dirty: true,
             _not_sync: PhantomData,
         }
     }
@@ -105,6 +110,7 @@ impl WorkerStats {
             self.ports.resize(i + 1, PortStats::default());
         }
         self.ports[i] = PortStats::default();
+        self.drops_dirty = true;
     }
 
     /// Counters of `port`, if the worker counts it.
@@ -136,6 +142,7 @@ impl WorkerStats {
     /// Counts `n` drops for `reason`, charged to `port` when the worker counts it.
     #[inline]
     pub(crate) fn count_drops(&mut self, reason: DropReason, port: PortIdx, n: u64) {
+        self.drops_dirty = true;
         self.drops[reason.index()] += n;
         if let Some(p) = self.ports.get_mut(port.index()) {
             p.drops[reason.index()] += n;
@@ -178,21 +185,26 @@ impl WorkerStats {
     }
 
     /// Stores every counter into `shared` (`Relaxed`: this worker is the only writer).
-    pub fn publish(&self, shared: &WorkerStatsShared) {
+    pub fn publish(&mut self, shared: &WorkerStatsShared) {
         shared
             .active_ports
             .store(self.ports.len().min(shared.ports.len()) as u64, Relaxed);
+        let drops = std::mem::take(&mut self.drops_dirty);
         for (s, p) in shared.ports.iter().zip(&self.ports) {
             s.rx_packets.store(p.rx_packets, Relaxed);
             s.rx_bytes.store(p.rx_bytes, Relaxed);
             s.tx_packets.store(p.tx_packets, Relaxed);
             s.tx_bytes.store(p.tx_bytes, Relaxed);
-            for (a, v) in s.drops.iter().zip(p.drops) {
-                a.store(v, Relaxed);
+            if drops {
+                for (a, v) in s.drops.iter().zip(p.drops) {
+                    a.store(v, Relaxed);
+                }
             }
         }
-        for (a, v) in shared.drops.iter().zip(self.drops) {
-            a.store(v, Relaxed);
+        if drops {
+            for (a, v) in shared.drops.iter().zip(self.drops) {
+                a.store(v, Relaxed);
+            }
         }
         shared.busy_polls.store(self.busy_polls, Relaxed);
         shared.idle_polls.store(self.idle_polls, Relaxed);

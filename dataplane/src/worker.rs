@@ -334,6 +334,9 @@ pub enum WorkerCommand<R, T> {
         /// Acknowledgement.
         done: std::sync::mpsc::Sender<PortIdx>,
     },
+    /// Several changes applied together, between the same two rounds: ports added
+    /// at once become usable at once (no burst from one finds the other missing).
+    Batch(Vec<WorkerCommand<R, T>>),
 }
 
 /// One worker: its queues, allocator, counters and the snapshot it forwards with.
@@ -452,28 +455,34 @@ where
     }
 
     fn apply_commands(&mut self) {
-        let Some(commands) = &self.commands else {
-            return;
-        };
-        while let Ok(cmd) = commands.try_recv() {
-            match cmd {
-                WorkerCommand::AddPort { port, rx, tx } => {
-                    if port.index() >= MAX_PORTS {
-                        continue;
-                    }
-                    // A reused index starts from zero, like a new port.
-                    self.stats.reset_port(port);
-                    self.tx.set_queue(port, tx);
-                    self.rx.extend(rx.into_iter().map(|q| (port, q)));
+        while let Some(cmd) = self.commands.as_ref().and_then(|c| c.try_recv().ok()) {
+            self.apply_command(cmd);
+        }
+    }
+
+    fn apply_command(&mut self, cmd: WorkerCommand<R, T>) {
+        match cmd {
+            WorkerCommand::AddPort { port, rx, tx } => {
+                if port.index() >= MAX_PORTS {
+                    return;
                 }
-                WorkerCommand::RemovePort { port, done } => {
-                    let i = port.index();
-                    if i < self.tx.queues.len() {
-                        self.tx.flush(i, &mut self.stats);
-                        self.tx.set_queue(port, None);
-                    }
-                    self.rx.retain(|(p, _)| *p != port);
-                    let _ = done.send(port);
+                // A reused index starts from zero, like a new port.
+                self.stats.reset_port(port);
+                self.tx.set_queue(port, tx);
+                self.rx.extend(rx.into_iter().map(|q| (port, q)));
+            }
+            WorkerCommand::RemovePort { port, done } => {
+                let i = port.index();
+                if i < self.tx.queues.len() {
+                    self.tx.flush(i, &mut self.stats);
+                    self.tx.set_queue(port, None);
+                }
+                self.rx.retain(|(p, _)| *p != port);
+                let _ = done.send(port);
+            }
+            WorkerCommand::Batch(cmds) => {
+                for c in cmds {
+                    self.apply_command(c);
                 }
             }
         }

@@ -238,9 +238,17 @@ impl Dataplane {
         Ok((port_idx, pending))
     }
 
+    /// Sends each worker its new queues as one batch, so ports added together
+    /// start together (no burst from one new port finds another one missing).
     fn hand_over(&self, pending: Vec<PendingAdd>) {
+        let mut per_worker: Vec<Vec<_>> = (0..self.commands.len()).map(|_| Vec::new()).collect();
         for p in pending {
-            let _ = self.commands[p.worker].send(p.cmd);
+            per_worker[p.worker].push(p.cmd);
+        }
+        for (cmd, batch) in self.commands.iter().zip(per_worker) {
+            if !batch.is_empty() {
+                let _ = cmd.send(WorkerCommand::Batch(batch));
+            }
         }
     }
 
