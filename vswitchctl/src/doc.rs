@@ -597,6 +597,17 @@ fn diff_kind<T: PartialEq>(
         .filter(|k| !des.contains_key(*k))
         .cloned()
         .collect();
+    // A key given twice is not "no change": send the document, and the switch
+    // refuses it naming the duplicate (a map would silently keep one copy).
+    if des.len() != desired.len() {
+        let mut seen = std::collections::BTreeSet::new();
+        for t in desired {
+            let k = key(t);
+            if !seen.insert(k.clone()) && !d.changed.contains(&k) && !d.added.contains(&k) {
+                d.changed.push(k);
+            }
+        }
+    }
     d
 }
 

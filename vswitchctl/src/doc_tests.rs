@@ -213,3 +213,19 @@ fn route_tenant_default_is_the_same_route() {
         ["default 10.0.0.0/8"]
     );
 }
+
+#[test]
+fn a_duplicated_item_is_a_change_for_the_switch_to_refuse() {
+    let one: Document =
+        serde_json::from_str(r#"{"ports":[{"name":"a","profile":"null"}]}"#).unwrap();
+    let two: Document = serde_json::from_str(
+        r#"{"ports":[{"name":"a","profile":"null"},{"name":"a","profile":"null"}]}"#,
+    )
+    .unwrap();
+    let d = diff(&one, &two);
+    assert!(
+        !d.is_empty(),
+        "a duplicate must reach the switch, which refuses it"
+    );
+    assert!(diff(&one, &one).is_empty());
+}
