@@ -32,6 +32,15 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     /// # Errors
     /// Why the dataplane could not run `cfg`; it keeps running the previous one.
     fn apply(&self, cfg: &VswitchConfig, generation: u64) -> Result<(), String>;
+    /// Checks what only the running host can tell before anything is written: the
+    /// prerequisites of ports `cfg` would add (interface present, PMD installed,
+    /// files readable). An Err is the client's mistake: INVALID_ARGUMENT.
+    ///
+    /// # Errors
+    /// The first port whose prerequisites are missing.
+    fn precheck(&self, _cfg: &VswitchConfig) -> Result<(), String> {
+        Ok(())
+    }
     /// Ports as they run.
     fn ports(&self) -> Vec<api::PortStatus>;
     /// Counters.
@@ -154,6 +163,9 @@ impl<D: DataplaneHandle> Inner<D> {
             .into());
         }
         let next = make(&self.fixed, &cur.state)?;
+        self.handle
+            .precheck(&next.config)
+            .map_err(Status::invalid_argument)?;
         let generation = cur.generation + 1;
         self.persist(generation, &next.state)
             .map_err(|e| Status::internal(format!("generation {generation} not written: {e}")))?;

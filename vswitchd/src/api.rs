@@ -64,6 +64,21 @@ impl DataplaneHandle for VswitchdHandle {
             .map_err(|e| format!("{e:#}"))
     }
 
+    fn precheck(&self, cfg: &VswitchConfig) -> Result<(), String> {
+        let dp = lock(&self.dataplane);
+        let running = dp.running();
+        let workers = running.dataplane.workers.len() as u16;
+        for pc in &cfg.ports {
+            if running.ports.iter().any(|r| r == pc) {
+                continue;
+            }
+            crate::profiles::port_profile(pc, workers)
+                .check()
+                .map_err(|e| format!("port {:?}: {e}", pc.name))?;
+        }
+        Ok(())
+    }
+
     fn ports(&self) -> Vec<api::PortStatus> {
         let (_, totals) = self.totals();
         let dp = lock(&self.dataplane);
