@@ -266,6 +266,18 @@ pub struct Vswitchd {
     /// Its stats file.
     pub stats_file: PathBuf,
     log: PathBuf,
+    pid: u32,
+}
+
+impl Drop for Vswitchd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.0.take() {
+            terminate(&mut child);
+        }
+        // A switch that did not exit by itself (kill -9 in a test) leaves EAL's
+        // private runtime directory behind; the tests' configs use the pid prefix.
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/vswitchd{}", self.pid));
+    }
 }
 
 impl Vswitchd {
@@ -304,10 +316,12 @@ impl Vswitchd {
             ))
             .spawn()
             .expect("spawn vswitchd");
+        let pid = child.id();
         let mut v = Vswitchd {
             child: ChildGuard(Some(child)),
             stats_file: dir.join("stats.json"),
             log,
+            pid,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !v.stats_file.exists() {
