@@ -13,7 +13,7 @@ PKGS=(
   librte-net-af-packet23 librte-net-tap23 librte-net-pcap23 librte-net-null23
   librte-net-ring23 librte-net-vhost23 librte-net-virtio23
   # test and demo peers: namespaces, veth, offload settings, TCP/UDP peers, capture decoding
-  iproute2 ethtool iputils-ping python3 procps tshark
+  iproute2 ethtool iputils-ping python3 procps tshark openssl
 )
 
 if [ "$(id -u)" -ne 0 ]; then
