@@ -2,6 +2,8 @@
 //! IPv6, 10k routes over several prefix lengths), and the time to build a snapshot
 //! of 10k endpoints + 10k routes (the cost of every publish).
 
+mod common;
+use common::{ep_ip, ep_mac, Rng};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -17,28 +19,6 @@ const NETWORKS: u32 = 100;
 const PER_NETWORK: u32 = 100;
 const ROUTES: u32 = 10_000;
 const PROBES: usize = 1024;
-
-/// A cheap deterministic generator (xorshift), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn mac(net: u32, i: u32) -> MacAddr {
-    let (n, i) = (net.to_be_bytes(), i.to_be_bytes());
-    MacAddr([0x02, n[2], n[3], i[1], i[2], i[3]])
-}
-
-/// Endpoint `i` of network `n`: 10.n.x.y inside 10.n.0.0/16.
-fn ep_ip(n: u32, i: u32) -> Ipv4Addr {
-    Ipv4Addr::from_bits((10 << 24) | (n << 16) | (i + 10))
-}
 
 /// 100 networks × 100 endpoints in one tenant (1 in 10 local, the rest behind
 /// 200 VTEPs), `v4_routes` IPv4 and `v6_routes` IPv6 static routes in the same
@@ -81,14 +61,14 @@ fn builder(v4_routes: u32, v6_routes: u32) -> OverlayBuilder {
             if i % 10 == 0 && n < 63 {
                 b.local_endpoint(LocalEndpointSpec {
                     network: format!("net{n}"),
-                    mac: mac(n, i),
+                    mac: ep_mac(n, i),
                     ips,
                     port: PortIdx(n as u16 + 1),
                 });
             } else {
                 b.remote_endpoint(RemoteEndpointSpec {
                     network: format!("net{n}"),
-                    mac: mac(n, i),
+                    mac: ep_mac(n, i),
                     ips,
                     vtep: IpAddr::V4(Ipv4Addr::new(192, 168, 1, ((n * 7 + i) % 200) as u8 + 2)),
                 });
@@ -166,7 +146,7 @@ fn overlay(c: &mut Criterion) {
         .map(|_| {
             let n = (rng.next() % u64::from(NETWORKS)) as u32;
             let i = 1 + (rng.next() % u64::from(PER_NETWORK)) as u32;
-            (NetworkId(n as u16), mac(n, i))
+            (NetworkId(n as u16), ep_mac(n, i))
         })
         .collect();
     group.bench_function("l2_lookup_10k", |bch| {

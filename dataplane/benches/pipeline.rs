@@ -20,6 +20,8 @@
 //! `Pipeline` and publishing it through a `SnapshotCell<Pipeline>` (the old snapshot is
 //! freed in the publish, as no reader holds it), reported per publish.
 
+mod common;
+use common::{ep_ip, ep_mac, Rng};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -49,29 +51,6 @@ const UPLINK: PortIdx = PortIdx(0);
 const UPLINK_MAC: MacAddr = MacAddr([0x02, 0xff, 0, 0, 0, 1]);
 const PEER_MAC: MacAddr = MacAddr([0x02, 0xff, 0, 0, 0, 2]);
 const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
-
-/// A cheap deterministic generator (xorshift), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Endpoint `i` (1..=100) of network `n`: MAC 02:n:n:i:i:i.
-fn ep_mac(n: u32, i: u32) -> MacAddr {
-    let (n, i) = (n.to_be_bytes(), i.to_be_bytes());
-    MacAddr([0x02, n[2], n[3], i[1], i[2], i[3]])
-}
-
-/// Endpoint `i` of network `n`: 10.n.0.(10 + i) inside 10.n.0.0/16.
-fn ep_ip(n: u32, i: u32) -> Ipv4Addr {
-    Ipv4Addr::from_bits((10 << 24) | (n << 16) | (i + 10))
-}
 
 fn gw_ip(n: u32) -> Ipv4Addr {
     Ipv4Addr::from_bits((10 << 24) | (n << 16) | 1)
