@@ -41,6 +41,25 @@ pub trait PacketBuf: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Hints the CPU to bring the packet's first bytes into the cache, so the worker
+    /// can start the loads of packet `i + k` while it works on packet `i`. A hint
+    /// only: the default does nothing.
+    #[inline]
+    fn prefetch(&self) {}
+    /// False when the packet continues in further segments (an mbuf chain: a frame
+    /// larger than one buffer), which [`data`](Self::data) does not show. Receive
+    /// paths check it once, with the first read of the buffer's header, and
+    /// [`linearize`](Self::linearize) such packets or drop them.
+    #[inline]
+    fn is_contiguous(&self) -> bool {
+        true
+    }
+    /// Merges a multi-segment packet into one segment; false (and the packet
+    /// unchanged) if it does not fit.
+    #[inline]
+    fn linearize(&mut self) -> bool {
+        self.is_contiguous()
+    }
 }
 
 /// Headroom a [`VecBuf`] gets by default: the same as DPDK's `RTE_PKTMBUF_HEADROOM`.

@@ -311,6 +311,31 @@ struct PortEntry {
     flood: Box<[PortIdx]>,
 }
 
+/// [`L2Pipeline`] from one ingress port (see [`L2Pipeline::ingress`]).
+#[derive(Clone, Copy)]
+pub struct L2Ingress<'a> {
+    pipeline: &'a L2Pipeline,
+    in_port: PortIdx,
+    entry: Option<&'a PortEntry>,
+}
+
+impl L2Ingress<'_> {
+    /// The verdict for one frame from this ingress port.
+    #[inline]
+    pub fn classify(&self, frame: &[u8]) -> L2Verdict {
+        match self.entry {
+            Some(entry) => self.pipeline.classify_frame(self.in_port, entry, frame),
+            None => L2Verdict::Drop(DropReason::NoPipelinePort),
+        }
+    }
+
+    /// Where this port's floods go.
+    #[inline]
+    pub fn flood_ports(&self) -> &[PortIdx] {
+        self.entry.map_or(&[], |e| &e.flood)
+    }
+}
+
 /// A compiled, immutable L2 forwarding snapshot.
 #[derive(Debug, Clone)]
 pub struct L2Pipeline {
@@ -351,6 +376,17 @@ impl L2Pipeline {
                 .iter()
                 .map(|p| self.classify_frame(in_port, entry, p.data())),
         );
+    }
+
+    /// The stage as seen from ingress port `in_port`: the port's entry looked up
+    /// once, for a burst's worth of [`L2Ingress::classify`] calls.
+    #[inline]
+    pub fn ingress(&self, in_port: PortIdx) -> L2Ingress<'_> {
+        L2Ingress {
+            pipeline: self,
+            in_port,
+            entry: self.entry(in_port),
+        }
     }
 
     /// The verdict for one frame received on `in_port`.

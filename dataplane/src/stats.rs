@@ -123,11 +123,12 @@ impl WorkerStats {
         self.drops[reason.index()]
     }
 
+    /// Counts `packets` received on `port` carrying `bytes` in all.
     #[inline]
-    pub(crate) fn count_rx(&mut self, port: PortIdx, bytes: usize) {
+    pub(crate) fn count_rx_many(&mut self, port: PortIdx, packets: u64, bytes: u64) {
         if let Some(p) = self.ports.get_mut(port.index()) {
-            p.rx_packets += 1;
-            p.rx_bytes += bytes as u64;
+            p.rx_packets += packets;
+            p.rx_bytes += bytes;
         }
     }
 
@@ -437,8 +438,8 @@ mod tests {
     #[test]
     fn publish_then_snapshot_round_trips() {
         let mut s = WorkerStats::new(3);
-        s.count_rx(PortIdx(0), 60);
-        s.count_rx(PortIdx(0), 1500);
+        s.count_rx_many(PortIdx(0), 1, 60);
+        s.count_rx_many(PortIdx(0), 1, 1500);
         s.count_tx(PortIdx(2), 1, 60);
         s.count_drops(DropReason::TxFull, PortIdx(2), 1);
         s.count_drops(DropReason::NoTxQueue, PortIdx(9), 2); // beyond the port count
@@ -467,11 +468,11 @@ mod tests {
     #[test]
     fn totals_sum_workers_per_port_and_reason() {
         let mut a = WorkerStats::new(2);
-        a.count_rx(PortIdx(1), 100);
+        a.count_rx_many(PortIdx(1), 1, 100);
         a.count_drops(DropReason::Hairpin, PortIdx(1), 1);
         let mut b = WorkerStats::new(3);
-        b.count_rx(PortIdx(1), 50);
-        b.count_rx(PortIdx(2), 10);
+        b.count_rx_many(PortIdx(1), 1, 50);
+        b.count_rx_many(PortIdx(2), 1, 10);
         b.count_drops(DropReason::Hairpin, PortIdx(2), 2);
         b.count_poll(1);
 

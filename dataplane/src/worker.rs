@@ -29,10 +29,11 @@ use crate::capture::{CaptureTap, Direction};
 use crate::drop::DropReason;
 use crate::idle::IdleBackoff;
 use crate::io::{BufAlloc, Burst, RxQueue, TxQueue};
-use crate::l2::{L2Verdict, Verdicts};
+use crate::l2::L2Verdict;
 use crate::overlay::{NeighborConfig, NeighborMap, NeighborTable, NetworkId, ResolveLimiter};
 use crate::pipeline::{
-    build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict, MAX_RESOLVE_PER_BURST,
+    build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Scratch, Verdict,
+    MAX_RESOLVE_PER_BURST,
 };
 use crate::port::{PortIdx, MAX_PORTS};
 use crate::snapshot::{SnapshotCell, Versioned};
@@ -314,6 +315,25 @@ fn flood_network<T, A>(
     }
 }
 
+/// Makes every multi-segment packet of `burst` contiguous, or drops it (received
+/// and dropped as `rx_oversize`), keeping the order of the rest. Returns the bytes of
+/// what is left. Rare: only frames larger than a buffer.
+#[cold]
+fn linearize_burst<B: PacketBuf>(
+    burst: &mut Burst<B>,
+    stats: &mut WorkerStats,
+    in_port: PortIdx,
+) -> u64 {
+    let before = burst.len();
+    burst.retain(|p| p.linearize());
+    let dropped = (before - burst.len()) as u64;
+    if dropped > 0 {
+        stats.count_rx_many(in_port, dropped, 0);
+        stats.count_drops(DropReason::RxOversize, in_port, dropped);
+    }
+    burst.iter().map(|p| p.len() as u64).sum()
+}
+
 /// A change to a running worker's ports, sent by the control thread and applied
 /// between two poll rounds, so a port is never polled half-added or after removal.
 pub enum WorkerCommand<R, T> {
@@ -362,7 +382,7 @@ where
     idle: IdleBackoff,
     stop: Arc<AtomicBool>,
     rx_burst: Burst<R::Buf>,
-    verdicts: Verdicts,
+    scratch: Scratch,
 }
 
 impl<R, T, A> Worker<R, T, A>
@@ -421,7 +441,7 @@ where
             idle,
             stop,
             rx_burst: Burst::new(),
-            verdicts: Verdicts::new(),
+            scratch: Scratch::new(),
         })
     }
 
@@ -521,15 +541,14 @@ where
         // One load per round: the whole round sees one snapshot.
         let snap = self.pipeline.load();
         self.stats.set_snapshot_generation(snap.generation());
+        self.scratch.bind(&snap);
         let mut received = 0;
         for (in_port, rxq) in &mut self.rx {
             let in_port = *in_port;
             let got = rxq.rx_burst(&mut self.rx_burst);
             let oversize = rxq.take_rx_dropped();
             if oversize > 0 {
-                for _ in 0..oversize {
-                    self.stats.count_rx(in_port, 0);
-                }
+                self.stats.count_rx_many(in_port, oversize, 0);
                 self.stats
                     .count_drops(DropReason::RxOversize, in_port, oversize);
             }
@@ -538,9 +557,20 @@ where
             }
             received += self.rx_burst.len();
             self.stats.count_rx_burst();
+            // One pass over the burst's headers before any classification: the rx
+            // counters, and a prefetch of each frame's first bytes.
+            let mut rx_bytes = 0u64;
+            let mut chained = false;
             for p in &self.rx_burst {
-                self.stats.count_rx(in_port, p.len());
+                p.prefetch();
+                rx_bytes += p.len() as u64;
+                chained |= !p.is_contiguous();
             }
+            if chained {
+                rx_bytes = linearize_burst(&mut self.rx_burst, &mut self.stats, in_port);
+            }
+            self.stats
+                .count_rx_many(in_port, self.rx_burst.len() as u64, rx_bytes);
             if let Some(tap) = &self.capture {
                 if tap.wants(in_port, Direction::Rx) {
                     for p in &self.rx_burst {
@@ -549,19 +579,17 @@ where
                 }
             }
             if !snap.has_overlay() {
-                // Classic L2 only: classify the whole burst, then move buffers.
-                snap.l2
-                    .classify_burst(in_port, &self.rx_burst, &mut self.verdicts);
-                let flood_ports = snap.l2.flood_ports(in_port);
-                for (pkt, &verdict) in self.rx_burst.drain(..).zip(&self.verdicts) {
-                    match verdict {
+                // Classic L2 only: the ingress port's entry once, then each frame.
+                let l2 = snap.l2.ingress(in_port);
+                for pkt in self.rx_burst.drain(..) {
+                    match l2.classify(pkt.data()) {
                         L2Verdict::Output(port) => self.tx.enqueue(port, pkt, &mut self.stats),
                         L2Verdict::Flood => flood(
                             &mut self.tx,
                             &mut self.alloc,
                             &mut self.stats,
                             in_port,
-                            flood_ports,
+                            l2.flood_ports(),
                             pkt,
                         ),
                         L2Verdict::Drop(reason) => {
@@ -575,7 +603,7 @@ where
             let neighbors = self.neighbors.load();
             let mut ctx = Ctx::new(&neighbors, &mut self.limiter, Instant::now());
             for mut pkt in self.rx_burst.drain(..) {
-                match snap.process(in_port, &mut pkt, &mut ctx) {
+                match snap.process_with(in_port, &mut pkt, &mut ctx, &mut self.scratch) {
                     Verdict::Output(port) => self.tx.enqueue(port, pkt, &mut self.stats),
                     Verdict::Flood => flood(
                         &mut self.tx,

@@ -20,7 +20,11 @@ use crate::ffi;
 use crate::mempool::Mempool;
 
 /// One owned mbuf: `Send` (it can move between threads), `!Sync`, freed on drop.
+///
+/// `repr(transparent)`: a burst of `Mbuf`s has the layout of DPDK's `rte_mbuf *`
+/// array, so the queues hand a burst's storage to rx/tx_burst without a copy.
 #[derive(Debug)]
+#[repr(transparent)]
 pub struct Mbuf {
     raw: NonNull<dpdk_sys::rte_mbuf>,
     _not_sync: PhantomData<Cell<()>>,
@@ -82,12 +86,6 @@ impl Mbuf {
     pub fn port(&self) -> u16 {
         self.m().port
     }
-
-    /// Merges a chained mbuf into its first segment. False if it does not fit.
-    pub fn linearize(&mut self) -> bool {
-        // SAFETY: we own the mbuf exclusively (`&mut self`).
-        unsafe { ffi::shim_rte_pktmbuf_linearize(self.raw.as_ptr()) == 0 }
-    }
 }
 
 impl Drop for Mbuf {
@@ -124,6 +122,11 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline]
+    fn len(&self) -> usize {
+        usize::from(self.m().data_len)
+    }
+
+    #[inline]
     fn headroom(&self) -> usize {
         usize::from(self.m().data_off)
     }
@@ -134,7 +137,123 @@ impl PacketBuf for Mbuf {
         usize::from(m.buf_len) - usize::from(m.data_off) - usize::from(m.data_len)
     }
 
+    // The four resizing calls below are DPDK's `rte_pktmbuf_{prepend,adj,append,trim}`
+    // done in Rust for the single-segment mbufs the dataplane sees (the rx queues
+    // linearise, the pool allocates single segments): one per packet on the tunnel
+    // paths, they are too hot for a call into the C shim. A chained mbuf still goes
+    // through DPDK's own helper, which knows about the last segment.
+
+    #[inline]
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.nb_segs() != 1 {
+            return self.prepend_chained(len);
+        }
+        let len16 = u16::try_from(len).ok()?;
+        // SAFETY: we own the mbuf exclusively (`&mut self`); no other reference to its
+        // header exists while this one lives.
+        let m = unsafe { self.raw.as_mut() };
+        if len16 > m.data_off {
+            return None;
+        }
+        m.data_off -= len16;
+        // data_off + data_len <= buf_len (a u16) holds before and after.
+        m.data_len += len16;
+        m.pkt_len += u32::from(len16);
+        // SAFETY: the `len` bytes at buf_addr + data_off were headroom inside the
+        // mbuf's buffer and are now the front of the packet we own exclusively.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                len,
+            )
+        })
+    }
+
+    #[inline]
+    fn adj(&mut self, len: usize) -> Option<()> {
+        if self.nb_segs() != 1 {
+            return self.adj_chained(len);
+        }
+        let len16 = u16::try_from(len).ok()?;
+        // SAFETY: exclusive ownership, as in `prepend`.
+        let m = unsafe { self.raw.as_mut() };
+        if len16 > m.data_len {
+            return None;
+        }
+        m.data_off += len16;
+        m.data_len -= len16;
+        m.pkt_len -= u32::from(len16);
+        Some(())
+    }
+
+    #[inline]
+    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.nb_segs() != 1 {
+            return self.append_chained(len);
+        }
+        let len16 = u16::try_from(len).ok()?;
+        if len > self.tailroom() {
+            return None;
+        }
+        // SAFETY: exclusive ownership, as in `prepend`.
+        let m = unsafe { self.raw.as_mut() };
+        let end = usize::from(m.data_off) + usize::from(m.data_len);
+        m.data_len += len16;
+        m.pkt_len += u32::from(len16);
+        // SAFETY: the `len` bytes after the old end were tailroom inside the buffer
+        // (checked above) and are now the packet's end, owned exclusively.
+        Some(unsafe { std::slice::from_raw_parts_mut(m.buf_addr.cast::<u8>().add(end), len) })
+    }
+
+    #[inline]
+    fn trim(&mut self, len: usize) -> Option<()> {
+        if self.nb_segs() != 1 {
+            return self.trim_chained(len);
+        }
+        let len16 = u16::try_from(len).ok()?;
+        // SAFETY: exclusive ownership, as in `prepend`.
+        let m = unsafe { self.raw.as_mut() };
+        if len16 > m.data_len {
+            return None;
+        }
+        m.data_len -= len16;
+        m.pkt_len -= u32::from(len16);
+        Some(())
+    }
+
+    #[inline]
+    fn is_contiguous(&self) -> bool {
+        self.nb_segs() == 1
+    }
+
+    fn linearize(&mut self) -> bool {
+        if self.nb_segs() == 1 {
+            return true;
+        }
+        // SAFETY: we own the mbuf exclusively (`&mut self`).
+        unsafe { ffi::shim_rte_pktmbuf_linearize(self.raw.as_ptr()) == 0 }
+    }
+
+    #[inline]
+    fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let m = self.m();
+            let p = m
+                .buf_addr
+                .cast::<u8>()
+                .wrapping_add(usize::from(m.data_off));
+            // SAFETY: a prefetch is a hint that never faults, whatever the address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+            }
+        }
+    }
+}
+
+impl Mbuf {
+    #[cold]
+    fn prepend_chained(&mut self, len: usize) -> Option<&mut [u8]> {
         let len16 = u16::try_from(len).ok()?;
         // SAFETY: exclusive ownership; DPDK checks the headroom and returns NULL if short.
         let p = unsafe { ffi::shim_rte_pktmbuf_prepend(self.raw.as_ptr(), len16) };
@@ -146,14 +265,16 @@ impl PacketBuf for Mbuf {
         Some(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
     }
 
-    fn adj(&mut self, len: usize) -> Option<()> {
+    #[cold]
+    fn adj_chained(&mut self, len: usize) -> Option<()> {
         let len16 = u16::try_from(len).ok()?;
         // SAFETY: exclusive ownership; DPDK refuses (NULL, no change) if len > data_len.
         let p = unsafe { ffi::shim_rte_pktmbuf_adj(self.raw.as_ptr(), len16) };
         (!p.is_null()).then_some(())
     }
 
-    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+    #[cold]
+    fn append_chained(&mut self, len: usize) -> Option<&mut [u8]> {
         let len16 = u16::try_from(len).ok()?;
         // SAFETY: exclusive ownership; DPDK checks the tailroom and returns NULL if short.
         let p = unsafe { ffi::shim_rte_pktmbuf_append(self.raw.as_ptr(), len16) };
@@ -165,7 +286,8 @@ impl PacketBuf for Mbuf {
         Some(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) })
     }
 
-    fn trim(&mut self, len: usize) -> Option<()> {
+    #[cold]
+    fn trim_chained(&mut self, len: usize) -> Option<()> {
         let len16 = u16::try_from(len).ok()?;
         // SAFETY: exclusive ownership; DPDK refuses (-1, no change) if len > data_len.
         let ret = unsafe { ffi::shim_rte_pktmbuf_trim(self.raw.as_ptr(), len16) };

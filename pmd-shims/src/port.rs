@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use dataplane::io::{Burst, RxQueue, TxQueue, BURST};
+use dataplane::io::{Burst, RxQueue, TxQueue};
 
 use crate::eal::ensure_ready;
 use crate::error::{neg_errno, DpdkError};
@@ -396,7 +396,6 @@ impl Port {
                 shared: Arc::clone(&self.shared),
                 queue_id: q,
                 _pool: Arc::clone(pool),
-                dropped_chained: 0,
                 _not_sync: PhantomData,
             })
             .collect();
@@ -525,7 +524,6 @@ pub struct PortRxQueue {
     shared: Arc<PortShared>,
     queue_id: u16,
     _pool: Arc<Mempool>,
-    dropped_chained: u64,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -539,12 +537,6 @@ impl PortRxQueue {
     pub fn queue_id(&self) -> u16 {
         self.queue_id
     }
-
-    /// Received multi-segment packets that did not fit one mbuf and were dropped,
-    /// not yet collected by [`RxQueue::take_rx_dropped`].
-    pub fn dropped_chained(&self) -> u64 {
-        self.dropped_chained
-    }
 }
 
 impl RxQueue for PortRxQueue {
@@ -555,34 +547,27 @@ impl RxQueue for PortRxQueue {
         if room == 0 {
             return 0;
         }
-        let mut raw = [std::ptr::null_mut(); BURST];
-        // SAFETY: this handle is the queue's only user (`&mut self`, !Sync, not Clone),
-        // the port is open while we hold the Arc, and `raw` has room for `room <= BURST`.
+        let start = out.len();
+        // SAFETY: `Mbuf` is a transparent `NonNull<rte_mbuf>`, so the burst's spare
+        // capacity (`room` slots from `start`) is an array of `room` mbuf pointers
+        // for DPDK to fill. This handle is the queue's only user (`&mut self`, !Sync,
+        // not Clone) and the port is open while we hold the Arc.
         let n = unsafe {
-            ffi::shim_rte_eth_rx_burst(
-                self.shared.port_id,
-                self.queue_id,
-                raw.as_mut_ptr(),
-                room as u16,
-            )
+            let slots = out
+                .as_mut_ptr()
+                .add(start)
+                .cast::<*mut dpdk_sys::rte_mbuf>();
+            ffi::shim_rte_eth_rx_burst(self.shared.port_id, self.queue_id, slots, room as u16)
         };
         let n = usize::from(n).min(room);
-        let mut pushed = 0;
-        for &m in &raw[..n] {
-            // SAFETY: rx_burst hands us ownership of `n` valid mbufs from our pool.
-            let mut mbuf = unsafe { Mbuf::from_raw(m) };
-            if mbuf.nb_segs() > 1 && !mbuf.linearize() {
-                self.dropped_chained += 1;
-                continue;
-            }
-            out.push(mbuf);
-            pushed += 1;
-        }
-        pushed
-    }
-
-    fn take_rx_dropped(&mut self) -> u64 {
-        std::mem::take(&mut self.dropped_chained)
+        // SAFETY: DPDK wrote `n` valid, non-null mbufs it handed over to us into
+        // those slots: they are now initialised `Mbuf`s the burst owns.
+        unsafe { out.set_len(start + n) };
+        // Chained mbufs (a frame larger than one buffer) are left for the worker,
+        // which sees `is_contiguous() == false` on its first read of each header and
+        // linearises or drops them (`rx_oversize`): a separate pass here would touch
+        // every header one more time.
+        out.len() - start
     }
 }
 
@@ -614,24 +599,26 @@ impl TxQueue for PortTxQueue {
         if n == 0 {
             return 0;
         }
-        let mut raw = [std::ptr::null_mut(); BURST];
-        for (slot, m) in raw.iter_mut().zip(pkts.iter()) {
-            *slot = m.as_ptr();
-        }
-        // SAFETY: this handle is the queue's only user; the first `n` entries of `raw`
-        // are valid mbufs we own. DPDK takes ownership of the first `sent` of them.
+        // SAFETY: `Mbuf` is a transparent mbuf pointer, so the burst's first `n`
+        // elements are an array of `n` valid mbufs we own; this handle is the
+        // queue's only user. DPDK takes ownership of the first `sent` of them.
         let sent = unsafe {
             ffi::shim_rte_eth_tx_burst(
                 self.shared.port_id,
                 self.queue_id,
-                raw.as_mut_ptr(),
+                pkts.as_mut_ptr().cast::<*mut dpdk_sys::rte_mbuf>(),
                 n as u16,
             )
         };
         let sent = usize::from(sent).min(n);
-        // The port owns the sent mbufs now: forget them, never free them here.
-        for m in pkts.drain(..sent) {
-            let _ = m.into_raw();
+        if sent == n {
+            // SAFETY: the port owns every mbuf now: forget them all without a drop.
+            unsafe { pkts.set_len(0) };
+        } else {
+            // The port owns the sent mbufs now: forget them, never free them here.
+            for m in pkts.drain(..sent) {
+                let _ = m.into_raw();
+            }
         }
         sent
     }

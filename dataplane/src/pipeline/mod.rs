@@ -30,6 +30,7 @@
 
 mod overlay;
 mod reply;
+mod scratch;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -45,6 +46,7 @@ use crate::snapshot::Versioned;
 use crate::wire::ParseConfig;
 
 pub use reply::{build_arp_request, build_neighbor_solicitation};
+pub use scratch::Scratch;
 
 /// Everything a worker forwards with, published as one snapshot.
 #[derive(Debug)]
@@ -92,20 +94,41 @@ impl Pipeline {
 
     /// Runs one packet through the pipeline. The packet may be rewritten in place
     /// (decapsulated, routed, encapsulated, or turned into a reply).
+    ///
+    /// For one-off packets (trace, tests): it makes fresh working space each call.
+    /// The worker uses [`process_with`](Self::process_with).
     pub fn process<B: PacketBuf>(
         &self,
         in_port: PortIdx,
         pkt: &mut B,
         ctx: &mut Ctx<'_>,
     ) -> Verdict {
+        self.process_with(in_port, pkt, ctx, &mut Scratch::new())
+    }
+
+    /// [`process`](Self::process) with the caller's reusable working space, whose
+    /// caches must have been filled for this snapshot: call [`Scratch::bind`] with it
+    /// whenever the snapshot may have changed (the worker does, once a round).
+    #[inline]
+    pub fn process_with<B: PacketBuf>(
+        &self,
+        in_port: PortIdx,
+        pkt: &mut B,
+        ctx: &mut Ctx<'_>,
+        scratch: &mut Scratch,
+    ) -> Verdict {
+        debug_assert!(
+            scratch.is_bound_to(self),
+            "scratch bound to another snapshot"
+        );
         if !self.has_overlay {
             return self.l2.classify(in_port, pkt.data()).into();
         }
         if self.overlay.underlay().map(|u| u.uplink) == Some(in_port) {
-            return overlay::from_uplink(self, pkt, ctx);
+            return overlay::from_uplink(self, pkt, ctx, scratch);
         }
         if let Some(net) = self.overlay.network_of_port(in_port) {
-            return overlay::from_local(self, net, in_port, pkt, ctx);
+            return overlay::from_local(self, net, in_port, pkt, ctx, scratch);
         }
         self.l2.classify(in_port, pkt.data()).into()
     }

@@ -3,11 +3,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::reply;
+use super::scratch::{EncapCache, RouteCache, Routed, Scratch};
 use super::{Ctx, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::overlay::{Encap, L2Dest, NetworkId, RouteResult, VtepIdx};
 use crate::port::PortIdx;
+use crate::snapshot::Versioned;
 use crate::wire::{self, L3Kind, PacketMeta, ParseError, TunnelKind};
 
 /// ICMPv6 neighbour solicitation / advertisement and echo types.
@@ -36,11 +38,18 @@ pub(super) fn from_local<B: PacketBuf>(
     in_port: PortIdx,
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
 ) -> Verdict {
-    let meta = match wire::parse_with(pkt.data(), &p.parse) {
-        Ok(m) => m,
-        Err(e) => return Verdict::Drop(parse_drop(e)),
-    };
+    let Scratch {
+        outer: meta,
+        encap: cache,
+        routes,
+        ..
+    } = s;
+    if let Err(e) = wire::parse_into(pkt.data(), &p.parse, meta) {
+        return Verdict::Drop(parse_drop(e));
+    }
+    let meta = &mut *meta;
     let Some(info) = p.overlay.network(net) else {
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
@@ -50,7 +59,7 @@ pub(super) fn from_local<B: PacketBuf>(
     // use a responder (a kernel VXLAN device) asks the pod itself.
     if meta.l3 == L3Kind::Arp && meta.arp_op == 1 {
         return match p.overlay.arp_lookup(net, v4(&meta.dst_ip)) {
-            Some(mac) if reply::arp_reply_in_place(pkt, &meta, mac) => Verdict::Output(in_port),
+            Some(mac) if reply::arp_reply_in_place(pkt, meta, mac) => Verdict::Output(in_port),
             Some(_) => Verdict::Drop(DropReason::Malformed),
             None if info.flood_unknown => Verdict::FloodNetwork {
                 net,
@@ -61,13 +70,11 @@ pub(super) fn from_local<B: PacketBuf>(
     }
     if meta.l3 == L3Kind::Ipv6 && meta.l4_proto == wire::IPPROTO_ICMPV6 {
         if meta.icmp_type == ND_NS {
-            let Some(target) = reply::ns_target(pkt.data(), &meta) else {
+            let Some(target) = reply::ns_target(pkt.data(), meta) else {
                 return Verdict::Drop(DropReason::Malformed);
             };
             return match p.overlay.nd_lookup(net, target) {
-                Some(mac) if reply::na_in_place(pkt, &meta, target, mac) => {
-                    Verdict::Output(in_port)
-                }
+                Some(mac) if reply::na_in_place(pkt, meta, target, mac) => Verdict::Output(in_port),
                 Some(_) => Verdict::Drop(DropReason::NdUnanswered),
                 None if info.flood_unknown => Verdict::FloodNetwork {
                     net,
@@ -83,7 +90,7 @@ pub(super) fn from_local<B: PacketBuf>(
     }
     let dst = meta.dst_mac;
     if dst == info.gateway_mac {
-        return route(p, net, in_port, pkt, &meta, ctx);
+        return route(p, net, in_port, pkt, meta, ctx, cache, routes);
     }
     if dst.is_multicast() {
         return Verdict::FloodNetwork {
@@ -94,7 +101,7 @@ pub(super) fn from_local<B: PacketBuf>(
     match p.overlay.l2_lookup(net, dst) {
         Some(L2Dest::Local(port)) if port == in_port => Verdict::Drop(DropReason::Hairpin),
         Some(L2Dest::Local(port)) => Verdict::Output(port),
-        Some(L2Dest::Remote(vtep)) => encap(p, net, vtep, in_port, pkt, &meta, ctx),
+        Some(L2Dest::Remote(vtep)) => encap(p, net, vtep, in_port, pkt, meta, ctx, cache),
         None if info.flood_unknown => Verdict::FloodNetwork {
             net,
             from_tunnel: false,
@@ -103,34 +110,60 @@ pub(super) fn from_local<B: PacketBuf>(
     }
 }
 
-/// Routes a frame sent to the gateway MAC of `net`.
+/// Routes a frame sent to the gateway MAC of `net`; `meta` is updated to the
+/// routed frame (MACs, TTL).
+#[allow(clippy::too_many_arguments)]
 fn route<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
     in_port: PortIdx,
     pkt: &mut B,
-    meta: &PacketMeta,
+    meta: &mut PacketMeta,
     ctx: &mut Ctx<'_>,
+    cache: &mut EncapCache,
+    routes: &mut RouteCache,
 ) -> Verdict {
-    let (Some(info), Some(dst)) = (p.overlay.network(net), meta.dst_addr()) else {
-        return Verdict::Drop(DropReason::NotRoutable);
-    };
     if !matches!(meta.l3, L3Kind::Ipv4 | L3Kind::Ipv6) {
         return Verdict::Drop(DropReason::NotRoutable);
     }
-    if p.overlay.is_gateway(net, dst) {
-        // Ping the gateway: answered, as any router would.
-        let echo = match meta.l3 {
-            L3Kind::Ipv4 => {
-                meta.l4_proto == wire::IPPROTO_ICMP && meta.icmp_type == ICMP4_ECHO_REQUEST
-            }
-            _ => meta.l4_proto == wire::IPPROTO_ICMPV6 && meta.icmp_type == ICMP6_ECHO_REQUEST,
-        };
-        if echo && reply::echo_reply_in_place(pkt, meta, info.gateway_mac) {
-            return Verdict::Output(in_port);
+    let ipv6 = meta.l3 == L3Kind::Ipv6;
+    let key = if ipv6 {
+        u128::from_be_bytes(meta.dst_ip)
+    } else {
+        u128::from(u32::from_be_bytes([
+            meta.dst_ip[0],
+            meta.dst_ip[1],
+            meta.dst_ip[2],
+            meta.dst_ip[3],
+        ]))
+    };
+    let routed = match routes.get(net, key, ipv6) {
+        Some(r) => r,
+        None => {
+            let r = resolve(p, net, meta);
+            routes.put(net, key, ipv6, r);
+            r
         }
-        return Verdict::Drop(DropReason::ToGateway);
-    }
+    };
+    let (dst_net, mac, dest) = match routed {
+        Routed::Forward { dst_net, mac, dest } => (dst_net, mac, dest),
+        Routed::Drop(reason) => return Verdict::Drop(reason),
+        Routed::ToGateway => {
+            // Ping the gateway: answered, as any router would.
+            let echo = match meta.l3 {
+                L3Kind::Ipv4 => {
+                    meta.l4_proto == wire::IPPROTO_ICMP && meta.icmp_type == ICMP4_ECHO_REQUEST
+                }
+                _ => meta.l4_proto == wire::IPPROTO_ICMPV6 && meta.icmp_type == ICMP6_ECHO_REQUEST,
+            };
+            if let Some(info) = p.overlay.network(net) {
+                if echo && reply::echo_reply_in_place(pkt, meta, info.gateway_mac) {
+                    return Verdict::Output(in_port);
+                }
+            }
+            return Verdict::Drop(DropReason::ToGateway);
+        }
+    };
     if meta.ttl <= 1 {
         return icmp_error(
             p,
@@ -142,18 +175,6 @@ fn route<B: PacketBuf>(
             DropReason::TtlExpired,
         );
     }
-    let Some(vrf) = p.overlay.network(net).map(|n| n.vrf) else {
-        return Verdict::Drop(DropReason::UnknownNetwork);
-    };
-    let (dst_net, mac, dest) = match p.overlay.route(vrf, dst) {
-        None => return Verdict::Drop(DropReason::NoRoute),
-        Some(RouteResult::Blackhole) => return Verdict::Drop(DropReason::Blackhole),
-        Some(RouteResult::Connected(dn)) => match p.overlay.host_lookup(dn, dst) {
-            Some((mac, dest)) => (dn, mac, dest),
-            None => return Verdict::Drop(DropReason::UnknownDestination),
-        },
-        Some(RouteResult::NextHop { network, mac, dest }) => (network, mac, dest),
-    };
     let Some(dst_info) = p.overlay.network(dst_net) else {
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
@@ -162,24 +183,53 @@ fn route<B: PacketBuf>(
     let data = pkt.data_mut();
     data[0..6].copy_from_slice(&mac.0);
     data[6..12].copy_from_slice(&dst_info.gateway_mac.0);
-    match meta.l3 {
-        L3Kind::Ipv4 => {
-            if wire::checksum::ipv4_decrement_ttl(&mut data[l3..]).is_none() {
-                return Verdict::Drop(DropReason::Malformed);
-            }
-        }
-        _ => data[l3 + 7] = data[l3 + 7].saturating_sub(1),
+    if ipv6 {
+        data[l3 + 7] = data[l3 + 7].saturating_sub(1);
+    } else if wire::checksum::ipv4_decrement_ttl(&mut data[l3..]).is_none() {
+        return Verdict::Drop(DropReason::Malformed);
     }
-    let mut routed = *meta;
-    routed.dst_mac = mac;
-    routed.src_mac = dst_info.gateway_mac;
-    routed.ttl -= 1;
+    meta.dst_mac = mac;
+    meta.src_mac = dst_info.gateway_mac;
+    meta.ttl -= 1;
     match dest {
         L2Dest::Local(port) => Verdict::Output(port),
         L2Dest::Remote(_) if p.overlay.underlay().map(|u| u.uplink) == Some(in_port) => {
             Verdict::Drop(DropReason::TunnelHairpin)
         }
-        L2Dest::Remote(vtep) => encap(p, dst_net, vtep, in_port, pkt, &routed, ctx),
+        L2Dest::Remote(vtep) => encap(p, dst_net, vtep, in_port, pkt, meta, ctx, cache),
+    }
+}
+
+/// The routing decision for an IP packet from network `net`, from the snapshot's
+/// tables: the gateway check, the LPM in the network's VRF, and for a connected
+/// route the host behind it. Depends only on the snapshot, `net` and the
+/// destination, so [`RouteCache`] may keep it.
+fn resolve(p: &Pipeline, net: NetworkId, meta: &PacketMeta) -> Routed {
+    let Some(dst) = meta.dst_addr() else {
+        return Routed::Drop(DropReason::NotRoutable);
+    };
+    if p.overlay.is_gateway(net, dst) {
+        return Routed::ToGateway;
+    }
+    let Some(vrf) = p.overlay.network(net).map(|n| n.vrf) else {
+        return Routed::Drop(DropReason::UnknownNetwork);
+    };
+    match p.overlay.route(vrf, dst) {
+        None => Routed::Drop(DropReason::NoRoute),
+        Some(RouteResult::Blackhole) => Routed::Drop(DropReason::Blackhole),
+        Some(RouteResult::Connected(dn)) => match p.overlay.host_lookup(dn, dst) {
+            Some((mac, dest)) => Routed::Forward {
+                dst_net: dn,
+                mac,
+                dest,
+            },
+            None => Routed::Drop(DropReason::UnknownDestination),
+        },
+        Some(RouteResult::NextHop { network, mac, dest }) => Routed::Forward {
+            dst_net: network,
+            mac,
+            dest,
+        },
     }
 }
 
@@ -221,6 +271,7 @@ fn icmp_error<B: PacketBuf>(
 
 /// Encapsulates towards `vtep` and sends to the uplink, or answers with an ICMP
 /// error when the encapsulated frame would not fit the underlay.
+#[allow(clippy::too_many_arguments)]
 fn encap<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
@@ -229,6 +280,7 @@ fn encap<B: PacketBuf>(
     pkt: &mut B,
     meta: &PacketMeta,
     ctx: &mut Ctx<'_>,
+    cache: &mut EncapCache,
 ) -> Verdict {
     let Some(info) = p.overlay.network(net) else {
         return Verdict::Drop(DropReason::UnknownNetwork);
@@ -242,7 +294,22 @@ fn encap<B: PacketBuf>(
             return icmp_error(p, net, in_port, pkt, meta, kind, DropReason::MtuExceeded);
         }
     }
-    push_outer(p, net, vtep, pkt, meta.flow_hash(), ctx)
+    let src_port = source_port(meta.flow_hash());
+    if let Some(e) = cache.get(net, vtep, ctx.neighbors.generation()) {
+        return if reply::push_cached(pkt, e, src_port) {
+            Verdict::Output(e.uplink)
+        } else {
+            Verdict::Drop(DropReason::NoHeadroom)
+        };
+    }
+    push_outer(p, net, vtep, pkt, src_port, ctx, Some(cache))
+}
+
+/// RFC 7348 §5: the outer source port carries entropy from the inner flow, from the
+/// dynamic range, so the underlay's ECMP spreads flows but keeps each in order.
+#[inline]
+fn source_port(flow_hash: u32) -> u16 {
+    49152 | (flow_hash as u16 & 0x3fff)
 }
 
 /// Encapsulates a network-flood copy (no MTU answer: floods are broadcasts).
@@ -256,17 +323,19 @@ pub(super) fn encap_flood<B: PacketBuf>(
     let hash = wire::parse_with(pkt.data(), &p.parse)
         .map(|m| m.flow_hash())
         .unwrap_or(0);
-    push_outer(p, net, vtep, pkt, hash, ctx)
+    push_outer(p, net, vtep, pkt, source_port(hash), ctx, None)
 }
 
-/// Prepends Ethernet, IP, UDP and the tunnel header.
+/// Prepends Ethernet, IP, UDP and the tunnel header, and with `cache` keeps the
+/// header for the next packet to (`net`, `vtep`).
 fn push_outer<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
     vtep: VtepIdx,
     pkt: &mut B,
-    flow_hash: u32,
+    src_port: u16,
     ctx: &mut Ctx<'_>,
+    cache: Option<&mut EncapCache>,
 ) -> Verdict {
     let (Some(info), Some(u), Some(v)) = (
         p.overlay.network(net),
@@ -284,9 +353,6 @@ fn push_outer<B: PacketBuf>(
         }
         return Verdict::Drop(DropReason::NeighborUnresolved);
     };
-    // RFC 7348 §5: the source port carries entropy from the inner flow, from the
-    // dynamic range, so the underlay's ECMP spreads flows but keeps each in order.
-    let src_port = 49152 | (flow_hash as u16 & 0x3fff);
     let outer = reply::OuterHeaders {
         src_mac: u.local_mac,
         dst_mac: next_mac,
@@ -303,6 +369,16 @@ fn push_outer<B: PacketBuf>(
         },
         vni: info.vni,
     };
+    if let Some(cache) = cache {
+        let generation = ctx.neighbors.generation();
+        if let Some(e) = cache.fill(net, vtep, generation, u.uplink, &outer) {
+            return if reply::push_cached(pkt, e, src_port) {
+                Verdict::Output(u.uplink)
+            } else {
+                Verdict::Drop(DropReason::NoHeadroom)
+            };
+        }
+    }
     if reply::push_outer(pkt, &outer) {
         Verdict::Output(u.uplink)
     } else {
@@ -311,19 +387,31 @@ fn push_outer<B: PacketBuf>(
 }
 
 /// A frame from the uplink: the underlay's ARP/ND, or a tunnel packet to decap.
-pub(super) fn from_uplink<B: PacketBuf>(p: &Pipeline, pkt: &mut B, ctx: &mut Ctx<'_>) -> Verdict {
+pub(super) fn from_uplink<B: PacketBuf>(
+    p: &Pipeline,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
+) -> Verdict {
     let Some(u) = p.overlay.underlay() else {
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
-    let meta = match wire::parse_with(pkt.data(), &p.parse) {
-        Ok(m) => m,
-        Err(e) => return Verdict::Drop(parse_drop(e)),
-    };
+    let Scratch {
+        outer: meta,
+        inner,
+        encap: cache,
+        routes,
+        ..
+    } = s;
+    if let Err(e) = wire::parse_into(pkt.data(), &p.parse, meta) {
+        return Verdict::Drop(parse_drop(e));
+    }
+    let meta = &*meta;
     match (meta.l3, u.local_vtep_ip) {
         (L3Kind::Arp, IpAddr::V4(local)) => {
             let sender = v4(&meta.src_ip);
             if u.on_link.contains(&IpAddr::V4(sender)) && !sender.is_unspecified() {
-                let sha = reply::arp_sender_mac(pkt.data(), &meta);
+                let sha = reply::arp_sender_mac(pkt.data(), meta);
                 if let Some(mac) = sha {
                     if !ctx.learned.is_full() {
                         ctx.learned.push((IpAddr::V4(sender), mac));
@@ -332,7 +420,7 @@ pub(super) fn from_uplink<B: PacketBuf>(p: &Pipeline, pkt: &mut B, ctx: &mut Ctx
             }
             if meta.arp_op == 1
                 && v4(&meta.dst_ip) == local
-                && reply::arp_reply_in_place(pkt, &meta, u.local_mac)
+                && reply::arp_reply_in_place(pkt, meta, u.local_mac)
             {
                 return Verdict::Output(u.uplink);
             }
@@ -341,14 +429,14 @@ pub(super) fn from_uplink<B: PacketBuf>(p: &Pipeline, pkt: &mut B, ctx: &mut Ctx
         (L3Kind::Ipv6, IpAddr::V6(local))
             if meta.l4_proto == wire::IPPROTO_ICMPV6 && matches!(meta.icmp_type, ND_NS | ND_NA) =>
         {
-            if let Some((ip, mac)) = reply::nd_learn(pkt.data(), &meta) {
+            if let Some((ip, mac)) = reply::nd_learn(pkt.data(), meta) {
                 if u.on_link.contains(&IpAddr::V6(ip)) && !ctx.learned.is_full() {
                     ctx.learned.push((IpAddr::V6(ip), mac));
                 }
             }
             if meta.icmp_type == ND_NS
-                && reply::ns_target(pkt.data(), &meta) == Some(local)
-                && reply::na_in_place(pkt, &meta, local, u.local_mac)
+                && reply::ns_target(pkt.data(), meta) == Some(local)
+                && reply::na_in_place(pkt, meta, local, u.local_mac)
             {
                 return Verdict::Output(u.uplink);
             }
@@ -372,10 +460,9 @@ pub(super) fn from_uplink<B: PacketBuf>(p: &Pipeline, pkt: &mut B, ctx: &mut Ctx
     if meta.tunnel != expected || meta.inner_protocol != wire::ETHERTYPE_TEB {
         return Verdict::Drop(DropReason::EncapMismatch);
     }
-    let inner = match wire::parse_inner(pkt.data(), &meta, &p.parse) {
-        Ok(m) => m,
-        Err(e) => return Verdict::Drop(parse_drop(e)),
-    };
+    if let Err(e) = wire::parse_inner_into(pkt.data(), meta, &p.parse, inner) {
+        return Verdict::Drop(parse_drop(e));
+    }
     // Strip the outer headers and any Ethernet padding after the UDP payload.
     let tail = pkt.len() - usize::from(meta.inner_end);
     if pkt.trim(tail).is_none() || pkt.adj(usize::from(meta.inner_offset)).is_none() {
@@ -391,7 +478,7 @@ pub(super) fn from_uplink<B: PacketBuf>(p: &Pipeline, pkt: &mut B, ctx: &mut Ctx
     if dst == info.gateway_mac {
         // A remote node routes with its own distributed gateway; a frame to ours
         // arriving by tunnel is routed here all the same.
-        return route(p, net, u.uplink, pkt, &inner, ctx);
+        return route(p, net, u.uplink, pkt, inner, ctx, cache, routes);
     }
     match p.overlay.l2_lookup(net, dst) {
         Some(L2Dest::Local(port)) => Verdict::Output(port),

@@ -429,6 +429,62 @@ pub(crate) fn push_outer<B: PacketBuf>(pkt: &mut B, o: &OuterHeaders) -> bool {
     true
 }
 
+/// Prepends a cached outer header (see [`super::scratch`]) and patches what depends
+/// on the packet: the IP length (and the IPv4 checksum, incrementally from the
+/// template's), the UDP length and source port, and for IPv6 the UDP checksum.
+#[inline]
+pub(crate) fn push_cached<B: PacketBuf>(
+    pkt: &mut B,
+    e: &super::scratch::EncapEntry,
+    src_port: u16,
+) -> bool {
+    let ip_len = if e.ipv6 { 40 } else { 20 };
+    let inner = pkt.len();
+    let udp_len = 8 + 8 + inner;
+    if udp_len + ip_len > usize::from(u16::MAX) {
+        return false;
+    }
+    let udp = 14 + ip_len;
+    if e.ipv6 {
+        let Some(h) = pkt.prepend(70) else {
+            return false;
+        };
+        h.copy_from_slice(&e.hdr[..70]);
+        h[18..20].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    } else {
+        let Some(h) = pkt.prepend(50) else {
+            return false;
+        };
+        h.copy_from_slice(&e.hdr[..50]);
+        // The template's total length is 36 (its inner frame was empty); the
+        // checksum follows the one word that changes (RFC 1624).
+        let total = (20 + udp_len) as u16;
+        let old = u16::from_be_bytes([h[16], h[17]]);
+        let check = u16::from_be_bytes([h[24], h[25]]);
+        h[16..18].copy_from_slice(&total.to_be_bytes());
+        h[24..26].copy_from_slice(&update16(check, old, total).to_be_bytes());
+    }
+    let data = pkt.data_mut();
+    data[udp..udp + 2].copy_from_slice(&src_port.to_be_bytes());
+    data[udp + 4..udp + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    if e.ipv6 {
+        // The template's checksum covered its empty payload: sum afresh from zero.
+        data[udp + 6..udp + 8].fill(0);
+        let acc = pseudo6(
+            &data[22..38],
+            &data[38..54],
+            udp_len as u32,
+            wire::IPPROTO_UDP,
+        );
+        let mut c = !fold(sum_raw(acc, &data[udp..]));
+        if c == 0 {
+            c = 0xffff;
+        }
+        data[udp + 6..udp + 8].copy_from_slice(&c.to_be_bytes());
+    }
+    true
+}
+
 /// An ARP request "who has `target`? tell `src_ip`", padded to the 60-byte minimum.
 pub fn build_arp_request(src_mac: MacAddr, src_ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 60] {
     let mut f = [0u8; 60];
