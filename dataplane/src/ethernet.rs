@@ -21,8 +21,17 @@ mod field {
 }
 
 /// A 48-bit MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct MacAddr(pub [u8; 6]);
+
+/// Hashed as one 48-bit integer: one hasher round where the derived (slice) hash
+/// would feed a length and two pieces. MAC tables are probed once per packet.
+impl std::hash::Hash for MacAddr {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.to_u64());
+    }
+}
 
 impl MacAddr {
     /// `ff:ff:ff:ff:ff:ff`.
@@ -36,6 +45,13 @@ impl MacAddr {
     /// The six bytes, in wire order.
     pub const fn octets(&self) -> [u8; 6] {
         self.0
+    }
+
+    /// The address as an integer (big-endian: the first byte is the highest).
+    #[inline]
+    pub const fn to_u64(&self) -> u64 {
+        let b = self.0;
+        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 
     /// True for group addresses (I/G bit set): multicast, including broadcast.

@@ -375,6 +375,8 @@ where
     neighbors: Arc<SnapshotCell<NeighborMap>>,
     limiter: ResolveLimiter,
     last_expire: Instant,
+    /// Poll rounds, to look at the clock for neighbour aging only every so often.
+    rounds: u64,
     commands: Option<crossbeam::channel::Receiver<WorkerCommand<R, T>>>,
     capture: Option<Arc<CaptureTap>>,
     stats: WorkerStats,
@@ -433,6 +435,7 @@ where
             limiter: ResolveLimiter::new(table.config()),
             neighbor_table: Arc::new(Mutex::new(table)),
             last_expire: Instant::now(),
+            rounds: 0,
             commands: None,
             capture: None,
             stats: WorkerStats::new(ports),
@@ -601,7 +604,7 @@ where
                 continue;
             }
             let neighbors = self.neighbors.load();
-            let mut ctx = Ctx::new(&neighbors, &mut self.limiter, Instant::now());
+            let mut ctx = Ctx::lazy(&neighbors, &mut self.limiter);
             for mut pkt in self.rx_burst.drain(..) {
                 match snap.process_with(in_port, &mut pkt, &mut ctx, &mut self.scratch) {
                     Verdict::Output(port) => self.tx.enqueue(port, pkt, &mut self.stats),
@@ -652,7 +655,14 @@ where
                 &mut self.stats,
             );
         }
-        if snap.has_overlay() && self.last_expire.elapsed() >= Duration::from_secs(1) {
+        self.rounds = self.rounds.wrapping_add(1);
+        // The clock is read once per 64 rounds: a read per round costs more than a
+        // tenth of a microsecond, and aging is a matter of seconds. (An idle worker
+        // sleeps at most a few milliseconds per round, so this stays well under 1 s.)
+        if snap.has_overlay()
+            && self.rounds.is_multiple_of(64)
+            && self.last_expire.elapsed() >= Duration::from_secs(1)
+        {
             // Once a second: age the underlay neighbours, and ask again for those
             // getting old, so a live next hop never expires under traffic.
             self.last_expire = Instant::now();
@@ -1311,5 +1321,123 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, WorkerError::TooManyPorts { ports: 65, .. }));
+    }
+
+    /// A frame in two segments, as a chained mbuf: `data` shows the first one only.
+    #[derive(Debug)]
+    struct SegBuf {
+        first: VecBuf,
+        rest: Vec<u8>,
+    }
+
+    impl SegBuf {
+        /// `frame` split after `split` bytes, with `tailroom` behind the first segment.
+        fn split(frame: &[u8], split: usize, tailroom: usize) -> Self {
+            SegBuf {
+                first: VecBuf::with_room(&frame[..split], 128, tailroom),
+                rest: frame[split..].to_vec(),
+            }
+        }
+    }
+
+    impl PacketBuf for SegBuf {
+        fn data(&self) -> &[u8] {
+            self.first.data()
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            self.first.data_mut()
+        }
+        fn headroom(&self) -> usize {
+            self.first.headroom()
+        }
+        fn tailroom(&self) -> usize {
+            self.first.tailroom()
+        }
+        fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.first.prepend(len)
+        }
+        fn adj(&mut self, len: usize) -> Option<()> {
+            self.first.adj(len)
+        }
+        fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.first.append(len)
+        }
+        fn trim(&mut self, len: usize) -> Option<()> {
+            self.first.trim(len)
+        }
+        fn is_contiguous(&self) -> bool {
+            self.rest.is_empty()
+        }
+        fn linearize(&mut self) -> bool {
+            let Some(room) = self.first.append(self.rest.len()) else {
+                return false;
+            };
+            room.copy_from_slice(&self.rest);
+            self.rest.clear();
+            true
+        }
+    }
+
+    struct SegAlloc;
+
+    impl BufAlloc for SegAlloc {
+        type Buf = SegBuf;
+        fn alloc_copy(&mut self, data: &[u8]) -> Option<SegBuf> {
+            Some(SegBuf::split(data, data.len(), 0))
+        }
+    }
+
+    #[test]
+    fn chained_frames_are_linearised_or_dropped_as_rx_oversize() {
+        let (rx, tx) = (Ring::new(), Ring::new());
+        let mut w: Worker<VecRxQueue<SegBuf>, VecTxQueue<SegBuf>, SegAlloc> = Worker::new(
+            WorkerId(0),
+            vec![(PortIdx(0), VecRxQueue::new(rx.clone()))],
+            vec![None, Some(VecTxQueue::new(tx.clone()))],
+            SegAlloc,
+            Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1)))),
+            IdleBackoff::busy_poll(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        let (small, big, huge) = (
+            eth_frame(B, A, 60),
+            eth_frame(B, A, 1000),
+            eth_frame(B, A, 3000),
+        );
+        rx.push(SegBuf::split(&small, 60, 0));
+        rx.push(SegBuf::split(&big, 600, 400)); // the tail fits behind the first segment
+        rx.push(SegBuf::split(&huge, 2000, 999)); // it does not: dropped
+        rx.push(SegBuf::split(&eth_frame(B, A, 70), 70, 0));
+        assert_eq!(w.poll_once(), 4);
+        let sent = tx.take_all();
+        assert!(sent.iter().all(PacketBuf::is_contiguous));
+        let sent: Vec<&[u8]> = sent.iter().map(PacketBuf::data).collect();
+        assert_eq!(
+            sent,
+            [&small[..], &big[..], &eth_frame(B, A, 70)[..]],
+            "in order, whole"
+        );
+        // A burst of nothing but a frame that cannot be merged.
+        rx.push(SegBuf::split(&huge, 1500, 0));
+        w.poll_once();
+        assert!(tx.is_empty());
+        let s = w.stats_handle().snapshot();
+        assert_eq!(
+            s.port(PortIdx(0)).rx_packets,
+            5,
+            "dropped frames were received"
+        );
+        assert_eq!(
+            s.port(PortIdx(0)).rx_bytes,
+            60 + 1000 + 70,
+            "of what is kept"
+        );
+        assert_eq!(s.port(PortIdx(0)).drops_for(DropReason::RxOversize), 2);
+        assert_eq!(
+            (s.total_drops(), s.port(PortIdx(1)).tx_bytes),
+            (2, 60 + 1000 + 70)
+        );
+        assert_conserved(&s);
     }
 }

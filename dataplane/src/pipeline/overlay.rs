@@ -148,6 +148,11 @@ fn route<B: PacketBuf>(
     let (dst_net, mac, dest) = match routed {
         Routed::Forward { dst_net, mac, dest } => (dst_net, mac, dest),
         Routed::Drop(reason) => return Verdict::Drop(reason),
+        Routed::ToGateway if p.overlay.underlay().map(|u| u.uplink) == Some(in_port) => {
+            // Arrived by tunnel: the sender's own switch answers for the distributed
+            // gateway; a reply from here would leave on the underlay unencapsulated.
+            return Verdict::Drop(DropReason::ToGateway);
+        }
         Routed::ToGateway => {
             // Ping the gateway: answered, as any router would.
             let echo = match meta.l3 {
@@ -348,7 +353,8 @@ fn push_outer<B: PacketBuf>(
         return Verdict::Drop(DropReason::VtepUnreachable);
     };
     let Some(next_mac) = ctx.neighbors.lookup(next_hop) else {
-        if ctx.limiter.should_request(next_hop, ctx.now) && !ctx.to_resolve.is_full() {
+        let now = ctx.now();
+        if ctx.limiter.should_request(next_hop, now) && !ctx.to_resolve.is_full() {
             ctx.to_resolve.push(next_hop);
         }
         return Verdict::Drop(DropReason::NeighborUnresolved);

@@ -2,6 +2,7 @@
 //! it leaves behind, re-parsed with the wire parser.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::*;
@@ -9,9 +10,9 @@ use crate::buf::VecBuf;
 use crate::ethernet::MacAddr;
 use crate::l2::L2PipelineBuilder;
 use crate::overlay::spec::{
-    Encap, LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, UnderlaySpec,
+    Encap, LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget, UnderlaySpec,
 };
-use crate::overlay::{NeighborConfig, NeighborTable, OverlayBuilder};
+use crate::overlay::{LearnOutcome, NeighborConfig, NeighborTable, OverlayBuilder};
 use crate::wire::checksum::{fold, sum_raw};
 use crate::wire::{self, L3Kind, TunnelKind};
 
@@ -66,19 +67,37 @@ fn local(network: &str, mac: MacAddr, ips: &[&str], port: PortIdx) -> LocalEndpo
     }
 }
 
+/// The underlay address of VTEP `n` (the local one is 1): 192.0.2.n, or 2001:db8::n
+/// on an IPv6 underlay.
+fn vtep_ip(v6: bool, n: u16) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n as u8))
+    }
+}
+
 /// blue (VNI 100, VXLAN) and green (VNI 200, Geneve) in tenant t1; red (VNI 300)
-/// in tenant t2 reuses blue's subnet, MAC and address for its pod.
-fn pipeline() -> Pipeline {
-    let mut b = OverlayBuilder::new(1);
+/// in tenant t2 reuses blue's subnet, MAC and address for its pod. The underlay is
+/// IPv4 or (`v6`) IPv6, the uplink's MAC `uplink_mac`, and the remote endpoint R
+/// sits behind VTEP `r_vtep`.
+fn fixture(generation: u64, v6: bool, uplink_mac: MacAddr, r_vtep: u16) -> OverlayBuilder {
+    let on_vteps = |mut n: NetworkSpec| {
+        n.vteps = vec![vtep_ip(v6, 2)];
+        n
+    };
+    let mut b = OverlayBuilder::new(generation);
     b.underlay(UnderlaySpec {
         uplink: UPLINK,
-        local_vtep_ip: "192.0.2.1".parse().unwrap(),
-        local_mac: UPLINK_MAC,
+        local_vtep_ip: vtep_ip(v6, 1),
+        local_mac: uplink_mac,
         mtu: 1500,
-        on_link: "192.0.2.0/24".parse().unwrap(),
+        on_link: if v6 { "2001:db8::/64" } else { "192.0.2.0/24" }
+            .parse()
+            .unwrap(),
         gateway: None,
     })
-    .network(net(
+    .network(on_vteps(net(
         "blue",
         100,
         Encap::Vxlan,
@@ -86,8 +105,8 @@ fn pipeline() -> Pipeline {
         "10.1.0.0/24,fd00:1::/64",
         &["10.1.0.1", "fd00:1::1"],
         G_BLUE,
-    ))
-    .network(net(
+    )))
+    .network(on_vteps(net(
         "green",
         200,
         Encap::Geneve,
@@ -95,8 +114,8 @@ fn pipeline() -> Pipeline {
         "10.2.0.0/24,fd00:2::/64",
         &["10.2.0.1", "fd00:2::1"],
         G_GREEN,
-    ))
-    .network(net(
+    )))
+    .network(on_vteps(net(
         "red",
         300,
         Encap::Vxlan,
@@ -104,7 +123,7 @@ fn pipeline() -> Pipeline {
         "10.1.0.0/24",
         &["10.1.0.1"],
         G_RED,
-    ))
+    )))
     .local_endpoint(local("blue", A, &["10.1.0.10", "fd00:1::10"], POD_A))
     .local_endpoint(local("blue", B, &["10.1.0.11"], POD_B))
     .local_endpoint(local("red", A, &["10.1.0.10"], POD_RED))
@@ -113,9 +132,13 @@ fn pipeline() -> Pipeline {
         network: "blue".into(),
         mac: R,
         ips: vec!["10.1.0.20".parse().unwrap(), "fd00:1::20".parse().unwrap()],
-        vtep: "192.0.2.2".parse().unwrap(),
+        vtep: vtep_ip(v6, r_vtep),
     });
-    let overlay = b.build().unwrap();
+    b
+}
+
+fn pipeline() -> Pipeline {
+    let overlay = fixture(1, false, UPLINK_MAC, 2).build().unwrap();
     let l2 = L2PipelineBuilder::new(1).build().unwrap();
     Pipeline::new(1, l2, overlay, wire::ParseConfig::default())
 }
@@ -400,6 +423,16 @@ fn vxlan_from_peer(vni: u32, inner: &[u8], geneve: bool) -> Vec<u8> {
 }
 
 #[test]
+fn a_tunnelled_ping_to_our_gateway_is_not_answered_onto_the_underlay() {
+    // The remote pod's own switch answers for the distributed gateway; an answer
+    // from here would leave the uplink as a bare tenant frame.
+    let mut r = Rig::new();
+    let inner = ping(G_BLUE, R, "10.1.0.20", "10.1.0.1", 64, 8);
+    let (v, ..) = r.run(UPLINK, &vxlan_from_peer(100, &inner, false));
+    assert_eq!(v, Verdict::Drop(DropReason::ToGateway));
+}
+
+#[test]
 fn decap_delivers_the_inner_frame_to_its_pod() {
     let mut r = Rig::new();
     let inner = ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20);
@@ -600,4 +633,304 @@ fn ipv6_too_big_for_the_underlay_answers_packet_too_big() {
     let mut acc = sum_raw(0, &f[22..54]);
     acc += u64::from(plen) + 58;
     assert_eq!(fold(sum_raw(acc, &f[54..])), 0xffff);
+}
+
+// --- A worker's reusable scratch (encap and route caches) against fresh scratch ---
+
+/// S: green's remote endpoint, behind VTEP 3.
+const S: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x21]);
+/// VTEP 3's MAC on the underlay.
+const PEER3_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 3]);
+
+/// [`fixture`] plus S and static routes in t1: 10.9.0.0/16 via `via` in blue,
+/// fd00:9::/48 via R, 10.66.0.0/16 blackholed.
+fn routed(generation: u64, v6: bool, uplink_mac: MacAddr, r_vtep: u16, via: &str) -> Arc<Pipeline> {
+    let route = |prefix: &str, target| RouteSpec {
+        tenant: "t1".into(),
+        prefix: prefix.parse().unwrap(),
+        target,
+    };
+    let via_blue = |ip: &str| RouteTarget::NextHop {
+        network: "blue".into(),
+        ip: ip.parse().unwrap(),
+    };
+    let mut b = fixture(generation, v6, uplink_mac, r_vtep);
+    b.remote_endpoint(RemoteEndpointSpec {
+        network: "green".into(),
+        mac: S,
+        ips: vec!["10.2.0.20".parse().unwrap(), "fd00:2::20".parse().unwrap()],
+        vtep: vtep_ip(v6, 3),
+    })
+    .route(route("10.9.0.0/16", via_blue(via)))
+    .route(route("fd00:9::/48", via_blue("fd00:1::20")))
+    .route(route("10.66.0.0/16", RouteTarget::Blackhole));
+    let l2 = L2PipelineBuilder::new(generation).build().unwrap();
+    let overlay = b.build().unwrap();
+    Arc::new(Pipeline::new(
+        generation,
+        l2,
+        overlay,
+        wire::ParseConfig::default(),
+    ))
+}
+
+/// A pipeline, the underlay neighbours (VTEPs 2 and 3 resolved) and one scratch kept
+/// across packets, as a worker keeps it.
+struct Cached {
+    p: Arc<Pipeline>,
+    table: NeighborTable,
+    limiter: ResolveLimiter,
+    scratch: Scratch,
+}
+
+impl Cached {
+    fn new(p: Arc<Pipeline>, v6: bool) -> Cached {
+        let mut table = NeighborTable::new(NeighborConfig::default());
+        table.learn(vtep_ip(v6, 2), PEER_MAC, Instant::now());
+        table.learn(vtep_ip(v6, 3), PEER3_MAC, Instant::now());
+        let limiter = ResolveLimiter::new(table.config());
+        let mut scratch = Scratch::new();
+        scratch.bind(&p);
+        Cached {
+            p,
+            table,
+            limiter,
+            scratch,
+        }
+    }
+
+    /// One frame through the kept scratch.
+    fn cached(&mut self, in_port: PortIdx, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        let map = self.table.reader().load_full();
+        let mut ctx = Ctx::new(&map, &mut self.limiter, Instant::now());
+        let mut buf = VecBuf::new(frame);
+        let v = self
+            .p
+            .process_with(in_port, &mut buf, &mut ctx, &mut self.scratch);
+        (v, buf.data().to_vec())
+    }
+
+    /// One frame through fresh scratch (`Pipeline::process`).
+    fn fresh(&mut self, in_port: PortIdx, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        let map = self.table.reader().load_full();
+        let mut ctx = Ctx::new(&map, &mut self.limiter, Instant::now());
+        let mut buf = VecBuf::new(frame);
+        let v = self.p.process(in_port, &mut buf, &mut ctx);
+        (v, buf.data().to_vec())
+    }
+}
+
+/// `inner` as VTEP 2 sends it to us, by the reference outer-header builder.
+fn from_peer(v6: bool, vni: u32, tunnel: TunnelKind, inner: &[u8]) -> Vec<u8> {
+    let mut b = VecBuf::new(inner);
+    let o = reply::OuterHeaders {
+        src_mac: PEER_MAC,
+        dst_mac: UPLINK_MAC,
+        src_ip: vtep_ip(v6, 2),
+        dst_ip: vtep_ip(v6, 1),
+        src_port: 50123,
+        dst_port: match tunnel {
+            TunnelKind::Geneve => wire::GENEVE_PORT,
+            _ => wire::VXLAN_PORT,
+        },
+        tunnel,
+        vni,
+    };
+    assert!(reply::push_outer(&mut b, &o));
+    b.data().to_vec()
+}
+
+/// Every path through the overlay, each with the verdict it must get. (One case a
+/// line: the table reads better than rustfmt's five lines a case.)
+#[rustfmt::skip]
+fn varied_traffic(p: &Pipeline, v6: bool) -> Vec<(&'static str, PortIdx, Vec<u8>, Verdict)> {
+    use DropReason as D;
+    use Verdict::{Drop, Output, Reply};
+    let blue = p.overlay.network_by_name("blue").unwrap();
+    let flood = Verdict::FloodNetwork { net: blue, from_tunnel: false };
+    let ttl_expired = Reply { out: POD_A, reason: D::TtlExpired };
+    let too_big = Reply { out: POD_A, reason: D::MtuExceeded };
+    // Tunnelled to us by VTEP 2: into blue (VXLAN) or green (Geneve).
+    let blue_in = |inner: Vec<u8>| from_peer(v6, 100, TunnelKind::Vxlan, &inner);
+    let green_in = |inner: Vec<u8>| from_peer(v6, 200, TunnelKind::Geneve, &inner);
+    let unknown_vni = from_peer(v6, 999, TunnelKind::Vxlan, &ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20));
+    let underlay_ask = match (vtep_ip(v6, 2), vtep_ip(v6, 1)) {
+        (IpAddr::V6(s), IpAddr::V6(t)) => build_neighbor_solicitation(PEER_MAC, s, t).to_vec(),
+        _ => arp_request(PEER_MAC, "192.0.2.2", "192.0.2.1"),
+    };
+    let ns_gateway = build_neighbor_solicitation(A, "fd00:1::10".parse().unwrap(), "fd00:1::1".parse().unwrap());
+    let mut truncated = ping(R, A, "10.1.0.10", "10.1.0.20", 64, 16);
+    truncated.truncate(30);
+    vec![
+        ("L2 local", POD_A, ping(B, A, "10.1.0.10", "10.1.0.11", 64, 16), Output(POD_B)),
+        ("L2 remote VXLAN", POD_A, ping(R, A, "10.1.0.10", "10.1.0.20", 64, 16), Output(UPLINK)),
+        ("L2 remote, other flow", POD_B, ping(R, B, "10.1.0.11", "10.1.0.20", 64, 99), Output(UPLINK)),
+        ("L2 remote Geneve", POD_C, ping(S, C, "10.2.0.10", "10.2.0.20", 64, 16), Output(UPLINK)),
+        ("L2 broadcast", POD_A, ping(MacAddr::BROADCAST, A, "10.1.0.10", "10.1.0.255", 64, 8), flood),
+        ("truncated", POD_A, truncated, Drop(D::Malformed)),
+        ("routed local", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.2.0.10", 64, 32), Output(POD_C)),
+        ("routed remote, connected", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.2.0.20", 64, 32), Output(UPLINK)),
+        ("routed remote, static", POD_C, ping(G_GREEN, C, "10.2.0.10", "10.9.1.1", 64, 32), Output(UPLINK)),
+        ("routed remote, static, from blue", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.9.7.7", 64, 33), Output(UPLINK)),
+        ("ping the gateway", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.1.0.1", 64, 8), Output(POD_A)),
+        ("TTL 1", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.2.0.10", 1, 32), ttl_expired),
+        ("TTL 1 towards a remote", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.9.1.1", 1, 32), ttl_expired),
+        ("no route", POD_A, ping(G_BLUE, A, "10.1.0.10", "172.16.0.1", 64, 8), Drop(D::NoRoute)),
+        ("no route across tenants", POD_RED, ping(G_RED, A, "10.1.0.10", "10.2.0.10", 64, 8), Drop(D::NoRoute)),
+        ("blackhole", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.66.0.1", 64, 8), Drop(D::Blackhole)),
+        ("connected, unknown host", POD_A, ping(G_BLUE, A, "10.1.0.10", "10.2.0.99", 64, 8), Drop(D::UnknownDestination)),
+        ("too big for the underlay", POD_A, ping(R, A, "10.1.0.10", "10.1.0.20", 64, 1472), too_big),
+        ("ARP", POD_A, arp_request(A, "10.1.0.10", "10.1.0.20"), Output(POD_A)),
+        ("v6 L2 remote", POD_A, udp6(R, A, "fd00:1::10", "fd00:1::20", 64, 40), Output(UPLINK)),
+        ("v6 routed local", POD_A, udp6(G_BLUE, A, "fd00:1::10", "fd00:2::10", 64, 40), Output(POD_C)),
+        ("v6 routed remote, connected", POD_A, udp6(G_BLUE, A, "fd00:1::10", "fd00:2::20", 64, 41), Output(UPLINK)),
+        ("v6 routed remote, static", POD_C, udp6(G_GREEN, C, "fd00:2::10", "fd00:9::1", 64, 40), Output(UPLINK)),
+        ("v6 hop limit 1", POD_A, udp6(G_BLUE, A, "fd00:1::10", "fd00:2::10", 1, 40), ttl_expired),
+        ("v6 to the gateway", POD_A, udp6(G_BLUE, A, "fd00:1::10", "fd00:1::1", 64, 8), Drop(D::ToGateway)),
+        ("v6 no route", POD_A, udp6(G_BLUE, A, "fd00:1::10", "fd00:77::1", 64, 8), Drop(D::NoRoute)),
+        ("v6 NS for the gateway", POD_A, ns_gateway.to_vec(), Output(POD_A)),
+        ("underlay ARP/NS for our VTEP", UPLINK, underlay_ask, Output(UPLINK)),
+        ("decap VXLAN", UPLINK, blue_in(ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20)), Output(POD_A)),
+        ("decap Geneve", UPLINK, green_in(ping(C, S, "10.2.0.20", "10.2.0.10", 64, 20)), Output(POD_C)),
+        ("decap, unknown VNI", UPLINK, unknown_vni, Drop(D::UnknownVni)),
+        ("decap, to a remote", UPLINK, blue_in(ping(R, A, "10.1.0.10", "10.1.0.20", 64, 20)), Drop(D::TunnelHairpin)),
+        ("decap, routed local", UPLINK, blue_in(ping(G_BLUE, R, "10.1.0.20", "10.2.0.10", 64, 20)), Output(POD_C)),
+        ("decap, v6 routed local", UPLINK, blue_in(udp6(G_BLUE, R, "fd00:1::20", "fd00:2::10", 64, 20)), Output(POD_C)),
+        ("decap, routed remote", UPLINK, blue_in(ping(G_BLUE, R, "10.1.0.20", "10.2.0.20", 64, 20)), Drop(D::TunnelHairpin)),
+        ("decap, TTL 1", UPLINK, blue_in(ping(G_BLUE, R, "10.1.0.20", "10.2.0.10", 1, 20)), Drop(D::TtlExpired)),
+        ("decap, blackhole", UPLINK, blue_in(ping(G_BLUE, R, "10.1.0.20", "10.66.0.1", 64, 20)), Drop(D::Blackhole)),
+    ]
+}
+
+#[test]
+fn a_kept_scratch_forwards_exactly_like_fresh_scratch() {
+    for v6 in [false, true] {
+        let p = routed(1, v6, UPLINK_MAC, 2, "10.1.0.20");
+        let cases = varied_traffic(&p, v6);
+        let mut c = Cached::new(p, v6);
+        // Cold caches, warm caches, then warm in the other order (other slot
+        // histories, other packets between a fill and its use).
+        let order: Vec<usize> = (0..cases.len())
+            .chain(0..cases.len())
+            .chain((0..cases.len()).rev())
+            .collect();
+        for (round, i) in order.into_iter().enumerate() {
+            let (name, port, frame, want) = &cases[i];
+            let what = format!("v6 underlay={v6}, {name} (step {round})");
+            let fresh = c.fresh(*port, frame);
+            assert_eq!(fresh.0, *want, "{what}");
+            let cached = c.cached(*port, frame);
+            assert_eq!(cached.0, fresh.0, "{what}: verdict");
+            assert_eq!(cached.1, fresh.1, "{what}: bytes");
+            if fresh.0 == Verdict::Output(UPLINK) && *port != UPLINK {
+                let m = wire::parse(&cached.1).unwrap();
+                assert_eq!(
+                    usize::from(m.inner_offset),
+                    if v6 { 70 } else { 50 },
+                    "{what}"
+                );
+                assert_eq!(m.src_addr(), Some(vtep_ip(v6, 1)), "{what}");
+                let want_vtep = if m.vni == 200 { 3 } else { 2 };
+                assert_eq!(m.dst_addr(), Some(vtep_ip(v6, want_vtep)), "{what}");
+            }
+        }
+        // The cached paths were taken: one header per (network, VTEP) encapsulated
+        // to — (blue, 2) and (green, 3).
+        assert_eq!(
+            format!("{:?}", c.scratch),
+            "Scratch { encap_entries: 2, .. }"
+        );
+    }
+}
+
+#[test]
+fn a_rebound_scratch_follows_the_new_snapshot() {
+    const NEW_UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 0x11]);
+    let old = routed(1, false, UPLINK_MAC, 2, "10.1.0.20");
+    // R moved to VTEP 3, 10.9.0.0/16 now goes to B (local), the uplink got a new MAC.
+    let new = routed(2, false, NEW_UPLINK_MAC, 3, "10.1.0.11");
+    let mut c = Cached::new(old, false);
+    let to_r = ping(R, A, "10.1.0.10", "10.1.0.20", 64, 16);
+    let to_s = ping(S, C, "10.2.0.10", "10.2.0.20", 64, 16);
+    let via = ping(G_BLUE, A, "10.1.0.10", "10.9.1.1", 64, 16);
+    let outer = |f: &[u8]| {
+        let m = wire::parse(f).unwrap();
+        (m.src_mac, m.dst_mac, m.dst_addr().unwrap())
+    };
+    for _ in 0..2 {
+        let (v, f) = c.cached(POD_A, &to_r);
+        assert_eq!(v, Verdict::Output(UPLINK));
+        assert_eq!(outer(&f), (UPLINK_MAC, PEER_MAC, vtep_ip(false, 2)));
+        let (v, f) = c.cached(POD_C, &to_s);
+        assert_eq!(v, Verdict::Output(UPLINK));
+        assert_eq!(outer(&f), (UPLINK_MAC, PEER3_MAC, vtep_ip(false, 3)));
+        let (v, f) = c.cached(POD_A, &via);
+        assert_eq!(v, Verdict::Output(UPLINK));
+        assert_eq!(outer(&f), (UPLINK_MAC, PEER_MAC, vtep_ip(false, 2)));
+    }
+
+    c.p = Arc::clone(&new);
+    c.scratch.bind(&new);
+    let (v, f) = c.cached(POD_A, &to_r);
+    assert_eq!(v, Verdict::Output(UPLINK));
+    assert_eq!(outer(&f), (NEW_UPLINK_MAC, PEER3_MAC, vtep_ip(false, 3)));
+    assert_eq!((v, f), c.fresh(POD_A, &to_r));
+    // Same (network, VTEP) key as before the change: the header must be rebuilt.
+    let (v, f) = c.cached(POD_C, &to_s);
+    assert_eq!(outer(&f), (NEW_UPLINK_MAC, PEER3_MAC, vtep_ip(false, 3)));
+    assert_eq!((v, f), c.fresh(POD_C, &to_s));
+    // Same (network, destination) key: the route must be looked up again.
+    let (v, f) = c.cached(POD_A, &via);
+    assert_eq!(v, Verdict::Output(POD_B));
+    assert_eq!((&f[0..6], &f[6..12], f[22]), (&B.0[..], &G_BLUE.0[..], 63));
+    assert_eq!((v, f), c.fresh(POD_A, &via));
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "scratch bound to another snapshot")]
+fn a_scratch_not_rebound_is_caught_in_debug_builds() {
+    let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.20"), false);
+    let via = ping(G_BLUE, A, "10.1.0.10", "10.9.1.1", 64, 16);
+    assert_eq!(c.cached(POD_A, &via).0, Verdict::Output(UPLINK));
+    c.p = routed(2, false, UPLINK_MAC, 2, "10.1.0.11");
+    c.cached(POD_A, &via);
+}
+
+#[test]
+fn the_encap_cache_follows_a_relearned_next_hop() {
+    const MOVED: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 2]);
+    for v6 in [false, true] {
+        let mut c = Cached::new(routed(1, v6, UPLINK_MAC, 2, "10.1.0.20"), v6);
+        let l2 = ping(R, A, "10.1.0.10", "10.1.0.20", 64, 16);
+        let routed = ping(G_BLUE, A, "10.1.0.10", "10.9.1.1", 64, 16);
+        let next_hop = |f: &[u8]| wire::parse(f).unwrap().dst_mac;
+        let check = |c: &mut Cached, want: MacAddr| {
+            for frame in [&l2, &routed] {
+                let (v, f) = c.cached(POD_A, frame);
+                assert_eq!(v, Verdict::Output(UPLINK), "v6 underlay={v6}");
+                assert_eq!(next_hop(&f), want, "v6 underlay={v6}");
+                assert_eq!((v, f), c.fresh(POD_A, frame), "v6 underlay={v6}");
+            }
+        };
+        check(&mut c, PEER_MAC);
+        check(&mut c, PEER_MAC);
+        let now = Instant::now();
+        assert_eq!(
+            c.table.learn(vtep_ip(v6, 2), MOVED, now),
+            LearnOutcome::Changed
+        );
+        check(&mut c, MOVED);
+        // Forgotten: no stale header is used, the packet waits for resolution.
+        assert!(c.table.remove(vtep_ip(v6, 2)));
+        assert_eq!(
+            c.cached(POD_A, &l2).0,
+            Verdict::Drop(DropReason::NeighborUnresolved)
+        );
+        c.table.learn(vtep_ip(v6, 2), PEER_MAC, now);
+        check(&mut c, PEER_MAC);
+        // VTEP 3's entry was never invalidated by VTEP 2's changes, and is right.
+        let (v, f) = c.cached(POD_C, &ping(S, C, "10.2.0.10", "10.2.0.20", 64, 16));
+        assert_eq!((v, next_hop(&f)), (Verdict::Output(UPLINK), PEER3_MAC));
+    }
 }
