@@ -180,6 +180,7 @@ impl<T: TxQueue> TxPorts<T> {
 
 /// Sends `pkt` to every port of `ports`: copies to all but the last port with a tx
 /// queue, the original to that one, so the common case makes `n - 1` copies.
+#[cold]
 fn flood<T, A>(
     tx: &mut TxPorts<T>,
     alloc: &mut A,
@@ -220,6 +221,7 @@ fn flood<T, A>(
 
 /// Sends an ARP request (IPv4 underlay) or neighbour solicitation (IPv6) on the
 /// uplink for each address in `ips`.
+#[cold]
 fn send_resolution_requests<T, A>(
     snap: &Pipeline,
     ips: &[IpAddr],
@@ -254,6 +256,7 @@ fn send_resolution_requests<T, A>(
 /// unless it came out of a tunnel (split horizon) — encapsulated to each of the
 /// network's flood VTEPs.
 #[allow(clippy::too_many_arguments)]
+#[cold]
 fn flood_network<T, A>(
     snap: &Pipeline,
     ctx: &mut Ctx<'_>,

@@ -38,6 +38,7 @@ fn resize<B: PacketBuf>(pkt: &mut B, new_len: usize) -> bool {
 }
 
 /// The sender hardware address of an ARP packet.
+#[cold]
 pub(crate) fn arp_sender_mac(data: &[u8], meta: &PacketMeta) -> Option<MacAddr> {
     let a = usize::from(meta.l3_offset);
     let b = data.get(a + 8..a + 14)?;
@@ -47,6 +48,7 @@ pub(crate) fn arp_sender_mac(data: &[u8], meta: &PacketMeta) -> Option<MacAddr> 
 }
 
 /// Turns an ARP request into the reply "target is at `mac`".
+#[cold]
 pub(crate) fn arp_reply_in_place<B: PacketBuf>(
     pkt: &mut B,
     meta: &PacketMeta,
@@ -74,6 +76,7 @@ pub(crate) fn arp_reply_in_place<B: PacketBuf>(
 }
 
 /// The target address of a neighbour solicitation.
+#[cold]
 pub(crate) fn ns_target(data: &[u8], meta: &PacketMeta) -> Option<Ipv6Addr> {
     let l4 = usize::from(meta.l4_offset);
     if l4 == 0 {
@@ -86,6 +89,7 @@ pub(crate) fn ns_target(data: &[u8], meta: &PacketMeta) -> Option<Ipv6Addr> {
 /// What a solicitation or advertisement on the underlay teaches: the sender of an
 /// NS (its source address and source link-layer option) or the target of an NA
 /// (its target link-layer option).
+#[cold]
 pub(crate) fn nd_learn(data: &[u8], meta: &PacketMeta) -> Option<(Ipv6Addr, MacAddr)> {
     let l4 = usize::from(meta.l4_offset);
     let end = usize::from(meta.l3_end).min(data.len());
@@ -125,6 +129,7 @@ fn pseudo6(src: &[u8], dst: &[u8], len: u32, next: u8) -> u64 {
 
 /// Turns a neighbour solicitation for `target` into the advertisement "`target` is
 /// at `mac`".
+#[cold]
 pub(crate) fn na_in_place<B: PacketBuf>(
     pkt: &mut B,
     meta: &PacketMeta,
@@ -174,6 +179,7 @@ pub(crate) fn na_in_place<B: PacketBuf>(
 }
 
 /// Turns an ICMP/ICMPv6 echo request to the gateway into the echo reply.
+#[cold]
 pub(crate) fn echo_reply_in_place<B: PacketBuf>(
     pkt: &mut B,
     meta: &PacketMeta,
@@ -221,6 +227,7 @@ fn is_icmp_error(meta: &PacketMeta) -> bool {
 
 /// Turns an IPv4 packet into the ICMP error about it, from `src_ip`/`src_mac` back
 /// to its sender. The error quotes the IP header and the first 8 payload bytes.
+#[cold]
 pub(crate) fn icmp4_error_in_place<B: PacketBuf>(
     pkt: &mut B,
     meta: &PacketMeta,
@@ -282,6 +289,7 @@ pub(crate) fn icmp4_error_in_place<B: PacketBuf>(
 const ICMP6_QUOTE_MAX: usize = 1280 - 40 - 8;
 
 /// Turns an IPv6 packet into the ICMPv6 error about it, from `src_ip`/`src_mac`.
+#[cold]
 pub(crate) fn icmp6_error_in_place<B: PacketBuf>(
     pkt: &mut B,
     meta: &PacketMeta,
