@@ -28,6 +28,7 @@ use thiserror::Error;
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::ethernet::{EthernetFrame, MacAddr};
+use crate::flatmap::FlatMap;
 use crate::io::BURST;
 use crate::port::{PortIdx, MAX_PORTS};
 use crate::snapshot::Versioned;
@@ -254,8 +255,7 @@ impl L2PipelineBuilder {
             patch_of[from.index()] = Some(to);
         }
 
-        let mut macs: HashMap<MacAddr, (PortIdx, GroupId)> =
-            HashMap::with_capacity(self.macs.len());
+        let mut macs: FlatMap<(PortIdx, GroupId)> = FlatMap::with_capacity(self.macs.len());
         for &(mac, port) in &self.macs {
             let Some(Some(cfg)) = slots.get(port.index()) else {
                 return Err(L2ConfigError::MacUnknownPort { mac, port });
@@ -263,14 +263,14 @@ impl L2PipelineBuilder {
             if mac.is_multicast() {
                 return Err(L2ConfigError::MulticastMac { mac, port });
             }
-            if let Some(&(first, _)) = macs.get(&mac) {
+            if let Some(&(first, _)) = macs.get(mac.to_u64()) {
                 return Err(L2ConfigError::DuplicateMac {
                     mac,
                     first,
                     second: port,
                 });
             }
-            macs.insert(mac, (port, cfg.group));
+            macs.insert(mac.to_u64(), (port, cfg.group));
         }
 
         let ports = slots
@@ -343,7 +343,7 @@ pub struct L2Pipeline {
     /// Indexed by [`PortIdx::index`]; `None` for undeclared indices.
     ports: Vec<Option<PortEntry>>,
     /// MAC → (port, that port's group), so the same-group check needs no second lookup.
-    macs: HashMap<MacAddr, (PortIdx, GroupId)>,
+    macs: FlatMap<(PortIdx, GroupId)>,
 }
 
 impl L2Pipeline {
@@ -353,7 +353,7 @@ impl L2Pipeline {
         L2Pipeline {
             generation,
             ports: Vec::new(),
-            macs: HashMap::new(),
+            macs: FlatMap::default(),
         }
     }
 
@@ -407,7 +407,7 @@ impl L2Pipeline {
         }
         let dst = eth.dst_addr();
         if dst.is_unicast() {
-            if let Some(&(out, group)) = self.macs.get(&dst) {
+            if let Some(&(out, group)) = self.macs.get(dst.to_u64()) {
                 if group == entry.group {
                     return if out == in_port {
                         L2Verdict::Drop(DropReason::Hairpin)

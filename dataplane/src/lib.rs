@@ -19,6 +19,7 @@ pub mod buf;
 pub mod capture;
 pub mod drop;
 pub mod ethernet;
+pub mod flatmap;
 pub mod idle;
 pub mod io;
 pub mod l2;

@@ -125,7 +125,7 @@ impl OverlayBuilder {
                     second: n.name.clone(),
                 });
             }
-            snap.by_vni.insert(n.vni, id);
+            snap.by_vni.insert(u64::from(n.vni), id);
             if n.gateway_mac.is_multicast() {
                 return Err(E::GatewayMulticastMac {
                     network: n.name.clone(),
@@ -431,17 +431,14 @@ fn add_endpoint(
     ips: &[IpAddr],
     dest: L2Dest,
 ) -> Result<(), E> {
-    match snap.l2.entry(l2_key(id, mac)) {
-        Entry::Occupied(_) => {
-            return Err(E::DuplicateMac {
-                network: network.to_owned(),
-                mac,
-            })
-        }
-        Entry::Vacant(v) => {
-            v.insert(dest);
-        }
+    let key = l2_key(id, mac);
+    if snap.l2.get(key).is_some() {
+        return Err(E::DuplicateMac {
+            network: network.to_owned(),
+            mac,
+        });
     }
+    snap.l2.insert(key, dest);
     let info = &snap.networks[id.index()];
     let in_subnets = |ip: &IpAddr| {
         snap.routes

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use super::lpm::LpmTable;
 use super::spec::Encap;
 use crate::ethernet::MacAddr;
+use crate::flatmap::FlatMap;
 use crate::port::{PortIdx, MAX_PORTS};
 use crate::snapshot::Versioned;
 
@@ -200,11 +201,11 @@ pub struct OverlaySnapshot {
     pub(super) generation: u64,
     pub(super) networks: Vec<NetworkInfo>,
     pub(super) vrf_names: Vec<Box<str>>,
-    pub(super) by_vni: HashMap<u32, NetworkId>,
+    pub(super) by_vni: FlatMap<NetworkId>,
     pub(super) by_name: HashMap<Box<str>, NetworkId>,
     pub(super) port_network: [Option<NetworkId>; MAX_PORTS],
     /// (network, MAC) → destination, keyed by [`l2_key`].
-    pub(super) l2: HashMap<u64, L2Dest>,
+    pub(super) l2: FlatMap<L2Dest>,
     /// (network, IPv4) → host, keyed by [`host4_key`].
     pub(super) hosts4: HashMap<u64, HostEntry>,
     /// (network, IPv6) → host, keyed by [`host6_key`].
@@ -223,10 +224,10 @@ impl OverlaySnapshot {
             generation,
             networks: Vec::new(),
             vrf_names: Vec::new(),
-            by_vni: HashMap::new(),
+            by_vni: FlatMap::default(),
             by_name: HashMap::new(),
             port_network: [None; MAX_PORTS],
-            l2: HashMap::new(),
+            l2: FlatMap::default(),
             hosts4: HashMap::new(),
             hosts6: HashMap::new(),
             routes: LpmTable::new(0),
@@ -244,7 +245,7 @@ impl OverlaySnapshot {
     /// The network a decapsulated packet with this VNI belongs to.
     #[inline]
     pub fn network_by_vni(&self, vni: u32) -> Option<NetworkId> {
-        self.by_vni.get(&vni).copied()
+        self.by_vni.get(u64::from(vni)).copied()
     }
 
     /// The network of a local port: the network of the endpoints behind it (a port
@@ -289,7 +290,7 @@ impl OverlaySnapshot {
     /// gateway MAC (compare with [`NetworkInfo::gateway_mac`] first: it is routed).
     #[inline]
     pub fn l2_lookup(&self, net: NetworkId, mac: MacAddr) -> Option<L2Dest> {
-        self.l2.get(&l2_key(net, mac)).copied()
+        self.l2.get(l2_key(net, mac)).copied()
     }
 
     /// The MAC to answer an ARP request for `ip` in network `net` with: the gateway

@@ -89,7 +89,12 @@ pub(super) fn from_local<B: PacketBuf>(
             return Verdict::Drop(DropReason::NdConsumed);
         }
     }
-    let dst = meta.dst_mac;
+    // From the frame, not from `meta`: the parse has only just written `dst_mac`
+    // in pieces, and the key's wider read of them would wait for the stores.
+    let dst = match pkt.data() {
+        &[a, b, c, d, e, f, ..] => MacAddr([a, b, c, d, e, f]),
+        _ => meta.dst_mac,
+    };
     if dst == info.gateway_mac {
         return route(p, net, in_port, pkt, meta, ctx, cache, routes);
     }

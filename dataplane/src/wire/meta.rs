@@ -507,11 +507,21 @@ fn parse_arp(frame: &[u8], at: usize, m: &mut PacketMeta) -> Result<(), ParseErr
     // Ethernet/IPv4 ARP only; other hardware or protocol types keep L3Kind::Other.
     if be16(b, 0) == 1 && be16(b, 2) == ETHERTYPE_IPV4 && b[4] == 6 && b[5] == 4 {
         m.l3 = L3Kind::Arp;
-        m.src_ip[..4].copy_from_slice(&b[14..18]);
-        m.dst_ip[..4].copy_from_slice(&b[24..28]);
+        m.src_ip = v4_field(&b[14..18]);
+        m.dst_ip = v4_field(&b[24..28]);
     }
     m.l3_end = (at + 28) as u16;
     Ok(())
+}
+
+/// An IPv4 address in a 16-byte address field, zero-padded, built whole: stored with
+/// one write, so the 8-byte reads of the flow hash are served from the store queue
+/// (a 4-byte write next to the reset's zeroes could not be, and stalled each read).
+#[inline]
+fn v4_field(a: &[u8]) -> [u8; 16] {
+    let mut f = [0u8; 16];
+    f[..4].copy_from_slice(&a[..4]);
+    f
 }
 
 fn parse_ipv4(
@@ -540,8 +550,8 @@ fn parse_ipv4(
     m.l3 = L3Kind::Ipv4;
     m.ttl = b[8];
     m.l4_proto = b[9];
-    m.src_ip[..4].copy_from_slice(&b[12..16]);
-    m.dst_ip[..4].copy_from_slice(&b[16..20]);
+    m.src_ip = v4_field(&b[12..16]);
+    m.dst_ip = v4_field(&b[16..20]);
     let frag = be16(b, 6);
     m.is_fragment = frag & 0x3fff != 0;
     let end = at + total;

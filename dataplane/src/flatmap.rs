@@ -1,0 +1,257 @@
+//! A read-mostly hash map from `u64` keys for the per-packet tables (MAC tables,
+//! VNI → network).
+//!
+//! Why not `hashbrown`: a lookup there is a seeded hash, a load of a control group,
+//! a SIMD match, then the bucket load and compare — a chain of dependent steps that
+//! a worker pays in full on every packet, since the rest of a packet's work is too
+//! long for the CPU to overlap two packets' lookups. Here a lookup is a multiply, a
+//! shift and one load of a slot that holds key and value together; with the table
+//! at most half full, a miss ends at the first or second empty slot.
+//!
+//! The multiplier is a random odd number per map, so which keys share a probe run
+//! is not predictable from outside (the keys come from configuration, but a
+//! tenant's MACs should not be able to make everyone's lookups slow).
+//!
+//! Tables are built once per snapshot and then only read, so there is no removal.
+
+use std::hash::BuildHasher;
+
+/// A slot's key when the slot is empty. A real key equal to it is kept aside.
+const EMPTY: u64 = u64::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Slot<V> {
+    key: u64,
+    value: V,
+}
+
+/// An open-addressing (linear probing) map from `u64` to a small `Copy` value.
+#[derive(Clone, Debug)]
+pub struct FlatMap<V: Copy> {
+    slots: Box<[Slot<V>]>,
+    /// `slots.len() - 1` (a power of two minus one).
+    mask: usize,
+    /// 64 minus log2 of the slot count: the product's top bits pick the slot.
+    shift: u32,
+    mul: u64,
+    len: usize,
+    /// The value of key `EMPTY`, if present.
+    max_key: Option<V>,
+    /// Slots wanted by `with_capacity`/`reserve` before the first insert: the
+    /// slot array is made by the first insert, whose value fills the empty slots
+    /// (their value is never read), so `V` needs no `Default`.
+    want: usize,
+}
+
+impl<V: Copy> Default for FlatMap<V> {
+    fn default() -> Self {
+        FlatMap::with_capacity(0)
+    }
+}
+
+impl<V: Copy> FlatMap<V> {
+    /// An empty map with room for `n` keys before it grows.
+    pub fn with_capacity(n: usize) -> Self {
+        FlatMap {
+            slots: Box::new([]),
+            mask: 0,
+            shift: 64,
+            mul: random_odd(),
+            len: 0,
+            max_key: None,
+            want: slots_for(n),
+        }
+    }
+
+    /// Makes room for `n` more keys.
+    pub fn reserve(&mut self, n: usize) {
+        let want = slots_for(self.len + n);
+        if self.slots.is_empty() {
+            self.want = self.want.max(want);
+        } else if want > self.slots.len() {
+            self.rebuild(want);
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(self.mul) >> self.shift) as usize
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<&V> {
+        if key == EMPTY || self.slots.is_empty() {
+            return self.max_key.as_ref().filter(|_| key == EMPTY);
+        }
+        let mut i = self.home(key);
+        loop {
+            let s = &self.slots[i & self.mask];
+            if s.key == key {
+                return Some(&s.value);
+            }
+            if s.key == EMPTY {
+                return None;
+            }
+            i += 1;
+        }
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
+        if key == EMPTY {
+            let old = self.max_key.replace(value);
+            if old.is_none() {
+                self.len += 1;
+            }
+            return old;
+        }
+        if self.slots.is_empty() {
+            let n = self.want;
+            self.slots = vec![Slot { key: EMPTY, value }; n].into_boxed_slice();
+            self.mask = n - 1;
+            self.shift = 64 - n.trailing_zeros();
+        } else if (self.len + 1) * 2 > self.slots.len() {
+            self.rebuild(self.slots.len() * 2);
+        }
+        let mut i = self.home(key);
+        loop {
+            let s = &mut self.slots[i & self.mask];
+            if s.key == key {
+                return Some(std::mem::replace(&mut s.value, value));
+            }
+            if s.key == EMPTY {
+                *s = Slot { key, value };
+                self.len += 1;
+                return None;
+            }
+            i += 1;
+        }
+    }
+
+    /// Moves every key into `slots` slots (a power of two, more than twice the keys).
+    fn rebuild(&mut self, slots: usize) {
+        let mut bigger = FlatMap {
+            want: slots,
+            ..FlatMap::with_capacity(0)
+        };
+        bigger.mul = self.mul;
+        for s in self.slots.iter().filter(|s| s.key != EMPTY) {
+            bigger.insert(s.key, s.value);
+        }
+        bigger.max_key = self.max_key;
+        bigger.len = self.len;
+        *self = bigger;
+    }
+
+    /// Every (key, value), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, V)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.key != EMPTY)
+            .map(|s| (s.key, s.value))
+            .chain(self.max_key.map(|v| (EMPTY, v)))
+    }
+}
+
+/// Slots for `n` keys: a power of two, at least twice `n`.
+fn slots_for(n: usize) -> usize {
+    (n.max(4) * 2).next_power_of_two()
+}
+
+/// A random odd multiplier, from the standard library's per-process random keys.
+fn random_odd() -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn insert_get_replace() {
+        let mut m: FlatMap<u32> = FlatMap::default();
+        assert!(m.is_empty());
+        assert_eq!(m.get(7), None);
+        assert_eq!(m.insert(7, 1), None);
+        assert_eq!(m.insert(7, 2), Some(1));
+        assert_eq!(m.get(7), Some(&2));
+        assert_eq!(m.len(), 1);
+        // The empty marker is a key like any other.
+        assert_eq!(m.get(u64::MAX), None);
+        assert_eq!(m.insert(u64::MAX, 9), None);
+        assert_eq!(m.get(u64::MAX), Some(&9));
+        assert_eq!(m.len(), 2);
+        let mut all: Vec<_> = m.iter().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![(7, 2), (u64::MAX, 9)]);
+    }
+
+    #[test]
+    fn grows_and_keeps_everything() {
+        let mut m: FlatMap<u64> = FlatMap::with_capacity(1);
+        for k in 0..100_000u64 {
+            m.insert(k * 0x1_0000, k);
+        }
+        assert_eq!(m.len(), 100_000);
+        for k in 0..100_000u64 {
+            assert_eq!(m.get(k * 0x1_0000), Some(&k));
+            assert_eq!(m.get(k * 0x1_0000 + 1), None);
+        }
+        assert!(m.slots.len() >= 200_000, "at most half full");
+    }
+
+    #[test]
+    fn reserve_then_fill_never_rebuilds_and_empty_maps_answer() {
+        let mut m: FlatMap<u8> = FlatMap::default();
+        assert_eq!(m.get(1), None);
+        assert_eq!(m.get(u64::MAX), None);
+        m.reserve(1000);
+        m.insert(1, 1);
+        let slots = m.slots.len();
+        assert!(slots >= 2000);
+        for k in 2..=1000 {
+            m.insert(k, 0);
+        }
+        assert_eq!(m.slots.len(), slots);
+        m.reserve(5000);
+        assert!(m.slots.len() >= 12_000);
+        assert_eq!(m.get(1), Some(&1));
+        assert_eq!(m.len(), 1000);
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_hash_map(
+            ops in proptest::collection::vec((any::<u64>(), any::<u16>()), 0..400),
+            probes in proptest::collection::vec(any::<u64>(), 0..50),
+        ) {
+            let mut m: FlatMap<u16> = FlatMap::default();
+            let mut reference = HashMap::new();
+            // Small keys collide in the table often; keep some of them.
+            for (k, v) in ops {
+                let k = if v % 3 == 0 { k % 64 } else { k };
+                prop_assert_eq!(m.insert(k, v), reference.insert(k, v));
+            }
+            prop_assert_eq!(m.len(), reference.len());
+            for (k, v) in &reference {
+                prop_assert_eq!(m.get(*k), Some(v));
+            }
+            for p in probes {
+                prop_assert_eq!(m.get(p), reference.get(&p));
+            }
+        }
+    }
+}
