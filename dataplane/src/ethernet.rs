@@ -47,6 +47,22 @@ impl MacAddr {
         self.0
     }
 
+    /// The destination MAC of `frame` as [`to_u64`](Self::to_u64) gives it, read
+    /// with one 8-byte load (the frame's first 8 bytes; `None` if it is shorter):
+    /// the per-packet table keys are built from this, not byte by byte.
+    #[inline]
+    pub fn dst_bits(frame: &[u8]) -> Option<u64> {
+        let b: [u8; 8] = frame.get(..8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(b) >> 16)
+    }
+
+    /// The address from [`to_u64`](Self::to_u64)'s integer (its low 48 bits).
+    #[inline]
+    pub const fn from_u64(bits: u64) -> Self {
+        let b = bits.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+
     /// The address as an integer (big-endian: the first byte is the highest).
     #[inline]
     pub const fn to_u64(&self) -> u64 {

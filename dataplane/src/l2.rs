@@ -27,7 +27,7 @@ use thiserror::Error;
 
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
-use crate::ethernet::{EthernetFrame, MacAddr};
+use crate::ethernet::MacAddr;
 use crate::flatmap::FlatMap;
 use crate::io::BURST;
 use crate::port::{PortIdx, MAX_PORTS};
@@ -399,15 +399,16 @@ impl L2Pipeline {
 
     #[inline]
     fn classify_frame(&self, in_port: PortIdx, entry: &PortEntry, frame: &[u8]) -> L2Verdict {
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        if frame.len() < crate::ethernet::HEADER_LEN {
             return L2Verdict::Drop(DropReason::RuntFrame);
-        };
+        }
         if let Some(peer) = entry.patch {
             return L2Verdict::Output(peer);
         }
-        let dst = eth.dst_addr();
-        if dst.is_unicast() {
-            if let Some(&(out, group)) = self.macs.get(dst.to_u64()) {
+        let dst = MacAddr::dst_bits(frame).unwrap_or(0);
+        // I/G bit of the first byte: group addresses are flooded.
+        if dst & (1 << 40) == 0 {
+            if let Some(&(out, group)) = self.macs.get(dst) {
                 if group == entry.group {
                     return if out == in_port {
                         L2Verdict::Drop(DropReason::Hairpin)

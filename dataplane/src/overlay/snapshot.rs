@@ -178,8 +178,12 @@ pub(super) struct HostEntry {
 
 #[inline]
 pub(super) fn l2_key(net: NetworkId, mac: MacAddr) -> u64 {
-    let m = mac.0;
-    (u64::from(net.0) << 48) | u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    l2_key_bits(net, mac.to_u64())
+}
+
+#[inline]
+fn l2_key_bits(net: NetworkId, mac: u64) -> u64 {
+    (u64::from(net.0) << 48) | (mac & 0xffff_ffff_ffff)
 }
 
 #[inline]
@@ -291,6 +295,13 @@ impl OverlaySnapshot {
     #[inline]
     pub fn l2_lookup(&self, net: NetworkId, mac: MacAddr) -> Option<L2Dest> {
         self.l2.get(l2_key(net, mac)).copied()
+    }
+
+    /// [`l2_lookup`](Self::l2_lookup) with the MAC as [`MacAddr::to_u64`] gives it
+    /// (e.g. from [`MacAddr::dst_bits`]).
+    #[inline]
+    pub fn l2_lookup_bits(&self, net: NetworkId, mac: u64) -> Option<L2Dest> {
+        self.l2.get(l2_key_bits(net, mac)).copied()
     }
 
     /// The MAC to answer an ARP request for `ip` in network `net` with: the gateway

@@ -89,12 +89,10 @@ pub(super) fn from_local<B: PacketBuf>(
             return Verdict::Drop(DropReason::NdConsumed);
         }
     }
-    // From the frame, not from `meta`: the parse has only just written `dst_mac`
-    // in pieces, and the key's wider read of them would wait for the stores.
-    let dst = match pkt.data() {
-        &[a, b, c, d, e, f, ..] => MacAddr([a, b, c, d, e, f]),
-        _ => meta.dst_mac,
-    };
+    // From the frame with one load, not from `meta`: the parse has only just
+    // written `dst_mac` in pieces, and the key's wider read would wait for them.
+    let dst_bits = MacAddr::dst_bits(pkt.data()).unwrap_or_else(|| meta.dst_mac.to_u64());
+    let dst = MacAddr::from_u64(dst_bits);
     if dst == info.gateway_mac {
         return route(p, net, in_port, pkt, meta, ctx, cache, routes);
     }
@@ -104,7 +102,7 @@ pub(super) fn from_local<B: PacketBuf>(
             from_tunnel: false,
         };
     }
-    match p.overlay.l2_lookup(net, dst) {
+    match p.overlay.l2_lookup_bits(net, dst_bits) {
         Some(L2Dest::Local(port)) if port == in_port => Verdict::Drop(DropReason::Hairpin),
         Some(L2Dest::Local(port)) => Verdict::Output(port),
         Some(L2Dest::Remote(vtep)) => encap(p, net, vtep, in_port, pkt, meta, ctx, cache),
@@ -483,10 +481,13 @@ pub(super) fn from_uplink<B: PacketBuf>(
     // Switching the inner frame needs only its destination MAC, as a bridge would;
     // the inner headers are parsed when the frame is routed. (Parsing them for
     // every decapsulated frame cost about a sixth of the decap path.)
-    let Some(&[a, b, c, d, e, f, ..]) = pkt.data().get(..crate::ethernet::HEADER_LEN) else {
+    let (true, Some(dst_bits)) = (
+        pkt.len() >= crate::ethernet::HEADER_LEN,
+        MacAddr::dst_bits(pkt.data()),
+    ) else {
         return Verdict::Drop(DropReason::Malformed);
     };
-    let dst = MacAddr([a, b, c, d, e, f]);
+    let dst = MacAddr::from_u64(dst_bits);
     if dst.is_multicast() {
         return Verdict::FloodNetwork {
             net,
@@ -501,7 +502,7 @@ pub(super) fn from_uplink<B: PacketBuf>(
         }
         return route(p, net, u.uplink, pkt, inner, ctx, cache, routes);
     }
-    match p.overlay.l2_lookup(net, dst) {
+    match p.overlay.l2_lookup_bits(net, dst_bits) {
         Some(L2Dest::Local(port)) => Verdict::Output(port),
         // Never re-encapsulate what came out of a tunnel: loops are impossible.
         Some(L2Dest::Remote(_)) => Verdict::Drop(DropReason::TunnelHairpin),
