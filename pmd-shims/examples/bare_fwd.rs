@@ -1,10 +1,13 @@
 //! The I/O floor as our own Rust code sees it: replay a pcap (`net_pcap`,
 //! `infinite_rx`) into a `net_null` sink with nothing but rx_burst/tx_burst through
 //! pmd-shims, on one pinned, DPDK-registered core. `--touch` reads each frame's
-//! destination MAC and looks it up in a hash map, like the l2 scenario.
+//! destination MAC and looks it up in a hash map, like the l2 scenario; `--read`
+//! reads one byte of each frame and nothing more. `CACHE=N` sets the mempool's
+//! per-core cache (default 256, as vswitchd). This is the reference for what the
+//! switch around the lookup costs (bench/RESULTS.md).
 //!
 //! ```sh
-//! cargo run --release -p pmd-shims --example bare_fwd -- traffic.pcap [--touch] [--seconds N]
+//! cargo run --release -p pmd-shims --example bare_fwd -- traffic.pcap [--touch|--read] [--seconds N]
 //! ```
 
 use hashbrown::HashMap;
