@@ -423,6 +423,32 @@ fn vxlan_from_peer(vni: u32, inner: &[u8], geneve: bool) -> Vec<u8> {
 }
 
 #[test]
+fn decap_switches_on_the_inner_mac_and_parses_inner_headers_only_to_route() {
+    let mut r = Rig::new();
+    // A runt inner frame (no whole Ethernet header) is malformed.
+    let runt = ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20)[..13].to_vec();
+    assert_eq!(
+        r.run(UPLINK, &vxlan_from_peer(100, &runt, false)).0,
+        Verdict::Drop(DropReason::Malformed)
+    );
+    // Switched like a bridge would: a frame for A whose inner IPv4 header is broken
+    // (IHL 3) is still delivered as it is, bytes unchanged.
+    let mut broken = ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20);
+    broken[14] = 0x43;
+    let (v, buf, ..) = r.run(UPLINK, &vxlan_from_peer(100, &broken, false));
+    assert_eq!(v, Verdict::Output(POD_A));
+    assert_eq!(buf.data(), &broken[..]);
+    // Sent to our gateway MAC, the same frame must be routed, so it is parsed, and
+    // the broken header is a malformed drop rather than a guess.
+    let mut to_gw = ping(G_BLUE, R, "10.1.0.20", "10.2.0.10", 64, 20);
+    to_gw[14] = 0x43;
+    assert_eq!(
+        r.run(UPLINK, &vxlan_from_peer(100, &to_gw, false)).0,
+        Verdict::Drop(DropReason::Malformed)
+    );
+}
+
+#[test]
 fn a_tunnelled_ping_to_our_gateway_is_not_answered_onto_the_underlay() {
     // The remote pod's own switch answers for the distributed gateway; an answer
     // from here would leave the uplink as a bare tenant frame.
