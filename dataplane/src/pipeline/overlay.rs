@@ -41,6 +41,11 @@ pub(super) fn from_local<B: PacketBuf>(
     ctx: &mut Ctx<'_>,
     s: &mut Scratch,
 ) -> Verdict {
+    if s.fast_paths {
+        if let Some(v) = from_local_fast(p, net, in_port, pkt, ctx, &mut s.encap, &s.routes) {
+            return v;
+        }
+    }
     let Scratch {
         outer: meta,
         encap: cache,
@@ -112,6 +117,107 @@ pub(super) fn from_local<B: PacketBuf>(
         },
         None => Verdict::Drop(DropReason::UnknownDestination),
     }
+}
+
+/// The bulk of pod traffic — an untagged IPv4 frame to a known unicast MAC other
+/// than the gateway's — switched on its destination MAC without a parse, as a
+/// bridge would: delivered to a local pod as it is, or encapsulated with the flow
+/// hash read from its headers. `None` for everything else (ARP, IPv6 and its ND,
+/// VLAN tags, the gateway, broadcast, unknown MACs, a frame too big for the
+/// underlay): the full path parses and decides.
+#[inline]
+fn from_local_fast<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    in_port: PortIdx,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+    cache: &mut EncapCache,
+    routes: &RouteCache,
+) -> Option<Verdict> {
+    let data = pkt.data();
+    let dst_bits = MacAddr::dst_bits(data)?;
+    if data.get(12..14)? != wire::ETHERTYPE_IPV4.to_be_bytes() {
+        return None;
+    }
+    let info = p.overlay.network(net)?;
+    let dst = MacAddr::from_u64(dst_bits);
+    if dst == info.gateway_mac {
+        return route_fast(p, net, pkt, ctx, cache, routes);
+    }
+    if dst.is_multicast() {
+        return None;
+    }
+    match p.overlay.l2_lookup_bits(net, dst_bits)? {
+        L2Dest::Local(port) if port == in_port => Some(Verdict::Drop(DropReason::Hairpin)),
+        L2Dest::Local(port) => Some(Verdict::Output(port)),
+        L2Dest::Remote(vtep) => {
+            let hash = wire::ipv4_flow_hash(data)?;
+            let ip_len = pkt.len() - crate::ethernet::HEADER_LEN;
+            if info.mtu.is_some_and(|mtu| ip_len > usize::from(mtu)) {
+                return None; // answered with ICMP by the full path
+            }
+            Some(encap_push(p, net, vtep, pkt, source_port(hash), ctx, cache))
+        }
+    }
+}
+
+/// Routes an untagged IPv4 frame sent to `net`'s gateway MAC whose destination the
+/// route cache already knows to forward, reading only the header fields routing
+/// needs (checked as the parse would check them). `None` for everything else — a
+/// cache miss, the gateway's own address, TTL expiry, options the checks refuse,
+/// a frame too big for the underlay — which the full path handles.
+#[inline]
+fn route_fast<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+    cache: &mut EncapCache,
+    routes: &RouteCache,
+) -> Option<Verdict> {
+    const L3: usize = crate::ethernet::HEADER_LEN;
+    let data = pkt.data();
+    let ip = data.get(L3..L3 + 20)?;
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || L3 + total > data.len() || ip[8] <= 1 {
+        return None;
+    }
+    let key = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
+    let Routed::Forward { dst_net, mac, dest } = routes.get(net, key, false)? else {
+        // Cached drops are as cheap on the full path; the gateway needs the parse.
+        return None;
+    };
+    let dst_info = p.overlay.network(dst_net)?;
+    // Everything that can send the frame to the full path is decided before the
+    // first byte is rewritten.
+    let hash = match dest {
+        L2Dest::Remote(_) => {
+            if dst_info
+                .mtu
+                .is_some_and(|mtu| data.len() - L3 > usize::from(mtu))
+            {
+                return None;
+            }
+            // The routed frame's 5-tuple is the same: TTL and MACs are not in it.
+            Some(wire::ipv4_flow_hash(data)?)
+        }
+        L2Dest::Local(_) => None,
+    };
+    let data = pkt.data_mut();
+    // TTL > 1 and a whole header were checked: this cannot refuse.
+    wire::checksum::ipv4_decrement_ttl(&mut data[L3..])?;
+    data[0..6].copy_from_slice(&mac.0);
+    data[6..12].copy_from_slice(&dst_info.gateway_mac.0);
+    Some(match dest {
+        L2Dest::Local(port) => Verdict::Output(port),
+        // `hash` is always there for a remote destination (computed above).
+        L2Dest::Remote(vtep) => {
+            let src_port = source_port(hash.unwrap_or_default());
+            encap_push(p, dst_net, vtep, pkt, src_port, ctx, cache)
+        }
+    })
 }
 
 /// Routes a frame sent to the gateway MAC of `net`; `meta` is updated to the
@@ -305,7 +411,21 @@ fn encap<B: PacketBuf>(
             return icmp_error(p, net, in_port, pkt, meta, kind, DropReason::MtuExceeded);
         }
     }
-    let src_port = source_port(meta.flow_hash());
+    encap_push(p, net, vtep, pkt, source_port(meta.flow_hash()), ctx, cache)
+}
+
+/// Prepends the outer headers towards `vtep` (from the cache when it has them) and
+/// sends to the uplink.
+#[inline]
+fn encap_push<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    vtep: VtepIdx,
+    pkt: &mut B,
+    src_port: u16,
+    ctx: &mut Ctx<'_>,
+    cache: &mut EncapCache,
+) -> Verdict {
     if let Some(e) = cache.get(net, vtep, ctx.neighbors.generation()) {
         return if reply::push_cached(pkt, e, src_port) {
             Verdict::Output(e.uplink)

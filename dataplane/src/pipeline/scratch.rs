@@ -46,6 +46,9 @@ pub struct Scratch {
     pub(crate) inner: PacketMeta,
     pub(crate) encap: EncapCache,
     pub(crate) routes: RouteCache,
+    /// Whether the unparsed fast paths for plain IPv4 pod traffic run (they do;
+    /// tests turn them off to get the full path's answer as the reference).
+    pub(crate) fast_paths: bool,
     bound: Option<Arc<Pipeline>>,
 }
 
@@ -71,6 +74,7 @@ impl Scratch {
             inner: PacketMeta::default(),
             encap: EncapCache::new(),
             routes: RouteCache::new(),
+            fast_paths: true,
             bound: None,
         }
     }

@@ -347,6 +347,56 @@ impl PacketMeta {
     }
 }
 
+/// The [`PacketMeta::flow_hash`] of an untagged IPv4 frame, read straight from its
+/// bytes without a parse: for the fast path that switches such frames on their
+/// destination MAC and needs the hash only for the outer source port. `None` when
+/// the frame is not untagged IPv4 or is too short to read what the hash covers.
+///
+/// Wherever [`parse`] succeeds this equals `parse(frame)?.flow_hash()` (same
+/// addresses, protocol, and ports: TCP/UDP ports, the ICMP echo identifier, none for
+/// later fragments), so a flow keeps one source port whichever path it takes. It
+/// does not validate the headers beyond what it reads; a switch forwarding a frame on
+/// its MAC does not need them valid.
+#[inline]
+pub fn ipv4_flow_hash(frame: &[u8]) -> Option<u32> {
+    if frame.len() < 34 || be16(frame, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = &frame[14..34];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 {
+        return None;
+    }
+    let proto = ip[9];
+    let l4 = 14 + ihl;
+    let (sport, dport) = if be16(ip, 6) & 0x1fff != 0 {
+        (0, 0) // a later fragment: no L4 header
+    } else {
+        match proto {
+            IPPROTO_TCP | IPPROTO_UDP => {
+                let p = frame.get(l4..l4 + 4)?;
+                (be16(p, 0), be16(p, 2))
+            }
+            IPPROTO_ICMP => {
+                let p = frame.get(l4..l4 + 8)?;
+                if matches!(p[0], 0 | 8) {
+                    (be16(p, 4), be16(p, 4))
+                } else {
+                    (0, 0)
+                }
+            }
+            _ => (0, 0),
+        }
+    };
+    Some(hash_tuple(
+        &v4_field(&ip[12..16]),
+        &v4_field(&ip[16..20]),
+        sport,
+        dport,
+        proto,
+    ))
+}
+
 #[inline]
 fn hash_tuple(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, proto: u8) -> u32 {
     const K: [u64; 4] = [

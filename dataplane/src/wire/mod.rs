@@ -39,8 +39,8 @@ pub use geneve::{
 };
 pub use ipv6_ext::{Ipv6ExtError, Ipv6ExtWalk, MAX_IPV6_EXT_HEADERS};
 pub use meta::{
-    parse, parse_inner, parse_inner_into, parse_into, parse_with, L3Kind, PacketMeta, ParseConfig,
-    ParseError, TunnelKind, TunnelPorts, DEFAULT_CONFIG,
+    ipv4_flow_hash, parse, parse_inner, parse_inner_into, parse_into, parse_with, L3Kind,
+    PacketMeta, ParseConfig, ParseError, TunnelKind, TunnelPorts, DEFAULT_CONFIG,
 };
 pub use vlan::{VlanError, VlanRepr, VlanTag, VlanTagView, TPID_8021AD, TPID_8021Q};
 pub use vxlan::{VxlanError, VxlanPacket, VxlanRepr, VXLAN_LEGACY_PORT, VXLAN_PORT};

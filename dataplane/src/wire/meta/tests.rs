@@ -487,7 +487,41 @@ proptest! {
         let cfg = known_std_critical();
         if let Ok(m) = parse_with(&frame[..len], &cfg) {
             let _ = parse_inner(&frame[..len], &m, &cfg);
-            let _ = m.flow_hash();
+            // The unparsed hash agrees with the parse wherever both answer.
+            if let Some(h) = ipv4_flow_hash(&frame[..len]) {
+                prop_assert_eq!(h, m.flow_hash());
+            }
+            // ...and so does the inner frame's.
+            if m.tunnel != TunnelKind::None {
+                let inner = &frame[usize::from(m.inner_offset)..usize::from(m.inner_end)];
+                if let (Ok(i), Some(h)) = (parse_with(inner, &cfg), ipv4_flow_hash(inner)) {
+                    prop_assert_eq!(h, i.flow_hash());
+                }
+            }
         }
     }
+}
+
+#[test]
+fn unparsed_flow_hash_matches_the_parse_on_every_golden_ipv4_frame() {
+    let cfg = known_std_critical();
+    let mut checked = 0;
+    for (name, frame) in testvec::all() {
+        let m = parse_with(&frame, &cfg).unwrap();
+        let frames = [
+            frame.clone(),
+            frame[usize::from(m.inner_offset)..usize::from(m.inner_end)].to_vec(),
+        ];
+        for f in frames.iter().filter(|f| !f.is_empty()) {
+            let Ok(m) = parse_with(f, &cfg) else { continue };
+            let fast = ipv4_flow_hash(f);
+            if m.l3 == L3Kind::Ipv4 && m.vlan_count == 0 {
+                assert_eq!(fast, Some(m.flow_hash()), "{name}");
+                checked += 1;
+            } else {
+                assert_eq!(fast, None, "{name}: not untagged IPv4");
+            }
+        }
+    }
+    assert!(checked >= 5, "{checked}");
 }
