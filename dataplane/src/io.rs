@@ -22,15 +22,6 @@ pub trait RxQueue: Send {
     /// Appends up to `BURST - out.len()` received packets to `out` and returns how
     /// many were appended.
     fn rx_burst(&mut self, out: &mut Burst<Self::Buf>) -> usize;
-
-    /// Frames this queue received but dropped before handing them over (a frame
-    /// larger than one buffer that could not be made contiguous), since the last
-    /// call. The worker counts them as received and dropped (`rx_oversize`), so no
-    /// drop goes uncounted.
-    #[inline]
-    fn take_rx_dropped(&mut self) -> u64 {
-        0
-    }
 }
 
 /// One transmit queue of one port.

@@ -552,12 +552,6 @@ where
         for (in_port, rxq) in &mut self.rx {
             let in_port = *in_port;
             let got = rxq.rx_burst(&mut self.rx_burst);
-            let oversize = rxq.take_rx_dropped();
-            if oversize > 0 {
-                self.stats.count_rx_many(in_port, oversize, 0);
-                self.stats
-                    .count_drops(DropReason::RxOversize, in_port, oversize);
-            }
             if got == 0 || self.rx_burst.is_empty() {
                 continue;
             }
@@ -957,60 +951,6 @@ mod tests {
         let s = r.worker.stats_handle().snapshot();
         assert_eq!(s.drops_for(DropReason::NoPipelinePort), 6);
         assert_eq!(s.port(PortIdx(4)).rx_packets, 6);
-        assert_conserved(&s);
-    }
-
-    /// An rx queue that also reports frames it dropped itself (as a DPDK queue does
-    /// for oversize chained mbufs).
-    struct LossyRx {
-        inner: VecRxQueue,
-        dropped: u64,
-    }
-
-    impl RxQueue for LossyRx {
-        type Buf = VecBuf;
-        fn rx_burst(&mut self, out: &mut Burst<VecBuf>) -> usize {
-            self.inner.rx_burst(out)
-        }
-        fn take_rx_dropped(&mut self) -> u64 {
-            std::mem::take(&mut self.dropped)
-        }
-    }
-
-    #[test]
-    fn drops_inside_the_rx_queue_are_counted() {
-        let rx = Ring::new();
-        let tx = Ring::new();
-        let mut w: Worker<LossyRx, VecTxQueue, VecAlloc> = Worker::new(
-            WorkerId(0),
-            vec![(
-                PortIdx(0),
-                LossyRx {
-                    inner: VecRxQueue::new(rx.clone()),
-                    dropped: 3,
-                },
-            )],
-            vec![
-                Some(VecTxQueue::new(Ring::new())),
-                Some(VecTxQueue::new(tx.clone())),
-            ],
-            VecAlloc::unlimited(),
-            Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1)))),
-            IdleBackoff::busy_poll(),
-            Arc::new(AtomicBool::new(false)),
-        )
-        .unwrap();
-        send(&rx, B, A, 60, 2);
-        w.poll_once();
-        w.poll_once();
-        let s = w.stats_handle().snapshot();
-        assert_eq!(
-            s.drops_for(DropReason::RxOversize),
-            3,
-            "counted once, not per round"
-        );
-        assert_eq!(s.port(PortIdx(0)).rx_packets, 5);
-        assert_eq!(s.port(PortIdx(1)).tx_packets, 2);
         assert_conserved(&s);
     }
 

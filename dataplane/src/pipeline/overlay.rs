@@ -8,7 +8,7 @@ use super::{Ctx, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::ethernet::MacAddr;
-use crate::overlay::{Encap, L2Dest, NetworkId, RouteResult, VtepIdx};
+use crate::overlay::{Encap, L2Dest, NetworkId, NetworkInfo, RouteResult, VtepIdx};
 use crate::port::PortIdx;
 use crate::snapshot::Versioned;
 use crate::wire::{self, L3Kind, PacketMeta, ParseError, TunnelKind};
@@ -153,8 +153,7 @@ fn from_local_fast<B: PacketBuf>(
         L2Dest::Local(port) => Some(Verdict::Output(port)),
         L2Dest::Remote(vtep) => {
             let hash = wire::ipv4_flow_hash(data)?;
-            let ip_len = pkt.len() - crate::ethernet::HEADER_LEN;
-            if info.mtu.is_some_and(|mtu| ip_len > usize::from(mtu)) {
+            if too_big(info, pkt.len() - crate::ethernet::HEADER_LEN).is_some() {
                 return None; // answered with ICMP by the full path
             }
             Some(encap_push(p, net, vtep, pkt, source_port(hash), ctx, cache))
@@ -191,33 +190,49 @@ fn route_fast<B: PacketBuf>(
     };
     let dst_info = p.overlay.network(dst_net)?;
     // Everything that can send the frame to the full path is decided before the
-    // first byte is rewritten.
-    let hash = match dest {
-        L2Dest::Remote(_) => {
-            if dst_info
-                .mtu
-                .is_some_and(|mtu| data.len() - L3 > usize::from(mtu))
-            {
-                return None;
-            }
-            // The routed frame's 5-tuple is the same: TTL and MACs are not in it.
-            Some(wire::ipv4_flow_hash(data)?)
-        }
-        L2Dest::Local(_) => None,
+    // first byte is rewritten. (The routed frame's 5-tuple is the same: TTL and
+    // MACs are not in it.)
+    let src_port = match dest {
+        L2Dest::Local(_) => 0, // not encapsulated
+        L2Dest::Remote(_) if too_big(dst_info, data.len() - L3).is_some() => return None,
+        L2Dest::Remote(_) => source_port(wire::ipv4_flow_hash(data)?),
     };
-    let data = pkt.data_mut();
     // TTL > 1 and a whole header were checked: this cannot refuse.
-    wire::checksum::ipv4_decrement_ttl(&mut data[L3..])?;
-    data[0..6].copy_from_slice(&mac.0);
-    data[6..12].copy_from_slice(&dst_info.gateway_mac.0);
+    rewrite_routed(pkt.data_mut(), L3, false, mac, dst_info.gateway_mac)?;
     Some(match dest {
         L2Dest::Local(port) => Verdict::Output(port),
-        // `hash` is always there for a remote destination (computed above).
-        L2Dest::Remote(vtep) => {
-            let src_port = source_port(hash.unwrap_or_default());
-            encap_push(p, dst_net, vtep, pkt, src_port, ctx, cache)
-        }
+        L2Dest::Remote(vtep) => encap_push(p, dst_net, vtep, pkt, src_port, ctx, cache),
     })
+}
+
+/// The largest IP packet network `info` carries, if an IP packet of `ip_len` bytes
+/// is bigger (it would not fit the underlay once encapsulated).
+#[inline]
+fn too_big(info: &NetworkInfo, ip_len: usize) -> Option<u16> {
+    info.mtu.filter(|&mtu| ip_len > usize::from(mtu))
+}
+
+/// Rewrites a routed frame in place: it leaves the destination network's gateway
+/// (`gateway_mac`) towards `mac`, with the TTL (IPv4, incremental checksum) or hop
+/// limit (IPv6) of the IP header at `l3` one less. `None`, with nothing changed, if
+/// the IPv4 header is short or its TTL is zero.
+#[inline]
+fn rewrite_routed(
+    data: &mut [u8],
+    l3: usize,
+    ipv6: bool,
+    mac: MacAddr,
+    gateway_mac: MacAddr,
+) -> Option<()> {
+    if ipv6 {
+        let hop = data.get_mut(l3 + 7)?;
+        *hop = hop.saturating_sub(1);
+    } else {
+        wire::checksum::ipv4_decrement_ttl(data.get_mut(l3..)?)?;
+    }
+    data[0..6].copy_from_slice(&mac.0);
+    data[6..12].copy_from_slice(&gateway_mac.0);
+    Some(())
 }
 
 /// Routes a frame sent to the gateway MAC of `net`; `meta` is updated to the
@@ -293,14 +308,8 @@ fn route<B: PacketBuf>(
     let Some(dst_info) = p.overlay.network(dst_net) else {
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
-    // Rewrite: the frame leaves the destination network's gateway towards the host.
     let l3 = usize::from(meta.l3_offset);
-    let data = pkt.data_mut();
-    data[0..6].copy_from_slice(&mac.0);
-    data[6..12].copy_from_slice(&dst_info.gateway_mac.0);
-    if ipv6 {
-        data[l3 + 7] = data[l3 + 7].saturating_sub(1);
-    } else if wire::checksum::ipv4_decrement_ttl(&mut data[l3..]).is_none() {
+    if rewrite_routed(pkt.data_mut(), l3, ipv6, mac, dst_info.gateway_mac).is_none() {
         return Verdict::Drop(DropReason::Malformed);
     }
     meta.dst_mac = mac;
@@ -403,13 +412,11 @@ fn encap<B: PacketBuf>(
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
     let inner_ip_len = pkt.len().saturating_sub(usize::from(meta.l3_offset));
-    if let Some(mtu) = info.mtu {
-        if inner_ip_len > usize::from(mtu) {
-            let kind = reply::IcmpError::TooBig(mtu);
-            // IPv4 without DF may be fragmented by the sender's stack only, and a
-            // switch does not fragment: it is dropped, still counted and answered.
-            return icmp_error(p, net, in_port, pkt, meta, kind, DropReason::MtuExceeded);
-        }
+    if let Some(mtu) = too_big(info, inner_ip_len) {
+        let kind = reply::IcmpError::TooBig(mtu);
+        // IPv4 without DF may be fragmented by the sender's stack only, and a
+        // switch does not fragment: it is dropped, still counted and answered.
+        return icmp_error(p, net, in_port, pkt, meta, kind, DropReason::MtuExceeded);
     }
     encap_push(p, net, vtep, pkt, source_port(meta.flow_hash()), ctx, cache)
 }

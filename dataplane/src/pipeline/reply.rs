@@ -425,16 +425,25 @@ pub(crate) fn push_outer<B: PacketBuf>(pkt: &mut B, o: &OuterHeaders) -> bool {
         }
     }
     h[t + 4..t + 8].copy_from_slice(&(o.vni << 8).to_be_bytes());
-    if let (IpAddr::V6(s), IpAddr::V6(d)) = (o.src_ip, o.dst_ip) {
-        let data = pkt.data_mut();
-        let acc = pseudo6(&s.octets(), &d.octets(), udp_len as u32, wire::IPPROTO_UDP);
-        let mut c = !fold(sum_raw(acc, &data[udp..]));
-        if c == 0 {
-            c = 0xffff;
-        }
-        data[udp + 6..udp + 8].copy_from_slice(&c.to_be_bytes());
+    if ip_len == 40 {
+        outer_udp6_checksum(pkt.data_mut());
     }
     true
+}
+
+/// Fills the UDP checksum of an IPv6-underlay encapsulation (Ethernet, IPv6 with
+/// no extension headers, UDP at 54), whose checksum field is zero. RFC 8200 forbids
+/// a zero UDP checksum over IPv6 unless both ends agree (RFC 6935), so it is
+/// computed; a result of 0 is sent as 0xffff.
+fn outer_udp6_checksum(data: &mut [u8]) {
+    const UDP: usize = 14 + 40;
+    let udp_len = (data.len() - UDP) as u32;
+    let acc = pseudo6(&data[22..38], &data[38..54], udp_len, wire::IPPROTO_UDP);
+    let mut c = !fold(sum_raw(acc, &data[UDP..]));
+    if c == 0 {
+        c = 0xffff;
+    }
+    data[UDP + 6..UDP + 8].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Prepends a cached outer header (see [`super::scratch`]) and patches what depends
@@ -480,17 +489,7 @@ pub(crate) fn push_cached<B: PacketBuf>(
     if e.ipv6 {
         // The template's checksum covered its empty payload: sum afresh from zero.
         data[udp + 6..udp + 8].fill(0);
-        let acc = pseudo6(
-            &data[22..38],
-            &data[38..54],
-            udp_len as u32,
-            wire::IPPROTO_UDP,
-        );
-        let mut c = !fold(sum_raw(acc, &data[udp..]));
-        if c == 0 {
-            c = 0xffff;
-        }
-        data[udp + 6..udp + 8].copy_from_slice(&c.to_be_bytes());
+        outer_udp6_checksum(data);
     }
     true
 }
