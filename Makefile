@@ -58,12 +58,19 @@ clean:
 bench-deps: deps
 	bash bench/scripts/install-ovs.sh
 
+# 2 MiB hugepages for the benchmarks (HUGEPAGES pages, default 3 GiB; root):
+# vswitch-bench uses them for all three forwarders when they are there.
+HUGEPAGES ?= 1536
+.PHONY: bench-hugepages
+bench-hugepages:
+	bash bench/scripts/hugepages.sh $(HUGEPAGES)
+
 # vswitchd beside dpdk-testpmd io (the floor) and OVS-DPDK, every scenario, 64 B,
-# 10 s windows (BENCH_ARGS adds e.g. --flows 1k, --json, --no-ovs).
+# 10 s windows, on hugepages (BENCH_ARGS adds e.g. --flows 1k, --json, --no-ovs).
 # bench-smoke: the short l2 comparison of bench/tests/compare.rs (root only).
 BENCH_ARGS ?=
 .PHONY: bench bench-smoke
-bench: release
+bench: release bench-hugepages
 	./target/release/vswitch-bench compare all --size 64 --seconds 10 --warmup 2 --core 1 $(BENCH_ARGS)
 
 bench-smoke: release

@@ -6,7 +6,8 @@ by net_pcap (infinite_rx, from memory) into a net_null sink, forwarded by one PM
 thread pinned to the same core, with OpenFlow rules that do the scenario's job.
 
     ovs_dpdk.py run --pcap traffic.pcap --flows ovs-flows.txt [--setup setup.json]
-                    [--core 1] [--seconds 10] [--warmup 2] [--json] [--keep]
+                    [--core 1] [--seconds 10] [--warmup 2] [--memory hugepages|no-huge]
+                    [--json] [--keep]
 
 Nothing of the system's Open vSwitch is used or touched: a private ovsdb-server and
 ovs-vswitchd (the DPDK build, /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk, called
@@ -14,11 +15,14 @@ directly whatever the ovs-vswitchd alternative says) run as children of this scr
 tracked and stopped by PID, with their db, sockets, pidfiles and logs in a temporary
 directory, inside a private network namespace (the netdev bridge's internal port is a
 kernel tap device; the namespace keeps it, and its addresses and routes, off the host
-and removes them with it). DPDK runs with
-    --no-huge --legacy-mem -m 1024 --no-pci --file-prefix=ovsbench<pid> --no-shconf
-OVS 3.1 appends --in-memory unless --legacy-mem is given, and DPDK 22.11 refuses
---in-memory with --no-huge, so --legacy-mem is what makes --no-huge work; no hugepages
-are reserved and dpdk-socket-mem stays unset.
+and removes them with it). DPDK runs with the memory vswitch-bench chose for all three
+forwarders (--memory, default no-huge here; vswitch-bench passes hugepages whenever the
+machine has them, as OVS-DPDK is normally run):
+    hugepages: --no-pci --file-prefix=ovsbench<pid>  (OVS 3.1 appends --in-memory; the
+               pool comes from hugepages as needed, dpdk-socket-mem unset)
+    no-huge:   --no-huge --legacy-mem -m 1024 --no-pci --file-prefix=ovsbench<pid> --no-shconf
+               (DPDK 22.11 refuses OVS's --in-memory with --no-huge; --legacy-mem stops
+               OVS from adding it)
 
 Configuration, OVS's best known for a one-PMD forwarding benchmark:
   * one PMD thread (pmd-cpu-mask = the core), the main/handler lcore on another core
@@ -350,6 +354,14 @@ def configure_setup(ovs, setup, pcap, netns):
             time.sleep(0.2)
 
 
+def dpdk_extra(a, prefix):
+    """other_config:dpdk-extra for the chosen memory (see the module docstring)."""
+    if a.memory == "hugepages":
+        return f"--no-pci --file-prefix={prefix}"
+    return (f"--no-huge --legacy-mem -m {a.memory_mb} "
+            f"--no-pci --file-prefix={prefix} --no-shconf")
+
+
 def cmd_run(a):
     if not installed():
         print("OVS-DPDK not installed: make bench-deps")
@@ -391,8 +403,7 @@ def cmd_run(a):
         other = 0 if a.core != 0 else 1
         ovs.vsctl("set", "Open_vSwitch", ".",
                   "other_config:dpdk-init=true",
-                  f"other_config:dpdk-extra=--no-huge --legacy-mem -m {a.memory_mb} "
-                  f"--no-pci --file-prefix={prefix} --no-shconf",
+                  f"other_config:dpdk-extra={dpdk_extra(a, prefix)}",
                   f"other_config:dpdk-lcore-mask={1 << other:#x}",
                   f"other_config:pmd-cpu-mask={1 << a.core:#x}",
                   "other_config:smc-enable=true",
@@ -465,7 +476,8 @@ def cmd_run(a):
               "cache_hits": {k: stats[k] for k in ("simple_match_hits", "emc_hits",
                                                    "smc_hits", "megaflow_hits",
                                                    "upcalls_ok", "upcalls_failed")},
-              "core": a.core, "tuning": tuning, "pmd_stats": pmd_text, "datapath_flows": flows_text}
+              "core": a.core, "memory": a.memory, "tuning": tuning, "pmd_stats": pmd_text,
+              "datapath_flows": flows_text}
     if a.json:
         print(json.dumps(result))
     else:
@@ -488,7 +500,9 @@ def main():
     r.add_argument("--core", type=int, default=1, help="the PMD core")
     r.add_argument("--seconds", type=int, default=10)
     r.add_argument("--warmup", type=float, default=2)
-    r.add_argument("--memory-mb", type=int, default=1024, help="DPDK -m (no hugepages)")
+    r.add_argument("--memory", choices=["hugepages", "no-huge"], default="no-huge",
+                   help="EAL memory: 2 MiB hugepages or 4 KiB pages")
+    r.add_argument("--memory-mb", type=int, default=1024, help="DPDK -m (no-huge only)")
     r.add_argument("--dpif-impl", help="dpif-netdev/dpif-impl-set (e.g. dpif_avx512); "
                    "default OVS's scalar dpif")
     r.add_argument("--mfex", help="dpif-netdev/miniflow-parser-set (e.g. study); default scalar")

@@ -40,6 +40,8 @@ pub struct RunSettings {
     pub core: usize,
     /// CPU of the main thread.
     pub main_core: usize,
+    /// EAL memory from hugepages (`--in-memory`) rather than 4 KiB pages.
+    pub hugepages: bool,
 }
 
 impl RunSettings {
@@ -48,6 +50,7 @@ impl RunSettings {
         Self {
             core,
             main_core: usize::from(core == 0),
+            hugepages: false,
         }
     }
 }
@@ -205,7 +208,7 @@ pub fn write_vswitchd_config(
         out,
         "# vswitch-bench scenario {name}: {flows} flow(s), size {size}, {packets} frames.\n\
          # Bench topology: replay (net_pcap, infinite_rx) -> sink (net_null).\n\n\
-         [eal]\nin_memory = true\nmemory_mb = {memory}\nmain_core = {main}\n\n\
+         [eal]\nin_memory = true\nhugepages = {huge}\nmemory_mb = {memory}\nmain_core = {main}\n\n\
          [dataplane]\nworkers = [{core}]\nidle_sleep_max_us = 0\nmbufs = {mbufs}\n\
          stats_file = {stats}\nstats_interval_ms = 1000\n\n\
          [[port]]\nname = \"replay\"\nprofile = \"pcap\"\nrx_pcap = {pcap}\ninfinite_rx = true\n\n\
@@ -215,6 +218,7 @@ pub fn write_vswitchd_config(
         size = scenario.size(),
         packets = bundle.packets,
         memory = memory_mb_for(mbufs),
+        huge = settings.hugepages,
         main = settings.main_core,
         core = settings.core,
         stats = toml_string(&bundle.stats_file()),

@@ -16,6 +16,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::bundle::{Bundle, DESCRIPTOR_FILE, OVS_FLOWS_FILE};
+use crate::memory::Memory;
 use crate::runner::RunOptions;
 
 /// Exit status of `ovs_dpdk.py` when OVS-DPDK is not installed.
@@ -61,6 +62,8 @@ pub struct Comparison {
     pub flows: u32,
     /// TSC frequency (0 if unknown).
     pub tsc_hz: f64,
+    /// The memory all three ran with.
+    pub memory: Memory,
     /// vswitchd.
     pub vswitch: Outcome,
     /// OVS-DPDK.
@@ -108,7 +111,8 @@ impl Comparison {
 
     /// The JSON object of issue #4:
     /// `{"scenario", "frame_size", "mpps": {"vswitch", "ovs", "testpmd"},
-    /// "cycles_per_packet": {...}, "ratio_vs_ovs", "ratio_vs_floor"}`; a
+    /// "cycles_per_packet": {...}, "ratio_vs_ovs", "ratio_vs_floor"}`, then
+    /// `"memory"` (`hugepages` or `no-huge`, the same for all three); a
     /// missing figure is null, with `"ovs_skipped": reason` when OVS was not
     /// measured and `"errors": {forwarder: reason}` when vswitchd or testpmd
     /// failed.
@@ -130,6 +134,7 @@ impl Comparison {
             },
             "ratio_vs_ovs": self.ratio_vs_ovs().map(|r| round(r, 3)),
             "ratio_vs_floor": self.ratio_vs_floor().map(|r| round(r, 3)),
+            "memory": self.memory.label(),
         });
         if let Some(reason) = self.ovs.reason() {
             doc["ovs_skipped"] = json!(reason);
@@ -159,6 +164,7 @@ impl Comparison {
             "cycles_per_packet",
             "ratio_vs_ovs",
             "ratio_vs_floor",
+            "memory",
             "ovs_skipped",
             "errors",
         ];
@@ -231,6 +237,9 @@ pub fn table(rows: &[Comparison]) -> String {
             opt(r.ratio_vs_floor(), 2),
         );
     }
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r.memory.label()).collect();
+    kinds.dedup();
+    let _ = writeln!(s, "memory: {}", kinds.join(", "));
     for r in rows {
         for (name, o) in [
             ("vswitch", &r.vswitch),
@@ -280,6 +289,8 @@ pub fn run_ovs(script: &Path, bundle: &Bundle, opts: &RunOptions) -> Outcome {
             "--warmup",
             &opts.warmup.to_string(),
             "--json",
+            "--memory",
+            opts.memory.label(),
         ])
         .output();
     let output = match output {
@@ -331,6 +342,7 @@ mod tests {
             frame_size: "64".into(),
             flows: 1,
             tsc_hz: 3e9,
+            memory: Memory::Hugepages,
             vswitch: Outcome::Mpps(30.0),
             ovs,
             testpmd: Outcome::Mpps(40.0),
@@ -352,7 +364,8 @@ mod tests {
         assert_eq!(j["ratio_vs_floor"], 0.75);
         assert!(j.get("ovs_skipped").is_none());
         assert!(j.get("errors").is_none());
-        assert_eq!(j.as_object().unwrap().len(), 6);
+        assert_eq!(j["memory"], "hugepages");
+        assert_eq!(j.as_object().unwrap().len(), 7);
         let line = row(Outcome::Mpps(10.0)).to_json_line();
         assert!(
             line.starts_with(r#"{"scenario":"l2","frame_size":64,"mpps":{"vswitch":30.0,"ovs":10.0,"testpmd":40.0},"cycles_per_packet":{"vswitch":100.0,"#),
@@ -383,5 +396,6 @@ mod tests {
         let t = table(&[r]);
         assert!(t.contains("n/a"), "{t}");
         assert!(t.contains("l2 imix: testpmd n/a: no samples"), "{t}");
+        assert!(t.contains("memory: hugepages"), "{t}");
     }
 }

@@ -7,6 +7,7 @@
 //! - [`scenario`]: one module per benchmark scenario, behind the
 //!   [`scenario::Scenario`] trait.
 //! - [`compare`]: vswitchd beside testpmd io-forward and OVS-DPDK.
+//! - [`memory`]: hugepages or 4 KiB pages for a measurement.
 //!
 //! The `vswitch-bench` binary is a thin clap front end over these.
 
@@ -15,6 +16,7 @@
 
 pub mod bundle;
 pub mod compare;
+pub mod memory;
 pub mod pcap;
 pub mod runner;
 pub mod scenario;

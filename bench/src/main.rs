@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use bench::bundle::{default_packets, write_bundle, Bundle, RunSettings};
+use bench::bundle::{default_packets, mbufs_for, memory_mb_for, write_bundle, Bundle, RunSettings};
 use bench::compare::{run_ovs, table, Comparison, Outcome};
+use bench::memory::{Memory, MemoryChoice};
 use bench::runner::{run_testpmd, run_vswitchd, tsc_hz, Measurement, RunOptions, WorkDir};
 use bench::scenario::{
     write_pcap, FrameSize, L2Scenario, L3Scenario, Scenario, TunnelDirection, TunnelKind,
@@ -121,6 +122,10 @@ struct CompareArgs {
     /// Leave OVS-DPDK out (its figures are null, "ovs_skipped": "--no-ovs").
     #[arg(long)]
     no_ovs: bool,
+    /// EAL memory of all three: hugepages, no-huge (4 KiB pages), or auto
+    /// (hugepages when enough are free and mounted: `make bench-hugepages`).
+    #[arg(long, value_name = "KIND", default_value = "auto")]
+    memory: MemoryChoice,
     /// The OVS-DPDK runner; default: bench/scripts/ovs_dpdk.py of the source
     /// tree this program was built from.
     #[arg(long, value_name = "PATH")]
@@ -214,6 +219,10 @@ struct MeasureArgs {
     /// Print the result as one JSON document.
     #[arg(long)]
     json: bool,
+    /// EAL memory: hugepages, no-huge (4 KiB pages), or auto (hugepages when
+    /// enough are free and mounted: `make bench-hugepages`).
+    #[arg(long, value_name = "KIND", default_value = "auto")]
+    memory: MemoryChoice,
     /// Generate into (and keep) this directory instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
@@ -242,6 +251,13 @@ struct TestpmdArgs {
     /// testpmd forwarding mode (io: the I/O floor; mac also rewrites MACs).
     #[arg(long, value_name = "MODE", default_value = "io")]
     forward_mode: String,
+}
+
+/// Hugepage memory (MiB) the largest of one comparison's runs needs: vswitchd's and
+/// testpmd's EAL memory for a pool holding `packets` replayed frames, or OVS-DPDK's
+/// (it sizes its own pool, 262144 mbufs, about 1 GiB), whichever is larger.
+fn memory_needed_mb(packets: u64) -> u64 {
+    memory_mb_for(mbufs_for(packets)).max(1280)
 }
 
 fn main() -> ExitCode {
@@ -321,6 +337,10 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         seconds: args.seconds,
         warmup: args.warmup,
         core: args.core,
+        memory: Memory::resolve(
+            args.memory,
+            memory_needed_mb(args.packets.unwrap_or_else(|| default_packets(args.flows))),
+        )?,
     };
     let tsc = tsc_hz();
     let mut rows = Vec::new();
@@ -346,7 +366,10 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             scenario.as_ref(),
             packets,
             work.path(),
-            &RunSettings::on_core(args.core),
+            &RunSettings {
+                hugepages: opts.memory.is_huge(),
+                ..RunSettings::on_core(args.core)
+            },
             serde_json::Value::Null,
         )?;
         let label = format!(
@@ -393,6 +416,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             frame_size: scenario.size().to_string(),
             flows: scenario.flow_count(),
             tsc_hz: tsc,
+            memory: opts.memory,
             vswitch,
             ovs,
             testpmd,
@@ -511,17 +535,22 @@ fn measure(
         Some(dir) => WorkDir::kept(dir)?,
         None => WorkDir::temp()?,
     };
+    let memory = Memory::resolve(measure.memory, memory_needed_mb(packets))?;
     let bundle = write_bundle(
         scenario.as_ref(),
         packets,
         work.path(),
-        &RunSettings::on_core(measure.core),
+        &RunSettings {
+            hugepages: memory.is_huge(),
+            ..RunSettings::on_core(measure.core)
+        },
         serde_json::Value::Null,
     )?;
     let opts = RunOptions {
         seconds: measure.seconds,
         warmup: measure.warmup,
         core: measure.core,
+        memory,
     };
     let result = switch(&bundle, scenario.as_ref(), &opts)?;
     if measure.json {

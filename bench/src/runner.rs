@@ -24,6 +24,7 @@ use anyhow::{bail, Context as _};
 use serde_json::json;
 
 use crate::bundle::{mean_wire_bytes, memory_mb_for, Bundle};
+use crate::memory::Memory;
 use crate::scenario::Scenario;
 
 /// How long to wait for the switch under test to start forwarding.
@@ -40,6 +41,8 @@ pub struct RunOptions {
     pub warmup: u32,
     /// CPU of the forwarding worker.
     pub core: usize,
+    /// Hugepages or 4 KiB pages, for every forwarder alike.
+    pub memory: Memory,
 }
 
 /// Packet counters of one port.
@@ -64,6 +67,8 @@ pub struct Measurement {
     pub flows: u32,
     /// Forwarding core.
     pub core: usize,
+    /// The kind of memory the forwarder ran with.
+    pub memory: Memory,
     /// TSC frequency used for cycles/packet (0 if unknown).
     pub tsc_hz: f64,
     /// Per-second egress rates of the measured window, packets per second.
@@ -112,6 +117,7 @@ impl Measurement {
             "frame_size": self.frame_size,
             "flows": self.flows,
             "core": self.core,
+            "memory": self.memory.label(),
             "tsc_hz": self.tsc_hz,
             "mpps": round(self.mpps(), 3),
             "gbps": round(self.gbps(), 3),
@@ -129,12 +135,13 @@ impl Measurement {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} | scenario {} | size {} | {} flow(s) | core {} | median of {} one-second samples",
+            "{} | scenario {} | size {} | {} flow(s) | core {} | {} | median of {} one-second samples",
             self.switch,
             self.scenario,
             self.frame_size,
             self.flows,
             self.core,
+            self.memory,
             self.samples_pps.len()
         );
         for (name, c) in &self.ports {
@@ -435,6 +442,7 @@ pub fn run_vswitchd(
         frame_size: scenario.size().to_string(),
         flows: scenario.flow_count(),
         core: opts.core,
+        memory: opts.memory,
         tsc_hz: tsc_hz(),
         samples_pps: samples,
         wire_bytes_per_packet: mean_wire_bytes(scenario.size(), scenario.overhead().sink),
@@ -461,9 +469,15 @@ pub fn run_testpmd(
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    // --in-memory is refused with --no-huge on DPDK 22.11; a private prefix
-    // and no shared config isolate the run the same way.
+    // A private prefix and no shared config isolate the run; with hugepages,
+    // --in-memory also leaves no page files behind (DPDK 22.11 refuses it with
+    // --no-huge).
     let prefix = format!("vswbench{}x{nanos}", std::process::id());
+    let memory_args: &[&str] = if opts.memory.is_huge() {
+        &["--in-memory"]
+    } else {
+        &["--no-huge", "--no-shconf"]
+    };
     let log_path = bundle.dir.join(format!("testpmd-{mode}.log"));
     let log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -471,11 +485,12 @@ pub fn run_testpmd(
         .args([
             "-l",
             &format!("{main_core},{}", opts.core),
-            "--no-huge",
             "-m",
             &memory_mb_for(mbufs).to_string(),
-            "--no-shconf",
             &format!("--file-prefix={prefix}"),
+        ])
+        .args(memory_args)
+        .args([
             "--no-pci",
             &format!(
                 "--vdev=net_pcap0,rx_pcap={},infinite_rx=1",
@@ -557,6 +572,7 @@ pub fn run_testpmd(
         frame_size: scenario.size().to_string(),
         flows: scenario.flow_count(),
         core: opts.core,
+        memory: opts.memory,
         tsc_hz: tsc_hz(),
         samples_pps: samples,
         wire_bytes_per_packet: mean_wire_bytes(scenario.size(), scenario.overhead().replay),
@@ -712,6 +728,7 @@ mod tests {
             frame_size: "64".into(),
             flows: 1,
             core: 1,
+            memory: Memory::NoHuge,
             tsc_hz: 3e9,
             samples_pps: vec![10e6, 30e6, 20e6],
             wire_bytes_per_packet: 84.0,

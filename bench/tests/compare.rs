@@ -74,6 +74,10 @@ fn compare_l2_smoke() {
         "{doc}"
     );
     assert!(doc["ratio_vs_floor"].is_f64(), "{doc}");
+    assert!(
+        doc["memory"] == "hugepages" || doc["memory"] == "no-huge",
+        "{doc}"
+    );
     assert!(doc.get("ratio_vs_ovs").is_some(), "{doc}");
     if doc["mpps"]["ovs"].is_null() {
         assert!(doc["ovs_skipped"].is_string(), "{doc}");
@@ -82,5 +86,67 @@ fn compare_l2_smoke() {
     } else {
         assert!(doc.get("ovs_skipped").is_none(), "{doc}");
         assert!(doc["ratio_vs_ovs"].is_f64(), "{doc}");
+    }
+}
+
+/// `run --memory` is honoured and reported; an unknown kind is refused before
+/// anything starts. Hugepages are tried only where the machine has them free.
+#[test]
+fn run_reports_the_memory_it_ran_with() {
+    let bench = env!("CARGO_BIN_EXE_vswitch-bench");
+    let bad = Command::new(bench)
+        .args([
+            "run", "l2", "--flows", "1", "--size", "64", "--memory", "big",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("auto, hugepages or no-huge"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    if !is_root() {
+        println!("skipping the runs: DPDK needs root");
+        return;
+    }
+    let Some(vswitchd) = vswitchd() else {
+        println!("skipping the runs: vswitchd not built (cargo build -p vswitchd)");
+        return;
+    };
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let huge = bench::memory::HugepageStatus::parse(&meminfo, &mounts);
+    let mut kinds = vec!["no-huge"];
+    if huge.fits(1024).is_ok() {
+        kinds.push("hugepages");
+    } else {
+        println!("not trying hugepages: {:?}", huge.fits(1024));
+    }
+    for kind in kinds {
+        let out = Command::new(bench)
+            .args([
+                "run",
+                "l2",
+                "--flows",
+                "1",
+                "--size",
+                "64",
+                "--seconds",
+                "1",
+            ])
+            .args(["--warmup", "0", "--json", "--memory", kind, "--vswitchd"])
+            .arg(&vswitchd)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(doc["memory"], kind, "{doc}");
+        assert!(doc["mpps"].as_f64().is_some_and(|m| m > 0.0), "{doc}");
     }
 }

@@ -7,10 +7,11 @@ fn private_prefix() -> String {
     format!("vswitchd{}", std::process::id())
 }
 
-/// The runtime directory EAL creates even under `--no-shconf` when `cfg` asked for
-/// no shared files; `vswitchd` removes it at exit so no run leaves one behind.
+/// The runtime directory EAL creates even under `--no-shconf` or `--in-memory` when
+/// `cfg` asked for no shared files; `vswitchd` removes it at exit so no run leaves
+/// one behind.
 pub fn private_runtime_dir(cfg: &VswitchConfig) -> Option<std::path::PathBuf> {
-    if !cfg.eal.in_memory || cfg.eal.hugepages {
+    if !cfg.eal.in_memory {
         return None;
     }
     // EAL's rule: /var/run/dpdk for root, $XDG_RUNTIME_DIR/dpdk (or /tmp/dpdk) otherwise.
@@ -45,12 +46,19 @@ pub fn eal_args(cfg: &VswitchConfig) -> Vec<String> {
     if !eal.hugepages {
         args.push("--no-huge".into());
     }
-    if eal.in_memory && eal.hugepages {
-        args.push("--in-memory".into());
-    } else if eal.in_memory {
+    if eal.in_memory {
         // DPDK 22.11 refuses --in-memory with --no-huge (which implies legacy memory);
-        // --no-shconf with a per-process prefix gives the same isolation.
-        args.push("--no-shconf".into());
+        // --no-shconf gives the same isolation there. Either way EAL still makes a
+        // runtime directory named by the prefix: a per-process one keeps instances
+        // apart and tells us which directory to remove at exit.
+        args.push(
+            if eal.hugepages {
+                "--in-memory"
+            } else {
+                "--no-shconf"
+            }
+            .into(),
+        );
         args.push(format!("--file-prefix={}", private_prefix()));
     } else {
         // A per-instance prefix keeps several switches apart while still letting
@@ -108,5 +116,22 @@ mod tests {
         let a = eal_args(&cfg);
         assert!(!a.contains(&"--no-huge".to_owned()));
         assert!(a.contains(&"--file-prefix=sw1".to_owned()));
+        assert_eq!(private_runtime_dir(&cfg), None);
+    }
+
+    #[test]
+    fn hugepages_in_memory_gets_a_private_prefix_to_clean_up() {
+        let cfg = VswitchConfig::parse(
+            "[eal]\nhugepages = true\nin_memory = true\n[dataplane]\nworkers=[1]\n",
+            2,
+        )
+        .unwrap();
+        let a = eal_args(&cfg);
+        assert!(a.contains(&"--in-memory".to_owned()), "{a:?}");
+        assert!(!a.contains(&"--no-huge".to_owned()));
+        let prefix = format!("--file-prefix={}", private_prefix());
+        assert!(a.contains(&prefix), "{a:?}");
+        let dir = private_runtime_dir(&cfg).expect("a directory to remove");
+        assert!(dir.ends_with(private_prefix()), "{dir:?}");
     }
 }
