@@ -3,7 +3,7 @@
 //! pmd-shims, on one pinned, DPDK-registered core. `--touch` reads each frame's
 //! destination MAC and looks it up in a hash map, like the l2 scenario; `--read`
 //! reads one byte of each frame and nothing more. `CACHE=N` sets the mempool's
-//! per-core cache (default 256, as vswitchd). This is the reference for what the
+//! per-core cache (default 256, as vswitchd); `HUGE=1` runs on hugepages. This is the reference for what the
 //! switch around the lookup costs (bench/RESULTS.md).
 //!
 //! ```sh
@@ -33,9 +33,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let prefix = format!("bare-fwd-{}", std::process::id());
+    // HUGE=1: 2 MiB hugepages (as vswitch-bench uses when the machine has them).
+    let huge = std::env::var("HUGE").is_ok_and(|v| v == "1");
+    let memory = if huge { "--in-memory" } else { "--no-huge" };
     let eal_args: Vec<String> = [
         "bare_fwd",
-        "--no-huge",
+        memory,
         "-m",
         "600",
         "--no-shconf",
