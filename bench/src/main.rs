@@ -254,10 +254,15 @@ struct TestpmdArgs {
 }
 
 /// Hugepage memory (MiB) the largest of one comparison's runs needs: vswitchd's and
-/// testpmd's EAL memory for a pool holding `packets` replayed frames, or OVS-DPDK's
-/// (it sizes its own pool, 262144 mbufs, about 1 GiB), whichever is larger.
-fn memory_needed_mb(packets: u64) -> u64 {
-    memory_mb_for(mbufs_for(packets)).max(1280)
+/// testpmd's EAL memory for a pool holding `packets` replayed frames, and with
+/// `ovs` OVS-DPDK's (it sizes its own pool, 262144 mbufs, about 1 GiB).
+fn memory_needed_mb(packets: u64, ovs: bool) -> u64 {
+    let ours = memory_mb_for(mbufs_for(packets));
+    if ovs {
+        ours.max(1280)
+    } else {
+        ours
+    }
 }
 
 fn main() -> ExitCode {
@@ -339,7 +344,10 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         core: args.core,
         memory: Memory::resolve(
             args.memory,
-            memory_needed_mb(args.packets.unwrap_or_else(|| default_packets(args.flows))),
+            memory_needed_mb(
+                args.packets.unwrap_or_else(|| default_packets(args.flows)),
+                !args.no_ovs,
+            ),
         )?,
     };
     let tsc = tsc_hz();
@@ -535,7 +543,7 @@ fn measure(
         Some(dir) => WorkDir::kept(dir)?,
         None => WorkDir::temp()?,
     };
-    let memory = Memory::resolve(measure.memory, memory_needed_mb(packets))?;
+    let memory = Memory::resolve(measure.memory, memory_needed_mb(packets, false))?;
     let bundle = write_bundle(
         scenario.as_ref(),
         packets,

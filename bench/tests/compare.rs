@@ -114,15 +114,19 @@ fn run_reports_the_memory_it_ran_with() {
         println!("skipping the runs: vswitchd not built (cargo build -p vswitchd)");
         return;
     };
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let huge = bench::memory::HugepageStatus::parse(&meminfo, &mounts);
+    // Hugepages as well: the machine's, or some reserved for this test and given
+    // back afterwards (a fresh CI machine has none).
     let mut kinds = vec!["no-huge"];
-    if huge.fits(1024).is_ok() {
-        kinds.push("hugepages");
-    } else {
-        println!("not trying hugepages: {:?}", huge.fits(1024));
-    }
+    let _extra = match ExtraHugepages::ensure(HUGE_MB_NEEDED) {
+        Ok(extra) => {
+            kinds.push("hugepages");
+            extra
+        }
+        Err(why) => {
+            println!("not trying hugepages: {why}");
+            None
+        }
+    };
     for kind in kinds {
         let out = Command::new(bench)
             .args([
@@ -148,5 +152,71 @@ fn run_reports_the_memory_it_ran_with() {
         let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(doc["memory"], kind, "{doc}");
         assert!(doc["mpps"].as_f64().is_some_and(|m| m > 0.0), "{doc}");
+    }
+}
+
+/// MiB of hugepages a one-flow l2 `run` needs (vswitch-bench's own estimate for
+/// its mempool, 562 MiB, rounded up).
+const HUGE_MB_NEEDED: u64 = 600;
+
+fn hugepage_status() -> bench::memory::HugepageStatus {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    bench::memory::HugepageStatus::parse(&meminfo, &mounts)
+}
+
+/// Hugepages (and a hugetlbfs mount) this test added, removed again on drop.
+struct ExtraHugepages {
+    /// `nr_hugepages` before the test raised it.
+    before: u64,
+    /// The mount point the test made, if there was none.
+    mount: Option<PathBuf>,
+}
+
+impl ExtraHugepages {
+    const NR: &'static str = "/proc/sys/vm/nr_hugepages";
+
+    /// Makes sure `mb` MiB of hugepages are free and mounted: `Ok(None)` if they
+    /// already were, `Ok(Some(guard))` if this reserved them, `Err` if the kernel
+    /// would not.
+    fn ensure(mb: u64) -> Result<Option<Self>, String> {
+        let status = hugepage_status();
+        if status.fits(mb).is_ok() {
+            return Ok(None);
+        }
+        if status.page_kb != 2048 {
+            return Err(format!("default hugepage size is {} KiB", status.page_kb));
+        }
+        let mut guard = ExtraHugepages {
+            before: status.total_pages,
+            mount: None,
+        };
+        let want = status.total_pages + (mb.saturating_sub(status.free_mb())).div_ceil(2);
+        std::fs::write(Self::NR, want.to_string()).map_err(|e| format!("{}: {e}", Self::NR))?;
+        if !status.mounted {
+            let dir = std::env::temp_dir().join(format!("vswbench-huge-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            guard.mount = Some(dir.clone());
+            let ok = Command::new("mount")
+                .args(["-t", "hugetlbfs", "nodev"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!("cannot mount hugetlbfs on {}", dir.display()));
+            }
+        }
+        hugepage_status().fits(mb)?;
+        Ok(Some(guard))
+    }
+}
+
+impl Drop for ExtraHugepages {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.mount {
+            let _ = Command::new("umount").arg(dir).status();
+            let _ = std::fs::remove_dir(dir);
+        }
+        let _ = std::fs::write(Self::NR, self.before.to_string());
     }
 }
