@@ -183,8 +183,8 @@ fn route_fast<B: PacketBuf>(
     if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || L3 + total > data.len() || ip[8] <= 1 {
         return None;
     }
-    let key = u128::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
-    let Routed::Forward { dst_net, mac, dest } = routes.get(net, key, false)? else {
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let Routed::Forward { dst_net, mac, dest } = routes.get4(net, dst)? else {
         // Cached drops are as cheap on the full path; the gateway needs the parse.
         return None;
     };

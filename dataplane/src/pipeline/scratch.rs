@@ -249,75 +249,128 @@ pub(crate) enum Routed {
     Drop(DropReason),
 }
 
+/// An IPv4 entry: source network and destination in one word, so a probe is one
+/// compare, and 24 bytes a slot (the fast path for pods is IPv4).
 #[derive(Clone, Copy)]
-struct RouteEntry {
-    valid: bool,
-    net: NetworkId,
-    addr: u128,
-    ipv6: bool,
+struct Route4Entry {
+    /// [`RouteCache::key4`]; 0 when the slot is empty.
+    key: u64,
     routed: Routed,
 }
 
-/// Direct-mapped cache of routing decisions, allocated on first use.
+/// An IPv6 entry.
+#[derive(Clone, Copy)]
+struct Route6Entry {
+    valid: bool,
+    net: NetworkId,
+    addr: u128,
+    routed: Routed,
+}
+
+/// Direct-mapped caches of routing decisions (one per address family), allocated on
+/// first use.
 pub(crate) struct RouteCache {
-    entries: Vec<RouteEntry>,
+    v4: Vec<Route4Entry>,
+    v6: Vec<Route6Entry>,
     live: usize,
+}
+
+/// Spreads a 64-bit key over the slots: the product's high bits mix every input bit.
+#[inline]
+fn route_slot(x: u64) -> usize {
+    const { assert!(ROUTE_SLOTS == 1 << 12) };
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize
 }
 
 impl RouteCache {
     fn new() -> Self {
         RouteCache {
-            entries: Vec::new(),
+            v4: Vec::new(),
+            v6: Vec::new(),
             live: 0,
         }
     }
 
     fn clear(&mut self) {
         if self.live > 0 {
-            self.entries.iter_mut().for_each(|e| e.valid = false);
+            self.v4.iter_mut().for_each(|e| e.key = 0);
+            self.v6.iter_mut().for_each(|e| e.valid = false);
             self.live = 0;
         }
     }
 
+    /// The IPv4 key: a set top bit (no live key is 0), the network, the address.
     #[inline]
-    fn slot(net: NetworkId, addr: u128) -> usize {
-        // Fold the address to 64 bits and multiply: the high bits mix every input bit.
-        let x = (addr as u64) ^ ((addr >> 64) as u64) ^ (u64::from(net.0) << 48);
-        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize % ROUTE_SLOTS
+    fn key4(net: NetworkId, addr: u32) -> u64 {
+        (1 << 63) | (u64::from(net.0) << 32) | u64::from(addr)
     }
 
-    /// The cached decision for traffic from `net` to `addr`.
+    /// The cached decision for IPv4 traffic from `net` to `addr`.
+    #[inline]
+    pub(crate) fn get4(&self, net: NetworkId, addr: u32) -> Option<Routed> {
+        let key = Self::key4(net, addr);
+        let e = self.v4.get(route_slot(key))?;
+        (e.key == key).then_some(e.routed)
+    }
+
+    /// The cached decision for traffic from `net` to `addr` (an IPv4 address in
+    /// the low 32 bits unless `ipv6`).
     #[inline]
     pub(crate) fn get(&self, net: NetworkId, addr: u128, ipv6: bool) -> Option<Routed> {
-        let e = self.entries.get(Self::slot(net, addr))?;
-        (e.valid && e.net == net && e.addr == addr && e.ipv6 == ipv6).then_some(e.routed)
+        if !ipv6 {
+            return self.get4(net, addr as u32);
+        }
+        let e = self.v6.get(Self::slot6(net, addr))?;
+        (e.valid && e.net == net && e.addr == addr).then_some(e.routed)
+    }
+
+    #[inline]
+    fn slot6(net: NetworkId, addr: u128) -> usize {
+        route_slot((addr as u64) ^ ((addr >> 64) as u64) ^ (u64::from(net.0) << 48))
     }
 
     /// Remembers `routed` for traffic from `net` to `addr`, replacing the slot.
     pub(crate) fn put(&mut self, net: NetworkId, addr: u128, ipv6: bool, routed: Routed) {
-        if self.entries.is_empty() {
-            self.entries = vec![
-                RouteEntry {
-                    valid: false,
-                    net: NetworkId(0),
-                    addr: 0,
-                    ipv6: false,
-                    routed: Routed::ToGateway,
-                };
-                ROUTE_SLOTS
-            ];
-        }
-        let e = &mut self.entries[Self::slot(net, addr)];
-        if !e.valid {
+        let was_live = if ipv6 {
+            if self.v6.is_empty() {
+                self.v6 = vec![
+                    Route6Entry {
+                        valid: false,
+                        net: NetworkId(0),
+                        addr: 0,
+                        routed: Routed::ToGateway,
+                    };
+                    ROUTE_SLOTS
+                ];
+            }
+            let e = &mut self.v6[Self::slot6(net, addr)];
+            let was = e.valid;
+            *e = Route6Entry {
+                valid: true,
+                net,
+                addr,
+                routed,
+            };
+            was
+        } else {
+            if self.v4.is_empty() {
+                self.v4 = vec![
+                    Route4Entry {
+                        key: 0,
+                        routed: Routed::ToGateway,
+                    };
+                    ROUTE_SLOTS
+                ];
+            }
+            let key = Self::key4(net, addr as u32);
+            let e = &mut self.v4[route_slot(key)];
+            let was = e.key != 0;
+            *e = Route4Entry { key, routed };
+            was
+        };
+        if !was_live {
             self.live += 1;
         }
-        *e = RouteEntry {
-            valid: true,
-            net,
-            addr,
-            ipv6,
-            routed,
-        };
     }
 }
 
@@ -612,10 +665,10 @@ mod tests {
         assert_eq!(routes.get(NetworkId(4), 0x0a02_000a, false), None);
         // Other networks whose key lands in the same slot (tenants reuse addresses):
         // a hit needs the network to match, and a put replaces the slot.
-        let slot = RouteCache::slot(NET, 0x0a02_000a);
+        let slot4 = |n| route_slot(RouteCache::key4(n, 0x0a02_000a));
         let other = (0..u16::MAX)
             .map(NetworkId)
-            .find(|&n| n != NET && RouteCache::slot(n, 0x0a02_000a) == slot)
+            .find(|&n| n != NET && slot4(n) == slot4(NET))
             .expect("4096 slots: some network shares the slot");
         assert_eq!(routes.get(other, 0x0a02_000a, false), None, "{other:?}");
         let drop = Routed::Drop(DropReason::NoRoute);
@@ -628,6 +681,24 @@ mod tests {
             (routes.live, routes.get(other, 0x0a02_000a, false)),
             (0, None)
         );
+        // The families are kept apart, an IPv6 key in full; get4 is get for IPv4.
+        let v6 = 0x2001_0db8_0000_0000_0000_0000_0a02_000a_u128;
+        routes.put(NET, 0x0a02_000a, true, drop);
+        routes.put(NET, v6, true, fwd);
+        routes.put(NET, 0x0a02_000a, false, fwd);
+        assert_eq!(routes.live, 3);
+        assert_eq!(routes.get(NET, 0x0a02_000a, true), Some(drop));
+        assert_eq!(routes.get(NET, v6, true), Some(fwd));
+        assert_eq!(routes.get(NET, v6 ^ (1 << 100), true), None);
+        assert_eq!(routes.get(NetworkId(4), v6, true), None);
+        assert_eq!(routes.get4(NET, 0x0a02_000a), Some(fwd));
+        assert_eq!(
+            routes.get(NET, v6, false),
+            Some(fwd),
+            "IPv4: the low 32 bits"
+        );
+        routes.clear();
+        assert_eq!((routes.live, routes.get(NET, v6, true)), (0, None));
     }
 
     #[test]
