@@ -686,8 +686,9 @@ where
             let neighbors = self.neighbors.load();
             let mut ctx = Ctx::lazy(&neighbors, &mut self.limiter);
             let mut tx_bytes = 0u64;
+            let ingress = snap.ingress(in_port);
             for pkt in &mut self.rx_burst {
-                verdicts.push(snap.process_with(in_port, pkt, &mut ctx, &mut self.scratch));
+                verdicts.push(snap.process_from(ingress, pkt, &mut ctx, &mut self.scratch));
                 tx_bytes += pkt.len() as u64;
             }
             dispatch(

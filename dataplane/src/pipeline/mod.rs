@@ -39,8 +39,10 @@ use arrayvec::ArrayVec;
 
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
-use crate::l2::{L2Pipeline, L2Verdict};
-use crate::overlay::{NeighborMap, NetworkId, OverlaySnapshot, ResolveLimiter, VtepIdx};
+use crate::l2::{L2Ingress, L2Pipeline, L2Verdict};
+use crate::overlay::{
+    NeighborMap, NetworkId, NetworkInfo, OverlaySnapshot, ResolveLimiter, VtepIdx,
+};
 use crate::port::PortIdx;
 use crate::snapshot::Versioned;
 use crate::wire::ParseConfig;
@@ -117,20 +119,54 @@ impl Pipeline {
         ctx: &mut Ctx<'_>,
         scratch: &mut Scratch,
     ) -> Verdict {
+        self.process_from(self.ingress(in_port), pkt, ctx, scratch)
+    }
+
+    /// What packets arriving on `in_port` meet first: decided once for a burst
+    /// (it depends on the port only) instead of once per packet.
+    #[inline]
+    pub fn ingress(&self, in_port: PortIdx) -> Ingress<'_> {
+        let kind = if !self.has_overlay {
+            IngressKind::Classic
+        } else if self.overlay.underlay().map(|u| u.uplink) == Some(in_port) {
+            IngressKind::Uplink
+        } else if let Some(net) = self.overlay.network_of_port(in_port) {
+            match self.overlay.network(net) {
+                Some(info) => IngressKind::Network(net, info),
+                None => IngressKind::UnknownNetwork,
+            }
+        } else {
+            IngressKind::Classic
+        };
+        Ingress {
+            port: in_port,
+            kind,
+            l2: self.l2.ingress(in_port),
+        }
+    }
+
+    /// [`process_with`](Self::process_with) for a packet from `ingress` (which
+    /// must come from this snapshot's [`ingress`](Self::ingress)).
+    #[inline]
+    pub fn process_from<B: PacketBuf>(
+        &self,
+        ingress: Ingress<'_>,
+        pkt: &mut B,
+        ctx: &mut Ctx<'_>,
+        scratch: &mut Scratch,
+    ) -> Verdict {
         debug_assert!(
             scratch.is_bound_to(self),
             "scratch bound to another snapshot"
         );
-        if !self.has_overlay {
-            return self.l2.classify(in_port, pkt.data()).into();
+        match ingress.kind {
+            IngressKind::Classic => ingress.l2.classify(pkt.data()).into(),
+            IngressKind::Uplink => overlay::from_uplink(self, pkt, ctx, scratch),
+            IngressKind::Network(net, info) => {
+                overlay::from_local(self, net, info, ingress.port, pkt, ctx, scratch)
+            }
+            IngressKind::UnknownNetwork => Verdict::Drop(DropReason::UnknownNetwork),
         }
-        if self.overlay.underlay().map(|u| u.uplink) == Some(in_port) {
-            return overlay::from_uplink(self, pkt, ctx, scratch);
-        }
-        if let Some(net) = self.overlay.network_of_port(in_port) {
-            return overlay::from_local(self, net, in_port, pkt, ctx, scratch);
-        }
-        self.l2.classify(in_port, pkt.data()).into()
     }
 
     /// Encapsulates a copy made for a network flood towards `vtep`; the verdict is
@@ -144,6 +180,27 @@ impl Pipeline {
     ) -> Verdict {
         overlay::encap_flood(self, net, vtep, pkt, ctx)
     }
+}
+
+/// Where a burst came in, as the pipeline sees it ([`Pipeline::ingress`]).
+#[derive(Clone, Copy)]
+pub struct Ingress<'a> {
+    port: PortIdx,
+    kind: IngressKind<'a>,
+    l2: L2Ingress<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum IngressKind<'a> {
+    /// A classic L2 port (or no overlay at all).
+    Classic,
+    /// The underlay uplink: tunnels come in here.
+    Uplink,
+    /// A port of this virtual network.
+    Network(NetworkId, &'a NetworkInfo),
+    /// A port of a network the snapshot does not describe (never in a snapshot
+    /// built by the control plane).
+    UnknownNetwork,
 }
 
 impl Versioned for Pipeline {

@@ -36,13 +36,14 @@ fn v4(b: &[u8; 16]) -> Ipv4Addr {
 pub(super) fn from_local<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
+    info: &NetworkInfo,
     in_port: PortIdx,
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
     s: &mut Scratch,
 ) -> Verdict {
     if s.fast_paths {
-        if let Some(v) = from_local_fast(p, net, in_port, pkt, ctx, &mut s.encap, &s.routes) {
+        if let Some(v) = from_local_fast(p, net, info, in_port, pkt, ctx, &mut s.encap, &s.routes) {
             return v;
         }
     }
@@ -56,9 +57,6 @@ pub(super) fn from_local<B: PacketBuf>(
         return Verdict::Drop(parse_drop(e));
     }
     let meta = &mut *meta;
-    let Some(info) = p.overlay.network(net) else {
-        return Verdict::Drop(DropReason::UnknownNetwork);
-    };
     // The responder: ARP and ND for gateway addresses and known endpoints never
     // leave the switch, so the overlay carries no address-resolution floods.
     // Replies go where they are addressed like any frame: a remote VTEP that does not
@@ -126,9 +124,11 @@ pub(super) fn from_local<B: PacketBuf>(
 /// VLAN tags, the gateway, broadcast, unknown MACs, a frame too big for the
 /// underlay): the full path parses and decides.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn from_local_fast<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
+    info: &NetworkInfo,
     in_port: PortIdx,
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
@@ -140,7 +140,6 @@ fn from_local_fast<B: PacketBuf>(
     if data.get(12..14)? != wire::ETHERTYPE_IPV4.to_be_bytes() {
         return None;
     }
-    let info = p.overlay.network(net)?;
     let dst = MacAddr::from_u64(dst_bits);
     if dst == info.gateway_mac {
         return route_fast(p, net, pkt, ctx, cache, routes);
