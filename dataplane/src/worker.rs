@@ -665,43 +665,40 @@ where
             // verdicts say: a burst that all goes to one port (the common case on a
             // switch) moves to that port's batch in one step.
             let mut verdicts: ArrayVec<Verdict, BURST> = ArrayVec::new();
-            if !snap.has_overlay() {
+            let neighbors;
+            // The overlay's per-burst context; none on the classic L2 path.
+            let mut ctx = None;
+            let bytes = if snap.has_overlay() {
+                neighbors = self.neighbors.load();
+                let ctx = ctx.insert(Ctx::lazy(&neighbors, &mut self.limiter));
+                let ingress = snap.ingress(in_port);
+                let mut tx_bytes = 0u64;
+                for pkt in &mut self.rx_burst {
+                    verdicts.push(snap.process_from(ingress, pkt, ctx, &mut self.scratch));
+                    tx_bytes += pkt.len() as u64;
+                }
+                tx_bytes
+            } else {
                 // Classic L2 only: the ingress port's entry once, then each frame.
                 // Nothing is rewritten, so the bytes out are the bytes in.
                 let l2 = snap.l2.ingress(in_port);
                 verdicts.extend(self.rx_burst.iter().map(|p| l2.classify(p.data()).into()));
-                dispatch(
-                    &snap,
-                    None,
-                    &mut self.tx,
-                    &mut self.alloc,
-                    &mut self.stats,
-                    in_port,
-                    &mut self.rx_burst,
-                    &verdicts,
-                    rx_bytes,
-                );
-                continue;
-            }
-            let neighbors = self.neighbors.load();
-            let mut ctx = Ctx::lazy(&neighbors, &mut self.limiter);
-            let mut tx_bytes = 0u64;
-            let ingress = snap.ingress(in_port);
-            for pkt in &mut self.rx_burst {
-                verdicts.push(snap.process_from(ingress, pkt, &mut ctx, &mut self.scratch));
-                tx_bytes += pkt.len() as u64;
-            }
+                rx_bytes
+            };
             dispatch(
                 &snap,
-                Some(&mut ctx),
+                ctx.as_mut(),
                 &mut self.tx,
                 &mut self.alloc,
                 &mut self.stats,
                 in_port,
                 &mut self.rx_burst,
                 &verdicts,
-                tx_bytes,
+                bytes,
             );
+            let Some(ctx) = ctx else {
+                continue;
+            };
             let (learned, to_resolve) = (ctx.learned, ctx.to_resolve);
             if !learned.is_empty() {
                 if let Ok(mut table) = self.neighbor_table.lock() {
