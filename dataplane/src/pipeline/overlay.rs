@@ -43,7 +43,7 @@ pub(super) fn from_local<B: PacketBuf>(
     s: &mut Scratch,
 ) -> Verdict {
     if s.fast_paths {
-        if let Some(v) = from_local_fast(p, net, info, in_port, pkt, ctx, &mut s.encap, &s.routes) {
+        if let Some(v) = from_local_fast(p, net, info, in_port, pkt, ctx, s) {
             return v;
         }
     }
@@ -124,7 +124,6 @@ pub(super) fn from_local<B: PacketBuf>(
 /// VLAN tags, the gateway, broadcast, unknown MACs, a frame too big for the
 /// underlay): the full path parses and decides.
 #[inline]
-#[allow(clippy::too_many_arguments)]
 fn from_local_fast<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
@@ -132,8 +131,7 @@ fn from_local_fast<B: PacketBuf>(
     in_port: PortIdx,
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
-    cache: &mut EncapCache,
-    routes: &RouteCache,
+    s: &mut Scratch,
 ) -> Option<Verdict> {
     let data = pkt.data();
     let dst_bits = MacAddr::dst_bits(data)?;
@@ -142,7 +140,7 @@ fn from_local_fast<B: PacketBuf>(
     }
     let dst = MacAddr::from_u64(dst_bits);
     if dst == info.gateway_mac {
-        return route_fast(p, net, pkt, ctx, cache, routes);
+        return route_fast(p, net, pkt, ctx, &mut s.encap, &s.routes);
     }
     if dst.is_multicast() {
         return None;
@@ -155,7 +153,15 @@ fn from_local_fast<B: PacketBuf>(
             if too_big(info, pkt.len() - crate::ethernet::HEADER_LEN).is_some() {
                 return None; // answered with ICMP by the full path
             }
-            Some(encap_push(p, net, vtep, pkt, source_port(hash), ctx, cache))
+            Some(encap_push(
+                p,
+                net,
+                vtep,
+                pkt,
+                source_port(hash),
+                ctx,
+                &mut s.encap,
+            ))
         }
     }
 }
