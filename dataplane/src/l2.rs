@@ -255,7 +255,7 @@ impl L2PipelineBuilder {
             patch_of[from.index()] = Some(to);
         }
 
-        let mut macs: FlatMap<(PortIdx, GroupId)> = FlatMap::with_capacity(self.macs.len());
+        let mut macs: FlatMap<MacDest> = FlatMap::with_capacity(self.macs.len());
         for &(mac, port) in &self.macs {
             let Some(Some(cfg)) = slots.get(port.index()) else {
                 return Err(L2ConfigError::MacUnknownPort { mac, port });
@@ -263,14 +263,14 @@ impl L2PipelineBuilder {
             if mac.is_multicast() {
                 return Err(L2ConfigError::MulticastMac { mac, port });
             }
-            if let Some(&(first, _)) = macs.get(mac.to_u64()) {
+            if let Some(first) = macs.get(mac.to_u64()) {
                 return Err(L2ConfigError::DuplicateMac {
                     mac,
-                    first,
+                    first: first.port(),
                     second: port,
                 });
             }
-            macs.insert(mac.to_u64(), (port, cfg.group));
+            macs.insert(mac.to_u64(), MacDest::new(port, cfg.group));
         }
 
         let ports = slots
@@ -311,6 +311,35 @@ struct PortEntry {
     flood: Box<[PortIdx]>,
 }
 
+/// Where a MAC lives: its port and that port's group, packed in one word so the
+/// burst loop checks both against the ingress port with one XOR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MacDest(u32);
+
+impl MacDest {
+    fn new(port: PortIdx, group: GroupId) -> Self {
+        MacDest(u32::from(group.0) << 16 | u32::from(port.0))
+    }
+
+    fn port(self) -> PortIdx {
+        PortIdx(self.0 as u16)
+    }
+
+    fn group(self) -> GroupId {
+        GroupId((self.0 >> 16) as u16)
+    }
+
+    /// The port to send to, for a frame from `ingress` (its port and group): this
+    /// MAC's port when it is in the same group (the high halves match) and is not
+    /// the ingress port itself (the low halves differ). `None` means "not a plain
+    /// output": flood, or a hairpin drop.
+    #[inline]
+    fn output_from(self, ingress: MacDest) -> Option<PortIdx> {
+        let x = self.0 ^ ingress.0;
+        (x.wrapping_sub(1) < 0xffff).then_some(self.port())
+    }
+}
+
 /// [`L2Pipeline`] from one ingress port (see [`L2Pipeline::ingress`]).
 #[derive(Clone, Copy)]
 pub struct L2Ingress<'a> {
@@ -329,6 +358,88 @@ impl L2Ingress<'_> {
         }
     }
 
+    /// The verdicts of a whole burst: `out[i]` for `pkts[i]`, the same as
+    /// [`classify`](Self::classify) on each frame, for as many frames as `out` has
+    /// room for. Returns the port when every verdict is an output to that one port,
+    /// so the worker can hand the burst over whole without looking at the verdicts
+    /// again.
+    ///
+    /// The loop keeps the port's group, its flood verdict and the MAC table's fields
+    /// in registers (through `&self` they would be reloaded for every frame), writes
+    /// into a slice (no capacity check per frame), and notes whether the verdicts
+    /// differ from the first one with one OR per frame. Never inlined: inside the
+    /// worker's large poll function the same loop ran out of registers and reloaded
+    /// half of those values from the stack for every frame.
+    #[inline(never)]
+    pub fn classify_burst<B: PacketBuf, V: From<L2Verdict>>(
+        &self,
+        pkts: &[B],
+        out: &mut [V],
+    ) -> Option<PortIdx> {
+        let Some(entry) = self.entry else {
+            for o in out.iter_mut().take(pkts.len()) {
+                *o = L2Verdict::Drop(DropReason::NoPipelinePort).into();
+            }
+            return None;
+        };
+        let n = pkts.len().min(out.len());
+        let (pkts, out) = (&pkts[..n], &mut out[..n]);
+        let in_port = self.in_port;
+        if let Some(peer) = entry.patch {
+            let mut runts = false;
+            for (o, p) in out.iter_mut().zip(pkts) {
+                let runt = p.len() < crate::ethernet::HEADER_LEN;
+                runts |= runt;
+                *o = if runt {
+                    L2Verdict::Drop(DropReason::RuntFrame)
+                } else {
+                    L2Verdict::Output(peer)
+                }
+                .into();
+            }
+            return (!runts && n > 0).then_some(peer);
+        }
+        let macs = self.pipeline.macs.reader();
+        let ingress = MacDest::new(in_port, entry.group);
+        // The common case on a straight path: a unicast frame to a MAC of this
+        // group on another port. Everything else is decided in full by
+        // `classify_frame`, in a second pass.
+        let fast = |frame: &[u8]| -> Option<PortIdx> {
+            if frame.len() < crate::ethernet::HEADER_LEN {
+                return None;
+            }
+            let dst = MacAddr::dst_bits(frame)?;
+            // I/G bit of the first byte: group addresses are flooded.
+            if dst & (1 << 40) != 0 {
+                return None;
+            }
+            macs.get_below_max(dst)?.output_from(ingress)
+        };
+        // Two passes: the straight path for every frame first, with no call in the
+        // loop (a call would leave only the callee-saved registers for the loop's
+        // values); then the full decision for the frames it left. Every port seen
+        // is ORed and ANDed: they are all one port exactly when the two agree.
+        let mut left = 0u32;
+        let (mut any, mut all) = (0u32, u32::MAX);
+        for (i, (o, p)) in out.iter_mut().zip(pkts).enumerate() {
+            match fast(p.data()) {
+                Some(port) => {
+                    *o = L2Verdict::Output(port).into();
+                    any |= u32::from(port.0);
+                    all &= u32::from(port.0);
+                }
+                None => left |= 1 << i,
+            }
+        }
+        if left == 0 {
+            return (n > 0 && any == all).then_some(PortIdx(any as u16));
+        }
+        // `classify_frame` outputs exactly where `fast` does, so these frames
+        // are floods or drops and the burst is not all for one port.
+        self.pipeline.classify_left(in_port, entry, pkts, out, left);
+        None
+    }
+
     /// Where this port's floods go.
     #[inline]
     pub fn flood_ports(&self) -> &[PortIdx] {
@@ -342,8 +453,9 @@ pub struct L2Pipeline {
     generation: u64,
     /// Indexed by [`PortIdx::index`]; `None` for undeclared indices.
     ports: Vec<Option<PortEntry>>,
-    /// MAC → (port, that port's group), so the same-group check needs no second lookup.
-    macs: FlatMap<(PortIdx, GroupId)>,
+    /// MAC → its port and that port's group, so the same-group check needs no
+    /// second lookup.
+    macs: FlatMap<MacDest>,
 }
 
 impl L2Pipeline {
@@ -367,15 +479,8 @@ impl L2Pipeline {
     ) {
         verdicts.clear();
         let n = pkts.len().min(BURST);
-        let Some(entry) = self.entry(in_port) else {
-            verdicts.extend((0..n).map(|_| L2Verdict::Drop(DropReason::NoPipelinePort)));
-            return;
-        };
-        verdicts.extend(
-            pkts[..n]
-                .iter()
-                .map(|p| self.classify_frame(in_port, entry, p.data())),
-        );
+        verdicts.extend((0..n).map(|_| L2Verdict::Flood));
+        self.ingress(in_port).classify_burst(&pkts[..n], verdicts);
     }
 
     /// The stage as seen from ingress port `in_port`: the port's entry looked up
@@ -408,12 +513,12 @@ impl L2Pipeline {
         let dst = MacAddr::dst_bits(frame).unwrap_or(0);
         // I/G bit of the first byte: group addresses are flooded.
         if dst & (1 << 40) == 0 {
-            if let Some(&(out, group)) = self.macs.get(dst) {
-                if group == entry.group {
-                    return if out == in_port {
+            if let Some(d) = self.macs.get(dst) {
+                if d.group() == entry.group {
+                    return if d.port() == in_port {
                         L2Verdict::Drop(DropReason::Hairpin)
                     } else {
-                        L2Verdict::Output(out)
+                        L2Verdict::Output(d.port())
                     };
                 }
             }
@@ -422,6 +527,26 @@ impl L2Pipeline {
             L2Verdict::Drop(DropReason::NoOutput)
         } else {
             L2Verdict::Flood
+        }
+    }
+
+    /// [`classify_frame`](Self::classify_frame) for the frames of a burst the
+    /// burst loop's straight path left (bit `i` of `left` for `pkts[i]`). Out of
+    /// line, so the straight loop's values stay in registers.
+    #[cold]
+    #[inline(never)]
+    fn classify_left<B: PacketBuf, V: From<L2Verdict>>(
+        &self,
+        in_port: PortIdx,
+        entry: &PortEntry,
+        pkts: &[B],
+        out: &mut [V],
+        left: u32,
+    ) {
+        for (i, (o, p)) in out.iter_mut().zip(pkts).enumerate() {
+            if left & (1 << i) != 0 {
+                *o = self.classify_frame(in_port, entry, p.data()).into();
+            }
         }
     }
 
@@ -607,6 +732,98 @@ mod tests {
             v.as_slice(),
             &[L2Verdict::Drop(DropReason::NoPipelinePort); 2]
         );
+    }
+
+    /// A pipeline with a patch (port 6 -> 7, in group 4) beside [`builder`]'s.
+    fn with_patch() -> L2Pipeline {
+        let mut b = builder();
+        b.port(PortIdx(6), "p6", GroupId(4))
+            .port(PortIdx(7), "p7", GroupId(4))
+            .patch(PortIdx(6), PortIdx(7));
+        b.build().unwrap()
+    }
+
+    /// The burst loop's answer for `frames` from `in_port`, and whether it agrees
+    /// with `classify` frame by frame.
+    fn burst_of(l2: &L2Pipeline, in_port: PortIdx, frames: &[Vec<u8>]) -> Option<PortIdx> {
+        let bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
+        let mut out = [L2Verdict::Drop(DropReason::Malformed); BURST];
+        let one = l2.ingress(in_port).classify_burst(&bufs, &mut out);
+        let single: Vec<_> = frames.iter().map(|f| l2.classify(in_port, f)).collect();
+        assert_eq!(&out[..frames.len()], single.as_slice(), "from {in_port}");
+        // Frames past the burst are left alone.
+        assert!(out[frames.len()..]
+            .iter()
+            .all(|&v| v == L2Verdict::Drop(DropReason::Malformed)));
+        let all_one = match single.first() {
+            Some(&L2Verdict::Output(p)) if single.iter().all(|&v| v == L2Verdict::Output(p)) => {
+                Some(p)
+            }
+            _ => None,
+        };
+        assert_eq!(one, all_one, "one port for {single:?}");
+        one
+    }
+
+    #[test]
+    fn burst_says_when_every_frame_goes_to_one_port() {
+        let l2 = with_patch();
+        let to_b = || frame(B, A);
+        assert_eq!(
+            burst_of(&l2, PortIdx(0), &vec![to_b(); 32]),
+            Some(PortIdx(1))
+        );
+        assert_eq!(burst_of(&l2, PortIdx(0), &[to_b()]), Some(PortIdx(1)));
+        assert_eq!(burst_of(&l2, PortIdx(0), &[]), None);
+        // One frame elsewhere, at either end or in the middle, and it is not one port.
+        for at in [0, 15, 31] {
+            for other in [frame(UNKNOWN, A), frame(A, B), frame(C, A), vec![0; 13]] {
+                let mut frames = vec![to_b(); 32];
+                frames[at] = other;
+                assert_eq!(burst_of(&l2, PortIdx(0), &frames), None);
+            }
+        }
+        // Two ports whose indices OR and AND to different values.
+        assert_eq!(burst_of(&l2, PortIdx(2), &[frame(A, C), frame(B, C)]), None);
+        // A patch: one port unless a runt is in the burst.
+        assert_eq!(
+            burst_of(&l2, PortIdx(6), &[frame(A, B), frame(MDNS, B)]),
+            Some(PortIdx(7))
+        );
+        assert_eq!(burst_of(&l2, PortIdx(6), &[frame(A, B), vec![0; 5]]), None);
+        assert_eq!(burst_of(&l2, PortIdx(6), &[]), None);
+        // An unknown ingress port drops everything.
+        assert_eq!(burst_of(&l2, PortIdx(9), &[frame(A, B)]), None);
+        // An empty MAC table: everything floods or is dropped, nothing outputs.
+        let mut empty = L2PipelineBuilder::new(1);
+        empty
+            .port(PortIdx(0), "p0", GroupId(1))
+            .port(PortIdx(1), "p1", GroupId(1));
+        let empty = empty.build().unwrap();
+        assert_eq!(
+            burst_of(&empty, PortIdx(0), &[frame(B, A), frame(A, B)]),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn burst_agrees_with_frame_by_frame(
+            picks in proptest::collection::vec((0usize..8, 0usize..70), 0..=BURST),
+            in_port in 0u16..10,
+        ) {
+            let l2 = with_patch();
+            let dsts = [A, B, C, UNKNOWN, MDNS, MacAddr::BROADCAST, A, B];
+            let frames: Vec<Vec<u8>> = picks
+                .iter()
+                .map(|&(d, len)| {
+                    let mut f = frame(dsts[d], A);
+                    f.truncate(len.max(1));
+                    f
+                })
+                .collect();
+            burst_of(&l2, PortIdx(in_port), &frames);
+        }
     }
 
     #[test]

@@ -149,6 +149,15 @@ impl<T: TxQueue> TxPorts<T> {
             return;
         }
         let i = port.index();
+        if self.batches[i].is_empty() && pkts.is_full() {
+            // A full burst for a port with nothing pending goes out as it is: it
+            // would be flushed as soon as it filled the batch anyway, and this way
+            // it is not first moved into the batch.
+            if let Some(Some(queue)) = self.queues.get_mut(i) {
+                send(queue, self.capture.as_deref(), port, pkts, bytes, stats);
+            }
+            return;
+        }
         if self.batches[i].len() + pkts.len() > BURST {
             self.flush(i, stats);
         }
@@ -167,36 +176,18 @@ impl<T: TxQueue> TxPorts<T> {
     /// Sends batch `i`; frees and counts what the port refuses.
     fn flush(&mut self, i: usize, stats: &mut WorkerStats) {
         self.pending &= !(1 << i);
-        let batch = &mut self.batches[i];
         let Some(Some(queue)) = self.queues.get_mut(i) else {
             return;
         };
-        if batch.is_empty() {
-            return;
-        }
-        let port = PortIdx(i as u16);
-        if let Some(tap) = &self.capture {
-            if tap.wants(port, Direction::Tx) {
-                for p in batch.iter() {
-                    tap.offer(port, Direction::Tx, p.data());
-                }
-            }
-        }
-        let before = batch.len();
-        queue.tx_burst(batch);
-        stats.count_tx_burst();
-        let refused = batch.len();
-        let refused_bytes: u64 = batch.iter().map(|p| p.len() as u64).sum();
-        stats.count_tx(
-            port,
-            (before - refused) as u64,
-            self.batch_bytes[i] - refused_bytes,
+        let bytes = std::mem::take(&mut self.batch_bytes[i]);
+        send(
+            queue,
+            self.capture.as_deref(),
+            PortIdx(i as u16),
+            &mut self.batches[i],
+            bytes,
+            stats,
         );
-        self.batch_bytes[i] = 0;
-        if refused > 0 {
-            stats.count_drops(DropReason::TxFull, port, refused as u64);
-            batch.clear();
-        }
     }
 
     fn flush_all(&mut self, stats: &mut WorkerStats) {
@@ -211,8 +202,52 @@ impl<T: TxQueue> TxPorts<T> {
     }
 }
 
+/// Transmits `pkts` (`bytes` bytes in all) on `port`'s `queue`, leaving `pkts`
+/// empty: counts what was sent, and frees and counts what the port refused.
+#[inline]
+fn send<T: TxQueue>(
+    queue: &mut T,
+    capture: Option<&CaptureTap>,
+    port: PortIdx,
+    pkts: &mut Burst<T::Buf>,
+    bytes: u64,
+    stats: &mut WorkerStats,
+) {
+    if pkts.is_empty() {
+        return;
+    }
+    if let Some(tap) = capture {
+        if tap.wants(port, Direction::Tx) {
+            for p in pkts.iter() {
+                tap.offer(port, Direction::Tx, p.data());
+            }
+        }
+    }
+    let before = pkts.len();
+    queue.tx_burst(pkts);
+    stats.count_tx_burst();
+    let refused = pkts.len();
+    let refused_bytes: u64 = pkts.iter().map(|p| p.len() as u64).sum();
+    stats.count_tx(port, (before - refused) as u64, bytes - refused_bytes);
+    if refused > 0 {
+        stats.count_drops(DropReason::TxFull, port, refused as u64);
+        pkts.clear();
+    }
+}
+
+/// The port every verdict of a burst outputs to, if there is one.
+#[inline]
+fn one_port(verdicts: &[Verdict]) -> Option<PortIdx> {
+    match verdicts.first() {
+        Some(&Verdict::Output(p)) if verdicts.iter().all(|&v| v == Verdict::Output(p)) => Some(p),
+        _ => None,
+    }
+}
+
 /// Moves every packet of `burst` where its verdict (`verdicts[i]` for `burst[i]`)
-/// says, leaving `burst` empty. `bytes`: the burst's bytes as it is now. `ctx`: the
+/// says, leaving `burst` empty. `one_port`: the port every verdict outputs to, if
+/// there is one ([`one_port`], or the L2 classify loop's own answer): the burst
+/// then moves to that port's batch in one step. `bytes`: the burst's bytes as it is now. `ctx`: the
 /// burst's overlay context (`None` on the classic L2 path, whose verdicts never
 /// name a virtual network).
 #[allow(clippy::too_many_arguments)]
@@ -226,17 +261,17 @@ fn dispatch<T, A>(
     in_port: PortIdx,
     burst: &mut Burst<T::Buf>,
     verdicts: &[Verdict],
+    one_port: Option<PortIdx>,
     bytes: u64,
 ) where
     T: TxQueue,
     A: BufAlloc<Buf = T::Buf>,
 {
     debug_assert_eq!(burst.len(), verdicts.len());
-    if let Some(&Verdict::Output(port)) = verdicts.first() {
-        if verdicts.iter().all(|&v| v == Verdict::Output(port)) {
-            tx.enqueue_burst(port, burst, bytes, stats);
-            return;
-        }
+    if let Some(port) = one_port {
+        debug_assert!(verdicts.iter().all(|&v| v == Verdict::Output(port)));
+        tx.enqueue_burst(port, burst, bytes, stats);
+        return;
     }
     for (pkt, &verdict) in burst.drain(..).zip(verdicts) {
         match verdict {
@@ -664,26 +699,26 @@ where
             // A verdict for every packet first, then the packets go where their
             // verdicts say: a burst that all goes to one port (the common case on a
             // switch) moves to that port's batch in one step.
-            let mut verdicts: ArrayVec<Verdict, BURST> = ArrayVec::new();
+            let n = self.rx_burst.len();
+            let mut verdicts = [Verdict::Flood; BURST];
             let neighbors;
             // The overlay's per-burst context; none on the classic L2 path.
             let mut ctx = None;
-            let bytes = if snap.has_overlay() {
+            let (bytes, one_port) = if snap.has_overlay() {
                 neighbors = self.neighbors.load();
                 let ctx = ctx.insert(Ctx::lazy(&neighbors, &mut self.limiter));
                 let ingress = snap.ingress(in_port);
                 let mut tx_bytes = 0u64;
-                for pkt in &mut self.rx_burst {
-                    verdicts.push(snap.process_from(ingress, pkt, ctx, &mut self.scratch));
+                for (v, pkt) in verdicts.iter_mut().zip(&mut self.rx_burst) {
+                    *v = snap.process_from(ingress, pkt, ctx, &mut self.scratch);
                     tx_bytes += pkt.len() as u64;
                 }
-                tx_bytes
+                (tx_bytes, one_port(&verdicts[..n]))
             } else {
-                // Classic L2 only: the ingress port's entry once, then each frame.
+                // Classic L2 only: the ingress port's entry once, then the burst.
                 // Nothing is rewritten, so the bytes out are the bytes in.
                 let l2 = snap.l2.ingress(in_port);
-                verdicts.extend(self.rx_burst.iter().map(|p| l2.classify(p.data()).into()));
-                rx_bytes
+                (rx_bytes, l2.classify_burst(&self.rx_burst, &mut verdicts))
             };
             dispatch(
                 &snap,
@@ -693,7 +728,8 @@ where
                 &mut self.stats,
                 in_port,
                 &mut self.rx_burst,
-                &verdicts,
+                &verdicts[..n],
+                one_port,
                 bytes,
             );
             let Some(ctx) = ctx else {
