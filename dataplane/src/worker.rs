@@ -235,19 +235,10 @@ fn send<T: TxQueue>(
     }
 }
 
-/// The port every verdict of a burst outputs to, if there is one.
-#[inline]
-fn one_port(verdicts: &[Verdict]) -> Option<PortIdx> {
-    match verdicts.first() {
-        Some(&Verdict::Output(p)) if verdicts.iter().all(|&v| v == Verdict::Output(p)) => Some(p),
-        _ => None,
-    }
-}
-
 /// Moves every packet of `burst` where its verdict (`verdicts[i]` for `burst[i]`)
 /// says, leaving `burst` empty. `one_port`: the port every verdict outputs to, if
-/// there is one ([`one_port`], or the L2 classify loop's own answer): the burst
-/// then moves to that port's batch in one step. `bytes`: the burst's bytes as it is now. `ctx`: the
+/// there is one (the classify loop's answer): the burst then moves to that port's
+/// batch in one step. `bytes`: the burst's bytes as it is now. `ctx`: the
 /// burst's overlay context (`None` on the classic L2 path, whose verdicts never
 /// name a virtual network).
 #[allow(clippy::too_many_arguments)]
@@ -708,12 +699,13 @@ where
                 neighbors = self.neighbors.load();
                 let ctx = ctx.insert(Ctx::lazy(&neighbors, &mut self.limiter));
                 let ingress = snap.ingress(in_port);
-                let mut tx_bytes = 0u64;
-                for (v, pkt) in verdicts.iter_mut().zip(&mut self.rx_burst) {
-                    *v = snap.process_from(ingress, pkt, ctx, &mut self.scratch);
-                    tx_bytes += pkt.len() as u64;
-                }
-                (tx_bytes, one_port(&verdicts[..n]))
+                snap.process_burst(
+                    ingress,
+                    &mut self.rx_burst,
+                    ctx,
+                    &mut self.scratch,
+                    &mut verdicts,
+                )
             } else {
                 // Classic L2 only: the ingress port's entry once, then the burst.
                 // Nothing is rewritten, so the bytes out are the bytes in.

@@ -169,6 +169,36 @@ impl Pipeline {
         }
     }
 
+    /// [`process_from`](Self::process_from) for a whole burst: `out[i]` is the
+    /// verdict of `pkts[i]`, for as many packets as `out` has room for. Returns the
+    /// burst's bytes after processing (packets are rewritten in place) and the port
+    /// every packet goes to, when there is one.
+    ///
+    /// Never inlined: in the worker's large poll function the per-packet paths
+    /// competed with the poll loop for registers.
+    #[inline(never)]
+    pub fn process_burst<B: PacketBuf>(
+        &self,
+        ingress: Ingress<'_>,
+        pkts: &mut [B],
+        ctx: &mut Ctx<'_>,
+        scratch: &mut Scratch,
+        out: &mut [Verdict],
+    ) -> (u64, Option<PortIdx>) {
+        let mut bytes = 0u64;
+        let n = pkts.len().min(out.len());
+        for (v, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
+            *v = self.process_from(ingress, pkt, ctx, scratch);
+            bytes += pkt.len() as u64;
+        }
+        let out = &out[..n];
+        let one = match out.first() {
+            Some(&Verdict::Output(p)) if out.iter().all(|&v| v == Verdict::Output(p)) => Some(p),
+            _ => None,
+        };
+        (bytes, one)
+    }
+
     /// Encapsulates a copy made for a network flood towards `vtep`; the verdict is
     /// an output on the uplink or a drop.
     pub fn encap_flood_copy<B: PacketBuf>(
