@@ -37,7 +37,7 @@ use crate::pipeline::{
     MAX_RESOLVE_PER_BURST,
 };
 use crate::port::{PortIdx, MAX_PORTS};
-use crate::snapshot::{SnapshotCell, Versioned};
+use crate::snapshot::{SnapshotCell, SnapshotReader, Versioned};
 use crate::stats::{StatsSnapshot, WorkerStats, WorkerStatsShared};
 use arrayvec::ArrayVec;
 
@@ -482,9 +482,9 @@ where
     rx: Vec<(PortIdx, R)>,
     tx: TxPorts<T>,
     alloc: A,
-    pipeline: Arc<SnapshotCell<Pipeline>>,
+    pipeline: SnapshotReader<Pipeline>,
     neighbor_table: Arc<Mutex<NeighborTable>>,
-    neighbors: Arc<SnapshotCell<NeighborMap>>,
+    neighbors: SnapshotReader<NeighborMap>,
     limiter: ResolveLimiter,
     last_expire: Instant,
     /// Poll rounds, to look at the clock for neighbour aging only every so often.
@@ -542,8 +542,8 @@ where
             rx,
             tx: TxPorts::new(tx),
             alloc,
-            pipeline,
-            neighbors: table.reader(),
+            pipeline: SnapshotReader::new(pipeline),
+            neighbors: SnapshotReader::new(table.reader()),
             limiter: ResolveLimiter::new(table.config()),
             neighbor_table: Arc::new(Mutex::new(table)),
             last_expire: Instant::now(),
@@ -565,7 +565,7 @@ where
     /// own table.
     pub fn with_neighbors(mut self, table: Arc<Mutex<NeighborTable>>) -> Self {
         if let Ok(t) = table.lock() {
-            self.neighbors = t.reader();
+            self.neighbors = SnapshotReader::new(t.reader());
             self.limiter = ResolveLimiter::new(t.config());
         }
         self.neighbor_table = table;
@@ -656,7 +656,7 @@ where
         // One load per round: the whole round sees one snapshot.
         let snap = self.pipeline.load();
         self.stats.set_snapshot_generation(snap.generation());
-        self.scratch.bind(&snap);
+        self.scratch.bind(snap);
         let mut received = 0;
         for (in_port, rxq) in &mut self.rx {
             let in_port = *in_port;
@@ -697,7 +697,7 @@ where
             let mut ctx = None;
             let (bytes, one_port) = if snap.has_overlay() {
                 neighbors = self.neighbors.load();
-                let ctx = ctx.insert(Ctx::lazy(&neighbors, &mut self.limiter));
+                let ctx = ctx.insert(Ctx::lazy(neighbors, &mut self.limiter));
                 let ingress = snap.ingress(in_port);
                 snap.process_burst(
                     ingress,
@@ -713,7 +713,7 @@ where
                 (rx_bytes, l2.classify_burst(&self.rx_burst, &mut verdicts))
             };
             dispatch(
-                &snap,
+                snap,
                 ctx.as_mut(),
                 &mut self.tx,
                 &mut self.alloc,
@@ -737,7 +737,7 @@ where
                 }
             }
             send_resolution_requests(
-                &snap,
+                snap,
                 &to_resolve,
                 &mut self.alloc,
                 &mut self.tx,
@@ -766,7 +766,7 @@ where
             }
             refresh.retain(|ip| self.limiter.should_request(*ip, self.last_expire));
             send_resolution_requests(
-                &snap,
+                snap,
                 &refresh,
                 &mut self.alloc,
                 &mut self.tx,
