@@ -449,7 +449,8 @@ fn outer_udp6_checksum(data: &mut [u8]) {
 /// Prepends a cached outer header (see [`super::scratch`]) and patches what depends
 /// on the packet: the IP length (and the IPv4 checksum, incrementally from the
 /// template's), the UDP length and source port, and for IPv6 the UDP checksum.
-#[inline]
+/// Always inlined into the encap paths, which call it for every packet.
+#[inline(always)]
 pub(crate) fn push_cached<B: PacketBuf>(
     pkt: &mut B,
     e: &super::scratch::EncapEntry,

