@@ -166,6 +166,91 @@ fn from_local_fast<B: PacketBuf>(
     }
 }
 
+/// The bulk of tunnel traffic — an untagged IPv4 packet without options or
+/// fragmentation, to our VTEP address, carrying VXLAN or option-less Geneve with an
+/// Ethernet frame for a network we have — decapsulated by reading the few header
+/// fields it needs at their fixed places, checked as the parse would check them,
+/// and switched on the inner destination MAC. `None` for everything else (IPv6 or
+/// tagged underlay, IP options, Geneve options, ARP/ND, unknown VNIs, the gateway
+/// MAC, which needs the inner parse): the full path parses and decides. Everything
+/// is decided before the first byte is stripped.
+#[inline]
+fn from_uplink_fast<B: PacketBuf>(
+    p: &Pipeline,
+    u: &crate::overlay::UnderlayInfo,
+    pkt: &mut B,
+) -> Option<Verdict> {
+    // Outer Ethernet (14), IPv4 (20), UDP (8), then the tunnel header (8).
+    const IP: usize = 14;
+    const UDP: usize = IP + 20;
+    const TUNNEL: usize = UDP + 8;
+    const INNER: usize = TUNNEL + 8;
+    let IpAddr::V4(local) = u.local_vtep_ip else {
+        return None;
+    };
+    let data = pkt.data();
+    let h = data.get(..INNER + crate::ethernet::HEADER_LEN)?;
+    if data.len() > usize::from(u16::MAX)
+        || h[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes()
+        || h[IP] != 0x45
+        || h[IP + 9] != wire::IPPROTO_UDP
+        || h[IP + 16..IP + 20] != local.octets()
+    {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([h[IP + 2], h[IP + 3]]));
+    // No fragment bits (more fragments, offset): a fragment is not a tunnel packet.
+    let frag = u16::from_be_bytes([h[IP + 6], h[IP + 7]]);
+    let udp_len = usize::from(u16::from_be_bytes([h[UDP + 4], h[UDP + 5]]));
+    if total < 20 || IP + total > data.len() || frag & 0x3fff != 0 {
+        return None;
+    }
+    // The tunnel header and a whole inner Ethernet header inside the UDP payload.
+    if udp_len > total - 20 || udp_len < 8 + 8 + crate::ethernet::HEADER_LEN {
+        return None;
+    }
+    let dst_port = u16::from_be_bytes([h[UDP + 2], h[UDP + 3]]);
+    let t = &h[TUNNEL..INNER];
+    let kind = match p.parse.ports.kind(dst_port) {
+        wire::TunnelKind::Vxlan if t[0] & wire::vxlan::FLAG_I != 0 => Encap::Vxlan,
+        // Version 0, no options, an Ethernet frame inside.
+        wire::TunnelKind::Geneve if t[0] == 0 && t[2..4] == wire::ETHERTYPE_TEB.to_be_bytes() => {
+            Encap::Geneve
+        }
+        _ => return None,
+    };
+    let vni = u32::from_be_bytes([0, t[4], t[5], t[6]]);
+    let net = p.overlay.network_by_vni(vni)?;
+    let info = p.overlay.network(net)?;
+    if info.encap != kind {
+        return None;
+    }
+    let dst_bits = MacAddr::dst_bits(&h[INNER..])?;
+    let dst = MacAddr::from_u64(dst_bits);
+    let verdict = if dst.is_multicast() {
+        Verdict::FloodNetwork {
+            net,
+            from_tunnel: true,
+        }
+    } else if dst == info.gateway_mac {
+        return None; // routing needs the inner parse
+    } else {
+        match p.overlay.l2_lookup_bits(net, dst_bits) {
+            Some(L2Dest::Local(port)) => Verdict::Output(port),
+            // Never re-encapsulate what came out of a tunnel: loops are impossible.
+            Some(L2Dest::Remote(_)) => Verdict::Drop(DropReason::TunnelHairpin),
+            None => Verdict::Drop(DropReason::UnknownDestination),
+        }
+    };
+    // Strip the outer headers and any Ethernet padding after the UDP payload, as
+    // the full path does.
+    let tail = data.len() - (UDP + udp_len);
+    if pkt.trim(tail).is_none() || pkt.adj(INNER).is_none() {
+        return Some(Verdict::Drop(DropReason::Malformed));
+    }
+    Some(verdict)
+}
+
 /// Routes an untagged IPv4 frame sent to `net`'s gateway MAC whose destination the
 /// route cache already knows to forward, reading only the header fields routing
 /// needs (checked as the parse would check them). `None` for everything else — a
@@ -542,6 +627,11 @@ pub(super) fn from_uplink<B: PacketBuf>(
     let Some(u) = p.overlay.underlay() else {
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
+    if s.fast_paths {
+        if let Some(v) = from_uplink_fast(p, u, pkt) {
+            return v;
+        }
+    }
     let Scratch {
         outer: meta,
         inner,

@@ -186,7 +186,7 @@ impl TunnelPorts {
     };
 
     #[inline]
-    fn kind(&self, port: u16) -> TunnelKind {
+    pub(crate) fn kind(&self, port: u16) -> TunnelKind {
         if port == 0 {
             TunnelKind::None
         } else if self.vxlan.contains(&port) {
