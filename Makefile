@@ -45,8 +45,9 @@ fuzz-smoke: deps
 		$(CARGO) install cargo-fuzz --locked --root .tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" sh dataplane/fuzz/scripts/fuzz.sh $(FUZZ_SECONDS)
 
-# pcap->null forwarding rate on one worker, beside dpdk-testpmd io-forward.
-bench-floor: release
+# pcap->null forwarding rate on one worker, beside dpdk-testpmd io-forward, both on
+# hugepages (bench-hugepages is defined below).
+bench-floor: release bench-hugepages
 	python3 bench/scripts/pcap_null.py
 
 clean:

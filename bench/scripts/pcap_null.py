@@ -8,7 +8,11 @@ vswitchd's rate comes from its own counters (the stats file), testpmd's from its
 --stats-period output. cycles/packet = TSC Hz / packets per second, since the
 forwarding core is busy all the time.
 
-Usage: pcap_null.py [--seconds N] [--core C] [--size 64] [--json]
+Both run on 2 MiB hugepages when enough are free and a hugetlbfs is mounted
+(`make bench-hugepages`), else both on 4 KiB pages (--memory, as vswitch-bench's):
+4 KiB pages cost the I/O floor itself a third of its rate (bench/RESULTS.md).
+
+Usage: pcap_null.py [--seconds N] [--core C] [--size 64] [--memory auto] [--json]
 """
 import argparse
 import json
@@ -41,14 +45,48 @@ def tsc_hz():
     return 0.0
 
 
-def run_vswitchd(bin_dir, pcap, core, seconds, warmup, work):
+# Each forwarder's EAL memory (they run one after the other).
+MEMORY_MB = 1024
+
+
+def hugepages_free_mb():
+    """Free default-size hugepage memory in MiB, or None without a hugetlbfs mount."""
+    with open("/proc/mounts") as f:
+        if not any(line.split()[2:3] == ["hugetlbfs"] for line in f):
+            return None
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            info[k] = int(v.split()[0]) if v.split() else 0
+    return info.get("HugePages_Free", 0) * info.get("Hugepagesize", 0) // 1024
+
+
+def resolve_memory(choice):
+    """'hugepages' or 'no-huge' for --memory CHOICE (auto, hugepages, no-huge)."""
+    if choice == "no-huge":
+        return "no-huge"
+    free = hugepages_free_mb()
+    if free is not None and free >= MEMORY_MB:
+        return "hugepages"
+    why = "no hugetlbfs mounted" if free is None else \
+        f"{free} MiB of hugepages free, {MEMORY_MB} MiB needed"
+    if choice == "hugepages":
+        raise SystemExit(f"--memory hugepages: {why}; reserve them with `make bench-hugepages`")
+    print(f"pcap_null: running without hugepages ({why}); `make bench-hugepages` "
+          "reserves them", file=sys.stderr)
+    return "no-huge"
+
+
+def run_vswitchd(bin_dir, pcap, core, seconds, warmup, work, memory):
     stats = os.path.join(work, "stats.json")
     cfg = os.path.join(work, "vswitchd.toml")
     with open(cfg, "w") as f:
         f.write(f"""
 [eal]
-memory_mb = 1024
+memory_mb = {MEMORY_MB}
 in_memory = true
+hugepages = {"true" if memory == "hugepages" else "false"}
 main_core = {0 if core != 0 else 1}
 [dataplane]
 workers = [{core}]
@@ -95,12 +133,14 @@ to = "sink"
     return samples, final
 
 
-def run_testpmd(pcap, core, seconds, warmup, work, mode):
+def run_testpmd(pcap, core, seconds, warmup, work, mode, memory):
     main = 0 if core != 0 else 1
     # --in-memory is refused with --no-huge on DPDK 22.11; a private prefix and no
     # shared config isolate the run the same way (its runtime dir is removed below).
+    # With hugepages, --in-memory also leaves no page files behind.
     prefix = f"vswbench{os.getpid()}"
-    cmd = ["dpdk-testpmd", "-l", f"{main},{core}", "--no-huge", "-m", "1024", "--no-shconf",
+    mem = "--in-memory" if memory == "hugepages" else "--no-huge"
+    cmd = ["dpdk-testpmd", "-l", f"{main},{core}", mem, "-m", str(MEMORY_MB), "--no-shconf",
            f"--file-prefix={prefix}", "--no-pci", f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=1",
            "--vdev=net_null0,no-rx=1", "--", f"--forward-mode={mode}", "--nb-cores=1",
            "--stats-period=1", "--txq=1", "--rxq=1"]
@@ -140,20 +180,24 @@ def main():
     ap.add_argument("--flows", type=int, default=1)
     ap.add_argument("--profile", default="release")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--memory", choices=["auto", "hugepages", "no-huge"], default="auto",
+                    help="EAL memory of both forwarders (default: hugepages when enough "
+                         "are free and mounted)")
     a = ap.parse_args()
+    memory = resolve_memory(a.memory)
     bin_dir = os.path.join(ROOT, "target", a.profile)
     work = tempfile.mkdtemp(prefix="vswitch-bench-")
     pcap = os.path.join(work, "l2.pcap")
     subprocess.run([os.path.join(bin_dir, "vswitch-bench"), "gen", "l2", "--flows", str(a.flows),
                     "--size", a.size, "--packets", "4096", "-o", pcap], check=True)
     hz = tsc_hz()
-    v_samples, v_final = run_vswitchd(bin_dir, pcap, a.core, a.seconds, a.warmup, work)
+    v_samples, v_final = run_vswitchd(bin_dir, pcap, a.core, a.seconds, a.warmup, work, memory)
     # io forwards without touching the packet (the I/O floor); mac also reads and
     # rewrites the Ethernet header, as any switch must read it.
-    t_samples, _ = run_testpmd(pcap, a.core, a.seconds, a.warmup, work, "io")
-    m_samples, _ = run_testpmd(pcap, a.core, a.seconds, a.warmup, work, "mac")
+    t_samples, _ = run_testpmd(pcap, a.core, a.seconds, a.warmup, work, "io", memory)
+    m_samples, _ = run_testpmd(pcap, a.core, a.seconds, a.warmup, work, "mac", memory)
     res = {"scenario": "pcap-null", "frame_size": a.size, "flows": a.flows, "core": a.core,
-           "tsc_hz": hz, "mpps": {}, "cycles_per_packet": {}, "samples": {}}
+           "memory": memory, "tsc_hz": hz, "mpps": {}, "cycles_per_packet": {}, "samples": {}}
     for name, s in (("vswitch", v_samples), ("testpmd", t_samples), ("testpmd_mac", m_samples)):
         med = statistics.median(s) if s else 0.0
         res["mpps"][name] = round(med / 1e6, 3)
@@ -166,7 +210,7 @@ def main():
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"pcap -> null, {a.size} B, {a.flows} flow(s), one core ({a.core}), "
+        print(f"pcap -> null, {a.size} B, {a.flows} flow(s), one core ({a.core}), {memory}, "
               f"median of {len(v_samples)}/{len(t_samples)} one-second samples")
         print(f"{'':<12}{'Mpps':>10}{'cycles/pkt':>12}")
         for name in ("vswitch", "testpmd", "testpmd_mac"):
