@@ -51,6 +51,40 @@ impl Outcome {
     }
 }
 
+/// One forwarder's outcome over several rounds: the median of the rounds' rates
+/// when every round measured one; otherwise the first failure, or else the first
+/// reason it was skipped.
+pub fn combine(rounds: &[Outcome]) -> Outcome {
+    if let Some(failed) = rounds.iter().find(|o| matches!(o, Outcome::Failed(_))) {
+        return failed.clone();
+    }
+    if let Some(skipped) = rounds.iter().find(|o| matches!(o, Outcome::Skipped(_))) {
+        return skipped.clone();
+    }
+    let mut rates: Vec<f64> = rounds.iter().filter_map(Outcome::mpps).collect();
+    if rates.is_empty() {
+        return Outcome::Failed("no rounds ran".to_owned());
+    }
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    Outcome::Mpps(if rates.len() % 2 == 1 {
+        rates[mid]
+    } else {
+        (rates[mid - 1] + rates[mid]) / 2.0
+    })
+}
+
+/// Each forwarder's outcome in every round of a comparison, in order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rounds {
+    /// vswitchd.
+    pub vswitch: Vec<Outcome>,
+    /// OVS-DPDK.
+    pub ovs: Vec<Outcome>,
+    /// `dpdk-testpmd --forward-mode=io`.
+    pub testpmd: Vec<Outcome>,
+}
+
 /// The three measurements of one scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
@@ -70,6 +104,9 @@ pub struct Comparison {
     pub ovs: Outcome,
     /// `dpdk-testpmd --forward-mode=io`.
     pub testpmd: Outcome,
+    /// The rounds the three outcomes above combine ([`combine`]); one round
+    /// unless `--rounds` asked for more.
+    pub rounds: Rounds,
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -112,7 +149,9 @@ impl Comparison {
     /// The JSON object of issue #4:
     /// `{"scenario", "frame_size", "mpps": {"vswitch", "ovs", "testpmd"},
     /// "cycles_per_packet": {...}, "ratio_vs_ovs", "ratio_vs_floor"}`, then
-    /// `"memory"` (`hugepages` or `no-huge`, the same for all three); a
+    /// `"memory"` (`hugepages` or `no-huge`, the same for all three) and
+    /// `"rounds"` (how many times each ran; with more than one, the figures are
+    /// medians over the rounds and `"per_round_mpps"` lists each round's); a
     /// missing figure is null, with `"ovs_skipped": reason` when OVS was not
     /// measured and `"errors": {forwarder: reason}` when vswitchd or testpmd
     /// failed.
@@ -135,7 +174,16 @@ impl Comparison {
             "ratio_vs_ovs": self.ratio_vs_ovs().map(|r| round(r, 3)),
             "ratio_vs_floor": self.ratio_vs_floor().map(|r| round(r, 3)),
             "memory": self.memory.label(),
+            "rounds": self.rounds.vswitch.len().max(1),
         });
+        if self.rounds.vswitch.len() > 1 {
+            let each = |v: &[Outcome]| v.iter().map(mpps).collect::<Vec<_>>();
+            doc["per_round_mpps"] = json!({
+                "vswitch": each(&self.rounds.vswitch),
+                "ovs": each(&self.rounds.ovs),
+                "testpmd": each(&self.rounds.testpmd),
+            });
+        }
         if let Some(reason) = self.ovs.reason() {
             doc["ovs_skipped"] = json!(reason);
         }
@@ -165,6 +213,8 @@ impl Comparison {
             "ratio_vs_ovs",
             "ratio_vs_floor",
             "memory",
+            "rounds",
+            "per_round_mpps",
             "ovs_skipped",
             "errors",
         ];
@@ -173,7 +223,7 @@ impl Comparison {
             .iter()
             .filter_map(|&key| {
                 let value = doc.get(key)?;
-                let text = if key == "mpps" || key == "cycles_per_packet" {
+                let text = if matches!(key, "mpps" | "cycles_per_packet" | "per_round_mpps") {
                     let inner: Vec<String> = forwarders
                         .iter()
                         .map(|f| format!("{}:{}", json!(f), value[*f]))
@@ -240,6 +290,14 @@ pub fn table(rows: &[Comparison]) -> String {
     let mut kinds: Vec<&str> = rows.iter().map(|r| r.memory.label()).collect();
     kinds.dedup();
     let _ = writeln!(s, "memory: {}", kinds.join(", "));
+    if let Some(n) = rows
+        .iter()
+        .map(|r| r.rounds.vswitch.len())
+        .max()
+        .filter(|&n| n > 1)
+    {
+        let _ = writeln!(s, "rounds: {n}, each figure the median over them");
+    }
     for r in rows {
         for (name, o) in [
             ("vswitch", &r.vswitch),
@@ -346,7 +404,58 @@ mod tests {
             vswitch: Outcome::Mpps(30.0),
             ovs,
             testpmd: Outcome::Mpps(40.0),
+            rounds: Rounds::default(),
         }
+    }
+
+    #[test]
+    fn rounds_combine_to_the_median_or_the_first_reason() {
+        use Outcome::{Failed, Mpps, Skipped};
+        assert_eq!(combine(&[Mpps(3.0), Mpps(1.0), Mpps(2.0)]), Mpps(2.0));
+        assert_eq!(
+            combine(&[Mpps(4.0), Mpps(1.0), Mpps(2.0), Mpps(3.0)]),
+            Mpps(2.5)
+        );
+        assert_eq!(combine(&[Mpps(5.0)]), Mpps(5.0));
+        assert_eq!(
+            combine(&[Mpps(1.0), Skipped("--no-ovs".into()), Failed("boom".into())]),
+            Failed("boom".into())
+        );
+        assert_eq!(
+            combine(&[Skipped("a".into()), Skipped("b".into())]),
+            Skipped("a".into())
+        );
+        assert!(matches!(combine(&[]), Failed(_)));
+    }
+
+    #[test]
+    fn several_rounds_list_each_in_json() {
+        let mut r = row(Outcome::Mpps(10.0));
+        r.rounds = Rounds {
+            vswitch: vec![
+                Outcome::Mpps(29.0),
+                Outcome::Mpps(30.0),
+                Outcome::Mpps(31.0),
+            ],
+            ovs: vec![Outcome::Mpps(10.0); 3],
+            testpmd: vec![
+                Outcome::Mpps(40.0),
+                Outcome::Failed("x".into()),
+                Outcome::Mpps(41.0),
+            ],
+        };
+        let j = r.to_json();
+        assert_eq!(j["rounds"], 3);
+        assert_eq!(j["per_round_mpps"]["vswitch"], json!([29.0, 30.0, 31.0]));
+        assert_eq!(j["per_round_mpps"]["testpmd"], json!([40.0, null, 41.0]));
+        let line = r.to_json_line();
+        assert!(
+            line.contains(r#""rounds":3,"per_round_mpps":{"vswitch":[29.0,30.0,31.0],"#),
+            "{line}"
+        );
+        assert!(table(&[r.clone()]).contains("rounds: 3, each figure the median"));
+        assert!(!table(&[row(Outcome::Mpps(1.0))]).contains("rounds:"));
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), j);
     }
 
     #[test]
@@ -365,7 +474,9 @@ mod tests {
         assert!(j.get("ovs_skipped").is_none());
         assert!(j.get("errors").is_none());
         assert_eq!(j["memory"], "hugepages");
-        assert_eq!(j.as_object().unwrap().len(), 7);
+        assert_eq!(j["rounds"], 1);
+        assert!(j.get("per_round_mpps").is_none());
+        assert_eq!(j.as_object().unwrap().len(), 8);
         let line = row(Outcome::Mpps(10.0)).to_json_line();
         assert!(
             line.starts_with(r#"{"scenario":"l2","frame_size":64,"mpps":{"vswitch":30.0,"ovs":10.0,"testpmd":40.0},"cycles_per_packet":{"vswitch":100.0,"#),

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use bench::bundle::{default_packets, mbufs_for, memory_mb_for, write_bundle, Bundle, RunSettings};
-use bench::compare::{run_ovs, table, Comparison, Outcome};
+use bench::compare::{combine, run_ovs, table, Comparison, Outcome, Rounds};
 use bench::memory::{Memory, MemoryChoice};
 use bench::runner::{run_testpmd, run_vswitchd, tsc_hz, Measurement, RunOptions, WorkDir};
 use bench::scenario::{
@@ -112,6 +112,12 @@ struct CompareArgs {
     /// Seconds each forwarder runs before its window.
     #[arg(long, value_name = "S", default_value_t = 2)]
     warmup: u32,
+    /// Run the three forwarders in turn R times (vswitchd, testpmd, OVS,
+    /// vswitchd, ...) and report each one's median over the rounds: on a noisy
+    /// machine the ratios then compare runs made minutes, not seconds, apart
+    /// less often.
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// CPU of the forwarding worker / PMD of all three (their main thread
     /// goes to CPU 0, or 1 if C is 0).
     #[arg(long, value_name = "C", default_value_t = 1)]
@@ -386,35 +392,48 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             scenario.size(),
             scenario.flow_count()
         );
-        let outcome = |who: &str, result: anyhow::Result<Measurement>| match result {
-            Ok(m) => {
-                eprintln!("compare: {label}: {who} {:.3} Mpps", m.mpps());
-                Outcome::Mpps(m.mpps())
-            }
-            Err(err) => {
-                eprintln!("compare: {label}: {who} failed: {err:#}");
-                Outcome::Failed(format!("{err:#}"))
-            }
-        };
-        let vswitch = outcome(
-            "vswitchd",
-            run_vswitchd(&vswitchd, &bundle, scenario.as_ref(), &opts),
+        let mut rounds = Rounds::default();
+        for round in 1..=args.rounds {
+            let label = if args.rounds > 1 {
+                format!("{label} (round {round}/{})", args.rounds)
+            } else {
+                label.clone()
+            };
+            let outcome = |who: &str, result: anyhow::Result<Measurement>| match result {
+                Ok(m) => {
+                    eprintln!("compare: {label}: {who} {:.3} Mpps", m.mpps());
+                    Outcome::Mpps(m.mpps())
+                }
+                Err(err) => {
+                    eprintln!("compare: {label}: {who} failed: {err:#}");
+                    Outcome::Failed(format!("{err:#}"))
+                }
+            };
+            rounds.vswitch.push(outcome(
+                "vswitchd",
+                run_vswitchd(&vswitchd, &bundle, scenario.as_ref(), &opts),
+            ));
+            rounds.testpmd.push(outcome(
+                "testpmd io",
+                run_testpmd(&args.testpmd, "io", &bundle, scenario.as_ref(), &opts),
+            ));
+            rounds.ovs.push(if args.no_ovs {
+                Outcome::Skipped("--no-ovs".to_owned())
+            } else {
+                let ovs = run_ovs(&ovs_script, &bundle, &opts);
+                match &ovs {
+                    Outcome::Mpps(m) => eprintln!("compare: {label}: ovs-dpdk {m:.3} Mpps"),
+                    Outcome::Skipped(r) => eprintln!("compare: {label}: ovs-dpdk skipped: {r}"),
+                    Outcome::Failed(r) => eprintln!("compare: {label}: ovs-dpdk n/a: {r}"),
+                }
+                ovs
+            });
+        }
+        let (vswitch, testpmd, ovs) = (
+            combine(&rounds.vswitch),
+            combine(&rounds.testpmd),
+            combine(&rounds.ovs),
         );
-        let testpmd = outcome(
-            "testpmd io",
-            run_testpmd(&args.testpmd, "io", &bundle, scenario.as_ref(), &opts),
-        );
-        let ovs = if args.no_ovs {
-            Outcome::Skipped("--no-ovs".to_owned())
-        } else {
-            let ovs = run_ovs(&ovs_script, &bundle, &opts);
-            match &ovs {
-                Outcome::Mpps(m) => eprintln!("compare: {label}: ovs-dpdk {m:.3} Mpps"),
-                Outcome::Skipped(r) => eprintln!("compare: {label}: ovs-dpdk skipped: {r}"),
-                Outcome::Failed(r) => eprintln!("compare: {label}: ovs-dpdk n/a: {r}"),
-            }
-            ovs
-        };
         // OVS is the baseline: its failure is reported in its column only.
         failed |= [&vswitch, &testpmd]
             .iter()
@@ -428,6 +447,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             vswitch,
             ovs,
             testpmd,
+            rounds,
         };
         if args.json {
             let mut out = io::stdout().lock();

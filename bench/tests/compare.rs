@@ -89,6 +89,61 @@ fn compare_l2_smoke() {
     }
 }
 
+/// `--rounds 2` runs each forwarder twice and reports the median of the two
+/// (their mean) beside each round's figure; OVS left out for time.
+#[test]
+fn compare_rounds_smoke() {
+    if !is_root() || !on_path("dpdk-testpmd") {
+        println!("skipping compare_rounds_smoke: needs root and dpdk-testpmd");
+        return;
+    }
+    let Some(vswitchd) = vswitchd() else {
+        println!("skipping compare_rounds_smoke: vswitchd not built (cargo build -p vswitchd)");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
+        .args([
+            "compare",
+            "l2",
+            "--rounds",
+            "2",
+            "--no-ovs",
+            "--seconds",
+            "1",
+        ])
+        .args(["--warmup", "0", "--json", "--vswitchd"])
+        .arg(&vswitchd)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("(round 2/2)"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(doc["rounds"], 2, "{doc}");
+    for forwarder in ["vswitch", "testpmd"] {
+        let each: Vec<f64> = doc["per_round_mpps"][forwarder]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(each.len(), 2, "{doc}");
+        assert!(each.iter().all(|&m| m > 0.0), "{doc}");
+        let median = doc["mpps"][forwarder].as_f64().unwrap();
+        assert!(
+            (median - (each[0] + each[1]) / 2.0).abs() < 0.002,
+            "{forwarder}: {doc}"
+        );
+    }
+    assert_eq!(
+        doc["per_round_mpps"]["ovs"],
+        serde_json::json!([null, null]),
+        "{doc}"
+    );
+    assert_eq!(doc["ovs_skipped"], "--no-ovs", "{doc}");
+}
+
 /// `run --memory` is honoured and reported; an unknown kind is refused before
 /// anything starts. Hugepages are tried only where the machine has them free.
 #[test]
