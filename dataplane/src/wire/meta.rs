@@ -693,7 +693,9 @@ fn parse_l4(
                 }
             }
         }
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+        // ICMP in IPv4 and ICMPv6 in IPv6 only: the other way round is no ICMP
+        // at all (and `ipv4_flow_hash`, which reads only IPv4's ICMP, must agree).
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if (m.l4_proto == IPPROTO_ICMP) == (m.l3 == L3Kind::Ipv4) => {
             if l4.len() < 4 {
                 return Err(ParseError::TruncatedIcmp);
             }
