@@ -29,29 +29,43 @@ fn vswitchd() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-#[test]
-fn compare_l2_smoke() {
+/// `vswitch-bench compare ARGS --json --vswitchd <built>`, asserting it
+/// succeeds; its stdout and stderr. `None` (after saying why) where it cannot
+/// run: not root, no testpmd, vswitchd not built.
+fn run_compare(test: &str, args: &[&str]) -> Option<(String, String)> {
     if !is_root() {
-        println!("skipping compare_l2_smoke: DPDK and OVS-DPDK need root");
-        return;
+        println!("skipping {test}: DPDK and OVS-DPDK need root");
+        return None;
     }
     if !on_path("dpdk-testpmd") {
-        println!("skipping compare_l2_smoke: dpdk-testpmd not found on PATH");
-        return;
+        println!("skipping {test}: dpdk-testpmd not found on PATH");
+        return None;
     }
     let Some(vswitchd) = vswitchd() else {
-        println!("skipping compare_l2_smoke: vswitchd not built (cargo build -p vswitchd)");
-        return;
+        println!("skipping {test}: vswitchd not built (cargo build -p vswitchd)");
+        return None;
     };
     let out = Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-        .args(["compare", "l2", "--seconds", "2", "--warmup", "1", "--json"])
-        .arg("--vswitchd")
+        .arg("compare")
+        .args(args)
+        .args(["--json", "--vswitchd"])
         .arg(&vswitchd)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    Some((stdout, stderr))
+}
+
+#[test]
+fn compare_l2_smoke() {
+    let Some((stdout, _)) = run_compare(
+        "compare_l2_smoke",
+        &["l2", "--seconds", "2", "--warmup", "1"],
+    ) else {
+        return;
+    };
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one object per scenario: {stdout}");
     let doc: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
@@ -93,31 +107,21 @@ fn compare_l2_smoke() {
 /// (their mean) beside each round's figure; OVS left out for time.
 #[test]
 fn compare_rounds_smoke() {
-    if !is_root() || !on_path("dpdk-testpmd") {
-        println!("skipping compare_rounds_smoke: needs root and dpdk-testpmd");
-        return;
-    }
-    let Some(vswitchd) = vswitchd() else {
-        println!("skipping compare_rounds_smoke: vswitchd not built (cargo build -p vswitchd)");
-        return;
-    };
-    let out = Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-        .args([
-            "compare",
+    let Some((stdout, stderr)) = run_compare(
+        "compare_rounds_smoke",
+        &[
             "l2",
             "--rounds",
             "2",
             "--no-ovs",
             "--seconds",
             "1",
-        ])
-        .args(["--warmup", "0", "--json", "--vswitchd"])
-        .arg(&vswitchd)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+            "--warmup",
+            "0",
+        ],
+    ) else {
+        return;
+    };
     assert!(stderr.contains("(round 2/2)"), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(doc["rounds"], 2, "{doc}");
