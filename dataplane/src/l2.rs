@@ -360,16 +360,15 @@ impl L2Ingress<'_> {
 
     /// The verdicts of a whole burst: `out[i]` for `pkts[i]`, the same as
     /// [`classify`](Self::classify) on each frame, for as many frames as `out` has
-    /// room for. Returns the port when every verdict is an output to that one port,
-    /// so the worker can hand the burst over whole without looking at the verdicts
-    /// again.
+    /// room for, at most [`BURST`]. Returns the port when every verdict is an
+    /// output to that one port, so the worker can hand the burst over whole
+    /// without looking at the verdicts again.
     ///
-    /// The loop keeps the port's group, its flood verdict and the MAC table's fields
-    /// in registers (through `&self` they would be reloaded for every frame), writes
-    /// into a slice (no capacity check per frame), and notes whether the verdicts
-    /// differ from the first one with one OR per frame. Never inlined: inside the
-    /// worker's large poll function the same loop ran out of registers and reloaded
-    /// half of those values from the stack for every frame.
+    /// The loop keeps the ingress port and group (one packed word) and the MAC
+    /// table's fields in registers (through `&self` they would be reloaded for
+    /// every frame) and writes into a slice (no capacity check per frame). Never
+    /// inlined: inside the worker's large poll function the same loop ran out of
+    /// registers and reloaded half of those values from the stack for every frame.
     #[inline(never)]
     pub fn classify_burst<B: PacketBuf, V: From<L2Verdict>>(
         &self,
@@ -382,7 +381,8 @@ impl L2Ingress<'_> {
             }
             return None;
         };
-        let n = pkts.len().min(out.len());
+        // At most a burst: `left` below has a bit per frame.
+        let n = pkts.len().min(out.len()).min(BURST);
         let (pkts, out) = (&pkts[..n], &mut out[..n]);
         let in_port = self.in_port;
         if let Some(peer) = entry.patch {
@@ -794,6 +794,15 @@ mod tests {
         assert_eq!(burst_of(&l2, PortIdx(6), &[]), None);
         // An unknown ingress port drops everything.
         assert_eq!(burst_of(&l2, PortIdx(9), &[frame(A, B)]), None);
+        // More than a burst, with room for all: the first BURST frames only.
+        let many: Vec<VecBuf> = (0..BURST + 8).map(|_| VecBuf::new(&to_b())).collect();
+        let mut out = vec![L2Verdict::Flood; BURST + 8];
+        let one = l2.ingress(PortIdx(0)).classify_burst(&many, &mut out);
+        assert_eq!(one, Some(PortIdx(1)));
+        assert!(out[..BURST]
+            .iter()
+            .all(|&v| v == L2Verdict::Output(PortIdx(1))));
+        assert!(out[BURST..].iter().all(|&v| v == L2Verdict::Flood));
         // An empty MAC table: everything floods or is dropped, nothing outputs.
         let mut empty = L2PipelineBuilder::new(1);
         empty
