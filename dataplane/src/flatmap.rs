@@ -91,20 +91,10 @@ impl<V: Copy> FlatMap<V> {
     /// The value of `key`.
     #[inline]
     pub fn get(&self, key: u64) -> Option<&V> {
-        if key == EMPTY || self.slots.is_empty() {
-            return self.max_key.as_ref().filter(|_| key == EMPTY);
+        if key == EMPTY {
+            return self.max_key.as_ref();
         }
-        let mut i = self.home(key);
-        loop {
-            let s = &self.slots[i & self.mask];
-            if s.key == key {
-                return Some(&s.value);
-            }
-            if s.key == EMPTY {
-                return None;
-            }
-            i += 1;
-        }
+        self.reader().slot_of(key).map(|s| &s.value)
     }
 
     /// The map as a burst loop reads it: the few fields a lookup needs, copied out
@@ -186,7 +176,7 @@ pub struct FlatReader<'a, V: Copy> {
     max_key: Option<V>,
 }
 
-impl<V: Copy> FlatReader<'_, V> {
+impl<'a, V: Copy> FlatReader<'a, V> {
     /// The value of `key`, as [`FlatMap::get`] gives it.
     #[inline]
     pub fn get(&self, key: u64) -> Option<V> {
@@ -201,24 +191,31 @@ impl<V: Copy> FlatReader<'_, V> {
     #[inline]
     pub fn get_below_max(&self, key: u64) -> Option<V> {
         debug_assert_ne!(key, EMPTY);
+        self.slot_of(key).map(|s| s.value)
+    }
+
+    /// The slot holding `key` (not `EMPTY`): the one probe loop of the map.
+    #[inline]
+    fn slot_of(&self, key: u64) -> Option<&'a Slot<V>> {
         // The home slot is below the slot count by construction (the product's top
         // log2(count) bits), so its bounds check is also the emptiness check: an
         // empty map has no slots, and its shift of 64 (`wrapping_shr`: by 0) gives
         // some index that `get` refuses.
+        let slots = self.slots;
         let home = key.wrapping_mul(self.mul).wrapping_shr(self.shift) as usize;
-        let s = self.slots.get(home)?;
+        let s = slots.get(home)?;
         if s.key == key {
-            return Some(s.value);
+            return Some(s);
         }
         if s.key == EMPTY {
             return None;
         }
-        let mask = self.slots.len() - 1;
+        let mask = slots.len() - 1;
         let mut i = home + 1;
         loop {
-            let s = &self.slots[i & mask];
+            let s = &slots[i & mask];
             if s.key == key {
-                return Some(s.value);
+                return Some(s);
             }
             if s.key == EMPTY {
                 return None;

@@ -375,15 +375,13 @@ impl L2Ingress<'_> {
         pkts: &[B],
         out: &mut [V],
     ) -> Option<PortIdx> {
-        let Some(entry) = self.entry else {
-            for o in out.iter_mut().take(pkts.len()) {
-                *o = L2Verdict::Drop(DropReason::NoPipelinePort).into();
-            }
-            return None;
-        };
         // At most a burst: `left` below has a bit per frame.
         let n = pkts.len().min(out.len()).min(BURST);
         let (pkts, out) = (&pkts[..n], &mut out[..n]);
+        let Some(entry) = self.entry else {
+            out.fill_with(|| L2Verdict::Drop(DropReason::NoPipelinePort).into());
+            return None;
+        };
         let in_port = self.in_port;
         if let Some(peer) = entry.patch {
             let mut runts = false;

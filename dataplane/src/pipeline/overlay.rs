@@ -166,6 +166,35 @@ fn from_local_fast<B: PacketBuf>(
     }
 }
 
+/// Where a frame decapsulated into `net` goes by its destination MAC `dst_bits`,
+/// as a bridge switches it: flooded in the network (not back into the overlay),
+/// to a local port, or dropped. `None` for the network's gateway MAC: the frame is
+/// routed, which the caller does.
+#[inline]
+fn switch_from_tunnel(
+    p: &Pipeline,
+    net: NetworkId,
+    info: &NetworkInfo,
+    dst_bits: u64,
+) -> Option<Verdict> {
+    let dst = MacAddr::from_u64(dst_bits);
+    if dst.is_multicast() {
+        return Some(Verdict::FloodNetwork {
+            net,
+            from_tunnel: true,
+        });
+    }
+    if dst == info.gateway_mac {
+        return None;
+    }
+    Some(match p.overlay.l2_lookup_bits(net, dst_bits) {
+        Some(L2Dest::Local(port)) => Verdict::Output(port),
+        // Never re-encapsulate what came out of a tunnel: loops are impossible.
+        Some(L2Dest::Remote(_)) => Verdict::Drop(DropReason::TunnelHairpin),
+        None => Verdict::Drop(DropReason::UnknownDestination),
+    })
+}
+
 /// The bulk of tunnel traffic — an untagged IPv4 packet without options or
 /// fragmentation, to our VTEP address, carrying VXLAN or option-less Geneve with an
 /// Ethernet frame for a network we have — decapsulated by reading the few header
@@ -225,23 +254,8 @@ fn from_uplink_fast<B: PacketBuf>(
     if info.encap != kind {
         return None;
     }
-    let dst_bits = MacAddr::dst_bits(&h[INNER..])?;
-    let dst = MacAddr::from_u64(dst_bits);
-    let verdict = if dst.is_multicast() {
-        Verdict::FloodNetwork {
-            net,
-            from_tunnel: true,
-        }
-    } else if dst == info.gateway_mac {
-        return None; // routing needs the inner parse
-    } else {
-        match p.overlay.l2_lookup_bits(net, dst_bits) {
-            Some(L2Dest::Local(port)) => Verdict::Output(port),
-            // Never re-encapsulate what came out of a tunnel: loops are impossible.
-            Some(L2Dest::Remote(_)) => Verdict::Drop(DropReason::TunnelHairpin),
-            None => Verdict::Drop(DropReason::UnknownDestination),
-        }
-    };
+    // The gateway's MAC (`None`): routing needs the inner parse.
+    let verdict = switch_from_tunnel(p, net, info, MacAddr::dst_bits(&h[INNER..])?)?;
     // Strip the outer headers and any Ethernet padding after the UDP payload, as
     // the full path does.
     let tail = data.len() - (UDP + udp_len);
@@ -710,25 +724,15 @@ pub(super) fn from_uplink<B: PacketBuf>(
     ) else {
         return Verdict::Drop(DropReason::Malformed);
     };
-    let dst = MacAddr::from_u64(dst_bits);
-    if dst.is_multicast() {
-        return Verdict::FloodNetwork {
-            net,
-            from_tunnel: true,
-        };
-    }
-    if dst == info.gateway_mac {
-        // A remote node routes with its own distributed gateway; a frame to ours
-        // arriving by tunnel is routed here all the same.
-        if let Err(e) = wire::parse_into(pkt.data(), &p.parse, inner) {
-            return Verdict::Drop(parse_drop(e));
+    match switch_from_tunnel(p, net, info, dst_bits) {
+        Some(verdict) => verdict,
+        None => {
+            // A remote node routes with its own distributed gateway; a frame to
+            // ours arriving by tunnel is routed here all the same.
+            if let Err(e) = wire::parse_into(pkt.data(), &p.parse, inner) {
+                return Verdict::Drop(parse_drop(e));
+            }
+            route(p, net, u.uplink, pkt, inner, ctx, cache, routes)
         }
-        return route(p, net, u.uplink, pkt, inner, ctx, cache, routes);
-    }
-    match p.overlay.l2_lookup_bits(net, dst_bits) {
-        Some(L2Dest::Local(port)) => Verdict::Output(port),
-        // Never re-encapsulate what came out of a tunnel: loops are impossible.
-        Some(L2Dest::Remote(_)) => Verdict::Drop(DropReason::TunnelHairpin),
-        None => Verdict::Drop(DropReason::UnknownDestination),
     }
 }
