@@ -143,7 +143,9 @@ impl PacketBuf for Mbuf {
     // paths, they are too hot for a call into the C shim. A chained mbuf still goes
     // through DPDK's own helper, which knows about the last segment.
 
-    #[inline]
+    // Always inlined: the encap burst loop prepends for every packet, and as a
+    // call it cost the loop its registers.
+    #[inline(always)]
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
         if self.nb_segs() != 1 {
             return self.prepend_chained(len);

@@ -182,7 +182,7 @@ pub(super) fn l2_key(net: NetworkId, mac: MacAddr) -> u64 {
 }
 
 #[inline]
-fn l2_key_bits(net: NetworkId, mac: u64) -> u64 {
+pub(crate) fn l2_key_bits(net: NetworkId, mac: u64) -> u64 {
     (u64::from(net.0) << 48) | (mac & 0xffff_ffff_ffff)
 }
 
@@ -295,6 +295,13 @@ impl OverlaySnapshot {
     #[inline]
     pub fn l2_lookup(&self, net: NetworkId, mac: MacAddr) -> Option<L2Dest> {
         self.l2.get(l2_key(net, mac)).copied()
+    }
+
+    /// The MAC table as a reader, keyed by [`l2_key_bits`], for a burst loop that
+    /// keeps the table's fields in registers.
+    #[inline]
+    pub(crate) fn l2_reader(&self) -> crate::flatmap::FlatReader<'_, L2Dest> {
+        self.l2.reader()
     }
 
     /// [`l2_lookup`](Self::l2_lookup) with the MAC as [`MacAddr::to_u64`] gives it

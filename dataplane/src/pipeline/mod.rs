@@ -28,6 +28,7 @@
 //! [`DropReason`](crate::DropReason). Replies the switch makes (ARP, ND, ICMP) reuse
 //! the request's buffer in place — no allocation on the packet path.
 
+mod burst;
 mod overlay;
 mod reply;
 mod scratch;
@@ -185,6 +186,9 @@ impl Pipeline {
         scratch: &mut Scratch,
         out: &mut [Verdict],
     ) -> (u64, Option<PortIdx>) {
+        if let (IngressKind::Network(net, info), true) = (ingress.kind, scratch.fast_paths) {
+            return burst::from_local(self, ingress, net, info, pkts, ctx, scratch, out);
+        }
         let mut bytes = 0u64;
         let n = pkts.len().min(out.len());
         for (v, pkt) in out.iter_mut().zip(pkts.iter_mut()) {

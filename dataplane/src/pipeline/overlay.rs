@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::reply;
-use super::scratch::{EncapCache, RouteCache, Routed, Scratch};
+use super::scratch::{EncapCache, RouteCache, Routed, RoutedMacs, Scratch};
 use super::{Ctx, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
@@ -288,7 +288,12 @@ fn route_fast<B: PacketBuf>(
         return None;
     }
     let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    let Routed::Forward { dst_net, mac, dest } = routes.get4(net, dst)? else {
+    let Routed::Forward {
+        dst_net,
+        macs,
+        dest,
+    } = routes.get4(net, dst)?
+    else {
         // Cached drops are as cheap on the full path; the gateway needs the parse.
         return None;
     };
@@ -302,7 +307,7 @@ fn route_fast<B: PacketBuf>(
         L2Dest::Remote(_) => source_port(wire::ipv4_flow_hash(data)?),
     };
     // TTL > 1 and a whole header were checked: this cannot refuse.
-    rewrite_routed(pkt.data_mut(), L3, false, mac, dst_info.gateway_mac)?;
+    rewrite_routed(pkt.data_mut(), L3, false, &macs)?;
     Some(match dest {
         L2Dest::Local(port) => Verdict::Output(port),
         L2Dest::Remote(vtep) => encap_push(p, dst_net, vtep, pkt, src_port, ctx, cache),
@@ -316,26 +321,19 @@ fn too_big(info: &NetworkInfo, ip_len: usize) -> Option<u16> {
     info.mtu.filter(|&mtu| ip_len > usize::from(mtu))
 }
 
-/// Rewrites a routed frame in place: it leaves the destination network's gateway
-/// (`gateway_mac`) towards `mac`, with the TTL (IPv4, incremental checksum) or hop
-/// limit (IPv6) of the IP header at `l3` one less. `None`, with nothing changed, if
-/// the IPv4 header is short or its TTL is zero.
+/// Rewrites a routed frame in place: its Ethernet addresses become `macs`, and the
+/// TTL (IPv4, incremental checksum) or hop limit (IPv6) of the IP header at `l3`
+/// one less. `None`, with nothing changed, if the IPv4 header is short or its TTL
+/// is zero.
 #[inline]
-fn rewrite_routed(
-    data: &mut [u8],
-    l3: usize,
-    ipv6: bool,
-    mac: MacAddr,
-    gateway_mac: MacAddr,
-) -> Option<()> {
+fn rewrite_routed(data: &mut [u8], l3: usize, ipv6: bool, macs: &RoutedMacs) -> Option<()> {
     if ipv6 {
         let hop = data.get_mut(l3 + 7)?;
         *hop = hop.saturating_sub(1);
     } else {
         wire::checksum::ipv4_decrement_ttl(data.get_mut(l3..)?)?;
     }
-    data[0..6].copy_from_slice(&mac.0);
-    data[6..12].copy_from_slice(&gateway_mac.0);
+    data[0..12].copy_from_slice(&macs.0);
     Some(())
 }
 
@@ -374,8 +372,12 @@ fn route<B: PacketBuf>(
             r
         }
     };
-    let (dst_net, mac, dest) = match routed {
-        Routed::Forward { dst_net, mac, dest } => (dst_net, mac, dest),
+    let (dst_net, macs, dest) = match routed {
+        Routed::Forward {
+            dst_net,
+            macs,
+            dest,
+        } => (dst_net, macs, dest),
         Routed::Drop(reason) => return Verdict::Drop(reason),
         Routed::ToGateway if p.overlay.underlay().map(|u| u.uplink) == Some(in_port) => {
             // Arrived by tunnel: the sender's own switch answers for the distributed
@@ -409,15 +411,13 @@ fn route<B: PacketBuf>(
             DropReason::TtlExpired,
         );
     }
-    let Some(dst_info) = p.overlay.network(dst_net) else {
-        return Verdict::Drop(DropReason::UnknownNetwork);
-    };
+    // (`resolve` forwards only into networks the snapshot has.)
     let l3 = usize::from(meta.l3_offset);
-    if rewrite_routed(pkt.data_mut(), l3, ipv6, mac, dst_info.gateway_mac).is_none() {
+    if rewrite_routed(pkt.data_mut(), l3, ipv6, &macs).is_none() {
         return Verdict::Drop(DropReason::Malformed);
     }
-    meta.dst_mac = mac;
-    meta.src_mac = dst_info.gateway_mac;
+    meta.dst_mac = macs.dst();
+    meta.src_mac = macs.src();
     meta.ttl -= 1;
     match dest {
         L2Dest::Local(port) => Verdict::Output(port),
@@ -443,22 +443,24 @@ fn resolve(p: &Pipeline, net: NetworkId, meta: &PacketMeta) -> Routed {
     let Some(vrf) = p.overlay.network(net).map(|n| n.vrf) else {
         return Routed::Drop(DropReason::UnknownNetwork);
     };
-    match p.overlay.route(vrf, dst) {
-        None => Routed::Drop(DropReason::NoRoute),
-        Some(RouteResult::Blackhole) => Routed::Drop(DropReason::Blackhole),
+    let (dst_net, mac, dest) = match p.overlay.route(vrf, dst) {
+        None => return Routed::Drop(DropReason::NoRoute),
+        Some(RouteResult::Blackhole) => return Routed::Drop(DropReason::Blackhole),
         Some(RouteResult::Connected(dn)) => match p.overlay.host_lookup(dn, dst) {
-            Some((mac, dest)) => Routed::Forward {
-                dst_net: dn,
-                mac,
-                dest,
-            },
-            None => Routed::Drop(DropReason::UnknownDestination),
+            Some((mac, dest)) => (dn, mac, dest),
+            None => return Routed::Drop(DropReason::UnknownDestination),
         },
-        Some(RouteResult::NextHop { network, mac, dest }) => Routed::Forward {
-            dst_net: network,
-            mac,
-            dest,
-        },
+        Some(RouteResult::NextHop { network, mac, dest }) => (network, mac, dest),
+    };
+    // A route into a network the snapshot does not describe (never in one the
+    // control plane builds) leads nowhere.
+    let Some(dst_info) = p.overlay.network(dst_net) else {
+        return Routed::Drop(DropReason::UnknownNetwork);
+    };
+    Routed::Forward {
+        dst_net,
+        macs: RoutedMacs::new(mac, dst_info.gateway_mac),
+        dest,
     }
 }
 
@@ -551,7 +553,7 @@ fn encap_push<B: PacketBuf>(
 /// RFC 7348 §5: the outer source port carries entropy from the inner flow, from the
 /// dynamic range, so the underlay's ECMP spreads flows but keeps each in order.
 #[inline]
-fn source_port(flow_hash: u32) -> u16 {
+pub(super) fn source_port(flow_hash: u32) -> u16 {
     49152 | (flow_hash as u16 & 0x3fff)
 }
 

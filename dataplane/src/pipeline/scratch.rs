@@ -236,12 +236,12 @@ const ROUTE_SLOTS: usize = 4096;
 pub(crate) enum Routed {
     /// The destination is a gateway address of the source network: for the switch.
     ToGateway,
-    /// Rewrite to `mac` from `dst_net`'s gateway MAC and send to `dest`.
+    /// Rewrite the Ethernet addresses to `macs` and send to `dest`.
     Forward {
         /// The network the frame leaves in.
         dst_net: NetworkId,
-        /// The new destination MAC.
-        mac: MacAddr,
+        /// The new Ethernet addresses.
+        macs: RoutedMacs,
         /// Where it goes.
         dest: L2Dest,
     },
@@ -249,13 +249,70 @@ pub(crate) enum Routed {
     Drop(DropReason),
 }
 
+/// The Ethernet addresses of a routed frame, as the header's first 12 bytes hold
+/// them: the next hop's MAC, then the gateway MAC of the network the frame leaves
+/// in (kept here so a routed frame is rewritten with one copy and without a look
+/// at the network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RoutedMacs(pub(crate) [u8; 12]);
+
+impl RoutedMacs {
+    /// To `dst` from `src`.
+    pub(crate) fn new(dst: MacAddr, src: MacAddr) -> Self {
+        let mut b = [0; 12];
+        b[..6].copy_from_slice(&dst.0);
+        b[6..].copy_from_slice(&src.0);
+        RoutedMacs(b)
+    }
+
+    /// The new destination MAC.
+    pub(crate) fn dst(&self) -> MacAddr {
+        MacAddr([
+            self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
+        ])
+    }
+
+    /// The new source MAC.
+    pub(crate) fn src(&self) -> MacAddr {
+        MacAddr([
+            self.0[6], self.0[7], self.0[8], self.0[9], self.0[10], self.0[11],
+        ])
+    }
+}
+
 /// An IPv4 entry: source network and destination in one word, so a probe is one
-/// compare, and 24 bytes a slot (the fast path for pods is IPv4).
+/// compare, and 32 bytes a slot (the fast path for pods is IPv4).
 #[derive(Clone, Copy)]
 struct Route4Entry {
     /// [`RouteCache::key4`]; 0 when the slot is empty.
     key: u64,
     routed: Routed,
+}
+
+impl Route4Entry {
+    const EMPTY: Route4Entry = Route4Entry {
+        key: 0,
+        routed: Routed::ToGateway,
+    };
+}
+
+type Route4Table = [Route4Entry; ROUTE_SLOTS];
+
+/// The IPv4 cache before its first entry: every key misses (no live key is 0).
+static EMPTY4: Route4Table = [Route4Entry::EMPTY; ROUTE_SLOTS];
+
+/// The IPv4 route cache, read-only, with the slot's bounds known from its type.
+#[derive(Clone, Copy)]
+pub(crate) struct Route4Reader<'a>(&'a Route4Table);
+
+impl Route4Reader<'_> {
+    /// [`RouteCache::get4`].
+    #[inline]
+    pub(crate) fn get(&self, net: NetworkId, addr: u32) -> Option<Routed> {
+        let key = RouteCache::key4(net, addr);
+        let e = &self.0[route_slot(key)];
+        (e.key == key).then_some(e.routed)
+    }
 }
 
 /// An IPv6 entry.
@@ -270,7 +327,8 @@ struct Route6Entry {
 /// Direct-mapped caches of routing decisions (one per address family), allocated on
 /// first use.
 pub(crate) struct RouteCache {
-    v4: Vec<Route4Entry>,
+    /// Allocated on the first IPv4 route; until then [`EMPTY4`] stands in.
+    v4: Option<Box<Route4Table>>,
     v6: Vec<Route6Entry>,
     live: usize,
 }
@@ -285,7 +343,7 @@ fn route_slot(x: u64) -> usize {
 impl RouteCache {
     fn new() -> Self {
         RouteCache {
-            v4: Vec::new(),
+            v4: None,
             v6: Vec::new(),
             live: 0,
         }
@@ -293,7 +351,9 @@ impl RouteCache {
 
     fn clear(&mut self) {
         if self.live > 0 {
-            self.v4.iter_mut().for_each(|e| e.key = 0);
+            if let Some(v4) = &mut self.v4 {
+                v4.iter_mut().for_each(|e| e.key = 0);
+            }
             self.v6.iter_mut().for_each(|e| e.valid = false);
             self.live = 0;
         }
@@ -305,12 +365,16 @@ impl RouteCache {
         (1 << 63) | (u64::from(net.0) << 32) | u64::from(addr)
     }
 
+    /// The IPv4 cache, for a loop that keeps the table's address in a register.
+    #[inline]
+    pub(crate) fn reader4(&self) -> Route4Reader<'_> {
+        Route4Reader(self.v4.as_deref().unwrap_or(&EMPTY4))
+    }
+
     /// The cached decision for IPv4 traffic from `net` to `addr`.
     #[inline]
     pub(crate) fn get4(&self, net: NetworkId, addr: u32) -> Option<Routed> {
-        let key = Self::key4(net, addr);
-        let e = self.v4.get(route_slot(key))?;
-        (e.key == key).then_some(e.routed)
+        self.reader4().get(net, addr)
     }
 
     /// The cached decision for traffic from `net` to `addr` (an IPv4 address in
@@ -353,17 +417,14 @@ impl RouteCache {
             };
             was
         } else {
-            if self.v4.is_empty() {
-                self.v4 = vec![
-                    Route4Entry {
-                        key: 0,
-                        routed: Routed::ToGateway,
-                    };
-                    ROUTE_SLOTS
-                ];
-            }
+            let v4 = self.v4.get_or_insert_with(|| {
+                vec![Route4Entry::EMPTY; ROUTE_SLOTS]
+                    .into_boxed_slice()
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!("ROUTE_SLOTS entries"))
+            });
             let key = Self::key4(net, addr as u32);
-            let e = &mut self.v4[route_slot(key)];
+            let e = &mut v4[route_slot(key)];
             let was = e.key != 0;
             *e = Route4Entry { key, routed };
             was
@@ -653,7 +714,7 @@ mod tests {
         let mut routes = RouteCache::new();
         let fwd = Routed::Forward {
             dst_net: NetworkId(1),
-            mac: MacAddr([2, 0, 0, 0, 0, 9]),
+            macs: RoutedMacs::new(MacAddr([2, 0, 0, 0, 0, 9]), MacAddr([2, 0xaa, 0, 0, 0, 1])),
             dest: L2Dest::Remote(VTEP),
         };
         assert_eq!(routes.get(NET, 0x0a02_000a, false), None, "empty");

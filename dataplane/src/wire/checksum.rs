@@ -78,17 +78,19 @@ pub fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
 /// Decrements the TTL of the IPv4 header at the front of `header` and updates its
 /// checksum incrementally. Returns the new TTL, or `None` (and no change) if the
 /// header is shorter than 20 bytes or the TTL is already 0.
+#[inline]
 pub fn ipv4_decrement_ttl(header: &mut [u8]) -> Option<u8> {
-    if header.len() < 20 || header[8] == 0 {
+    let h: &mut [u8; 20] = header.get_mut(..20)?.try_into().ok()?;
+    if h[8] == 0 {
         return None;
     }
-    let old_word = u16::from_be_bytes([header[8], header[9]]);
-    header[8] -= 1;
-    let new_word = u16::from_be_bytes([header[8], header[9]]);
-    let check = u16::from_be_bytes([header[10], header[11]]);
-    let check = update16(check, old_word, new_word);
-    header[10..12].copy_from_slice(&check.to_be_bytes());
-    Some(header[8])
+    h[8] -= 1;
+    // The TTL/protocol word m is 0x100 less, so RFC 1624's ~(~HC + ~m + m') adds
+    // ~m + m' = 0xfeff to ~HC: one carry to fold, no read of the other word.
+    let sum = u32::from(!u16::from_be_bytes([h[10], h[11]])) + 0xfeff;
+    let check = !((sum & 0xffff) + (sum >> 16)) as u16;
+    h[10..12].copy_from_slice(&check.to_be_bytes());
+    Some(h[8])
 }
 
 #[cfg(test)]
@@ -133,6 +135,27 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ttl_decrement_is_the_general_update(
+            mut h in proptest::array::uniform20(any::<u8>()),
+            ttl in 1u8..=255,
+        ) {
+            h[8] = ttl;
+            h[10] = 0;
+            h[11] = 0;
+            let c = checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            let (old, check) = (u16::from_be_bytes([h[8], h[9]]), c);
+            let mut d = h;
+            prop_assert_eq!(ipv4_decrement_ttl(&mut d), Some(ttl - 1));
+            let expect = update16(check, old, old - 0x100);
+            prop_assert_eq!(u16::from_be_bytes([d[10], d[11]]), expect);
+            prop_assert_eq!(checksum(&d), 0);
+            prop_assert_eq!(&d[..8], &h[..8]);
+            prop_assert_eq!(&d[9..10], &h[9..10]);
+            prop_assert_eq!(&d[12..], &h[12..]);
+        }
+
         #[test]
         fn incremental_equals_recompute(
             mut data in proptest::collection::vec(any::<u8>(), 20..64),

@@ -399,7 +399,9 @@ pub fn ipv4_flow_hash(frame: &[u8]) -> Option<u32> {
     ))
 }
 
-#[inline]
+/// Always inlined: the pod fast paths hash every packet, and as a call it cost
+/// the encap burst loop its registers.
+#[inline(always)]
 fn hash_tuple(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, proto: u8) -> u32 {
     const K: [u64; 4] = [
         0x9e37_79b9_7f4a_7c15,

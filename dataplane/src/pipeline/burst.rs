@@ -1,0 +1,146 @@
+//! The burst loop for frames from a local port of a virtual network: the
+//! common cases on a straight path, everything else through the per-packet
+//! pipeline in a second pass.
+
+use super::scratch::{Routed, Scratch};
+use super::{overlay, reply, Ctx, Ingress, Pipeline, Verdict};
+use crate::buf::PacketBuf;
+use crate::io::BURST;
+use crate::overlay::{l2_key_bits, L2Dest, NetworkId, NetworkInfo};
+use crate::port::PortIdx;
+use crate::snapshot::Versioned;
+use crate::wire;
+
+/// Outer Ethernet and a plain IPv4 header: what the straight path reads.
+const PLAIN_IPV4: usize = crate::ethernet::HEADER_LEN + 20;
+
+/// [`Pipeline::process_burst`] for a burst from `ingress`, a local port of
+/// network `net` (`info`), with the fast paths on.
+///
+/// The straight path takes an untagged IPv4 frame with a plain header (no
+/// options) that is either switched to another local port of `net` by its
+/// destination MAC, or sent to the gateway MAC and routed, through a route the
+/// cache already holds, to a local port of any network (TTL decremented with an
+/// incremental checksum, MACs rewritten). It makes no call, so the loop keeps
+/// its values in registers; it reads the header fields at their fixed places and
+/// checks them as the parse and the per-packet fast paths do, and it decides
+/// everything before it writes a byte. Every other frame (ARP, ND, IPv6, tags,
+/// options, broadcast, unknown MACs, hairpins, tunnels, cache misses, TTL
+/// expiry) is marked and goes through [`Pipeline::process_from`] afterwards, so
+/// the verdicts are those of the per-packet pipeline.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(super) fn from_local<B: PacketBuf>(
+    p: &Pipeline,
+    ingress: Ingress<'_>,
+    net: NetworkId,
+    info: &NetworkInfo,
+    pkts: &mut [B],
+    ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
+    out: &mut [Verdict],
+) -> (u64, Option<PortIdx>) {
+    // At most a burst: `left` has a bit per frame.
+    let n = pkts.len().min(out.len()).min(BURST);
+    let (pkts, out) = (&mut pkts[..n], &mut out[..n]);
+    let in_port = ingress.port;
+    let l2 = p.overlay.l2_reader();
+    let gateway = info.gateway_mac.to_u64();
+    let routes = s.routes.reader4();
+    let encaps = &s.encap;
+    let neighbors = ctx.neighbors.generation();
+    let fast = |pkt: &mut B| -> Option<PortIdx> {
+        let data = pkt.data_mut();
+        let len = data.len();
+        let h: &mut [u8; PLAIN_IPV4] = data.get_mut(..PLAIN_IPV4)?.try_into().ok()?;
+        if h[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes() {
+            return None;
+        }
+        let dst = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) >> 16;
+        if dst != gateway {
+            // I/G bit of the first byte: group addresses are flooded.
+            if dst & (1 << 40) != 0 {
+                return None;
+            }
+            return match l2.get_below_max(l2_key_bits(net, dst))? {
+                L2Dest::Local(port) if port != in_port => Some(port),
+                L2Dest::Local(_) => None,
+                L2Dest::Remote(vtep) => {
+                    // Encapsulated with a header the cache holds, if it fits the
+                    // underlay: as `encap` does. Everything is checked before the
+                    // push, which changes nothing when it refuses (no headroom).
+                    let e = encaps.get(net, vtep, neighbors)?;
+                    let hash = wire::ipv4_flow_hash(data)?;
+                    if e.ipv6 || info.mtu.is_some_and(|mtu| len - 14 > usize::from(mtu)) {
+                        return None;
+                    }
+                    let uplink = e.uplink;
+                    reply::push_cached4(pkt, e, overlay::source_port(hash)).then_some(uplink)
+                }
+            };
+        }
+        // Routed: version 4 without options, a whole packet, TTL to spare.
+        let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
+        if h[14] != 0x45 || h[22] <= 1 || total < 20 || 14 + total > len {
+            return None;
+        }
+        let dst_ip = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
+        let Routed::Forward {
+            macs,
+            dest: L2Dest::Local(port),
+            ..
+        } = routes.get(net, dst_ip)?
+        else {
+            return None;
+        };
+        // The header is whole and its TTL above 1: this cannot refuse.
+        wire::checksum::ipv4_decrement_ttl(&mut h[14..])?;
+        h[0..12].copy_from_slice(&macs.0);
+        Some(port)
+    };
+    // Every port seen is ORed and ANDed: they are all one port exactly when the
+    // two agree.
+    let mut left = 0u32;
+    let (mut any, mut all) = (0u32, u32::MAX);
+    let mut bytes = 0u64;
+    for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
+        match fast(pkt) {
+            Some(port) => {
+                *o = Verdict::Output(port);
+                any |= u32::from(port.0);
+                all &= u32::from(port.0);
+                bytes += pkt.len() as u64;
+            }
+            None => left |= 1 << i,
+        }
+    }
+    if left == 0 {
+        return (bytes, (n > 0 && any == all).then_some(PortIdx(any as u16)));
+    }
+    bytes += rest(p, ingress, pkts, ctx, s, out, left);
+    (bytes, None)
+}
+
+/// The per-packet pipeline for the frames of `pkts` whose bit is set in `left`;
+/// returns their bytes after processing.
+#[inline(never)]
+fn rest<B: PacketBuf>(
+    p: &Pipeline,
+    ingress: Ingress<'_>,
+    pkts: &mut [B],
+    ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
+    out: &mut [Verdict],
+    mut left: u32,
+) -> u64 {
+    let mut bytes = 0;
+    while left != 0 {
+        let i = left.trailing_zeros() as usize;
+        left &= left - 1;
+        if let (Some(pkt), Some(o)) = (pkts.get_mut(i), out.get_mut(i)) {
+            *o = p.process_from(ingress, pkt, ctx, s);
+            bytes += pkt.len() as u64;
+        }
+    }
+    bytes
+}
