@@ -171,7 +171,8 @@ impl PacketBuf for Mbuf {
         })
     }
 
-    #[inline]
+    // Always inlined, as `prepend`: the decap burst loop strips every packet.
+    #[inline(always)]
     fn adj(&mut self, len: usize) -> Option<()> {
         if self.nb_segs() != 1 {
             return self.adj_chained(len);
@@ -207,7 +208,8 @@ impl PacketBuf for Mbuf {
         Some(unsafe { std::slice::from_raw_parts_mut(m.buf_addr.cast::<u8>().add(end), len) })
     }
 
-    #[inline]
+    // Always inlined, as `prepend`: the decap burst loop strips every packet.
+    #[inline(always)]
     fn trim(&mut self, len: usize) -> Option<()> {
         if self.nb_segs() != 1 {
             return self.trim_chained(len);

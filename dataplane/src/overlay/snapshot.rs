@@ -306,7 +306,9 @@ impl OverlaySnapshot {
 
     /// [`l2_lookup`](Self::l2_lookup) with the MAC as [`MacAddr::to_u64`] gives it
     /// (e.g. from [`MacAddr::dst_bits`]).
-    #[inline]
+    // Always inlined: the burst loops switch every frame with it, and as a call it
+    // cost them their registers.
+    #[inline(always)]
     pub fn l2_lookup_bits(&self, net: NetworkId, mac: u64) -> Option<L2Dest> {
         self.l2.get(l2_key_bits(net, mac)).copied()
     }

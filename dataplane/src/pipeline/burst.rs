@@ -6,7 +6,7 @@ use super::scratch::{Routed, Scratch};
 use super::{overlay, reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::io::BURST;
-use crate::overlay::{l2_key_bits, L2Dest, NetworkId, NetworkInfo};
+use crate::overlay::{l2_key_bits, L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
 use crate::port::PortIdx;
 use crate::snapshot::Versioned;
 use crate::wire;
@@ -121,6 +121,52 @@ pub(super) fn from_local<B: PacketBuf>(
     (bytes, None)
 }
 
+/// [`Pipeline::process_burst`] for a burst from the uplink (`u`'s), with the fast
+/// paths on: the decap fast path (`overlay::from_uplink_fast`) for every frame on a
+/// straight pass, then the per-packet pipeline for the frames it leaves (the
+/// underlay's ARP/ND, IPv6 or tagged underlays, options, the gateway MAC, ...).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(super) fn from_uplink<B: PacketBuf>(
+    p: &Pipeline,
+    ingress: Ingress<'_>,
+    u: &UnderlayInfo,
+    pkts: &mut [B],
+    ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
+    out: &mut [Verdict],
+) -> (u64, Option<PortIdx>) {
+    // At most a burst: `left` has a bit per frame.
+    let n = pkts.len().min(out.len()).min(BURST);
+    let (pkts, out) = (&mut pkts[..n], &mut out[..n]);
+    let mut left = 0u32;
+    // As in `from_local`, with a flag for verdicts other than an output.
+    let (mut any, mut all, mut other) = (0u32, u32::MAX, false);
+    let mut bytes = 0u64;
+    let mut memo = overlay::VniMemo::new();
+    for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
+        match overlay::from_uplink_fast(p, u, pkt, &mut memo) {
+            Some(v) => {
+                *o = v;
+                if let Verdict::Output(port) = v {
+                    any |= u32::from(port.0);
+                    all &= u32::from(port.0);
+                } else {
+                    other = true;
+                }
+                bytes += pkt.len() as u64;
+            }
+            None => left |= 1 << i,
+        }
+    }
+    if left == 0 {
+        let one = n > 0 && !other && any == all;
+        return (bytes, one.then_some(PortIdx(any as u16)));
+    }
+    bytes += rest(p, ingress, pkts, ctx, s, out, left);
+    (bytes, None)
+}
+
 /// The per-packet pipeline for the frames of `pkts` whose bit is set in `left`;
 /// returns their bytes after processing.
 #[inline(never)]
@@ -143,4 +189,31 @@ fn rest<B: PacketBuf>(
         }
     }
     bytes
+}
+
+/// [`Pipeline::process_burst`] one packet at a time: the uplink (whose decap fast
+/// path is per packet), classic ports, and every ingress with the fast paths off.
+#[inline(never)]
+pub(super) fn per_packet<B: PacketBuf>(
+    p: &Pipeline,
+    ingress: Ingress<'_>,
+    pkts: &mut [B],
+    ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
+    out: &mut [Verdict],
+) -> (u64, Option<PortIdx>) {
+    let mut bytes = 0u64;
+    let n = pkts.len().min(out.len());
+    for (v, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
+        *v = p.process_from(ingress, pkt, ctx, s);
+        bytes += pkt.len() as u64;
+    }
+    let out = &out[..n];
+    let one = match out.first() {
+        Some(&Verdict::Output(port)) if out.iter().all(|&v| v == Verdict::Output(port)) => {
+            Some(port)
+        }
+        _ => None,
+    };
+    (bytes, one)
 }

@@ -175,9 +175,9 @@ impl Pipeline {
     /// burst's bytes after processing (packets are rewritten in place) and the port
     /// every packet goes to, when there is one.
     ///
-    /// Never inlined: in the worker's large poll function the per-packet paths
-    /// competed with the poll loop for registers.
-    #[inline(never)]
+    /// The loops it runs are never inlined: in the worker's large poll function the
+    /// per-packet paths competed with the poll loop for registers.
+    #[inline]
     pub fn process_burst<B: PacketBuf>(
         &self,
         ingress: Ingress<'_>,
@@ -186,21 +186,16 @@ impl Pipeline {
         scratch: &mut Scratch,
         out: &mut [Verdict],
     ) -> (u64, Option<PortIdx>) {
-        if let (IngressKind::Network(net, info), true) = (ingress.kind, scratch.fast_paths) {
-            return burst::from_local(self, ingress, net, info, pkts, ctx, scratch, out);
+        match (ingress.kind, scratch.fast_paths) {
+            (IngressKind::Network(net, info), true) => {
+                burst::from_local(self, ingress, net, info, pkts, ctx, scratch, out)
+            }
+            (IngressKind::Uplink, true) => match self.overlay.underlay() {
+                Some(u) => burst::from_uplink(self, ingress, u, pkts, ctx, scratch, out),
+                None => burst::per_packet(self, ingress, pkts, ctx, scratch, out),
+            },
+            _ => burst::per_packet(self, ingress, pkts, ctx, scratch, out),
         }
-        let mut bytes = 0u64;
-        let n = pkts.len().min(out.len());
-        for (v, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
-            *v = self.process_from(ingress, pkt, ctx, scratch);
-            bytes += pkt.len() as u64;
-        }
-        let out = &out[..n];
-        let one = match out.first() {
-            Some(&Verdict::Output(p)) if out.iter().all(|&v| v == Verdict::Output(p)) => Some(p),
-            _ => None,
-        };
-        (bytes, one)
     }
 
     /// Encapsulates a copy made for a network flood towards `vtep`; the verdict is

@@ -170,7 +170,7 @@ fn from_local_fast<B: PacketBuf>(
 /// as a bridge switches it: flooded in the network (not back into the overlay),
 /// to a local port, or dropped. `None` for the network's gateway MAC: the frame is
 /// routed, which the caller does.
-#[inline]
+#[inline(always)]
 fn switch_from_tunnel(
     p: &Pipeline,
     net: NetworkId,
@@ -203,11 +203,12 @@ fn switch_from_tunnel(
 /// tagged underlay, IP options, Geneve options, ARP/ND, unknown VNIs, the gateway
 /// MAC, which needs the inner parse): the full path parses and decides. Everything
 /// is decided before the first byte is stripped.
-#[inline]
-fn from_uplink_fast<B: PacketBuf>(
-    p: &Pipeline,
+#[inline(always)]
+pub(super) fn from_uplink_fast<'p, B: PacketBuf>(
+    p: &'p Pipeline,
     u: &crate::overlay::UnderlayInfo,
     pkt: &mut B,
+    memo: &mut VniMemo<'p>,
 ) -> Option<Verdict> {
     // Outer Ethernet (14), IPv4 (20), UDP (8), then the tunnel header (8).
     const IP: usize = 14;
@@ -249,8 +250,14 @@ fn from_uplink_fast<B: PacketBuf>(
         _ => return None,
     };
     let vni = u32::from_be_bytes([0, t[4], t[5], t[6]]);
-    let net = p.overlay.network_by_vni(vni)?;
-    let info = p.overlay.network(net)?;
+    if vni != memo.vni {
+        memo.vni = vni;
+        memo.net = p
+            .overlay
+            .network_by_vni(vni)
+            .and_then(|net| Some((net, p.overlay.network(net)?)));
+    }
+    let (net, info) = memo.net?;
     if info.encap != kind {
         return None;
     }
@@ -263,6 +270,25 @@ fn from_uplink_fast<B: PacketBuf>(
         return Some(Verdict::Drop(DropReason::Malformed));
     }
     Some(verdict)
+}
+
+/// The network of the last VNI the decap fast path looked up, for the next packet
+/// with the same VNI (a burst from one peer usually carries one): its lookup is a
+/// chain of dependent loads, a compare with the last VNI is not.
+pub(super) struct VniMemo<'p> {
+    vni: u32,
+    net: Option<(NetworkId, &'p NetworkInfo)>,
+}
+
+impl VniMemo<'_> {
+    /// Remembers nothing yet.
+    #[inline]
+    pub(super) fn new() -> Self {
+        VniMemo {
+            vni: u32::MAX, // no 24-bit VNI
+            net: None,
+        }
+    }
 }
 
 /// Routes an untagged IPv4 frame sent to `net`'s gateway MAC whose destination the
@@ -644,7 +670,7 @@ pub(super) fn from_uplink<B: PacketBuf>(
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
     if s.fast_paths {
-        if let Some(v) = from_uplink_fast(p, u, pkt) {
+        if let Some(v) = from_uplink_fast(p, u, pkt, &mut VniMemo::new()) {
             return v;
         }
     }
