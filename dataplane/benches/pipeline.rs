@@ -16,6 +16,9 @@
 //! Criterion reports time per burst; divide by 32, or read the throughput
 //! (elements = packets).
 //!
+//! `pipeline_process_burst32` runs the same stages through `process_burst`, the
+//! worker's loop, with each burst from one ingress port.
+//!
 //! `publish` is the control-plane side: building the 10k + 10k snapshot into a
 //! `Pipeline` and publishing it through a `SnapshotCell<Pipeline>` (the old snapshot is
 //! freed in the publish, as no reader holds it), reported per publish.
@@ -243,8 +246,9 @@ fn remote_ep(r: u64) -> u32 {
 }
 
 /// Bursts of 32 for each stage, spread over networks and endpoints so lookups do
-/// not all hit one cache line.
-fn bursts() -> Vec<(&'static str, Vec<Packet>)> {
+/// not all hit one cache line; with `from`, every pod frame comes from that
+/// (network, pod), i.e. from one port, as a burst does in the worker.
+fn bursts(from: Option<(u32, u32)>) -> Vec<(&'static str, Vec<Packet>)> {
     let mut rng = Rng(7);
     let mut decap = Vec::new();
     let mut encap = Vec::new();
@@ -252,8 +256,11 @@ fn bursts() -> Vec<(&'static str, Vec<Packet>)> {
     let mut routed = Vec::new();
     let mut arp = Vec::new();
     for k in 0..BURST as u16 {
-        let n = (rng.next() % u64::from(LOCAL_NETS)) as u32;
-        let pod = local_pod(rng.next());
+        let (n, pod) = (
+            (rng.next() % u64::from(LOCAL_NETS)) as u32,
+            local_pod(rng.next()),
+        );
+        let (n, pod) = from.unwrap_or((n, pod));
         let port = ep_port(n, pod);
         let remote = remote_ep(rng.next());
 
@@ -334,7 +341,7 @@ fn pipeline_stages(c: &mut Criterion) {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    for (name, burst) in bursts() {
+    for (name, burst) in bursts(None) {
         // Every packet gets the verdict the stage is about, or the figure is of
         // something else.
         {
@@ -367,6 +374,65 @@ fn pipeline_stages(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same stages through `Pipeline::process_burst`, the worker's loop: each
+/// burst from one ingress port (the uplink for decap, one pod's port otherwise), so
+/// the pod traffic takes the straight-path burst loop.
+fn pipeline_bursts(c: &mut Criterion) {
+    let p = Arc::new(pipeline(&builder(1, ROUTES)));
+    let mut scratch = Scratch::new();
+    scratch.bind(&p);
+    let mut table = NeighborTable::new(NeighborConfig::default());
+    let now = Instant::now();
+    for k in 0..VTEPS {
+        table.learn(IpAddr::V4(vtep_ip(k)), PEER_MAC, now);
+    }
+    let map = table.reader().load_full();
+    let mut limiter = ResolveLimiter::new(table.config());
+
+    let mut group = c.benchmark_group("pipeline_process_burst32");
+    group
+        .throughput(Throughput::Elements(BURST as u64))
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for (name, burst) in bursts(Some((3, 2))) {
+        if name == "arp_reply" {
+            continue; // per packet either way
+        }
+        let port = burst[0].0;
+        assert!(burst.iter().all(|(p, ..)| *p == port), "{name}: one port");
+        let frames: Vec<VecBuf> = burst.iter().map(|(_, f, _)| VecBuf::new(f)).collect();
+        let want: Vec<Verdict> = burst.iter().map(|(.., v)| *v).collect();
+        let mut out = [Verdict::Flood; BURST];
+        // Every packet gets the verdict the stage is about, warm caches or cold.
+        for _ in 0..2 {
+            let mut ctx = Ctx::new(&map, &mut limiter, now);
+            let mut bufs = frames.clone();
+            p.process_burst(p.ingress(port), &mut bufs, &mut ctx, &mut scratch, &mut out);
+            assert_eq!(&out[..], &want[..], "{name}");
+        }
+        group.bench_function(name, |bch| {
+            bch.iter_batched(
+                || frames.clone(),
+                |mut bufs| {
+                    let mut ctx = Ctx::new(&map, &mut limiter, now);
+                    let ingress = p.ingress(port);
+                    black_box(p.process_burst(
+                        ingress,
+                        &mut bufs,
+                        &mut ctx,
+                        &mut scratch,
+                        &mut out,
+                    ));
+                    bufs
+                },
+                BatchSize::NumIterations(8),
+            )
+        });
+    }
+    group.finish();
+}
+
 fn publish(c: &mut Criterion) {
     let b = builder(2, ROUTES);
     let cell = SnapshotCell::new(pipeline(&builder(1, ROUTES)));
@@ -382,5 +448,5 @@ fn publish(c: &mut Criterion) {
     assert_eq!(cell.load().overlay.endpoint_count(), 10_000);
 }
 
-criterion_group!(benches, pipeline_stages, publish);
+criterion_group!(benches, pipeline_stages, pipeline_bursts, publish);
 criterion_main!(benches);
