@@ -320,11 +320,12 @@ fn bursts(from: Option<(u32, u32)>) -> Vec<(&'static str, Vec<Packet>)> {
     ]
 }
 
-fn pipeline_stages(c: &mut Criterion) {
+/// What a worker forwards with: the snapshot; its reusable working space, bound to
+/// the snapshot as the worker binds it once a round (the figures include its
+/// caches — outer headers, routes — warm after the first burst as they are under
+/// steady traffic); the underlay neighbours, every VTEP resolved; the rate limiter.
+fn worker_state() -> (Arc<Pipeline>, Scratch, NeighborTable, Instant) {
     let p = Arc::new(pipeline(&builder(1, ROUTES)));
-    // The worker's reusable working space, bound to the snapshot as the worker binds
-    // it once a round: the figures include its caches (outer headers, routes), warm
-    // after the first burst as they are under steady traffic.
     let mut scratch = Scratch::new();
     scratch.bind(&p);
     let mut table = NeighborTable::new(NeighborConfig::default());
@@ -332,15 +333,28 @@ fn pipeline_stages(c: &mut Criterion) {
     for k in 0..VTEPS {
         table.learn(IpAddr::V4(vtep_ip(k)), PEER_MAC, now);
     }
-    let map = table.reader().load_full();
-    let mut limiter = ResolveLimiter::new(table.config());
+    (p, scratch, table, now)
+}
 
-    let mut group = c.benchmark_group("pipeline_burst32");
+/// A group reporting packets per second over bursts of 32.
+fn burst_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .throughput(Throughput::Elements(BURST as u64))
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
+    group
+}
+
+fn pipeline_stages(c: &mut Criterion) {
+    let (p, mut scratch, table, now) = worker_state();
+    let map = table.reader().load_full();
+    let mut limiter = ResolveLimiter::new(table.config());
+    let mut group = burst_group(c, "pipeline_burst32");
     for (name, burst) in bursts(None) {
         // Every packet gets the verdict the stage is about, or the figure is of
         // something else.
@@ -378,23 +392,10 @@ fn pipeline_stages(c: &mut Criterion) {
 /// burst from one ingress port (the uplink for decap, one pod's port otherwise), so
 /// the pod traffic takes the straight-path burst loop.
 fn pipeline_bursts(c: &mut Criterion) {
-    let p = Arc::new(pipeline(&builder(1, ROUTES)));
-    let mut scratch = Scratch::new();
-    scratch.bind(&p);
-    let mut table = NeighborTable::new(NeighborConfig::default());
-    let now = Instant::now();
-    for k in 0..VTEPS {
-        table.learn(IpAddr::V4(vtep_ip(k)), PEER_MAC, now);
-    }
+    let (p, mut scratch, table, now) = worker_state();
     let map = table.reader().load_full();
     let mut limiter = ResolveLimiter::new(table.config());
-
-    let mut group = c.benchmark_group("pipeline_process_burst32");
-    group
-        .throughput(Throughput::Elements(BURST as u64))
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = burst_group(c, "pipeline_process_burst32");
     for (name, burst) in bursts(Some((3, 2))) {
         if name == "arp_reply" {
             continue; // per packet either way

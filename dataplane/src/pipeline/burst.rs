@@ -40,9 +40,7 @@ pub(super) fn from_local<B: PacketBuf>(
     s: &mut Scratch,
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
-    // At most a burst: `left` has a bit per frame.
-    let n = pkts.len().min(out.len()).min(BURST);
-    let (pkts, out) = (&mut pkts[..n], &mut out[..n]);
+    let (pkts, out) = clip(pkts, out);
     let in_port = ingress.port;
     let l2 = p.overlay.l2_reader();
     let gateway = info.gateway_mac.to_u64();
@@ -98,27 +96,14 @@ pub(super) fn from_local<B: PacketBuf>(
         h[0..12].copy_from_slice(&macs.0);
         Some(port)
     };
-    // Every port seen is ORed and ANDed: they are all one port exactly when the
-    // two agree.
-    let mut left = 0u32;
-    let (mut any, mut all) = (0u32, u32::MAX);
-    let mut bytes = 0u64;
+    let mut pass = Pass::new();
     for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
         match fast(pkt) {
-            Some(port) => {
-                *o = Verdict::Output(port);
-                any |= u32::from(port.0);
-                all &= u32::from(port.0);
-                bytes += pkt.len() as u64;
-            }
-            None => left |= 1 << i,
+            Some(port) => pass.decided(o, Verdict::Output(port), pkt.len()),
+            None => pass.leave(i),
         }
     }
-    if left == 0 {
-        return (bytes, (n > 0 && any == all).then_some(PortIdx(any as u16)));
-    }
-    bytes += rest(p, ingress, pkts, ctx, s, out, left);
-    (bytes, None)
+    pass.finish(p, ingress, pkts, ctx, s, out)
 }
 
 /// [`Pipeline::process_burst`] for a burst from the uplink (`u`'s), with the fast
@@ -136,35 +121,87 @@ pub(super) fn from_uplink<B: PacketBuf>(
     s: &mut Scratch,
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
-    // At most a burst: `left` has a bit per frame.
-    let n = pkts.len().min(out.len()).min(BURST);
-    let (pkts, out) = (&mut pkts[..n], &mut out[..n]);
-    let mut left = 0u32;
-    // As in `from_local`, with a flag for verdicts other than an output.
-    let (mut any, mut all, mut other) = (0u32, u32::MAX, false);
-    let mut bytes = 0u64;
+    let (pkts, out) = clip(pkts, out);
     let mut memo = overlay::VniMemo::new();
+    let mut pass = Pass::new();
     for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
         match overlay::from_uplink_fast(p, u, pkt, &mut memo) {
-            Some(v) => {
-                *o = v;
-                if let Verdict::Output(port) = v {
-                    any |= u32::from(port.0);
-                    all &= u32::from(port.0);
-                } else {
-                    other = true;
-                }
-                bytes += pkt.len() as u64;
-            }
-            None => left |= 1 << i,
+            Some(v) => pass.decided(o, v, pkt.len()),
+            None => pass.leave(i),
         }
     }
-    if left == 0 {
-        let one = n > 0 && !other && any == all;
-        return (bytes, one.then_some(PortIdx(any as u16)));
+    pass.finish(p, ingress, pkts, ctx, s, out)
+}
+
+/// The first [`BURST`] frames and their verdicts at most: a straight pass keeps a
+/// bit per frame.
+#[inline(always)]
+fn clip<'a, B>(pkts: &'a mut [B], out: &'a mut [Verdict]) -> (&'a mut [B], &'a mut [Verdict]) {
+    let n = pkts.len().min(out.len()).min(BURST);
+    (&mut pkts[..n], &mut out[..n])
+}
+
+/// What a straight pass over a burst keeps: the frames it left, the bytes of those
+/// it decided, and whether their verdicts all output to one port (every port seen
+/// is ORed and ANDed: they are all one port exactly when the two agree).
+struct Pass {
+    left: u32,
+    any: u32,
+    all: u32,
+    other: bool,
+    bytes: u64,
+}
+
+impl Pass {
+    #[inline(always)]
+    fn new() -> Self {
+        Pass {
+            left: 0,
+            any: 0,
+            all: u32::MAX,
+            other: false,
+            bytes: 0,
+        }
     }
-    bytes += rest(p, ingress, pkts, ctx, s, out, left);
-    (bytes, None)
+
+    /// Frame `o`'s verdict is `v`; it is `len` bytes now.
+    #[inline(always)]
+    fn decided(&mut self, o: &mut Verdict, v: Verdict, len: usize) {
+        *o = v;
+        if let Verdict::Output(port) = v {
+            self.any |= u32::from(port.0);
+            self.all &= u32::from(port.0);
+        } else {
+            self.other = true;
+        }
+        self.bytes += len as u64;
+    }
+
+    /// Frame `i` is left to the per-packet pipeline.
+    #[inline(always)]
+    fn leave(&mut self, i: usize) {
+        self.left |= 1 << i;
+    }
+
+    /// The per-packet pipeline for the frames left; the burst's bytes after
+    /// processing, and its one port when the pass decided every frame alike.
+    #[inline(always)]
+    fn finish<B: PacketBuf>(
+        self,
+        p: &Pipeline,
+        ingress: Ingress<'_>,
+        pkts: &mut [B],
+        ctx: &mut Ctx<'_>,
+        s: &mut Scratch,
+        out: &mut [Verdict],
+    ) -> (u64, Option<PortIdx>) {
+        if self.left == 0 {
+            let one = !pkts.is_empty() && !self.other && self.any == self.all;
+            return (self.bytes, one.then_some(PortIdx(self.any as u16)));
+        }
+        let rest = rest(p, ingress, pkts, ctx, s, out, self.left);
+        (self.bytes + rest, None)
+    }
 }
 
 /// The per-packet pipeline for the frames of `pkts` whose bit is set in `left`;
