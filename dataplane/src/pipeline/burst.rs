@@ -1,10 +1,14 @@
-//! The burst loop for frames from a local port of a virtual network: the
-//! common cases on a straight path, everything else through the per-packet
-//! pipeline in a second pass.
+//! The worker's burst loops ([`Pipeline::process_burst`]). A burst has one
+//! ingress, so each kind of ingress gets a loop of its own: from a pod's port and
+//! from the uplink, the common cases run on a straight pass with no call (a call in
+//! the loop leaves only the callee-saved registers for the loop's values), and the
+//! frames that pass leaves go through the per-packet pipeline in a second pass;
+//! everything else runs per packet.
 
 use super::scratch::{Routed, Scratch};
 use super::{overlay, reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
+use crate::ethernet::HEADER_LEN;
 use crate::io::BURST;
 use crate::overlay::{l2_key_bits, L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
 use crate::port::PortIdx;
@@ -12,22 +16,24 @@ use crate::snapshot::Versioned;
 use crate::wire;
 
 /// Outer Ethernet and a plain IPv4 header: what the straight path reads.
-const PLAIN_IPV4: usize = crate::ethernet::HEADER_LEN + 20;
+const PLAIN_IPV4: usize = HEADER_LEN + 20;
 
 /// [`Pipeline::process_burst`] for a burst from `ingress`, a local port of
 /// network `net` (`info`), with the fast paths on.
 ///
 /// The straight path takes an untagged IPv4 frame with a plain header (no
-/// options) that is either switched to another local port of `net` by its
-/// destination MAC, or sent to the gateway MAC and routed, through a route the
-/// cache already holds, to a local port of any network (TTL decremented with an
-/// incremental checksum, MACs rewritten). It makes no call, so the loop keeps
-/// its values in registers; it reads the header fields at their fixed places and
-/// checks them as the parse and the per-packet fast paths do, and it decides
-/// everything before it writes a byte. Every other frame (ARP, ND, IPv6, tags,
-/// options, broadcast, unknown MACs, hairpins, tunnels, cache misses, TTL
-/// expiry) is marked and goes through [`Pipeline::process_from`] afterwards, so
-/// the verdicts are those of the per-packet pipeline.
+/// options) that is switched by its destination MAC to another local port of
+/// `net`, or to a remote endpoint, encapsulated with the header the cache holds
+/// for its VTEP (IPv4 underlay, when it fits the underlay's MTU); or one sent to
+/// the gateway MAC and routed, through a route the cache already holds, to a local
+/// port of any network (TTL decremented with an incremental checksum, addresses
+/// rewritten). It reads the header fields at their fixed places, checks them as
+/// the parse and the per-packet fast paths do, and decides everything before it
+/// writes a byte (a push without headroom refuses and changes nothing). Every
+/// other frame (ARP, ND, IPv6, tags, options, broadcast, unknown MACs, hairpins,
+/// cache misses, TTL expiry, too big) is marked and goes through
+/// [`Pipeline::process_from`] afterwards, so the verdicts are those of the
+/// per-packet pipeline.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(super) fn from_local<B: PacketBuf>(
@@ -69,7 +75,11 @@ pub(super) fn from_local<B: PacketBuf>(
                     // push, which changes nothing when it refuses (no headroom).
                     let e = encaps.get(net, vtep, neighbors)?;
                     let hash = wire::ipv4_flow_hash(data)?;
-                    if e.ipv6 || info.mtu.is_some_and(|mtu| len - 14 > usize::from(mtu)) {
+                    if e.ipv6
+                        || info
+                            .mtu
+                            .is_some_and(|mtu| len - HEADER_LEN > usize::from(mtu))
+                    {
                         return None;
                     }
                     let uplink = e.uplink;
@@ -110,7 +120,6 @@ pub(super) fn from_local<B: PacketBuf>(
 /// paths on: the decap fast path (`overlay::from_uplink_fast`) for every frame on a
 /// straight pass, then the per-packet pipeline for the frames it leaves (the
 /// underlay's ARP/ND, IPv6 or tagged underlays, options, the gateway MAC, ...).
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(super) fn from_uplink<B: PacketBuf>(
     p: &Pipeline,
