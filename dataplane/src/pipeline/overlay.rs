@@ -140,7 +140,7 @@ fn from_local_fast<B: PacketBuf>(
     }
     let dst = MacAddr::from_u64(dst_bits);
     if dst == info.gateway_mac {
-        return route_fast(p, net, pkt, ctx, &mut s.encap, &s.routes);
+        return route_fast(p, net, pkt, ctx, &mut s.encap, &mut s.routes);
     }
     if dst.is_multicast() {
         return None;
@@ -291,11 +291,13 @@ impl VniMemo<'_> {
     }
 }
 
-/// Routes an untagged IPv4 frame sent to `net`'s gateway MAC whose destination the
-/// route cache already knows to forward, reading only the header fields routing
-/// needs (checked as the parse would check them). `None` for everything else — a
-/// cache miss, the gateway's own address, TTL expiry, options the checks refuse,
-/// a frame too big for the underlay — which the full path handles.
+/// Routes an untagged IPv4 frame sent to `net`'s gateway MAC to a destination that
+/// is forwarded, reading only the header fields routing needs (checked as the parse
+/// would check them), as a router does: what follows the IP header is not looked
+/// at. A cache miss is resolved and kept here, so the answer for a frame does not
+/// depend on what the cache holds. `None` for everything else — the gateway's own
+/// address, a route that drops, TTL expiry, options the checks refuse, a frame too
+/// big for the underlay — which the full path handles.
 #[inline]
 fn route_fast<B: PacketBuf>(
     p: &Pipeline,
@@ -303,7 +305,7 @@ fn route_fast<B: PacketBuf>(
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
     cache: &mut EncapCache,
-    routes: &RouteCache,
+    routes: &mut RouteCache,
 ) -> Option<Verdict> {
     const L3: usize = crate::ethernet::HEADER_LEN;
     let data = pkt.data();
@@ -314,11 +316,19 @@ fn route_fast<B: PacketBuf>(
         return None;
     }
     let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let routed = match routes.get4(net, dst) {
+        Some(r) => r,
+        None => {
+            let r = resolve(p, net, IpAddr::V4(Ipv4Addr::from(dst)));
+            routes.put(net, u128::from(dst), false, r);
+            r
+        }
+    };
     let Routed::Forward {
         dst_net,
         macs,
         dest,
-    } = routes.get4(net, dst)?
+    } = routed
     else {
         // Cached drops are as cheap on the full path; the gateway needs the parse.
         return None;
@@ -393,7 +403,10 @@ fn route<B: PacketBuf>(
     let routed = match routes.get(net, key, ipv6) {
         Some(r) => r,
         None => {
-            let r = resolve(p, net, meta);
+            let r = match meta.dst_addr() {
+                Some(dst) => resolve(p, net, dst),
+                None => Routed::Drop(DropReason::NotRoutable),
+            };
             routes.put(net, key, ipv6, r);
             r
         }
@@ -459,10 +472,7 @@ fn route<B: PacketBuf>(
 /// route the host behind it. Depends only on the snapshot, `net` and the
 /// destination, so [`RouteCache`] may keep it.
 #[cold]
-fn resolve(p: &Pipeline, net: NetworkId, meta: &PacketMeta) -> Routed {
-    let Some(dst) = meta.dst_addr() else {
-        return Routed::Drop(DropReason::NotRoutable);
-    };
+fn resolve(p: &Pipeline, net: NetworkId, dst: IpAddr) -> Routed {
     if p.overlay.is_gateway(net, dst) {
         return Routed::ToGateway;
     }
