@@ -394,6 +394,10 @@ def cmd_run(a):
                         "net.ipv6.conf.all.disable_ipv6=1",
                         "net.ipv6.conf.default.disable_ipv6=1"], capture_output=True)
     ovs = Ovs(work, netns)
+    # OVS's netdev datapath makes a persistent tap, ovs-netdev, that outlives the
+    # daemons: without a namespace of our own it is in the host's, and ours to
+    # remove if it was not there before.
+    own_tap = not netns and not os.path.exists("/sys/class/net/ovs-netdev")
     # Stop cleanly on SIGTERM/SIGINT too: the finally below must run.
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -461,6 +465,8 @@ def cmd_run(a):
         ovs.stop()
         if netns:
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        elif own_tap and os.path.exists("/sys/class/net/ovs-netdev"):
+            subprocess.run(["ip", "link", "del", "ovs-netdev"], capture_output=True)
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
