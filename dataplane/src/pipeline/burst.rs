@@ -5,8 +5,9 @@
 //! frames that pass leaves go through the per-packet pipeline in a second pass;
 //! everything else runs per packet.
 
+use super::overlay::{self, PLAIN_IPV4};
 use super::scratch::{Routed, Scratch};
-use super::{overlay, reply, Ctx, Ingress, Pipeline, Verdict};
+use super::{reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::ethernet::HEADER_LEN;
 use crate::io::BURST;
@@ -15,14 +16,11 @@ use crate::port::PortIdx;
 use crate::snapshot::Versioned;
 use crate::wire;
 
-/// Outer Ethernet and a plain IPv4 header: what the straight path reads.
-const PLAIN_IPV4: usize = HEADER_LEN + 20;
-
 /// [`Pipeline::process_burst`] for a burst from `ingress`, a local port of
 /// network `net` (`info`), with the fast paths on.
 ///
-/// The straight path takes an untagged IPv4 frame with a plain header (no
-/// options) that is switched by its destination MAC to another local port of
+/// The straight path takes an untagged IPv4 frame (at least Ethernet and a fixed
+/// IPv4 header long) that is switched by its destination MAC to another local port of
 /// `net`, or to a remote endpoint, encapsulated with the header the cache holds
 /// for its VTEP (IPv4 underlay, when it fits the underlay's MTU); or one sent to
 /// the gateway MAC and routed, through a route the cache already holds, to a local
@@ -75,11 +73,7 @@ pub(super) fn from_local<B: PacketBuf>(
                     // push, which changes nothing when it refuses (no headroom).
                     let e = encaps.get(net, vtep, neighbors)?;
                     let hash = wire::ipv4_flow_hash(data)?;
-                    if e.ipv6
-                        || info
-                            .mtu
-                            .is_some_and(|mtu| len - HEADER_LEN > usize::from(mtu))
-                    {
+                    if e.ipv6 || overlay::too_big(info, len - HEADER_LEN).is_some() {
                         return None;
                     }
                     let uplink = e.uplink;
@@ -87,12 +81,7 @@ pub(super) fn from_local<B: PacketBuf>(
                 }
             };
         }
-        // Routed: version 4 without options, a whole packet, TTL to spare.
-        let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
-        if h[14] != 0x45 || h[22] <= 1 || total < 20 || 14 + total > len {
-            return None;
-        }
-        let dst_ip = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
+        let dst_ip = overlay::routable_v4(h, len)?;
         let Routed::Forward {
             macs,
             dest: L2Dest::Local(port),
@@ -248,18 +237,11 @@ pub(super) fn per_packet<B: PacketBuf>(
     s: &mut Scratch,
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
-    let mut bytes = 0u64;
-    let n = pkts.len().min(out.len());
-    for (v, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
-        *v = p.process_from(ingress, pkt, ctx, s);
-        bytes += pkt.len() as u64;
+    let (pkts, out) = clip(pkts, out);
+    let mut pass = Pass::new();
+    for (o, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
+        let v = p.process_from(ingress, pkt, ctx, s);
+        pass.decided(o, v, pkt.len());
     }
-    let out = &out[..n];
-    let one = match out.first() {
-        Some(&Verdict::Output(port)) if out.iter().all(|&v| v == Verdict::Output(port)) => {
-            Some(port)
-        }
-        _ => None,
-    };
-    (bytes, one)
+    pass.finish(p, ingress, pkts, ctx, s, out)
 }

@@ -171,7 +171,8 @@ impl Pipeline {
     }
 
     /// [`process_from`](Self::process_from) for a whole burst: `out[i]` is the
-    /// verdict of `pkts[i]`, for as many packets as `out` has room for. Returns the
+    /// verdict of `pkts[i]`, for as many packets as `out` has room for and at most
+    /// [`BURST`](crate::BURST). Returns the
     /// burst's bytes after processing (packets are rewritten in place) and the port
     /// every packet goes to, when there is one.
     ///

@@ -309,13 +309,7 @@ fn route_fast<B: PacketBuf>(
 ) -> Option<Verdict> {
     const L3: usize = crate::ethernet::HEADER_LEN;
     let data = pkt.data();
-    let ip = data.get(L3..L3 + 20)?;
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || L3 + total > data.len() || ip[8] <= 1 {
-        return None;
-    }
-    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let dst = routable_v4(data.get(..PLAIN_IPV4)?.try_into().ok()?, data.len())?;
     let routed = match routes.get4(net, dst) {
         Some(r) => r,
         None => {
@@ -350,10 +344,28 @@ fn route_fast<B: PacketBuf>(
     })
 }
 
+/// Ethernet and the fixed part of an IPv4 header: what routing reads.
+pub(super) const PLAIN_IPV4: usize = crate::ethernet::HEADER_LEN + 20;
+
+/// The destination address of the untagged IPv4 frame starting with `h`, `len`
+/// bytes in all, if routing may forward it reading fixed offsets only: version 4,
+/// a whole header and packet, a TTL above 1 — checked as the parse checks them.
+/// What follows the IP header is not looked at, as a router does not.
+#[inline(always)]
+pub(super) fn routable_v4(h: &[u8; PLAIN_IPV4], len: usize) -> Option<u32> {
+    const L3: usize = crate::ethernet::HEADER_LEN;
+    let ihl = usize::from(h[L3] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[L3 + 2], h[L3 + 3]]));
+    if h[L3] >> 4 != 4 || ihl < 20 || total < ihl || L3 + total > len || h[L3 + 8] <= 1 {
+        return None;
+    }
+    Some(u32::from_be_bytes([h[30], h[31], h[32], h[33]]))
+}
+
 /// The largest IP packet network `info` carries, if an IP packet of `ip_len` bytes
 /// is bigger (it would not fit the underlay once encapsulated).
 #[inline]
-fn too_big(info: &NetworkInfo, ip_len: usize) -> Option<u16> {
+pub(super) fn too_big(info: &NetworkInfo, ip_len: usize) -> Option<u16> {
     info.mtu.filter(|&mtu| ip_len > usize::from(mtu))
 }
 
