@@ -61,17 +61,38 @@ pub fn combine(rounds: &[Outcome]) -> Outcome {
     if let Some(skipped) = rounds.iter().find(|o| matches!(o, Outcome::Skipped(_))) {
         return skipped.clone();
     }
-    let mut rates: Vec<f64> = rounds.iter().filter_map(Outcome::mpps).collect();
-    if rates.is_empty() {
-        return Outcome::Failed("no rounds ran".to_owned());
+    let rates: Vec<f64> = rounds.iter().filter_map(Outcome::mpps).collect();
+    median(&rates).map_or_else(
+        || Outcome::Failed("no rounds ran".to_owned()),
+        Outcome::Mpps,
+    )
+}
+
+/// The median of `xs` (the mean of the middle two for an even count); `None`
+/// when empty.
+pub fn median(xs: &[f64]) -> Option<f64> {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[mid]),
+        _ => Some((v[mid - 1] + v[mid]) / 2.0),
     }
-    rates.sort_by(f64::total_cmp);
-    let mid = rates.len() / 2;
-    Outcome::Mpps(if rates.len() % 2 == 1 {
-        rates[mid]
-    } else {
-        (rates[mid - 1] + rates[mid]) / 2.0
-    })
+}
+
+/// TSC cycles per packet at `mpps` (none below 1 kpps, where the worker is not
+/// busy with packets, or without a known TSC frequency).
+pub fn cycles_per_packet(tsc_hz: f64, mpps: f64) -> Option<f64> {
+    let pps = mpps * 1e6;
+    (pps >= 1000.0 && tsc_hz > 0.0).then(|| tsc_hz / pps)
+}
+
+/// A frame size setting as JSON: a number, or the string `imix`.
+pub fn frame_size_json(frame_size: &str) -> Value {
+    frame_size
+        .parse::<u64>()
+        .map_or_else(|_| json!(frame_size), |n| json!(n))
 }
 
 /// Each forwarder's outcome in every round of a comparison, in order.
@@ -109,7 +130,8 @@ pub struct Comparison {
     pub rounds: Rounds,
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+/// `x` rounded to `digits` decimals, for reports.
+pub fn round(x: f64, digits: i32) -> f64 {
     let m = 10f64.powi(digits);
     (x * m).round() / m
 }
@@ -125,8 +147,7 @@ impl Comparison {
     /// TSC cycles per packet of one outcome (none below 1 kpps or without a
     /// known TSC frequency).
     pub fn cycles_per_packet(&self, outcome: &Outcome) -> Option<f64> {
-        let pps = outcome.mpps()? * 1e6;
-        (pps >= 1000.0 && self.tsc_hz > 0.0).then(|| self.tsc_hz / pps)
+        cycles_per_packet(self.tsc_hz, outcome.mpps()?)
     }
 
     /// vswitchd's rate over OVS-DPDK's.
@@ -137,13 +158,6 @@ impl Comparison {
     /// vswitchd's rate over testpmd io-forward's (the floor).
     pub fn ratio_vs_floor(&self) -> Option<f64> {
         ratio(self.vswitch.mpps(), self.testpmd.mpps())
-    }
-
-    /// The frame size as JSON: a number, or the string `imix`.
-    fn frame_size_json(&self) -> Value {
-        self.frame_size
-            .parse::<u64>()
-            .map_or_else(|_| json!(self.frame_size), |n| json!(n))
     }
 
     /// The JSON object of issue #4:
@@ -160,7 +174,7 @@ impl Comparison {
         let cycles = |o: &Outcome| self.cycles_per_packet(o).map(|c| round(c, 1));
         let mut doc = json!({
             "scenario": self.scenario,
-            "frame_size": self.frame_size_json(),
+            "frame_size": frame_size_json(&self.frame_size),
             "mpps": {
                 "vswitch": mpps(&self.vswitch),
                 "ovs": mpps(&self.ovs),
@@ -393,6 +407,14 @@ pub fn run_ovs(script: &Path, bundle: &Bundle, opts: &RunOptions) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
 
     fn row(ovs: Outcome) -> Comparison {
         Comparison {

@@ -7,6 +7,7 @@
 //! - [`scenario`]: one module per benchmark scenario, behind the
 //!   [`scenario::Scenario`] trait.
 //! - [`compare`]: vswitchd beside testpmd io-forward and OVS-DPDK.
+//! - [`ab`]: two vswitchd builds alternated round by round, with a verdict.
 //! - [`memory`]: hugepages or 4 KiB pages for a measurement.
 //!
 //! The `vswitch-bench` binary is a thin clap front end over these.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ab;
 pub mod bundle;
 pub mod compare;
 pub mod memory;

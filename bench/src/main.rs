@@ -9,6 +9,8 @@
 //!   traffic ([`bench::runner::run_testpmd`]).
 //! - `compare <scenario>...|all ...`: vswitchd, testpmd io and OVS-DPDK on the
 //!   same traffic and core, side by side ([`bench::compare`]).
+//! - `ab <scenario> --baseline A --candidate B ...`: two vswitchd builds
+//!   alternated round by round, with a sign-test verdict ([`bench::ab`]).
 //!
 //! New scenarios slot in as further [`ScenarioName`] variants.
 //!
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
+use bench::ab::{baseline_first, AbReport, AbRounds};
 use bench::bundle::{default_packets, mbufs_for, memory_mb_for, write_bundle, Bundle, RunSettings};
 use bench::compare::{combine, run_ovs, table, Comparison, Outcome, Rounds};
 use bench::memory::{Memory, MemoryChoice};
@@ -59,6 +62,28 @@ enum Command {
     /// same traffic and core, one after the other; one table, or with --json
     /// one JSON object per scenario and line.
     Compare(CompareArgs),
+    /// A/B of two vswitchd builds on one scenario: alternated round by round
+    /// (the order flips every round), each round's rates paired, and a sign
+    /// test's verdict: faster, slower or no clear change.
+    Ab(AbArgs),
+}
+
+#[derive(Debug, Args)]
+struct AbArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    measure: MeasureArgs,
+    /// The vswitchd build to compare against.
+    #[arg(long, value_name = "PATH", value_parser = parse_binary)]
+    baseline: PathBuf,
+    /// The vswitchd build under test.
+    #[arg(long, value_name = "PATH", value_parser = parse_binary)]
+    candidate: PathBuf,
+    /// Rounds; each runs both builds once. Six is the fewest in which a sign
+    /// test can call a result at 5%.
+    #[arg(long, value_name = "R", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: u32,
 }
 
 /// A `compare` argument: one scenario or all of them.
@@ -316,7 +341,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Compare(args) => compare(&args),
+        Command::Ab(args) => ab(&args),
     }
+}
+
+/// `ab`: the scenario generated once, then both builds measured in every round,
+/// the order flipping each round; any failed run ends it with an error naming
+/// the build and the round (a verdict over fewer pairs would be a different
+/// test from the one asked for).
+fn ab(args: &AbArgs) -> anyhow::Result<()> {
+    let measure = &args.measure;
+    let scenario = build_scenario(&args.scenario)?;
+    let packets = args
+        .scenario
+        .packets
+        .unwrap_or_else(|| default_packets(scenario.flow_count()));
+    let work = match &measure.keep {
+        Some(dir) => WorkDir::kept(dir)?,
+        None => WorkDir::temp()?,
+    };
+    let memory = Memory::resolve(measure.memory, memory_needed_mb(packets, false))?;
+    let bundle = write_bundle(
+        scenario.as_ref(),
+        packets,
+        work.path(),
+        &RunSettings {
+            hugepages: memory.is_huge(),
+            ..RunSettings::on_core(measure.core)
+        },
+        serde_json::Value::Null,
+    )?;
+    let opts = RunOptions {
+        seconds: measure.seconds,
+        warmup: measure.warmup,
+        core: measure.core,
+        memory,
+    };
+    let mut rounds = AbRounds::default();
+    for round in 1..=args.rounds {
+        let mut order = [("baseline", &args.baseline), ("candidate", &args.candidate)];
+        if !baseline_first(round) {
+            order.reverse();
+        }
+        for (who, binary) in order {
+            let m = run_vswitchd(binary, &bundle, scenario.as_ref(), &opts)
+                .with_context(|| format!("{who} {} in round {round}", binary.display()))?;
+            eprintln!(
+                "ab: round {round}/{}: {who} {:.3} Mpps",
+                args.rounds,
+                m.mpps()
+            );
+            match who {
+                "baseline" => rounds.baseline.push(m.mpps()),
+                _ => rounds.candidate.push(m.mpps()),
+            }
+        }
+    }
+    let report = AbReport {
+        scenario: scenario.name().to_owned(),
+        frame_size: scenario.size().to_string(),
+        flows: scenario.flow_count(),
+        baseline: args.baseline.display().to_string(),
+        candidate: args.candidate.display().to_string(),
+        tsc_hz: tsc_hz(),
+        memory,
+        rounds,
+    };
+    if measure.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 /// `compare`: every scenario generated once, then measured by vswitchd,
@@ -651,6 +747,17 @@ fn parse_prefixes(s: &str) -> Result<u32, String> {
     match parse_count(s)? {
         n @ 1.. if n <= u64::from(max) => Ok(n as u32),
         n => Err(format!("prefix count {n} is out of range 1..={max}")),
+    }
+}
+
+/// A path to an existing regular file (a vswitchd build), checked before any
+/// scenario is generated or run.
+fn parse_binary(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(format!("{s} is not a file")),
+        Err(e) => Err(format!("cannot use {s}: {e}")),
     }
 }
 

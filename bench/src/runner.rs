@@ -101,8 +101,7 @@ impl Measurement {
     /// meaningful (at least 1 kpps; below that the worker is not busy with
     /// packets).
     pub fn cycles_per_packet(&self) -> Option<f64> {
-        let pps = self.median_pps();
-        (pps >= 1000.0 && self.tsc_hz > 0.0).then(|| self.tsc_hz / pps)
+        crate::compare::cycles_per_packet(self.tsc_hz, self.mpps())
     }
 
     /// The JSON report.

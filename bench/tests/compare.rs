@@ -279,3 +279,65 @@ impl Drop for ExtraHugepages {
         let _ = std::fs::write(Self::NR, self.before.to_string());
     }
 }
+
+/// `ab` with one build as both sides: two rounds, the order flipped in the
+/// second, every rate paired and reported; with two rounds no verdict can be
+/// significant, and the report says so. A missing build is refused before
+/// anything runs.
+#[test]
+fn ab_smoke() {
+    let bench = env!("CARGO_BIN_EXE_vswitch-bench");
+    let missing = Command::new(bench)
+        .args(["ab", "l2", "--flows", "1", "--size", "64"])
+        .args(["--baseline", "/nonexistent/vswitchd", "--candidate", bench])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/vswitchd"), "{stderr}");
+    if !is_root() {
+        println!("skipping ab_smoke's runs: DPDK needs root");
+        return;
+    }
+    let Some(vswitchd) = vswitchd() else {
+        println!("skipping ab_smoke's runs: vswitchd not built (cargo build -p vswitchd)");
+        return;
+    };
+    let vswitchd = vswitchd.to_str().unwrap();
+    let run = |json: bool| {
+        let out = Command::new(bench)
+            .args(["ab", "l2", "--flows", "1", "--size", "64", "--rounds", "2"])
+            .args(["--seconds", "1", "--warmup", "0", "--memory", "no-huge"])
+            .args(["--baseline", vswitchd, "--candidate", vswitchd])
+            .args(json.then_some("--json"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = run(true);
+    // Round 1 runs the baseline first, round 2 the candidate.
+    let order: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("ab: round "))
+        .map(|l| if l.contains("baseline") { "b" } else { "c" })
+        .collect();
+    assert_eq!(order, ["b", "c", "c", "b"], "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(doc["rounds"], 2, "{doc}");
+    assert_eq!(doc["memory"], "no-huge", "{doc}");
+    for side in ["baseline", "candidate"] {
+        let each = doc["per_round_mpps"][side].as_array().unwrap();
+        assert_eq!(each.len(), 2, "{doc}");
+        assert!(each.iter().all(|m| m.as_f64().unwrap() > 0.0), "{doc}");
+        assert!(doc["cycles_per_packet"][side].is_f64(), "{doc}");
+    }
+    assert_eq!(doc["verdict"], "no clear change", "{doc}");
+    assert!(doc["p_value"].as_f64().unwrap() >= 0.5, "{doc}");
+    let (text, _) = run(false);
+    assert!(text.contains("verdict: no clear change"), "{text}");
+    assert!(text.contains("needs at least 6 rounds"), "{text}");
+}
