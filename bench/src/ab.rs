@@ -204,13 +204,6 @@ impl AbReport {
         let fmt = |x: Option<f64>, digits: usize| {
             x.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$}"))
         };
-        let list = |xs: &[f64]| {
-            xs.iter()
-                .map(|x| format!("{x:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let (mb, mc) = (median(&r.baseline), median(&r.candidate));
         let mut s = format!(
             "ab: {} size {} {} flow(s), {} rounds (order flips every round)\n",
             self.scenario,
@@ -218,20 +211,19 @@ impl AbReport {
             self.flows,
             r.len()
         );
-        s += &format!(
-            "  baseline   {:>8} Mpps median  {:>6} cycles/pkt  [{}]  {}\n",
-            fmt(mb, 3),
-            fmt(self.cycles(mb), 1),
-            list(&r.baseline),
-            self.baseline
-        );
-        s += &format!(
-            "  candidate  {:>8} Mpps median  {:>6} cycles/pkt  [{}]  {}\n",
-            fmt(mc, 3),
-            fmt(self.cycles(mc), 1),
-            list(&r.candidate),
-            self.candidate
-        );
+        for (name, rates, binary) in [
+            ("baseline", &r.baseline, &self.baseline),
+            ("candidate", &r.candidate, &self.candidate),
+        ] {
+            let m = median(rates);
+            let each: Vec<String> = rates.iter().map(|x| format!("{x:.2}")).collect();
+            s += &format!(
+                "  {name:<9}  {:>8} Mpps median  {:>6} cycles/pkt  [{}]  {binary}\n",
+                fmt(m, 3),
+                fmt(self.cycles(m), 1),
+                each.join(" "),
+            );
+        }
         s += &format!(
             "  change (median of per-round ratios): {}; candidate faster in {wins}, slower in {losses}, tied in {ties} round(s); sign test p = {:.3}\n",
             r.change()

@@ -350,33 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// the build and the round (a verdict over fewer pairs would be a different
 /// test from the one asked for).
 fn ab(args: &AbArgs) -> anyhow::Result<()> {
-    let measure = &args.measure;
-    let scenario = build_scenario(&args.scenario)?;
-    let packets = args
-        .scenario
-        .packets
-        .unwrap_or_else(|| default_packets(scenario.flow_count()));
-    let work = match &measure.keep {
-        Some(dir) => WorkDir::kept(dir)?,
-        None => WorkDir::temp()?,
-    };
-    let memory = Memory::resolve(measure.memory, memory_needed_mb(packets, false))?;
-    let bundle = write_bundle(
-        scenario.as_ref(),
-        packets,
-        work.path(),
-        &RunSettings {
-            hugepages: memory.is_huge(),
-            ..RunSettings::on_core(measure.core)
-        },
-        serde_json::Value::Null,
-    )?;
-    let opts = RunOptions {
-        seconds: measure.seconds,
-        warmup: measure.warmup,
-        core: measure.core,
-        memory,
-    };
+    let p = prepare(&args.scenario, &args.measure)?;
     let mut rounds = AbRounds::default();
     for round in 1..=args.rounds {
         let mut order = [("baseline", &args.baseline), ("candidate", &args.candidate)];
@@ -384,7 +358,7 @@ fn ab(args: &AbArgs) -> anyhow::Result<()> {
             order.reverse();
         }
         for (who, binary) in order {
-            let m = run_vswitchd(binary, &bundle, scenario.as_ref(), &opts)
+            let m = run_vswitchd(binary, &p.bundle, p.scenario.as_ref(), &p.opts)
                 .with_context(|| format!("{who} {} in round {round}", binary.display()))?;
             eprintln!(
                 "ab: round {round}/{}: {who} {:.3} Mpps",
@@ -398,16 +372,16 @@ fn ab(args: &AbArgs) -> anyhow::Result<()> {
         }
     }
     let report = AbReport {
-        scenario: scenario.name().to_owned(),
-        frame_size: scenario.size().to_string(),
-        flows: scenario.flow_count(),
+        scenario: p.scenario.name().to_owned(),
+        frame_size: p.scenario.size().to_string(),
+        flows: p.scenario.flow_count(),
         baseline: args.baseline.display().to_string(),
         candidate: args.candidate.display().to_string(),
         tsc_hz: tsc_hz(),
-        memory,
+        memory: p.opts.memory,
         rounds,
     };
-    if measure.json {
+    if args.measure.json {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
@@ -644,13 +618,17 @@ fn gen(args: &GenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Generates the scenario into a work directory, measures it with `switch`,
-/// prints the result; the directory is removed afterwards unless --keep.
-fn measure(
-    args: &ScenarioArgs,
-    measure: &MeasureArgs,
-    switch: impl FnOnce(&Bundle, &dyn Scenario, &RunOptions) -> anyhow::Result<Measurement>,
-) -> anyhow::Result<()> {
+/// A scenario generated into its work directory, ready to be measured by one
+/// or more forwarders; the directory goes with it unless --keep.
+struct Prepared {
+    scenario: Box<dyn Scenario>,
+    bundle: Bundle,
+    opts: RunOptions,
+    _work: WorkDir,
+}
+
+/// Generates the scenario of `args` with `measure`'s core, memory and windows.
+fn prepare(args: &ScenarioArgs, measure: &MeasureArgs) -> anyhow::Result<Prepared> {
     let scenario = build_scenario(args)?;
     let packets = args
         .packets
@@ -676,7 +654,23 @@ fn measure(
         core: measure.core,
         memory,
     };
-    let result = switch(&bundle, scenario.as_ref(), &opts)?;
+    Ok(Prepared {
+        scenario,
+        bundle,
+        opts,
+        _work: work,
+    })
+}
+
+/// Generates the scenario into a work directory, measures it with `switch`,
+/// prints the result; the directory is removed afterwards unless --keep.
+fn measure(
+    args: &ScenarioArgs,
+    measure: &MeasureArgs,
+    switch: impl FnOnce(&Bundle, &dyn Scenario, &RunOptions) -> anyhow::Result<Measurement>,
+) -> anyhow::Result<()> {
+    let p = prepare(args, measure)?;
+    let result = switch(&p.bundle, p.scenario.as_ref(), &p.opts)?;
     if measure.json {
         println!("{}", result.to_json());
     } else {
