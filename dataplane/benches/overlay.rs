@@ -1,6 +1,7 @@
 //! Overlay snapshot costs: ns per `l2_lookup`, `host_lookup` and `route` (IPv4 and
-//! IPv6, 10k routes over several prefix lengths), and the time to build a snapshot
-//! of 10k endpoints + 10k routes (the cost of every publish).
+//! IPv6, 10k routes over several prefix lengths; IPv4 also with 100k routes and
+//! destinations spread over them), and the time to build a snapshot of 10k
+//! endpoints + 10k routes (the cost of every publish).
 
 mod common;
 use common::{ep_ip, ep_mac, Rng};
@@ -208,6 +209,29 @@ fn overlay(c: &mut Criterion) {
         bch.iter(|| {
             for &dst in &v6 {
                 black_box(s.route(VrfId(0), black_box(dst)));
+            }
+        })
+    });
+    group.finish();
+
+    // 100k IPv4 routes and 64k destinations spread over them: the table (several
+    // MiB) and the probes' working set outgrow the caches, as with many flows,
+    // so this is the cost of the probes' cache misses.
+    let big = builder(10 * ROUTES, 0).build().expect("valid config");
+    let spread: Vec<IpAddr> = (0..PROBES * 64)
+        .map(|_| {
+            IpAddr::V4(Ipv4Addr::from_bits(
+                0x6440_0000 | (rng.next() as u32 & 0x003f_ffff),
+            ))
+        })
+        .collect();
+    let mut group = c.benchmark_group("overlay_lookup");
+    group.throughput(Throughput::Elements(spread.len() as u64));
+    group.sample_size(20);
+    group.bench_function("route_v4_100k_spread", |bch| {
+        bch.iter(|| {
+            for &dst in &spread {
+                black_box(big.route(VrfId(0), black_box(dst)));
             }
         })
     });

@@ -46,6 +46,16 @@ pub trait PacketBuf: Send {
     /// only: the default does nothing.
     #[inline]
     fn prefetch(&self) {}
+    /// Starts loading the cache line at `addr` (a table slot a burst loop is about
+    /// to read), without waiting for it. A hint that never faults: the buffer type
+    /// that knows its machine does it (DPDK's mbufs); the default does nothing.
+    #[inline]
+    fn prefetch_addr(addr: *const u8)
+    where
+        Self: Sized,
+    {
+        let _ = addr;
+    }
     /// False when the packet continues in further segments (an mbuf chain: a frame
     /// larger than one buffer), which [`data`](Self::data) does not show. Receive
     /// paths check it once, with the first read of the buffer's header, and

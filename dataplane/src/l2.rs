@@ -417,6 +417,9 @@ impl L2Ingress<'_> {
         // loop (a call would leave only the callee-saved registers for the loop's
         // values); then the full decision for the frames it left. Every port seen
         // is ORed and ANDed: they are all one port exactly when the two agree.
+        if macs.is_large() {
+            macs.prefetch_burst(pkts, MacAddr::dst_bits);
+        }
         let mut left = 0u32;
         let (mut any, mut all) = (0u32, u32::MAX);
         for (i, (o, p)) in out.iter_mut().zip(pkts).enumerate() {

@@ -253,6 +253,18 @@ impl PacketBuf for Mbuf {
             }
         }
     }
+
+    #[inline(always)]
+    fn prefetch_addr(addr: *const u8) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(addr.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+        }
+        // Elsewhere (aarch64's prefetch intrinsics are not stable yet): no hint.
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = addr;
+    }
 }
 
 impl Mbuf {

@@ -9,6 +9,7 @@ use super::overlay::{self, PLAIN_IPV4};
 use super::scratch::{Routed, Scratch};
 use super::{reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
+use crate::ethernet::MacAddr;
 use crate::ethernet::HEADER_LEN;
 use crate::io::BURST;
 use crate::overlay::{l2_key_bits, L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
@@ -51,6 +52,9 @@ pub(super) fn from_local<B: PacketBuf>(
     let routes = s.routes.reader4();
     let encaps = &s.encap;
     let neighbors = ctx.neighbors.generation();
+    if l2.is_large() {
+        l2.prefetch_burst(pkts, |d| Some(l2_key_bits(net, MacAddr::dst_bits(d)?)));
+    }
     let fast = |pkt: &mut B| -> Option<PortIdx> {
         let data = pkt.data_mut();
         let len = data.len();
@@ -121,6 +125,10 @@ pub(super) fn from_uplink<B: PacketBuf>(
 ) -> (u64, Option<PortIdx>) {
     let (pkts, out) = clip(pkts, out);
     let mut memo = overlay::VniMemo::new();
+    let l2 = p.overlay.l2_reader();
+    if l2.is_large() {
+        l2.prefetch_burst(pkts, |d| overlay::decap_l2_key(p, d, &mut memo));
+    }
     let mut pass = Pass::new();
     for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
         match overlay::from_uplink_fast(p, u, pkt, &mut memo) {

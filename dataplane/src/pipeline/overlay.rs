@@ -250,14 +250,7 @@ pub(super) fn from_uplink_fast<'p, B: PacketBuf>(
         _ => return None,
     };
     let vni = u32::from_be_bytes([0, t[4], t[5], t[6]]);
-    if vni != memo.vni {
-        memo.vni = vni;
-        memo.net = p
-            .overlay
-            .network_by_vni(vni)
-            .and_then(|net| Some((net, p.overlay.network(net)?)));
-    }
-    let (net, info) = memo.net?;
+    let (net, info) = memo.network(p, vni)?;
     if info.encap != kind {
         return None;
     }
@@ -272,6 +265,26 @@ pub(super) fn from_uplink_fast<'p, B: PacketBuf>(
     Some(verdict)
 }
 
+/// The MAC-table key of the inner destination of `data`, read where
+/// [`from_uplink_fast`] reads it (IPv4 underlay, no options), with the network of
+/// its VNI; nothing is checked, since the key is only a hint of what the fast path
+/// is about to look up.
+#[inline(always)]
+pub(super) fn decap_l2_key<'p>(
+    p: &'p Pipeline,
+    data: &[u8],
+    memo: &mut VniMemo<'p>,
+) -> Option<u64> {
+    const VNI: usize = 14 + 20 + 8 + 4;
+    const INNER: usize = VNI + 4;
+    let h = data.get(..INNER + 8)?;
+    let net = memo.network(p, u32::from_be_bytes([0, h[VNI], h[VNI + 1], h[VNI + 2]]))?;
+    Some(crate::overlay::l2_key_bits(
+        net.0,
+        MacAddr::dst_bits(&h[INNER..])?,
+    ))
+}
+
 /// The network of the last VNI the decap fast path looked up, for the next packet
 /// with the same VNI (a burst from one peer usually carries one): its lookup is a
 /// chain of dependent loads, a compare with the last VNI is not.
@@ -280,7 +293,7 @@ pub(super) struct VniMemo<'p> {
     net: Option<(NetworkId, &'p NetworkInfo)>,
 }
 
-impl VniMemo<'_> {
+impl<'p> VniMemo<'p> {
     /// Remembers nothing yet.
     #[inline]
     pub(super) fn new() -> Self {
@@ -288,6 +301,23 @@ impl VniMemo<'_> {
             vni: u32::MAX, // no 24-bit VNI
             net: None,
         }
+    }
+
+    /// The network of `vni` (looked up only when it differs from the last one).
+    #[inline(always)]
+    pub(super) fn network(
+        &mut self,
+        p: &'p Pipeline,
+        vni: u32,
+    ) -> Option<(NetworkId, &'p NetworkInfo)> {
+        if vni != self.vni {
+            self.vni = vni;
+            self.net = p
+                .overlay
+                .network_by_vni(vni)
+                .and_then(|net| Some((net, p.overlay.network(net)?)));
+        }
+        self.net
     }
 }
 

@@ -672,6 +672,21 @@ const PEER3_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 3]);
 /// [`fixture`] plus S and static routes in t1: 10.9.0.0/16 via `via` in blue,
 /// fd00:9::/48 via R, 10.66.0.0/16 blackholed.
 fn routed(generation: u64, v6: bool, uplink_mac: MacAddr, r_vtep: u16, via: &str) -> Arc<Pipeline> {
+    routed_with(generation, v6, uplink_mac, r_vtep, via, 0)
+}
+
+/// [`routed`] with `extra` more remote endpoints in green (MACs 02:ee:…, no
+/// addresses, behind VTEP 3) that no test frame is sent to: with 20k of them the
+/// MAC table outgrows `FlatReader::is_large`'s bound and the burst loops
+/// prefetch.
+fn routed_with(
+    generation: u64,
+    v6: bool,
+    uplink_mac: MacAddr,
+    r_vtep: u16,
+    via: &str,
+    extra: u32,
+) -> Arc<Pipeline> {
     let route = |prefix: &str, target| RouteSpec {
         tenant: "t1".into(),
         prefix: prefix.parse().unwrap(),
@@ -691,6 +706,15 @@ fn routed(generation: u64, v6: bool, uplink_mac: MacAddr, r_vtep: u16, via: &str
     .route(route("10.9.0.0/16", via_blue(via)))
     .route(route("fd00:9::/48", via_blue("fd00:1::20")))
     .route(route("10.66.0.0/16", RouteTarget::Blackhole));
+    for i in 0..extra {
+        let [_, x, y, z] = i.to_be_bytes();
+        b.remote_endpoint(RemoteEndpointSpec {
+            network: "green".into(),
+            mac: MacAddr([2, 0xee, 0, x, y, z]),
+            ips: vec![],
+            vtep: vtep_ip(v6, 3),
+        });
+    }
     let l2 = L2PipelineBuilder::new(generation).build().unwrap();
     let overlay = b.build().unwrap();
     Arc::new(Pipeline::new(
@@ -1002,12 +1026,14 @@ fn fast_paths_agree_with_the_full_path_on_mangled_frames() {
 /// what the per-packet pipeline gives it with cold caches — the full path's answer
 /// for every frame the parser accepts — in bursts that mix every case, mangled
 /// frames (parsed or not) and frames without headroom; reports the bytes after
-/// processing; and names a port only when the whole burst goes there.
+/// processing; and names a port only when the whole burst goes there. Also with a
+/// MAC table large enough that the loops prefetch its slots first.
 #[test]
 fn the_burst_loop_agrees_with_the_full_path() {
     let mut next = xorshift();
-    for v6 in [false, true] {
-        let p = routed(1, v6, UPLINK_MAC, 2, "10.1.0.20");
+    for (v6, extra) in [(false, 0), (true, 0), (false, 20_000), (true, 20_000)] {
+        let p = routed_with(1, v6, UPLINK_MAC, 2, "10.1.0.20", extra);
+        assert_eq!(p.overlay.l2_reader().is_large(), extra > 0);
         let cases = varied_traffic(&p, v6);
         let mut c = Cached::new(p, v6);
         // Frames (and the headroom each gets) by ingress port: a burst has one.
