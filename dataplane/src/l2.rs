@@ -413,13 +413,15 @@ impl L2Ingress<'_> {
             }
             macs.get_below_max(dst)?.output_from(ingress)
         };
+        // A table too large for the caches: its slots prefetched for the whole
+        // burst first, so the lookups' misses overlap.
+        if macs.is_large() {
+            macs.prefetch_burst(pkts, MacAddr::dst_bits);
+        }
         // Two passes: the straight path for every frame first, with no call in the
         // loop (a call would leave only the callee-saved registers for the loop's
         // values); then the full decision for the frames it left. Every port seen
         // is ORed and ANDed: they are all one port exactly when the two agree.
-        if macs.is_large() {
-            macs.prefetch_burst(pkts, MacAddr::dst_bits);
-        }
         let mut left = 0u32;
         let (mut any, mut all) = (0u32, u32::MAX);
         for (i, (o, p)) in out.iter_mut().zip(pkts).enumerate() {

@@ -240,18 +240,12 @@ impl PacketBuf for Mbuf {
 
     #[inline]
     fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let m = self.m();
-            let p = m
-                .buf_addr
+        let m = self.m();
+        Self::prefetch_addr(
+            m.buf_addr
                 .cast::<u8>()
-                .wrapping_add(usize::from(m.data_off));
-            // SAFETY: a prefetch is a hint that never faults, whatever the address.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
-            }
-        }
+                .wrapping_add(usize::from(m.data_off)),
+        );
     }
 
     #[inline(always)]

@@ -9,8 +9,7 @@ use super::overlay::{self, PLAIN_IPV4};
 use super::scratch::{Routed, Scratch};
 use super::{reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
-use crate::ethernet::MacAddr;
-use crate::ethernet::HEADER_LEN;
+use crate::ethernet::{MacAddr, HEADER_LEN};
 use crate::io::BURST;
 use crate::overlay::{l2_key_bits, L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
 use crate::port::PortIdx;
@@ -52,6 +51,9 @@ pub(super) fn from_local<B: PacketBuf>(
     let routes = s.routes.reader4();
     let encaps = &s.encap;
     let neighbors = ctx.neighbors.generation();
+    // A MAC table too large for the caches: its slots prefetched for the whole
+    // burst first, so the lookups' misses overlap (frames to the gateway MAC
+    // prefetch a slot they never read: harmless).
     if l2.is_large() {
         l2.prefetch_burst(pkts, |d| Some(l2_key_bits(net, MacAddr::dst_bits(d)?)));
     }
@@ -126,6 +128,7 @@ pub(super) fn from_uplink<B: PacketBuf>(
     let (pkts, out) = clip(pkts, out);
     let mut memo = overlay::VniMemo::new();
     let l2 = p.overlay.l2_reader();
+    // As in `from_local`, keyed by the inner destination and the VNI's network.
     if l2.is_large() {
         l2.prefetch_burst(pkts, |d| overlay::decap_l2_key(p, d, &mut memo));
     }
