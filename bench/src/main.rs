@@ -353,11 +353,13 @@ fn ab(args: &AbArgs) -> anyhow::Result<()> {
     let p = prepare(&args.scenario, &args.measure)?;
     let mut rounds = AbRounds::default();
     for round in 1..=args.rounds {
-        let mut order = [("baseline", &args.baseline), ("candidate", &args.candidate)];
-        if !baseline_first(round) {
-            order.reverse();
-        }
-        for (who, binary) in order {
+        let first = baseline_first(round);
+        for baseline in [first, !first] {
+            let (who, binary, rates) = if baseline {
+                ("baseline", &args.baseline, &mut rounds.baseline)
+            } else {
+                ("candidate", &args.candidate, &mut rounds.candidate)
+            };
             let m = run_vswitchd(binary, &p.bundle, p.scenario.as_ref(), &p.opts)
                 .with_context(|| format!("{who} {} in round {round}", binary.display()))?;
             eprintln!(
@@ -365,10 +367,7 @@ fn ab(args: &AbArgs) -> anyhow::Result<()> {
                 args.rounds,
                 m.mpps()
             );
-            match who {
-                "baseline" => rounds.baseline.push(m.mpps()),
-                _ => rounds.candidate.push(m.mpps()),
-            }
+            rates.push(m.mpps());
         }
     }
     let report = AbReport {

@@ -235,6 +235,9 @@ struct Stream {
     sender: ChildGuard,
     receiver: ChildGuard,
     files: [PathBuf; 5],
+    /// When the sender started, and its rate (datagrams per second).
+    started: Instant,
+    rate: u32,
 }
 
 #[derive(Debug)]
@@ -293,6 +296,8 @@ impl Stream {
             std::thread::sleep(Duration::from_millis(20));
         }
         let before = counter(port_stats(&read_json(&v.stats_file), "pod2"), "tx_packets");
+        let started = Instant::now();
+        let per_second = rate;
         let rate = rate.to_string();
         let sender = from.ns.spawn(&[
             "python3",
@@ -328,10 +333,18 @@ impl Stream {
             sender,
             receiver,
             files,
+            started,
+            rate: per_second,
         }
     }
 
-    fn finish(mut self) -> StreamResult {
+    /// Stops the stream once it has run long enough to send `min` datagrams at
+    /// its rate (a fifth more, for the sender's start-up), however quickly the
+    /// work it accompanied ended: a stream too short proves nothing about loss,
+    /// and `assert_no_loss` refuses one. Then the counts of both ends.
+    fn finish(mut self, min: u64) -> StreamResult {
+        let needed = Duration::from_secs_f64(min as f64 * 1.2 / f64::from(self.rate));
+        std::thread::sleep(needed.saturating_sub(self.started.elapsed()));
         std::fs::write(&self.files[3], "").unwrap();
         let out = self
             .sender
@@ -1428,7 +1441,7 @@ fn control_bad_writes_refused_whole_traffic_unaffected() {
     let out = ctl.cmd(&["apply", "-f", bad_doc.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     // Forwarding still works and the stream lost nothing.
-    let r = stream.finish();
+    let r = stream.finish(1000);
     eprintln!(
         "{} invalid writes in {:.1} s; stream: {}",
         cases.len(),
@@ -1519,7 +1532,7 @@ fn control_ports_added_and_removed_under_traffic() {
             }
         }
         times.push((kind, t0.elapsed(), slowest));
-        streams.push((kind, stream.finish()));
+        streams.push((kind, stream.finish(3000)));
     }
     assert!(
         !Path::new(&format!("/sys/class/net/{tap}")).exists(),
@@ -1950,7 +1963,7 @@ fn control_write_latency_and_rate_figures() {
     }
     let rate_wall = t.elapsed();
     pub_us.sort_unstable();
-    let r = stream.finish();
+    let r = stream.finish(1000);
     let stats = v.stop();
 
     eprintln!("FIGURES (no thresholds):");
