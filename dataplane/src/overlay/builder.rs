@@ -269,8 +269,13 @@ impl OverlayBuilder {
             )?;
         }
 
-        // Static routes.
-        for r in &self.routes {
+        // Static routes, shortest prefixes first: the IPv4 trie then writes each
+        // route's entries once, where a short prefix inserted after longer ones
+        // would walk every ply below it (the order changes no answer; a stable
+        // sort keeps a duplicate after the route it repeats).
+        let mut by_len: Vec<&RouteSpec> = self.routes.iter().collect();
+        by_len.sort_by_key(|r| r.prefix.prefix_len());
+        for r in by_len {
             let Some(vrf) = vrf_of.get(r.tenant.as_str()).copied() else {
                 return Err(E::RouteUnknownTenant {
                     tenant: r.tenant.clone(),

@@ -65,7 +65,7 @@ pub enum L2Dest {
 }
 
 /// The outcome of a route lookup in a VRF.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RouteResult {
     /// The destination is on this network's subnet: finish with
     /// [`OverlaySnapshot::host_lookup`] for the destination address; a miss there

@@ -1,28 +1,34 @@
 //! Longest-prefix match for many VRFs at once, IPv4 and IPv6.
 //!
-//! Layout: one hash table per address family holding every route of every VRF,
-//! keyed by (VRF, prefix length, masked address), plus per VRF a bitmap of the
-//! prefix lengths it actually uses. A lookup walks that VRF's lengths from the
-//! longest down, masks the address and probes the table; the first hit is the
-//! longest match. The cost is one hash probe per *distinct* length present in the
-//! VRF, not per route and not per bit.
+//! IPv4: a multibit trie with 8-bit strides per VRF ([`trie4`]), whose leaves
+//! index a table of the distinct route values. A lookup is at most four dependent
+//! loads, the upper ones to plies that stay in L1, whatever the number of routes.
 //!
-//! Why this rather than a binary trie: a trie costs one dependent memory access
-//! per bit (up to 32 for IPv4, 128 for IPv6), and each is a likely cache miss once
-//! the table outgrows the cache. Overlay VRFs use few distinct lengths (pod
-//! subnets, a `/0`, host routes, a handful of aggregates), so a few probes into
-//! a flat table win, and build is one insert per route with no node allocation.
-//! The worst case, a VRF that uses every length, is 33 (IPv4) or 129 (IPv6) probes
-//! on a miss; if that ever matters, the next step is binary search over lengths
-//! with marker entries (Waldvogel et al.), which this layout allows without
-//! changing the API.
+//! IPv6: one hash table holding every route of every VRF, keyed by (VRF, prefix
+//! length, masked address), plus per VRF a bitmap of the prefix lengths it uses.
+//! A lookup walks that VRF's lengths from the longest down, masks the address and
+//! probes the table; the first hit is the longest match. The cost is one probe per
+//! *distinct* length present in the VRF, not per route and not per bit: overlay
+//! VRFs use few lengths (pod subnets, a `/0`, host routes, a handful of
+//! aggregates), and a 128-bit address would need up to 16 plies in a trie. If
+//! a VRF with many lengths ever matters, the next step is binary search over
+//! lengths with marker entries (Waldvogel et al.), which this layout allows.
+//!
+//! Every IPv4 route is also kept in a hash table by exact prefix, which answers
+//! [`LpmTable::get_exact`] and tells an insert what it replaces; lookups never
+//! read it.
 //!
 //! Host bits of inserted prefixes are ignored.
 
+mod trie4;
+
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 use ipnet::IpNet;
+
+use trie4::Trie4;
 
 /// A set of prefix lengths `0..=128`, iterated longest first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,42 +90,65 @@ fn key6(vrf: u16, len: u8, addr: u128) -> (u32, u128) {
 /// Longest-prefix-match tables for VRFs `0..vrfs`, mapping prefixes to `V`.
 #[derive(Clone, Debug)]
 pub struct LpmTable<V> {
-    v4: HashMap<u64, V>,
+    trie4: Trie4,
+    /// Every IPv4 route by (VRF, length, masked address): its value's index.
+    exact4: HashMap<u64, u32>,
+    /// The distinct IPv4 route values; a trie leaf is an index here + 1.
+    values4: Vec<V>,
+    /// Each value's index in `values4`.
+    value_index4: HashMap<V, u32>,
     v6: HashMap<(u32, u128), V>,
-    /// Per VRF: the IPv4 and the IPv6 lengths in use.
-    lens: Vec<(LenSet, LenSet)>,
+    /// Per VRF: the IPv6 lengths in use.
+    lens6: Vec<LenSet>,
 }
 
-impl<V> LpmTable<V> {
+impl<V: Clone + Eq + Hash> LpmTable<V> {
     /// Empty tables for VRFs `0..vrfs`.
     pub fn new(vrfs: u16) -> Self {
         LpmTable {
-            v4: HashMap::new(),
+            trie4: Trie4::new(vrfs),
+            exact4: HashMap::new(),
+            values4: Vec::new(),
+            value_index4: HashMap::new(),
             v6: HashMap::new(),
-            lens: vec![(LenSet::default(), LenSet::default()); usize::from(vrfs)],
+            lens6: vec![LenSet::default(); usize::from(vrfs)],
         }
     }
 
     /// Reserves room for `v4` more IPv4 and `v6` more IPv6 routes.
     pub fn reserve(&mut self, v4: usize, v6: usize) {
-        self.v4.reserve(v4);
+        self.exact4.reserve(v4);
         self.v6.reserve(v6);
     }
 
     /// Adds `prefix` → `value` in `vrf`, returning the value it replaces, if any.
     ///
     /// # Panics
-    /// If `vrf` is not below the count given to [`new`](Self::new).
+    /// If `vrf` is not below the count given to [`new`](Self::new), or with more
+    /// than 2^31 - 1 distinct IPv4 values.
     pub fn insert(&mut self, vrf: u16, prefix: IpNet, value: V) -> Option<V> {
         let len = prefix.prefix_len();
-        let lens = &mut self.lens[usize::from(vrf)];
         match prefix {
             IpNet::V4(p) => {
-                lens.0.insert(len);
-                self.v4.insert(key4(vrf, len, p.addr().to_bits()), value)
+                assert!(usize::from(vrf) < self.lens6.len(), "VRF {vrf}");
+                let addr = p.addr().to_bits();
+                let idx = match self.value_index4.get(&value) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.values4.len() as u32;
+                        assert!(i < trie4::MAX_VALUES, "too many IPv4 route values");
+                        self.values4.push(value.clone());
+                        self.value_index4.insert(value, i);
+                        i
+                    }
+                };
+                self.trie4.insert(vrf, addr, len, idx + 1);
+                self.exact4
+                    .insert(key4(vrf, len, addr), idx)
+                    .map(|old| self.values4[old as usize].clone())
             }
             IpNet::V6(p) => {
-                lens.1.insert(len);
+                self.lens6[usize::from(vrf)].insert(len);
                 self.v6.insert(key6(vrf, len, p.addr().to_bits()), value)
             }
         }
@@ -138,16 +167,14 @@ impl<V> LpmTable<V> {
     /// [`lookup`](Self::lookup) for an IPv4 destination.
     #[inline]
     pub fn lookup_v4(&self, vrf: u16, dst: Ipv4Addr) -> Option<&V> {
-        let (lens, _) = self.lens.get(usize::from(vrf))?;
-        let addr = dst.to_bits();
-        lens.iter_desc()
-            .find_map(|len| self.v4.get(&key4(vrf, len, addr)))
+        let leaf = self.trie4.lookup(vrf, dst.to_bits());
+        self.values4.get((leaf as usize).checked_sub(1)?)
     }
 
     /// [`lookup`](Self::lookup) for an IPv6 destination.
     #[inline]
     pub fn lookup_v6(&self, vrf: u16, dst: Ipv6Addr) -> Option<&V> {
-        let (_, lens) = self.lens.get(usize::from(vrf))?;
+        let lens = self.lens6.get(usize::from(vrf))?;
         let addr = dst.to_bits();
         lens.iter_desc()
             .find_map(|len| self.v6.get(&key6(vrf, len, addr)))
@@ -157,14 +184,17 @@ impl<V> LpmTable<V> {
     pub fn get_exact(&self, vrf: u16, prefix: IpNet) -> Option<&V> {
         let len = prefix.prefix_len();
         match prefix {
-            IpNet::V4(p) => self.v4.get(&key4(vrf, len, p.addr().to_bits())),
+            IpNet::V4(p) => {
+                let idx = *self.exact4.get(&key4(vrf, len, p.addr().to_bits()))?;
+                self.values4.get(idx as usize)
+            }
             IpNet::V6(p) => self.v6.get(&key6(vrf, len, p.addr().to_bits())),
         }
     }
 
     /// Number of routes, all VRFs and families.
     pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.exact4.len() + self.v6.len()
     }
 
     /// Whether there are no routes.
@@ -242,10 +272,25 @@ mod tests {
         )
     }
 
+    /// Addresses whose every byte is one of a few values, so that prefixes of
+    /// every length nest and share the trie's plies at every level.
+    fn dense_v4() -> impl Strategy<Value = u32> {
+        prop::collection::vec(prop::sample::select(vec![0u8, 1, 127, 128, 255]), 4)
+            .prop_map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     fn check(routes: &[(u16, IpNet, u32)], probes: &[(u16, IpAddr)]) {
         let mut t = LpmTable::new(2);
-        for &(vrf, p, v) in routes {
-            t.insert(vrf, p, v);
+        for (i, &(vrf, p, v)) in routes.iter().enumerate() {
+            // An insert returns what the same prefix held before, as get_exact did.
+            let before = t.get_exact(vrf, p).copied();
+            let earlier = routes[..i]
+                .iter()
+                .rev()
+                .find(|(v2, p2, _)| *v2 == vrf && p2.trunc() == p.trunc())
+                .map(|r| r.2);
+            assert_eq!(before, earlier, "get_exact {p} in vrf {vrf}");
+            assert_eq!(t.insert(vrf, p, v), earlier, "insert {p} in vrf {vrf}");
         }
         for &(vrf, dst) in probes {
             assert_eq!(
@@ -275,6 +320,24 @@ mod tests {
             let probes: Vec<_> = probes
                 .into_iter()
                 .map(|(vrf, hi, lo)| (vrf, IpAddr::V4(Ipv4Addr::from_bits((hi << 28) | (lo & 0x00ff_ffff)))))
+                .collect();
+            check(&routes, &probes);
+        }
+
+        #[test]
+        fn dense_v4_matches_linear_scan(
+            routes in prop::collection::vec(
+                (0u16..2, dense_v4(), 0u8..=32, 0u32..8)
+                    .prop_map(|(vrf, a, len, v)| {
+                        (vrf, IpNet::V4(Ipv4Net::new(Ipv4Addr::from_bits(a), len).unwrap()), v)
+                    }),
+                0..48,
+            ),
+            probes in prop::collection::vec((0u16..3, dense_v4()), 0..64),
+        ) {
+            let probes: Vec<_> = probes
+                .into_iter()
+                .map(|(vrf, a)| (vrf, IpAddr::V4(Ipv4Addr::from_bits(a))))
                 .collect();
             check(&routes, &probes);
         }
