@@ -16,6 +16,11 @@ use crate::port::PortIdx;
 use crate::snapshot::Versioned;
 use crate::wire;
 
+/// Route cache entries written since the last burst from a pod above which the
+/// next burst resolves its misses before its straight pass (a few are new
+/// destinations; more, a cache too small for the traffic).
+const ROUTE_FILL_AFTER: u32 = 4;
+
 /// [`Pipeline::process_burst`] for a burst from `ingress`, a local port of
 /// network `net` (`info`), with the fast paths on.
 ///
@@ -48,6 +53,12 @@ pub(super) fn from_local<B: PacketBuf>(
     let in_port = ingress.port;
     let l2 = p.overlay.l2_reader();
     let gateway = info.gateway_mac.to_u64();
+    // More route misses since the last burst than a few new destinations make:
+    // the cache holds fewer destinations than the traffic has, so resolve this
+    // burst's misses first rather than send each through the per-packet path.
+    if s.routes.take_fills() > ROUTE_FILL_AFTER {
+        overlay::fill_routes(p, net, gateway, pkts, &mut s.routes);
+    }
     let routes = s.routes.reader4();
     let encaps = &s.encap;
     let neighbors = ctx.neighbors.generation();

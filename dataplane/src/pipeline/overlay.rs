@@ -374,6 +374,43 @@ fn route_fast<B: PacketBuf>(
     })
 }
 
+/// Resolves, for every frame of a burst from a pod of `net` (gateway MAC
+/// `gateway`, as [`MacAddr::to_u64`]) that routing may forward, the destinations
+/// the route cache misses, so the burst's straight pass finds them all. Run when
+/// the cache misses often (more destinations than slots): a miss left to the
+/// straight pass sends its frame through the whole per-packet pipeline. The
+/// answer for a frame is the same either way; only where the miss is resolved
+/// changes.
+#[inline(never)]
+pub(super) fn fill_routes<B: PacketBuf>(
+    p: &Pipeline,
+    net: NetworkId,
+    gateway: u64,
+    pkts: &[B],
+    routes: &mut RouteCache,
+) {
+    for pkt in pkts {
+        let data = pkt.data();
+        let Some(h) = data
+            .get(..PLAIN_IPV4)
+            .and_then(|h| <&[u8; PLAIN_IPV4]>::try_from(h).ok())
+        else {
+            continue;
+        };
+        if MacAddr::dst_bits(data) != Some(gateway)
+            || h[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes()
+        {
+            continue;
+        }
+        if let Some(dst) = routable_v4(h, data.len()) {
+            if routes.get4(net, dst).is_none() {
+                let r = resolve(p, net, IpAddr::V4(Ipv4Addr::from(dst)));
+                routes.put(net, u128::from(dst), false, r);
+            }
+        }
+    }
+}
+
 /// Ethernet and the fixed part of an IPv4 header: what routing reads.
 pub(super) const PLAIN_IPV4: usize = crate::ethernet::HEADER_LEN + 20;
 

@@ -331,6 +331,8 @@ pub(crate) struct RouteCache {
     v4: Option<Box<Route4Table>>,
     v6: Vec<Route6Entry>,
     live: usize,
+    /// Entries written since [`take_fills`](Self::take_fills) last read it.
+    fills: u32,
 }
 
 /// Spreads a 64-bit key over the slots: the product's high bits mix every input bit.
@@ -346,6 +348,7 @@ impl RouteCache {
             v4: None,
             v6: Vec::new(),
             live: 0,
+            fills: 0,
         }
     }
 
@@ -393,8 +396,15 @@ impl RouteCache {
         route_slot((addr as u64) ^ ((addr >> 64) as u64) ^ (u64::from(net.0) << 48))
     }
 
+    /// The entries written since the last call: how often lookups missed.
+    #[inline]
+    pub(crate) fn take_fills(&mut self) -> u32 {
+        std::mem::take(&mut self.fills)
+    }
+
     /// Remembers `routed` for traffic from `net` to `addr`, replacing the slot.
     pub(crate) fn put(&mut self, net: NetworkId, addr: u128, ipv6: bool, routed: Routed) {
+        self.fills = self.fills.saturating_add(1);
         let was_live = if ipv6 {
             if self.v6.is_empty() {
                 self.v6 = vec![

@@ -1122,6 +1122,43 @@ fn the_burst_loop_agrees_with_the_full_path() {
     }
 }
 
+/// With more destinations than the route cache has seen, a burst from a pod
+/// resolves its misses before the straight pass (`fill_routes`), so the pass
+/// decides every frame (the burst reports its one port); the answers stay those
+/// of the full path.
+#[test]
+fn a_burst_of_new_destinations_is_routed_on_the_straight_path() {
+    // 10.9.0.0/16 via B, a local pod in blue.
+    let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
+    let burst_to = |first: u32| -> Vec<_> {
+        (first..first + crate::BURST as u32)
+            .map(|k| {
+                let dst = format!("10.9.{}.{}", k / 200, 1 + k % 200);
+                (
+                    ping(G_GREEN, C, "10.2.0.10", &dst, 64, 16),
+                    crate::buf::DEFAULT_HEADROOM,
+                )
+            })
+            .collect()
+    };
+    let check = |c: &mut Cached, frames: &[(Vec<u8>, usize)], want_one| {
+        let (each, _, one) = c.burst(POD_C, frames);
+        for ((frame, _), got) in frames.iter().zip(&each) {
+            assert_eq!(got.0, Verdict::Output(POD_B));
+            assert_eq!(*got, c.reference(POD_C, frame));
+        }
+        assert_eq!(one, want_one);
+    };
+    // Cold: the per-packet path resolves and caches each of the 32.
+    check(&mut c, &burst_to(0), None);
+    // Many misses in the last burst: the next burst's 32 new destinations are
+    // resolved first, and the straight pass takes them all.
+    check(&mut c, &burst_to(32), Some(POD_B));
+    // Cached: taken whether or not the fill pass runs again.
+    check(&mut c, &burst_to(32), Some(POD_B));
+    check(&mut c, &burst_to(32), Some(POD_B));
+}
+
 #[test]
 fn a_rebound_scratch_follows_the_new_snapshot() {
     const NEW_UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 0x11]);
