@@ -125,7 +125,7 @@ impl<V: Clone + Eq + Hash> LpmTable<V> {
     ///
     /// # Panics
     /// If `vrf` is not below the count given to [`new`](Self::new), or with more
-    /// than 2^31 - 1 distinct IPv4 values.
+    /// than 2^24 - 1 distinct IPv4 values.
     pub fn insert(&mut self, vrf: u16, prefix: IpNet, value: V) -> Option<V> {
         let len = prefix.prefix_len();
         match prefix {
@@ -136,7 +136,7 @@ impl<V: Clone + Eq + Hash> LpmTable<V> {
                     Some(&i) => i,
                     None => {
                         let i = self.values4.len() as u32;
-                        assert!(i < trie4::MAX_VALUES, "too many IPv4 route values");
+                        assert!(i < trie4::MAX_VALUE, "too many IPv4 route values");
                         self.values4.push(value.clone());
                         self.value_index4.insert(value, i);
                         i

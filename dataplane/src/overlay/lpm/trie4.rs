@@ -15,26 +15,31 @@
 //! tenant, most of which have a handful of routes; the one extra load an 8-bit
 //! root costs is to a line that stays in L1.
 //!
-//! Build: an entry remembers the length of the prefix that wrote it (in a
-//! parallel array the lookup never reads). Inserting `p/len` writes the entries
+//! Build: a leaf holds, beside the value, the length of the prefix that wrote it
+//! (in the bits above the value: one 4-byte entry, no parallel array). Inserting
+//! `p/len` writes the entries
 //! `p` covers whose owner is no longer than `len`, descending into the plies
 //! below them, so a prefix may be inserted before or after the ones it contains.
 //! Memory is one ply per distinct (/8, /16, /24) parent of a longer prefix: at
 //! most three plies per route, and in practice far fewer, as routes share their
 //! upper bytes.
 
-/// An entry: `EMPTY`, a leaf (a value index + 1, below `PLY`), or `PLY` | a ply's
-/// index in the arena.
-pub(super) type Entry = u32;
+/// An entry: `PLY` | a ply's index in the arena, or a leaf: the length of the
+/// prefix that wrote it << `LEN_SHIFT` | its value (a value index + 1; 0 for no
+/// route).
+type Entry = u32;
 
-/// No route.
-pub(super) const EMPTY: Entry = 0;
+/// No route (a leaf of value 0, which any prefix may overwrite).
+const EMPTY: Entry = 0;
 
 /// Marks an entry that points to a ply.
 const PLY: Entry = 1 << 31;
 
-/// The most value indices a leaf can hold.
-pub(super) const MAX_VALUES: u32 = PLY - 1;
+/// Where a leaf keeps its prefix's length (0..=32: six bits below `PLY`).
+const LEN_SHIFT: u32 = 24;
+
+/// A leaf's value bits; also the largest value.
+pub(super) const MAX_VALUE: u32 = (1 << LEN_SHIFT) - 1;
 
 /// Entries per ply: one per value of an address byte.
 const FANOUT: usize = 256;
@@ -45,9 +50,6 @@ pub(super) struct Trie4 {
     /// Per VRF: `PLY` | its root's index, or `EMPTY` before its first route.
     roots: Vec<Entry>,
     plies: Vec<[Entry; FANOUT]>,
-    /// Per ply, per entry: the length of the prefix whose leaf it holds (0 for an
-    /// empty entry, which any prefix may overwrite). Read by insertion only.
-    owners: Vec<[u8; FANOUT]>,
 }
 
 impl Trie4 {
@@ -56,48 +58,48 @@ impl Trie4 {
         Trie4 {
             roots: vec![EMPTY; usize::from(vrfs)],
             plies: Vec::new(),
-            owners: Vec::new(),
         }
     }
 
-    /// The leaf of the longest prefix in `vrf` containing `addr`: `EMPTY` for no
+    /// The value of the longest prefix in `vrf` containing `addr`: 0 for no
     /// match or an unknown VRF.
     #[inline]
-    pub(super) fn lookup(&self, vrf: u16, addr: u32) -> Entry {
+    pub(super) fn lookup(&self, vrf: u16, addr: u32) -> u32 {
         let Some(&root) = self.roots.get(usize::from(vrf)) else {
-            return EMPTY;
+            return 0;
         };
         let mut e = root;
         for byte in addr.to_be_bytes() {
             if e & PLY == 0 {
-                return e;
+                break;
             }
             let Some(ply) = self.plies.get((e & !PLY) as usize) else {
-                return EMPTY;
+                return 0;
             };
             e = ply[usize::from(byte)];
         }
         // Plies exist for the first three bytes only, so the fourth read a leaf.
         if e & PLY == 0 {
-            e
+            e & MAX_VALUE
         } else {
-            EMPTY
+            0
         }
     }
 
-    /// Makes `leaf` (a value index + 1, at most [`MAX_VALUES`]) the answer for
+    /// Makes `value` (a value index + 1, at most [`MAX_VALUE`]) the answer for
     /// the addresses of `addr/len` in `vrf` that no longer prefix already
     /// covers. Host bits of `addr` are ignored.
     ///
     /// # Panics
     /// If `vrf` is not below the count given to [`new`](Self::new), `len` is over
-    /// 32, or `leaf` is `EMPTY` or over [`MAX_VALUES`].
-    pub(super) fn insert(&mut self, vrf: u16, addr: u32, len: u8, leaf: Entry) {
+    /// 32, or `value` is 0 or over [`MAX_VALUE`].
+    pub(super) fn insert(&mut self, vrf: u16, addr: u32, len: u8, value: u32) {
         assert!(len <= 32, "IPv4 prefix length {len}");
-        assert!(leaf != EMPTY && leaf <= MAX_VALUES, "leaf {leaf}");
+        assert!(value != 0 && value <= MAX_VALUE, "value {value}");
+        let leaf = (u32::from(len) << LEN_SHIFT) | value;
         let root = self.roots[usize::from(vrf)];
         let mut ply = if root & PLY == 0 {
-            let p = self.new_ply(EMPTY, 0);
+            let p = self.new_ply(EMPTY);
             self.roots[usize::from(vrf)] = PLY | p;
             p
         } else {
@@ -114,15 +116,14 @@ impl Trie4 {
         let fixed = u32::from(len) - 8 * depth as u32;
         let span = 1usize << (8 - fixed);
         let first = usize::from(bytes[depth]) & !(span - 1);
-        self.paint(ply, first..first + span, len, leaf);
+        self.paint(ply, first..first + span, leaf);
     }
 
-    /// A new ply whose every entry is `fill`, owned by a prefix of length `owner`.
-    fn new_ply(&mut self, fill: Entry, owner: u8) -> u32 {
+    /// A new ply whose every entry is `fill`.
+    fn new_ply(&mut self, fill: Entry) -> u32 {
         let idx = self.plies.len() as u32;
         assert!(idx < PLY, "IPv4 trie arena full");
         self.plies.push([fill; FANOUT]);
-        self.owners.push([owner; FANOUT]);
         idx
     }
 
@@ -134,23 +135,22 @@ impl Trie4 {
         if e & PLY != 0 {
             return e & !PLY;
         }
-        let c = self.new_ply(e, self.owners[p][s]);
+        let c = self.new_ply(e);
         self.plies[p][s] = PLY | c;
         c
     }
 
-    /// Writes `leaf` of a prefix of length `len` into the entries `slots` of
-    /// `ply` and, for an entry that points to a ply, into every entry below it —
-    /// wherever no longer prefix owns the entry.
-    fn paint(&mut self, ply: u32, slots: std::ops::Range<usize>, len: u8, leaf: Entry) {
+    /// Writes `leaf` into the entries `slots` of `ply` and, for an entry that
+    /// points to a ply, into every entry below it — wherever no longer prefix
+    /// wrote the entry (a leaf's length is its top bits, so leaves compare by it).
+    fn paint(&mut self, ply: u32, slots: std::ops::Range<usize>, leaf: Entry) {
         let p = ply as usize;
         for slot in slots {
             let e = self.plies[p][slot];
             if e & PLY != 0 {
-                self.paint(e & !PLY, 0..FANOUT, len, leaf);
-            } else if self.owners[p][slot] <= len {
+                self.paint(e & !PLY, 0..FANOUT, leaf);
+            } else if e >> LEN_SHIFT <= leaf >> LEN_SHIFT {
                 self.plies[p][slot] = leaf;
-                self.owners[p][slot] = len;
             }
         }
     }
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(t.plies(), 1 + 2 + 391);
         assert_eq!(t.lookup(0, ip("16.0.0.9")), 1);
         assert_eq!(t.lookup(0, ip("17.134.159.1")), 1 + 99_999 % 16);
-        assert_eq!(t.lookup(0, ip("17.134.160.1")), EMPTY);
+        assert_eq!(t.lookup(0, ip("17.134.160.1")), 0);
     }
 
     #[test]
@@ -222,8 +222,8 @@ mod tests {
         assert_eq!(t.lookup(1, ip("10.1.2.3")), 1);
         assert_eq!(t.lookup(1, ip("10.1.2.4")), 2);
         assert_eq!(t.lookup(1, ip("10.2.0.0")), 3);
-        assert_eq!(t.lookup(0, ip("10.1.2.3")), EMPTY, "other VRF");
-        assert_eq!(t.lookup(9, ip("10.1.2.3")), EMPTY, "unknown VRF");
+        assert_eq!(t.lookup(0, ip("10.1.2.3")), 0, "other VRF");
+        assert_eq!(t.lookup(9, ip("10.1.2.3")), 0, "unknown VRF");
     }
 
     #[test]
@@ -237,5 +237,11 @@ mod tests {
         // Host bits are ignored.
         t.insert(0, ip("10.1.255.255"), 16, 4);
         assert_eq!(t.lookup(0, ip("10.1.0.0")), 4);
+        // The largest value beside the longest length: neither spills into the other.
+        t.insert(0, ip("10.1.2.3"), 32, MAX_VALUE);
+        assert_eq!(t.lookup(0, ip("10.1.2.3")), MAX_VALUE);
+        assert_eq!(t.lookup(0, ip("10.1.2.4")), 4);
+        t.insert(0, ip("10.1.2.0"), 24, 5);
+        assert_eq!(t.lookup(0, ip("10.1.2.3")), MAX_VALUE, "the /32 stays");
     }
 }
