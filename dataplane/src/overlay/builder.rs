@@ -210,7 +210,12 @@ impl OverlayBuilder {
         for r in &ranges {
             let net = NetworkId(r.network as u16);
             snap.routes
-                .insert(r.vrf, r.subnet, RouteResult::Connected(net));
+                .insert(r.vrf, r.subnet, RouteResult::Connected(net))
+                .map_err(|reason| E::RouteTableFull {
+                    tenant: snap.vrf_names[usize::from(r.vrf)].to_string(),
+                    prefix: r.subnet,
+                    reason,
+                })?;
         }
 
         // Local endpoints.
@@ -323,7 +328,13 @@ impl OverlayBuilder {
                     prefix,
                 });
             }
-            snap.routes.insert(vrf.0, prefix, result);
+            snap.routes
+                .insert(vrf.0, prefix, result)
+                .map_err(|reason| E::RouteTableFull {
+                    tenant: r.tenant.clone(),
+                    prefix,
+                    reason,
+                })?;
         }
 
         // Per-network local ports, ascending because the port array is.

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use thiserror::Error;
 
+use super::lpm::LpmFull;
 use crate::ethernet::MacAddr;
 use crate::port::PortIdx;
 
@@ -317,5 +318,15 @@ pub enum OverlayConfigError {
         tenant: String,
         /// The prefix.
         prefix: IpNet,
+    },
+    /// The route table of a VRF (every VRF's IPv4 routes share one bound) is full.
+    #[error("route {prefix} in tenant {tenant:?}: {reason}")]
+    RouteTableFull {
+        /// The tenant.
+        tenant: String,
+        /// The prefix that did not fit (a static route or a connected subnet).
+        prefix: IpNet,
+        /// Which bound.
+        reason: LpmFull,
     },
 }

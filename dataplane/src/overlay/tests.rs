@@ -1,8 +1,11 @@
 //! Tests of the compiled snapshot: lookups on a two-tenant fixture, and every
 //! validation error.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use ipnet::{IpNet, Ipv4Net};
+
+use super::lpm::LpmFull;
 use super::*;
 use crate::ethernet::MacAddr;
 use crate::port::{PortIdx, MAX_PORTS};
@@ -576,6 +579,43 @@ fn rejects_too_many_networks_and_vteps() {
         .collect();
     b.network(n);
     assert_eq!(b.build().unwrap_err(), E::TooManyVteps { max: MAX_VTEPS });
+}
+
+/// Host routes scattered so that each needs plies of its own, until the IPv4
+/// trie's bound (256 MiB) refuses one: a clear error naming the route, not the
+/// host's memory.
+#[test]
+fn rejects_routes_beyond_the_tries_memory_bound() {
+    use OverlayConfigError as E;
+    let mut b = fixture();
+    // A /32 in every /16 (two or three plies each), then in further /24s (one).
+    let hosts = (0u32..1 << 16)
+        .map(|i| i << 16 | 1)
+        .chain((1u32..).flat_map(|c| (0u32..1 << 16).map(move |i| i << 16 | c << 8 | 1)));
+    for addr in hosts.take(200_000) {
+        b.route(RouteSpec {
+            tenant: "t1".into(),
+            prefix: IpNet::V4(Ipv4Net::new(Ipv4Addr::from_bits(addr), 32).unwrap()),
+            target: RouteTarget::Blackhole,
+        });
+    }
+    let err = b.build().unwrap_err();
+    let E::RouteTableFull {
+        tenant,
+        prefix,
+        reason,
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        (tenant.as_str(), *reason),
+        ("t1", LpmFull::Plies { max: 1 << 18 })
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("route {prefix} in tenant \"t1\": the IPv4 routes would need more than 262144 trie plies (256 MiB)")
+    );
 }
 
 #[test]

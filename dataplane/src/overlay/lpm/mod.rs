@@ -87,6 +87,23 @@ fn key6(vrf: u16, len: u8, addr: u128) -> (u32, u128) {
     ((u32::from(vrf) << 8) | u32::from(len), mask6(addr, len))
 }
 
+/// Why [`LpmTable::insert`] refused a route (nothing was changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LpmFull {
+    /// The IPv4 trie would need more plies than its memory bound allows.
+    #[error("the IPv4 routes would need more than {max} trie plies ({} MiB)", max / 1024)]
+    Plies {
+        /// The bound, in 1 KiB plies.
+        max: usize,
+    },
+    /// More distinct IPv4 route targets than a trie leaf can index.
+    #[error("more than {max} distinct IPv4 route targets")]
+    Values {
+        /// The most.
+        max: u32,
+    },
+}
+
 /// Longest-prefix-match tables for VRFs `0..vrfs`, mapping prefixes to `V`.
 #[derive(Clone, Debug)]
 pub struct LpmTable<V> {
@@ -123,33 +140,39 @@ impl<V: Clone + Eq + Hash> LpmTable<V> {
 
     /// Adds `prefix` → `value` in `vrf`, returning the value it replaces, if any.
     ///
+    /// # Errors
+    /// [`LpmFull`], with nothing changed, when the IPv4 trie would outgrow its
+    /// bound or the IPv4 routes would have more than 2^24 - 1 distinct values.
+    ///
     /// # Panics
-    /// If `vrf` is not below the count given to [`new`](Self::new), or with more
-    /// than 2^24 - 1 distinct IPv4 values.
-    pub fn insert(&mut self, vrf: u16, prefix: IpNet, value: V) -> Option<V> {
+    /// If `vrf` is not below the count given to [`new`](Self::new).
+    pub fn insert(&mut self, vrf: u16, prefix: IpNet, value: V) -> Result<Option<V>, LpmFull> {
         let len = prefix.prefix_len();
         match prefix {
             IpNet::V4(p) => {
-                assert!(usize::from(vrf) < self.lens6.len(), "VRF {vrf}");
                 let addr = p.addr().to_bits();
-                let idx = match self.value_index4.get(&value) {
-                    Some(&i) => i,
-                    None => {
-                        let i = self.values4.len() as u32;
-                        assert!(i < trie4::MAX_VALUE, "too many IPv4 route values");
-                        self.values4.push(value.clone());
-                        self.value_index4.insert(value, i);
-                        i
-                    }
-                };
-                self.trie4.insert(vrf, addr, len, idx + 1);
-                self.exact4
+                let known = self.value_index4.get(&value).copied();
+                let idx = known.unwrap_or(self.values4.len() as u32);
+                if idx >= trie4::MAX_VALUE {
+                    return Err(LpmFull::Values {
+                        max: trie4::MAX_VALUE - 1,
+                    });
+                }
+                self.trie4
+                    .insert(vrf, addr, len, idx + 1)
+                    .map_err(|trie4::Full(max)| LpmFull::Plies { max })?;
+                if known.is_none() {
+                    self.values4.push(value.clone());
+                    self.value_index4.insert(value, idx);
+                }
+                Ok(self
+                    .exact4
                     .insert(key4(vrf, len, addr), idx)
-                    .map(|old| self.values4[old as usize].clone())
+                    .map(|old| self.values4[old as usize].clone()))
             }
             IpNet::V6(p) => {
                 self.lens6[usize::from(vrf)].insert(len);
-                self.v6.insert(key6(vrf, len, p.addr().to_bits()), value)
+                Ok(self.v6.insert(key6(vrf, len, p.addr().to_bits()), value))
             }
         }
     }
@@ -220,6 +243,28 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_route_changes_nothing() {
+        let mut t = LpmTable::new(1);
+        t.trie4 = Trie4::with_max_plies(1, 3);
+        t.insert(0, "10.0.0.0/8".parse().unwrap(), 1).unwrap();
+        t.insert(0, "10.1.0.0/24".parse().unwrap(), 2).unwrap();
+        let err = t.insert(0, "10.2.0.0/24".parse().unwrap(), 3).unwrap_err();
+        assert_eq!(err, LpmFull::Plies { max: 3 });
+        assert_eq!(
+            err.to_string(),
+            "the IPv4 routes would need more than 3 trie plies (0 MiB)"
+        );
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get_exact(0, "10.2.0.0/24".parse().unwrap()), None);
+        assert_eq!(t.lookup(0, "10.2.0.1".parse().unwrap()), Some(&1));
+        // The refused value was not kept: the next new one takes its index.
+        assert_eq!(t.values4, [1, 2]);
+        // IPv6 has no such bound.
+        t.insert(0, "fd00::/64".parse().unwrap(), 3).unwrap();
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
     fn len_set_iterates_longest_first() {
         let mut s = LenSet::default();
         for l in [0, 1, 32, 63, 64, 65, 127, 128] {
@@ -232,12 +277,15 @@ mod tests {
     #[test]
     fn default_host_and_vrf_separation() {
         let mut t = LpmTable::new(2);
-        t.insert(0, "0.0.0.0/0".parse().unwrap(), "default");
-        t.insert(0, "10.0.0.0/8".parse().unwrap(), "ten");
-        t.insert(0, "10.1.2.3/32".parse().unwrap(), "host");
-        t.insert(1, "10.0.0.0/8".parse().unwrap(), "other-vrf");
-        t.insert(0, "::/0".parse().unwrap(), "default6");
-        t.insert(0, "2001:db8::1/128".parse().unwrap(), "host6");
+        t.insert(0, "0.0.0.0/0".parse().unwrap(), "default")
+            .unwrap();
+        t.insert(0, "10.0.0.0/8".parse().unwrap(), "ten").unwrap();
+        t.insert(0, "10.1.2.3/32".parse().unwrap(), "host").unwrap();
+        t.insert(1, "10.0.0.0/8".parse().unwrap(), "other-vrf")
+            .unwrap();
+        t.insert(0, "::/0".parse().unwrap(), "default6").unwrap();
+        t.insert(0, "2001:db8::1/128".parse().unwrap(), "host6")
+            .unwrap();
         let l = |vrf, s: &str| t.lookup(vrf, s.parse().unwrap()).copied();
         assert_eq!(l(0, "10.1.2.3"), Some("host"));
         assert_eq!(l(0, "10.1.2.4"), Some("ten"));
@@ -290,7 +338,11 @@ mod tests {
                 .find(|(v2, p2, _)| *v2 == vrf && p2.trunc() == p.trunc())
                 .map(|r| r.2);
             assert_eq!(before, earlier, "get_exact {p} in vrf {vrf}");
-            assert_eq!(t.insert(vrf, p, v), earlier, "insert {p} in vrf {vrf}");
+            assert_eq!(
+                t.insert(vrf, p, v).unwrap(),
+                earlier,
+                "insert {p} in vrf {vrf}"
+            );
         }
         for &(vrf, dst) in probes {
             assert_eq!(

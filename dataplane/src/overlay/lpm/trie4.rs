@@ -44,12 +44,25 @@ pub(super) const MAX_VALUE: u32 = (1 << LEN_SHIFT) - 1;
 /// Entries per ply: one per value of an address byte.
 const FANOUT: usize = 256;
 
+/// The most plies the tries of one table may hold: 256 MiB. A bound so that a
+/// configuration of many long, scattered prefixes is refused with an error
+/// instead of taking the host's memory; 100k routes need 100k plies at worst
+/// when each /24 holds one route longer than /24 (the `l3` bench's 100k /24s
+/// need 394).
+pub(super) const MAX_PLIES: usize = 1 << 18;
+
+/// [`Trie4::insert`] refused: the plies would outgrow their bound (this many).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Full(pub(super) usize);
+
 /// The IPv4 tries of every VRF (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Trie4 {
     /// Per VRF: `PLY` | its root's index, or `EMPTY` before its first route.
     roots: Vec<Entry>,
     plies: Vec<[Entry; FANOUT]>,
+    /// The bound on `plies` ([`MAX_PLIES`]; tests set less).
+    max_plies: usize,
 }
 
 impl Trie4 {
@@ -58,6 +71,7 @@ impl Trie4 {
         Trie4 {
             roots: vec![EMPTY; usize::from(vrfs)],
             plies: Vec::new(),
+            max_plies: MAX_PLIES,
         }
     }
 
@@ -90,12 +104,21 @@ impl Trie4 {
     /// the addresses of `addr/len` in `vrf` that no longer prefix already
     /// covers. Host bits of `addr` are ignored.
     ///
+    /// # Errors
+    /// [`Full`], with nothing changed, when the plies would outgrow their bound.
+    ///
     /// # Panics
     /// If `vrf` is not below the count given to [`new`](Self::new), `len` is over
     /// 32, or `value` is 0 or over [`MAX_VALUE`].
-    pub(super) fn insert(&mut self, vrf: u16, addr: u32, len: u8, value: u32) {
+    pub(super) fn insert(&mut self, vrf: u16, addr: u32, len: u8, value: u32) -> Result<(), Full> {
         assert!(len <= 32, "IPv4 prefix length {len}");
         assert!(value != 0 && value <= MAX_VALUE, "value {value}");
+        assert!(usize::from(vrf) < self.roots.len(), "VRF {vrf}");
+        let bytes = addr.to_be_bytes();
+        // Checked before anything changes.
+        if self.plies.len() + self.plies_needed(vrf, &bytes, len) > self.max_plies {
+            return Err(Full(self.max_plies));
+        }
         let leaf = (u32::from(len) << LEN_SHIFT) | value;
         let root = self.roots[usize::from(vrf)];
         let mut ply = if root & PLY == 0 {
@@ -105,7 +128,6 @@ impl Trie4 {
         } else {
             root & !PLY
         };
-        let bytes = addr.to_be_bytes();
         // Descend while the prefix is longer than the bytes above and in this ply.
         let mut depth = 0usize;
         while usize::from(len) > 8 * (depth + 1) {
@@ -117,12 +139,41 @@ impl Trie4 {
         let span = 1usize << (8 - fixed);
         let first = usize::from(bytes[depth]) & !(span - 1);
         self.paint(ply, first..first + span, leaf);
+        Ok(())
+    }
+
+    /// Tries with room for `max` plies only (for tests of the bound).
+    #[cfg(test)]
+    pub(super) fn with_max_plies(vrfs: u16, max: usize) -> Self {
+        Trie4 {
+            max_plies: max,
+            ..Trie4::new(vrfs)
+        }
+    }
+
+    /// The plies inserting a prefix of `len` bits of `bytes` into `vrf` would add:
+    /// the root if the VRF has none, and one for each byte above the prefix's
+    /// last whose entry is not a ply yet.
+    fn plies_needed(&self, vrf: u16, bytes: &[u8; 4], len: u8) -> usize {
+        // The bytes above the one the prefix ends in (none for /0 to /8).
+        let above = usize::from(len.saturating_sub(1) / 8);
+        let mut e = self.roots[usize::from(vrf)];
+        if e & PLY == 0 {
+            return 1 + above;
+        }
+        for (depth, &byte) in bytes.iter().enumerate().take(above) {
+            e = self.plies[(e & !PLY) as usize][usize::from(byte)];
+            if e & PLY == 0 {
+                return above - depth;
+            }
+        }
+        0
     }
 
     /// A new ply whose every entry is `fill`.
     fn new_ply(&mut self, fill: Entry) -> u32 {
+        // Below `max_plies`, far below `PLY`: the index fits an entry.
         let idx = self.plies.len() as u32;
-        assert!(idx < PLY, "IPv4 trie arena full");
         self.plies.push([fill; FANOUT]);
         idx
     }
@@ -183,7 +234,7 @@ mod tests {
         .chain([("10.1.2.0", 24), ("10.1.2.3", 32), ("10.1.2.128", 25)])
         .enumerate()
         {
-            t.insert(0, ip(p), len, i as u32 + 1);
+            t.insert(0, ip(p), len, i as u32 + 1).unwrap();
         }
         let l = |s| t.lookup(0, ip(s));
         assert_eq!(l("11.0.0.0"), 2, "/7 covers 11/8");
@@ -205,7 +256,8 @@ mod tests {
         // 394 KiB of plies.
         let mut t = Trie4::new(1);
         for i in 0..100_000u32 {
-            t.insert(0, ip("16.0.0.0") + (i << 8), 24, 1 + i % 16);
+            t.insert(0, ip("16.0.0.0") + (i << 8), 24, 1 + i % 16)
+                .unwrap();
         }
         assert_eq!(t.plies(), 1 + 2 + 391);
         assert_eq!(t.lookup(0, ip("16.0.0.9")), 1);
@@ -214,11 +266,36 @@ mod tests {
     }
 
     #[test]
+    fn a_full_arena_refuses_and_changes_nothing() {
+        let mut t = Trie4::with_max_plies(2, 6);
+        t.insert(0, ip("10.0.0.0"), 8, 1).unwrap(); // the root
+        t.insert(0, ip("10.1.2.3"), 32, 2).unwrap(); // three below it
+        assert_eq!(t.plies(), 4);
+        // Another /32 under 10/8 but in 10.2/16: two more plies, which fit.
+        t.insert(0, ip("10.2.0.1"), 32, 3).unwrap();
+        assert_eq!(t.plies(), 6);
+        // Full: a prefix that needs a ply is refused, one that needs none is not.
+        assert_eq!(t.insert(0, ip("10.2.1.1"), 32, 4), Err(Full(6)));
+        assert_eq!(t.insert(1, ip("0.0.0.0"), 0, 4), Err(Full(6)), "a root");
+        t.insert(0, ip("10.2.0.7"), 32, 5).unwrap();
+        t.insert(0, ip("10.1.2.0"), 24, 6).unwrap();
+        assert_eq!(t.plies(), 6);
+        assert_eq!(
+            t.lookup(0, ip("10.2.1.1")),
+            1,
+            "the refused /32 is not there"
+        );
+        assert_eq!(t.lookup(0, ip("10.1.2.3")), 2);
+        assert_eq!(t.lookup(0, ip("10.2.0.7")), 5);
+        assert_eq!(t.lookup(0, ip("10.1.2.4")), 6);
+    }
+
+    #[test]
     fn shorter_prefix_after_longer_keeps_the_longer() {
         let mut t = Trie4::new(2);
-        t.insert(1, ip("10.1.2.3"), 32, 1);
-        t.insert(1, ip("10.1.0.0"), 16, 2);
-        t.insert(1, ip("0.0.0.0"), 0, 3);
+        t.insert(1, ip("10.1.2.3"), 32, 1).unwrap();
+        t.insert(1, ip("10.1.0.0"), 16, 2).unwrap();
+        t.insert(1, ip("0.0.0.0"), 0, 3).unwrap();
         assert_eq!(t.lookup(1, ip("10.1.2.3")), 1);
         assert_eq!(t.lookup(1, ip("10.1.2.4")), 2);
         assert_eq!(t.lookup(1, ip("10.2.0.0")), 3);
@@ -229,19 +306,19 @@ mod tests {
     #[test]
     fn reinserting_a_prefix_replaces_only_its_own_entries() {
         let mut t = Trie4::new(1);
-        t.insert(0, ip("10.0.0.0"), 8, 1);
-        t.insert(0, ip("10.1.0.0"), 16, 2);
-        t.insert(0, ip("10.0.0.0"), 8, 3);
+        t.insert(0, ip("10.0.0.0"), 8, 1).unwrap();
+        t.insert(0, ip("10.1.0.0"), 16, 2).unwrap();
+        t.insert(0, ip("10.0.0.0"), 8, 3).unwrap();
         assert_eq!(t.lookup(0, ip("10.2.0.0")), 3);
         assert_eq!(t.lookup(0, ip("10.1.0.0")), 2);
         // Host bits are ignored.
-        t.insert(0, ip("10.1.255.255"), 16, 4);
+        t.insert(0, ip("10.1.255.255"), 16, 4).unwrap();
         assert_eq!(t.lookup(0, ip("10.1.0.0")), 4);
         // The largest value beside the longest length: neither spills into the other.
-        t.insert(0, ip("10.1.2.3"), 32, MAX_VALUE);
+        t.insert(0, ip("10.1.2.3"), 32, MAX_VALUE).unwrap();
         assert_eq!(t.lookup(0, ip("10.1.2.3")), MAX_VALUE);
         assert_eq!(t.lookup(0, ip("10.1.2.4")), 4);
-        t.insert(0, ip("10.1.2.0"), 24, 5);
+        t.insert(0, ip("10.1.2.0"), 24, 5).unwrap();
         assert_eq!(t.lookup(0, ip("10.1.2.3")), MAX_VALUE, "the /32 stays");
     }
 }
