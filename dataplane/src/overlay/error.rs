@@ -11,8 +11,9 @@ use crate::port::PortIdx;
 
 /// A configuration [`OverlayBuilder::build`](super::OverlayBuilder::build) rejects,
 /// naming the offending item. Checks run underlay first, then networks, local
-/// endpoints, remote endpoints and routes, each in the order given; the first
-/// failure is returned.
+/// endpoints, remote endpoints and routes, each in the order given (routes by
+/// prefix length, shortest first, then in the order given); the first failure
+/// is returned.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum OverlayConfigError {
     /// The underlay's uplink index is `MAX_PORTS` or more.
