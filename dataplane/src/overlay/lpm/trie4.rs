@@ -17,12 +17,11 @@
 //!
 //! Build: a leaf holds, beside the value, the length of the prefix that wrote it
 //! (in the bits above the value: one 4-byte entry, no parallel array). Inserting
-//! `p/len` writes the entries
-//! `p` covers whose owner is no longer than `len`, descending into the plies
-//! below them, so a prefix may be inserted before or after the ones it contains.
-//! Memory is one ply per distinct (/8, /16, /24) parent of a longer prefix: at
-//! most three plies per route, and in practice far fewer, as routes share their
-//! upper bytes.
+//! `p/len` writes the entries `p` covers whose leaf's length is no longer than
+//! `len`, descending into the plies below them, so a prefix may be inserted before
+//! or after the ones it contains. Memory is one ply per distinct (/8, /16, /24)
+//! parent of a longer prefix: at most three plies per route, and in practice far
+//! fewer, as routes share their upper bytes; [`MAX_PLIES`] bounds the total.
 
 /// An entry: `PLY` | a ply's index in the arena, or a leaf: the length of the
 /// prefix that wrote it << `LEN_SHIFT` | its value (a value index + 1; 0 for no
