@@ -7,8 +7,17 @@
 //! dependent build scripts as `DEP_DPDK_CFLAGS` (this crate `links = "dpdk"`), so the
 //! C shim in `pmd-shims` compiles against exactly the headers bindgen saw.
 //!
-//! Linking is dynamic: EAL loads the PMD plugins from its plugin directory at init,
-//! so no `--whole-archive` of driver archives is needed.
+//! Linking is static by default: DPDK's own libraries and the drivers the switch
+//! has port profiles for are linked into the binary from `libdpdk-dev`'s archives.
+//! The reason is the fast path. In a shared build every mbuf the null and pcap PMDs
+//! free or allocate finds its lcore's mempool cache through `__tls_get_addr` (the
+//! general-dynamic TLS model of a shared object); linked into the executable, the
+//! linker relaxes that to a `%fs`-relative load. A/B on one core, 64 B: +7 to +11%
+//! (RESULTS.md, "DPDK linked statically"). Each driver registers from a constructor
+//! nothing references, so the archives go in whole (`+whole-archive`); EAL sees no
+//! `librte_eal.so` loaded and does not load the system's plugins beside them.
+//! `VSWITCH_DPDK_LINK=shared` links the shared libraries instead, and EAL loads every
+//! PMD in its plugin directory at init, as `dpdk-testpmd` does.
 
 use std::env;
 use std::path::PathBuf;
@@ -30,10 +39,69 @@ fn pkg_config(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("pkg-config output is UTF-8")
 }
 
+/// The driver archives linked into a static build: the PMDs `pmd-shims` has a port
+/// profile for, the buses they sit on and the default mempool handler. Their order
+/// does not matter, every archive is whole.
+const STATIC_DRIVERS: &[&str] = &[
+    "rte_net_af_packet",
+    "rte_net_tap",
+    "rte_net_pcap",
+    "rte_net_null",
+    "rte_net_ring",
+    "rte_net_vhost",
+    "rte_net_virtio",
+    "rte_net_mlx5",
+    "rte_common_mlx5",
+    "rte_bus_pci",
+    "rte_bus_vdev",
+    "rte_bus_auxiliary",
+    "rte_mempool_ring",
+];
+
+/// The DPDK libraries those drivers and the switch need (the closure of their
+/// `Requires`: vhost brings cryptodev, dmadev and hash, tap brings gso).
+const STATIC_LIBS: &[&str] = &[
+    "rte_vhost",
+    "rte_cryptodev",
+    "rte_dmadev",
+    "rte_hash",
+    "rte_timer",
+    "rte_cmdline",
+    "rte_gso",
+    "rte_ethdev",
+    "rte_meter",
+    "rte_net",
+    "rte_mbuf",
+    "rte_mempool",
+    "rte_rcu",
+    "rte_ring",
+    "rte_pci",
+    "rte_eal",
+    "rte_telemetry",
+    "rte_kvargs",
+];
+
+/// The system libraries those archives call into, linked shared (`--as-needed`
+/// drops any a build does not use): libpcap for net_pcap, rdma-core for mlx5,
+/// libnuma and libbsd for EAL. All are dependencies of `libdpdk-dev`.
+const STATIC_SYSTEM_LIBS: &[&str] = &[
+    "pcap", "numa", "ibverbs", "mlx5", "bsd", "dl", "pthread", "m", "atomic",
+];
+
+/// How to link DPDK: `VSWITCH_DPDK_LINK`, `static` unless it says `shared`.
+fn static_link() -> bool {
+    match env::var("VSWITCH_DPDK_LINK").as_deref() {
+        Err(_) | Ok("static") | Ok("") => true,
+        Ok("shared") => false,
+        Ok(other) => panic!("dpdk-sys: VSWITCH_DPDK_LINK={other:?}: expected static or shared"),
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=VSWITCH_DPDK_LINK");
 
     let cflags: Vec<String> = pkg_config(&["--cflags"])
         .split_whitespace()
@@ -45,14 +113,35 @@ fn main() {
     );
     println!("cargo:cflags={}", cflags.join(" "));
 
-    for tok in pkg_config(&["--libs"]).split_whitespace() {
-        if let Some(lib) = tok.strip_prefix("-l") {
-            println!("cargo:rustc-link-lib=dylib={lib}");
-        } else if let Some(dir) = tok.strip_prefix("-L") {
-            println!("cargo:rustc-link-search=native={dir}");
+    let linked: &[&str] = if static_link() {
+        let libdir = pkg_config(&["--variable=libdir"]);
+        let libdir = libdir.trim();
+        for lib in STATIC_DRIVERS.iter().chain(STATIC_LIBS) {
+            let archive = PathBuf::from(libdir).join(format!("lib{lib}.a"));
+            assert!(
+                archive.is_file(),
+                "dpdk-sys: {} missing: install libdpdk-dev (or build with VSWITCH_DPDK_LINK=shared)",
+                archive.display()
+            );
+            // Not bundled into the rlib: the final link takes the archive whole.
+            println!("cargo:rustc-link-lib=static:+whole-archive,-bundle={lib}");
         }
-        // `-Wl,--as-needed` is rustc's default for dylibs on GNU targets already.
-    }
+        println!("cargo:rustc-link-search=native={libdir}");
+        for lib in STATIC_SYSTEM_LIBS {
+            println!("cargo:rustc-link-lib=dylib={lib}");
+        }
+        STATIC_DRIVERS
+    } else {
+        for tok in pkg_config(&["--libs"]).split_whitespace() {
+            if let Some(lib) = tok.strip_prefix("-l") {
+                println!("cargo:rustc-link-lib=dylib={lib}");
+            } else if let Some(dir) = tok.strip_prefix("-L") {
+                println!("cargo:rustc-link-search=native={dir}");
+            }
+            // `-Wl,--as-needed` is rustc's default for dylibs on GNU targets already.
+        }
+        &[]
+    };
 
     let bindings = bindgen::Builder::default()
         .header("wrapper.h")
@@ -126,4 +215,18 @@ fn main() {
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("dpdk-sys: cannot write bindings.rs");
+    let stems: Vec<String> = linked
+        .iter()
+        .map(|l| format!("{:?}", format!("lib{l}")))
+        .collect();
+    std::fs::write(
+        out.join("link.rs"),
+        format!(
+            "/// The driver libraries linked into this binary (`librte_net_pcap`, ...); empty\n\
+             /// in a shared build, where EAL loads drivers from its plugin directory.\n\
+             pub const LINKED_DRIVERS: &[&str] = &[{}];\n",
+            stems.join(", ")
+        ),
+    )
+    .expect("dpdk-sys: cannot write link.rs");
 }

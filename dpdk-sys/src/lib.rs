@@ -7,8 +7,10 @@
 //! reached through the C shim in `pmd-shims`. There is no safe API here: `pmd-shims`
 //! is the safe face of DPDK.
 //!
-//! `RTE_EAL_PMD_PATH` is the directory EAL loads PMD plugins from; `pmd-shims` uses it
-//! to name the missing Debian package when a PMD is absent.
+//! DPDK is linked statically unless `VSWITCH_DPDK_LINK=shared` (see `build.rs`):
+//! [`LINKED_DRIVERS`] lists the driver libraries in the binary. In a shared build
+//! `RTE_EAL_PMD_PATH` is the directory EAL loads PMD plugins from; `pmd-shims` uses
+//! it to name the missing Debian package when a PMD is absent.
 
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 #![allow(clippy::all, clippy::pedantic)]
@@ -16,3 +18,4 @@
 #![allow(rustdoc::all)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+include!(concat!(env!("OUT_DIR"), "/link.rs"));

@@ -183,8 +183,9 @@ impl Port {
     ///
     /// # Errors
     /// [`DpdkError::EalNotInitialized`], [`DpdkError::NulByte`],
-    /// [`DpdkError::MissingPmd`] when the probe failed and the driver's shared object
-    /// is absent, [`DpdkError::Probe`], [`DpdkError::PortNotFound`].
+    /// [`DpdkError::MissingPmd`] when the probe failed and the driver is neither
+    /// linked in nor in EAL's plugin directory, [`DpdkError::Probe`],
+    /// [`DpdkError::PortNotFound`].
     pub fn probe(devargs: &str) -> Result<Port, DpdkError> {
         ensure_ready()?;
         let name = devargs.split(',').next().unwrap_or_default().to_owned();
@@ -199,7 +200,10 @@ impl Port {
         // SAFETY: the EAL is initialised; c_devargs is a valid C string DPDK copies.
         let ret = unsafe { dpdk_sys::rte_dev_probe(c_devargs.as_ptr()) };
         if ret < 0 {
-            if let Some(missing) = profile::missing_pmd_for_name(&name, &profile::plugin_dir()) {
+            let missing = (!profile::linked_in(&name))
+                .then(|| profile::missing_pmd_for_name(&name, &profile::plugin_dir()))
+                .flatten();
+            if let Some(missing) = missing {
                 return Err(missing.into());
             }
             let (code, msg) = neg_errno(ret);

@@ -4,9 +4,12 @@
 //! DPDK's own failure for a missing interface, capture file or driver is a log line
 //! and `-EINVAL`/`-ENOTSUP`; an operator needs "install librte-net-pcap23" or
 //! "interface veth1 does not exist". [`PortProfile::check`] turns host facts into
-//! those errors. Drivers are shared objects EAL loads from its plugin directory
-//! (`RTE_EAL_PMD_PATH`, baked into DPDK at build time and read by dpdk-sys), so a
-//! missing driver is a missing file there, and each maps to its Debian package.
+//! those errors. In the default, static build every profile's driver is linked into
+//! the binary (`dpdk_sys::LINKED_DRIVERS`) and cannot be missing. In a shared build
+//! (`VSWITCH_DPDK_LINK=shared`) drivers are shared objects EAL loads from its plugin
+//! directory (`RTE_EAL_PMD_PATH`, baked into DPDK at build time and read by
+//! dpdk-sys), so a missing driver is a missing file there, and each maps to its
+//! Debian package.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -211,6 +214,13 @@ pub(crate) fn missing_pmd_for_name(name: &str, dir: &Path) -> Option<ProfileErro
     missing_pmd(driver, dir)
 }
 
+/// Whether `driver` is linked into this binary (a static build), so that EAL has it
+/// whatever its plugin directory holds.
+pub(crate) fn linked_in(driver: &str) -> bool {
+    let driver = driver.trim_end_matches(|c: char| c.is_ascii_digit());
+    pmd_package(driver).is_some_and(|(stem, _)| dpdk_sys::LINKED_DRIVERS.contains(&stem))
+}
+
 fn devarg_ok(what: &'static str, value: &str) -> Result<(), ProfileError> {
     if value.contains([',', '=', '\0']) {
         return Err(ProfileError::DevargSyntax {
@@ -392,11 +402,17 @@ impl PortProfile {
     /// # Errors
     /// The first problem found, as a [`ProfileError`] that names the fix.
     pub fn check(&self) -> Result<(), ProfileError> {
-        self.check_in(&plugin_dir())
+        self.check_syntax()?;
+        if !linked_in(self.driver()) {
+            if let Some(e) = missing_pmd(self.driver(), &plugin_dir()) {
+                return Err(e);
+            }
+        }
+        self.check_host()
     }
 
-    /// [`PortProfile::check`] against another plugin directory (tests, or EAL run
-    /// with `-d`).
+    /// [`PortProfile::check`] as a shared build does it, against a given plugin
+    /// directory (tests, or EAL run with `-d`).
     ///
     /// # Errors
     /// As [`PortProfile::check`].
@@ -405,6 +421,11 @@ impl PortProfile {
         if let Some(e) = missing_pmd(self.driver(), plugin_dir) {
             return Err(e);
         }
+        self.check_host()
+    }
+
+    /// The host facts the profile names: interfaces, files, directories, devices.
+    fn check_host(&self) -> Result<(), ProfileError> {
         match self {
             PortProfile::AfPacket { iface, .. } => iface_exists(iface),
             PortProfile::Tap { .. } => {
@@ -648,6 +669,41 @@ mod tests {
             "0000:03:00.0",
             "a PCI device is named by its address, not an instance"
         );
+    }
+
+    #[test]
+    fn a_static_build_links_every_profiles_driver() {
+        let drivers = [
+            "net_af_packet",
+            "net_tap",
+            "net_pcap",
+            "net_null",
+            "net_ring",
+            "net_vhost",
+            "net_virtio_user",
+            "mlx5_pci",
+        ];
+        if dpdk_sys::LINKED_DRIVERS.is_empty() {
+            // A shared build (VSWITCH_DPDK_LINK=shared): EAL's plugins.
+            assert!(drivers.iter().all(|d| !linked_in(d)));
+            return;
+        }
+        for d in drivers {
+            assert!(linked_in(d), "{d} is not linked in");
+            assert!(linked_in(&format!("{d}7")), "{d}7 is not linked in");
+        }
+        assert!(!linked_in("net_i40e"));
+        // Linked in, an empty plugin directory does not make it missing.
+        let empty = plugin_dir_with("linked", &[]);
+        let null = PortProfile::Null {
+            no_rx: true,
+            size: None,
+        };
+        assert!(matches!(
+            null.check_in(&empty.0),
+            Err(ProfileError::MissingPmd { .. })
+        ));
+        assert_eq!(null.check(), Ok(()));
     }
 
     #[test]
