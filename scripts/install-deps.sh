@@ -8,8 +8,9 @@ PKGS=(
   build-essential clang libclang-dev pkg-config
   # the gRPC API is generated with protoc
   protobuf-compiler
-  # DPDK 22.11 headers and libraries, dpdk-testpmd (the I/O floor) and the PMDs we drive
-  libdpdk-dev dpdk
+  # DPDK 22.11 headers and libraries, dpdk-testpmd (the I/O floor), dpdk-telemetry.py
+  # and the PMDs a shared build and testpmd load
+  libdpdk-dev dpdk dpdk-dev
   librte-net-af-packet23 librte-net-tap23 librte-net-pcap23 librte-net-null23
   librte-net-ring23 librte-net-vhost23 librte-net-virtio23
   # test and demo peers: namespaces, veth, offload settings, TCP/UDP peers, capture decoding

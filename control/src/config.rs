@@ -106,10 +106,11 @@ pub struct EalConfig {
     pub hugepages: bool,
     /// Memory in MiB (`-m`).
     pub memory_mb: u32,
-    /// `--in-memory`: no shared files, several instances coexist, but secondary
-    /// tools (dpdk-dumpcap, dpdk-proc-info) cannot attach.
+    /// `--in-memory`: no shared files and no telemetry socket; several instances
+    /// coexist.
     pub in_memory: bool,
-    /// `--file-prefix`, so several instances coexist and secondaries can attach.
+    /// `--file-prefix`, so several instances coexist, each with its own runtime
+    /// directory and telemetry socket (`dpdk-telemetry.py -f <prefix>`).
     pub file_prefix: Option<String>,
     /// The CPU of the main (control) thread.
     pub main_core: usize,

@@ -97,3 +97,49 @@ fn finite_replay_arrives_whole() {
     assert_eq!(counter(port_stats(&stats, "sink"), "tx_packets"), 777);
     assert_eq!(drops_total(&stats), 0);
 }
+
+/// With a file prefix (not `in_memory`), EAL's telemetry socket lives under it and
+/// DPDK's own client reads the ports' counters from a running switch. (DPDK
+/// secondary processes cannot attach: the workers are registered non-EAL threads.)
+#[test]
+fn telemetry_answers_under_the_file_prefix() {
+    require_root!();
+    let client = "/usr/bin/dpdk-telemetry.py";
+    if !std::path::Path::new(client).exists() {
+        eprintln!("SKIP: {client} missing (Debian package dpdk-dev)");
+        return;
+    }
+    let dir = TempDir::new(&unique_tag());
+    let pcap = gen_pcap(&dir, 1000);
+    let prefix = format!("vswitch-test-{}", unique_tag());
+    let cfg = config(&dir, &pcap, true).replace(
+        "in_memory = true",
+        &format!("in_memory = false\nfile_prefix = \"{prefix}\""),
+    );
+    let v = Vswitchd::start(&dir, &cfg);
+    std::thread::sleep(Duration::from_secs(1));
+    let out = Command::new("python3")
+        .args([client, "-f", &prefix])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(b"/ethdev/stats,0\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let stats = v.stop();
+    // EAL leaves its runtime directory behind.
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"/ethdev/stats\""))
+        .unwrap_or_else(|| panic!("no /ethdev/stats answer: {text}"));
+    let json: serde_json::Value = serde_json::from_str(&line[line.find('{').unwrap()..]).unwrap();
+    let ipackets = json["/ethdev/stats"]["ipackets"].as_u64().unwrap();
+    assert!(ipackets > 0, "telemetry saw no packets: {line}");
+    // The switch counted at least as many by the time it stopped.
+    assert!(counter(port_stats(&stats, "replay"), "rx_packets") >= ipackets);
+}

@@ -61,8 +61,10 @@ pub fn eal_args(cfg: &VswitchConfig) -> Vec<String> {
         );
         args.push(format!("--file-prefix={}", private_prefix()));
     } else {
-        // A per-instance prefix keeps several switches apart while still letting
-        // secondary tools (dpdk-proc-info, dpdk-dumpcap) attach.
+        // A per-instance prefix keeps several switches apart and keeps the runtime
+        // directory with EAL's telemetry socket (`dpdk-telemetry.py -f <prefix>`).
+        // Secondary processes (dpdk-proc-info, dpdk-dumpcap) cannot attach: the
+        // workers register as non-EAL threads, which turns multi-process off.
         let prefix = eal
             .file_prefix
             .clone()
