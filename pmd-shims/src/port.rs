@@ -200,10 +200,7 @@ impl Port {
         // SAFETY: the EAL is initialised; c_devargs is a valid C string DPDK copies.
         let ret = unsafe { dpdk_sys::rte_dev_probe(c_devargs.as_ptr()) };
         if ret < 0 {
-            let missing = (!profile::linked_in(&name))
-                .then(|| profile::missing_pmd_for_name(&name, &profile::plugin_dir()))
-                .flatten();
-            if let Some(missing) = missing {
+            if let Some(missing) = profile::missing_pmd_here(&name) {
                 return Err(missing.into());
             }
             let (code, msg) = neg_errno(ret);

@@ -221,6 +221,16 @@ pub(crate) fn linked_in(driver: &str) -> bool {
     pmd_package(driver).is_some_and(|(stem, _)| dpdk_sys::LINKED_DRIVERS.contains(&stem))
 }
 
+/// For a driver or device name (`net_pcap`, `net_pcap3`), the missing-driver error
+/// on this host: never for a driver linked into the binary, otherwise when its
+/// shared object is absent from EAL's plugin directory.
+pub(crate) fn missing_pmd_here(name: &str) -> Option<ProfileError> {
+    if linked_in(name) {
+        return None;
+    }
+    missing_pmd_for_name(name, &plugin_dir())
+}
+
 fn devarg_ok(what: &'static str, value: &str) -> Result<(), ProfileError> {
     if value.contains([',', '=', '\0']) {
         return Err(ProfileError::DevargSyntax {
@@ -403,10 +413,8 @@ impl PortProfile {
     /// The first problem found, as a [`ProfileError`] that names the fix.
     pub fn check(&self) -> Result<(), ProfileError> {
         self.check_syntax()?;
-        if !linked_in(self.driver()) {
-            if let Some(e) = missing_pmd(self.driver(), &plugin_dir()) {
-                return Err(e);
-            }
+        if let Some(e) = missing_pmd_here(self.driver()) {
+            return Err(e);
         }
         self.check_host()
     }
