@@ -99,8 +99,8 @@ pub(super) fn from_local<B: PacketBuf>(
             };
         }
         let dst_ip = overlay::routable_v4(h, len)?;
-        let Routed::Forward {
-            macs,
+        let &Routed::Forward {
+            ref macs,
             dest: L2Dest::Local(port),
             ..
         } = routes.get(net, dst_ip)?

@@ -415,15 +415,15 @@ pub(super) fn fill_routes<B: PacketBuf>(
 pub(super) const PLAIN_IPV4: usize = crate::ethernet::HEADER_LEN + 20;
 
 /// The destination address of the untagged IPv4 frame starting with `h`, `len`
-/// bytes in all, if routing may forward it reading fixed offsets only: version 4,
-/// a whole header and packet, a TTL above 1 — checked as the parse checks them.
-/// What follows the IP header is not looked at, as a router does not.
+/// bytes in all, if routing may forward it reading fixed offsets only: version 4
+/// without options (rare: the per-packet pipeline takes them), a whole packet, a
+/// TTL above 1 — checked as the parse checks them. What follows the IP header is
+/// not looked at, as a router does not.
 #[inline(always)]
 pub(super) fn routable_v4(h: &[u8; PLAIN_IPV4], len: usize) -> Option<u32> {
     const L3: usize = crate::ethernet::HEADER_LEN;
-    let ihl = usize::from(h[L3] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([h[L3 + 2], h[L3 + 3]]));
-    if h[L3] >> 4 != 4 || ihl < 20 || total < ihl || L3 + total > len || h[L3 + 8] <= 1 {
+    if h[L3] != 0x45 || total < 20 || L3 + total > len || h[L3 + 8] <= 1 {
         return None;
     }
     Some(u32::from_be_bytes([h[30], h[31], h[32], h[33]]))

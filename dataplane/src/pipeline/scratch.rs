@@ -305,13 +305,14 @@ static EMPTY4: Route4Table = [Route4Entry::EMPTY; ROUTE_SLOTS];
 #[derive(Clone, Copy)]
 pub(crate) struct Route4Reader<'a>(&'a Route4Table);
 
-impl Route4Reader<'_> {
-    /// [`RouteCache::get4`].
+impl<'a> Route4Reader<'a> {
+    /// [`RouteCache::get4`], by reference: the burst loop copies the rewritten
+    /// addresses from the entry to the frame, not through a copy of the entry.
     #[inline]
-    pub(crate) fn get(&self, net: NetworkId, addr: u32) -> Option<Routed> {
+    pub(crate) fn get(&self, net: NetworkId, addr: u32) -> Option<&'a Routed> {
         let key = RouteCache::key4(net, addr);
         let e = &self.0[route_slot(key)];
-        (e.key == key).then_some(e.routed)
+        (e.key == key).then_some(&e.routed)
     }
 }
 
@@ -377,7 +378,7 @@ impl RouteCache {
     /// The cached decision for IPv4 traffic from `net` to `addr`.
     #[inline]
     pub(crate) fn get4(&self, net: NetworkId, addr: u32) -> Option<Routed> {
-        self.reader4().get(net, addr)
+        self.reader4().get(net, addr).copied()
     }
 
     /// The cached decision for traffic from `net` to `addr` (an IPv4 address in

@@ -86,10 +86,13 @@ pub fn ipv4_decrement_ttl(header: &mut [u8]) -> Option<u8> {
     }
     h[8] -= 1;
     // The TTL/protocol word m is 0x100 less, so RFC 1624's ~(~HC + ~m + m') adds
-    // ~m + m' = 0xfeff to ~HC: one carry to fold, no read of the other word.
-    let sum = u32::from(!u16::from_be_bytes([h[10], h[11]])) + 0xfeff;
+    // ~m + m' = 0xfeff to ~HC: one carry to fold, no read of the other word. A
+    // ones'-complement sum is the same in either byte order (RFC 1071), so the
+    // words are taken as they lie in memory: no byte swaps on a little-endian CPU.
+    let sum = u32::from(!u16::from_ne_bytes([h[10], h[11]]))
+        + u32::from(u16::from_ne_bytes([0xfe, 0xff]));
     let check = !((sum & 0xffff) + (sum >> 16)) as u16;
-    h[10..12].copy_from_slice(&check.to_be_bytes());
+    h[10..12].copy_from_slice(&check.to_ne_bytes());
     Some(h[8])
 }
 
