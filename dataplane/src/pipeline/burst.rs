@@ -60,6 +60,9 @@ pub(super) fn from_local<B: PacketBuf>(
         overlay::fill_routes(p, net, gateway, pkts, &mut s.routes);
     }
     let routes = s.routes.reader4();
+    if let Some(done) = routed_run(net, gateway, routes, pkts, out) {
+        return done;
+    }
     let encaps = &s.encap;
     let neighbors = ctx.neighbors.generation();
     // A MAC table too large for the caches: its slots prefetched for the whole
@@ -120,6 +123,66 @@ pub(super) fn from_local<B: PacketBuf>(
         }
     }
     pass.finish(p, ingress, pkts, ctx, s, out)
+}
+
+/// A burst from a pod whose frames are all routed to one destination address (a
+/// flow's run, the common case of bulk traffic through the gateway), decided with
+/// one route lookup: the burst's bytes and its one port, with every frame
+/// rewritten as the straight pass would (TTL and checksum, addresses). `None`,
+/// with nothing changed, unless every frame is untagged IPv4 to the gateway MAC
+/// that [`overlay::routable_v4`] takes, with the first frame's destination
+/// address, and that address is forwarded to a local port: the straight pass then
+/// decides the burst. The check stops at the first frame that differs, so
+/// traffic with many destinations pays for one compare.
+#[inline(never)]
+fn routed_run<B: PacketBuf>(
+    net: NetworkId,
+    gateway: u64,
+    routes: super::scratch::Route4Reader<'_>,
+    pkts: &mut [B],
+    out: &mut [Verdict],
+) -> Option<(u64, Option<PortIdx>)> {
+    // The destination address of a frame the straight pass would route.
+    let routable = |data: &[u8]| -> Option<u32> {
+        let h: &[u8; PLAIN_IPV4] = data.get(..PLAIN_IPV4)?.try_into().ok()?;
+        let dst = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) >> 16;
+        if h[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes() || dst != gateway {
+            return None;
+        }
+        overlay::routable_v4(h, data.len())
+    };
+    // Traffic with many destinations is turned away before any check: the last
+    // frame's destination address is another.
+    const DST: std::ops::Range<usize> = 30..34;
+    if pkts.first()?.data().get(DST)? != pkts.last()?.data().get(DST)? {
+        return None;
+    }
+    let first = routable(pkts.first()?.data())?;
+    let &Routed::Forward {
+        ref macs,
+        dest: L2Dest::Local(port),
+        ..
+    } = routes.get(net, first)?
+    else {
+        return None;
+    };
+    let mut bytes = 0u64;
+    for pkt in pkts.iter() {
+        if routable(pkt.data()) != Some(first) {
+            return None;
+        }
+        bytes += pkt.len() as u64;
+    }
+    for (o, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
+        // Checked above: the header is whole and its TTL above 1, so neither the
+        // slice nor the decrement can refuse.
+        if let Some(h) = pkt.data_mut().get_mut(..PLAIN_IPV4) {
+            let _ = wire::checksum::ipv4_decrement_ttl(&mut h[crate::ethernet::HEADER_LEN..]);
+            h[0..12].copy_from_slice(&macs.0);
+        }
+        *o = Verdict::Output(port);
+    }
+    Some((bytes, Some(port)))
 }
 
 /// [`Pipeline::process_burst`] for a burst from the uplink (`u`'s), with the fast

@@ -1159,6 +1159,60 @@ fn a_burst_of_new_destinations_is_routed_on_the_straight_path() {
     check(&mut c, &burst_to(32), Some(POD_B));
 }
 
+/// A burst routed to one destination address (decided with one route lookup)
+/// gives every frame what the per-packet pipeline gives it; so does the same burst
+/// with one frame that breaks the run (another address, TTL 1, options, not IPv4,
+/// not to the gateway, too short) at the start, the middle or the end, which the
+/// straight pass and the per-packet pipeline then decide.
+#[test]
+fn a_burst_routed_to_one_address_agrees_with_the_full_path() {
+    let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
+    let flow = ping(G_GREEN, C, "10.2.0.10", "10.9.1.1", 64, 16);
+    // A name, and what it does to one frame of the run.
+    type Breaker = (&'static str, fn(&mut Vec<u8>));
+    let breakers: [Breaker; 7] = [
+        ("none", |_| {}),
+        ("another address", |f| f[33] ^= 1),
+        ("TTL 1", |f| f[22] = 1),
+        ("options", |f| f[14] = 0x46),
+        ("not IPv4", |f| f[12..14].copy_from_slice(&[0x86, 0xdd])),
+        ("not to the gateway", |f| f[5] ^= 1),
+        ("too short", |f| f.truncate(30)),
+    ];
+    for (name, brk) in &breakers {
+        for at in [0, 15, 31] {
+            let mut frames = vec![(flow.clone(), crate::buf::DEFAULT_HEADROOM); crate::BURST];
+            brk(&mut frames[at].0);
+            // Twice: the first burst may fill the caches on the per-packet path.
+            for round in 0..2 {
+                let (each, bytes, one) = c.burst(POD_C, &frames);
+                let mut want_bytes = 0;
+                for ((frame, _), got) in frames.iter().zip(&each) {
+                    let map = c.table.reader().load_full();
+                    let mut ctx = Ctx::new(&map, &mut c.limiter, Instant::now());
+                    let mut buf = VecBuf::new(frame);
+                    let v = c.p.process(POD_C, &mut buf, &mut ctx);
+                    assert_eq!(
+                        *got,
+                        (v, buf.data().to_vec()),
+                        "{name} at {at}, round {round}"
+                    );
+                    want_bytes += got.1.len() as u64;
+                }
+                assert_eq!(bytes, want_bytes, "{name} at {at}: bytes");
+                // One port only when every frame goes there; the unbroken run,
+                // once the caches are warm, reports it.
+                if let Some(one) = one {
+                    assert!(each.iter().all(|(v, _)| *v == Verdict::Output(one)));
+                }
+                if *name == "none" && round == 1 {
+                    assert_eq!(one, Some(POD_B), "{name} at {at}: one port");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_rebound_scratch_follows_the_new_snapshot() {
     const NEW_UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 0x11]);
