@@ -1213,6 +1213,73 @@ fn a_burst_routed_to_one_address_agrees_with_the_full_path() {
     }
 }
 
+/// A UDP datagram of `payload` bytes from port 40000 to port 9, checksum 0.
+fn udp4(dst_mac: MacAddr, src_mac: MacAddr, src: &str, dst: &str, payload: usize) -> Vec<u8> {
+    let mut f = eth(dst_mac, src_mac, 0x0800);
+    f.extend_from_slice(&ipv4_header(ip4(src), ip4(dst), 17, 64, 8 + payload, false));
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend((0..payload).map(|i| i as u8));
+    f
+}
+
+/// A burst of one UDP flow to a remote endpoint (encapsulated with one lookup and
+/// one flow hash) gives every frame what the per-packet pipeline gives it; so does
+/// the same burst with one frame that breaks the run (another port, address or
+/// MAC, a later fragment, options, ICMP, too little headroom, too short) at the
+/// start, the middle or the end.
+#[test]
+fn a_burst_of_one_flow_to_a_remote_endpoint_agrees_with_the_full_path() {
+    let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
+    let flow = udp4(R, A, "10.1.0.10", "10.1.0.20", 18);
+    // A name, what it does to one frame of the run, and that frame's headroom.
+    type Breaker = (&'static str, fn(&mut Vec<u8>), usize);
+    let room = crate::buf::DEFAULT_HEADROOM;
+    let breakers: [Breaker; 9] = [
+        ("none", |_| {}, room),
+        ("another port", |f| f[35] ^= 1, room),
+        ("another address", |f| f[33] ^= 1, room),
+        ("another MAC", |f| f[5] ^= 1, room),
+        ("later fragment", |f| f[21] = 1, room),
+        ("options", |f| f[14] = 0x46, room),
+        ("ICMP", |f| f[23] = 1, room),
+        ("no headroom", |_| {}, 10),
+        ("too short", |f| f.truncate(36), room),
+    ];
+    for (name, brk, headroom) in &breakers {
+        for at in [0, 15, 31] {
+            let mut frames = vec![(flow.clone(), room); crate::BURST];
+            brk(&mut frames[at].0);
+            frames[at].1 = *headroom;
+            for round in 0..2 {
+                let (each, bytes, one) = c.burst(POD_A, &frames);
+                let mut want_bytes = 0;
+                for ((frame, headroom), got) in frames.iter().zip(&each) {
+                    let map = c.table.reader().load_full();
+                    let mut ctx = Ctx::new(&map, &mut c.limiter, Instant::now());
+                    let mut buf = VecBuf::with_room(frame, *headroom, 2048);
+                    let v = c.p.process(POD_A, &mut buf, &mut ctx);
+                    assert_eq!(
+                        *got,
+                        (v, buf.data().to_vec()),
+                        "{name} at {at}, round {round}"
+                    );
+                    want_bytes += got.1.len() as u64;
+                }
+                assert_eq!(bytes, want_bytes, "{name} at {at}: bytes");
+                if let Some(one) = one {
+                    assert!(each.iter().all(|(v, _)| *v == Verdict::Output(one)));
+                }
+                if *name == "none" && round == 1 {
+                    assert_eq!(one, Some(UPLINK), "{name} at {at}: one port");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_rebound_scratch_follows_the_new_snapshot() {
     const NEW_UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 0x11]);
