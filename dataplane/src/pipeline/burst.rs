@@ -6,7 +6,7 @@
 //! everything else runs per packet.
 
 use super::overlay::{self, PLAIN_IPV4};
-use super::scratch::{Routed, Scratch};
+use super::scratch::Scratch;
 use super::{reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::ethernet::{MacAddr, HEADER_LEN};
@@ -110,14 +110,7 @@ pub(super) fn from_local<B: PacketBuf>(
             };
         }
         let dst_ip = overlay::routable_v4(h, len)?;
-        let &Routed::Forward {
-            ref macs,
-            dest: L2Dest::Local(port),
-            ..
-        } = routes.get(net, dst_ip)?
-        else {
-            return None;
-        };
+        let (macs, port) = routes.local(net, dst_ip)?;
         // The header is whole and its TTL above 1: this cannot refuse.
         wire::checksum::ipv4_decrement_ttl(&mut h[14..])?;
         h[0..12].copy_from_slice(&macs.0);
@@ -166,14 +159,7 @@ fn routed_run<B: PacketBuf>(
         return None;
     }
     let first = routable(pkts.first()?.data())?;
-    let &Routed::Forward {
-        ref macs,
-        dest: L2Dest::Local(port),
-        ..
-    } = routes.get(net, first)?
-    else {
-        return None;
-    };
+    let (macs, port) = routes.local(net, first)?;
     let mut bytes = 0u64;
     for pkt in pkts.iter() {
         if routable(pkt.data()) != Some(first) {

@@ -314,6 +314,21 @@ impl<'a> Route4Reader<'a> {
         let e = &self.0[route_slot(key)];
         (e.key == key).then_some(&e.routed)
     }
+
+    /// The rewritten addresses and the port, when the cache holds that traffic
+    /// from `net` to `addr` is routed to a local port: the case the burst loops
+    /// take without the per-packet pipeline.
+    #[inline]
+    pub(crate) fn local(&self, net: NetworkId, addr: u32) -> Option<(&'a RoutedMacs, PortIdx)> {
+        match self.get(net, addr)? {
+            Routed::Forward {
+                macs,
+                dest: L2Dest::Local(port),
+                ..
+            } => Some((macs, *port)),
+            _ => None,
+        }
+    }
 }
 
 /// An IPv6 entry.

@@ -787,6 +787,35 @@ impl Cached {
         (each, bytes, one)
     }
 
+    /// [`burst`](Self::burst), with every frame held to what the per-packet
+    /// pipeline gives it (fast paths on, cold caches), the bytes to theirs, and a
+    /// reported port to every frame's verdict; returns that port.
+    fn burst_agrees(
+        &mut self,
+        in_port: PortIdx,
+        frames: &[(Vec<u8>, usize)],
+        what: &str,
+    ) -> Option<PortIdx> {
+        let (each, bytes, one) = self.burst(in_port, frames);
+        let mut want_bytes = 0;
+        for ((frame, headroom), got) in frames.iter().zip(&each) {
+            let map = self.table.reader().load_full();
+            let mut ctx = Ctx::new(&map, &mut self.limiter, Instant::now());
+            let mut buf = VecBuf::with_room(frame, *headroom, 2048);
+            let v = self.p.process(in_port, &mut buf, &mut ctx);
+            assert_eq!(*got, (v, buf.data().to_vec()), "{what}");
+            want_bytes += got.1.len() as u64;
+        }
+        assert_eq!(bytes, want_bytes, "{what}: bytes");
+        if let Some(one) = one {
+            assert!(
+                each.iter().all(|(v, _)| *v == Verdict::Output(one)),
+                "{what}"
+            );
+        }
+        one
+    }
+
     /// One frame through the full path only (fresh scratch, fast paths off): the
     /// reference the fast paths must agree with.
     fn reference(&mut self, in_port: PortIdx, frame: &[u8]) -> (Verdict, Vec<u8>) {
@@ -1185,26 +1214,8 @@ fn a_burst_routed_to_one_address_agrees_with_the_full_path() {
             brk(&mut frames[at].0);
             // Twice: the first burst may fill the caches on the per-packet path.
             for round in 0..2 {
-                let (each, bytes, one) = c.burst(POD_C, &frames);
-                let mut want_bytes = 0;
-                for ((frame, _), got) in frames.iter().zip(&each) {
-                    let map = c.table.reader().load_full();
-                    let mut ctx = Ctx::new(&map, &mut c.limiter, Instant::now());
-                    let mut buf = VecBuf::new(frame);
-                    let v = c.p.process(POD_C, &mut buf, &mut ctx);
-                    assert_eq!(
-                        *got,
-                        (v, buf.data().to_vec()),
-                        "{name} at {at}, round {round}"
-                    );
-                    want_bytes += got.1.len() as u64;
-                }
-                assert_eq!(bytes, want_bytes, "{name} at {at}: bytes");
-                // One port only when every frame goes there; the unbroken run,
-                // once the caches are warm, reports it.
-                if let Some(one) = one {
-                    assert!(each.iter().all(|(v, _)| *v == Verdict::Output(one)));
-                }
+                let one = c.burst_agrees(POD_C, &frames, &format!("{name} at {at}, {round}"));
+                // The unbroken run, once the caches are warm, reports its port.
                 if *name == "none" && round == 1 {
                     assert_eq!(one, Some(POD_B), "{name} at {at}: one port");
                 }
@@ -1254,24 +1265,8 @@ fn a_burst_of_one_flow_to_a_remote_endpoint_agrees_with_the_full_path() {
             brk(&mut frames[at].0);
             frames[at].1 = *headroom;
             for round in 0..2 {
-                let (each, bytes, one) = c.burst(POD_A, &frames);
-                let mut want_bytes = 0;
-                for ((frame, headroom), got) in frames.iter().zip(&each) {
-                    let map = c.table.reader().load_full();
-                    let mut ctx = Ctx::new(&map, &mut c.limiter, Instant::now());
-                    let mut buf = VecBuf::with_room(frame, *headroom, 2048);
-                    let v = c.p.process(POD_A, &mut buf, &mut ctx);
-                    assert_eq!(
-                        *got,
-                        (v, buf.data().to_vec()),
-                        "{name} at {at}, round {round}"
-                    );
-                    want_bytes += got.1.len() as u64;
-                }
-                assert_eq!(bytes, want_bytes, "{name} at {at}: bytes");
-                if let Some(one) = one {
-                    assert!(each.iter().all(|(v, _)| *v == Verdict::Output(one)));
-                }
+                let one = c.burst_agrees(POD_A, &frames, &format!("{name} at {at}, {round}"));
+                // The unbroken run, once the caches are warm, reports its port.
                 if *name == "none" && round == 1 {
                     assert_eq!(one, Some(UPLINK), "{name} at {at}: one port");
                 }
