@@ -168,12 +168,9 @@ fn routed_run<B: PacketBuf>(
         bytes += pkt.len() as u64;
     }
     for (o, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
-        // Checked above: the header is whole and its TTL above 1, so neither the
-        // slice nor the decrement can refuse.
-        if let Some(h) = pkt.data_mut().get_mut(..PLAIN_IPV4) {
-            let _ = wire::checksum::ipv4_decrement_ttl(&mut h[crate::ethernet::HEADER_LEN..]);
-            h[0..12].copy_from_slice(&macs.0);
-        }
+        // Checked above: the header is whole and its TTL above 1, so the rewrite
+        // cannot refuse.
+        let _ = overlay::rewrite_routed(pkt.data_mut(), HEADER_LEN, false, macs);
         *o = Verdict::Output(port);
     }
     Some((bytes, Some(port)))
@@ -237,12 +234,12 @@ fn encap_run<B: PacketBuf>(
     for pkt in pkts.iter() {
         let d = pkt.data();
         if !same_flow(d)
-            || pkt.headroom() < 50
+            || pkt.headroom() < reply::OUTER4_LEN
             || overlay::too_big(info, d.len() - HEADER_LEN).is_some()
         {
             return None;
         }
-        bytes += d.len() as u64 + 50;
+        bytes += (d.len() + reply::OUTER4_LEN) as u64;
     }
     let sport = overlay::source_port(hash);
     let mut all = true;
@@ -254,7 +251,7 @@ fn encap_run<B: PacketBuf>(
             Verdict::Output(e.uplink)
         } else {
             all = false;
-            bytes -= 50;
+            bytes -= reply::OUTER4_LEN as u64;
             Verdict::Drop(crate::DropReason::NoHeadroom)
         };
     }

@@ -441,7 +441,12 @@ pub(super) fn too_big(info: &NetworkInfo, ip_len: usize) -> Option<u16> {
 /// one less. `None`, with nothing changed, if the IPv4 header is short or its TTL
 /// is zero.
 #[inline]
-fn rewrite_routed(data: &mut [u8], l3: usize, ipv6: bool, macs: &RoutedMacs) -> Option<()> {
+pub(super) fn rewrite_routed(
+    data: &mut [u8],
+    l3: usize,
+    ipv6: bool,
+    macs: &RoutedMacs,
+) -> Option<()> {
     if ipv6 {
         let hop = data.get_mut(l3 + 7)?;
         *hop = hop.saturating_sub(1);

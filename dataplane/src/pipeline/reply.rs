@@ -477,6 +477,10 @@ pub(crate) fn push_cached<B: PacketBuf>(
     true
 }
 
+/// The outer headers [`push_cached4`] pushes: Ethernet, IPv4, UDP and the
+/// VXLAN or Geneve header (no options).
+pub(crate) const OUTER4_LEN: usize = 14 + 20 + 8 + 8;
+
 /// [`push_cached`] for an IPv4 underlay (`e.ipv6` false), with no call: what
 /// the burst loop for pod traffic runs. False, with nothing changed, when the
 /// packet is too big for one or there is no headroom.
@@ -491,10 +495,10 @@ pub(crate) fn push_cached4<B: PacketBuf>(
     if udp_len + 20 > usize::from(u16::MAX) {
         return false;
     }
-    let Some(h) = pkt.prepend(50) else {
+    let Some(h) = pkt.prepend(OUTER4_LEN) else {
         return false;
     };
-    h.copy_from_slice(&e.hdr[..50]);
+    h.copy_from_slice(&e.hdr[..OUTER4_LEN]);
     // The checksum from the template's sum of every other header word: no read
     // back of what was just written.
     let total = (20 + udp_len) as u32;
