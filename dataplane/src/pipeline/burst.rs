@@ -199,14 +199,21 @@ fn encap_run<B: PacketBuf>(
     pkts: &mut [B],
     out: &mut [Verdict],
 ) -> Option<(u64, Option<PortIdx>)> {
-    // Ethernet, an IPv4 header without options and the two ports.
-    const FLOW: usize = PLAIN_IPV4 + 4;
-    let first: [u8; FLOW] = pkts.first()?.data().get(..FLOW)?.try_into().ok()?;
+    let first: &[u8; FLOW] = pkts.first()?.data().get(..FLOW)?.try_into().ok()?;
     let last = pkts.last()?.data().get(..FLOW)?;
     if first[..6] != last[..6] || first[26..] != last[26..] {
         return None;
     }
-    let dst = MacAddr::dst_bits(&first)?;
+    // The first frame is one the run takes: untagged IPv4 without options, TCP or
+    // UDP, not a later fragment. A frame that matches it where `FlowWords` looks
+    // is then one too, and of the same flow.
+    if first[12..15] != [0x08, 0x00, 0x45]
+        || !matches!(first[23], wire::IPPROTO_TCP | wire::IPPROTO_UDP)
+        || u16::from_be_bytes([first[20], first[21]]) & 0x1fff != 0
+    {
+        return None;
+    }
+    let dst = MacAddr::dst_bits(first)?;
     // I/G bit of the first byte: group addresses are flooded.
     if dst & (1 << 40) != 0 {
         return None;
@@ -218,22 +225,13 @@ fn encap_run<B: PacketBuf>(
     if e.ipv6 {
         return None;
     }
-    let hash = wire::ipv4_flow_hash(&first)?;
-    let same_flow = |d: &[u8]| -> bool {
-        let Some(h) = d.get(..FLOW) else {
-            return false;
-        };
-        h[..6] == first[..6]
-            && h[12..15] == [0x08, 0x00, 0x45]
-            && matches!(h[23], wire::IPPROTO_TCP | wire::IPPROTO_UDP)
-            && h[23] == first[23]
-            && u16::from_be_bytes([h[20], h[21]]) & 0x1fff == 0
-            && h[26..] == first[26..]
-    };
+    let hash = wire::ipv4_flow_hash(first)?;
+    let flow = FlowWords::of(first);
     let mut bytes = 0u64;
     for pkt in pkts.iter() {
         let d = pkt.data();
-        if !same_flow(d)
+        let h: &[u8; FLOW] = d.get(..FLOW)?.try_into().ok()?;
+        if !flow.matches(h)
             || pkt.headroom() < reply::OUTER4_LEN
             || overlay::too_big(info, d.len() - HEADER_LEN).is_some()
         {
@@ -241,21 +239,74 @@ fn encap_run<B: PacketBuf>(
         }
         bytes += (d.len() + reply::OUTER4_LEN) as u64;
     }
-    let sport = overlay::source_port(hash);
-    let mut all = true;
-    for (o, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
+    let outer = reply::Outer4::new(e, overlay::source_port(hash), pkts.first()?.len());
+    // The frames whose push was refused, a bit each (a burst is at most 32): the
+    // loop only pushes, and the verdicts are written after it in one fill.
+    let mut refused = 0u32;
+    for (i, pkt) in pkts.iter_mut().enumerate() {
         // Checked above: there is headroom, and a frame is far below the 64 KiB
         // that would refuse the push; were it refused, the frame is dropped as the
         // full path drops a frame without headroom.
-        *o = if reply::push_cached4(pkt, e, sport) {
-            Verdict::Output(e.uplink)
-        } else {
-            all = false;
-            bytes -= reply::OUTER4_LEN as u64;
-            Verdict::Drop(crate::DropReason::NoHeadroom)
-        };
+        refused |= u32::from(!outer.push(pkt)) << i;
+    }
+    out.fill(Verdict::Output(e.uplink));
+    let all = refused == 0;
+    while refused != 0 {
+        let i = refused.trailing_zeros() as usize;
+        refused &= refused - 1;
+        out[i] = Verdict::Drop(crate::DropReason::NoHeadroom);
+        bytes -= reply::OUTER4_LEN as u64;
     }
     Some((bytes, all.then_some(e.uplink)))
+}
+
+/// Ethernet, an IPv4 header without options and the two ports: what
+/// [`encap_run`] compares.
+const FLOW: usize = PLAIN_IPV4 + 4;
+
+/// The bytes of a frame's first [`FLOW`] that make its flow and its way through
+/// [`encap_run`], as five masked words (one load, one AND each): the destination
+/// MAC, the EtherType and the IPv4 version and header length, the fragment offset,
+/// the protocol, the addresses and the ports. Two frames with equal words are of
+/// one flow; the source MAC, TOS, length, ID, flags, TTL and checksum are left out.
+struct FlowWords([u64; 5]);
+
+impl FlowWords {
+    const AT: [usize; 5] = [0, 8, 16, 24, 30];
+    const MASKS: [[u8; 8]; 5] = [
+        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0],
+        [0, 0, 0, 0, 0xff, 0xff, 0xff, 0],
+        [0, 0, 0, 0, 0x1f, 0xff, 0, 0xff],
+        [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+    ];
+
+    #[inline(always)]
+    fn of(h: &[u8; FLOW]) -> Self {
+        FlowWords(std::array::from_fn(|i| Self::word(h, i)))
+    }
+
+    /// Whether `h` is of this flow: every word compared, with no branch between.
+    #[inline(always)]
+    fn matches(&self, h: &[u8; FLOW]) -> bool {
+        (0..5).fold(0, |diff, i| diff | (Self::word(h, i) ^ self.0[i])) == 0
+    }
+
+    #[inline(always)]
+    fn word(h: &[u8; FLOW], i: usize) -> u64 {
+        let at = Self::AT[i];
+        let word = [
+            h[at],
+            h[at + 1],
+            h[at + 2],
+            h[at + 3],
+            h[at + 4],
+            h[at + 5],
+            h[at + 6],
+            h[at + 7],
+        ];
+        u64::from_le_bytes(word) & u64::from_le_bytes(Self::MASKS[i])
+    }
 }
 
 /// [`Pipeline::process_burst`] for a burst from the uplink (`u`'s), with the fast

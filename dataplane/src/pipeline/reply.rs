@@ -499,18 +499,72 @@ pub(crate) fn push_cached4<B: PacketBuf>(
         return false;
     };
     h.copy_from_slice(&e.hdr[..OUTER4_LEN]);
-    // The checksum from the template's sum of every other header word: no read
-    // back of what was just written.
+    h[34..36].copy_from_slice(&src_port.to_be_bytes());
+    patch_lengths4(h, e.ip_sum, udp_len);
+    true
+}
+
+/// Writes the lengths of an outer IPv4 header (Ethernet first) for a UDP datagram
+/// of `udp_len` bytes, and its checksum: from `ip_sum`, the template's sum of every
+/// other header word, so nothing just written is read back.
+#[inline(always)]
+fn patch_lengths4(h: &mut [u8], ip_sum: u32, udp_len: usize) {
     let total = (20 + udp_len) as u32;
     // At most 11 words: two folds bring the sum to 16 bits.
-    let sum = e.ip_sum + total;
+    let sum = ip_sum + total;
     let sum = (sum & 0xffff) + (sum >> 16);
     let check = !(((sum & 0xffff) + (sum >> 16)) as u16);
     h[16..18].copy_from_slice(&(total as u16).to_be_bytes());
     h[24..26].copy_from_slice(&check.to_be_bytes());
-    h[34..36].copy_from_slice(&src_port.to_be_bytes());
     h[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    true
+}
+
+/// The outer IPv4 header of one flow's frames, made once for a burst of that flow:
+/// the cached header with the flow's source port, and the lengths and checksum for
+/// frames of one length. A bulk flow's frames are mostly one length (full
+/// segments), so most pushes are one copy; a frame of another length gets its
+/// lengths and checksum patched as [`push_cached4`] does.
+pub(crate) struct Outer4 {
+    hdr: [u8; OUTER4_LEN],
+    ip_sum: u32,
+    /// The UDP length written in `hdr`.
+    udp_len: usize,
+}
+
+impl Outer4 {
+    /// For frames of `e` (an IPv4 underlay) with source port `src_port`, made for
+    /// frames `frame_len` bytes long.
+    pub(crate) fn new(e: &super::scratch::EncapEntry, src_port: u16, frame_len: usize) -> Self {
+        debug_assert!(!e.ipv6);
+        let mut hdr = [0u8; OUTER4_LEN];
+        hdr.copy_from_slice(&e.hdr[..OUTER4_LEN]);
+        hdr[34..36].copy_from_slice(&src_port.to_be_bytes());
+        let udp_len = 8 + 8 + frame_len;
+        patch_lengths4(&mut hdr, e.ip_sum, udp_len);
+        Outer4 {
+            hdr,
+            ip_sum: e.ip_sum,
+            udp_len,
+        }
+    }
+
+    /// [`push_cached4`] with this header: false, with nothing changed, when the
+    /// packet is too big for one or there is no headroom.
+    #[inline(always)]
+    pub(crate) fn push<B: PacketBuf>(&self, pkt: &mut B) -> bool {
+        let udp_len = 8 + 8 + pkt.len();
+        if udp_len + 20 > usize::from(u16::MAX) {
+            return false;
+        }
+        let Some(h) = pkt.prepend(OUTER4_LEN) else {
+            return false;
+        };
+        h.copy_from_slice(&self.hdr);
+        if udp_len != self.udp_len {
+            patch_lengths4(h, self.ip_sum, udp_len);
+        }
+        true
+    }
 }
 
 /// An ARP request "who has `target`? tell `src_ip`", padded to the 60-byte minimum.

@@ -1245,29 +1245,45 @@ fn udp4(dst_mac: MacAddr, src_mac: MacAddr, src: &str, dst: &str, payload: usize
 fn a_burst_of_one_flow_to_a_remote_endpoint_agrees_with_the_full_path() {
     let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
     let flow = udp4(R, A, "10.1.0.10", "10.1.0.20", 18);
-    // A name, what it does to one frame of the run, and that frame's headroom.
-    type Breaker = (&'static str, fn(&mut Vec<u8>), usize);
+    // A name, what it does to one frame of the run, that frame's headroom, and
+    // whether the frame stays in the run (it differs only where a flow does not).
+    type Breaker = (&'static str, fn(&mut Vec<u8>), usize, bool);
     let room = crate::buf::DEFAULT_HEADROOM;
-    let breakers: [Breaker; 9] = [
-        ("none", |_| {}, room),
-        ("another port", |f| f[35] ^= 1, room),
-        ("another address", |f| f[33] ^= 1, room),
-        ("another MAC", |f| f[5] ^= 1, room),
-        ("later fragment", |f| f[21] = 1, room),
-        ("options", |f| f[14] = 0x46, room),
-        ("ICMP", |f| f[23] = 1, room),
-        ("no headroom", |_| {}, 10),
-        ("too short", |f| f.truncate(36), room),
+    let breakers: [Breaker; 14] = [
+        ("none", |_| {}, room, true),
+        (
+            "longer",
+            |f| *f = udp4(R, A, "10.1.0.10", "10.1.0.20", 58),
+            room,
+            true,
+        ),
+        (
+            "shorter",
+            |f| *f = udp4(R, A, "10.1.0.10", "10.1.0.20", 2),
+            room,
+            true,
+        ),
+        ("another source MAC", |f| f[11] ^= 1, room, true),
+        ("another TTL", |f| f[22] = 9, room, true),
+        ("another port", |f| f[35] ^= 1, room, false),
+        ("another address", |f| f[33] ^= 1, room, false),
+        ("another MAC", |f| f[5] ^= 1, room, false),
+        ("later fragment", |f| f[21] = 1, room, false),
+        ("options", |f| f[14] = 0x46, room, false),
+        ("ICMP", |f| f[23] = 1, room, false),
+        ("VLAN", |f| f[12] = 0x81, room, false),
+        ("no headroom", |_| {}, 10, false),
+        ("too short", |f| f.truncate(36), room, false),
     ];
-    for (name, brk, headroom) in &breakers {
+    for (name, brk, headroom, stays) in &breakers {
         for at in [0, 15, 31] {
             let mut frames = vec![(flow.clone(), room); crate::BURST];
             brk(&mut frames[at].0);
             frames[at].1 = *headroom;
             for round in 0..2 {
                 let one = c.burst_agrees(POD_A, &frames, &format!("{name} at {at}, {round}"));
-                // The unbroken run, once the caches are warm, reports its port.
-                if *name == "none" && round == 1 {
+                // A run, once the caches are warm, reports its port.
+                if *stays && round == 1 {
                     assert_eq!(one, Some(UPLINK), "{name} at {at}: one port");
                 }
             }
