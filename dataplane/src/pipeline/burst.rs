@@ -62,15 +62,21 @@ pub(super) fn from_local<B: PacketBuf>(
     let routes = s.routes.reader4();
     let encaps = &s.encap;
     let neighbors = ctx.neighbors.generation();
-    // A burst of one flow's run: one lookup for all of it.
+    // A burst of one flow's run: one lookup for all of it. An encap run may end
+    // before the burst does; the straight pass starts where it ended.
+    let mut pass = Pass::new();
+    let mut start = 0;
     if let Some(dst) = pkts.first().and_then(|p| MacAddr::dst_bits(p.data())) {
-        let run = if dst == gateway {
-            routed_run(net, gateway, routes, pkts, out)
-        } else {
-            encap_run(p, net, info, encaps, neighbors, pkts, out)
-        };
-        if let Some(done) = run {
-            return done;
+        if dst == gateway {
+            if let Some(done) = routed_run(net, gateway, routes, pkts, out) {
+                return done;
+            }
+        } else if let Some(run) = encap_run(p, net, info, encaps, neighbors, pkts, out) {
+            if run.frames == pkts.len() {
+                return (run.bytes, Some(run.port));
+            }
+            pass.decided_run(run.port, run.bytes);
+            start = run.frames;
         }
     }
     // A MAC table too large for the caches: its slots prefetched for the whole
@@ -116,8 +122,7 @@ pub(super) fn from_local<B: PacketBuf>(
         h[0..12].copy_from_slice(&macs.0);
         Some(port)
     };
-    let mut pass = Pass::new();
-    for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
+    for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate().skip(start) {
         match fast(pkt) {
             Some(port) => pass.decided(o, Verdict::Output(port), pkt.len()),
             None => pass.leave(i),
@@ -176,18 +181,18 @@ fn routed_run<B: PacketBuf>(
     Some((bytes, Some(port)))
 }
 
-/// A burst from a pod whose frames are all one TCP or UDP flow to a remote
+/// The front of a burst from a pod that is one TCP or UDP flow to a remote
 /// endpoint (a bulk flow's run), encapsulated with one MAC lookup, one cached
-/// header and one flow hash: the burst's bytes and its one port (the uplink), with
-/// every frame encapsulated as the straight pass would. The frames of one flow
-/// (the same destination MAC, untagged IPv4 without options, not a later
-/// fragment, the same protocol, addresses and ports) have the same flow hash, so
-/// the same source port. `None`, with nothing changed, unless every frame is of
-/// the first frame's flow, fits the underlay and has headroom for the outer
-/// header, and the first frame's destination is a remote endpoint whose header
-/// the cache holds for an IPv4 underlay: the straight pass then decides the burst.
-/// The first and last frames are compared first, so traffic with many flows pays
-/// for one compare.
+/// header and one flow hash, every frame as the straight pass would. The frames
+/// of one flow (the same destination MAC, untagged IPv4 without options, not a
+/// later fragment, the same protocol, addresses and ports) have the same flow
+/// hash, so the same source port. The run ends at the first frame that is not of
+/// the first frame's flow, does not fit the underlay or has no headroom for the
+/// outer header; the straight pass decides the frames from there. `None`, with
+/// nothing changed, when the first frame starts no run: its destination is not a
+/// remote endpoint whose header the cache holds for an IPv4 underlay. The first
+/// and last frames are compared first, so traffic with many flows pays for one
+/// compare.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn encap_run<B: PacketBuf>(
@@ -198,7 +203,7 @@ fn encap_run<B: PacketBuf>(
     neighbors: u64,
     pkts: &mut [B],
     out: &mut [Verdict],
-) -> Option<(u64, Option<PortIdx>)> {
+) -> Option<Run> {
     let first: &[u8; FLOW] = pkts.first()?.data().get(..FLOW)?.try_into().ok()?;
     let last = pkts.last()?.data().get(..FLOW)?;
     if first[..6] != last[..6] || first[26..] != last[26..] {
@@ -227,37 +232,43 @@ fn encap_run<B: PacketBuf>(
     }
     let hash = wire::ipv4_flow_hash(first)?;
     let flow = FlowWords::of(first);
-    let mut bytes = 0u64;
-    for pkt in pkts.iter() {
-        let d = pkt.data();
-        let h: &[u8; FLOW] = d.get(..FLOW)?.try_into().ok()?;
-        if !flow.matches(h)
-            || pkt.headroom() < reply::OUTER4_LEN
-            || overlay::too_big(info, d.len() - HEADER_LEN).is_some()
-        {
-            return None;
-        }
-        bytes += (d.len() + reply::OUTER4_LEN) as u64;
-    }
     let outer = reply::Outer4::new(e, overlay::source_port(hash), pkts.first()?.len());
-    // The frames whose push was refused, a bit each (a burst is at most 32): the
-    // loop only pushes, and the verdicts are written after it in one fill.
-    let mut refused = 0u32;
-    for (i, pkt) in pkts.iter_mut().enumerate() {
-        // Checked above: there is headroom, and a frame is far below the 64 KiB
-        // that would refuse the push; were it refused, the frame is dropped as the
-        // full path drops a frame without headroom.
-        refused |= u32::from(!outer.push(pkt)) << i;
+    // One pass: each frame checked, then pushed. The run ends at the first frame
+    // that is not of the flow, does not fit the underlay or has no headroom (the
+    // push refuses and changes nothing); that frame and those after it are left.
+    let mut bytes = 0u64;
+    let mut frames = 0;
+    for pkt in pkts.iter_mut() {
+        let d = pkt.data();
+        let Some(h) = d.get(..FLOW).and_then(|h| <&[u8; FLOW]>::try_from(h).ok()) else {
+            break;
+        };
+        if !flow.matches(h)
+            || overlay::too_big(info, d.len() - HEADER_LEN).is_some()
+            || !outer.push(pkt)
+        {
+            break;
+        }
+        bytes += pkt.len() as u64;
+        frames += 1;
     }
-    out.fill(Verdict::Output(e.uplink));
-    let all = refused == 0;
-    while refused != 0 {
-        let i = refused.trailing_zeros() as usize;
-        refused &= refused - 1;
-        out[i] = Verdict::Drop(crate::DropReason::NoHeadroom);
-        bytes -= reply::OUTER4_LEN as u64;
+    if frames == 0 {
+        return None;
     }
-    Some((bytes, all.then_some(e.uplink)))
+    out[..frames].fill(Verdict::Output(e.uplink));
+    Some(Run {
+        frames,
+        bytes,
+        port: e.uplink,
+    })
+}
+
+/// The frames at the front of a burst that a run decided: all output to `port`,
+/// `bytes` long after processing.
+struct Run {
+    frames: usize,
+    bytes: u64,
+    port: PortIdx,
 }
 
 /// Ethernet, an IPv4 header without options and the two ports: what
@@ -382,6 +393,14 @@ impl Pass {
             self.other = true;
         }
         self.bytes += len as u64;
+    }
+
+    /// Frames a run decided, all output to `port`, `bytes` long.
+    #[inline(always)]
+    fn decided_run(&mut self, port: PortIdx, bytes: u64) {
+        self.any |= u32::from(port.0);
+        self.all &= u32::from(port.0);
+        self.bytes += bytes;
     }
 
     /// Frame `i` is left to the per-packet pipeline.

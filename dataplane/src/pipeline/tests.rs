@@ -1239,8 +1239,9 @@ fn udp4(dst_mac: MacAddr, src_mac: MacAddr, src: &str, dst: &str, payload: usize
 /// A burst of one UDP flow to a remote endpoint (encapsulated with one lookup and
 /// one flow hash) gives every frame what the per-packet pipeline gives it; so does
 /// the same burst with one frame that breaks the run (another port, address or
-/// MAC, a later fragment, options, ICMP, too little headroom, too short) at the
-/// start, the middle or the end.
+/// MAC, a later fragment, options, ICMP, a tag, too little headroom, too short,
+/// too big for the underlay) at the start, the middle or the end, and with one
+/// frame that stays in it (another length, source MAC or TTL).
 #[test]
 fn a_burst_of_one_flow_to_a_remote_endpoint_agrees_with_the_full_path() {
     let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
@@ -1249,7 +1250,7 @@ fn a_burst_of_one_flow_to_a_remote_endpoint_agrees_with_the_full_path() {
     // whether the frame stays in the run (it differs only where a flow does not).
     type Breaker = (&'static str, fn(&mut Vec<u8>), usize, bool);
     let room = crate::buf::DEFAULT_HEADROOM;
-    let breakers: [Breaker; 14] = [
+    let breakers: [Breaker; 15] = [
         ("none", |_| {}, room, true),
         (
             "longer",
@@ -1274,6 +1275,13 @@ fn a_burst_of_one_flow_to_a_remote_endpoint_agrees_with_the_full_path() {
         ("VLAN", |f| f[12] = 0x81, room, false),
         ("no headroom", |_| {}, 10, false),
         ("too short", |f| f.truncate(36), room, false),
+        // The network's MTU is the underlay's 1500 less the 50 of the outer header.
+        (
+            "too big",
+            |f| *f = udp4(R, A, "10.1.0.10", "10.1.0.20", 1450),
+            room,
+            false,
+        ),
     ];
     for (name, brk, headroom, stays) in &breakers {
         for at in [0, 15, 31] {
