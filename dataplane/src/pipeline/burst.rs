@@ -62,16 +62,17 @@ pub(super) fn from_local<B: PacketBuf>(
     let routes = s.routes.reader4();
     let encaps = &s.encap;
     let neighbors = ctx.neighbors.generation();
-    // A burst of one flow's run: one lookup for all of it. An encap run may end
-    // before the burst does; the straight pass starts where it ended.
+    // A burst of one flow's run: one lookup for all of it. A run may end before
+    // the burst does; the straight pass starts where it ended.
     let mut pass = Pass::new();
     let mut start = 0;
     if let Some(dst) = pkts.first().and_then(|p| MacAddr::dst_bits(p.data())) {
-        if dst == gateway {
-            if let Some(done) = routed_run(net, gateway, routes, pkts, out) {
-                return done;
-            }
-        } else if let Some(run) = encap_run(p, net, info, encaps, neighbors, pkts, out) {
+        let run = if dst == gateway {
+            routed_run(net, gateway, routes, pkts, out)
+        } else {
+            encap_run(p, net, info, encaps, neighbors, pkts, out)
+        };
+        if let Some(run) = run {
             if run.frames == pkts.len() {
                 return (run.bytes, Some(run.port));
             }
@@ -131,14 +132,15 @@ pub(super) fn from_local<B: PacketBuf>(
     pass.finish(p, ingress, pkts, ctx, s, out)
 }
 
-/// A burst from a pod whose frames are all routed to one destination address (a
+/// The front of a burst from a pod that is routed to one destination address (a
 /// flow's run, the common case of bulk traffic through the gateway), decided with
-/// one route lookup: the burst's bytes and its one port, with every frame
-/// rewritten as the straight pass would (TTL and checksum, addresses). `None`,
-/// with nothing changed, unless every frame is untagged IPv4 to the gateway MAC
+/// one route lookup, every frame rewritten as the straight pass would (TTL and
+/// checksum, addresses). The run is the untagged IPv4 frames to the gateway MAC
 /// that [`overlay::routable_v4`] takes, with the first frame's destination
-/// address, and that address is forwarded to a local port: the straight pass then
-/// decides the burst. The check stops at the first frame that differs, so
+/// address; it ends at the first frame that is not, and the straight pass
+/// decides the frames from there. `None`, with nothing changed, when the first
+/// frame starts no run: it is not such a frame, or its address is not forwarded
+/// to a local port. The first and last frames' addresses are compared first, so
 /// traffic with many destinations pays for one compare.
 #[inline(never)]
 fn routed_run<B: PacketBuf>(
@@ -147,7 +149,7 @@ fn routed_run<B: PacketBuf>(
     routes: super::scratch::Route4Reader<'_>,
     pkts: &mut [B],
     out: &mut [Verdict],
-) -> Option<(u64, Option<PortIdx>)> {
+) -> Option<Run> {
     // The destination address of a frame the straight pass would route.
     let routable = |data: &[u8]| -> Option<u32> {
         let h: &[u8; PLAIN_IPV4] = data.get(..PLAIN_IPV4)?.try_into().ok()?;
@@ -165,20 +167,26 @@ fn routed_run<B: PacketBuf>(
     }
     let first = routable(pkts.first()?.data())?;
     let (macs, port) = routes.local(net, first)?;
+    // One pass, each frame checked and then rewritten, up to the first frame that
+    // is not routed to the first's address.
     let mut bytes = 0u64;
-    for pkt in pkts.iter() {
+    let mut frames = 0;
+    for pkt in pkts.iter_mut() {
         if routable(pkt.data()) != Some(first) {
-            return None;
+            break;
         }
-        bytes += pkt.len() as u64;
-    }
-    for (o, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
-        // Checked above: the header is whole and its TTL above 1, so the rewrite
-        // cannot refuse.
+        // Checked: the header is whole and its TTL above 1, so the rewrite cannot
+        // refuse.
         let _ = overlay::rewrite_routed(pkt.data_mut(), HEADER_LEN, false, macs);
-        *o = Verdict::Output(port);
+        bytes += pkt.len() as u64;
+        frames += 1;
     }
-    Some((bytes, Some(port)))
+    out[..frames].fill(Verdict::Output(port));
+    Some(Run {
+        frames,
+        bytes,
+        port,
+    })
 }
 
 /// The front of a burst from a pod that is one TCP or UDP flow to a remote
