@@ -491,17 +491,26 @@ pub(crate) fn push_cached4<B: PacketBuf>(
     src_port: u16,
 ) -> bool {
     debug_assert!(!e.ipv6);
-    let udp_len = 8 + 8 + pkt.len();
-    if udp_len + 20 > usize::from(u16::MAX) {
-        return false;
-    }
-    let Some(h) = pkt.prepend(OUTER4_LEN) else {
+    let Some((h, udp_len)) = prepend4(pkt, &e.hdr[..OUTER4_LEN]) else {
         return false;
     };
-    h.copy_from_slice(&e.hdr[..OUTER4_LEN]);
     h[34..36].copy_from_slice(&src_port.to_be_bytes());
     patch_lengths4(h, e.ip_sum, udp_len);
     true
+}
+
+/// Prepends `hdr`, an outer IPv4 header (Ethernet, IPv4, UDP, tunnel), to `pkt`;
+/// the header in place and the UDP length it needs. `None`, with nothing changed,
+/// when the packet is too big for one or there is no headroom.
+#[inline(always)]
+fn prepend4<'p, B: PacketBuf>(pkt: &'p mut B, hdr: &[u8]) -> Option<(&'p mut [u8], usize)> {
+    let udp_len = 8 + 8 + pkt.len();
+    if udp_len + 20 > usize::from(u16::MAX) {
+        return None;
+    }
+    let h = pkt.prepend(OUTER4_LEN)?;
+    h.copy_from_slice(hdr);
+    Some((h, udp_len))
 }
 
 /// Writes the lengths of an outer IPv4 header (Ethernet first) for a UDP datagram
@@ -552,14 +561,9 @@ impl Outer4 {
     /// packet is too big for one or there is no headroom.
     #[inline(always)]
     pub(crate) fn push<B: PacketBuf>(&self, pkt: &mut B) -> bool {
-        let udp_len = 8 + 8 + pkt.len();
-        if udp_len + 20 > usize::from(u16::MAX) {
-            return false;
-        }
-        let Some(h) = pkt.prepend(OUTER4_LEN) else {
+        let Some((h, udp_len)) = prepend4(pkt, &self.hdr) else {
             return false;
         };
-        h.copy_from_slice(&self.hdr);
         if udp_len != self.udp_len {
             patch_lengths4(h, self.ip_sum, udp_len);
         }
