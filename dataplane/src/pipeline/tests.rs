@@ -1299,6 +1299,70 @@ fn a_burst_of_one_flow_to_a_remote_endpoint_agrees_with_the_full_path() {
     }
 }
 
+/// Bursts of one flow to a remote endpoint, as a bulk flow sends them, through one
+/// kept scratch (the encap run's cached header): after a relearned next hop, for
+/// another flow, for the same frames from another network and after another
+/// snapshot (the endpoint moved to another VTEP, the uplink got a new MAC) every
+/// frame gets what the per-packet pipeline gives it, and a burst one header.
+#[test]
+fn bursts_of_one_flow_follow_the_next_hop_the_flow_the_network_and_the_snapshot() {
+    const MOVED: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 2]);
+    const NEW_UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 0x11]);
+    let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
+    let burst_of = |f: Vec<u8>| vec![(f, crate::buf::DEFAULT_HEADROOM); crate::BURST];
+    let flow = burst_of(udp4(R, A, "10.1.0.10", "10.1.0.20", 18));
+    let mut other_flow = flow.clone();
+    other_flow.iter_mut().for_each(|(f, _)| f[35] ^= 1);
+    // The outer source and destination MAC and destination address every frame
+    // of a burst got; each burst is also held to the per-packet pipeline's answer.
+    let run = |c: &mut Cached, port, frames: &[(Vec<u8>, usize)], what: &str| {
+        let one = c.burst_agrees(port, frames, what);
+        let (each, _, _) = c.burst(port, frames);
+        let outers: Vec<_> = each
+            .iter()
+            .map(|(_, f)| {
+                let m = wire::parse(f).unwrap();
+                (m.src_mac, m.dst_mac, m.dst_addr())
+            })
+            .collect();
+        assert!(outers.iter().all(|o| *o == outers[0]), "{what}: one header");
+        (one, outers[0])
+    };
+    let to = |mac, vtep| (UPLINK_MAC, mac, Some(vtep_ip(false, vtep)));
+    run(&mut c, POD_A, &flow, "cold");
+    assert_eq!(
+        run(&mut c, POD_A, &flow, "warm"),
+        (Some(UPLINK), to(PEER_MAC, 2))
+    );
+    // The next hop relearned: a new neighbour generation, the cached header is
+    // not used.
+    c.table.learn(vtep_ip(false, 2), MOVED, Instant::now());
+    for round in ["relearned", "relearned, warm"] {
+        assert_eq!(run(&mut c, POD_A, &flow, round).1, to(MOVED, 2), "{round}");
+    }
+    // Another flow (another source port), then the first again.
+    assert_eq!(
+        run(&mut c, POD_A, &other_flow, "other flow").0,
+        Some(UPLINK)
+    );
+    assert_eq!(
+        run(&mut c, POD_A, &flow, "first flow again").0,
+        Some(UPLINK)
+    );
+    // The same frames from a pod of green, where R is not an endpoint.
+    let (one, _) = run(&mut c, POD_C, &flow, "from green");
+    assert_ne!(one, Some(UPLINK), "not encapsulated");
+    // R moved to VTEP 3 and the uplink has a new MAC: the same network and flow,
+    // in another snapshot.
+    c.p = routed(2, false, NEW_UPLINK_MAC, 3, "10.1.0.11");
+    c.scratch.bind(&Arc::clone(&c.p));
+    for round in ["new snapshot", "new snapshot, warm"] {
+        let (_, outer) = run(&mut c, POD_A, &flow, round);
+        let want = (NEW_UPLINK_MAC, PEER3_MAC, Some(vtep_ip(false, 3)));
+        assert_eq!(outer, want, "{round}");
+    }
+}
+
 #[test]
 fn a_rebound_scratch_follows_the_new_snapshot() {
     const NEW_UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 0x11]);
