@@ -196,12 +196,12 @@ struct ScenarioArgs {
     #[arg(value_enum)]
     scenario: ScenarioName,
     /// Number of flows; accepts k/m suffixes (1, 1k, 100k).
-    #[arg(long, value_name = "N", value_parser = parse_flows)]
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_flows)]
     flows: u32,
     /// Nominal frame size including the 4-byte FCS (64..=1518; the pcap holds
     /// size-4 bytes), or imix for 7:4:1 of 64/576/1518. Tunnel scenarios: the
     /// inner frame's size (the tunnelled frame is 50 bytes longer).
-    #[arg(long, value_name = "BYTES|imix")]
+    #[arg(long, value_name = "BYTES|imix", default_value = "64")]
     size: FrameSize,
     /// l3 only: number of static routes (/24s); default: the flow count.
     #[arg(long, value_name = "N", value_parser = parse_prefixes)]
@@ -799,6 +799,33 @@ mod tests {
         assert!(parse_count("99999999999999999999m").is_err());
     }
 
+    /// Every command that takes a scenario defaults to one flow of 64-byte frames,
+    /// as `compare` does.
+    #[test]
+    fn scenario_commands_default_to_one_flow_of_64_bytes() {
+        let ab = ["--baseline", "/bin/true", "--candidate", "/bin/true"];
+        for (cmd, more) in [
+            ("gen", &["-o", "x.pcap"][..]),
+            ("run", &[]),
+            ("testpmd", &[]),
+            ("ab", &ab),
+        ] {
+            let argv: Vec<&str> = ["vswitch-bench", cmd, "l2"]
+                .into_iter()
+                .chain(more.iter().copied())
+                .collect();
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let args = match cli.command {
+                Command::Gen(a) => a.scenario,
+                Command::Run(a) => a.scenario,
+                Command::Testpmd(a) => a.scenario,
+                Command::Ab(a) => a.scenario,
+                other => panic!("{cmd}: {other:?}"),
+            };
+            assert_eq!((args.flows, args.size), (1, FrameSize::Fixed(64)), "{cmd}");
+        }
+    }
+
     #[test]
     fn flows_and_packets_are_range_checked() {
         assert_eq!(parse_flows("100k"), Ok(100_000));
@@ -809,11 +836,11 @@ mod tests {
 
     #[test]
     fn clap_errors_become_one_line() {
-        let err = Cli::try_parse_from(["vswitch-bench", "gen", "l2", "--size", "64"]).unwrap_err();
+        let err = Cli::try_parse_from(["vswitch-bench", "gen", "l2", "--size", "65k"]).unwrap_err();
         let line = one_line(&err.render().to_string());
         assert!(!line.contains('\n'));
         assert!(line.starts_with("error: "), "{line}");
-        assert!(line.contains("--flows"), "{line}");
+        assert!(line.contains("--size"), "{line}");
 
         let err = Cli::try_parse_from(["vswitch-bench", "gen", "l2", "--flow", "1"]).unwrap_err();
         let line = one_line(&err.render().to_string());
