@@ -1,5 +1,6 @@
-//! A read-mostly hash map from `u64` keys for the per-packet tables (MAC tables,
-//! VNI → network).
+//! A read-mostly hash map from `u64` keys for the per-packet tables (the overlay's
+//! MAC table keyed by network and MAC, VNI → network; the classic L2 MAC table,
+//! whose keys and values fit one word together, is a [`DenseMap`](crate::densemap::DenseMap)).
 //!
 //! Why not `hashbrown`: a lookup there is a seeded hash, a load of a control group,
 //! a SIMD match, then the bucket load and compare — a chain of dependent steps that

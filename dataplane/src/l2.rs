@@ -26,9 +26,9 @@ use hashbrown::HashMap;
 use thiserror::Error;
 
 use crate::buf::PacketBuf;
+use crate::densemap::DenseMap;
 use crate::drop::DropReason;
 use crate::ethernet::MacAddr;
-use crate::flatmap::FlatMap;
 use crate::io::BURST;
 use crate::port::{PortIdx, MAX_PORTS};
 use crate::snapshot::Versioned;
@@ -255,7 +255,16 @@ impl L2PipelineBuilder {
             patch_of[from.index()] = Some(to);
         }
 
-        let mut macs: FlatMap<MacDest> = FlatMap::with_capacity(self.macs.len());
+        // Each group as a small index, in the order the ports name them: at most
+        // one group per port, so it fits the MAC table's 8 bits.
+        let mut groups: Vec<GroupId> = Vec::new();
+        for cfg in slots.iter().flatten() {
+            if !groups.contains(&cfg.group) {
+                groups.push(cfg.group);
+            }
+        }
+        let group_index = |g: GroupId| groups.iter().position(|&x| x == g).unwrap_or(0) as u8;
+        let mut macs = DenseMap::with_capacity(self.macs.len());
         for &(mac, port) in &self.macs {
             let Some(Some(cfg)) = slots.get(port.index()) else {
                 return Err(L2ConfigError::MacUnknownPort { mac, port });
@@ -266,11 +275,16 @@ impl L2PipelineBuilder {
             if let Some(first) = macs.get(mac.to_u64()) {
                 return Err(L2ConfigError::DuplicateMac {
                     mac,
-                    first: first.port(),
+                    first: MacDest(first).port(),
                     second: port,
                 });
             }
-            macs.insert(mac.to_u64(), MacDest::new(port, cfg.group));
+            let dest = MacDest::new(port, group_index(cfg.group));
+            let inserted = macs.insert(mac.to_u64(), dest.0);
+            debug_assert!(
+                inserted.is_ok(),
+                "a unicast MAC is a 48-bit key, not all ones"
+            );
         }
 
         let ports = slots
@@ -287,6 +301,7 @@ impl L2PipelineBuilder {
                     PortEntry {
                         name: cfg.name.clone().into_boxed_str(),
                         group: cfg.group,
+                        group_index: group_index(cfg.group),
                         patch: patch_of[i],
                         flood,
                     }
@@ -306,37 +321,43 @@ impl L2PipelineBuilder {
 struct PortEntry {
     name: Box<str>,
     group: GroupId,
+    /// The group's index in the MAC table's entries.
+    group_index: u8,
     patch: Option<PortIdx>,
     /// Every other port of the group, ascending.
     flood: Box<[PortIdx]>,
 }
 
-/// Where a MAC lives: its port and that port's group, packed in one word so the
-/// burst loop checks both against the ingress port with one XOR.
+/// Where a MAC lives: its port (below [`MAX_PORTS`], so 8 bits) and the index of
+/// that port's group (at most one group per port), packed in the 16 bits a MAC
+/// table entry holds beside its MAC, so the burst loop checks both against the
+/// ingress port with one XOR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct MacDest(u32);
+struct MacDest(u16);
+
+const _: () = assert!(MAX_PORTS <= 256, "a port and a group index fit 8 bits each");
 
 impl MacDest {
-    fn new(port: PortIdx, group: GroupId) -> Self {
-        MacDest(u32::from(group.0) << 16 | u32::from(port.0))
+    fn new(port: PortIdx, group_index: u8) -> Self {
+        MacDest(u16::from(group_index) << 8 | (port.0 & 0xff))
     }
 
     fn port(self) -> PortIdx {
-        PortIdx(self.0 as u16)
+        PortIdx(self.0 & 0xff)
     }
 
-    fn group(self) -> GroupId {
-        GroupId((self.0 >> 16) as u16)
+    fn group_index(self) -> u8 {
+        (self.0 >> 8) as u8
     }
 
     /// The port to send to, for a frame from `ingress` (its port and group): this
-    /// MAC's port when it is in the same group (the high halves match) and is not
-    /// the ingress port itself (the low halves differ). `None` means "not a plain
+    /// MAC's port when it is in the same group (the high bytes match) and is not
+    /// the ingress port itself (the low bytes differ). `None` means "not a plain
     /// output": flood, or a hairpin drop.
     #[inline]
     fn output_from(self, ingress: MacDest) -> Option<PortIdx> {
         let x = self.0 ^ ingress.0;
-        (x.wrapping_sub(1) < 0xffff).then_some(self.port())
+        (x.wrapping_sub(1) < 0xff).then_some(self.port())
     }
 }
 
@@ -399,7 +420,7 @@ impl L2Ingress<'_> {
             return (!runts && n > 0).then_some(peer);
         }
         let macs = self.pipeline.macs.reader();
-        let ingress = MacDest::new(in_port, entry.group);
+        let ingress = MacDest::new(in_port, entry.group_index);
         // The common case on a straight path: a unicast frame to a MAC of this
         // group on another port. Everything else is decided in full by
         // `classify_frame`, in a second pass.
@@ -412,7 +433,7 @@ impl L2Ingress<'_> {
             if dst & (1 << 40) != 0 {
                 return None;
             }
-            macs.get_below_max(dst)?.output_from(ingress)
+            MacDest(macs.get(dst)?).output_from(ingress)
         };
         // A burst whose frames all go to one MAC (a bulk flow's run, the common
         // case between two endpoints) takes one lookup for all, as VPP's l2fwd
@@ -483,9 +504,10 @@ pub struct L2Pipeline {
     generation: u64,
     /// Indexed by [`PortIdx::index`]; `None` for undeclared indices.
     ports: Vec<Option<PortEntry>>,
-    /// MAC → its port and that port's group, so the same-group check needs no
-    /// second lookup.
-    macs: FlatMap<MacDest>,
+    /// MAC → its port and the index of that port's group ([`MacDest`]), so the
+    /// same-group check needs no second lookup; one word per MAC (see
+    /// [`crate::densemap`] for why that matters to a large table).
+    macs: DenseMap,
 }
 
 impl L2Pipeline {
@@ -495,7 +517,7 @@ impl L2Pipeline {
         L2Pipeline {
             generation,
             ports: Vec::new(),
-            macs: FlatMap::default(),
+            macs: DenseMap::default(),
         }
     }
 
@@ -543,8 +565,8 @@ impl L2Pipeline {
         let dst = MacAddr::dst_bits(frame).unwrap_or(0);
         // I/G bit of the first byte: group addresses are flooded.
         if dst & (1 << 40) == 0 {
-            if let Some(d) = self.macs.get(dst) {
-                if d.group() == entry.group {
+            if let Some(d) = self.macs.get(dst).map(MacDest) {
+                if d.group_index() == entry.group_index {
                     return if d.port() == in_port {
                         L2Verdict::Drop(DropReason::Hairpin)
                     } else {
@@ -892,6 +914,49 @@ mod tests {
                 frames[at] = frame(dsts[d], C);
             }
             burst_of(&l2, PortIdx(in_port), &frames);
+        }
+    }
+
+    /// Every port of [`MAX_PORTS`], in pairs, each pair in a group of its own with
+    /// a large id (the MAC table keeps a small index per group), and a MAC table
+    /// too large for the caches (its slots prefetched): each frame is switched
+    /// within its pair, dropped as a hairpin, or flooded as unknown in another
+    /// group, one frame at a time and in bursts alike.
+    #[test]
+    fn every_port_and_many_groups_with_a_large_table() {
+        let mac_of = |i: u32| MacAddr([2, 0x10, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        let group_of = |port: usize| GroupId(u16::MAX - (port / 2) as u16);
+        let mut b = L2PipelineBuilder::new(1);
+        for port in 0..MAX_PORTS {
+            b.port(PortIdx(port as u16), format!("p{port}"), group_of(port));
+        }
+        for i in 0..40_000u32 {
+            b.mac(mac_of(i), PortIdx((i as usize % MAX_PORTS) as u16));
+        }
+        let l2 = b.build().unwrap();
+        assert!(
+            l2.macs.reader().is_large(),
+            "the prefetching burst loop runs"
+        );
+        for from in 0..MAX_PORTS {
+            let in_port = PortIdx(from as u16);
+            // A MAC on every port, from every port.
+            let frames: Vec<Vec<u8>> = (0..MAX_PORTS as u32)
+                .map(|i| frame(mac_of(i + 64 * from as u32), A))
+                .collect();
+            for (to, f) in frames.iter().enumerate() {
+                let want = if to == from {
+                    L2Verdict::Drop(DropReason::Hairpin)
+                } else if group_of(to) == group_of(from) {
+                    L2Verdict::Output(PortIdx(to as u16))
+                } else {
+                    L2Verdict::Flood
+                };
+                assert_eq!(l2.classify(in_port, f), want, "{from} -> {to}");
+            }
+            for burst in frames.chunks(BURST) {
+                burst_of(&l2, in_port, burst);
+            }
         }
     }
 

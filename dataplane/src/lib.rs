@@ -17,6 +17,7 @@
 
 pub mod buf;
 pub mod capture;
+pub mod densemap;
 pub mod drop;
 pub mod ethernet;
 pub mod flatmap;

@@ -1,0 +1,289 @@
+//! A read-mostly hash map from 48-bit keys (MAC addresses) to 16-bit values, one
+//! `u64` per entry: the classic L2 stage's MAC table.
+//!
+//! Why not [`FlatMap`](crate::flatmap::FlatMap): there a slot is a `u64` key and
+//! its value side by side, 16 bytes, and the table is kept at most half full, so a
+//! 64-byte line holds one or two keys. With 100k MACs that is a 4 MiB table, and
+//! each of its lines is read again only after the worker has streamed about twelve
+//! megabytes of packets and other lines through the caches: every lookup is a miss
+//! to memory. Here key and value share one word and the table is filled to 80%,
+//! so a line holds six keys or so and the same 100k MACs take 1 MiB, a quarter of
+//! the lines, each read four times as often: far more of them are still cached
+//! when they are read again. A lookup costs a mask and a shift more than in
+//! `FlatMap`.
+//!
+//! The keys must be below 2^48 and not all ones (a unicast MAC never is: its I/G
+//! bit is clear), so an empty slot, all ones, matches no key. The multiplier is a
+//! random odd number per map, as in `FlatMap`, and tables are built once per
+//! snapshot and then only read, so there is no removal.
+
+use std::hash::BuildHasher;
+
+use crate::buf::PacketBuf;
+
+/// An empty slot: its key bits are all ones, which no key is.
+const EMPTY: u64 = u64::MAX;
+/// The key's bits in a slot; the value is the 16 bits above.
+const KEY_MASK: u64 = (1 << 48) - 1;
+
+/// An open-addressing (linear probing) map from 48-bit keys to `u16`, one word per
+/// entry, at most 80% full.
+#[derive(Clone, Debug)]
+pub struct DenseMap {
+    /// `key | value << 48`, or [`EMPTY`].
+    slots: Box<[u64]>,
+    /// 64 minus log2 of the slot count: the product's top bits pick the slot.
+    shift: u32,
+    mul: u64,
+    len: usize,
+}
+
+/// A key [`DenseMap`] cannot hold: 48 bits or more, or all ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("key {0:#x} is not a 48-bit key below 0xffff_ffff_ffff")]
+pub struct BadKey(pub u64);
+
+impl Default for DenseMap {
+    fn default() -> Self {
+        DenseMap::with_capacity(0)
+    }
+}
+
+impl DenseMap {
+    /// An empty map with room for `n` keys before it grows.
+    pub fn with_capacity(n: usize) -> Self {
+        let slots = slots_for(n);
+        DenseMap {
+            slots: vec![EMPTY; slots].into_boxed_slice(),
+            shift: 64 - slots.trailing_zeros(),
+            mul: random_odd(),
+            len: 0,
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: u64, value: u16) -> Result<Option<u16>, BadKey> {
+        if key >= KEY_MASK {
+            return Err(BadKey(key));
+        }
+        if (self.len + 1) * 5 > self.slots.len() * 4 {
+            self.rebuild(self.slots.len() * 2);
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.reader().home(key);
+        loop {
+            let s = &mut self.slots[i & mask];
+            if *s == EMPTY {
+                *s = key | u64::from(value) << 48;
+                self.len += 1;
+                return Ok(None);
+            }
+            if *s & KEY_MASK == key {
+                let old = (*s >> 48) as u16;
+                *s = key | u64::from(value) << 48;
+                return Ok(Some(old));
+            }
+            i += 1;
+        }
+    }
+
+    /// Moves every key into `slots` slots.
+    fn rebuild(&mut self, slots: usize) {
+        let mut bigger = DenseMap {
+            slots: vec![EMPTY; slots].into_boxed_slice(),
+            shift: 64 - slots.trailing_zeros(),
+            mul: self.mul,
+            len: 0,
+        };
+        for (k, v) in self.iter() {
+            // Every key here was checked when it was inserted.
+            let _ = bigger.insert(k, v);
+        }
+        *self = bigger;
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u16> {
+        self.reader().get(key)
+    }
+
+    /// The map as a burst loop reads it (see [`FlatMap::reader`](crate::flatmap::FlatMap::reader)).
+    #[inline]
+    pub fn reader(&self) -> DenseReader<'_> {
+        DenseReader {
+            slots: &self.slots,
+            mul: self.mul,
+            shift: self.shift,
+        }
+    }
+
+    /// Every (key, value), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
+        self.slots
+            .iter()
+            .filter(|&&s| s != EMPTY)
+            .map(|&s| (s & KEY_MASK, (s >> 48) as u16))
+    }
+}
+
+/// A [`DenseMap`] for reading, from [`DenseMap::reader`].
+#[derive(Clone, Copy)]
+pub struct DenseReader<'a> {
+    slots: &'a [u64],
+    mul: u64,
+    shift: u32,
+}
+
+impl DenseReader<'_> {
+    #[inline(always)]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(self.mul) >> self.shift) as usize
+    }
+
+    /// The value of `key` (any `u64`: one of 48 bits or more is never found).
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u16> {
+        if key >= KEY_MASK {
+            return None;
+        }
+        let slots = self.slots;
+        let mask = slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let s = *slots.get(i & mask)?;
+            // An empty slot's key bits are all ones: no key's.
+            if (s ^ key) & KEY_MASK == 0 {
+                return Some((s >> 48) as u16);
+            }
+            if s == EMPTY {
+                return None;
+            }
+            i += 1;
+        }
+    }
+
+    /// As [`FlatReader::is_large`](crate::flatmap::FlatReader::is_large): whether
+    /// the slots outgrow what a core keeps close (more than 256 KiB).
+    #[inline]
+    pub fn is_large(&self) -> bool {
+        std::mem::size_of_val(self.slots) > 256 << 10
+    }
+
+    /// As [`FlatReader::prefetch_burst`](crate::flatmap::FlatReader::prefetch_burst):
+    /// prefetches the home slot of every frame's key.
+    #[inline(never)]
+    pub fn prefetch_burst<B: PacketBuf>(
+        &self,
+        pkts: &[B],
+        mut key_of: impl FnMut(&[u8]) -> Option<u64>,
+    ) {
+        for pkt in pkts {
+            let home = key_of(pkt.data()).map(|key| self.home(key));
+            if let Some(s) = home.and_then(|h| self.slots.get(h)) {
+                B::prefetch_addr((s as *const u64).cast::<u8>());
+            }
+        }
+    }
+}
+
+/// Slots for `n` keys: a power of two, at most 80% full, at least 8.
+fn slots_for(n: usize) -> usize {
+    (n * 5 / 4 + 1).max(8).next_power_of_two()
+}
+
+/// A random odd multiplier, from the standard library's per-process random keys.
+fn random_odd() -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(0xde75e_u64) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn insert_get_replace_and_bad_keys() {
+        let mut m = DenseMap::default();
+        assert!(m.is_empty());
+        assert_eq!(m.get(7), None);
+        assert_eq!(m.insert(7, 1), Ok(None));
+        assert_eq!(m.insert(7, 2), Ok(Some(1)));
+        assert_eq!(m.get(7), Some(2));
+        assert_eq!(
+            m.insert(0, 0xffff),
+            Ok(None),
+            "key 0 and value 0xffff are fine"
+        );
+        assert_eq!(m.get(0), Some(0xffff));
+        assert_eq!(m.len(), 2);
+        // The empty slot's pattern and anything of 48 bits or more: refused, not found.
+        for bad in [KEY_MASK, KEY_MASK + 1, u64::MAX, 7 | 1 << 48] {
+            assert_eq!(m.insert(bad, 3), Err(BadKey(bad)));
+            assert_eq!(m.get(bad), None, "{bad:#x}");
+        }
+        assert_eq!(m.len(), 2);
+        let mut all: Vec<_> = m.iter().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![(0, 0xffff), (7, 2)]);
+    }
+
+    #[test]
+    fn a_hundred_thousand_macs_take_one_mebibyte() {
+        let mut m = DenseMap::with_capacity(100_000);
+        for k in 0..100_000u64 {
+            m.insert(0x0200_0000_0000 | k, k as u16).unwrap();
+        }
+        assert_eq!(m.slots.len(), 131_072, "80% full at most, not grown");
+        assert!(m.reader().is_large());
+        for k in 0..100_000u64 {
+            assert_eq!(m.get(0x0200_0000_0000 | k), Some(k as u16));
+            assert_eq!(m.get(0x0400_0000_0000 | k), None);
+        }
+    }
+
+    #[test]
+    fn grows_past_its_capacity() {
+        let mut m = DenseMap::with_capacity(1);
+        for k in 0..10_000u64 {
+            m.insert(k << 8, k as u16).unwrap();
+        }
+        assert_eq!(m.len(), 10_000);
+        assert!(m.slots.len() * 4 >= 10_000 * 5);
+        assert!((0..10_000u64).all(|k| m.get(k << 8) == Some(k as u16)));
+    }
+
+    proptest! {
+        /// Against a `HashMap`: every inserted key found with its last value, and
+        /// random other keys (any 64 bits) answered as the `HashMap` answers them.
+        #[test]
+        fn agrees_with_a_hashmap(
+            entries in proptest::collection::vec((0..KEY_MASK, any::<u16>()), 0..600),
+            probes in proptest::collection::vec(any::<u64>(), 0..100),
+        ) {
+            let mut m = DenseMap::with_capacity(entries.len() / 3);
+            let mut h = HashMap::new();
+            for &(k, v) in &entries {
+                prop_assert_eq!(m.insert(k, v), Ok(h.insert(k, v)));
+            }
+            prop_assert_eq!(m.len(), h.len());
+            for (&k, &v) in &h {
+                prop_assert_eq!(m.get(k), Some(v));
+            }
+            for k in probes {
+                prop_assert_eq!(m.get(k), h.get(&k).copied());
+            }
+        }
+    }
+}
