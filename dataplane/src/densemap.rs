@@ -20,6 +20,7 @@
 use std::hash::BuildHasher;
 
 use crate::buf::PacketBuf;
+use crate::flatmap;
 
 /// An empty slot: its key bits are all ones, which no key is.
 const EMPTY: u64 = u64::MAX;
@@ -177,7 +178,7 @@ impl DenseReader<'_> {
     /// the slots outgrow what a core keeps close (more than 256 KiB).
     #[inline]
     pub fn is_large(&self) -> bool {
-        std::mem::size_of_val(self.slots) > 256 << 10
+        flatmap::is_large(self.slots)
     }
 
     /// As [`FlatReader::prefetch_burst`](crate::flatmap::FlatReader::prefetch_burst):
@@ -186,14 +187,9 @@ impl DenseReader<'_> {
     pub fn prefetch_burst<B: PacketBuf>(
         &self,
         pkts: &[B],
-        mut key_of: impl FnMut(&[u8]) -> Option<u64>,
+        key_of: impl FnMut(&[u8]) -> Option<u64>,
     ) {
-        for pkt in pkts {
-            let home = key_of(pkt.data()).map(|key| self.home(key));
-            if let Some(s) = home.and_then(|h| self.slots.get(h)) {
-                B::prefetch_addr((s as *const u64).cast::<u8>());
-            }
-        }
+        flatmap::prefetch_homes(self.slots, pkts, key_of, |key| self.home(key));
     }
 }
 

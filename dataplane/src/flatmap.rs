@@ -204,7 +204,7 @@ impl<'a, V: Copy> FlatReader<'a, V> {
     /// ([`prefetch_burst`](Self::prefetch_burst)).
     #[inline]
     pub fn is_large(&self) -> bool {
-        std::mem::size_of_val(self.slots) > 256 << 10
+        is_large(self.slots)
     }
 
     /// Prefetches the home slot of every frame's key (`key_of` on the frame's
@@ -218,15 +218,11 @@ impl<'a, V: Copy> FlatReader<'a, V> {
     pub fn prefetch_burst<B: PacketBuf>(
         &self,
         pkts: &[B],
-        mut key_of: impl FnMut(&[u8]) -> Option<u64>,
+        key_of: impl FnMut(&[u8]) -> Option<u64>,
     ) {
-        for pkt in pkts {
-            let home = key_of(pkt.data())
-                .map(|key| key.wrapping_mul(self.mul).wrapping_shr(self.shift) as usize);
-            if let Some(s) = home.and_then(|h| self.slots.get(h)) {
-                B::prefetch_addr((s as *const Slot<V>).cast::<u8>());
-            }
-        }
+        prefetch_homes(self.slots, pkts, key_of, |key| {
+            key.wrapping_mul(self.mul).wrapping_shr(self.shift) as usize
+        });
     }
 
     /// The slot holding `key` (not `EMPTY`): the one probe loop of the map.
@@ -256,6 +252,29 @@ impl<'a, V: Copy> FlatReader<'a, V> {
                 return None;
             }
             i += 1;
+        }
+    }
+}
+
+/// Whether a table of `slots` outgrows what a core keeps close (more than 256
+/// KiB; see [`FlatReader::is_large`]).
+#[inline(always)]
+pub(crate) fn is_large<T>(slots: &[T]) -> bool {
+    std::mem::size_of_val(slots) > 256 << 10
+}
+
+/// Prefetches `slots[home(key)]` for the key of every frame of `pkts` (see
+/// [`FlatReader::prefetch_burst`]); a home past the end is skipped.
+#[inline(always)]
+pub(crate) fn prefetch_homes<B: PacketBuf, T>(
+    slots: &[T],
+    pkts: &[B],
+    mut key_of: impl FnMut(&[u8]) -> Option<u64>,
+    home: impl Fn(u64) -> usize,
+) {
+    for pkt in pkts {
+        if let Some(s) = key_of(pkt.data()).and_then(|key| slots.get(home(key))) {
+            B::prefetch_addr((s as *const T).cast::<u8>());
         }
     }
 }
