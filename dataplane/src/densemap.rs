@@ -17,8 +17,6 @@
 //! random odd number per map, as in `FlatMap`, and tables are built once per
 //! snapshot and then only read, so there is no removal.
 
-use std::hash::BuildHasher;
-
 use crate::buf::PacketBuf;
 use crate::flatmap;
 
@@ -57,7 +55,7 @@ impl DenseMap {
         DenseMap {
             slots: vec![EMPTY; slots].into_boxed_slice(),
             shift: 64 - slots.trailing_zeros(),
-            mul: random_odd(),
+            mul: flatmap::random_odd(),
             len: 0,
         }
     }
@@ -196,11 +194,6 @@ impl DenseReader<'_> {
 /// Slots for `n` keys: a power of two, at most 80% full, at least 8.
 fn slots_for(n: usize) -> usize {
     (n * 5 / 4 + 1).max(8).next_power_of_two()
-}
-
-/// A random odd multiplier, from the standard library's per-process random keys.
-fn random_odd() -> u64 {
-    std::collections::hash_map::RandomState::new().hash_one(0xde75e_u64) | 1
 }
 
 #[cfg(test)]

@@ -284,8 +284,9 @@ fn slots_for(n: usize) -> usize {
     (n.max(4) * 2).next_power_of_two()
 }
 
-/// A random odd multiplier, from the standard library's per-process random keys.
-fn random_odd() -> u64 {
+/// A random odd multiplier, from the standard library's per-process random keys
+/// (a new one per call).
+pub(crate) fn random_odd() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1
 }
 
