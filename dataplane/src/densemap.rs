@@ -5,8 +5,8 @@
 //! its value side by side, 16 bytes, and the table is kept at most half full, so a
 //! 64-byte line holds one or two keys. With 100k MACs that is a 4 MiB table, and
 //! each of its lines is read again only after the worker has streamed about twelve
-//! megabytes of packets and other lines through the caches: every lookup is a miss
-//! to memory. Here key and value share one word and the table is filled to 80%,
+//! megabytes of packets and other lines through the caches: most lookups miss
+//! the core's caches. Here key and value share one word and the table is filled to 80%,
 //! so a line holds six keys or so and the same 100k MACs take 1 MiB, a quarter of
 //! the lines, each read four times as often: far more of them are still cached
 //! when they are read again. A lookup costs a mask and a shift more than in
