@@ -255,18 +255,27 @@ impl L2PipelineBuilder {
             patch_of[from.index()] = Some(to);
         }
 
-        // Each group as a small index, in the order the ports name them: at most
-        // one group per port, so it fits the MAC table's 8 bits.
+        // Each port's group as a small index, in the order the ports name the
+        // groups: at most one group per port, so it fits the MAC table's 8 bits.
+        // Worked out once per port, for the MAC entries and the port entries.
         let mut groups: Vec<GroupId> = Vec::new();
-        for cfg in slots.iter().flatten() {
-            if !groups.contains(&cfg.group) {
-                groups.push(cfg.group);
-            }
-        }
-        let group_index = |g: GroupId| groups.iter().position(|&x| x == g).unwrap_or(0) as u8;
+        let group_index: Vec<u8> = slots
+            .iter()
+            .map(|slot| {
+                let Some(cfg) = slot else { return 0 };
+                let i = groups
+                    .iter()
+                    .position(|&g| g == cfg.group)
+                    .unwrap_or_else(|| {
+                        groups.push(cfg.group);
+                        groups.len() - 1
+                    });
+                i as u8
+            })
+            .collect();
         let mut macs = DenseMap::with_capacity(self.macs.len());
         for &(mac, port) in &self.macs {
-            let Some(Some(cfg)) = slots.get(port.index()) else {
+            let Some(Some(_)) = slots.get(port.index()) else {
                 return Err(L2ConfigError::MacUnknownPort { mac, port });
             };
             if mac.is_multicast() {
@@ -279,7 +288,7 @@ impl L2PipelineBuilder {
                     second: port,
                 });
             }
-            let dest = MacDest::new(port, group_index(cfg.group));
+            let dest = MacDest::new(port, group_index[port.index()]);
             let inserted = macs.insert(mac.to_u64(), dest.0);
             debug_assert!(
                 inserted.is_ok(),
@@ -301,7 +310,7 @@ impl L2PipelineBuilder {
                     PortEntry {
                         name: cfg.name.clone().into_boxed_str(),
                         group: cfg.group,
-                        group_index: group_index(cfg.group),
+                        group_index: group_index[i],
                         patch: patch_of[i],
                         flood,
                     }

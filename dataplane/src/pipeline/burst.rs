@@ -399,11 +399,9 @@ impl Pass {
     #[inline(always)]
     fn decided(&mut self, o: &mut Verdict, v: Verdict, len: usize) {
         *o = v;
-        if let Verdict::Output(port) = v {
-            self.any |= u32::from(port.0);
-            self.all &= u32::from(port.0);
-        } else {
-            self.other = true;
+        match v {
+            Verdict::Output(port) => self.output(port),
+            _ => self.other = true,
         }
         self.bytes += len as u64;
     }
@@ -411,9 +409,15 @@ impl Pass {
     /// Frames a run decided, all output to `port`, `bytes` long.
     #[inline(always)]
     fn decided_run(&mut self, port: PortIdx, bytes: u64) {
+        self.output(port);
+        self.bytes += bytes;
+    }
+
+    /// A frame (or a run of them) goes out of `port`.
+    #[inline(always)]
+    fn output(&mut self, port: PortIdx) {
         self.any |= u32::from(port.0);
         self.all &= u32::from(port.0);
-        self.bytes += bytes;
     }
 
     /// Frame `i` is left to the per-packet pipeline.
