@@ -144,7 +144,19 @@ pub struct DenseReader<'a> {
     shift: u32,
 }
 
+/// The slots of [`DenseReader::EMPTY`].
+static NO_SLOTS: [u64; 8] = [EMPTY; 8];
+
 impl DenseReader<'_> {
+    /// A reader of no map, in which every lookup misses: for a caller with no
+    /// table to read (a network id a snapshot did not hand out) that still wants
+    /// a reader, not an `Option` to test per frame.
+    pub const EMPTY: DenseReader<'static> = DenseReader {
+        slots: &NO_SLOTS,
+        mul: 1,
+        shift: 64 - NO_SLOTS.len().trailing_zeros(),
+    };
+
     #[inline(always)]
     fn home(&self, key: u64) -> usize {
         (key.wrapping_mul(self.mul) >> self.shift) as usize
@@ -188,6 +200,15 @@ impl DenseReader<'_> {
         key_of: impl FnMut(&[u8]) -> Option<u64>,
     ) {
         flatmap::prefetch_homes(self.slots, pkts, key_of, |key| self.home(key));
+    }
+
+    /// Prefetches the home slot of `key`, for a loop whose keys are spread over
+    /// several maps (a burst from the uplink, one network per VNI).
+    #[inline(always)]
+    pub fn prefetch<B: PacketBuf>(&self, key: u64) {
+        if let Some(s) = self.slots.get(self.home(key)) {
+            B::prefetch_addr((s as *const u64).cast::<u8>());
+        }
     }
 }
 
@@ -239,6 +260,16 @@ mod tests {
         for k in 0..100_000u64 {
             assert_eq!(m.get(0x0200_0000_0000 | k), Some(k as u16));
             assert_eq!(m.get(0x0400_0000_0000 | k), None);
+        }
+    }
+
+    #[test]
+    fn the_empty_reader_finds_nothing() {
+        let r = DenseReader::EMPTY;
+        assert!(!r.is_large());
+        for k in [0, 7, KEY_MASK - 1, KEY_MASK, u64::MAX] {
+            assert_eq!(r.get(k), None, "{k:#x}");
+            r.prefetch::<crate::buf::VecBuf>(k);
         }
     }
 

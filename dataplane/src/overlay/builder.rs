@@ -9,12 +9,13 @@ use ipnet::IpNet;
 use super::error::OverlayConfigError as E;
 use super::lpm::LpmTable;
 use super::snapshot::{
-    host4_key, host6_key, l2_key, HostEntry, L2Dest, NetworkId, NetworkInfo, OverlaySnapshot,
-    RouteResult, UnderlayInfo, VrfId, VtepIdx, VtepInfo, MAX_NETWORKS, MAX_VTEPS,
+    host4_key, host6_key, HostEntry, L2Dest, NetworkId, NetworkInfo, OverlaySnapshot, RouteResult,
+    UnderlayInfo, VrfId, VtepIdx, VtepInfo, MAX_NETWORKS, MAX_VTEPS,
 };
 use super::spec::{
     LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget, UnderlaySpec,
 };
+use crate::densemap::DenseMap;
 use crate::ethernet::MacAddr;
 use crate::port::{PortIdx, MAX_PORTS};
 
@@ -99,7 +100,6 @@ impl OverlayBuilder {
         let n_hosts6 = count_ips(&self.locals, &self.remotes, false);
         snap.hosts4.reserve(n_hosts4 + self.networks.len());
         snap.hosts6.reserve(n_hosts6 + self.networks.len());
-        snap.l2.reserve(self.locals.len() + self.remotes.len());
         snap.by_vni.reserve(self.networks.len());
         snap.by_name.reserve(self.networks.len());
         let mut vrf_of: HashMap<&str, VrfId> = HashMap::new();
@@ -200,6 +200,16 @@ impl OverlayBuilder {
             });
         }
         self.check_overlaps(&mut ranges, &snap)?;
+        // Each network's MAC table sized once for its endpoints (a name that
+        // names no network is refused below).
+        let mut macs = vec![0usize; snap.networks.len()];
+        let names = self.locals.iter().map(|e| &e.network);
+        for name in names.chain(self.remotes.iter().map(|e| &e.network)) {
+            if let Some(id) = snap.network_by_name(name) {
+                macs[id.index()] += 1;
+            }
+        }
+        snap.l2 = macs.into_iter().map(DenseMap::with_capacity).collect();
         snap.routes = LpmTable::new(snap.vrf_names.len() as u16);
         let (v4, v6) = self.routes.iter().fold((0, 0), |(a, b), r| match r.prefix {
             IpNet::V4(_) => (a + 1, b),
@@ -349,6 +359,7 @@ impl OverlayBuilder {
         }
         snap.vteps = vteps.vteps;
         snap.vtep_by_ip = vteps.by_ip;
+        snap.l2_large = snap.l2.iter().any(|m| m.reader().is_large());
         Ok(snap)
     }
 
@@ -447,14 +458,20 @@ fn add_endpoint(
     ips: &[IpAddr],
     dest: L2Dest,
 ) -> Result<(), E> {
-    let key = l2_key(id, mac);
-    if snap.l2.get(key).is_some() {
+    // The MAC is unicast (checked by `endpoint_network`), so never the all-ones
+    // key a `DenseMap` refuses; the refusal is mapped all the same, not unwrapped.
+    let macs = &mut snap.l2[id.index()];
+    if macs.get(mac.to_u64()).is_some() {
         return Err(E::DuplicateMac {
             network: network.to_owned(),
             mac,
         });
     }
-    snap.l2.insert(key, dest);
+    macs.insert(mac.to_u64(), dest.to_bits())
+        .map_err(|_| E::EndpointMulticastMac {
+            network: network.to_owned(),
+            mac,
+        })?;
     let info = &snap.networks[id.index()];
     let in_subnets = |ip: &IpAddr| {
         snap.routes

@@ -53,7 +53,6 @@ pub mod spec;
 pub use builder::OverlayBuilder;
 pub use error::OverlayConfigError;
 pub use neighbor::{LearnOutcome, NeighborConfig, NeighborMap, NeighborTable, ResolveLimiter};
-pub(crate) use snapshot::l2_key_bits;
 pub use snapshot::{
     L2Dest, NetworkId, NetworkInfo, OverlaySnapshot, RouteResult, UnderlayInfo, VrfId, VtepIdx,
     VtepInfo, MAX_NETWORKS, MAX_VTEPS,

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::lpm::LpmTable;
 use super::spec::Encap;
+use crate::densemap::{DenseMap, DenseReader};
 use crate::ethernet::MacAddr;
 use crate::flatmap::FlatMap;
 use crate::port::{PortIdx, MAX_PORTS};
@@ -16,8 +17,11 @@ use crate::snapshot::Versioned;
 /// The most networks one snapshot holds: what a [`NetworkId`] can index.
 pub const MAX_NETWORKS: usize = 1 << 16;
 
-/// The most distinct remote VTEPs one snapshot holds: what a [`VtepIdx`] can index.
-pub const MAX_VTEPS: usize = 1 << 16;
+/// The most distinct remote VTEPs one snapshot holds: what a [`VtepIdx`] can
+/// index. Fifteen bits, so that a MAC table entry's destination (a local port or
+/// a VTEP, and which of the two) fits the 16 bits a [`DenseMap`] keeps beside the
+/// MAC; far more nodes than one Kubernetes cluster has.
+pub const MAX_VTEPS: usize = 1 << 15;
 
 /// A network's dense index in one snapshot, `0..network_count()`, in the order the
 /// networks were given. Valid only with the snapshot that handed it out (flow cache
@@ -63,6 +67,35 @@ pub enum L2Dest {
     /// Encapsulated to this remote VTEP.
     Remote(VtepIdx),
 }
+
+impl L2Dest {
+    /// The bit of [`to_bits`](Self::to_bits) that says "remote".
+    const REMOTE: u16 = 1 << 15;
+
+    /// The destination in 16 bits, as a MAC table keeps it: a local port's index,
+    /// or a VTEP's index with the top bit set. Both are below 2^15 in a snapshot
+    /// ([`MAX_PORTS`], [`MAX_VTEPS`]).
+    #[inline(always)]
+    pub(crate) const fn to_bits(self) -> u16 {
+        match self {
+            L2Dest::Local(p) => p.0,
+            L2Dest::Remote(v) => Self::REMOTE | v.0,
+        }
+    }
+
+    /// The destination [`to_bits`](Self::to_bits) wrote.
+    #[inline(always)]
+    pub(crate) const fn from_bits(bits: u16) -> L2Dest {
+        if bits & Self::REMOTE != 0 {
+            L2Dest::Remote(VtepIdx(bits & !Self::REMOTE))
+        } else {
+            L2Dest::Local(PortIdx(bits))
+        }
+    }
+}
+
+// The top bit of an L2Dest's 16 bits tells a port from a VTEP.
+const _: () = assert!(MAX_PORTS <= 1 << 15 && MAX_VTEPS <= 1 << 15);
 
 /// The outcome of a route lookup in a VRF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -177,16 +210,6 @@ pub(super) struct HostEntry {
 }
 
 #[inline]
-pub(super) fn l2_key(net: NetworkId, mac: MacAddr) -> u64 {
-    l2_key_bits(net, mac.to_u64())
-}
-
-#[inline]
-pub(crate) fn l2_key_bits(net: NetworkId, mac: u64) -> u64 {
-    (u64::from(net.0) << 48) | (mac & 0xffff_ffff_ffff)
-}
-
-#[inline]
 pub(super) fn host4_key(net: NetworkId, ip: Ipv4Addr) -> u64 {
     (u64::from(net.0) << 32) | u64::from(ip.to_bits())
 }
@@ -208,8 +231,15 @@ pub struct OverlaySnapshot {
     pub(super) by_vni: FlatMap<NetworkId>,
     pub(super) by_name: HashMap<Box<str>, NetworkId>,
     pub(super) port_network: [Option<NetworkId>; MAX_PORTS],
-    /// (network, MAC) → destination, keyed by [`l2_key`].
-    pub(super) l2: FlatMap<L2Dest>,
+    /// Each network's MAC table, indexed by [`NetworkId`]: MAC →
+    /// [`L2Dest::to_bits`]. One table per network, not one keyed by (network,
+    /// MAC), so that a MAC and its destination fit one word (see
+    /// [`DenseMap`]): 100k endpoints take 1 MiB, not 4.
+    pub(super) l2: Vec<DenseMap>,
+    /// Whether any network's MAC table outgrows the caches
+    /// ([`DenseReader::is_large`]): the uplink's burst loop, whose frames may be
+    /// of any network, then prefetches their slots.
+    pub(super) l2_large: bool,
     /// (network, IPv4) → host, keyed by [`host4_key`].
     pub(super) hosts4: HashMap<u64, HostEntry>,
     /// (network, IPv6) → host, keyed by [`host6_key`].
@@ -231,7 +261,8 @@ impl OverlaySnapshot {
             by_vni: FlatMap::default(),
             by_name: HashMap::new(),
             port_network: [None; MAX_PORTS],
-            l2: FlatMap::default(),
+            l2: Vec::new(),
+            l2_large: false,
             hosts4: HashMap::new(),
             hosts6: HashMap::new(),
             routes: LpmTable::new(0),
@@ -294,14 +325,25 @@ impl OverlaySnapshot {
     /// gateway MAC (compare with [`NetworkInfo::gateway_mac`] first: it is routed).
     #[inline]
     pub fn l2_lookup(&self, net: NetworkId, mac: MacAddr) -> Option<L2Dest> {
-        self.l2.get(l2_key(net, mac)).copied()
+        self.l2_lookup_bits(net, mac.to_u64())
     }
 
-    /// The MAC table as a reader, keyed by [`l2_key_bits`], for a burst loop that
-    /// keeps the table's fields in registers.
+    /// `net`'s MAC table as a reader, keyed by the MAC as [`MacAddr::to_u64`]
+    /// gives it, its values [`L2Dest::to_bits`], for a burst loop that keeps the
+    /// table's fields in registers. An id this snapshot did not hand out reads
+    /// an empty table.
     #[inline]
-    pub(crate) fn l2_reader(&self) -> crate::flatmap::FlatReader<'_, L2Dest> {
-        self.l2.reader()
+    pub(crate) fn l2_reader(&self, net: NetworkId) -> DenseReader<'_> {
+        self.l2
+            .get(net.index())
+            .map_or(DenseReader::EMPTY, DenseMap::reader)
+    }
+
+    /// Whether any network's MAC table outgrows the caches (see
+    /// [`DenseReader::is_large`]).
+    #[inline]
+    pub(crate) fn l2_is_large(&self) -> bool {
+        self.l2_large
     }
 
     /// [`l2_lookup`](Self::l2_lookup) with the MAC as [`MacAddr::to_u64`] gives it
@@ -310,7 +352,7 @@ impl OverlaySnapshot {
     // cost them their registers.
     #[inline(always)]
     pub fn l2_lookup_bits(&self, net: NetworkId, mac: u64) -> Option<L2Dest> {
-        self.l2.get(l2_key_bits(net, mac)).copied()
+        self.l2_reader(net).get(mac).map(L2Dest::from_bits)
     }
 
     /// The MAC to answer an ARP request for `ip` in network `net` with: the gateway
@@ -387,7 +429,7 @@ impl OverlaySnapshot {
 
     /// Number of (network, MAC) entries: local and remote endpoints.
     pub fn endpoint_count(&self) -> usize {
-        self.l2.len()
+        self.l2.iter().map(DenseMap::len).sum()
     }
 
     /// Number of routes, connected subnets included.

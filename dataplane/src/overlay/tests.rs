@@ -581,6 +581,47 @@ fn rejects_too_many_networks_and_vteps() {
     assert_eq!(b.build().unwrap_err(), E::TooManyVteps { max: MAX_VTEPS });
 }
 
+/// A MAC table entry keeps its destination in 16 bits: the highest port and the
+/// last of the most VTEPs a snapshot holds come back as they went in, side by
+/// side with the lowest of each, in two networks that share MACs.
+#[test]
+fn mac_tables_keep_the_highest_port_and_the_last_vtep() {
+    let mut b = OverlayBuilder::new(1);
+    b.underlay(UnderlaySpec {
+        local_vtep_ip: ip("10.255.255.255"),
+        on_link: "10.0.0.0/8".parse().unwrap(),
+        gateway: None,
+        ..underlay()
+    });
+    let vtep = |i: usize| IpAddr::from((10 << 24 | i as u32).to_be_bytes());
+    let mut n = network("n", 1, "t", &[], &[]);
+    n.vteps = (0..MAX_VTEPS).map(vtep).collect();
+    b.network(n).network(network("m", 2, "t", &[], &[]));
+    let top = (MAX_PORTS - 1) as u16;
+    b.local_endpoint(local("n", A, &[], 1))
+        .local_endpoint(local("n", B, &[], top))
+        .local_endpoint(local("m", B, &[], 2))
+        .remote_endpoint(remote("n", C, &[], "10.0.0.0"))
+        .remote_endpoint(remote("n", D, &[], &vtep(MAX_VTEPS - 1).to_string()))
+        .remote_endpoint(remote("m", A, &[], &vtep(MAX_VTEPS - 1).to_string()));
+    let s = b.build().unwrap();
+    let (n, m) = (NetworkId(0), NetworkId(1));
+    assert_eq!(s.l2_lookup(n, A), Some(L2Dest::Local(PortIdx(1))));
+    assert_eq!(s.l2_lookup(n, B), Some(L2Dest::Local(PortIdx(top))));
+    assert_eq!(s.l2_lookup(m, B), Some(L2Dest::Local(PortIdx(2))));
+    let last = |d: Option<L2Dest>| match d {
+        Some(L2Dest::Remote(v)) => s.vteps()[v.index()].ip,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(last(s.l2_lookup(n, C)), vtep(0));
+    assert_eq!(last(s.l2_lookup(n, D)), vtep(MAX_VTEPS - 1));
+    assert_eq!(last(s.l2_lookup(m, A)), vtep(MAX_VTEPS - 1));
+    assert_eq!(s.l2_lookup(m, C), None);
+    assert_eq!(s.l2_lookup(NetworkId(2), A), None, "no such network");
+    assert_eq!(s.endpoint_count(), 6);
+    assert_eq!(s.vteps().len(), MAX_VTEPS);
+}
+
 /// Host routes scattered so that each needs plies of its own, until the IPv4
 /// trie's bound (256 MiB) refuses one: a clear error naming the route, not the
 /// host's memory.

@@ -11,7 +11,7 @@ use super::{reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::ethernet::{MacAddr, HEADER_LEN};
 use crate::io::BURST;
-use crate::overlay::{l2_key_bits, L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
+use crate::overlay::{L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
 use crate::port::PortIdx;
 use crate::snapshot::Versioned;
 use crate::wire;
@@ -51,7 +51,7 @@ pub(super) fn from_local<B: PacketBuf>(
 ) -> (u64, Option<PortIdx>) {
     let (pkts, out) = clip(pkts, out);
     let in_port = ingress.port;
-    let l2 = p.overlay.l2_reader();
+    let l2 = p.overlay.l2_reader(net);
     let gateway = info.gateway_mac.to_u64();
     // More route misses since the last burst than a few new destinations make:
     // the cache holds fewer destinations than the traffic has, so resolve this
@@ -84,9 +84,7 @@ pub(super) fn from_local<B: PacketBuf>(
     // burst first, so the lookups' misses overlap (frames to the gateway MAC
     // prefetch a slot they never read: harmless).
     if l2.is_large() {
-        l2.prefetch_burst(&pkts[start..], |d| {
-            Some(l2_key_bits(net, MacAddr::dst_bits(d)?))
-        });
+        l2.prefetch_burst(&pkts[start..], MacAddr::dst_bits);
     }
     let fast = |pkt: &mut B| -> Option<PortIdx> {
         let data = pkt.data_mut();
@@ -101,7 +99,7 @@ pub(super) fn from_local<B: PacketBuf>(
             if dst & (1 << 40) != 0 {
                 return None;
             }
-            return match l2.get_below_max(l2_key_bits(net, dst))? {
+            return match L2Dest::from_bits(l2.get(dst)?) {
                 L2Dest::Local(port) if port != in_port => Some(port),
                 L2Dest::Local(_) => None,
                 L2Dest::Remote(vtep) => {
@@ -236,7 +234,7 @@ fn encap_run<B: PacketBuf>(
     if dst & (1 << 40) != 0 {
         return None;
     }
-    let L2Dest::Remote(vtep) = p.overlay.l2_reader().get_below_max(l2_key_bits(net, dst))? else {
+    let L2Dest::Remote(vtep) = p.overlay.l2_lookup_bits(net, dst)? else {
         return None;
     };
     let e = encaps.get(net, vtep, neighbors)?;
@@ -349,10 +347,9 @@ pub(super) fn from_uplink<B: PacketBuf>(
 ) -> (u64, Option<PortIdx>) {
     let (pkts, out) = clip(pkts, out);
     let mut memo = overlay::VniMemo::new();
-    let l2 = p.overlay.l2_reader();
-    // As in `from_local`, keyed by the inner destination and the VNI's network.
-    if l2.is_large() {
-        l2.prefetch_burst(pkts, |d| overlay::decap_l2_key(p, d, &mut memo));
+    // As in `from_local`, in the table of each frame's network.
+    if p.overlay.l2_is_large() {
+        overlay::prefetch_decap_l2(p, pkts, &mut memo);
     }
     let mut pass = Pass::new();
     for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {

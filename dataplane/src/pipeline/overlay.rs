@@ -6,6 +6,7 @@ use super::reply;
 use super::scratch::{EncapCache, RouteCache, Routed, RoutedMacs, Scratch};
 use super::{Ctx, Pipeline, Verdict};
 use crate::buf::PacketBuf;
+use crate::densemap::DenseReader;
 use crate::drop::DropReason;
 use crate::ethernet::MacAddr;
 use crate::overlay::{Encap, L2Dest, NetworkId, NetworkInfo, RouteResult, VtepIdx};
@@ -166,15 +167,15 @@ fn from_local_fast<B: PacketBuf>(
     }
 }
 
-/// Where a frame decapsulated into `net` goes by its destination MAC `dst_bits`,
-/// as a bridge switches it: flooded in the network (not back into the overlay),
-/// to a local port, or dropped. `None` for the network's gateway MAC: the frame is
-/// routed, which the caller does.
+/// Where a frame decapsulated into `net` goes by its destination MAC `dst_bits`
+/// (in the network's MAC table `l2`), as a bridge switches it: flooded in the
+/// network (not back into the overlay), to a local port, or dropped. `None` for
+/// the network's gateway MAC: the frame is routed, which the caller does.
 #[inline(always)]
 fn switch_from_tunnel(
-    p: &Pipeline,
     net: NetworkId,
     info: &NetworkInfo,
+    l2: DenseReader<'_>,
     dst_bits: u64,
 ) -> Option<Verdict> {
     let dst = MacAddr::from_u64(dst_bits);
@@ -187,7 +188,7 @@ fn switch_from_tunnel(
     if dst == info.gateway_mac {
         return None;
     }
-    Some(match p.overlay.l2_lookup_bits(net, dst_bits) {
+    Some(match l2.get(dst_bits).map(L2Dest::from_bits) {
         Some(L2Dest::Local(port)) => Verdict::Output(port),
         // Never re-encapsulate what came out of a tunnel: loops are impossible.
         Some(L2Dest::Remote(_)) => Verdict::Drop(DropReason::TunnelHairpin),
@@ -250,12 +251,12 @@ pub(super) fn from_uplink_fast<'p, B: PacketBuf>(
         _ => return None,
     };
     let vni = u32::from_be_bytes([0, t[4], t[5], t[6]]);
-    let (net, info) = memo.network(p, vni)?;
-    if info.encap != kind {
+    let net = memo.network(p, vni)?;
+    if net.info.encap != kind {
         return None;
     }
     // The gateway's MAC (`None`): routing needs the inner parse.
-    let verdict = switch_from_tunnel(p, net, info, MacAddr::dst_bits(&h[INNER..])?)?;
+    let verdict = switch_from_tunnel(net.id, net.info, net.l2, MacAddr::dst_bits(&h[INNER..])?)?;
     // Strip the outer headers and any Ethernet padding after the UDP payload, as
     // the full path does.
     let tail = data.len() - (UDP + udp_len);
@@ -265,24 +266,28 @@ pub(super) fn from_uplink_fast<'p, B: PacketBuf>(
     Some(verdict)
 }
 
-/// The MAC-table key of the inner destination of `data`, read where
-/// [`from_uplink_fast`] reads it (IPv4 underlay, no options), with the network of
-/// its VNI; nothing is checked, since the key is only a hint of what the fast path
-/// is about to look up.
-#[inline(always)]
-pub(super) fn decap_l2_key<'p>(
+/// Prefetches, for every frame of a burst from the uplink, the MAC-table slot of
+/// its inner destination in its VNI's network, read where [`from_uplink_fast`]
+/// reads them (IPv4 underlay, no options); nothing is checked, since the slot is
+/// only a hint of what the fast path is about to look up. A separate function,
+/// called only when a table is large, so the burst loop keeps its registers.
+#[inline(never)]
+pub(super) fn prefetch_decap_l2<'p, B: PacketBuf>(
     p: &'p Pipeline,
-    data: &[u8],
+    pkts: &[B],
     memo: &mut VniMemo<'p>,
-) -> Option<u64> {
+) {
     const VNI: usize = 14 + 20 + 8 + 4;
     const INNER: usize = VNI + 4;
-    let h = data.get(..INNER + 8)?;
-    let net = memo.network(p, u32::from_be_bytes([0, h[VNI], h[VNI + 1], h[VNI + 2]]))?;
-    Some(crate::overlay::l2_key_bits(
-        net.0,
-        MacAddr::dst_bits(&h[INNER..])?,
-    ))
+    for pkt in pkts {
+        let Some(h) = pkt.data().get(..INNER + 8) else {
+            continue;
+        };
+        let vni = u32::from_be_bytes([0, h[VNI], h[VNI + 1], h[VNI + 2]]);
+        if let (Some(net), Some(dst)) = (memo.network(p, vni), MacAddr::dst_bits(&h[INNER..])) {
+            net.l2.prefetch::<B>(dst);
+        }
+    }
 }
 
 /// The network of the last VNI the decap fast path looked up, for the next packet
@@ -290,7 +295,15 @@ pub(super) fn decap_l2_key<'p>(
 /// chain of dependent loads, a compare with the last VNI is not.
 pub(super) struct VniMemo<'p> {
     vni: u32,
-    net: Option<(NetworkId, &'p NetworkInfo)>,
+    net: Option<VniNetwork<'p>>,
+}
+
+/// What [`VniMemo::network`] gives: the network, its attributes and its MAC table.
+#[derive(Clone, Copy)]
+pub(super) struct VniNetwork<'p> {
+    pub(super) id: NetworkId,
+    pub(super) info: &'p NetworkInfo,
+    pub(super) l2: DenseReader<'p>,
 }
 
 impl<'p> VniMemo<'p> {
@@ -305,17 +318,16 @@ impl<'p> VniMemo<'p> {
 
     /// The network of `vni` (looked up only when it differs from the last one).
     #[inline(always)]
-    pub(super) fn network(
-        &mut self,
-        p: &'p Pipeline,
-        vni: u32,
-    ) -> Option<(NetworkId, &'p NetworkInfo)> {
+    pub(super) fn network(&mut self, p: &'p Pipeline, vni: u32) -> Option<VniNetwork<'p>> {
         if vni != self.vni {
             self.vni = vni;
-            self.net = p
-                .overlay
-                .network_by_vni(vni)
-                .and_then(|net| Some((net, p.overlay.network(net)?)));
+            self.net = p.overlay.network_by_vni(vni).and_then(|id| {
+                Some(VniNetwork {
+                    id,
+                    info: p.overlay.network(id)?,
+                    l2: p.overlay.l2_reader(id),
+                })
+            });
         }
         self.net
     }
@@ -846,7 +858,7 @@ pub(super) fn from_uplink<B: PacketBuf>(
     ) else {
         return Verdict::Drop(DropReason::Malformed);
     };
-    match switch_from_tunnel(p, net, info, dst_bits) {
+    match switch_from_tunnel(net, info, p.overlay.l2_reader(net), dst_bits) {
         Some(verdict) => verdict,
         None => {
             // A remote node routes with its own distributed gateway; a frame to

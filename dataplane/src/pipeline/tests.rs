@@ -706,14 +706,17 @@ fn routed_with(
     .route(route("10.9.0.0/16", via_blue(via)))
     .route(route("fd00:9::/48", via_blue("fd00:1::20")))
     .route(route("10.66.0.0/16", RouteTarget::Blackhole));
-    for i in 0..extra {
-        let [_, x, y, z] = i.to_be_bytes();
-        b.remote_endpoint(RemoteEndpointSpec {
-            network: "green".into(),
-            mac: MacAddr([2, 0xee, 0, x, y, z]),
-            ips: vec![],
-            vtep: vtep_ip(v6, 3),
-        });
+    // In every network: each has a MAC table of its own.
+    for network in ["blue", "green", "red"] {
+        for i in 0..extra {
+            let [_, x, y, z] = i.to_be_bytes();
+            b.remote_endpoint(RemoteEndpointSpec {
+                network: network.into(),
+                mac: MacAddr([2, 0xee, 0, x, y, z]),
+                ips: vec![],
+                vtep: vtep_ip(v6, 3),
+            });
+        }
     }
     let l2 = L2PipelineBuilder::new(generation).build().unwrap();
     let overlay = b.build().unwrap();
@@ -1060,9 +1063,17 @@ fn fast_paths_agree_with_the_full_path_on_mangled_frames() {
 #[test]
 fn the_burst_loop_agrees_with_the_full_path() {
     let mut next = xorshift();
-    for (v6, extra) in [(false, 0), (true, 0), (false, 20_000), (true, 20_000)] {
+    for (v6, extra) in [(false, 0), (true, 0), (false, 40_000), (true, 40_000)] {
         let p = routed_with(1, v6, UPLINK_MAC, 2, "10.1.0.20", extra);
-        assert_eq!(p.overlay.l2_reader().is_large(), extra > 0);
+        assert_eq!(p.overlay.l2_is_large(), extra > 0);
+        for net in p
+            .overlay
+            .networks()
+            .iter()
+            .map(|n| p.overlay.network_by_name(&n.name))
+        {
+            assert_eq!(p.overlay.l2_reader(net.unwrap()).is_large(), extra > 0);
+        }
         let cases = varied_traffic(&p, v6);
         let mut c = Cached::new(p, v6);
         // Frames (and the headroom each gets) by ingress port: a burst has one.
