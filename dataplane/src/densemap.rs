@@ -1,5 +1,5 @@
 //! A read-mostly hash map from 48-bit keys (MAC addresses) to 16-bit values, one
-//! `u64` per entry: the classic L2 stage's MAC table.
+//! `u64` per entry: the classic L2 stage's MAC table, and each overlay network's.
 //!
 //! Why not [`FlatMap`](crate::flatmap::FlatMap): there a slot is a `u64` key and
 //! its value side by side, 16 bytes, and the table is kept at most half full, so a
