@@ -566,6 +566,16 @@ fn rejects_too_many_networks_and_vteps() {
             max: MAX_NETWORKS,
         }
     );
+    let mut b = on_ten_slash_eight();
+    let mut n = network("n", 1, "t", &[], &[]);
+    n.vteps = (0..=MAX_VTEPS).map(vtep_in_ten).collect();
+    b.network(n);
+    assert_eq!(b.build().unwrap_err(), E::TooManyVteps { max: MAX_VTEPS });
+}
+
+/// A builder whose underlay is on 10.0.0.0/8 (local VTEP 10.255.255.255): room for
+/// the most VTEPs a snapshot holds, all on-link.
+fn on_ten_slash_eight() -> OverlayBuilder {
     let mut b = OverlayBuilder::new(1);
     b.underlay(UnderlaySpec {
         local_vtep_ip: ip("10.255.255.255"),
@@ -573,12 +583,12 @@ fn rejects_too_many_networks_and_vteps() {
         gateway: None,
         ..underlay()
     });
-    let mut n = network("n", 1, "t", &[], &[]);
-    n.vteps = (0..=MAX_VTEPS as u32)
-        .map(|i| IpAddr::from((10 << 24 | i).to_be_bytes()))
-        .collect();
-    b.network(n);
-    assert_eq!(b.build().unwrap_err(), E::TooManyVteps { max: MAX_VTEPS });
+    b
+}
+
+/// The `i`th address of 10.0.0.0/8.
+fn vtep_in_ten(i: usize) -> IpAddr {
+    IpAddr::from((10 << 24 | i as u32).to_be_bytes())
 }
 
 /// A MAC table entry keeps its destination in 16 bits: the highest port and the
@@ -586,14 +596,8 @@ fn rejects_too_many_networks_and_vteps() {
 /// side with the lowest of each, in two networks that share MACs.
 #[test]
 fn mac_tables_keep_the_highest_port_and_the_last_vtep() {
-    let mut b = OverlayBuilder::new(1);
-    b.underlay(UnderlaySpec {
-        local_vtep_ip: ip("10.255.255.255"),
-        on_link: "10.0.0.0/8".parse().unwrap(),
-        gateway: None,
-        ..underlay()
-    });
-    let vtep = |i: usize| IpAddr::from((10 << 24 | i as u32).to_be_bytes());
+    let mut b = on_ten_slash_eight();
+    let vtep = vtep_in_ten;
     let mut n = network("n", 1, "t", &[], &[]);
     n.vteps = (0..MAX_VTEPS).map(vtep).collect();
     b.network(n).network(network("m", 2, "t", &[], &[]));
