@@ -117,7 +117,9 @@ impl DenseMap {
         self.reader().get(key)
     }
 
-    /// The map as a burst loop reads it (see [`FlatMap::reader`](crate::flatmap::FlatMap::reader)).
+    /// The map as a burst loop reads it: the few fields a lookup needs, copied out
+    /// so they stay in registers across the loop instead of being reloaded through
+    /// `&self` for every frame.
     #[inline]
     pub fn reader(&self) -> DenseReader<'_> {
         DenseReader {
@@ -184,22 +186,31 @@ impl DenseReader<'_> {
         }
     }
 
-    /// As [`FlatReader::is_large`](crate::flatmap::FlatReader::is_large): whether
-    /// the slots outgrow what a core keeps close (more than 256 KiB).
+    /// Whether the slots outgrow what a core keeps close (more than 256 KiB): then
+    /// a lookup is likely a miss to L3 or memory, and a burst loop whose per-frame
+    /// work is too long for the core to overlap two frames' lookups gains by
+    /// prefetching every frame's slot first ([`prefetch_burst`](Self::prefetch_burst)).
     #[inline]
     pub fn is_large(&self) -> bool {
-        flatmap::is_large(self.slots)
+        std::mem::size_of_val(self.slots) > 256 << 10
     }
 
-    /// As [`FlatReader::prefetch_burst`](crate::flatmap::FlatReader::prefetch_burst):
-    /// prefetches the home slot of every frame's key.
+    /// Prefetches the home slot of every frame's key (`key_of` on the frame's
+    /// bytes; `None`: nothing to prefetch) through [`PacketBuf::prefetch_addr`],
+    /// for a burst loop that looks them up next: the misses of a large table then
+    /// overlap, where each would stall its own frame. A separate function, called
+    /// only for a large table, so the loops keep their registers.
     #[inline(never)]
     pub fn prefetch_burst<B: PacketBuf>(
         &self,
         pkts: &[B],
-        key_of: impl FnMut(&[u8]) -> Option<u64>,
+        mut key_of: impl FnMut(&[u8]) -> Option<u64>,
     ) {
-        flatmap::prefetch_homes(self.slots, pkts, key_of, |key| self.home(key));
+        for pkt in pkts {
+            if let Some(key) = key_of(pkt.data()) {
+                self.prefetch::<B>(key);
+            }
+        }
     }
 
     /// Prefetches the home slot of `key`, for a loop whose keys are spread over
@@ -271,6 +282,74 @@ mod tests {
             assert_eq!(r.get(k), None, "{k:#x}");
             r.prefetch::<crate::buf::VecBuf>(k);
         }
+    }
+
+    std::thread_local! {
+        static PREFETCHED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A test buffer that writes down the addresses it is asked to prefetch.
+    struct Recording(crate::buf::VecBuf);
+
+    impl PacketBuf for Recording {
+        fn data(&self) -> &[u8] {
+            self.0.data()
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            self.0.data_mut()
+        }
+        fn headroom(&self) -> usize {
+            self.0.headroom()
+        }
+        fn tailroom(&self) -> usize {
+            self.0.tailroom()
+        }
+        fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.0.prepend(len)
+        }
+        fn adj(&mut self, len: usize) -> Option<()> {
+            self.0.adj(len)
+        }
+        fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.0.append(len)
+        }
+        fn trim(&mut self, len: usize) -> Option<()> {
+            self.0.trim(len)
+        }
+        fn prefetch_addr(addr: *const u8) {
+            PREFETCHED.with(|v| v.borrow_mut().push(addr as usize));
+        }
+    }
+
+    #[test]
+    fn prefetch_burst_prefetches_each_frames_home_slot() {
+        let mut small = DenseMap::default();
+        for k in 0..1000u64 {
+            small.insert(k, 0).unwrap();
+        }
+        assert!(!small.reader().is_large(), "1000 keys: 16 KiB of slots");
+        let mut m = DenseMap::default();
+        for k in 0..40_000u64 {
+            m.insert(k << 16, k as u16).unwrap();
+        }
+        let r = m.reader();
+        assert!(r.is_large());
+        // Frames carry their key; a short one has none and is skipped.
+        let keys = [5u64 << 16, 77 << 16, 123_456_789, 5 << 16];
+        let mut frames: Vec<Recording> = keys
+            .iter()
+            .map(|k| Recording(crate::buf::VecBuf::new(&k.to_be_bytes())))
+            .collect();
+        frames.insert(2, Recording(crate::buf::VecBuf::new(&[1, 2, 3])));
+        let home = |k: u64| &r.slots[r.home(k)] as *const u64 as usize;
+        let want: Vec<usize> = keys.iter().map(|&k| home(k)).collect();
+        PREFETCHED.with(|v| v.borrow_mut().clear());
+        r.prefetch_burst(&frames, |d| Some(u64::from_be_bytes(d.try_into().ok()?)));
+        assert_eq!(PREFETCHED.with(|v| v.borrow().clone()), want);
+        // One key at a time, as the uplink's loop does across networks.
+        PREFETCHED.with(|v| v.borrow_mut().clear());
+        keys.iter().for_each(|&k| r.prefetch::<Recording>(k));
+        assert_eq!(PREFETCHED.with(|v| v.borrow().clone()), want);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! A read-mostly hash map from `u64` keys for the per-packet tables (the overlay's
-//! MAC table keyed by network and MAC, VNI → network; the classic L2 MAC table,
-//! whose keys and values fit one word together, is a [`DenseMap`](crate::densemap::DenseMap)).
+//! A read-mostly hash map from `u64` keys to small values, for the per-packet
+//! tables whose key and value do not fit one word together (VNI → network); the
+//! MAC tables, whose do, are [`DenseMap`](crate::densemap::DenseMap)s.
 //!
 //! Why not `hashbrown`: a lookup there is a seeded hash, a load of a control group,
 //! a SIMD match, then the bucket load and compare — a chain of dependent steps that
@@ -16,8 +16,6 @@
 //! Tables are built once per snapshot and then only read, so there is no removal.
 
 use std::hash::BuildHasher;
-
-use crate::buf::PacketBuf;
 
 /// A slot's key when the slot is empty. A real key equal to it is kept aside.
 const EMPTY: u64 = u64::MAX;
@@ -186,43 +184,7 @@ impl<'a, V: Copy> FlatReader<'a, V> {
         if key == EMPTY {
             return self.max_key;
         }
-        self.get_below_max(key)
-    }
-
-    /// [`get`](Self::get) for a key known not to be `u64::MAX` (a MAC address, a
-    /// VNI): one compare less per lookup, and the loop needs fewer registers.
-    #[inline]
-    pub fn get_below_max(&self, key: u64) -> Option<V> {
-        debug_assert_ne!(key, EMPTY);
         self.slot_of(key).map(|s| s.value)
-    }
-
-    /// Whether the slots outgrow what a core keeps close (more than 256 KiB):
-    /// then a lookup is likely a miss to L3 or memory, and a burst loop whose
-    /// per-frame work is too long for the core to overlap two frames' lookups
-    /// gains by prefetching every frame's slot first
-    /// ([`prefetch_burst`](Self::prefetch_burst)).
-    #[inline]
-    pub fn is_large(&self) -> bool {
-        is_large(self.slots)
-    }
-
-    /// Prefetches the home slot of every frame's key (`key_of` on the frame's
-    /// bytes; `None`: nothing to prefetch) through
-    /// [`PacketBuf::prefetch_addr`], for a burst loop that looks them up next: the
-    /// misses of a large table then overlap, where each would stall its own frame
-    /// in a loop whose per-frame work is too long for the core to overlap two
-    /// frames' lookups. A separate function, called only for a large table, so
-    /// the loops keep their registers.
-    #[inline(never)]
-    pub fn prefetch_burst<B: PacketBuf>(
-        &self,
-        pkts: &[B],
-        key_of: impl FnMut(&[u8]) -> Option<u64>,
-    ) {
-        prefetch_homes(self.slots, pkts, key_of, |key| {
-            key.wrapping_mul(self.mul).wrapping_shr(self.shift) as usize
-        });
     }
 
     /// The slot holding `key` (not `EMPTY`): the one probe loop of the map.
@@ -252,29 +214,6 @@ impl<'a, V: Copy> FlatReader<'a, V> {
                 return None;
             }
             i += 1;
-        }
-    }
-}
-
-/// Whether a table of `slots` outgrows what a core keeps close (more than 256
-/// KiB; see [`FlatReader::is_large`]).
-#[inline(always)]
-pub(crate) fn is_large<T>(slots: &[T]) -> bool {
-    std::mem::size_of_val(slots) > 256 << 10
-}
-
-/// Prefetches `slots[home(key)]` for the key of every frame of `pkts` (see
-/// [`FlatReader::prefetch_burst`]); a home past the end is skipped.
-#[inline(always)]
-pub(crate) fn prefetch_homes<B: PacketBuf, T>(
-    slots: &[T],
-    pkts: &[B],
-    mut key_of: impl FnMut(&[u8]) -> Option<u64>,
-    home: impl Fn(u64) -> usize,
-) {
-    for pkt in pkts {
-        if let Some(s) = key_of(pkt.data()).and_then(|key| slots.get(home(key))) {
-            B::prefetch_addr((s as *const T).cast::<u8>());
         }
     }
 }
@@ -365,81 +304,6 @@ mod tests {
         assert_eq!(r.get(EMPTY), Some(7));
     }
 
-    std::thread_local! {
-        static PREFETCHED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-
-    /// A test buffer that writes down the addresses it is asked to prefetch.
-    struct Recording(crate::buf::VecBuf);
-
-    impl PacketBuf for Recording {
-        fn data(&self) -> &[u8] {
-            self.0.data()
-        }
-        fn data_mut(&mut self) -> &mut [u8] {
-            self.0.data_mut()
-        }
-        fn headroom(&self) -> usize {
-            self.0.headroom()
-        }
-        fn tailroom(&self) -> usize {
-            self.0.tailroom()
-        }
-        fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
-            self.0.prepend(len)
-        }
-        fn adj(&mut self, len: usize) -> Option<()> {
-            self.0.adj(len)
-        }
-        fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-            self.0.append(len)
-        }
-        fn trim(&mut self, len: usize) -> Option<()> {
-            self.0.trim(len)
-        }
-        fn prefetch_addr(addr: *const u8) {
-            PREFETCHED.with(|v| v.borrow_mut().push(addr as usize));
-        }
-    }
-
-    #[test]
-    fn prefetch_burst_prefetches_each_frames_home_slot() {
-        let small: FlatMap<u32> = (0..1000u64).fold(FlatMap::default(), |mut m, k| {
-            m.insert(k, 0);
-            m
-        });
-        assert!(!small.reader().is_large(), "1000 keys: 32 KiB of slots");
-        let mut m: FlatMap<u32> = FlatMap::default();
-        for k in 0..20_000u64 {
-            m.insert(k << 16, k as u32);
-        }
-        let r = m.reader();
-        assert!(r.is_large());
-        // Frames carry their key; a short one has none and is skipped.
-        let keys = [5u64 << 16, 77 << 16, 123_456_789, 5 << 16];
-        let mut frames: Vec<Recording> = keys
-            .iter()
-            .map(|k| Recording(crate::buf::VecBuf::new(&k.to_be_bytes())))
-            .collect();
-        frames.insert(2, Recording(crate::buf::VecBuf::new(&[1, 2, 3])));
-        PREFETCHED.with(|v| v.borrow_mut().clear());
-        r.prefetch_burst(&frames, |d| Some(u64::from_be_bytes(d.try_into().ok()?)));
-        let want: Vec<usize> = keys
-            .iter()
-            .map(|&k| {
-                let home = (k.wrapping_mul(r.mul) >> r.shift) as usize;
-                &r.slots[home] as *const Slot<u32> as usize
-            })
-            .collect();
-        assert_eq!(PREFETCHED.with(|v| v.borrow().clone()), want);
-        // An empty map prefetches nothing.
-        PREFETCHED.with(|v| v.borrow_mut().clear());
-        FlatMap::<u32>::default()
-            .reader()
-            .prefetch_burst(&frames, |d| Some(u64::from_be_bytes(d.try_into().ok()?)));
-        assert!(PREFETCHED.with(|v| v.borrow().is_empty()));
-    }
-
     proptest! {
         #[test]
         fn behaves_like_a_hash_map(
@@ -460,9 +324,6 @@ mod tests {
             for p in probes {
                 prop_assert_eq!(m.get(p), reference.get(&p));
                 prop_assert_eq!(m.reader().get(p), reference.get(&p).copied());
-                if p != EMPTY {
-                    prop_assert_eq!(m.reader().get_below_max(p), reference.get(&p).copied());
-                }
             }
             let r = m.reader();
             for (k, v) in &reference {

@@ -200,16 +200,8 @@ impl OverlayBuilder {
             });
         }
         self.check_overlaps(&mut ranges, &snap)?;
-        // Each network's MAC table sized once for its endpoints (a name that
-        // names no network is refused below).
-        let mut macs = vec![0usize; snap.networks.len()];
-        let names = self.locals.iter().map(|e| &e.network);
-        for name in names.chain(self.remotes.iter().map(|e| &e.network)) {
-            if let Some(id) = snap.network_by_name(name) {
-                macs[id.index()] += 1;
-            }
-        }
-        snap.l2 = macs.into_iter().map(DenseMap::with_capacity).collect();
+        // Each network's MAC table, grown as its endpoints are added below.
+        snap.l2 = vec![DenseMap::default(); snap.networks.len()];
         snap.routes = LpmTable::new(snap.vrf_names.len() as u16);
         let (v4, v6) = self.routes.iter().fold((0, 0), |(a, b), r| match r.prefix {
             IpNet::V4(_) => (a + 1, b),

@@ -675,10 +675,10 @@ fn routed(generation: u64, v6: bool, uplink_mac: MacAddr, r_vtep: u16, via: &str
     routed_with(generation, v6, uplink_mac, r_vtep, via, 0)
 }
 
-/// [`routed`] with `extra` more remote endpoints in green (MACs 02:ee:…, no
-/// addresses, behind VTEP 3) that no test frame is sent to: with 20k of them the
-/// MAC table outgrows `FlatReader::is_large`'s bound and the burst loops
-/// prefetch.
+/// [`routed`] with `extra` more remote endpoints in every network (MACs 02:ee:…,
+/// no addresses, behind VTEP 3) that no test frame is sent to: with 40k of them
+/// each network's MAC table outgrows `DenseReader::is_large`'s bound and the
+/// burst loops prefetch.
 fn routed_with(
     generation: u64,
     v6: bool,
