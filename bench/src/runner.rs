@@ -231,12 +231,26 @@ pub fn tsc_hz() -> f64 {
 pub struct ChildGuard {
     child: Child,
     signal: &'static str,
+    runtime_dir: Option<PathBuf>,
 }
 
 impl ChildGuard {
     /// Guards `child`; `signal` is a `kill` signal name (`TERM`, `INT`).
     pub fn new(child: Child, signal: &'static str) -> Self {
-        Self { child, signal }
+        Self {
+            child,
+            signal,
+            runtime_dir: None,
+        }
+    }
+
+    /// Also removes `dir`, the child's private EAL runtime directory, once the
+    /// child is gone. The child removes it itself on a clean exit; a SIGKILL
+    /// after the stop timeout, or a panic (release builds abort), skips that.
+    #[must_use]
+    pub fn removing(mut self, dir: PathBuf) -> Self {
+        self.runtime_dir = Some(dir);
+        self
     }
 
     /// The process ID.
@@ -249,8 +263,16 @@ impl ChildGuard {
         self.child.try_wait().ok().flatten().is_some()
     }
 
-    /// Signals the process and waits for it (SIGKILL after the timeout).
+    /// Signals the process and waits for it (SIGKILL after the timeout), then
+    /// removes its runtime directory, if any.
     pub fn stop(&mut self) {
+        self.end();
+        if let Some(dir) = self.runtime_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    fn end(&mut self) {
         if self.exited() {
             return;
         }
@@ -370,7 +392,10 @@ pub fn run_vswitchd(
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", vswitchd.display()))?;
-    let mut child = ChildGuard::new(child, "TERM");
+    // vswitchd's `[eal] in_memory` prefix (see its eal_args.rs); the runner
+    // runs as root, so EAL keeps it under /var/run/dpdk.
+    let runtime_dir = PathBuf::from(format!("/var/run/dpdk/vswitchd{}", child.id()));
+    let mut child = ChildGuard::new(child, "TERM").removing(runtime_dir);
 
     let started = Instant::now();
     while read_json(&stats).is_none() {
@@ -511,7 +536,7 @@ pub fn run_testpmd(
         .with_context(|| format!("cannot start {}", testpmd.display()))?;
     let runtime_dir = PathBuf::from("/var/run/dpdk").join(&prefix);
     let result = (|| {
-        let mut child = ChildGuard::new(child, "INT");
+        let mut child = ChildGuard::new(child, "INT").removing(runtime_dir);
         let started = Instant::now();
         // Count the window from the first statistics period: start-up
         // (EAL, a big mempool without hugepages) takes seconds.
@@ -543,7 +568,6 @@ pub fn run_testpmd(
         child.stop();
         Ok(())
     })();
-    let _ = std::fs::remove_dir_all(&runtime_dir);
     result?;
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     let parsed = parse_testpmd(&text);
@@ -742,5 +766,31 @@ mod tests {
         assert_eq!(j["samples"], json!([10.0, 30.0, 20.0]));
         assert!(m.to_text().contains("drops: none"));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    /// A child that died without cleaning up (SIGKILL, an aborting panic)
+    /// leaves its runtime directory to the guard.
+    #[test]
+    fn the_guard_removes_a_dead_childs_runtime_dir() {
+        let work = WorkDir::temp().unwrap();
+        let dir = work.path().join("runtime");
+        std::fs::create_dir_all(dir.join("mp_socket_dir")).unwrap();
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        let mut guard = ChildGuard::new(child, "TERM").removing(dir.clone());
+        let killed = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        guard.stop();
+        assert!(guard.exited());
+        assert!(!dir.exists(), "{} outlived its process", dir.display());
+
+        // And on drop, for a child still running.
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        drop(ChildGuard::new(child, "TERM").removing(dir.clone()));
+        assert!(!dir.exists());
     }
 }

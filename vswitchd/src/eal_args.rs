@@ -15,9 +15,13 @@ pub fn private_runtime_dir(cfg: &VswitchConfig) -> Option<std::path::PathBuf> {
         return None;
     }
     // EAL's rule: /var/run/dpdk for root, $XDG_RUNTIME_DIR/dpdk (or /tmp/dpdk) otherwise.
-    let base = if std::env::var("USER").ok().as_deref() == Some("root")
-        || std::path::Path::new("/var/run/dpdk").exists()
-    {
+    // It asks getuid(); /proc/self belongs to this process's user, and unlike $USER
+    // it is set under systemd and CI runners too.
+    let root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    let base = if root {
         std::path::PathBuf::from("/var/run/dpdk")
     } else {
         std::env::var_os("XDG_RUNTIME_DIR")
@@ -135,5 +139,14 @@ mod tests {
         assert!(a.contains(&prefix), "{a:?}");
         let dir = private_runtime_dir(&cfg).expect("a directory to remove");
         assert!(dir.ends_with(private_prefix()), "{dir:?}");
+        // Root's runtime directories live under /var/run/dpdk whatever $USER says
+        // (CI runners and systemd may not set it).
+        let root = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self").unwrap().uid() == 0
+        };
+        if root {
+            assert!(dir.starts_with("/var/run/dpdk"), "{dir:?}");
+        }
     }
 }
