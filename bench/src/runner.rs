@@ -392,8 +392,8 @@ pub fn run_vswitchd(
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", vswitchd.display()))?;
-    // vswitchd's `[eal] in_memory` prefix (see its eal_args.rs); the runner
-    // runs as root, so EAL keeps it under /var/run/dpdk.
+    // vswitchd's `[eal] in_memory` prefix (see its eal_args.rs), under root's
+    // /var/run/dpdk: benchmarks run as root, and testpmd's below assumes the same.
     let runtime_dir = PathBuf::from(format!("/var/run/dpdk/vswitchd{}", child.id()));
     let mut child = ChildGuard::new(child, "TERM").removing(runtime_dir);
 

@@ -15,13 +15,7 @@ pub fn private_runtime_dir(cfg: &VswitchConfig) -> Option<std::path::PathBuf> {
         return None;
     }
     // EAL's rule: /var/run/dpdk for root, $XDG_RUNTIME_DIR/dpdk (or /tmp/dpdk) otherwise.
-    // It asks getuid(); /proc/self belongs to this process's user, and unlike $USER
-    // it is set under systemd and CI runners too.
-    let root = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    };
-    let base = if root {
+    let base = if real_uid() == Some(0) {
         std::path::PathBuf::from("/var/run/dpdk")
     } else {
         std::env::var_os("XDG_RUNTIME_DIR")
@@ -30,6 +24,16 @@ pub fn private_runtime_dir(cfg: &VswitchConfig) -> Option<std::path::PathBuf> {
             .join("dpdk")
     };
     Some(base.join(private_prefix()))
+}
+
+/// This process's real user id, which EAL asks `getuid()` for; read from
+/// `/proc/self/status` (`Uid:` real, effective, saved, filesystem) since this crate
+/// has no unsafe code, and not from `$USER`, which systemd and CI runners may not
+/// set.
+fn real_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// The argument vector for `rte_eal_init`.
@@ -141,10 +145,11 @@ mod tests {
         assert!(dir.ends_with(private_prefix()), "{dir:?}");
         // Root's runtime directories live under /var/run/dpdk whatever $USER says
         // (CI runners and systemd may not set it).
-        let root = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata("/proc/self").unwrap().uid() == 0
-        };
+        let root = std::process::Command::new("id")
+            .arg("-ru")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        assert_eq!(real_uid() == Some(0), root);
         if root {
             assert!(dir.starts_with("/var/run/dpdk"), "{dir:?}");
         }
