@@ -1,16 +1,13 @@
 //! ns/packet of L2 classification over a burst of 32 `VecBuf`s, with a MAC table of
 //! 1 and of 1024 entries (hit in both cases).
 
+mod common;
+use common::mac;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dataplane::l2::Verdicts;
 use dataplane::{GroupId, L2PipelineBuilder, MacAddr, PortIdx, VecBuf, BURST};
-
-fn mac(i: u32) -> MacAddr {
-    let b = i.to_be_bytes();
-    MacAddr([0x02, 0x00, b[0], b[1], b[2], b[3]])
-}
 
 fn frame(dst: MacAddr) -> Vec<u8> {
     let mut f = vec![0u8; 64];

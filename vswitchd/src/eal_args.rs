@@ -73,10 +73,7 @@ pub fn eal_args(cfg: &VswitchConfig) -> Vec<String> {
         // directory with EAL's telemetry socket (`dpdk-telemetry.py -f <prefix>`).
         // Secondary processes (dpdk-proc-info, dpdk-dumpcap) cannot attach: the
         // workers register as non-EAL threads, which turns multi-process off.
-        let prefix = eal
-            .file_prefix
-            .clone()
-            .unwrap_or_else(|| format!("vswitchd{}", std::process::id()));
+        let prefix = eal.file_prefix.clone().unwrap_or_else(private_prefix);
         args.push(format!("--file-prefix={prefix}"));
     }
     // Scanning PCI is slow and pointless without a PCI port; mlx5 needs it.

@@ -1,5 +1,5 @@
-//! What the overlay and pipeline benches share: a deterministic generator and the
-//! addressing scheme of their synthetic endpoints.
+//! What the benches share: a deterministic generator and the addressing scheme of
+//! their synthetic endpoints and MAC tables.
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
@@ -16,6 +16,12 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+}
+
+/// The `i`th MAC of the L2 and worker benches' tables: 02:00 and `i`'s four bytes.
+pub fn mac(i: u32) -> MacAddr {
+    let b = i.to_be_bytes();
+    MacAddr([0x02, 0x00, b[0], b[1], b[2], b[3]])
 }
 
 /// Endpoint `i` of network `n`: MAC 02:n:n:i:i:i.
