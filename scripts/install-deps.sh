@@ -15,6 +15,8 @@ PKGS=(
   librte-net-ring23 librte-net-vhost23 librte-net-virtio23
   # test and demo peers: namespaces, veth, offload settings, TCP/UDP peers, capture decoding
   iproute2 ethtool iputils-ping python3 procps tshark openssl
+  # `vswitch-bench instructions`: instructions per packet under callgrind
+  valgrind
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -42,6 +42,11 @@ pub struct RunSettings {
     pub main_core: usize,
     /// EAL memory from hugepages (`--in-memory`) rather than 4 KiB pages.
     pub hugepages: bool,
+    /// The worker's `idle_sleep_max_us`: 0 (busy-poll, as measured) unless
+    /// the rounds it turns before its ports arrive must not spin (an
+    /// instruction count: [`crate::callgrind`]). With the pcap replay it is never
+    /// idle once forwarding, so the forwarding rounds are the same either way.
+    pub idle_sleep_max_us: u64,
 }
 
 impl RunSettings {
@@ -51,6 +56,7 @@ impl RunSettings {
             core,
             main_core: usize::from(core == 0),
             hugepages: false,
+            idle_sleep_max_us: 0,
         }
     }
 }
@@ -209,7 +215,7 @@ pub fn write_vswitchd_config(
         "# vswitch-bench scenario {name}: {flows} flow(s), size {size}, {packets} frames.\n\
          # Bench topology: replay (net_pcap, infinite_rx) -> sink (net_null).\n\n\
          [eal]\nin_memory = true\nhugepages = {huge}\nmemory_mb = {memory}\nmain_core = {main}\n\n\
-         [dataplane]\nworkers = [{core}]\nidle_sleep_max_us = 0\nmbufs = {mbufs}\n\
+         [dataplane]\nworkers = [{core}]\nidle_sleep_max_us = {idle}\nmbufs = {mbufs}\n\
          stats_file = {stats}\nstats_interval_ms = 1000\n\n\
          [[port]]\nname = \"replay\"\nprofile = \"pcap\"\nrx_pcap = {pcap}\ninfinite_rx = true\n\n\
          [[port]]\nname = \"sink\"\nprofile = \"null\"\n",
@@ -221,6 +227,7 @@ pub fn write_vswitchd_config(
         huge = settings.hugepages,
         main = settings.main_core,
         core = settings.core,
+        idle = settings.idle_sleep_max_us,
         stats = toml_string(&bundle.stats_file()),
         pcap = toml_string(&bundle.pcap()),
     )?;

@@ -9,6 +9,7 @@
 //! - [`compare`]: vswitchd beside testpmd io-forward and OVS-DPDK.
 //! - [`ab`]: two vswitchd builds alternated round by round, with a verdict.
 //! - [`memory`]: hugepages or 4 KiB pages for a measurement.
+//! - [`callgrind`]: instructions per packet under valgrind's callgrind.
 //!
 //! The `vswitch-bench` binary is a thin clap front end over these.
 
@@ -17,6 +18,7 @@
 
 pub mod ab;
 pub mod bundle;
+pub mod callgrind;
 pub mod compare;
 pub mod memory;
 pub mod pcap;

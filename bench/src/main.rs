@@ -11,6 +11,8 @@
 //!   same traffic and core, side by side ([`bench::compare`]).
 //! - `ab <scenario> --baseline A --candidate B ...`: two vswitchd builds
 //!   alternated round by round, with a sign-test verdict ([`bench::ab`]).
+//! - `instructions <scenario> ...`: instructions per packet of vswitchd and
+//!   testpmd io under valgrind's callgrind ([`bench::callgrind`]).
 //!
 //! New scenarios slot in as further [`ScenarioName`] variants.
 //!
@@ -27,6 +29,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use bench::ab::{baseline_first, AbReport, AbRounds};
 use bench::bundle::{default_packets, mbufs_for, memory_mb_for, write_bundle, Bundle, RunSettings};
+use bench::callgrind::{self, Callgrind};
 use bench::compare::{combine, run_ovs, table, Comparison, Outcome, Rounds};
 use bench::memory::{Memory, MemoryChoice};
 use bench::runner::{run_testpmd, run_vswitchd, tsc_hz, Measurement, RunOptions, WorkDir};
@@ -66,6 +69,46 @@ enum Command {
     /// (the order flips every round), each round's rates paired, and a sign
     /// test's verdict: faster, slower or no clear change.
     Ab(AbArgs),
+    /// Instructions per packet of vswitchd and testpmd io (the floor) on a
+    /// scenario, counted by valgrind's callgrind: figures that do not move with
+    /// the machine's noise, and where they go, function by function.
+    Instructions(InstructionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct InstructionsArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Seconds each forwarder runs under callgrind (where it forwards one to a
+    /// few Mpps); its whole run is counted.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    seconds: u32,
+    /// Also simulate the caches (L1, and the L2 as the last level) and branch
+    /// prediction: misses per packet, about twice as slow.
+    #[arg(long)]
+    cache_sim: bool,
+    /// Functions listed per forwarder.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    top: usize,
+    /// Count vswitchd only.
+    #[arg(long)]
+    no_testpmd: bool,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+    /// CPU of the forwarding worker (valgrind runs one thread at a time anyway).
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    core: usize,
+    /// The vswitchd binary; default: `vswitchd` next to this program.
+    #[arg(long, value_name = "PATH")]
+    vswitchd: Option<PathBuf>,
+    /// The testpmd binary.
+    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
+    /// Generate into (and keep) this directory: the callgrind files too, for
+    /// callgrind_annotate or kcachegrind.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -342,7 +385,93 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Compare(args) => compare(&args),
         Command::Ab(args) => ab(&args),
+        Command::Instructions(args) => instructions(&args),
     }
+}
+
+/// `instructions`: the scenario generated once, then vswitchd and testpmd io each
+/// run under callgrind for the same time; their forwarding threads' counts over
+/// the packets each sent.
+fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
+    let vswitchd = match &args.vswitchd {
+        Some(path) => path.clone(),
+        None => sibling_binary("vswitchd")?,
+    };
+    let callgrind = Callgrind::new(args.cache_sim)?;
+    // 4 KiB pages: instructions do not depend on the page size, and no hugepages
+    // need reserving for a count.
+    // The worker sleeps in the rounds before its ports arrive, which would
+    // otherwise spin into the count (about 1% of a 15-second run, varying).
+    let p = prepare_with(
+        &args.scenario,
+        &MeasureArgs {
+            seconds: args.seconds,
+            warmup: 0,
+            core: args.core,
+            json: args.json,
+            memory: MemoryChoice::NoHuge,
+            keep: args.keep.clone(),
+        },
+        1000,
+    )?;
+    let scenario = p.scenario.as_ref();
+    let vswitch = count_instructions("vswitchd", &p, &callgrind, |opts| {
+        run_vswitchd(&vswitchd, &p.bundle, scenario, opts)
+    })?;
+    let testpmd = if args.no_testpmd {
+        None
+    } else {
+        Some(count_instructions("testpmd-io", &p, &callgrind, |opts| {
+            run_testpmd(&args.testpmd, "io", &p.bundle, scenario, opts)
+        })?)
+    };
+    let report = callgrind::Report {
+        scenario: scenario.name().to_owned(),
+        frame_size: scenario.size().to_string(),
+        flows: scenario.flow_count(),
+        valgrind: callgrind.version.clone(),
+        vswitch,
+        testpmd,
+        top: args.top,
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// Runs forwarder `name` (by `run`) under callgrind on the prepared scenario and
+/// counts its forwarding thread over the packets it sent on `sink`.
+fn count_instructions(
+    name: &str,
+    p: &Prepared,
+    callgrind: &Callgrind,
+    run: impl FnOnce(&RunOptions) -> anyhow::Result<Measurement>,
+) -> anyhow::Result<callgrind::Count> {
+    let out = p.bundle.dir.join(format!("{name}.callgrind"));
+    let opts = RunOptions {
+        wrapper: callgrind.wrapper(&out),
+        ..p.opts.clone()
+    };
+    eprintln!(
+        "instructions: {name} under callgrind for {} s",
+        opts.seconds
+    );
+    let m = run(&opts).with_context(|| format!("{name} under callgrind"))?;
+    let packets = m.ports.get("sink").map_or(0, |c| c.tx_packets);
+    if packets == 0 {
+        bail!("{name} sent no packet under callgrind");
+    }
+    let thread = callgrind::busiest_thread(&out)?;
+    let functions = callgrind::functions(&thread.file)?;
+    Ok(callgrind::Count {
+        forwarder: name.to_owned(),
+        packets,
+        thread,
+        functions,
+    })
 }
 
 /// `ab`: the scenario generated once, then both builds measured in every round,
@@ -424,6 +553,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
                 !args.no_ovs,
             ),
         )?,
+        wrapper: Vec::new(),
     };
     let tsc = tsc_hz();
     let mut rows = Vec::new();
@@ -628,6 +758,15 @@ struct Prepared {
 
 /// Generates the scenario of `args` with `measure`'s core, memory and windows.
 fn prepare(args: &ScenarioArgs, measure: &MeasureArgs) -> anyhow::Result<Prepared> {
+    prepare_with(args, measure, 0)
+}
+
+/// [`prepare`] with the worker's `idle_sleep_max_us` (0: busy-poll).
+fn prepare_with(
+    args: &ScenarioArgs,
+    measure: &MeasureArgs,
+    idle_sleep_max_us: u64,
+) -> anyhow::Result<Prepared> {
     let scenario = build_scenario(args)?;
     let packets = args
         .packets
@@ -643,6 +782,7 @@ fn prepare(args: &ScenarioArgs, measure: &MeasureArgs) -> anyhow::Result<Prepare
         work.path(),
         &RunSettings {
             hugepages: memory.is_huge(),
+            idle_sleep_max_us,
             ..RunSettings::on_core(measure.core)
         },
         serde_json::Value::Null,
@@ -652,6 +792,7 @@ fn prepare(args: &ScenarioArgs, measure: &MeasureArgs) -> anyhow::Result<Prepare
         warmup: measure.warmup,
         core: measure.core,
         memory,
+        wrapper: Vec::new(),
     };
     Ok(Prepared {
         scenario,

@@ -43,6 +43,24 @@ pub struct RunOptions {
     pub core: usize,
     /// Hugepages or 4 KiB pages, for every forwarder alike.
     pub memory: Memory,
+    /// A command the forwarder runs under, with its arguments (`valgrind
+    /// --tool=callgrind ...`: [`crate::callgrind`]); empty: none.
+    pub wrapper: Vec<String>,
+}
+
+/// `program` to be started under `wrapper` (its first word the command run, the
+/// rest its arguments), or by itself when `wrapper` is empty. The wrapper must
+/// run the program in its own process (as valgrind does), so that signals and
+/// the EAL runtime directory named after the PID reach the forwarder.
+fn forwarder_command(wrapper: &[String], program: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
 }
 
 /// Packet counters of one port.
@@ -384,7 +402,7 @@ pub fn run_vswitchd(
     let log_path = bundle.dir.join("vswitchd.log");
     let log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let child = Command::new(vswitchd)
+    let child = forwarder_command(&opts.wrapper, vswitchd)
         .arg("--config")
         .arg(bundle.vswitchd_config())
         .stdin(Stdio::null())
@@ -505,7 +523,7 @@ pub fn run_testpmd(
     let log_path = bundle.dir.join(format!("testpmd-{mode}.log"));
     let log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let child = Command::new(testpmd)
+    let child = forwarder_command(&opts.wrapper, testpmd)
         .args([
             "-l",
             &format!("{main_core},{}", opts.core),

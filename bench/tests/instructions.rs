@@ -1,0 +1,96 @@
+//! Smoke test of `vswitch-bench instructions` (root only: DPDK needs it): a short
+//! count of vswitchd and testpmd io under callgrind on l2, whose JSON parses, and
+//! whose figures come from the forwarding threads (their busiest functions are the
+//! pcap PMD's receive). No thresholds: the figures are `make bench`'s business.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn on_path(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// vswitchd next to vswitch-bench (target/<profile>/vswitchd), if built.
+fn vswitchd() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_BIN_EXE_vswitch-bench"))
+        .parent()?
+        .join("vswitchd");
+    path.exists().then_some(path)
+}
+
+#[test]
+fn instructions_l2_smoke() {
+    if !is_root() {
+        println!("skipping instructions_l2_smoke: DPDK needs root");
+        return;
+    }
+    for program in ["dpdk-testpmd", "valgrind", "callgrind_annotate"] {
+        if !on_path(program) {
+            println!("skipping instructions_l2_smoke: {program} not found (make deps installs it)");
+            return;
+        }
+    }
+    let Some(vswitchd) = vswitchd() else {
+        println!("skipping instructions_l2_smoke: vswitchd not built (cargo build -p vswitchd)");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
+        .args([
+            "instructions",
+            "l2",
+            "--flows",
+            "1k",
+            "--seconds",
+            "2",
+            "--top",
+            "4",
+        ])
+        .args(["--json", "--vswitchd"])
+        .arg(&vswitchd)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(doc["scenario"], "l2");
+    assert_eq!(doc["flows"], 1000);
+    assert_eq!(doc["tool"], "callgrind");
+    for who in ["vswitch", "testpmd"] {
+        let packets = doc["packets"][who].as_u64().unwrap();
+        assert!(packets > 0, "{who}: {doc}");
+        let ir = doc["per_packet"][who]["Ir"].as_f64().unwrap();
+        assert!(ir.is_finite() && ir > 0.0, "{who}: {doc}");
+        let functions = doc["functions"][who].as_array().unwrap();
+        assert!(
+            !functions.is_empty() && functions.len() <= 4,
+            "{who}: {doc}"
+        );
+        let listed: f64 = functions.iter().map(|f| f["Ir"].as_f64().unwrap()).sum();
+        assert!(
+            listed <= ir + 0.01,
+            "{who}: functions add up to more than the thread: {doc}"
+        );
+    }
+    // The counted thread of vswitchd is its worker: the pcap PMD's receive (linked
+    // in, with its symbol) is among its busiest functions.
+    let names: Vec<&str> = doc["functions"]["vswitch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect();
+    assert!(names.contains(&"eth_pcap_rx_infinite"), "{names:?}");
+    let ratio = doc["ratio_vs_floor"].as_f64().unwrap();
+    assert!(ratio > 0.0, "{doc}");
+}
