@@ -11,7 +11,9 @@
 //!
 //! The multiplier is a random odd number per map, so which keys share a probe run
 //! is not predictable from outside (the keys come from configuration, but a
-//! tenant's MACs should not be able to make everyone's lookups slow).
+//! tenant's MACs should not be able to make everyone's lookups slow), and it is
+//! drawn again when the keys cluster under it ([`clustered`]): keys in sequence
+//! meet a bad multiplier now and then.
 //!
 //! Tables are built once per snapshot and then only read, so there is no removal.
 
@@ -280,9 +282,9 @@ pub(crate) const MAX_REDRAWS: u8 = 8;
 /// with a stride, as most deployments and the benchmarks' scenarios do — meet a
 /// multiplier close to a fraction with a small denominator now and then, and
 /// then fall on a few runs of slots. With 1000 sequential MACs in 2048 slots one
-/// draw in nine costs over twice the probes and one in two hundred over fifty
-/// (a 0.5% chance, on every start, of a switch that forwards at a fraction of its
-/// rate). Drawing again costs a rebuild once; the lookups stay a multiply and a
+/// draw in nine needs over 2 probes per lookup (a random hash: 1.5) and one in
+/// two hundred over 50 (a 0.5% chance, on every start, of a switch that forwards
+/// at a fraction of its rate). Drawing again costs a rebuild once; the lookups stay a multiply and a
 /// shift.
 pub(crate) fn clustered(len: usize, slots: usize, displacement: usize) -> bool {
     // Small tables fluctuate too much to judge, and their runs are short anyway.
