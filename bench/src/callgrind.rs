@@ -443,7 +443,7 @@ impl Report {
         let counts: Vec<&Count> = std::iter::once(&self.vswitch)
             .chain(self.testpmd.as_ref())
             .collect();
-        let _ = write!(s, "  {:<26}", "");
+        let _ = write!(s, "  {:<30}", "");
         for c in &counts {
             let _ = write!(s, "{:>14}", c.forwarder);
         }
@@ -451,7 +451,7 @@ impl Report {
             let _ = write!(s, "{:>14}", "difference");
         }
         let _ = writeln!(s);
-        let _ = write!(s, "  {:<26}", "packets");
+        let _ = write!(s, "  {:<30}", "packets");
         for c in &counts {
             let _ = write!(s, "{:>14}", c.packets);
         }
@@ -460,7 +460,7 @@ impl Report {
             if !self.vswitch.thread.totals.iter().any(|(e, _)| e == event) {
                 continue;
             }
-            let _ = write!(s, "  {:<26}", format!("{meaning} ({event})"));
+            let _ = write!(s, "  {:<30}", format!("{meaning} ({event})"));
             for c in &counts {
                 let _ = write!(s, "{:>14.2}", c.per_packet(event));
             }
