@@ -75,6 +75,24 @@ enum Command {
     Instructions(InstructionsArgs),
 }
 
+/// The forwarders a side by side runs.
+#[derive(Debug, Args)]
+struct Binaries {
+    /// The vswitchd binary; default: `vswitchd` next to this program.
+    #[arg(long, value_name = "PATH")]
+    vswitchd: Option<PathBuf>,
+    /// The testpmd binary.
+    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
+}
+
+impl Binaries {
+    /// The vswitchd to run: `--vswitchd`, or the one next to this program.
+    fn vswitchd(&self) -> anyhow::Result<PathBuf> {
+        vswitchd_or_sibling(self.vswitchd.as_ref())
+    }
+}
+
 #[derive(Debug, Args)]
 struct InstructionsArgs {
     #[command(flatten)]
@@ -99,12 +117,8 @@ struct InstructionsArgs {
     /// CPU of the forwarding worker (valgrind runs one thread at a time anyway).
     #[arg(long, value_name = "C", default_value_t = 1)]
     core: usize,
-    /// The vswitchd binary; default: `vswitchd` next to this program.
-    #[arg(long, value_name = "PATH")]
-    vswitchd: Option<PathBuf>,
-    /// The testpmd binary.
-    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
-    testpmd: PathBuf,
+    #[command(flatten)]
+    binaries: Binaries,
     /// Generate into (and keep) this directory: the callgrind files too, for
     /// callgrind_annotate or kcachegrind.
     #[arg(long, value_name = "DIR")]
@@ -204,12 +218,8 @@ struct CompareArgs {
     /// tree this program was built from.
     #[arg(long, value_name = "PATH")]
     ovs_script: Option<PathBuf>,
-    /// The vswitchd binary; default: `vswitchd` next to this program.
-    #[arg(long, value_name = "PATH")]
-    vswitchd: Option<PathBuf>,
-    /// The testpmd binary.
-    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
-    testpmd: PathBuf,
+    #[command(flatten)]
+    binaries: Binaries,
     /// Generate each scenario into (and keep) DIR/<scenario> instead of a
     /// temporary directory (logs of vswitchd and testpmd included).
     #[arg(long, value_name = "DIR")]
@@ -370,10 +380,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Gen(args) => gen(&args),
         Command::Run(args) => {
-            let vswitchd = match &args.vswitchd {
-                Some(path) => path.clone(),
-                None => sibling_binary("vswitchd")?,
-            };
+            let vswitchd = vswitchd_or_sibling(args.vswitchd.as_ref())?;
             measure(&args.scenario, &args.measure, |bundle, scenario, opts| {
                 run_vswitchd(&vswitchd, bundle, scenario, opts)
             })
@@ -393,10 +400,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// run under callgrind for the same time; their forwarding threads' counts over
 /// the packets each sent.
 fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
-    let vswitchd = match &args.vswitchd {
-        Some(path) => path.clone(),
-        None => sibling_binary("vswitchd")?,
-    };
+    let vswitchd = args.binaries.vswitchd()?;
     let callgrind = Callgrind::new(args.cache_sim)?;
     // 4 KiB pages: instructions do not depend on the page size, and no hugepages
     // need reserving for a count.
@@ -422,7 +426,7 @@ fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
         None
     } else {
         Some(count_instructions("testpmd-io", &p, &callgrind, |opts| {
-            run_testpmd(&args.testpmd, "io", &p.bundle, scenario, opts)
+            run_testpmd(&args.binaries.testpmd, "io", &p.bundle, scenario, opts)
         })?)
     };
     let report = callgrind::Report {
@@ -522,10 +526,7 @@ fn ab(args: &AbArgs) -> anyhow::Result<()> {
 /// in its column and the rest still run; the exit status is 1 if vswitchd or
 /// testpmd failed anywhere (an OVS failure shows as n/a and its reason).
 fn compare(args: &CompareArgs) -> anyhow::Result<()> {
-    let vswitchd = match &args.vswitchd {
-        Some(path) => path.clone(),
-        None => sibling_binary("vswitchd")?,
-    };
+    let vswitchd = args.binaries.vswitchd()?;
     let ovs_script = args
         .ovs_script
         .clone()
@@ -614,7 +615,13 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             ));
             rounds.testpmd.push(outcome(
                 "testpmd io",
-                run_testpmd(&args.testpmd, "io", &bundle, scenario.as_ref(), &opts),
+                run_testpmd(
+                    &args.binaries.testpmd,
+                    "io",
+                    &bundle,
+                    scenario.as_ref(),
+                    &opts,
+                ),
             ));
             rounds.ovs.push(if args.no_ovs {
                 Outcome::Skipped("--no-ovs".to_owned())
@@ -817,6 +824,14 @@ fn measure(
         print!("{}", result.to_text());
     }
     Ok(())
+}
+
+/// `given`, or `vswitchd` in the directory of this executable.
+fn vswitchd_or_sibling(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.clone()),
+        None => sibling_binary("vswitchd"),
+    }
 }
 
 /// `name` in the directory of this executable.

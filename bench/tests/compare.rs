@@ -4,30 +4,10 @@
 //! tests. OVS-DPDK may be skipped (not installed) or fail; its figure is then
 //! null with a reason.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{is_root, on_path, workspace_bin};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn on_path(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// vswitchd next to vswitch-bench (target/<profile>/vswitchd), if built.
-fn vswitchd() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-        .parent()?
-        .join("vswitchd");
-    path.exists().then_some(path)
-}
 
 /// `vswitch-bench compare ARGS --json --vswitchd <built>`, asserting it
 /// succeeds; its stdout and stderr. `None` (after saying why) where it cannot
@@ -41,7 +21,7 @@ fn run_compare(test: &str, args: &[&str]) -> Option<(String, String)> {
         println!("skipping {test}: dpdk-testpmd not found on PATH");
         return None;
     }
-    let Some(vswitchd) = vswitchd() else {
+    let Some(vswitchd) = workspace_bin("vswitchd") else {
         println!("skipping {test}: vswitchd not built (cargo build -p vswitchd)");
         return None;
     };
@@ -169,7 +149,7 @@ fn run_reports_the_memory_it_ran_with() {
         println!("skipping the runs: DPDK needs root");
         return;
     }
-    let Some(vswitchd) = vswitchd() else {
+    let Some(vswitchd) = workspace_bin("vswitchd") else {
         println!("skipping the runs: vswitchd not built (cargo build -p vswitchd)");
         return;
     };
@@ -300,7 +280,7 @@ fn ab_smoke() {
         println!("skipping ab_smoke's runs: DPDK needs root");
         return;
     }
-    let Some(vswitchd) = vswitchd() else {
+    let Some(vswitchd) = workspace_bin("vswitchd") else {
         println!("skipping ab_smoke's runs: vswitchd not built (cargo build -p vswitchd)");
         return;
     };

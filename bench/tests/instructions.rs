@@ -3,30 +3,9 @@
 //! whose figures come from the forwarding threads (their busiest functions are the
 //! pcap PMD's receive). No thresholds: the figures are `make bench`'s business.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{is_root, on_path, workspace_bin};
 use std::process::Command;
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn on_path(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// vswitchd next to vswitch-bench (target/<profile>/vswitchd), if built.
-fn vswitchd() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-        .parent()?
-        .join("vswitchd");
-    path.exists().then_some(path)
-}
 
 #[test]
 fn instructions_l2_smoke() {
@@ -40,7 +19,7 @@ fn instructions_l2_smoke() {
             return;
         }
     }
-    let Some(vswitchd) = vswitchd() else {
+    let Some(vswitchd) = workspace_bin("vswitchd") else {
         println!("skipping instructions_l2_smoke: vswitchd not built (cargo build -p vswitchd)");
         return;
     };

@@ -3,6 +3,8 @@
 //! (when installed) and vswitchd's own `--check` (when built); the runners are
 //! smoke-tested as root.
 
+mod common;
+use common::{is_root, on_path, workspace_bin};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -21,28 +23,6 @@ const SCENARIOS: [&str; 6] = [
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-}
-
-/// A workspace binary next to vswitch-bench (target/<profile>/<name>), if built.
-fn workspace_bin(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-        .parent()?
-        .join(name);
-    path.exists().then_some(path)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn on_path(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn scratch(test: &str) -> PathBuf {
