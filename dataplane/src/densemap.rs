@@ -38,7 +38,7 @@ pub struct DenseMap {
     len: usize,
     /// Slots the keys sit past their home slots, in all ([`flatmap::clustered`]).
     displacement: usize,
-    /// Multipliers drawn again so far ([`flatmap::MAX_REDRAWS`]).
+    /// Multipliers drawn again at this size ([`flatmap::MAX_REDRAWS`]).
     redraws: u8,
 }
 
@@ -86,7 +86,10 @@ impl DenseMap {
             return Err(BadKey(key));
         }
         if (self.len + 1) * 5 > self.slots.len() * 4 {
+            // The same multiplier over twice the slots, and a fresh budget of
+            // redraws for the new size (`flatmap::MAX_REDRAWS`).
             self.rebuild(self.slots.len() * 2, self.mul);
+            self.redraws = 0;
         }
         let old = self.place(key, value);
         if old.is_none() {
@@ -403,6 +406,26 @@ mod tests {
         assert!(sequential_macs()
             .enumerate()
             .all(|(i, k)| m.get(k) == Some(i as u16)));
+    }
+
+    #[test]
+    fn out_of_redraws_a_clustered_map_is_slow_but_right() {
+        let mut m = DenseMap::empty(slots_for(1000), 1, flatmap::MAX_REDRAWS);
+        for (i, k) in sequential_macs().enumerate() {
+            m.insert(k, i as u16).unwrap();
+        }
+        assert_eq!(m.mul, 1, "no redraw left at this size");
+        assert!(flatmap::clustered(m.len, m.slots.len(), m.displacement));
+        assert!(sequential_macs()
+            .enumerate()
+            .all(|(i, k)| m.get(k) == Some(i as u16)));
+        assert_eq!(m.get(0x0200_0000_0000 | 5000), None);
+        // Growing gives it a new budget, and the keys are spread again.
+        for k in 1000..1700u64 {
+            m.insert(0x0200_0000_0000 | k, 0).unwrap();
+        }
+        assert_eq!(m.slots.len(), 4096);
+        assert!(!flatmap::clustered(m.len, m.slots.len(), m.displacement));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct FlatMap<V: Copy> {
     want: usize,
     /// Slots the keys sit past their home slots, in all ([`clustered`]).
     displacement: usize,
-    /// Multipliers drawn again so far ([`MAX_REDRAWS`]).
+    /// Multipliers drawn again at this size ([`MAX_REDRAWS`]).
     redraws: u8,
 }
 
@@ -78,7 +78,7 @@ impl<V: Copy> FlatMap<V> {
         if self.slots.is_empty() {
             self.want = self.want.max(want);
         } else if want > self.slots.len() {
-            self.rebuild(want, self.mul);
+            self.grow(want);
         }
     }
 
@@ -134,7 +134,7 @@ impl<V: Copy> FlatMap<V> {
             self.mask = n - 1;
             self.shift = 64 - n.trailing_zeros();
         } else if (self.len + 1) * 2 > self.slots.len() {
-            self.rebuild(self.slots.len() * 2, self.mul);
+            self.grow(self.slots.len() * 2);
         }
         let old = self.place(key, value);
         if old.is_none() {
@@ -183,6 +183,13 @@ impl<V: Copy> FlatMap<V> {
         fresh.max_key = self.max_key;
         fresh.len = self.len;
         *self = fresh;
+    }
+
+    /// Moves every key into `slots` slots with the same multiplier; a fresh
+    /// budget of redraws for the new size.
+    fn grow(&mut self, slots: usize) {
+        self.rebuild(slots, self.mul);
+        self.redraws = 0;
     }
 
     /// Draws new multipliers while the keys cluster under this one.
@@ -266,10 +273,11 @@ pub(crate) fn random_odd() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1
 }
 
-/// New multipliers a map draws in its life when its keys cluster under the one
-/// it has ([`clustered`]). Eight bad draws in a row happen by chance about once
-/// in 10^7 tables; under keys chosen against the map the last draw stays, slow
-/// but correct.
+/// New multipliers a map draws at each size when its keys cluster under the one
+/// it has ([`clustered`]); growing gives it as many again, since a multiplier
+/// that spread the keys over the old slots may not over the new. Nine bad draws
+/// in a row happen by chance about once in 10^7 tables; under keys chosen against
+/// the map the last draw stays, slow but correct.
 pub(crate) const MAX_REDRAWS: u8 = 8;
 
 /// Whether `len` keys in `slots` slots, `displacement` slots in all past their
@@ -284,8 +292,8 @@ pub(crate) const MAX_REDRAWS: u8 = 8;
 /// then fall on a few runs of slots. With 1000 sequential MACs in 2048 slots one
 /// draw in nine needs over 2 probes per lookup (a random hash: 1.5) and one in
 /// two hundred over 50 (a 0.5% chance, on every start, of a switch that forwards
-/// at a fraction of its rate). Drawing again costs a rebuild once; the lookups stay a multiply and a
-/// shift.
+/// at a fraction of its rate). Drawing again costs a rebuild now and then; the
+/// lookups stay a multiply and a shift.
 pub(crate) fn clustered(len: usize, slots: usize, displacement: usize) -> bool {
     // Small tables fluctuate too much to judge, and their runs are short anyway.
     if len < 32 || slots == 0 {
