@@ -23,14 +23,21 @@ use crate::flatmap;
 
 /// An empty slot: its key bits are all ones, which no key is.
 const EMPTY: u64 = u64::MAX;
-/// The key's bits in a slot; the value is the 16 bits above.
+/// The largest key bits: no key is this large (it is an empty slot's).
 const KEY_MASK: u64 = (1 << 48) - 1;
+
+/// A slot holding `key` and `value`: the key in the top 48 bits, so a slot's key
+/// is one shift away (`s >> 16`), compared with no mask to keep in a register.
+#[inline(always)]
+const fn slot(key: u64, value: u16) -> u64 {
+    key << 16 | value as u64
+}
 
 /// An open-addressing (linear probing) map from 48-bit keys to `u16`, one word per
 /// entry, at most 80% full.
 #[derive(Clone, Debug)]
 pub struct DenseMap {
-    /// `key | value << 48`, or [`EMPTY`].
+    /// `key << 16 | value` ([`slot`]), or [`EMPTY`].
     slots: Box<[u64]>,
     /// 64 minus log2 of the slot count: the product's top bits pick the slot.
     shift: u32,
@@ -111,14 +118,14 @@ impl DenseMap {
         loop {
             let s = &mut self.slots[i & mask];
             if *s == EMPTY {
-                *s = key | u64::from(value) << 48;
+                *s = slot(key, value);
                 self.len += 1;
                 self.displacement += i - home;
                 return None;
             }
-            if *s & KEY_MASK == key {
-                let old = (*s >> 48) as u16;
-                *s = key | u64::from(value) << 48;
+            if *s >> 16 == key {
+                let old = *s as u16;
+                *s = slot(key, value);
                 return Some(old);
             }
             i += 1;
@@ -157,7 +164,7 @@ impl DenseMap {
         self.slots
             .iter()
             .filter(|&&s| s != EMPTY)
-            .map(|&s| (s & KEY_MASK, (s >> 48) as u16))
+            .map(|&s| (s >> 16, s as u16))
     }
 }
 
@@ -198,9 +205,9 @@ impl DenseReader<'_> {
         let mut i = self.home(key);
         loop {
             let s = *slots.get(i & mask)?;
-            // An empty slot's key bits are all ones: no key's.
-            if (s ^ key) & KEY_MASK == 0 {
-                return Some((s >> 48) as u16);
+            // An empty slot's key bits are all ones: no key's (checked above).
+            if s >> 16 == key {
+                return Some(s as u16);
             }
             if s == EMPTY {
                 return None;

@@ -26,7 +26,7 @@ use hashbrown::HashMap;
 use thiserror::Error;
 
 use crate::buf::PacketBuf;
-use crate::densemap::DenseMap;
+use crate::densemap::{DenseMap, DenseReader};
 use crate::drop::DropReason;
 use crate::ethernet::MacAddr;
 use crate::io::BURST;
@@ -430,25 +430,11 @@ impl L2Ingress<'_> {
         }
         let macs = self.pipeline.macs.reader();
         let ingress = MacDest::new(in_port, entry.group_index);
-        // The common case on a straight path: a unicast frame to a MAC of this
-        // group on another port. Everything else is decided in full by
-        // `classify_frame`, in a second pass.
-        let fast = |frame: &[u8]| -> Option<PortIdx> {
-            if frame.len() < crate::ethernet::HEADER_LEN {
-                return None;
-            }
-            let dst = MacAddr::dst_bits(frame)?;
-            // I/G bit of the first byte: group addresses are flooded.
-            if dst & (1 << 40) != 0 {
-                return None;
-            }
-            MacDest(macs.get(dst)?).output_from(ingress)
-        };
         // A burst whose frames all go to one MAC (a bulk flow's run, the common
         // case between two endpoints) takes one lookup for all, as VPP's l2fwd
         // reuses its last key's answer. Traffic with many destinations pays for
         // one compare: the check stops at the first frame that differs.
-        if let Some(port) = same_destination(pkts).and_then(fast) {
+        if let Some(port) = same_destination(pkts).and_then(|f| fast_output(macs, ingress, f)) {
             for o in out.iter_mut() {
                 *o = L2Verdict::Output(port).into();
             }
@@ -459,24 +445,21 @@ impl L2Ingress<'_> {
         if macs.is_large() {
             macs.prefetch_burst(pkts, MacAddr::dst_bits);
         }
-        // Two passes: the straight path for every frame first, with no call in the
-        // loop (a call would leave only the callee-saved registers for the loop's
-        // values); then the full decision for the frames it left. Every port seen
-        // is ORed and ANDed: they are all one port exactly when the two agree.
-        let mut left = 0u32;
-        let (mut any, mut all) = (0u32, u32::MAX);
-        for (i, (o, p)) in out.iter_mut().zip(pkts).enumerate() {
-            match fast(p.data()) {
-                Some(port) => {
-                    *o = L2Verdict::Output(port).into();
-                    any |= u32::from(port.0);
-                    all &= u32::from(port.0);
-                }
-                None => left |= 1 << i,
-            }
+        // Two passes: the straight path for every frame first (`fast_pass`); then
+        // the full decision for the frames it left. Each output port is written
+        // down in `ports` and compared once after the loop.
+        let mut ports = [0u8; BURST];
+        let left = fast_pass(macs, ingress, pkts, out, &mut ports);
+        if left == 0 && n > 0 {
+            // The unused tail as the first port, so the check is over the whole
+            // array, a fixed size the compiler does in a few vector steps.
+            let first = ports[0];
+            ports[n..].fill(first);
+            let differ = ports.iter().fold(0u8, |acc, &p| acc | (p ^ first));
+            return (differ == 0).then_some(PortIdx(u16::from(first)));
         }
         if left == 0 {
-            return (n > 0 && any == all).then_some(PortIdx(any as u16));
+            return None;
         }
         // `classify_frame` outputs exactly where `fast` does, so these frames
         // are floods or drops and the burst is not all for one port.
@@ -489,6 +472,55 @@ impl L2Ingress<'_> {
     pub fn flood_ports(&self) -> &[PortIdx] {
         self.entry.map_or(&[], |e| &e.flood)
     }
+}
+
+/// The straight path of a frame from the port and group of `ingress`: a unicast
+/// frame to a MAC of that group on another port gets that port; anything else
+/// (`None`) is decided in full by `classify_frame`.
+#[inline(always)]
+fn fast_output(macs: DenseReader<'_>, ingress: MacDest, frame: &[u8]) -> Option<PortIdx> {
+    if frame.len() < crate::ethernet::HEADER_LEN {
+        return None;
+    }
+    // The frame's first 8 bytes as they lie in memory: the I/G bit (group
+    // addresses are flooded) is then bit 0, tested with an immediate; after the
+    // byte swap it would be bit 56, a constant the loop keeps in a register.
+    let raw = u64::from_le_bytes(frame.get(..8)?.try_into().ok()?);
+    if raw & 1 != 0 {
+        return None;
+    }
+    // The destination MAC as `MacAddr::dst_bits` gives it.
+    let dst = raw.swap_bytes() >> 16;
+    MacDest(macs.get(dst)?).output_from(ingress)
+}
+
+/// [`fast_output`] for every frame of `pkts`: its verdict in `out` and its port
+/// in `ports`, or its bit set in the returned mask when it needs the full
+/// decision. A function of its own, never inlined, with its values passed in:
+/// inside `classify_burst` the loop's multiplier, shift and ingress lived on the
+/// stack across the prefetch call above it and were read from there for every
+/// frame, and no call here leaves the loop every register (a port is noted in
+/// `ports` rather than in running accumulators for the same reason).
+#[inline(never)]
+fn fast_pass<B: PacketBuf, V: From<L2Verdict>>(
+    macs: DenseReader<'_>,
+    ingress: MacDest,
+    pkts: &[B],
+    out: &mut [V],
+    ports: &mut [u8; BURST],
+) -> u32 {
+    let mut left = 0u32;
+    for (i, ((o, p), port_of)) in out.iter_mut().zip(pkts).zip(ports).enumerate() {
+        match fast_output(macs, ingress, p.data()) {
+            Some(port) => {
+                *o = L2Verdict::Output(port).into();
+                // MAX_PORTS is at most 256: a port fits a byte (`MacDest`).
+                *port_of = port.0 as u8;
+            }
+            None => left |= 1 << i,
+        }
+    }
+    left
 }
 
 /// The first frame's bytes, when `pkts` is not empty and every frame is a whole
