@@ -105,6 +105,20 @@ struct InstructionsArgs {
     /// prediction: misses per packet, about twice as slow.
     #[arg(long)]
     cache_sim: bool,
+    /// vswitchd's hash tables laid out from this seed (`VSWITCH_HASH_SEED`), the
+    /// same in every run and build, so that two builds' counts compare to the
+    /// instruction.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        conflicts_with = "random_hash"
+    )]
+    hash_seed: u64,
+    /// Let vswitchd draw its hash multipliers at random, as in production (a
+    /// MAC lookup then costs a few instructions more or less from run to run).
+    #[arg(long)]
+    random_hash: bool,
     /// Functions listed per forwarder.
     #[arg(long, value_name = "N", default_value_t = 8)]
     top: usize,
@@ -401,7 +415,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// the packets each sent.
 fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
     let vswitchd = args.binaries.vswitchd()?;
-    let callgrind = Callgrind::new(args.cache_sim)?;
+    let callgrind = Callgrind::new(
+        args.cache_sim,
+        (!args.random_hash).then_some(args.hash_seed),
+    )?;
     // 4 KiB pages: instructions do not depend on the page size, and no hugepages
     // need reserving for a count.
     // The worker sleeps in the rounds before its ports arrive, which would
@@ -434,6 +451,7 @@ fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
         frame_size: scenario.size().to_string(),
         flows: scenario.flow_count(),
         valgrind: callgrind.version.clone(),
+        hash_seed: callgrind.hash_seed,
         vswitch,
         testpmd,
         top: args.top,

@@ -267,10 +267,53 @@ fn slots_for(n: usize) -> usize {
     (n.max(4) * 2).next_power_of_two()
 }
 
+/// The environment variable that fixes the tables' hash multipliers.
+pub const HASH_SEED_ENV: &str = "VSWITCH_HASH_SEED";
+
+/// The seed of [`HASH_SEED_ENV`]: `None` when it is not set, an error naming the
+/// variable when it is set to anything but an unsigned integer.
+///
+/// # Errors
+/// The variable set to something else than a decimal `u64`.
+pub fn hash_seed() -> Result<Option<u64>, String> {
+    match std::env::var(HASH_SEED_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+            format!("{HASH_SEED_ENV}={v:?}: expected an unsigned integer (or leave it unset)")
+        }),
+        Err(std::env::VarError::NotUnicode(v)) => Err(format!(
+            "{HASH_SEED_ENV}={v:?}: expected an unsigned integer (or leave it unset)"
+        )),
+    }
+}
+
 /// A random odd multiplier, from the standard library's per-process random keys
 /// (a new one per call).
+///
+/// With [`HASH_SEED_ENV`] set to a number the multipliers are a fixed sequence
+/// from it instead, so that two builds, or two runs, lay out the same tables the
+/// same way: for benchmarks (`vswitch-bench instructions` sets it), where the
+/// draw would otherwise move a lookup's cost by a few instructions between runs.
+/// Not for production: whoever knows the seed knows which keys share slots.
+/// (vswitchd refuses a value that is not a number; here it counts as unset.)
 pub(crate) fn random_odd() -> u64 {
-    std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1
+    static SEED: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match *SEED.get_or_init(|| hash_seed().ok().flatten()) {
+        Some(seed) => {
+            let n = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            splitmix64(seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15))) | 1
+        }
+        None => std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1,
+    }
+}
+
+/// SplitMix64's output function: a well-mixed 64-bit value from a counter.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// New multipliers a map draws at each size when its keys cluster under the one

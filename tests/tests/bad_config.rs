@@ -71,3 +71,30 @@ fn each_bad_config_has_its_own_clear_error() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/vswitchd.toml"));
 }
+
+/// `VSWITCH_HASH_SEED` (the benchmarks' fixed hash layout) must be a number: any
+/// other value is refused with one line naming it, not silently ignored.
+#[test]
+fn a_hash_seed_that_is_not_a_number_is_refused() {
+    let dir = TempDir::new(&unique_tag());
+    let path = dir.join("ok.toml");
+    std::fs::write(&path, "[dataplane]\nworkers = [0]\n").unwrap();
+    for bad in ["abc", "-1", "1.5", ""] {
+        let out = Command::new(workspace_bin("vswitchd"))
+            .arg("--config")
+            .arg(&path)
+            .env("VSWITCH_HASH_SEED", bad)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: vswitchd accepted it");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{bad:?}: want one line, got:\n{stderr}");
+        assert!(
+            lines[0].contains("VSWITCH_HASH_SEED"),
+            "{bad:?}: {}",
+            lines[0]
+        );
+    }
+}

@@ -55,6 +55,15 @@ fn compile(cfg: &VswitchConfig, generation: u64) -> Result<Pipeline> {
 /// # Errors
 /// The first problem, as one line naming the file, key or port.
 pub fn prepare(path: &Path) -> Result<Prepared> {
+    // A benchmark's knob (the tables' hash multipliers from a fixed seed): a
+    // value that is not a number is refused, not ignored.
+    if let Some(seed) = dataplane::flatmap::hash_seed().map_err(|e| anyhow!("{e}"))? {
+        warn!(
+            seed,
+            "{} is set: hash tables are laid out from a fixed seed (for benchmarks, not production)",
+            dataplane::flatmap::HASH_SEED_ENV
+        );
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("cannot read config {}: {e}", path.display()))?;
     let cores = core_affinity::get_core_ids().map_or(1, |ids| ids.len());
