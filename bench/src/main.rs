@@ -421,8 +421,6 @@ fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
     )?;
     // 4 KiB pages: instructions do not depend on the page size, and no hugepages
     // need reserving for a count.
-    // The worker sleeps in the rounds before its ports arrive, which would
-    // otherwise spin into the count (about 1% of a 15-second run, varying).
     let p = prepare_with(
         &args.scenario,
         &MeasureArgs {
@@ -433,6 +431,9 @@ fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
             memory: MemoryChoice::NoHuge,
             keep: args.keep.clone(),
         },
+        // The worker sleeps (up to 1 ms) in the rounds before its ports arrive,
+        // which would otherwise spin into the count (about 1% of a 15-second run,
+        // varying); once forwarding it is never idle.
         1000,
     )?;
     let scenario = p.scenario.as_ref();
