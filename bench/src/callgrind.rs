@@ -6,11 +6,13 @@
 //! number of instructions a forwarder executes per packet does not depend on the
 //! neighbours: here the forwarder (vswitchd, or testpmd io as the floor) runs its
 //! usual pcap → null run under `valgrind --tool=callgrind --separate-threads=yes`.
-//! Its busiest thread is the forwarding one (the worker, or testpmd's forwarding
-//! lcore), which does nothing but poll; that thread's instruction count over the
-//! packets sent on `sink` in the whole run is its instructions per packet. The
-//! few rounds a vswitchd worker turns before its ports arrive (well under 1% of a
-//! 20-second run) are in the count too.
+//! Its busiest thread but the main one is the forwarding one (the worker, or
+//! testpmd's forwarding lcore), which does nothing but poll; that thread's
+//! instruction count over the packets sent on `sink` in the whole run is its
+//! instructions per packet. For the count vswitchd's worker sleeps while it has no
+//! ports yet (`idle_sleep_max_us`), so its rounds before they arrive hardly count,
+//! and its hash tables are laid out from a fixed seed (`VSWITCH_HASH_SEED`), so two
+//! runs, or two builds, meet the same table layout.
 //!
 //! With `--cache-sim`, callgrind also simulates the L1 caches and the L2 (as its
 //! "last level", the core's own cache, taken from sysfs) and a simple branch
