@@ -16,5 +16,8 @@ fn main() {
     for flag in cflags.split_whitespace() {
         build.flag(flag);
     }
+    // A DPDK function used without its header is assumed to return int: a pointer
+    // it returns is cut to 32 bits (a crash far from the cause). Refuse that.
+    build.flag("-Werror=implicit-function-declaration");
     build.compile("pmd_shim");
 }

@@ -11,10 +11,12 @@
  */
 #include <rte_config.h>
 #include <rte_cycles.h>
+#include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
 
 uint16_t shim_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
@@ -123,4 +125,54 @@ unsigned int shim_rte_mempool_in_use_count(const struct rte_mempool *mp)
 unsigned int shim_rte_mempool_avail_count(const struct rte_mempool *mp)
 {
 	return rte_mempool_avail_count(mp);
+}
+
+/*
+ * rte_pktmbuf_pool_create, built the way DPDK builds it (create empty, set the
+ * platform's best ops, init the private area, populate, init each mbuf), with one
+ * difference: without hugepages the pool is made with RTE_MEMPOOL_F_NO_IOVA_CONTIG.
+ *
+ * Why: on 4 KiB pages a default pool keeps every object inside one page, so a
+ * 2368-byte mbuf gets a page of its own and every mbuf header lies at the same
+ * page offset (64). The L1 data cache picks its set from the address bits below
+ * the page size, so all mbuf headers share one set of 8 ways: with a burst of 32
+ * in flight each header read misses L1. Letting objects cross page boundaries packs
+ * them 37 cache lines apart, over every set, in 58% of the memory. Nothing here
+ * needs an mbuf physically contiguous without hugepages: in IOVA-as-VA mode a
+ * device sees virtual addresses, and in IOVA-as-PA mode EAL gives 4 KiB pages no
+ * IO address at all, so no device can DMA into them either way.
+ *
+ * Returns NULL with rte_errno set, as rte_pktmbuf_pool_create does.
+ */
+struct rte_mempool *shim_pktmbuf_pool_create(const char *name, unsigned int n,
+		unsigned int cache_size, uint16_t data_room_size, int socket_id)
+{
+	struct rte_pktmbuf_pool_private priv = {
+		.mbuf_data_room_size = data_room_size,
+		.mbuf_priv_size = 0,
+	};
+	unsigned int flags = rte_eal_has_hugepages() ? 0 : RTE_MEMPOOL_F_NO_IOVA_CONTIG;
+	unsigned int elt_size = sizeof(struct rte_mbuf) + (unsigned int)data_room_size;
+	struct rte_mempool *mp;
+	int ret;
+
+	mp = rte_mempool_create_empty(name, n, elt_size, cache_size, sizeof(priv),
+			socket_id, flags);
+	if (mp == NULL)
+		return NULL;
+	ret = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL);
+	if (ret != 0) {
+		rte_mempool_free(mp);
+		rte_errno = -ret;
+		return NULL;
+	}
+	rte_pktmbuf_pool_init(mp, &priv);
+	ret = rte_mempool_populate_default(mp);
+	if (ret < 0) {
+		rte_mempool_free(mp);
+		rte_errno = -ret;
+		return NULL;
+	}
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
 }

@@ -45,4 +45,11 @@ extern "C" {
     pub fn shim_rte_rdtsc() -> u64;
     pub fn shim_rte_mempool_in_use_count(mp: *const rte_mempool) -> c_uint;
     pub fn shim_rte_mempool_avail_count(mp: *const rte_mempool) -> c_uint;
+    pub fn shim_pktmbuf_pool_create(
+        name: *const c_char,
+        n: c_uint,
+        cache_size: c_uint,
+        data_room_size: u16,
+        socket_id: c_int,
+    ) -> *mut rte_mempool;
 }

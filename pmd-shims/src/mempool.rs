@@ -58,10 +58,12 @@ impl Mempool {
             what: "mempool name",
             value: name.to_owned(),
         })?;
+        // DPDK's rte_pktmbuf_pool_create, but without hugepages with objects packed
+        // across pages, so that mbuf headers do not all share one L1 set (see the
+        // shim).
         // SAFETY: the EAL is initialised and cname is a valid C string; DPDK copies it.
-        let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket)
-        };
+        let raw =
+            unsafe { ffi::shim_pktmbuf_pool_create(cname.as_ptr(), n, cache, data_room, socket) };
         let raw = NonNull::new(raw).ok_or_else(|| {
             let code = rte_errno();
             DpdkError::MempoolCreate {
