@@ -195,7 +195,10 @@ impl DenseReader<'_> {
     }
 
     /// The value of `key` (any `u64`: one of 48 bits or more is never found).
-    #[inline]
+    /// Always inlined: in the decapsulation loop the compiler had left it a call,
+    /// 12 instructions per packet of call and register shuffling (counted under
+    /// callgrind: vxlan-decap at 1k flows, 440.6 -> 428.8).
+    #[inline(always)]
     pub fn get(&self, key: u64) -> Option<u16> {
         if key >= KEY_MASK {
             return None;
