@@ -129,10 +129,7 @@ impl<V: Copy> FlatMap<V> {
             return old;
         }
         if self.slots.is_empty() {
-            let n = self.want;
-            self.slots = vec![Slot { key: EMPTY, value }; n].into_boxed_slice();
-            self.mask = n - 1;
-            self.shift = 64 - n.trailing_zeros();
+            self.make_slots(self.want, value);
         } else if (self.len + 1) * 2 > self.slots.len() {
             self.grow(self.slots.len() * 2);
         }
@@ -141,6 +138,14 @@ impl<V: Copy> FlatMap<V> {
             self.redraw_while_clustered();
         }
         old
+    }
+
+    /// `n` empty slots (a power of two); `value` fills their unread value fields,
+    /// so `V` needs no `Default`.
+    fn make_slots(&mut self, n: usize, value: V) {
+        self.slots = vec![Slot { key: EMPTY, value }; n].into_boxed_slice();
+        self.mask = n - 1;
+        self.shift = 64 - n.trailing_zeros();
     }
 
     /// Puts `key` (not `EMPTY`) in its slot; the slots have room.
@@ -173,10 +178,7 @@ impl<V: Copy> FlatMap<V> {
         };
         for s in self.slots.iter().filter(|s| s.key != EMPTY) {
             if fresh.slots.is_empty() {
-                fresh.slots = vec![*s; slots].into_boxed_slice();
-                fresh.slots.iter_mut().for_each(|e| e.key = EMPTY);
-                fresh.mask = slots - 1;
-                fresh.shift = 64 - slots.trailing_zeros();
+                fresh.make_slots(slots, s.value);
             }
             fresh.place(s.key, s.value);
         }

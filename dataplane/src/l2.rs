@@ -450,16 +450,14 @@ impl L2Ingress<'_> {
         // down in `ports` and compared once after the loop.
         let mut ports = [0u8; BURST];
         let left = fast_pass(macs, ingress, pkts, out, &mut ports);
-        if left == 0 && n > 0 {
+        if left == 0 {
             // The unused tail as the first port, so the check is over the whole
-            // array, a fixed size the compiler does in a few vector steps.
+            // array, a fixed size the compiler does in a few vector steps. An
+            // empty burst is not a burst to one port.
             let first = ports[0];
             ports[n..].fill(first);
             let differ = ports.iter().fold(0u8, |acc, &p| acc | (p ^ first));
-            return (differ == 0).then_some(PortIdx(u16::from(first)));
-        }
-        if left == 0 {
-            return None;
+            return (n > 0 && differ == 0).then_some(PortIdx(u16::from(first)));
         }
         // `classify_frame` outputs exactly where `fast` does, so these frames
         // are floods or drops and the burst is not all for one port.
