@@ -30,6 +30,16 @@ pub trait PacketBuf: Send {
     fn append(&mut self, len: usize) -> Option<&mut [u8]>;
     /// Removes `len` bytes from the end. `None` (and no change) if the packet is shorter.
     fn trim(&mut self, len: usize) -> Option<()>;
+    /// Keeps only the `len` bytes at `off`: what a decapsulation does in one step,
+    /// the outer headers stripped in front and any Ethernet padding behind. `None`
+    /// (and no change) if those bytes are not all in the packet.
+    #[inline]
+    fn narrow(&mut self, off: usize, len: usize) -> Option<()> {
+        let tail = self.len().checked_sub(off.checked_add(len)?)?;
+        self.trim(tail)?;
+        // `off` bytes are left in front of the `len` kept: this cannot refuse.
+        self.adj(off)
+    }
 
     /// Packet length in bytes.
     #[inline]
@@ -150,6 +160,15 @@ impl PacketBuf for VecBuf {
         self.end -= len;
         Some(())
     }
+    fn narrow(&mut self, off: usize, len: usize) -> Option<()> {
+        let end = off.checked_add(len)?;
+        if end > self.end - self.start {
+            return None;
+        }
+        self.end = self.start + end;
+        self.start += off;
+        Some(())
+    }
 }
 
 #[cfg(test)]
@@ -177,5 +196,63 @@ mod tests {
         b.trim(3).unwrap();
         assert!(b.is_empty());
         assert!(b.trim(1).is_none());
+    }
+
+    /// A buffer type that keeps the trait's own `narrow` (trim, then adj).
+    struct Plain(VecBuf);
+
+    impl PacketBuf for Plain {
+        fn data(&self) -> &[u8] {
+            self.0.data()
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            self.0.data_mut()
+        }
+        fn headroom(&self) -> usize {
+            self.0.headroom()
+        }
+        fn tailroom(&self) -> usize {
+            self.0.tailroom()
+        }
+        fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.0.prepend(len)
+        }
+        fn adj(&mut self, len: usize) -> Option<()> {
+            self.0.adj(len)
+        }
+        fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.0.append(len)
+        }
+        fn trim(&mut self, len: usize) -> Option<()> {
+            self.0.trim(len)
+        }
+    }
+
+    #[test]
+    fn narrow_keeps_the_bytes_asked_for_or_changes_nothing() {
+        let frame = [1, 2, 3, 4, 5, 6];
+        let mut v = VecBuf::with_room(&frame, 2, 2);
+        let mut p = Plain(VecBuf::with_room(&frame, 2, 2));
+        for (off, len) in [
+            (0, 7),
+            (1, 6),
+            (6, 1),
+            (7, 0),
+            (usize::MAX, 1),
+            (1, usize::MAX),
+        ] {
+            assert!(v.narrow(off, len).is_none(), "{off} + {len}");
+            assert!(p.narrow(off, len).is_none(), "{off} + {len}");
+            assert_eq!((v.data(), v.headroom()), (&frame[..], 2));
+            assert_eq!((p.data(), p.headroom()), (&frame[..], 2));
+        }
+        v.narrow(1, 3).unwrap();
+        p.narrow(1, 3).unwrap();
+        for b in [&v as &dyn PacketBuf, &p] {
+            assert_eq!(b.data(), &[2, 3, 4]);
+            assert_eq!((b.headroom(), b.tailroom()), (3, 4));
+        }
+        v.narrow(3, 0).unwrap();
+        assert!(v.is_empty());
     }
 }

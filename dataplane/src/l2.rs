@@ -30,7 +30,7 @@ use crate::densemap::{DenseMap, DenseReader};
 use crate::drop::DropReason;
 use crate::ethernet::MacAddr;
 use crate::io::BURST;
-use crate::port::{PortIdx, MAX_PORTS};
+use crate::port::{BurstPorts, PortIdx, MAX_PORTS};
 use crate::snapshot::Versioned;
 
 /// A flooding domain: ports that share broadcast, multicast and unknown unicast.
@@ -448,16 +448,10 @@ impl L2Ingress<'_> {
         // Two passes: the straight path for every frame first (`fast_pass`); then
         // the full decision for the frames it left. Each output port is written
         // down in `ports` and compared once after the loop.
-        let mut ports = [0u8; BURST];
-        let left = fast_pass(macs, ingress, pkts, out, &mut ports);
+        let mut ports = BurstPorts::new();
+        let left = fast_pass(macs, ingress, pkts, out, &mut ports.0);
         if left == 0 {
-            // The unused tail as the first port, so the check is over the whole
-            // array, a fixed size the compiler does in a few vector steps. An
-            // empty burst is not a burst to one port.
-            let first = ports[0];
-            ports[n..].fill(first);
-            let differ = ports.iter().fold(0u8, |acc, &p| acc | (p ^ first));
-            return (n > 0 && differ == 0).then_some(PortIdx(u16::from(first)));
+            return ports.one(n);
         }
         // `classify_frame` outputs exactly where `fast` does, so these frames
         // are floods or drops and the burst is not all for one port.

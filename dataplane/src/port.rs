@@ -24,6 +24,32 @@ impl PortIdx {
     }
 }
 
+/// The output ports a burst's straight pass noted, a byte per frame (a port fits
+/// one: [`MAX_PORTS`] is at most 256), for a burst of `n` frames it decided
+/// all of.
+pub(crate) struct BurstPorts(pub(crate) [u8; crate::io::BURST]);
+
+const _: () = assert!(MAX_PORTS <= 256);
+
+impl BurstPorts {
+    /// None noted yet.
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        BurstPorts([0; crate::io::BURST])
+    }
+
+    /// The one port all `n` frames go to, if they do (not for an empty burst).
+    /// The unused tail is set to the first port, so the check runs over the whole
+    /// array, a fixed size the compiler does in a few vector steps.
+    #[inline(always)]
+    pub(crate) fn one(mut self, n: usize) -> Option<PortIdx> {
+        let first = self.0[0];
+        self.0[n.min(crate::io::BURST)..].fill(first);
+        let differ = self.0.iter().fold(0u8, |acc, &p| acc | (p ^ first));
+        (n > 0 && differ == 0).then_some(PortIdx(u16::from(first)))
+    }
+}
+
 impl fmt::Display for PortIdx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -77,6 +77,11 @@ int shim_rte_pktmbuf_linearize(struct rte_mbuf *m)
 	return rte_pktmbuf_linearize(m);
 }
 
+int shim_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail)
+{
+	return rte_pktmbuf_chain(head, tail);
+}
+
 void *shim_rte_pktmbuf_mtod(struct rte_mbuf *m)
 {
 	return rte_pktmbuf_mtod(m, void *);

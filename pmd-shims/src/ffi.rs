@@ -35,6 +35,9 @@ extern "C" {
     pub fn shim_rte_pktmbuf_append(m: *mut rte_mbuf, len: u16) -> *mut c_char;
     pub fn shim_rte_pktmbuf_trim(m: *mut rte_mbuf, len: u16) -> c_int;
     pub fn shim_rte_pktmbuf_linearize(m: *mut rte_mbuf) -> c_int;
+    /// Appends `tail`'s chain to `head`'s (it then belongs to `head`); -EOVERFLOW,
+    /// and nothing changed, past DPDK's segment limit.
+    pub fn shim_rte_pktmbuf_chain(head: *mut rte_mbuf, tail: *mut rte_mbuf) -> c_int;
     pub fn shim_rte_pktmbuf_mtod(m: *mut rte_mbuf) -> *mut c_void;
     pub fn shim_rte_pktmbuf_data_len(m: *const rte_mbuf) -> u16;
     pub fn shim_rte_pktmbuf_pkt_len(m: *const rte_mbuf) -> u32;

@@ -225,6 +225,29 @@ impl PacketBuf for Mbuf {
         Some(())
     }
 
+    // Always inlined, as `prepend`: the decap burst loop strips every packet, and
+    // in one step it writes the three lengths once (trim, then adj, wrote two of
+    // them twice and checked the segments twice).
+    #[inline(always)]
+    fn narrow(&mut self, off: usize, len: usize) -> Option<()> {
+        // A chain is made one segment first (DPDK refuses, and nothing changes,
+        // when it does not fit): then the bytes kept are all in it.
+        if self.nb_segs() != 1 && !self.linearize() {
+            return None;
+        }
+        let end = off.checked_add(len)?;
+        // SAFETY: exclusive ownership, as in `prepend`.
+        let m = unsafe { self.raw.as_mut() };
+        if end > usize::from(m.data_len) {
+            return None;
+        }
+        // Both fit in u16: they are at most data_len.
+        m.data_off += off as u16;
+        m.data_len = len as u16;
+        m.pkt_len = len as u32;
+        Some(())
+    }
+
     #[inline]
     fn is_contiguous(&self) -> bool {
         self.nb_segs() == 1

@@ -66,6 +66,9 @@ fn mbuf_matches_vecbuf_and_dpdk_accessors() {
     m.trim(5).unwrap();
     v.trim(5).unwrap();
     check(&m, &v);
+    m.narrow(3, m.len() - 7).unwrap();
+    v.narrow(3, v.len() - 7).unwrap();
+    check(&m, &v);
 
     // Refusals change nothing.
     assert!(m.prepend(m.headroom() + 1).is_none());
@@ -73,7 +76,31 @@ fn mbuf_matches_vecbuf_and_dpdk_accessors() {
     assert!(m.append(m.tailroom() + 1).is_none());
     assert!(m.trim(m.len() + 1).is_none());
     assert!(m.append(70_000).is_none());
+    assert!(m.narrow(1, m.len()).is_none());
+    assert!(m.narrow(usize::MAX, 2).is_none());
     check(&m, &v);
+
+    // A chain narrows as one segment: linearised first, then the bytes kept.
+    let head_bytes = common::frame(1, 40);
+    let tail_bytes = common::frame(2, 30);
+    let head = alloc.alloc_copy(&head_bytes).unwrap();
+    let tail = alloc.alloc_copy(&tail_bytes).unwrap();
+    // SAFETY: both are valid single-segment mbufs we own; on success the tail
+    // belongs to the head's chain, so its handle is given up (into_raw).
+    let mut chain = unsafe {
+        let (h, t) = (head.into_raw(), tail.into_raw());
+        assert_eq!(ffi::shim_rte_pktmbuf_chain(h, t), 0);
+        pmd_shims::Mbuf::from_raw(h)
+    };
+    assert!(!chain.is_contiguous());
+    assert_eq!(chain.pkt_len(), 70);
+    let whole: Vec<u8> = head_bytes.iter().chain(&tail_bytes).copied().collect();
+    assert!(chain.narrow(71, 0).is_none(), "past the chain's end");
+    chain.narrow(10, 50).unwrap();
+    assert!(chain.is_contiguous());
+    assert_eq!(chain.data(), &whole[10..60]);
+    assert_eq!(chain.pkt_len(), 50);
+    drop(chain);
 
     // Oversized copies are refused without leaking.
     assert!(alloc.alloc_copy(&vec![0; 5000]).is_none());

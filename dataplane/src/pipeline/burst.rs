@@ -5,6 +5,8 @@
 //! frames that pass leaves go through the per-packet pipeline in a second pass;
 //! everything else runs per packet.
 
+use std::net::IpAddr;
+
 use super::overlay::{self, PLAIN_IPV4};
 use super::scratch::Scratch;
 use super::{reply, Ctx, Ingress, Pipeline, Verdict};
@@ -12,7 +14,7 @@ use crate::buf::PacketBuf;
 use crate::ethernet::{MacAddr, HEADER_LEN};
 use crate::io::BURST;
 use crate::overlay::{L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
-use crate::port::PortIdx;
+use crate::port::{BurstPorts, PortIdx};
 use crate::snapshot::Versioned;
 use crate::wire;
 
@@ -332,9 +334,10 @@ impl FlowWords {
 }
 
 /// [`Pipeline::process_burst`] for a burst from the uplink (`u`'s), with the fast
-/// paths on: the decap fast path (`overlay::from_uplink_fast`) for every frame on a
-/// straight pass, then the per-packet pipeline for the frames it leaves (the
-/// underlay's ARP/ND, IPv6 or tagged underlays, options, the gateway MAC, ...).
+/// paths on: the decap straight pass (`overlay::decap_pass`) over every frame of an
+/// IPv4 underlay, then the per-packet pipeline for the frames it leaves (the
+/// underlay's ARP/ND, IPv6 or tagged underlays, options, floods, the gateway MAC,
+/// ...).
 #[inline(never)]
 pub(super) fn from_uplink<B: PacketBuf>(
     p: &Pipeline,
@@ -346,19 +349,22 @@ pub(super) fn from_uplink<B: PacketBuf>(
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
     let (pkts, out) = clip(pkts, out);
-    let mut memo = overlay::VniMemo::new();
+    let n = pkts.len();
+    let all = if n == BURST { u32::MAX } else { (1 << n) - 1 };
+    let IpAddr::V4(local) = u.local_vtep_ip else {
+        // No straight pass over an IPv6 underlay.
+        return (rest(p, ingress, pkts, ctx, s, out, all), None);
+    };
     // As in `from_local`, in the table of each frame's network.
     if p.overlay.l2_is_large() {
-        overlay::prefetch_decap_l2(p, pkts, &mut memo);
+        overlay::prefetch_decap_l2(p, pkts, &mut overlay::VniMemo::new());
     }
-    let mut pass = Pass::new();
-    for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
-        match overlay::from_uplink_fast(p, u, pkt, &mut memo) {
-            Some(v) => pass.decided(o, v, pkt.len()),
-            None => pass.leave(i),
-        }
+    let mut ports = BurstPorts::new();
+    let (left, bytes) = overlay::decap_pass(p, local, pkts, out, &mut ports.0);
+    if left != 0 {
+        return (bytes + rest(p, ingress, pkts, ctx, s, out, left), None);
     }
-    pass.finish(p, ingress, pkts, ctx, s, out)
+    (bytes, ports.one(n))
 }
 
 /// The first [`BURST`] frames and their verdicts at most: a straight pass keeps a

@@ -930,6 +930,7 @@ fn varied_traffic(p: &Pipeline, v6: bool) -> Vec<(&'static str, PortIdx, Vec<u8>
         ("decap VXLAN", UPLINK, blue_in(ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20)), Output(POD_A)),
         ("decap Geneve", UPLINK, green_in(ping(C, S, "10.2.0.20", "10.2.0.10", 64, 20)), Output(POD_C)),
         ("decap, unknown VNI", UPLINK, unknown_vni, Drop(D::UnknownVni)),
+        ("decap, blue's VNI over Geneve", UPLINK, from_peer(v6, 100, TunnelKind::Geneve, &ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20)), Drop(D::EncapMismatch)),
         ("decap, broadcast", UPLINK, blue_in(ping(MacAddr::BROADCAST, R, "10.1.0.20", "10.1.0.255", 64, 20)), decap_flood),
         ("decap, unknown MAC", UPLINK, blue_in(ping(UNKNOWN_MAC, R, "10.1.0.20", "10.1.0.10", 64, 20)), Drop(D::UnknownDestination)),
         ("decap, Ethernet padding", UPLINK, padded, Output(POD_A)),
