@@ -67,6 +67,11 @@ Encap (output to the tunnel port) builds the outer header from OVS's route table
 neighbour cache and sends the outer packet through br0's pipeline as if from LOCAL, so
 encap flows need `in_port=LOCAL,actions=output:2` besides the neighbour entries.
 
+Under a wrapper (--wrapper, a JSON list of words put before ovs-vswitchd's command:
+vswitch-bench's `instructions` passes valgrind's callgrind), everything waits ten times
+longer, and after the window p1 is deleted (no more packets) before p2's tx counter is
+read once more: the JSON's "tx_packets_total" is then every packet the PMD forwarded.
+
 Exit status: 0 done, 3 OVS-DPDK not installed (one line: make bench-deps), 2 usage or
 setup refused, 1 anything else.
 """
@@ -125,9 +130,13 @@ def first_frame_dst_mac(pcap):
 class Ovs:
     """A private ovsdb-server + ovs-vswitchd pair, children of this process."""
 
-    def __init__(self, work, netns):
+    def __init__(self, work, netns, wrapper=(), slow=1):
         self.work = work
         self.netns = netns
+        # Words before ovs-vswitchd's command (valgrind), and how many times longer
+        # everything takes under them.
+        self.wrapper = list(wrapper)
+        self.slow = slow
         self.db_sock = os.path.join(work, "db.sock")
         self.vsd_ctl = os.path.join(work, "ovs-vswitchd.ctl")
         self.db_ctl = os.path.join(work, "ovsdb-server.ctl")
@@ -141,14 +150,14 @@ class Ovs:
 
     def run(self, argv, check=True, timeout=90):
         p = subprocess.run(argv, env=self.env, capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout * self.slow)
         if check and p.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): "
                                f"{(p.stderr or p.stdout).strip()}")
         return p.stdout
 
     def vsctl(self, *args, wait=True):
-        argv = ["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=90"]
+        argv = ["ovs-vsctl", f"--db=unix:{self.db_sock}", f"--timeout={90 * self.slow}"]
         if not wait:
             argv.append("--no-wait")
         return self.run(argv + list(args))
@@ -157,7 +166,8 @@ class Ovs:
         return self.run(["ovs-ofctl"] + list(args))
 
     def appctl(self, *args, check=True, timeout=30):
-        return self.run(["ovs-appctl", "-t", self.vsd_ctl, "--timeout=%d" % timeout]
+        return self.run(["ovs-appctl", "-t", self.vsd_ctl,
+                         "--timeout=%d" % (timeout * self.slow)]
                         + list(args), check=check, timeout=timeout + 5)
 
     def _spawn(self, name, argv):
@@ -168,7 +178,7 @@ class Ovs:
                                             start_new_session=True)
 
     def _wait_for(self, path, name, seconds=30):
-        deadline = time.time() + seconds
+        deadline = time.time() + seconds * self.slow
         while not os.path.exists(path):
             p = self.procs[name]
             if p.poll() is not None or time.time() > deadline:
@@ -197,7 +207,7 @@ class Ovs:
         self.vsctl("init", wait=False)
 
     def start_vswitchd(self):
-        self._spawn("ovs-vswitchd", [
+        self._spawn("ovs-vswitchd", self.wrapper + [
             OVS_DPDK, f"unix:{self.db_sock}",
             f"--pidfile={os.path.join(self.work, 'ovs-vswitchd.pid')}",
             f"--unixctl={self.vsd_ctl}",
@@ -205,7 +215,7 @@ class Ovs:
             "-vconsole:off"])
         self._wait_for(self.vsd_ctl, "ovs-vswitchd", seconds=60)
         # The control socket appears before DPDK has finished; wait for the db to say so.
-        deadline = time.time() + 60
+        deadline = time.time() + 60 * self.slow
         while True:
             if self.procs["ovs-vswitchd"].poll() is not None:
                 raise RuntimeError("ovs-vswitchd exited: " + self.tail("ovs-vswitchd"))
@@ -228,7 +238,8 @@ class Ovs:
                                env=self.env, capture_output=True, timeout=15)
             except (subprocess.TimeoutExpired, OSError):
                 pass
-            for sig, grace in ((None, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            for sig, grace in ((None, 10 * self.slow), (signal.SIGTERM, 5 * self.slow),
+                               (signal.SIGKILL, 5)):
                 if sig is not None and p.poll() is None:
                     try:
                         os.kill(p.pid, sig)
@@ -423,6 +434,16 @@ def cmd_run(a):
         with open(a.setup) as f:
             setup = normalise_setup(json.load(f))
 
+    wrapper = []
+    if a.wrapper:
+        try:
+            wrapper = json.loads(a.wrapper)
+        except ValueError:
+            wrapper = None
+        if not isinstance(wrapper, list) or not all(isinstance(w, str) for w in wrapper):
+            print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
+            return 2
+
     prefix = f"ovsbench{os.getpid()}"
     work = tempfile.mkdtemp(prefix="ovs-dpdk-bench.")
     netns = None
@@ -433,7 +454,7 @@ def cmd_run(a):
         subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw",
                         "net.ipv6.conf.all.disable_ipv6=1",
                         "net.ipv6.conf.default.disable_ipv6=1"], capture_output=True)
-    ovs = Ovs(work, netns)
+    ovs = Ovs(work, netns, wrapper, slow=10 if wrapper else 1)
     # OVS's netdev datapath makes a persistent tap, ovs-netdev, that outlives the
     # daemons: without a namespace of our own it is in the host's, and ours to
     # remove if it was not there before.
@@ -483,7 +504,8 @@ def cmd_run(a):
             print(f"ovs_dpdk.py: OVS still sends packets to its slow path after "
                   f"{settled_after} s of settling (--settle-max): its figure includes "
                   f"failed upcalls", file=sys.stderr)
-        ovs.appctl("dpif-netdev/pmd-stats-clear")
+        if not wrapper:
+            ovs.appctl("dpif-netdev/pmd-stats-clear")
         samples = []
         last_t, last_n = time.monotonic(), tx_packets(ovs)
         start = last_t
@@ -494,6 +516,15 @@ def cmd_run(a):
             last_t, last_n = t, n
         pmd_text = ovs.appctl("dpif-netdev/pmd-stats-show")
         flows_text = ovs.appctl("dpctl/dump-flows", check=False)
+        total = None
+        if wrapper:
+            # No more packets: the replay port goes, and the PMD, polling the sink
+            # alone, sleeps between polls (up to pmd-maxsleep, 10 ms, once idle), so
+            # the count of what it forwarded is final and the idle rounds before the
+            # daemon exits (the wrapper counts until then) add little to its work.
+            ovs.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-maxsleep=10000",
+                      "--", "del-port", "br0", "p1")
+            total = tx_packets(ovs)
         if ovs.procs["ovs-vswitchd"].poll() is not None:
             raise RuntimeError("ovs-vswitchd died: " + ovs.tail("ovs-vswitchd"))
     except Refused as e:
@@ -528,6 +559,7 @@ def cmd_run(a):
                                                    "smc_hits", "megaflow_hits",
                                                    "upcalls_ok", "upcalls_failed")},
               "settled_after_s": settled_after, "settled": settled,
+              "tx_packets_total": total,
               "core": a.core, "memory": a.memory, "tuning": tuning, "pmd_stats": pmd_text,
               "datapath_flows": flows_text}
     if a.json:
@@ -565,6 +597,9 @@ def main():
     r.add_argument("--mfex", help="dpif-netdev/miniflow-parser-set (e.g. study); default scalar")
     r.add_argument("--json", action="store_true")
     r.add_argument("--keep", action="store_true", help="keep the temp dir (db, logs)")
+    r.add_argument("--wrapper", help="JSON list of words to run ovs-vswitchd under "
+                   "(e.g. valgrind and its options); also makes every wait ten times "
+                   "longer and reports tx_packets_total")
     a = ap.parse_args()
     if a.cmd == "run":
         sys.exit(cmd_run(a))

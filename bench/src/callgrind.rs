@@ -4,12 +4,16 @@
 //! On a VM the same binary reads anywhere from 23 to 34 Mpps between two 3-second
 //! rounds, so a change worth a few cycles per packet cannot be seen in rates. The
 //! number of instructions a forwarder executes per packet does not depend on the
-//! neighbours: here the forwarder (vswitchd, or testpmd io as the floor) runs its
-//! usual pcap → null run under `valgrind --tool=callgrind --separate-threads=yes`.
-//! Its busiest thread but the main one is the forwarding one (the worker, or
-//! testpmd's forwarding lcore), which does nothing but poll; that thread's
-//! instruction count over the packets sent on `sink` in the whole run is its
-//! instructions per packet. For the count vswitchd's worker sleeps while it has no
+//! neighbours: here the forwarder (vswitchd, testpmd io as the floor, or OVS-DPDK)
+//! runs its usual pcap → null run under `valgrind --tool=callgrind
+//! --separate-threads=yes`. Its busiest thread but the main one is the forwarding
+//! one (the worker, testpmd's forwarding lcore, OVS's PMD), which does nothing but
+//! poll; that thread's instruction count over the packets sent on `sink` in the
+//! whole run is its instructions per packet. OVS's runner ends the run by deleting
+//! the replay port and reading the sink's tx counter, with its PMD set to sleep
+//! when idle, so that count is every packet the PMD forwarded and its idle rounds
+//! until the daemon exits add next to nothing (its datapath's upcalls in the
+//! warm-up are in the count, spread over the run's packets). For the count vswitchd's worker sleeps while it has no
 //! ports yet (`idle_sleep_max_us`), so its rounds before they arrive hardly count,
 //! and its hash tables are laid out from a fixed seed (`VSWITCH_HASH_SEED`), so two
 //! runs, or two builds, meet the same table layout.
@@ -402,7 +406,7 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * m).round() / m
 }
 
-/// One scenario's counts: vswitchd and, unless left out, testpmd io.
+/// One scenario's counts: vswitchd and, unless left out, testpmd io and OVS-DPDK.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// Scenario name.
@@ -419,6 +423,9 @@ pub struct Report {
     pub vswitch: Count,
     /// testpmd io's counts (the floor), if run.
     pub testpmd: Option<Count>,
+    /// OVS-DPDK's counts (its PMD thread), or why there are none (`--no-ovs`,
+    /// not installed, failed).
+    pub ovs: Result<Count, String>,
     /// How many functions to list.
     pub top: usize,
 }
@@ -430,6 +437,14 @@ impl Report {
         (t > 0.0).then(|| self.vswitch.per_packet("Ir") / t)
     }
 
+    /// OVS-DPDK's instructions per packet over vswitchd's: above 1, vswitchd
+    /// executes fewer (the direction of `compare`'s `ratio_vs_ovs`).
+    pub fn ratio_vs_ovs(&self) -> Option<f64> {
+        let ours = self.vswitch.per_packet("Ir");
+        let ovs = self.ovs.as_ref().ok()?.per_packet("Ir");
+        (ours > 0.0).then(|| ovs / ours)
+    }
+
     /// One JSON object.
     pub fn to_json(&self) -> serde_json::Value {
         let frame_size: serde_json::Value = self
@@ -437,6 +452,7 @@ impl Report {
             .parse::<u64>()
             .map_or_else(|_| json!(self.frame_size), |n| json!(n));
         let testpmd = self.testpmd.as_ref();
+        let ovs = self.ovs.as_ref().ok();
         json!({
             "scenario": self.scenario,
             "frame_size": frame_size,
@@ -447,15 +463,20 @@ impl Report {
             "packets": {
                 "vswitch": self.vswitch.packets,
                 "testpmd": testpmd.map(|c| c.packets),
+                "ovs": ovs.map(|c| c.packets),
             },
             "per_packet": {
                 "vswitch": self.vswitch.events_json(),
                 "testpmd": testpmd.map(Count::events_json),
+                "ovs": ovs.map(Count::events_json),
             },
             "ratio_vs_floor": self.ratio_vs_floor().map(|r| round(r, 3)),
+            "ratio_vs_ovs": self.ratio_vs_ovs().map(|r| round(r, 3)),
+            "ovs_skipped": self.ovs.as_ref().err(),
             "functions": {
                 "vswitch": self.vswitch.functions_json(self.top),
                 "testpmd": testpmd.map(|c| c.functions_json(self.top)),
+                "ovs": ovs.map(|c| c.functions_json(self.top)),
             },
         })
     }
@@ -473,13 +494,16 @@ impl Report {
         );
         let counts: Vec<&Count> = std::iter::once(&self.vswitch)
             .chain(self.testpmd.as_ref())
+            .chain(self.ovs.as_ref().ok())
             .collect();
+        // vswitchd's figure less testpmd io's, when both are there.
+        let floor = self.testpmd.as_ref();
         let _ = write!(s, "  {:<30}", "");
         for c in &counts {
             let _ = write!(s, "{:>14}", c.forwarder);
         }
-        if counts.len() == 2 {
-            let _ = write!(s, "{:>14}", "difference");
+        if floor.is_some() {
+            let _ = write!(s, "{:>16}", "vs - testpmd");
         }
         let _ = writeln!(s);
         let _ = write!(s, "  {:<30}", "packets");
@@ -495,13 +519,23 @@ impl Report {
             for c in &counts {
                 let _ = write!(s, "{:>14.2}", c.per_packet(event));
             }
-            if let [a, b] = counts[..] {
-                let _ = write!(s, "{:>+14.2}", a.per_packet(event) - b.per_packet(event));
+            if let Some(t) = floor {
+                let d = self.vswitch.per_packet(event) - t.per_packet(event);
+                let _ = write!(s, "{d:>+16.2}");
             }
             let _ = writeln!(s);
         }
         if let Some(r) = self.ratio_vs_floor() {
             let _ = writeln!(s, "  instructions over testpmd io's: {r:.3}");
+        }
+        match (&self.ovs, self.ratio_vs_ovs()) {
+            (Ok(_), Some(r)) => {
+                let _ = writeln!(s, "  OVS-DPDK's instructions over vswitchd's: {r:.3}");
+            }
+            (Err(why), _) => {
+                let _ = writeln!(s, "  OVS-DPDK not counted: {why}");
+            }
+            _ => {}
         }
         for c in &counts {
             let _ = writeln!(
@@ -692,16 +726,40 @@ Ir                       file:function
             hash_seed: Some(1),
             vswitch: count("vswitchd", 100, 26_000),
             testpmd: Some(count("testpmd-io", 50, 10_000)),
+            ovs: Ok(count("ovs-dpdk", 10, 13_000)),
             top: 5,
         };
         assert_eq!(report.vswitch.per_packet("Ir"), 260.0);
         assert_eq!(report.ratio_vs_floor(), Some(1.3));
+        assert_eq!(report.ratio_vs_ovs(), Some(5.0));
         let doc = report.to_json();
         assert_eq!(doc["frame_size"], 64);
         assert_eq!(doc["per_packet"]["testpmd"]["Ir"], 200.0);
+        assert_eq!(doc["per_packet"]["ovs"]["Ir"], 1300.0);
         assert_eq!(doc["functions"]["vswitch"][0]["Ir"], 130.0);
+        assert_eq!(doc["ratio_vs_ovs"], 5.0);
+        assert!(doc["ovs_skipped"].is_null());
         let text = report.to_text();
         assert!(text.contains("instructions (Ir)"), "{text}");
         assert!(text.contains("+60.00"), "{text}");
+        assert!(
+            text.contains("OVS-DPDK's instructions over vswitchd's: 5.000"),
+            "{text}"
+        );
+
+        // Without OVS: its figures are null and the report says why.
+        let skipped = Report {
+            ovs: Err("skipped: OVS-DPDK not installed: make bench-deps".to_owned()),
+            ..report
+        };
+        assert_eq!(skipped.ratio_vs_ovs(), None);
+        let doc = skipped.to_json();
+        assert!(doc["per_packet"]["ovs"].is_null());
+        assert!(doc["ratio_vs_ovs"].is_null());
+        assert_eq!(
+            doc["ovs_skipped"],
+            "skipped: OVS-DPDK not installed: make bench-deps"
+        );
+        assert!(skipped.to_text().contains("OVS-DPDK not counted: skipped"));
     }
 }

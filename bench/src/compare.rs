@@ -341,11 +341,30 @@ pub fn table(rows: &[Comparison]) -> String {
 /// script says OVS-DPDK is not installed (exit 3), [`Outcome::Failed`] with
 /// its first error line otherwise. The script's stderr is passed through.
 pub fn run_ovs(script: &Path, bundle: &Bundle, opts: &RunOptions) -> Outcome {
-    if !script.exists() {
-        return Outcome::Skipped(format!("{} not found (--ovs-script)", script.display()));
+    match ovs_result(script, bundle, opts) {
+        Ok(doc) => match doc["mpps"].as_f64() {
+            Some(mpps) => Outcome::Mpps(mpps),
+            None => Outcome::Failed("ovs_dpdk.py printed no JSON result with \"mpps\"".to_owned()),
+        },
+        Err(outcome) => outcome,
     }
-    let output = Command::new("python3")
-        .arg(script)
+}
+
+/// [`run_ovs`]'s run, giving the script's whole JSON result. Under
+/// `opts.wrapper` (callgrind) ovs-vswitchd runs under it (`--wrapper`, as a JSON
+/// list) and the result has `tx_packets_total`.
+///
+/// # Errors
+/// [`Outcome::Skipped`] or [`Outcome::Failed`], as [`run_ovs`] says.
+pub fn ovs_result(script: &Path, bundle: &Bundle, opts: &RunOptions) -> Result<Value, Outcome> {
+    if !script.exists() {
+        return Err(Outcome::Skipped(format!(
+            "{} not found (--ovs-script)",
+            script.display()
+        )));
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
         .arg("run")
         .arg("--pcap")
         .arg(bundle.pcap())
@@ -363,11 +382,13 @@ pub fn run_ovs(script: &Path, bundle: &Bundle, opts: &RunOptions) -> Outcome {
             "--json",
             "--memory",
             opts.memory.label(),
-        ])
-        .output();
-    let output = match output {
+        ]);
+    if !opts.wrapper.is_empty() {
+        cmd.arg("--wrapper").arg(json!(opts.wrapper).to_string());
+    }
+    let output = match cmd.output() {
         Ok(o) => o,
-        Err(err) => return Outcome::Skipped(format!("cannot run python3: {err}")),
+        Err(err) => return Err(Outcome::Skipped(format!("cannot run python3: {err}"))),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -378,11 +399,11 @@ pub fn run_ovs(script: &Path, bundle: &Bundle, opts: &RunOptions) -> Outcome {
         Some(0) => {}
         Some(OVS_NOT_INSTALLED) => {
             let msg = stdout.trim();
-            return Outcome::Skipped(if msg.is_empty() {
+            return Err(Outcome::Skipped(if msg.is_empty() {
                 "OVS-DPDK not installed: make bench-deps".to_owned()
             } else {
                 msg.to_owned()
-            });
+            }));
         }
         code => {
             let line = stderr
@@ -391,17 +412,21 @@ pub fn run_ovs(script: &Path, bundle: &Bundle, opts: &RunOptions) -> Outcome {
                 .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
                 .unwrap_or("no message");
             let code = code.map_or_else(|| "a signal".to_owned(), |c| c.to_string());
-            return Outcome::Failed(format!("ovs_dpdk.py exited with {code}: {}", line.trim()));
+            return Err(Outcome::Failed(format!(
+                "ovs_dpdk.py exited with {code}: {}",
+                line.trim()
+            )));
         }
     }
-    let doc = stdout
+    stdout
         .lines()
         .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok());
-    match doc.as_ref().and_then(|d| d["mpps"].as_f64()) {
-        Some(mpps) => Outcome::Mpps(mpps),
-        None => Outcome::Failed("ovs_dpdk.py printed no JSON result with \"mpps\"".to_owned()),
-    }
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(Value::is_object)
+        })
+        .ok_or_else(|| Outcome::Failed("ovs_dpdk.py printed no JSON result".to_owned()))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //!   same traffic and core, side by side ([`bench::compare`]).
 //! - `ab <scenario> --baseline A --candidate B ...`: two vswitchd builds
 //!   alternated round by round, with a sign-test verdict ([`bench::ab`]).
-//! - `instructions <scenario> ...`: instructions per packet of vswitchd and
-//!   testpmd io under valgrind's callgrind ([`bench::callgrind`]).
+//! - `instructions <scenario> ...`: instructions per packet of vswitchd, testpmd
+//!   io and OVS-DPDK under valgrind's callgrind ([`bench::callgrind`]).
 //!
 //! New scenarios slot in as further [`ScenarioName`] variants.
 //!
@@ -30,7 +30,7 @@ use anyhow::{bail, Context as _};
 use bench::ab::{baseline_first, AbReport, AbRounds};
 use bench::bundle::{default_packets, mbufs_for, memory_mb_for, write_bundle, Bundle, RunSettings};
 use bench::callgrind::{self, Callgrind};
-use bench::compare::{combine, run_ovs, table, Comparison, Outcome, Rounds};
+use bench::compare::{combine, ovs_result, run_ovs, table, Comparison, Outcome, Rounds};
 use bench::memory::{Memory, MemoryChoice};
 use bench::runner::{run_testpmd, run_vswitchd, tsc_hz, Measurement, RunOptions, WorkDir};
 use bench::scenario::{
@@ -69,9 +69,10 @@ enum Command {
     /// (the order flips every round), each round's rates paired, and a sign
     /// test's verdict: faster, slower or no clear change.
     Ab(AbArgs),
-    /// Instructions per packet of vswitchd and testpmd io (the floor) on a
-    /// scenario, counted by valgrind's callgrind: figures that do not move with
-    /// the machine's noise, and where they go, function by function.
+    /// Instructions per packet of vswitchd, testpmd io (the floor) and OVS-DPDK
+    /// (when installed) on a scenario, counted by valgrind's callgrind: figures
+    /// that do not move with the machine's noise, and where they go, function by
+    /// function.
     Instructions(InstructionsArgs),
 }
 
@@ -84,12 +85,23 @@ struct Binaries {
     /// The testpmd binary.
     #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
     testpmd: PathBuf,
+    /// The OVS-DPDK runner; default: bench/scripts/ovs_dpdk.py of the source
+    /// tree this program was built from.
+    #[arg(long, value_name = "PATH")]
+    ovs_script: Option<PathBuf>,
 }
 
 impl Binaries {
     /// The vswitchd to run: `--vswitchd`, or the one next to this program.
     fn vswitchd(&self) -> anyhow::Result<PathBuf> {
         vswitchd_or_sibling(self.vswitchd.as_ref())
+    }
+
+    /// The OVS-DPDK runner: `--ovs-script`, or the source tree's.
+    fn ovs_script(&self) -> PathBuf {
+        self.ovs_script
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ovs_dpdk.py"))
     }
 }
 
@@ -122,9 +134,13 @@ struct InstructionsArgs {
     /// Functions listed per forwarder.
     #[arg(long, value_name = "N", default_value_t = 8)]
     top: usize,
-    /// Count vswitchd only.
+    /// Leave testpmd io out.
     #[arg(long)]
     no_testpmd: bool,
+    /// Leave OVS-DPDK out (otherwise counted when installed: `make bench-deps`;
+    /// its PMD thread under callgrind, about a minute more).
+    #[arg(long)]
+    no_ovs: bool,
     /// One JSON object.
     #[arg(long)]
     json: bool,
@@ -228,10 +244,6 @@ struct CompareArgs {
     /// (hugepages when enough are free and mounted: `make bench-hugepages`).
     #[arg(long, value_name = "KIND", default_value = "auto")]
     memory: MemoryChoice,
-    /// The OVS-DPDK runner; default: bench/scripts/ovs_dpdk.py of the source
-    /// tree this program was built from.
-    #[arg(long, value_name = "PATH")]
-    ovs_script: Option<PathBuf>,
     #[command(flatten)]
     binaries: Binaries,
     /// Generate each scenario into (and keep) DIR/<scenario> instead of a
@@ -447,6 +459,11 @@ fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
             run_testpmd(&args.binaries.testpmd, "io", &p.bundle, scenario, opts)
         })?)
     };
+    let ovs = if args.no_ovs {
+        Err("--no-ovs".to_owned())
+    } else {
+        count_ovs_instructions(&args.binaries.ovs_script(), &p, &callgrind)
+    };
     let report = callgrind::Report {
         scenario: scenario.name().to_owned(),
         frame_size: scenario.size().to_string(),
@@ -455,6 +472,7 @@ fn instructions(args: &InstructionsArgs) -> anyhow::Result<()> {
         hash_seed: callgrind.hash_seed,
         vswitch,
         testpmd,
+        ovs,
         top: args.top,
     };
     if args.json {
@@ -494,6 +512,63 @@ fn count_instructions(
         packets,
         thread,
         functions,
+    })
+}
+
+/// OVS-DPDK (`ovs_dpdk.py`, ovs-vswitchd under callgrind) on the prepared
+/// scenario: its PMD thread's count over every packet the PMD forwarded. `Err`
+/// says why there is none: not installed (a skip), or the run failed (an error
+/// for the report, not for the whole command: vswitchd's count stands).
+fn count_ovs_instructions(
+    script: &Path,
+    p: &Prepared,
+    callgrind: &Callgrind,
+) -> Result<callgrind::Count, String> {
+    let name = "ovs-dpdk";
+    let out = p.bundle.dir.join(format!("{name}.callgrind"));
+    let opts = RunOptions {
+        wrapper: callgrind.wrapper(&out),
+        // Its datapath learns its flows through upcalls first, which the count
+        // should amortise, not dwell on.
+        warmup: 2,
+        ..p.opts.clone()
+    };
+    eprintln!(
+        "instructions: {name} under callgrind for {} s",
+        opts.seconds
+    );
+    let doc = match ovs_result(script, &p.bundle, &opts) {
+        Ok(doc) => doc,
+        Err(Outcome::Skipped(why)) => {
+            eprintln!("instructions: {name} skipped: {why}");
+            return Err(format!("skipped: {why}"));
+        }
+        Err(outcome) => {
+            let why = match outcome {
+                Outcome::Failed(why) | Outcome::Skipped(why) => why,
+                Outcome::Mpps(_) => String::new(),
+            };
+            eprintln!("instructions: {name} n/a: {why}");
+            return Err(format!("failed: {why}"));
+        }
+    };
+    let count = || -> anyhow::Result<callgrind::Count> {
+        let packets = doc["tx_packets_total"]
+            .as_u64()
+            .filter(|&n| n > 0)
+            .context("ovs_dpdk.py reported no packet forwarded (tx_packets_total)")?;
+        let thread = callgrind::busiest_thread(&out)?;
+        let functions = callgrind::functions(&thread.file)?;
+        Ok(callgrind::Count {
+            forwarder: name.to_owned(),
+            packets,
+            thread,
+            functions,
+        })
+    };
+    count().map_err(|err| {
+        eprintln!("instructions: {name} n/a: {err:#}");
+        format!("failed: {err:#}")
     })
 }
 
@@ -546,10 +621,7 @@ fn ab(args: &AbArgs) -> anyhow::Result<()> {
 /// testpmd failed anywhere (an OVS failure shows as n/a and its reason).
 fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let vswitchd = args.binaries.vswitchd()?;
-    let ovs_script = args
-        .ovs_script
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ovs_dpdk.py"));
+    let ovs_script = args.binaries.ovs_script();
     let mut names: Vec<ScenarioName> = Vec::new();
     for target in &args.scenarios {
         let add: Vec<ScenarioName> = match target {
