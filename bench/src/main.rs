@@ -505,7 +505,13 @@ fn count_instructions(
     if packets == 0 {
         bail!("{name} sent no packet under callgrind");
     }
-    let thread = callgrind::busiest_thread(&out)?;
+    forwarding_count(name, &out, packets)
+}
+
+/// Forwarder `name`'s count: its forwarding thread among callgrind's files
+/// `<out>-NN`, and that thread's functions, over `packets`.
+fn forwarding_count(name: &str, out: &Path, packets: u64) -> anyhow::Result<callgrind::Count> {
+    let thread = callgrind::busiest_thread(out)?;
     let functions = callgrind::functions(&thread.file)?;
     Ok(callgrind::Count {
         forwarder: name.to_owned(),
@@ -557,14 +563,7 @@ fn count_ovs_instructions(
             .as_u64()
             .filter(|&n| n > 0)
             .context("ovs_dpdk.py reported no packet forwarded (tx_packets_total)")?;
-        let thread = callgrind::busiest_thread(&out)?;
-        let functions = callgrind::functions(&thread.file)?;
-        Ok(callgrind::Count {
-            forwarder: name.to_owned(),
-            packets,
-            thread,
-            functions,
-        })
+        forwarding_count(name, &out, packets)
     };
     count().map_err(|err| {
         eprintln!("instructions: {name} n/a: {err:#}");

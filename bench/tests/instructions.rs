@@ -8,42 +8,57 @@ mod common;
 use common::{is_root, on_path, workspace_bin};
 use std::process::Command;
 
-#[test]
-fn instructions_l2_smoke() {
+/// The vswitchd to count, or `None` (said why) when test `name` cannot run here:
+/// not root, a program missing, vswitchd not built.
+fn ready(name: &str, programs: &[&str]) -> Option<std::path::PathBuf> {
     if !is_root() {
-        println!("skipping instructions_l2_smoke: DPDK needs root");
-        return;
+        println!("skipping {name}: DPDK needs root");
+        return None;
     }
-    for program in ["dpdk-testpmd", "valgrind", "callgrind_annotate"] {
-        if !on_path(program) {
-            println!("skipping instructions_l2_smoke: {program} not found (make deps installs it)");
-            return;
-        }
+    if let Some(program) = programs.iter().find(|p| !on_path(p)) {
+        println!("skipping {name}: {program} not found (make deps installs it)");
+        return None;
     }
-    let Some(vswitchd) = workspace_bin("vswitchd") else {
-        println!("skipping instructions_l2_smoke: vswitchd not built (cargo build -p vswitchd)");
-        return;
-    };
+    let vswitchd = workspace_bin("vswitchd");
+    if vswitchd.is_none() {
+        println!("skipping {name}: vswitchd not built (cargo build -p vswitchd)");
+    }
+    vswitchd
+}
+
+/// `vswitch-bench instructions <args> --json --vswitchd <vswitchd>`: its JSON
+/// document, the run having succeeded.
+fn instructions_json(args: &[&str], vswitchd: &std::path::Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-        .args([
-            "instructions",
-            "l2",
-            "--flows",
-            "1k",
-            "--seconds",
-            "2",
-            "--top",
-            "4",
-            "--no-ovs",
-        ])
+        .arg("instructions")
+        .args(args)
         .args(["--json", "--vswitchd"])
-        .arg(&vswitchd)
+        .arg(vswitchd)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[test]
+fn instructions_l2_smoke() {
+    let programs = ["dpdk-testpmd", "valgrind", "callgrind_annotate"];
+    let Some(vswitchd) = ready("instructions_l2_smoke", &programs) else {
+        return;
+    };
+    let args = [
+        "l2",
+        "--flows",
+        "1k",
+        "--seconds",
+        "2",
+        "--top",
+        "4",
+        "--no-ovs",
+    ];
+    let doc = instructions_json(&args, &vswitchd);
     assert_eq!(doc["scenario"], "l2");
     assert_eq!(doc["flows"], 1000);
     assert_eq!(doc["tool"], "callgrind");
@@ -83,34 +98,16 @@ fn instructions_l2_smoke() {
 /// receive, and the ratio of its instructions to vswitchd's.
 #[test]
 fn instructions_ovs_smoke() {
-    if !is_root() {
-        println!("skipping instructions_ovs_smoke: DPDK needs root");
-        return;
-    }
     if !std::path::Path::new("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk").exists() {
         println!("skipping instructions_ovs_smoke: OVS-DPDK not installed (make bench-deps)");
         return;
     }
-    for program in ["valgrind", "callgrind_annotate", "python3"] {
-        if !on_path(program) {
-            println!("skipping instructions_ovs_smoke: {program} not found");
-            return;
-        }
-    }
-    let Some(vswitchd) = workspace_bin("vswitchd") else {
-        println!("skipping instructions_ovs_smoke: vswitchd not built (cargo build -p vswitchd)");
+    let programs = ["valgrind", "callgrind_annotate", "python3"];
+    let Some(vswitchd) = ready("instructions_ovs_smoke", &programs) else {
         return;
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
-        .args(["instructions", "l2", "--seconds", "2", "--top", "6"])
-        .args(["--no-testpmd", "--json", "--vswitchd"])
-        .arg(&vswitchd)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let args = ["l2", "--seconds", "2", "--top", "6", "--no-testpmd"];
+    let doc = instructions_json(&args, &vswitchd);
     assert!(doc["ovs_skipped"].is_null(), "{doc}");
     assert!(doc["packets"]["ovs"].as_u64().unwrap() > 0, "{doc}");
     let ir = doc["per_packet"]["ovs"]["Ir"].as_f64().unwrap();

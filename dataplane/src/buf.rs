@@ -171,8 +171,57 @@ impl PacketBuf for VecBuf {
     }
 }
 
+/// A test buffer that writes down the addresses it is asked to prefetch, and
+/// otherwise is a [`VecBuf`] with the trait's default methods.
+#[cfg(test)]
+pub(crate) mod recording {
+    use super::{PacketBuf, VecBuf};
+
+    std::thread_local! {
+        static PREFETCHED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// The addresses prefetched on this thread since the last call.
+    pub(crate) fn take_prefetched() -> Vec<usize> {
+        PREFETCHED.with(|v| std::mem::take(&mut *v.borrow_mut()))
+    }
+
+    pub(crate) struct Recording(pub(crate) VecBuf);
+
+    impl PacketBuf for Recording {
+        fn data(&self) -> &[u8] {
+            self.0.data()
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            self.0.data_mut()
+        }
+        fn headroom(&self) -> usize {
+            self.0.headroom()
+        }
+        fn tailroom(&self) -> usize {
+            self.0.tailroom()
+        }
+        fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.0.prepend(len)
+        }
+        fn adj(&mut self, len: usize) -> Option<()> {
+            self.0.adj(len)
+        }
+        fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+            self.0.append(len)
+        }
+        fn trim(&mut self, len: usize) -> Option<()> {
+            self.0.trim(len)
+        }
+        fn prefetch_addr(addr: *const u8) {
+            PREFETCHED.with(|v| v.borrow_mut().push(addr as usize));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::recording::Recording;
     use super::*;
 
     #[test]
@@ -198,41 +247,12 @@ mod tests {
         assert!(b.trim(1).is_none());
     }
 
-    /// A buffer type that keeps the trait's own `narrow` (trim, then adj).
-    struct Plain(VecBuf);
-
-    impl PacketBuf for Plain {
-        fn data(&self) -> &[u8] {
-            self.0.data()
-        }
-        fn data_mut(&mut self) -> &mut [u8] {
-            self.0.data_mut()
-        }
-        fn headroom(&self) -> usize {
-            self.0.headroom()
-        }
-        fn tailroom(&self) -> usize {
-            self.0.tailroom()
-        }
-        fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
-            self.0.prepend(len)
-        }
-        fn adj(&mut self, len: usize) -> Option<()> {
-            self.0.adj(len)
-        }
-        fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-            self.0.append(len)
-        }
-        fn trim(&mut self, len: usize) -> Option<()> {
-            self.0.trim(len)
-        }
-    }
-
     #[test]
     fn narrow_keeps_the_bytes_asked_for_or_changes_nothing() {
         let frame = [1, 2, 3, 4, 5, 6];
         let mut v = VecBuf::with_room(&frame, 2, 2);
-        let mut p = Plain(VecBuf::with_room(&frame, 2, 2));
+        // `Recording` keeps the trait's own `narrow` (trim, then adj).
+        let mut p = Recording(VecBuf::with_room(&frame, 2, 2));
         for (off, len) in [
             (0, 7),
             (1, 6),

@@ -317,42 +317,7 @@ mod tests {
         }
     }
 
-    std::thread_local! {
-        static PREFETCHED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-
-    /// A test buffer that writes down the addresses it is asked to prefetch.
-    struct Recording(crate::buf::VecBuf);
-
-    impl PacketBuf for Recording {
-        fn data(&self) -> &[u8] {
-            self.0.data()
-        }
-        fn data_mut(&mut self) -> &mut [u8] {
-            self.0.data_mut()
-        }
-        fn headroom(&self) -> usize {
-            self.0.headroom()
-        }
-        fn tailroom(&self) -> usize {
-            self.0.tailroom()
-        }
-        fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
-            self.0.prepend(len)
-        }
-        fn adj(&mut self, len: usize) -> Option<()> {
-            self.0.adj(len)
-        }
-        fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-            self.0.append(len)
-        }
-        fn trim(&mut self, len: usize) -> Option<()> {
-            self.0.trim(len)
-        }
-        fn prefetch_addr(addr: *const u8) {
-            PREFETCHED.with(|v| v.borrow_mut().push(addr as usize));
-        }
-    }
+    use crate::buf::recording::{take_prefetched, Recording};
 
     #[test]
     fn prefetch_burst_prefetches_each_frames_home_slot() {
@@ -376,13 +341,13 @@ mod tests {
         frames.insert(2, Recording(crate::buf::VecBuf::new(&[1, 2, 3])));
         let home = |k: u64| &r.slots[r.home(k)] as *const u64 as usize;
         let want: Vec<usize> = keys.iter().map(|&k| home(k)).collect();
-        PREFETCHED.with(|v| v.borrow_mut().clear());
+        take_prefetched();
         r.prefetch_burst(&frames, |d| Some(u64::from_be_bytes(d.try_into().ok()?)));
-        assert_eq!(PREFETCHED.with(|v| v.borrow().clone()), want);
+        assert_eq!(take_prefetched(), want);
         // One key at a time, as the uplink's loop does across networks.
-        PREFETCHED.with(|v| v.borrow_mut().clear());
+        take_prefetched();
         keys.iter().for_each(|&k| r.prefetch::<Recording>(k));
-        assert_eq!(PREFETCHED.with(|v| v.borrow().clone()), want);
+        assert_eq!(take_prefetched(), want);
     }
 
     #[test]
