@@ -522,27 +522,54 @@ fn forwarding_count(name: &str, out: &Path, packets: u64) -> anyhow::Result<call
 }
 
 /// OVS-DPDK (`ovs_dpdk.py`, ovs-vswitchd under callgrind) on the prepared
-/// scenario: its PMD thread's count over every packet the PMD forwarded. `Err`
-/// says why there is none: not installed (a skip), or the run failed (an error
-/// for the report, not for the whole command: vswitchd's count stands).
+/// scenario, twice: for `--seconds` and for [`OVS_LONG_RUN`] times as long. Its
+/// PMD thread's fixed costs (start-up, the upcalls that install the datapath's
+/// flows, the reconfiguration when the run ends: about 200 M instructions at 1k
+/// flows, a tenth of a 10-second run's count) are in both runs, so the
+/// difference of the two counts over the difference of their packets is its
+/// cost per packet forwarded. `Err` says why there is none: not installed (a
+/// skip), or a run failed (an error for the report, not for the whole command:
+/// vswitchd's count stands).
 fn count_ovs_instructions(
     script: &Path,
     p: &Prepared,
     callgrind: &Callgrind,
 ) -> Result<callgrind::Count, String> {
+    let short = ovs_run_count(script, p, callgrind, "short", p.opts.seconds)?;
+    let long = ovs_run_count(script, p, callgrind, "long", p.opts.seconds * OVS_LONG_RUN)?;
+    long.minus(&short).ok_or_else(|| {
+        let why = format!(
+            "its long run forwarded no more packets than its short one ({} and {})",
+            long.packets, short.packets
+        );
+        eprintln!("instructions: ovs-dpdk n/a: {why}");
+        format!("failed: {why}")
+    })
+}
+
+/// How many times longer than `--seconds` OVS-DPDK's second run is.
+const OVS_LONG_RUN: u32 = 4;
+
+/// One OVS-DPDK run under callgrind for `seconds` (its whole run counted, its
+/// files `ovs-dpdk-<label>.callgrind-NN`): its PMD thread over every packet it
+/// forwarded.
+fn ovs_run_count(
+    script: &Path,
+    p: &Prepared,
+    callgrind: &Callgrind,
+    label: &str,
+    seconds: u32,
+) -> Result<callgrind::Count, String> {
     let name = "ovs-dpdk";
-    let out = p.bundle.dir.join(format!("{name}.callgrind"));
+    let out = p.bundle.dir.join(format!("{name}-{label}.callgrind"));
     let opts = RunOptions {
         wrapper: callgrind.wrapper(&out),
-        // Its datapath learns its flows through upcalls first, which the count
-        // should amortise, not dwell on.
+        seconds,
+        // Its datapath learns its flows through upcalls first.
         warmup: 2,
         ..p.opts.clone()
     };
-    eprintln!(
-        "instructions: {name} under callgrind for {} s",
-        opts.seconds
-    );
+    eprintln!("instructions: {name} under callgrind for {seconds} s ({label} run)");
     let doc = match ovs_result(script, &p.bundle, &opts) {
         Ok(doc) => doc,
         Err(Outcome::Skipped(why)) => {
