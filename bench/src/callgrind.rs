@@ -16,11 +16,13 @@
 //! small (the upcalls that install its datapath's flows, about 200 M instructions
 //! at 1k flows), so OVS runs twice, for `--seconds` and four times as long, and
 //! its figure is the difference of the counts over the difference of the
-//! packets ([`Count::minus`]); vswitchd's and testpmd's fixed costs are nil (the
-//! same figure to the 0.001 over 10 s and 40 s). For the count vswitchd's worker sleeps while it has no
-//! ports yet (`idle_sleep_max_us`), so its rounds before they arrive hardly count,
-//! and its hash tables are laid out from a fixed seed (`VSWITCH_HASH_SEED`), so two
-//! runs, or two builds, meet the same table layout.
+//! packets ([`Count::minus`]); vswitchd's fixed costs are nil (the same figure to
+//! the 0.001 over 10 s and 40 s).
+//!
+//! For the count vswitchd's worker sleeps while it has no ports yet
+//! (`idle_sleep_max_us`), so its rounds before they arrive hardly count, and its
+//! hash tables are laid out from a fixed seed (`VSWITCH_HASH_SEED`), so two runs,
+//! or two builds, meet the same table layout.
 //!
 //! With `--cache-sim`, callgrind also simulates the L1 caches and the L2 (as its
 //! "last level", the core's own cache, taken from sysfs) and a simple branch
