@@ -138,7 +138,7 @@ struct InstructionsArgs {
     #[arg(long)]
     no_testpmd: bool,
     /// Leave OVS-DPDK out (otherwise counted when installed: `make bench-deps`;
-    /// its PMD thread under callgrind, about a minute more).
+    /// it runs twice under callgrind, for `--seconds` and four times as long).
     #[arg(long)]
     no_ovs: bool,
     /// One JSON object.
