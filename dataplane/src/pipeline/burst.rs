@@ -357,7 +357,7 @@ pub(super) fn from_uplink<B: PacketBuf>(
     };
     // As in `from_local`, in the table of each frame's network.
     if p.overlay.l2_is_large() {
-        overlay::prefetch_decap_l2(p, pkts, &mut overlay::VniMemo::new());
+        overlay::prefetch_decap_l2(p, pkts);
     }
     let mut ports = BurstPorts::new();
     let (left, bytes) = overlay::decap_pass(p, local, pkts, out, &mut ports.0);

@@ -205,23 +205,23 @@ fn switch_from_tunnel(
 /// MAC, which needs the inner parse): the full path parses and decides. Everything
 /// is decided before the first byte is stripped.
 #[inline(always)]
-pub(super) fn from_uplink_fast<'p, B: PacketBuf>(
-    p: &'p Pipeline,
+pub(super) fn from_uplink_fast<B: PacketBuf>(
+    p: &Pipeline,
     u: &crate::overlay::UnderlayInfo,
     pkt: &mut B,
-    memo: &mut VniMemo<'p>,
 ) -> Option<Verdict> {
     let IpAddr::V4(local) = u.local_vtep_ip else {
         return None;
     };
     let data = pkt.data();
     let t = plain_tunnel(p, local.octets(), data)?;
-    let net = memo.network(p, t.vni)?;
-    if net.info.encap != t.kind {
+    let net = p.overlay.network_by_vni(t.vni)?;
+    let info = p.overlay.network(net)?;
+    if info.encap != t.kind {
         return None;
     }
     // The gateway's MAC (`None`): routing needs the inner parse.
-    let verdict = switch_from_tunnel(net.id, net.info, net.l2, t.dst)?;
+    let verdict = switch_from_tunnel(net, info, p.overlay.l2_reader(net), t.dst)?;
     // Strip the outer headers and any Ethernet padding after the UDP payload, as
     // the full path does.
     if pkt.narrow(PLAIN_TUNNEL, t.inner_len).is_none() {
@@ -322,7 +322,7 @@ fn plain_tunnel(p: &Pipeline, local: [u8; 4], data: &[u8]) -> Option<PlainTunnel
 /// A function of its own, with the network of the last frame's VNI in locals and
 /// the one-port check left to the caller's `ports`: inlined in the burst
 /// function, the loop spent about 100 instructions a frame on moving values
-/// between registers and the stack, on a memo's fields and on building and
+/// between registers and the stack, on a memoised network's fields and on building and
 /// matching a verdict (counted under callgrind).
 #[inline(never)]
 pub(super) fn decap_pass<B: PacketBuf>(
@@ -403,69 +403,36 @@ impl<'p> DecapNet<'p> {
 }
 
 /// Prefetches, for every frame of a burst from the uplink, the MAC-table slot of
-/// its inner destination in its VNI's network, read where [`from_uplink_fast`]
-/// reads them (IPv4 underlay, no options); nothing is checked, since the slot is
-/// only a hint of what the fast path is about to look up. A separate function,
-/// called only when a table is large, so the burst loop keeps its registers.
+/// its inner destination in its VNI's network, read where [`decap_pass`] reads
+/// them (IPv4 underlay, no options); nothing is checked, since the slot is only a
+/// hint of what the pass is about to look up. The last VNI's table is kept for
+/// the next frame (a burst from one peer usually carries one VNI). A separate
+/// function, called only when a table is large, so the burst loop keeps its
+/// registers.
 #[inline(never)]
-pub(super) fn prefetch_decap_l2<'p, B: PacketBuf>(
-    p: &'p Pipeline,
-    pkts: &[B],
-    memo: &mut VniMemo<'p>,
-) {
+pub(super) fn prefetch_decap_l2<B: PacketBuf>(p: &Pipeline, pkts: &[B]) {
     const VNI: usize = 14 + 20 + 8 + 4;
     const INNER: usize = VNI + 4;
+    let mut last: Option<(u32, Option<DenseReader<'_>>)> = None;
     for pkt in pkts {
         let Some(h) = pkt.data().get(..INNER + 8) else {
             continue;
         };
         let vni = u32::from_be_bytes([0, h[VNI], h[VNI + 1], h[VNI + 2]]);
-        if let (Some(net), Some(dst)) = (memo.network(p, vni), MacAddr::dst_bits(&h[INNER..])) {
-            net.l2.prefetch::<B>(dst);
+        let l2 = match last {
+            Some((v, l2)) if v == vni => l2,
+            _ => {
+                let l2 = p
+                    .overlay
+                    .network_by_vni(vni)
+                    .map(|n| p.overlay.l2_reader(n));
+                last = Some((vni, l2));
+                l2
+            }
+        };
+        if let (Some(l2), Some(dst)) = (l2, MacAddr::dst_bits(&h[INNER..])) {
+            l2.prefetch::<B>(dst);
         }
-    }
-}
-
-/// The network of the last VNI the decap fast path looked up, for the next packet
-/// with the same VNI (a burst from one peer usually carries one): its lookup is a
-/// chain of dependent loads, a compare with the last VNI is not.
-pub(super) struct VniMemo<'p> {
-    vni: u32,
-    net: Option<VniNetwork<'p>>,
-}
-
-/// What [`VniMemo::network`] gives: the network, its attributes and its MAC table.
-#[derive(Clone, Copy)]
-pub(super) struct VniNetwork<'p> {
-    pub(super) id: NetworkId,
-    pub(super) info: &'p NetworkInfo,
-    pub(super) l2: DenseReader<'p>,
-}
-
-impl<'p> VniMemo<'p> {
-    /// Remembers nothing yet.
-    #[inline]
-    pub(super) fn new() -> Self {
-        VniMemo {
-            vni: u32::MAX, // no 24-bit VNI
-            net: None,
-        }
-    }
-
-    /// The network of `vni` (looked up only when it differs from the last one).
-    #[inline(always)]
-    pub(super) fn network(&mut self, p: &'p Pipeline, vni: u32) -> Option<VniNetwork<'p>> {
-        if vni != self.vni {
-            self.vni = vni;
-            self.net = p.overlay.network_by_vni(vni).and_then(|id| {
-                Some(VniNetwork {
-                    id,
-                    info: p.overlay.network(id)?,
-                    l2: p.overlay.l2_reader(id),
-                })
-            });
-        }
-        self.net
     }
 }
 
@@ -912,7 +879,7 @@ pub(super) fn from_uplink<B: PacketBuf>(
         return Verdict::Drop(DropReason::UnknownNetwork);
     };
     if s.fast_paths {
-        if let Some(v) = from_uplink_fast(p, u, pkt, &mut VniMemo::new()) {
+        if let Some(v) = from_uplink_fast(p, u, pkt) {
             return v;
         }
     }
