@@ -63,6 +63,12 @@ clean:
 bench-deps: deps
 	bash bench/scripts/install-ovs.sh
 
+# bench/SCENARIOS.md: every scenario's traffic, vswitchd config and OVS rules,
+# written by vswitch-bench itself (a test in bench/tests/cli.rs keeps it current).
+.PHONY: bench-docs
+bench-docs: deps
+	$(CARGO) run --release -q -p bench --bin vswitch-bench -- scenarios > bench/SCENARIOS.md
+
 # 2 MiB hugepages for the benchmarks (HUGEPAGES pages, default 3 GiB; root):
 # vswitch-bench uses them for all three forwarders when they are there.
 HUGEPAGES ?= 1536

@@ -30,6 +30,7 @@ use anyhow::{bail, Context as _};
 use bench::ab::{baseline_first, AbReport, AbRounds};
 use bench::bundle::{default_packets, mbufs_for, memory_mb_for, write_bundle, Bundle, RunSettings};
 use bench::callgrind::{self, Callgrind};
+use bench::catalog;
 use bench::compare::{combine, ovs_result, run_ovs, table, Comparison, Outcome, Rounds};
 use bench::memory::{Memory, MemoryChoice};
 use bench::runner::{run_testpmd, run_vswitchd, tsc_hz, Measurement, RunOptions, WorkDir};
@@ -74,6 +75,21 @@ enum Command {
     /// that do not move with the machine's noise, and where they go, function by
     /// function.
     Instructions(InstructionsArgs),
+    /// The scenario catalogue as Markdown: for every scenario its traffic, the
+    /// vswitchd configuration and the OVS-DPDK rules and bridge setup that do its
+    /// job (what bench/SCENARIOS.md holds; `make bench-docs` rewrites it).
+    Scenarios(CatalogArgs),
+}
+
+/// The catalogue's flows and frame size.
+#[derive(Debug, Args)]
+struct CatalogArgs {
+    /// Flows per scenario: two show the per-flow pattern.
+    #[arg(long, value_name = "N", default_value = "2", value_parser = parse_flows)]
+    flows: u32,
+    /// Nominal frame size (FCS included), or imix.
+    #[arg(long, value_name = "BYTES|imix", default_value = "64")]
+    size: FrameSize,
 }
 
 /// The forwarders a side by side runs.
@@ -419,7 +435,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => compare(&args),
         Command::Ab(args) => ab(&args),
         Command::Instructions(args) => instructions(&args),
+        Command::Scenarios(args) => scenarios(&args),
     }
+}
+
+/// `scenarios`: the catalogue of every scenario on stdout.
+fn scenarios(args: &CatalogArgs) -> anyhow::Result<()> {
+    let all = ScenarioName::value_variants()
+        .iter()
+        .map(|&scenario| {
+            build_scenario(&ScenarioArgs {
+                scenario,
+                flows: args.flows,
+                size: args.size,
+                prefixes: None,
+                packets: None,
+                no_static_neighbor: false,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut command = String::from("vswitch-bench scenarios");
+    if args.flows != 2 {
+        command += &format!(" --flows {}", args.flows);
+    }
+    if args.size != FrameSize::Fixed(64) {
+        command += &format!(" --size {}", args.size);
+    }
+    let mut out = std::io::stdout().lock();
+    catalog::write_catalog(&all, &command, &mut out)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// `instructions`: the scenario generated once, then vswitchd and testpmd io each

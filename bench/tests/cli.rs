@@ -297,3 +297,40 @@ fn tshark_sees_expected_flows() {
         assert_eq!(distinct.len() as u32, flows, "{flows} flows, size {size}");
     }
 }
+
+/// The committed catalogue is what this build writes: the OVS rules and vswitchd
+/// sections a reader sees are the ones every run uses.
+#[test]
+fn scenario_catalogue_is_current() {
+    let output = bin().arg("scenarios").output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let written = String::from_utf8(output.stdout).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/SCENARIOS.md");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        written == committed,
+        "bench/SCENARIOS.md differs from `vswitch-bench scenarios`: run `make bench-docs`"
+    );
+    // Every scenario has its section, with rules for OVS and a config for vswitchd.
+    for name in [
+        "l2",
+        "vxlan-decap",
+        "vxlan-encap",
+        "geneve-decap",
+        "geneve-encap",
+        "l3",
+    ] {
+        assert!(written.contains(&format!("## `{name}`")), "{name} missing");
+    }
+    assert_eq!(
+        written.matches("Rules (`ovs-ofctl add-flows br0`)").count(),
+        6
+    );
+}
+
+#[test]
+fn scenario_catalogue_refuses_bad_flows() {
+    let output = bin().args(["scenarios", "--flows", "0"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("flows"), "{}", stderr(&output));
+}
