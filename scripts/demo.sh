@@ -32,7 +32,6 @@ for i in 1 2; do
   ip link add "${TAG}h$i" type veth peer name eth0 netns "${TAG}p$i"
   ip -n "${TAG}p$i" link set eth0 address "02:00:00:00:0$i:01"
   ip -n "${TAG}p$i" addr add "10.77.0.$i/24" dev eth0
-  ip -n "${TAG}p$i" link set eth0 up
   ip -n "${TAG}p$i" link set lo up
   # af_packet carries whole frames: the pod must checksum its own segments and the
   # host end must not coalesce them (DESIGN.md §6), or TCP stalls.
@@ -84,6 +83,11 @@ ip link set "${TAG}t3" netns "${TAG}p3"
 ip -n "${TAG}p3" addr add 10.77.0.3/24 dev "${TAG}t3"
 ip -n "${TAG}p3" link set "${TAG}t3" up
 ip -n "${TAG}p3" link set lo up
+# The pods' interfaces come up only now: their first frames (IPv6 duplicate
+# address detection, router solicitations) are flooded, and before this point
+# pod3's tap is still down in the host's namespace, where the tap PMD refuses
+# them (counted as tx_full).
+for i in 1 2; do ip -n "${TAG}p$i" link set eth0 up; done
 
 say "ping pod1 -> pod2, pod2 -> pod3 (tap), pod3 -> pod1"
 ip netns exec "${TAG}p1" ping -c 3 -i 0.2 -W 2 10.77.0.2
