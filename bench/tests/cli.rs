@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 use bench::pcap::read_ethernet_frames;
 
+mod common;
+use common::SCENARIOS;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))
 }
@@ -312,14 +315,7 @@ fn scenario_catalogue_is_current() {
         "bench/SCENARIOS.md differs from `vswitch-bench scenarios`: run `make bench-docs`"
     );
     // Every scenario has its section, with rules for OVS and a config for vswitchd.
-    for name in [
-        "l2",
-        "vxlan-decap",
-        "vxlan-encap",
-        "geneve-decap",
-        "geneve-encap",
-        "l3",
-    ] {
+    for name in SCENARIOS {
         assert!(written.contains(&format!("## `{name}`")), "{name} missing");
     }
     assert_eq!(

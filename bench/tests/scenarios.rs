@@ -4,22 +4,13 @@
 //! smoke-tested as root.
 
 mod common;
-use common::{is_root, on_path, workspace_bin};
+use common::{is_root, on_path, workspace_bin, SCENARIOS};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bench::pcap::read_ethernet_frames;
-
-const SCENARIOS: [&str; 6] = [
-    "l2",
-    "vxlan-decap",
-    "vxlan-encap",
-    "geneve-decap",
-    "geneve-encap",
-    "l3",
-];
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vswitch-bench"))

@@ -6,6 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Every scenario, by its command-line name.
+pub const SCENARIOS: [&str; 6] = [
+    "l2",
+    "vxlan-decap",
+    "vxlan-encap",
+    "geneve-decap",
+    "geneve-encap",
+    "l3",
+];
+
 /// Whether the tests run as root (DPDK and OVS-DPDK need it).
 pub fn is_root() -> bool {
     Command::new("id")
