@@ -10,7 +10,6 @@
 
 use std::io::{self, Write};
 
-use crate::bundle::descriptor;
 use crate::scenario::Scenario;
 
 /// Bytes of each frame shown: the headers. A plain frame's Ethernet, IPv4 and
@@ -124,51 +123,42 @@ fn write_scenario(scenario: &dyn Scenario, out: &mut dyn Write) -> io::Result<()
     writeln!(out, "```\n")
 }
 
-/// The bridge setup as `scenario.json` gives it to `ovs_dpdk.py`.
+/// The bridge setup the scenario gives `ovs_dpdk.py` (through `scenario.json`).
 fn write_ovs_setup(scenario: &dyn Scenario, out: &mut dyn Write) -> io::Result<()> {
-    let descriptor = descriptor(scenario, 0);
-    let ovs = &descriptor["ovs"];
-    if let Some(tunnel) = ovs["tunnel"].as_object() {
-        let options: Vec<String> = tunnel["options"]
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
+    let setup = scenario.ovs_setup();
+    if let Some(t) = &setup.tunnel {
+        let options: Vec<String> = t.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(
             out,
             "- tunnel port `{}`, type `{}`, OpenFlow port {}, options `{}`",
-            tunnel["name"].as_str().unwrap_or_default(),
-            tunnel["type"].as_str().unwrap_or_default(),
-            tunnel["ofport"],
+            t.name,
+            t.kind,
+            t.ofport,
             options.join(" ")
         )?;
     }
-    if let Some(ip) = ovs["local_ip"].as_str() {
+    if let Some(ip) = &setup.local_ip {
         writeln!(
             out,
             "- `br0`'s LOCAL port has the local VTEP address `{ip}`"
         )?;
     }
-    if let Some(mac) = ovs["bridge_mac"].as_str() {
+    if let Some(mac) = &setup.bridge_mac {
         writeln!(out, "- `br0`'s MAC is `{mac}`")?;
     }
-    for note in ovs["notes"].as_array().into_iter().flatten() {
-        writeln!(out, "- {}", note.as_str().unwrap_or_default())?;
+    for note in &setup.notes {
+        writeln!(out, "- {note}")?;
     }
     writeln!(out)?;
-    let commands = ovs["commands"].as_array().map_or(&[][..], Vec::as_slice);
-    if !commands.is_empty() {
+    if !setup.commands.is_empty() {
         writeln!(
             out,
             "Set-up commands, run after `br0` and the rules exist and before the DPDK \
              ports are added:\n"
         )?;
         writeln!(out, "```sh")?;
-        for command in commands {
-            writeln!(out, "{}", command.as_str().unwrap_or_default())?;
+        for command in &setup.commands {
+            writeln!(out, "{command}")?;
         }
         writeln!(out, "```\n")?;
     }

@@ -411,8 +411,10 @@ impl<'p> DecapNet<'p> {
 /// registers.
 #[inline(never)]
 pub(super) fn prefetch_decap_l2<B: PacketBuf>(p: &Pipeline, pkts: &[B]) {
-    const VNI: usize = 14 + 20 + 8 + 4;
-    const INNER: usize = VNI + 4;
+    // The VNI's three bytes lie four into the tunnel header, in front of the inner
+    // frame.
+    const INNER: usize = PLAIN_TUNNEL;
+    const VNI: usize = INNER - 4;
     let mut last: Option<(u32, Option<DenseReader<'_>>)> = None;
     for pkt in pkts {
         let Some(h) = pkt.data().get(..INNER + 8) else {
