@@ -24,5 +24,7 @@ pub async fn connect_unix(
             async move { UnixStream::connect(path).await.map(TokioIo::new) }
         }))
         .await?;
-    Ok(VswitchClient::new(channel))
+    Ok(VswitchClient::new(channel)
+        .max_decoding_message_size(crate::service::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::service::MAX_MESSAGE_BYTES))
 }

@@ -27,7 +27,7 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     /// Makes the dataplane run `cfg` as generation `generation` (hot-plug/unplug
     /// ports, compile and publish the snapshot). Called with the writer lock held,
     /// after the new state was persisted. An Err is reported to the client as
-    /// INTERNAL and the state rolls back (the persisted file too).
+    /// INVALID_ARGUMENT and the state rolls back (the persisted file too).
     ///
     /// # Errors
     /// Why the dataplane could not run `cfg`; it keeps running the previous one.
@@ -116,7 +116,15 @@ impl<D: DataplaneHandle> VswitchService<D> {
     }
 
     /// Runs one write: `make` turns the current state into the next, validated.
-    async fn write_with<F>(&self, expected: u64, make: F) -> Result<api::WriteReply, Status>
+    /// `deadline` is the client's (its `grpc-timeout`): a write still queued or
+    /// validating when it passes is not applied, since the client has already
+    /// been told it failed.
+    async fn write_with<F>(
+        &self,
+        expected: u64,
+        deadline: Option<Instant>,
+        make: F,
+    ) -> Result<api::WriteReply, Status>
     where
         F: FnOnce(&Fixed, &api::DesiredState) -> Result<Validated, ApiError> + Send + 'static,
     {
@@ -125,7 +133,7 @@ impl<D: DataplaneHandle> VswitchService<D> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _writer = guard;
-            inner.write_locked(received, expected, make)
+            inner.write_locked(received, expected, deadline, make)
         })
         .await
         .map_err(|e| Status::internal(format!("the write failed: {e}")))?
@@ -149,11 +157,22 @@ impl<D: DataplaneHandle> Inner<D> {
         &self,
         received: Instant,
         expected: u64,
+        deadline: Option<Instant>,
         make: F,
     ) -> Result<api::WriteReply, Status>
     where
         F: FnOnce(&Fixed, &api::DesiredState) -> Result<Validated, ApiError>,
     {
+        let expired = |when: &str| {
+            deadline.filter(|d| Instant::now() >= *d).map(|_| {
+                Status::deadline_exceeded(format!(
+                    "the client's deadline passed {when}: nothing was changed"
+                ))
+            })
+        };
+        if let Some(e) = expired("while the write waited for the one before it") {
+            return Err(e);
+        }
         let cur = self.current();
         if expected != 0 && expected != cur.generation {
             return Err(ApiError::Generation {
@@ -162,13 +181,21 @@ impl<D: DataplaneHandle> Inner<D> {
             }
             .into());
         }
+        let generation = cur
+            .generation
+            .checked_add(1)
+            .ok_or(ApiError::GenerationExhausted(cur.generation))?;
         let next = make(&self.fixed, &cur.state)?;
         self.handle
             .precheck(&next.config)
-            .map_err(Status::invalid_argument)?;
-        let generation = cur.generation + 1;
+            .map_err(|e| Status::invalid_argument(crate::state::bounded(e)))?;
+        if let Some(e) = expired("while the write was validated") {
+            return Err(e);
+        }
         self.persist(generation, &next.state)
             .map_err(|e| Status::internal(format!("generation {generation} not written: {e}")))?;
+        // From here on the write is applied whatever the deadline: the state file
+        // already holds it.
         if let Err(e) = self.handle.apply(&next.config, generation) {
             let mut msg = format!("the dataplane refused generation {generation}: {e}");
             if let Err(e2) = self.persist(cur.generation, &cur.state) {
@@ -177,7 +204,10 @@ impl<D: DataplaneHandle> Inner<D> {
                     cur.generation
                 ));
             }
-            return Err(Status::internal(msg));
+            // What the dataplane refuses (a port that will not start, a table that
+            // will not build) is the write's content, not the server's fault: the
+            // client gets INVALID_ARGUMENT with the reason, and nothing changed.
+            return Err(Status::invalid_argument(crate::state::bounded(msg)));
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Desired {
             generation,
@@ -208,9 +238,10 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
         &self,
         request: Request<api::WriteRequest>,
     ) -> Result<Response<api::WriteReply>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
         let ops = req.ops;
-        self.write_with(req.expected_generation, move |fixed, cur| {
+        self.write_with(req.expected_generation, deadline, move |fixed, cur| {
             fixed.apply_ops(cur, &ops)
         })
         .await
@@ -221,9 +252,10 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
         &self,
         request: Request<api::ReplaceRequest>,
     ) -> Result<Response<api::WriteReply>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
-        let state = req.state.unwrap_or_default();
-        self.write_with(req.expected_generation, move |fixed, _| {
+        let state = req.state.ok_or(ApiError::NoState)?;
+        self.write_with(req.expected_generation, deadline, move |fixed, _| {
             fixed.replace(&state)
         })
         .await
@@ -345,6 +377,24 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
             .map(Response::new)
             .map_err(|e| Status::invalid_argument(format!("trace on port {:?}: {e}", req.in_port)))
     }
+}
+
+/// When the client stops waiting: its `grpc-timeout` header (`<digits><unit>`,
+/// unit one of H, M, S, m, u, n), counted from now.
+fn client_deadline<T>(request: &Request<T>) -> Option<Instant> {
+    let v = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let d = match unit {
+        "H" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+        "M" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        "S" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_millis(n),
+        "u" => std::time::Duration::from_micros(n),
+        "n" => std::time::Duration::from_nanos(n),
+        _ => return None,
+    };
+    Instant::now().checked_add(d)
 }
 
 /// Why the API could not be served.
@@ -487,11 +537,23 @@ pub async fn serve_unix<D: DataplaneHandle>(
 ) -> Result<(), ServeError> {
     let listener = bind_unix(path, mode, group)?;
     let result = tonic::transport::Server::builder()
-        .add_service(VswitchServer::new(svc))
+        .add_service(server(svc))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(path);
     result.map_err(ServeError::from)
+}
+
+/// The largest request or reply the API carries. tonic's default of 4 MiB is
+/// less than a `Replace` or `GetState` of 100k routes; the bound stays, so that
+/// one caller cannot make the daemon buffer an unbounded message.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The gRPC service over `svc`, with the API's message bounds.
+fn server<D: DataplaneHandle>(svc: VswitchService<D>) -> VswitchServer<VswitchService<D>> {
+    VswitchServer::new(svc)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// The default mode of the API socket.
@@ -540,7 +602,7 @@ pub async fn serve_tcp_mtls<D: DataplaneHandle>(
         .client_auth_optional(false);
     tonic::transport::Server::builder()
         .tls_config(config)?
-        .add_service(VswitchServer::new(svc))
+        .add_service(server(svc))
         .serve_with_shutdown(addr, shutdown)
         .await?;
     Ok(())

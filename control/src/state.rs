@@ -27,6 +27,7 @@ use dataplane::MacAddr;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
 use crate::config::{ConfigError, DataplaneConfig, EalConfig, ProfileConfig, VswitchConfig};
+use crate::names::quote as q;
 use crate::persist;
 
 /// Why a write was refused. Every message is one line naming the op, the item and
@@ -48,6 +49,19 @@ pub enum ApiError {
     /// A `Write` without ops.
     #[error("a write needs at least one op")]
     NoOps,
+    /// A `Write` with more ops than [`MAX_OPS`].
+    #[error("ops: {count} ops in one write, at most {MAX_OPS}: split it into several writes")]
+    TooManyOps {
+        /// How many were sent.
+        count: usize,
+    },
+    /// A `Replace` without its `state` field (an empty state is spelled out as an
+    /// empty `DesiredState`, so that a client bug cannot wipe the switch).
+    #[error("state: missing; to remove everything, send an empty state explicitly")]
+    NoState,
+    /// The generation counter would pass `u64::MAX`.
+    #[error("generation {0} is the last one: no further write can be numbered")]
+    GenerationExhausted(u64),
     /// The state of a `Replace` is invalid.
     #[error("{0}")]
     Invalid(String),
@@ -61,11 +75,36 @@ pub enum ApiError {
     },
 }
 
+/// The most ops one `Write` may carry: a bound on what one caller can make the
+/// single writer do (a pod's attachment is a handful of ops; bulk loads split).
+pub const MAX_OPS: usize = 20_000;
+
+/// The longest error message the API sends: items and fields are named before
+/// any quoted input, and quotes are short ([`names::quote`](crate::names::quote)),
+/// so only a pathological message is cut.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// `msg` cut to [`MAX_MESSAGE`] bytes at a character boundary.
+pub fn bounded(mut msg: String) -> String {
+    if msg.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push_str("… (cut)");
+    }
+    msg
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
+        let msg = bounded(e.to_string());
         match e {
-            ApiError::Generation { .. } => tonic::Status::failed_precondition(e.to_string()),
-            _ => tonic::Status::invalid_argument(e.to_string()),
+            ApiError::Generation { .. } | ApiError::GenerationExhausted(_) => {
+                tonic::Status::failed_precondition(msg)
+            }
+            _ => tonic::Status::invalid_argument(msg),
         }
     }
 }
@@ -161,9 +200,7 @@ impl Fixed {
         let mut doc = sections.clone();
         doc.insert("eal".into(), Value::Table(self.eal.clone()));
         doc.insert("dataplane".into(), Value::Table(self.dataplane.clone()));
-        let text = toml::to_string(&doc)
-            .map_err(|e| ConfigError::Syntax(format!("encoding the desired state: {e}")))?;
-        let mut cfg = VswitchConfig::parse(&text, self.cores)?;
+        let mut cfg = VswitchConfig::from_table(doc, self.cores)?;
         cfg.control = self.control.clone();
         Ok(cfg)
     }
@@ -632,6 +669,16 @@ fn l2_label(mac: &str) -> String {
 /// labels by key.
 fn relabel(msg: &str, s: &api::DesiredState) -> String {
     let mut m = msg.to_owned();
+    // Names first: a bad name is reported by position before anything can quote it.
+    for (i, p) in s.ports.iter().enumerate() {
+        m = m.replace(&format!("port #{i}: "), &format!("port {}: ", q(&p.name)));
+    }
+    for (i, n) in s.networks.iter().enumerate() {
+        m = m.replace(
+            &format!("network #{i}: "),
+            &format!("network {}: ", q(&n.name)),
+        );
+    }
     // Remote endpoints first: their label contains an endpoint's.
     for (i, e) in s.remote_endpoints.iter().enumerate() {
         let pos = format!("remote_endpoint #{i} (network {:?})", e.network);
@@ -656,42 +703,46 @@ fn relabel(msg: &str, s: &api::DesiredState) -> String {
 fn op_label(op: Option<&OpKind>) -> String {
     match op {
         None => "empty op".into(),
-        Some(OpKind::AddPort(p)) => format!("add_port {:?}", p.name),
-        Some(OpKind::DelPort(n)) => format!("del_port {n:?}"),
-        Some(OpKind::AddPatch(p)) => format!("add_patch {:?} -> {:?}", p.from, p.to),
-        Some(OpKind::DelPatch(f)) => format!("del_patch {f:?}"),
-        Some(OpKind::AddL2(e)) => format!("add_l2 {:?}", e.mac),
-        Some(OpKind::DelL2(m)) => format!("del_l2 {m:?}"),
+        Some(OpKind::AddPort(p)) => format!("add_port {}", q(&p.name)),
+        Some(OpKind::DelPort(n)) => format!("del_port {}", q(n)),
+        Some(OpKind::AddPatch(p)) => format!("add_patch {} -> {}", q(&p.from), q(&p.to)),
+        Some(OpKind::DelPatch(f)) => format!("del_patch {}", q(f)),
+        Some(OpKind::AddL2(e)) => format!("add_l2 {}", q(&e.mac)),
+        Some(OpKind::DelL2(m)) => format!("del_l2 {}", q(m)),
         Some(OpKind::SetUnderlay(_)) => "set_underlay".into(),
         Some(OpKind::ClearUnderlay(_)) => "clear_underlay".into(),
-        Some(OpKind::AddNetwork(n)) => format!("add_network {:?}", n.name),
-        Some(OpKind::DelNetwork(n)) => format!("del_network {n:?}"),
+        Some(OpKind::AddNetwork(n)) => format!("add_network {}", q(&n.name)),
+        Some(OpKind::DelNetwork(n)) => format!("del_network {}", q(n)),
         Some(OpKind::AddEndpoint(e)) => {
-            format!("add_endpoint {:?} in network {:?}", e.mac, e.network)
+            format!("add_endpoint {} in network {}", q(&e.mac), q(&e.network))
         }
         Some(OpKind::DelEndpoint(k)) => {
-            format!("del_endpoint {:?} in network {:?}", k.mac, k.network)
+            format!("del_endpoint {} in network {}", q(&k.mac), q(&k.network))
         }
         Some(OpKind::AddRemoteEndpoint(e)) => {
-            format!("add_remote_endpoint {:?} in network {:?}", e.mac, e.network)
+            format!(
+                "add_remote_endpoint {} in network {}",
+                q(&e.mac),
+                q(&e.network)
+            )
         }
         Some(OpKind::DelRemoteEndpoint(k)) => {
-            format!("del_remote_endpoint {:?} in network {:?}", k.mac, k.network)
-        }
-        Some(OpKind::AddRoute(r)) => {
             format!(
-                "add_route {:?} in tenant {:?}",
-                r.prefix,
-                tenant_key(&r.tenant)
+                "del_remote_endpoint {} in network {}",
+                q(&k.mac),
+                q(&k.network)
             )
         }
-        Some(OpKind::DelRoute(k)) => {
-            format!(
-                "del_route {:?} in tenant {:?}",
-                k.prefix,
-                tenant_key(&k.tenant)
-            )
-        }
+        Some(OpKind::AddRoute(r)) => format!(
+            "add_route {} in tenant {}",
+            q(&r.prefix),
+            q(tenant_key(&r.tenant))
+        ),
+        Some(OpKind::DelRoute(k)) => format!(
+            "del_route {} in tenant {}",
+            q(&k.prefix),
+            q(tenant_key(&k.tenant))
+        ),
     }
 }
 
@@ -699,10 +750,10 @@ fn op_label(op: Option<&OpKind>) -> String {
 /// error does not name it twice.
 fn own_label(op: Option<&OpKind>) -> Option<String> {
     Some(match op? {
-        OpKind::AddPort(p) => format!("port {:?}", p.name),
+        OpKind::AddPort(p) => format!("port {}", q(&p.name)),
         OpKind::AddL2(e) => l2_label(&e.mac),
         OpKind::SetUnderlay(_) => "underlay".into(),
-        OpKind::AddNetwork(n) => format!("network {:?}", n.name),
+        OpKind::AddNetwork(n) => format!("network {}", q(&n.name)),
         OpKind::AddEndpoint(e) => endpoint_label(&e.mac, &e.network),
         OpKind::AddRemoteEndpoint(e) => remote_label(&e.mac, &e.network),
         OpKind::AddRoute(r) => route_label(&r.prefix, &r.tenant),
@@ -712,105 +763,195 @@ fn own_label(op: Option<&OpKind>) -> Option<String> {
 
 // ---------------------------------------------------------------- ops
 
-fn add<T>(
-    list: &mut Vec<T>,
-    item: &T,
-    exists: impl Fn(&T) -> bool,
-    what: &str,
-) -> Result<(), String>
-where
-    T: Clone,
-{
-    if list.iter().any(exists) {
-        return Err(format!("{what} already exists"));
-    }
-    list.push(item.clone());
-    Ok(())
+/// The keys of one list of a desired state and where each item sits, so that an
+/// op's key check is one probe, not a scan; deletes are collected and the list
+/// compacted once at the end of the write.
+struct Keyed<K> {
+    at: HashMap<K, usize>,
+    gone: Vec<bool>,
 }
 
-fn del<T>(list: &mut Vec<T>, found: impl Fn(&T) -> bool, what: &str) -> Result<(), String> {
-    let before = list.len();
-    list.retain(|x| !found(x));
-    if list.len() == before {
-        return Err(format!("no such {what}"));
+impl<K: std::hash::Hash + Eq> Keyed<K> {
+    fn new<T>(list: &[T], key: impl Fn(&T) -> K) -> Self {
+        Keyed {
+            at: list.iter().enumerate().map(|(i, x)| (key(x), i)).collect(),
+            gone: vec![false; list.len()],
+        }
     }
-    Ok(())
+
+    fn add<T: Clone>(
+        &mut self,
+        list: &mut Vec<T>,
+        key: K,
+        item: &T,
+        what: &str,
+    ) -> Result<(), String> {
+        if self.at.contains_key(&key) {
+            return Err(format!("{what} already exists"));
+        }
+        self.at.insert(key, list.len());
+        self.gone.push(false);
+        list.push(item.clone());
+        Ok(())
+    }
+
+    fn del(&mut self, key: &K, what: &str) -> Result<(), String> {
+        let i = self
+            .at
+            .remove(key)
+            .ok_or_else(|| format!("no such {what}"))?;
+        self.gone[i] = true;
+        Ok(())
+    }
+
+    /// Drops the deleted items from `list`, keeping the order of the rest.
+    fn compact<T>(&self, list: &mut Vec<T>) {
+        if self.gone.iter().any(|g| *g) {
+            let mut i = 0;
+            list.retain(|_| {
+                i += 1;
+                !self.gone[i - 1]
+            });
+        }
+    }
 }
 
-/// Applies one op to `s`, checking only its key: adds refuse an existing key,
-/// deletes a missing one.
-fn apply_op(s: &mut api::DesiredState, op: Option<&OpKind>) -> Result<(), String> {
-    let same_ep =
-        |net: &str, mac: &str, n2: &str, m2: &str| net == n2 && mac_key(mac) == mac_key(m2);
-    match op {
-        None => Err("the op is empty".into()),
-        Some(OpKind::AddPort(p)) => add(&mut s.ports, p, |x| x.name == p.name, "port"),
-        Some(OpKind::DelPort(n)) => del(&mut s.ports, |x| x.name == *n, "port"),
-        Some(OpKind::AddPatch(p)) => add(&mut s.patches, p, |x| x.from == p.from, "patch"),
-        Some(OpKind::DelPatch(f)) => del(&mut s.patches, |x| x.from == *f, "patch"),
-        Some(OpKind::AddL2(e)) => {
-            let k = mac_key(&e.mac);
-            add(&mut s.l2, e, |x| mac_key(&x.mac) == k, "l2 entry")
+/// Every list of a desired state, keyed ([`Keyed`]).
+struct Index {
+    ports: Keyed<String>,
+    patches: Keyed<String>,
+    l2: Keyed<String>,
+    networks: Keyed<String>,
+    endpoints: Keyed<(String, String)>,
+    remotes: Keyed<(String, String)>,
+    routes: Keyed<(String, String)>,
+}
+
+fn ep_key(network: &str, mac: &str) -> (String, String) {
+    (network.to_owned(), mac_key(mac))
+}
+
+fn route_key(tenant: &str, prefix: &str) -> (String, String) {
+    (tenant_key(tenant).to_owned(), prefix_key(prefix))
+}
+
+impl Index {
+    fn new(s: &api::DesiredState) -> Self {
+        Index {
+            ports: Keyed::new(&s.ports, |x| x.name.clone()),
+            patches: Keyed::new(&s.patches, |x| x.from.clone()),
+            l2: Keyed::new(&s.l2, |x| mac_key(&x.mac)),
+            networks: Keyed::new(&s.networks, |x| x.name.clone()),
+            endpoints: Keyed::new(&s.endpoints, |x| ep_key(&x.network, &x.mac)),
+            remotes: Keyed::new(&s.remote_endpoints, |x| ep_key(&x.network, &x.mac)),
+            routes: Keyed::new(&s.routes, |x| route_key(&x.tenant, &x.prefix)),
         }
-        Some(OpKind::DelL2(m)) => {
-            let k = mac_key(m);
-            del(&mut s.l2, |x| mac_key(&x.mac) == k, "l2 entry")
-        }
-        Some(OpKind::SetUnderlay(u)) => {
-            s.underlay = Some(u.clone());
-            Ok(())
-        }
-        Some(OpKind::ClearUnderlay(yes)) => {
-            if !*yes {
-                return Err("clear_underlay must be true".into());
+    }
+
+    /// Applies one op to `s`, checking only its key: adds refuse an existing key,
+    /// deletes a missing one.
+    fn apply(&mut self, s: &mut api::DesiredState, op: Option<&OpKind>) -> Result<(), String> {
+        match op {
+            None => Err("the op is empty".into()),
+            Some(OpKind::AddPort(p)) => self.ports.add(&mut s.ports, p.name.clone(), p, "port"),
+            Some(OpKind::DelPort(n)) => self.ports.del(n, "port"),
+            Some(OpKind::AddPatch(p)) => {
+                self.patches.add(&mut s.patches, p.from.clone(), p, "patch")
             }
-            s.underlay
-                .take()
-                .map(|_| ())
-                .ok_or_else(|| "no underlay is set".to_owned())
-        }
-        Some(OpKind::AddNetwork(n)) => add(&mut s.networks, n, |x| x.name == n.name, "network"),
-        Some(OpKind::DelNetwork(n)) => del(&mut s.networks, |x| x.name == *n, "network"),
-        Some(OpKind::AddEndpoint(e)) => add(
-            &mut s.endpoints,
-            e,
-            |x| same_ep(&x.network, &x.mac, &e.network, &e.mac),
-            "endpoint",
-        ),
-        Some(OpKind::DelEndpoint(k)) => del(
-            &mut s.endpoints,
-            |x| same_ep(&x.network, &x.mac, &k.network, &k.mac),
-            "endpoint",
-        ),
-        Some(OpKind::AddRemoteEndpoint(e)) => add(
-            &mut s.remote_endpoints,
-            e,
-            |x| same_ep(&x.network, &x.mac, &e.network, &e.mac),
-            "remote endpoint",
-        ),
-        Some(OpKind::DelRemoteEndpoint(k)) => del(
-            &mut s.remote_endpoints,
-            |x| same_ep(&x.network, &x.mac, &k.network, &k.mac),
-            "remote endpoint",
-        ),
-        Some(OpKind::AddRoute(r)) => {
-            let key = (tenant_key(&r.tenant).to_owned(), prefix_key(&r.prefix));
-            add(
-                &mut s.routes,
-                r,
-                |x| (tenant_key(&x.tenant).to_owned(), prefix_key(&x.prefix)) == key,
-                "route",
-            )
-        }
-        Some(OpKind::DelRoute(k)) => {
-            let key = (tenant_key(&k.tenant).to_owned(), prefix_key(&k.prefix));
-            del(
-                &mut s.routes,
-                |x| (tenant_key(&x.tenant).to_owned(), prefix_key(&x.prefix)) == key,
-                "route",
-            )
+            Some(OpKind::DelPatch(f)) => self.patches.del(f, "patch"),
+            Some(OpKind::AddL2(e)) => self.l2.add(&mut s.l2, mac_key(&e.mac), e, "l2 entry"),
+            Some(OpKind::DelL2(m)) => self.l2.del(&mac_key(m), "l2 entry"),
+            Some(OpKind::SetUnderlay(u)) => {
+                s.underlay = Some(u.clone());
+                Ok(())
+            }
+            Some(OpKind::ClearUnderlay(yes)) => {
+                if !*yes {
+                    return Err("clear_underlay must be true".into());
+                }
+                s.underlay
+                    .take()
+                    .map(|_| ())
+                    .ok_or_else(|| "no underlay is set".to_owned())
+            }
+            Some(OpKind::AddNetwork(n)) => {
+                self.networks
+                    .add(&mut s.networks, n.name.clone(), n, "network")
+            }
+            Some(OpKind::DelNetwork(n)) => self.networks.del(n, "network"),
+            Some(OpKind::AddEndpoint(e)) => {
+                self.endpoints
+                    .add(&mut s.endpoints, ep_key(&e.network, &e.mac), e, "endpoint")
+            }
+            Some(OpKind::DelEndpoint(k)) => {
+                self.endpoints.del(&ep_key(&k.network, &k.mac), "endpoint")
+            }
+            Some(OpKind::AddRemoteEndpoint(e)) => self.remotes.add(
+                &mut s.remote_endpoints,
+                ep_key(&e.network, &e.mac),
+                e,
+                "remote endpoint",
+            ),
+            Some(OpKind::DelRemoteEndpoint(k)) => self
+                .remotes
+                .del(&ep_key(&k.network, &k.mac), "remote endpoint"),
+            Some(OpKind::AddRoute(r)) => {
+                self.routes
+                    .add(&mut s.routes, route_key(&r.tenant, &r.prefix), r, "route")
+            }
+            Some(OpKind::DelRoute(k)) => self.routes.del(&route_key(&k.tenant, &k.prefix), "route"),
         }
     }
+
+    fn compact(&self, s: &mut api::DesiredState) {
+        self.ports.compact(&mut s.ports);
+        self.patches.compact(&mut s.patches);
+        self.l2.compact(&mut s.l2);
+        self.networks.compact(&mut s.networks);
+        self.endpoints.compact(&mut s.endpoints);
+        self.remotes.compact(&mut s.remote_endpoints);
+        self.routes.compact(&mut s.routes);
+    }
+}
+
+/// How validation errors name the item op `op` writes or deletes.
+fn item_label(op: Option<&OpKind>) -> Option<String> {
+    Some(match op? {
+        OpKind::DelPort(n) => format!("port {n:?}"),
+        OpKind::DelL2(m) => l2_label(m),
+        OpKind::DelNetwork(n) => format!("network {n:?}"),
+        OpKind::DelEndpoint(k) => endpoint_label(&k.mac, &k.network),
+        OpKind::DelRemoteEndpoint(k) => remote_label(&k.mac, &k.network),
+        OpKind::DelRoute(k) => route_label(&k.prefix, &k.tenant),
+        OpKind::ClearUnderlay(_) => "underlay".into(),
+        other => return own_label(Some(other)),
+    })
+}
+
+/// The op to blame for `reason`, the validation error of the state a whole write
+/// leads to, found in one pass over the ops: the last op whose item the error
+/// starts with, else the last whose item it names anywhere (`VNI 100 is used by
+/// network "a" and network "b"`), else the first delete (a reference left
+/// dangling), else the last op.
+fn blame(ops: &[api::Op], reason: &str) -> usize {
+    let (mut first, mut anywhere, mut first_del) = (None, None, None);
+    for (i, op) in ops.iter().enumerate() {
+        let kind = op.op.as_ref();
+        if first_del.is_none() && item_label(kind).is_some() && own_label(kind).is_none() {
+            first_del = Some(i);
+        }
+        if let Some(label) = item_label(kind) {
+            if reason.starts_with(&label) {
+                first = Some(i);
+            } else if reason.contains(&label) {
+                anywhere = Some(i);
+            }
+        }
+    }
+    first
+        .or(anywhere)
+        .or(first_del)
+        .unwrap_or(ops.len().saturating_sub(1))
 }
 
 /// A validated desired state: the API's canonical form and the parsed
@@ -851,8 +992,9 @@ impl Fixed {
     ///
     /// # Errors
     /// [`ApiError::Op`] for the first op whose key conflicts, or, when the result is
-    /// invalid, for the op after which the state stayed invalid, with the
-    /// validation error of the result; [`ApiError::NoOps`] for an empty write.
+    /// invalid, for the op whose item the validation error names ([`blame`]: one
+    /// pass over the ops, whatever their number); [`ApiError::NoOps`] for an empty
+    /// write, [`ApiError::TooManyOps`] past [`MAX_OPS`].
     pub fn apply_ops(
         &self,
         current: &api::DesiredState,
@@ -861,32 +1003,27 @@ impl Fixed {
         if ops.is_empty() {
             return Err(ApiError::NoOps);
         }
+        if ops.len() > MAX_OPS {
+            return Err(ApiError::TooManyOps { count: ops.len() });
+        }
         let op_err = |index: usize, reason: String| ApiError::Op {
             index,
             op: op_label(ops[index].op.as_ref()),
             reason,
         };
         let mut next = current.clone();
+        let mut index = Index::new(&next);
         for (i, op) in ops.iter().enumerate() {
-            apply_op(&mut next, op.op.as_ref()).map_err(|r| op_err(i, r))?;
+            index
+                .apply(&mut next, op.op.as_ref())
+                .map_err(|r| op_err(i, r))?;
         }
+        index.compact(&mut next);
         let reason = match self.validate(&next) {
             Ok(v) => return Ok(v),
             Err(reason) => reason,
         };
-        // Blame the op after which the state never became valid again.
-        let mut blamed = 0;
-        for k in (1..ops.len()).rev() {
-            let mut prefix = current.clone();
-            for op in &ops[..k] {
-                // Cannot fail: the same ops succeeded on the same state above.
-                let _ = apply_op(&mut prefix, op.op.as_ref());
-            }
-            if self.validate(&prefix).is_ok() {
-                blamed = k;
-                break;
-            }
-        }
+        let blamed = blame(ops, &reason);
         let reason = match own_label(ops[blamed].op.as_ref()) {
             Some(own) => match reason.strip_prefix(&format!("{own}: ")) {
                 Some(rest) => rest.to_owned(),

@@ -82,6 +82,13 @@ impl MacAddr {
         *self == Self::BROADCAST
     }
 
+    /// True for `00:00:00:00:00:00`, which no interface may have: configuration
+    /// refuses it wherever it wants a station's address.
+    #[inline]
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
+
     /// True for individual (unicast) addresses.
     #[inline]
     pub const fn is_unicast(&self) -> bool {
@@ -115,7 +122,8 @@ impl FromStr for MacAddr {
     type Err = MacParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || MacParseError(s.to_owned());
+        // A prefix is enough to recognise the input; errors never echo it whole.
+        let err = || MacParseError(s.chars().take(24).collect());
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for byte in &mut out {

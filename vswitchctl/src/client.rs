@@ -36,7 +36,9 @@ pub async fn connect(path: &Path, timeout: Option<Duration>) -> Result<Client, E
             socket: socket.display().to_string(),
             reason: root_cause(&e),
         })?;
-    Ok(VswitchClient::new(channel))
+    Ok(VswitchClient::new(channel)
+        .max_decoding_message_size(control::service::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(control::service::MAX_MESSAGE_BYTES))
 }
 
 /// The innermost error's message (tonic's own says only "transport error").
@@ -92,7 +94,9 @@ pub async fn connect_tls(
         endpoint = endpoint.timeout(t).connect_timeout(t);
     }
     let channel = endpoint.connect().await.map_err(|e| fail(&e))?;
-    let mut client = VswitchClient::new(channel);
+    let mut client = VswitchClient::new(channel)
+        .max_decoding_message_size(control::service::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(control::service::MAX_MESSAGE_BYTES);
     // With TLS 1.3 the daemon judges our certificate after the client thinks the
     // handshake is done, so a refusal shows on the first call: make one here and
     // report it as what it is, a connection the daemon would not accept.

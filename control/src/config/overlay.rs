@@ -19,6 +19,7 @@ use dataplane::overlay::{Encap, NetworkSpec, RemoteEndpointSpec, RouteSpec, Rout
 use dataplane::MacAddr;
 
 use super::{syntax, ConfigError, VswitchConfig};
+use crate::names::quote;
 
 /// `[underlay]`: where tunnels leave this switch. Mirrors
 /// [`UnderlaySpec`](dataplane::overlay::UnderlaySpec), with the uplink by port name.
@@ -192,12 +193,22 @@ fn ips(item: &str, key: &str, v: &[String]) -> Result<Vec<IpAddr>, ConfigError> 
     v.iter().map(|s| ip(item, key, s)).collect()
 }
 
+/// A prefix, refused when it has host bits set: `10.61.1.0/16` stored as given
+/// could not be deleted as `10.61.0.0/16`, and normalising it silently would store
+/// something other than what the caller wrote.
 fn prefix(item: &str, key: &str, s: &str) -> Result<IpNet, ConfigError> {
-    s.parse().map_err(|_| ConfigError::BadAddress {
+    let p: IpNet = s.parse().map_err(|_| ConfigError::BadAddress {
         field: format!("{item}: {key}"),
         kind: "prefix (address/length)",
         value: s.to_owned(),
-    })
+    })?;
+    if p != p.trunc() {
+        return Err(ConfigError::OutOfRange {
+            field: format!("{item}: {key}"),
+            reason: format!("{p} has host bits set (the prefix is {})", p.trunc()),
+        });
+    }
+    Ok(p)
 }
 
 fn mac(item: &str, key: &str, s: &str) -> Result<MacAddr, ConfigError> {
@@ -214,7 +225,7 @@ impl RawSections {
         let mut networks = Vec::with_capacity(self.network.len());
         for (i, t) in self.network.into_iter().enumerate() {
             let item = match peek(&t, "name") {
-                Some(n) => format!("network {n:?}"),
+                Some(n) => format!("network {}", quote(n)),
                 None => format!("network #{i}"),
             };
             let r: RawNetwork = typed(&item, t)?;
@@ -276,7 +287,7 @@ impl RawSections {
         let mut routes = Vec::with_capacity(self.route.len());
         for (i, t) in self.route.into_iter().enumerate() {
             let item = match peek(&t, "prefix") {
-                Some(p) => format!("route #{i} ({p})"),
+                Some(p) => format!("route #{i} ({})", quote(p).trim_matches('"')),
                 None => format!("route #{i}"),
             };
             let r: RawRoute = typed(&item, t)?;
@@ -306,7 +317,7 @@ impl RawSections {
 
 fn endpoint_label(section: &str, i: usize, t: &toml::Table) -> String {
     match peek(t, "network") {
-        Some(n) => format!("{section} #{i} (network {n:?})"),
+        Some(n) => format!("{section} #{i} (network {})", quote(n)),
         None => format!("{section} #{i}"),
     }
 }

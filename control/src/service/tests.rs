@@ -17,6 +17,8 @@ use crate::testutil::TempDir;
 struct Recorder {
     applied: Mutex<Vec<(u64, usize)>>,
     refuse_next: AtomicBool,
+    /// Milliseconds the next apply takes (a slow port start).
+    slow_next_ms: std::sync::atomic::AtomicU64,
 }
 
 impl DataplaneHandle for Recorder {
@@ -24,6 +26,8 @@ impl DataplaneHandle for Recorder {
         if self.refuse_next.swap(false, Ordering::SeqCst) {
             return Err("port \"pod5\": no such interface".into());
         }
+        let slow = self.slow_next_ms.swap(0, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(slow));
         self.applied
             .lock()
             .unwrap()
@@ -256,7 +260,7 @@ async fn serves_the_api_on_a_unix_socket() {
         .refuse_next
         .store(true, Ordering::SeqCst);
     let e = c.write(red_network()).await.unwrap_err();
-    assert_eq!(e.code(), Code::Internal);
+    assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(
         e.message(),
         "the dataplane refused generation 4: port \"pod5\": no such interface"
@@ -389,4 +393,124 @@ fn a_path_that_is_not_a_socket_is_refused() {
     let e = bind_unix(&p, 0o660, None).unwrap_err().to_string();
     assert!(e.ends_with("api.sock: exists and is not a socket"), "{e}");
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "x");
+}
+
+/// A service over a [`Recorder`] on a socket in `dir`, starting from `desired`,
+/// and a client.
+async fn start(
+    dir: &TempDir,
+    desired: impl FnOnce(&Fixed, &VswitchConfig) -> Desired,
+) -> (
+    VswitchService<Recorder>,
+    crate::api::vswitch_client::VswitchClient<tonic::transport::Channel>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let sock = dir.path().join("api.sock");
+    let (fixed, _, cfg) = fixed_and_state();
+    let desired = desired(&fixed, &cfg);
+    let svc = VswitchService::new(Recorder::default(), fixed, desired, None);
+    let view = svc.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn({
+        let sock = sock.clone();
+        async move {
+            serve_unix(&sock, DEFAULT_SOCKET_MODE, None, svc, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    for _ in 0..100 {
+        if let Ok(c) = connect_unix(&sock).await {
+            return (view, c, stop);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server did not come up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_cannot_be_trusted_change_nothing() {
+    let dir = TempDir::new("svc-guards");
+    let (view, mut c, _stop) =
+        start(&dir, |fixed, cfg| Desired::boot(cfg, fixed, None).unwrap()).await;
+    let before = c
+        .get_state(api::GetStateRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Replace without a state is refused, not read as "remove everything".
+    let e = c
+        .replace(api::ReplaceRequest {
+            state: None,
+            expected_generation: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("state: missing"), "{}", e.message());
+
+    // Too many ops: refused before any is looked at, with a short message.
+    let ops = vec![op(K::DelNetwork("x".into())); crate::state::MAX_OPS + 1];
+    let e = c
+        .write(api::WriteRequest {
+            ops,
+            expected_generation: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("at most 20000"), "{}", e.message());
+
+    // A write queued behind a slow one past its client's deadline is not applied.
+    view.handle().slow_next_ms.store(1500, Ordering::SeqCst);
+    let mut slow = c.clone();
+    let first = tokio::spawn(async move { slow.write(red_network()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut late = tonic::Request::new(api::WriteRequest {
+        ops: vec![op(K::DelNetwork("red".into()))],
+        expected_generation: 0,
+    });
+    late.set_timeout(Duration::from_millis(300));
+    let e = c.write(late).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{e:?}"
+    );
+    let first = first.await.unwrap().unwrap().into_inner();
+    // Let the expired write reach the front of the queue and be dropped.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = c
+        .get_state(api::GetStateRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        now.generation, first.generation,
+        "only the slow write landed"
+    );
+    assert!(now.state.unwrap().networks.iter().any(|n| n.name == "red"));
+    assert_eq!(view.handle().generations(), vec![before.generation + 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_generation_refuses_further_writes() {
+    let dir = TempDir::new("svc-gen");
+    let (view, mut c, _stop) = start(&dir, |fixed, cfg| {
+        let mut d = Desired::boot(cfg, fixed, None).unwrap();
+        d.generation = u64::MAX;
+        d
+    })
+    .await;
+    let e = c.write(red_network()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("is the last one"), "{}", e.message());
+    assert!(view.handle().generations().is_empty());
+    let now = c
+        .get_state(api::GetStateRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now.generation, u64::MAX);
 }

@@ -239,7 +239,7 @@ pub(crate) fn invalid_writes() -> Vec<(Vec<Op>, Vec<&'static str>)> {
         // Ports.
         (one(K::DelPort("pod9".into())), vec!["op 0 (del_port \"pod9\"): no such port"]),
         (one(K::AddPort(port("pod1", "null", &[]))), vec!["op 0 (add_port \"pod1\"): port already exists"]),
-        (one(K::AddPort(port("a b", "null", &[]))), vec!["op 0 (add_port \"a b\"): a name is 1-32 characters"]),
+        (one(K::AddPort(port("a b", "null", &[]))), vec!["op 0 (add_port \"a b\"): name: \"a b\" is not a valid name: 1-32 characters"]),
         (one(K::AddPort(port("p", "warp", &[]))), vec!["op 0 (add_port \"p\"): unknown variant `warp`"]),
         (one(K::AddPort(port("p", "af_packet", &[]))), vec!["op 0 (add_port \"p\"): missing field `iface`"]),
         (one(K::AddPort(port("p", "af_packet", &[("ifac", "x")]))), vec!["op 0 (add_port \"p\"): unknown field `ifac`"]),

@@ -126,7 +126,7 @@ impl OverlayBuilder {
                 });
             }
             snap.by_vni.insert(u64::from(n.vni), id);
-            if n.gateway_mac.is_multicast() {
+            if n.gateway_mac.is_multicast() || n.gateway_mac.is_zero() {
                 return Err(E::GatewayMulticastMac {
                     network: n.name.clone(),
                     mac: n.gateway_mac,
@@ -367,7 +367,7 @@ impl OverlayBuilder {
                 mac,
                 network: network.to_owned(),
             })?;
-        if mac.is_multicast() {
+        if mac.is_multicast() || mac.is_zero() {
             return Err(E::EndpointMulticastMac {
                 network: network.to_owned(),
                 mac,
@@ -530,7 +530,7 @@ fn check_underlay(u: &UnderlaySpec) -> Result<UnderlayInfo, E> {
             max: MAX_PORTS,
         });
     }
-    if u.local_mac.is_multicast() {
+    if u.local_mac.is_multicast() || u.local_mac.is_zero() {
         return Err(E::UnderlayMulticastMac { mac: u.local_mac });
     }
     let v4 = u.local_vtep_ip.is_ipv4();

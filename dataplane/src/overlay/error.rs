@@ -24,8 +24,8 @@ pub enum OverlayConfigError {
         /// [`MAX_PORTS`](crate::port::MAX_PORTS).
         max: usize,
     },
-    /// The underlay's MAC is a group address.
-    #[error("underlay MAC {mac} is a multicast address")]
+    /// The underlay's MAC is a group address or all zeros.
+    #[error("underlay MAC {mac} is not a station address (multicast or all zeros)")]
     UnderlayMulticastMac {
         /// The MAC.
         mac: MacAddr,
@@ -96,8 +96,10 @@ pub enum OverlayConfigError {
         /// The second network with it.
         second: String,
     },
-    /// A network's gateway MAC is a group address.
-    #[error("network {network:?}: gateway MAC {mac} is a multicast address")]
+    /// A network's gateway MAC is a group address or all zeros.
+    #[error(
+        "network {network:?}: gateway MAC {mac} is not a station address (multicast or all zeros)"
+    )]
     GatewayMulticastMac {
         /// The network.
         network: String,
@@ -177,8 +179,8 @@ pub enum OverlayConfigError {
         /// The network it names.
         network: String,
     },
-    /// An endpoint MAC is a group address.
-    #[error("endpoint {mac} in network {network:?}: multicast MAC")]
+    /// An endpoint MAC is a group address or all zeros.
+    #[error("endpoint {mac} in network {network:?}: not a station MAC (multicast or all zeros)")]
     EndpointMulticastMac {
         /// The network.
         network: String,
