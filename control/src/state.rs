@@ -738,14 +738,17 @@ fn del<T>(list: &mut Vec<T>, found: impl Fn(&T) -> bool, what: &str) -> Result<(
 }
 
 /// Applies one op to `s`, checking only its key: adds refuse an existing key,
-/// deletes a missing one.
+/// deletes a missing one (and a port or network that something still uses).
 fn apply_op(s: &mut api::DesiredState, op: Option<&OpKind>) -> Result<(), String> {
     let same_ep =
         |net: &str, mac: &str, n2: &str, m2: &str| net == n2 && mac_key(mac) == mac_key(m2);
     match op {
         None => Err("the op is empty".into()),
         Some(OpKind::AddPort(p)) => add(&mut s.ports, p, |x| x.name == p.name, "port"),
-        Some(OpKind::DelPort(n)) => del(&mut s.ports, |x| x.name == *n, "port"),
+        Some(OpKind::DelPort(n)) => {
+            del(&mut s.ports, |x| x.name == *n, "port")?;
+            still_used(&format!("port {n:?}"), port_users(s, n))
+        }
         Some(OpKind::AddPatch(p)) => add(&mut s.patches, p, |x| x.from == p.from, "patch"),
         Some(OpKind::DelPatch(f)) => del(&mut s.patches, |x| x.from == *f, "patch"),
         Some(OpKind::AddL2(e)) => {
@@ -770,7 +773,23 @@ fn apply_op(s: &mut api::DesiredState, op: Option<&OpKind>) -> Result<(), String
                 .ok_or_else(|| "no underlay is set".to_owned())
         }
         Some(OpKind::AddNetwork(n)) => add(&mut s.networks, n, |x| x.name == n.name, "network"),
-        Some(OpKind::DelNetwork(n)) => del(&mut s.networks, |x| x.name == *n, "network"),
+        Some(OpKind::DelNetwork(n)) => {
+            del(&mut s.networks, |x| x.name == *n, "network")?;
+            let users = network_users(s, n);
+            let them = if users.len() == 1 && users[0].starts_with("1 ") {
+                "it"
+            } else {
+                "them"
+            };
+            match users.split_last() {
+                None => Ok(()),
+                Some((last, [])) => Err(format!("network {n:?} has {last}: delete {them} first")),
+                Some((last, rest)) => Err(format!(
+                    "network {n:?} has {} and {last}: delete them first",
+                    rest.join(", ")
+                )),
+            }
+        }
         Some(OpKind::AddEndpoint(e)) => add(
             &mut s.endpoints,
             e,
@@ -810,6 +829,59 @@ fn apply_op(s: &mut api::DesiredState, op: Option<&OpKind>) -> Result<(), String
                 "route",
             )
         }
+    }
+}
+
+/// What still names port `port` in `s`. A delete checks this itself because the
+/// whole-state validation would blame the user instead ("endpoint …: port
+/// \"spare\" is not a [[port]]"), which reads as if the delete were the typo. So
+/// dependents go first, in an earlier op or an earlier write.
+fn port_users(s: &api::DesiredState, port: &str) -> Vec<String> {
+    let mut users = Vec::new();
+    if s.underlay.as_ref().is_some_and(|u| u.uplink == port) {
+        users.push("the underlay as its uplink".to_owned());
+    }
+    let eps = s.endpoints.iter().filter(|e| e.port == port);
+    users.extend(eps.map(|e| endpoint_label(&e.mac, &e.network)));
+    let l2 = s.l2.iter().filter(|e| e.port == port);
+    users.extend(l2.map(|e| format!("l2 entry {}", mac_key(&e.mac))));
+    let patches = s.patches.iter().filter(|p| p.from == port || p.to == port);
+    users.extend(patches.map(|p| format!("patch {:?} -> {:?}", p.from, p.to)));
+    users
+}
+
+/// What still names network `net` in `s` (see [`port_users`]).
+fn network_users(s: &api::DesiredState, net: &str) -> Vec<String> {
+    let count = |n: usize, one: &str, many: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {one}")),
+        n => Some(format!("{n} {many}")),
+    };
+    let eps = s.endpoints.iter().filter(|e| e.network == net).count();
+    let remotes = s.remote_endpoints.iter().filter(|e| e.network == net);
+    let routes = s.routes.iter().filter(|r| match &r.target {
+        Some(Target::NextHop(h)) => h.network == net,
+        _ => false,
+    });
+    [
+        count(eps, "endpoint", "endpoints"),
+        count(remotes.count(), "remote endpoint", "remote endpoints"),
+        count(routes.count(), "route via it", "routes via it"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Refuses a delete of port `what` while `users` name it.
+fn still_used(what: &str, users: Vec<String>) -> Result<(), String> {
+    match users.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("{what} is used by {one}: delete that first")),
+        [first, rest @ ..] => Err(format!(
+            "{what} is used by {first} and {} more: delete them first",
+            rest.len()
+        )),
     }
 }
 
