@@ -93,8 +93,10 @@ pub enum Command {
     Underlay(UnderlayCmd),
     /// Counters per port and per worker, and drops by reason.
     Stats(StatsArgs),
-    /// Replace the whole desired state with a document (YAML or JSON), if the
-    /// switch is still at the document's generation (or with --force).
+    /// Replace the whole desired state with a document (YAML or JSON).
+    ///
+    /// Compare-and-set: refused while the switch is past the generation the
+    /// document was exported at (`get` writes it), unless --force.
     Apply(ApplyArgs),
     /// Export the desired state as a document `apply` takes.
     Get(GetArgs),
