@@ -954,6 +954,99 @@ fn blame(ops: &[api::Op], reason: &str) -> usize {
         .unwrap_or(ops.len().saturating_sub(1))
 }
 
+/// What still names port `port` in `s`, the state a write leads to. A delete
+/// checks this itself because the whole-state validation would blame the user
+/// instead ("endpoint …: port \"spare\" is not a [[port]]"), which reads as if
+/// the delete were the typo. It is checked on the state after the whole write,
+/// so the dependents may go in the same write, in any order.
+fn port_users(s: &api::DesiredState, port: &str) -> Vec<String> {
+    let mut users = Vec::new();
+    if s.underlay.as_ref().is_some_and(|u| u.uplink == port) {
+        users.push("the underlay as its uplink".to_owned());
+    }
+    let eps = s.endpoints.iter().filter(|e| e.port == port);
+    users.extend(eps.map(|e| endpoint_label(&e.mac, &e.network)));
+    let l2 = s.l2.iter().filter(|e| e.port == port);
+    users.extend(l2.map(|e| format!("l2 entry {}", mac_key(&e.mac))));
+    let patches = s.patches.iter().filter(|p| p.from == port || p.to == port);
+    users.extend(patches.map(|p| format!("patch {:?} -> {:?}", p.from, p.to)));
+    users
+}
+
+/// What still names network `net` in `s` (see [`port_users`]).
+fn network_users(s: &api::DesiredState, net: &str) -> Vec<String> {
+    let count = |n: usize, one: &str, many: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {one}")),
+        n => Some(format!("{n} {many}")),
+    };
+    let eps = s.endpoints.iter().filter(|e| e.network == net).count();
+    let remotes = s.remote_endpoints.iter().filter(|e| e.network == net);
+    let routes = s.routes.iter().filter(|r| match &r.target {
+        Some(Target::NextHop(h)) => h.network == net,
+        _ => false,
+    });
+    [
+        count(eps, "endpoint", "endpoints"),
+        count(remotes.count(), "remote endpoint", "remote endpoints"),
+        count(routes.count(), "route via it", "routes via it"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Refuses a delete of port `what` while `users` name it.
+fn still_used(what: &str, users: Vec<String>) -> Result<(), String> {
+    match users.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("{what} is used by {one}: delete that first")),
+        [first, rest @ ..] => Err(format!(
+            "{what} is used by {first} and {} more: delete them first",
+            rest.len()
+        )),
+    }
+}
+
+/// A delete of a port or network that the state after the write still uses:
+/// the op and the reason naming the user.
+fn dangling_delete(
+    ops: &[api::Op],
+    index: &Index,
+    next: &api::DesiredState,
+) -> Option<(usize, String)> {
+    ops.iter()
+        .enumerate()
+        .find_map(|(i, op)| match op.op.as_ref()? {
+            OpKind::DelPort(n) if !index.ports.at.contains_key(n) => {
+                still_used(&format!("port {}", q(n)), port_users(next, n))
+                    .err()
+                    .map(|e| (i, e))
+            }
+            OpKind::DelNetwork(n) if !index.networks.at.contains_key(n) => {
+                let users = network_users(next, n);
+                let them = if users.len() == 1 && users[0].starts_with("1 ") {
+                    "it"
+                } else {
+                    "them"
+                };
+                match users.split_last() {
+                    None => None,
+                    Some((last, [])) => {
+                        Some(format!("network {} has {last}: delete {them} first", q(n)))
+                    }
+                    Some((last, rest)) => Some(format!(
+                        "network {} has {} and {last}: delete them first",
+                        q(n),
+                        rest.join(", ")
+                    )),
+                }
+                .map(|e| (i, e))
+            }
+            _ => None,
+        })
+}
+
 /// A validated desired state: the API's canonical form and the parsed
 /// configuration (fixed sections included) the dataplane runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -1019,6 +1112,9 @@ impl Fixed {
                 .map_err(|r| op_err(i, r))?;
         }
         index.compact(&mut next);
+        if let Some((i, reason)) = dangling_delete(ops, &index, &next) {
+            return Err(op_err(i, reason));
+        }
         let reason = match self.validate(&next) {
             Ok(v) => return Ok(v),
             Err(reason) => reason,

@@ -6,15 +6,36 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::DEFAULT_SOCKET;
 
+/// What `--help` ends with: the exit codes scripts branch on (see
+/// [`crate::error`]).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  done (also when the reader of the output goes away, as with `| head`)
+  1  the switch refused the request; its reason is on stderr
+  2  usage: bad flags or arguments, an unreadable or invalid file
+  3  the daemon cannot be reached or does not answer within --timeout";
+
 /// vswitchctl: configure and inspect a running vswitchd over its control socket.
 #[derive(Debug, Parser)]
-#[command(name = "vswitchctl", version, propagate_version = true)]
+#[command(
+    name = "vswitchctl",
+    version,
+    propagate_version = true,
+    after_help = EXIT_CODES_HELP
+)]
 pub struct Cli {
     /// The daemon's control socket.
     #[arg(long, global = true, env = "VSWITCH_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Seconds to wait for the connection and for each request.
-    #[arg(long, global = true, default_value_t = 30)]
+    /// Seconds to wait for the connection and for each answer (0: forever); a
+    /// daemon that does not answer in time is exit 3.
+    #[arg(
+        long,
+        global = true,
+        env = "VSWITCH_TIMEOUT",
+        default_value_t = 30,
+        value_name = "S"
+    )]
     pub timeout: u64,
     /// Connect over TCP with mutual TLS (HOST:PORT) instead of the Unix socket;
     /// needs --cert, --key and --ca.
@@ -73,6 +94,9 @@ pub enum Command {
     /// Counters per port and per worker, and drops by reason.
     Stats(StatsArgs),
     /// Replace the whole desired state with a document (YAML or JSON).
+    ///
+    /// Compare-and-set: refused while the switch is past the generation the
+    /// document was exported at (`get` writes it), unless --force.
     Apply(ApplyArgs),
     /// Export the desired state as a document `apply` takes.
     Get(GetArgs),
@@ -303,6 +327,12 @@ pub struct ApplyArgs {
     /// Print the diff and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace the state whatever generation it is at. Without it the write is
+    /// refused unless the switch is still at the document's generation (the
+    /// `# … generation N` line or `generation` key that `get` writes), and a
+    /// document without one is refused.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -598,7 +628,7 @@ mod tests {
     fn apply_get_trace_stats_completion() {
         let c = parse(&["apply", "-f", "-", "--dry-run"]).unwrap();
         assert!(
-            matches!(c.command, Command::Apply(ApplyArgs { ref file, dry_run: true }) if file == "-")
+            matches!(c.command, Command::Apply(ApplyArgs { ref file, dry_run: true, force: false }) if file == "-")
         );
         assert!(parse(&["apply"]).is_err());
         let c = parse(&["get"]).unwrap();

@@ -17,6 +17,23 @@ pub type Client = VswitchClient<Channel>;
 /// Connects to the Unix socket at `path` (eagerly: a missing socket or a refused
 /// connection is reported here). `timeout` bounds each request.
 pub async fn connect(path: &Path, timeout: Option<Duration>) -> Result<Client, Error> {
+    let connecting = connect_unix(path, timeout);
+    match timeout {
+        // A daemon that is stopped or wedged with a full accept backlog leaves
+        // connect(2) itself waiting: bounded like any request.
+        Some(t) => tokio::time::timeout(t, connecting)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unresponsive {
+                    socket: path.display().to_string(),
+                    timeout: t,
+                })
+            }),
+        None => connecting.await,
+    }
+}
+
+async fn connect_unix(path: &Path, timeout: Option<Duration>) -> Result<Client, Error> {
     let socket = path.to_path_buf();
     let mut endpoint = Endpoint::from_static("http://localhost");
     if let Some(t) = timeout {
@@ -50,18 +67,33 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// A status the transport made up (the daemon went away mid-request) is a
-/// connection failure, not a refusal.
-pub fn classify(status: tonic::Status, socket: &Path) -> Error {
-    let transport =
-        status.code() == tonic::Code::Unavailable && std::error::Error::source(&status).is_some();
-    if transport {
-        Error::Connect {
-            socket: socket.display().to_string(),
-            reason: status.message().to_string(),
+/// What a failed call means for the operator, by who is at fault (see
+/// [`crate::error`] for the exit codes): the daemon did not answer in time, cannot
+/// serve, or went away (exit 3), or it refused the request (exit 1). `socket`
+/// names the daemon (the Unix socket, or HOST:PORT with `--tcp`); `timeout` is the
+/// request timeout in force.
+pub fn classify(status: tonic::Status, socket: &str, timeout: Option<Duration>) -> Error {
+    use tonic::Code;
+    match status.code() {
+        // The client's own request timeout (tonic reports it as CANCELLED with
+        // this message and nothing else to tell it apart).
+        Code::Cancelled if status.message() == tonic::TimeoutExpired(()).to_string() => {
+            Error::Unresponsive {
+                socket: socket.to_owned(),
+                timeout: timeout.unwrap_or_default(),
+            }
         }
-    } else {
-        Error::Refused(status)
+        // Made up by the transport (the daemon went away mid-request): a broken
+        // connection, not an answer.
+        Code::Unavailable if std::error::Error::source(&status).is_some() => Error::Connect {
+            socket: socket.to_owned(),
+            reason: status.message().to_string(),
+        },
+        Code::Unavailable | Code::DeadlineExceeded => Error::Unavailable {
+            socket: socket.to_owned(),
+            reason: status.message().to_string(),
+        },
+        _ => Error::Refused(status),
     }
 }
 
@@ -103,9 +135,104 @@ pub async fn connect_tls(
     client
         .health(crate::api_health_request())
         .await
-        .map_err(|s| Error::Connect {
-            socket: addr.to_owned(),
-            reason: format!("TLS session refused ({}): is this client's certificate signed by the daemon's client CA?", s.message()),
+        .map_err(|s| {
+            let msg = s.message().to_owned();
+            match classify(s, addr, timeout) {
+                // A hung daemon is not a certificate problem: say which it is.
+                e @ Error::Unresponsive { .. } => e,
+                _ => Error::Connect {
+                    socket: addr.to_owned(),
+                    reason: format!("TLS session refused ({msg}): is this client's certificate signed by the daemon's client CA?"),
+                },
+            }
         })?;
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    const SOCK: &str = "/run/vswitch/vswitchd.sock";
+
+    fn code_of(s: Status) -> i32 {
+        classify(s, SOCK, Some(Duration::from_secs(10))).exit_code()
+    }
+
+    #[test]
+    fn refusals_exit_1() {
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::PermissionDenied,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unknown,
+            Code::DataLoss,
+            Code::Unauthenticated,
+            // CANCELLED with the server's own words is its answer.
+            Code::Cancelled,
+        ] {
+            assert_eq!(code_of(Status::new(code, "no")), 1, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn an_absent_or_hung_daemon_exits_3_naming_the_socket() {
+        for code in [Code::Unavailable, Code::DeadlineExceeded] {
+            let e = classify(Status::new(code, "workers stalled"), SOCK, None);
+            assert_eq!(e.exit_code(), 3, "{code:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(SOCK) && msg.contains("workers stalled"),
+                "{msg}"
+            );
+        }
+        // The client's own timeout, as tonic reports it.
+        let e = classify(
+            Status::cancelled(tonic::TimeoutExpired(()).to_string()),
+            SOCK,
+            Some(Duration::from_secs(10)),
+        );
+        assert_eq!(e.exit_code(), 3);
+        assert_eq!(
+            e.to_string(),
+            "no answer from /run/vswitch/vswitchd.sock within 10 s (is vswitchd running? --timeout to wait longer)"
+        );
+        // A connection the transport saw break (a source error attached).
+        let broken = Status::from_error(Box::new(tonic::ConnectError(Box::new(
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        ))));
+        assert_eq!(broken.code(), Code::Unavailable);
+        let e = classify(broken, SOCK, None);
+        assert_eq!(e.exit_code(), 3);
+        assert!(
+            e.to_string().starts_with("cannot connect to /run/vswitch/"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn local_errors() {
+        use std::io::{Error as IoError, ErrorKind};
+        assert_eq!(
+            Error::from(IoError::from(ErrorKind::BrokenPipe)).exit_code(),
+            0
+        );
+        assert!(matches!(
+            Error::from(IoError::from(ErrorKind::BrokenPipe)),
+            Error::BrokenPipe
+        ));
+        assert_eq!(
+            Error::from(IoError::from(ErrorKind::StorageFull)).exit_code(),
+            1
+        );
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+    }
 }

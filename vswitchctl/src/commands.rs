@@ -27,7 +27,7 @@ fn refused(s: tonic::Status) -> Error {
 }
 
 fn print_json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, v).map_err(|e| Error::Local(e.to_string()))?;
+    serde_json::to_writer_pretty(&mut *out, v)?;
     writeln!(out)?;
     Ok(())
 }
@@ -62,10 +62,17 @@ pub enum Prepared {
     Document(Box<Document>),
 }
 
-/// Reads and checks the command's local inputs (`apply`'s file, `trace`'s frame).
+/// Reads and checks the command's local inputs (`apply`'s file and what its
+/// write is conditional on, `trace`'s frame).
 pub fn prepare(cli: &cli::Cli) -> Result<Prepared> {
     Ok(match &cli.command {
-        Command::Apply(a) => Prepared::Document(Box::new(read_document(&a.file)?)),
+        Command::Apply(a) => {
+            let d = read_document(&a.file)?;
+            if !a.dry_run {
+                apply_condition(&apply_opts(cli, a), d.generation)?;
+            }
+            Prepared::Document(Box::new(d))
+        }
         Command::Trace(a) => Prepared::Frame(match (&a.hex, &a.packet) {
             (Some(h), None) => packet::parse_hex(h).map_err(Error::Usage)?,
             (None, Some(spec)) => packet::build(spec).map_err(Error::Usage)?,
@@ -276,7 +283,9 @@ pub async fn execute_prepared(
                 Prepared::Document(d) => *d,
                 _ => read_document(&a.file)?,
             };
-            apply(client, desired, a.dry_run, w, out).await.map(drop)
+            apply(client, desired, &apply_opts(cli, a), out)
+                .await
+                .map(drop)
         }
         Command::Get(a) => {
             let format = match a.output {
@@ -356,37 +365,118 @@ pub fn read_document(file: &str) -> Result<Document> {
     doc::parse(&text, format).map_err(|e| Error::Usage(format!("{file}: {e}")))
 }
 
+/// How `apply` writes.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOpts {
+    /// Print the diff and change nothing.
+    pub dry_run: bool,
+    /// Replace the state whatever its generation.
+    pub force: bool,
+    /// `--expected-generation` (0: not given): wins over the document's.
+    pub expected_generation: u64,
+    /// Where the document came from, for messages (`state.yaml`, `stdin`).
+    pub source: String,
+}
+
+fn apply_opts(cli: &cli::Cli, a: &cli::ApplyArgs) -> ApplyOpts {
+    ApplyOpts {
+        dry_run: a.dry_run,
+        force: a.force,
+        expected_generation: cli.expected_generation,
+        source: match a.file.as_str() {
+            "-" => "stdin".into(),
+            f => f.into(),
+        },
+    }
+}
+
+/// The generation `apply`'s replace is conditional on (0: none): the
+/// `--expected-generation` flag, else the document's own (the state it was
+/// exported from), else none with `--force`.
+///
+/// # Errors
+/// A usage error for a document that names no generation without `--force`
+/// (applying it could undo writes made since it was written, unseen), and for
+/// `--force` together with `--expected-generation`.
+pub fn apply_condition(opts: &ApplyOpts, doc_generation: Option<u64>) -> Result<u64> {
+    match (opts.force, opts.expected_generation, doc_generation) {
+        (true, 0, _) => Ok(0),
+        (true, _, _) => Err(Error::Usage(
+            "apply: --force and --expected-generation contradict each other".into(),
+        )),
+        (false, g @ 1.., _) => Ok(g),
+        (false, 0, Some(g @ 1..)) => Ok(g),
+        (false, 0, _) => Err(Error::Usage(format!(
+            "{}: no \"# generation N\" line (as \"vswitchctl get\" writes), so it could undo changes made since it was written; apply it anyway with --force",
+            opts.source
+        ))),
+    }
+}
+
 /// Fetches the state, prints the diff to `desired`, and unless `dry_run` (or the
-/// diff is empty) replaces the state, conditional on the generation it fetched
-/// (or on `opts.expected_generation` when set).
+/// diff is empty) replaces the state, conditional on [`apply_condition`]: a
+/// document exported at generation N replaces the state only while the switch
+/// is still at N.
+///
+/// # Errors
+/// [`Error::Usage`] as [`apply_condition`]; a stale document is refused by the
+/// switch (`FAILED_PRECONDITION`), reported as [`Error::Refused`] naming both
+/// generations.
 pub async fn apply(
     client: &mut Client,
     desired: Document,
-    dry_run: bool,
-    opts: WriteOpts,
+    opts: &ApplyOpts,
     out: &mut dyn Write,
 ) -> Result<Diff> {
     let (generation, current) = get_state(client).await?;
     let diff = doc::diff(&current, &desired);
     write!(out, "{}", diff.summary())?;
-    if dry_run || diff.is_empty() {
-        if !dry_run {
-            writeln!(out, "generation {generation} unchanged")?;
+    if opts.dry_run {
+        // What the real run would say about the generation, told now.
+        match desired.generation {
+            _ if opts.force => {}
+            Some(g) if g != generation && !diff.is_empty() => writeln!(
+                out,
+                "note: {} is at generation {g}, the switch at {generation}: apply refuses it without --force",
+                opts.source
+            )?,
+            None if !diff.is_empty() => writeln!(
+                out,
+                "note: {} names no generation: apply needs --force",
+                opts.source
+            )?,
+            _ => {}
         }
         return Ok(diff);
     }
-    let expected = match opts.expected_generation {
-        0 => generation,
-        g => g,
-    };
-    let reply = client
+    if diff.is_empty() {
+        writeln!(out, "generation {generation} unchanged")?;
+        return Ok(diff);
+    }
+    let expected = apply_condition(opts, desired.generation)?;
+    let from_document = expected != 0 && opts.expected_generation == 0;
+    let reply = match client
         .replace(api::ReplaceRequest {
             state: Some(desired.into()),
             expected_generation: expected,
         })
         .await
-        .map_err(refused)?
-        .into_inner();
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) if from_document && s.code() == tonic::Code::FailedPrecondition => {
+            // The switch's own "generation is M, expected N" does not say what to
+            // do: name the file and the way out.
+            let now = match get_state(client).await {
+                Ok((g, _)) => g.to_string(),
+                Err(_) => "another".into(),
+            };
+            return Err(Error::Refused(tonic::Status::failed_precondition(format!(
+                "{} is at generation {expected} but the switch is at {now}: someone wrote since it was exported; run \"vswitchctl get\" and edit that, or apply with --force to overwrite",
+                opts.source
+            ))));
+        }
+        Err(s) => return Err(refused(s)),
+    };
     writeln!(
         out,
         "generation {} (published in {} us)",
@@ -409,10 +499,10 @@ pub async fn get_state(client: &mut Client) -> Result<(u64, Document)> {
 
 /// `get -o yaml|json`: the state as a document `apply` takes back unchanged.
 pub async fn get(client: &mut Client, format: Format, out: &mut dyn Write) -> Result<()> {
-    let (generation, d) = get_state(client).await?;
-    if format == Format::Yaml {
-        writeln!(out, "# vswitchd desired state, generation {generation}")?;
-    }
+    let (generation, mut d) = get_state(client).await?;
+    // So that `apply -f` of this output (edited or not) is refused once the
+    // switch has moved on.
+    d.generation = Some(generation);
     out.write_all(doc::print(&d, format).as_bytes())?;
     Ok(())
 }
@@ -926,7 +1016,43 @@ pub async fn capture(client: &mut Client, a: &cli::CaptureArgs, out: &mut dyn Wr
         "{n} packets captured on {} into {} ({dropped} copies dropped by the switch)",
         a.port,
         a.file.display()
-    )
-    .map_err(|e| Error::Local(e.to_string()))?;
+    )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(force: bool, expected_generation: u64) -> ApplyOpts {
+        ApplyOpts {
+            dry_run: false,
+            force,
+            expected_generation,
+            source: "state.yaml".into(),
+        }
+    }
+
+    #[test]
+    fn apply_is_conditional_on_the_documents_generation() {
+        assert_eq!(apply_condition(&opts(false, 0), Some(7)).unwrap(), 7);
+        // The flag wins over the document; --force makes it unconditional.
+        assert_eq!(apply_condition(&opts(false, 9), Some(7)).unwrap(), 9);
+        assert_eq!(apply_condition(&opts(false, 9), None).unwrap(), 9);
+        assert_eq!(apply_condition(&opts(true, 0), Some(7)).unwrap(), 0);
+        assert_eq!(apply_condition(&opts(true, 0), None).unwrap(), 0);
+        // No generation (0 is none: the switch starts at 1), no --force: a usage
+        // error that names the file and the way out.
+        for g in [None, Some(0)] {
+            let e = apply_condition(&opts(false, 0), g).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let m = e.to_string();
+            assert!(
+                m.starts_with("state.yaml: ") && m.contains("--force"),
+                "{m}"
+            );
+        }
+        let e = apply_condition(&opts(true, 3), Some(7)).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+    }
 }

@@ -40,6 +40,13 @@ fn is_zero(n: &u32) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Document {
+    /// The generation of the state this document was exported from (`get` writes
+    /// it: a `generation` key in JSON, a `# … generation N` header comment in
+    /// YAML). Not part of the state: `apply` makes its write conditional on it, so
+    /// a file exported before someone else's write cannot silently undo that
+    /// write. The diff and the conversion to the API ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
     pub ports: Vec<Port>,
     pub patches: Vec<Patch>,
     pub l2: Vec<L2Entry>,
@@ -204,23 +211,75 @@ impl Format {
 }
 
 /// Parses a document. An empty (or whitespace/comment-only) YAML text is the empty
-/// state.
+/// state. [`Document::generation`] comes from a `generation` key (either format)
+/// or, in YAML, from a header comment `# … generation N` as [`print`] writes it.
 pub fn parse(text: &str, format: Format) -> Result<Document, String> {
-    match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+    let mut doc: Document = match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| e.to_string())?,
         Format::Yaml => {
             let meaningful = text
                 .lines()
                 .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-            if !meaningful {
-                return Ok(Document::default());
+            if meaningful {
+                serde_yaml::from_str(text).map_err(|e| e.to_string())?
+            } else {
+                Document::default()
             }
-            serde_yaml::from_str(text).map_err(|e| e.to_string())
+        }
+    };
+    if format == Format::Yaml {
+        match (doc.generation, header_generation(text)?) {
+            (Some(key), Some(comment)) if key != comment => {
+                return Err(format!(
+                    "the header comment says generation {comment}, the `generation` key {key}"
+                ))
+            }
+            (None, comment) => doc.generation = comment,
+            _ => {}
         }
     }
+    Ok(doc)
 }
 
-/// Prints a document (JSON pretty-printed, both with a final newline).
+/// The generation of a YAML header: the comment lines before the first line of
+/// content, one of which reads `… generation N` (`# vswitchd desired state,
+/// generation 7`). Comments further down are the operator's and are not read.
+///
+/// # Errors
+/// Two header lines that name different generations.
+pub fn header_generation(text: &str) -> Result<Option<u64>, String> {
+    let mut found: Option<u64> = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line == "---" {
+            continue;
+        }
+        let Some(comment) = line.strip_prefix('#') else {
+            break;
+        };
+        let words: Vec<&str> = comment
+            .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+            .filter(|w| !w.is_empty())
+            .collect();
+        let named = words
+            .windows(2)
+            .filter(|w| w[0].eq_ignore_ascii_case("generation"))
+            .find_map(|w| w[1].parse::<u64>().ok());
+        match (found, named) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!(
+                    "the header comments name two generations, {a} and {b}"
+                ))
+            }
+            (None, Some(b)) => found = Some(b),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// Prints a document (JSON pretty-printed, both with a final newline). Its
+/// generation, when set, is a `generation` key in JSON and a header comment in
+/// YAML (where a comment keeps the state's keys the only keys).
 pub fn print(doc: &Document, format: Format) -> String {
     match format {
         Format::Json => {
@@ -228,7 +287,17 @@ pub fn print(doc: &Document, format: Format) -> String {
             s.push('\n');
             s
         }
-        Format::Yaml => serde_yaml::to_string(doc).expect("a document serialises"),
+        Format::Yaml => {
+            let body = Document {
+                generation: None,
+                ..doc.clone()
+            };
+            let body = serde_yaml::to_string(&body).expect("a document serialises");
+            match doc.generation {
+                Some(g) => format!("# vswitchd desired state, generation {g}\n{body}"),
+                None => body,
+            }
+        }
     }
 }
 
@@ -440,6 +509,7 @@ impl From<Route> for api::Route {
 impl From<api::DesiredState> for Document {
     fn from(s: api::DesiredState) -> Self {
         let mut doc = Document {
+            generation: None,
             ports: s.ports.into_iter().map(Into::into).collect(),
             patches: s.patches.into_iter().map(Into::into).collect(),
             l2: s.l2.into_iter().map(Into::into).collect(),

@@ -229,3 +229,104 @@ fn a_duplicated_item_is_a_change_for_the_switch_to_refuse() {
     );
     assert!(diff(&one, &one).is_empty());
 }
+
+#[test]
+fn generation_from_the_yaml_header_comment() {
+    let text = format!("# vswitchd desired state, generation 7\n{SAMPLE}");
+    let d = parse(&text, Format::Yaml).unwrap();
+    assert_eq!(d.generation, Some(7));
+    assert_eq!(
+        Document {
+            generation: None,
+            ..d.clone()
+        },
+        sample(),
+        "the generation is not part of the state"
+    );
+    assert!(diff(&sample(), &d).is_empty());
+    // Other wordings of the header; blank lines and `---` before it.
+    for header in [
+        "# generation 12\n",
+        "\n---\n# exported by bob\n#   Generation: 12 (after the blue change)\n",
+        "#generation 12\n",
+    ] {
+        let d = parse(&format!("{header}ports: []\n"), Format::Yaml).unwrap();
+        assert_eq!(d.generation, Some(12), "{header:?}");
+    }
+    // None: no header, a comment below the content, words that are not it.
+    for text in [
+        SAMPLE.to_string(),
+        "ports: []\n# generation 3\n".into(),
+        "# regenerated 3 times\nports: []\n".into(),
+        "# generation: unknown\nports: []\n".into(),
+        String::new(),
+    ] {
+        assert_eq!(
+            parse(&text, Format::Yaml).unwrap().generation,
+            None,
+            "{text:?}"
+        );
+    }
+    // A comment-only document is the empty state at that generation.
+    let d = parse("# vswitchd desired state, generation 4\n", Format::Yaml).unwrap();
+    assert_eq!(
+        d,
+        Document {
+            generation: Some(4),
+            ..Document::default()
+        }
+    );
+    // Contradictions are refused.
+    let e = parse("# generation 4\n# generation 5\nports: []\n", Format::Yaml).unwrap_err();
+    assert!(e.contains("4") && e.contains("5"), "{e}");
+    let e = parse("# generation 4\ngeneration: 5\nports: []\n", Format::Yaml).unwrap_err();
+    assert!(e.contains("generation 4") && e.contains("5"), "{e}");
+    // The key alone, and the key agreeing with the comment.
+    assert_eq!(
+        parse("generation: 9\n", Format::Yaml).unwrap().generation,
+        Some(9)
+    );
+    assert_eq!(
+        parse("# generation 9\ngeneration: 9\n", Format::Yaml)
+            .unwrap()
+            .generation,
+        Some(9)
+    );
+    assert!(parse("generation: -1\n", Format::Yaml).is_err());
+}
+
+#[test]
+fn generation_in_json_is_a_key() {
+    let d = parse(r#"{"generation": 3, "ports": []}"#, Format::Json).unwrap();
+    assert_eq!(d.generation, Some(3));
+    assert_eq!(
+        parse(r#"{"ports": []}"#, Format::Json).unwrap().generation,
+        None
+    );
+    assert!(parse(r#"{"generation": "3"}"#, Format::Json).is_err());
+}
+
+#[test]
+fn print_writes_the_generation_parse_reads_it() {
+    let d = Document {
+        generation: Some(42),
+        ..sample()
+    };
+    let yaml = print(&d, Format::Yaml);
+    assert!(
+        yaml.starts_with("# vswitchd desired state, generation 42\n"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("\ngeneration:"),
+        "a comment, not a key: {yaml}"
+    );
+    let json = print(&d, Format::Json);
+    assert!(json.starts_with("{\n  \"generation\": 42,"), "{json}");
+    for (text, format) in [(yaml, Format::Yaml), (json, Format::Json)] {
+        assert_eq!(parse(&text, format).unwrap(), d, "{format:?}");
+    }
+    // Without one, neither is written.
+    assert!(!print(&sample(), Format::Yaml).contains("generation"));
+    assert!(!print(&sample(), Format::Json).contains("generation"));
+}

@@ -28,6 +28,11 @@ pub async fn run(cli: &cli::Cli, out: &mut dyn Write) -> error::Result<()> {
     }
     let prepared = commands::prepare(cli)?;
     let timeout = (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout));
+    // What error messages call the daemon: the address actually dialled.
+    let daemon = match &cli.tcp {
+        Some(addr) => addr.clone(),
+        None => cli.socket.display().to_string(),
+    };
     let mut client = match (&cli.tcp, &cli.cert, &cli.key, &cli.ca) {
         (Some(addr), Some(cert), Some(key), Some(ca)) => {
             client::connect_tls(addr, &cli.tls_name, [cert, key, ca], timeout).await?
@@ -37,7 +42,7 @@ pub async fn run(cli: &cli::Cli, out: &mut dyn Write) -> error::Result<()> {
     commands::execute_prepared(&mut client, cli, prepared, out)
         .await
         .map_err(|e| match e {
-            error::Error::Refused(s) => client::classify(s, &cli.socket),
+            error::Error::Refused(s) => client::classify(s, &daemon, timeout),
             other => other,
         })
 }

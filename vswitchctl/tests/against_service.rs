@@ -290,7 +290,8 @@ fn get_then_apply_is_a_no_op_and_apply_reverts_changes() {
         "0.0.0.0/0",
     ]);
 
-    // Declarative: back to the exported document.
+    // Declarative: the exported document is stale now (generation 1, the switch
+    // at 3). A dry run says what it would undo, and that apply will refuse.
     let dry = s.ok(&["apply", "-f", f_yaml.to_str().unwrap(), "--dry-run"]);
     assert!(
         dry.contains("networks: 0 added, 1 removed, 0 changed\n  - red\n"),
@@ -300,10 +301,77 @@ fn get_then_apply_is_a_no_op_and_apply_reverts_changes() {
         dry.contains("routes: 1 added, 0 removed, 0 changed\n  + t1 10.99.0.0/16\n"),
         "{dry}"
     );
-    let out = s.ok(&["apply", "-f", f_yaml.to_str().unwrap()]);
+    assert!(
+        dry.contains("is at generation 1, the switch at 3: apply refuses it without --force"),
+        "{dry}"
+    );
+    // Applied, it is refused by the switch, naming both generations, for YAML
+    // (the header comment) and JSON (the key) alike; nothing changes.
+    for f in [&f_yaml, &f_json] {
+        let err = s.refused(&["apply", "-f", f.to_str().unwrap()]);
+        assert!(
+            err.contains(&format!(
+                "{} is at generation 1 but the switch is at 3",
+                f.display()
+            )) && err.contains("--force"),
+            "{err}"
+        );
+    }
+    assert!(s
+        .ok(&["get"])
+        .starts_with("# vswitchd desired state, generation 3\n"));
+    // A document without a generation needs --force (a usage error, exit 2).
+    let bare = s.dir.join("bare.yaml");
+    std::fs::write(&bare, yaml.lines().skip(1).collect::<Vec<_>>().join("\n")).unwrap();
+    let out = s.run(&["apply", "-f", bare.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{out:?}"
+    );
+    // --force: back to the exported document.
+    let out = s.ok(&["apply", "-f", f_yaml.to_str().unwrap(), "--force"]);
     assert!(out.contains("generation 4 "), "{out}");
+    // A fresh export applies without --force.
+    let fresh = s.dir.join("fresh.yaml");
+    std::fs::write(&fresh, s.ok(&["get"]).replace("vni: 100\n", "vni: 101\n")).unwrap();
+    let out = s.ok(&["apply", "-f", fresh.to_str().unwrap()]);
+    assert!(out.contains("generation 5 "), "{out}");
+    let out = s.ok(&["apply", "-f", bare.to_str().unwrap(), "--force"]);
+    assert!(out.contains("generation 6 "), "{out}");
     assert_eq!(
         s.ok(&["get"]).lines().skip(1).collect::<Vec<_>>(),
         yaml.lines().skip(1).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn delete_of_a_used_port_names_the_user() {
+    let s = Server::start("used");
+    let err = s.refused(&["port", "del", "pod3"]);
+    assert!(
+        err.contains("port \"pod3\" is used by endpoint 02:00:00:00:03:01 in network \"blue\": delete that first"),
+        "{err}"
+    );
+    let err = s.refused(&["net", "del", "blue"]);
+    assert!(err.contains("network \"blue\" has 1 endpoint, "), "{err}");
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let s = Server::start("pipe");
+    for args in [&["show", "--json"][..], &["get"], &["stats"]] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vswitchctl"));
+        c.arg("--socket").arg(&s.sock).args(args);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        // The reader goes away before the answer arrives: the first write meets
+        // EPIPE (Rust ignores SIGPIPE, so it is an error, not a signal).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
 }

@@ -163,6 +163,11 @@ impl DataplaneHandle for VswitchdHandle {
             .ports()
             .map(|(i, p)| (i, p.config.name.clone()))
             .collect();
+        // The snapshot numbers groups; operators named them.
+        let groups: HashMap<PortIdx, String> = dp
+            .ports()
+            .map(|(i, p)| (i, p.config.group.clone()))
+            .collect();
         drop(dp);
         let mut stages = Vec::new();
         let stage = |s: &str, d: String| api::TraceStage {
@@ -189,22 +194,16 @@ impl DataplaneHandle for VswitchdHandle {
                     "classic L2 port, patched to {:?}",
                     names.get(&p).cloned().unwrap_or_default()
                 ),
-                None => match snap.l2.port_group(idx) {
-                    Some(g) => format!(
-                        "classic L2 port, flooding group {} with {:?}",
-                        g.0,
-                        snap.l2
-                            .flood_ports(idx)
-                            .iter()
-                            .map(|p| names.get(p).cloned().unwrap_or_default())
-                            .collect::<Vec<_>>()
-                    ),
-                    None => "a port the snapshot does not know".to_owned(),
+                None => match groups.get(&idx) {
+                    Some(g) if snap.l2.port_group(idx).is_some() => {
+                        format!("classic L2 port in group {g:?}")
+                    }
+                    _ => "a port the snapshot does not know".to_owned(),
                 },
             }
         };
         stages.push(stage("ingress", ingress));
-        for (name, detail) in table_stages(&snap, idx, frame, &names) {
+        for (name, detail) in table_stages(&snap, idx, frame, &names, &groups) {
             stages.push(stage(name, detail));
         }
         // The verdict comes from the fast path's own code, on a copy of the frame.
@@ -274,6 +273,7 @@ fn table_stages(
     idx: PortIdx,
     frame: &[u8],
     names: &HashMap<PortIdx, String>,
+    groups: &HashMap<PortIdx, String>,
 ) -> Vec<(&'static str, String)> {
     use dataplane::overlay::{L2Dest, NetworkId};
     let mut out = Vec::new();
@@ -316,8 +316,11 @@ fn table_stages(
             Err(_) => return out,
         }
         net
+    } else if let Some(net) = ov.network_of_port(idx) {
+        Some(net)
     } else {
-        ov.network_of_port(idx)
+        out.push(("l2", classic_l2(snap, idx, frame, &m, names, groups)));
+        return out;
     };
     let Some((net, info)) = net.and_then(|n| ov.network(n).map(|i| (n, i))) else {
         return out;
@@ -369,6 +372,58 @@ fn table_stages(
         ));
     }
     out
+}
+
+/// The MAC-table stage of a classic (non-overlay) port: which entry, patch or
+/// flood the frame meets, with ports and groups by name. The decision is the L2
+/// table's own [`classify`](dataplane::l2::L2Pipeline::classify), so it cannot
+/// drift from what the workers do.
+fn classic_l2(
+    snap: &dataplane::Pipeline,
+    idx: PortIdx,
+    frame: &[u8],
+    m: &wire::PacketMeta,
+    names: &HashMap<PortIdx, String>,
+    groups: &HashMap<PortIdx, String>,
+) -> String {
+    use dataplane::l2::L2Verdict;
+    let name = |p: PortIdx| {
+        names
+            .get(&p)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", p.index()))
+    };
+    if let Some(peer) = snap.l2.patch_of(idx) {
+        return format!("patched: every frame to port {:?}", name(peer));
+    }
+    let dst = m.dst_mac;
+    let group = groups.get(&idx).map(String::as_str).unwrap_or("?");
+    let members = || {
+        snap.l2
+            .flood_ports(idx)
+            .iter()
+            .map(|&p| name(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind = if dst.is_broadcast() {
+        "broadcast"
+    } else if dst.is_multicast() {
+        "multicast"
+    } else {
+        "unknown"
+    };
+    match snap.l2.classify(idx, frame) {
+        L2Verdict::Output(p) => format!("{dst} -> port {:?}", name(p)),
+        L2Verdict::Flood => format!("{dst} {kind}: flood to group {group:?} [{}]", members()),
+        L2Verdict::Drop(DropReason::Hairpin) => {
+            format!("{dst} -> port {:?}, the port it came in on", name(idx))
+        }
+        L2Verdict::Drop(DropReason::NoOutput) => {
+            format!("{dst} {kind}: flood to group {group:?}, which has no other port")
+        }
+        L2Verdict::Drop(r) => format!("{dst}: {}", r.as_str()),
+    }
 }
 
 fn snap_generation(p: &dataplane::Pipeline) -> u64 {

@@ -282,7 +282,7 @@ pub(crate) fn invalid_writes() -> Vec<(Vec<Op>, Vec<&'static str>)> {
         (bad_net(&|n| n.gateway_ips = vec!["10.9.0.1".into()]), vec!["op 0 (add_network \"red\"): ", "gateway 10.9.0.1 is not in any of its subnets"]),
         (bad_net(&|n| { n.subnets = vec!["10.1.0.128/25".into()]; n.gateway_ips = vec!["10.1.0.129".into()] }), vec!["op 0 (add_network \"red\"): ", "overlaps"]),
         (one(K::DelNetwork("green".into())), vec!["op 0 (del_network \"green\"): no such network"]),
-        (one(K::DelNetwork("blue".into())), vec!["op 0 (del_network \"blue\"): ", "network \"blue\" does not exist"]),
+        (one(K::DelNetwork("blue".into())), vec!["op 0 (del_network \"blue\"): network \"blue\" has 1 endpoint, 2 remote endpoints and 1 route via it: delete them first"]),
         // Endpoints.
         (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.1.0.9", "pod9"))), vec!["op 0 (add_endpoint \"02:00:00:00:03:09\" in network \"blue\"): port \"pod9\" is not a [[port]]"]),
         (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.1.0.9", "uplink"))), vec!["op 0 (add_endpoint \"02:00:00:00:03:09\" in network \"blue\"): port \"uplink\" is the underlay uplink"]),
@@ -315,9 +315,9 @@ pub(crate) fn invalid_writes() -> Vec<(Vec<Op>, Vec<&'static str>)> {
         (one(K::AddRoute(route("", "10.50.0.0/16", Some(Target::Blackhole(true))))), vec!["op 0 (add_route \"10.50.0.0/16\" in tenant \"default\"): ", "tenant has no network"]),
         (one(K::DelRoute(api::RouteKey { tenant: "t1".into(), prefix: "10.98.0.0/16".into() })), vec!["op 0 (del_route \"10.98.0.0/16\" in tenant \"t1\"): no such route"]),
         // Whole-state consequences of a delete, and blame in longer writes.
-        (one(K::DelPort("pod2".into())), vec!["op 0 (del_port \"pod2\"): l2 02:00:00:00:02:01: port: no port named \"pod2\""]),
-        (one(K::DelPort("pod3".into())), vec!["op 0 (del_port \"pod3\"): endpoint 02:00:00:00:03:01 in network \"blue\": port \"pod3\" is not a [[port]]"]),
-        (one(K::DelPort("uplink".into())), vec!["op 0 (del_port \"uplink\"): underlay: uplink \"uplink\" is not a [[port]]"]),
+        (one(K::DelPort("pod2".into())), vec!["op 0 (del_port \"pod2\"): port \"pod2\" is used by l2 entry 02:00:00:00:02:01: delete that first"]),
+        (one(K::DelPort("pod3".into())), vec!["op 0 (del_port \"pod3\"): port \"pod3\" is used by endpoint 02:00:00:00:03:01 in network \"blue\": delete that first"]),
+        (one(K::DelPort("uplink".into())), vec!["op 0 (del_port \"uplink\"): port \"uplink\" is used by the underlay as its uplink: delete that first"]),
         (
             vec![
                 op(K::AddNetwork(network("red", 500, "10.5.0.0/24", "10.5.0.1"))),
@@ -420,4 +420,25 @@ fn boot_prefers_the_state_file() {
     );
     assert!(e.contains("vni -1 is out of range"), "{e}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_delete_may_come_before_the_deletes_of_its_users() {
+    let (fixed, state, _) = fixed_and_state();
+    let ep = state.endpoints[0].clone();
+    let del_ep = op(K::DelEndpoint(api::EndpointKey {
+        network: ep.network.clone(),
+        mac: ep.mac.clone(),
+    }));
+    let del_port = op(K::DelPort(ep.port.clone()));
+    for ops in [
+        vec![del_port.clone(), del_ep.clone()],
+        vec![del_ep, del_port.clone()],
+    ] {
+        let v = fixed.apply_ops(&state, &ops).unwrap();
+        assert!(!v.state.ports.iter().any(|p| p.name == ep.port));
+    }
+    // Alone, the delete names what still uses the port.
+    let e = fixed.apply_ops(&state, &[del_port]).unwrap_err().to_string();
+    assert!(e.contains("is used by endpoint"), "{e}");
 }
