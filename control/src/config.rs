@@ -65,6 +65,13 @@ pub struct ControlConfig {
     pub listen_tcp: Option<String>,
     /// `[control.tcp]`: the API on TCP, with mutual TLS only.
     pub tcp: Option<TcpTlsConfig>,
+    /// Directories where an API write may name a capture file (`rx_pcap`,
+    /// `tx_pcap`); ports of this file are not confined (see [`crate::paths`]).
+    #[serde(default = "default_pcap_dirs")]
+    pub pcap_dirs: Vec<PathBuf>,
+    /// Directories where an API write may name a vhost-user or virtio-user socket.
+    #[serde(default = "default_socket_dirs")]
+    pub socket_dirs: Vec<PathBuf>,
 }
 
 /// `[control.tcp]`: a TCP listener that requires client certificates.
@@ -89,6 +96,12 @@ fn default_socket_mode() -> String {
 }
 fn default_state_file() -> PathBuf {
     "/var/lib/vswitch/state.json".into()
+}
+pub(crate) fn default_pcap_dirs() -> Vec<PathBuf> {
+    vec!["/var/lib/vswitch/pcap".into()]
+}
+pub(crate) fn default_socket_dirs() -> Vec<PathBuf> {
+    vec!["/run/vswitch/vhost".into()]
 }
 
 impl ControlConfig {
@@ -595,10 +608,14 @@ impl VswitchConfig {
                 _ => {
                     return Err(ConfigError::OutOfRange {
                         field: "control.socket_mode".into(),
-                        reason: format!("{:?} is not an octal mode like \"0660\"", c.socket_mode),
+                        reason: format!(
+                            "{} is not an octal mode like \"0660\"",
+                            crate::paths::quoted(&c.socket_mode)
+                        ),
                     })
                 }
             }
+            crate::paths::validate_allowed_dirs(c)?;
         }
         let max = cores.saturating_sub(1);
         let dp = &self.dataplane;

@@ -14,6 +14,7 @@ pub mod api {
 pub mod client;
 pub mod compile;
 pub mod config;
+pub mod paths;
 pub mod persist;
 pub mod service;
 pub mod state;

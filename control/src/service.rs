@@ -163,6 +163,9 @@ impl<D: DataplaneHandle> Inner<D> {
             .into());
         }
         let next = make(&self.fixed, &cur.state)?;
+        // Before the host checks: a refused path is not even looked at by a PMD.
+        crate::paths::confine_new_ports(&cur.config.ports, &next.config)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
         self.handle
             .precheck(&next.config)
             .map_err(Status::invalid_argument)?;
