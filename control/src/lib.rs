@@ -16,6 +16,7 @@ pub mod compile;
 pub mod config;
 pub mod paths;
 pub mod persist;
+pub mod preflight;
 pub mod service;
 pub mod state;
 #[cfg(test)]
