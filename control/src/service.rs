@@ -164,8 +164,9 @@ impl<D: DataplaneHandle> Inner<D> {
         }
         let next = make(&self.fixed, &cur.state)?;
         // Before the host checks: a refused path is not even looked at by a PMD.
+        // The message says "permission denied" too: vswitchctl shows only the text.
         crate::paths::confine_new_ports(&cur.config.ports, &next.config)
-            .map_err(|e| Status::permission_denied(e.to_string()))?;
+            .map_err(|e| Status::permission_denied(format!("permission denied: {e}")))?;
         self.handle
             .precheck(&next.config)
             .map_err(Status::invalid_argument)?;
