@@ -97,11 +97,13 @@ fn private_key(key: &str, path: &Path) -> Result<(), PreflightError> {
 /// the socket's and the state file's directories exist or can be created and the
 /// socket path is free or a socket, the TLS files are readable PEM (certificate,
 /// key, client CA), and every allowed directory exists or can be created and, if
-/// it exists, is safe (see [`paths`]). Changes nothing.
+/// it exists, is safe (see [`paths`]) and does not hold `config_file` (the
+/// configuration file itself, which a capture could overwrite). Changes nothing.
 ///
 /// # Errors
 /// The first problem, naming its key.
-pub fn check(c: &ControlConfig) -> Result<(), PreflightError> {
+pub fn check(c: &ControlConfig, config_file: &Path) -> Result<(), PreflightError> {
+    let config_real = config_file.canonicalize().ok();
     if let Some(g) = &c.socket_group {
         resolve_group(g).map_err(|_| {
             refuse(
@@ -132,6 +134,20 @@ pub fn check(c: &ControlConfig) -> Result<(), PreflightError> {
             if d.exists() {
                 paths::check_allowed_dir(d)
                     .map_err(|why| refuse(kind.key(), format!("{}: {why}", shown(d))))?;
+                let holds_config = d
+                    .canonicalize()
+                    .ok()
+                    .zip(config_real.as_ref())
+                    .is_some_and(|(dir, file)| file.starts_with(dir));
+                if holds_config {
+                    return Err(refuse(
+                        kind.key(),
+                        format!(
+                            "{} holds the configuration file: API callers could overwrite it",
+                            shown(d)
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -199,9 +215,10 @@ mod tests {
 
     #[test]
     fn a_good_section_passes_and_creates_its_dirs() {
+        let none = Path::new("/nonexistent.toml");
         let dir = TempDir::new("pre-ok");
         let c = control(dir.path(), "socket_group = \"0\"\n");
-        check(&c).unwrap();
+        check(&c, none).unwrap();
         create_allowed_dirs(&c).unwrap();
         let mode = |p: &str| {
             std::fs::metadata(dir.path().join(p))
@@ -211,14 +228,15 @@ mod tests {
                 & 0o7777
         };
         assert_eq!((mode("pcap"), mode("vhost")), (0o750, 0o755));
-        check(&c).unwrap();
+        check(&c, none).unwrap();
     }
 
     #[test]
     fn each_problem_names_its_key() {
+        let none = Path::new("/nonexistent.toml");
         let dir = TempDir::new("pre-bad");
         let d = dir.path();
-        let e = check(&control(d, "socket_group = \"no-such-group-x\"\n")).unwrap_err();
+        let e = check(&control(d, "socket_group = \"no-such-group-x\"\n"), none).unwrap_err();
         assert_eq!(e.key, "control.socket_group");
         assert!(
             e.to_string().contains("\"no-such-group-x\": no such group"),
@@ -231,7 +249,7 @@ mod tests {
             state_file: d.join("file/state.json"),
             ..c
         };
-        let e = check(&c).unwrap_err().to_string();
+        let e = check(&c, none).unwrap_err().to_string();
         assert!(
             e.starts_with("control.state_file:") && e.contains("is not a directory"),
             "{e}"
@@ -242,7 +260,7 @@ mod tests {
             socket: d.join("run-file"),
             ..control(d, "")
         };
-        let e = check(&c).unwrap_err().to_string();
+        let e = check(&c, none).unwrap_err().to_string();
         assert!(
             e.contains("control.socket:") && e.contains("is not a socket"),
             "{e}"
@@ -256,12 +274,12 @@ mod tests {
                 ),
             )
         };
-        let e = check(&tls("/nonexistent/c.pem", "/nonexistent/k.pem")).unwrap_err();
+        let e = check(&tls("/nonexistent/c.pem", "/nonexistent/k.pem"), none).unwrap_err();
         assert_eq!(e.key, "control.tcp.cert");
         assert!(e.to_string().contains("/nonexistent/c.pem"), "{e}");
         let junk = d.join("junk.pem");
         std::fs::write(&junk, b"not pem at all").unwrap();
-        let e = check(&tls(junk.to_str().unwrap(), "/x")).unwrap_err();
+        let e = check(&tls(junk.to_str().unwrap(), "/x"), none).unwrap_err();
         assert!(e.to_string().contains("no PEM certificate"), "{e}");
         let cert = d.join("c.pem");
         std::fs::write(
@@ -269,15 +287,23 @@ mod tests {
             b"-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let e = check(&tls(cert.to_str().unwrap(), junk.to_str().unwrap())).unwrap_err();
+        let e = check(&tls(cert.to_str().unwrap(), junk.to_str().unwrap()), none).unwrap_err();
         assert_eq!(e.key, "control.tcp.key");
         assert!(e.to_string().contains("no PEM private key"), "{e}");
 
         std::fs::create_dir_all(d.join("pcap")).unwrap();
         std::fs::set_permissions(d.join("pcap"), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = check(&control(d, "")).unwrap_err().to_string();
+        let e = check(&control(d, ""), none).unwrap_err().to_string();
         assert!(
             e.starts_with("control.pcap_dirs:") && e.contains("writable by group"),
+            "{e}"
+        );
+        std::fs::set_permissions(d.join("pcap"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let conf = d.join("pcap/vswitchd.toml");
+        std::fs::write(&conf, "").unwrap();
+        let e = check(&control(d, ""), &conf).unwrap_err().to_string();
+        assert!(
+            e.starts_with("control.pcap_dirs:") && e.contains("holds the configuration file"),
             "{e}"
         );
     }

@@ -82,7 +82,8 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
         Some(settings) => {
             // What serving the API needs (group, TLS files, directories) fails here,
             // not after EAL and the ports are up.
-            control::preflight::check(settings).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            control::preflight::check(settings, path)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             let fixed = control::state::Fixed::from_config(&cfg, cores);
             let desired = control::state::Desired::boot(&cfg, &fixed, Some(&settings.state_file))
                 .map_err(|e| anyhow!("{e}"))?;
