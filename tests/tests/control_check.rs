@@ -182,3 +182,66 @@ fn a_start_creates_the_allowed_dirs() {
     assert_eq!(mode("vhost"), 0o755);
     sw.stop();
 }
+
+/// Ports the state file holds (API writes) are held to the directories the
+/// configuration allows at the next start: narrowing `pcap_dirs` stops `--check`
+/// and the start with a line naming the state file, the port and the parameter.
+#[test]
+fn state_file_ports_are_confined_at_start() {
+    require_root!();
+    let dir = TempDir::new(&unique_tag());
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = config(&dir, "");
+    let sw = Vswitchd::start(&dir, &text);
+    let sock = dir.join("ctl.sock");
+    let ctl = |args: &[&str]| {
+        Command::new(workspace_bin("vswitchctl"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ctl(&["show"]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "{}", sw.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let tx = format!("tx_pcap={}/pcap/out.pcap", dir.0.display());
+    let out = ctl(&[
+        "port",
+        "add",
+        "cap",
+        "--profile",
+        "pcap",
+        "--param",
+        "rx_iface=lo",
+        "--param",
+        &tx,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sw.stop();
+    // The same file restarts; with pcap_dirs elsewhere, the state file's port is refused.
+    let (code, stderr) = vswitchd(&dir, "same.toml", &text, true);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::create_dir(dir.join("other")).unwrap();
+    let narrowed = config(
+        &dir,
+        &format!("pcap_dirs = [\"{}/other\"]", dir.0.display()),
+    );
+    for check in [true, false] {
+        let (code, stderr) = vswitchd(&dir, "narrowed.toml", &narrowed, check);
+        assert_eq!(code, 2, "check={check}: {stderr}");
+        assert!(
+            stderr.contains("state file")
+                && stderr.contains("port \"cap\": tx_pcap: ")
+                && stderr.contains("is outside the allowed directories"),
+            "check={check}: {stderr}"
+        );
+        assert!(!stderr.contains("EAL"), "{stderr}");
+    }
+}
