@@ -67,6 +67,13 @@ pub struct ControlConfig {
     pub listen_tcp: Option<String>,
     /// `[control.tcp]`: the API on TCP, with mutual TLS only.
     pub tcp: Option<TcpTlsConfig>,
+    /// Directories where an API write may name a capture file (`rx_pcap`,
+    /// `tx_pcap`); ports of this file are not confined (see [`crate::paths`]).
+    #[serde(default = "default_pcap_dirs")]
+    pub pcap_dirs: Vec<PathBuf>,
+    /// Directories where an API write may name a vhost-user or virtio-user socket.
+    #[serde(default = "default_socket_dirs")]
+    pub socket_dirs: Vec<PathBuf>,
 }
 
 /// `[control.tcp]`: a TCP listener that requires client certificates.
@@ -91,6 +98,12 @@ fn default_socket_mode() -> String {
 }
 fn default_state_file() -> PathBuf {
     "/var/lib/vswitch/state.json".into()
+}
+pub(crate) fn default_pcap_dirs() -> Vec<PathBuf> {
+    vec!["/var/lib/vswitch/pcap".into()]
+}
+pub(crate) fn default_socket_dirs() -> Vec<PathBuf> {
+    vec!["/run/vswitch/vhost".into()]
 }
 
 impl ControlConfig {
@@ -620,14 +633,29 @@ impl VswitchConfig {
                 });
             }
             match u32::from_str_radix(&c.socket_mode, 8) {
+                // Whoever can connect can add ports and change forwarding: "other"
+                // must get nothing, or every local user would hold that power.
+                Ok(m) if m <= 0o777 && m & 0o007 != 0 => {
+                    return Err(ConfigError::OutOfRange {
+                        field: "control.socket_mode".into(),
+                        reason: format!(
+                            "{} gives other users access to the API; use a group (socket_group) and a mode like \"0660\"",
+                            crate::paths::quoted(&c.socket_mode)
+                        ),
+                    })
+                }
                 Ok(m) if m <= 0o777 => {}
                 _ => {
                     return Err(ConfigError::OutOfRange {
                         field: "control.socket_mode".into(),
-                        reason: format!("{:?} is not an octal mode like \"0660\"", c.socket_mode),
+                        reason: format!(
+                            "{} is not an octal mode like \"0660\"",
+                            crate::paths::quoted(&c.socket_mode)
+                        ),
                     })
                 }
             }
+            crate::paths::validate_allowed_dirs(c)?;
         }
         let max = cores.saturating_sub(1);
         let dp = &self.dataplane;
@@ -1253,6 +1281,31 @@ on_link = "192.0.2.0/24"
         );
         let e = VswitchConfig::parse("[control]\nsocket_mode = \"0999\"\n", 2).unwrap_err();
         assert!(e.to_string().contains("control.socket_mode"), "{e}");
+        for open in ["0666", "0604", "0661", "0777"] {
+            let e = VswitchConfig::parse(&format!("[control]\nsocket_mode = \"{open}\"\n"), 2)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("control.socket_mode") && e.contains("gives other users access"),
+                "{open}: {e}"
+            );
+        }
+        for closed in ["0660", "0600", "0640", "0670"] {
+            let c = VswitchConfig::parse(&format!("[control]\nsocket_mode = \"{closed}\"\n"), 2)
+                .unwrap_or_else(|e| panic!("{closed}: {e}"));
+            assert_eq!(c.control.unwrap().mode() & 0o007, 0);
+        }
+        let e = VswitchConfig::parse(
+            &format!("[control]\nsocket_mode = \"{}\"\n", "7".repeat(5000)),
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.len() < 200,
+            "the bad mode is quoted short: {} bytes",
+            e.len()
+        );
         let e = VswitchConfig::parse("[control]\nsockett = \"/x\"\n", 2).unwrap_err();
         assert!(e.to_string().contains("unknown field `sockett`"), "{e}");
     }

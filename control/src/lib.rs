@@ -15,7 +15,10 @@ pub mod client;
 pub mod compile;
 pub mod config;
 pub mod names;
+
+pub mod paths;
 pub mod persist;
+pub mod preflight;
 pub mod service;
 pub mod state;
 #[cfg(test)]

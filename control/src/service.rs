@@ -186,6 +186,10 @@ impl<D: DataplaneHandle> Inner<D> {
             .checked_add(1)
             .ok_or(ApiError::GenerationExhausted(cur.generation))?;
         let next = make(&self.fixed, &cur.state)?;
+        // Before the host checks: a refused path is not even looked at by a PMD.
+        // The message says "permission denied" too: vswitchctl shows only the text.
+        crate::paths::confine_new_ports(&cur.config.ports, &next.config)
+            .map_err(|e| Status::permission_denied(format!("permission denied: {e}")))?;
         self.handle
             .precheck(&next.config)
             .map_err(|e| Status::invalid_argument(crate::state::bounded(e)))?;

@@ -35,6 +35,8 @@ in_memory = true
 [control]
 socket = "{sock}"
 state_file = "{state}"
+pcap_dirs = ["{dir}/pcap"]
+socket_dirs = ["{dir}/vhost"]
 [dataplane]
 workers = [{core}]
 stats_file = "{stats}"
@@ -53,6 +55,7 @@ to = "sink"
 "#,
         sock = sock.display(),
         state = dir.join("state.json").display(),
+        dir = dir.0.display(),
         core = if std::thread::available_parallelism().unwrap().get() > 1 {
             1
         } else {

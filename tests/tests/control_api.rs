@@ -54,12 +54,15 @@ stats_interval_ms = 100
 [control]
 socket = "{sock}"
 state_file = "{state}"
+pcap_dirs = ["{dir}/pcap"]
+socket_dirs = ["{dir}/vhost"]
 {body}
 "#,
         core = core(),
         stats = dir.join("stats.json").display(),
         sock = dir.join("ctl.sock").display(),
         state = dir.join("state.json").display(),
+        dir = dir.0.display(),
     )
 }
 

@@ -119,6 +119,8 @@ in_memory = true
 [control]
 socket = "{sock}"
 state_file = "{state}"
+pcap_dirs = ["{pcap_dir}"]
+socket_dirs = ["{vhost_dir}"]
 [control.tcp]
 listen = "127.0.0.1:{port}"
 cert = "{cert}"
@@ -133,6 +135,8 @@ profile = "null"
 "#,
         sock = p("api.sock"),
         state = p("state.json"),
+        pcap_dir = p("pcap"),
+        vhost_dir = p("vhost"),
         cert = p("server.pem"),
         key = p("server.key"),
         ca = p("ca.pem"),

@@ -2,8 +2,9 @@
 //!
 //! Start-up is ordered so that every configuration mistake is found before anything
 //! changes on the machine: parse and validate the file, check every port's
-//! prerequisites (interface present, PMD installed, files readable), compile the
-//! first pipeline snapshot — and only then initialise DPDK, create ports and start
+//! prerequisites (interface present, PMD installed, files readable) and what the
+//! API needs (socket group, TLS files, directories, state file), compile the first
+//! pipeline snapshot — and only then initialise DPDK, create ports and start
 //! the pinned workers. Shutdown (SIGINT/SIGTERM) runs the other way round: workers
 //! stop and drop their queues, then ports stop and close.
 #![forbid(unsafe_code)]
@@ -27,7 +28,8 @@ struct Cli {
     /// Configuration file (TOML); see deploy/vswitchd.toml.
     #[arg(long, short)]
     config: PathBuf,
-    /// Validate the configuration and the ports' prerequisites, then exit.
+    /// Validate the configuration, the ports' prerequisites and what `[control]`
+    /// needs (group, TLS files, directories, state file), then exit.
     #[arg(long)]
     check: bool,
 }

@@ -80,9 +80,30 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
     let api = match &cfg.control {
         None => None,
         Some(settings) => {
+            // What serving the API needs (group, TLS files, directories) fails here,
+            // not after EAL and the ports are up.
+            control::preflight::check(settings, path)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             let fixed = control::state::Fixed::from_config(&cfg, cores);
             let desired = control::state::Desired::boot(&cfg, &fixed, Some(&settings.state_file))
                 .map_err(|e| anyhow!("{e}"))?;
+            // Ports the state file has and this file does not came from API writes:
+            // they are held to the directories this file allows now.
+            let state_file = settings.state_file.display();
+            control::paths::confine_new_ports(&cfg.ports, &desired.config)
+                .map_err(|e| anyhow!("state file {state_file}: {e}"))?;
+            // And their prerequisites, like the file's ports above: a start that
+            // would fail on them fails before EAL.
+            for p in desired
+                .config
+                .ports
+                .iter()
+                .filter(|p| !cfg.ports.contains(p))
+            {
+                crate::profiles::port_profile(p, workers)
+                    .check()
+                    .map_err(|e| anyhow!("state file {state_file}: port {:?}: {e}", p.name))?;
+            }
             Some(ApiStart {
                 settings: settings.clone(),
                 fixed,
@@ -139,6 +160,9 @@ pub fn run(prep: Prepared) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("signal handler")?;
 
+    if let Some(a) = &api {
+        control::preflight::create_allowed_dirs(&a.settings).map_err(|e| anyhow!("{e}"))?;
+    }
     let args = crate::eal_args::eal_args(&cfg);
     info!(?args, "initialising DPDK EAL");
     let runtime_dir = crate::eal_args::private_runtime_dir(&cfg);

@@ -514,3 +514,49 @@ async fn the_last_generation_refuses_further_writes() {
         .into_inner();
     assert_eq!(now.generation, u64::MAX);
 }
+
+/// A write naming a file outside the allowed directories is PERMISSION_DENIED (not
+/// INVALID_ARGUMENT) and changes nothing; a running port outside them, from the
+/// file, stays writable as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_outside_the_allowed_dirs_is_permission_denied() {
+    use crate::state::tests::port;
+    let (fixed, _, cfg) = fixed_and_state();
+    let desired = Desired::boot(&cfg, &fixed, None).unwrap();
+    let svc = VswitchService::new(Recorder::default(), fixed, desired, None);
+    let add = |params: &[(&str, &str)]| {
+        Request::new(api::WriteRequest {
+            ops: vec![op(K::AddPort(port("cap", "pcap", params)))],
+            expected_generation: 0,
+        })
+    };
+    for (params, want) in [
+        (
+            &[("rx_iface", "lo"), ("tx_pcap", "/etc/shadow")][..],
+            "tx_pcap: \"/etc/shadow\" is outside the allowed directories",
+        ),
+        (
+            &[("rx_pcap", "/var/lib/vswitch/pcap/../../../etc/x")][..],
+            "rx_pcap: \"/var/lib/vswitch/pcap/../../../etc/x\": `..` is not allowed",
+        ),
+    ] {
+        let e = svc.write(add(params)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+        assert!(
+            e.message().starts_with("permission denied: port \"cap\": ")
+                && e.message().contains(want),
+            "{}",
+            e.message()
+        );
+    }
+    assert_eq!(svc.current().generation, 1);
+    // The deploy file's replay port reads /var/lib/vswitch/l2-64.pcap, outside the
+    // default pcap_dirs: it runs unchanged, so a Replace that keeps it passes.
+    let state = svc.current().state.clone();
+    svc.replace(Request::new(api::ReplaceRequest {
+        state: Some(state),
+        expected_generation: 0,
+    }))
+    .await
+    .unwrap();
+}

@@ -439,6 +439,9 @@ fn a_delete_may_come_before_the_deletes_of_its_users() {
         assert!(!v.state.ports.iter().any(|p| p.name == ep.port));
     }
     // Alone, the delete names what still uses the port.
-    let e = fixed.apply_ops(&state, &[del_port]).unwrap_err().to_string();
+    let e = fixed
+        .apply_ops(&state, &[del_port])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("is used by endpoint"), "{e}");
 }
