@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,7 +92,7 @@ struct Inner<D> {
     /// The statuses `grpc.health.v1` serves, shared by every listener.
     health: tonic_health::server::HealthReporter,
     /// The task keeping `health` in step has been started.
-    health_task: AtomicBool,
+    health_task: tokio::sync::OnceCell<()>,
 }
 
 /// How often the workers' heartbeats are sampled for `grpc.health.v1`.
@@ -133,7 +132,7 @@ impl<D: DataplaneHandle> VswitchService<D> {
                     ControlConfig::DEFAULT_LIVENESS_TIMEOUT,
                 )),
                 health: tonic_health::server::HealthReporter::new(),
-                health_task: AtomicBool::new(false),
+                health_task: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -153,51 +152,55 @@ impl<D: DataplaneHandle> VswitchService<D> {
     /// Starts (once, on the current tokio runtime) the task that keeps
     /// `grpc.health.v1`'s statuses following the workers' liveness: it samples
     /// them every [`LIVENESS_POLL`] and ends when the service is dropped. The
-    /// servers call this; a status is right from the first sample on.
-    pub fn start_health_task(&self) {
-        if self.inner.health_task.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        let reporter = self.inner.health.clone();
-        tokio::spawn(async move {
-            use tonic_health::ServingStatus;
-            let mut tick = tokio::time::interval(LIVENESS_POLL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last = None;
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { break };
-                let live = inner.liveness();
-                drop(inner);
-                let status = if live.serving() {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                if last == Some(status) {
-                    continue;
-                }
-                match (last, status) {
-                    (None, ServingStatus::Serving) => {}
-                    (_, ServingStatus::NotServing) => {
-                        tracing::warn!("not serving: {}", live.reason(SystemTime::now()))
-                    }
-                    _ => tracing::info!("serving again: every worker is alive"),
+    /// servers call this before they serve; every caller returns once the first
+    /// sample has set the statuses, so no probe ever finds a name unregistered.
+    pub async fn start_health_task(&self) {
+        self.inner
+            .health_task
+            .get_or_init(|| async {
+                let reporter = self.inner.health.clone();
+                let first = self.inner.liveness();
+                let mut last = serving_status(&first);
+                if !first.serving() {
+                    tracing::warn!("not serving: {}", first.reason(SystemTime::now()));
                 }
                 for name in HEALTH_SERVICES {
-                    reporter.set_service_status(name, status).await;
+                    reporter.set_service_status(name, last).await;
                 }
-                last = Some(status);
-            }
-        });
+                let weak = Arc::downgrade(&self.inner);
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(LIVENESS_POLL);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await; // the first tick is now: that sample is taken
+                    loop {
+                        tick.tick().await;
+                        let Some(inner) = weak.upgrade() else { break };
+                        let live = inner.liveness();
+                        drop(inner);
+                        let status = serving_status(&live);
+                        if status == last {
+                            continue;
+                        }
+                        if live.serving() {
+                            tracing::info!("serving again: every worker is alive");
+                        } else {
+                            tracing::warn!("not serving: {}", live.reason(SystemTime::now()));
+                        }
+                        for name in HEALTH_SERVICES {
+                            reporter.set_service_status(name, status).await;
+                        }
+                        last = status;
+                    }
+                });
+            })
+            .await;
     }
 
     /// The `grpc.health.v1.Health` service over this service's statuses.
-    fn health_server(
+    async fn health_server(
         &self,
     ) -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> {
-        self.start_health_task();
+        self.start_health_task().await;
         tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(self.inner.health.clone()),
         )
@@ -227,6 +230,14 @@ impl<D: DataplaneHandle> VswitchService<D> {
         })
         .await
         .map_err(|e| Status::internal(format!("the write failed: {e}")))?
+    }
+}
+
+fn serving_status(live: &Liveness) -> tonic_health::ServingStatus {
+    if live.serving() {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
     }
 }
 
@@ -601,7 +612,7 @@ pub async fn serve_unix<D: DataplaneHandle>(
 ) -> Result<(), ServeError> {
     let listener = bind_unix(path, mode, group)?;
     let result = tonic::transport::Server::builder()
-        .add_service(svc.health_server())
+        .add_service(svc.health_server().await)
         .add_service(VswitchServer::new(svc))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
@@ -658,7 +669,7 @@ pub async fn serve_tcp_mtls<D: DataplaneHandle>(
         .client_auth_optional(false);
     tonic::transport::Server::builder()
         .tls_config(config)?
-        .add_service(svc.health_server())
+        .add_service(svc.health_server().await)
         .add_service(VswitchServer::new(svc))
         .serve_with_shutdown(addr, shutdown)
         .await?;
