@@ -17,13 +17,19 @@ pub type Client = VswitchClient<Channel>;
 /// Connects to the Unix socket at `path` (eagerly: a missing socket or a refused
 /// connection is reported here). `timeout` bounds each request.
 pub async fn connect(path: &Path, timeout: Option<Duration>) -> Result<Client, Error> {
+    Ok(VswitchClient::new(unix_channel(path, timeout).await?))
+}
+
+/// A channel to the Unix socket at `path`, for any service the daemon serves (the
+/// API, `grpc.health.v1`); see [`connect`].
+pub async fn unix_channel(path: &Path, timeout: Option<Duration>) -> Result<Channel, Error> {
     let socket = path.to_path_buf();
     let mut endpoint = Endpoint::from_static("http://localhost");
     if let Some(t) = timeout {
         endpoint = endpoint.timeout(t).connect_timeout(t);
     }
     let target: PathBuf = socket.clone();
-    let channel = endpoint
+    endpoint
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let target = target.clone();
             async move {
@@ -35,8 +41,7 @@ pub async fn connect(path: &Path, timeout: Option<Duration>) -> Result<Client, E
         .map_err(|e| Error::Connect {
             socket: socket.display().to_string(),
             reason: root_cause(&e),
-        })?;
-    Ok(VswitchClient::new(channel))
+        })
 }
 
 /// The innermost error's message (tonic's own says only "transport error").
@@ -71,6 +76,29 @@ pub async fn connect_tls(
     files: [&Path; 3],
     timeout: Option<Duration>,
 ) -> Result<Client, Error> {
+    let channel = tls_channel(addr, name, files, timeout).await?;
+    let mut client = VswitchClient::new(channel);
+    // With TLS 1.3 the daemon judges our certificate after the client thinks the
+    // handshake is done, so a refusal shows on the first call: make one here and
+    // report it as what it is, a connection the daemon would not accept.
+    client
+        .health(crate::api_health_request())
+        .await
+        .map_err(|s| Error::Connect {
+            socket: addr.to_owned(),
+            reason: format!("TLS session refused ({}): is this client's certificate signed by the daemon's client CA?", s.message()),
+        })?;
+    Ok(client)
+}
+
+/// A channel over TCP with mutual TLS, for any service the daemon serves; see
+/// [`connect_tls`] (which also checks that the daemon accepts this client).
+pub async fn tls_channel(
+    addr: &str,
+    name: &str,
+    files: [&Path; 3],
+    timeout: Option<Duration>,
+) -> Result<Channel, Error> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let [cert, key, ca] = files;
     let read = |p: &Path| {
@@ -91,17 +119,17 @@ pub async fn connect_tls(
     if let Some(t) = timeout {
         endpoint = endpoint.timeout(t).connect_timeout(t);
     }
-    let channel = endpoint.connect().await.map_err(|e| fail(&e))?;
-    let mut client = VswitchClient::new(channel);
-    // With TLS 1.3 the daemon judges our certificate after the client thinks the
-    // handshake is done, so a refusal shows on the first call: make one here and
-    // report it as what it is, a connection the daemon would not accept.
-    client
-        .health(crate::api_health_request())
-        .await
-        .map_err(|s| Error::Connect {
-            socket: addr.to_owned(),
-            reason: format!("TLS session refused ({}): is this client's certificate signed by the daemon's client CA?", s.message()),
-        })?;
-    Ok(client)
+    endpoint.connect().await.map_err(|e| fail(&e))
+}
+
+/// A second channel to the daemon the command line names (Unix socket, or TCP
+/// with mutual TLS), for a service other than the API (`grpc.health.v1`).
+pub async fn channel_for(cli: &crate::cli::Cli) -> Result<Channel, Error> {
+    let timeout = (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout));
+    match (&cli.tcp, &cli.cert, &cli.key, &cli.ca) {
+        (Some(addr), Some(cert), Some(key), Some(ca)) => {
+            tls_channel(addr, &cli.tls_name, [cert, key, ca], timeout).await
+        }
+        _ => unix_channel(&cli.socket, timeout).await,
+    }
 }
