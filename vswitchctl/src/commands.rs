@@ -494,7 +494,7 @@ pub async fn health(
         .into_inner();
     let mut probe = HealthClient::new(probe);
     let mut grpc = BTreeMap::new();
-    for service in ["", "vswitch.v1.Vswitch"] {
+    for service in control::service::HEALTH_SERVICES {
         let status = match probe
             .check(HealthCheckRequest {
                 service: service.into(),
