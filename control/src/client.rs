@@ -16,15 +16,23 @@ use crate::api::vswitch_client::VswitchClient;
 pub async fn connect_unix(
     path: impl AsRef<Path>,
 ) -> Result<VswitchClient<Channel>, tonic::transport::Error> {
+    Ok(VswitchClient::new(unix_channel(path).await?)
+        .max_decoding_message_size(crate::service::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::service::MAX_MESSAGE_BYTES))
+}
+
+/// A channel to the Unix socket at `path`, for any service it serves (the API,
+/// `grpc.health.v1`).
+///
+/// # Errors
+/// The socket cannot be connected to.
+pub async fn unix_channel(path: impl AsRef<Path>) -> Result<Channel, tonic::transport::Error> {
     let path: PathBuf = path.as_ref().to_owned();
     // The URI is required by the HTTP/2 layer but not used to connect.
-    let channel = Endpoint::from_static("http://localhost")
+    Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move { UnixStream::connect(path).await.map(TokioIo::new) }
         }))
-        .await?;
-    Ok(VswitchClient::new(channel)
-        .max_decoding_message_size(crate::service::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(crate::service::MAX_MESSAGE_BYTES))
+        .await
 }

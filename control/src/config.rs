@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -74,6 +75,10 @@ pub struct ControlConfig {
     /// Directories where an API write may name a vhost-user or virtio-user socket.
     #[serde(default = "default_socket_dirs")]
     pub socket_dirs: Vec<PathBuf>,
+    /// How long a worker's heartbeat may stand still (and a worker may lag a
+    /// published generation) before `Health` and `grpc.health.v1` say not serving,
+    /// in milliseconds. Unset: [`ControlConfig::liveness_timeout`]'s default.
+    pub liveness_timeout_ms: Option<u64>,
 }
 
 /// `[control.tcp]`: a TCP listener that requires client certificates.
@@ -107,9 +112,30 @@ pub(crate) fn default_socket_dirs() -> Vec<PathBuf> {
 }
 
 impl ControlConfig {
+    /// The default liveness bound, when idle sleeps are short.
+    pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
+    /// How many of an idle worker's longest sleeps the liveness bound must cover:
+    /// a healthy idle worker beats once per sleep, and the bound must not mistake
+    /// a few sleeps (and a busy machine's scheduling delay) for a stuck worker.
+    pub const LIVENESS_SLEEPS: u64 = 4;
+
     /// The socket mode as a number.
     pub fn mode(&self) -> u32 {
         u32::from_str_radix(&self.socket_mode, 8).unwrap_or(0o660)
+    }
+
+    /// The liveness bound: `liveness_timeout_ms`, or else 1 s, raised to
+    /// [`LIVENESS_SLEEPS`](Self::LIVENESS_SLEEPS) of `dataplane`'s longest idle
+    /// sleep so that a default never flags a worker that is only sleeping.
+    pub fn liveness_timeout(&self, dataplane: &DataplaneConfig) -> Duration {
+        match self.liveness_timeout_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => Self::DEFAULT_LIVENESS_TIMEOUT.max(Duration::from_micros(
+                dataplane
+                    .idle_sleep_max_us
+                    .saturating_mul(Self::LIVENESS_SLEEPS),
+            )),
+        }
     }
 }
 
@@ -656,6 +682,25 @@ impl VswitchConfig {
                 }
             }
             crate::paths::validate_allowed_dirs(c)?;
+            if let Some(ms) = c.liveness_timeout_ms {
+                // A bound shorter than a few idle sleeps would call sleeping workers
+                // stuck; one under 100 ms is below what the 200 ms poll can judge.
+                let floor_us = self
+                    .dataplane
+                    .idle_sleep_max_us
+                    .saturating_mul(ControlConfig::LIVENESS_SLEEPS)
+                    .max(100_000);
+                if ms.saturating_mul(1000) < floor_us || ms > 3_600_000 {
+                    return Err(ConfigError::OutOfRange {
+                        field: "control.liveness_timeout_ms".into(),
+                        reason: format!(
+                            "{ms} is not between {} ({} × dataplane.idle_sleep_max_us, at least 100) and 3600000",
+                            floor_us.div_ceil(1000),
+                            ControlConfig::LIVENESS_SLEEPS
+                        ),
+                    });
+                }
+            }
         }
         let max = cores.saturating_sub(1);
         let dp = &self.dataplane;
@@ -1308,5 +1353,29 @@ on_link = "192.0.2.0/24"
         );
         let e = VswitchConfig::parse("[control]\nsockett = \"/x\"\n", 2).unwrap_err();
         assert!(e.to_string().contains("unknown field `sockett`"), "{e}");
+    }
+
+    #[test]
+    fn liveness_timeout_default_covers_idle_sleeps_and_bad_values_are_refused() {
+        let parse = |text: &str| VswitchConfig::parse(text, 2);
+        let c = parse("[control]\n").unwrap();
+        let t = c.control.as_ref().unwrap().liveness_timeout(&c.dataplane);
+        assert_eq!(t, Duration::from_secs(1));
+        // A long idle sleep raises the default, so sleeping is never "stuck".
+        let c = parse("[dataplane]\nidle_sleep_max_us = 500000\n[control]\n").unwrap();
+        let t = c.control.as_ref().unwrap().liveness_timeout(&c.dataplane);
+        assert_eq!(t, Duration::from_secs(2));
+        let c = parse("[control]\nliveness_timeout_ms = 300\n").unwrap();
+        let t = c.control.as_ref().unwrap().liveness_timeout(&c.dataplane);
+        assert_eq!(t, Duration::from_millis(300));
+        for bad in [
+            "[control]\nliveness_timeout_ms = 50\n",
+            "[dataplane]\nidle_sleep_max_us = 100000\n[control]\nliveness_timeout_ms = 300\n",
+            "[control]\nliveness_timeout_ms = 99999999\n",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("control.liveness_timeout_ms"), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod compile;
 pub mod config;
 pub mod names;
 
+pub mod liveness;
 pub mod paths;
 pub mod persist;
 pub mod preflight;

@@ -6,19 +6,26 @@
 //! (validation, fsync, the dataplane's apply). Reads take the current state from an
 //! `Arc` swapped under a short-held lock, so they never wait for a write's
 //! validation, persistence or publication.
+//!
+//! Liveness follows the workers ([`crate::liveness`]): `Health` judges their
+//! heartbeats at each call, and the standard `grpc.health.v1.Health` service,
+//! served on every listener next to `vswitch.v1.Vswitch`, is kept in step by a
+//! task that samples them every [`LIVENESS_POLL`], so stock probes
+//! (`grpc_health_probe`, a Kubernetes exec probe) see a stuck worker too.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::api::{self, vswitch_server::Vswitch, vswitch_server::VswitchServer};
-use crate::config::VswitchConfig;
+use crate::config::{ControlConfig, VswitchConfig};
+use crate::liveness::{Liveness, LivenessMonitor, LivenessSample};
 use crate::persist;
 use crate::state::{to_sections, ApiError, Desired, Fixed, Validated};
 
@@ -53,6 +60,13 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     fn trace(&self, in_port: &str, frame: &[u8]) -> Result<api::TraceReply, String>;
     /// Seconds since the daemon started.
     fn uptime_s(&self) -> f64;
+    /// Every worker's heartbeat and generation, and the published generation.
+    /// Called several times a second, and must answer while a worker is stuck:
+    /// no lock a write may hold (a write can wait on a stuck worker), only the
+    /// workers' published counters. The default (no workers) is always live.
+    fn liveness(&self) -> LivenessSample {
+        LivenessSample::default()
+    }
     /// The capture tap and the index of `port`, for a capture.
     ///
     /// # Errors
@@ -73,7 +87,20 @@ struct Inner<D> {
     current: RwLock<Arc<Desired>>,
     /// A capture is streaming (one at a time: the tap has one channel).
     capturing: std::sync::atomic::AtomicBool,
+    /// What is known of the workers' heartbeats between samples.
+    liveness: Mutex<LivenessMonitor>,
+    /// The statuses `grpc.health.v1` serves, shared by every listener.
+    health: tonic_health::server::HealthReporter,
+    /// The task keeping `health` in step has been started.
+    health_task: tokio::sync::OnceCell<()>,
 }
+
+/// How often the workers' heartbeats are sampled for `grpc.health.v1`.
+pub const LIVENESS_POLL: Duration = Duration::from_millis(200);
+
+/// The `grpc.health.v1` service names that follow the workers' liveness: the
+/// whole server (`""`) and the API.
+pub const HEALTH_SERVICES: [&str; 2] = ["", "vswitch.v1.Vswitch"];
 
 /// The service. Cheap to clone (all clones share the state).
 pub struct VswitchService<D: DataplaneHandle> {
@@ -101,8 +128,82 @@ impl<D: DataplaneHandle> VswitchService<D> {
                 writer: Arc::new(tokio::sync::Mutex::new(())),
                 current: RwLock::new(Arc::new(desired)),
                 capturing: std::sync::atomic::AtomicBool::new(false),
+                liveness: Mutex::new(LivenessMonitor::new(
+                    ControlConfig::DEFAULT_LIVENESS_TIMEOUT,
+                )),
+                health: tonic_health::server::HealthReporter::new(),
+                health_task: tokio::sync::OnceCell::new(),
             }),
         }
+    }
+
+    /// Sets the liveness bound ([`ControlConfig::liveness_timeout`]; 1 s unless
+    /// set).
+    pub fn with_liveness_timeout(self, timeout: Duration) -> Self {
+        lock_monitor(&self.inner.liveness).set_timeout(timeout);
+        self
+    }
+
+    /// The workers' liveness, sampled now.
+    pub fn liveness(&self) -> Liveness {
+        self.inner.liveness()
+    }
+
+    /// Starts (once, on the current tokio runtime) the task that keeps
+    /// `grpc.health.v1`'s statuses following the workers' liveness: it samples
+    /// them every [`LIVENESS_POLL`] and ends when the service is dropped. The
+    /// servers call this before they serve; every caller returns once the first
+    /// sample has set the statuses, so no probe ever finds a name unregistered.
+    pub async fn start_health_task(&self) {
+        self.inner
+            .health_task
+            .get_or_init(|| async {
+                let reporter = self.inner.health.clone();
+                let first = self.inner.liveness();
+                let mut last = serving_status(&first);
+                if !first.serving() {
+                    tracing::warn!("not serving: {}", first.reason(SystemTime::now()));
+                }
+                for name in HEALTH_SERVICES {
+                    reporter.set_service_status(name, last).await;
+                }
+                let weak = Arc::downgrade(&self.inner);
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(LIVENESS_POLL);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await; // the first tick is now: that sample is taken
+                    loop {
+                        tick.tick().await;
+                        let Some(inner) = weak.upgrade() else { break };
+                        let live = inner.liveness();
+                        drop(inner);
+                        let status = serving_status(&live);
+                        if status == last {
+                            continue;
+                        }
+                        if live.serving() {
+                            tracing::info!("serving again: every worker is alive");
+                        } else {
+                            tracing::warn!("not serving: {}", live.reason(SystemTime::now()));
+                        }
+                        for name in HEALTH_SERVICES {
+                            reporter.set_service_status(name, status).await;
+                        }
+                        last = status;
+                    }
+                });
+            })
+            .await;
+    }
+
+    /// The `grpc.health.v1.Health` service over this service's statuses.
+    async fn health_server(
+        &self,
+    ) -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> {
+        self.start_health_task().await;
+        tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(self.inner.health.clone()),
+        )
     }
 
     /// The published desired state.
@@ -140,7 +241,25 @@ impl<D: DataplaneHandle> VswitchService<D> {
     }
 }
 
+fn serving_status(live: &Liveness) -> tonic_health::ServingStatus {
+    if live.serving() {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    }
+}
+
+/// The monitor holds no invariant a panic could break mid-way: take it over.
+fn lock_monitor(m: &Mutex<LivenessMonitor>) -> std::sync::MutexGuard<'_, LivenessMonitor> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl<D: DataplaneHandle> Inner<D> {
+    fn liveness(&self) -> Liveness {
+        let sample = self.handle.liveness();
+        lock_monitor(&self.liveness).observe(&sample, Instant::now())
+    }
+
     fn current(&self) -> Arc<Desired> {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
@@ -286,11 +405,17 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
         &self,
         _request: Request<api::HealthRequest>,
     ) -> Result<Response<api::HealthReply>, Status> {
+        let live = self.inner.liveness();
+        let wall = SystemTime::now();
         Ok(Response::new(api::HealthReply {
-            serving: true,
+            serving: live.serving(),
             generation: self.current().generation,
             uptime_s: self.inner.handle.uptime_s(),
             version: env!("CARGO_PKG_VERSION").into(),
+            reason: live.reason(wall),
+            workers: live.to_api(wall),
+            liveness_timeout_ms: u64::try_from(live.timeout.as_millis()).unwrap_or(u64::MAX),
+            published_generation: live.published_generation,
         }))
     }
 
@@ -527,8 +652,8 @@ pub fn bind_unix(path: &Path, mode: u32, group: Option<&str>) -> Result<UnixList
     Ok(listener)
 }
 
-/// Serves `svc` on the Unix socket `path` (see [`bind_unix`]) until `shutdown`
-/// completes, then removes the socket file.
+/// Serves `svc` (and `grpc.health.v1`) on the Unix socket `path` (see
+/// [`bind_unix`]) until `shutdown` completes, then removes the socket file.
 ///
 /// # Errors
 /// Binding the socket or the server failed.
@@ -541,6 +666,7 @@ pub async fn serve_unix<D: DataplaneHandle>(
 ) -> Result<(), ServeError> {
     let listener = bind_unix(path, mode, group)?;
     let result = tonic::transport::Server::builder()
+        .add_service(svc.health_server().await)
         .add_service(server(svc))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
@@ -564,6 +690,8 @@ fn server<D: DataplaneHandle>(svc: VswitchService<D>) -> VswitchServer<VswitchSe
 pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 
 #[cfg(test)]
+mod health_tests;
+#[cfg(test)]
 mod tests;
 
 /// The files of a mutual-TLS listener: the server's certificate chain and key, and
@@ -585,9 +713,10 @@ fn read_tls(path: &Path) -> Result<Vec<u8>, ServeError> {
     })
 }
 
-/// Serves the API on TCP with mutual TLS (rustls): clients must present a
-/// certificate signed by `tls.client_ca`. There is deliberately no plain-TCP
-/// variant: an API that changes the dataplane is not served unauthenticated.
+/// Serves the API (and `grpc.health.v1`) on TCP with mutual TLS (rustls): clients
+/// must present a certificate signed by `tls.client_ca`. There is deliberately no
+/// plain-TCP variant: an API that changes the dataplane is not served
+/// unauthenticated.
 ///
 /// # Errors
 /// Unreadable TLS files, a bad certificate or key, or a socket that cannot be
@@ -606,6 +735,7 @@ pub async fn serve_tcp_mtls<D: DataplaneHandle>(
         .client_auth_optional(false);
     tonic::transport::Server::builder()
         .tls_config(config)?
+        .add_service(svc.health_server().await)
         .add_service(server(svc))
         .serve_with_shutdown(addr, shutdown)
         .await?;

@@ -28,6 +28,7 @@ pub mod overlay;
 pub mod pipeline;
 pub mod port;
 pub mod snapshot;
+pub mod stall;
 pub mod stats;
 #[cfg(any(test, feature = "testio"))]
 pub mod testio;

@@ -216,6 +216,10 @@ impl WorkerStats {
         shared
             .snapshot_generation
             .store(self.snapshot_generation, Relaxed);
+        // Every round counts one poll, busy or idle: their sum is the heartbeat.
+        shared
+            .heartbeat
+            .store(self.busy_polls.wrapping_add(self.idle_polls), Relaxed);
     }
 
     /// These counters as a snapshot labelled with `worker`.
@@ -261,6 +265,8 @@ pub struct WorkerStatsShared {
     flood_copies: AtomicU64,
     generated: AtomicU64,
     snapshot_generation: AtomicU64,
+    /// Rounds finished: the heartbeat.
+    heartbeat: AtomicU64,
 }
 
 impl WorkerStatsShared {
@@ -278,12 +284,25 @@ impl WorkerStatsShared {
             flood_copies: AtomicU64::new(0),
             generated: AtomicU64::new(0),
             snapshot_generation: AtomicU64::new(0),
+            heartbeat: AtomicU64::new(0),
         }
     }
 
     /// The worker these counters belong to.
     pub fn worker(&self) -> WorkerId {
         self.worker
+    }
+
+    /// The worker's heartbeat: how many poll rounds it has finished. It moves every
+    /// round, idle or busy, so a value that stands still means a stuck worker. Cheap
+    /// to read (one load), for a liveness check polling several times a second.
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Relaxed)
+    }
+
+    /// The generation of the pipeline snapshot the worker last ran (one load).
+    pub fn snapshot_generation(&self) -> u64 {
+        self.snapshot_generation.load(Relaxed)
     }
 
     /// Reads the latest published counters.
@@ -463,6 +482,23 @@ mod tests {
         assert_eq!(snap.total_drops(), 3);
         assert_eq!((snap.busy_polls, snap.idle_polls), (1, 1));
         assert_eq!(snap.snapshot_generation, 7);
+        assert_eq!(shared.snapshot_generation(), 7);
+    }
+
+    #[test]
+    fn heartbeat_moves_every_round_busy_or_idle() {
+        let mut s = WorkerStats::new(1);
+        let shared = WorkerStatsShared::new(WorkerId(0), 1);
+        assert_eq!(shared.heartbeat(), 0);
+        s.count_poll(0);
+        s.publish(&shared);
+        assert_eq!(shared.heartbeat(), 1);
+        s.count_poll(5);
+        s.publish(&shared);
+        assert_eq!(shared.heartbeat(), 2);
+        // A publish without a round (the final one after stop) does not beat.
+        s.publish(&shared);
+        assert_eq!(shared.heartbeat(), 2);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! per port it can send on, a tx batch per output port, a buffer allocator and its
 //! counters — and is moved into its thread, like a DPDK l3fwd `lcore_conf`. The only
 //! shared things are read-mostly: the pipeline snapshot (loaded once per round), the
-//! published counters (written once per round) and the stop flag.
+//! published counters (written once per round; they carry the heartbeat that
+//! liveness checks watch) and the stop flag.
 //!
 //! One poll round: for each rx queue, receive a burst, give every packet a verdict
 //! (the pipeline runs on the whole burst first), then move each buffer to its
@@ -38,6 +39,7 @@ use crate::pipeline::{
 };
 use crate::port::{PortIdx, MAX_PORTS};
 use crate::snapshot::{SnapshotCell, SnapshotReader, Versioned};
+use crate::stall::StallHook;
 use crate::stats::{StatsSnapshot, WorkerStats, WorkerStatsShared};
 use arrayvec::ArrayVec;
 
@@ -495,6 +497,8 @@ where
     shared: Arc<WorkerStatsShared>,
     idle: IdleBackoff,
     stop: Arc<AtomicBool>,
+    /// The test-only fault hook ([`crate::stall`]); `None` in production.
+    stall: Option<StallHook>,
     rx_burst: Burst<R::Buf>,
     scratch: Scratch,
 }
@@ -555,6 +559,7 @@ where
             shared: Arc::new(WorkerStatsShared::new(id, MAX_PORTS)),
             idle,
             stop,
+            stall: None,
             rx_burst: Burst::new(),
             scratch: Scratch::new(),
         })
@@ -586,6 +591,13 @@ where
     pub fn with_capture(mut self, tap: Arc<CaptureTap>) -> Self {
         self.tx.capture = Some(Arc::clone(&tap));
         self.capture = Some(tap);
+        self
+    }
+
+    /// Test-only: stalls this worker while `hook`'s file says so (see
+    /// [`crate::stall`]).
+    pub fn with_stall_hook(mut self, hook: StallHook) -> Self {
+        self.stall = Some(hook);
         self
     }
 
@@ -790,6 +802,9 @@ where
         while !self.stop.load(Ordering::Acquire) {
             let received = self.poll_once();
             self.idle.after_round(received);
+            if let Some(hook) = &mut self.stall {
+                hook.between_rounds(self.id, &self.stop);
+            }
         }
         self.tx.flush_all(&mut self.stats);
         self.stats.publish(&self.shared);
@@ -1177,6 +1192,43 @@ mod tests {
         assert_eq!(s.rx_packets(), 40);
         assert_eq!(s.tx_packets(), 40);
         assert_eq!(s.total_drops(), 0);
+    }
+
+    #[test]
+    fn stall_hook_freezes_the_heartbeat_until_its_file_goes() {
+        let path = std::env::temp_dir().join(format!("vsw-stall-worker-{}", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let w: VecWorker = Worker::new(
+            WorkerId(0),
+            vec![(PortIdx(0), VecRxQueue::new(Ring::new()))],
+            vec![None],
+            VecAlloc::unlimited(),
+            Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1)))),
+            IdleBackoff::new(Duration::from_micros(200)),
+            stop.clone(),
+        )
+        .unwrap()
+        .with_stall_hook(StallHook::new(&path));
+        let handle = w.stats_handle();
+        let thread = std::thread::spawn(move || w.run());
+        // The first round beats, then the hook holds the worker.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handle.heartbeat() == 0 {
+            assert!(Instant::now() < deadline, "worker never ran a round");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let frozen = handle.heartbeat();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(handle.heartbeat(), frozen, "a stalled worker must not beat");
+        std::fs::remove_file(&path).unwrap();
+        while handle.heartbeat() == frozen {
+            assert!(Instant::now() < deadline, "worker did not resume");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Release);
+        thread.join().unwrap();
     }
 
     #[test]

@@ -296,6 +296,17 @@ impl Vswitchd {
     /// namespace, so a second process may try to join the first one's group on
     /// another interface and fail to probe. Separate nodes get separate namespaces.
     pub fn start_in(dir: &TempDir, config: &str, netns: Option<&str>) -> Vswitchd {
+        Self::start_env(dir, config, netns, &[])
+    }
+
+    /// Like [`start_in`](Self::start_in), with extra environment variables for the
+    /// switch (test-only hooks such as `VSWITCH_TEST_STALL_WORKER_FILE`).
+    pub fn start_env(
+        dir: &TempDir,
+        config: &str,
+        netns: Option<&str>,
+        env: &[(&str, &Path)],
+    ) -> Vswitchd {
         let cfg = dir.join("vswitchd.toml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.join("vswitchd.log");
@@ -308,6 +319,7 @@ impl Vswitchd {
             None => Command::new(workspace_bin("vswitchd")),
         };
         let child = cmd
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&cfg)
             .stdout(std::fs::File::create(&log).unwrap())

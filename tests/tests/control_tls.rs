@@ -1,7 +1,8 @@
 //! The API over TCP requires mutual TLS: a client with a certificate from the
 //! configured CA is served; one whose certificate another CA signed is refused at
 //! the handshake. Plain TCP is refused at configuration load (see `control`'s
-//! config tests and `bad_config.rs`).
+//! config tests and `bad_config.rs`). `grpc.health.v1` is served on the same
+//! listener, under the same mutual TLS.
 
 use std::path::Path;
 use std::process::Command;
@@ -143,7 +144,7 @@ profile = "null"
         stats = p("stats.json"),
     );
     let v = Vswitchd::start(&dir, &config);
-    let ctl = |who: &str| {
+    let ctl_args = |who: &str, args: &[&str]| {
         Command::new(workspace_bin("vswitchctl"))
             .args(["--tcp", &format!("127.0.0.1:{port}"), "--ca", &p("ca.pem")])
             .args([
@@ -152,10 +153,12 @@ profile = "null"
                 "--key",
                 &p(&format!("{who}.key")),
             ])
-            .args(["--timeout", "5", "port", "list", "--json"])
+            .args(["--timeout", "5"])
+            .args(args)
             .output()
             .unwrap()
     };
+    let ctl = |who: &str| ctl_args(who, &["port", "list", "--json"]);
     let ok = ctl("client");
     assert!(
         ok.status.success(),
@@ -170,6 +173,20 @@ profile = "null"
         rogue.status.code(),
         Some(3),
         "a certificate from another CA is refused: {why}"
+    );
+    // grpc.health.v1 is served on the mTLS listener too, following liveness.
+    let health = ctl_args("client", &["health", "--json"]);
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    let health: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    assert_eq!(health["serving"], true, "{health}");
+    assert_eq!(health["grpc_health"][""], "SERVING", "{health}");
+    assert_eq!(
+        health["grpc_health"]["vswitch.v1.Vswitch"], "SERVING",
+        "{health}"
     );
     // The Unix socket keeps working beside it.
     let unix = Command::new(workspace_bin("vswitchctl"))

@@ -73,6 +73,9 @@ pub struct JsonFlag {
 pub enum Command {
     /// Generation, health, ports, networks and counts of the rest.
     Show(JsonFlag),
+    /// Liveness: each worker's heartbeat and generation, and what grpc.health.v1
+    /// reports; exits 1 when the daemon is not serving (a stuck worker).
+    Health(JsonFlag),
     /// Ports: add, delete, list (as they run).
     #[command(subcommand)]
     Port(PortCmd),

@@ -17,7 +17,11 @@ pub type Client = VswitchClient<Channel>;
 /// Connects to the Unix socket at `path` (eagerly: a missing socket or a refused
 /// connection is reported here). `timeout` bounds each request.
 pub async fn connect(path: &Path, timeout: Option<Duration>) -> Result<Client, Error> {
-    let connecting = connect_unix(path, timeout);
+    let connecting = async {
+        Ok(VswitchClient::new(unix_channel(path, timeout).await?)
+            .max_decoding_message_size(control::service::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(control::service::MAX_MESSAGE_BYTES))
+    };
     match timeout {
         // A daemon that is stopped or wedged with a full accept backlog leaves
         // connect(2) itself waiting: bounded like any request.
@@ -33,14 +37,16 @@ pub async fn connect(path: &Path, timeout: Option<Duration>) -> Result<Client, E
     }
 }
 
-async fn connect_unix(path: &Path, timeout: Option<Duration>) -> Result<Client, Error> {
+/// A channel to the Unix socket at `path`, for any service the daemon serves (the
+/// API, `grpc.health.v1`); see [`connect`].
+pub async fn unix_channel(path: &Path, timeout: Option<Duration>) -> Result<Channel, Error> {
     let socket = path.to_path_buf();
     let mut endpoint = Endpoint::from_static("http://localhost");
     if let Some(t) = timeout {
         endpoint = endpoint.timeout(t).connect_timeout(t);
     }
     let target: PathBuf = socket.clone();
-    let channel = endpoint
+    endpoint
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let target = target.clone();
             async move {
@@ -52,10 +58,7 @@ async fn connect_unix(path: &Path, timeout: Option<Duration>) -> Result<Client, 
         .map_err(|e| Error::Connect {
             socket: socket.display().to_string(),
             reason: root_cause(&e),
-        })?;
-    Ok(VswitchClient::new(channel)
-        .max_decoding_message_size(control::service::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(control::service::MAX_MESSAGE_BYTES))
+        })
 }
 
 /// The innermost error's message (tonic's own says only "transport error").
@@ -105,27 +108,7 @@ pub async fn connect_tls(
     files: [&Path; 3],
     timeout: Option<Duration>,
 ) -> Result<Client, Error> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    let [cert, key, ca] = files;
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))
-    };
-    let tls = ClientTlsConfig::new()
-        .domain_name(name)
-        .ca_certificate(Certificate::from_pem(read(ca)?))
-        .identity(Identity::from_pem(read(cert)?, read(key)?));
-    let fail = |e: &(dyn std::error::Error + 'static)| Error::Connect {
-        socket: addr.to_owned(),
-        reason: root_cause(e),
-    };
-    let mut endpoint = Endpoint::from_shared(format!("https://{addr}"))
-        .map_err(|e| Error::Usage(format!("--tcp {addr}: {e}")))?
-        .tls_config(tls)
-        .map_err(|e| fail(&e))?;
-    if let Some(t) = timeout {
-        endpoint = endpoint.timeout(t).connect_timeout(t);
-    }
-    let channel = endpoint.connect().await.map_err(|e| fail(&e))?;
+    let channel = tls_channel(addr, name, files, timeout).await?;
     let mut client = VswitchClient::new(channel)
         .max_decoding_message_size(control::service::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(control::service::MAX_MESSAGE_BYTES);
@@ -147,6 +130,49 @@ pub async fn connect_tls(
             }
         })?;
     Ok(client)
+}
+
+/// A channel over TCP with mutual TLS, for any service the daemon serves; see
+/// [`connect_tls`] (which also checks that the daemon accepts this client).
+pub async fn tls_channel(
+    addr: &str,
+    name: &str,
+    files: [&Path; 3],
+    timeout: Option<Duration>,
+) -> Result<Channel, Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let [cert, key, ca] = files;
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))
+    };
+    let tls = ClientTlsConfig::new()
+        .domain_name(name)
+        .ca_certificate(Certificate::from_pem(read(ca)?))
+        .identity(Identity::from_pem(read(cert)?, read(key)?));
+    let fail = |e: &(dyn std::error::Error + 'static)| Error::Connect {
+        socket: addr.to_owned(),
+        reason: root_cause(e),
+    };
+    let mut endpoint = Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| Error::Usage(format!("--tcp {addr}: {e}")))?
+        .tls_config(tls)
+        .map_err(|e| fail(&e))?;
+    if let Some(t) = timeout {
+        endpoint = endpoint.timeout(t).connect_timeout(t);
+    }
+    endpoint.connect().await.map_err(|e| fail(&e))
+}
+
+/// A second channel to the daemon the command line names (Unix socket, or TCP
+/// with mutual TLS), for a service other than the API (`grpc.health.v1`).
+pub async fn channel_for(cli: &crate::cli::Cli) -> Result<Channel, Error> {
+    let timeout = (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout));
+    match (&cli.tcp, &cli.cert, &cli.key, &cli.ca) {
+        (Some(addr), Some(cert), Some(key), Some(ca)) => {
+            tls_channel(addr, &cli.tls_name, [cert, key, ca], timeout).await
+        }
+        _ => unix_channel(&cli.socket, timeout).await,
+    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,10 @@ pub async fn execute_prepared(
     };
     match &cli.command {
         Command::Show(j) => show(client, j.json, out).await,
+        Command::Health(j) => {
+            let probe = crate::client::channel_for(cli).await?;
+            health(client, probe, j.json, out).await
+        }
         Command::Port(P::Add {
             name,
             profile,
@@ -510,10 +514,137 @@ pub async fn get(client: &mut Client, format: Format, out: &mut dyn Write) -> Re
 pub fn health_json(h: &api::HealthReply) -> Value {
     json!({
         "serving": h.serving,
+        "reason": h.reason,
         "generation": h.generation,
+        "published_generation": h.published_generation,
+        "liveness_timeout_ms": h.liveness_timeout_ms,
         "uptime_s": h.uptime_s,
         "version": h.version,
+        "workers": h.workers.iter().map(worker_health_json).collect::<Vec<_>>(),
     })
+}
+
+pub fn worker_health_json(w: &api::WorkerHealth) -> Value {
+    json!({
+        "index": w.index,
+        "core": w.core,
+        "alive": w.alive,
+        "heartbeat": w.heartbeat,
+        "heartbeat_age_ms": w.heartbeat_age_ms,
+        "generation": w.generation,
+        "stuck_since_unix_ms": w.stuck_since_unix_ms,
+        "stuck_since": stuck_since(w),
+        "reason": w.reason,
+    })
+}
+
+/// When a worker got stuck, in UTC; `None` while it is alive.
+fn stuck_since(w: &api::WorkerHealth) -> Option<String> {
+    (w.stuck_since_unix_ms > 0).then(|| {
+        control::liveness::format_utc(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(w.stuck_since_unix_ms),
+        )
+    })
+}
+
+/// The status line of `show` and `health`, and one line per stuck worker.
+fn write_health_lines(out: &mut dyn Write, generation: u64, h: &api::HealthReply) -> Result<()> {
+    writeln!(
+        out,
+        "generation {generation}, {}, up {}, version {}",
+        if h.serving { "serving" } else { "NOT serving" },
+        fmt_uptime(h.uptime_s),
+        or_dash(&h.version)
+    )?;
+    for w in h.workers.iter().filter(|w| !w.alive) {
+        writeln!(out, "  {}", or_dash(&w.reason))?;
+    }
+    if !h.serving && h.workers.iter().all(|w| w.alive) {
+        // A daemon that says why only in the top-level reason.
+        writeln!(out, "  {}", or_dash(&h.reason))?;
+    }
+    Ok(())
+}
+
+/// `health`: liveness per worker, and the standard `grpc.health.v1` statuses
+/// (asked over `probe`, a channel to the same daemon). Not serving is an error
+/// (exit 1) after the report, so the command is a probe in itself.
+pub async fn health(
+    client: &mut Client,
+    probe: tonic::transport::Channel,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let h = client
+        .health(api::HealthRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let mut probe = HealthClient::new(probe);
+    let mut grpc = BTreeMap::new();
+    for service in control::service::HEALTH_SERVICES {
+        let status = match probe
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+        {
+            Ok(r) => ServingStatus::try_from(r.into_inner().status)
+                .map_or("UNKNOWN", |s| s.as_str_name())
+                .to_owned(),
+            // A daemon without grpc.health.v1 (older), or a name it does not know.
+            Err(e) => format!("error: {:?}", e.code()),
+        };
+        grpc.insert(service, status);
+    }
+    if json {
+        let mut v = health_json(&h);
+        v["grpc_health"] = json!(grpc);
+        print_json(out, &v)?;
+    } else {
+        write_health_lines(out, h.generation, &h)?;
+        writeln!(
+            out,
+            "published generation {}, liveness bound {} ms",
+            h.published_generation, h.liveness_timeout_ms
+        )?;
+        writeln!(out)?;
+        let mut t = Table::new(&[
+            "WORKER",
+            "CORE",
+            "ALIVE",
+            "HEARTBEAT_AGE",
+            "ROUNDS",
+            "GENERATION",
+            "STUCK_SINCE",
+        ])
+        .right(&[3, 4, 5]);
+        for w in &h.workers {
+            t.row([
+                w.index.to_string(),
+                w.core.to_string(),
+                if w.alive { "yes" } else { "NO" }.to_string(),
+                format!("{} ms", w.heartbeat_age_ms),
+                w.heartbeat.to_string(),
+                w.generation.to_string(),
+                stuck_since(w).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        write!(out, "{}", t.render())?;
+        writeln!(out)?;
+        let statuses: Vec<String> = grpc.iter().map(|(k, v)| format!("{k:?} {v}")).collect();
+        writeln!(out, "grpc.health.v1: {}", statuses.join(", "))?;
+    }
+    if h.serving {
+        Ok(())
+    } else {
+        Err(Error::Refused(tonic::Status::unavailable(format!(
+            "not serving: {}",
+            or_dash(&h.reason)
+        ))))
+    }
 }
 
 pub fn port_status_json(p: &api::PortStatus) -> Value {
@@ -671,17 +802,7 @@ pub async fn show(client: &mut Client, json: bool, out: &mut dyn Write) -> Resul
         });
         return print_json(out, &v);
     }
-    writeln!(
-        out,
-        "generation {generation}, {}, up {}, version {}",
-        if health.serving {
-            "serving"
-        } else {
-            "NOT serving"
-        },
-        fmt_uptime(health.uptime_s),
-        or_dash(&health.version)
-    )?;
+    write_health_lines(out, generation, &health)?;
     writeln!(out)?;
     if ports.is_empty() {
         writeln!(out, "no ports")?;

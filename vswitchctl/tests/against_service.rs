@@ -375,3 +375,23 @@ fn a_closed_stdout_is_not_an_error() {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn health_reports_the_api_and_grpc_health_v1() {
+    let s = Server::start("health");
+    let text = s.ok(&["health"]);
+    assert!(text.starts_with("generation 1, serving"), "{text}");
+    assert!(
+        text.contains("grpc.health.v1: \"\" SERVING, \"vswitch.v1.Vswitch\" SERVING"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["health", "--json"])).unwrap();
+    assert_eq!(v["serving"], true);
+    assert_eq!(v["reason"], "");
+    assert_eq!(v["liveness_timeout_ms"], 1000);
+    assert_eq!(v["grpc_health"][""], "SERVING");
+    assert_eq!(v["grpc_health"]["vswitch.v1.Vswitch"], "SERVING");
+    let show: serde_json::Value = serde_json::from_str(&s.ok(&["show", "--json"])).unwrap();
+    assert_eq!(show["health"]["serving"], true);
+    assert!(show["health"]["workers"].is_array());
+}

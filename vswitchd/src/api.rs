@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use control::api;
 use control::config::{ProfileConfig, VswitchConfig};
+use control::liveness::{LivenessSample, WorkerBeat};
 use control::service::DataplaneHandle;
 use dataplane::overlay::{NeighborConfig, ResolveLimiter};
 use dataplane::pipeline::{Ctx, Verdict};
 use dataplane::wire::{self, L3Kind};
 use dataplane::{
-    DropReason, PacketBuf, PortIdx, StatsSnapshot, StatsTotals, VecBuf, WorkerStatsShared,
+    DropReason, PacketBuf, Pipeline, PortIdx, SnapshotCell, StatsSnapshot, StatsTotals, VecBuf,
+    WorkerStatsShared,
 };
 
 use crate::ports::Dataplane;
@@ -30,6 +32,10 @@ pub struct VswitchdHandle {
     pub started: Instant,
     /// The workers' capture tap.
     pub capture: Arc<dataplane::capture::CaptureTap>,
+    /// The published snapshot, read for its generation without the dataplane's
+    /// lock: a write holds that lock while it waits on the workers, so liveness
+    /// must not need it (or a stuck worker would make Health hang too).
+    pub snapshot: Arc<SnapshotCell<Pipeline>>,
 }
 
 fn profile_name(p: &ProfileConfig) -> &'static str {
@@ -251,6 +257,25 @@ impl DataplaneHandle for VswitchdHandle {
 
     fn uptime_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    fn liveness(&self) -> LivenessSample {
+        // The published generation first: a worker read after it can only be as
+        // new or newer, so a sample never shows a lag that was not there.
+        let published_generation = self.snapshot.generation();
+        LivenessSample {
+            published_generation,
+            workers: self
+                .workers
+                .iter()
+                .map(|(i, core, s)| WorkerBeat {
+                    index: *i as u32,
+                    core: *core as u32,
+                    heartbeat: s.heartbeat(),
+                    generation: s.snapshot_generation(),
+                })
+                .collect(),
+        }
     }
 
     fn capture_tap(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use control::config::VswitchConfig;
 use dataplane::overlay::{NeighborConfig, NeighborTable};
+use dataplane::stall::StallHook;
 use dataplane::wire::ParseConfig;
 use dataplane::{
     IdleBackoff, L2Pipeline, Pipeline, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
@@ -188,13 +189,23 @@ pub fn run(prep: Prepared) -> Result<()> {
     let neighbors = Arc::new(Mutex::new(NeighborTable::new(NeighborConfig::default())));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let capture = Arc::new(dataplane::capture::CaptureTap::default());
+    // Test-only (dataplane::stall): lets system tests freeze a worker. Warned
+    // here, not in `prepare`, which runs before logging is set up.
+    let stall = StallHook::from_env();
+    if let Some(hook) = &stall {
+        warn!(
+            file = %hook.path().display(),
+            "{} is set: a test-only fault hook stalls workers while the file exists (never set it in production)",
+            dataplane::stall::STALL_FILE_ENV
+        );
+    }
     let mut workers = Vec::with_capacity(n_workers);
     let mut commands = Vec::with_capacity(n_workers);
     for w in 0..n_workers {
         let core = dp.workers[w];
         let (cmd_tx, cmd_rx) = crossbeam::channel::unbounded();
         commands.push(cmd_tx);
-        let worker: DpdkWorker = Worker::new(
+        let mut worker: DpdkWorker = Worker::new(
             WorkerId(w as u16),
             Vec::new(),
             Vec::new(),
@@ -207,6 +218,9 @@ pub fn run(prep: Prepared) -> Result<()> {
         .with_neighbors(Arc::clone(&neighbors))
         .with_commands(cmd_rx)
         .with_capture(Arc::clone(&capture));
+        if let Some(hook) = &stall {
+            worker = worker.with_stall_hook(hook.clone());
+        }
         let stats = worker.stats_handle();
         let handle = std::thread::Builder::new()
             .name(format!("vsw-worker{w}"))
@@ -260,10 +274,12 @@ pub fn run(prep: Prepared) -> Result<()> {
                 .collect(),
             started,
             capture: Arc::clone(&capture),
+            snapshot: Arc::clone(&snapshot),
         };
         let state_file = api.settings.state_file.clone();
         let svc =
-            control::service::VswitchService::new(handle, api.fixed, api.desired, Some(state_file));
+            control::service::VswitchService::new(handle, api.fixed, api.desired, Some(state_file))
+                .with_liveness_timeout(api.settings.liveness_timeout(dp));
         let (tx, rx) = tokio::sync::watch::channel(false);
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.changed().await;
