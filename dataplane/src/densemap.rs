@@ -15,8 +15,10 @@
 //! The keys must be below 2^48 and not all ones (a unicast MAC never is: its I/G
 //! bit is clear), so an empty slot, all ones, matches no key. The multiplier is a
 //! random odd number per map, drawn again when the keys cluster under it, as in
-//! `FlatMap` ([`flatmap::clustered`]), and tables are built once per snapshot and
-//! then only read, so there is no removal.
+//! `FlatMap` ([`flatmap::clustered`]). Tables are built once per snapshot and then
+//! only read; a write that changes a few endpoints copies its network's table and
+//! [`remove`](DenseMap::remove)s from the copy (backward-shift deletion: no
+//! tombstones, so a lookup never probes further than in a freshly built table).
 
 use crate::buf::PacketBuf;
 use crate::flatmap;
@@ -130,6 +132,50 @@ impl DenseMap {
             }
             i += 1;
         }
+    }
+
+    /// Removes `key`; returns its value. The keys after it in its run move back
+    /// into the hole (Knuth's algorithm R for linear probing), so the table is as
+    /// if `key` had never been inserted.
+    pub fn remove(&mut self, key: u64) -> Option<u16> {
+        if key >= KEY_MASK {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let home = self.reader().home(key);
+        let mut i = home;
+        loop {
+            let s = self.slots[i & mask];
+            if s == EMPTY {
+                return None;
+            }
+            if s >> 16 == key {
+                break;
+            }
+            i += 1;
+        }
+        let old = self.slots[i & mask] as u16;
+        self.len -= 1;
+        self.displacement -= i - home;
+        let mut hole = i;
+        let mut j = i + 1;
+        loop {
+            let s = self.slots[j & mask];
+            if s == EMPTY {
+                break;
+            }
+            // The key at j may fill the hole when its home is not between the
+            // hole and j: its distance from home is at least the hole's distance.
+            let from_home = j.wrapping_sub(self.reader().home(s >> 16)) & mask;
+            if from_home >= j - hole {
+                self.slots[hole & mask] = s;
+                self.displacement -= j - hole;
+                hole = j;
+            }
+            j += 1;
+        }
+        self.slots[hole & mask] = EMPTY;
+        Some(old)
     }
 
     /// Moves every key into `slots` slots, hashed with `mul`.
@@ -266,6 +312,43 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    /// The displacement a map should record: every key's distance from home.
+    fn displacement(m: &DenseMap) -> usize {
+        let mask = m.slots.len() - 1;
+        m.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s != EMPTY)
+            .map(|(i, s)| i.wrapping_sub(m.reader().home(s >> 16)) & mask)
+            .sum()
+    }
+
+    proptest! {
+        #[test]
+        fn removal_leaves_the_map_as_if_never_inserted(
+            ops in proptest::collection::vec((any::<bool>(), 0u64..64), 1..400),
+            mul in any::<u64>(),
+        ) {
+            // Few distinct keys and a fixed multiplier make long runs and wraps.
+            let mut m = DenseMap::empty(64, mul | 1, flatmap::MAX_REDRAWS);
+            let mut model = HashMap::new();
+            for (insert, k) in ops {
+                let key = k * 0x1_0000_0001;
+                if insert && model.len() < 50 {
+                    prop_assert_eq!(m.place(key, k as u16), model.insert(key, k as u16));
+                } else {
+                    prop_assert_eq!(m.remove(key), model.remove(&key));
+                }
+                prop_assert_eq!(m.len(), model.len());
+                prop_assert_eq!(m.displacement, displacement(&m));
+            }
+            for k in 0..64u64 {
+                let key = k * 0x1_0000_0001;
+                prop_assert_eq!(m.get(key), model.get(&key).copied());
+            }
+        }
+    }
 
     #[test]
     fn insert_get_replace_and_bad_keys() {

@@ -445,3 +445,54 @@ fn a_delete_may_come_before_the_deletes_of_its_users() {
         .to_string();
     assert!(e.contains("is used by endpoint"), "{e}");
 }
+
+#[test]
+#[ignore]
+fn probe_write_cost() {
+    let (fixed, mut state, _) = fixed_and_state();
+    let mut n = network("big", 4000, "10.128.0.0/9", "10.255.255.254");
+    n.tenant = "t9".into();
+    state.networks.push(n);
+    for i in 0..10_000u32 {
+        state.remote_endpoints.push(remote(
+            "big",
+            &format!("02:10:00:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 255, i & 255),
+            &format!("10.{}.{}.{}", 128 + (i >> 16), (i >> 8) & 255, (i & 255)),
+            "192.0.2.2",
+        ));
+    }
+    for i in 0..100_000u32 {
+        state.routes.push(route("t9", &format!("{}.{}.{}.0/24", 20 + (i >> 16), (i >> 8) & 255, i & 255), Some(Target::Blackhole(true))));
+    }
+    let t = std::time::Instant::now();
+    let v = fixed.validate(&state).unwrap();
+    eprintln!("full validate: {:?}", t.elapsed());
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let c = v.state.clone();
+        eprintln!("state clone: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let ops = vec![op(K::AddRemoteEndpoint(remote("big", "02:20:00:00:00:01", "10.200.0.1", "192.0.2.2")))];
+        fixed.apply_ops(&c, &ops).unwrap();
+        eprintln!("one-op write: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let sec = to_sections(&c).unwrap();
+        eprintln!("to_sections: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let cfg = fixed.parse_sections(&sec).unwrap();
+        eprintln!("parse_sections: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        crate::compile::overlay(&cfg, 1).unwrap();
+        eprintln!("overlay build: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let _ = from_config(&cfg);
+        eprintln!("from_config: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let _ = cfg.clone();
+        eprintln!("config clone: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let dir = std::env::temp_dir().join("probe-state.json");
+        crate::persist::store(&dir, 5, &sec).unwrap();
+        eprintln!("persist: {:?}", t.elapsed());
+    }
+}

@@ -1,6 +1,7 @@
 //! Validation and compilation of an overlay configuration into a snapshot.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
@@ -9,13 +10,12 @@ use ipnet::IpNet;
 use super::error::OverlayConfigError as E;
 use super::lpm::LpmTable;
 use super::snapshot::{
-    host4_key, host6_key, HostEntry, L2Dest, NetworkId, NetworkInfo, OverlaySnapshot, RouteResult,
+    HostEntry, L2Dest, NetTables, NetworkId, NetworkInfo, OverlaySnapshot, RouteRef, RouteResult,
     UnderlayInfo, VrfId, VtepIdx, VtepInfo, MAX_NETWORKS, MAX_VTEPS,
 };
 use super::spec::{
     LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget, UnderlaySpec,
 };
-use crate::densemap::DenseMap;
 use crate::ethernet::MacAddr;
 use crate::port::{PortIdx, MAX_PORTS};
 
@@ -96,10 +96,7 @@ impl OverlayBuilder {
                 max: MAX_NETWORKS,
             });
         }
-        let n_hosts4 = count_ips(&self.locals, &self.remotes, true);
-        let n_hosts6 = count_ips(&self.locals, &self.remotes, false);
-        snap.hosts4.reserve(n_hosts4 + self.networks.len());
-        snap.hosts6.reserve(n_hosts6 + self.networks.len());
+        let mut tables: Vec<NetTables> = vec![NetTables::default(); self.networks.len()];
         snap.by_vni.reserve(self.networks.len());
         snap.by_name.reserve(self.networks.len());
         let mut vrf_of: HashMap<&str, VrfId> = HashMap::new();
@@ -149,9 +146,10 @@ impl OverlayBuilder {
                     dest: None,
                 };
                 // A gateway listed twice is harmless: same entry.
+                let t = &mut tables[i];
                 match *gw {
-                    IpAddr::V4(a) => snap.hosts4.insert(host4_key(id, a), h),
-                    IpAddr::V6(a) => snap.hosts6.insert(host6_key(id, a), h),
+                    IpAddr::V4(a) => t.hosts4.insert(a.to_bits(), h),
+                    IpAddr::V6(a) => t.hosts6.insert(a.to_bits(), h),
                 };
             }
             for s in &n.subnets {
@@ -200,18 +198,18 @@ impl OverlayBuilder {
             });
         }
         self.check_overlaps(&mut ranges, &snap)?;
-        // Each network's MAC table, grown as its endpoints are added below.
-        snap.l2 = vec![DenseMap::default(); snap.networks.len()];
-        snap.routes = LpmTable::new(snap.vrf_names.len() as u16);
+        // Each network's tables, grown as its endpoints are added below.
+        snap.tables = tables.into_iter().map(Arc::new).collect();
+        let mut routes = LpmTable::new(snap.vrf_names.len() as u16);
         let (v4, v6) = self.routes.iter().fold((0, 0), |(a, b), r| match r.prefix {
             IpNet::V4(_) => (a + 1, b),
             IpNet::V6(_) => (a, b + 1),
         });
         let sv6 = ranges.iter().filter(|r| r.v6).count();
-        snap.routes.reserve(v4 + ranges.len() - sv6, v6 + sv6);
+        routes.reserve(v4 + ranges.len() - sv6, v6 + sv6);
         for r in &ranges {
             let net = NetworkId(r.network as u16);
-            snap.routes
+            routes
                 .insert(r.vrf, r.subnet, RouteResult::Connected(net))
                 .map_err(|reason| E::RouteTableFull {
                     tenant: snap.vrf_names[usize::from(r.vrf)].to_string(),
@@ -220,66 +218,19 @@ impl OverlayBuilder {
                 })?;
         }
 
-        // Local endpoints.
+        // Local endpoints, then remote ones.
         for ep in &self.locals {
-            let id = self.endpoint_network(&snap, &ep.network, ep.mac)?;
-            let name = || ep.network.clone();
-            if ep.port.index() >= MAX_PORTS {
-                return Err(E::PortOutOfRange {
-                    network: name(),
-                    mac: ep.mac,
-                    port: ep.port,
-                    max: MAX_PORTS,
-                });
-            }
-            if underlay.is_some_and(|u| u.uplink == ep.port) {
-                return Err(E::EndpointOnUplink {
-                    network: name(),
-                    mac: ep.mac,
-                    port: ep.port,
-                });
-            }
-            match &mut snap.port_network[ep.port.index()] {
-                Some(other) if *other != id => {
-                    return Err(E::PortInTwoNetworks {
-                        port: ep.port,
-                        first: self.networks[other.index()].name.clone(),
-                        second: name(),
-                    })
-                }
-                slot => *slot = Some(id),
-            }
-            add_endpoint(
-                &mut snap,
-                id,
-                &ep.network,
-                ep.mac,
-                &ep.ips,
-                L2Dest::Local(ep.port),
-            )?;
+            add_local(&mut snap, &routes, ep)?;
         }
-
-        // Remote endpoints.
         for ep in &self.remotes {
-            let id = self.endpoint_network(&snap, &ep.network, ep.mac)?;
-            let idx = vteps.intern(
-                || format!("remote endpoint {} in network {:?}", ep.mac, ep.network),
-                ep.vtep,
-            )?;
-            add_endpoint(
-                &mut snap,
-                id,
-                &ep.network,
-                ep.mac,
-                &ep.ips,
-                L2Dest::Remote(idx),
-            )?;
+            add_remote(&mut snap, &routes, &mut vteps, ep)?;
         }
 
         // Static routes, shortest prefixes first: the IPv4 trie then writes each
         // route's entries once, where a short prefix inserted after longer ones
         // would walk every ply below it (the order changes no answer; a stable
         // sort keeps a duplicate after the route it repeats).
+        let mut next_hops = HashMap::new();
         let mut by_len: Vec<&RouteSpec> = self.routes.iter().collect();
         by_len.sort_by_key(|r| r.prefix.prefix_len());
         for r in by_len {
@@ -324,13 +275,21 @@ impl OverlayBuilder {
                 }
             };
             let prefix = r.prefix.trunc();
-            if snap.routes.get_exact(vrf.0, prefix).is_some() {
+            if let RouteTarget::NextHop { ip, .. } = &r.target {
+                if let RouteResult::NextHop { network, .. } = result {
+                    next_hops.entry((network, *ip)).or_insert_with(|| RouteRef {
+                        tenant: r.tenant.clone().into(),
+                        prefix,
+                    });
+                }
+            }
+            if routes.get_exact(vrf.0, prefix).is_some() {
                 return Err(E::DuplicateRoute {
                     tenant: r.tenant.clone(),
                     prefix,
                 });
             }
-            snap.routes
+            routes
                 .insert(vrf.0, prefix, result)
                 .map_err(|reason| E::RouteTableFull {
                     tenant: r.tenant.clone(),
@@ -339,6 +298,8 @@ impl OverlayBuilder {
                 })?;
         }
 
+        snap.routes = Arc::new(routes);
+        snap.next_hops = Arc::new(next_hops);
         // Per-network local ports, ascending because the port array is.
         let mut ports: Vec<Vec<PortIdx>> = vec![Vec::new(); snap.networks.len()];
         for (p, net) in snap.port_network.iter().enumerate() {
@@ -351,35 +312,8 @@ impl OverlayBuilder {
         }
         snap.vteps = vteps.vteps;
         snap.vtep_by_ip = vteps.by_ip;
-        snap.l2_large = snap.l2.iter().any(|m| m.reader().is_large());
+        snap.l2_large = snap.tables.iter().any(|t| t.l2.reader().is_large());
         Ok(snap)
-    }
-
-    fn endpoint_network(
-        &self,
-        snap: &OverlaySnapshot,
-        network: &str,
-        mac: MacAddr,
-    ) -> Result<NetworkId, E> {
-        let id = snap
-            .network_by_name(network)
-            .ok_or_else(|| E::EndpointUnknownNetwork {
-                mac,
-                network: network.to_owned(),
-            })?;
-        if mac.is_multicast() || mac.is_zero() {
-            return Err(E::EndpointMulticastMac {
-                network: network.to_owned(),
-                mac,
-            });
-        }
-        if mac == self.networks[id.index()].gateway_mac {
-            return Err(E::EndpointMacIsGateway {
-                network: network.to_owned(),
-                mac,
-            });
-        }
-        Ok(id)
     }
 
     /// Rejects overlapping subnets within one VRF. Prefixes are either nested or
@@ -435,41 +369,110 @@ fn range(s: &IpNet) -> (bool, u128, u128) {
     }
 }
 
-/// Counts endpoint addresses of one family, to size the host tables once.
-fn count_ips(locals: &[LocalEndpointSpec], remotes: &[RemoteEndpointSpec], v4: bool) -> usize {
-    let count = |ips: &[IpAddr]| ips.iter().filter(|ip| ip.is_ipv4() == v4).count();
-    locals.iter().map(|e| count(&e.ips)).sum::<usize>()
-        + remotes.iter().map(|e| count(&e.ips)).sum::<usize>()
+/// The network of an endpoint about to be added, checking its MAC: a station
+/// address, not the network's gateway MAC.
+fn endpoint_network(snap: &OverlaySnapshot, network: &str, mac: MacAddr) -> Result<NetworkId, E> {
+    let id = snap
+        .network_by_name(network)
+        .ok_or_else(|| E::EndpointUnknownNetwork {
+            mac,
+            network: network.to_owned(),
+        })?;
+    if mac.is_multicast() || mac.is_zero() {
+        return Err(E::EndpointMulticastMac {
+            network: network.to_owned(),
+            mac,
+        });
+    }
+    if mac == snap.networks[id.index()].gateway_mac {
+        return Err(E::EndpointMacIsGateway {
+            network: network.to_owned(),
+            mac,
+        });
+    }
+    Ok(id)
+}
+
+/// Adds a local endpoint to `snap` (its network's tables and its port's
+/// network), checking it against what is there: the same checks whether the
+/// whole overlay is being built or one write patches a running snapshot.
+pub(super) fn add_local(
+    snap: &mut OverlaySnapshot,
+    routes: &LpmTable<RouteResult>,
+    ep: &LocalEndpointSpec,
+) -> Result<(), E> {
+    let id = endpoint_network(snap, &ep.network, ep.mac)?;
+    let name = || ep.network.clone();
+    if ep.port.index() >= MAX_PORTS {
+        return Err(E::PortOutOfRange {
+            network: name(),
+            mac: ep.mac,
+            port: ep.port,
+            max: MAX_PORTS,
+        });
+    }
+    if snap.underlay.is_some_and(|u| u.uplink == ep.port) {
+        return Err(E::EndpointOnUplink {
+            network: name(),
+            mac: ep.mac,
+            port: ep.port,
+        });
+    }
+    if let Some(other) = snap.port_network[ep.port.index()] {
+        if other != id {
+            return Err(E::PortInTwoNetworks {
+                port: ep.port,
+                first: snap.networks[other.index()].name.to_string(),
+                second: name(),
+            });
+        }
+    }
+    add_endpoint(snap, routes, id, &ep.network, ep.mac, &ep.ips, L2Dest::Local(ep.port))?;
+    snap.port_network[ep.port.index()] = Some(id);
+    snap.port_endpoints[ep.port.index()] += 1;
+    Ok(())
+}
+
+/// Adds a remote endpoint to `snap`, interning its VTEP (see [`add_local`]).
+pub(super) fn add_remote(
+    snap: &mut OverlaySnapshot,
+    routes: &LpmTable<RouteResult>,
+    vteps: &mut VtepInterner,
+    ep: &RemoteEndpointSpec,
+) -> Result<(), E> {
+    let id = endpoint_network(snap, &ep.network, ep.mac)?;
+    let idx = vteps.intern(
+        || format!("remote endpoint {} in network {:?}", ep.mac, ep.network),
+        ep.vtep,
+    )?;
+    add_endpoint(snap, routes, id, &ep.network, ep.mac, &ep.ips, L2Dest::Remote(idx))
 }
 
 fn add_endpoint(
     snap: &mut OverlaySnapshot,
+    routes: &LpmTable<RouteResult>,
     id: NetworkId,
     network: &str,
     mac: MacAddr,
     ips: &[IpAddr],
     dest: L2Dest,
 ) -> Result<(), E> {
-    // The MAC is unicast (checked by `endpoint_network`), so never the all-ones
-    // key a `DenseMap` refuses; the refusal is mapped all the same, not unwrapped.
-    let macs = &mut snap.l2[id.index()];
-    if macs.get(mac.to_u64()).is_some() {
+    let vrf = snap.networks[id.index()].vrf;
+    // Copied only if another snapshot shares it: once per network a write touches.
+    let t = Arc::make_mut(&mut snap.tables[id.index()]);
+    if t.l2.get(mac.to_u64()).is_some() {
         return Err(E::DuplicateMac {
             network: network.to_owned(),
             mac,
         });
     }
-    macs.insert(mac.to_u64(), dest.to_bits())
-        .map_err(|_| E::EndpointMulticastMac {
-            network: network.to_owned(),
-            mac,
-        })?;
-    let info = &snap.networks[id.index()];
     let in_subnets = |ip: &IpAddr| {
-        snap.routes
-            .lookup(info.vrf.0, *ip)
+        routes
+            .lookup(vrf.0, *ip)
             .is_some_and(|r| *r == RouteResult::Connected(id))
     };
+    // A refusal may leave the tables half-changed: the snapshot being built or
+    // patched is then thrown away whole.
     for ip in ips {
         if !in_subnets(ip) {
             return Err(E::EndpointIpOutsideSubnets {
@@ -483,8 +486,8 @@ fn add_endpoint(
             dest: Some(dest),
         };
         let prev = match *ip {
-            IpAddr::V4(a) => host_insert(&mut snap.hosts4, host4_key(id, a), h),
-            IpAddr::V6(a) => host_insert(&mut snap.hosts6, host6_key(id, a), h),
+            IpAddr::V4(a) => host_insert(&mut t.hosts4, a.to_bits(), h),
+            IpAddr::V6(a) => host_insert(&mut t.hosts6, a.to_bits(), h),
         };
         match prev {
             None => {}
@@ -505,7 +508,22 @@ fn add_endpoint(
             }
         }
     }
+    // The MAC is a station address (checked by `endpoint_network`), so never the
+    // all-ones key a `DenseMap` refuses; the refusal is mapped all the same.
+    t.l2.insert(mac.to_u64(), dest.to_bits())
+        .map_err(|_| E::EndpointMulticastMac {
+            network: network.to_owned(),
+            mac,
+        })?;
     Ok(())
+}
+
+/// Removes an address's host entry.
+pub(super) fn remove_host(t: &mut NetTables, ip: IpAddr) -> Option<HostEntry> {
+    match ip {
+        IpAddr::V4(a) => t.hosts4.remove(&a.to_bits()),
+        IpAddr::V6(a) => t.hosts6.remove(&a.to_bits()),
+    }
 }
 
 /// Inserts unless present; returns what was there.
@@ -585,10 +603,10 @@ fn check_underlay(u: &UnderlaySpec) -> Result<UnderlayInfo, E> {
 }
 
 /// Interns remote VTEP addresses into dense indices, validating each once.
-struct VtepInterner {
-    underlay: Option<UnderlayInfo>,
-    vteps: Vec<VtepInfo>,
-    by_ip: HashMap<IpAddr, VtepIdx>,
+pub(super) struct VtepInterner {
+    pub(super) underlay: Option<UnderlayInfo>,
+    pub(super) vteps: Vec<VtepInfo>,
+    pub(super) by_ip: HashMap<IpAddr, VtepIdx>,
 }
 
 impl VtepInterner {

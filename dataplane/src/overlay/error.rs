@@ -332,4 +332,31 @@ pub enum OverlayConfigError {
         /// Which bound.
         reason: LpmFull,
     },
+    /// A write removes an endpoint that is not there (or not with that address).
+    #[error("endpoint {mac} in network {network:?}: no such endpoint{}", .ip.map(|ip| format!(" with address {ip}")).unwrap_or_default())]
+    NoSuchEndpoint {
+        /// The network.
+        network: String,
+        /// The MAC.
+        mac: MacAddr,
+        /// The address it was said to hold, when that is what does not match.
+        ip: Option<IpAddr>,
+    },
+    /// A write removes an endpoint that a static route resolves through.
+    #[error(
+        "endpoint {mac} in network {network:?}: {ip} is the next hop of route {prefix} \
+         in tenant {tenant:?}: delete or change the route first"
+    )]
+    EndpointIsNextHop {
+        /// The network.
+        network: String,
+        /// The MAC.
+        mac: MacAddr,
+        /// The address routes use.
+        ip: IpAddr,
+        /// The tenant of the first such route.
+        tenant: String,
+        /// Its prefix.
+        prefix: IpNet,
+    },
 }

@@ -47,11 +47,13 @@ mod builder;
 mod error;
 pub mod lpm;
 pub mod neighbor;
+mod patch;
 mod snapshot;
 pub mod spec;
 
 pub use builder::OverlayBuilder;
 pub use error::OverlayConfigError;
+pub use patch::EndpointChange;
 pub use neighbor::{LearnOutcome, NeighborConfig, NeighborMap, NeighborTable, ResolveLimiter};
 pub use snapshot::{
     L2Dest, NetworkId, NetworkInfo, OverlaySnapshot, RouteResult, UnderlayInfo, VrfId, VtepIdx,

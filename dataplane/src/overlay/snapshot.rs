@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 use ipnet::IpNet;
@@ -209,14 +210,38 @@ pub(super) struct HostEntry {
     pub(super) dest: Option<L2Dest>,
 }
 
-#[inline]
-pub(super) fn host4_key(net: NetworkId, ip: Ipv4Addr) -> u64 {
-    (u64::from(net.0) << 32) | u64::from(ip.to_bits())
+/// One network's endpoint tables: its MAC table and its addresses. Shared
+/// between snapshots ([`Arc`]): a write that changes a network's endpoints copies
+/// that network's tables and no other's, so its cost follows the network it
+/// touches, not the whole overlay.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NetTables {
+    /// MAC → [`L2Dest::to_bits`]. One table per network, not one keyed by
+    /// (network, MAC), so that a MAC and its destination fit one word (see
+    /// [`DenseMap`]): 100k endpoints take 1 MiB, not 4.
+    pub(super) l2: DenseMap,
+    /// IPv4 address → host (gateway addresses and endpoints).
+    pub(super) hosts4: HashMap<u32, HostEntry>,
+    /// IPv6 address → host.
+    pub(super) hosts6: HashMap<u128, HostEntry>,
 }
 
-#[inline]
-pub(super) fn host6_key(net: NetworkId, ip: Ipv6Addr) -> (u16, u128) {
-    (net.0, ip.to_bits())
+impl NetTables {
+    #[inline]
+    pub(super) fn host(&self, ip: IpAddr) -> Option<&HostEntry> {
+        match ip {
+            IpAddr::V4(a) => self.hosts4.get(&a.to_bits()),
+            IpAddr::V6(a) => self.hosts6.get(&a.to_bits()),
+        }
+    }
+}
+
+/// The first static route that resolves through a (network, address): an
+/// endpoint holding that address may not be removed while the route exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RouteRef {
+    pub(super) tenant: Box<str>,
+    pub(super) prefix: IpNet,
 }
 
 /// An immutable, compiled overlay snapshot: networks, endpoints, routes, VTEPs
@@ -231,20 +256,18 @@ pub struct OverlaySnapshot {
     pub(super) by_vni: FlatMap<NetworkId>,
     pub(super) by_name: HashMap<Box<str>, NetworkId>,
     pub(super) port_network: [Option<NetworkId>; MAX_PORTS],
-    /// Each network's MAC table, indexed by [`NetworkId`]: MAC →
-    /// [`L2Dest::to_bits`]. One table per network, not one keyed by (network,
-    /// MAC), so that a MAC and its destination fit one word (see
-    /// [`DenseMap`]): 100k endpoints take 1 MiB, not 4.
-    pub(super) l2: Vec<DenseMap>,
+    /// Each network's endpoint tables, indexed by [`NetworkId`].
+    pub(super) tables: Vec<Arc<NetTables>>,
     /// Whether any network's MAC table outgrows the caches
     /// ([`DenseReader::is_large`]): the uplink's burst loop, whose frames may be
     /// of any network, then prefetches their slots.
     pub(super) l2_large: bool,
-    /// (network, IPv4) → host, keyed by [`host4_key`].
-    pub(super) hosts4: HashMap<u64, HostEntry>,
-    /// (network, IPv6) → host, keyed by [`host6_key`].
-    pub(super) hosts6: HashMap<(u16, u128), HostEntry>,
-    pub(super) routes: LpmTable<RouteResult>,
+    /// Every VRF's routes; shared with the snapshots that did not change them.
+    pub(super) routes: Arc<LpmTable<RouteResult>>,
+    /// (network, address) → the first route whose next hop it is.
+    pub(super) next_hops: Arc<HashMap<(NetworkId, IpAddr), RouteRef>>,
+    /// Local endpoints behind each port: a port leaves its network with its last.
+    pub(super) port_endpoints: [u32; MAX_PORTS],
     pub(super) vteps: Vec<VtepInfo>,
     pub(super) vtep_by_ip: HashMap<IpAddr, VtepIdx>,
     pub(super) underlay: Option<UnderlayInfo>,
@@ -261,11 +284,11 @@ impl OverlaySnapshot {
             by_vni: FlatMap::default(),
             by_name: HashMap::new(),
             port_network: [None; MAX_PORTS],
-            l2: Vec::new(),
+            tables: Vec::new(),
             l2_large: false,
-            hosts4: HashMap::new(),
-            hosts6: HashMap::new(),
-            routes: LpmTable::new(0),
+            routes: Arc::new(LpmTable::new(0)),
+            next_hops: Arc::default(),
+            port_endpoints: [0; MAX_PORTS],
             vteps: Vec::new(),
             vtep_by_ip: HashMap::new(),
             underlay: None,
@@ -334,9 +357,9 @@ impl OverlaySnapshot {
     /// an empty table.
     #[inline]
     pub(crate) fn l2_reader(&self, net: NetworkId) -> DenseReader<'_> {
-        self.l2
+        self.tables
             .get(net.index())
-            .map_or(DenseReader::EMPTY, DenseMap::reader)
+            .map_or(DenseReader::EMPTY, |t| t.l2.reader())
     }
 
     /// Whether any network's MAC table outgrows the caches (see
@@ -360,21 +383,18 @@ impl OverlaySnapshot {
     /// remote). `None`: let the request go (flood or drop), never answer.
     #[inline]
     pub fn arp_lookup(&self, net: NetworkId, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.hosts4.get(&host4_key(net, ip)).map(|h| h.mac)
+        self.host(net, IpAddr::V4(ip)).map(|h| h.mac)
     }
 
     /// [`arp_lookup`](Self::arp_lookup) for an IPv6 Neighbor Solicitation target.
     #[inline]
     pub fn nd_lookup(&self, net: NetworkId, ip: Ipv6Addr) -> Option<MacAddr> {
-        self.hosts6.get(&host6_key(net, ip)).map(|h| h.mac)
+        self.host(net, IpAddr::V6(ip)).map(|h| h.mac)
     }
 
     #[inline]
     fn host(&self, net: NetworkId, ip: IpAddr) -> Option<&HostEntry> {
-        match ip {
-            IpAddr::V4(a) => self.hosts4.get(&host4_key(net, a)),
-            IpAddr::V6(a) => self.hosts6.get(&host6_key(net, a)),
-        }
+        self.tables.get(net.index())?.host(ip)
     }
 
     /// Whether `ip` is one of network `net`'s gateway addresses (packets to it are
@@ -429,7 +449,7 @@ impl OverlaySnapshot {
 
     /// Number of (network, MAC) entries: local and remote endpoints.
     pub fn endpoint_count(&self) -> usize {
-        self.l2.iter().map(DenseMap::len).sum()
+        self.tables.iter().map(|t| t.l2.len()).sum()
     }
 
     /// Number of routes, connected subnets included.

@@ -921,3 +921,163 @@ fn error_messages_name_the_item() {
         "port 1 carries endpoints of network \"blue\" and of network \"green\""
     );
 }
+
+mod patch {
+    //! A snapshot patched endpoint by endpoint answers every lookup as one built
+    //! from scratch with the same endpoints, and shares what it did not touch.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const NETS: [&str; 3] = ["n0", "n1", "n2"];
+
+    /// Endpoint `i` (0..48): its network, MAC, address, and where it is (ports 1-6
+    /// for local ones, spread so that ports meet endpoints of two networks; VTEPs
+    /// for remote ones).
+    fn endpoint(i: u8) -> (usize, MacAddr, IpAddr, Result<u16, IpAddr>) {
+        let net = usize::from(i % 3);
+        let mac = MacAddr([2, 0, 0, 0, 1, i]);
+        let addr = IpAddr::V4(Ipv4Addr::new(10, net as u8, 0, 10 + i));
+        let at = if i % 2 == 0 {
+            Ok(1 + u16::from(i % 6))
+        } else {
+            Err(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 20 + i % 4)))
+        };
+        (net, mac, addr, at)
+    }
+
+    fn change(i: u8) -> EndpointChange {
+        let (net, mac, addr, at) = endpoint(i);
+        match at {
+            Ok(port) => EndpointChange::AddLocal(LocalEndpointSpec {
+                network: NETS[net].into(),
+                mac,
+                ips: vec![addr],
+                port: PortIdx(port),
+            }),
+            Err(vtep) => EndpointChange::AddRemote(RemoteEndpointSpec {
+                network: NETS[net].into(),
+                mac,
+                ips: vec![addr],
+                vtep,
+            }),
+        }
+    }
+
+    /// The base: three networks, one endpoint (48, in n0) that a route uses.
+    fn builder(present: &[u8]) -> OverlayBuilder {
+        let mut b = OverlayBuilder::new(1);
+        b.underlay(underlay());
+        for (i, n) in NETS.iter().enumerate() {
+            let subnet = format!("10.{i}.0.0/24");
+            let gw = format!("10.{i}.0.1");
+            b.network(network(n, 100 + i as u32, "t", &[&subnet], &[&gw]));
+        }
+        b.remote_endpoint(remote("n0", MacAddr([2, 0, 0, 0, 2, 0]), &["10.0.0.200"], "10.0.0.99"));
+        b.route(next_hop("t", "192.168.0.0/16", "n0", "10.0.0.200"));
+        for &i in present {
+            match change(i) {
+                EndpointChange::AddLocal(e) => b.local_endpoint(e),
+                EndpointChange::AddRemote(e) => b.remote_endpoint(e),
+                EndpointChange::Remove { .. } => unreachable!(),
+            };
+        }
+        b
+    }
+
+    /// What a worker can observe of the endpoints.
+    fn view(s: &OverlaySnapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, _) in NETS.iter().enumerate() {
+            let net = s.network_by_name(NETS[i]).unwrap();
+            out.push(format!("{i} ports {:?}", s.network(net).unwrap().local_ports));
+            for e in 0..=48u8 {
+                let (_, mac, addr, _) = endpoint(e);
+                let dest = |d: Option<L2Dest>| match d {
+                    Some(L2Dest::Remote(v)) => format!("vtep {}", s.vtep(v).unwrap().ip),
+                    other => format!("{other:?}"),
+                };
+                out.push(format!(
+                    "{i} {mac} {} {:?} {}",
+                    dest(s.l2_lookup(net, mac)),
+                    s.host_lookup(net, addr).map(|h| h.0),
+                    dest(s.host_lookup(net, addr).map(|h| h.1)),
+                ));
+            }
+        }
+        for p in 0..8 {
+            out.push(format!("port {p} {:?}", s.network_of_port(PortIdx(p))));
+        }
+        out.push(format!("{}", s.endpoint_count()));
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn patched_answers_as_built(
+            start in proptest::collection::btree_set(0u8..48, 0..20),
+            steps in proptest::collection::vec((any::<bool>(), 0u8..48), 1..30),
+        ) {
+            let start: Vec<u8> = start.into_iter().collect();
+            let Ok(mut snap) = builder(&start).build() else {
+                // A port in two networks: the builder refuses; nothing to patch.
+                return Ok(());
+            };
+            let mut present = start.clone();
+            for (add, i) in steps {
+                let c = if add {
+                    change(i)
+                } else {
+                    let (net, mac, addr, _) = endpoint(i);
+                    EndpointChange::Remove { network: NETS[net].into(), mac, ips: vec![addr] }
+                };
+                let mut next = present.clone();
+                if add { next.push(i) } else { next.retain(|&x| x != i) }
+                let patched = snap.patched(snap.generation() + 1, std::slice::from_ref(&c));
+                let built = if !add && !present.contains(&i) {
+                    Err(None)
+                } else if add && present.contains(&i) {
+                    Err(None)
+                } else {
+                    builder(&next).build().map_err(Some)
+                };
+                match (patched, built) {
+                    (Ok(p), Ok(b)) => {
+                        prop_assert_eq!(view(&p), view(&b), "after {:?}", c);
+                        snap = p;
+                        present = next;
+                    }
+                    (Err(pe), Err(Some(be))) => prop_assert_eq!(pe.to_string(), be.to_string()),
+                    (Err(_), Err(None)) => {}
+                    (p, b) => prop_assert!(false, "{:?}: patched {:?}, built {:?}", c, p.map(|_| ()), b.map(|_| ())),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_copies_only_its_networks_tables() {
+        let base = builder(&[0, 1, 2, 3]).build().unwrap();
+        let n = |s: &OverlaySnapshot, i: usize| s.network_by_name(NETS[i]).unwrap();
+        let p = base.patched(2, &[change(4)]).unwrap();
+        assert_eq!(p.generation(), 2);
+        assert!(!p.shares_network_tables(&base, n(&p, 1)), "n1 changed");
+        assert!(p.shares_network_tables(&base, n(&p, 0)));
+        assert!(p.shares_network_tables(&base, n(&p, 2)));
+        assert!(p.shares_routes(&base));
+        // The route's next hop cannot go while the route is there.
+        let e = base
+            .patched(2, &[EndpointChange::Remove {
+                network: "n0".into(),
+                mac: MacAddr([2, 0, 0, 0, 2, 0]),
+                ips: vec![ip("10.0.0.200")],
+            }])
+            .unwrap_err();
+        assert!(e.to_string().contains("next hop of route 192.168.0.0/16"), "{e}");
+        // Nor can what is not there.
+        let e = base
+            .patched(2, &[EndpointChange::Remove { network: "n0".into(), mac: A, ips: vec![] }])
+            .unwrap_err();
+        assert!(e.to_string().contains("no such endpoint"), "{e}");
+    }
+}

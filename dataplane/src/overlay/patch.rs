@@ -1,0 +1,153 @@
+//! Changing a running snapshot's endpoints without building it again.
+//!
+//! Pods come and go by the second on a Kubernetes node, against tens of
+//! thousands of endpoints and routes that stay. A write that adds or removes
+//! endpoints therefore starts from the running snapshot: every network's tables
+//! ([`NetTables`]) and the route table are shared through [`Arc`]s, and only the
+//! networks the write touches get a copy of their tables, changed in place. The
+//! checks are the builder's own ([`add_local`], [`add_remote`]), run against
+//! the snapshot being changed, so a patched snapshot and one built from scratch
+//! from the same configuration answer every lookup alike (a property test holds
+//! them to it).
+//!
+//! What stays when an endpoint goes: a remote VTEP it alone used stays interned
+//! (unreferenced, harmless) until the next full build.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::builder::{add_local, add_remote, remove_host, VtepInterner};
+use super::error::OverlayConfigError as E;
+use super::snapshot::{L2Dest, OverlaySnapshot};
+use super::spec::{LocalEndpointSpec, RemoteEndpointSpec};
+use crate::ethernet::MacAddr;
+use crate::port::{PortIdx, MAX_PORTS};
+
+/// One endpoint change of a write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointChange {
+    /// A new endpoint behind a local port.
+    AddLocal(LocalEndpointSpec),
+    /// A new endpoint behind a remote VTEP.
+    AddRemote(RemoteEndpointSpec),
+    /// The endpoint `mac` of `network` goes, with its addresses `ips` (what the
+    /// control plane holds for it; a mismatch is refused, not guessed at).
+    Remove {
+        /// The network's name.
+        network: String,
+        /// The endpoint's MAC.
+        mac: MacAddr,
+        /// Its addresses.
+        ips: Vec<IpAddr>,
+    },
+}
+
+impl OverlaySnapshot {
+    /// This snapshot with `changes` applied in order, as generation
+    /// `generation`. Costs what the changed networks' tables cost to copy, plus
+    /// the changes; every other table is shared with `self`.
+    ///
+    /// # Errors
+    /// The first change the builder's checks refuse (a duplicate MAC or address,
+    /// an address outside the network's subnets, a port in another network…),
+    /// an endpoint to remove that is not there, or one that a route's next hop
+    /// resolves through. `self` is unchanged either way.
+    pub fn patched(
+        &self,
+        generation: u64,
+        changes: &[EndpointChange],
+    ) -> Result<OverlaySnapshot, E> {
+        let mut snap = self.clone();
+        snap.generation = generation;
+        let routes = Arc::clone(&snap.routes);
+        let mut vteps = VtepInterner {
+            underlay: snap.underlay,
+            vteps: std::mem::take(&mut snap.vteps),
+            by_ip: std::mem::take(&mut snap.vtep_by_ip),
+        };
+        let mut ports_changed = false;
+        for c in changes {
+            match c {
+                EndpointChange::AddLocal(ep) => {
+                    let was = snap.port_network.get(ep.port.index()).copied().flatten();
+                    add_local(&mut snap, &routes, ep)?;
+                    ports_changed |= was.is_none();
+                }
+                EndpointChange::AddRemote(ep) => add_remote(&mut snap, &routes, &mut vteps, ep)?,
+                EndpointChange::Remove { network, mac, ips } => {
+                    ports_changed |= remove(&mut snap, network, *mac, ips)?;
+                }
+            }
+        }
+        snap.vteps = vteps.vteps;
+        snap.vtep_by_ip = vteps.by_ip;
+        if ports_changed {
+            let mut ports = vec![Vec::new(); snap.networks.len()];
+            for (p, net) in snap.port_network.iter().enumerate() {
+                if let Some(net) = net {
+                    ports[net.index()].push(PortIdx(p as u16));
+                }
+            }
+            for (info, ports) in snap.networks.iter_mut().zip(ports) {
+                if *info.local_ports != *ports {
+                    info.local_ports = ports.into();
+                }
+            }
+        }
+        snap.l2_large = snap.tables.iter().any(|t| t.l2.reader().is_large());
+        Ok(snap)
+    }
+
+    /// Whether `self` and `other` share `net`'s tables (the same allocation):
+    /// what a write that did not touch `net` leaves.
+    pub fn shares_network_tables(&self, other: &OverlaySnapshot, net: super::NetworkId) -> bool {
+        match (self.tables.get(net.index()), other.tables.get(net.index())) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Whether `self` and `other` share their route table.
+    pub fn shares_routes(&self, other: &OverlaySnapshot) -> bool {
+        Arc::ptr_eq(&self.routes, &other.routes)
+    }
+}
+
+/// Removes endpoint `mac` of `network`; true when its port carried its last
+/// endpoint (the network's local ports change).
+fn remove(snap: &mut OverlaySnapshot, network: &str, mac: MacAddr, ips: &[IpAddr]) -> Result<bool, E> {
+    let missing = |ip| E::NoSuchEndpoint {
+        network: network.to_owned(),
+        mac,
+        ip,
+    };
+    let id = snap.network_by_name(network).ok_or_else(|| missing(None))?;
+    for ip in ips {
+        if let Some(r) = snap.next_hops.get(&(id, *ip)) {
+            return Err(E::EndpointIsNextHop {
+                network: network.to_owned(),
+                mac,
+                ip: *ip,
+                tenant: r.tenant.to_string(),
+                prefix: r.prefix,
+            });
+        }
+    }
+    let t = Arc::make_mut(&mut snap.tables[id.index()]);
+    let bits = t.l2.remove(mac.to_u64()).ok_or_else(|| missing(None))?;
+    for ip in ips {
+        match remove_host(t, *ip) {
+            Some(h) if h.mac == mac && h.dest.is_some() => {}
+            _ => return Err(missing(Some(*ip))),
+        }
+    }
+    if let L2Dest::Local(port) = L2Dest::from_bits(bits) {
+        let n = &mut snap.port_endpoints[port.index()];
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            snap.port_network[port.index()] = None;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
