@@ -76,7 +76,7 @@ impl DataplaneHandle for VswitchdHandle {
                 .check()
                 .map_err(|e| format!("port {:?}: {e}", pc.name))?;
         }
-        Ok(())
+        dp.check_underlay_mtu(cfg)
     }
 
     fn ports(&self) -> Vec<api::PortStatus> {
