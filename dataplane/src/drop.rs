@@ -198,4 +198,21 @@ mod tests {
         assert_eq!(names.len(), DropReason::COUNT);
         assert_eq!(DropReason::TxFull.to_string(), "tx_full");
     }
+
+    /// Operators read the names in the README's list: a new reason goes there too.
+    #[test]
+    fn the_readme_lists_every_reason() {
+        let readme = include_str!("../../README.md");
+        let at = readme
+            .find("Every drop is counted under a name")
+            .expect("the README's list of drop reasons");
+        let list = &readme[at..];
+        let list = &list[..list.find("\n\n").unwrap_or(list.len())];
+        for r in DropReason::ALL {
+            assert!(
+                list.contains(&format!("`{r}`")),
+                "README does not list `{r}`"
+            );
+        }
+    }
 }
