@@ -217,10 +217,11 @@ fn send<T: TxQueue>(
         return;
     }
     // One compare a frame, in a pass over lengths the pipeline just wrote: the
-    // port would take a longer frame, drop it, and report it sent.
+    // port would take a longer frame, drop it, and report it sent. A port with no
+    // MTU (a sink) skips the pass.
     let max = queue.max_frame_len();
     let mut bytes = bytes;
-    if pkts.iter().any(|p| p.len() > max) {
+    if max != usize::MAX && pkts.iter().any(|p| p.len() > max) {
         bytes -= drop_oversize(pkts, max, port, stats);
         if pkts.is_empty() {
             return;
