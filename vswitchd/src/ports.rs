@@ -317,7 +317,7 @@ impl Dataplane {
     /// The first failure (a port that cannot be probed, configured or started).
     pub fn apply(&mut self, next: &VswitchConfig, generation: u64) -> Result<()> {
         let previous = self.running.clone();
-        match self.transition(next, generation) {
+        match self.transition(next, generation, Check::UnderlayMtu) {
             Ok(()) => {
                 self.running = next.clone();
                 Ok(())
@@ -325,7 +325,9 @@ impl Dataplane {
             Err(e) => {
                 warn!("apply of generation {generation} failed, restoring: {e:#}");
                 let restore = self.snapshot.generation();
-                if let Err(e2) = self.transition(&previous, restore) {
+                // What ran before is restored as it was, even if the uplink's MTU
+                // has shrunk under it since: the next write will say so.
+                if let Err(e2) = self.transition(&previous, restore, Check::None) {
                     warn!("restoring the previous configuration failed too: {e2:#}");
                 }
                 self.running = previous;
@@ -334,7 +336,7 @@ impl Dataplane {
         }
     }
 
-    fn transition(&mut self, next: &VswitchConfig, generation: u64) -> Result<()> {
+    fn transition(&mut self, next: &VswitchConfig, generation: u64, check: Check) -> Result<()> {
         let wanted: HashMap<&str, &PortConfig> =
             next.ports.iter().map(|p| (p.name.as_str(), p)).collect();
         let remove: Vec<PortIdx> = self
@@ -393,7 +395,9 @@ impl Dataplane {
             rt.port.refresh_mtu();
         }
         // Every port of `next` runs now: the uplink's MTU is what it really has.
-        underlay_fits(next, |pc| self.running_mtu(pc)).map_err(|e| anyhow!(e))?;
+        if check == Check::UnderlayMtu {
+            underlay_fits(next, |pc| self.running_mtu(pc)).map_err(|e| anyhow!(e))?;
+        }
         if let Ok(mut table) = self.neighbors.lock() {
             for &(ip, mac) in next.underlay.iter().flat_map(|u| &u.neighbors) {
                 table.add_static(ip, mac);
@@ -445,6 +449,15 @@ impl Dataplane {
             }
         }
     }
+}
+
+/// What [`Dataplane::transition`] checks besides what it cannot do without.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The underlay MTU against the uplink's, once the ports run.
+    UnderlayMtu,
+    /// Nothing more (restoring what ran before).
+    None,
 }
 
 /// Whether a port must be re-created to go from `a` to `b`; a group change alone
