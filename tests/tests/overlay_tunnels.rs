@@ -554,3 +554,52 @@ fn oversize_frames_to_a_smaller_mtu_port_are_drops_not_tx() {
         "what the switch counts as sent to the pod is what the pod received: {stats}"
     );
 }
+
+/// An uplink whose MTU is known only once DPDK has it (a tap interface the PMD
+/// creates, 1500): the start is refused after the ports come up, naming the
+/// field, and the switch exits non-zero, leaving no interface behind.
+#[test]
+fn an_underlay_mtu_above_a_tap_uplinks_is_refused_once_it_runs() {
+    require_root!();
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let iface = format!("{tag}t");
+    let config = format!(
+        r#"
+[eal]
+memory_mb = 256
+in_memory = true
+[dataplane]
+workers = [0]
+[[port]]
+name = "uplink"
+profile = "tap"
+iface = "{iface}"
+[underlay]
+uplink = "uplink"
+local_vtep_ip = "192.0.2.1"
+local_mac = "{UPLINK_MAC}"
+mtu = 1600
+on_link = "192.0.2.0/24"
+"#
+    );
+    let path = dir.join("vswitchd.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(workspace_bin("vswitchd"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    assert_eq!(
+        last, "vswitchd: underlay.mtu 1600 exceeds uplink \"uplink\" MTU 1500",
+        "{stderr}"
+    );
+    assert!(
+        !std::path::Path::new("/sys/class/net").join(&iface).exists(),
+        "the tap interface is gone"
+    );
+}
