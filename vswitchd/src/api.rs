@@ -299,6 +299,16 @@ fn table_stages(
         if m.tunnel == wire::TunnelKind::None {
             return out;
         }
+        if m.tunnel == wire::TunnelKind::Geneve && m.tunnel_flags & wire::geneve::FLAG_O != 0 {
+            out.push((
+                "decap",
+                format!(
+                    "Geneve OAM (O bit), VNI {}: a control message, not forwarded as data",
+                    m.vni
+                ),
+            ));
+            return out;
+        }
         let net = ov.network_by_vni(m.vni);
         out.push((
             "decap",
