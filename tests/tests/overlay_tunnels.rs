@@ -305,6 +305,28 @@ fn inner_frame() -> Vec<u8> {
     f
 }
 
+/// A whole Geneve OAM frame as the remote host would put it on the underlay:
+/// Ethernet to the switch, IPv4 192.0.2.2 > 192.0.2.1, UDP to 6081, Geneve with
+/// the O bit and VNI 100, then [`inner_frame`]. (Checksums are not read.)
+fn geneve_oam_frame() -> Vec<u8> {
+    let mut geneve = vec![0x00, 0x80, 0x65, 0x58, 0, 0, 100, 0];
+    geneve.extend(inner_frame());
+    let udp_len = 8 + geneve.len();
+    let mut f = vec![
+        0x02, 0, 0, 0, 0xff, 0x01, 0x02, 0, 0, 0, 0xff, 0x02, 0x08, 0x00,
+    ];
+    f.extend([
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 2, 192, 0, 2, 1,
+    ]);
+    f[16..18].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    f.extend(50000u16.to_be_bytes());
+    f.extend(6081u16.to_be_bytes());
+    f.extend((udp_len as u16).to_be_bytes());
+    f.extend([0, 0]);
+    f.extend(geneve);
+    f
+}
+
 /// Sends `payload` `count` times from the remote host to the switch's VTEP
 /// address, UDP port `port`, through an ordinary socket: the kernel adds the outer
 /// IP and UDP headers (and resolves the switch's MAC by ARP) as for any sender.
@@ -520,6 +542,26 @@ fn an_underlay_mtu_above_the_uplinks_is_refused_through_the_api() {
         assert_eq!(
             e.message(),
             "underlay.mtu 1380 exceeds uplink \"uplink\" MTU 1300"
+        );
+        // A trace of a Geneve OAM packet says why it goes nowhere.
+        let t = c
+            .trace(api::TraceRequest {
+                in_port: "uplink".into(),
+                frame: geneve_oam_frame(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (&*t.verdict, &*t.drop_reason),
+            ("drop", "geneve_oam"),
+            "{t:?}"
+        );
+        assert!(
+            t.stages
+                .iter()
+                .any(|s| s.stage == "decap" && s.detail.contains("OAM")),
+            "{t:?}"
         );
     });
     l.switch.take().unwrap().stop();
