@@ -565,7 +565,11 @@ impl Port {
     /// the MTU; returns it.
     pub fn refresh_mtu(&self) -> Option<u16> {
         let mtu = self.mtu();
-        let max = mtu.map_or(usize::MAX, |m| usize::from(m) + ETHER_HDR_LEN);
+        let mut max = mtu.map_or(usize::MAX, |m| usize::from(m) + ETHER_HDR_LEN);
+        if self.info().driver_name == "net_af_packet" {
+            // A jumbo interface's MTU allows more than the PMD's ring frame holds.
+            max = max.min(profile::AF_PACKET_MAX_FRAME);
+        }
         self.shared.max_frame.store(max, Ordering::Relaxed);
         mtu
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::buf::PacketBuf;
 use dataplane::io::{BufAlloc, Burst, RxQueue, TxQueue};
-use pmd_shims::{MbufAlloc, Port, PortConfig, PortProfile, PortRxQueue};
+use pmd_shims::{MbufAlloc, Port, PortConfig, PortProfile, PortRxQueue, PortTxQueue};
 
 /// Deletes the veth pair (both ends go with one) on drop.
 struct Veth(String);
@@ -90,19 +90,19 @@ fn af_packet_mtu_is_the_kernel_interfaces() {
     assert_eq!(tx_a[0].max_frame_len(), 1414);
 
     let mut alloc = MbufAlloc::new(pool.clone());
-    let mut send = |len: usize, mark: u8| {
+    let mut send = |tx: &mut PortTxQueue, len: usize, mark: u8| {
         let mut burst = Burst::new();
         burst.push(alloc.alloc_copy(&frame(len, mark)).unwrap());
-        tx_a[0].tx_burst(&mut burst)
+        tx.tx_burst(&mut burst)
     };
-    assert_eq!(send(1414, 1), 1);
+    assert_eq!(send(&mut tx_a[0], 1414, 1), 1);
     assert!(
         arrives(&mut rx_b[0], 1),
         "a frame of MTU + 14 bytes arrives"
     );
     // One byte more: the PMD takes it and reports it sent, the kernel drops it.
     let before = ports[0].stats();
-    assert_eq!(send(1515, 2), 1, "tx_burst reports it sent");
+    assert_eq!(send(&mut tx_a[0], 1515, 2), 1, "tx_burst reports it sent");
     assert!(!arrives(&mut rx_b[0], 2), "but it never arrives");
     let after = ports[0].stats();
     assert_eq!(after.opackets, before.opackets + 1, "counted as sent");
@@ -112,6 +112,26 @@ fn af_packet_mtu_is_the_kernel_interfaces() {
     assert!(ip(&["link", "set", &a, "mtu", "1300"]));
     assert_eq!(ports[0].refresh_mtu(), Some(1300));
     assert_eq!(tx_a[0].max_frame_len(), 1314);
+
+    // Jumbo interfaces: the PMD's ring frame is the limit (2016 bytes of a
+    // 2048-byte frame). One byte more is freed by the PMD, counted in oerrors
+    // and still reported sent.
+    for i in [&a, &b] {
+        assert!(ip(&["link", "set", i, "mtu", "9000"]));
+    }
+    assert_eq!(ports[0].refresh_mtu(), Some(9000));
+    assert_eq!(
+        tx_a[0].max_frame_len(),
+        pmd_shims::profile::AF_PACKET_MAX_FRAME
+    );
+    assert_eq!(pmd_shims::profile::AF_PACKET_MAX_FRAME, 2016);
+    assert_eq!(send(&mut tx_a[0], 2016, 3), 1);
+    assert!(arrives(&mut rx_b[0], 3), "a frame of 2016 bytes arrives");
+    let before = ports[0].stats();
+    assert_eq!(send(&mut tx_a[0], 2017, 4), 1, "tx_burst reports it sent");
+    assert!(!arrives(&mut rx_b[0], 4), "but it never arrives");
+    let after = ports[0].stats();
+    assert_eq!(after.oerrors, before.oerrors + 1, "DPDK counts it an error");
 
     // A sink has no MTU: no limit.
     let mut null = Port::open(
