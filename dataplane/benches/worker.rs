@@ -12,7 +12,10 @@
 //!
 //! `worker_poll_l2/1`: one destination MAC (a burst is decided by one lookup);
 //! `/1024`: 1024 MACs behind the sink, each frame its own lookup, as the `l2`
-//! scenario at 1k flows. `worker_poll_l2/rings_only` is the same rings' rx and tx
+//! scenario at 1k flows. `/1_mtu1500`: one MAC, to a sink with an MTU of 1500,
+//! so the worker's pass over the frames' lengths before `tx_burst` (the
+//! `tx_oversize` check) runs; `/1` is a sink without an MTU, which skips it.
+//! `worker_poll_l2/rings_only` is the same rings' rx and tx
 //! of a burst with no worker between: what to subtract, with the `l2` bench's
 //! `classify_burst`, to get the worker's own share. Criterion reports time per
 //! round of 32 packets; the throughput line is per packet. Needs the `testio` feature (the bench's
@@ -33,7 +36,7 @@ use dataplane::{
 fn worker_poll(c: &mut Criterion) {
     let mut group = c.benchmark_group("worker_poll_l2");
     group.throughput(Throughput::Elements(BURST as u64));
-    for macs in [1u32, 1024] {
+    for (macs, mtu) in [(1u32, None), (1024, None), (1, Some(1500usize))] {
         let mut b = L2PipelineBuilder::new(1);
         b.port(PortIdx(0), "replay", GroupId(0))
             .port(PortIdx(1), "sink", GroupId(0));
@@ -48,7 +51,13 @@ fn worker_poll(c: &mut Criterion) {
         let mut worker = Worker::new(
             WorkerId(0),
             vec![(PortIdx(0), VecRxQueue::new(ring.clone()))],
-            vec![None, Some(VecTxQueue::new(ring.clone()))],
+            vec![
+                None,
+                Some(
+                    VecTxQueue::new(ring.clone())
+                        .with_max_frame(mtu.map_or(usize::MAX, |m| m + 14)),
+                ),
+            ],
             VecAlloc::unlimited(),
             cell,
             IdleBackoff::busy_poll(),
@@ -63,7 +72,11 @@ fn worker_poll(c: &mut Criterion) {
             let dst = mac(i as u32 % macs);
             ring.push(VecBuf::new(&eth_frame(dst, mac(u32::MAX), 60)));
         }
-        group.bench_function(BenchmarkId::from_parameter(macs), |bch| {
+        let id = match mtu {
+            None => macs.to_string(),
+            Some(m) => format!("{macs}_mtu{m}"),
+        };
+        group.bench_function(BenchmarkId::from_parameter(id), |bch| {
             bch.iter(|| {
                 let n = worker.poll_once();
                 assert_eq!(n, BURST, "every round forwards a full burst");

@@ -71,11 +71,20 @@ pub enum DropReason {
     EncapMismatch = 27,
     /// Decapsulated traffic whose destination is behind another VTEP: never re-encapsulated.
     TunnelHairpin = 28,
+    /// A Geneve packet with the O (OAM) bit set: a control message, whose payload
+    /// RFC 8926 §3.4 forbids forwarding as data.
+    GeneveOam = 29,
+    /// A VXLAN header without the I flag: RFC 7348 §5 says the VNI is then not
+    /// valid, so the packet belongs to no network.
+    VxlanNoVniFlag = 30,
+    /// Longer than the output port's MTU allows (plus the Ethernet header and the
+    /// frame's VLAN tags): the port would discard it and still report it sent.
+    TxOversize = 31,
 }
 
 impl DropReason {
     /// How many reasons there are: the length of every per-reason counter array.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 32;
 
     /// Every reason, in discriminant order (`ALL[r.index()] == r`).
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -108,6 +117,9 @@ impl DropReason {
         DropReason::UnknownVni,
         DropReason::EncapMismatch,
         DropReason::TunnelHairpin,
+        DropReason::GeneveOam,
+        DropReason::VxlanNoVniFlag,
+        DropReason::TxOversize,
     ];
 
     /// The index of this reason in per-reason counter arrays.
@@ -148,6 +160,9 @@ impl DropReason {
             DropReason::UnknownVni => "unknown_vni",
             DropReason::EncapMismatch => "encap_mismatch",
             DropReason::TunnelHairpin => "tunnel_hairpin",
+            DropReason::GeneveOam => "geneve_oam",
+            DropReason::VxlanNoVniFlag => "vxlan_no_vni_flag",
+            DropReason::TxOversize => "tx_oversize",
         }
     }
 }
@@ -182,5 +197,22 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
         assert_eq!(DropReason::TxFull.to_string(), "tx_full");
+    }
+
+    /// Operators read the names in the README's list: a new reason goes there too.
+    #[test]
+    fn the_readme_lists_every_reason() {
+        let readme = include_str!("../../README.md");
+        let at = readme
+            .find("Every drop is counted under a name")
+            .expect("the README's list of drop reasons");
+        let list = &readme[at..];
+        let list = &list[..list.find("\n\n").unwrap_or(list.len())];
+        for r in DropReason::ALL {
+            assert!(
+                list.contains(&format!("`{r}`")),
+                "README does not list `{r}`"
+            );
+        }
     }
 }

@@ -32,6 +32,18 @@ pub trait TxQueue: Send {
     /// from `pkts` (the port owns them now); those it refused stay, in order, for the
     /// caller to retry or drop and count. Returns the number sent.
     fn tx_burst(&mut self, pkts: &mut Burst<Self::Buf>) -> usize;
+
+    /// The longest untagged frame the port carries: its MTU plus the 14-byte
+    /// Ethernet header (each VLAN tag a frame carries allows 4 bytes more).
+    /// `usize::MAX` (the default) when the port has no such limit.
+    ///
+    /// Ports do not refuse a longer frame at `tx_burst`: they accept it and drop it
+    /// (`net_af_packet` copies it to the kernel, which discards it under
+    /// `PACKET_LOSS`), so it would count as sent. The worker holds such frames back
+    /// before `tx_burst` and counts them as `tx_oversize`.
+    fn max_frame_len(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Allocates fresh buffers, for packets the switch makes or copies (floods, replies).

@@ -114,6 +114,7 @@ impl<B: PacketBuf> RxQueue for VecRxQueue<B> {
 pub struct VecTxQueue<B = VecBuf> {
     ring: Ring<B>,
     capacity: usize,
+    max_frame: usize,
 }
 
 impl<B> VecTxQueue<B> {
@@ -124,7 +125,19 @@ impl<B> VecTxQueue<B> {
 
     /// A queue writing into `ring` until it holds `capacity` buffers.
     pub fn with_capacity(ring: Ring<B>, capacity: usize) -> Self {
-        VecTxQueue { ring, capacity }
+        VecTxQueue {
+            ring,
+            capacity,
+            max_frame: usize::MAX,
+        }
+    }
+
+    /// The same queue on a port whose frames are at most `max_frame` bytes
+    /// untagged (see [`TxQueue::max_frame_len`]). Like a real port, it accepts
+    /// longer frames too: the worker must hold them back.
+    pub fn with_max_frame(mut self, max_frame: usize) -> Self {
+        self.max_frame = max_frame;
+        self
     }
 
     /// The ring this queue writes to.
@@ -141,6 +154,10 @@ impl<B: PacketBuf> TxQueue for VecTxQueue<B> {
         let n = self.capacity.saturating_sub(ring.len()).min(pkts.len());
         ring.extend(pkts.drain(..n));
         n
+    }
+
+    fn max_frame_len(&self) -> usize {
+        self.max_frame
     }
 }
 

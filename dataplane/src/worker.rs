@@ -218,6 +218,17 @@ fn send<T: TxQueue>(
     if pkts.is_empty() {
         return;
     }
+    // One compare a frame, in a pass over lengths the pipeline just wrote: the
+    // port would take a longer frame, drop it, and report it sent. A port with no
+    // MTU (a sink) skips the pass.
+    let max = queue.max_frame_len();
+    let mut bytes = bytes;
+    if max != usize::MAX && pkts.iter().any(|p| p.len() > max) {
+        bytes -= drop_oversize(pkts, max, port, stats);
+        if pkts.is_empty() {
+            return;
+        }
+    }
     if let Some(tap) = capture {
         if tap.wants(port, Direction::Tx) {
             for p in pkts.iter() {
@@ -234,6 +245,46 @@ fn send<T: TxQueue>(
     if refused > 0 {
         stats.count_drops(DropReason::TxFull, port, refused as u64);
         pkts.clear();
+    }
+}
+
+/// Drops (and counts as `tx_oversize` on `port`) the frames of `pkts` longer than
+/// `max` plus 4 bytes per VLAN tag they carry, keeping the order of the rest;
+/// returns the bytes dropped. Rare: a port whose MTU is below what the switch was
+/// told (a misconfigured overlay, an interface changed under the switch).
+#[cold]
+#[inline(never)]
+fn drop_oversize<B: PacketBuf>(
+    pkts: &mut Burst<B>,
+    max: usize,
+    port: PortIdx,
+    stats: &mut WorkerStats,
+) -> u64 {
+    let (mut n, mut bytes) = (0u64, 0u64);
+    pkts.retain(|p| {
+        let fits = p.len() <= max.saturating_add(4 * vlan_tags(p.data()));
+        if !fits {
+            n += 1;
+            bytes += p.len() as u64;
+        }
+        fits
+    });
+    stats.count_drops(DropReason::TxOversize, port, n);
+    bytes
+}
+
+/// VLAN tags at the front of an Ethernet frame (at most two: an S-tag and a
+/// C-tag), which a port's MTU does not count.
+fn vlan_tags(frame: &[u8]) -> usize {
+    let tpid_at = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .is_some_and(|t| crate::wire::vlan::is_tpid(u16::from_be_bytes([t[0], t[1]])))
+    };
+    match (tpid_at(12), tpid_at(16)) {
+        (true, true) => 2,
+        (true, false) => 1,
+        _ => 0,
     }
 }
 
@@ -1169,6 +1220,67 @@ mod tests {
         assert_eq!(w.stats().drops(DropReason::FloodAllocFailed), 1);
         drop(w);
         assert_eq!(live.count(), 0);
+    }
+
+    /// A port takes a frame longer than its MTU and drops it, reporting it sent:
+    /// the worker holds such frames back and counts them on the port, so the
+    /// counters keep adding up. A VLAN tag is not counted against the MTU.
+    #[test]
+    fn frames_longer_than_the_ports_mtu_are_tx_oversize_not_tx() {
+        let rx = Ring::new();
+        let tx_ring = Ring::new();
+        let cell = Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1))));
+        // Port 1: MTU 1400, so 1414-byte untagged frames.
+        let mut w = Worker::new(
+            WorkerId(0),
+            vec![(PortIdx(0), VecRxQueue::new(rx.clone()))],
+            vec![
+                Some(VecTxQueue::new(Ring::new())),
+                Some(VecTxQueue::new(tx_ring.clone()).with_max_frame(1414)),
+                Some(VecTxQueue::new(Ring::new())),
+            ],
+            VecAlloc::unlimited(),
+            cell,
+            IdleBackoff::busy_poll(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        let mut tagged = eth_frame(B, A, 1418);
+        tagged[12..18].copy_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]);
+        let frames = [
+            eth_frame(B, A, 1414),
+            eth_frame(B, A, 1415),
+            tagged.clone(),
+            eth_frame(B, A, 60),
+            eth_frame(B, A, 1500),
+        ];
+        let mut too_long_tagged = tagged;
+        too_long_tagged.push(0);
+        for f in frames.iter().chain([&too_long_tagged]) {
+            rx.push(VecBuf::new(f));
+        }
+        assert_eq!(w.poll_once(), 6);
+        let sent: Vec<usize> = tx_ring.take_all().iter().map(|b| b.len()).collect();
+        assert_eq!(
+            sent,
+            vec![1414, 1418, 60],
+            "in order, the oversize ones held back"
+        );
+        let s = w.stats_handle().snapshot();
+        assert_eq!(s.port(PortIdx(1)).tx_packets, 3);
+        assert_eq!(s.port(PortIdx(1)).tx_bytes, 1414 + 1418 + 60);
+        assert_eq!(s.port(PortIdx(1)).drops_for(DropReason::TxOversize), 3);
+        assert_conserved(&s);
+        // A whole burst of oversize frames: nothing reaches the port.
+        for _ in 0..crate::BURST {
+            rx.push(VecBuf::new(&eth_frame(B, A, 1500)));
+        }
+        w.poll_once();
+        assert!(tx_ring.is_empty());
+        let s = w.stats_handle().snapshot();
+        assert_eq!(s.drops_for(DropReason::TxOversize), 3 + crate::BURST as u64);
+        assert_eq!(s.tx_bursts, 1, "no tx_burst for an empty batch");
+        assert_conserved(&s);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dataplane::io::{Burst, RxQueue, TxQueue};
@@ -115,6 +115,10 @@ struct PortShared {
     /// on close).
     device: *mut dpdk_sys::rte_device,
     closed: AtomicBool,
+    /// The longest untagged frame the port carries (its MTU plus the Ethernet
+    /// header), `usize::MAX` when it has no MTU: what the tx queues report as
+    /// `max_frame_len`. Written by the control thread, read once per tx burst.
+    max_frame: AtomicUsize,
 }
 
 // SAFETY: `device` is only passed to rte_dev_remove once, guarded by `closed`;
@@ -231,6 +235,7 @@ impl Port {
                 name,
                 device,
                 closed: AtomicBool::new(false),
+                max_frame: AtomicUsize::new(usize::MAX),
             }),
             started: false,
         })
@@ -392,6 +397,9 @@ impl Port {
                 self.check("rte_eth_dev_set_mtu", ret)?;
             }
         }
+        // What the port carries now (a configured MTU applied above, or the
+        // kernel interface's), before any queue handle sends a frame.
+        self.refresh_mtu();
         let rxq = (0..cfg.nb_rxq)
             .map(|q| PortRxQueue {
                 shared: Arc::clone(&self.shared),
@@ -515,8 +523,87 @@ impl Port {
     pub fn set_mtu(&mut self, mtu: u16) -> Result<(), DpdkError> {
         // SAFETY: the port is open.
         let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id(), mtu) };
-        self.check("rte_eth_dev_set_mtu", ret)
+        self.check("rte_eth_dev_set_mtu", ret)?;
+        self.refresh_mtu();
+        Ok(())
     }
+
+    /// The MTU DPDK has recorded for the port (`rte_eth_dev_get_mtu`): the last one
+    /// configured or set, 1500 by default. `None` if the driver cannot tell.
+    pub fn dpdk_mtu(&self) -> Option<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: the port is open; mtu is a valid out-pointer.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_get_mtu(self.id(), &mut mtu) };
+        (ret == 0).then_some(mtu)
+    }
+
+    /// The MTU the port really has, or `None` for a port that carries frames of
+    /// any length.
+    ///
+    /// * On a kernel interface (`net_af_packet`, `net_tap`: the driver reports its
+    ///   `if_index`): the interface's MTU (`SIOCGIFMTU`). The kernel enforces it,
+    ///   while DPDK's record ([`dpdk_mtu`](Self::dpdk_mtu)) is only what was last
+    ///   configured — 1500 after `rte_eth_dev_configure` on an interface of 1400.
+    /// * A driver that announces an MTU range (`max_mtu` below 65535: NICs,
+    ///   virtio): `rte_eth_dev_get_mtu`, which such drivers apply.
+    /// * Otherwise (`net_null`, `net_ring`, `net_pcap`: no MTU, ethdev's default
+    ///   range): `None`.
+    pub fn mtu(&self) -> Option<u16> {
+        let info = self.raw_info().ok()?;
+        if info.if_index != 0 {
+            return kernel_mtu(info.if_index);
+        }
+        if info.max_mtu == u16::MAX {
+            return None;
+        }
+        self.dpdk_mtu()
+    }
+
+    /// Reads [`mtu`](Self::mtu) again and makes the port's tx queues report it
+    /// (plus the Ethernet header) as their `max_frame_len`, the limit the worker
+    /// holds frames to before `tx_burst`. Call after anything that may change
+    /// the MTU; returns it.
+    pub fn refresh_mtu(&self) -> Option<u16> {
+        let mtu = self.mtu();
+        let mut max = mtu.map_or(usize::MAX, |m| usize::from(m) + ETHER_HDR_LEN);
+        if self.info().driver_name == "net_af_packet" {
+            // A jumbo interface's MTU allows more than the PMD's ring frame holds.
+            max = max.min(profile::AF_PACKET_MAX_FRAME);
+        }
+        self.shared.max_frame.store(max, Ordering::Relaxed);
+        mtu
+    }
+}
+
+/// Bytes of an untagged Ethernet header, which an MTU does not count.
+const ETHER_HDR_LEN: usize = 14;
+
+/// The MTU of kernel interface `if_index` in this process's network namespace.
+fn kernel_mtu(if_index: u32) -> Option<u16> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname may write.
+    if unsafe { libc::if_indextoname(if_index, name.as_mut_ptr()) }.is_null() {
+        return None;
+    }
+    // SAFETY: a plain socket call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: ifreq is plain old data, for which all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    ifr.ifr_name.copy_from_slice(&name[..libc::IFNAMSIZ]);
+    // SAFETY: fd is an open socket and ifr a valid ifreq naming the interface;
+    // SIOCGIFMTU writes only ifr_ifru.ifru_mtu.
+    let ret = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut ifr) };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    if ret != 0 {
+        return None;
+    }
+    // SAFETY: ifru_mtu is the union member SIOCGIFMTU wrote.
+    let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+    u16::try_from(mtu).ok()
 }
 
 /// One receive queue of a port, owned by one worker.
@@ -594,6 +681,11 @@ impl PortTxQueue {
 
 impl TxQueue for PortTxQueue {
     type Buf = Mbuf;
+
+    #[inline]
+    fn max_frame_len(&self) -> usize {
+        self.shared.max_frame.load(Ordering::Relaxed)
+    }
 
     fn tx_burst(&mut self, pkts: &mut Burst<Mbuf>) -> usize {
         let n = pkts.len();

@@ -14,6 +14,14 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The TPACKET ring frame size of an af_packet port (`framesz`).
+pub const AF_PACKET_FRAME_SIZE: usize = 2048;
+/// The longest frame an af_packet port sends: its ring frame less the
+/// `TPACKET2_HDRLEN - sizeof(sockaddr_ll)` (32) bytes the PMD keeps in front.
+/// `net_af_packet` frees a longer one, counts it in `oerrors`, and reports it
+/// sent.
+pub const AF_PACKET_MAX_FRAME: usize = AF_PACKET_FRAME_SIZE - 32;
+
 /// ABI major of Debian's DPDK 22.11 runtime packages (`librte-net-pcap23`) and of
 /// the plugin file suffix (`.so.23`).
 const ABI: &str = "23";
@@ -332,7 +340,7 @@ impl PortProfile {
                 // the kernel drop a burst of a pod's TCP segments. 8 MiB per ring.
                 let _ = write!(
                     s,
-                    ",iface={iface},qpairs={qpairs},blocksz=4096,framesz=2048,framecnt=4096"
+                    ",iface={iface},qpairs={qpairs},blocksz=4096,framesz={AF_PACKET_FRAME_SIZE},framecnt=4096"
                 );
             }
             PortProfile::Tap { iface, mac } => {

@@ -400,8 +400,10 @@ fn control_round_trips_every_resource() {
     require_root!();
     let tag = unique_tag();
     let dir = TempDir::new(&tag);
-    // A veth whose host end the API turns into an af_packet port.
+    // A veth whose host end the API turns into an af_packet port. It is the
+    // uplink of an underlay of MTU 1600 below, which the uplink must carry.
     let spare = VethPod::new(&tag, 3, "02:00:00:00:03:01", "10.79.0.3/24");
+    ip(&["link", "set", &spare.host_if, "mtu", "1600"]);
     let v = Vswitchd::start(
         &dir,
         &config(&dir, "[[port]]\nname = \"sink\"\nprofile = \"null\"\n"),

@@ -82,7 +82,7 @@ impl DataplaneHandle for VswitchdHandle {
                 .check()
                 .map_err(|e| format!("port {:?}: {e}", pc.name))?;
         }
-        Ok(())
+        dp.check_underlay_mtu(cfg)
     }
 
     fn ports(&self) -> Vec<api::PortStatus> {
@@ -322,6 +322,16 @@ fn table_stages(
     };
     let net: Option<NetworkId> = if ov.underlay().map(|u| u.uplink) == Some(idx) {
         if m.tunnel == wire::TunnelKind::None {
+            return out;
+        }
+        if m.tunnel == wire::TunnelKind::Geneve && m.tunnel_flags & wire::geneve::FLAG_O != 0 {
+            out.push((
+                "decap",
+                format!(
+                    "Geneve OAM (O bit), VNI {}: a control message, not forwarded as data",
+                    m.vni
+                ),
+            ));
             return out;
         }
         let net = ov.network_by_vni(m.vni);

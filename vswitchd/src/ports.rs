@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use control::compile::PortIndex;
-use control::config::{PortConfig, VswitchConfig};
+use control::config::{PortConfig, ProfileConfig, VswitchConfig};
 use dataplane::overlay::NeighborTable;
 use dataplane::wire::ParseConfig;
 use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
@@ -229,7 +229,7 @@ impl Dataplane {
                 },
             })
             .collect();
-        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, "port up");
+        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, mtu = ?port.mtu(), dpdk_mtu = ?port.dpdk_mtu(), "port up");
         self.slots[idx] = Some(PortRuntime {
             config: pc.clone(),
             driver: dev.driver_name,
@@ -317,7 +317,7 @@ impl Dataplane {
     /// The first failure (a port that cannot be probed, configured or started).
     pub fn apply(&mut self, next: &VswitchConfig, generation: u64) -> Result<()> {
         let previous = self.running.clone();
-        match self.transition(next, generation) {
+        match self.transition(next, generation, Check::UnderlayMtu) {
             Ok(()) => {
                 self.running = next.clone();
                 Ok(())
@@ -325,7 +325,9 @@ impl Dataplane {
             Err(e) => {
                 warn!("apply of generation {generation} failed, restoring: {e:#}");
                 let restore = self.snapshot.generation();
-                if let Err(e2) = self.transition(&previous, restore) {
+                // What ran before is restored as it was, even if the uplink's MTU
+                // has shrunk under it since: the next write will say so.
+                if let Err(e2) = self.transition(&previous, restore, Check::None) {
                     warn!("restoring the previous configuration failed too: {e2:#}");
                 }
                 self.running = previous;
@@ -334,14 +336,9 @@ impl Dataplane {
         }
     }
 
-    fn transition(&mut self, next: &VswitchConfig, generation: u64) -> Result<()> {
+    fn transition(&mut self, next: &VswitchConfig, generation: u64, check: Check) -> Result<()> {
         let wanted: HashMap<&str, &PortConfig> =
             next.ports.iter().map(|p| (p.name.as_str(), p)).collect();
-        // A port whose device settings changed is re-created; a group change alone
-        // is only a table change.
-        let device_changed = |a: &PortConfig, b: &PortConfig| {
-            a.profile != b.profile || a.mtu != b.mtu || a.worker != b.worker
-        };
         let remove: Vec<PortIdx> = self
             .ports()
             .filter(|(_, rt)| match wanted.get(rt.config.name.as_str()) {
@@ -393,6 +390,13 @@ impl Dataplane {
             if let Some(pc) = wanted.get(rt.config.name.as_str()) {
                 rt.config = (*pc).clone();
             }
+            // An interface's MTU may have changed since the last write (`ip link set
+            // mtu`): the tx limit and the check below see the current one.
+            rt.port.refresh_mtu();
+        }
+        // Every port of `next` runs now: the uplink's MTU is what it really has.
+        if check == Check::UnderlayMtu {
+            underlay_fits(next, |pc| self.running_mtu(pc)).map_err(|e| anyhow!(e))?;
         }
         if let Ok(mut table) = self.neighbors.lock() {
             for &(ip, mac) in next.underlay.iter().flat_map(|u| &u.neighbors) {
@@ -402,6 +406,32 @@ impl Dataplane {
         self.publish(next, generation)?;
         self.hand_over(pending);
         Ok(())
+    }
+
+    /// Refuses `cfg` when its underlay MTU exceeds the MTU its uplink has (a
+    /// running uplink that `cfg` keeps) or will have ([`planned_mtu`]), as far as
+    /// that is known before `cfg` is applied; [`apply`](Self::apply) checks again
+    /// once every port runs.
+    ///
+    /// # Errors
+    /// `underlay.mtu 1500 exceeds uplink "up" MTU 1400`.
+    pub fn check_underlay_mtu(&self, cfg: &VswitchConfig) -> Result<(), String> {
+        underlay_fits(cfg, |pc| match self.running_port(pc) {
+            Some(rt) => rt.port.mtu(),
+            None => planned_mtu(pc),
+        })
+    }
+
+    /// The running port `pc` names, if its device settings are `pc`'s (a port
+    /// whose settings change is re-created by [`apply`](Self::apply)).
+    fn running_port(&self, pc: &PortConfig) -> Option<&PortRuntime> {
+        self.ports()
+            .map(|(_, rt)| rt)
+            .find(|rt| rt.config.name == pc.name && !device_changed(&rt.config, pc))
+    }
+
+    fn running_mtu(&self, pc: &PortConfig) -> Option<u16> {
+        self.running_port(pc).and_then(|rt| rt.port.mtu())
     }
 
     /// Stops and closes every port. Call after the workers have stopped (they
@@ -418,6 +448,79 @@ impl Dataplane {
                 }
             }
         }
+    }
+}
+
+/// What [`Dataplane::transition`] checks besides what it cannot do without.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The underlay MTU against the uplink's, once the ports run.
+    UnderlayMtu,
+    /// Nothing more (restoring what ran before).
+    None,
+}
+
+/// Whether a port must be re-created to go from `a` to `b`; a group change alone
+/// is only a table change.
+fn device_changed(a: &PortConfig, b: &PortConfig) -> bool {
+    a.profile != b.profile || a.mtu != b.mtu || a.worker != b.worker
+}
+
+/// The MTU port `pc` will have once plugged, when that is known before DPDK
+/// opens it: on a kernel interface (af_packet, tap) the configured `mtu`, which
+/// the PMD sets on the interface, or else for af_packet the interface's MTU now.
+/// `None` otherwise: only the running port can tell ([`pmd_shims::Port::mtu`]).
+pub fn planned_mtu(pc: &PortConfig) -> Option<u16> {
+    match &pc.profile {
+        ProfileConfig::AfPacket { iface } => pc.mtu.or_else(|| interface_mtu(iface)),
+        ProfileConfig::Tap { .. } => pc.mtu,
+        _ => None,
+    }
+}
+
+/// The MTU of kernel interface `iface` (`/sys/class/net/IFACE/mtu`).
+fn interface_mtu(iface: &str) -> Option<u16> {
+    // A name from the configuration: never let it walk out of /sys/class/net.
+    if iface.is_empty() || iface.contains('/') || iface.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(
+        std::path::Path::new("/sys/class/net")
+            .join(iface)
+            .join("mtu"),
+    )
+    .ok()?
+    .trim()
+    .parse()
+    .ok()
+}
+
+/// Refuses an underlay whose MTU exceeds its uplink's (`uplink_mtu` of the
+/// uplink's port; `None`: not known, nothing to check). Refused rather than
+/// adopted: the overlay's MTU, the "fragmentation needed" answers and what a
+/// peer VTEP was told all follow `underlay.mtu`, so quietly running with another
+/// value would make them all wrong at once, and an operator who set the value
+/// learns at once that the link does not carry it.
+///
+/// # Errors
+/// `underlay.mtu 1500 exceeds uplink "up" MTU 1400`.
+pub fn underlay_fits(
+    cfg: &VswitchConfig,
+    uplink_mtu: impl Fn(&PortConfig) -> Option<u16>,
+) -> Result<(), String> {
+    let Some(u) = &cfg.underlay else {
+        return Ok(());
+    };
+    // An uplink that is no port is the configuration's own error, named there.
+    let Some(pc) = cfg.ports.iter().find(|p| p.name == u.uplink) else {
+        return Ok(());
+    };
+    match uplink_mtu(pc) {
+        Some(mtu) if u.mtu > mtu => Err(format!(
+            "underlay.mtu {} exceeds uplink {:?} MTU {mtu}",
+            u.mtu, u.uplink
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -462,5 +565,57 @@ fn strip_ports(cfg: &mut VswitchConfig, gone: &[String]) {
     if cfg.underlay.as_ref().is_some_and(|u| is_gone(&u.uplink)) {
         cfg.underlay = None;
         cfg.remote_endpoints.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(underlay_mtu: u16, uplink: &str) -> VswitchConfig {
+        let text = format!(
+            r#"
+[dataplane]
+workers = [0]
+[[port]]
+name = "up"
+{uplink}
+[underlay]
+uplink = "up"
+local_vtep_ip = "192.0.2.1"
+local_mac = "02:00:00:00:ff:01"
+mtu = {underlay_mtu}
+on_link = "192.0.2.0/24"
+"#
+        );
+        VswitchConfig::parse(&text, 1).unwrap()
+    }
+
+    #[test]
+    fn an_underlay_above_the_uplinks_mtu_is_refused_naming_both() {
+        let c = config(1500, "profile = \"null\"");
+        assert_eq!(
+            underlay_fits(&c, |_| Some(1400)).unwrap_err(),
+            "underlay.mtu 1500 exceeds uplink \"up\" MTU 1400"
+        );
+        assert_eq!(underlay_fits(&c, |_| Some(1500)), Ok(()));
+        assert_eq!(underlay_fits(&c, |_| None), Ok(()), "no MTU known");
+        let mut no_underlay = c.clone();
+        no_underlay.underlay = None;
+        assert_eq!(underlay_fits(&no_underlay, |_| Some(68)), Ok(()));
+    }
+
+    #[test]
+    fn planned_mtu_is_known_for_kernel_interfaces_only() {
+        let c = config(
+            1500,
+            "profile = \"af_packet\"\niface = \"vsw-no-such0\"\nmtu = 1400",
+        );
+        assert_eq!(planned_mtu(&c.ports[0]), Some(1400), "configured");
+        let c = config(1500, "profile = \"af_packet\"\niface = \"vsw-no-such0\"");
+        assert_eq!(planned_mtu(&c.ports[0]), None, "no such interface");
+        let c = config(1500, "profile = \"null\"\nmtu = 1400");
+        assert_eq!(planned_mtu(&c.ports[0]), None, "null has no MTU");
+        assert_eq!(interface_mtu("../../etc"), None);
     }
 }

@@ -112,6 +112,12 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
             })
         }
     };
+    // What can be known of the uplink's MTU before DPDK starts (an af_packet
+    // interface's), for the configuration the switch starts with; the rest is
+    // checked once the ports run.
+    let start = api.as_ref().map_or(&cfg, |a| &a.desired.config);
+    crate::ports::underlay_fits(start, crate::ports::planned_mtu)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok(Prepared {
         path: path.to_path_buf(),
         cores,

@@ -24,6 +24,7 @@ const ICMP6_ECHO_REQUEST: u8 = 128;
 fn parse_drop(e: ParseError) -> DropReason {
     match e {
         ParseError::GeneveUnknownCritical => DropReason::GeneveUnknownCritical,
+        ParseError::BadVxlanFlags => DropReason::VxlanNoVniFlag,
         _ => DropReason::Malformed,
     }
 }
@@ -296,8 +297,13 @@ fn plain_tunnel(p: &Pipeline, local: [u8; 4], data: &[u8]) -> Option<PlainTunnel
     let t = &h[TUNNEL..INNER];
     let kind = match p.parse.ports.kind(dst_port) {
         wire::TunnelKind::Vxlan if t[0] & wire::vxlan::FLAG_I != 0 => Encap::Vxlan,
-        // Version 0, no options, an Ethernet frame inside.
-        wire::TunnelKind::Geneve if t[0] == 0 && t[2..4] == wire::ETHERTYPE_TEB.to_be_bytes() => {
+        // Version 0, no options, not OAM (counted by the full path), an Ethernet
+        // frame inside.
+        wire::TunnelKind::Geneve
+            if t[0] == 0
+                && t[1] & wire::geneve::FLAG_O == 0
+                && t[2..4] == wire::ETHERTYPE_TEB.to_be_bytes() =>
+        {
             Encap::Geneve
         }
         _ => return None,
@@ -935,6 +941,13 @@ pub(super) fn from_uplink<B: PacketBuf>(
     }
     if meta.tunnel == TunnelKind::None || meta.dst_addr() != Some(u.local_vtep_ip) {
         return Verdict::Drop(DropReason::UnderlayNotForUs);
+    }
+    // RFC 8926 §3.4: an OAM packet's payload is never forwarded as data, whatever
+    // its VNI. The switch has no OAM protocol to hand it to, so it is counted here;
+    // `vswitchctl capture` on the uplink still sees it (capture is before the
+    // pipeline).
+    if meta.tunnel == TunnelKind::Geneve && meta.tunnel_flags & wire::geneve::FLAG_O != 0 {
+        return Verdict::Drop(DropReason::GeneveOam);
     }
     let Some(net) = p.overlay.network_by_vni(meta.vni) else {
         return Verdict::Drop(DropReason::UnknownVni);

@@ -511,6 +511,69 @@ fn geneve_with_an_unknown_critical_option_is_dropped() {
     );
 }
 
+/// RFC 8926 §3.4: the payload of a Geneve packet with the O bit is a control
+/// message, never data — on the per-packet path and on the burst's straight pass
+/// (which would otherwise take an option-less OAM packet as plain traffic).
+#[test]
+fn geneve_oam_is_counted_not_delivered() {
+    let inner = ping(C, R, "10.2.0.20", "10.2.0.10", 64, 20);
+    let data = vxlan_from_peer(200, &inner, true);
+    let mut oam = data.clone();
+    oam[14 + 20 + 8 + 1] = 0x80; // flags: O
+    let mut r = Rig::new();
+    assert_eq!(r.run(UPLINK, &data).0, Verdict::Output(POD_C));
+    assert_eq!(r.run(UPLINK, &oam).0, Verdict::Drop(DropReason::GeneveOam));
+    // O and C together: still OAM (no critical option is present to refuse).
+    oam[14 + 20 + 8 + 1] = 0xc0;
+    assert_eq!(r.run(UPLINK, &oam).0, Verdict::Drop(DropReason::GeneveOam));
+    oam[14 + 20 + 8 + 1] = 0x80;
+    let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.20"), false);
+    let headroom = crate::buf::DEFAULT_HEADROOM;
+    let mut frames = vec![(data, headroom); crate::BURST];
+    frames[7].0 = oam.clone();
+    frames[31].0 = oam;
+    assert_eq!(c.burst_agrees(UPLINK, &frames, "OAM in a burst"), None);
+    let (each, ..) = c.burst(UPLINK, &frames);
+    for (i, (v, _)) in each.iter().enumerate() {
+        let want = if i == 7 || i == 31 {
+            Verdict::Drop(DropReason::GeneveOam)
+        } else {
+            Verdict::Output(POD_C)
+        };
+        assert_eq!(*v, want, "frame {i}");
+    }
+}
+
+/// RFC 7348 §5: without the I flag the VNI is not valid. Counted under its own
+/// name, apart from truncated or inconsistent headers (`malformed`).
+#[test]
+fn vxlan_without_the_i_flag_has_its_own_drop_reason() {
+    let inner = ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20);
+    let mut f = vxlan_from_peer(100, &inner, false);
+    let mut r = Rig::new();
+    assert_eq!(r.run(UPLINK, &f).0, Verdict::Output(POD_A));
+    for flags in [0x00, 0x80, 0xf7] {
+        f[14 + 20 + 8] = flags;
+        assert_eq!(
+            r.run(UPLINK, &f).0,
+            Verdict::Drop(DropReason::VxlanNoVniFlag),
+            "flags {flags:#04x}"
+        );
+    }
+    // A truncated VXLAN header stays `malformed`.
+    let short = vxlan_from_peer(100, &[], false);
+    let mut short = short[..14 + 20 + 8 + 4].to_vec();
+    short[17] = 20 + 8 + 4; // IP total length
+    short[24..26].fill(0);
+    let c = !fold(sum_raw(0, &short[14..34]));
+    short[24..26].copy_from_slice(&c.to_be_bytes());
+    short[38..40].copy_from_slice(&12u16.to_be_bytes()); // UDP length
+    assert_eq!(
+        r.run(UPLINK, &short).0,
+        Verdict::Drop(DropReason::Malformed)
+    );
+}
+
 #[test]
 fn underlay_arp_for_the_vtep_is_answered_and_senders_are_learned() {
     let mut r = Rig::new();
@@ -897,6 +960,12 @@ fn varied_traffic(p: &Pipeline, v6: bool) -> Vec<(&'static str, PortIdx, Vec<u8>
     };
     let mut truncated = ping(R, A, "10.1.0.10", "10.1.0.20", 64, 16);
     truncated.truncate(30);
+    // The tunnel header's first byte (after outer Ethernet, IP and UDP).
+    let tunnel = if v6 { 14 + 40 + 8 } else { 14 + 20 + 8 };
+    let mut geneve_oam = green_in(ping(C, S, "10.2.0.20", "10.2.0.10", 64, 20));
+    geneve_oam[tunnel + 1] |= wire::geneve::FLAG_O;
+    let mut vxlan_no_i = blue_in(ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20));
+    vxlan_no_i[tunnel] = 0;
     vec![
         ("L2 local", POD_A, ping(B, A, "10.1.0.10", "10.1.0.11", 64, 16), Output(POD_B)),
         ("L2 hairpin", POD_A, ping(A, B, "10.1.0.11", "10.1.0.10", 64, 16), Drop(D::Hairpin)),
@@ -930,6 +999,8 @@ fn varied_traffic(p: &Pipeline, v6: bool) -> Vec<(&'static str, PortIdx, Vec<u8>
         ("decap VXLAN", UPLINK, blue_in(ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20)), Output(POD_A)),
         ("decap Geneve", UPLINK, green_in(ping(C, S, "10.2.0.20", "10.2.0.10", 64, 20)), Output(POD_C)),
         ("decap, unknown VNI", UPLINK, unknown_vni, Drop(D::UnknownVni)),
+        ("decap, Geneve OAM", UPLINK, geneve_oam, Drop(D::GeneveOam)),
+        ("decap, VXLAN without the I flag", UPLINK, vxlan_no_i, Drop(D::VxlanNoVniFlag)),
         ("decap, blue's VNI over Geneve", UPLINK, from_peer(v6, 100, TunnelKind::Geneve, &ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20)), Drop(D::EncapMismatch)),
         ("decap, broadcast", UPLINK, blue_in(ping(MacAddr::BROADCAST, R, "10.1.0.20", "10.1.0.255", 64, 20)), decap_flood),
         ("decap, unknown MAC", UPLINK, blue_in(ping(UNKNOWN_MAC, R, "10.1.0.20", "10.1.0.10", 64, 20)), Drop(D::UnknownDestination)),

@@ -30,13 +30,15 @@ pub const MAX_OPTIONS_LEN: usize = 63 * 4;
 pub const MAX_OPTION_DATA_LEN: usize = 31 * 4;
 /// The critical bit of an option's type.
 pub const OPTION_CRITICAL: u8 = 0x80;
+/// The O bit of the flags byte (the header's second): a control (OAM) packet.
+pub const FLAG_O: u8 = 0x80;
 
 mod field {
     pub const VER_OPTLEN: usize = 0;
     pub const FLAGS: usize = 1;
     pub const PROTOCOL: usize = 2;
     pub const VNI: usize = 4;
-    pub const FLAG_O: u8 = 0x80;
+    pub const FLAG_O: u8 = super::FLAG_O;
     pub const FLAG_C: u8 = 0x40;
 }
 
@@ -404,6 +406,36 @@ mod tests {
         );
         assert_eq!(g.payload()[0], 0x45);
         assert_eq!(g.check_critical(|_, _| false), Ok(()));
+    }
+
+    #[test]
+    fn oam_and_critical_bits_from_bytes() {
+        // Version 0, no options; flags O; Ethernet inside; VNI 7001; then the inner
+        // frame's first bytes.
+        let mut b = [
+            0x00, 0x80, 0x65, 0x58, 0x00, 0x1b, 0x59, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
+        ];
+        let g = GenevePacket::new_checked(&b[..]).unwrap();
+        assert_eq!((g.oam(), g.critical(), g.vni()), (true, false, 7001));
+        assert!(GeneveRepr::parse(&g).oam);
+        b[1] = 0xc0;
+        let g = GenevePacket::new_checked(&b[..]).unwrap();
+        assert_eq!((g.oam(), g.critical()), (true, true));
+        b[1] = 0x40;
+        let g = GenevePacket::new_checked(&b[..]).unwrap();
+        assert_eq!((g.oam(), g.critical()), (false, true));
+        // Emitted with `oam`, the O bit is the flags byte's top bit.
+        let mut out = [0u8; 8];
+        let repr = GeneveRepr {
+            oam: true,
+            critical: false,
+            protocol: 0x6558,
+            vni: 7001,
+            options: &[],
+            add: &[],
+        };
+        assert_eq!(repr.emit(&mut out), Ok(8));
+        assert_eq!(out[1], FLAG_O);
     }
 
     #[test]

@@ -122,6 +122,24 @@ mod tests {
     }
 
     #[test]
+    fn i_flag_clear_is_refused_from_bytes() {
+        // Flags 0x00 (a sender that forgot I), then VNI 5001: the VNI is not valid.
+        let b = [0x00, 0, 0, 0, 0x00, 0x13, 0x89, 0x00];
+        assert_eq!(
+            VxlanPacket::new_checked(&b[..]).unwrap_err(),
+            VxlanError::BadFlags(0x00)
+        );
+        // Only the G bit of VXLAN-GBP (0x80): still no I.
+        let b = [0x80, 0, 0, 0, 0x00, 0x13, 0x89, 0x00];
+        assert_eq!(
+            VxlanPacket::new_checked(&b[..]).unwrap_err(),
+            VxlanError::BadFlags(0x80)
+        );
+        let b = [0x88, 0, 0, 0, 0x00, 0x13, 0x89, 0x00];
+        assert_eq!(VxlanPacket::new_checked(&b[..]).unwrap().vni(), 5001);
+    }
+
+    #[test]
     fn noise_maps_to_specific_errors() {
         for len in 0..HEADER_LEN {
             assert_eq!(

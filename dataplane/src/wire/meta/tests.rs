@@ -110,6 +110,30 @@ fn vxlan_arp_inner() {
     assert_eq!(target_protocol_addr.octets(), [172, 16, 0, 1]);
 }
 
+/// An OAM packet is well formed: the parse keeps its flags byte (O bit included)
+/// for the decap stage, which refuses to forward its payload as data.
+#[test]
+fn geneve_oam_bit_is_kept_in_tunnel_flags() {
+    let mut f = testvec::GENEVE_ICMP_OPT.to_vec();
+    f[42 + 1] |= geneve::FLAG_O;
+    let m = parse_with(&f, &known_std_critical()).unwrap();
+    assert_eq!(
+        (m.tunnel, m.vni, m.tunnel_flags),
+        (TunnelKind::Geneve, 7001, 0xc0)
+    );
+    assert_ne!(m.tunnel_flags & geneve::FLAG_O, 0);
+}
+
+/// VXLAN's flags byte without I (0x08), whatever else is set: no VNI.
+#[test]
+fn vxlan_without_the_i_flag_is_bad_vxlan_flags() {
+    for flags in [0x00, 0x80, 0xf7] {
+        let mut f = testvec::VXLAN_ICMP.to_vec();
+        f[42] = flags;
+        assert_eq!(parse(&f), Err(ParseError::BadVxlanFlags), "{flags:#04x}");
+    }
+}
+
 #[test]
 fn geneve_unknown_critical_is_dropped_known_is_parsed() {
     // 10.3.0.1.50003 > 10.3.0.2.6081: Geneve, Flags [C], vni 7001,
