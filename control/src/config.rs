@@ -19,6 +19,7 @@ use crate::names;
 
 mod overlay;
 
+pub(crate) use overlay::{ip as parse_ip, ips as parse_ips, mac as parse_mac};
 pub use overlay::{EndpointConfig, UnderlayConfig};
 
 /// The whole configuration file.

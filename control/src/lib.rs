@@ -14,6 +14,7 @@ pub mod api {
 pub mod client;
 pub mod compile;
 pub mod config;
+pub mod delta;
 pub mod names;
 
 pub mod liveness;

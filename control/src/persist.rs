@@ -171,6 +171,176 @@ pub fn store(path: &Path, generation: u64, sections: &toml::Table) -> Result<(),
     Ok(())
 }
 
+/// The journal beside the state file, `<path>.journal`: one line per write
+/// acknowledged since the state file was last written whole, each a
+/// [`JournalEntry`]. A write that changes only endpoints appends its line
+/// (and syncs it) instead of writing the whole state again, so its cost follows
+/// the write; the next whole write folds the journal into the state file and
+/// removes it. A line cut short by a crash was never acknowledged and is
+/// ignored at load.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".journal");
+    path.with_file_name(name)
+}
+
+/// One journalled write: its generation and its ops.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalEntry {
+    /// The generation the write was published as.
+    pub generation: u64,
+    /// Its ops, in order.
+    pub ops: Vec<JournalOp>,
+}
+
+/// An op a journal line holds (the endpoint ops of the API, in canonical text).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum JournalOp {
+    /// `add_endpoint`.
+    AddEndpoint {
+        /// The network.
+        network: String,
+        /// The MAC.
+        mac: String,
+        /// The addresses.
+        ips: Vec<String>,
+        /// The port.
+        port: String,
+    },
+    /// `add_remote_endpoint`.
+    AddRemoteEndpoint {
+        /// The network.
+        network: String,
+        /// The MAC.
+        mac: String,
+        /// The addresses.
+        ips: Vec<String>,
+        /// The VTEP.
+        vtep: String,
+    },
+    /// `del_endpoint`.
+    DelEndpoint {
+        /// The network.
+        network: String,
+        /// The MAC.
+        mac: String,
+    },
+    /// `del_remote_endpoint`.
+    DelRemoteEndpoint {
+        /// The network.
+        network: String,
+        /// The MAC.
+        mac: String,
+    },
+}
+
+/// Appends `entry` to the journal of the state file `path` and syncs it.
+///
+/// # Errors
+/// A failing write or sync; the entry may then be partly written, which a load
+/// ignores (the write is not acknowledged).
+pub fn append(path: &Path, entry: &JournalEntry) -> Result<(), PersistError> {
+    let jpath = journal_path(path);
+    let mut line = serde_json::to_string(entry).map_err(|e| PersistError::Bad {
+        path: jpath.clone(),
+        reason: format!("encoding: {e}"),
+    })?;
+    line.push('\n');
+    let created = !jpath.exists();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&jpath)
+        .map_err(io_err(&jpath, "opening"))?;
+    let mut before = f
+        .metadata()
+        .map_err(io_err(&jpath, "reading its size"))?
+        .len();
+    let mut last = [b'\n'];
+    if before > 0 {
+        use std::os::unix::fs::FileExt;
+        File::open(&jpath)
+            .and_then(|r| r.read_exact_at(&mut last, before - 1))
+            .map_err(io_err(&jpath, "reading"))?;
+    }
+    if last != [b'\n'] {
+        // A line cut short by a crash (never acknowledged) would swallow this one.
+        let text = fs::read(&jpath).map_err(io_err(&jpath, "reading"))?;
+        {
+            before = text
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i as u64 + 1);
+            f.set_len(before)
+                .map_err(io_err(&jpath, "cutting a torn line"))?;
+        }
+    }
+    let written = f
+        .write_all(line.as_bytes())
+        .map_err(io_err(&jpath, "appending"))
+        .and_then(|()| f.sync_data().map_err(io_err(&jpath, "syncing")));
+    if let Err(e) = written {
+        // A half-written line would run into the next one: cut it off.
+        let _ = f.set_len(before);
+        return Err(e);
+    }
+    if created {
+        let dir = match jpath.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&jpath, "syncing its directory"))?;
+    }
+    Ok(())
+}
+
+/// The journal of the state file `path`: its complete lines, in order (none
+/// when there is no journal).
+///
+/// # Errors
+/// An unreadable journal, or a complete line that is not a [`JournalEntry`].
+pub fn load_journal(path: &Path) -> Result<Vec<JournalEntry>, PersistError> {
+    let jpath = journal_path(path);
+    let text = match fs::read_to_string(&jpath) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&jpath, "reading")(e)),
+    };
+    // Only lines that end in a newline were written whole.
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| PersistError::Bad {
+                path: jpath.clone(),
+                reason: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
+
+/// Removes the journal of `path` (after the state file was written whole).
+///
+/// # Errors
+/// A journal that exists and cannot be removed.
+pub fn clear_journal(path: &Path) -> Result<(), PersistError> {
+    let jpath = journal_path(path);
+    match fs::remove_file(&jpath) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&jpath, "removing")(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,9 +27,24 @@ use crate::api::{self, vswitch_server::Vswitch, vswitch_server::VswitchServer};
 use crate::config::{ControlConfig, VswitchConfig};
 use crate::liveness::{Liveness, LivenessMonitor, LivenessSample};
 use crate::persist;
-use crate::state::{to_sections, ApiError, Desired, Fixed, Validated};
+use crate::state::{to_sections, ApiError, Desired, Fixed};
 
 /// What the daemon provides: applying a validated desired state, and reads.
+/// Why the dataplane did not take a delta write ([`DataplaneHandle::apply_endpoints`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaError {
+    /// Delta `index` is refused (a duplicate MAC, an address outside the
+    /// network's subnets…): the client's mistake.
+    Refused {
+        /// The delta, which is the op of the same index.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// `commit` failed: nothing was published.
+    Commit(String),
+}
+
 pub trait DataplaneHandle: Send + Sync + 'static {
     /// Makes the dataplane run `cfg` as generation `generation` (hot-plug/unplug
     /// ports, compile and publish the snapshot). Called with the writer lock held,
@@ -47,6 +62,29 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     /// The first port whose prerequisites are missing.
     fn precheck(&self, _cfg: &VswitchConfig) -> Result<(), String> {
         Ok(())
+    }
+    /// Whether [`apply_endpoints`](Self::apply_endpoints) is implemented: a
+    /// write of endpoint ops then costs what it changes ([`crate::delta`]).
+    fn supports_deltas(&self) -> bool {
+        false
+    }
+    /// Applies `deltas` to the running dataplane as generation `generation`:
+    /// checks and prepares them against what runs, calls `commit` (which makes
+    /// the write durable), and only when it succeeds publishes. Called with the
+    /// writer lock held.
+    ///
+    /// # Errors
+    /// The delta the dataplane refuses, or `commit`'s failure; either way
+    /// nothing is published.
+    fn apply_endpoints(
+        &self,
+        _deltas: &[crate::delta::EndpointDelta],
+        _generation: u64,
+        _commit: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(), DeltaError> {
+        Err(DeltaError::Commit(
+            "this dataplane takes whole states only".into(),
+        ))
     }
     /// Ports as they run.
     fn ports(&self) -> Vec<api::PortStatus>;
@@ -93,6 +131,21 @@ struct Inner<D> {
     health: tonic_health::server::HealthReporter,
     /// The task keeping `health` in step has been started.
     health_task: tokio::sync::OnceCell<()>,
+    /// Lines in the state file's journal (writer lock held).
+    journal: std::sync::atomic::AtomicUsize,
+}
+
+/// The journal is folded into the state file once it holds this many writes:
+/// a write then costs a whole state's write once in this many (and a start
+/// replays at most this many).
+pub const JOURNAL_MAX: usize = 1024;
+
+/// What a write asks for.
+enum WriteKind {
+    /// A list of ops.
+    Ops(Vec<api::Op>),
+    /// A whole state.
+    Replace(Box<api::DesiredState>),
 }
 
 /// How often the workers' heartbeats are sampled for `grpc.health.v1`.
@@ -126,13 +179,14 @@ impl<D: DataplaneHandle> VswitchService<D> {
                 fixed,
                 state_file,
                 writer: Arc::new(tokio::sync::Mutex::new(())),
-                current: RwLock::new(Arc::new(desired)),
+                current: RwLock::new(Arc::new(desired.clone())),
                 capturing: std::sync::atomic::AtomicBool::new(false),
                 liveness: Mutex::new(LivenessMonitor::new(
                     ControlConfig::DEFAULT_LIVENESS_TIMEOUT,
                 )),
                 health: tonic_health::server::HealthReporter::new(),
                 health_task: tokio::sync::OnceCell::new(),
+                journal: std::sync::atomic::AtomicUsize::new(desired.journal),
             }),
         }
     }
@@ -220,21 +274,18 @@ impl<D: DataplaneHandle> VswitchService<D> {
     /// `deadline` is the client's (its `grpc-timeout`): a write still queued or
     /// validating when it passes is not applied, since the client has already
     /// been told it failed.
-    async fn write_with<F>(
+    async fn write_with(
         &self,
         expected: u64,
         deadline: Option<Instant>,
-        make: F,
-    ) -> Result<api::WriteReply, Status>
-    where
-        F: FnOnce(&Fixed, &api::DesiredState) -> Result<Validated, ApiError> + Send + 'static,
-    {
+        kind: WriteKind,
+    ) -> Result<api::WriteReply, Status> {
         let received = Instant::now();
         let guard = Arc::clone(&self.inner.writer).lock_owned().await;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _writer = guard;
-            inner.write_locked(received, expected, deadline, make)
+            inner.write_locked(received, expected, deadline, kind)
         })
         .await
         .map_err(|e| Status::internal(format!("the write failed: {e}")))?
@@ -264,24 +315,95 @@ impl<D: DataplaneHandle> Inner<D> {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Writes `state` whole as `generation` and folds the journal into it.
     fn persist(&self, generation: u64, state: &api::DesiredState) -> Result<(), String> {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
         let sections = to_sections(state).map_err(|e| e.to_string())?;
-        persist::store(path, generation, &sections).map_err(|e| e.to_string())
+        persist::store(path, generation, &sections).map_err(|e| e.to_string())?;
+        persist::clear_journal(path).map_err(|e| e.to_string())?;
+        self.journal.store(0, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
-    fn write_locked<F>(
+    /// Makes a delta write durable: a journal line, or, when the journal is long
+    /// or there is no state file to journal against yet, the whole state.
+    fn persist_delta(
+        &self,
+        generation: u64,
+        cur: &Desired,
+        deltas: &[crate::delta::EndpointDelta],
+    ) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        if self.journal.load(Ordering::Relaxed) >= JOURNAL_MAX || !path.exists() {
+            let mut next = cur.clone();
+            crate::delta::apply(&mut next.config, &mut next.state, deltas);
+            return self.persist(generation, &next.state);
+        }
+        let entry = persist::JournalEntry {
+            generation,
+            ops: crate::delta::journal_ops(deltas),
+        };
+        persist::append(path, &entry).map_err(|e| e.to_string())?;
+        self.journal.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A write whose ops are all endpoint ops ([`crate::delta`]).
+    fn write_delta(
+        &self,
+        received: Instant,
+        cur: &Desired,
+        generation: u64,
+        ops: &[api::Op],
+        deltas: Result<Vec<crate::delta::EndpointDelta>, crate::delta::Refusal>,
+        expired: impl Fn(&str) -> Option<Status>,
+    ) -> Result<api::WriteReply, Status> {
+        let refused = |index: usize, reason: String| -> Status {
+            ApiError::Op {
+                index,
+                op: crate::state::op_label(ops[index].op.as_ref()),
+                reason,
+            }
+            .into()
+        };
+        let deltas = deltas.map_err(|(i, r)| refused(i, r))?;
+        if let Some(e) = expired("while the write was validated") {
+            return Err(e);
+        }
+        let mut commit = || self.persist_delta(generation, cur, &deltas);
+        self.handle
+            .apply_endpoints(&deltas, generation, &mut commit)
+            .map_err(|e| match e {
+                DeltaError::Refused { index, reason } => refused(index, reason),
+                DeltaError::Commit(e) => {
+                    Status::internal(format!("generation {generation} not written: {e}"))
+                }
+            })?;
+        {
+            let mut w = self.current.write().unwrap_or_else(|p| p.into_inner());
+            // In place unless a reader holds the old state (then it is copied once).
+            let d = Arc::make_mut(&mut w);
+            crate::delta::apply(&mut d.config, &mut d.state, &deltas);
+            d.generation = generation;
+        }
+        Ok(api::WriteReply {
+            generation,
+            publish_us: u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX),
+        })
+    }
+
+    fn write_locked(
         &self,
         received: Instant,
         expected: u64,
         deadline: Option<Instant>,
-        make: F,
-    ) -> Result<api::WriteReply, Status>
-    where
-        F: FnOnce(&Fixed, &api::DesiredState) -> Result<Validated, ApiError>,
-    {
+        kind: WriteKind,
+    ) -> Result<api::WriteReply, Status> {
         let expired = |when: &str| {
             deadline.filter(|d| Instant::now() >= *d).map(|_| {
                 Status::deadline_exceeded(format!(
@@ -304,7 +426,18 @@ impl<D: DataplaneHandle> Inner<D> {
             .generation
             .checked_add(1)
             .ok_or(ApiError::GenerationExhausted(cur.generation))?;
-        let next = make(&self.fixed, &cur.state)?;
+        let next = match kind {
+            WriteKind::Ops(ops) => {
+                let small = !ops.is_empty() && ops.len() <= crate::state::MAX_OPS;
+                if small && self.handle.supports_deltas() {
+                    if let Some(deltas) = crate::delta::endpoint_deltas(&cur.config, &ops) {
+                        return self.write_delta(received, &cur, generation, &ops, deltas, expired);
+                    }
+                }
+                self.fixed.apply_ops(&cur.state, &ops)?
+            }
+            WriteKind::Replace(state) => self.fixed.replace(&state)?,
+        };
         // Before the host checks: a refused path is not even looked at by a PMD.
         // The message says "permission denied" too: vswitchctl shows only the text.
         crate::paths::confine_new_ports(&cur.config.ports, &next.config)
@@ -336,6 +469,7 @@ impl<D: DataplaneHandle> Inner<D> {
             generation,
             state: next.state,
             config: next.config,
+            journal: 0,
         });
         Ok(api::WriteReply {
             generation,
@@ -363,12 +497,9 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
     ) -> Result<Response<api::WriteReply>, Status> {
         let deadline = client_deadline(&request);
         let req = request.into_inner();
-        let ops = req.ops;
-        self.write_with(req.expected_generation, deadline, move |fixed, cur| {
-            fixed.apply_ops(cur, &ops)
-        })
-        .await
-        .map(Response::new)
+        self.write_with(req.expected_generation, deadline, WriteKind::Ops(req.ops))
+            .await
+            .map(Response::new)
     }
 
     async fn replace(
@@ -378,9 +509,11 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
         let deadline = client_deadline(&request);
         let req = request.into_inner();
         let state = req.state.ok_or(ApiError::NoState)?;
-        self.write_with(req.expected_generation, deadline, move |fixed, _| {
-            fixed.replace(&state)
-        })
+        self.write_with(
+            req.expected_generation,
+            deadline,
+            WriteKind::Replace(Box::new(state)),
+        )
         .await
         .map(Response::new)
     }

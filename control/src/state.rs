@@ -700,7 +700,7 @@ fn relabel(msg: &str, s: &api::DesiredState) -> String {
 }
 
 /// How errors name op `op`: its kind and key.
-fn op_label(op: Option<&OpKind>) -> String {
+pub(crate) fn op_label(op: Option<&OpKind>) -> String {
     match op {
         None => "empty op".into(),
         Some(OpKind::AddPort(p)) => format!("add_port {}", q(&p.name)),
@@ -851,6 +851,8 @@ impl Index {
     /// Applies one op to `s`, checking only its key: adds refuse an existing key,
     /// deletes a missing one.
     fn apply(&mut self, s: &mut api::DesiredState, op: Option<&OpKind>) -> Result<(), String> {
+        #[cfg(test)]
+        tests::VISITS.with(|v| v.set(v.get() + 1));
         match op {
             None => Err("the op is empty".into()),
             Some(OpKind::AddPort(p)) => self.ports.add(&mut s.ports, p.name.clone(), p, "port"),
@@ -936,6 +938,8 @@ fn item_label(op: Option<&OpKind>) -> Option<String> {
 fn blame(ops: &[api::Op], reason: &str) -> usize {
     let (mut first, mut anywhere, mut first_del) = (None, None, None);
     for (i, op) in ops.iter().enumerate() {
+        #[cfg(test)]
+        tests::VISITS.with(|v| v.set(v.get() + 1));
         let kind = op.op.as_ref();
         if first_del.is_none() && item_label(kind).is_some() && own_label(kind).is_none() {
             first_del = Some(i);
@@ -1099,6 +1103,19 @@ impl Fixed {
         if ops.len() > MAX_OPS {
             return Err(ApiError::TooManyOps { count: ops.len() });
         }
+        self.apply_ops_unbounded(current, ops)
+    }
+
+    /// [`apply_ops`](Self::apply_ops) without the bound on the number of ops
+    /// (a start replays a journal of many writes as one).
+    pub(crate) fn apply_ops_unbounded(
+        &self,
+        current: &api::DesiredState,
+        ops: &[api::Op],
+    ) -> Result<Validated, ApiError> {
+        if ops.is_empty() {
+            return Err(ApiError::NoOps);
+        }
         let op_err = |index: usize, reason: String| ApiError::Op {
             index,
             op: op_label(ops[index].op.as_ref()),
@@ -1140,6 +1157,8 @@ pub struct Desired {
     pub state: api::DesiredState,
     /// The whole configuration the dataplane runs.
     pub config: VswitchConfig,
+    /// Writes in the state file's journal (replayed at start).
+    pub journal: usize,
 }
 
 /// Why the desired state could not be restored at start.
@@ -1180,6 +1199,7 @@ impl Desired {
                 generation: 1,
                 state: from_config(file_cfg),
                 config: file_cfg.clone(),
+                journal: 0,
             }),
             Some((path, saved)) => {
                 let config =
@@ -1189,13 +1209,55 @@ impl Desired {
                             path: path.to_owned(),
                             reason: e.to_string(),
                         })?;
-                Ok(Desired {
+                let desired = Desired {
                     generation: saved.generation,
                     state: from_config(&config),
                     config,
-                })
+                    journal: 0,
+                };
+                desired.replay(fixed, path)
             }
         }
+    }
+}
+
+impl Desired {
+    /// This state with the writes of `path`'s journal that came after it: each
+    /// line must carry the next generation. They are validated as one write.
+    fn replay(self, fixed: &Fixed, path: &Path) -> Result<Desired, BootError> {
+        let entries = persist::load_journal(path)?;
+        let invalid = |reason: String| BootError::Invalid {
+            path: persist::journal_path(path),
+            reason,
+        };
+        let mut generation = self.generation;
+        let mut ops = Vec::new();
+        let mut lines = 0;
+        // Lines at or below the state file's generation were folded into it by a
+        // write that stopped before it could remove the journal.
+        for e in entries.iter().filter(|e| e.generation > self.generation) {
+            if Some(e.generation) != generation.checked_add(1) {
+                return Err(invalid(format!(
+                    "generation {} follows {generation}: the journal has a gap",
+                    e.generation
+                )));
+            }
+            generation = e.generation;
+            ops.extend(e.ops.iter().map(crate::delta::op_of));
+            lines += 1;
+        }
+        if ops.is_empty() {
+            return Ok(self);
+        }
+        let v = fixed
+            .apply_ops_unbounded(&self.state, &ops)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Desired {
+            generation,
+            state: v.state,
+            config: v.config,
+            journal: lines,
+        })
     }
 }
 

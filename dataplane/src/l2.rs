@@ -667,6 +667,13 @@ impl L2Pipeline {
         self.macs.len()
     }
 
+    /// This snapshot as generation `generation` (a write that changed other
+    /// stages' tables publishes this one unchanged under the new number).
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
     /// The snapshot's generation.
     pub fn generation(&self) -> u64 {
         self.generation

@@ -70,6 +70,19 @@ impl DataplaneHandle for VswitchdHandle {
             .map_err(|e| format!("{e:#}"))
     }
 
+    fn supports_deltas(&self) -> bool {
+        true
+    }
+
+    fn apply_endpoints(
+        &self,
+        deltas: &[control::delta::EndpointDelta],
+        generation: u64,
+        commit: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(), control::service::DeltaError> {
+        lock(&self.dataplane).apply_endpoints(deltas, generation, commit)
+    }
+
     fn precheck(&self, cfg: &VswitchConfig) -> Result<(), String> {
         let dp = lock(&self.dataplane);
         let running = dp.running();

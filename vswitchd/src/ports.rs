@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use control::compile::PortIndex;
 use control::config::{PortConfig, ProfileConfig, VswitchConfig};
-use dataplane::overlay::NeighborTable;
+use control::delta::EndpointDelta;
+use control::service::DeltaError;
+use dataplane::overlay::{EndpointChange, LocalEndpointSpec, NeighborTable};
 use dataplane::wire::ParseConfig;
 use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
 use pmd_shims::profile::PortProfile;
@@ -306,6 +308,85 @@ impl Dataplane {
             overlay,
             ParseConfig::default(),
         ));
+        Ok(())
+    }
+
+    /// Applies endpoint `deltas` to the running snapshot as generation
+    /// `generation` (see [`control::delta`]): the overlay is patched, sharing
+    /// every table the deltas do not touch; the classic L2 stage is rebuilt only
+    /// when a port joins or leaves the overlay (its flooding group changes).
+    /// `commit` runs after everything is prepared and before anything is
+    /// published.
+    ///
+    /// # Errors
+    /// The delta the snapshot refuses, or `commit`'s failure: nothing changed.
+    pub fn apply_endpoints(
+        &mut self,
+        deltas: &[EndpointDelta],
+        generation: u64,
+        commit: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<(), DeltaError> {
+        let index = self.index();
+        let mut changes = Vec::with_capacity(deltas.len());
+        for (i, d) in deltas.iter().enumerate() {
+            changes.push(match d {
+                EndpointDelta::AddLocal(e) => {
+                    let Some(&port) = index.get(&e.port) else {
+                        return Err(DeltaError::Refused {
+                            index: i,
+                            reason: format!("port {:?} is not running", e.port),
+                        });
+                    };
+                    EndpointChange::AddLocal(LocalEndpointSpec {
+                        network: e.network.clone(),
+                        mac: e.mac,
+                        ips: e.ips.clone(),
+                        port,
+                    })
+                }
+                EndpointDelta::AddRemote(e) => EndpointChange::AddRemote(e.clone()),
+                EndpointDelta::Remove {
+                    network, mac, ips, ..
+                } => EndpointChange::Remove {
+                    network: network.clone(),
+                    mac: *mac,
+                    ips: ips.clone(),
+                },
+            });
+        }
+        let cur = self.snapshot.load_full();
+        let overlay = cur
+            .overlay
+            .patched(generation, &changes)
+            .map_err(|(index, e)| DeltaError::Refused {
+                index,
+                reason: e.to_string(),
+            })?;
+        let joined_or_left = (0..MAX_PORTS as u16).any(|p| {
+            cur.overlay.network_of_port(PortIdx(p)).is_some()
+                != overlay.network_of_port(PortIdx(p)).is_some()
+        });
+        let (l2, next) = if joined_or_left {
+            let mut next = self.running.clone();
+            control::delta::apply_config(&mut next, deltas);
+            let l2 =
+                control::compile::l2_pipeline_with(&next, generation, &index).map_err(|e| {
+                    DeltaError::Refused {
+                        index: 0,
+                        reason: e.to_string(),
+                    }
+                })?;
+            (l2, Some(next))
+        } else {
+            (cur.l2.clone().with_generation(generation), None)
+        };
+        commit().map_err(DeltaError::Commit)?;
+        self.snapshot
+            .publish(Pipeline::new(generation, l2, overlay, cur.parse.clone()));
+        match next {
+            Some(next) => self.running = next,
+            None => control::delta::apply_config(&mut self.running, deltas),
+        }
         Ok(())
     }
 

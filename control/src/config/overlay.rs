@@ -181,7 +181,7 @@ fn typed<T: for<'de> Deserialize<'de>>(item: &str, t: toml::Table) -> Result<T, 
         .map_err(|e| ConfigError::Syntax(format!("{item}: {}", syntax(e))))
 }
 
-fn ip(item: &str, key: &str, s: &str) -> Result<IpAddr, ConfigError> {
+pub(crate) fn ip(item: &str, key: &str, s: &str) -> Result<IpAddr, ConfigError> {
     s.parse().map_err(|_| ConfigError::BadAddress {
         field: format!("{item}: {key}"),
         kind: "IP address",
@@ -189,7 +189,7 @@ fn ip(item: &str, key: &str, s: &str) -> Result<IpAddr, ConfigError> {
     })
 }
 
-fn ips(item: &str, key: &str, v: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+pub(crate) fn ips(item: &str, key: &str, v: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
     v.iter().map(|s| ip(item, key, s)).collect()
 }
 
@@ -211,7 +211,7 @@ fn prefix(item: &str, key: &str, s: &str) -> Result<IpNet, ConfigError> {
     Ok(p)
 }
 
-fn mac(item: &str, key: &str, s: &str) -> Result<MacAddr, ConfigError> {
+pub(crate) fn mac(item: &str, key: &str, s: &str) -> Result<MacAddr, ConfigError> {
     s.parse().map_err(|source| ConfigError::BadMac {
         field: format!("{item}: {key}"),
         source,

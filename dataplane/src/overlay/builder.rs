@@ -427,7 +427,15 @@ pub(super) fn add_local(
             });
         }
     }
-    add_endpoint(snap, routes, id, &ep.network, ep.mac, &ep.ips, L2Dest::Local(ep.port))?;
+    add_endpoint(
+        snap,
+        routes,
+        id,
+        &ep.network,
+        ep.mac,
+        &ep.ips,
+        L2Dest::Local(ep.port),
+    )?;
     snap.port_network[ep.port.index()] = Some(id);
     snap.port_endpoints[ep.port.index()] += 1;
     Ok(())
@@ -445,7 +453,15 @@ pub(super) fn add_remote(
         || format!("remote endpoint {} in network {:?}", ep.mac, ep.network),
         ep.vtep,
     )?;
-    add_endpoint(snap, routes, id, &ep.network, ep.mac, &ep.ips, L2Dest::Remote(idx))
+    add_endpoint(
+        snap,
+        routes,
+        id,
+        &ep.network,
+        ep.mac,
+        &ep.ips,
+        L2Dest::Remote(idx),
+    )
 }
 
 fn add_endpoint(

@@ -53,8 +53,8 @@ pub mod spec;
 
 pub use builder::OverlayBuilder;
 pub use error::OverlayConfigError;
-pub use patch::EndpointChange;
 pub use neighbor::{LearnOutcome, NeighborConfig, NeighborMap, NeighborTable, ResolveLimiter};
+pub use patch::EndpointChange;
 pub use snapshot::{
     L2Dest, NetworkId, NetworkInfo, OverlaySnapshot, RouteResult, UnderlayInfo, VrfId, VtepIdx,
     VtepInfo, MAX_NETWORKS, MAX_VTEPS,

@@ -21,7 +21,7 @@ use super::error::OverlayConfigError as E;
 use super::snapshot::{L2Dest, OverlaySnapshot};
 use super::spec::{LocalEndpointSpec, RemoteEndpointSpec};
 use crate::ethernet::MacAddr;
-use crate::port::{PortIdx, MAX_PORTS};
+use crate::port::PortIdx;
 
 /// One endpoint change of a write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,15 +48,16 @@ impl OverlaySnapshot {
     /// the changes; every other table is shared with `self`.
     ///
     /// # Errors
-    /// The first change the builder's checks refuse (a duplicate MAC or address,
-    /// an address outside the network's subnets, a port in another network…),
-    /// an endpoint to remove that is not there, or one that a route's next hop
-    /// resolves through. `self` is unchanged either way.
+    /// The index of the first change the builder's checks refuse (a duplicate
+    /// MAC or address, an address outside the network's subnets, a port in
+    /// another network…), of an endpoint to remove that is not there, or of one
+    /// that a route's next hop resolves through, with the reason. `self` is
+    /// unchanged either way.
     pub fn patched(
         &self,
         generation: u64,
         changes: &[EndpointChange],
-    ) -> Result<OverlaySnapshot, E> {
+    ) -> Result<OverlaySnapshot, (usize, E)> {
         let mut snap = self.clone();
         snap.generation = generation;
         let routes = Arc::clone(&snap.routes);
@@ -66,16 +67,19 @@ impl OverlaySnapshot {
             by_ip: std::mem::take(&mut snap.vtep_by_ip),
         };
         let mut ports_changed = false;
-        for c in changes {
+        for (i, c) in changes.iter().enumerate() {
+            let at = |e| (i, e);
             match c {
                 EndpointChange::AddLocal(ep) => {
                     let was = snap.port_network.get(ep.port.index()).copied().flatten();
-                    add_local(&mut snap, &routes, ep)?;
+                    add_local(&mut snap, &routes, ep).map_err(at)?;
                     ports_changed |= was.is_none();
                 }
-                EndpointChange::AddRemote(ep) => add_remote(&mut snap, &routes, &mut vteps, ep)?,
+                EndpointChange::AddRemote(ep) => {
+                    add_remote(&mut snap, &routes, &mut vteps, ep).map_err(at)?;
+                }
                 EndpointChange::Remove { network, mac, ips } => {
-                    ports_changed |= remove(&mut snap, network, *mac, ips)?;
+                    ports_changed |= remove(&mut snap, network, *mac, ips).map_err(at)?;
                 }
             }
         }
@@ -115,7 +119,12 @@ impl OverlaySnapshot {
 
 /// Removes endpoint `mac` of `network`; true when its port carried its last
 /// endpoint (the network's local ports change).
-fn remove(snap: &mut OverlaySnapshot, network: &str, mac: MacAddr, ips: &[IpAddr]) -> Result<bool, E> {
+fn remove(
+    snap: &mut OverlaySnapshot,
+    network: &str,
+    mac: MacAddr,
+    ips: &[IpAddr],
+) -> Result<bool, E> {
     let missing = |ip| E::NoSuchEndpoint {
         network: network.to_owned(),
         mac,
