@@ -1854,6 +1854,26 @@ fn bad_input_is_refused_whole_with_a_short_message() {
             ));
         }
     }
+    // An empty or truncated frame on a real port is not a bad request: the trace
+    // says it is dropped as malformed (or refuses it), and nothing else happens.
+    for (label, frame) in [("zero-byte", vec![]), ("13-byte", vec![0xffu8; 13])] {
+        let answer = rt.block_on(c.trace(TraceRequest {
+            in_port: s("p1"),
+            frame,
+        }));
+        if show {
+            eprintln!("trace of a {label} frame: {answer:?}");
+        }
+        match answer {
+            Ok(r) if r.get_ref().verdict == "drop" => {}
+            Err(st) if st.code() == Code::InvalidArgument && !st.message().contains('\n') => {}
+            other => failures.push(format!("trace of a {label} frame: {other:?}")),
+        }
+    }
+    let after = rt.block_on(c.get_state(api::GetStateRequest {}));
+    if !after.as_ref().is_ok_and(|a| *a.get_ref() == before) {
+        failures.push(s("trace of a malformed frame: the state changed"));
+    }
     let took = started.elapsed();
     eprintln!("{count} bad-input cases in {took:?}");
     two_af_packet_ports_on_one_interface(&rt, &mut c);
