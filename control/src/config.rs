@@ -601,8 +601,8 @@ impl VswitchConfig {
                     "port {name:?}: missing key `profile` (af_packet, tap, pcap, null, ring, vhost_user, virtio_user, mlx5)"
                 )));
             }
-            let profile = ProfileConfig::deserialize(toml::Value::Table(table))
-                .map_err(|e| ConfigError::Syntax(format!("port {name:?}: {}", syntax(e))))?;
+            let profile = ProfileConfig::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| profile_error(&name, &table, &e))?;
             ports.push(PortConfig {
                 name,
                 group,
@@ -879,6 +879,53 @@ impl VswitchConfig {
                 })
             })
             .collect()
+    }
+}
+
+/// The error of port `name`'s profile table `table` (what is left once `name`,
+/// `group`, `worker` and `mtu` are taken), naming the key at fault and quoting
+/// no more of the caller's keys and values than [`names::quote`] does: serde's
+/// errors on a TOML value name no key, and echo a bad key or value whole.
+fn profile_error(name: &str, table: &toml::Table, e: &impl std::fmt::Display) -> ConfigError {
+    let mut reason = match syntax(e) {
+        ConfigError::Syntax(s) => s,
+        other => other.to_string(),
+    };
+    for (k, v) in table {
+        if k.chars().count() > names::QUOTE_CHARS {
+            reason = reason.replace(&format!("`{k}`"), &names::quote(k));
+        }
+        if let toml::Value::String(v) = v {
+            if v.chars().count() > names::QUOTE_CHARS {
+                reason = reason
+                    .replace(&format!("{v:?}"), &names::quote(v))
+                    .replace(&format!("`{v}`"), &names::quote(v));
+            }
+        }
+    }
+    // The key at fault: the first whose removal makes the table valid (a bad
+    // optional value), else a required one whose removal only makes it missing.
+    let without = |k: &str| {
+        let mut t = table.clone();
+        t.remove(k);
+        ProfileConfig::deserialize(toml::Value::Table(t)).err()
+    };
+    let keys = || table.keys().filter(|k| k.as_str() != "profile");
+    let culprit = keys().find(|k| without(k).is_none()).or_else(|| {
+        keys().find(|k| {
+            without(k).is_some_and(|e| e.to_string().trim() == format!("missing field `{k}`"))
+        })
+    });
+    match culprit {
+        Some(k) if !reason.contains(&format!("`{k}`")) && !reason.contains(&names::quote(k)) => {
+            let k = if k.chars().count() > names::QUOTE_CHARS {
+                names::quote(k)
+            } else {
+                k.clone()
+            };
+            ConfigError::Syntax(format!("port {}: {k}: {reason}", names::quote(name)))
+        }
+        _ => ConfigError::Syntax(format!("port {}: {reason}", names::quote(name))),
     }
 }
 

@@ -569,15 +569,19 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
             "tx" => (false, true),
             d => {
                 return Err(Status::invalid_argument(format!(
-                    "direction: {d:?} is not rx, tx or both"
+                    "direction: {} is not rx, tx or both",
+                    crate::names::quote(d)
                 )))
             }
         };
-        let (tap, idx) = self
-            .inner
-            .handle
-            .capture_tap(&req.port)
+        // A name outside the grammar names no port: refused before anything
+        // could echo it.
+        crate::names::check_with(&req.port, crate::names::MAX_PORT_NAME)
             .map_err(|e| Status::invalid_argument(format!("port: {e}")))?;
+        let (tap, idx) =
+            self.inner.handle.capture_tap(&req.port).map_err(|e| {
+                Status::invalid_argument(crate::state::bounded(format!("port: {e}")))
+            })?;
         if self.inner.capturing.swap(true, Ordering::AcqRel) {
             return Err(Status::failed_precondition("a capture is already running"));
         }
@@ -633,11 +637,20 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
         request: Request<api::TraceRequest>,
     ) -> Result<Response<api::TraceReply>, Status> {
         let req = request.into_inner();
+        // The name goes into the message (a gRPC header): a 10 KB one made the
+        // reply an HTTP/2 protocol error. One outside the grammar names no port.
+        crate::names::check_with(&req.in_port, crate::names::MAX_PORT_NAME)
+            .map_err(|e| Status::invalid_argument(format!("in_port: {e}")))?;
         self.inner
             .handle
             .trace(&req.in_port, &req.frame)
             .map(Response::new)
-            .map_err(|e| Status::invalid_argument(format!("trace on port {:?}: {e}", req.in_port)))
+            .map_err(|e| {
+                Status::invalid_argument(crate::state::bounded(format!(
+                    "trace on port {}: {e}",
+                    crate::names::quote(&req.in_port)
+                )))
+            })
     }
 }
 

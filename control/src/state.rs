@@ -249,8 +249,8 @@ fn port_table(p: &api::Port) -> Result<Table, ConfigError> {
     for k in keys {
         if PORT_FIELDS.contains(&k.as_str()) {
             return Err(ConfigError::Syntax(format!(
-                "port {:?}: params: `{k}` is a field of the port, not a parameter",
-                p.name
+                "port {}: params: `{k}` is a field of the port, not a parameter",
+                q(&p.name)
             )));
         }
         t.insert(k.clone(), param_value(&p.params[k]));
@@ -637,6 +637,18 @@ fn prefix_key(s: &str) -> String {
         .map_or_else(|_| s.to_owned(), |p| p.to_string())
 }
 
+/// A MAC as labels show it: canonical when it parses, quoted short otherwise
+/// (a label must not echo a 10 KB string).
+fn mac_shown(s: &str) -> String {
+    s.parse::<MacAddr>()
+        .map_or_else(|_| q(s), |m| m.to_string())
+}
+
+/// A prefix as labels show it (see [`mac_shown`]).
+fn prefix_shown(s: &str) -> String {
+    s.parse::<IpNet>().map_or_else(|_| q(s), |p| p.to_string())
+}
+
 fn tenant_key(s: &str) -> &str {
     if s.is_empty() {
         "default"
@@ -646,23 +658,23 @@ fn tenant_key(s: &str) -> &str {
 }
 
 fn endpoint_label(mac: &str, network: &str) -> String {
-    format!("endpoint {} in network {network:?}", mac_key(mac))
+    format!("endpoint {} in network {network:?}", mac_shown(mac))
 }
 
 fn remote_label(mac: &str, network: &str) -> String {
-    format!("remote endpoint {} in network {network:?}", mac_key(mac))
+    format!("remote endpoint {} in network {network:?}", mac_shown(mac))
 }
 
 fn route_label(prefix: &str, tenant: &str) -> String {
     format!(
         "route {} in tenant {:?}",
-        prefix_key(prefix),
+        prefix_shown(prefix),
         tenant_key(tenant)
     )
 }
 
 fn l2_label(mac: &str) -> String {
-    format!("l2 {}", mac_key(mac))
+    format!("l2 {}", mac_shown(mac))
 }
 
 /// `msg` with the positional item labels of the generated document replaced by
@@ -683,13 +695,23 @@ fn relabel(msg: &str, s: &api::DesiredState) -> String {
     for (i, e) in s.remote_endpoints.iter().enumerate() {
         let pos = format!("remote_endpoint #{i} (network {:?})", e.network);
         m = m.replace(&pos, &remote_label(&e.mac, &e.network));
+        // The name checks' label: the network is the bad name.
+        let pos = format!("remote_endpoint #{i}: ");
+        let label = quoted_label("remote endpoint", &e.mac, &e.network);
+        m = m.replace(&pos, &format!("{label}: "));
     }
     for (i, e) in s.endpoints.iter().enumerate() {
         let pos = format!("endpoint #{i} (network {:?})", e.network);
         m = m.replace(&pos, &endpoint_label(&e.mac, &e.network));
+        let pos = format!("endpoint #{i}: ");
+        let label = quoted_label("endpoint", &e.mac, &e.network);
+        m = m.replace(&pos, &format!("{label}: "));
     }
     for (i, r) in s.routes.iter().enumerate() {
         let pos = format!("route #{i} ({})", r.prefix);
+        m = m.replace(&pos, &route_label(&r.prefix, &r.tenant));
+        // How the parser labels a route whose prefix is too long to quote whole.
+        let pos = format!("route #{i} ({})", q(&r.prefix).trim_matches('"'));
         m = m.replace(&pos, &route_label(&r.prefix, &r.tenant));
     }
     for (i, e) in s.l2.iter().enumerate() {
@@ -930,11 +952,38 @@ fn item_label(op: Option<&OpKind>) -> Option<String> {
     })
 }
 
-/// The op to blame for `reason`, the validation error of the state a whole write
-/// leads to, found in one pass over the ops: the last op whose item the error
-/// starts with, else the last whose item it names anywhere (`VNI 100 is used by
-/// network "a" and network "b"`), else the first delete (a reference left
-/// dangling), else the last op.
+/// How the name checks' errors name an endpoint (`section` "endpoint" or
+/// "remote endpoint") once relabelled: its network may be the bad name, so it is
+/// quoted short.
+fn quoted_label(section: &str, mac: &str, network: &str) -> String {
+    format!("{section} {} in network {}", mac_shown(mac), q(network))
+}
+
+/// The last op adding an item that `reason` starts with, labelled as
+/// [`relabel`] labels the errors of the name checks (whose bad name may be too
+/// long to quote whole), or, for a patch (named by a `from` that may itself be
+/// the bad name), the last patch added whose `from` or `to` the error quotes.
+fn quoted_item(ops: &[api::Op], reason: &str) -> Option<usize> {
+    let starts = |label: String| reason.starts_with(&format!("{label}: "));
+    ops.iter().rposition(|o| match o.op.as_ref() {
+        Some(OpKind::AddEndpoint(e)) => starts(quoted_label("endpoint", &e.mac, &e.network)),
+        Some(OpKind::AddRemoteEndpoint(e)) => {
+            starts(quoted_label("remote endpoint", &e.mac, &e.network))
+        }
+        Some(OpKind::AddPatch(p)) => {
+            reason.starts_with("patch")
+                && (reason.contains(&q(&p.from)) || reason.contains(&q(&p.to)))
+        }
+        _ => false,
+    })
+}
+
+/// The op to blame for `reason`, the validation error of the state a whole
+/// write leads to, found in one pass over the ops: the last op whose item
+/// the error starts with, else the op adding the item a name check's error
+/// starts with ([`quoted_item`]), else the last whose item it names anywhere (`VNI
+/// 100 is used by network "a" and network "b"`), else the first delete (a
+/// reference left dangling), else the last op.
 fn blame(ops: &[api::Op], reason: &str) -> usize {
     let (mut first, mut anywhere, mut first_del) = (None, None, None);
     for (i, op) in ops.iter().enumerate() {
@@ -953,6 +1002,7 @@ fn blame(ops: &[api::Op], reason: &str) -> usize {
         }
     }
     first
+        .or_else(|| quoted_item(ops, reason))
         .or(anywhere)
         .or(first_del)
         .unwrap_or(ops.len().saturating_sub(1))
@@ -971,9 +1021,17 @@ fn port_users(s: &api::DesiredState, port: &str) -> Vec<String> {
     let eps = s.endpoints.iter().filter(|e| e.port == port);
     users.extend(eps.map(|e| endpoint_label(&e.mac, &e.network)));
     let l2 = s.l2.iter().filter(|e| e.port == port);
-    users.extend(l2.map(|e| format!("l2 entry {}", mac_key(&e.mac))));
+    users.extend(l2.map(|e| format!("l2 entry {}", mac_shown(&e.mac))));
     let patches = s.patches.iter().filter(|p| p.from == port || p.to == port);
-    users.extend(patches.map(|p| format!("patch {:?} -> {:?}", p.from, p.to)));
+    // A patch added in the same write may name something outside the grammar.
+    let name = |n: &str| {
+        if crate::names::check(n).is_ok() {
+            format!("{n:?}")
+        } else {
+            q(n)
+        }
+    };
+    users.extend(patches.map(|p| format!("patch {} -> {}", name(&p.from), name(&p.to))));
     users
 }
 

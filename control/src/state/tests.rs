@@ -246,6 +246,8 @@ pub(crate) fn invalid_writes() -> Vec<(Vec<Op>, Vec<&'static str>)> {
         (one(K::DelPort("pod9".into())), vec!["op 0 (del_port \"pod9\"): no such port"]),
         (one(K::AddPort(port("pod1", "null", &[]))), vec!["op 0 (add_port \"pod1\"): port already exists"]),
         (one(K::AddPort(port("a b", "null", &[]))), vec!["op 0 (add_port \"a b\"): name: \"a b\" is not a valid name: 1-32 characters"]),
+        (one(K::AddPort(port("p", "null", &[("no_rx", "maybe")]))), vec!["op 0 (add_port \"p\"): no_rx: invalid type: string \"maybe\", expected a boolean"]),
+        (one(K::AddPort(port("p", "af_packet", &[("iface", "42")]))), vec!["op 0 (add_port \"p\"): iface: invalid type: integer `42`"]),
         (one(K::AddPort(port("p", "warp", &[]))), vec!["op 0 (add_port \"p\"): unknown variant `warp`"]),
         (one(K::AddPort(port("p", "af_packet", &[]))), vec!["op 0 (add_port \"p\"): missing field `iface`"]),
         (one(K::AddPort(port("p", "af_packet", &[("ifac", "x")]))), vec!["op 0 (add_port \"p\"): unknown field `ifac`"]),
@@ -254,7 +256,7 @@ pub(crate) fn invalid_writes() -> Vec<(Vec<Op>, Vec<&'static str>)> {
         (one(K::AddPort(port("p", "tap", &[("iface", "t"), ("mac", "02:00")]))), vec!["op 0 (add_port \"p\"): mac: invalid MAC address \"02:00\""]),
         (one(K::AddPort(port("p", "null", &[("worker", "3")]))), vec!["op 0 (add_port \"p\"): worker 3 does not exist"]),
         (one(K::AddPort(api::Port { mtu: 70000, ..port("p", "null", &[]) })), vec!["op 0 (add_port \"p\"): mtu: must be at most 65535"]),
-        (one(K::AddPort(port("p", "vhost_user", &[("path", "/x"), ("queues", "many")]))), vec!["op 0 (add_port \"p\"): invalid type: string \"many\", expected u16"]),
+        (one(K::AddPort(port("p", "vhost_user", &[("path", "/x"), ("queues", "many")]))), vec!["op 0 (add_port \"p\"): queues: invalid type: string \"many\", expected u16"]),
         // Patches and the MAC table.
         (one(K::DelPatch("pod1".into())), vec!["op 0 (del_patch \"pod1\"): no such patch"]),
         (one(K::AddPatch(api::Patch { from: "replay".into(), to: "pod1".into() })), vec!["op 0 (add_patch \"replay\" -> \"pod1\"): patch already exists"]),
@@ -297,6 +299,22 @@ pub(crate) fn invalid_writes() -> Vec<(Vec<Op>, Vec<&'static str>)> {
         (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.7.0.9", "pod3"))), vec!["op 0 (add_endpoint", "10.7.0.9 is not in any of its subnets"]),
         (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:01", "10.1.0.9", "pod3"))), vec!["op 0 (add_endpoint \"02:00:00:00:03:01\" in network \"blue\"): endpoint already exists"]),
         (one(K::AddEndpoint(endpoint("blue", "02:00:00:00:03:09", "10.1.0.3", "pod3"))), vec!["op 0 (add_endpoint", "10.1.0.3 is claimed by"]),
+        // An error naming the item by position blames the op that added it,
+        // wherever it sits in the write.
+        (
+            vec![
+                op(K::AddEndpoint(endpoint("-x", "02:00:00:00:03:09", "10.1.0.9", "pod3"))),
+                op(K::AddPort(port("pod7", "null", &[]))),
+            ],
+            vec!["op 0 (add_endpoint \"02:00:00:00:03:09\" in network \"-x\"): ", "network: \"-x\" is not a valid name"],
+        ),
+        (
+            vec![
+                op(K::AddPatch(api::Patch { from: "a/b".into(), to: "pod1".into() })),
+                op(K::AddPort(port("pod7", "null", &[]))),
+            ],
+            vec!["op 0 (add_patch \"a/b\" -> \"pod1\"): ", "from: \"a/b\" is not a valid name"],
+        ),
         (
             vec![
                 op(K::AddPort(port("pod7", "null", &[]))),
