@@ -94,6 +94,9 @@ type Found = (bool, Vec<IpAddr>);
 struct Deltas<'a> {
     cfg: &'a VswitchConfig,
     seen: HashMap<(String, MacAddr), Option<Found>>,
+    /// Port → the network of its local endpoints and how many, made on the
+    /// first local add (one pass over the endpoints per write).
+    ports: Option<HashMap<String, (String, usize)>>,
 }
 
 impl<'a> Deltas<'a> {
@@ -101,6 +104,7 @@ impl<'a> Deltas<'a> {
         Deltas {
             cfg,
             seen: HashMap::new(),
+            ports: None,
         }
     }
 
@@ -140,8 +144,12 @@ impl<'a> Deltas<'a> {
                     .map_err(|r| format!("port: {r}"))?;
                 let mac = parse_mac("endpoint", "mac", &e.mac).map_err(err)?;
                 let ips = parse_ips("endpoint", "ips", &e.ips).map_err(err)?;
-                self.port_can_carry(&e.port)?;
+                self.port_can_carry(&e.port, &e.network)?;
                 self.add(&e.network, mac, (true, ips.clone()))?;
+                self.port_map()
+                    .entry(e.port.clone())
+                    .or_insert_with(|| (e.network.clone(), 0))
+                    .1 += 1;
                 Ok(EndpointDelta::AddLocal(EndpointConfig {
                     network: e.network.clone(),
                     mac,
@@ -162,7 +170,13 @@ impl<'a> Deltas<'a> {
                     vtep,
                 }))
             }
-            Some(OpKind::DelEndpoint(k)) => self.remove(&k.network, &k.mac, true),
+            Some(OpKind::DelEndpoint(k)) => {
+                let d = self.remove(&k.network, &k.mac, true)?;
+                if let EndpointDelta::Remove { mac, .. } = &d {
+                    self.forget_port_of(&k.network, *mac);
+                }
+                Ok(d)
+            }
             Some(OpKind::DelRemoteEndpoint(k)) => self.remove(&k.network, &k.mac, false),
             _ => Err("not an endpoint op".into()),
         }
@@ -202,11 +216,58 @@ impl<'a> Deltas<'a> {
         })
     }
 
-    /// A port an endpoint may sit behind: a `[[port]]` that neither a patch nor
-    /// the classic MAC table uses (the overlay owns its endpoints' ports).
-    fn port_can_carry(&self, port: &str) -> Result<(), String> {
+    fn port_map(&mut self) -> &mut HashMap<String, (String, usize)> {
+        let cfg = self.cfg;
+        self.ports.get_or_insert_with(|| {
+            let mut m: HashMap<String, (String, usize)> = HashMap::new();
+            for e in &cfg.endpoints {
+                m.entry(e.port.clone())
+                    .or_insert_with(|| (e.network.clone(), 0))
+                    .1 += 1;
+            }
+            m
+        })
+    }
+
+    /// A local endpoint went: its port may be free for another network.
+    fn forget_port_of(&mut self, network: &str, mac: MacAddr) {
+        let port = self
+            .cfg
+            .endpoints
+            .iter()
+            .find(|e| e.mac == mac && e.network == network)
+            .map(|e| e.port.clone());
+        // One added earlier in this write is not in `cfg`: its port stays counted,
+        // so the rare write that adds, deletes and moves a port to another
+        // network in one go is refused here (split, it passes).
+        if let Some(port) = port {
+            let map = self.port_map();
+            if let Some(n) = map.get_mut(&port) {
+                n.1 = n.1.saturating_sub(1);
+                if n.1 == 0 {
+                    map.remove(&port);
+                }
+            }
+        }
+    }
+
+    /// A port an endpoint of `network` may sit behind: a `[[port]]`, not the
+    /// underlay's uplink, without endpoints of another network, that neither a
+    /// patch nor the classic MAC table uses (the overlay owns its endpoints'
+    /// ports). The same rules, and words, as the whole-state check.
+    fn port_can_carry(&mut self, port: &str, network: &str) -> Result<(), String> {
         if !self.cfg.ports.iter().any(|p| p.name == port) {
             return Err(format!("port {} is not a [[port]]", names::quote(port)));
+        }
+        if self.cfg.underlay.as_ref().is_some_and(|u| u.uplink == port) {
+            return Err(format!("port {port:?} is the underlay uplink"));
+        }
+        if let Some((first, _)) = self.port_map().get(port) {
+            if first != network {
+                return Err(format!(
+                    "port {port:?} already carries endpoints of network {first:?}"
+                ));
+            }
         }
         let patched = self
             .cfg
