@@ -19,7 +19,9 @@ use crate::names;
 
 mod overlay;
 
-pub(crate) use overlay::{ip as parse_ip, ips as parse_ips, mac as parse_mac};
+pub(crate) use overlay::{
+    ip as parse_ip, ips as parse_ips, mac as parse_mac, prefix as parse_prefix,
+};
 pub use overlay::{EndpointConfig, UnderlayConfig};
 
 /// The whole configuration file.

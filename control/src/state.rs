@@ -27,7 +27,7 @@ use dataplane::MacAddr;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
 use crate::config::{ConfigError, DataplaneConfig, EalConfig, ProfileConfig, VswitchConfig};
-use crate::names::quote as q;
+use crate::names::{self, quote as q};
 use crate::persist;
 
 /// Why a write was refused. Every message is one line naming the op, the item and
@@ -1109,6 +1109,90 @@ fn dangling_delete(
         })
 }
 
+/// The checks of op `op` that need nothing but the op: the name grammar and the
+/// text of every address, MAC and prefix it carries, with the words the
+/// whole-state validation uses for them (its item label left out, as for an
+/// op's own item).
+fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
+    use crate::config::{parse_ip, parse_ips, parse_mac, parse_prefix, ConfigError};
+    let Some(op) = op else {
+        return Ok(());
+    };
+    let own = own_label(Some(op)).unwrap_or_default();
+    let strip = |e: ConfigError| {
+        let e = e.to_string();
+        match e.strip_prefix(&format!("{own}: ")) {
+            Some(rest) => rest.to_owned(),
+            None => e,
+        }
+    };
+    let name = |key: &str, v: &str| names::check(v).map_err(|r| format!("{key}: {r}"));
+    let tenant = |v: &str| {
+        if v.is_empty() {
+            Ok(())
+        } else {
+            name("tenant", v)
+        }
+    };
+    match op {
+        OpKind::AddPort(p) => {
+            names::check_with(&p.name, names::MAX_PORT_NAME).map_err(|r| format!("name: {r}"))?;
+            if !p.group.is_empty() {
+                name("group", &p.group)?;
+            }
+        }
+        OpKind::AddPatch(p) => {
+            name("from", &p.from)?;
+            name("to", &p.to)?;
+        }
+        OpKind::AddL2(e) => {
+            parse_mac(&own, "mac", &e.mac).map_err(strip)?;
+            name("port", &e.port)?;
+        }
+        OpKind::SetUnderlay(u) => {
+            name("uplink", &u.uplink)?;
+            parse_ip(&own, "local_vtep_ip", &u.local_vtep_ip).map_err(strip)?;
+            parse_mac(&own, "local_mac", &u.local_mac).map_err(strip)?;
+            parse_prefix(&own, "on_link", &u.on_link).map_err(strip)?;
+            if !u.gateway.is_empty() {
+                parse_ip(&own, "gateway", &u.gateway).map_err(strip)?;
+            }
+        }
+        OpKind::AddNetwork(n) => {
+            name("name", &n.name)?;
+            tenant(&n.tenant)?;
+            for p in &n.subnets {
+                parse_prefix(&own, "subnets", p).map_err(strip)?;
+            }
+            parse_ips(&own, "gateway_ips", &n.gateway_ips).map_err(strip)?;
+            parse_mac(&own, "gateway_mac", &n.gateway_mac).map_err(strip)?;
+            parse_ips(&own, "vteps", &n.vteps).map_err(strip)?;
+        }
+        OpKind::AddEndpoint(e) => {
+            name("network", &e.network)?;
+            names::check_with(&e.port, names::MAX_PORT_NAME).map_err(|r| format!("port: {r}"))?;
+            parse_mac(&own, "mac", &e.mac).map_err(strip)?;
+            parse_ips(&own, "ips", &e.ips).map_err(strip)?;
+        }
+        OpKind::AddRemoteEndpoint(e) => {
+            name("network", &e.network)?;
+            parse_mac(&own, "mac", &e.mac).map_err(strip)?;
+            parse_ips(&own, "ips", &e.ips).map_err(strip)?;
+            parse_ip(&own, "vtep", &e.vtep).map_err(strip)?;
+        }
+        OpKind::AddRoute(r) => {
+            tenant(&r.tenant)?;
+            parse_prefix(&own, "prefix", &r.prefix).map_err(strip)?;
+            if let Some(Target::NextHop(h)) = &r.target {
+                name("next_hop.network", &h.network)?;
+                parse_ip(&own, "next_hop.ip", &h.ip).map_err(strip)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// A validated desired state: the API's canonical form and the parsed
 /// configuration (fixed sections included) the dataplane runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -1179,6 +1263,13 @@ impl Fixed {
             op: op_label(ops[index].op.as_ref()),
             reason,
         };
+        // Each op's own fields first: a bad name, address, MAC or prefix is
+        // refused having looked at the write alone, not at the whole state.
+        for (i, op) in ops.iter().enumerate() {
+            #[cfg(test)]
+            tests::VISITS.with(|v| v.set(v.get() + 1));
+            check_fields(op.op.as_ref()).map_err(|r| op_err(i, r))?;
+        }
         let mut next = current.clone();
         let mut index = Index::new(&next);
         for (i, op) in ops.iter().enumerate() {

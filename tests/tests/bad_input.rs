@@ -1211,8 +1211,9 @@ fn cases() -> Table {
             }),
             K::DelPort(s("p5")),
         ],
-        1,
-        &["used by l2 entry"],
+        // The op's own field is looked at before the state it leads to.
+        0,
+        &["mac", "invalid MAC address"],
     );
     t.last_long(&mac_long);
     t.ops(
@@ -1224,8 +1225,8 @@ fn cases() -> Table {
             }),
             K::DelPort(s("p5")),
         ],
-        1,
-        &["used by patch"],
+        0,
+        &["to:", "is not a valid name"],
     );
     t.last_long(&long);
     t.push(

@@ -196,7 +196,7 @@ pub(crate) fn ips(item: &str, key: &str, v: &[String]) -> Result<Vec<IpAddr>, Co
 /// A prefix, refused when it has host bits set: `10.61.1.0/16` stored as given
 /// could not be deleted as `10.61.0.0/16`, and normalising it silently would store
 /// something other than what the caller wrote.
-fn prefix(item: &str, key: &str, s: &str) -> Result<IpNet, ConfigError> {
+pub(crate) fn prefix(item: &str, key: &str, s: &str) -> Result<IpNet, ConfigError> {
     let p: IpNet = s.parse().map_err(|_| ConfigError::BadAddress {
         field: format!("{item}: {key}"),
         kind: "prefix (address/length)",

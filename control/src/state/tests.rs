@@ -497,11 +497,24 @@ fn a_write_is_checked_in_one_pass_over_its_ops() {
         "10.61.1.0/16",
         Some(Target::Blackhole(true)),
     )));
+    // A field of its own: found by the op's own checks, up to op 1000.
     VISITS.with(|v| v.set(0));
     let e = fixed.apply_ops(&state, &ops).unwrap_err().to_string();
     assert!(e.starts_with("op 1000 (add_route"), "{e}");
     assert!(e.contains("has host bits set"), "{e}");
-    assert_eq!(VISITS.with(std::cell::Cell::get), 2 * ops.len());
+    assert_eq!(VISITS.with(std::cell::Cell::get), 1001);
+    // A reference to what is not there: every op's fields, every op applied,
+    // one pass to blame.
+    ops[1000] = op(K::AddRoute(route(
+        "t1",
+        "10.61.0.0/16",
+        via("nowhere", "10.9.9.9"),
+    )));
+    VISITS.with(|v| v.set(0));
+    let e = fixed.apply_ops(&state, &ops).unwrap_err().to_string();
+    assert!(e.starts_with("op 1000 (add_route"), "{e}");
+    assert!(e.contains("\"nowhere\""), "{e}");
+    assert_eq!(VISITS.with(std::cell::Cell::get), 3 * ops.len());
 }
 
 #[test]
