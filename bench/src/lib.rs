@@ -27,3 +27,4 @@ pub mod pcap;
 pub mod runner;
 pub mod scenario;
 pub mod wire;
+pub mod writes;

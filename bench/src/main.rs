@@ -79,6 +79,38 @@ enum Command {
     /// vswitchd configuration and the OVS-DPDK rules and bridge setup that do its
     /// job (what bench/SCENARIOS.md holds; `make bench-docs` rewrites it).
     Scenarios(CatalogArgs),
+    /// Control-plane writes at scale against a forwarding vswitchd: one-endpoint
+    /// write to published, a bulk write, the refusal of an invalid 200-op write,
+    /// and sustained writes beside a forwarding stream.
+    Writes(WritesArgs),
+}
+
+#[derive(Debug, Args)]
+struct WritesArgs {
+    /// Remote endpoints in the state.
+    #[arg(long, default_value_t = 10_000)]
+    endpoints: u32,
+    /// Static routes in the state.
+    #[arg(long, default_value_t = 100_000)]
+    routes: u32,
+    /// One-endpoint writes to time.
+    #[arg(long, default_value_t = 400)]
+    rounds: u32,
+    /// Endpoint adds in the bulk write.
+    #[arg(long, default_value_t = 10_000)]
+    bulk: u32,
+    /// Seconds of back-to-back writes beside the forwarding stream.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// The worker's core.
+    #[arg(long, default_value_t = 1)]
+    core: usize,
+    /// The report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The vswitchd binary; default: `vswitchd` next to this program.
+    #[arg(long, value_name = "PATH")]
+    vswitchd: Option<PathBuf>,
 }
 
 /// The catalogue's flows and frame size.
@@ -436,7 +468,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ab(args) => ab(&args),
         Command::Instructions(args) => instructions(&args),
         Command::Scenarios(args) => scenarios(&args),
+        Command::Writes(args) => writes(&args),
     }
+}
+
+/// `writes`: control-plane writes at scale (see [`bench::writes`]).
+fn writes(args: &WritesArgs) -> anyhow::Result<()> {
+    let report = bench::writes::run(&bench::writes::WritesOptions {
+        vswitchd: vswitchd_or_sibling(args.vswitchd.as_ref())?,
+        endpoints: args.endpoints,
+        routes: args.routes,
+        rounds: args.rounds,
+        bulk: args.bulk,
+        seconds: args.seconds,
+        core: args.core,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", bench::writes::to_text(&report));
+    }
+    Ok(())
 }
 
 /// `scenarios`: the catalogue of every scenario on stdout.

@@ -88,12 +88,19 @@ pub fn endpoint_deltas(
 /// An endpoint as a write sees it: local or remote, and its addresses.
 type Found = (bool, Vec<IpAddr>);
 
+/// Writes of more ops than this look endpoints up through an index.
+const SCAN_OPS: usize = 8;
+
 /// What the write has done to each (network, MAC) so far: `Some` added (local or
 /// remote, its addresses), `None` deleted. Later ops of the write see earlier
 /// ones through it, so a write may delete and re-add an endpoint (an update).
 struct Deltas<'a> {
     cfg: &'a VswitchConfig,
     seen: HashMap<(String, MacAddr), Option<Found>>,
+    /// The endpoints of `cfg` by key, for a write of many ops (one pass to make,
+    /// then a probe per op); a write of a few ops scans instead, which at 10k
+    /// endpoints costs microseconds, not the index's milliseconds.
+    by_key: Option<HashMap<(&'a str, MacAddr), Found>>,
     /// Port → the network of its local endpoints and how many, made on the
     /// first local add (one pass over the endpoints per write).
     ports: Option<HashMap<String, (String, usize)>>,
@@ -104,11 +111,28 @@ impl<'a> Deltas<'a> {
         Deltas {
             cfg,
             seen: HashMap::new(),
+            by_key: None,
             ports: None,
         }
     }
 
     fn all(mut self, ops: &[api::Op]) -> Result<Vec<EndpointDelta>, Refusal> {
+        if ops.len() > SCAN_OPS {
+            let local = self
+                .cfg
+                .endpoints
+                .iter()
+                .map(|e| ((e.network.as_str(), e.mac), (true, e.ips.clone())));
+            let remote = self
+                .cfg
+                .remote_endpoints
+                .iter()
+                .map(|e| ((e.network.as_str(), e.mac), (false, e.ips.clone())));
+            // Local first wins, as the scan finds it.
+            let mut m: HashMap<_, _> = remote.collect();
+            m.extend(local);
+            self.by_key = Some(m);
+        }
         ops.iter()
             .enumerate()
             .map(|(i, op)| self.one(op.op.as_ref()).map_err(|e| (i, e)))
@@ -119,6 +143,9 @@ impl<'a> Deltas<'a> {
     fn exists(&self, network: &str, mac: MacAddr) -> Option<Found> {
         if let Some(now) = self.seen.get(&(network.to_owned(), mac)) {
             return now.clone();
+        }
+        if let Some(m) = &self.by_key {
+            return m.get(&(network, mac)).cloned();
         }
         let local = self
             .cfg
@@ -300,8 +327,65 @@ fn apply_with(
     mut state: Option<&mut api::DesiredState>,
     deltas: &[EndpointDelta],
 ) {
-    let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
+    // The write's net effect first: a removal of what the same write added
+    // cancels the add; the other removals go in one pass per list (10k deletes
+    // would otherwise shift the lists 10k times), then the adds, in order.
+    let mut adds: Vec<Option<&EndpointDelta>> = Vec::new();
+    let mut pending: HashMap<(bool, &str, MacAddr), usize> = HashMap::new();
+    let mut gone: Gone = HashMap::new();
     for d in deltas {
+        match d {
+            EndpointDelta::AddLocal(e) => {
+                pending.insert((true, e.network.as_str(), e.mac), adds.len());
+                adds.push(Some(d));
+            }
+            EndpointDelta::AddRemote(e) => {
+                pending.insert((false, e.network.as_str(), e.mac), adds.len());
+                adds.push(Some(d));
+            }
+            EndpointDelta::Remove {
+                network,
+                mac,
+                local,
+                ..
+            } => {
+                let key = (*local, network.as_str(), *mac);
+                match pending.remove(&key) {
+                    Some(i) => adds[i] = None,
+                    None => {
+                        *gone
+                            .entry(network.clone())
+                            .or_default()
+                            .entry((*local, *mac))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    if !gone.is_empty() {
+        let keep = keep_mask(
+            cfg.endpoints
+                .iter()
+                .map(|e| (true, e.network.as_str(), e.mac)),
+            &mut gone,
+        );
+        retain_by(&mut cfg.endpoints, &keep);
+        if let Some(s) = state.as_deref_mut() {
+            retain_by(&mut s.endpoints, &keep);
+        }
+        let keys = cfg
+            .remote_endpoints
+            .iter()
+            .map(|e| (false, e.network.as_str(), e.mac));
+        let keep = keep_mask(keys, &mut gone);
+        retain_by(&mut cfg.remote_endpoints, &keep);
+        if let Some(s) = state.as_deref_mut() {
+            retain_by(&mut s.remote_endpoints, &keep);
+        }
+    }
+    let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
+    for d in adds.into_iter().flatten() {
         match d {
             EndpointDelta::AddLocal(e) => {
                 if let Some(s) = state.as_deref_mut() {
@@ -325,37 +409,37 @@ fn apply_with(
                 }
                 cfg.remote_endpoints.push(e.clone());
             }
-            EndpointDelta::Remove {
-                network,
-                mac,
-                local: true,
-                ..
-            } => {
-                let at = cfg
-                    .endpoints
-                    .iter()
-                    .position(|e| e.mac == *mac && e.network == *network);
-                if let Some(i) = at {
-                    cfg.endpoints.remove(i);
-                    if let Some(s) = state.as_deref_mut() {
-                        s.endpoints.remove(i);
-                    }
-                }
-            }
-            EndpointDelta::Remove { network, mac, .. } => {
-                let at = cfg
-                    .remote_endpoints
-                    .iter()
-                    .position(|e| e.mac == *mac && e.network == *network);
-                if let Some(i) = at {
-                    cfg.remote_endpoints.remove(i);
-                    if let Some(s) = state.as_deref_mut() {
-                        s.remote_endpoints.remove(i);
-                    }
-                }
-            }
+            EndpointDelta::Remove { .. } => {}
         }
     }
+}
+
+/// Removals still to make: network → (local, MAC) → how many.
+type Gone = HashMap<String, HashMap<(bool, MacAddr), usize>>;
+
+/// Which items of a list stay: false for each key `gone` still counts.
+fn keep_mask<'k>(
+    keys: impl Iterator<Item = (bool, &'k str, MacAddr)>,
+    gone: &mut Gone,
+) -> Vec<bool> {
+    keys.map(
+        |(local, net, mac)| match gone.get_mut(net).and_then(|m| m.get_mut(&(local, mac))) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        },
+    )
+    .collect()
+}
+
+fn retain_by<T>(list: &mut Vec<T>, keep: &[bool]) {
+    let mut i = 0;
+    list.retain(|_| {
+        i += 1;
+        keep.get(i - 1).copied().unwrap_or(true)
+    });
 }
 
 /// `deltas` as journal ops ([`crate::persist::JournalOp`]), in canonical text.

@@ -357,7 +357,7 @@ impl<D: DataplaneHandle> Inner<D> {
     fn write_delta(
         &self,
         received: Instant,
-        cur: &Desired,
+        cur: Arc<Desired>,
         generation: u64,
         ops: &[api::Op],
         deltas: Result<Vec<crate::delta::EndpointDelta>, crate::delta::Refusal>,
@@ -375,7 +375,7 @@ impl<D: DataplaneHandle> Inner<D> {
         if let Some(e) = expired("while the write was validated") {
             return Err(e);
         }
-        let mut commit = || self.persist_delta(generation, cur, &deltas);
+        let mut commit = || self.persist_delta(generation, &cur, &deltas);
         self.handle
             .apply_endpoints(&deltas, generation, &mut commit)
             .map_err(|e| match e {
@@ -384,6 +384,8 @@ impl<D: DataplaneHandle> Inner<D> {
                     Status::internal(format!("generation {generation} not written: {e}"))
                 }
             })?;
+        // The writer's own reference goes first, or the state would be copied.
+        drop(cur);
         {
             let mut w = self.current.write().unwrap_or_else(|p| p.into_inner());
             // In place unless a reader holds the old state (then it is copied once).
@@ -431,7 +433,7 @@ impl<D: DataplaneHandle> Inner<D> {
                 let small = !ops.is_empty() && ops.len() <= crate::state::MAX_OPS;
                 if small && self.handle.supports_deltas() {
                     if let Some(deltas) = crate::delta::endpoint_deltas(&cur.config, &ops) {
-                        return self.write_delta(received, &cur, generation, &ops, deltas, expired);
+                        return self.write_delta(received, cur, generation, &ops, deltas, expired);
                     }
                 }
                 self.fixed.apply_ops(&cur.state, &ops)?

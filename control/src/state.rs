@@ -1109,6 +1109,34 @@ fn dangling_delete(
         })
 }
 
+/// The first op that routes through a network the write leaves absent: found
+/// from the networks' names alone (the write's net effect on them), before
+/// the whole state is looked at.
+fn unknown_network(current: &api::DesiredState, ops: &[api::Op]) -> Option<(usize, String)> {
+    let mut nets: std::collections::HashSet<&str> =
+        current.networks.iter().map(|n| n.name.as_str()).collect();
+    for op in ops {
+        match &op.op {
+            Some(OpKind::AddNetwork(n)) => {
+                nets.insert(&n.name);
+            }
+            Some(OpKind::DelNetwork(n)) => {
+                nets.remove(n.as_str());
+            }
+            _ => {}
+        }
+    }
+    ops.iter().enumerate().find_map(|(i, op)| match &op.op {
+        Some(OpKind::AddRoute(api::Route {
+            target: Some(Target::NextHop(h)),
+            ..
+        })) if !nets.contains(h.network.as_str()) => {
+            Some((i, format!("network {} does not exist", q(&h.network))))
+        }
+        _ => None,
+    })
+}
+
 /// The checks of op `op` that need nothing but the op: the name grammar and the
 /// text of every address, MAC and prefix it carries, with the words the
 /// whole-state validation uses for them (its item label left out, as for an
@@ -1269,6 +1297,9 @@ impl Fixed {
             #[cfg(test)]
             tests::VISITS.with(|v| v.set(v.get() + 1));
             check_fields(op.op.as_ref()).map_err(|r| op_err(i, r))?;
+        }
+        if let Some((i, reason)) = unknown_network(current, ops) {
+            return Err(op_err(i, reason));
         }
         let mut next = current.clone();
         let mut index = Index::new(&next);

@@ -508,13 +508,24 @@ fn a_write_is_checked_in_one_pass_over_its_ops() {
     ops[1000] = op(K::AddRoute(route(
         "t1",
         "10.61.0.0/16",
+        via("blue", "10.1.0.222"),
+    )));
+    VISITS.with(|v| v.set(0));
+    let e = fixed.apply_ops(&state, &ops).unwrap_err().to_string();
+    assert!(e.starts_with("op 1000 (add_route"), "{e}");
+    assert!(e.contains("next hop 10.1.0.222 is not an endpoint"), "{e}");
+    assert_eq!(VISITS.with(std::cell::Cell::get), 3 * ops.len());
+    // A network that is not there is found from the names alone.
+    ops[1000] = op(K::AddRoute(route(
+        "t1",
+        "10.61.0.0/16",
         via("nowhere", "10.9.9.9"),
     )));
     VISITS.with(|v| v.set(0));
     let e = fixed.apply_ops(&state, &ops).unwrap_err().to_string();
     assert!(e.starts_with("op 1000 (add_route"), "{e}");
-    assert!(e.contains("\"nowhere\""), "{e}");
-    assert_eq!(VISITS.with(std::cell::Cell::get), 3 * ops.len());
+    assert!(e.ends_with("network \"nowhere\" does not exist"), "{e}");
+    assert_eq!(VISITS.with(std::cell::Cell::get), ops.len());
 }
 
 #[test]
@@ -603,12 +614,39 @@ fn a_delta_applied_to_the_state_matches_the_whole_state_path() {
             &ep.port,
         ))),
     ];
-    let whole = fixed.apply_ops(&state, &ops).unwrap();
-    let deltas = endpoint_deltas(&cfg, &ops).unwrap().unwrap();
-    let (mut c, mut s) = (cfg.clone(), state.clone());
-    apply(&mut c, &mut s, &deltas);
-    assert_eq!(s, whole.state);
-    assert_eq!(c, whole.config);
+    let x = || remote("blue", "02:00:00:00:09:07", "10.1.0.17", "192.0.2.2");
+    let del_x = || {
+        op(K::DelRemoteEndpoint(api::EndpointKey {
+            network: "blue".into(),
+            mac: "02:00:00:00:09:07".into(),
+        }))
+    };
+    let mut many: Vec<Op> = (0..20u8)
+        .map(|i| {
+            op(K::AddRemoteEndpoint(remote(
+                "blue",
+                &format!("02:00:00:00:0a:{i:02x}"),
+                &format!("10.1.0.{}", 100 + i),
+                "192.0.2.2",
+            )))
+        })
+        .collect();
+    many.push(op(K::AddRemoteEndpoint(x())));
+    many.push(del_x());
+    for ops in [
+        ops,
+        // Added and removed in one write: no trace of it.
+        vec![op(K::AddRemoteEndpoint(x())), del_x()],
+        // Many ops (looked up through an index), an add cancelled by a delete.
+        many,
+    ] {
+        let whole = fixed.apply_ops(&state, &ops).unwrap();
+        let deltas = endpoint_deltas(&cfg, &ops).unwrap().unwrap();
+        let (mut c, mut s) = (cfg.clone(), state.clone());
+        apply(&mut c, &mut s, &deltas);
+        assert_eq!(s, whole.state);
+        assert_eq!(c, whole.config);
+    }
 }
 
 #[test]

@@ -1,0 +1,446 @@
+//! `vswitch-bench writes`: what control-plane writes cost at scale, measured
+//! against a real `vswitchd` over its gRPC socket.
+//!
+//! The daemon runs two forwarding ports, a replayed capture patched to a null
+//! sink, so that every write is published to a worker that is forwarding; the
+//! state is loaded with one `Replace` of `--endpoints` remote endpoints and
+//! `--routes` static routes. Then, each as a figure with no threshold (this
+//! machine is noisy; medians and tails are reported):
+//!
+//! - one-endpoint writes (add, then delete, of a remote endpoint), one after
+//!   the other: the server's receive-to-published time (`publish_us` of the
+//!   reply) and the client's round trip;
+//! - one write of `--bulk` endpoint adds, and the write that deletes them;
+//! - a write of 200 route adds whose op 100 is invalid (a prefix with host
+//!   bits, then a next hop in no network), timed until refused;
+//! - back-to-back one-endpoint writes for `--seconds`, with the forwarding
+//!   stream's rate and drops over the same window beside the rate without
+//!   writes.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use control::api::{self, op::Op as K, route::Target};
+use serde_json::{json, Value};
+
+use crate::runner::{ChildGuard, WorkDir};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct WritesOptions {
+    /// The vswitchd binary.
+    pub vswitchd: PathBuf,
+    /// Remote endpoints in the state.
+    pub endpoints: u32,
+    /// Static routes in the state.
+    pub routes: u32,
+    /// One-endpoint writes to time.
+    pub rounds: u32,
+    /// Endpoints in the bulk write.
+    pub bulk: u32,
+    /// Length of the sustained-write window.
+    pub seconds: u64,
+    /// The worker's core.
+    pub core: usize,
+}
+
+const NETWORK: &str = "bulk";
+const TENANT: &str = "t";
+const VTEP: &str = "192.0.2.2";
+
+fn mac(i: u32) -> String {
+    format!(
+        "02:10:{:02x}:{:02x}:{:02x}:{:02x}",
+        (i >> 24) & 255,
+        (i >> 16) & 255,
+        (i >> 8) & 255,
+        i & 255
+    )
+}
+
+/// The i-th address of the network's /9 (10.128.0.0/9, gateway at the top).
+fn addr(i: u32) -> String {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 10)) + i).to_string()
+}
+
+fn remote(i: u32) -> api::RemoteEndpoint {
+    api::RemoteEndpoint {
+        network: NETWORK.into(),
+        mac: mac(i),
+        ips: vec![addr(i)],
+        vtep: VTEP.into(),
+    }
+}
+
+fn add_remote(i: u32) -> api::Op {
+    api::Op {
+        op: Some(K::AddRemoteEndpoint(remote(i))),
+    }
+}
+
+fn del_remote(i: u32) -> api::Op {
+    api::Op {
+        op: Some(K::DelRemoteEndpoint(api::EndpointKey {
+            network: NETWORK.into(),
+            mac: mac(i),
+        })),
+    }
+}
+
+/// Route i: a /24 in 20.0.0.0/8 and up, blackholed.
+fn route(i: u32) -> api::Route {
+    let base = u32::from(Ipv4Addr::new(20, 0, 0, 0)) + (i << 8);
+    api::Route {
+        tenant: TENANT.into(),
+        prefix: format!("{}/24", Ipv4Addr::from(base)),
+        target: Some(Target::Blackhole(true)),
+    }
+}
+
+fn config(dir: &Path, core: usize, pcap: &Path) -> String {
+    format!(
+        r#"[eal]
+memory_mb = 512
+in_memory = true
+[dataplane]
+workers = [{core}]
+idle_sleep_max_us = 0
+stats_file = "{stats}"
+stats_interval_ms = 100
+[control]
+socket = "{sock}"
+state_file = "{state}"
+pcap_dirs = ["{dir}/pcap"]
+socket_dirs = ["{dir}/vhost"]
+[[port]]
+name = "replay"
+profile = "pcap"
+rx_pcap = "{pcap}"
+infinite_rx = true
+[[port]]
+name = "sink"
+profile = "null"
+[[port]]
+name = "uplink"
+profile = "null"
+[[patch]]
+from = "replay"
+to = "sink"
+[underlay]
+uplink = "uplink"
+local_vtep_ip = "192.0.2.1"
+local_mac = "02:00:00:00:ff:01"
+on_link = "192.0.2.0/24"
+[[network]]
+name = "{NETWORK}"
+vni = 300
+tenant = "{TENANT}"
+subnets = ["10.128.0.0/9"]
+gateway_ips = ["10.255.255.254"]
+gateway_mac = "02:00:00:00:aa:01"
+"#,
+        stats = dir.join("stats.json").display(),
+        sock = dir.join("ctl.sock").display(),
+        state = dir.join("state.json").display(),
+        dir = dir.display(),
+        pcap = pcap.display(),
+    )
+}
+
+/// 64-byte frames of 1,000 flows, for the forwarding stream.
+fn write_pcap(path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut w = crate::pcap::PcapWriter::new(std::io::BufWriter::new(file))?;
+    for i in 0..1000u32 {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, (i >> 8) as u8, i as u8]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        w.write_frame(Duration::ZERO, &f)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// Sorted microseconds' median and 99th percentile.
+fn quantiles(mut v: Vec<u64>) -> Value {
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    json!({"median_us": at(0.5), "p99_us": at(0.99), "max_us": at(1.0), "n": v.len()})
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The sink's tx packets and every drop counted, from the stats file.
+fn forwarded(stats: &Path) -> anyhow::Result<(u64, u64)> {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(stats)?)?;
+    let sink = doc["ports"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "sink"))
+        .context("no sink in the stats file")?;
+    let drops: u64 = doc["drops"]
+        .as_object()
+        .map(|d| d.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    Ok((sink["tx_packets"].as_u64().unwrap_or(0), drops))
+}
+
+/// The forwarding rate over `window` (from the stats file, written every 100 ms).
+fn rate_over(stats: &Path, window: Duration) -> anyhow::Result<(f64, u64)> {
+    let (tx0, d0) = forwarded(stats)?;
+    let t = Instant::now();
+    std::thread::sleep(window);
+    let (tx1, d1) = forwarded(stats)?;
+    Ok((
+        (tx1 - tx0) as f64 / t.elapsed().as_secs_f64() / 1e6,
+        d1 - d0,
+    ))
+}
+
+/// Runs the measurement; the report as JSON.
+///
+/// # Errors
+/// vswitchd does not start, or a write that should succeed fails.
+pub fn run(opts: &WritesOptions) -> anyhow::Result<Value> {
+    let work = WorkDir::temp()?;
+    let dir = work.path().to_path_buf();
+    let pcap = dir.join("stream.pcap");
+    write_pcap(&pcap)?;
+    let cfg = dir.join("vswitchd.toml");
+    std::fs::write(&cfg, config(&dir, opts.core, &pcap))?;
+    let log = std::fs::File::create(dir.join("vswitchd.log"))?;
+    let child = Command::new(&opts.vswitchd)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", opts.vswitchd.display()))?;
+    let runtime_dir = PathBuf::from(format!("/var/run/dpdk/vswitchd{}", child.id()));
+    let mut guard = ChildGuard::new(child, "TERM").removing(runtime_dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sock = dir.join("ctl.sock");
+    let report = rt.block_on(measure(opts, &sock, &dir.join("stats.json"), &mut guard));
+    guard.stop();
+    report.map_err(|e| {
+        let tail = std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+        e.context(format!("vswitchd log: {}", tail.join(" | ")))
+    })
+}
+
+async fn measure(
+    opts: &WritesOptions,
+    sock: &Path,
+    stats: &Path,
+    guard: &mut ChildGuard,
+) -> anyhow::Result<Value> {
+    let mut c = None;
+    for _ in 0..300 {
+        if guard.exited() {
+            bail!("vswitchd exited at start");
+        }
+        if let Ok(client) = control::client::connect_unix(sock).await {
+            c = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = c.context("vswitchd's socket did not come up in 15 s")?;
+
+    // The state: what the file says, plus the endpoints and routes.
+    let mut state = c
+        .get_state(api::GetStateRequest {})
+        .await?
+        .into_inner()
+        .state
+        .unwrap_or_default();
+    state
+        .remote_endpoints
+        .extend((0..opts.endpoints).map(remote));
+    state.routes.extend((0..opts.routes).map(route));
+    let t = Instant::now();
+    let r = c
+        .replace(api::ReplaceRequest {
+            state: Some(state),
+            expected_generation: 0,
+        })
+        .await
+        .context("loading the state")?
+        .into_inner();
+    let load = json!({"publish_us": r.publish_us, "wall_us": micros(t.elapsed())});
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (idle_mpps, _) = rate_over(stats, Duration::from_secs(2))?;
+
+    // One endpoint at a time.
+    let (mut publish, mut wall) = (Vec::new(), Vec::new());
+    let extra = opts.endpoints + opts.bulk + 1;
+    for k in 0..opts.rounds {
+        let op = if k % 2 == 0 {
+            add_remote(extra)
+        } else {
+            del_remote(extra)
+        };
+        let t = Instant::now();
+        let r = c
+            .write(api::WriteRequest {
+                ops: vec![op],
+                expected_generation: 0,
+            })
+            .await?
+            .into_inner();
+        wall.push(micros(t.elapsed()));
+        publish.push(r.publish_us);
+    }
+
+    // A bulk write and its undoing.
+    let bulk = |add: bool| api::WriteRequest {
+        ops: (opts.endpoints..opts.endpoints + opts.bulk)
+            .map(|i| if add { add_remote(i) } else { del_remote(i) })
+            .collect(),
+        expected_generation: 0,
+    };
+    let t = Instant::now();
+    let add = c.write(bulk(true)).await?.into_inner();
+    let add_wall = micros(t.elapsed());
+    let t = Instant::now();
+    let del = c.write(bulk(false)).await?.into_inner();
+    let del_wall = micros(t.elapsed());
+
+    // Refusals: 200 route adds, op 100 invalid.
+    let mut refusals = serde_json::Map::new();
+    for (name, bad) in [
+        (
+            "host_bits",
+            api::Route {
+                prefix: "10.61.1.0/16".into(),
+                ..route(0)
+            },
+        ),
+        (
+            "unknown_network",
+            api::Route {
+                prefix: "30.0.0.0/24".into(),
+                target: Some(Target::NextHop(api::NextHop {
+                    network: "nowhere".into(),
+                    ip: "10.9.9.9".into(),
+                })),
+                ..route(0)
+            },
+        ),
+    ] {
+        let mut ops: Vec<api::Op> = (0..200)
+            .map(|i| api::Op {
+                op: Some(K::AddRoute(route(opts.routes + i))),
+            })
+            .collect();
+        ops[100] = api::Op {
+            op: Some(K::AddRoute(bad)),
+        };
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let e = c
+                .write(api::WriteRequest {
+                    ops: ops.clone(),
+                    expected_generation: 0,
+                })
+                .await
+                .err()
+                .context("the invalid write was accepted")?;
+            times.push(micros(t.elapsed()));
+            if !e.message().starts_with("op 100 ") {
+                bail!("refusal blamed the wrong op: {}", e.message());
+            }
+        }
+        refusals.insert(name.into(), quantiles(times));
+    }
+
+    // Sustained writes beside the stream.
+    let (tx0, d0) = forwarded(stats)?;
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < Duration::from_secs(opts.seconds) {
+        let op = if n % 2 == 0 {
+            add_remote(extra)
+        } else {
+            del_remote(extra)
+        };
+        c.write(api::WriteRequest {
+            ops: vec![op],
+            expected_generation: 0,
+        })
+        .await?;
+        n += 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (tx1, d1) = forwarded(stats)?;
+    Ok(json!({
+        "state": {"remote_endpoints": opts.endpoints, "routes": opts.routes},
+        "load_replace": load,
+        "one_endpoint": {"publish": quantiles(publish), "client_wall": quantiles(wall)},
+        "bulk": {
+            "ops": opts.bulk,
+            "add": {"publish_us": add.publish_us, "wall_us": add_wall},
+            "del": {"publish_us": del.publish_us, "wall_us": del_wall},
+        },
+        "refuse_200_ops_op_100_invalid": Value::Object(refusals),
+        "sustained": {
+            "writes": n,
+            "writes_per_s": n as f64 / secs,
+            "stream_mpps_during": (tx1 - tx0) as f64 / (secs + 0.25) / 1e6,
+            "stream_mpps_without_writes": idle_mpps,
+            "drops_during": d1 - d0,
+        },
+    }))
+}
+
+/// The report as text.
+pub fn to_text(v: &Value) -> String {
+    let q = |v: &Value| {
+        format!(
+            "median {} us, p99 {} us, max {} us (n={})",
+            v["median_us"], v["p99_us"], v["max_us"], v["n"]
+        )
+    };
+    let mut out = format!(
+        "state: {} remote endpoints, {} routes (loaded by one Replace: published in {} us)\n",
+        v["state"]["remote_endpoints"], v["state"]["routes"], v["load_replace"]["publish_us"]
+    );
+    out += &format!(
+        "one-endpoint write, receive to published: {}\n",
+        q(&v["one_endpoint"]["publish"])
+    );
+    out += &format!(
+        "one-endpoint write, client round trip:    {}\n",
+        q(&v["one_endpoint"]["client_wall"])
+    );
+    out += &format!(
+        "{}-op write: add published in {} us, delete in {} us\n",
+        v["bulk"]["ops"], v["bulk"]["add"]["publish_us"], v["bulk"]["del"]["publish_us"]
+    );
+    for (k, r) in v["refuse_200_ops_op_100_invalid"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        out += &format!("refuse 200 ops, op 100 invalid ({k}): {}\n", q(r));
+    }
+    let s = &v["sustained"];
+    out += &format!(
+        "sustained: {:.0} writes/s; stream {:.2} Mpps during, {:.2} Mpps without writes; {} drops\n",
+        s["writes_per_s"].as_f64().unwrap_or(0.0),
+        s["stream_mpps_during"].as_f64().unwrap_or(0.0),
+        s["stream_mpps_without_writes"].as_f64().unwrap_or(0.0),
+        s["drops_during"]
+    );
+    out
+}
