@@ -303,6 +303,34 @@ pub enum ProfileConfig {
     },
 }
 
+impl ProfileConfig {
+    /// What the port takes for itself and no other port may share: the kernel
+    /// interface af_packet binds or tap creates, the vhost-user/virtio-user
+    /// socket, the capture a pcap port writes, the PCI device; with its key. Two
+    /// af_packet sockets on one interface would each see every frame the pod
+    /// sends (and the newer took the pod's traffic).
+    /// `(key, kind, value)`.
+    pub fn device(&self) -> Option<(&'static str, &'static str, String)> {
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        match self {
+            ProfileConfig::AfPacket { iface } | ProfileConfig::Tap { iface, .. } => {
+                Some(("iface", "interface", iface.clone()))
+            }
+            ProfileConfig::Pcap {
+                tx_pcap: Some(p), ..
+            } => Some(("tx_pcap", "file", path(p))),
+            ProfileConfig::VhostUser { path: p, .. }
+            | ProfileConfig::VirtioUser { path: p, .. } => Some(("path", "socket", path(p))),
+            ProfileConfig::Mlx5 { pci, representors } => Some((
+                "pci",
+                "device",
+                format!("{pci} {}", representors.as_deref().unwrap_or("")),
+            )),
+            _ => None,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -767,6 +795,7 @@ impl VswitchConfig {
         }
         self.check_names()?;
         let mut names = BTreeMap::new();
+        let mut devices: BTreeMap<(&str, String), &str> = BTreeMap::new();
         for (i, p) in self.ports.iter().enumerate() {
             if names.insert(p.name.as_str(), i).is_some() {
                 return Err(ConfigError::DuplicatePort(p.name.clone()));
@@ -792,6 +821,18 @@ impl VswitchConfig {
                         field: format!("port {:?}: mac", p.name),
                         source,
                     })?;
+            }
+            if let Some((key, kind, what)) = p.profile.device() {
+                if let Some(first) = devices.insert((kind, what.clone()), &p.name) {
+                    return Err(ConfigError::OutOfRange {
+                        field: format!("port {:?}: {key}", p.name),
+                        reason: format!(
+                            "{kind} {} is already port {first:?}'s: two ports on one device \
+                             would split or steal its traffic",
+                            names::quote(&what)
+                        ),
+                    });
+                }
             }
         }
         let mut patched = BTreeSet::new();
@@ -1280,6 +1321,16 @@ blackhole = true
             (
                 "[[port]]\nname = \"a b\"\nprofile = \"null\"\n",
                 "is not a valid name: 1-32 characters",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"af_packet\"\niface = \"v1\"\n\
+                 [[port]]\nname = \"b\"\nprofile = \"tap\"\niface = \"v1\"\n",
+                "port \"b\": iface: interface \"v1\" is already port \"a\"'s",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 [[port]]\nname = \"b\"\nprofile = \"virtio_user\"\npath = \"/run/x.sock\"\n",
+                "port \"b\": path: socket \"/run/x.sock\" is already port \"a\"'s",
             ),
             (
                 "[[port]]\nname = \"a\"\nprofile = \"null\"\nworker = 3\n",
