@@ -1063,6 +1063,53 @@ mod patch {
     }
 
     #[test]
+    fn a_one_endpoint_write_at_10k_endpoints_copies_one_networks_tables() {
+        let mut b = OverlayBuilder::new(1);
+        b.underlay(underlay());
+        for i in 0..4u32 {
+            let subnet = format!("10.{}.0.0/16", 100 + i);
+            let gw = format!("10.{}.255.254", 100 + i);
+            b.network(network(
+                &format!("big{i}"),
+                200 + i,
+                "t",
+                &[&subnet],
+                &[&gw],
+            ));
+        }
+        for i in 0..10_000u32 {
+            let net = i % 4;
+            let [_, _, x, y] = (i / 4).to_be_bytes();
+            b.remote_endpoint(RemoteEndpointSpec {
+                network: format!("big{net}"),
+                mac: MacAddr([2, 1, net as u8, 0, x, y]),
+                ips: vec![IpAddr::V4(Ipv4Addr::new(10, 100 + net as u8, x, y))],
+                vtep: ip("10.0.0.77"),
+            });
+        }
+        let base = b.build().unwrap();
+        assert_eq!(base.endpoint_count(), 10_000);
+        let p = base
+            .patched(
+                2,
+                &[EndpointChange::AddRemote(remote(
+                    "big2",
+                    A,
+                    &["10.102.200.1"],
+                    "10.0.0.77",
+                ))],
+            )
+            .unwrap();
+        assert_eq!(p.endpoint_count(), 10_001);
+        let id = |n: &str| p.network_by_name(n).unwrap();
+        assert!(!p.shares_network_tables(&base, id("big2")));
+        for n in ["big0", "big1", "big3"] {
+            assert!(p.shares_network_tables(&base, id(n)), "{n}");
+        }
+        assert!(p.shares_routes(&base));
+    }
+
+    #[test]
     fn a_change_copies_only_its_networks_tables() {
         let base = builder(&[0, 1, 2, 3]).build().unwrap();
         let n = |s: &OverlaySnapshot, i: usize| s.network_by_name(NETS[i]).unwrap();
