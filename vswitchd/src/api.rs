@@ -36,6 +36,25 @@ pub struct VswitchdHandle {
     /// lock: a write holds that lock while it waits on the workers, so liveness
     /// must not need it (or a stuck worker would make Health hang too).
     pub snapshot: Arc<SnapshotCell<Pipeline>>,
+    /// The ports as last read under the dataplane's lock ([`PortView`]).
+    pub port_view: Mutex<(Vec<PortView>, u64)>,
+}
+
+/// What the reads show of a port that needs the dataplane's lock to look at:
+/// its configuration, and DPDK's link and counters. A write holds that lock
+/// while ports start or stop (seconds for some PMDs); `ListPorts` and
+/// `GetStats` then answer from the last view, with the workers' counters
+/// (which need no lock) as fresh as ever, rather than waiting behind the write.
+#[derive(Clone, Debug)]
+pub struct PortView {
+    idx: PortIdx,
+    name: String,
+    profile: &'static str,
+    driver: String,
+    dpdk_port_id: u32,
+    link: (bool, u32),
+    mac: String,
+    dpdk: [u64; 4],
 }
 
 fn profile_name(p: &ProfileConfig) -> &'static str {
@@ -56,6 +75,38 @@ fn mac_text(m: [u8; 6]) -> String {
 }
 
 impl VswitchdHandle {
+    /// The ports as they are now, or, while a write holds the dataplane, as they
+    /// were last seen ([`PortView`]).
+    /// With the mempool's buffers in use.
+    fn port_view(&self) -> (Vec<PortView>, u64) {
+        let mut cached = self.port_view.lock().unwrap_or_else(|p| p.into_inner());
+        let dp = match self.dataplane.try_lock() {
+            Ok(dp) => dp,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return cached.clone(),
+        };
+        let mbufs_in_use = u64::from(dp.pool().in_use_count());
+        let view = dp
+            .ports()
+            .map(|(idx, rt)| {
+                let link = rt.port.link();
+                let d = rt.port.stats();
+                PortView {
+                    idx,
+                    name: rt.config.name.clone(),
+                    profile: profile_name(&rt.config.profile),
+                    driver: rt.driver.clone(),
+                    dpdk_port_id: u32::from(rt.port.id()),
+                    link: (link.up, link.speed_mbps),
+                    mac: mac_text(rt.port.mac()),
+                    dpdk: [d.imissed, d.ierrors, d.oerrors, d.rx_nombuf],
+                }
+            })
+            .collect();
+        *cached = (view, mbufs_in_use);
+        cached.clone()
+    }
+
     fn totals(&self) -> (Vec<StatsSnapshot>, StatsTotals) {
         let snaps: Vec<StatsSnapshot> = self.workers.iter().map(|(_, _, s)| s.snapshot()).collect();
         let totals = StatsTotals::sum(&snaps);
@@ -100,19 +151,19 @@ impl DataplaneHandle for VswitchdHandle {
 
     fn ports(&self) -> Vec<api::PortStatus> {
         let (_, totals) = self.totals();
-        let dp = lock(&self.dataplane);
-        dp.ports()
-            .map(|(idx, rt)| {
-                let t = totals.ports.get(idx.index()).copied().unwrap_or_default();
-                let link = rt.port.link();
+        self.port_view()
+            .0
+            .into_iter()
+            .map(|v| {
+                let t = totals.ports.get(v.idx.index()).copied().unwrap_or_default();
                 api::PortStatus {
-                    name: rt.config.name.clone(),
-                    profile: profile_name(&rt.config.profile).into(),
-                    driver: rt.driver.clone(),
-                    dpdk_port_id: u32::from(rt.port.id()),
-                    link_up: link.up,
-                    speed_mbps: link.speed_mbps,
-                    mac: mac_text(rt.port.mac()),
+                    name: v.name,
+                    profile: v.profile.into(),
+                    driver: v.driver,
+                    dpdk_port_id: v.dpdk_port_id,
+                    link_up: v.link.0,
+                    speed_mbps: v.link.1,
+                    mac: v.mac,
                     rx_packets: t.rx_packets,
                     tx_packets: t.tx_packets,
                     dropped: t.total_drops(),
@@ -123,23 +174,23 @@ impl DataplaneHandle for VswitchdHandle {
 
     fn stats(&self) -> api::Stats {
         let (snaps, totals) = self.totals();
-        let dp = lock(&self.dataplane);
-        let ports = dp
-            .ports()
-            .map(|(idx, rt)| {
-                let t = totals.ports.get(idx.index()).copied().unwrap_or_default();
-                let d = rt.port.stats();
+        let (view, mbufs_in_use) = self.port_view();
+        let ports = view
+            .into_iter()
+            .map(|v| {
+                let t = totals.ports.get(v.idx.index()).copied().unwrap_or_default();
+                let [imissed, ierrors, oerrors, rx_nombuf] = v.dpdk;
                 api::PortCounters {
-                    name: rt.config.name.clone(),
+                    name: v.name,
                     rx_packets: t.rx_packets,
                     rx_bytes: t.rx_bytes,
                     tx_packets: t.tx_packets,
                     tx_bytes: t.tx_bytes,
                     dropped: t.total_drops(),
-                    imissed: d.imissed,
-                    ierrors: d.ierrors,
-                    oerrors: d.oerrors,
-                    rx_nombuf: d.rx_nombuf,
+                    imissed,
+                    ierrors,
+                    oerrors,
+                    rx_nombuf,
                 }
             })
             .collect();
@@ -162,12 +213,12 @@ impl DataplaneHandle for VswitchdHandle {
             .map(|(r, n)| (r.as_str().to_owned(), n))
             .collect();
         api::Stats {
-            generation: dp.snapshot().generation(),
+            generation: self.snapshot.generation(),
             ports,
             workers,
             drops,
             generated: totals.generated,
-            mbufs_in_use: u64::from(dp.pool().in_use_count()),
+            mbufs_in_use,
         }
     }
 

@@ -281,6 +281,7 @@ pub fn run(prep: Prepared) -> Result<()> {
             started,
             capture: Arc::clone(&capture),
             snapshot: Arc::clone(&snapshot),
+            port_view: Mutex::default(),
         };
         let state_file = api.settings.state_file.clone();
         let svc =
