@@ -640,7 +640,9 @@ pub async fn health(
     if h.serving {
         Ok(())
     } else {
-        Err(Error::Refused(tonic::Status::unavailable(format!(
+        // The daemon answered, and said it is sick: exit 1, as for a refusal
+        // (UNAVAILABLE would read as "no daemon there", exit 3).
+        Err(Error::Refused(tonic::Status::failed_precondition(format!(
             "not serving: {}",
             or_dash(&h.reason)
         ))))
