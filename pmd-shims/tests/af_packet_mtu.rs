@@ -8,29 +8,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane::buf::PacketBuf;
 use dataplane::io::{BufAlloc, Burst, RxQueue, TxQueue};
 use pmd_shims::{MbufAlloc, Port, PortConfig, PortProfile, PortRxQueue, PortTxQueue};
-
-/// Deletes the veth pair (both ends go with one) on drop.
-struct Veth(String);
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 /// A broadcast frame of `len` bytes with a private EtherType, tagged with `mark`.
 fn frame(len: usize, mark: u8) -> Vec<u8> {
@@ -58,13 +40,13 @@ fn arrives(rx: &mut PortRxQueue, mark: u8) -> bool {
 fn af_packet_mtu_is_the_kernel_interfaces() {
     let id = std::process::id() % 100_000;
     let (a, b) = (format!("vma{id}"), format!("vmb{id}"));
-    if !ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]) {
-        eprintln!("skipped: cannot create a veth pair (needs root and iproute2)");
+    let Some(_veth) = common::Veth::new(&a, &b) else {
         return;
-    }
-    let _veth = Veth(a.clone());
+    };
     for i in [&a, &b] {
-        assert!(ip(&["link", "set", i, "mtu", "1400"]) && ip(&["link", "set", i, "up"]));
+        assert!(
+            common::ip(&["link", "set", i, "mtu", "1400"]) && common::ip(&["link", "set", i, "up"])
+        );
     }
 
     let _eal = common::eal();
@@ -72,13 +54,7 @@ fn af_packet_mtu_is_the_kernel_interfaces() {
     let mut ports = Vec::new();
     let mut queues = Vec::new();
     for (i, iface) in [&a, &b].into_iter().enumerate() {
-        let profile = PortProfile::AfPacket {
-            iface: iface.clone(),
-            qpairs: 1,
-        };
-        let mut port = Port::open(&profile, i as u32).unwrap();
-        let q = port.configure(&PortConfig::default(), &pool).unwrap();
-        port.start().unwrap();
+        let (port, q) = common::start_port(&common::af_packet(iface), i as u32, &pool);
         ports.push(port);
         queues.push(q);
     }
@@ -109,7 +85,7 @@ fn af_packet_mtu_is_the_kernel_interfaces() {
     assert_eq!(after.oerrors, before.oerrors, "and not as an error");
 
     // The interface changed under the port: refresh_mtu picks it up.
-    assert!(ip(&["link", "set", &a, "mtu", "1300"]));
+    assert!(common::ip(&["link", "set", &a, "mtu", "1300"]));
     assert_eq!(ports[0].refresh_mtu(), Some(1300));
     assert_eq!(tx_a[0].max_frame_len(), 1314);
 
@@ -117,7 +93,7 @@ fn af_packet_mtu_is_the_kernel_interfaces() {
     // 2048-byte frame). One byte more is freed by the PMD, counted in oerrors
     // and still reported sent.
     for i in [&a, &b] {
-        assert!(ip(&["link", "set", i, "mtu", "9000"]));
+        assert!(common::ip(&["link", "set", i, "mtu", "9000"]));
     }
     assert_eq!(ports[0].refresh_mtu(), Some(9000));
     assert_eq!(

@@ -4,55 +4,30 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane::buf::PacketBuf;
 use dataplane::io::{BufAlloc, Burst, RxQueue, TxQueue};
-use pmd_shims::{MbufAlloc, Port, PortConfig, PortProfile};
-
-/// Deletes the veth pair (both ends go with one) on drop.
-struct Veth(String);
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
+use pmd_shims::MbufAlloc;
 
 #[test]
 fn af_packet_ports_talk_over_a_veth_pair() {
     let id = std::process::id() % 100_000;
     let (a, b) = (format!("vsa{id}"), format!("vsb{id}"));
-    if !ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]) {
-        eprintln!("skipped: cannot create a veth pair (needs root and iproute2)");
+    let Some(_veth) = common::Veth::new(&a, &b) else {
         return;
-    }
-    let _veth = Veth(a.clone());
-    assert!(ip(&["link", "set", &a, "up"]) && ip(&["link", "set", &b, "up"]));
+    };
+    assert!(common::ip(&["link", "set", &a, "up"]) && common::ip(&["link", "set", &b, "up"]));
 
     let _eal = common::eal();
     let pool = common::pool("af_packet", 2047);
     let mut ports = Vec::new();
     let mut queues = Vec::new();
     for (i, iface) in [&a, &b].into_iter().enumerate() {
-        let profile = PortProfile::AfPacket {
-            iface: iface.clone(),
-            qpairs: 1,
-        };
+        let profile = common::af_packet(iface);
         profile.check().unwrap();
-        let mut port = Port::open(&profile, i as u32).unwrap();
+        let (port, q) = common::start_port(&profile, i as u32, &pool);
         assert_eq!(port.info().driver_name, "net_af_packet");
-        let q = port.configure(&PortConfig::default(), &pool).unwrap();
-        port.start().unwrap();
         ports.push(port);
         queues.push(q);
     }

@@ -377,6 +377,110 @@ impl Vswitchd {
     }
 }
 
+/// The worker core of a one-worker test switch: 1 when the machine has a second
+/// core, else 0.
+pub fn worker_core() -> usize {
+    if std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        > 1
+    {
+        1
+    } else {
+        0
+    }
+}
+
+/// A configuration with the API on, all of it in `dir`: `[eal]` in memory,
+/// `[dataplane]` on `workers` with its stats in `dir/stats.json` every 100 ms,
+/// `[control]` with its socket at `dir/ctl.sock` and its state file at
+/// `dir/state.json`; then `body`, whose first lines are still `[control]`'s (such
+/// as [`allowed_dirs`]) and whose tables follow (ports, the initial state).
+pub fn control_config(dir: &TempDir, workers: &[usize], body: &str) -> String {
+    format!(
+        r#"
+[eal]
+memory_mb = 256
+in_memory = true
+[dataplane]
+workers = {workers:?}
+stats_file = "{stats}"
+stats_interval_ms = 100
+[control]
+socket = "{sock}"
+state_file = "{state}"
+{body}
+"#,
+        stats = dir.join("stats.json").display(),
+        sock = dir.join("ctl.sock").display(),
+        state = dir.join("state.json").display(),
+    )
+}
+
+/// `[control]` lines allowing port paths in `dir/pcap` (pcap files) and
+/// `dir/vhost` (vhost-user and virtio-user sockets).
+pub fn allowed_dirs(dir: &TempDir) -> String {
+    let d = dir.0.display();
+    format!("pcap_dirs = [\"{d}/pcap\"]\nsocket_dirs = [\"{d}/vhost\"]\n")
+}
+
+/// Bytes as text, for messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `vswitchctl --socket SOCKET ARGS...` (with no `VSWITCH_*` setting from
+/// the environment): its output, whatever its exit.
+pub fn vswitchctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(workspace_bin("vswitchctl"))
+        .env_remove("VSWITCH_SOCKET")
+        .env_remove("VSWITCH_TIMEOUT")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run vswitchctl")
+}
+
+/// Runs `vswitchctl` with a command that must succeed; its stdout.
+pub fn vswitchctl_ok(socket: &Path, args: &[&str]) -> String {
+    let out = vswitchctl(socket, args);
+    assert!(
+        out.status.success(),
+        "vswitchctl {args:?}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Waits until `vswitchctl show --json` answers on `socket` (the API listens
+/// shortly after the first stats file), for 20 s at most.
+pub fn wait_for_api(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !vswitchctl(socket, &["show", "--json"]).status.success() {
+        assert!(Instant::now() < deadline, "the control API never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A gRPC client of the API on `socket`, once it answers `Health` (within 20 s).
+pub async fn connect(
+    socket: &Path,
+) -> control::api::vswitch_client::VswitchClient<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = control::client::connect_unix(socket).await {
+            if c.health(control::api::HealthRequest {}).await.is_ok() {
+                return c;
+            }
+        }
+        assert!(Instant::now() < deadline, "the control API never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text =

@@ -36,33 +36,10 @@ const MESSAGE_LIMIT: usize = control::state::MAX_MESSAGE + "… (cut)".len();
 /// it: quotes are cut at 40 (names), 24 (MACs) or 64 (paths) characters.
 const ECHO_WINDOW: usize = 100;
 
-fn core() -> usize {
-    if std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1
-    {
-        1
-    } else {
-        0
-    }
-}
-
+/// The ports the cases refer to (`up` is the underlay's uplink), paths allowed
+/// in `dir/pcap` and `dir/vhost`.
 fn config(dir: &TempDir) -> String {
-    format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[dataplane]
-workers = [{core}]
-stats_file = "{stats}"
-stats_interval_ms = 100
-[control]
-socket = "{sock}"
-state_file = "{state}"
-pcap_dirs = ["{dir}/pcap"]
-socket_dirs = ["{dir}/vhost"]
+    let ports = r#"
 [[port]]
 name = "p1"
 profile = "null"
@@ -81,12 +58,11 @@ profile = "null"
 [[port]]
 name = "up"
 profile = "null"
-"#,
-        core = core(),
-        stats = dir.join("stats.json").display(),
-        sock = dir.join("ctl.sock").display(),
-        state = dir.join("state.json").display(),
-        dir = dir.0.display(),
+"#;
+    control_config(
+        dir,
+        &[worker_core()],
+        &format!("{}{ports}", allowed_dirs(dir)),
     )
 }
 
@@ -276,6 +252,21 @@ impl Table {
         self.push(name.into(), req, Code::InvalidArgument, needles, Some(at));
     }
 
+    /// A request other than a write, refused with INVALID_ARGUMENT.
+    fn invalid(&mut self, name: String, req: Req, needles: &[&str]) {
+        self.push(name, req, Code::InvalidArgument, needles, None);
+    }
+
+    /// A write of `ops` refused with PERMISSION_DENIED (a path outside the
+    /// allowed directories), blaming no op.
+    fn denied(&mut self, name: &str, ops: Vec<K>, needles: &[&str]) {
+        let req = Req::Write(WriteRequest {
+            ops: ops.into_iter().map(op).collect(),
+            expected_generation: 0,
+        });
+        self.push(s(name), req, Code::PermissionDenied, needles, None);
+    }
+
     /// `bad` alone, refused with INVALID_ARGUMENT.
     fn one(&mut self, name: impl Into<String>, bad: K, needles: &[&str]) {
         self.ops(name, vec![bad], 0, needles);
@@ -303,9 +294,13 @@ impl Table {
         }
     }
 
-    fn last_long(&mut self, input: &str) {
-        let c = self.0.pop().expect("a case");
-        self.0.push(c.long(input));
+    /// The last case's message must not echo `input`, where that is long enough
+    /// to tell (more than `ECHO_WINDOW` characters).
+    fn no_echo(&mut self, input: &str) {
+        if input.len() > ECHO_WINDOW {
+            let c = self.0.pop().expect("a case");
+            self.0.push(c.long(input));
+        }
     }
 }
 
@@ -408,9 +403,7 @@ fn cases() -> Table {
                 i % 2 == 0,
                 needles,
             );
-            if name.len() > ECHO_WINDOW {
-                t.last_long(&name);
-            }
+            t.no_echo(&name);
         }
     }
     t.one(
@@ -430,9 +423,7 @@ fn cases() -> Table {
             K::DelPort(name.clone()),
             &["no such port"],
         );
-        if name.len() > ECHO_WINDOW {
-            t.last_long(&name);
-        }
+        t.no_echo(&name);
     }
     t.one(
         "del_network: newline",
@@ -444,7 +435,7 @@ fn cases() -> Table {
         K::DelNetwork(long.clone()),
         &["no such network"],
     );
-    t.last_long(&long);
+    t.no_echo(&long);
 
     // ---- MACs
     let mac_long = "02:".repeat(3_400);
@@ -489,25 +480,19 @@ fn cases() -> Table {
             K::AddEndpoint(endpoint("blue", mac, "10.1.0.22", "p5")),
             &["mac", "invalid MAC"],
         );
-        if mac.len() > ECHO_WINDOW {
-            t.last_long(mac);
-        }
+        t.no_echo(mac);
         t.one(
             format!("remote endpoint mac {label}"),
             K::AddRemoteEndpoint(remote("blue", mac, "", "192.0.2.9")),
             &["mac", "invalid MAC"],
         );
-        if mac.len() > ECHO_WINDOW {
-            t.last_long(mac);
-        }
+        t.no_echo(mac);
         t.one(
             format!("gateway_mac {label}"),
             K::AddNetwork(network("red", 400, "", "", mac)),
             &["gateway_mac", "invalid MAC"],
         );
-        if mac.len() > ECHO_WINDOW {
-            t.last_long(mac);
-        }
+        t.no_echo(mac);
         t.one(
             format!("l2 mac {label}"),
             K::AddL2(api::L2Entry {
@@ -516,9 +501,7 @@ fn cases() -> Table {
             }),
             &["mac", "invalid MAC"],
         );
-        if mac.len() > ECHO_WINDOW {
-            t.last_long(mac);
-        }
+        t.no_echo(mac);
     }
     for (label, mac) in [("garbage", "02:00"), ("10 KB", mac_long.as_str())] {
         t.one(
@@ -526,9 +509,7 @@ fn cases() -> Table {
             underlay_with(|u| u.local_mac = s(mac)),
             &["local_mac", "invalid MAC"],
         );
-        if mac.len() > ECHO_WINDOW {
-            t.last_long(mac);
-        }
+        t.no_echo(mac);
         t.one(
             format!("underlay neighbor mac {label}"),
             underlay_with(|u| {
@@ -539,17 +520,13 @@ fn cases() -> Table {
             }),
             &["neighbors[0].mac", "invalid MAC"],
         );
-        if mac.len() > ECHO_WINDOW {
-            t.last_long(mac);
-        }
+        t.no_echo(mac);
         t.one(
             format!("tap port mac param {label}"),
             K::AddPort(port("tapx", "tap", &[("iface", "vsbadtap0"), ("mac", mac)])),
             &["mac"],
         );
-        if mac.len() > ECHO_WINDOW {
-            t.last_long(mac);
-        }
+        t.no_echo(mac);
     }
     t.one(
         "del_endpoint 10 KB mac",
@@ -559,13 +536,13 @@ fn cases() -> Table {
         }),
         &["no such endpoint"],
     );
-    t.last_long(&mac_long);
+    t.no_echo(&mac_long);
     t.one(
         "del_l2 10 KB mac",
         K::DelL2(mac_long.clone()),
         &["no such l2"],
     );
-    t.last_long(&mac_long);
+    t.no_echo(&mac_long);
 
     // ---- prefixes, addresses, VNIs, encapsulations
     t.pair(
@@ -604,9 +581,7 @@ fn cases() -> Table {
             K::AddRoute(blackhole("", p)),
             &["prefix", "invalid prefix"],
         );
-        if p.len() > ECHO_WINDOW {
-            t.last_long(p);
-        }
+        t.no_echo(p);
         t.one(
             format!("subnet {label}"),
             K::AddNetwork(api::Network {
@@ -615,9 +590,7 @@ fn cases() -> Table {
             }),
             &["subnets", "invalid prefix"],
         );
-        if p.len() > ECHO_WINDOW {
-            t.last_long(p);
-        }
+        t.no_echo(p);
     }
     t.one(
         "on_link garbage",
@@ -632,7 +605,7 @@ fn cases() -> Table {
         }),
         &["no such route"],
     );
-    t.last_long(&prefix_long);
+    t.no_echo(&prefix_long);
     let ip_long = "9".repeat(10_000);
     for (label, ip) in [
         ("octet 300", "10.1.0.300"),
@@ -645,17 +618,13 @@ fn cases() -> Table {
             K::AddEndpoint(endpoint("blue", "02:00:00:00:01:30", ip, "p5")),
             &["ips", "invalid IP address"],
         );
-        if ip.len() > ECHO_WINDOW {
-            t.last_long(ip);
-        }
+        t.no_echo(ip);
         t.one(
             format!("remote vtep {label}"),
             K::AddRemoteEndpoint(remote("blue", "02:00:00:00:02:30", "", ip)),
             &["vtep", "invalid IP address"],
         );
-        if ip.len() > ECHO_WINDOW {
-            t.last_long(ip);
-        }
+        t.no_echo(ip);
     }
     t.one(
         "gateway_ips garbage",
@@ -1170,7 +1139,7 @@ fn cases() -> Table {
         &["port", "not a valid name"],
         None,
     );
-    t.last_long(&long);
+    t.no_echo(&long);
     t.push(
         s("replace with a 10 KB endpoint MAC"),
         Req::Replace(Box::new(ReplaceRequest {
@@ -1186,7 +1155,7 @@ fn cases() -> Table {
         &["mac", "invalid MAC"],
         None,
     );
-    t.last_long(&mac_long);
+    t.no_echo(&mac_long);
     t.push(
         s("replace with a 10 KB route prefix"),
         Req::Replace(Box::new(ReplaceRequest {
@@ -1201,7 +1170,7 @@ fn cases() -> Table {
         &["prefix", "invalid prefix"],
         None,
     );
-    t.last_long(&prefix_long);
+    t.no_echo(&prefix_long);
     t.ops(
         "del_port while an l2 entry with a 10 KB MAC is added to it",
         vec![
@@ -1215,7 +1184,7 @@ fn cases() -> Table {
         0,
         &["mac", "invalid MAC address"],
     );
-    t.last_long(&mac_long);
+    t.no_echo(&mac_long);
     t.ops(
         "del_port while a patch to a 10k name is added from it",
         vec![
@@ -1228,7 +1197,7 @@ fn cases() -> Table {
         0,
         &["to:", "is not a valid name"],
     );
-    t.last_long(&long);
+    t.no_echo(&long);
     t.push(
         s("replace with an endpoint on an unknown port"),
         Req::Replace(Box::new(ReplaceRequest {
@@ -1305,25 +1274,25 @@ fn cases() -> Table {
         K::AddPort(port(&long, "null", &[("name", "x")])),
         &["port"],
     );
-    t.last_long(&long);
+    t.no_echo(&long);
     t.one(
         "unknown param key of 10k chars",
         K::AddPort(port("unk", "null", &[(long.as_str(), "1")])),
         &["unk"],
     );
-    t.last_long(&long);
+    t.no_echo(&long);
     t.one(
         "unknown profile of 10k chars",
         K::AddPort(port("unk", &long, &[])),
         &["unk"],
     );
-    t.last_long(&long);
+    t.no_echo(&long);
     t.one(
         "param value of 10k chars",
         K::AddPort(port("unk", "null", &[("size", long.as_str())])),
         &["size"],
     );
-    t.last_long(&long);
+    t.no_echo(&long);
     t.one(
         "null size not a number",
         K::AddPort(port("nsize", "null", &[("size", "big")])),
@@ -1383,112 +1352,60 @@ fn cases() -> Table {
     );
     // Paths outside [control]'s directories: PERMISSION_DENIED naming the parameter.
     let path_long = format!("/{}", "d".repeat(10_000));
-    type Denied<'a> = (String, &'a str, Vec<(&'a str, String)>, &'a str);
-    let denied: Vec<Denied> = vec![
+    // (name, profile, the parameter, its value)
+    let denied = [
+        ("pcap tx_pcap in /etc", "pcap", "tx_pcap", "/etc/bad.pcap"),
+        ("pcap rx_pcap in /root", "pcap", "rx_pcap", "/root/in.pcap"),
+        ("pcap tx_pcap relative", "pcap", "tx_pcap", "out.pcap"),
+        ("pcap tx_pcap 10 KB", "pcap", "tx_pcap", &path_long),
         (
-            s("pcap tx_pcap in /etc"),
-            "pcap",
-            vec![("tx_pcap", s("/etc/bad.pcap"))],
-            "tx_pcap",
-        ),
-        (
-            s("pcap rx_pcap in /root"),
-            "pcap",
-            vec![("rx_pcap", s("/root/in.pcap"))],
-            "rx_pcap",
-        ),
-        (
-            s("pcap tx_pcap relative"),
-            "pcap",
-            vec![("tx_pcap", s("out.pcap"))],
-            "tx_pcap",
-        ),
-        (
-            s("pcap tx_pcap 10 KB"),
-            "pcap",
-            vec![("tx_pcap", path_long.clone())],
-            "tx_pcap",
-        ),
-        (
-            s("vhost_user path in /tmp"),
+            "vhost_user path in /tmp",
             "vhost_user",
-            vec![("path", s("/tmp/evil.sock"))],
             "path",
+            "/tmp/evil.sock",
         ),
         (
-            s("virtio_user path in /run"),
+            "virtio_user path in /run",
             "virtio_user",
-            vec![("path", s("/run/evil.sock"))],
             "path",
+            "/run/evil.sock",
         ),
-        (
-            s("vhost_user path 10 KB"),
-            "vhost_user",
-            vec![("path", path_long.clone())],
-            "path",
-        ),
+        ("vhost_user path 10 KB", "vhost_user", "path", &path_long),
     ];
-    for (name, profile, params, param) in denied {
-        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let long_path = params.iter().any(|(_, v)| v.len() > ECHO_WINDOW);
-        t.push(
-            name,
-            Req::Write(WriteRequest {
-                ops: vec![op(K::AddPort(port("fileport", profile, &params)))],
-                expected_generation: 0,
-            }),
-            Code::PermissionDenied,
-            &["permission denied", param],
-            None,
-        );
-        if long_path {
-            t.last_long(&path_long);
-        }
+    for (name, profile, param, value) in denied {
+        let add = K::AddPort(port("fileport", profile, &[(param, value)]));
+        t.denied(name, vec![add], &["permission denied", param]);
+        t.no_echo(value);
     }
-    t.push(
-        s("pcap rx_pcap: .. out of pcap_dirs (added after a valid op)"),
-        Req::Write(WriteRequest {
-            ops: vec![
-                op(valid_op(1)),
-                op(K::AddPort(port(
-                    "fileport",
-                    "pcap",
-                    &[("rx_pcap", "@PCAP@/../../../etc/shadow")],
-                ))),
-            ],
-            expected_generation: 0,
-        }),
-        Code::PermissionDenied,
+    t.denied(
+        "pcap rx_pcap: .. out of pcap_dirs (added after a valid op)",
+        vec![
+            valid_op(1),
+            K::AddPort(port(
+                "fileport",
+                "pcap",
+                &[("rx_pcap", "@PCAP@/../../../etc/shadow")],
+            )),
+        ],
         &["rx_pcap", "`..`"],
-        None,
     );
-    t.push(
-        s("vhost_user path: .. out of socket_dirs"),
-        Req::Write(WriteRequest {
-            ops: vec![op(K::AddPort(port(
-                "fileport",
-                "vhost_user",
-                &[("path", "@VHOST@/../escape.sock")],
-            )))],
-            expected_generation: 0,
-        }),
-        Code::PermissionDenied,
+    t.denied(
+        "vhost_user path: .. out of socket_dirs",
+        vec![K::AddPort(port(
+            "fileport",
+            "vhost_user",
+            &[("path", "@VHOST@/../escape.sock")],
+        ))],
         &["path", "`..`"],
-        None,
     );
-    t.push(
-        s("virtio_user path: socket_dirs is not pcap_dirs"),
-        Req::Write(WriteRequest {
-            ops: vec![op(K::AddPort(port(
-                "fileport",
-                "virtio_user",
-                &[("path", "@PCAP@/virtio.sock")],
-            )))],
-            expected_generation: 0,
-        }),
-        Code::PermissionDenied,
+    t.denied(
+        "virtio_user path: socket_dirs is not pcap_dirs",
+        vec![K::AddPort(port(
+            "fileport",
+            "virtio_user",
+            &[("path", "@PCAP@/virtio.sock")],
+        ))],
         &["path", "socket_dirs"],
-        None,
     );
 
     // ---- the underlay
@@ -1538,22 +1455,16 @@ fn cases() -> Table {
         f[12..14].copy_from_slice(&[0x08, 0x00]);
         f
     };
-    for (label, name) in [
+    let bad_ports = [
         ("unknown", s("ghost")),
         ("empty", s("")),
         ("newline", s("p1\nERROR forged")),
         ("10k chars", long.clone()),
-    ] {
-        t.push(
-            format!("trace: {label} in_port"),
-            trace(&name, frame.clone()),
-            Code::InvalidArgument,
-            &["in_port"],
-            None,
-        );
-        if name.len() > ECHO_WINDOW {
-            t.last_long(&name);
-        }
+    ];
+    for (label, name) in &bad_ports {
+        let req = trace(name, frame.clone());
+        t.invalid(format!("trace: {label} in_port"), req, &["in_port"]);
+        t.no_echo(name);
     }
     let capture = |port: &str, direction: &str| {
         Req::Capture(CaptureRequest {
@@ -1563,22 +1474,13 @@ fn cases() -> Table {
             seconds: 1,
         })
     };
-    for (label, name) in [
-        ("unknown", s("ghost")),
-        ("empty", s("")),
-        ("newline", s("p1\nERROR forged")),
-        ("10k chars", long.clone()),
-    ] {
-        t.push(
+    for (label, name) in &bad_ports {
+        t.invalid(
             format!("capture: {label} port"),
-            capture(&name, "rx"),
-            Code::InvalidArgument,
+            capture(name, "rx"),
             &["port"],
-            None,
         );
-        if name.len() > ECHO_WINDOW {
-            t.last_long(&name);
-        }
+        t.no_echo(name);
     }
     for (label, dir) in [
         ("sideways", s("sideways")),
@@ -1586,16 +1488,9 @@ fn cases() -> Table {
         ("newline", s("rx\nERROR forged")),
         ("10k chars", long.clone()),
     ] {
-        t.push(
-            format!("capture: direction {label}"),
-            capture("p1", &dir),
-            Code::InvalidArgument,
-            &["direction"],
-            None,
-        );
-        if dir.len() > ECHO_WINDOW {
-            t.last_long(&dir);
-        }
+        let req = capture("p1", &dir);
+        t.invalid(format!("capture: direction {label}"), req, &["direction"]);
+        t.no_echo(&dir);
     }
     t
 }
@@ -1769,18 +1664,7 @@ fn bad_input_is_refused_whole_with_a_short_message() {
         .unwrap();
     let sock = dir.join("ctl.sock");
 
-    let mut c = rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut c) = control::client::connect_unix(&sock).await {
-                if c.health(api::HealthRequest {}).await.is_ok() {
-                    return c;
-                }
-            }
-            assert!(Instant::now() < deadline, "the control API never answered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let mut c = rt.block_on(connect(&sock));
     let reply = rt
         .block_on(c.write(WriteRequest {
             ops: initial_ops(),

@@ -26,21 +26,8 @@ fn capture_writes_a_pcap_tshark_reads() {
         .output()
         .unwrap();
     assert!(gen.status.success());
-    let sock = dir.join("api.sock");
-    let config = format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[control]
-socket = "{sock}"
-state_file = "{state}"
-pcap_dirs = ["{dir}/pcap"]
-socket_dirs = ["{dir}/vhost"]
-[dataplane]
-workers = [{core}]
-stats_file = "{stats}"
-stats_interval_ms = 100
+    let body = format!(
+        r#"{dirs}
 [[port]]
 name = "replay"
 profile = "pcap"
@@ -53,26 +40,12 @@ profile = "null"
 from = "replay"
 to = "sink"
 "#,
-        sock = sock.display(),
-        state = dir.join("state.json").display(),
-        dir = dir.0.display(),
-        core = if std::thread::available_parallelism().unwrap().get() > 1 {
-            1
-        } else {
-            0
-        },
-        stats = dir.join("stats.json").display(),
+        dirs = allowed_dirs(&dir),
         pcap = pcap.display(),
     );
-    let v = Vswitchd::start(&dir, &config);
-    let ctl = |args: &[&str]| {
-        Command::new(workspace_bin("vswitchctl"))
-            .arg("--socket")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let v = Vswitchd::start(&dir, &control_config(&dir, &[worker_core()], &body));
+    let sock = dir.join("ctl.sock");
+    let ctl = |args: &[&str]| vswitchctl(&sock, args);
     let out_file = dir.join("cap.pcap");
     for (direction, port) in [("tx", "sink"), ("rx", "replay")] {
         let out = ctl(&[

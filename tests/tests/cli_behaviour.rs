@@ -14,7 +14,7 @@
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,34 +25,12 @@ const MAC_B: &str = "02:00:00:00:0b:01";
 const EP_MAC: &str = "02:00:00:00:0e:01";
 const GW_MAC: &str = "02:00:00:00:aa:01";
 
-fn core() -> usize {
-    if std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1
-    {
-        1
-    } else {
-        0
-    }
-}
-
 /// Three classic ports in group "lan" with two MAC entries, a patched pair (in
 /// group "default"), a port alone in group "solo", and an overlay port ("spare")
 /// that an endpoint of network "blue" uses.
 fn config(dir: &TempDir) -> String {
-    format!(
+    let body = format!(
         r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[dataplane]
-workers = [{core}]
-stats_file = "{stats}"
-stats_interval_ms = 100
-[control]
-socket = "{sock}"
-state_file = "{state}"
 [[port]]
 name = "a"
 profile = "null"
@@ -98,40 +76,14 @@ network = "blue"
 mac = "{EP_MAC}"
 ips = ["10.1.0.2"]
 port = "spare"
-"#,
-        core = core(),
-        stats = dir.join("stats.json").display(),
-        sock = dir.join("ctl.sock").display(),
-        state = dir.join("state.json").display(),
-    )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn vswitchctl(socket: &Path, args: &[&str]) -> Output {
-    Command::new(workspace_bin("vswitchctl"))
-        .env_remove("VSWITCH_SOCKET")
-        .env_remove("VSWITCH_TIMEOUT")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run vswitchctl")
+"#
+    );
+    control_config(dir, &[worker_core()], &body)
 }
 
 /// Runs a command that must succeed; its stdout.
 fn ok(socket: &Path, args: &[&str]) -> String {
-    let out = vswitchctl(socket, args);
-    assert!(
-        out.status.success(),
-        "vswitchctl {args:?}: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    vswitchctl_ok(socket, args)
 }
 
 /// Runs a command the switch must refuse: exit 1, one line on stderr; that line.
@@ -149,12 +101,14 @@ fn generation(socket: &Path) -> u64 {
     v["generation"].as_u64().expect("generation")
 }
 
-fn wait_ready(socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !vswitchctl(socket, &["show", "--json"]).status.success() {
-        assert!(Instant::now() < deadline, "the control API never answered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// A switch on [`config`] in a directory of its own, its API answering: the
+/// directory, the switch and its socket.
+fn running() -> (TempDir, Vswitchd, PathBuf) {
+    let dir = TempDir::new(&unique_tag());
+    let v = Vswitchd::start(&dir, &config(&dir));
+    let sock = dir.join("ctl.sock");
+    wait_for_api(&sock);
+    (dir, v, sock)
 }
 
 /// `vswitchctl --timeout 1 show` must give up within a few seconds with exit 3
@@ -238,12 +192,12 @@ fn cli_unreachable_and_hung_daemons_exit_3_naming_the_socket() {
     // A real daemon, stopped: the same, and it answers again once continued.
     let mut v = Vswitchd::start(&dir, &config(&dir));
     let sock: PathBuf = dir.join("ctl.sock");
-    wait_ready(&sock);
+    wait_for_api(&sock);
     {
         let _stopped = Stopped::new(v.child.pid());
         assert_no_answer(&sock, "vswitchd under SIGSTOP");
     }
-    wait_ready(&sock);
+    wait_for_api(&sock);
     // A write that timed out on a stopped daemon may still be applied when it
     // continues (the request was in its socket), so only reads were sent above.
     assert!(v.child.0.as_mut().unwrap().try_wait().unwrap().is_none());
@@ -263,11 +217,7 @@ fn cli_unreachable_and_hung_daemons_exit_3_naming_the_socket() {
 #[test]
 fn cli_closed_stdout_is_quiet() {
     require_root!();
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let v = Vswitchd::start(&dir, &config(&dir));
-    let sock = dir.join("ctl.sock");
-    wait_ready(&sock);
+    let (_dir, v, sock) = running();
     let bin = workspace_bin("vswitchctl");
     // `| head -c 10` as an operator types it, and `| true`, whose reader is gone
     // before the answer arrives (so the first write meets EPIPE). pipefail: the
@@ -299,11 +249,7 @@ fn cli_closed_stdout_is_quiet() {
 #[test]
 fn cli_delete_of_a_used_port_or_network_names_the_user() {
     require_root!();
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let v = Vswitchd::start(&dir, &config(&dir));
-    let sock = dir.join("ctl.sock");
-    wait_ready(&sock);
+    let (_dir, v, sock) = running();
     let gen = generation(&sock);
     let err = refused(&sock, &["port", "del", "spare"]);
     assert_eq!(
@@ -344,11 +290,7 @@ fn cli_delete_of_a_used_port_or_network_names_the_user() {
 #[test]
 fn cli_trace_on_classic_ports_shows_the_mac_table_and_group_names() {
     require_root!();
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let v = Vswitchd::start(&dir, &config(&dir));
-    let sock = dir.join("ctl.sock");
-    wait_ready(&sock);
+    let (_dir, v, sock) = running();
     let trace = |port: &str, dst: &str| -> Value {
         let spec = format!(
             "eth(src={MAC_A},dst={dst})/ipv4(src=10.9.0.1,dst=10.9.0.2)/udp(sport=1,dport=2)"
@@ -437,11 +379,7 @@ fn cli_trace_on_classic_ports_shows_the_mac_table_and_group_names() {
 #[test]
 fn cli_stale_apply_is_refused_and_force_applies_it() {
     require_root!();
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let v = Vswitchd::start(&dir, &config(&dir));
-    let sock = dir.join("ctl.sock");
-    wait_ready(&sock);
+    let (dir, v, sock) = running();
 
     // Operator 1 exports and edits (a MAC entry more).
     let exported = ok(&sock, &["get", "-o", "yaml"]);

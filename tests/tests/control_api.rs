@@ -27,42 +27,13 @@ const UDP_PORT: &str = "7101";
 
 // ------------------------------------------------------------------ helpers
 
-fn core() -> usize {
-    if std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1
-    {
-        1
-    } else {
-        0
-    }
-}
-
-/// A config with the API on: socket and state file in `dir`, then `body`
-/// (ports and the initial desired state).
+/// A config with the API on: socket and state file in `dir`, port paths allowed
+/// in `dir/pcap` and `dir/vhost`, then `body` (ports and the initial desired state).
 fn config(dir: &TempDir, body: &str) -> String {
-    format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[dataplane]
-workers = [{core}]
-stats_file = "{stats}"
-stats_interval_ms = 100
-[control]
-socket = "{sock}"
-state_file = "{state}"
-pcap_dirs = ["{dir}/pcap"]
-socket_dirs = ["{dir}/vhost"]
-{body}
-"#,
-        core = core(),
-        stats = dir.join("stats.json").display(),
-        sock = dir.join("ctl.sock").display(),
-        state = dir.join("state.json").display(),
-        dir = dir.0.display(),
+    control_config(
+        dir,
+        &[worker_core()],
+        &format!("{}{body}", allowed_dirs(dir)),
     )
 }
 
@@ -121,10 +92,6 @@ struct Ctl {
     socket: PathBuf,
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 impl Ctl {
     fn new(dir: &TempDir) -> Ctl {
         Ctl {
@@ -133,25 +100,12 @@ impl Ctl {
     }
 
     fn cmd(&self, args: &[&str]) -> Output {
-        Command::new(workspace_bin("vswitchctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run vswitchctl")
+        vswitchctl(&self.socket, args)
     }
 
     /// Runs a command that must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert!(
-            out.status.success(),
-            "vswitchctl {args:?}: {:?}\nstdout: {}\nstderr: {}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        vswitchctl_ok(&self.socket, args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -187,14 +141,7 @@ impl Ctl {
 
     /// Waits until the API answers (it listens shortly after the first stats file).
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.cmd(&["show", "--json"]).status.success() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the control API never answered");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_api(&self.socket)
     }
 
     /// `mbufs_in_use`, the smallest of a few samples (a sample can catch a burst

@@ -25,34 +25,18 @@ fn vswitchd(dir: &TempDir, name: &str, config: &str, check: bool) -> (i32, Strin
 }
 
 /// A valid configuration with the API on, everything inside `dir`, then `extra`
-/// lines of `[control]`.
+/// lines of `[control]` (which may set `pcap_dirs` in place of `dir/pcap`).
 fn config(dir: &TempDir, extra: &str) -> String {
-    format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[dataplane]
-workers = [0]
-stats_file = "{d}/stats.json"
-stats_interval_ms = 100
-[[port]]
-name = "sink"
-profile = "null"
-[control]
-socket = "{d}/ctl.sock"
-state_file = "{d}/state.json"
-socket_dirs = ["{d}/vhost"]
-{pcap}
-{extra}
-"#,
-        d = dir.0.display(),
-        pcap = if extra.contains("pcap_dirs") {
-            String::new()
-        } else {
-            format!("pcap_dirs = [\"{}/pcap\"]", dir.0.display())
-        }
-    )
+    let d = dir.0.display();
+    let pcap = if extra.contains("pcap_dirs") {
+        String::new()
+    } else {
+        format!("pcap_dirs = [\"{d}/pcap\"]")
+    };
+    let body = format!(
+        "socket_dirs = [\"{d}/vhost\"]\n{pcap}\n{extra}\n[[port]]\nname = \"sink\"\nprofile = \"null\"\n"
+    );
+    control_config(dir, &[0], &body)
 }
 
 const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
@@ -194,31 +178,22 @@ fn state_file_ports_are_confined_at_start() {
     let text = config(&dir, "");
     let sw = Vswitchd::start(&dir, &text);
     let sock = dir.join("ctl.sock");
-    let ctl = |args: &[&str]| {
-        Command::new(workspace_bin("vswitchctl"))
-            .arg("--socket")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !ctl(&["show"]).status.success() {
-        assert!(std::time::Instant::now() < deadline, "{}", sw.log_text());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_api(&sock);
     let tx = format!("tx_pcap={}/pcap/out.pcap", dir.0.display());
-    let out = ctl(&[
-        "port",
-        "add",
-        "cap",
-        "--profile",
-        "pcap",
-        "--param",
-        "rx_iface=lo",
-        "--param",
-        &tx,
-    ]);
+    let out = vswitchctl(
+        &sock,
+        &[
+            "port",
+            "add",
+            "cap",
+            "--profile",
+            "pcap",
+            "--param",
+            "rx_iface=lo",
+            "--param",
+            &tx,
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

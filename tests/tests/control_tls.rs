@@ -112,37 +112,23 @@ fn tcp_api_needs_a_client_certificate_from_the_ca() {
         .unwrap()
         .port();
     let p = |f: &str| d.join(f).display().to_string();
-    let config = format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[control]
-socket = "{sock}"
-state_file = "{state}"
-pcap_dirs = ["{pcap_dir}"]
-socket_dirs = ["{vhost_dir}"]
+    let body = format!(
+        r#"{dirs}
 [control.tcp]
 listen = "127.0.0.1:{port}"
 cert = "{cert}"
 key = "{key}"
 client_ca = "{ca}"
-[dataplane]
-workers = [0]
-stats_file = "{stats}"
 [[port]]
 name = "sink"
 profile = "null"
 "#,
-        sock = p("api.sock"),
-        state = p("state.json"),
-        pcap_dir = p("pcap"),
-        vhost_dir = p("vhost"),
+        dirs = allowed_dirs(&dir),
         cert = p("server.pem"),
         key = p("server.key"),
         ca = p("ca.pem"),
-        stats = p("stats.json"),
     );
+    let config = control_config(&dir, &[0], &body);
     let v = Vswitchd::start(&dir, &config);
     let ctl_args = |who: &str, args: &[&str]| {
         Command::new(workspace_bin("vswitchctl"))
@@ -189,10 +175,7 @@ profile = "null"
         "{health}"
     );
     // The Unix socket keeps working beside it.
-    let unix = Command::new(workspace_bin("vswitchctl"))
-        .args(["--socket", &p("api.sock"), "show"])
-        .output()
-        .unwrap();
+    let unix = vswitchctl(&dir.join("ctl.sock"), &["show"]);
     assert!(unix.status.success());
     v.stop();
 }

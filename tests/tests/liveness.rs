@@ -6,7 +6,7 @@
 //! when the worker resumes it is serving again within 2 s.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,40 +21,13 @@ fn workers() -> (Vec<usize>, usize) {
     }
 }
 
-fn config(dir: &TempDir, workers: &[usize]) -> String {
-    format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[dataplane]
-workers = {workers:?}
-stats_file = "{stats}"
-stats_interval_ms = 100
-[control]
-socket = "{sock}"
-state_file = "{state}"
-"#,
-        stats = dir.join("stats.json").display(),
-        sock = dir.join("ctl.sock").display(),
-        state = dir.join("state.json").display(),
-    )
-}
-
 struct Ctl {
     socket: PathBuf,
 }
 
 impl Ctl {
     fn cmd(&self, args: &[&str]) -> Output {
-        Command::new(workspace_bin("vswitchctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--timeout")
-            .arg("5")
-            .args(args)
-            .output()
-            .expect("run vswitchctl")
+        vswitchctl(&self.socket, &[&["--timeout", "5"], args].concat())
     }
 
     /// `health --json`: the report and whether the command said serving (exit 0).
@@ -104,7 +77,7 @@ fn a_stalled_worker_makes_health_and_grpc_health_not_serving_until_it_resumes() 
     let (cores, frozen) = workers();
     let switch = Vswitchd::start_env(
         &dir,
-        &config(&dir, &cores),
+        &control_config(&dir, &cores, ""),
         None,
         &[("VSWITCH_TEST_STALL_WORKER_FILE", stall_file.as_path())],
     );

@@ -516,16 +516,7 @@ fn an_underlay_mtu_above_the_uplinks_is_refused_through_the_api() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let mut c = loop {
-            match control::client::connect_unix(&socket).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    assert!(std::time::Instant::now() < deadline, "API: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        };
+        let mut c = connect(&socket).await;
         let e = c.write(set_underlay(1500)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
         assert_eq!(

@@ -15,18 +15,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use system_tests::*;
 
-fn core() -> usize {
-    if std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        > 1
-    {
-        1
-    } else {
-        0
-    }
-}
-
 /// A system group with one member and one user outside it, removed on drop
 /// (users first: a group that is someone's primary group cannot be removed).
 struct ThrowawayAccounts {
@@ -84,10 +72,6 @@ fn ctl_as(user: &str, sock: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run runuser")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A pcap with one 60-byte broadcast frame (for an `rx_pcap` inside the allowed
@@ -160,21 +144,9 @@ fn a_socket_group_member_cannot_reach_outside_the_allowed_dirs() {
     let outside_before = listing(&d("outside"));
 
     let sock = d("ctl.sock");
-    let config = format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[dataplane]
-workers = [{core}]
-stats_file = "{stats}"
-stats_interval_ms = 100
-[control]
-socket = "{sock}"
-socket_group = "{group}"
-state_file = "{state}"
-pcap_dirs = ["{pcap}"]
-socket_dirs = ["{vhost}"]
+    let body = format!(
+        r#"socket_group = "{group}"
+{dirs}
 # The file is root's: its ports may name any path.
 [[port]]
 name = "filecap"
@@ -182,15 +154,12 @@ profile = "pcap"
 rx_pcap = "{pcap}/in.pcap"
 tx_pcap = "{trusted}/out.pcap"
 "#,
-        core = core(),
-        stats = d("stats.json").display(),
-        sock = sock.display(),
         group = accounts.group,
-        state = d("state.json").display(),
+        dirs = allowed_dirs(&dir),
         pcap = d("pcap").display(),
-        vhost = d("vhost").display(),
         trusted = d("trusted").display(),
     );
+    let config = control_config(&dir, &[worker_core()], &body);
     let mut sw = Vswitchd::start(&dir, &config);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ctl_as(&accounts.member, &sock, &["show"]).status.success() {

@@ -12,6 +12,7 @@ use super::*;
 use crate::api::vswitch_client::VswitchClient;
 use crate::client::unix_channel;
 use crate::liveness::WorkerBeat;
+use crate::service::tests::{serve, when_up};
 use crate::state::tests::fixed_and_state;
 use crate::testutil::TempDir;
 
@@ -71,6 +72,11 @@ async fn grpc_status(c: &mut HealthClient<tonic::transport::Channel>, service: &
     .status
 }
 
+/// `Health`'s answer.
+async fn health_of(c: &mut VswitchClient<tonic::transport::Channel>) -> api::HealthReply {
+    c.health(api::HealthRequest {}).await.unwrap().into_inner()
+}
+
 /// Polls until `f` holds, for at most `secs` seconds.
 async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
 where
@@ -93,25 +99,8 @@ async fn a_frozen_worker_makes_health_and_grpc_health_not_serving() {
     let beats = Arc::new(Beats::new());
     let svc = VswitchService::new(Arc::clone(&beats), fixed, desired, None)
         .with_liveness_timeout(Duration::from_millis(300));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let sock = sock.clone();
-        async move {
-            serve_unix(&sock, DEFAULT_SOCKET_MODE, None, svc, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
-    let mut channel = None;
-    for _ in 0..100 {
-        if let Ok(c) = unix_channel(&sock).await {
-            channel = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let channel = channel.expect("the server came up");
+    let (stop, server) = serve(&sock, svc);
+    let channel = when_up(|| unix_channel(&sock)).await;
     let mut api = VswitchClient::new(channel.clone());
     let mut probe = HealthClient::new(channel);
 
@@ -123,11 +112,7 @@ async fn a_frozen_worker_makes_health_and_grpc_health_not_serving() {
         }
     };
     beat(&[0, 1]);
-    let h = api
-        .health(api::HealthRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let h = health_of(&mut api).await;
     assert!(h.serving, "{h:?}");
     assert_eq!(h.reason, "");
     assert_eq!((h.workers.len(), h.liveness_timeout_ms), (2, 300));
@@ -147,20 +132,10 @@ async fn a_frozen_worker_makes_health_and_grpc_health_not_serving() {
     eventually(5, "Health never said not serving", || {
         beat(&[0]);
         let mut api = api2.clone();
-        async move {
-            !api.health(api::HealthRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .serving
-        }
+        async move { !health_of(&mut api).await.serving }
     })
     .await;
-    let h = api
-        .health(api::HealthRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let h = health_of(&mut api).await;
     assert!(
         h.reason
             .starts_with("worker 1 (core 3) stuck: no heartbeat for"),
@@ -190,11 +165,7 @@ async fn a_frozen_worker_makes_health_and_grpc_health_not_serving() {
     })
     .await;
     beat(&[0, 1]);
-    let h = api
-        .health(api::HealthRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let h = health_of(&mut api).await;
     assert!(h.serving, "{h:?}");
 
     // A worker that beats but stays on an old generation is stuck too.
@@ -204,11 +175,7 @@ async fn a_frozen_worker_makes_health_and_grpc_health_not_serving() {
         beats.0.lock().unwrap().workers[0].generation = 2;
         let mut api = api2.clone();
         async move {
-            let h = api
-                .health(api::HealthRequest {})
-                .await
-                .unwrap()
-                .into_inner();
+            let h = health_of(&mut api).await;
             !h.serving
                 && h.reason
                     .contains("worker 1 (core 3) stuck: still runs generation 1")

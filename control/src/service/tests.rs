@@ -115,25 +115,8 @@ async fn serves_the_api_on_a_unix_socket() {
         Some(state_file.clone()),
     );
     let handle_view = svc.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let sock = sock.clone();
-        async move {
-            serve_unix(&sock, DEFAULT_SOCKET_MODE, None, svc, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
-    let mut client = None;
-    for _ in 0..100 {
-        if let Ok(c) = connect_unix(&sock).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut c = client.expect("the server came up");
+    let (stop, server) = serve(&sock, svc);
+    let mut c = when_up(|| connect_unix(&sock)).await;
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
     // A second server on the same path is refused.
@@ -410,19 +393,40 @@ async fn start(
     let desired = desired(&fixed, &cfg);
     let svc = VswitchService::new(Recorder::default(), fixed, desired, None);
     let view = svc.clone();
+    let (stop, _) = serve(&sock, svc);
+    let c = when_up(|| connect_unix(&sock)).await;
+    (view, c, stop)
+}
+
+/// Serves `svc` on the Unix socket `sock` in a task of its own, until the
+/// returned sender sends (or is dropped); the sender and the task.
+pub(super) fn serve<D: DataplaneHandle>(
+    sock: &Path,
+    svc: VswitchService<D>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), ServeError>>,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn({
-        let sock = sock.clone();
-        async move {
-            serve_unix(&sock, DEFAULT_SOCKET_MODE, None, svc, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
+    let sock = sock.to_owned();
+    let server = tokio::spawn(async move {
+        serve_unix(&sock, DEFAULT_SOCKET_MODE, None, svc, async {
+            let _ = stopped.await;
+        })
+        .await
     });
+    (stop, server)
+}
+
+/// What `connect` gives once the server it connects to is up: tried every
+/// 20 ms, 100 times at most.
+pub(super) async fn when_up<T, E, F>(mut connect: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
     for _ in 0..100 {
-        if let Ok(c) = connect_unix(&sock).await {
-            return (view, c, stop);
+        if let Ok(c) = connect().await {
+            return c;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 
-use pmd_shims::{Eal, Mempool, DEFAULT_DATA_ROOM};
+use pmd_shims::{
+    Eal, Mempool, Port, PortConfig, PortProfile, PortRxQueue, PortTxQueue, DEFAULT_DATA_ROOM,
+};
 
 /// EAL arguments that need no hugepages, no PCI and no shared config.
 ///
@@ -77,4 +80,55 @@ pub fn frame(i: u8, len: usize) -> Vec<u8> {
     f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
     f
+}
+
+/// Runs `ip ARGS...`: whether it succeeded.
+pub fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A veth pair, deleted (both ends go with one) on drop.
+pub struct Veth(String);
+
+impl Veth {
+    /// Creates the pair `a`/`b`; `None`, saying so, where that is not possible
+    /// (not root, no iproute2): the test skips.
+    pub fn new(a: &str, b: &str) -> Option<Veth> {
+        if !ip(&["link", "add", a, "type", "veth", "peer", "name", b]) {
+            eprintln!("skipped: cannot create a veth pair (needs root and iproute2)");
+            return None;
+        }
+        Some(Veth(a.to_owned()))
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// An af_packet port profile on `iface`, one queue pair.
+pub fn af_packet(iface: &str) -> PortProfile {
+    PortProfile::AfPacket {
+        iface: iface.to_owned(),
+        qpairs: 1,
+    }
+}
+
+/// Opens `profile` as port `instance`, configures it with the defaults over
+/// `pool` and starts it: the port and its queues.
+pub fn start_port(
+    profile: &PortProfile,
+    instance: u32,
+    pool: &Arc<Mempool>,
+) -> (Port, (Vec<PortRxQueue>, Vec<PortTxQueue>)) {
+    let mut port = Port::open(profile, instance).unwrap();
+    let q = port.configure(&PortConfig::default(), pool).unwrap();
+    port.start().unwrap();
+    (port, q)
 }
