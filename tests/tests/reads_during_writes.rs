@@ -10,32 +10,12 @@ use control::api;
 use system_tests::*;
 
 fn config(dir: &TempDir) -> String {
-    format!(
-        r#"
-[eal]
-memory_mb = 256
-in_memory = true
-[dataplane]
-workers = [{core}]
-stats_file = "{stats}"
-stats_interval_ms = 100
-[control]
-socket = "{sock}"
-state_file = "{state}"
-pcap_dirs = ["{dir}/pcap"]
-socket_dirs = ["{dir}/vhost"]
-[[port]]
-name = "a"
-profile = "null"
-[[port]]
-name = "b"
-profile = "null"
-"#,
-        core = usize::from(std::thread::available_parallelism().map_or(1, |n| n.get()) > 1),
-        stats = dir.join("stats.json").display(),
-        sock = dir.join("ctl.sock").display(),
-        state = dir.join("state.json").display(),
-        dir = dir.0.display(),
+    let ports = "[[port]]\nname = \"a\"\nprofile = \"null\"\n\
+                 [[port]]\nname = \"b\"\nprofile = \"null\"\n";
+    control_config(
+        dir,
+        &[worker_core()],
+        &format!("{}{ports}", allowed_dirs(dir)),
     )
 }
 
@@ -58,16 +38,7 @@ fn reads_answer_while_a_write_waits_on_a_stuck_worker() {
         .enable_all()
         .build()
         .unwrap();
-    let sock = dir.join("ctl.sock");
-    let mut c = None;
-    for _ in 0..200 {
-        if let Ok(client) = rt.block_on(control::client::connect_unix(&sock)) {
-            c = Some(client);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let c = c.unwrap_or_else(|| panic!("the API did not come up: {}", vsw.log_text()));
+    let c = rt.block_on(connect(&dir.join("ctl.sock")));
     // Seen once before the write: the view the reads fall back on.
     let before = rt
         .block_on(c.clone().list_ports(api::ListPortsRequest {}))
