@@ -281,6 +281,7 @@ async fn measure(
 
     // One endpoint at a time.
     let (mut publish, mut wall) = (Vec::new(), Vec::new());
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
     let extra = opts.endpoints + opts.bulk + 1;
     for k in 0..opts.rounds {
         let op = if k % 2 == 0 {
@@ -298,6 +299,11 @@ async fn measure(
             .into_inner();
         wall.push(micros(t.elapsed()));
         publish.push(r.publish_us);
+        if k % 2 == 0 {
+            adds.push(r.publish_us);
+        } else {
+            dels.push(r.publish_us);
+        }
     }
 
     // A bulk write and its undoing.
@@ -386,7 +392,12 @@ async fn measure(
     Ok(json!({
         "state": {"remote_endpoints": opts.endpoints, "routes": opts.routes},
         "load_replace": load,
-        "one_endpoint": {"publish": quantiles(publish), "client_wall": quantiles(wall)},
+        "one_endpoint": {
+            "publish": quantiles(publish),
+            "client_wall": quantiles(wall),
+            "publish_add": quantiles(adds),
+            "publish_delete": quantiles(dels),
+        },
         "bulk": {
             "ops": opts.bulk,
             "add": {"publish_us": add.publish_us, "wall_us": add_wall},
@@ -422,6 +433,11 @@ pub fn to_text(v: &Value) -> String {
     out += &format!(
         "one-endpoint write, client round trip:    {}\n",
         q(&v["one_endpoint"]["client_wall"])
+    );
+    out += &format!(
+        "  of which adds: {}; deletes: {}\n",
+        q(&v["one_endpoint"]["publish_add"]),
+        q(&v["one_endpoint"]["publish_delete"])
     );
     out += &format!(
         "{}-op write: add published in {} us, delete in {} us\n",
