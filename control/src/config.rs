@@ -20,9 +20,11 @@ use crate::names;
 mod overlay;
 
 pub(crate) use overlay::{
-    ip as parse_ip, ips as parse_ips, mac as parse_mac, prefix as parse_prefix,
+    addresses as parse_addresses, at_most, ip as parse_ip, ips as parse_ips, mac as parse_mac,
+    prefix as parse_prefix,
 };
 pub use overlay::{EndpointConfig, UnderlayConfig};
+pub use overlay::{MAX_ADDRESSES, MAX_SUBNETS};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq)]

@@ -31,7 +31,7 @@ use dataplane::overlay::RemoteEndpointSpec;
 use dataplane::MacAddr;
 
 use crate::api::{self, op::Op as OpKind};
-use crate::config::{parse_ip, parse_ips, parse_mac, EndpointConfig, VswitchConfig};
+use crate::config::{parse_addresses, parse_ip, parse_mac, EndpointConfig, VswitchConfig};
 use crate::names;
 
 /// One endpoint change, typed and checked as far as the desired state can.
@@ -170,7 +170,7 @@ impl<'a> Deltas<'a> {
                 names::check_with(&e.port, names::MAX_PORT_NAME)
                     .map_err(|r| format!("port: {r}"))?;
                 let mac = parse_mac("endpoint", "mac", &e.mac).map_err(err)?;
-                let ips = parse_ips("endpoint", "ips", &e.ips).map_err(err)?;
+                let ips = parse_addresses("endpoint", "ips", &e.ips).map_err(err)?;
                 self.port_can_carry(&e.port, &e.network)?;
                 self.add(&e.network, mac, (true, ips.clone()))?;
                 self.port_map()
@@ -187,7 +187,7 @@ impl<'a> Deltas<'a> {
             Some(OpKind::AddRemoteEndpoint(e)) => {
                 names::check(&e.network).map_err(|r| format!("network: {r}"))?;
                 let mac = parse_mac("remote endpoint", "mac", &e.mac).map_err(err)?;
-                let ips = parse_ips("remote endpoint", "ips", &e.ips).map_err(err)?;
+                let ips = parse_addresses("remote endpoint", "ips", &e.ips).map_err(err)?;
                 let vtep = parse_ip("remote endpoint", "vtep", &e.vtep).map_err(err)?;
                 self.add(&e.network, mac, (false, ips.clone()))?;
                 Ok(EndpointDelta::AddRemote(RemoteEndpointSpec {

@@ -1142,7 +1142,10 @@ fn unknown_network(current: &api::DesiredState, ops: &[api::Op]) -> Option<(usiz
 /// whole-state validation uses for them (its item label left out, as for an
 /// op's own item).
 fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
-    use crate::config::{parse_ip, parse_ips, parse_mac, parse_prefix, ConfigError};
+    use crate::config::{
+        at_most, parse_addresses, parse_ip, parse_ips, parse_mac, parse_prefix, ConfigError,
+        MAX_SUBNETS,
+    };
     let Some(op) = op else {
         return Ok(());
     };
@@ -1189,10 +1192,11 @@ fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
         OpKind::AddNetwork(n) => {
             name("name", &n.name)?;
             tenant(&n.tenant)?;
+            at_most(&own, "subnets", n.subnets.len(), MAX_SUBNETS).map_err(strip)?;
             for p in &n.subnets {
                 parse_prefix(&own, "subnets", p).map_err(strip)?;
             }
-            parse_ips(&own, "gateway_ips", &n.gateway_ips).map_err(strip)?;
+            parse_addresses(&own, "gateway_ips", &n.gateway_ips).map_err(strip)?;
             parse_mac(&own, "gateway_mac", &n.gateway_mac).map_err(strip)?;
             parse_ips(&own, "vteps", &n.vteps).map_err(strip)?;
         }
@@ -1200,12 +1204,12 @@ fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
             name("network", &e.network)?;
             names::check_with(&e.port, names::MAX_PORT_NAME).map_err(|r| format!("port: {r}"))?;
             parse_mac(&own, "mac", &e.mac).map_err(strip)?;
-            parse_ips(&own, "ips", &e.ips).map_err(strip)?;
+            parse_addresses(&own, "ips", &e.ips).map_err(strip)?;
         }
         OpKind::AddRemoteEndpoint(e) => {
             name("network", &e.network)?;
             parse_mac(&own, "mac", &e.mac).map_err(strip)?;
-            parse_ips(&own, "ips", &e.ips).map_err(strip)?;
+            parse_addresses(&own, "ips", &e.ips).map_err(strip)?;
             parse_ip(&own, "vtep", &e.vtep).map_err(strip)?;
         }
         OpKind::AddRoute(r) => {

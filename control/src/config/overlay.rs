@@ -189,6 +189,30 @@ pub(crate) fn ip(item: &str, key: &str, s: &str) -> Result<IpAddr, ConfigError> 
     })
 }
 
+/// The most addresses an endpoint or a network's gateway may have (a pod has one
+/// or two): a bound on what one op can make the tables hold.
+pub const MAX_ADDRESSES: usize = 16;
+
+/// The most subnets one network may have.
+pub const MAX_SUBNETS: usize = 64;
+
+/// Refuses a list longer than `max`, naming the item and key.
+pub(crate) fn at_most(item: &str, key: &str, len: usize, max: usize) -> Result<(), ConfigError> {
+    if len > max {
+        return Err(ConfigError::OutOfRange {
+            field: format!("{item}: {key}"),
+            reason: format!("{len} given, at most {max}"),
+        });
+    }
+    Ok(())
+}
+
+/// [`ips`] of at most [`MAX_ADDRESSES`].
+pub(crate) fn addresses(item: &str, key: &str, v: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+    at_most(item, key, v.len(), MAX_ADDRESSES)?;
+    ips(item, key, v)
+}
+
 pub(crate) fn ips(item: &str, key: &str, v: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
     v.iter().map(|s| ip(item, key, s)).collect()
 }
@@ -246,6 +270,7 @@ impl RawSections {
                     })
                 }
             };
+            at_most(&item, "subnets", r.subnets.len(), MAX_SUBNETS)?;
             networks.push(NetworkSpec {
                 vni,
                 encap,
@@ -254,7 +279,7 @@ impl RawSections {
                     .iter()
                     .map(|s| prefix(&item, "subnets", s))
                     .collect::<Result<_, _>>()?,
-                gateway_ips: ips(&item, "gateway_ips", &r.gateway_ips)?,
+                gateway_ips: addresses(&item, "gateway_ips", &r.gateway_ips)?,
                 gateway_mac: mac(&item, "gateway_mac", &r.gateway_mac)?,
                 flood_unknown: r.flood_unknown,
                 vteps: ips(&item, "vteps", &r.vteps)?,
@@ -268,7 +293,7 @@ impl RawSections {
             let r: RawEndpoint = typed(&item, t)?;
             endpoints.push(EndpointConfig {
                 mac: mac(&item, "mac", &r.mac)?,
-                ips: ips(&item, "ips", &r.ips)?,
+                ips: addresses(&item, "ips", &r.ips)?,
                 network: r.network,
                 port: r.port,
             });
@@ -279,7 +304,7 @@ impl RawSections {
             let r: RawRemoteEndpoint = typed(&item, t)?;
             remote_endpoints.push(RemoteEndpointSpec {
                 mac: mac(&item, "mac", &r.mac)?,
-                ips: ips(&item, "ips", &r.ips)?,
+                ips: addresses(&item, "ips", &r.ips)?,
                 vtep: ip(&item, "vtep", &r.vtep)?,
                 network: r.network,
             });

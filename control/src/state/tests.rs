@@ -584,6 +584,27 @@ fn endpoint_writes_become_deltas_and_others_do_not() {
         e.starts_with("network: \"blue\\n\" is not a valid name"),
         "{e}"
     );
+    // Sizes are bounded: 16 addresses at most.
+    let mut many = remote("blue", "02:00:00:00:09:01", "10.1.0.9", "192.0.2.2");
+    many.ips = (0..17).map(|i| format!("10.1.0.{}", 100 + i)).collect();
+    let (_, e) = refused(vec![op(K::AddRemoteEndpoint(many.clone()))]);
+    assert!(e.contains("ips: 17 given, at most 16"), "{e}");
+    // The whole-state path says the same, from the op alone.
+    let (fixed, state, _) = fixed_and_state();
+    let e = fixed
+        .apply_ops(
+            &state,
+            &[
+                op(K::AddRemoteEndpoint(many)),
+                op(K::DelNetwork("x".into())),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("op 0 ") && e.contains("ips: 17 given, at most 16"),
+        "{e}"
+    );
     // A local endpoint is not deleted as a remote one.
     assert_eq!(
         refused(vec![op(K::DelRemoteEndpoint(key()))]),
