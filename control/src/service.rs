@@ -322,7 +322,12 @@ impl<D: DataplaneHandle> Inner<D> {
         };
         let sections = to_sections(state).map_err(|e| e.to_string())?;
         persist::store(path, generation, &sections).map_err(|e| e.to_string())?;
-        persist::clear_journal(path).map_err(|e| e.to_string())?;
+        // The write is durable now. A journal left behind is harmless (a start
+        // skips its lines at or below the state file's generation), so failing
+        // to remove it does not fail the write.
+        if let Err(e) = persist::clear_journal(path) {
+            tracing::warn!("{e}");
+        }
         self.journal.store(0, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
