@@ -150,18 +150,13 @@ gateway_mac = "02:00:00:00:aa:01"
     )
 }
 
-/// 64-byte frames of 1,000 flows, for the forwarding stream.
+/// The forwarding stream: the `l2` scenario's 64-byte frames of 1,000 flows (the
+/// patch sends them to the sink whatever their addresses).
 fn write_pcap(path: &Path) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)?;
-    let mut w = crate::pcap::PcapWriter::new(std::io::BufWriter::new(file))?;
-    for i in 0..1000u32 {
-        let mut f = vec![0u8; 60];
-        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, (i >> 8) as u8, i as u8]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        w.write_frame(Duration::ZERO, &f)?;
-    }
-    w.finish()?;
+    use crate::scenario::{self, FrameSize, L2Scenario};
+    let l2 = L2Scenario::new(1000, FrameSize::Fixed(64))?;
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    scenario::write_pcap(&l2, 1000, file)?;
     Ok(())
 }
 
