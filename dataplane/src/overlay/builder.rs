@@ -10,8 +10,8 @@ use ipnet::IpNet;
 use super::error::OverlayConfigError as E;
 use super::lpm::LpmTable;
 use super::snapshot::{
-    HostEntry, L2Dest, NetTables, NetworkId, NetworkInfo, OverlaySnapshot, RouteRef, RouteResult,
-    UnderlayInfo, VrfId, VtepIdx, VtepInfo, MAX_NETWORKS, MAX_VTEPS,
+    HostEntry, L2Dest, NetTables, NetworkId, NetworkInfo, NextHopUse, OverlaySnapshot, RouteRef,
+    RouteResult, UnderlayInfo, VrfId, VtepIdx, VtepInfo, MAX_NETWORKS, MAX_VTEPS,
 };
 use super::spec::{
     LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget, UnderlaySpec,
@@ -152,6 +152,8 @@ impl OverlayBuilder {
                     IpAddr::V6(a) => t.hosts6.insert(a.to_bits(), h),
                 };
             }
+            snap.subnets
+                .push(n.subnets.iter().map(IpNet::trunc).collect());
             for s in &n.subnets {
                 let (v6, first, last) = range(s);
                 ranges.push(SubnetRange {
@@ -201,12 +203,28 @@ impl OverlayBuilder {
         // Each network's tables, grown as its endpoints are added below.
         snap.tables = tables.into_iter().map(Arc::new).collect();
         let mut routes = LpmTable::new(snap.vrf_names.len() as u16);
-        let (v4, v6) = self.routes.iter().fold((0, 0), |(a, b), r| match r.prefix {
-            IpNet::V4(_) => (a + 1, b),
-            IpNet::V6(_) => (a, b + 1),
-        });
-        let sv6 = ranges.iter().filter(|r| r.v6).count();
-        routes.reserve(v4 + ranges.len() - sv6, v6 + sv6);
+        // Room per VRF for its routes and subnets, so that no table grows twice.
+        let mut room = vec![(0, 0); snap.vrf_names.len()];
+        for r in &self.routes {
+            if let Some(v) = vrf_of.get(r.tenant.as_str()) {
+                let n = &mut room[usize::from(v.0)];
+                match r.prefix {
+                    IpNet::V4(_) => n.0 += 1,
+                    IpNet::V6(_) => n.1 += 1,
+                }
+            }
+        }
+        for r in &ranges {
+            let n = &mut room[usize::from(r.vrf)];
+            if r.v6 {
+                n.1 += 1;
+            } else {
+                n.0 += 1;
+            }
+        }
+        for (v, (v4, v6)) in room.into_iter().enumerate() {
+            routes.reserve(v as u16, v4, v6);
+        }
         for r in &ranges {
             let net = NetworkId(r.network as u16);
             routes
@@ -220,10 +238,10 @@ impl OverlayBuilder {
 
         // Local endpoints, then remote ones.
         for ep in &self.locals {
-            add_local(&mut snap, &routes, ep)?;
+            add_local(&mut snap, ep)?;
         }
         for ep in &self.remotes {
-            add_remote(&mut snap, &routes, &mut vteps, ep)?;
+            add_remote(&mut snap, &mut vteps, ep)?;
         }
 
         // Static routes, shortest prefixes first: the IPv4 trie then writes each
@@ -234,68 +252,8 @@ impl OverlayBuilder {
         let mut by_len: Vec<&RouteSpec> = self.routes.iter().collect();
         by_len.sort_by_key(|r| r.prefix.prefix_len());
         for r in by_len {
-            let Some(vrf) = vrf_of.get(r.tenant.as_str()).copied() else {
-                return Err(E::RouteUnknownTenant {
-                    tenant: r.tenant.clone(),
-                    prefix: r.prefix,
-                });
-            };
-            let result = match &r.target {
-                RouteTarget::Blackhole => RouteResult::Blackhole,
-                RouteTarget::NextHop { network, ip } => {
-                    let Some(id) = snap.network_by_name(network) else {
-                        return Err(E::RouteUnknownNetwork {
-                            tenant: r.tenant.clone(),
-                            prefix: r.prefix,
-                            network: network.clone(),
-                        });
-                    };
-                    let n = &self.networks[id.index()];
-                    if n.tenant != r.tenant {
-                        return Err(E::RouteOtherTenant {
-                            tenant: r.tenant.clone(),
-                            prefix: r.prefix,
-                            network: network.clone(),
-                            network_tenant: n.tenant.clone(),
-                        });
-                    }
-                    let Some((mac, dest)) = snap.host_lookup(id, *ip) else {
-                        return Err(E::UnknownNextHop {
-                            tenant: r.tenant.clone(),
-                            prefix: r.prefix,
-                            network: network.clone(),
-                            ip: *ip,
-                        });
-                    };
-                    RouteResult::NextHop {
-                        network: id,
-                        mac,
-                        dest,
-                    }
-                }
-            };
-            let prefix = r.prefix.trunc();
-            if let RouteTarget::NextHop { ip, .. } = &r.target {
-                if let RouteResult::NextHop { network, .. } = result {
-                    next_hops.entry((network, *ip)).or_insert_with(|| RouteRef {
-                        tenant: r.tenant.clone().into(),
-                        prefix,
-                    });
-                }
-            }
-            if routes.get_exact(vrf.0, prefix).is_some() {
-                return Err(E::DuplicateRoute {
-                    tenant: r.tenant.clone(),
-                    prefix,
-                });
-            }
-            routes
-                .insert(vrf.0, prefix, result)
-                .map_err(|reason| E::RouteTableFull {
-                    tenant: r.tenant.clone(),
-                    prefix,
-                    reason,
-                })?;
+            let vrf = vrf_of.get(r.tenant.as_str()).copied();
+            add_route(&snap, &mut routes, &mut next_hops, vrf, r)?;
         }
 
         snap.routes = Arc::new(routes);
@@ -396,11 +354,7 @@ fn endpoint_network(snap: &OverlaySnapshot, network: &str, mac: MacAddr) -> Resu
 /// Adds a local endpoint to `snap` (its network's tables and its port's
 /// network), checking it against what is there: the same checks whether the
 /// whole overlay is being built or one write patches a running snapshot.
-pub(super) fn add_local(
-    snap: &mut OverlaySnapshot,
-    routes: &LpmTable<RouteResult>,
-    ep: &LocalEndpointSpec,
-) -> Result<(), E> {
+pub(super) fn add_local(snap: &mut OverlaySnapshot, ep: &LocalEndpointSpec) -> Result<(), E> {
     let id = endpoint_network(snap, &ep.network, ep.mac)?;
     let name = || ep.network.clone();
     if ep.port.index() >= MAX_PORTS {
@@ -429,7 +383,6 @@ pub(super) fn add_local(
     }
     add_endpoint(
         snap,
-        routes,
         id,
         &ep.network,
         ep.mac,
@@ -444,7 +397,6 @@ pub(super) fn add_local(
 /// Adds a remote endpoint to `snap`, interning its VTEP (see [`add_local`]).
 pub(super) fn add_remote(
     snap: &mut OverlaySnapshot,
-    routes: &LpmTable<RouteResult>,
     vteps: &mut VtepInterner,
     ep: &RemoteEndpointSpec,
 ) -> Result<(), E> {
@@ -453,27 +405,17 @@ pub(super) fn add_remote(
         || format!("remote endpoint {} in network {:?}", ep.mac, ep.network),
         ep.vtep,
     )?;
-    add_endpoint(
-        snap,
-        routes,
-        id,
-        &ep.network,
-        ep.mac,
-        &ep.ips,
-        L2Dest::Remote(idx),
-    )
+    add_endpoint(snap, id, &ep.network, ep.mac, &ep.ips, L2Dest::Remote(idx))
 }
 
 fn add_endpoint(
     snap: &mut OverlaySnapshot,
-    routes: &LpmTable<RouteResult>,
     id: NetworkId,
     network: &str,
     mac: MacAddr,
     ips: &[IpAddr],
     dest: L2Dest,
 ) -> Result<(), E> {
-    let vrf = snap.networks[id.index()].vrf;
     // Copied only if another snapshot shares it: once per network a write touches.
     let t = Arc::make_mut(&mut snap.tables[id.index()]);
     if t.l2.get(mac.to_u64()).is_some() {
@@ -482,11 +424,11 @@ fn add_endpoint(
             mac,
         });
     }
-    let in_subnets = |ip: &IpAddr| {
-        routes
-            .lookup(vrf.0, *ip)
-            .is_some_and(|r| *r == RouteResult::Connected(id))
-    };
+    // The network's own subnets, not a route lookup: a static route more
+    // specific than the subnet must not hide it (subnets of a VRF never
+    // overlap, so this is the connected route's answer).
+    let subnets = &snap.subnets[id.index()];
+    let in_subnets = |ip: &IpAddr| subnets.iter().any(|s| s.contains(ip));
     // A refusal may leave the tables half-changed: the snapshot being built or
     // patched is then thrown away whole.
     for ip in ips {
@@ -531,6 +473,144 @@ fn add_endpoint(
             network: network.to_owned(),
             mac,
         })?;
+    Ok(())
+}
+
+/// Adds static route `r` to `routes` (of `snap`'s VRFs; `vrf` is its tenant's,
+/// `None` if the tenant has no network), resolving its next hop in `snap` and
+/// counting it in `next_hops`: the same checks whether the whole overlay is
+/// being built or one write patches a running snapshot.
+pub(super) fn add_route(
+    snap: &OverlaySnapshot,
+    routes: &mut LpmTable<RouteResult>,
+    next_hops: &mut HashMap<(NetworkId, IpAddr), NextHopUse>,
+    vrf: Option<VrfId>,
+    r: &RouteSpec,
+) -> Result<(), E> {
+    let Some(vrf) = vrf else {
+        return Err(E::RouteUnknownTenant {
+            tenant: r.tenant.clone(),
+            prefix: r.prefix,
+        });
+    };
+    let result = match &r.target {
+        RouteTarget::Blackhole => RouteResult::Blackhole,
+        RouteTarget::NextHop { network, ip } => {
+            let Some(id) = snap.network_by_name(network) else {
+                return Err(E::RouteUnknownNetwork {
+                    tenant: r.tenant.clone(),
+                    prefix: r.prefix,
+                    network: network.clone(),
+                });
+            };
+            let vrf_of_net = snap.networks[id.index()].vrf;
+            let network_tenant = &snap.vrf_names[usize::from(vrf_of_net.0)];
+            if **network_tenant != *r.tenant {
+                return Err(E::RouteOtherTenant {
+                    tenant: r.tenant.clone(),
+                    prefix: r.prefix,
+                    network: network.clone(),
+                    network_tenant: network_tenant.to_string(),
+                });
+            }
+            let Some((mac, dest)) = snap.host_lookup(id, *ip) else {
+                return Err(E::UnknownNextHop {
+                    tenant: r.tenant.clone(),
+                    prefix: r.prefix,
+                    network: network.clone(),
+                    ip: *ip,
+                });
+            };
+            RouteResult::NextHop {
+                network: id,
+                mac,
+                dest,
+            }
+        }
+    };
+    let prefix = r.prefix.trunc();
+    if routes.get_exact(vrf.0, prefix).is_some() {
+        return Err(E::DuplicateRoute {
+            tenant: r.tenant.clone(),
+            prefix,
+        });
+    }
+    routes
+        .insert(vrf.0, prefix, result)
+        .map_err(|reason| E::RouteTableFull {
+            tenant: r.tenant.clone(),
+            prefix,
+            reason,
+        })?;
+    if let (RouteTarget::NextHop { ip, .. }, RouteResult::NextHop { network, .. }) =
+        (&r.target, result)
+    {
+        next_hops
+            .entry((network, *ip))
+            .or_insert_with(|| NextHopUse {
+                first: RouteRef {
+                    tenant: r.tenant.clone().into(),
+                    prefix,
+                },
+                routes: 0,
+            })
+            .routes += 1;
+    }
+    Ok(())
+}
+
+/// Removes static route `r` from `routes` and from the count of its next
+/// hop's routes: a connected subnet is not a static route and stays.
+pub(super) fn remove_route(
+    snap: &OverlaySnapshot,
+    routes: &mut LpmTable<RouteResult>,
+    next_hops: &mut HashMap<(NetworkId, IpAddr), NextHopUse>,
+    r: &RouteSpec,
+) -> Result<(), E> {
+    let prefix = r.prefix.trunc();
+    let missing = || E::NoSuchRoute {
+        tenant: r.tenant.clone(),
+        prefix,
+    };
+    let vrf = snap.vrf_by_name(&r.tenant).ok_or_else(missing)?;
+    // The route there must be `r` (its target too), not a connected subnet or
+    // another route of that prefix.
+    let via = match &r.target {
+        RouteTarget::Blackhole => None,
+        RouteTarget::NextHop { network, ip } => {
+            let id = snap.network_by_name(network).ok_or_else(missing)?;
+            let mac = snap.host_lookup(id, *ip).ok_or_else(missing)?.0;
+            Some((id, *ip, mac))
+        }
+    };
+    match (routes.get_exact(vrf.0, prefix), via) {
+        (Some(RouteResult::Blackhole), None) => {}
+        (Some(RouteResult::NextHop { network, mac, .. }), Some((id, _, m)))
+            if *network == id && *mac == m => {}
+        _ => return Err(missing()),
+    }
+    routes.remove(vrf.0, prefix);
+    let Some((id, ip, _)) = via else {
+        return Ok(());
+    };
+    let ip = &ip;
+    let Entry::Occupied(mut o) = next_hops.entry((id, *ip)) else {
+        return Ok(());
+    };
+    let used = o.get_mut();
+    used.routes = used.routes.saturating_sub(1);
+    if used.routes == 0 {
+        o.remove();
+    } else if *used.first.tenant == *r.tenant && used.first.prefix == prefix {
+        // Errors name a route still there: one through the same endpoint.
+        let mac = snap.host_lookup(id, *ip).map(|h| h.0);
+        let other = routes.find_in(vrf.0, |v| {
+            matches!(v, RouteResult::NextHop { network: n, mac: m, .. } if *n == id && Some(*m) == mac)
+        });
+        if let Some((p, _)) = other {
+            used.first.prefix = p;
+        }
+    }
     Ok(())
 }
 

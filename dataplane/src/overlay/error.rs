@@ -359,4 +359,13 @@ pub enum OverlayConfigError {
         /// Its prefix.
         prefix: IpNet,
     },
+    /// A write removes a static route that is not there (a connected subnet
+    /// is not one).
+    #[error("route {prefix} in tenant {tenant:?}: no such route")]
+    NoSuchRoute {
+        /// The tenant.
+        tenant: String,
+        /// The prefix.
+        prefix: IpNet,
+    },
 }

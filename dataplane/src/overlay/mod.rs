@@ -54,7 +54,7 @@ pub mod spec;
 pub use builder::OverlayBuilder;
 pub use error::OverlayConfigError;
 pub use neighbor::{LearnOutcome, NeighborConfig, NeighborMap, NeighborTable, ResolveLimiter};
-pub use patch::EndpointChange;
+pub use patch::OverlayChange;
 pub use snapshot::{
     L2Dest, NetworkId, NetworkInfo, OverlaySnapshot, RouteResult, UnderlayInfo, VrfId, VtepIdx,
     VtepInfo, MAX_NETWORKS, MAX_VTEPS,

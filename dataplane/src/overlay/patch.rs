@@ -1,14 +1,15 @@
-//! Changing a running snapshot's endpoints without building it again.
+//! Changing a running snapshot's endpoints and routes without building it again.
 //!
 //! Pods come and go by the second on a Kubernetes node, against tens of
 //! thousands of endpoints and routes that stay. A write that adds or removes
-//! endpoints therefore starts from the running snapshot: every network's tables
-//! ([`NetTables`]) and the route table are shared through [`Arc`]s, and only the
-//! networks the write touches get a copy of their tables, changed in place. The
-//! checks are the builder's own ([`add_local`], [`add_remote`]), run against
-//! the snapshot being changed, so a patched snapshot and one built from scratch
-//! from the same configuration answer every lookup alike (a property test holds
-//! them to it).
+//! endpoints or static routes therefore starts from the running snapshot: every
+//! network's tables ([`NetTables`]) and every VRF's routes
+//! ([`LpmTable`](super::lpm::LpmTable)) are shared through [`Arc`]s, and only
+//! the networks and VRFs the write touches get a copy of their tables, changed
+//! in place. The checks are the builder's own ([`add_local`], [`add_remote`],
+//! [`add_route`]), run against the snapshot being changed, so a patched
+//! snapshot and one built from scratch from the same configuration answer every
+//! lookup alike (a property test holds them to it).
 //!
 //! What stays when an endpoint goes: a remote VTEP it alone used stays interned
 //! (unreferenced, harmless) until the next full build.
@@ -16,16 +17,16 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::builder::{add_local, add_remote, remove_host, VtepInterner};
+use super::builder::{add_local, add_remote, add_route, remove_host, remove_route, VtepInterner};
 use super::error::OverlayConfigError as E;
 use super::snapshot::{L2Dest, OverlaySnapshot};
-use super::spec::{LocalEndpointSpec, RemoteEndpointSpec};
+use super::spec::{LocalEndpointSpec, RemoteEndpointSpec, RouteSpec};
 use crate::ethernet::MacAddr;
 use crate::port::PortIdx;
 
-/// One endpoint change of a write.
+/// One change of a write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndpointChange {
+pub enum OverlayChange {
     /// A new endpoint behind a local port.
     AddLocal(LocalEndpointSpec),
     /// A new endpoint behind a remote VTEP.
@@ -40,6 +41,11 @@ pub enum EndpointChange {
         /// Its addresses.
         ips: Vec<IpAddr>,
     },
+    /// A new static route.
+    AddRoute(RouteSpec),
+    /// The static route goes: the route as it was added (its next hop's count
+    /// of routes goes down with it).
+    RemoveRoute(RouteSpec),
 }
 
 impl OverlaySnapshot {
@@ -56,11 +62,10 @@ impl OverlaySnapshot {
     pub fn patched(
         &self,
         generation: u64,
-        changes: &[EndpointChange],
+        changes: &[OverlayChange],
     ) -> Result<OverlaySnapshot, (usize, E)> {
         let mut snap = self.clone();
         snap.generation = generation;
-        let routes = Arc::clone(&snap.routes);
         let mut vteps = VtepInterner {
             underlay: snap.underlay,
             vteps: std::mem::take(&mut snap.vteps),
@@ -70,15 +75,28 @@ impl OverlaySnapshot {
         for (i, c) in changes.iter().enumerate() {
             let at = |e| (i, e);
             match c {
-                EndpointChange::AddLocal(ep) => {
+                OverlayChange::AddLocal(ep) => {
                     let was = snap.port_network.get(ep.port.index()).copied().flatten();
-                    add_local(&mut snap, &routes, ep).map_err(at)?;
+                    add_local(&mut snap, ep).map_err(at)?;
                     ports_changed |= was.is_none();
                 }
-                EndpointChange::AddRemote(ep) => {
-                    add_remote(&mut snap, &routes, &mut vteps, ep).map_err(at)?;
+                OverlayChange::AddRemote(ep) => {
+                    add_remote(&mut snap, &mut vteps, ep).map_err(at)?;
                 }
-                EndpointChange::Remove { network, mac, ips } => {
+                OverlayChange::AddRoute(r) => {
+                    let vrf = snap.vrf_by_name(&r.tenant);
+                    with_routes(&mut snap, |s, routes, hops| {
+                        add_route(s, routes, hops, vrf, r)
+                    })
+                    .map_err(at)?;
+                }
+                OverlayChange::RemoveRoute(r) => {
+                    with_routes(&mut snap, |s, routes, hops| {
+                        remove_route(s, routes, hops, r)
+                    })
+                    .map_err(at)?;
+                }
+                OverlayChange::Remove { network, mac, ips } => {
                     ports_changed |= remove(&mut snap, network, *mac, ips).map_err(at)?;
                 }
             }
@@ -115,6 +133,29 @@ impl OverlaySnapshot {
     pub fn shares_routes(&self, other: &OverlaySnapshot) -> bool {
         Arc::ptr_eq(&self.routes, &other.routes)
     }
+
+    /// Whether `self` and `other` share `vrf`'s routes: what a write that
+    /// changed no route of `vrf` leaves.
+    pub fn shares_vrf_routes(&self, other: &OverlaySnapshot, vrf: super::VrfId) -> bool {
+        self.routes.shares_vrf(&other.routes, vrf.0)
+    }
+}
+
+type NextHops = hashbrown::HashMap<(super::NetworkId, IpAddr), super::snapshot::NextHopUse>;
+
+/// Runs `f` on `snap` with its route table and next-hop counts taken out to be
+/// changed (copied first if another snapshot shares them: the table's VRFs stay
+/// shared until changed, see [`LpmTable`](super::lpm::LpmTable)).
+fn with_routes<T>(
+    snap: &mut OverlaySnapshot,
+    f: impl FnOnce(&OverlaySnapshot, &mut super::lpm::LpmTable<super::RouteResult>, &mut NextHops) -> T,
+) -> T {
+    let mut routes = std::mem::take(&mut snap.routes);
+    let mut hops = std::mem::take(&mut snap.next_hops);
+    let out = f(snap, Arc::make_mut(&mut routes), Arc::make_mut(&mut hops));
+    snap.routes = routes;
+    snap.next_hops = hops;
+    out
 }
 
 /// Removes endpoint `mac` of `network`; true when its port carried its last
@@ -137,8 +178,8 @@ fn remove(
                 network: network.to_owned(),
                 mac,
                 ip: *ip,
-                tenant: r.tenant.to_string(),
-                prefix: r.prefix,
+                tenant: r.first.tenant.to_string(),
+                prefix: r.first.prefix,
             });
         }
     }

@@ -236,12 +236,22 @@ impl NetTables {
     }
 }
 
-/// The first static route that resolves through a (network, address): an
-/// endpoint holding that address may not be removed while the route exists.
+/// A static route, as errors name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct RouteRef {
     pub(super) tenant: Box<str>,
     pub(super) prefix: IpNet,
+}
+
+/// The static routes that resolve through a (network, address): an endpoint
+/// holding that address may not be removed while one exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct NextHopUse {
+    /// The route errors name: the first one built, or one still there after
+    /// it was removed.
+    pub(super) first: RouteRef,
+    /// How many routes resolve through it.
+    pub(super) routes: u32,
 }
 
 /// An immutable, compiled overlay snapshot: networks, endpoints, routes, VTEPs
@@ -264,8 +274,11 @@ pub struct OverlaySnapshot {
     pub(super) l2_large: bool,
     /// Every VRF's routes; shared with the snapshots that did not change them.
     pub(super) routes: Arc<LpmTable<RouteResult>>,
-    /// (network, address) → the first route whose next hop it is.
-    pub(super) next_hops: Arc<HashMap<(NetworkId, IpAddr), RouteRef>>,
+    /// (network, address) → the routes whose next hop it is.
+    pub(super) next_hops: Arc<HashMap<(NetworkId, IpAddr), NextHopUse>>,
+    /// Each network's subnets (host bits cleared), indexed by [`NetworkId`]:
+    /// what an endpoint's addresses must fall in.
+    pub(super) subnets: Vec<Box<[IpNet]>>,
     /// Local endpoints behind each port: a port leaves its network with its last.
     pub(super) port_endpoints: [u32; MAX_PORTS],
     pub(super) vteps: Vec<VtepInfo>,
@@ -288,6 +301,7 @@ impl OverlaySnapshot {
             l2_large: false,
             routes: Arc::new(LpmTable::new(0)),
             next_hops: Arc::default(),
+            subnets: Vec::new(),
             port_endpoints: [0; MAX_PORTS],
             vteps: Vec::new(),
             vtep_by_ip: HashMap::new(),

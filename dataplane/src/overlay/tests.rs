@@ -946,16 +946,16 @@ mod patch {
         (net, mac, addr, at)
     }
 
-    fn change(i: u8) -> EndpointChange {
+    fn change(i: u8) -> OverlayChange {
         let (net, mac, addr, at) = endpoint(i);
         match at {
-            Ok(port) => EndpointChange::AddLocal(LocalEndpointSpec {
+            Ok(port) => OverlayChange::AddLocal(LocalEndpointSpec {
                 network: NETS[net].into(),
                 mac,
                 ips: vec![addr],
                 port: PortIdx(port),
             }),
-            Err(vtep) => EndpointChange::AddRemote(RemoteEndpointSpec {
+            Err(vtep) => OverlayChange::AddRemote(RemoteEndpointSpec {
                 network: NETS[net].into(),
                 mac,
                 ips: vec![addr],
@@ -964,8 +964,41 @@ mod patch {
         }
     }
 
-    /// The base: three networks, one endpoint (48, in n0) that a route uses.
-    fn builder(present: &[u8]) -> OverlayBuilder {
+    /// Static routes a write may add and remove: nested IPv4 and IPv6 prefixes
+    /// (one inside a connected subnet, one the base's own), blackholes and next
+    /// hops through endpoints that come and go.
+    const ROUTES: [&str; 10] = [
+        "0.0.0.0/0",
+        "172.16.0.0/12",
+        "172.16.1.0/24",
+        "172.16.1.128/25",
+        "172.16.1.129/32",
+        "10.1.0.0/25",
+        "fd00::/16",
+        "fd00:1::/64",
+        "fd00:1::1/128",
+        "192.168.0.0/16",
+    ];
+
+    /// Route `i`: a blackhole for every third, else a next hop through an
+    /// endpoint that may or may not be there.
+    fn route(i: u8) -> RouteSpec {
+        let prefix = ROUTES[usize::from(i) % ROUTES.len()];
+        if i.is_multiple_of(3) {
+            return RouteSpec {
+                tenant: "t".into(),
+                prefix: prefix.parse().unwrap(),
+                target: RouteTarget::Blackhole,
+            };
+        }
+        let k = (i * 7) % 48;
+        let (net, _, addr, _) = endpoint(k);
+        next_hop("t", prefix, NETS[net], &addr.to_string())
+    }
+
+    /// The base: three networks, one endpoint (48, in n0) that a route uses,
+    /// then endpoints `present` and routes `routes`.
+    fn builder(present: &[u8], routes: &[u8]) -> OverlayBuilder {
         let mut b = OverlayBuilder::new(1);
         b.underlay(underlay());
         for (i, n) in NETS.iter().enumerate() {
@@ -982,15 +1015,27 @@ mod patch {
         b.route(next_hop("t", "192.168.0.0/16", "n0", "10.0.0.200"));
         for &i in present {
             match change(i) {
-                EndpointChange::AddLocal(e) => b.local_endpoint(e),
-                EndpointChange::AddRemote(e) => b.remote_endpoint(e),
-                EndpointChange::Remove { .. } => unreachable!(),
+                OverlayChange::AddLocal(e) => b.local_endpoint(e),
+                OverlayChange::AddRemote(e) => b.remote_endpoint(e),
+                _ => unreachable!(),
             };
+        }
+        for &i in routes {
+            b.route(route(i));
         }
         b
     }
 
-    /// What a worker can observe of the endpoints.
+    /// Where a lookup sends a frame, VTEPs by address (patching and building
+    /// may intern them in another order).
+    fn dest(s: &OverlaySnapshot, d: Option<L2Dest>) -> String {
+        match d {
+            Some(L2Dest::Remote(v)) => format!("vtep {}", s.vtep(v).unwrap().ip),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// What a worker can observe of the endpoints and routes.
     fn view(s: &OverlaySnapshot) -> Vec<String> {
         let mut out = Vec::new();
         for (i, _) in NETS.iter().enumerate() {
@@ -1001,22 +1046,47 @@ mod patch {
             ));
             for e in 0..=48u8 {
                 let (_, mac, addr, _) = endpoint(e);
-                let dest = |d: Option<L2Dest>| match d {
-                    Some(L2Dest::Remote(v)) => format!("vtep {}", s.vtep(v).unwrap().ip),
-                    other => format!("{other:?}"),
-                };
                 out.push(format!(
                     "{i} {mac} {} {:?} {}",
-                    dest(s.l2_lookup(net, mac)),
+                    dest(s, s.l2_lookup(net, mac)),
                     s.host_lookup(net, addr).map(|h| h.0),
-                    dest(s.host_lookup(net, addr).map(|h| h.1)),
+                    dest(s, s.host_lookup(net, addr).map(|h| h.1)),
                 ));
             }
         }
         for p in 0..8 {
             out.push(format!("port {p} {:?}", s.network_of_port(PortIdx(p))));
         }
-        out.push(format!("{}", s.endpoint_count()));
+        let vrf = s.vrf_by_name("t").unwrap();
+        let extra = [
+            "172.16.1.200",
+            "172.16.2.1",
+            "8.8.8.8",
+            "10.1.0.10",
+            "10.1.0.200",
+            "192.168.3.4",
+            "fd00:1::2",
+            "fd00:2::1",
+            "::1",
+        ];
+        let prefixes = ROUTES.iter().map(|p| p.parse::<IpNet>().unwrap());
+        let probes = prefixes
+            .flat_map(|p| [p.network(), p.broadcast()])
+            .chain(extra.iter().map(|a| ip(a)));
+        for a in probes {
+            let r = match s.route(vrf, a) {
+                Some(RouteResult::NextHop {
+                    network,
+                    mac,
+                    dest: d,
+                }) => {
+                    format!("via {network} {mac} {}", dest(s, Some(d)))
+                }
+                other => format!("{other:?}"),
+            };
+            out.push(format!("route {a} {r}"));
+        }
+        out.push(format!("{} {}", s.endpoint_count(), s.route_count()));
         out
     }
 
@@ -1024,38 +1094,58 @@ mod patch {
         #[test]
         fn patched_answers_as_built(
             start in proptest::collection::btree_set(0u8..48, 0..20),
-            steps in proptest::collection::vec((any::<bool>(), 0u8..48), 1..30),
+            start_routes in proptest::collection::btree_set(0u8..10, 0..4),
+            steps in proptest::collection::vec((0u8..4, 0u8..48), 1..30),
         ) {
             let start: Vec<u8> = start.into_iter().collect();
-            let Ok(mut snap) = builder(&start).build() else {
-                // A port in two networks: the builder refuses; nothing to patch.
+            let start_routes: Vec<u8> = start_routes.into_iter().collect();
+            let Ok(mut snap) = builder(&start, &start_routes).build() else {
+                // A port in two networks, a next hop not there: the builder
+                // refuses; nothing to patch.
                 return Ok(());
             };
             let mut present = start.clone();
-            for (add, i) in steps {
-                let c = if add {
-                    change(i)
-                } else {
-                    let (net, mac, addr, _) = endpoint(i);
-                    EndpointChange::Remove { network: NETS[net].into(), mac, ips: vec![addr] }
+            let mut routes = start_routes.clone();
+            for (kind, i) in steps {
+                let r = i % 10;
+                let (c, noop) = match kind {
+                    0 => (change(i), present.contains(&i)),
+                    1 => {
+                        let (net, mac, addr, _) = endpoint(i);
+                        let c = OverlayChange::Remove { network: NETS[net].into(), mac, ips: vec![addr] };
+                        (c, !present.contains(&i))
+                    }
+                    2 => (OverlayChange::AddRoute(route(r)), routes.contains(&r)),
+                    _ => (OverlayChange::RemoveRoute(route(r)), !routes.contains(&r)),
                 };
-                let mut next = present.clone();
-                if add { next.push(i) } else { next.retain(|&x| x != i) }
+                let (mut next, mut next_routes) = (present.clone(), routes.clone());
+                match kind {
+                    0 => next.push(i),
+                    1 => next.retain(|&x| x != i),
+                    2 => next_routes.push(r),
+                    _ => next_routes.retain(|&x| x != r),
+                }
                 let patched = snap.patched(snap.generation() + 1, std::slice::from_ref(&c));
                 // Removing what is absent or adding what is present: refused.
-                let built = if add == present.contains(&i) {
+                let built = if noop {
                     Err(None)
                 } else {
-                    builder(&next).build().map_err(Some)
+                    builder(&next, &next_routes).build().map_err(Some)
                 };
                 match (patched, built) {
                     (Ok(p), Ok(b)) => {
                         prop_assert_eq!(view(&p), view(&b), "after {:?}", c);
                         snap = p;
                         present = next;
+                        routes = next_routes;
                     }
-                    (Err((0, pe)), Err(Some(be))) => prop_assert_eq!(pe.to_string(), be.to_string()),
-                    (Err(_), Err(None)) => {}
+                    // An add is refused in the builder's words. A removal the
+                    // builder refuses leaves a route without its next hop, which
+                    // the patch names from the other side (the endpoint goes).
+                    (Err((0, pe)), Err(Some(be))) if kind == 0 || kind == 2 => {
+                        prop_assert_eq!(pe.to_string(), be.to_string())
+                    }
+                    (Err(_), Err(_)) => {}
                     (p, b) => prop_assert!(false, "{:?}: patched {:?}, built {:?}", c, p.map(|_| ()), b.map(|_| ())),
                 }
             }
@@ -1092,7 +1182,7 @@ mod patch {
         let p = base
             .patched(
                 2,
-                &[EndpointChange::AddRemote(remote(
+                &[OverlayChange::AddRemote(remote(
                     "big2",
                     A,
                     &["10.102.200.1"],
@@ -1110,8 +1200,118 @@ mod patch {
     }
 
     #[test]
+    fn a_one_route_write_at_100k_routes_in_10_vrfs_copies_one_vrf() {
+        let mut b = OverlayBuilder::new(1);
+        b.underlay(underlay());
+        for t in 0..10u32 {
+            let subnet = format!("10.{}.0.0/16", 100 + t);
+            let gw = format!("10.{}.255.254", 100 + t);
+            b.network(network(
+                &format!("n{t}"),
+                300 + t,
+                &format!("t{t}"),
+                &[&subnet],
+                &[&gw],
+            ));
+        }
+        for i in 0..100_000u32 {
+            b.route(RouteSpec {
+                tenant: format!("t{}", i % 10),
+                prefix: IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from_bits((20 << 24) + (i << 8)), 24).unwrap(),
+                ),
+                target: RouteTarget::Blackhole,
+            });
+        }
+        let base = b.build().unwrap();
+        assert_eq!(base.route_count(), 100_010);
+        let extra = RouteSpec {
+            tenant: "t3".into(),
+            prefix: "30.0.0.0/8".parse().unwrap(),
+            target: RouteTarget::Blackhole,
+        };
+        let vrf = |s: &OverlaySnapshot, t: u32| s.vrf_by_name(&format!("t{t}")).unwrap();
+        let shared = |a: &OverlaySnapshot, b: &OverlaySnapshot| -> Vec<u32> {
+            (0..10)
+                .filter(|&t| a.shares_vrf_routes(b, vrf(a, t)))
+                .collect()
+        };
+        let added = base
+            .patched(2, &[OverlayChange::AddRoute(extra.clone())])
+            .unwrap();
+        assert_eq!(added.route_count(), 100_011);
+        assert_eq!(
+            shared(&added, &base),
+            [0, 1, 2, 4, 5, 6, 7, 8, 9],
+            "t3 alone copied"
+        );
+        for t in 0..10 {
+            let net = added.network_by_name(&format!("n{t}")).unwrap();
+            assert!(added.shares_network_tables(&base, net), "n{t}");
+        }
+        assert_eq!(
+            added.route(vrf(&added, 3), ip("30.1.2.3")),
+            Some(RouteResult::Blackhole)
+        );
+        assert_eq!(added.route(vrf(&added, 4), ip("30.1.2.3")), None);
+        // And back: a removal copies the one VRF again, and answers as before.
+        let removed = added
+            .patched(3, &[OverlayChange::RemoveRoute(extra)])
+            .unwrap();
+        assert_eq!(shared(&removed, &added), [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(removed.route(vrf(&removed, 3), ip("30.1.2.3")), None);
+        let gone = RouteSpec {
+            tenant: "t7".into(),
+            prefix: IpNet::V4(
+                Ipv4Net::new(Ipv4Addr::from_bits((20 << 24) + (7 << 8)), 24).unwrap(),
+            ),
+            target: RouteTarget::Blackhole,
+        };
+        let removed = removed
+            .patched(4, &[OverlayChange::RemoveRoute(gone)])
+            .unwrap();
+        assert_eq!(removed.route(vrf(&removed, 7), ip("20.0.7.1")), None);
+        assert_eq!(removed.route_count(), 100_009);
+    }
+
+    #[test]
+    fn route_removals_are_checked() {
+        let base = builder(&[], &[]).build().unwrap();
+        let refused = |c: OverlayChange| base.patched(2, &[c]).unwrap_err().1.to_string();
+        // A connected subnet is not a static route.
+        let subnet = RouteSpec {
+            tenant: "t".into(),
+            prefix: "10.0.0.0/24".parse().unwrap(),
+            target: RouteTarget::Blackhole,
+        };
+        assert_eq!(
+            refused(OverlayChange::RemoveRoute(subnet)),
+            "route 10.0.0.0/24 in tenant \"t\": no such route"
+        );
+        // The route there has another target.
+        let other = RouteSpec {
+            target: RouteTarget::Blackhole,
+            ..next_hop("t", "192.168.0.0/16", "n0", "10.0.0.200")
+        };
+        assert!(refused(OverlayChange::RemoveRoute(other)).ends_with("no such route"));
+        // Its next hop's endpoint can go once the route has.
+        let hop = OverlayChange::Remove {
+            network: "n0".into(),
+            mac: MacAddr([2, 0, 0, 0, 2, 0]),
+            ips: vec![ip("10.0.0.200")],
+        };
+        assert!(refused(hop.clone()).contains("next hop of route 192.168.0.0/16"));
+        let route = OverlayChange::RemoveRoute(next_hop("t", "192.168.0.0/16", "n0", "10.0.0.200"));
+        let p = base.patched(2, &[route, hop]).unwrap();
+        assert_eq!(
+            p.route(p.vrf_by_name("t").unwrap(), ip("192.168.1.1")),
+            None
+        );
+    }
+
+    #[test]
     fn a_change_copies_only_its_networks_tables() {
-        let base = builder(&[0, 1, 2, 3]).build().unwrap();
+        let base = builder(&[0, 1, 2, 3], &[]).build().unwrap();
         let n = |s: &OverlaySnapshot, i: usize| s.network_by_name(NETS[i]).unwrap();
         let p = base.patched(2, &[change(4)]).unwrap();
         assert_eq!(p.generation(), 2);
@@ -1123,7 +1323,7 @@ mod patch {
         let e = base
             .patched(
                 2,
-                &[EndpointChange::Remove {
+                &[OverlayChange::Remove {
                     network: "n0".into(),
                     mac: MacAddr([2, 0, 0, 0, 2, 0]),
                     ips: vec![ip("10.0.0.200")],
@@ -1138,7 +1338,7 @@ mod patch {
         let e = base
             .patched(
                 2,
-                &[EndpointChange::Remove {
+                &[OverlayChange::Remove {
                     network: "n0".into(),
                     mac: A,
                     ips: vec![],

@@ -1,5 +1,6 @@
-//! IPv4 longest-prefix match as a multibit trie with 8-bit strides (8-8-8-8), one
-//! root per VRF, every ply in one arena.
+//! IPv4 longest-prefix match as a multibit trie with 8-bit strides (8-8-8-8): one
+//! trie per VRF, each in an arena of its own, so that a write changing one VRF's
+//! routes copies that VRF's plies and no other's.
 //!
 //! Why a trie for IPv4 and not the hash probe per prefix length that IPv6 keeps:
 //! with many routes the hash's buckets outgrow the caches, so every lookup paid a
@@ -22,6 +23,14 @@
 //! or after the ones it contains. Memory is one ply per distinct (/8, /16, /24)
 //! parent of a longer prefix: at most three plies per route, and in practice far
 //! fewer, as routes share their upper bytes; [`MAX_PLIES`] bounds the total.
+//!
+//! Removal: the entries a prefix wrote are exactly the leaves of its length
+//! within its span (a leaf of a longer prefix has a longer length, and nothing
+//! shorter can be there), and the answer for them without it is the longest
+//! shorter route containing it, one answer for the whole span. So a removal
+//! repaints those leaves with that route's leaf, and answers as a trie built
+//! without the prefix would. A ply left holding one leaf is folded into its
+//! parent entry and its slot reused.
 
 /// An entry: `PLY` | a ply's index in the arena, or a leaf: the length of the
 /// prefix that wrote it << `LEN_SHIFT` | its value (a value index + 1; 0 for no
@@ -50,38 +59,37 @@ const FANOUT: usize = 256;
 /// need 394).
 pub(super) const MAX_PLIES: usize = 1 << 18;
 
-/// [`Trie4::insert`] refused: the plies would outgrow their bound (this many).
+/// [`Trie4::insert`] refused: the plies it would add do not fit the room left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Full(pub(super) usize);
+pub(super) struct Full;
 
-/// The IPv4 tries of every VRF (see the module docs).
-#[derive(Clone, Debug, Default)]
+/// The IPv4 trie of one VRF (see the module docs).
+#[derive(Clone, Debug)]
 pub(super) struct Trie4 {
-    /// Per VRF: `PLY` | its root's index, or `EMPTY` before its first route.
-    roots: Vec<Entry>,
+    /// `PLY` | the root's index, or `EMPTY` before the first route.
+    root: Entry,
     plies: Vec<[Entry; FANOUT]>,
-    /// The bound on `plies` ([`MAX_PLIES`]; tests set less).
-    max_plies: usize,
+    /// Plies a removal emptied, reused before the arena grows: a VRF whose
+    /// routes come and go keeps the plies its routes need, not every ply its
+    /// routes ever needed.
+    free: Vec<u32>,
+}
+
+impl Default for Trie4 {
+    fn default() -> Self {
+        Trie4 {
+            root: EMPTY,
+            plies: Vec::new(),
+            free: Vec::new(),
+        }
+    }
 }
 
 impl Trie4 {
-    /// Tries for VRFs `0..vrfs`, without routes.
-    pub(super) fn new(vrfs: u16) -> Self {
-        Trie4 {
-            roots: vec![EMPTY; usize::from(vrfs)],
-            plies: Vec::new(),
-            max_plies: MAX_PLIES,
-        }
-    }
-
-    /// The value of the longest prefix in `vrf` containing `addr`: 0 for no
-    /// match or an unknown VRF.
+    /// The value of the longest prefix containing `addr`: 0 for no match.
     #[inline]
-    pub(super) fn lookup(&self, vrf: u16, addr: u32) -> u32 {
-        let Some(&root) = self.roots.get(usize::from(vrf)) else {
-            return 0;
-        };
-        let mut e = root;
+    pub(super) fn lookup(&self, addr: u32) -> u32 {
+        let mut e = self.root;
         for byte in addr.to_be_bytes() {
             if e & PLY == 0 {
                 break;
@@ -99,64 +107,105 @@ impl Trie4 {
         }
     }
 
+    /// Plies in use (the arena less the free ones).
+    pub(super) fn live_plies(&self) -> usize {
+        self.plies.len() - self.free.len()
+    }
+
     /// Makes `value` (a value index + 1, at most [`MAX_VALUE`]) the answer for
-    /// the addresses of `addr/len` in `vrf` that no longer prefix already
-    /// covers. Host bits of `addr` are ignored.
+    /// the addresses of `addr/len` that no longer prefix already covers. Host
+    /// bits of `addr` are ignored.
     ///
     /// # Errors
-    /// [`Full`], with nothing changed, when the plies would outgrow their bound.
+    /// [`Full`], with nothing changed, when it would add more than `room` plies.
     ///
     /// # Panics
-    /// If `vrf` is not below the count given to [`new`](Self::new), `len` is over
-    /// 32, or `value` is 0 or over [`MAX_VALUE`].
-    pub(super) fn insert(&mut self, vrf: u16, addr: u32, len: u8, value: u32) -> Result<(), Full> {
+    /// If `len` is over 32, or `value` is 0 or over [`MAX_VALUE`].
+    pub(super) fn insert(
+        &mut self,
+        addr: u32,
+        len: u8,
+        value: u32,
+        room: usize,
+    ) -> Result<(), Full> {
         assert!(len <= 32, "IPv4 prefix length {len}");
         assert!(value != 0 && value <= MAX_VALUE, "value {value}");
-        assert!(usize::from(vrf) < self.roots.len(), "VRF {vrf}");
         let bytes = addr.to_be_bytes();
         // Checked before anything changes.
-        if self.plies.len() + self.plies_needed(vrf, &bytes, len) > self.max_plies {
-            return Err(Full(self.max_plies));
+        if self.plies_needed(&bytes, len) > room {
+            return Err(Full);
         }
         let leaf = (u32::from(len) << LEN_SHIFT) | value;
-        let root = self.roots[usize::from(vrf)];
-        let mut ply = if root & PLY == 0 {
-            let p = self.new_ply(EMPTY);
-            self.roots[usize::from(vrf)] = PLY | p;
-            p
-        } else {
-            root & !PLY
-        };
-        // Descend while the prefix is longer than the bytes above and in this ply.
-        let mut depth = 0usize;
-        while usize::from(len) > 8 * (depth + 1) {
-            ply = self.child(ply, bytes[depth]);
-            depth += 1;
-        }
-        // `len` ends in this ply's byte: it covers 2^(unfixed bits) entries.
-        let fixed = u32::from(len) - 8 * depth as u32;
-        let span = 1usize << (8 - fixed);
-        let first = usize::from(bytes[depth]) & !(span - 1);
-        self.paint(ply, first..first + span, leaf);
+        let (ply, depth) = self.descend(&bytes, len);
+        let slots = span(&bytes, len, depth);
+        self.paint(ply, slots, leaf);
         Ok(())
     }
 
-    /// Tries with room for `max` plies only (for tests of the bound).
-    #[cfg(test)]
-    pub(super) fn with_max_plies(vrfs: u16, max: usize) -> Self {
-        Trie4 {
-            max_plies: max,
-            ..Trie4::new(vrfs)
+    /// Takes back what [`insert`](Self::insert) of `addr/len` wrote: its entries
+    /// get `below`, the leaf of the longest shorter prefix containing it (its
+    /// length << `LEN_SHIFT` | its value), or `EMPTY`. The result is the trie
+    /// the other routes alone would make, plies aside: a ply left holding one
+    /// leaf a shorter prefix could hold is folded into its parent and reused.
+    ///
+    /// # Panics
+    /// If `len` is over 32.
+    pub(super) fn remove(&mut self, addr: u32, len: u8, below: (u8, u32)) {
+        assert!(len <= 32, "IPv4 prefix length {len}");
+        let bytes = addr.to_be_bytes();
+        let leaf = (u32::from(below.0) << LEN_SHIFT) | below.1;
+        if self.root & PLY == 0 {
+            // A root folded into a leaf: a default route's, the only one.
+            if self.root >> LEN_SHIFT == u32::from(len) {
+                self.root = leaf;
+            }
+            return;
+        }
+        // The plies on the way down, to fold them on the way back up. A prefix
+        // that was inserted has them all (insert made them; a fold never takes
+        // a ply a longer prefix's leaf is in).
+        let mut path = vec![(self.root & !PLY, 0u8)];
+        let mut depth = 0usize;
+        while usize::from(len) > 8 * (depth + 1) {
+            let (ply, _) = path[depth];
+            let e = self.plies[ply as usize][usize::from(bytes[depth])];
+            if e & PLY == 0 {
+                return;
+            }
+            path.push((e & !PLY, bytes[depth]));
+            depth += 1;
+        }
+        let slots = span(&bytes, len, depth);
+        self.repaint(path[depth].0, slots, len, leaf);
+        // Fold, deepest first: a ply whose entries are one leaf no longer than
+        // its parent entry's span becomes that leaf.
+        for d in (0..=depth).rev() {
+            let (ply, slot) = path[d];
+            let first = self.plies[ply as usize][0];
+            let uniform = first & PLY == 0
+                && (first >> LEN_SHIFT) as usize <= 8 * d
+                && self.plies[ply as usize].iter().all(|&e| e == first);
+            if !uniform {
+                break;
+            }
+            // The root may be a leaf too: a lookup then reads no ply at all.
+            if d == 0 {
+                self.root = first;
+            } else {
+                let parent = path[d - 1].0 as usize;
+                self.plies[parent][usize::from(slot)] = first;
+            }
+            self.free.push(ply);
         }
     }
 
-    /// The plies inserting a prefix of `len` bits of `bytes` into `vrf` would add:
-    /// the root if the VRF has none, and one for each byte above the prefix's
-    /// last whose entry is not a ply yet.
-    fn plies_needed(&self, vrf: u16, bytes: &[u8; 4], len: u8) -> usize {
+    /// The plies inserting a prefix of `len` bits of `bytes` would add: the
+    /// root if there is none, and one for each byte above the prefix's last
+    /// whose entry is not a ply yet.
+    fn plies_needed(&self, bytes: &[u8; 4], len: u8) -> usize {
         // The bytes above the one the prefix ends in (none for /0 to /8).
         let above = usize::from(len.saturating_sub(1) / 8);
-        let mut e = self.roots[usize::from(vrf)];
+        let mut e = self.root;
         if e & PLY == 0 {
             return 1 + above;
         }
@@ -169,9 +218,32 @@ impl Trie4 {
         0
     }
 
-    /// A new ply whose every entry is `fill`.
+    /// The ply a prefix of `len` bits of `bytes` ends in, made as needed, and
+    /// its depth.
+    fn descend(&mut self, bytes: &[u8; 4], len: u8) -> (u32, usize) {
+        let mut ply = if self.root & PLY == 0 {
+            let p = self.new_ply(self.root);
+            self.root = PLY | p;
+            p
+        } else {
+            self.root & !PLY
+        };
+        // Descend while the prefix is longer than the bytes above and in this ply.
+        let mut depth = 0usize;
+        while usize::from(len) > 8 * (depth + 1) {
+            ply = self.child(ply, bytes[depth]);
+            depth += 1;
+        }
+        (ply, depth)
+    }
+
+    /// A new ply whose every entry is `fill`: a freed one if there is one.
     fn new_ply(&mut self, fill: Entry) -> u32 {
-        // Below `max_plies`, far below `PLY`: the index fits an entry.
+        if let Some(idx) = self.free.pop() {
+            self.plies[idx as usize] = [fill; FANOUT];
+            return idx;
+        }
+        // Below the table's bound, far below `PLY`: the index fits an entry.
         let idx = self.plies.len() as u32;
         self.plies.push([fill; FANOUT]);
         idx
@@ -205,16 +277,41 @@ impl Trie4 {
         }
     }
 
-    /// Plies in the arena.
+    /// Writes `leaf` into the entries of `slots` (and below) that the prefix of
+    /// length `len` wrote: within its span, the leaves of exactly that length.
+    fn repaint(&mut self, ply: u32, slots: std::ops::Range<usize>, len: u8, leaf: Entry) {
+        let p = ply as usize;
+        for slot in slots {
+            let e = self.plies[p][slot];
+            if e & PLY != 0 {
+                self.repaint(e & !PLY, 0..FANOUT, len, leaf);
+            } else if e >> LEN_SHIFT == u32::from(len) {
+                self.plies[p][slot] = leaf;
+            }
+        }
+    }
+
+    /// Plies in the arena, free ones included.
     #[cfg(test)]
     fn plies(&self) -> usize {
         self.plies.len()
     }
 }
 
+/// The entries of the ply at `depth` that a prefix of `len` bits of `bytes`
+/// covers: 2^(unfixed bits) of them.
+fn span(bytes: &[u8; 4], len: u8, depth: usize) -> std::ops::Range<usize> {
+    let fixed = u32::from(len) - 8 * depth as u32;
+    let n = 1usize << (8 - fixed);
+    let first = usize::from(bytes[depth]) & !(n - 1);
+    first..first + n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ROOM: usize = usize::MAX;
 
     fn ip(s: &str) -> u32 {
         s.parse::<std::net::Ipv4Addr>().unwrap().to_bits()
@@ -222,7 +319,7 @@ mod tests {
 
     #[test]
     fn lengths_at_every_stride_boundary() {
-        let mut t = Trie4::new(1);
+        let mut t = Trie4::default();
         for (i, (p, len)) in [
             ("0.0.0.0", 0),
             ("10.0.0.0", 7),
@@ -233,9 +330,9 @@ mod tests {
         .chain([("10.1.2.0", 24), ("10.1.2.3", 32), ("10.1.2.128", 25)])
         .enumerate()
         {
-            t.insert(0, ip(p), len, i as u32 + 1).unwrap();
+            t.insert(ip(p), len, i as u32 + 1, ROOM).unwrap();
         }
-        let l = |s| t.lookup(0, ip(s));
+        let l = |s| t.lookup(ip(s));
         assert_eq!(l("11.0.0.0"), 2, "/7 covers 11/8");
         assert_eq!(l("12.0.0.0"), 1, "default");
         assert_eq!(l("10.9.0.0"), 3);
@@ -253,71 +350,98 @@ mod tests {
         // The `l3` bench's table: 100k consecutive /24s from 16.0.0.0 span 391
         // /16s over two /8s, so one ply per /8 and per /16 below the root:
         // 394 KiB of plies.
-        let mut t = Trie4::new(1);
+        let mut t = Trie4::default();
         for i in 0..100_000u32 {
-            t.insert(0, ip("16.0.0.0") + (i << 8), 24, 1 + i % 16)
+            t.insert(ip("16.0.0.0") + (i << 8), 24, 1 + i % 16, ROOM)
                 .unwrap();
         }
         assert_eq!(t.plies(), 1 + 2 + 391);
-        assert_eq!(t.lookup(0, ip("16.0.0.9")), 1);
-        assert_eq!(t.lookup(0, ip("17.134.159.1")), 1 + 99_999 % 16);
-        assert_eq!(t.lookup(0, ip("17.134.160.1")), 0);
+        assert_eq!(t.lookup(ip("16.0.0.9")), 1);
+        assert_eq!(t.lookup(ip("17.134.159.1")), 1 + 99_999 % 16);
+        assert_eq!(t.lookup(ip("17.134.160.1")), 0);
     }
 
     #[test]
     fn a_full_arena_refuses_and_changes_nothing() {
-        let mut t = Trie4::with_max_plies(2, 6);
-        t.insert(0, ip("10.0.0.0"), 8, 1).unwrap(); // the root
-        t.insert(0, ip("10.1.2.3"), 32, 2).unwrap(); // three below it
-        assert_eq!(t.plies(), 4);
-        // Another /32 under 10/8 but in 10.2/16: two more plies, which fit.
-        t.insert(0, ip("10.2.0.1"), 32, 3).unwrap();
-        assert_eq!(t.plies(), 6);
-        // Full: a prefix that needs a ply is refused, one that needs none is not.
-        assert_eq!(t.insert(0, ip("10.2.1.1"), 32, 4), Err(Full(6)));
-        assert_eq!(t.insert(1, ip("0.0.0.0"), 0, 4), Err(Full(6)), "a root");
-        t.insert(0, ip("10.2.0.7"), 32, 5).unwrap();
-        t.insert(0, ip("10.1.2.0"), 24, 6).unwrap();
-        assert_eq!(t.plies(), 6);
-        assert_eq!(
-            t.lookup(0, ip("10.2.1.1")),
-            1,
-            "the refused /32 is not there"
-        );
-        assert_eq!(t.lookup(0, ip("10.1.2.3")), 2);
-        assert_eq!(t.lookup(0, ip("10.2.0.7")), 5);
-        assert_eq!(t.lookup(0, ip("10.1.2.4")), 6);
+        let mut t = Trie4::default();
+        t.insert(ip("10.0.0.0"), 8, 1, 6).unwrap(); // the root
+        t.insert(ip("10.1.2.3"), 32, 2, 5).unwrap(); // three below it
+        assert_eq!(t.live_plies(), 4);
+        // Another /32 under 10/8 but in 10.2/16: two more plies.
+        assert_eq!(t.insert(ip("10.2.0.1"), 32, 3, 1), Err(Full));
+        t.insert(ip("10.2.0.1"), 32, 3, 2).unwrap();
+        assert_eq!(t.live_plies(), 6);
+        // No room: a prefix that needs a ply is refused, one that needs none is not.
+        assert_eq!(t.insert(ip("10.2.1.1"), 32, 4, 0), Err(Full));
+        t.insert(ip("10.2.0.7"), 32, 5, 0).unwrap();
+        t.insert(ip("10.1.2.0"), 24, 6, 0).unwrap();
+        assert_eq!(t.live_plies(), 6);
+        assert_eq!(t.lookup(ip("10.2.1.1")), 1, "the refused /32 is not there");
+        assert_eq!(t.lookup(ip("10.1.2.3")), 2);
+        assert_eq!(t.lookup(ip("10.2.0.7")), 5);
+        assert_eq!(t.lookup(ip("10.1.2.4")), 6);
+        assert_eq!(Trie4::default().insert(0, 0, 1, 0), Err(Full), "a root");
     }
 
     #[test]
     fn shorter_prefix_after_longer_keeps_the_longer() {
-        let mut t = Trie4::new(2);
-        t.insert(1, ip("10.1.2.3"), 32, 1).unwrap();
-        t.insert(1, ip("10.1.0.0"), 16, 2).unwrap();
-        t.insert(1, ip("0.0.0.0"), 0, 3).unwrap();
-        assert_eq!(t.lookup(1, ip("10.1.2.3")), 1);
-        assert_eq!(t.lookup(1, ip("10.1.2.4")), 2);
-        assert_eq!(t.lookup(1, ip("10.2.0.0")), 3);
-        assert_eq!(t.lookup(0, ip("10.1.2.3")), 0, "other VRF");
-        assert_eq!(t.lookup(9, ip("10.1.2.3")), 0, "unknown VRF");
+        let mut t = Trie4::default();
+        t.insert(ip("10.1.2.3"), 32, 1, ROOM).unwrap();
+        t.insert(ip("10.1.0.0"), 16, 2, ROOM).unwrap();
+        t.insert(ip("0.0.0.0"), 0, 3, ROOM).unwrap();
+        assert_eq!(t.lookup(ip("10.1.2.3")), 1);
+        assert_eq!(t.lookup(ip("10.1.2.4")), 2);
+        assert_eq!(t.lookup(ip("10.2.0.0")), 3);
+        assert_eq!(Trie4::default().lookup(ip("10.1.2.3")), 0, "empty");
     }
 
     #[test]
     fn reinserting_a_prefix_replaces_only_its_own_entries() {
-        let mut t = Trie4::new(1);
-        t.insert(0, ip("10.0.0.0"), 8, 1).unwrap();
-        t.insert(0, ip("10.1.0.0"), 16, 2).unwrap();
-        t.insert(0, ip("10.0.0.0"), 8, 3).unwrap();
-        assert_eq!(t.lookup(0, ip("10.2.0.0")), 3);
-        assert_eq!(t.lookup(0, ip("10.1.0.0")), 2);
+        let mut t = Trie4::default();
+        t.insert(ip("10.0.0.0"), 8, 1, ROOM).unwrap();
+        t.insert(ip("10.1.0.0"), 16, 2, ROOM).unwrap();
+        t.insert(ip("10.0.0.0"), 8, 3, ROOM).unwrap();
+        assert_eq!(t.lookup(ip("10.2.0.0")), 3);
+        assert_eq!(t.lookup(ip("10.1.0.0")), 2);
         // Host bits are ignored.
-        t.insert(0, ip("10.1.255.255"), 16, 4).unwrap();
-        assert_eq!(t.lookup(0, ip("10.1.0.0")), 4);
+        t.insert(ip("10.1.255.255"), 16, 4, ROOM).unwrap();
+        assert_eq!(t.lookup(ip("10.1.0.0")), 4);
         // The largest value beside the longest length: neither spills into the other.
-        t.insert(0, ip("10.1.2.3"), 32, MAX_VALUE).unwrap();
-        assert_eq!(t.lookup(0, ip("10.1.2.3")), MAX_VALUE);
-        assert_eq!(t.lookup(0, ip("10.1.2.4")), 4);
-        t.insert(0, ip("10.1.2.0"), 24, 5).unwrap();
-        assert_eq!(t.lookup(0, ip("10.1.2.3")), MAX_VALUE, "the /32 stays");
+        t.insert(ip("10.1.2.3"), 32, MAX_VALUE, ROOM).unwrap();
+        assert_eq!(t.lookup(ip("10.1.2.3")), MAX_VALUE);
+        assert_eq!(t.lookup(ip("10.1.2.4")), 4);
+        t.insert(ip("10.1.2.0"), 24, 5, ROOM).unwrap();
+        assert_eq!(t.lookup(ip("10.1.2.3")), MAX_VALUE, "the /32 stays");
+    }
+
+    #[test]
+    fn a_removal_restores_the_shorter_route_and_folds_its_plies() {
+        let mut t = Trie4::default();
+        t.insert(ip("10.0.0.0"), 8, 1, ROOM).unwrap();
+        t.insert(ip("10.1.2.3"), 32, 2, ROOM).unwrap();
+        t.insert(ip("10.1.2.0"), 24, 3, ROOM).unwrap();
+        assert_eq!(t.live_plies(), 4);
+        // The /24 goes: its addresses fall back to the /8, the /32 stays.
+        t.remove(ip("10.1.2.0"), 24, (8, 1));
+        assert_eq!(t.lookup(ip("10.1.2.4")), 1);
+        assert_eq!(t.lookup(ip("10.1.2.3")), 2);
+        assert_eq!(t.live_plies(), 4);
+        // The /32 goes: its three plies hold the /8 alone and fold away.
+        t.remove(ip("10.1.2.3"), 32, (8, 1));
+        assert_eq!(t.lookup(ip("10.1.2.3")), 1);
+        assert_eq!(t.live_plies(), 1);
+        // Their slots are reused, not grown.
+        t.insert(ip("10.9.9.9"), 32, 4, ROOM).unwrap();
+        assert_eq!((t.live_plies(), t.plies()), (4, 4));
+        // Everything goes: nothing matches, nothing is left.
+        t.remove(ip("10.9.9.9"), 32, (8, 1));
+        t.remove(ip("10.0.0.0"), 8, (0, 0));
+        assert_eq!(t.lookup(ip("10.9.9.9")), 0);
+        assert_eq!(t.live_plies(), 0);
+        // A default route in an otherwise empty trie folds into the root.
+        t.insert(0, 0, 5, ROOM).unwrap();
+        t.insert(ip("10.0.0.0"), 8, 6, ROOM).unwrap();
+        t.remove(ip("10.0.0.0"), 8, (0, 5));
+        assert_eq!((t.lookup(ip("10.0.0.1")), t.live_plies()), (5, 0));
     }
 }
