@@ -10,6 +10,8 @@
 //! - one-endpoint writes (add, then delete, of a remote endpoint), one after
 //!   the other: the server's receive-to-published time (`publish_us` of the
 //!   reply) and the client's round trip;
+//! - one-route writes (add, then delete, of a /24 in the tenant's VRF: a
+//!   blackhole, then one through an endpoint), likewise;
 //! - one write of `--bulk` endpoint adds, and the write that deletes them;
 //! - a write of 200 route adds whose op 100 is invalid (a prefix with host
 //!   bits, then a next hop in no network), timed until refused;
@@ -86,6 +88,15 @@ fn del_remote(i: u32) -> api::Op {
         op: Some(K::DelRemoteEndpoint(api::EndpointKey {
             network: NETWORK.into(),
             mac: mac(i),
+        })),
+    }
+}
+
+fn del_route(i: u32) -> api::Op {
+    api::Op {
+        op: Some(K::DelRoute(api::RouteKey {
+            tenant: TENANT.into(),
+            prefix: route(i).prefix,
         })),
     }
 }
@@ -301,6 +312,43 @@ async fn measure(
         }
     }
 
+    // One route at a time: a blackhole, then one through endpoint 0.
+    let (mut route_publish, mut route_wall) = (Vec::new(), Vec::new());
+    let (mut route_adds, mut route_dels) = (Vec::new(), Vec::new());
+    let r = opts.routes + 1000;
+    for k in 0..opts.rounds {
+        let op = match k % 4 {
+            0 => api::Op {
+                op: Some(K::AddRoute(route(r))),
+            },
+            2 => api::Op {
+                op: Some(K::AddRoute(api::Route {
+                    target: Some(Target::NextHop(api::NextHop {
+                        network: NETWORK.into(),
+                        ip: addr(0),
+                    })),
+                    ..route(r)
+                })),
+            },
+            _ => del_route(r),
+        };
+        let t = Instant::now();
+        let reply = c
+            .write(api::WriteRequest {
+                ops: vec![op],
+                expected_generation: 0,
+            })
+            .await?
+            .into_inner();
+        route_wall.push(micros(t.elapsed()));
+        route_publish.push(reply.publish_us);
+        if k % 2 == 0 {
+            route_adds.push(reply.publish_us);
+        } else {
+            route_dels.push(reply.publish_us);
+        }
+    }
+
     // A bulk write and its undoing.
     let bulk = |add: bool| api::WriteRequest {
         ops: (opts.endpoints..opts.endpoints + opts.bulk)
@@ -393,6 +441,12 @@ async fn measure(
             "publish_add": quantiles(adds),
             "publish_delete": quantiles(dels),
         },
+        "one_route": {
+            "publish": quantiles(route_publish),
+            "client_wall": quantiles(route_wall),
+            "publish_add": quantiles(route_adds),
+            "publish_delete": quantiles(route_dels),
+        },
         "bulk": {
             "ops": opts.bulk,
             "add": {"publish_us": add.publish_us, "wall_us": add_wall},
@@ -433,6 +487,19 @@ pub fn to_text(v: &Value) -> String {
         "  of which adds: {}; deletes: {}\n",
         q(&v["one_endpoint"]["publish_add"]),
         q(&v["one_endpoint"]["publish_delete"])
+    );
+    out += &format!(
+        "one-route write, receive to published:    {}\n",
+        q(&v["one_route"]["publish"])
+    );
+    out += &format!(
+        "one-route write, client round trip:       {}\n",
+        q(&v["one_route"]["client_wall"])
+    );
+    out += &format!(
+        "  of which adds: {}; deletes: {}\n",
+        q(&v["one_route"]["publish_add"]),
+        q(&v["one_route"]["publish_delete"])
     );
     out += &format!(
         "{}-op write: add published in {} us, delete in {} us\n",

@@ -1,17 +1,17 @@
-//! Writes that change only endpoints, applied as a delta.
+//! Writes that change only endpoints and static routes, applied as a delta.
 //!
 //! On a Kubernetes node the writes that come by the second are pods appearing
 //! and going: endpoints, local and (far more of them) remote, against a state of
-//! tens of thousands of endpoints and routes that stay. Validating and compiling
-//! the whole state for each of them made a write cost what the state costs
-//! (hundreds of milliseconds at 10k endpoints and 100k routes). A write whose ops
-//! are all endpoint adds and deletes instead:
+//! tens of thousands of endpoints and routes that stay; and routes change one
+//! at a time too. Validating and compiling the whole state for each of them made
+//! a write cost what the state costs (hundreds of milliseconds at 10k endpoints
+//! and 100k routes). A write whose ops are all endpoint adds and deletes instead:
 //!
 //! - has each op's own fields checked here, exactly as the configuration file's
 //!   rules check them (the same parsers, the same name grammar), plus what only
 //!   the desired state knows: the port exists and is not switched by the classic
 //!   L2 stage, the endpoint to delete exists (and with which addresses);
-//! - is handed to the dataplane as [`EndpointDelta`]s, which it applies to the
+//! - is handed to the dataplane as [`Delta`]s, which it applies to the
 //!   running snapshot with the overlay builder's own checks
 //!   ([`OverlaySnapshot::patched`](dataplane::overlay::OverlaySnapshot::patched)),
 //!   copying only the tables of the networks it touches;
@@ -20,23 +20,38 @@
 //!
 //! Its cost is the ops' plus one scan of the endpoint lists for deletes (a
 //! comparison per endpoint, tens of microseconds at 10k), not a validation of
-//! the whole state. Anything else — a port, a network, a route, the underlay, or
-//! an endpoint op mixed with them — takes the whole-state path, which checks the
-//! same rules over everything.
+//! the whole state.
+//!
+//! A write of route adds and deletes (with endpoint ops or without) goes the
+//! same way: each op's own fields are checked with the whole-state path's own
+//! check ([`check_fields`](crate::state::check_fields)), a delete finds the
+//! route it removes (one comparison per route), and the dataplane adds or
+//! removes it in its tenant's VRF alone with the builder's checks (tenant, next
+//! hop, duplicate). Such a write that anything refuses — here or in the
+//! dataplane — is handed to the whole-state path instead, which refuses it in
+//! its own words (or takes it: an op may lean on a later one of the same
+//! write, which a delta applied in order cannot). So a route write's refusals
+//! read exactly as they always have, and cost what they always have.
+//!
+//! Anything else — a port, a network, the underlay, or an endpoint op mixed
+//! with them — takes the whole-state path, which checks the same rules over
+//! everything.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use dataplane::overlay::RemoteEndpointSpec;
+use dataplane::overlay::{RemoteEndpointSpec, RouteSpec, RouteTarget};
 use dataplane::MacAddr;
+use ipnet::IpNet;
 
-use crate::api::{self, op::Op as OpKind};
+use crate::api::{self, op::Op as OpKind, route::Target};
 use crate::config::{parse_addresses, parse_ip, parse_mac, EndpointConfig, VswitchConfig};
 use crate::names;
 
-/// One endpoint change, typed and checked as far as the desired state can.
+/// One endpoint or route change, typed and checked as far as the desired state
+/// can.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndpointDelta {
+pub enum Delta {
     /// A new endpoint behind a local port (by name).
     AddLocal(EndpointConfig),
     /// A new endpoint behind a remote VTEP.
@@ -52,22 +67,24 @@ pub enum EndpointDelta {
         /// Local (behind a port) or remote.
         local: bool,
     },
+    /// A new static route (its tenant named, `default` for none).
+    AddRoute(RouteSpec),
+    /// The static route goes: as it is in the state, target included.
+    RemoveRoute(RouteSpec),
 }
 
 /// Why a delta write was refused: the op and the reason, as [`ApiError::Op`]
 /// reports it.
 pub type Refusal = (usize, String);
 
-/// The deltas of `ops` against `cfg`, when every op is an endpoint add or delete;
-/// `None` when the write needs the whole-state path.
+/// The deltas of `ops` against `cfg`, when every op is an endpoint or route add
+/// or delete; `None` when the write needs the whole-state path (which a write
+/// with a route op that is refused takes too, see the module docs).
 ///
 /// # Errors
 /// The first op whose own fields are invalid, whose port cannot carry an
 /// endpoint, that adds an endpoint that exists or deletes one that does not.
-pub fn endpoint_deltas(
-    cfg: &VswitchConfig,
-    ops: &[api::Op],
-) -> Option<Result<Vec<EndpointDelta>, Refusal>> {
+pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>, Refusal>> {
     let endpoint_op = |op: &api::Op| {
         matches!(
             op.op,
@@ -79,10 +96,22 @@ pub fn endpoint_deltas(
             )
         )
     };
-    if !ops.iter().all(endpoint_op) {
-        return None;
+    let route_op = |op: &api::Op| matches!(op.op, Some(OpKind::AddRoute(_) | OpKind::DelRoute(_)));
+    if ops.iter().all(endpoint_op) {
+        return Some(Deltas::new(cfg).all(ops));
     }
-    Some(Deltas::new(cfg).all(ops))
+    if ops.iter().all(|op| endpoint_op(op) || route_op(op)) {
+        return Deltas::new(cfg).all(ops).ok().map(Ok);
+    }
+    None
+}
+
+/// Whether a write of `deltas` is one whose refusal the whole-state path words
+/// (it changes routes): the caller then hands it over instead of refusing.
+pub fn refusals_go_whole(deltas: &[Delta]) -> bool {
+    deltas
+        .iter()
+        .any(|d| matches!(d, Delta::AddRoute(_) | Delta::RemoveRoute(_)))
 }
 
 /// An endpoint as a write sees it: local or remote, and its addresses.
@@ -104,6 +133,9 @@ struct Deltas<'a> {
     /// Port → the network of its local endpoints and how many, made on the
     /// first local add (one pass over the endpoints per write).
     ports: Option<HashMap<String, (String, usize)>>,
+    /// What the write has done to each (tenant, prefix) so far: `Some` added
+    /// (the route), `None` deleted.
+    routes: HashMap<(String, IpNet), Option<RouteSpec>>,
 }
 
 impl<'a> Deltas<'a> {
@@ -113,10 +145,11 @@ impl<'a> Deltas<'a> {
             seen: HashMap::new(),
             by_key: None,
             ports: None,
+            routes: HashMap::new(),
         }
     }
 
-    fn all(mut self, ops: &[api::Op]) -> Result<Vec<EndpointDelta>, Refusal> {
+    fn all(mut self, ops: &[api::Op]) -> Result<Vec<Delta>, Refusal> {
         if ops.len() > SCAN_OPS {
             let local = self
                 .cfg
@@ -162,7 +195,7 @@ impl<'a> Deltas<'a> {
         })
     }
 
-    fn one(&mut self, op: Option<&OpKind>) -> Result<EndpointDelta, String> {
+    fn one(&mut self, op: Option<&OpKind>) -> Result<Delta, String> {
         let err = |e: crate::config::ConfigError| e.to_string();
         match op {
             Some(OpKind::AddEndpoint(e)) => {
@@ -177,7 +210,7 @@ impl<'a> Deltas<'a> {
                     .entry(e.port.clone())
                     .or_insert_with(|| (e.network.clone(), 0))
                     .1 += 1;
-                Ok(EndpointDelta::AddLocal(EndpointConfig {
+                Ok(Delta::AddLocal(EndpointConfig {
                     network: e.network.clone(),
                     mac,
                     ips,
@@ -190,7 +223,7 @@ impl<'a> Deltas<'a> {
                 let ips = parse_addresses("remote endpoint", "ips", &e.ips).map_err(err)?;
                 let vtep = parse_ip("remote endpoint", "vtep", &e.vtep).map_err(err)?;
                 self.add(&e.network, mac, (false, ips.clone()))?;
-                Ok(EndpointDelta::AddRemote(RemoteEndpointSpec {
+                Ok(Delta::AddRemote(RemoteEndpointSpec {
                     network: e.network.clone(),
                     mac,
                     ips,
@@ -199,14 +232,70 @@ impl<'a> Deltas<'a> {
             }
             Some(OpKind::DelEndpoint(k)) => {
                 let d = self.remove(&k.network, &k.mac, true)?;
-                if let EndpointDelta::Remove { mac, .. } = &d {
+                if let Delta::Remove { mac, .. } = &d {
                     self.forget_port_of(&k.network, *mac);
                 }
                 Ok(d)
             }
             Some(OpKind::DelRemoteEndpoint(k)) => self.remove(&k.network, &k.mac, false),
-            _ => Err("not an endpoint op".into()),
+            Some(op @ OpKind::AddRoute(r)) => {
+                crate::state::check_fields(Some(op))?;
+                let tenant = crate::state::tenant_key(&r.tenant).to_owned();
+                let prefix: IpNet = r.prefix.parse().map_err(|_| "prefix".to_owned())?;
+                let target = match &r.target {
+                    Some(Target::NextHop(h)) => RouteTarget::NextHop {
+                        network: h.network.clone(),
+                        ip: h.ip.parse().map_err(|_| "next_hop.ip".to_owned())?,
+                    },
+                    Some(Target::Blackhole(true)) => RouteTarget::Blackhole,
+                    _ => return Err("no target".into()),
+                };
+                // What the whole-state path refuses before it looks at the
+                // state, refused here too, before the dataplane copies a VRF.
+                let nets = &self.cfg.networks;
+                if !nets.iter().any(|n| n.tenant == tenant) {
+                    return Err("the tenant has no network".into());
+                }
+                if let RouteTarget::NextHop { network, .. } = &target {
+                    if !nets.iter().any(|n| n.name == *network) {
+                        return Err("no such network".into());
+                    }
+                }
+                let spec = RouteSpec {
+                    tenant,
+                    prefix,
+                    target,
+                };
+                let key = (spec.tenant.clone(), prefix);
+                if self.route(&key).is_some() {
+                    return Err("route already exists".into());
+                }
+                self.routes.insert(key, Some(spec.clone()));
+                Ok(Delta::AddRoute(spec))
+            }
+            Some(OpKind::DelRoute(k)) => {
+                let tenant = crate::state::tenant_key(&k.tenant).to_owned();
+                let prefix: IpNet = k.prefix.parse().map_err(|_| "no such route".to_owned())?;
+                let key = (tenant, prefix.trunc());
+                let spec = self.route(&key).ok_or("no such route")?;
+                self.routes.insert(key, None);
+                Ok(Delta::RemoveRoute(spec))
+            }
+            _ => Err("not an endpoint or route op".into()),
         }
+    }
+
+    /// The route (tenant, prefix) as it stands at this point of the write: one
+    /// comparison per route of `cfg` (the prefix first, a word or two).
+    fn route(&self, key: &(String, IpNet)) -> Option<RouteSpec> {
+        if let Some(now) = self.routes.get(key) {
+            return now.clone();
+        }
+        self.cfg
+            .routes
+            .iter()
+            .find(|r| r.prefix == key.1 && r.tenant == key.0)
+            .cloned()
     }
 
     fn add(&mut self, network: &str, mac: MacAddr, found: Found) -> Result<(), String> {
@@ -224,7 +313,7 @@ impl<'a> Deltas<'a> {
         Ok(())
     }
 
-    fn remove(&mut self, network: &str, mac: &str, local: bool) -> Result<EndpointDelta, String> {
+    fn remove(&mut self, network: &str, mac: &str, local: bool) -> Result<Delta, String> {
         let what = if local { "endpoint" } else { "remote endpoint" };
         let no_such = || format!("no such {what}");
         let Ok(mac) = mac.parse::<MacAddr>() else {
@@ -235,7 +324,7 @@ impl<'a> Deltas<'a> {
             _ => return Err(no_such()),
         };
         self.seen.insert((network.to_owned(), mac), None);
-        Ok(EndpointDelta::Remove {
+        Ok(Delta::Remove {
             network: network.to_owned(),
             mac,
             ips,
@@ -313,37 +402,48 @@ impl<'a> Deltas<'a> {
 /// `cfg` and `state` (its API form, item for item in the same order) with
 /// `deltas` applied: adds at the end, deletes where the item was, as the
 /// whole-state path leaves them.
-pub fn apply(cfg: &mut VswitchConfig, state: &mut api::DesiredState, deltas: &[EndpointDelta]) {
+pub fn apply(cfg: &mut VswitchConfig, state: &mut api::DesiredState, deltas: &[Delta]) {
     apply_with(cfg, Some(state), deltas);
 }
 
 /// [`apply`] to a configuration alone (the dataplane's copy of what it runs).
-pub fn apply_config(cfg: &mut VswitchConfig, deltas: &[EndpointDelta]) {
+pub fn apply_config(cfg: &mut VswitchConfig, deltas: &[Delta]) {
     apply_with(cfg, None, deltas);
 }
 
 fn apply_with(
     cfg: &mut VswitchConfig,
     mut state: Option<&mut api::DesiredState>,
-    deltas: &[EndpointDelta],
+    deltas: &[Delta],
 ) {
     // The write's net effect first: a removal of what the same write added
     // cancels the add; the other removals go in one pass per list (10k deletes
     // would otherwise shift the lists 10k times), then the adds, in order.
-    let mut adds: Vec<Option<&EndpointDelta>> = Vec::new();
+    let mut adds: Vec<Option<&Delta>> = Vec::new();
     let mut pending: HashMap<(bool, &str, MacAddr), usize> = HashMap::new();
     let mut gone: Gone = HashMap::new();
+    let mut route_adds: Vec<Option<&RouteSpec>> = Vec::new();
+    let mut route_pending: HashMap<(&str, IpNet), usize> = HashMap::new();
+    let mut routes_gone: Vec<(&str, IpNet)> = Vec::new();
     for d in deltas {
         match d {
-            EndpointDelta::AddLocal(e) => {
+            Delta::AddRoute(r) => {
+                route_pending.insert((r.tenant.as_str(), r.prefix), route_adds.len());
+                route_adds.push(Some(r));
+            }
+            Delta::RemoveRoute(r) => match route_pending.remove(&(r.tenant.as_str(), r.prefix)) {
+                Some(i) => route_adds[i] = None,
+                None => routes_gone.push((r.tenant.as_str(), r.prefix)),
+            },
+            Delta::AddLocal(e) => {
                 pending.insert((true, e.network.as_str(), e.mac), adds.len());
                 adds.push(Some(d));
             }
-            EndpointDelta::AddRemote(e) => {
+            Delta::AddRemote(e) => {
                 pending.insert((false, e.network.as_str(), e.mac), adds.len());
                 adds.push(Some(d));
             }
-            EndpointDelta::Remove {
+            Delta::Remove {
                 network,
                 mac,
                 local,
@@ -384,10 +484,32 @@ fn apply_with(
             retain_by(&mut s.remote_endpoints, &keep);
         }
     }
+    if !routes_gone.is_empty() {
+        // The prefix first (a word or two), the tenant's name only on a match.
+        let keep: Vec<bool> = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                !routes_gone
+                    .iter()
+                    .any(|g| g.1 == r.prefix && g.0 == r.tenant)
+            })
+            .collect();
+        retain_by(&mut cfg.routes, &keep);
+        if let Some(s) = state.as_deref_mut() {
+            retain_by(&mut s.routes, &keep);
+        }
+    }
+    for r in route_adds.into_iter().flatten() {
+        if let Some(s) = state.as_deref_mut() {
+            s.routes.push(api_route(r));
+        }
+        cfg.routes.push(r.clone());
+    }
     let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
     for d in adds.into_iter().flatten() {
         match d {
-            EndpointDelta::AddLocal(e) => {
+            Delta::AddLocal(e) => {
                 if let Some(s) = state.as_deref_mut() {
                     s.endpoints.push(api::Endpoint {
                         network: e.network.clone(),
@@ -398,7 +520,7 @@ fn apply_with(
                 }
                 cfg.endpoints.push(e.clone());
             }
-            EndpointDelta::AddRemote(e) => {
+            Delta::AddRemote(e) => {
                 if let Some(s) = state.as_deref_mut() {
                     s.remote_endpoints.push(api::RemoteEndpoint {
                         network: e.network.clone(),
@@ -409,8 +531,23 @@ fn apply_with(
                 }
                 cfg.remote_endpoints.push(e.clone());
             }
-            EndpointDelta::Remove { .. } => {}
+            _ => {}
         }
+    }
+}
+
+/// A route in its API form, as the whole-state path words it.
+fn api_route(r: &RouteSpec) -> api::Route {
+    api::Route {
+        tenant: r.tenant.clone(),
+        prefix: r.prefix.to_string(),
+        target: Some(match &r.target {
+            RouteTarget::NextHop { network, ip } => Target::NextHop(api::NextHop {
+                network: network.clone(),
+                ip: ip.to_string(),
+            }),
+            RouteTarget::Blackhole => Target::Blackhole(true),
+        }),
     }
 }
 
@@ -454,25 +591,25 @@ fn retain_by<T>(list: &mut Vec<T>, keep: &[bool]) {
 }
 
 /// `deltas` as journal ops ([`crate::persist::JournalOp`]), in canonical text.
-pub fn journal_ops(deltas: &[EndpointDelta]) -> Vec<crate::persist::JournalOp> {
+pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
     use crate::persist::JournalOp as J;
     let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
     deltas
         .iter()
         .map(|d| match d {
-            EndpointDelta::AddLocal(e) => J::AddEndpoint {
+            Delta::AddLocal(e) => J::AddEndpoint {
                 network: e.network.clone(),
                 mac: e.mac.to_string(),
                 ips: texts(&e.ips),
                 port: e.port.clone(),
             },
-            EndpointDelta::AddRemote(e) => J::AddRemoteEndpoint {
+            Delta::AddRemote(e) => J::AddRemoteEndpoint {
                 network: e.network.clone(),
                 mac: e.mac.to_string(),
                 ips: texts(&e.ips),
                 vtep: e.vtep.to_string(),
             },
-            EndpointDelta::Remove {
+            Delta::Remove {
                 network,
                 mac,
                 local: true,
@@ -481,9 +618,24 @@ pub fn journal_ops(deltas: &[EndpointDelta]) -> Vec<crate::persist::JournalOp> {
                 network: network.clone(),
                 mac: mac.to_string(),
             },
-            EndpointDelta::Remove { network, mac, .. } => J::DelRemoteEndpoint {
+            Delta::Remove { network, mac, .. } => J::DelRemoteEndpoint {
                 network: network.clone(),
                 mac: mac.to_string(),
+            },
+            Delta::AddRoute(r) => J::AddRoute {
+                tenant: r.tenant.clone(),
+                prefix: r.prefix.to_string(),
+                next_hop: match &r.target {
+                    RouteTarget::NextHop { network, ip } => Some(crate::persist::JournalNextHop {
+                        network: network.clone(),
+                        ip: ip.to_string(),
+                    }),
+                    RouteTarget::Blackhole => None,
+                },
+            },
+            Delta::RemoveRoute(r) => J::DelRoute {
+                tenant: r.tenant.clone(),
+                prefix: r.prefix.to_string(),
             },
         })
         .collect()
@@ -519,6 +671,22 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
         J::DelRemoteEndpoint { network, mac } => {
             OpKind::DelRemoteEndpoint(api::EndpointKey { network, mac })
         }
+        J::AddRoute {
+            tenant,
+            prefix,
+            next_hop,
+        } => OpKind::AddRoute(api::Route {
+            tenant,
+            prefix,
+            target: Some(match next_hop {
+                Some(h) => Target::NextHop(api::NextHop {
+                    network: h.network,
+                    ip: h.ip,
+                }),
+                None => Target::Blackhole(true),
+            }),
+        }),
+        J::DelRoute { tenant, prefix } => OpKind::DelRoute(api::RouteKey { tenant, prefix }),
     };
     api::Op { op: Some(op) }
 }

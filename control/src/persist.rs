@@ -194,7 +194,13 @@ pub struct JournalEntry {
     pub ops: Vec<JournalOp>,
 }
 
-/// An op a journal line holds (the endpoint ops of the API, in canonical text).
+/// An op a journal line holds (the endpoint and route ops of the API, in
+/// canonical text). A line reads, e.g.:
+///
+/// ```text
+/// {"generation":8,"ops":[{"add_route":{"tenant":"t","prefix":"20.0.0.0/24","next_hop":{"network":"blue","ip":"10.1.0.5"}}}]}
+/// {"generation":9,"ops":[{"del_route":{"tenant":"t","prefix":"20.0.0.0/24"}}]}
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum JournalOp {
@@ -234,6 +240,33 @@ pub enum JournalOp {
         /// The MAC.
         mac: String,
     },
+    /// `add_route`: through `next_hop`, or a blackhole without one.
+    AddRoute {
+        /// The tenant (`default` for none).
+        tenant: String,
+        /// The prefix.
+        prefix: String,
+        /// The next hop; absent for a blackhole.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_hop: Option<JournalNextHop>,
+    },
+    /// `del_route`.
+    DelRoute {
+        /// The tenant.
+        tenant: String,
+        /// The prefix.
+        prefix: String,
+    },
+}
+
+/// A journalled route's next hop.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalNextHop {
+    /// The network it is on.
+    pub network: String,
+    /// Its address.
+    pub ip: String,
 }
 
 /// Appends `entry` to the journal of the state file `path` and syncs it.

@@ -30,7 +30,7 @@ use crate::persist;
 use crate::state::{to_sections, ApiError, Desired, Fixed};
 
 /// What the daemon provides: applying a validated desired state, and reads.
-/// Why the dataplane did not take a delta write ([`DataplaneHandle::apply_endpoints`]).
+/// Why the dataplane did not take a delta write ([`DataplaneHandle::apply_deltas`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaError {
     /// Delta `index` is refused (a duplicate MAC, an address outside the
@@ -63,7 +63,7 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     fn precheck(&self, _cfg: &VswitchConfig) -> Result<(), String> {
         Ok(())
     }
-    /// Whether [`apply_endpoints`](Self::apply_endpoints) is implemented: a
+    /// Whether [`apply_deltas`](Self::apply_deltas) is implemented: a
     /// write of endpoint ops then costs what it changes ([`crate::delta`]).
     fn supports_deltas(&self) -> bool {
         false
@@ -76,9 +76,9 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     /// # Errors
     /// The delta the dataplane refuses, or `commit`'s failure; either way
     /// nothing is published.
-    fn apply_endpoints(
+    fn apply_deltas(
         &self,
-        _deltas: &[crate::delta::EndpointDelta],
+        _deltas: &[crate::delta::Delta],
         _generation: u64,
         _commit: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<(), DeltaError> {
@@ -338,7 +338,7 @@ impl<D: DataplaneHandle> Inner<D> {
         &self,
         generation: u64,
         cur: &Desired,
-        deltas: &[crate::delta::EndpointDelta],
+        deltas: &[crate::delta::Delta],
     ) -> Result<(), String> {
         use std::sync::atomic::Ordering;
         let Some(path) = &self.state_file else {
@@ -358,16 +358,18 @@ impl<D: DataplaneHandle> Inner<D> {
         Ok(())
     }
 
-    /// A write whose ops are all endpoint ops ([`crate::delta`]).
+    /// A write whose ops are all endpoint or route ops ([`crate::delta`]).
+    /// `Ok(Err(cur))` hands it (and the state) back to the whole-state path:
+    /// the dataplane refused a route write, which that path words.
     fn write_delta(
         &self,
         received: Instant,
         cur: Arc<Desired>,
         generation: u64,
         ops: &[api::Op],
-        deltas: Result<Vec<crate::delta::EndpointDelta>, crate::delta::Refusal>,
+        deltas: Result<Vec<crate::delta::Delta>, crate::delta::Refusal>,
         expired: impl Fn(&str) -> Option<Status>,
-    ) -> Result<api::WriteReply, Status> {
+    ) -> Result<Result<api::WriteReply, Arc<Desired>>, Status> {
         let refused = |index: usize, reason: String| -> Status {
             ApiError::Op {
                 index,
@@ -381,14 +383,18 @@ impl<D: DataplaneHandle> Inner<D> {
             return Err(e);
         }
         let mut commit = || self.persist_delta(generation, &cur, &deltas);
-        self.handle
-            .apply_endpoints(&deltas, generation, &mut commit)
-            .map_err(|e| match e {
-                DeltaError::Refused { index, reason } => refused(index, reason),
-                DeltaError::Commit(e) => {
-                    Status::internal(format!("generation {generation} not written: {e}"))
-                }
-            })?;
+        match self.handle.apply_deltas(&deltas, generation, &mut commit) {
+            Ok(()) => {}
+            Err(DeltaError::Refused { .. }) if crate::delta::refusals_go_whole(&deltas) => {
+                return Ok(Err(cur));
+            }
+            Err(DeltaError::Refused { index, reason }) => return Err(refused(index, reason)),
+            Err(DeltaError::Commit(e)) => {
+                return Err(Status::internal(format!(
+                    "generation {generation} not written: {e}"
+                )))
+            }
+        }
         // The writer's own reference goes first, or the state would be copied.
         drop(cur);
         {
@@ -398,10 +404,10 @@ impl<D: DataplaneHandle> Inner<D> {
             crate::delta::apply(&mut d.config, &mut d.state, &deltas);
             d.generation = generation;
         }
-        Ok(api::WriteReply {
+        Ok(Ok(api::WriteReply {
             generation,
             publish_us: u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX),
-        })
+        }))
     }
 
     fn write_locked(
@@ -421,7 +427,7 @@ impl<D: DataplaneHandle> Inner<D> {
         if let Some(e) = expired("while the write waited for the one before it") {
             return Err(e);
         }
-        let cur = self.current();
+        let mut cur = self.current();
         if expected != 0 && expected != cur.generation {
             return Err(ApiError::Generation {
                 current: cur.generation,
@@ -437,8 +443,11 @@ impl<D: DataplaneHandle> Inner<D> {
             WriteKind::Ops(ops) => {
                 let small = !ops.is_empty() && ops.len() <= crate::state::MAX_OPS;
                 if small && self.handle.supports_deltas() {
-                    if let Some(deltas) = crate::delta::endpoint_deltas(&cur.config, &ops) {
-                        return self.write_delta(received, cur, generation, &ops, deltas, expired);
+                    if let Some(deltas) = crate::delta::deltas(&cur.config, &ops) {
+                        match self.write_delta(received, cur, generation, &ops, deltas, &expired)? {
+                            Ok(reply) => return Ok(reply),
+                            Err(back) => cur = back,
+                        }
                     }
                 }
                 self.fixed.apply_ops(&cur.state, &ops)?

@@ -649,7 +649,7 @@ fn prefix_shown(s: &str) -> String {
     s.parse::<IpNet>().map_or_else(|_| q(s), |p| p.to_string())
 }
 
-fn tenant_key(s: &str) -> &str {
+pub(crate) fn tenant_key(s: &str) -> &str {
     if s.is_empty() {
         "default"
     } else {
@@ -1141,7 +1141,7 @@ fn unknown_network(current: &api::DesiredState, ops: &[api::Op]) -> Option<(usiz
 /// text of every address, MAC and prefix it carries, with the words the
 /// whole-state validation uses for them (its item label left out, as for an
 /// op's own item).
-fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
+pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
     use crate::config::{
         at_most, parse_addresses, parse_ip, parse_ips, parse_mac, parse_prefix, ConfigError,
         MAX_SUBNETS,

@@ -1615,6 +1615,12 @@ fn control_state_survives_kill_9_and_corrupt_file_refused() {
     let before = ctl.state();
     let gen = ctl.generation();
     assert_eq!(gen, 5);
+    // The endpoint and the route were deltas: journal lines, replayed at start.
+    let journal = std::fs::read_to_string(dir.join("state.json.journal")).unwrap();
+    assert!(
+        journal.contains("\"add_endpoint\"") && journal.contains("\"add_route\""),
+        "{journal}"
+    );
 
     let pid = v.child.pid();
     run("kill", &["-KILL", &pid.to_string()]);

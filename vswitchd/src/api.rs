@@ -125,13 +125,13 @@ impl DataplaneHandle for VswitchdHandle {
         true
     }
 
-    fn apply_endpoints(
+    fn apply_deltas(
         &self,
-        deltas: &[control::delta::EndpointDelta],
+        deltas: &[control::delta::Delta],
         generation: u64,
         commit: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<(), control::service::DeltaError> {
-        lock(&self.dataplane).apply_endpoints(deltas, generation, commit)
+        lock(&self.dataplane).apply_deltas(deltas, generation, commit)
     }
 
     fn precheck(&self, cfg: &VswitchConfig) -> Result<(), String> {

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use control::compile::PortIndex;
 use control::config::{PortConfig, ProfileConfig, VswitchConfig};
-use control::delta::EndpointDelta;
+use control::delta::Delta;
 use control::service::DeltaError;
-use dataplane::overlay::{EndpointChange, LocalEndpointSpec, NeighborTable};
+use dataplane::overlay::{LocalEndpointSpec, NeighborTable, OverlayChange};
 use dataplane::wire::ParseConfig;
 use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
 use pmd_shims::profile::PortProfile;
@@ -311,18 +311,18 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Applies endpoint `deltas` to the running snapshot as generation
+    /// Applies endpoint and route `deltas` to the running snapshot as generation
     /// `generation` (see [`control::delta`]): the overlay is patched, sharing
-    /// every table the deltas do not touch; the classic L2 stage is rebuilt only
+    /// every table the deltas do not touch (networks' and VRFs'); the classic L2 stage is rebuilt only
     /// when a port joins or leaves the overlay (its flooding group changes).
     /// `commit` runs after everything is prepared and before anything is
     /// published.
     ///
     /// # Errors
     /// The delta the snapshot refuses, or `commit`'s failure: nothing changed.
-    pub fn apply_endpoints(
+    pub fn apply_deltas(
         &mut self,
-        deltas: &[EndpointDelta],
+        deltas: &[Delta],
         generation: u64,
         commit: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<(), DeltaError> {
@@ -330,28 +330,30 @@ impl Dataplane {
         let mut changes = Vec::with_capacity(deltas.len());
         for (i, d) in deltas.iter().enumerate() {
             changes.push(match d {
-                EndpointDelta::AddLocal(e) => {
+                Delta::AddLocal(e) => {
                     let Some(&port) = index.get(&e.port) else {
                         return Err(DeltaError::Refused {
                             index: i,
                             reason: format!("port {:?} is not running", e.port),
                         });
                     };
-                    EndpointChange::AddLocal(LocalEndpointSpec {
+                    OverlayChange::AddLocal(LocalEndpointSpec {
                         network: e.network.clone(),
                         mac: e.mac,
                         ips: e.ips.clone(),
                         port,
                     })
                 }
-                EndpointDelta::AddRemote(e) => EndpointChange::AddRemote(e.clone()),
-                EndpointDelta::Remove {
+                Delta::AddRemote(e) => OverlayChange::AddRemote(e.clone()),
+                Delta::Remove {
                     network, mac, ips, ..
-                } => EndpointChange::Remove {
+                } => OverlayChange::Remove {
                     network: network.clone(),
                     mac: *mac,
                     ips: ips.clone(),
                 },
+                Delta::AddRoute(r) => OverlayChange::AddRoute(r.clone()),
+                Delta::RemoveRoute(r) => OverlayChange::RemoveRoute(r.clone()),
             });
         }
         let cur = self.snapshot.load_full();

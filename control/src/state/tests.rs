@@ -530,7 +530,7 @@ fn a_write_is_checked_in_one_pass_over_its_ops() {
 
 #[test]
 fn endpoint_writes_become_deltas_and_others_do_not() {
-    use crate::delta::{endpoint_deltas, EndpointDelta};
+    use crate::delta::{deltas, Delta};
     let (_, _, cfg) = fixed_and_state();
     let ep = cfg.endpoints[0].clone();
     let key = || api::EndpointKey {
@@ -538,18 +538,18 @@ fn endpoint_writes_become_deltas_and_others_do_not() {
         mac: ep.mac.to_string(),
     };
     // Anything but endpoint ops takes the whole-state path.
-    assert!(endpoint_deltas(&cfg, &[op(K::DelNetwork("blue".into()))]).is_none());
+    assert!(deltas(&cfg, &[op(K::DelNetwork("blue".into()))]).is_none());
     // An update: delete and re-add in one write.
     let re = endpoint("blue", &ep.mac.to_string(), "10.1.0.9", &ep.port);
-    let d = endpoint_deltas(&cfg, &[op(K::DelEndpoint(key())), op(K::AddEndpoint(re))])
+    let d = deltas(&cfg, &[op(K::DelEndpoint(key())), op(K::AddEndpoint(re))])
         .unwrap()
         .unwrap();
-    assert!(matches!(&d[0], EndpointDelta::Remove { ips, local: true, .. } if *ips == ep.ips));
+    assert!(matches!(&d[0], Delta::Remove { ips, local: true, .. } if *ips == ep.ips));
     assert!(
-        matches!(&d[1], EndpointDelta::AddLocal(e) if e.ips == ["10.1.0.9".parse::<IpAddr>().unwrap()])
+        matches!(&d[1], Delta::AddLocal(e) if e.ips == ["10.1.0.9".parse::<IpAddr>().unwrap()])
     );
     // Refusals name the op.
-    let refused = |ops: Vec<Op>| endpoint_deltas(&cfg, &ops).unwrap().unwrap_err();
+    let refused = |ops: Vec<Op>| deltas(&cfg, &ops).unwrap().unwrap_err();
     let dup = endpoint("blue", &ep.mac.to_string(), "10.1.0.9", &ep.port);
     assert_eq!(
         refused(vec![op(K::AddEndpoint(dup))]),
@@ -613,8 +613,74 @@ fn endpoint_writes_become_deltas_and_others_do_not() {
 }
 
 #[test]
+fn route_writes_become_deltas_and_refusals_go_whole() {
+    use crate::delta::{deltas, refusals_go_whole, Delta};
+    use dataplane::overlay::RouteTarget;
+    let (_, _, cfg) = fixed_and_state();
+    let add = |p: &str, t| op(K::AddRoute(route("t1", p, t)));
+    let del = |tenant: &str, p: &str| {
+        op(K::DelRoute(api::RouteKey {
+            tenant: tenant.into(),
+            prefix: p.into(),
+        }))
+    };
+    // A route add, a route delete (found with its target), an endpoint op.
+    let ep = remote("blue", "02:00:00:00:09:01", "10.1.0.9", "192.0.2.2");
+    let d = deltas(
+        &cfg,
+        &[
+            add("10.50.0.0/16", Some(Target::Blackhole(true))),
+            del("t1", "0.0.0.0/0"),
+            op(K::AddRemoteEndpoint(ep)),
+        ],
+    )
+    .unwrap()
+    .unwrap();
+    assert!(refusals_go_whole(&d));
+    assert!(
+        matches!(&d[0], Delta::AddRoute(r) if r.tenant == "t1" && r.target == RouteTarget::Blackhole)
+    );
+    assert!(matches!(
+        &d[1],
+        Delta::RemoveRoute(r) if r.target == RouteTarget::NextHop { network: "blue".into(), ip: "10.1.0.254".parse().unwrap() }
+    ));
+    assert!(matches!(&d[2], Delta::AddRemote(_)));
+    // No tenant is the default one, as the whole-state path has it.
+    let d = deltas(
+        &cfg,
+        &[op(K::AddRoute(route(
+            "",
+            "10.50.0.0/16",
+            via("blue", "10.1.0.254"),
+        )))],
+    );
+    assert!(matches!(&d.unwrap().unwrap()[0], Delta::AddRoute(r) if r.tenant == "default"));
+    // Whatever the delta path would refuse goes to the whole-state path, which
+    // words it: a bad prefix, no target, a route that exists or is absent.
+    for ops in [
+        vec![add("10.50.0.1/16", Some(Target::Blackhole(true)))],
+        vec![add("10.50.0.0/16", None)],
+        vec![add("10.50.0.0/16", Some(Target::Blackhole(false)))],
+        vec![add("10.99.0.0/16", Some(Target::Blackhole(true)))],
+        vec![del("t1", "10.50.0.0/16")],
+        vec![del("t2", "0.0.0.0/0")],
+        vec![del("t1", "0.0.0.0/0"), del("t1", "0.0.0.0/0")],
+        vec![add("10.50.0.0/16", via("blue\n", "10.1.0.254"))],
+    ] {
+        assert!(deltas(&cfg, &ops).is_none(), "{ops:?}");
+    }
+    // And so do writes with anything but endpoint and route ops.
+    let net = op(K::DelNetwork("blue".into()));
+    assert!(deltas(
+        &cfg,
+        &[add("10.50.0.0/16", Some(Target::Blackhole(true))), net]
+    )
+    .is_none());
+}
+
+#[test]
 fn a_delta_applied_to_the_state_matches_the_whole_state_path() {
-    use crate::delta::{apply, endpoint_deltas};
+    use crate::delta::{apply, deltas};
     let (fixed, state, cfg) = fixed_and_state();
     let ep = cfg.endpoints[0].clone();
     let ops = vec![
@@ -654,7 +720,41 @@ fn a_delta_applied_to_the_state_matches_the_whole_state_path() {
         .collect();
     many.push(op(K::AddRemoteEndpoint(x())));
     many.push(del_x());
+    let del_route = |p: &str| {
+        op(K::DelRoute(api::RouteKey {
+            tenant: "t1".into(),
+            prefix: p.into(),
+        }))
+    };
+    let routes = vec![
+        op(K::AddRoute(route(
+            "t1",
+            "10.50.0.0/16",
+            via("blue", "10.1.0.254"),
+        ))),
+        del_route("0.0.0.0/0"),
+        op(K::AddRoute(route(
+            "t1",
+            "10.51.0.0/16",
+            Some(Target::Blackhole(true)),
+        ))),
+        // Deleted and added again: an update, at the end of the list.
+        del_route("10.99.0.0/16"),
+        op(K::AddRoute(route(
+            "t1",
+            "10.99.0.0/16",
+            via("blue", "10.1.0.254"),
+        ))),
+        // Added and deleted: no trace.
+        op(K::AddRoute(route(
+            "t1",
+            "fd00:50::/32",
+            Some(Target::Blackhole(true)),
+        ))),
+        del_route("fd00:50::/32"),
+    ];
     for ops in [
+        routes,
         ops,
         // Added and removed in one write: no trace of it.
         vec![op(K::AddRemoteEndpoint(x())), del_x()],
@@ -662,7 +762,7 @@ fn a_delta_applied_to_the_state_matches_the_whole_state_path() {
         many,
     ] {
         let whole = fixed.apply_ops(&state, &ops).unwrap();
-        let deltas = endpoint_deltas(&cfg, &ops).unwrap().unwrap();
+        let deltas = deltas(&cfg, &ops).unwrap().unwrap();
         let (mut c, mut s) = (cfg.clone(), state.clone());
         apply(&mut c, &mut s, &deltas);
         assert_eq!(s, whole.state);
@@ -727,6 +827,44 @@ fn boot_replays_the_journal_after_the_state_file() {
     .unwrap();
     let d = Desired::boot(&cfg, &fixed, Some(&path)).unwrap();
     assert_eq!((d.generation, d.journal), (8, 3));
+    // Route lines: an add through a next hop, a blackhole, a delete.
+    let lines = [
+        JournalOp::AddRoute {
+            tenant: "t1".into(),
+            prefix: "10.50.0.0/16".into(),
+            next_hop: Some(crate::persist::JournalNextHop {
+                network: "blue".into(),
+                ip: "10.1.0.254".into(),
+            }),
+        },
+        JournalOp::AddRoute {
+            tenant: "t1".into(),
+            prefix: "10.51.0.0/16".into(),
+            next_hop: None,
+        },
+        JournalOp::DelRoute {
+            tenant: "t1".into(),
+            prefix: "10.99.0.0/16".into(),
+        },
+    ];
+    append(
+        &path,
+        &JournalEntry {
+            generation: 9,
+            ops: lines.to_vec(),
+        },
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&j).unwrap();
+    assert!(
+        text.ends_with("{\"del_route\":{\"tenant\":\"t1\",\"prefix\":\"10.99.0.0/16\"}}]}\n"),
+        "{text}"
+    );
+    let d = Desired::boot(&cfg, &fixed, Some(&path)).unwrap();
+    assert_eq!((d.generation, d.journal), (9, 4));
+    let prefixes: Vec<_> = d.state.routes.iter().map(|r| r.prefix.as_str()).collect();
+    assert_eq!(prefixes, ["0.0.0.0/0", "10.50.0.0/16", "10.51.0.0/16"]);
+    assert_eq!(d.state.routes[2].target, Some(Target::Blackhole(true)));
     // A gap is refused, naming the journal.
     std::fs::write(
         &j,
