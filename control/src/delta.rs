@@ -101,9 +101,35 @@ pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>,
         return Some(Deltas::new(cfg).all(ops));
     }
     if ops.iter().all(|op| endpoint_op(op) || route_op(op)) {
+        // What the whole-state path refuses having looked at the write alone
+        // (fields, a tenant or next hop network that is not there) goes to it
+        // at once, before any op is looked up in the state.
+        if !ops.iter().all(|op| route_stands_alone(cfg, op.op.as_ref())) {
+            return None;
+        }
         return Deltas::new(cfg).all(ops).ok().map(Ok);
     }
     None
+}
+
+/// Whether route op `op`'s fields are valid, and its tenant and next hop's
+/// network exist (among `cfg`'s networks: a delta adds none). True for the
+/// other ops, which are checked as they come.
+fn route_stands_alone(cfg: &VswitchConfig, op: Option<&OpKind>) -> bool {
+    let Some(add @ OpKind::AddRoute(r)) = op else {
+        return true;
+    };
+    if crate::state::check_fields(Some(add)).is_err() {
+        return false;
+    }
+    let tenant = crate::state::tenant_key(&r.tenant);
+    let nets = &cfg.networks;
+    let via_known = match &r.target {
+        Some(Target::NextHop(h)) => nets.iter().any(|n| n.name == h.network),
+        Some(Target::Blackhole(b)) => *b,
+        None => false,
+    };
+    via_known && nets.iter().any(|n| n.tenant == tenant)
 }
 
 /// Whether a write of `deltas` is one whose refusal the whole-state path words
@@ -136,6 +162,10 @@ struct Deltas<'a> {
     /// What the write has done to each (tenant, prefix) so far: `Some` added
     /// (the route), `None` deleted.
     routes: HashMap<(String, IpNet), Option<RouteSpec>>,
+    /// A write of more than [`SCAN_OPS`] ops: routes to delete are found
+    /// through `route_index`, made on the first.
+    many: bool,
+    route_index: Option<HashMap<(&'a str, IpNet), &'a RouteSpec>>,
 }
 
 impl<'a> Deltas<'a> {
@@ -146,11 +176,18 @@ impl<'a> Deltas<'a> {
             by_key: None,
             ports: None,
             routes: HashMap::new(),
+            many: false,
+            route_index: None,
         }
     }
 
     fn all(mut self, ops: &[api::Op]) -> Result<Vec<Delta>, Refusal> {
-        if ops.len() > SCAN_OPS {
+        self.many = ops.len() > SCAN_OPS;
+        if ops.len() > SCAN_OPS
+            && ops
+                .iter()
+                .any(|o| !matches!(o.op, Some(OpKind::AddRoute(_) | OpKind::DelRoute(_))))
+        {
             let local = self
                 .cfg
                 .endpoints
@@ -238,8 +275,7 @@ impl<'a> Deltas<'a> {
                 Ok(d)
             }
             Some(OpKind::DelRemoteEndpoint(k)) => self.remove(&k.network, &k.mac, false),
-            Some(op @ OpKind::AddRoute(r)) => {
-                crate::state::check_fields(Some(op))?;
+            Some(OpKind::AddRoute(r)) => {
                 let tenant = crate::state::tenant_key(&r.tenant).to_owned();
                 let prefix: IpNet = r.prefix.parse().map_err(|_| "prefix".to_owned())?;
                 let target = match &r.target {
@@ -250,24 +286,16 @@ impl<'a> Deltas<'a> {
                     Some(Target::Blackhole(true)) => RouteTarget::Blackhole,
                     _ => return Err("no target".into()),
                 };
-                // What the whole-state path refuses before it looks at the
-                // state, refused here too, before the dataplane copies a VRF.
-                let nets = &self.cfg.networks;
-                if !nets.iter().any(|n| n.tenant == tenant) {
-                    return Err("the tenant has no network".into());
-                }
-                if let RouteTarget::NextHop { network, .. } = &target {
-                    if !nets.iter().any(|n| n.name == *network) {
-                        return Err("no such network".into());
-                    }
-                }
                 let spec = RouteSpec {
                     tenant,
                     prefix,
                     target,
                 };
+                // A route that exists is not looked for here (a scan of every
+                // route): the dataplane refuses its duplicate, and the write
+                // goes whole. Only this write's own are known.
                 let key = (spec.tenant.clone(), prefix);
-                if self.route(&key).is_some() {
+                if matches!(self.routes.get(&key), Some(Some(_))) {
                     return Err("route already exists".into());
                 }
                 self.routes.insert(key, Some(spec.clone()));
@@ -287,12 +315,21 @@ impl<'a> Deltas<'a> {
 
     /// The route (tenant, prefix) as it stands at this point of the write: one
     /// comparison per route of `cfg` (the prefix first, a word or two).
-    fn route(&self, key: &(String, IpNet)) -> Option<RouteSpec> {
+    fn route(&mut self, key: &(String, IpNet)) -> Option<RouteSpec> {
         if let Some(now) = self.routes.get(key) {
             return now.clone();
         }
-        self.cfg
-            .routes
+        let cfg = self.cfg;
+        if self.many {
+            let index = self.route_index.get_or_insert_with(|| {
+                cfg.routes
+                    .iter()
+                    .map(|r| ((r.tenant.as_str(), r.prefix), r))
+                    .collect()
+            });
+            return index.get(&(key.0.as_str(), key.1)).map(|r| (*r).clone());
+        }
+        cfg.routes
             .iter()
             .find(|r| r.prefix == key.1 && r.tenant == key.0)
             .cloned()
