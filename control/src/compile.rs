@@ -50,9 +50,24 @@ pub fn l2_pipeline_with(
     generation: u64,
     index: &PortIndex,
 ) -> Result<L2Pipeline, L2ConfigError> {
+    l2_pipeline_of(&cfg.ports, cfg, &cfg.overlay_ports(), generation, index)
+}
+
+/// [`l2_pipeline_with`] for ports `ports` (with `cfg`'s patches and L2 table),
+/// of which `overlay` belong to the overlay: what a write that adds or deletes
+/// ports compiles without a copy of the whole configuration.
+///
+/// # Errors
+/// What the dataplane refuses.
+pub fn l2_pipeline_of(
+    ports: &[crate::config::PortConfig],
+    cfg: &VswitchConfig,
+    overlay: &std::collections::BTreeSet<&str>,
+    generation: u64,
+    index: &PortIndex,
+) -> Result<L2Pipeline, L2ConfigError> {
     let mut b = L2PipelineBuilder::new(generation);
     let mut groups: HashMap<&str, GroupId> = HashMap::new();
-    let overlay = cfg.overlay_ports();
     // Group ids are handed out in order, named groups and isolated overlay ports
     // alike, so they never collide.
     let mut next = 0u16;
@@ -62,7 +77,7 @@ pub fn l2_pipeline_with(
         g
     };
     let lookup = port_lookup(index);
-    for p in &cfg.ports {
+    for p in ports {
         let group = if overlay.contains(p.name.as_str()) {
             fresh()
         } else {

@@ -45,12 +45,14 @@ use dataplane::MacAddr;
 use ipnet::IpNet;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
-use crate::config::{parse_addresses, parse_ip, parse_mac, EndpointConfig, VswitchConfig};
+use crate::config::{
+    parse_addresses, parse_ip, parse_mac, EndpointConfig, PortConfig, VswitchConfig,
+};
 use crate::names;
 
-/// One endpoint or route change, typed and checked as far as the desired state
-/// can.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One port, endpoint or route change, typed and checked as far as the desired
+/// state can.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Delta {
     /// A new endpoint behind a local port (by name).
     AddLocal(EndpointConfig),
@@ -71,6 +73,11 @@ pub enum Delta {
     AddRoute(RouteSpec),
     /// The static route goes: as it is in the state, target included.
     RemoveRoute(RouteSpec),
+    /// A new port, as the whole-state path would parse it, and in its
+    /// canonical API form.
+    AddPort(PortConfig, api::Port),
+    /// The port (by name) goes; no endpoint is left on it.
+    DelPort(String),
 }
 
 /// Why a delta write was refused: the op and the reason, as [`ApiError::Op`]
@@ -133,11 +140,112 @@ fn route_stands_alone(cfg: &VswitchConfig, op: Option<&OpKind>) -> bool {
 }
 
 /// Whether a write of `deltas` is one whose refusal the whole-state path words
-/// (it changes routes): the caller then hands it over instead of refusing.
+/// (it changes routes or ports): the caller then hands it over instead of
+/// refusing.
 pub fn refusals_go_whole(deltas: &[Delta]) -> bool {
-    deltas
-        .iter()
-        .any(|d| matches!(d, Delta::AddRoute(_) | Delta::RemoveRoute(_)))
+    deltas.iter().any(|d| {
+        matches!(
+            d,
+            Delta::AddRoute(_) | Delta::RemoveRoute(_) | Delta::AddPort(..) | Delta::DelPort(_)
+        )
+    })
+}
+
+/// The deltas of a write that adds or deletes ports beside endpoint (and
+/// route) ops — a CNI plugin's pod add (`add_port` + `add_endpoint`) or delete
+/// (`del_endpoint` + `del_port`) — and the port sections it leads to, as a
+/// configuration holding every fixed section but only the port sections
+/// (ports, patches, L2 table, underlay): what the caller confines and
+/// prechecks as the whole-state path does. The ports are validated by the
+/// whole-state path's own rules over those sections alone (a few items, not
+/// the whole state); the endpoint and route ops as [`deltas`] does, against
+/// the ports after the write. `None` sends the write to the whole-state path:
+/// other ops, or anything refused (which that path then words).
+pub fn port_deltas(
+    fixed: &crate::state::Fixed,
+    state: &api::DesiredState,
+    cfg: &VswitchConfig,
+    ops: &[api::Op],
+) -> Option<(Vec<Delta>, VswitchConfig)> {
+    let port_op = |op: &api::Op| matches!(op.op, Some(OpKind::AddPort(_) | OpKind::DelPort(_)));
+    if !ops.iter().any(port_op) {
+        return None;
+    }
+    let delta_op = |op: &api::Op| {
+        matches!(
+            op.op,
+            Some(
+                OpKind::AddEndpoint(_)
+                    | OpKind::DelEndpoint(_)
+                    | OpKind::AddRemoteEndpoint(_)
+                    | OpKind::DelRemoteEndpoint(_)
+                    | OpKind::AddRoute(_)
+                    | OpKind::DelRoute(_)
+            )
+        )
+    };
+    if !ops.iter().all(|op| port_op(op) || delta_op(op)) {
+        return None;
+    }
+    if !ops.iter().all(|op| route_stands_alone(cfg, op.op.as_ref())) {
+        return None;
+    }
+    // The port sections after the write: adds at the end, deletes where the
+    // port was, as the whole-state path leaves them.
+    let mut ports = state.ports.clone();
+    for op in ops {
+        match &op.op {
+            Some(add @ OpKind::AddPort(p)) => {
+                crate::state::check_fields(Some(add)).ok()?;
+                if ports.iter().any(|x| x.name == p.name) {
+                    return None;
+                }
+                ports.push(p.clone());
+            }
+            Some(OpKind::DelPort(n)) => {
+                let i = ports.iter().position(|x| x.name == *n)?;
+                ports.remove(i);
+            }
+            _ => {}
+        }
+    }
+    let sections = api::DesiredState {
+        ports,
+        patches: state.patches.clone(),
+        l2: state.l2.clone(),
+        underlay: state.underlay.clone(),
+        ..Default::default()
+    };
+    let valid = fixed.validate(&sections).ok()?;
+    let mut d = Deltas::new(cfg);
+    d.ports_now = Some(valid.config.ports.iter().map(|p| p.name.clone()).collect());
+    let mut out = Vec::with_capacity(ops.len());
+    let mut deleted = Vec::new();
+    for op in ops {
+        match &op.op {
+            Some(OpKind::AddPort(p)) => {
+                let k = valid.config.ports.iter().position(|x| x.name == p.name)?;
+                deleted.retain(|n| *n != p.name);
+                out.push(Delta::AddPort(
+                    valid.config.ports[k].clone(),
+                    valid.state.ports[k].clone(),
+                ));
+            }
+            Some(OpKind::DelPort(n)) => {
+                deleted.push(n.clone());
+                out.push(Delta::DelPort(n.clone()));
+            }
+            other => out.push(d.one(other.as_ref()).ok()?),
+        }
+    }
+    // A port that goes carries no endpoint once the write is done.
+    if !deleted.is_empty() {
+        let carried = d.port_map();
+        if deleted.iter().any(|n| carried.contains_key(n)) {
+            return None;
+        }
+    }
+    Some((out, valid.config))
 }
 
 /// An endpoint as a write sees it: local or remote, and its addresses.
@@ -166,6 +274,9 @@ struct Deltas<'a> {
     /// through `route_index`, made on the first.
     many: bool,
     route_index: Option<HashMap<(&'a str, IpNet), &'a RouteSpec>>,
+    /// The ports' names after a write that adds or deletes ports (`None`:
+    /// `cfg`'s).
+    ports_now: Option<std::collections::HashSet<String>>,
 }
 
 impl<'a> Deltas<'a> {
@@ -178,6 +289,7 @@ impl<'a> Deltas<'a> {
             routes: HashMap::new(),
             many: false,
             route_index: None,
+            ports_now: None,
         }
     }
 
@@ -409,7 +521,11 @@ impl<'a> Deltas<'a> {
     /// patch nor the classic MAC table uses (the overlay owns its endpoints'
     /// ports). The same rules, and words, as the whole-state check.
     fn port_can_carry(&mut self, port: &str, network: &str) -> Result<(), String> {
-        if !self.cfg.ports.iter().any(|p| p.name == port) {
+        let known = match &self.ports_now {
+            Some(names) => names.contains(port),
+            None => self.cfg.ports.iter().any(|p| p.name == port),
+        };
+        if !known {
             return Err(format!("port {} is not a [[port]]", names::quote(port)));
         }
         if self.cfg.underlay.as_ref().is_some_and(|u| u.uplink == port) {
@@ -462,8 +578,30 @@ fn apply_with(
     let mut route_adds: Vec<Option<&RouteSpec>> = Vec::new();
     let mut route_pending: HashMap<(&str, IpNet), usize> = HashMap::new();
     let mut routes_gone: Vec<(&str, IpNet)> = Vec::new();
+    // Ports first, in order: a port is added at the end of the list and
+    // deleted where it is, in both forms (item for item).
     for d in deltas {
         match d {
+            Delta::AddPort(c, a) => {
+                cfg.ports.push(c.clone());
+                if let Some(s) = state.as_deref_mut() {
+                    s.ports.push(a.clone());
+                }
+            }
+            Delta::DelPort(n) => {
+                if let Some(i) = cfg.ports.iter().position(|p| p.name == *n) {
+                    cfg.ports.remove(i);
+                    if let Some(s) = state.as_deref_mut() {
+                        s.ports.remove(i);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for d in deltas {
+        match d {
+            Delta::AddPort(..) | Delta::DelPort(_) => {}
             Delta::AddRoute(r) => {
                 route_pending.insert((r.tenant.as_str(), r.prefix), route_adds.len());
                 route_adds.push(Some(r));
@@ -674,6 +812,14 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
                 tenant: r.tenant.clone(),
                 prefix: r.prefix.to_string(),
             },
+            Delta::AddPort(_, p) => J::AddPort {
+                name: p.name.clone(),
+                profile: p.profile.clone(),
+                params: p.params.clone().into_iter().collect(),
+                group: p.group.clone(),
+                mtu: p.mtu,
+            },
+            Delta::DelPort(name) => J::DelPort { name: name.clone() },
         })
         .collect()
 }
@@ -724,6 +870,20 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
             }),
         }),
         J::DelRoute { tenant, prefix } => OpKind::DelRoute(api::RouteKey { tenant, prefix }),
+        J::AddPort {
+            name,
+            profile,
+            params,
+            group,
+            mtu,
+        } => OpKind::AddPort(api::Port {
+            name,
+            profile,
+            params: params.into_iter().collect(),
+            group,
+            mtu,
+        }),
+        J::DelPort { name } => OpKind::DelPort(name),
     };
     api::Op { op: Some(op) }
 }

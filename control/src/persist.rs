@@ -257,6 +257,31 @@ pub enum JournalOp {
         /// The prefix.
         prefix: String,
     },
+    /// `add_port`, in the canonical form the state file keeps (its parameters
+    /// in their TOML text, sorted by key).
+    AddPort {
+        /// The name.
+        name: String,
+        /// The profile.
+        profile: String,
+        /// The profile's parameters.
+        params: std::collections::BTreeMap<String, String>,
+        /// The flooding group ("" for the default).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        group: String,
+        /// The MTU (0: the driver's).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        mtu: u32,
+    },
+    /// `del_port`.
+    DelPort {
+        /// The name.
+        name: String,
+    },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A journalled route's next hop.

@@ -64,13 +64,15 @@ pub trait DataplaneHandle: Send + Sync + 'static {
         Ok(())
     }
     /// Whether [`apply_deltas`](Self::apply_deltas) is implemented: a
-    /// write of endpoint ops then costs what it changes ([`crate::delta`]).
+    /// write of endpoint, route and port ops then costs what it changes
+    /// ([`crate::delta`]).
     fn supports_deltas(&self) -> bool {
         false
     }
     /// Applies `deltas` to the running dataplane as generation `generation`:
-    /// checks and prepares them against what runs, calls `commit` (which makes
-    /// the write durable), and only when it succeeds publishes. Called with the
+    /// checks and prepares them against what runs (plugs the ports added),
+    /// calls `commit` (which makes the write durable), and only when it
+    /// succeeds publishes (then unplugs the ports deleted). Called with the
     /// writer lock held.
     ///
     /// # Errors
@@ -443,7 +445,17 @@ impl<D: DataplaneHandle> Inner<D> {
             WriteKind::Ops(ops) => {
                 let small = !ops.is_empty() && ops.len() <= crate::state::MAX_OPS;
                 if small && self.handle.supports_deltas() {
-                    if let Some(deltas) = crate::delta::deltas(&cur.config, &ops) {
+                    let ports =
+                        crate::delta::port_deltas(&self.fixed, &cur.state, &cur.config, &ops)
+                            // The ports' paths and prerequisites as the whole-state
+                            // path checks them; a refusal goes to it, which words it.
+                            .filter(|(_, sections)| {
+                                crate::paths::confine_new_ports(&cur.config.ports, sections).is_ok()
+                                    && self.handle.precheck(sections).is_ok()
+                            })
+                            .map(|(d, _)| Ok(d));
+                    if let Some(deltas) = ports.or_else(|| crate::delta::deltas(&cur.config, &ops))
+                    {
                         match self.write_delta(received, cur, generation, &ops, deltas, &expired)? {
                             Ok(reply) => return Ok(reply),
                             Err(back) => cur = back,

@@ -311,23 +311,85 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Applies endpoint and route `deltas` to the running snapshot as generation
-    /// `generation` (see [`control::delta`]): the overlay is patched, sharing
-    /// every table the deltas do not touch (networks' and VRFs'); the classic L2 stage is rebuilt only
-    /// when a port joins or leaves the overlay (its flooding group changes).
-    /// `commit` runs after everything is prepared and before anything is
-    /// published.
+    /// Applies port, endpoint and route `deltas` to the running snapshot as
+    /// generation `generation` (see [`control::delta`]): the ports added are
+    /// plugged, the overlay is patched, sharing every table the deltas do not
+    /// touch (networks' and VRFs'); the classic L2 stage is rebuilt only when
+    /// the ports change or one joins or leaves the overlay (its flooding group
+    /// changes), from the port list alone. `commit` runs after everything is
+    /// prepared and before anything is published; the ports deleted are
+    /// unplugged once a snapshot without them is.
     ///
     /// # Errors
-    /// The delta the snapshot refuses, or `commit`'s failure: nothing changed.
+    /// The delta the snapshot refuses, a port that will not plug, or
+    /// `commit`'s failure: nothing changed (a port plugged for the write is
+    /// unplugged again).
     pub fn apply_deltas(
         &mut self,
         deltas: &[Delta],
         generation: u64,
         commit: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<(), DeltaError> {
+        let mut plugged = Vec::new();
+        let mut pending = Vec::new();
+        for (i, d) in deltas.iter().enumerate() {
+            if let Delta::AddPort(pc, _) = d {
+                match self.plug(pc) {
+                    Ok((idx, p)) => {
+                        plugged.push(idx);
+                        pending.extend(p);
+                    }
+                    Err(e) => {
+                        drop(pending);
+                        self.unplug_all(&plugged);
+                        return Err(DeltaError::Refused {
+                            index: i,
+                            reason: format!("{e:#}"),
+                        });
+                    }
+                }
+            }
+        }
+        match self.publish_deltas(deltas, generation, commit) {
+            Ok(gone) => {
+                self.hand_over(pending);
+                // Nothing published sends to them any more.
+                for idx in gone {
+                    if let Err(e) = self.unplug(idx) {
+                        warn!("after generation {generation}: {e:#}");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                drop(pending);
+                self.unplug_all(&plugged);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unplugs ports a failed write plugged (never handed to a worker).
+    fn unplug_all(&mut self, ports: &[PortIdx]) {
+        for &idx in ports {
+            if let Err(e) = self.unplug(idx) {
+                warn!("taking back a port a refused write added: {e:#}");
+            }
+        }
+    }
+
+    /// [`apply_deltas`](Self::apply_deltas) once its ports are plugged: the
+    /// snapshot patched, `commit`, publish; the running configuration updated.
+    /// Returns the ports to unplug.
+    fn publish_deltas(
+        &mut self,
+        deltas: &[Delta],
+        generation: u64,
+        commit: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<Vec<PortIdx>, DeltaError> {
         let index = self.index();
         let mut changes = Vec::with_capacity(deltas.len());
+        let mut ports_changed = false;
         for (i, d) in deltas.iter().enumerate() {
             changes.push(match d {
                 Delta::AddLocal(e) => {
@@ -354,6 +416,10 @@ impl Dataplane {
                 },
                 Delta::AddRoute(r) => OverlayChange::AddRoute(r.clone()),
                 Delta::RemoveRoute(r) => OverlayChange::RemoveRoute(r.clone()),
+                Delta::AddPort(..) | Delta::DelPort(_) => {
+                    ports_changed = true;
+                    continue;
+                }
             });
         }
         let cur = self.snapshot.load_full();
@@ -368,28 +434,48 @@ impl Dataplane {
             cur.overlay.network_of_port(PortIdx(p)).is_some()
                 != overlay.network_of_port(PortIdx(p)).is_some()
         });
-        let (l2, next) = if joined_or_left {
-            let mut next = self.running.clone();
-            control::delta::apply_config(&mut next, deltas);
-            let l2 =
-                control::compile::l2_pipeline_with(&next, generation, &index).map_err(|e| {
-                    DeltaError::Refused {
-                        index: 0,
-                        reason: e.to_string(),
-                    }
-                })?;
-            (l2, Some(next))
+        // The port list after the write (a few items: copied, unlike the rest
+        // of the configuration).
+        let mut ports = self.running.ports.clone();
+        let mut gone = Vec::new();
+        for d in deltas {
+            match d {
+                Delta::AddPort(pc, _) => ports.push(pc.clone()),
+                Delta::DelPort(name) => {
+                    ports.retain(|p| p.name != *name);
+                    gone.extend(index.get(name).copied());
+                }
+                _ => {}
+            }
+        }
+        let l2 = if joined_or_left || ports_changed {
+            // The overlay's ports as the snapshot has them: the uplink and every
+            // port carrying an endpoint.
+            let mut overlay_ports: std::collections::BTreeSet<&str> = index
+                .iter()
+                .filter(|(_, &i)| overlay.network_of_port(i).is_some())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            overlay_ports.extend(self.running.underlay.iter().map(|u| u.uplink.as_str()));
+            control::compile::l2_pipeline_of(
+                &ports,
+                &self.running,
+                &overlay_ports,
+                generation,
+                &index,
+            )
+            .map_err(|e| DeltaError::Refused {
+                index: 0,
+                reason: e.to_string(),
+            })?
         } else {
-            (cur.l2.clone().with_generation(generation), None)
+            cur.l2.clone().with_generation(generation)
         };
         commit().map_err(DeltaError::Commit)?;
         self.snapshot
             .publish(Pipeline::new(generation, l2, overlay, cur.parse.clone()));
-        match next {
-            Some(next) => self.running = next,
-            None => control::delta::apply_config(&mut self.running, deltas),
-        }
-        Ok(())
+        control::delta::apply_config(&mut self.running, deltas);
+        Ok(gone)
     }
 
     /// Makes the dataplane run `next` as snapshot `generation`: removes the ports it

@@ -777,6 +777,98 @@ fn a_delta_applied_to_the_state_matches_the_whole_state_path() {
 }
 
 #[test]
+fn a_port_write_with_endpoints_is_a_delta_equal_to_the_whole_state_path() {
+    use crate::delta::{apply, journal_ops, op_of, port_deltas, Delta};
+    let (fixed, state, cfg) = fixed_and_state();
+    let key = |mac: &str| api::EndpointKey {
+        network: "blue".into(),
+        mac: mac.into(),
+    };
+    // The CNI's pod add: a port and the endpoint behind it, in one write.
+    let add = vec![
+        op(K::AddPort(port(
+            "cni0",
+            "af_packet",
+            &[("iface", "veth-cni0")],
+        ))),
+        op(K::AddEndpoint(endpoint(
+            "blue",
+            "02:00:00:00:0c:01",
+            "10.1.0.40",
+            "cni0",
+        ))),
+        op(K::AddRoute(route(
+            "t1",
+            "10.50.0.0/16",
+            via("blue", "10.1.0.40"),
+        ))),
+    ];
+    let whole = fixed.apply_ops(&state, &add).unwrap();
+    let (deltas, sections) = port_deltas(&fixed, &state, &cfg, &add).unwrap();
+    assert!(matches!(&deltas[0], Delta::AddPort(p, _) if p.name == "cni0"));
+    assert_eq!(sections.ports, whole.config.ports, "the port sections");
+    let (mut c, mut s) = (cfg.clone(), state.clone());
+    apply(&mut c, &mut s, &deltas);
+    assert_eq!(s, whole.state);
+    assert_eq!(c, whole.config);
+    // Its journal line replays as the same write.
+    let again: Vec<Op> = journal_ops(&deltas).iter().map(op_of).collect();
+    assert_eq!(fixed.apply_ops(&state, &again).unwrap(), whole);
+    // And the pod's delete, endpoint and port in either order.
+    let (state2, cfg2) = (whole.state, whole.config);
+    for del in [
+        vec![
+            op(K::DelRoute(api::RouteKey {
+                tenant: "t1".into(),
+                prefix: "10.50.0.0/16".into(),
+            })),
+            op(K::DelEndpoint(key("02:00:00:00:0c:01"))),
+            op(K::DelPort("cni0".into())),
+        ],
+        vec![
+            op(K::DelPort("cni0".into())),
+            op(K::DelRoute(api::RouteKey {
+                tenant: "t1".into(),
+                prefix: "10.50.0.0/16".into(),
+            })),
+            op(K::DelEndpoint(key("02:00:00:00:0c:01"))),
+        ],
+    ] {
+        let whole = fixed.apply_ops(&state2, &del).unwrap();
+        let (deltas, _) = port_deltas(&fixed, &state2, &cfg2, &del).unwrap();
+        let (mut c, mut s) = (cfg2.clone(), state2.clone());
+        apply(&mut c, &mut s, &deltas);
+        assert_eq!(s, whole.state);
+        assert_eq!(c, whole.config);
+        assert_eq!(s, state, "back where it started");
+    }
+    // Whatever is refused goes to the whole-state path, which words it: a port
+    // still carrying an endpoint, one that exists, one in a patch, a port
+    // parameter the profile does not know, an endpoint on a port that goes.
+    for ops in [
+        vec![op(K::DelPort("pod3".into()))],
+        vec![op(K::AddPort(port("pod1", "null", &[])))],
+        vec![op(K::DelPort("pod1".into()))],
+        vec![op(K::AddPort(port("cni0", "null", &[("iface", "x")])))],
+        vec![
+            op(K::AddPort(port("cni0", "null", &[]))),
+            op(K::DelPort("cni0".into())),
+            op(K::AddEndpoint(endpoint(
+                "blue",
+                "02:00:00:00:0c:01",
+                "10.1.0.40",
+                "cni0",
+            ))),
+        ],
+        vec![op(K::AddPort(port("cni0\n", "null", &[])))],
+    ] {
+        assert!(port_deltas(&fixed, &state, &cfg, &ops).is_none(), "{ops:?}");
+    }
+    // Writes without a port op are not this path's.
+    assert!(port_deltas(&fixed, &state, &cfg, &add[1..]).is_none());
+}
+
+#[test]
 fn boot_replays_the_journal_after_the_state_file() {
     use crate::persist::{append, JournalEntry, JournalOp};
     let dir = crate::testutil::TempDir::new("journal");
