@@ -12,6 +12,8 @@
 //!   reply) and the client's round trip;
 //! - one-route writes (add, then delete, of a /24 in the tenant's VRF: a
 //!   blackhole, then one through an endpoint), likewise;
+//! - a CNI plugin's pod writes: a port (`net_null`) and a local endpoint behind
+//!   it in one write, and the write that deletes both, `--rounds` / 4 times;
 //! - one write of `--bulk` endpoint adds, and the write that deletes them;
 //! - a write of 200 route adds whose op 100 is invalid (a prefix with host
 //!   bits, then a next hop in no network), timed until refused;
@@ -349,6 +351,43 @@ async fn measure(
         }
     }
 
+    // The CNI's pod add and delete: a port and its endpoint, in one write.
+    let pod = |add: bool| {
+        let ep = api::Endpoint {
+            network: NETWORK.into(),
+            mac: mac(opts.endpoints + opts.bulk + 2),
+            ips: vec![addr(opts.endpoints + opts.bulk + 2)],
+            port: "pod".into(),
+        };
+        let ops = if add {
+            vec![
+                K::AddPort(api::Port {
+                    name: "pod".into(),
+                    profile: "null".into(),
+                    ..Default::default()
+                }),
+                K::AddEndpoint(ep),
+            ]
+        } else {
+            vec![
+                K::DelEndpoint(api::EndpointKey {
+                    network: ep.network,
+                    mac: ep.mac,
+                }),
+                K::DelPort("pod".into()),
+            ]
+        };
+        api::WriteRequest {
+            ops: ops.into_iter().map(|op| api::Op { op: Some(op) }).collect(),
+            expected_generation: 0,
+        }
+    };
+    let (mut pod_adds, mut pod_dels) = (Vec::new(), Vec::new());
+    for _ in 0..opts.rounds.div_ceil(4) {
+        pod_adds.push(c.write(pod(true)).await?.into_inner().publish_us);
+        pod_dels.push(c.write(pod(false)).await?.into_inner().publish_us);
+    }
+
     // A bulk write and its undoing.
     let bulk = |add: bool| api::WriteRequest {
         ops: (opts.endpoints..opts.endpoints + opts.bulk)
@@ -447,6 +486,10 @@ async fn measure(
             "publish_add": quantiles(route_adds),
             "publish_delete": quantiles(route_dels),
         },
+        "pod_port_and_endpoint": {
+            "publish_add": quantiles(pod_adds),
+            "publish_delete": quantiles(pod_dels),
+        },
         "bulk": {
             "ops": opts.bulk,
             "add": {"publish_us": add.publish_us, "wall_us": add_wall},
@@ -500,6 +543,11 @@ pub fn to_text(v: &Value) -> String {
         "  of which adds: {}; deletes: {}\n",
         q(&v["one_route"]["publish_add"]),
         q(&v["one_route"]["publish_delete"])
+    );
+    out += &format!(
+        "pod write (port + endpoint), receive to published: add {}; delete {}\n",
+        q(&v["pod_port_and_endpoint"]["publish_add"]),
+        q(&v["pod_port_and_endpoint"]["publish_delete"])
     );
     out += &format!(
         "{}-op write: add published in {} us, delete in {} us\n",

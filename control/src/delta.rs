@@ -75,7 +75,7 @@ pub enum Delta {
     RemoveRoute(RouteSpec),
     /// A new port, as the whole-state path would parse it, and in its
     /// canonical API form.
-    AddPort(PortConfig, api::Port),
+    AddPort(Box<PortConfig>, Box<api::Port>),
     /// The port (by name) goes; no endpoint is left on it.
     DelPort(String),
 }
@@ -227,8 +227,8 @@ pub fn port_deltas(
                 let k = valid.config.ports.iter().position(|x| x.name == p.name)?;
                 deleted.retain(|n| *n != p.name);
                 out.push(Delta::AddPort(
-                    valid.config.ports[k].clone(),
-                    valid.state.ports[k].clone(),
+                    Box::new(valid.config.ports[k].clone()),
+                    Box::new(valid.state.ports[k].clone()),
                 ));
             }
             Some(OpKind::DelPort(n)) => {
@@ -583,9 +583,9 @@ fn apply_with(
     for d in deltas {
         match d {
             Delta::AddPort(c, a) => {
-                cfg.ports.push(c.clone());
+                cfg.ports.push((**c).clone());
                 if let Some(s) = state.as_deref_mut() {
-                    s.ports.push(a.clone());
+                    s.ports.push((**a).clone());
                 }
             }
             Delta::DelPort(n) => {

@@ -456,7 +456,7 @@ impl<D: DataplaneHandle> Inner<D> {
                             .map(|(d, _)| Ok(d));
                     if let Some(deltas) = ports.or_else(|| crate::delta::deltas(&cur.config, &ops))
                     {
-                        match self.write_delta(received, cur, generation, &ops, deltas, &expired)? {
+                        match self.write_delta(received, cur, generation, &ops, deltas, expired)? {
                             Ok(reply) => return Ok(reply),
                             Err(back) => cur = back,
                         }

@@ -440,7 +440,7 @@ impl Dataplane {
         let mut gone = Vec::new();
         for d in deltas {
             match d {
-                Delta::AddPort(pc, _) => ports.push(pc.clone()),
+                Delta::AddPort(pc, _) => ports.push((**pc).clone()),
                 Delta::DelPort(name) => {
                     ports.retain(|p| p.name != *name);
                     gone.extend(index.get(name).copied());
