@@ -706,7 +706,11 @@ pub(super) struct VtepInterner {
 }
 
 impl VtepInterner {
-    fn intern(&mut self, item: impl FnOnce() -> String, ip: IpAddr) -> Result<VtepIdx, E> {
+    pub(super) fn intern(
+        &mut self,
+        item: impl FnOnce() -> String,
+        ip: IpAddr,
+    ) -> Result<VtepIdx, E> {
         if let Some(&idx) = self.by_ip.get(&ip) {
             return Ok(idx);
         }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::builder::{add_local, add_remote, add_route, remove_host, remove_route, VtepInterner};
 use super::error::OverlayConfigError as E;
 use super::snapshot::{L2Dest, OverlaySnapshot};
-use super::spec::{LocalEndpointSpec, RemoteEndpointSpec, RouteSpec};
+use super::spec::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec};
 use crate::ethernet::MacAddr;
 use crate::port::PortIdx;
 
@@ -46,6 +46,10 @@ pub enum OverlayChange {
     /// The static route goes: the route as it was added (its next hop's count
     /// of routes goes down with it).
     RemoveRoute(RouteSpec),
+    /// A new network, numbered after every other (as a build from the same
+    /// configuration, the network last, numbers it), in its tenant's VRF or a
+    /// new one.
+    AddNetwork(NetworkSpec),
 }
 
 impl OverlaySnapshot {
@@ -89,6 +93,9 @@ impl OverlaySnapshot {
                         add_route(s, routes, hops, vrf, r)
                     })
                     .map_err(at)?;
+                }
+                OverlayChange::AddNetwork(n) => {
+                    add_network(&mut snap, &mut vteps, n).map_err(at)?;
                 }
                 OverlayChange::RemoveRoute(r) => {
                     with_routes(&mut snap, |s, routes, hops| {
@@ -156,6 +163,166 @@ fn with_routes<T>(
     snap.routes = routes;
     snap.next_hops = hops;
     out
+}
+
+/// Adds network `n` after the others, with the checks the builder makes of a
+/// network given last: name, VNI, gateway MAC and addresses, flood VTEPs, and
+/// its subnets against every subnet and static route of its tenant.
+fn add_network(
+    snap: &mut OverlaySnapshot,
+    vteps: &mut VtepInterner,
+    n: &NetworkSpec,
+) -> Result<(), E> {
+    use super::snapshot::{HostEntry, NetTables, NetworkInfo};
+    use super::{NetworkId, RouteResult, VrfId, MAX_NETWORKS};
+    if snap.networks.len() >= MAX_NETWORKS {
+        return Err(E::TooManyNetworks {
+            count: snap.networks.len() + 1,
+            max: MAX_NETWORKS,
+        });
+    }
+    if snap.by_name.contains_key(n.name.as_str()) {
+        return Err(E::DuplicateNetworkName {
+            name: n.name.clone(),
+        });
+    }
+    if n.vni > super::spec::MAX_VNI {
+        return Err(E::VniOutOfRange {
+            network: n.name.clone(),
+            vni: n.vni,
+        });
+    }
+    if let Some(first) = snap.network_by_vni(n.vni) {
+        return Err(E::DuplicateVni {
+            vni: n.vni,
+            first: snap.networks[first.index()].name.to_string(),
+            second: n.name.clone(),
+        });
+    }
+    if n.gateway_mac.is_multicast() || n.gateway_mac.is_zero() {
+        return Err(E::GatewayMulticastMac {
+            network: n.name.clone(),
+            mac: n.gateway_mac,
+        });
+    }
+    let mut tables = NetTables::default();
+    for gw in &n.gateway_ips {
+        if !n.subnets.iter().any(|s| s.contains(gw)) {
+            return Err(E::GatewayNotInSubnet {
+                network: n.name.clone(),
+                ip: *gw,
+            });
+        }
+        let h = HostEntry {
+            mac: n.gateway_mac,
+            dest: None,
+        };
+        match *gw {
+            IpAddr::V4(a) => tables.hosts4.insert(a.to_bits(), h),
+            IpAddr::V6(a) => tables.hosts6.insert(a.to_bits(), h),
+        };
+    }
+    let vrf = snap.vrf_by_name(&n.tenant);
+    // Subnets nest or are disjoint: two overlap when one holds the other's
+    // first address. Against every earlier subnet of the tenant, then each
+    // other (the builder reports the earlier of the two first).
+    let subnets: Vec<ipnet::IpNet> = n.subnets.iter().map(ipnet::IpNet::trunc).collect();
+    let overlaps =
+        |a: &ipnet::IpNet, b: &ipnet::IpNet| a.contains(&b.network()) || b.contains(&a.network());
+    if let Some(v) = vrf {
+        for (m, info) in snap.networks.iter().enumerate() {
+            if info.vrf != v {
+                continue;
+            }
+            for t in snap.subnets[m].iter() {
+                if let Some(s) = subnets.iter().find(|s| overlaps(s, t)) {
+                    return Err(E::OverlappingSubnets {
+                        tenant: n.tenant.clone(),
+                        first_network: info.name.to_string(),
+                        first_subnet: *t,
+                        second_network: n.name.clone(),
+                        second_subnet: *s,
+                    });
+                }
+            }
+        }
+    }
+    for (i, s) in subnets.iter().enumerate() {
+        if let Some(t) = subnets[..i].iter().find(|t| overlaps(s, t)) {
+            return Err(E::OverlappingSubnets {
+                tenant: n.tenant.clone(),
+                first_network: n.name.clone(),
+                first_subnet: *t,
+                second_network: n.name.clone(),
+                second_subnet: *s,
+            });
+        }
+    }
+    let mut flood = Vec::with_capacity(n.vteps.len());
+    for &ip in &n.vteps {
+        flood.push(vteps.intern(|| format!("network {:?} flood list", n.name), ip)?);
+    }
+    let mut sorted = flood.clone();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(E::DuplicateFloodVtep {
+            network: n.name.clone(),
+            vtep: vteps.vteps[w[0].index()].ip,
+        });
+    }
+    let id = NetworkId(snap.networks.len() as u16);
+    let vrf = vrf.unwrap_or_else(|| {
+        snap.vrf_names.push(n.tenant.clone().into());
+        VrfId(snap.vrf_names.len() as u16 - 1)
+    });
+    with_routes(snap, |_, routes, _| {
+        while routes.vrf_count() <= usize::from(vrf.0) {
+            routes.push_vrf();
+        }
+        for s in &subnets {
+            // A static route of that prefix was there first: a build, which
+            // inserts subnets first, would find the route the duplicate.
+            if routes.get_exact(vrf.0, *s).is_some() {
+                return Err(E::DuplicateRoute {
+                    tenant: n.tenant.clone(),
+                    prefix: *s,
+                });
+            }
+            routes
+                .insert(vrf.0, *s, RouteResult::Connected(id))
+                .map_err(|reason| E::RouteTableFull {
+                    tenant: n.tenant.clone(),
+                    prefix: *s,
+                    reason,
+                })?;
+        }
+        Ok(())
+    })?;
+    let underlay = snap.underlay;
+    snap.networks.push(NetworkInfo {
+        name: n.name.clone().into(),
+        vni: n.vni,
+        encap: n.encap,
+        vrf,
+        gateway_mac: n.gateway_mac,
+        flood_unknown: n.flood_unknown,
+        flood_vteps: flood.into(),
+        local_ports: Box::default(),
+        mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),
+        gateway_v4: n.gateway_ips.iter().find_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }),
+        gateway_v6: n.gateway_ips.iter().find_map(|ip| match ip {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        }),
+    });
+    snap.tables.push(Arc::new(tables));
+    snap.subnets.push(subnets.into());
+    snap.by_name.insert(n.name.clone().into(), id);
+    snap.by_vni.insert(u64::from(n.vni), id);
+    Ok(())
 }
 
 /// Removes endpoint `mac` of `network`; true when its port carried its last

@@ -1274,6 +1274,129 @@ mod patch {
         assert_eq!(removed.route_count(), 100_009);
     }
 
+    /// Networks a write may add: in the base's tenant, in a new one (reusing a
+    /// base subnet, which another tenant may), one overlapping a base subnet,
+    /// one reusing a VNI, one whose subnet a static route already holds.
+    fn new_network(i: usize) -> NetworkSpec {
+        let mut n = match i {
+            0 => network(
+                "m0",
+                200,
+                "t",
+                &["10.3.0.0/24", "fd00:3::/64"],
+                &["10.3.0.1", "fd00:3::1"],
+            ),
+            1 => network("m1", 201, "u", &["10.0.0.0/24"], &["10.0.0.1"]),
+            2 => network("m2", 202, "t", &["10.0.0.0/16"], &["10.0.0.1"]),
+            3 => network("m3", 100, "t", &["10.4.0.0/24"], &["10.4.0.1"]),
+            _ => network("m4", 204, "t", &["192.168.0.0/16"], &["192.168.0.1"]),
+        };
+        n.vteps = vec![ip("10.0.0.20"), ip("10.0.0.99")];
+        n
+    }
+
+    #[test]
+    fn a_network_added_answers_as_built() {
+        let base = builder(&[0, 1], &[0, 3]).build().unwrap();
+        let mut snap = base.clone();
+        let mut added = Vec::new();
+        for i in 0..5 {
+            let n = new_network(i);
+            let mut b = builder(&[0, 1], &[0, 3]);
+            for &j in added.iter().chain([&i]) {
+                b.network(new_network(j));
+            }
+            let built = b.build();
+            let patched = snap.patched(
+                snap.generation() + 1,
+                &[OverlayChange::AddNetwork(n.clone())],
+            );
+            match (patched, built) {
+                (Ok(p), Ok(b)) => {
+                    assert_eq!(view(&p), view(&b));
+                    for s in [&p, &b] {
+                        assert_eq!(s.network_count(), 4 + added.len());
+                    }
+                    let id = p.network_by_name(&n.name).unwrap();
+                    assert_eq!(Some(id), b.network_by_name(&n.name));
+                    assert_eq!(p.network_by_vni(n.vni), Some(id));
+                    // VTEPs by address: a patch interns them in another order.
+                    let info = |s: &OverlaySnapshot| {
+                        let mut n = s.network(id).unwrap().clone();
+                        let ips: Vec<IpAddr> = n
+                            .flood_vteps
+                            .iter()
+                            .map(|v| s.vtep(*v).unwrap().ip)
+                            .collect();
+                        n.flood_vteps = Box::default();
+                        (n, ips)
+                    };
+                    assert_eq!(info(&p), info(&b));
+                    let vrf = p.network(id).unwrap().vrf;
+                    assert_eq!(p.vrf_name(vrf), b.vrf_name(vrf));
+                    let route = |s: &OverlaySnapshot, a: &str| match s.route(vrf, ip(a)) {
+                        Some(RouteResult::NextHop {
+                            network,
+                            mac,
+                            dest: d,
+                        }) => {
+                            format!("via {network} {mac} {}", dest(s, Some(d)))
+                        }
+                        other => format!("{other:?}"),
+                    };
+                    for a in ["10.3.0.9", "10.0.0.9", "fd00:3::9", "192.168.1.1"] {
+                        assert_eq!(route(&p, a), route(&b, a), "{a}");
+                    }
+                    assert_eq!(
+                        p.arp_lookup(id, "10.3.0.1".parse().unwrap()),
+                        b.arp_lookup(id, "10.3.0.1".parse().unwrap())
+                    );
+                    // Every network the write did not add keeps its tables.
+                    for m in 0..3u16 {
+                        assert!(p.shares_network_tables(&snap, NetworkId(m)));
+                    }
+                    snap = p;
+                    added.push(i);
+                }
+                (Err((0, pe)), Err(be)) => {
+                    assert_eq!(pe.to_string(), be.to_string(), "network {i}")
+                }
+                (p, b) => panic!(
+                    "network {i}: patched {:?}, built {:?}",
+                    p.map(|_| ()),
+                    b.map(|_| ())
+                ),
+            }
+        }
+        assert_eq!(
+            added,
+            [0, 1],
+            "the overlap, the VNI and the route's prefix are refused"
+        );
+        // An endpoint in the new network, then: as built.
+        let ep = RemoteEndpointSpec {
+            network: "m0".into(),
+            mac: MacAddr([2, 0, 0, 0, 3, 9]),
+            ips: vec![ip("10.3.0.9")],
+            vtep: ip("10.0.0.77"),
+        };
+        let p = snap
+            .patched(9, &[OverlayChange::AddRemote(ep.clone())])
+            .unwrap();
+        let mut b = builder(&[0, 1], &[0, 3]);
+        b.network(new_network(0))
+            .network(new_network(1))
+            .remote_endpoint(ep);
+        let b = b.build().unwrap();
+        let m0 = p.network_by_name("m0").unwrap();
+        let at = |s: &OverlaySnapshot| {
+            s.host_lookup(m0, ip("10.3.0.9"))
+                .map(|h| (h.0, dest(s, Some(h.1))))
+        };
+        assert_eq!(at(&p), at(&b));
+        assert!(at(&p).is_some());
+    }
+
     #[test]
     fn route_removals_are_checked() {
         let base = builder(&[], &[]).build().unwrap();
