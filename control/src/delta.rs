@@ -40,7 +40,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use dataplane::overlay::{RemoteEndpointSpec, RouteSpec, RouteTarget};
+use dataplane::overlay::{NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget};
 use dataplane::MacAddr;
 use ipnet::IpNet;
 
@@ -78,6 +78,9 @@ pub enum Delta {
     AddPort(Box<PortConfig>, Box<api::Port>),
     /// The port (by name) goes; no endpoint is left on it.
     DelPort(String),
+    /// A new network (after the others), as the whole-state path would parse
+    /// it, and in its canonical API form.
+    AddNetwork(Box<NetworkSpec>, Box<api::Network>),
 }
 
 /// Why a delta write was refused: the op and the reason, as [`ApiError::Op`]
@@ -111,7 +114,10 @@ pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>,
         // What the whole-state path refuses having looked at the write alone
         // (fields, a tenant or next hop network that is not there) goes to it
         // at once, before any op is looked up in the state.
-        if !ops.iter().all(|op| route_stands_alone(cfg, op.op.as_ref())) {
+        if !ops
+            .iter()
+            .all(|op| route_stands_alone(&cfg.networks, op.op.as_ref()))
+        {
             return None;
         }
         return Deltas::new(cfg).all(ops).ok().map(Ok);
@@ -120,9 +126,9 @@ pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>,
 }
 
 /// Whether route op `op`'s fields are valid, and its tenant and next hop's
-/// network exist (among `cfg`'s networks: a delta adds none). True for the
+/// network exist (among `nets`, the networks after the write). True for the
 /// other ops, which are checked as they come.
-fn route_stands_alone(cfg: &VswitchConfig, op: Option<&OpKind>) -> bool {
+fn route_stands_alone(nets: &[NetworkSpec], op: Option<&OpKind>) -> bool {
     let Some(add @ OpKind::AddRoute(r)) = op else {
         return true;
     };
@@ -130,7 +136,6 @@ fn route_stands_alone(cfg: &VswitchConfig, op: Option<&OpKind>) -> bool {
         return false;
     }
     let tenant = crate::state::tenant_key(&r.tenant);
-    let nets = &cfg.networks;
     let via_known = match &r.target {
         Some(Target::NextHop(h)) => nets.iter().any(|n| n.name == h.network),
         Some(Target::Blackhole(b)) => *b,
@@ -146,29 +151,40 @@ pub fn refusals_go_whole(deltas: &[Delta]) -> bool {
     deltas.iter().any(|d| {
         matches!(
             d,
-            Delta::AddRoute(_) | Delta::RemoveRoute(_) | Delta::AddPort(..) | Delta::DelPort(_)
+            Delta::AddRoute(_)
+                | Delta::RemoveRoute(_)
+                | Delta::AddPort(..)
+                | Delta::DelPort(_)
+                | Delta::AddNetwork(..)
         )
     })
 }
 
-/// The deltas of a write that adds or deletes ports beside endpoint (and
-/// route) ops — a CNI plugin's pod add (`add_port` + `add_endpoint`) or delete
-/// (`del_endpoint` + `del_port`) — and the port sections it leads to, as a
-/// configuration holding every fixed section but only the port sections
-/// (ports, patches, L2 table, underlay): what the caller confines and
-/// prechecks as the whole-state path does. The ports are validated by the
-/// whole-state path's own rules over those sections alone (a few items, not
-/// the whole state); the endpoint and route ops as [`deltas`] does, against
-/// the ports after the write. `None` sends the write to the whole-state path:
-/// other ops, or anything refused (which that path then words).
-pub fn port_deltas(
+/// The deltas of a write that adds or deletes ports, or adds networks, beside
+/// endpoint (and route) ops — a CNI plugin's pod add (`add_port` +
+/// `add_endpoint`) or delete (`del_endpoint` + `del_port`), a new network with
+/// its first endpoints — and the sections it leads to, as a configuration
+/// holding every fixed section and every section but the endpoints and routes
+/// (ports, patches, L2 table, underlay, networks): what the caller confines and
+/// prechecks as the whole-state path does. Those sections are validated by the
+/// whole-state path's own rules (a few items, not the whole state); the
+/// endpoint and route ops as [`deltas`] does, against the ports and networks
+/// after the write. `None` sends the write to the whole-state path: other ops
+/// (a network delete among them), or anything refused (which that path then
+/// words).
+pub fn section_deltas(
     fixed: &crate::state::Fixed,
     state: &api::DesiredState,
     cfg: &VswitchConfig,
     ops: &[api::Op],
 ) -> Option<(Vec<Delta>, VswitchConfig)> {
-    let port_op = |op: &api::Op| matches!(op.op, Some(OpKind::AddPort(_) | OpKind::DelPort(_)));
-    if !ops.iter().any(port_op) {
+    let section_op = |op: &api::Op| {
+        matches!(
+            op.op,
+            Some(OpKind::AddPort(_) | OpKind::DelPort(_) | OpKind::AddNetwork(_))
+        )
+    };
+    if !ops.iter().any(section_op) {
         return None;
     }
     let delta_op = |op: &api::Op| {
@@ -184,15 +200,13 @@ pub fn port_deltas(
             )
         )
     };
-    if !ops.iter().all(|op| port_op(op) || delta_op(op)) {
+    if !ops.iter().all(|op| section_op(op) || delta_op(op)) {
         return None;
     }
-    if !ops.iter().all(|op| route_stands_alone(cfg, op.op.as_ref())) {
-        return None;
-    }
-    // The port sections after the write: adds at the end, deletes where the
-    // port was, as the whole-state path leaves them.
+    // The sections after the write: adds at the end, deletes where the port
+    // was, as the whole-state path leaves them.
     let mut ports = state.ports.clone();
+    let mut networks = state.networks.clone();
     for op in ops {
         match &op.op {
             Some(add @ OpKind::AddPort(p)) => {
@@ -206,6 +220,13 @@ pub fn port_deltas(
                 let i = ports.iter().position(|x| x.name == *n)?;
                 ports.remove(i);
             }
+            Some(add @ OpKind::AddNetwork(n)) => {
+                crate::state::check_fields(Some(add)).ok()?;
+                if networks.iter().any(|x| x.name == n.name) {
+                    return None;
+                }
+                networks.push(n.clone());
+            }
             _ => {}
         }
     }
@@ -214,9 +235,16 @@ pub fn port_deltas(
         patches: state.patches.clone(),
         l2: state.l2.clone(),
         underlay: state.underlay.clone(),
+        networks,
         ..Default::default()
     };
     let valid = fixed.validate(&sections).ok()?;
+    if !ops
+        .iter()
+        .all(|op| route_stands_alone(&valid.config.networks, op.op.as_ref()))
+    {
+        return None;
+    }
     let mut d = Deltas::new(cfg);
     d.ports_now = Some(valid.config.ports.iter().map(|p| p.name.clone()).collect());
     let mut out = Vec::with_capacity(ops.len());
@@ -234,6 +262,17 @@ pub fn port_deltas(
             Some(OpKind::DelPort(n)) => {
                 deleted.push(n.clone());
                 out.push(Delta::DelPort(n.clone()));
+            }
+            Some(OpKind::AddNetwork(n)) => {
+                let k = valid
+                    .config
+                    .networks
+                    .iter()
+                    .position(|x| x.name == n.name)?;
+                out.push(Delta::AddNetwork(
+                    Box::new(valid.config.networks[k].clone()),
+                    Box::new(valid.state.networks[k].clone()),
+                ));
             }
             other => out.push(d.one(other.as_ref()).ok()?),
         }
@@ -596,12 +635,18 @@ fn apply_with(
                     }
                 }
             }
+            Delta::AddNetwork(c, a) => {
+                cfg.networks.push((**c).clone());
+                if let Some(s) = state.as_deref_mut() {
+                    s.networks.push((**a).clone());
+                }
+            }
             _ => {}
         }
     }
     for d in deltas {
         match d {
-            Delta::AddPort(..) | Delta::DelPort(_) => {}
+            Delta::AddPort(..) | Delta::DelPort(_) | Delta::AddNetwork(..) => {}
             Delta::AddRoute(r) => {
                 route_pending.insert((r.tenant.as_str(), r.prefix), route_adds.len());
                 route_adds.push(Some(r));
@@ -820,6 +865,17 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
                 mtu: p.mtu,
             },
             Delta::DelPort(name) => J::DelPort { name: name.clone() },
+            Delta::AddNetwork(_, n) => J::AddNetwork {
+                name: n.name.clone(),
+                vni: n.vni,
+                encap: n.encap.clone(),
+                tenant: n.tenant.clone(),
+                subnets: n.subnets.clone(),
+                gateway_ips: n.gateway_ips.clone(),
+                gateway_mac: n.gateway_mac.clone(),
+                flood_unknown: n.flood_unknown,
+                vteps: n.vteps.clone(),
+            },
         })
         .collect()
 }
@@ -884,6 +940,27 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
             mtu,
         }),
         J::DelPort { name } => OpKind::DelPort(name),
+        J::AddNetwork {
+            name,
+            vni,
+            encap,
+            tenant,
+            subnets,
+            gateway_ips,
+            gateway_mac,
+            flood_unknown,
+            vteps,
+        } => OpKind::AddNetwork(api::Network {
+            name,
+            vni,
+            encap,
+            tenant,
+            subnets,
+            gateway_ips,
+            gateway_mac,
+            flood_unknown,
+            vteps,
+        }),
     };
     api::Op { op: Some(op) }
 }

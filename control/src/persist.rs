@@ -278,6 +278,29 @@ pub enum JournalOp {
         /// The name.
         name: String,
     },
+    /// `add_network`, in the canonical form the state file keeps.
+    AddNetwork {
+        /// The name.
+        name: String,
+        /// The VNI.
+        vni: u32,
+        /// The encapsulation.
+        encap: String,
+        /// The tenant.
+        tenant: String,
+        /// The subnets.
+        subnets: Vec<String>,
+        /// The gateway's addresses.
+        gateway_ips: Vec<String>,
+        /// The gateway's MAC.
+        gateway_mac: String,
+        /// Whether unknown unicast is flooded.
+        #[serde(default)]
+        flood_unknown: bool,
+        /// The flood VTEPs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        vteps: Vec<String>,
+    },
 }
 
 fn is_zero(n: &u32) -> bool {

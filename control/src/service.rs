@@ -446,7 +446,7 @@ impl<D: DataplaneHandle> Inner<D> {
                 let small = !ops.is_empty() && ops.len() <= crate::state::MAX_OPS;
                 if small && self.handle.supports_deltas() {
                     let ports =
-                        crate::delta::port_deltas(&self.fixed, &cur.state, &cur.config, &ops)
+                        crate::delta::section_deltas(&self.fixed, &cur.state, &cur.config, &ops)
                             // The ports' paths and prerequisites as the whole-state
                             // path checks them; a refusal goes to it, which words it.
                             .filter(|(_, sections)| {

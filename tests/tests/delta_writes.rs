@@ -210,6 +210,28 @@ fn delta_writes_plug_a_pod_route_through_it_and_replay() {
     .unwrap();
     assert!(!api.out_port().contains("podb"));
 
+    // A new network: a delta too; a later write finds it.
+    let green = api::Network {
+        name: "green".into(),
+        vni: 200,
+        subnets: vec!["10.87.0.0/24".into()],
+        gateway_ips: vec!["10.87.0.1".into()],
+        gateway_mac: GW_MAC.into(),
+        ..Default::default()
+    };
+    api.write(vec![op(K::AddNetwork(green))]).unwrap();
+    assert!(journal(&dir).contains("\"add_network\""));
+    let e = api
+        .write(vec![op(K::AddNetwork(api::Network {
+            name: "green2".into(),
+            vni: 200,
+            subnets: vec!["10.86.0.0/24".into()],
+            gateway_mac: GW_MAC.into(),
+            ..Default::default()
+        }))])
+        .unwrap_err();
+    assert!(e.message().contains("VNI 200"), "{}", e.message());
+
     // The restart replays the journal into the same state.
     let before = api.state();
     v.stop();

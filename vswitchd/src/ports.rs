@@ -416,6 +416,7 @@ impl Dataplane {
                 },
                 Delta::AddRoute(r) => OverlayChange::AddRoute(r.clone()),
                 Delta::RemoveRoute(r) => OverlayChange::RemoveRoute(r.clone()),
+                Delta::AddNetwork(n, _) => OverlayChange::AddNetwork((**n).clone()),
                 Delta::AddPort(..) | Delta::DelPort(_) => {
                     ports_changed = true;
                     continue;

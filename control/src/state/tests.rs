@@ -778,7 +778,7 @@ fn a_delta_applied_to_the_state_matches_the_whole_state_path() {
 
 #[test]
 fn a_port_write_with_endpoints_is_a_delta_equal_to_the_whole_state_path() {
-    use crate::delta::{apply, journal_ops, op_of, port_deltas, Delta};
+    use crate::delta::{apply, journal_ops, op_of, section_deltas, Delta};
     let (fixed, state, cfg) = fixed_and_state();
     let key = |mac: &str| api::EndpointKey {
         network: "blue".into(),
@@ -804,7 +804,7 @@ fn a_port_write_with_endpoints_is_a_delta_equal_to_the_whole_state_path() {
         ))),
     ];
     let whole = fixed.apply_ops(&state, &add).unwrap();
-    let (deltas, sections) = port_deltas(&fixed, &state, &cfg, &add).unwrap();
+    let (deltas, sections) = section_deltas(&fixed, &state, &cfg, &add).unwrap();
     assert!(matches!(&deltas[0], Delta::AddPort(p, _) if p.name == "cni0"));
     assert_eq!(sections.ports, whole.config.ports, "the port sections");
     let (mut c, mut s) = (cfg.clone(), state.clone());
@@ -835,7 +835,7 @@ fn a_port_write_with_endpoints_is_a_delta_equal_to_the_whole_state_path() {
         ],
     ] {
         let whole = fixed.apply_ops(&state2, &del).unwrap();
-        let (deltas, _) = port_deltas(&fixed, &state2, &cfg2, &del).unwrap();
+        let (deltas, _) = section_deltas(&fixed, &state2, &cfg2, &del).unwrap();
         let (mut c, mut s) = (cfg2.clone(), state2.clone());
         apply(&mut c, &mut s, &deltas);
         assert_eq!(s, whole.state);
@@ -862,10 +862,77 @@ fn a_port_write_with_endpoints_is_a_delta_equal_to_the_whole_state_path() {
         ],
         vec![op(K::AddPort(port("cni0\n", "null", &[])))],
     ] {
-        assert!(port_deltas(&fixed, &state, &cfg, &ops).is_none(), "{ops:?}");
+        assert!(
+            section_deltas(&fixed, &state, &cfg, &ops).is_none(),
+            "{ops:?}"
+        );
     }
     // Writes without a port op are not this path's.
-    assert!(port_deltas(&fixed, &state, &cfg, &add[1..]).is_none());
+    assert!(section_deltas(&fixed, &state, &cfg, &add[1..]).is_none());
+}
+
+#[test]
+fn a_network_added_with_its_endpoints_is_a_delta_equal_to_the_whole_state_path() {
+    use crate::delta::{apply, journal_ops, op_of, section_deltas, Delta};
+    let (fixed, state, cfg) = fixed_and_state();
+    let mut red = network("red", 900, "10.90.0.0/24", "10.90.0.1");
+    red.tenant = "t9".into();
+    let add = vec![
+        op(K::AddNetwork(red.clone())),
+        op(K::AddRemoteEndpoint(remote(
+            "red",
+            "02:00:00:00:0d:01",
+            "10.90.0.5",
+            "192.0.2.2",
+        ))),
+        op(K::AddRoute(route(
+            "t9",
+            "0.0.0.0/0",
+            via("red", "10.90.0.5"),
+        ))),
+    ];
+    let whole = fixed.apply_ops(&state, &add).unwrap();
+    let (deltas, sections) = section_deltas(&fixed, &state, &cfg, &add).unwrap();
+    assert!(matches!(&deltas[0], Delta::AddNetwork(n, _) if n.name == "red"));
+    assert_eq!(sections.networks, whole.config.networks);
+    let (mut c, mut s) = (cfg.clone(), state.clone());
+    apply(&mut c, &mut s, &deltas);
+    assert_eq!(s, whole.state);
+    assert_eq!(c, whole.config);
+    let again: Vec<Op> = journal_ops(&deltas).iter().map(op_of).collect();
+    assert_eq!(fixed.apply_ops(&state, &again).unwrap(), whole);
+    // Refused (to the whole-state path): a name or VNI in use, an overlap in
+    // the tenant, a route through a network no op adds, a network delete.
+    let mut dup_vni = red.clone();
+    dup_vni.vni = 100;
+    let mut overlap = red.clone();
+    overlap.tenant = "t1".into();
+    overlap.subnets = vec!["10.1.0.0/16".into()];
+    overlap.gateway_ips = vec!["10.1.0.1".into()];
+    for ops in [
+        vec![op(K::AddNetwork(network(
+            "blue",
+            901,
+            "10.91.0.0/24",
+            "10.91.0.1",
+        )))],
+        vec![op(K::AddNetwork(dup_vni))],
+        vec![op(K::AddNetwork(overlap))],
+        vec![
+            op(K::AddNetwork(red.clone())),
+            op(K::AddRoute(route(
+                "t9",
+                "0.0.0.0/0",
+                via("green", "10.2.0.5"),
+            ))),
+        ],
+        vec![op(K::AddNetwork(red)), op(K::DelNetwork("blue".into()))],
+    ] {
+        assert!(
+            section_deltas(&fixed, &state, &cfg, &ops).is_none(),
+            "{ops:?}"
+        );
+    }
 }
 
 #[test]
