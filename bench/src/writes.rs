@@ -14,6 +14,9 @@
 //!   blackhole, then one through an endpoint), likewise;
 //! - a CNI plugin's pod writes: a port (`net_null`) and a local endpoint behind
 //!   it in one write, and the write that deletes both, `--rounds` / 4 times;
+//! - network adds (`--rounds` / 8 of them, left in place: a network delete
+//!   takes the whole-state path), alternately in the routes' tenant and in a
+//!   tenant of its own;
 //! - one write of `--bulk` endpoint adds, and the write that deletes them;
 //! - a write of 200 route adds whose op 100 is invalid (a prefix with host
 //!   bits, then a next hop in no network), timed until refused;
@@ -175,6 +178,9 @@ fn write_pcap(path: &Path) -> anyhow::Result<()> {
 
 /// Sorted microseconds' median and 99th percentile.
 fn quantiles(mut v: Vec<u64>) -> Value {
+    if v.is_empty() {
+        return json!({"n": 0});
+    }
     v.sort_unstable();
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     json!({"median_us": at(0.5), "p99_us": at(0.99), "max_us": at(1.0), "n": v.len()})
@@ -388,6 +394,36 @@ async fn measure(
         pod_dels.push(c.write(pod(false)).await?.into_inner().publish_us);
     }
 
+    // Network adds: in the tenant of the 100k routes (its VRF is copied), and
+    // in new tenants (a VRF of their own).
+    let (mut net_same, mut net_new) = (Vec::new(), Vec::new());
+    for k in 0..opts.rounds.div_ceil(8) {
+        let same = k % 2 == 0;
+        let n = api::Network {
+            name: format!("n{k}"),
+            vni: 5000 + k,
+            tenant: if same { TENANT.into() } else { format!("x{k}") },
+            subnets: vec![format!("172.{}.{}.0/24", 16 + k / 256, k % 256)],
+            gateway_ips: vec![format!("172.{}.{}.1", 16 + k / 256, k % 256)],
+            gateway_mac: "02:00:00:00:aa:02".into(),
+            ..Default::default()
+        };
+        let r = c
+            .write(api::WriteRequest {
+                ops: vec![api::Op {
+                    op: Some(K::AddNetwork(n)),
+                }],
+                expected_generation: 0,
+            })
+            .await?
+            .into_inner();
+        if same {
+            net_same.push(r.publish_us);
+        } else {
+            net_new.push(r.publish_us);
+        }
+    }
+
     // A bulk write and its undoing.
     let bulk = |add: bool| api::WriteRequest {
         ops: (opts.endpoints..opts.endpoints + opts.bulk)
@@ -490,6 +526,10 @@ async fn measure(
             "publish_add": quantiles(pod_adds),
             "publish_delete": quantiles(pod_dels),
         },
+        "network_add": {
+            "routes_tenant": quantiles(net_same),
+            "new_tenant": quantiles(net_new),
+        },
         "bulk": {
             "ops": opts.bulk,
             "add": {"publish_us": add.publish_us, "wall_us": add_wall},
@@ -548,6 +588,11 @@ pub fn to_text(v: &Value) -> String {
         "pod write (port + endpoint), receive to published: add {}; delete {}\n",
         q(&v["pod_port_and_endpoint"]["publish_add"]),
         q(&v["pod_port_and_endpoint"]["publish_delete"])
+    );
+    out += &format!(
+        "network add, receive to published: in the routes' tenant {}; in a new tenant {}\n",
+        q(&v["network_add"]["routes_tenant"]),
+        q(&v["network_add"]["new_tenant"])
     );
     out += &format!(
         "{}-op write: add published in {} us, delete in {} us\n",
