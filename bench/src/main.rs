@@ -80,8 +80,9 @@ enum Command {
     /// job (what bench/SCENARIOS.md holds; `make bench-docs` rewrites it).
     Scenarios(CatalogArgs),
     /// Control-plane writes at scale against a forwarding vswitchd: one-endpoint
-    /// write to published, a bulk write, the refusal of an invalid 200-op write,
-    /// and sustained writes beside a forwarding stream.
+    /// and one-route writes to published, a CNI pod write (port + endpoint),
+    /// network adds, a bulk write, the refusal of an invalid 200-op write, and
+    /// sustained writes beside a forwarding stream.
     Writes(WritesArgs),
 }
 
@@ -93,7 +94,8 @@ struct WritesArgs {
     /// Static routes in the state.
     #[arg(long, default_value_t = 100_000)]
     routes: u32,
-    /// One-endpoint writes to time.
+    /// One-endpoint writes to time, and as many one-route writes (a quarter
+    /// as many pod writes, an eighth as many network adds).
     #[arg(long, default_value_t = 400)]
     rounds: u32,
     /// Endpoint adds in the bulk write.
