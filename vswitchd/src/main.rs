@@ -11,23 +11,32 @@
 
 mod api;
 mod eal_args;
+mod logging;
+mod metrics;
 mod ports;
 mod profiles;
 mod stats_file;
 mod switch;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Where the packaged daemon and its unit find the configuration.
+const DEFAULT_CONFIG: &str = "/etc/vswitch/vswitchd.toml";
+
 /// The vswitch daemon: DPDK ports and pinned poll-mode workers.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML); see deploy/vswitchd.toml.
-    #[arg(long, short)]
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
+    /// Log lines as `plain` text or `json` objects; overrides `[log] format`.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<control::config::LogFormat>,
     /// Validate the configuration, the ports' prerequisites and what `[control]`
     /// needs (group, TLS files, directories, state file), then exit.
     #[arg(long)]
@@ -47,7 +56,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(prepared) => {
-            init_logging();
+            logging::init(cli.log_format.unwrap_or(prepared.log_format()));
             match switch::run(prepared) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -58,13 +67,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
