@@ -17,6 +17,9 @@ PKGS=(
   iproute2 ethtool iputils-ping python3 procps tshark openssl
   # `vswitch-bench instructions`: instructions per packet under callgrind
   valgrind
+  # operations tests: `systemd-analyze verify` on the unit, `setpriv` to run the
+  # daemon with the unit's capabilities, `promtool check metrics` on /metrics
+  systemd util-linux prometheus
 )
 
 if [ "$(id -u)" -ne 0 ]; then

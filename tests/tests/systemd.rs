@@ -186,7 +186,9 @@ fn watchdog_pings_stop_while_a_worker_is_stalled_and_resume_after() {
         "{last:?}"
     );
     // The API listens by then: READY means what it says.
-    assert!(vswitchctl(&dir.join("ctl.sock"), &["health"]).status.success());
+    assert!(vswitchctl(&dir.join("ctl.sock"), &["health"])
+        .status
+        .success());
     let log = switch.log_text();
     assert!(log.contains("systemd watchdog on"), "{log}");
 
@@ -206,7 +208,11 @@ fn watchdog_pings_stop_while_a_worker_is_stalled_and_resume_after() {
         );
         // Stuck: not one ping for 4 ping periods.
         let quiet = listener.collect(Duration::from_secs(2));
-        assert_eq!(pings(&quiet), 0, "round {round}: pings while stalled: {quiet:?}");
+        assert_eq!(
+            pings(&quiet),
+            0,
+            "round {round}: pings while stalled: {quiet:?}"
+        );
 
         std::fs::remove_file(&stall).unwrap();
         let back = listener.wait_for("pings again", Duration::from_secs(2), |l| l == "WATCHDOG=1");
@@ -216,7 +222,10 @@ fn watchdog_pings_stop_while_a_worker_is_stalled_and_resume_after() {
             "round {round}: {back:?}"
         );
         let n = pings(&listener.collect(Duration::from_secs(2)));
-        assert!((3..=5).contains(&n), "round {round}: {n} pings in 2 s after resuming");
+        assert!(
+            (3..=5).contains(&n),
+            "round {round}: {n} pings in 2 s after resuming"
+        );
     }
     let log = switch.log_text();
     assert!(log.contains("watchdog pings withheld: worker"), "{log}");
@@ -268,9 +277,11 @@ fn the_switch_forwards_with_only_the_units_capabilities() {
         &[("NOTIFY_SOCKET", Path::new(&abstract_name))],
         &[],
     );
-    listener.wait_for("READY=1 on an abstract socket", Duration::from_secs(20), |l| {
-        l == "READY=1"
-    });
+    listener.wait_for(
+        "READY=1 on an abstract socket",
+        Duration::from_secs(20),
+        |l| l == "READY=1",
+    );
     // The daemon holds exactly those capabilities.
     let status = std::fs::read_to_string(format!("/proc/{}/status", switch.child.pid())).unwrap();
     let bnd = status
@@ -306,8 +317,14 @@ fn the_switch_forwards_with_only_the_units_capabilities() {
         switch.log_text()
     );
     let stats = switch.stop();
-    assert!(counter(port_stats(&stats, "pod"), "rx_packets") >= 3, "{stats}");
-    assert!(counter(port_stats(&stats, "tap"), "tx_packets") >= 3, "{stats}");
+    assert!(
+        counter(port_stats(&stats, "pod"), "rx_packets") >= 3,
+        "{stats}"
+    );
+    assert!(
+        counter(port_stats(&stats, "tap"), "tx_packets") >= 3,
+        "{stats}"
+    );
 }
 
 #[test]
@@ -320,8 +337,16 @@ fn a_malformed_notify_socket_or_watchdog_fails_the_start_before_anything_runs() 
     )
     .unwrap();
     for (var, value, want) in [
-        ("NOTIFY_SOCKET", "relative/sock", "neither an absolute path nor @abstract-name"),
-        ("WATCHDOG_USEC", "soon", "WATCHDOG_USEC=\"soon\" is not a positive number"),
+        (
+            "NOTIFY_SOCKET",
+            "relative/sock",
+            "neither an absolute path nor @abstract-name",
+        ),
+        (
+            "WATCHDOG_USEC",
+            "soon",
+            "WATCHDOG_USEC=\"soon\" is not a positive number",
+        ),
     ] {
         let out = Command::new(workspace_bin("vswitchd"))
             .env(var, value)
@@ -332,7 +357,10 @@ fn a_malformed_notify_socket_or_watchdog_fails_the_start_before_anything_runs() 
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");
         let err = text(&out.stderr);
-        assert!(err.starts_with("vswitchd: ") && err.contains(want), "{var}: {err}");
+        assert!(
+            err.starts_with("vswitchd: ") && err.contains(want),
+            "{var}: {err}"
+        );
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
