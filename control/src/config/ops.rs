@@ -111,7 +111,10 @@ mod tests {
     fn a_non_loopback_metrics_address_needs_to_be_allowed() {
         let text = format!("{BASE}[metrics]\nlisten = \"0.0.0.0:9478\"\n");
         let e = VswitchConfig::parse(&text, 1).unwrap_err().to_string();
-        assert!(e.starts_with("metrics.listen: 0.0.0.0:9478 is not a loopback"), "{e}");
+        assert!(
+            e.starts_with("metrics.listen: 0.0.0.0:9478 is not a loopback"),
+            "{e}"
+        );
         let text = format!("{text}allow_non_loopback = true\n");
         let c = VswitchConfig::parse(&text, 1).unwrap();
         assert_eq!(c.metrics.unwrap().listen.port(), 9478);
@@ -122,7 +125,10 @@ mod tests {
     #[test]
     fn bad_operations_keys_are_refused_by_name() {
         for (text, want) in [
-            ("[metrics]\nlisten = \"localhost\"\n", "invalid socket address"),
+            (
+                "[metrics]\nlisten = \"localhost\"\n",
+                "invalid socket address",
+            ),
             ("[metrics]\nport = 1\n", "unknown field `port`"),
             ("[log]\nformat = \"xml\"\n", "unknown variant `xml`"),
             ("[log]\nlevel = \"debug\"\n", "unknown field `level`"),

@@ -520,14 +520,16 @@ mod tests {
 
     #[test]
     fn the_page_has_every_family_once_and_ports_by_name() {
-        let mut totals = StatsTotals::default();
-        totals.ports = vec![dataplane::PortStats {
-            rx_packets: 7,
-            rx_bytes: 700,
-            tx_packets: 5,
-            tx_bytes: 500,
-            drops: [0; DropReason::COUNT],
-        }];
+        let mut totals = StatsTotals {
+            ports: vec![dataplane::PortStats {
+                rx_packets: 7,
+                rx_bytes: 700,
+                tx_packets: 5,
+                tx_bytes: 500,
+                drops: [0; DropReason::COUNT],
+            }],
+            ..StatsTotals::default()
+        };
         totals.drops[DropReason::ALL[3].index()] = 2;
         let v = View {
             start_time_s: 1.5,

@@ -80,9 +80,10 @@ impl Watchdog {
 
     /// Decides at `now`, with `serving` the workers' liveness verdict.
     pub fn tick(&mut self, now: Instant, serving: bool) -> Action {
-        let due = self
-            .last_ping
-            .map_or(true, |t| now.saturating_duration_since(t) >= self.period);
+        let due = match self.last_ping {
+            Some(t) => now.saturating_duration_since(t) >= self.period,
+            None => true,
+        };
         match (due, serving) {
             (false, _) => Action::Wait,
             (true, true) => {
