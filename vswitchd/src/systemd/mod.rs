@@ -4,8 +4,7 @@
 //! configured) listens; `STATUS=` lines say what the daemon is doing and, while
 //! a worker is stuck, which one; `STOPPING=1` goes out when shutdown begins.
 //! Watchdog pings follow the workers' heartbeats ([`watchdog`]). Without
-//! `NOTIFY_SOCKET` all of this costs one liveness sample per loop tick and sends
-//! nothing.
+//! `NOTIFY_SOCKET` none of this runs.
 
 pub mod notify;
 pub mod watchdog;
@@ -115,6 +114,10 @@ impl Supervisor {
 
     /// Samples the workers; pings the watchdog when one is due and all are alive.
     pub fn tick(&mut self) {
+        // Nobody listens: nothing to sample for (Health samples on its own).
+        if !self.notifier.enabled() {
+            return;
+        }
         let now = Instant::now();
         let live = self
             .monitor
@@ -122,12 +125,17 @@ impl Supervisor {
         let serving = live.serving();
         if serving != self.serving {
             self.serving = serving;
+            let watchdog = self.watchdog.is_some();
             if serving {
-                info!("workers alive again: watchdog pings resume");
+                if watchdog {
+                    info!("workers alive again: watchdog pings resume");
+                }
                 self.status(&self.ready_status);
             } else {
                 let reason = live.reason(SystemTime::now());
-                warn!("watchdog pings withheld: {reason}");
+                if watchdog {
+                    warn!("watchdog pings withheld: {reason}");
+                }
                 self.status(&format!("not serving: {reason}"));
             }
         }
