@@ -108,6 +108,30 @@ fn metrics_scraped_during_traffic_pass_promtool_and_match_vswitchctl() {
 
     let (status, _) = get(addr, "/");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+    // Bad requests get their status and change nothing; the endpoint serves on.
+    for (raw, want) in [
+        (
+            b"\x00\x01garbage\r\n\r\n".to_vec(),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            b"POST /metrics HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 405 Method Not Allowed",
+        ),
+        (
+            [b"GET /".as_slice(), &[b'a'; 20_000], b" HTTP/1.1\r\n\r\n"].concat(),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The endpoint may answer and close before reading a long request.
+        let _ = s.write_all(&raw);
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let resp = String::from_utf8_lossy(&resp);
+        assert!(resp.starts_with(want), "{want}: {resp}");
+    }
 
     // Traffic for the whole scraping: 0.5 ms apart, both ways (echo and reply).
     let mut ping = p1

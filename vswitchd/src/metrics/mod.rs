@@ -406,6 +406,8 @@ pub enum Request {
     BadMethod,
     /// Not HTTP.
     Bad,
+    /// A head longer than [`MAX_REQUEST`] bytes.
+    TooLarge,
 }
 
 /// Classifies a request head's first line.
@@ -442,7 +444,13 @@ fn answer(mut s: TcpStream, sources: &Sources) -> std::io::Result<()> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let (status, ctype, body, head) = match classify(&String::from_utf8_lossy(&buf)) {
+    let complete = buf.windows(4).any(|w| w == b"\r\n\r\n");
+    let request = if !complete && buf.len() >= MAX_REQUEST {
+        Request::TooLarge
+    } else {
+        classify(&String::from_utf8_lossy(&buf))
+    };
+    let (status, ctype, body, head) = match request {
         Request::Metrics { head } => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
@@ -459,6 +467,12 @@ fn answer(mut s: TcpStream, sources: &Sources) -> std::io::Result<()> {
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",
             "GET or HEAD only\n".to_owned(),
+            false,
+        ),
+        Request::TooLarge => (
+            "431 Request Header Fields Too Large",
+            "text/plain; charset=utf-8",
+            format!("a request head is at most {MAX_REQUEST} bytes\n"),
             false,
         ),
         Request::Bad => (
@@ -480,7 +494,19 @@ fn answer(mut s: TcpStream, sources: &Sources) -> std::io::Result<()> {
         out.push_str(&body);
     }
     s.write_all(out.as_bytes())?;
-    s.flush()
+    s.flush()?;
+    // Closing with unread bytes would reset the connection and could take the
+    // answer with it: read what the client still sends (a bounded amount).
+    s.shutdown(std::net::Shutdown::Write)?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
