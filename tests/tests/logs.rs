@@ -119,3 +119,32 @@ fn plain_format_has_no_colours_off_a_terminal_and_no_time_under_journald() {
         }
     }
 }
+
+#[test]
+fn a_start_error_is_a_json_line_when_json_is_asked_for() {
+    let out = std::process::Command::new(workspace_bin("vswitchd"))
+        .args([
+            "--config",
+            "/nonexistent/vswitchd.toml",
+            "--log-format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let v: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["level"], "ERROR");
+    assert!(v["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent/vswitchd.toml"));
+    let bad = std::process::Command::new(workspace_bin("vswitchd"))
+        .args(["--log-format", "xml", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("unknown log format \"xml\""));
+}

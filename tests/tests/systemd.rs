@@ -179,6 +179,10 @@ fn watchdog_pings_stop_while_a_worker_is_stalled_and_resume_after() {
         &[],
     );
     let ready = listener.wait_for("READY=1", Duration::from_secs(20), |l| l == "READY=1");
+    assert!(
+        ready[0].starts_with("STATUS=starting: "),
+        "a status line before READY: {ready:?}"
+    );
     let last = ready.last().unwrap();
     assert!(
         last.lines()

@@ -106,6 +106,21 @@ pub fn event_object(
     Value::Object(o)
 }
 
+/// An error as the JSON layer would write it, for errors found before logging
+/// is set up.
+pub fn error_line(message: &str) -> String {
+    let mut fields = Map::new();
+    fields.insert("message".into(), Value::String(message.into()));
+    event_object(
+        control::liveness::format_utc(std::time::SystemTime::now()),
+        &tracing::Level::ERROR,
+        "vswitchd",
+        std::thread::current().name(),
+        fields,
+    )
+    .to_string()
+}
+
 impl<S: Subscriber> Layer<S> for JsonLines {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields(Map::new());

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use control::config::LogFormat;
 
 /// Where the packaged daemon and its unit find the configuration.
 const DEFAULT_CONFIG: &str = "/etc/vswitch/vswitchd.toml";
@@ -36,7 +37,7 @@ struct Cli {
     config: PathBuf,
     /// Log lines as `plain` text or `json` objects; overrides `[log] format`.
     #[arg(long, value_name = "FORMAT")]
-    log_format: Option<control::config::LogFormat>,
+    log_format: Option<LogFormat>,
     /// Validate the configuration, the ports' prerequisites and what `[control]`
     /// needs (group, TLS files, directories, state file), then exit.
     #[arg(long)]
@@ -48,7 +49,12 @@ fn main() -> ExitCode {
     match switch::prepare(&cli.config) {
         Err(e) => {
             // One line, no log decoration: this is what an operator sees first.
-            eprintln!("vswitchd: {e:#}");
+            // Asked for JSON on the command line, it is a JSON line (the file's
+            // `[log]` may be what failed, so only the flag counts here).
+            match cli.log_format {
+                Some(LogFormat::Json) => eprintln!("{}", logging::error_line(&format!("{e:#}"))),
+                _ => eprintln!("vswitchd: {e:#}"),
+            }
             ExitCode::from(2)
         }
         Ok(_) if cli.check => {
@@ -56,12 +62,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(prepared) => {
-            logging::init(cli.log_format.unwrap_or(prepared.log_format()));
+            let format = cli.log_format.unwrap_or(prepared.log_format());
+            logging::init(format);
             match switch::run(prepared) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
-                    eprintln!("vswitchd: {e:#}");
+                    // The plain log line has decorations; the operator's line
+                    // does not. JSON readers have the event.
+                    if format == LogFormat::Plain {
+                        eprintln!("vswitchd: {e:#}");
+                    }
                     ExitCode::FAILURE
                 }
             }

@@ -182,6 +182,7 @@ pub fn run(prep: Prepared) -> Result<()> {
     }
     // Bound before EAL: a taken address fails the start before anything runs.
     let metrics_listener = cfg.metrics.as_ref().map(crate::metrics::bind).transpose()?;
+    crate::systemd::announce("starting: DPDK EAL, ports and workers");
     let args = crate::eal_args::eal_args(&cfg);
     info!(?args, "initialising DPDK EAL");
     let runtime_dir = crate::eal_args::private_runtime_dir(&cfg);

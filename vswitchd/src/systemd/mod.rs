@@ -176,3 +176,13 @@ pub fn liveness_timeout(cfg: &control::config::VswitchConfig) -> Duration {
         )),
     }
 }
+
+/// Sends one `STATUS=` line before the supervisor exists (start-up steps that
+/// can take long: EAL maps memory and probes devices).
+pub fn announce(line: &str) {
+    if let Ok(n) = Notifier::from_env() {
+        if let Err(e) = n.notify(&format!("STATUS={line}")) {
+            warn!("systemd notify: {e}");
+        }
+    }
+}
