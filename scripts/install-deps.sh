@@ -17,6 +17,8 @@ PKGS=(
   iproute2 ethtool iputils-ping python3 procps tshark openssl
   # `vswitch-bench instructions`: instructions per packet under callgrind
   valgrind
+  # deploy checks: the Vagrantfile's syntax, the lab's and the package's scripts
+  ruby shellcheck
 )
 
 if [ "$(id -u)" -ne 0 ]; then
