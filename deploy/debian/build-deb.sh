@@ -6,17 +6,19 @@
 # conffile) and the docs; Depends is computed by dpkg-shlibdeps from the
 # binaries themselves, so a static and a shared DPDK build both get theirs.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 
-bin_dir=target/release
-out=target/deb
+# Paths given are the caller's (relative to where it stands); defaults are the repo's.
+bin_dir=$repo/target/release
+out=$repo/target/deb
 while [ $# -gt 0 ]; do
   case "$1" in
-    --bin-dir) bin_dir=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
+    --bin-dir) bin_dir=$(realpath -m -- "$2"); shift 2 ;;
+    --out) out=$(realpath -m -- "$2"); shift 2 ;;
     *) echo "build-deb: unknown argument ${1:0:40}" >&2; exit 2 ;;
   esac
 done
+cd "$repo"
 
 bins=(vswitchd vswitchctl)
 for b in "${bins[@]}"; do
@@ -55,7 +57,7 @@ echo /etc/vswitch/vswitchd.toml > "$root/DEBIAN/conffiles"
 # dpkg-shlibdeps reads a source package's control file: give it a minimal one.
 mkdir -p "$work/src/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" > "$work/src/debian/control"
-shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "${bins[@]/#/$root/usr/bin/}" 2>/dev/null |
+shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "${bins[@]/#/$root/usr/bin/}" |
   sed -n 's/^shlibs:Depends=//p')
 installed_kb=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 

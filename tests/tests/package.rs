@@ -68,16 +68,17 @@ fn package_installs_starts_and_purges() {
         .arg(&script)
         .arg("--bin-dir")
         .arg(&bin_dir)
-        .arg("--out")
-        .arg(&dir.0)
+        // Relative to where the caller stands, as a user would give it.
+        .current_dir(&dir.0)
+        .args(["--out", "deb"])
         .output()
         .unwrap();
     assert!(out.status.success(), "build-deb: {}", text(&out.stderr));
     let deb = text(&out.stdout).trim().to_owned();
     let version = env!("CARGO_PKG_VERSION");
-    assert!(
-        deb.ends_with(&format!("vswitch_{version}_{}.deb", arch())),
-        "{deb}"
+    assert_eq!(
+        Path::new(&deb),
+        dir.join(&format!("deb/vswitch_{version}_{}.deb", arch()))
     );
 
     // Control fields: dependencies found from the binaries, not written by hand.
