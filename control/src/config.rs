@@ -307,7 +307,7 @@ pub enum ProfileConfig {
     Mlx5 {
         /// PCI address, `0000:03:00.0`.
         pci: String,
-        /// Representor list, `[0-3]` or `pf0vf[0-3]`.
+        /// One representor (`pf0vf3`, `[65535]`): each is a port of its own.
         representors: Option<String>,
     },
 }
