@@ -1,4 +1,5 @@
-//! Writes that change only endpoints and static routes, applied as a delta.
+//! Writes that change endpoints, static routes, ports and new networks, applied
+//! as a delta.
 //!
 //! On a Kubernetes node the writes that come by the second are pods appearing
 //! and going: endpoints, local and (far more of them) remote, against a state of
@@ -33,9 +34,17 @@
 //! write, which a delta applied in order cannot). So a route write's refusals
 //! read exactly as they always have, and cost what they always have.
 //!
-//! Anything else — a port, a network, the underlay, or an endpoint op mixed
-//! with them — takes the whole-state path, which checks the same rules over
-//! everything.
+//! A write that adds or deletes ports or adds networks, beside endpoint and
+//! route ops or not (a CNI plugin's `add_port` + `add_endpoint`), goes the
+//! same way through [`section_deltas`]: the sections those ops change (all but
+//! the endpoints and routes: a few items) are validated whole by the
+//! whole-state path's rules, the rest as above; the dataplane plugs and
+//! unplugs the ports and adds the networks' tables. Its refusals go to the
+//! whole-state path too.
+//!
+//! Anything else — a network delete, the underlay, patches, the L2 table, or
+//! any of them mixed with the ops above — takes the whole-state path, which
+//! checks the same rules over everything.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
