@@ -25,7 +25,7 @@
 //!
 //! A write of route adds and deletes (with endpoint ops or without) goes the
 //! same way: each op's own fields are checked with the whole-state path's own
-//! check ([`check_fields`](crate::state::check_fields)), a delete finds the
+//! check (`state::check_fields`), a delete finds the
 //! route it removes (one comparison per route), and the dataplane adds or
 //! removes it in its tenant's VRF alone with the builder's checks (tenant, next
 //! hop, duplicate). Such a write that anything refuses — here or in the
@@ -713,7 +713,20 @@ fn apply_with(
             retain_by(&mut s.remote_endpoints, &keep);
         }
     }
-    if !routes_gone.is_empty() {
+    if let [(tenant, prefix)] = routes_gone[..] {
+        // One route goes (the common write): found, and taken out of both
+        // lists, without walking either whole.
+        let at = cfg
+            .routes
+            .iter()
+            .position(|r| r.prefix == prefix && r.tenant == tenant);
+        if let Some(i) = at {
+            cfg.routes.remove(i);
+            if let Some(s) = state.as_deref_mut() {
+                s.routes.remove(i);
+            }
+        }
+    } else if !routes_gone.is_empty() {
         // The prefix first (a word or two), the tenant's name only on a match.
         let keep: Vec<bool> = cfg
             .routes

@@ -759,8 +759,10 @@ fn a_delta_applied_to_the_state_matches_the_whole_state_path() {
         ))),
         del_route("fd00:50::/32"),
     ];
+    let one_route = vec![del_route("10.99.0.0/16")];
     for ops in [
         routes,
+        one_route,
         ops,
         // Added and removed in one write: no trace of it.
         vec![op(K::AddRemoteEndpoint(x())), del_x()],
