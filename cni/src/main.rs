@@ -54,6 +54,13 @@ fn execute(cmd: Command, stdin: &[u8]) -> Result<Option<serde_json::Value>> {
             format!("{cmd:?} needs cniVersion 1.1.0, not {}", conf.cni_version),
         ));
     }
+    if cmd == Command::Check && !version::at_least(&conf.cni_version, 0, 4) {
+        return Err(CniError::new(
+            vswitch_cni::error::INCOMPATIBLE_VERSION,
+            "incompatible CNI version",
+            format!("CHECK came with cniVersion 0.4.0, not {}", conf.cni_version),
+        ));
+    }
     conf.validate()?;
     let att = match cmd {
         Command::Add | Command::Del | Command::Check => Some(env::attachment(cmd, &get)?),

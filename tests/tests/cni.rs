@@ -1,0 +1,995 @@
+//! `vswitch-cni` driven exactly as a container runtime drives it: `CNI_*` in a
+//! clean environment, the network configuration on stdin, namespaces made with
+//! `ip netns add`, a running `vswitchd`, and Debian's `host-local` IPAM (plus
+//! `tuning` and `portmap` chained after the plugin). Every test checks that what
+//! an attachment made is gone after DEL, or after an ADD that failed: no port, no
+//! endpoint, no host interface, no IPAM lease, no socket directory.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use system_tests::*;
+
+/// Where Debian's `containernetworking-plugins` installs the plugins.
+const CNI_BIN: &str = "/usr/lib/cni";
+
+fn have_plugins() -> bool {
+    Path::new(CNI_BIN).join("host-local").exists()
+}
+
+/// Skips (passing, with the reason) without root or without the IPAM plugin.
+macro_rules! require_cni {
+    () => {
+        require_root!();
+        if !have_plugins() {
+            eprintln!("SKIP: {CNI_BIN}/host-local missing (scripts/install-deps.sh installs containernetworking-plugins)");
+            return;
+        }
+    };
+}
+
+/// What the plugin printed and how it exited.
+struct Outcome {
+    ok: bool,
+    out: Value,
+    stderr: String,
+}
+
+impl Outcome {
+    /// The error code of a failure, after checking the error has the spec's shape.
+    fn code(&self) -> u64 {
+        assert!(!self.ok, "expected a failure, got {}", self.out);
+        for k in ["cniVersion", "msg", "details"] {
+            assert!(self.out[k].is_string(), "error without {k}: {}", self.out);
+        }
+        self.out["code"].as_u64().expect("code")
+    }
+}
+
+/// Runs plugin `exe` with `env` (and nothing else but PATH) and `stdin`.
+fn exec(exe: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+    let mut child = Command::new(exe)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the plugin");
+    // A plugin that refuses early may close stdin before reading it all.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let out = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"))
+    };
+    Outcome {
+        ok: o.status.success(),
+        out,
+        stderr: text_of(&o.stderr),
+    }
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One attachment's parameters.
+struct Att<'a> {
+    id: &'a str,
+    netns: &'a str,
+    ifname: &'a str,
+}
+
+fn env_of<'a>(cmd: &'a str, a: &'a Att<'a>) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", a.id),
+        ("CNI_NETNS", a.netns),
+        ("CNI_IFNAME", a.ifname),
+        ("CNI_PATH", CNI_BIN),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
+        ),
+    ]
+}
+
+fn plugin() -> PathBuf {
+    workspace_bin("vswitch-cni")
+}
+
+fn cni(cmd: &str, a: &Att<'_>, conf: &Value) -> Outcome {
+    exec(&plugin(), &env_of(cmd, a), conf.to_string().as_bytes())
+}
+
+/// A switch with network `blue` (10.88.0.0/24, gateway 10.88.0.1) and nothing
+/// else, its API on `dir/ctl.sock`, vhost-user sockets allowed in `dir/vhost`.
+struct Node {
+    // Declared first: the switch stops before its directory is removed.
+    vswitchd: Vswitchd,
+    dir: TempDir,
+}
+
+impl Node {
+    fn start(tag: &str) -> Node {
+        let dir = TempDir::new(tag);
+        // The API confines sockets to directories only root can write, up to /.
+        let _ = Command::new("chmod").arg("755").arg(&dir.0).output();
+        let body = format!(
+            "{}\n[[network]]\nname = \"blue\"\nvni = 100\nsubnets = [\"10.88.0.0/24\"]\ngateway_ips = [\"10.88.0.1\"]\ngateway_mac = \"02:00:00:00:aa:01\"\n",
+            allowed_dirs(&dir)
+        );
+        let cfg = control_config(&dir, &[worker_core()], &body);
+        let vswitchd = Vswitchd::start(&dir, &cfg);
+        wait_for_api(&dir.join("ctl.sock"));
+        Node { vswitchd, dir }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
+    /// The network configuration: `mode`, host-local over 10.88.0.0/24 with its
+    /// leases in `dir/ipam`.
+    fn conf(&self, version: &str, mode: &str) -> Value {
+        let mut c = json!({
+            "cniVersion": version,
+            "name": "pods",
+            "type": "vswitch-cni",
+            "network": "blue",
+            "socket": self.socket(),
+            "mode": mode,
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.88.0.0/24",
+                "gateway": "10.88.0.1",
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": self.dir.join("ipam"),
+            },
+        });
+        if mode == "vhostuser" {
+            c["vhost"] = json!({"socketDir": self.dir.join("vhost"), "group": "root"});
+        }
+        c
+    }
+
+    /// The addresses host-local holds leases for.
+    fn leases(&self) -> BTreeSet<String> {
+        std::fs::read_dir(self.dir.join("ipam").join("pods"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn state(&self) -> Value {
+        let text = vswitchctl_ok(&self.socket(), &["get", "-o", "json"]);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// Ports and local endpoints of the switch.
+    fn ports_and_endpoints(&self) -> (Vec<String>, usize) {
+        let s = self.state();
+        let st = if s["state"].is_object() {
+            &s["state"]
+        } else {
+            &s
+        };
+        let ports = st["ports"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let eps = st["endpoints"].as_array().map_or(0, |a| a.len());
+        (ports, eps)
+    }
+
+    /// Asserts that no attachment is left: ports, endpoints, leases, host
+    /// interfaces of the plugin, socket directories.
+    fn assert_empty(&self, why: &str) {
+        let (ports, eps) = self.ports_and_endpoints();
+        assert!(
+            ports.is_empty() && eps == 0,
+            "{why}: ports {ports:?}, {eps} endpoints left"
+        );
+        assert!(
+            self.leases().is_empty(),
+            "{why}: leases left {:?}",
+            self.leases()
+        );
+        let vhost: Vec<_> = std::fs::read_dir(self.dir.join("vhost"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(vhost.is_empty(), "{why}: socket directories left {vhost:?}");
+    }
+}
+
+/// Host interfaces named like the plugin's (`vsw` + 12 hex digits).
+fn plugin_links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.len() == 15 && n.starts_with("vsw") && n[3..].chars().all(|c| c.is_ascii_hexdigit())
+        })
+        .collect()
+}
+
+fn ping(ns: &Netns, to: &str) -> bool {
+    let _ = ns.try_exec(&["ping", "-c", "1", "-W", "1", to]);
+    ns.try_exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
+        .status
+        .success()
+}
+
+/// The first address of a result, without its prefix.
+fn addr_of(result: &Value) -> String {
+    let a = result["ips"][0]["address"].as_str().expect("an address");
+    a.split('/').next().unwrap().to_owned()
+}
+
+fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
+
+#[test]
+fn kernel_pods_ping_through_the_switch_and_leave_nothing() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let links_before = plugin_links();
+    let nsa = Netns::new(&format!("{tag}a"));
+    let nsb = Netns::new(&format!("{tag}b"));
+    let (pa, pb) = (
+        format!("/run/netns/{}", nsa.name),
+        format!("/run/netns/{}", nsb.name),
+    );
+    let a = Att {
+        id: &format!("{tag}-ctr-a"),
+        netns: &pa,
+        ifname: "eth0",
+    };
+    let b = Att {
+        id: &format!("{tag}-ctr-b"),
+        netns: &pb,
+        ifname: "eth0",
+    };
+    // Pod a speaks 0.4.0, pod b 1.1.0 (host-local stops at 1.0.0: the plugin
+    // hands it the newest version it speaks).
+    let conf_a = node.conf("0.4.0", "kernel");
+    let conf_b = node.conf("1.1.0", "kernel");
+    let ra = cni("ADD", &a, &conf_a);
+    assert!(ra.ok, "ADD a: {} {}", ra.out, ra.stderr);
+    let rb = cni("ADD", &b, &conf_b);
+    assert!(rb.ok, "ADD b: {} {}", rb.out, rb.stderr);
+
+    // Results as each version shapes them: the pod interface in the sandbox, the
+    // host end, the address pointing at the pod interface.
+    for (r, v) in [(&ra.out, "0.4.0"), (&rb.out, "1.1.0")] {
+        assert_eq!(r["cniVersion"], v);
+        let ifs = r["interfaces"].as_array().unwrap();
+        assert_eq!(ifs.len(), 2, "{r}");
+        assert!(ifs[0]["sandbox"].is_null() && ifs[0]["name"].as_str().unwrap().starts_with("vsw"));
+        assert_eq!(ifs[1]["name"], "eth0");
+        assert_eq!(r["ips"][0]["interface"], 1);
+        assert_eq!(r["ips"][0]["gateway"], "10.88.0.1");
+        assert_eq!(
+            r["ips"][0]["version"].as_str().is_some(),
+            v == "0.4.0",
+            "{r}"
+        );
+    }
+    assert_eq!(ra.out["interfaces"][1]["sandbox"], pa.as_str());
+    let (ip_a, ip_b) = (addr_of(&ra.out), addr_of(&rb.out));
+    assert_ne!(ip_a, ip_b);
+    assert_eq!(node.leases(), BTreeSet::from([ip_a.clone(), ip_b.clone()]));
+
+    // The pods' interfaces as the results say, and the switch's side.
+    let shown = text(
+        &nsa.exec(&["ip", "-br", "addr", "show", "dev", "eth0"])
+            .stdout,
+    );
+    assert!(shown.contains(&format!("{ip_a}/24")), "{shown}");
+    let route = text(&nsa.exec(&["ip", "route", "show", "default"]).stdout);
+    assert!(route.contains("via 10.88.0.1 dev eth0"), "{route}");
+    let (ports, eps) = node.ports_and_endpoints();
+    assert_eq!((ports.len(), eps), (2, 2), "{ports:?}");
+
+    assert!(ping(&nsa, &ip_b), "pod a cannot ping pod b");
+    assert!(ping(&nsb, &ip_a), "pod b cannot ping pod a");
+
+    // CHECK with the ADD's result passes; with the interface down it fails.
+    let chk = cni("CHECK", &a, &with_prev(&conf_a, &ra.out));
+    assert!(chk.ok, "CHECK a: {} {}", chk.out, chk.stderr);
+    let chk = cni("CHECK", &b, &with_prev(&conf_b, &rb.out));
+    assert!(chk.ok, "CHECK b: {} {}", chk.out, chk.stderr);
+    nsa.exec(&["ip", "link", "set", "eth0", "down"]);
+    let chk = cni("CHECK", &a, &with_prev(&conf_a, &ra.out));
+    assert_eq!(chk.code(), 100, "{}", chk.out);
+    // CHECK without prevResult is an invalid configuration; before 0.4.0 there
+    // was no CHECK.
+    assert_eq!(cni("CHECK", &b, &conf_b).code(), 7);
+    let mut old = with_prev(&conf_b, &rb.out);
+    old["cniVersion"] = "0.3.1".into();
+    assert_eq!(cni("CHECK", &b, &old).code(), 1);
+
+    // DEL removes everything; a second DEL, and a DEL after the namespace is
+    // gone, succeed.
+    for (att, conf) in [(&a, &conf_a), (&b, &conf_b)] {
+        let d = cni("DEL", att, &with_prev(conf, &ra.out));
+        assert!(d.ok, "DEL: {} {}", d.out, d.stderr);
+        let d = cni("DEL", att, conf);
+        assert!(d.ok, "second DEL: {} {}", d.out, d.stderr);
+    }
+    drop(nsb);
+    let d = cni("DEL", &b, &conf_b);
+    assert!(d.ok, "DEL without its namespace: {} {}", d.out, d.stderr);
+    let d = exec(
+        &plugin(),
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", b.id),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", CNI_BIN),
+        ],
+        conf_b.to_string().as_bytes(),
+    );
+    assert!(d.ok, "DEL without CNI_NETNS: {} {}", d.out, d.stderr);
+    node.assert_empty("after DEL");
+    assert_eq!(plugin_links(), links_before);
+    let text_a = text(&nsa.exec(&["ip", "-br", "link"]).stdout);
+    assert!(!text_a.contains("eth0"), "{text_a}");
+}
+
+#[test]
+fn failed_adds_leave_nothing_behind() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let links_before = plugin_links();
+    let ns = Netns::new(&format!("{tag}a"));
+    let p = format!("/run/netns/{}", ns.name);
+    let a = Att {
+        id: &format!("{tag}-ctr"),
+        netns: &p,
+        ifname: "eth0",
+    };
+
+    // The switch refuses the endpoint (no such network) after IPAM leased an
+    // address and the veth pair was made: all of it is undone.
+    let mut bad = node.conf("1.0.0", "kernel");
+    bad["network"] = "nosuch".into();
+    let r = cni("ADD", &a, &bad);
+    assert_eq!(r.code(), 7, "{}", r.out);
+    assert!(
+        r.out["details"].as_str().unwrap().contains("nosuch"),
+        "{}",
+        r.out
+    );
+    node.assert_empty("after a refused ADD");
+    assert_eq!(plugin_links(), links_before);
+    let links = text(&ns.exec(&["ip", "-br", "link"]).stdout);
+    assert!(!links.contains("eth0"), "{links}");
+
+    // An interface of that name already in the pod: an error, the pod's own
+    // interface untouched, nothing else left.
+    ns.exec(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    let r = cni("ADD", &a, &node.conf("1.0.0", "kernel"));
+    assert_eq!(r.code(), 101, "{}", r.out);
+    assert!(
+        r.out["details"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{}",
+        r.out
+    );
+    node.assert_empty("after an ADD onto an existing interface");
+    assert_eq!(plugin_links(), links_before);
+    ns.exec(&["ip", "link", "show", "eth0"]);
+
+    // A vhost-user socket directory the switch may not use: refused, the
+    // directory made for it removed.
+    let mut vh = node.conf("1.1.0", "vhostuser");
+    vh["vhost"]["socketDir"] = node.dir.join("pcap").display().to_string().into();
+    std::fs::create_dir_all(node.dir.join("pcap")).unwrap();
+    let b = Att {
+        id: &format!("{tag}-vh"),
+        netns: &p,
+        ifname: "net1",
+    };
+    let r = cni("ADD", &b, &vh);
+    assert_eq!(r.code(), 7, "{}", r.out);
+    assert!(
+        r.out["details"]
+            .as_str()
+            .unwrap()
+            .contains("PermissionDenied"),
+        "{}",
+        r.out
+    );
+    let left: Vec<_> = std::fs::read_dir(node.dir.join("pcap")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    node.assert_empty("after a refused vhost-user ADD");
+}
+
+#[test]
+fn bad_inputs_give_the_spec_error_codes() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let links_before = plugin_links();
+    let ns = Netns::new(&format!("{tag}a"));
+    let p = format!("/run/netns/{}", ns.name);
+    let id = format!("{tag}-ctr");
+    let good = node.conf("1.0.0", "kernel");
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c.to_string()
+    };
+    let without = |k: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(k);
+        c.to_string()
+    };
+    let add_env = |over: &[(&'static str, &str)]| -> Vec<(String, String)> {
+        let mut e: Vec<(String, String)> = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", id.as_str()),
+            ("CNI_NETNS", p.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", CNI_BIN),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in over {
+            e.retain(|(ek, _)| ek != k);
+            if !v.is_empty() {
+                e.push((k.to_string(), v.to_string()));
+            }
+        }
+        e
+    };
+    let long_dir = format!("/{}", "d".repeat(100));
+    let mut vh_long = node.conf("1.1.0", "vhostuser");
+    vh_long["vhost"]["socketDir"] = long_dir.into();
+    let mut no_switch = good.clone();
+    no_switch["socket"] = node.dir.join("nobody.sock").display().to_string().into();
+    let mut bad_ipam = good.clone();
+    bad_ipam["ipam"]["type"] = "no-such-ipam".into();
+    let mut evil_ipam = good.clone();
+    evil_ipam["ipam"]["type"] = "../../../bin/sh".into();
+    let huge = format!(
+        "{{\"cniVersion\":\"1.0.0\",\"pad\":\"{}\"}}",
+        "x".repeat(2 << 20)
+    );
+
+    let cases: Vec<(&str, Vec<(String, String)>, String, u64)> = vec![
+        ("not JSON", add_env(&[]), "{\"cniVersion\":".into(), 6),
+        ("a JSON array", add_env(&[]), "[1,2]".into(), 6),
+        ("no cniVersion", add_env(&[]), without("cniVersion"), 6),
+        (
+            "unsupported version",
+            add_env(&[]),
+            with("cniVersion", "0.2.0".into()),
+            1,
+        ),
+        (
+            "a version from the future",
+            add_env(&[]),
+            with("cniVersion", "9.0.0".into()),
+            1,
+        ),
+        (
+            "unknown mode",
+            add_env(&[]),
+            with("mode", "sriov".into()),
+            6,
+        ),
+        ("no network", add_env(&[]), without("network"), 6),
+        (
+            "network name with a slash",
+            add_env(&[]),
+            with("network", "../blue".into()),
+            7,
+        ),
+        (
+            "mtu out of range",
+            add_env(&[]),
+            with("mtu", 70000.into()),
+            7,
+        ),
+        (
+            "relative API socket",
+            add_env(&[]),
+            with("socket", "ctl.sock".into()),
+            7,
+        ),
+        ("ipMasq", add_env(&[]), with("ipMasq", true.into()), 2),
+        (
+            "vhost socketDir past sun_path",
+            add_env(&[]),
+            vh_long.to_string(),
+            7,
+        ),
+        (
+            "vhostuser without vhost",
+            add_env(&[]),
+            with("mode", "vhostuser".into()),
+            7,
+        ),
+        (
+            "IPAM plugin not in CNI_PATH",
+            add_env(&[]),
+            bad_ipam.to_string(),
+            7,
+        ),
+        (
+            "IPAM type as a path",
+            add_env(&[]),
+            evil_ipam.to_string(),
+            7,
+        ),
+        (
+            "switch not running",
+            add_env(&[]),
+            no_switch.to_string(),
+            11,
+        ),
+        ("oversized stdin", add_env(&[]), huge, 7),
+        (
+            "no CNI_COMMAND",
+            add_env(&[("CNI_COMMAND", "")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "unknown CNI_COMMAND",
+            add_env(&[("CNI_COMMAND", "REBOOT")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "no CNI_CONTAINERID",
+            add_env(&[("CNI_CONTAINERID", "")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "container ID with a slash",
+            add_env(&[("CNI_CONTAINERID", "../x")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "CNI_IFNAME too long",
+            add_env(&[("CNI_IFNAME", "eth0123456789abc")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "CNI_IFNAME with a slash",
+            add_env(&[("CNI_IFNAME", "a/b")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "no CNI_NETNS",
+            add_env(&[("CNI_NETNS", "")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "relative CNI_NETNS",
+            add_env(&[("CNI_NETNS", "run/netns/x")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "CNI_NETNS that does not exist",
+            add_env(&[("CNI_NETNS", "/run/netns/no-such-ns-x")]),
+            good.to_string(),
+            3,
+        ),
+        (
+            "unknown CNI_ARGS",
+            add_env(&[("CNI_ARGS", "FOO=bar")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "a multicast MAC in CNI_ARGS",
+            add_env(&[("CNI_ARGS", "MAC=01:00:5e:00:00:01")]),
+            good.to_string(),
+            4,
+        ),
+        (
+            "STATUS at 1.0.0",
+            add_env(&[("CNI_COMMAND", "STATUS")]),
+            good.to_string(),
+            1,
+        ),
+    ];
+    assert!(cases.len() >= 15);
+    for (what, env, stdin, code) in &cases {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = exec(&plugin(), &env, stdin.as_bytes());
+        assert_eq!(r.code(), *code, "{what}: {}", r.out);
+        assert!(!r.out["msg"].as_str().unwrap().is_empty(), "{what}");
+        assert!(
+            r.out["details"].as_str().unwrap().len() < 1024,
+            "{what}: {}",
+            r.out
+        );
+        assert!(
+            r.stderr.contains("vswitch-cni:"),
+            "{what}: stderr {}",
+            r.stderr
+        );
+    }
+    node.assert_empty("after bad inputs");
+    assert_eq!(plugin_links(), links_before);
+    let links = text(&ns.exec(&["ip", "-br", "link"]).stdout);
+    assert!(!links.contains("eth0"), "{links}");
+}
+
+#[test]
+fn version_status_and_gc() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    // VERSION answers in the version asked, listing every supported one.
+    for v in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+        let r = exec(
+            &plugin(),
+            &[("CNI_COMMAND", "VERSION")],
+            json!({"cniVersion": v}).to_string().as_bytes(),
+        );
+        assert!(r.ok, "{}", r.out);
+        assert_eq!(r.out["cniVersion"], v);
+        assert_eq!(
+            r.out["supportedVersions"],
+            json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        );
+    }
+
+    // STATUS: ready while the switch runs, 50 when it cannot be reached.
+    let conf = node.conf("1.1.0", "kernel");
+    let st = exec(
+        &plugin(),
+        &[("CNI_COMMAND", "STATUS"), ("CNI_PATH", CNI_BIN)],
+        conf.to_string().as_bytes(),
+    );
+    assert!(st.ok && st.out.is_null(), "{} {}", st.out, st.stderr);
+    let mut gone = conf.clone();
+    gone["socket"] = node.dir.join("nobody.sock").display().to_string().into();
+    let st = exec(
+        &plugin(),
+        &[("CNI_COMMAND", "STATUS"), ("CNI_PATH", CNI_BIN)],
+        gone.to_string().as_bytes(),
+    );
+    assert_eq!(st.code(), 50, "{}", st.out);
+
+    // GC: of two attachments, the one the runtime no longer lists goes.
+    let ns = Netns::new(&format!("{tag}a"));
+    let ns2 = Netns::new(&format!("{tag}b"));
+    let p = format!("/run/netns/{}", ns.name);
+    let p2 = format!("/run/netns/{}", ns2.name);
+    let keep = Att {
+        id: &format!("{tag}-keep"),
+        netns: &p,
+        ifname: "eth0",
+    };
+    let stale = Att {
+        id: &format!("{tag}-stale"),
+        netns: &p2,
+        ifname: "eth0",
+    };
+    for a in [&keep, &stale] {
+        let r = cni("ADD", a, &conf);
+        assert!(r.ok, "ADD: {} {}", r.out, r.stderr);
+    }
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": keep.id, "ifname": "eth0"}]);
+    let r = exec(
+        &plugin(),
+        &[("CNI_COMMAND", "GC"), ("CNI_PATH", CNI_BIN)],
+        gc.to_string().as_bytes(),
+    );
+    assert!(r.ok, "GC: {} {}", r.out, r.stderr);
+    let (ports, eps) = node.ports_and_endpoints();
+    assert_eq!((ports.len(), eps), (1, 1), "{ports:?}");
+    let links = text(&ns.exec(&["ip", "-br", "link"]).stdout);
+    assert!(links.contains("eth0"), "{links}");
+    let links = text(&ns2.exec(&["ip", "-br", "link"]).stdout);
+    assert!(!links.contains("eth0"), "{links}");
+    for a in [&keep, &stale] {
+        let r = cni("DEL", a, &conf);
+        assert!(r.ok, "DEL: {} {}", r.out, r.stderr);
+    }
+    node.assert_empty("after GC and DEL");
+}
+
+/// The runtime's side of a conflist: each plugin in order on ADD and CHECK (the
+/// previous result as `prevResult`), in reverse on DEL (the final ADD result).
+fn run_chain(
+    cmd: &str,
+    plugins: &[Value],
+    a: &Att<'_>,
+    prev: Option<&Value>,
+) -> Result<Option<Value>, Outcome> {
+    let order: Vec<&Value> = if cmd == "DEL" {
+        plugins.iter().rev().collect()
+    } else {
+        plugins.iter().collect()
+    };
+    let mut result = prev.cloned();
+    for p in order {
+        let mut conf = p.clone();
+        if let Some(r) = &result {
+            conf["prevResult"] = r.clone();
+        }
+        let exe = if p["type"] == "vswitch-cni" {
+            plugin()
+        } else {
+            Path::new(CNI_BIN).join(p["type"].as_str().unwrap())
+        };
+        let out = exec(&exe, &env_of(cmd, a), conf.to_string().as_bytes());
+        if !out.ok {
+            return Err(out);
+        }
+        if cmd == "ADD" {
+            result = Some(out.out);
+        }
+    }
+    Ok(result)
+}
+
+/// Runs its closure when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+#[test]
+fn chained_with_tuning_and_portmap() {
+    require_cni!();
+    if !Path::new(CNI_BIN).join("portmap").exists()
+        || Command::new("iptables").arg("-V").output().is_err()
+    {
+        eprintln!("SKIP: portmap or iptables missing");
+        return;
+    }
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let ns = Netns::new(&format!("{tag}a"));
+    let p = format!("/run/netns/{}", ns.name);
+    let a = Att {
+        id: &format!("{tag}-ctr"),
+        netns: &p,
+        ifname: "eth0",
+    };
+    // The network configuration list as a runtime holds it; each plugin is given
+    // its entry with the list's name and version, as the spec derives it.
+    let conflist = json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "plugins": [
+            node.conf("1.0.0", "kernel"),
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.rp_filter": "2"}},
+            {"type": "portmap", "capabilities": {"portMappings": true}, "snat": false},
+        ]
+    });
+    let plugins: Vec<Value> = conflist["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            p["cniVersion"] = conflist["cniVersion"].clone();
+            p["name"] = conflist["name"].clone();
+            if p["type"] == "portmap" {
+                p.as_object_mut().unwrap().remove("capabilities");
+                p["runtimeConfig"] = json!({"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]});
+            }
+            p
+        })
+        .collect();
+    let result = match run_chain("ADD", &plugins, &a, None) {
+        Ok(r) => r.unwrap(),
+        Err(o) => panic!("chained ADD: {} {}", o.out, o.stderr),
+    };
+    // portmap's iptables chains live in the host's namespace: removed by the
+    // chain's DEL even when an assertion fails first (DEL is idempotent).
+    let _del = OnDrop(|| {
+        let _ = run_chain("DEL", &plugins, &a, Some(&result));
+    });
+    // The plugin's interfaces and address passed through tuning and portmap.
+    assert_eq!(result["interfaces"][1]["name"], "eth0", "{result}");
+    assert_eq!(result["ips"][0]["interface"], 1, "{result}");
+    let rp = text(
+        &ns.exec(&["sysctl", "-n", "net.ipv4.conf.eth0.rp_filter"])
+            .stdout,
+    );
+    assert_eq!(
+        rp.trim(),
+        "2",
+        "tuning did not run on the plugin's interface"
+    );
+    // portmap's own CHECK (Debian 12's 1.1.1) looks for an IPv6 chain it never
+    // made for an IPv4-only pod and fails whoever runs before it: the chain's
+    // CHECK stops before it.
+    if let Err(o) = run_chain("CHECK", &plugins[..2], &a, Some(&result)) {
+        panic!("chained CHECK: {} {}", o.out, o.stderr);
+    }
+    if let Err(o) = run_chain("DEL", &plugins, &a, Some(&result)) {
+        panic!("chained DEL: {} {}", o.out, o.stderr);
+    }
+    node.assert_empty("after the chained DEL");
+}
+
+#[test]
+fn vhost_user_pod_answers_a_kernel_pod() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let nsk = Netns::new(&format!("{tag}k"));
+    let nsv = Netns::new(&format!("{tag}v"));
+    let (pk, pv) = (
+        format!("/run/netns/{}", nsk.name),
+        format!("/run/netns/{}", nsv.name),
+    );
+    let k = Att {
+        id: &format!("{tag}-kernel"),
+        netns: &pk,
+        ifname: "eth0",
+    };
+    let v = Att {
+        id: &format!("{tag}-dpdk"),
+        netns: &pv,
+        ifname: "net1",
+    };
+    let kconf = node.conf("1.0.0", "kernel");
+    let vconf = node.conf("1.1.0", "vhostuser");
+    let rk = cni("ADD", &k, &kconf);
+    assert!(rk.ok, "ADD kernel: {} {}", rk.out, rk.stderr);
+    let rv = cni("ADD", &v, &vconf);
+    assert!(rv.ok, "ADD vhostuser: {} {}", rv.out, rv.stderr);
+
+    // The socket in a short per-pod directory, reported as socketPath (1.1.0),
+    // 0660 for its group; the details next to it.
+    let sock = PathBuf::from(
+        rv.out["interfaces"][0]["socketPath"]
+            .as_str()
+            .expect("socketPath"),
+    );
+    assert!(
+        sock.starts_with(node.dir.join("vhost")),
+        "{}",
+        sock.display()
+    );
+    assert!(sock.as_os_str().len() <= 107);
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let dir_mode = std::fs::metadata(sock.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o750);
+    let details = read_json(&sock.parent().unwrap().join("interface.json"));
+    let mac = rv.out["interfaces"][0]["mac"].as_str().unwrap();
+    assert_eq!(details["mac"], mac);
+    assert_eq!(details["socketPath"], sock.display().to_string());
+    assert_eq!(
+        details["ips"],
+        rv.out["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let mut i = i.clone();
+                i.as_object_mut().unwrap().remove("interface");
+                i
+            })
+            .collect::<Value>()
+    );
+    let chk = cni("CHECK", &v, &with_prev(&vconf, &rv.out));
+    assert!(chk.ok, "CHECK vhostuser: {} {}", chk.out, chk.stderr);
+
+    // The DPDK pod: testpmd on a virtio_user port with the endpoint's MAC,
+    // answering ARP and ping (icmpecho). It needs hugepages for memory the switch
+    // can map.
+    let free: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("HugePages_Free:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    if free >= 64
+        && Command::new("dpdk-testpmd")
+            .arg("--version")
+            .output()
+            .is_ok()
+    {
+        let vdev = format!("net_virtio_user0,path={},mac={mac}", sock.display());
+        let prefix = format!("{tag}tp");
+        let testpmd = Command::new("dpdk-testpmd")
+            .args([
+                "-l",
+                "0,1",
+                "--in-memory",
+                "--single-file-segments",
+                "-m",
+                "128",
+                "--no-pci",
+            ])
+            .args(["--file-prefix", &prefix, "--vdev", &vdev])
+            .args([
+                "--",
+                "--forward-mode=icmpecho",
+                "--auto-start",
+                "--total-num-mbufs",
+                "2048",
+            ])
+            // testpmd quits at the end of its stdin: keep it open.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dpdk-testpmd");
+        // Ended by PID on drop, whatever happens below.
+        let testpmd = ChildGuard(Some(testpmd));
+        let ip_v = addr_of(&rv.out);
+        let mut ok = false;
+        for _ in 0..20 {
+            if ping(&nsk, &ip_v) {
+                ok = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        drop(testpmd);
+        assert!(
+            ok,
+            "the kernel pod cannot ping the vhost-user pod\n{}",
+            node.vswitchd.log_text()
+        );
+    } else {
+        eprintln!(
+            "NOTE: no hugepages or dpdk-testpmd: the vhost-user pod's traffic is not checked"
+        );
+    }
+
+    for (att, conf) in [(&k, &kconf), (&v, &vconf)] {
+        let d = cni("DEL", att, conf);
+        assert!(d.ok, "DEL: {} {}", d.out, d.stderr);
+    }
+    assert!(!sock.exists());
+    node.assert_empty("after DEL of both pods");
+}
