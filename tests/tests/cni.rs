@@ -81,6 +81,9 @@ fn text_of(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Environment variables, owned.
+type Env = Vec<(String, String)>;
+
 /// One attachment's parameters.
 struct Att<'a> {
     id: &'a str,
@@ -452,8 +455,8 @@ fn bad_inputs_give_the_spec_error_codes() {
         c.as_object_mut().unwrap().remove(k);
         c.to_string()
     };
-    let add_env = |over: &[(&'static str, &str)]| -> Vec<(String, String)> {
-        let mut e: Vec<(String, String)> = [
+    let add_env = |over: &[(&'static str, &str)]| -> Env {
+        let mut e: Env = [
             ("CNI_COMMAND", "ADD"),
             ("CNI_CONTAINERID", id.as_str()),
             ("CNI_NETNS", p.as_str()),
@@ -485,7 +488,7 @@ fn bad_inputs_give_the_spec_error_codes() {
         "x".repeat(2 << 20)
     );
 
-    let cases: Vec<(&str, Vec<(String, String)>, String, u64)> = vec![
+    let cases: Vec<(&str, Env, String, u64)> = vec![
         ("not JSON", add_env(&[]), "{\"cniVersion\":".into(), 6),
         ("a JSON array", add_env(&[]), "[1,2]".into(), 6),
         ("no cniVersion", add_env(&[]), without("cniVersion"), 6),
