@@ -246,7 +246,7 @@ async fn add_steps(
             if !v.client {
                 dir.share_socket(gid, Duration::from_millis(conf.timeout_ms))?;
             }
-            let details = serde_json::json!({
+            let mut details = serde_json::json!({
                 "socketPath": dir.socket,
                 "mode": if v.client { "server" } else { "client" },
                 "switchMode": if v.client { "client" } else { "server" },
@@ -259,6 +259,9 @@ async fn add_steps(
                 "ifname": att.ifname,
                 "port": names.port,
             });
+            if let Some(o) = details.as_object_mut() {
+                o.retain(|_, v| !v.is_null());
+            }
             dir.write_details(&details, gid)?;
             Interface {
                 name: att.ifname.clone(),
