@@ -996,3 +996,149 @@ fn vhost_user_pod_answers_a_kernel_pod() {
     assert!(!sock.exists());
     node.assert_empty("after DEL of both pods");
 }
+
+/// The number of ADD/DEL cycles of the churn test (`CNI_CHURN_CYCLES`, 200 when
+/// unset).
+fn churn_cycles() -> usize {
+    std::env::var("CNI_CHURN_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+#[test]
+fn pods_come_and_go_while_two_others_stream() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let links_before = plugin_links();
+    let nsa = Netns::new(&format!("{tag}a"));
+    let nsb = Netns::new(&format!("{tag}b"));
+    let nsc = Netns::new(&format!("{tag}c"));
+    let (pa, pb, pc) = (
+        format!("/run/netns/{}", nsa.name),
+        format!("/run/netns/{}", nsb.name),
+        format!("/run/netns/{}", nsc.name),
+    );
+    let a = Att {
+        id: &format!("{tag}-a"),
+        netns: &pa,
+        ifname: "eth0",
+    };
+    let b = Att {
+        id: &format!("{tag}-b"),
+        netns: &pb,
+        ifname: "eth0",
+    };
+    let kconf = node.conf("1.0.0", "kernel");
+    let vconf = node.conf("1.1.0", "vhostuser");
+    let ra = cni("ADD", &a, &kconf);
+    let rb = cni("ADD", &b, &kconf);
+    assert!(ra.ok && rb.ok, "{} {}", ra.out, rb.out);
+    let ip_b = addr_of(&rb.out);
+    assert!(ping(&nsa, &ip_b));
+
+    // A paced UDP stream from a to b for the whole churn.
+    let script = repo_root().join("scripts/udp_stream.py");
+    let script = script.to_str().unwrap();
+    let f = |n: &str| node.dir.join(n).to_str().unwrap().to_owned();
+    let mut receiver = nsb.spawn(&[
+        "python3",
+        script,
+        "recv",
+        "--port",
+        "5002",
+        "--ready",
+        &f("recv.ready"),
+        "--stop",
+        &f("recv.stop"),
+        "--out",
+        &f("recv.json"),
+        "--idle",
+        "1.0",
+        "--timeout",
+        "900",
+    ]);
+    while !node.dir.join("recv.ready").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut sender = nsa.spawn(&[
+        "python3",
+        script,
+        "send",
+        "--host",
+        &ip_b,
+        "--port",
+        "5002",
+        "--rate",
+        "500",
+        "--count",
+        "100000000",
+        "--stop",
+        &f("send.stop"),
+        "--out",
+        &f("send.json"),
+    ]);
+
+    // Pods come and go: a kernel pod and a vhost-user pod per cycle, each with a
+    // lease, a port and an endpoint, then both deleted.
+    let cycles = churn_cycles();
+    for i in 0..cycles {
+        let kid = format!("{tag}-k{i}");
+        let vid = format!("{tag}-v{i}");
+        let k = Att {
+            id: &kid,
+            netns: &pc,
+            ifname: "eth0",
+        };
+        let v = Att {
+            id: &vid,
+            netns: &pc,
+            ifname: "net1",
+        };
+        let rk = cni("ADD", &k, &kconf);
+        assert!(rk.ok, "cycle {i}: kernel ADD: {} {}", rk.out, rk.stderr);
+        let rv = cni("ADD", &v, &vconf);
+        assert!(rv.ok, "cycle {i}: vhostuser ADD: {} {}", rv.out, rv.stderr);
+        for (att, conf, r) in [(&k, &kconf, &rk), (&v, &vconf, &rv)] {
+            let d = cni("DEL", att, &with_prev(conf, &r.out));
+            assert!(d.ok, "cycle {i}: DEL: {} {}", d.out, d.stderr);
+        }
+    }
+
+    std::fs::write(node.dir.join("send.stop"), "").unwrap();
+    sender
+        .wait_timeout(Duration::from_secs(10))
+        .expect("sender stops");
+    std::fs::write(node.dir.join("recv.stop"), "").unwrap();
+    receiver
+        .wait_timeout(Duration::from_secs(20))
+        .expect("receiver stops");
+    let sent = read_json(&node.dir.join("send.json"));
+    let got = read_json(&node.dir.join("recv.json"));
+    let sent = sent["sent"].as_u64().unwrap();
+    assert!(sent > 0);
+    assert_eq!(
+        got["distinct"].as_u64().unwrap(),
+        sent,
+        "the stream lost datagrams during {cycles} cycles: {got}"
+    );
+    assert_eq!(got["duplicates"].as_u64().unwrap(), 0, "{got}");
+
+    // Nothing of the churn is left: only a and b.
+    let (ports, eps) = node.ports_and_endpoints();
+    assert_eq!((ports.len(), eps), (2, 2), "{ports:?}");
+    assert_eq!(node.leases().len(), 2, "{:?}", node.leases());
+    assert_eq!(plugin_links().len(), links_before.len() + 2);
+    let vhost: Vec<_> = std::fs::read_dir(node.dir.join("vhost")).unwrap().collect();
+    assert!(vhost.is_empty(), "{vhost:?}");
+    let links = text(&nsc.exec(&["ip", "-br", "link"]).stdout);
+    assert!(
+        !links.contains("eth0") && !links.contains("net1"),
+        "{links}"
+    );
+    for att in [&a, &b] {
+        assert!(cni("DEL", att, &kconf).ok);
+    }
+    node.assert_empty("after the churn");
+}
