@@ -48,9 +48,14 @@ impl Ipam {
             .spawn()
             .map_err(|e| io_err(&self.exe, &e.to_string()))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(config)
-                .map_err(|e| io_err(&self.exe, &e.to_string()))?;
+            // A plugin may exit without reading all of stdin (VERSION needs one
+            // field): its exit status and stdout tell, not our broken pipe.
+            match stdin.write_all(config) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(io_err(&self.exe, &e.to_string()))
+                }
+                _ => {}
+            }
         }
         let out = child
             .wait_with_output()

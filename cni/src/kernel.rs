@@ -28,7 +28,12 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> std::io::Result<Output> {
         .stderr(Stdio::piped())
         .spawn()?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())?;
+        // A command that stops reading (an error on its first line) is judged by
+        // its exit status and stderr, not by our broken pipe.
+        match pipe.write_all(text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e),
+            _ => {}
+        }
     }
     child.wait_with_output()
 }
