@@ -83,6 +83,32 @@ enum Command {
     /// write to published, a bulk write, the refusal of an invalid 200-op write,
     /// and sustained writes beside a forwarding stream.
     Writes(WritesArgs),
+    /// A pod's wait with the CNI plugin: ADD to first packet through the switch
+    /// for kernel pods, ADD to socket ready for vhost-user pods (median, p99),
+    /// beside pods already attached.
+    Cni(CniArgs),
+}
+
+#[derive(Debug, Args)]
+struct CniArgs {
+    /// Pods to time, per mode.
+    #[arg(long, default_value_t = 100)]
+    pods: u32,
+    /// vhost-user pods attached before (Debian's DPDK allows 32 ports in all).
+    #[arg(long, default_value_t = 24)]
+    attached: u32,
+    /// The worker's core.
+    #[arg(long, default_value_t = 1)]
+    core: usize,
+    /// Where the IPAM plugin (host-local) is.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_path: PathBuf,
+    /// The vswitchd binary; default: `vswitchd` next to this program.
+    #[arg(long, value_name = "PATH")]
+    vswitchd: Option<PathBuf>,
+    /// The vswitch-cni binary; default: `vswitch-cni` next to this program.
+    #[arg(long, value_name = "PATH")]
+    plugin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -469,6 +495,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Instructions(args) => instructions(&args),
         Command::Scenarios(args) => scenarios(&args),
         Command::Writes(args) => writes(&args),
+        Command::Cni(args) => cni(&args),
     }
 }
 
@@ -1041,6 +1068,22 @@ fn measure(
 }
 
 /// `given`, or `vswitchd` in the directory of this executable.
+fn cni(args: &CniArgs) -> anyhow::Result<()> {
+    let report = bench::cni::run(&bench::cni::CniOptions {
+        vswitchd: vswitchd_or_sibling(args.vswitchd.as_ref())?,
+        plugin: match &args.plugin {
+            Some(p) => p.clone(),
+            None => sibling_binary("vswitch-cni")?,
+        },
+        cni_path: args.cni_path.clone(),
+        pods: args.pods,
+        attached: args.attached,
+        core: args.core,
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
 fn vswitchd_or_sibling(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
         Some(path) => Ok(path.clone()),
