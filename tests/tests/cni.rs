@@ -117,8 +117,9 @@ fn cni(cmd: &str, a: &Att<'_>, conf: &Value) -> Outcome {
 /// else, its API on `dir/ctl.sock`, vhost-user sockets allowed in `dir/vhost`.
 struct Node {
     // Declared first: the switch stops before its directory is removed.
-    vswitchd: Vswitchd,
+    vswitchd: Option<Vswitchd>,
     dir: TempDir,
+    config: String,
 }
 
 impl Node {
@@ -130,10 +131,32 @@ impl Node {
             "{}\n[[network]]\nname = \"blue\"\nvni = 100\nsubnets = [\"10.88.0.0/24\"]\ngateway_ips = [\"10.88.0.1\"]\ngateway_mac = \"02:00:00:00:aa:01\"\n",
             allowed_dirs(&dir)
         );
-        let cfg = control_config(&dir, &[worker_core()], &body);
-        let vswitchd = Vswitchd::start(&dir, &cfg);
+        let config = control_config(&dir, &[worker_core()], &body);
+        let vswitchd = Vswitchd::start(&dir, &config);
         wait_for_api(&dir.join("ctl.sock"));
-        Node { vswitchd, dir }
+        Node {
+            vswitchd: Some(vswitchd),
+            dir,
+            config,
+        }
+    }
+
+    /// Stops the switch cleanly and starts it again on its state file.
+    fn restart(&mut self) {
+        if let Some(v) = self.vswitchd.take() {
+            v.stop();
+        }
+        // A new stats file tells that the new process forwards.
+        let _ = std::fs::remove_file(self.dir.join("stats.json"));
+        self.vswitchd = Some(Vswitchd::start(&self.dir, &self.config));
+        wait_for_api(&self.socket());
+    }
+
+    fn log(&self) -> String {
+        self.vswitchd
+            .as_ref()
+            .map(Vswitchd::log_text)
+            .unwrap_or_default()
     }
 
     fn socket(&self) -> PathBuf {
@@ -928,13 +951,7 @@ fn vhost_user_pod_answers_a_kernel_pod() {
     // The DPDK pod: testpmd on a virtio_user port with the endpoint's MAC,
     // answering ARP and ping (icmpecho). It needs hugepages for memory the switch
     // can map.
-    let free: u64 = std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("HugePages_Free:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
-    if free >= 64
+    if free_hugepages() >= 64
         && Command::new("dpdk-testpmd")
             .arg("--version")
             .output()
@@ -981,7 +998,7 @@ fn vhost_user_pod_answers_a_kernel_pod() {
         assert!(
             ok,
             "the kernel pod cannot ping the vhost-user pod\n{}",
-            node.vswitchd.log_text()
+            node.log()
         );
     } else {
         eprintln!(
@@ -1141,4 +1158,137 @@ fn pods_come_and_go_while_two_others_stream() {
         assert!(cni("DEL", att, &kconf).ok);
     }
     node.assert_empty("after the churn");
+}
+
+/// Free 2 MiB hugepages: a `virtio_user` pod needs memory the switch can map.
+fn free_hugepages() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("HugePages_Free:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Pings until answered, at most `tries` times (each waits 1 s for an answer).
+fn ping_until(ns: &Netns, to: &str, tries: u32) -> bool {
+    (0..tries).any(|_| {
+        ns.try_exec(&["ping", "-c", "1", "-W", "1", to])
+            .status
+            .success()
+    })
+}
+
+#[test]
+fn vhost_user_client_pod_survives_a_switch_restart() {
+    require_cni!();
+    if free_hugepages() < 64
+        || Command::new("dpdk-testpmd")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIP: a virtio_user pod needs dpdk-testpmd and 64 free hugepages");
+        return;
+    }
+    let tag = unique_tag();
+    let mut node = Node::start(&tag);
+    let nsk = Netns::new(&format!("{tag}k"));
+    let nsv = Netns::new(&format!("{tag}v"));
+    let (pk, pv) = (
+        format!("/run/netns/{}", nsk.name),
+        format!("/run/netns/{}", nsv.name),
+    );
+    let k = Att {
+        id: &format!("{tag}-kernel"),
+        netns: &pk,
+        ifname: "eth0",
+    };
+    let v = Att {
+        id: &format!("{tag}-dpdk"),
+        netns: &pv,
+        ifname: "net1",
+    };
+    let kconf = node.conf("1.0.0", "kernel");
+    let mut vconf = node.conf("1.1.0", "vhostuser");
+    vconf["vhost"]["client"] = true.into();
+    let rk = cni("ADD", &k, &kconf);
+    assert!(rk.ok, "ADD kernel: {} {}", rk.out, rk.stderr);
+    let rv = cni("ADD", &v, &vconf);
+    assert!(rv.ok, "ADD vhostuser client: {} {}", rv.out, rv.stderr);
+    let sock = PathBuf::from(rv.out["interfaces"][0]["socketPath"].as_str().unwrap());
+    let details = read_json(&sock.parent().unwrap().join("interface.json"));
+    assert_eq!(
+        details["mode"], "server",
+        "the pod serves the socket: {details}"
+    );
+    let chk = cni("CHECK", &v, &with_prev(&vconf, &rv.out));
+    assert!(
+        chk.ok,
+        "CHECK before the pod's socket exists: {} {}",
+        chk.out, chk.stderr
+    );
+
+    // The DPDK pod serves the socket; the switch's port connects to it.
+    let mac = rv.out["interfaces"][0]["mac"].as_str().unwrap();
+    let vdev = format!(
+        "net_virtio_user0,path={},server=1,mac={mac}",
+        sock.display()
+    );
+    let testpmd = Command::new("dpdk-testpmd")
+        .args([
+            "-l",
+            "0,1",
+            "--in-memory",
+            "--single-file-segments",
+            "-m",
+            "128",
+            "--no-pci",
+        ])
+        .args(["--file-prefix", &format!("{tag}tp"), "--vdev", &vdev])
+        .args([
+            "--",
+            "--forward-mode=icmpecho",
+            "--auto-start",
+            "--total-num-mbufs",
+            "2048",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dpdk-testpmd");
+    let _testpmd = ChildGuard(Some(testpmd));
+    let ip_v = addr_of(&rv.out);
+    assert!(
+        ping_until(&nsk, &ip_v, 20),
+        "no answer before the restart\n{}",
+        node.log()
+    );
+
+    // The switch goes away and comes back on its state file: the pod did
+    // nothing, its socket is still served, and traffic resumes.
+    node.restart();
+    let t = std::time::Instant::now();
+    assert!(
+        ping_until(&nsk, &ip_v, 20),
+        "no answer after the restart\n{}",
+        node.log()
+    );
+    eprintln!(
+        "traffic resumed {:?} after the API answered again",
+        t.elapsed()
+    );
+    let chk = cni("CHECK", &k, &with_prev(&kconf, &rk.out));
+    assert!(
+        chk.ok,
+        "CHECK kernel after the restart: {} {}",
+        chk.out, chk.stderr
+    );
+
+    for (att, conf) in [(&k, &kconf), (&v, &vconf)] {
+        let d = cni("DEL", att, conf);
+        assert!(d.ok, "DEL: {} {}", d.out, d.stderr);
+    }
+    node.assert_empty("after DEL");
 }
