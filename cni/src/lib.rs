@@ -301,9 +301,10 @@ async fn attach(
         ips,
         port: names.port.clone(),
     };
-    sw.attach(port, endpoint).await?;
+    // Registered before the write: a write whose reply is lost (a timeout) may
+    // still have been applied, and removing what is not there costs a read.
     undo.port = Some(names.port.clone());
-    Ok(())
+    sw.attach(port, endpoint).await
 }
 
 async fn del(req: &Request, att: &Attachment) -> Result<()> {
