@@ -124,11 +124,15 @@ struct Node {
 
 impl Node {
     fn start(tag: &str) -> Node {
-        let dir = TempDir::new(tag);
+        Self::start_with(TempDir::new(tag), "")
+    }
+
+    /// A switch in `dir` with `control` (more of `[control]`: `[control.tcp]`).
+    fn start_with(dir: TempDir, control: &str) -> Node {
         // The API confines sockets to directories only root can write, up to /.
         let _ = Command::new("chmod").arg("755").arg(&dir.0).output();
         let body = format!(
-            "{}\n[[network]]\nname = \"blue\"\nvni = 100\nsubnets = [\"10.88.0.0/24\"]\ngateway_ips = [\"10.88.0.1\"]\ngateway_mac = \"02:00:00:00:aa:01\"\n",
+            "{}{control}\n[[network]]\nname = \"blue\"\nvni = 100\nsubnets = [\"10.88.0.0/24\"]\ngateway_ips = [\"10.88.0.1\"]\ngateway_mac = \"02:00:00:00:aa:01\"\n",
             allowed_dirs(&dir)
         );
         let config = control_config(&dir, &[worker_core()], &body);
@@ -1291,4 +1295,75 @@ fn vhost_user_client_pod_survives_a_switch_restart() {
         assert!(d.ok, "DEL: {} {}", d.out, d.stderr);
     }
     node.assert_empty("after DEL");
+}
+
+#[test]
+fn attaches_over_tcp_with_mutual_tls() {
+    require_cni!();
+    if !system_tests::tls::have_openssl() {
+        eprintln!("SKIP: openssl not installed");
+        return;
+    }
+    use system_tests::tls::{issue, make_ca};
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let d = dir.0.clone();
+    make_ca(&d, "ca");
+    make_ca(&d, "rogue-ca");
+    issue(&d, "ca", "server", "localhost", "serverAuth");
+    issue(&d, "ca", "client", "cni", "clientAuth");
+    issue(&d, "rogue-ca", "rogue", "intruder", "clientAuth");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = |f: &str| d.join(f).display().to_string();
+    let control = format!(
+        "[control.tcp]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+        p("server.pem"),
+        p("server.key"),
+        p("ca.pem")
+    );
+    let node = Node::start_with(dir, &control);
+    let tls_conf = |who: &str| {
+        let mut c = node.conf("1.0.0", "kernel");
+        c.as_object_mut().unwrap().remove("socket");
+        c["tls"] = json!({
+            "address": format!("127.0.0.1:{port}"),
+            "serverName": "localhost",
+            "cert": p(&format!("{who}.pem")),
+            "key": p(&format!("{who}.key")),
+            "ca": p("ca.pem"),
+        });
+        c
+    };
+    let ns = Netns::new(&format!("{tag}a"));
+    let pa = format!("/run/netns/{}", ns.name);
+    let a = Att {
+        id: &format!("{tag}-ctr"),
+        netns: &pa,
+        ifname: "eth0",
+    };
+
+    // A certificate from another CA: refused, nothing made.
+    let r = cni("ADD", &a, &tls_conf("rogue"));
+    assert_eq!(r.code(), 11, "{}", r.out);
+    assert!(
+        r.out["details"].as_str().unwrap().contains("certificate"),
+        "{}",
+        r.out
+    );
+    node.assert_empty("after a refused TLS client");
+
+    let conf = tls_conf("client");
+    let r = cni("ADD", &a, &conf);
+    assert!(r.ok, "ADD over TLS: {} {}", r.out, r.stderr);
+    let (ports, eps) = node.ports_and_endpoints();
+    assert_eq!((ports.len(), eps), (1, 1));
+    let chk = cni("CHECK", &a, &with_prev(&conf, &r.out));
+    assert!(chk.ok, "CHECK over TLS: {} {}", chk.out, chk.stderr);
+    let d = cni("DEL", &a, &conf);
+    assert!(d.ok, "DEL over TLS: {} {}", d.out, d.stderr);
+    node.assert_empty("after DEL over TLS");
 }
