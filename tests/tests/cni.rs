@@ -1367,3 +1367,142 @@ fn attaches_over_tcp_with_mutual_tls() {
     assert!(d.ok, "DEL over TLS: {} {}", d.out, d.stderr);
     node.assert_empty("after DEL over TLS");
 }
+
+/// Starts `dpdk-testpmd` on a `virtio_user` port at `sock` with `mac`, in
+/// forwarding mode `mode` (plus `extra` testpmd arguments); it runs until its
+/// stdin closes.
+fn testpmd(sock: &str, mac: &str, prefix: &str, mode: &str, extra: &[&str]) -> std::process::Child {
+    let vdev = format!("net_virtio_user0,path={sock},mac={mac}");
+    Command::new("dpdk-testpmd")
+        .args([
+            "-l",
+            "0,1",
+            "--in-memory",
+            "--single-file-segments",
+            "-m",
+            "128",
+            "--no-pci",
+        ])
+        .args(["--file-prefix", prefix, "--vdev", &vdev, "--"])
+        .arg(format!("--forward-mode={mode}"))
+        .args(["--auto-start", "--total-num-mbufs", "4096"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dpdk-testpmd")
+}
+
+/// Closes testpmd's stdin (it stops and prints its totals) and reads
+/// `RX-packets` and `TX-packets` of its port.
+fn testpmd_totals(mut child: std::process::Child) -> (u64, u64) {
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = text_of(&out.stdout);
+    let field = |name: &str| -> u64 {
+        text.split(name)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in testpmd's output:\n{text}"))
+    };
+    (field("RX-packets:"), field("TX-packets:"))
+}
+
+#[test]
+fn two_vhost_user_pods_stream_with_counters_that_agree() {
+    require_cni!();
+    if free_hugepages() < 128
+        || Command::new("dpdk-testpmd")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIP: two virtio_user pods need dpdk-testpmd and 128 free hugepages");
+        return;
+    }
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let ns = Netns::new(&format!("{tag}a"));
+    let p = format!("/run/netns/{}", ns.name);
+    let conf = node.conf("1.1.0", "vhostuser");
+    let (id1, id2) = (format!("{tag}-tx"), format!("{tag}-rx"));
+    let a1 = Att {
+        id: &id1,
+        netns: &p,
+        ifname: "net1",
+    };
+    let a2 = Att {
+        id: &id2,
+        netns: &p,
+        ifname: "net2",
+    };
+    let r1 = cni("ADD", &a1, &conf);
+    let r2 = cni("ADD", &a2, &conf);
+    assert!(r1.ok && r2.ok, "{} {}", r1.out, r2.out);
+    let sock = |r: &Outcome| {
+        r.out["interfaces"][0]["socketPath"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mac = |r: &Outcome| r.out["interfaces"][0]["mac"].as_str().unwrap().to_owned();
+    let port = |r: &Outcome| {
+        r.out["interfaces"][0]["socketPath"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .rev()
+            .nth(1)
+            .map(|h| format!("vsw{h}"))
+            .unwrap()
+    };
+
+    // Pod 2 receives; pod 1 sends UDP from its address to pod 2's MAC and
+    // address for two seconds.
+    let rx = testpmd(&sock(&r2), &mac(&r2), &format!("{tag}rx"), "rxonly", &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let tx_ips = format!("--tx-ip={},{}", addr_of(&r1.out), addr_of(&r2.out));
+    let peer = format!("--eth-peer=0,{}", mac(&r2));
+    let tx = testpmd(
+        &sock(&r1),
+        &mac(&r1),
+        &format!("{tag}tx"),
+        "txonly",
+        &[&peer, &tx_ips],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, sent) = testpmd_totals(tx);
+    // The switch's stats file is written every 100 ms: let it catch up.
+    std::thread::sleep(Duration::from_millis(500));
+    let (received, _) = testpmd_totals(rx);
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = read_json(&node.vswitchd.as_ref().unwrap().stats_file);
+    let sw_rx = counter(port_stats(&stats, &port(&r1)), "rx_packets");
+    let sw_tx = counter(port_stats(&stats, &port(&r2)), "tx_packets");
+    let drops: u64 = stats["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    eprintln!("pod 1 sent {sent}, the switch received {sw_rx}, sent {sw_tx}, dropped {drops}; pod 2 received {received}");
+    assert!(received > 1000, "the stream did not flow: {stats}");
+    assert_eq!(sw_rx, sent, "what pod 1 sent is what the switch received");
+    assert_eq!(
+        sw_rx,
+        sw_tx + drops,
+        "every packet forwarded or counted as a drop: {}",
+        stats["drops"]
+    );
+    assert_eq!(
+        received, sw_tx,
+        "what the switch sent is what pod 2 received"
+    );
+
+    for a in [&a1, &a2] {
+        assert!(cni("DEL", a, &conf).ok);
+    }
+    node.assert_empty("after DEL");
+}
