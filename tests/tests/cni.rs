@@ -279,6 +279,88 @@ fn with_prev(conf: &Value, prev: &Value) -> Value {
     c
 }
 
+/// Holds an ADD result to the shape the spec gives it at `version`: field by
+/// field, the types, the address forms, the interface indices, and what a
+/// version has or has not (`ips[].version` before 1.0.0, `socketPath` from 1.1.0).
+fn assert_result_shape(r: &Value, version: &str) {
+    let obj = r
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {r}"));
+    for k in obj.keys() {
+        assert!(
+            ["cniVersion", "interfaces", "ips", "routes", "dns"].contains(&k.as_str()),
+            "unknown key {k} in {r}"
+        );
+    }
+    assert_eq!(r["cniVersion"], version);
+    let old = version.starts_with("0.");
+    let ifs = r["interfaces"].as_array().expect("interfaces");
+    for i in ifs {
+        assert!(
+            i["name"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty() && n.len() <= 15),
+            "{i}"
+        );
+        if let Some(m) = i.get("mac") {
+            let m = m.as_str().expect("mac is a string");
+            assert_eq!(
+                m.split(':')
+                    .filter(|b| b.len() == 2 && u8::from_str_radix(b, 16).is_ok())
+                    .count(),
+                6,
+                "{m}"
+            );
+        }
+        if let Some(s) = i.get("sandbox") {
+            assert!(s.as_str().is_some_and(|s| s.starts_with('/')), "{i}");
+        }
+        if let Some(m) = i.get("mtu") {
+            assert!(m.as_u64().is_some(), "{i}");
+        }
+        if let Some(p) = i.get("socketPath") {
+            assert!(version == "1.1.0", "socketPath in a {version} result: {r}");
+            assert!(p.as_str().is_some_and(|p| p.starts_with('/')), "{i}");
+        }
+    }
+    for ip in r["ips"].as_array().expect("ips") {
+        let a = ip["address"].as_str().expect("address");
+        let (addr, len) = a.split_once('/').expect("CIDR");
+        let addr: std::net::IpAddr = addr.parse().expect("an address");
+        assert!(len.parse::<u8>().is_ok(), "{a}");
+        if let Some(g) = ip.get("gateway") {
+            g.as_str()
+                .unwrap()
+                .parse::<std::net::IpAddr>()
+                .expect("gateway");
+        }
+        let idx = ip["interface"].as_u64().expect("interface index") as usize;
+        assert!(idx < ifs.len(), "{ip}");
+        let want = if addr.is_ipv4() { "4" } else { "6" };
+        match ip.get("version") {
+            Some(v) => assert!(old && v == want, "version {v} in a {version} result"),
+            None => assert!(!old, "no ips[].version in a {version} result"),
+        }
+    }
+    for rt in r["routes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let dst = rt["dst"].as_str().expect("dst");
+        assert!(dst.contains('/'), "{dst}");
+        if let Some(gw) = rt.get("gw") {
+            gw.as_str()
+                .unwrap()
+                .parse::<std::net::IpAddr>()
+                .expect("gw");
+        }
+    }
+    if let Some(d) = r.get("dns") {
+        assert!(d.is_object(), "{d}");
+    }
+}
+
 #[test]
 fn kernel_pods_ping_through_the_switch_and_leave_nothing() {
     require_cni!();
@@ -313,6 +395,7 @@ fn kernel_pods_ping_through_the_switch_and_leave_nothing() {
     // Results as each version shapes them: the pod interface in the sandbox, the
     // host end, the address pointing at the pod interface.
     for (r, v) in [(&ra.out, "0.4.0"), (&rb.out, "1.1.0")] {
+        assert_result_shape(r, v);
         assert_eq!(r["cniVersion"], v);
         let ifs = r["interfaces"].as_array().unwrap();
         assert_eq!(ifs.len(), 2, "{r}");
@@ -859,6 +942,7 @@ fn chained_with_tuning_and_portmap() {
         let _ = run_chain("DEL", &plugins, &a, Some(&result));
     });
     // The plugin's interfaces and address passed through tuning and portmap.
+    assert_result_shape(&result, "1.0.0");
     assert_eq!(result["interfaces"][1]["name"], "eth0", "{result}");
     assert_eq!(result["ips"][0]["interface"], 1, "{result}");
     let rp = text(
