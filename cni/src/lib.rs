@@ -309,8 +309,14 @@ async fn attach(
 
 async fn del(req: &Request, att: &Attachment) -> Result<()> {
     let names = AttachmentNames::new(&att.container_id, &att.ifname);
-    // Best effort on every part, the first failure reported: a DEL retried after
-    // the switch comes back finds the rest already gone.
+    // The switch first, and nothing else while it cannot be reached: its
+    // persisted state still names the port, so the host interface and the
+    // socket directory stay for it to start with (a switch refused to start on
+    // a port whose interface is gone), and the lease stays while its endpoint
+    // still holds the address. The runtime retries the DEL (code 11).
+    let mut sw = Switch::connect(&req.conf).await?;
+    sw.detach(&names.port).await?;
+    // Then best effort on every local part, the first failure reported.
     let mut first: Option<CniError> = None;
     let mut note = |r: Result<()>| {
         if let Err(e) = r {
@@ -318,10 +324,6 @@ async fn del(req: &Request, att: &Attachment) -> Result<()> {
             first.get_or_insert(e);
         }
     };
-    match Switch::connect(&req.conf).await {
-        Ok(mut sw) => note(sw.detach(&names.port).await.map(|_| ())),
-        Err(e) => note(Err(e)),
-    }
     if req.conf.mode == Mode::Kernel {
         note(kernel::delete(&names.port));
     }

@@ -147,9 +147,19 @@ impl Node {
 
     /// Stops the switch cleanly and starts it again on its state file.
     fn restart(&mut self) {
+        self.stop_switch();
+        self.start_switch();
+    }
+
+    /// Stops the switch cleanly (its state file stays).
+    fn stop_switch(&mut self) {
         if let Some(v) = self.vswitchd.take() {
             v.stop();
         }
+    }
+
+    /// Starts the switch on its state file.
+    fn start_switch(&mut self) {
         // A new stats file tells that the new process forwards.
         let _ = std::fs::remove_file(self.dir.join("stats.json"));
         self.vswitchd = Some(Vswitchd::start(&self.dir, &self.config));
@@ -1589,4 +1599,38 @@ fn two_vhost_user_pods_stream_with_counters_that_agree() {
         assert!(cni("DEL", a, &conf).ok);
     }
     node.assert_empty("after DEL");
+}
+
+#[test]
+fn del_waits_for_the_switch() {
+    require_cni!();
+    let tag = unique_tag();
+    let mut node = Node::start(&tag);
+    let links_before = plugin_links();
+    let ns = Netns::new(&format!("{tag}a"));
+    let p = format!("/run/netns/{}", ns.name);
+    let a = Att {
+        id: &format!("{tag}-ctr"),
+        netns: &p,
+        ifname: "eth0",
+    };
+    let conf = node.conf("1.0.0", "kernel");
+    let r = cni("ADD", &a, &conf);
+    assert!(r.ok, "ADD: {} {}", r.out, r.stderr);
+
+    // The switch is down: DEL says to retry and keeps what the switch's state
+    // still names (so the switch can start again) and the lease its endpoint
+    // still holds.
+    node.stop_switch();
+    let d = cni("DEL", &a, &conf);
+    assert_eq!(d.code(), 11, "{}", d.out);
+    assert_eq!(plugin_links().len(), links_before.len() + 1);
+    assert_eq!(node.leases().len(), 1);
+
+    // Back up, on its state file with the port: the retried DEL finishes.
+    node.start_switch();
+    let d = cni("DEL", &a, &conf);
+    assert!(d.ok, "DEL: {} {}", d.out, d.stderr);
+    node.assert_empty("after the retried DEL");
+    assert_eq!(plugin_links(), links_before);
 }
