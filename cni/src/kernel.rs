@@ -144,13 +144,23 @@ pub fn create(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
         format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", spec.host),
         "1",
     );
-    setup_err(
+    // The two ends are independent: the host end's offload is set while the pod
+    // end is configured (each command is a process start, most of an ADD).
+    let host_gro = Command::new("ethtool")
+        .args(["-K", spec.host, "gro", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let pod = configure_pod(spec, ipam);
+    let host = setup_err(
         "ethtool gro off (host end)",
-        run(
-            Command::new("ethtool").args(["-K", spec.host, "gro", "off"]),
-            None,
-        ),
-    )?;
+        host_gro.and_then(|c| c.wait_with_output()),
+    );
+    pod.and(host)
+}
+
+fn configure_pod(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
     let batch = pod_batch(spec, ipam)?;
     setup_err(
         "configuring the pod end",
