@@ -39,6 +39,8 @@ pub struct CniOptions {
     pub attached: u32,
     /// The worker's core.
     pub core: usize,
+    /// The configuration's `cniVersion` (1.1.0 to 0.3.0).
+    pub cni_version: String,
 }
 
 fn config(dir: &Path, core: usize) -> String {
@@ -74,7 +76,7 @@ struct Plugin<'a> {
 impl Plugin<'_> {
     fn conf(&self, mode: &str) -> Value {
         let mut c = json!({
-            "cniVersion": "1.1.0",
+            "cniVersion": self.opts.cni_version,
             "name": "bench",
             "type": "vswitch-cni",
             "network": "pods",
@@ -205,7 +207,9 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
     let vconf = p.conf("vhostuser");
     // Ready when STATUS says so (the API answers and the workers are serving).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while p.call("STATUS", "-", "", "eth0", &kconf).is_err() {
+    let mut status = kconf.clone();
+    status["cniVersion"] = "1.1.0".into();
+    while p.call("STATUS", "-", "", "eth0", &status).is_err() {
         if guard.exited() || Instant::now() > deadline {
             bail!("vswitchd did not become ready");
         }
@@ -285,6 +289,7 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         &kconf,
     )?;
     Ok(json!({
+        "cni_version": p.opts.cni_version,
         "pods": p.opts.pods,
         "attached": p.opts.attached,
         "kernel_add": summary(&mut kernel_add),

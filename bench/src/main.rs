@@ -103,6 +103,10 @@ struct CniArgs {
     /// Where the IPAM plugin (host-local) is.
     #[arg(long, default_value = "/usr/lib/cni")]
     cni_path: PathBuf,
+    /// The network configuration's cniVersion (Debian's host-local stops at
+    /// 1.0.0: at 1.1.0 the plugin runs it again at 1.0.0 after its refusal).
+    #[arg(long, default_value = "1.1.0")]
+    cni_version: String,
     /// The vswitchd binary; default: `vswitchd` next to this program.
     #[arg(long, value_name = "PATH")]
     vswitchd: Option<PathBuf>,
@@ -1079,6 +1083,7 @@ fn cni(args: &CniArgs) -> anyhow::Result<()> {
         pods: args.pods,
         attached: args.attached,
         core: args.core,
+        cni_version: args.cni_version.clone(),
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
