@@ -1047,51 +1047,11 @@ fn vhost_user_pod_answers_a_kernel_pod() {
     assert!(chk.ok, "CHECK vhostuser: {} {}", chk.out, chk.stderr);
 
     // The DPDK pod: testpmd on a virtio_user port with the endpoint's MAC,
-    // answering ARP and ping (icmpecho). It needs hugepages for memory the switch
-    // can map.
-    if free_hugepages() >= 64
-        && Command::new("dpdk-testpmd")
-            .arg("--version")
-            .output()
-            .is_ok()
-    {
-        let vdev = format!("net_virtio_user0,path={},mac={mac}", sock.display());
-        let prefix = format!("{tag}tp");
-        let testpmd = Command::new("dpdk-testpmd")
-            .args([
-                "-l",
-                "0,1",
-                "--in-memory",
-                "--single-file-segments",
-                "-m",
-                "128",
-                "--no-pci",
-            ])
-            .args(["--file-prefix", &prefix, "--vdev", &vdev])
-            .args([
-                "--",
-                "--forward-mode=icmpecho",
-                "--auto-start",
-                "--total-num-mbufs",
-                "2048",
-            ])
-            // testpmd quits at the end of its stdin: keep it open.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dpdk-testpmd");
-        // Ended by PID on drop, whatever happens below.
-        let testpmd = ChildGuard(Some(testpmd));
+    // answering ARP and ping (icmpecho).
+    if have_testpmd() {
+        let testpmd = TestPmd::start(&sock, mac, &format!("{tag}tp"), false, "icmpecho", &[]);
         let ip_v = addr_of(&rv.out);
-        let mut ok = false;
-        for _ in 0..20 {
-            if ping(&nsk, &ip_v) {
-                ok = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        let ok = ping_until(&nsk, &ip_v, 20);
         drop(testpmd);
         assert!(
             ok,
@@ -1099,9 +1059,7 @@ fn vhost_user_pod_answers_a_kernel_pod() {
             node.log()
         );
     } else {
-        eprintln!(
-            "NOTE: no hugepages or dpdk-testpmd: the vhost-user pod's traffic is not checked"
-        );
+        eprintln!("NOTE: no dpdk-testpmd: the vhost-user pod's traffic is not checked");
     }
 
     for (att, conf) in [(&k, &kconf), (&v, &vconf)] {
@@ -1258,14 +1216,95 @@ fn pods_come_and_go_while_two_others_stream() {
     node.assert_empty("after the churn");
 }
 
-/// Free 2 MiB hugepages: a `virtio_user` pod needs memory the switch can map.
-fn free_hugepages() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("HugePages_Free:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+/// True when `dpdk-testpmd` (Debian's `dpdk` package) can be run.
+fn have_testpmd() -> bool {
+    Command::new("dpdk-testpmd")
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
+/// `dpdk-testpmd` as a DPDK pod: a `virtio_user` port on the vhost-user socket
+/// `sock` with `mac`, forwarding in `mode`. Its memory is `--no-huge` (memfd
+/// backed, which the switch maps as it would hugepages), so the tests need no
+/// hugepages reserved. It runs until its stdin closes; on drop it is stopped
+/// (by PID if it does not stop by itself) and its EAL runtime directory removed.
+struct TestPmd {
+    child: Option<std::process::Child>,
+    prefix: String,
+}
+
+impl TestPmd {
+    fn start(
+        sock: &Path,
+        mac: &str,
+        prefix: &str,
+        server: bool,
+        mode: &str,
+        extra: &[&str],
+    ) -> TestPmd {
+        let server = if server { ",server=1" } else { "" };
+        let vdev = format!("net_virtio_user0,path={}{server},mac={mac}", sock.display());
+        let child = Command::new("dpdk-testpmd")
+            .args([
+                "-l",
+                "0,1",
+                "--no-huge",
+                "--no-shconf",
+                "--no-telemetry",
+                "-m",
+                "256",
+                "--no-pci",
+            ])
+            .args(["--file-prefix", prefix, "--vdev", &vdev, "--"])
+            .arg(format!("--forward-mode={mode}"))
+            .args(["--auto-start", "--total-num-mbufs", "4096"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dpdk-testpmd");
+        TestPmd {
+            child: Some(child),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Stops it (its stdin closed, it prints its totals) and reads
+    /// `RX-packets` and `TX-packets` of its port.
+    fn totals(mut self) -> (u64, u64) {
+        let mut child = self.child.take().unwrap();
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        let text = text_of(&out.stdout);
+        let field = |name: &str| -> u64 {
+            text.split(name)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in testpmd's output:\n{text}"))
+        };
+        (field("RX-packets:"), field("TX-packets:"))
+    }
+}
+
+impl Drop for TestPmd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+    }
 }
 
 /// Pings until answered, at most `tries` times (each waits 1 s for an answer).
@@ -1280,13 +1319,8 @@ fn ping_until(ns: &Netns, to: &str, tries: u32) -> bool {
 #[test]
 fn vhost_user_client_pod_survives_a_switch_restart() {
     require_cni!();
-    if free_hugepages() < 64
-        || Command::new("dpdk-testpmd")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        eprintln!("SKIP: a virtio_user pod needs dpdk-testpmd and 64 free hugepages");
+    if !have_testpmd() {
+        eprintln!("SKIP: a virtio_user pod needs dpdk-testpmd");
         return;
     }
     let tag = unique_tag();
@@ -1329,34 +1363,7 @@ fn vhost_user_client_pod_survives_a_switch_restart() {
 
     // The DPDK pod serves the socket; the switch's port connects to it.
     let mac = rv.out["interfaces"][0]["mac"].as_str().unwrap();
-    let vdev = format!(
-        "net_virtio_user0,path={},server=1,mac={mac}",
-        sock.display()
-    );
-    let testpmd = Command::new("dpdk-testpmd")
-        .args([
-            "-l",
-            "0,1",
-            "--in-memory",
-            "--single-file-segments",
-            "-m",
-            "128",
-            "--no-pci",
-        ])
-        .args(["--file-prefix", &format!("{tag}tp"), "--vdev", &vdev])
-        .args([
-            "--",
-            "--forward-mode=icmpecho",
-            "--auto-start",
-            "--total-num-mbufs",
-            "2048",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dpdk-testpmd");
-    let _testpmd = ChildGuard(Some(testpmd));
+    let _testpmd = TestPmd::start(&sock, mac, &format!("{tag}tp"), true, "icmpecho", &[]);
     let ip_v = addr_of(&rv.out);
     assert!(
         ping_until(&nsk, &ip_v, 20),
@@ -1462,58 +1469,11 @@ fn attaches_over_tcp_with_mutual_tls() {
     node.assert_empty("after DEL over TLS");
 }
 
-/// Starts `dpdk-testpmd` on a `virtio_user` port at `sock` with `mac`, in
-/// forwarding mode `mode` (plus `extra` testpmd arguments); it runs until its
-/// stdin closes.
-fn testpmd(sock: &str, mac: &str, prefix: &str, mode: &str, extra: &[&str]) -> std::process::Child {
-    let vdev = format!("net_virtio_user0,path={sock},mac={mac}");
-    Command::new("dpdk-testpmd")
-        .args([
-            "-l",
-            "0,1",
-            "--in-memory",
-            "--single-file-segments",
-            "-m",
-            "128",
-            "--no-pci",
-        ])
-        .args(["--file-prefix", prefix, "--vdev", &vdev, "--"])
-        .arg(format!("--forward-mode={mode}"))
-        .args(["--auto-start", "--total-num-mbufs", "4096"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dpdk-testpmd")
-}
-
-/// Closes testpmd's stdin (it stops and prints its totals) and reads
-/// `RX-packets` and `TX-packets` of its port.
-fn testpmd_totals(mut child: std::process::Child) -> (u64, u64) {
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let text = text_of(&out.stdout);
-    let field = |name: &str| -> u64 {
-        text.split(name)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in testpmd's output:\n{text}"))
-    };
-    (field("RX-packets:"), field("TX-packets:"))
-}
-
 #[test]
 fn two_vhost_user_pods_stream_with_counters_that_agree() {
     require_cni!();
-    if free_hugepages() < 128
-        || Command::new("dpdk-testpmd")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        eprintln!("SKIP: two virtio_user pods need dpdk-testpmd and 128 free hugepages");
+    if !have_testpmd() {
+        eprintln!("SKIP: two virtio_user pods need dpdk-testpmd");
         return;
     }
     let tag = unique_tag();
@@ -1555,22 +1515,30 @@ fn two_vhost_user_pods_stream_with_counters_that_agree() {
 
     // Pod 2 receives; pod 1 sends UDP from its address to pod 2's MAC and
     // address for two seconds.
-    let rx = testpmd(&sock(&r2), &mac(&r2), &format!("{tag}rx"), "rxonly", &[]);
+    let rx = TestPmd::start(
+        Path::new(&sock(&r2)),
+        &mac(&r2),
+        &format!("{tag}rx"),
+        false,
+        "rxonly",
+        &[],
+    );
     std::thread::sleep(Duration::from_secs(2));
     let tx_ips = format!("--tx-ip={},{}", addr_of(&r1.out), addr_of(&r2.out));
     let peer = format!("--eth-peer=0,{}", mac(&r2));
-    let tx = testpmd(
-        &sock(&r1),
+    let tx = TestPmd::start(
+        Path::new(&sock(&r1)),
         &mac(&r1),
         &format!("{tag}tx"),
+        false,
         "txonly",
         &[&peer, &tx_ips],
     );
     std::thread::sleep(Duration::from_secs(3));
-    let (_, sent) = testpmd_totals(tx);
+    let (_, sent) = tx.totals();
     // The switch's stats file is written every 100 ms: let it catch up.
     std::thread::sleep(Duration::from_millis(500));
-    let (received, _) = testpmd_totals(rx);
+    let (received, _) = rx.totals();
     std::thread::sleep(Duration::from_millis(300));
     let stats = read_json(&node.vswitchd.as_ref().unwrap().stats_file);
     let sw_rx = counter(port_stats(&stats, &port(&r1)), "rx_packets");
