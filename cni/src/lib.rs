@@ -136,7 +136,14 @@ async fn add(req: &Request, att: &Attachment) -> Result<CniResult> {
     // is told to retry.
     let mut sw = Switch::connect(conf).await?;
     let mut undo = Undo::default();
-    let made = add_steps(req, att, &names, &mac, &netns, ipam, &mut sw, &mut undo).await;
+    let adding = Adding {
+        req,
+        att,
+        names: &names,
+        mac: &mac,
+        netns: &netns,
+    };
+    let made = add_steps(&adding, ipam, &mut sw, &mut undo).await;
     match made {
         Ok(ours) => Ok(match prev {
             Some(p) => p.merge(ours),
@@ -149,17 +156,28 @@ async fn add(req: &Request, att: &Attachment) -> Result<CniResult> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one ADD works from: the request and the attachment's derived names.
+struct Adding<'a> {
+    req: &'a Request,
+    att: &'a Attachment,
+    names: &'a AttachmentNames,
+    mac: &'a str,
+    netns: &'a std::path::Path,
+}
+
 async fn add_steps(
-    req: &Request,
-    att: &Attachment,
-    names: &AttachmentNames,
-    mac: &str,
-    netns: &std::path::Path,
+    a: &Adding<'_>,
     ipam: Option<Ipam>,
     sw: &mut Switch,
     undo: &mut Undo,
 ) -> Result<CniResult> {
+    let Adding {
+        req,
+        att,
+        names,
+        mac,
+        netns,
+    } = *a;
     let conf = &req.conf;
     let addrs = match ipam {
         Some(i) => {
@@ -208,7 +226,7 @@ async fn add_steps(
                 group: String::new(),
                 mtu: 0,
             };
-            attach(sw, undo, conf, port, names, mac, endpoint_ips.clone()).await?;
+            attach(sw, undo, a, port, endpoint_ips.clone()).await?;
             Interface {
                 name: att.ifname.clone(),
                 mac: Some(mac.to_owned()),
@@ -242,7 +260,7 @@ async fn add_steps(
                 group: String::new(),
                 mtu: conf.mtu.unwrap_or(0),
             };
-            attach(sw, undo, conf, port, names, mac, endpoint_ips.clone()).await?;
+            attach(sw, undo, a, port, endpoint_ips.clone()).await?;
             if !v.client {
                 dir.share_socket(gid, Duration::from_millis(conf.timeout_ms))?;
             }
@@ -289,12 +307,11 @@ async fn add_steps(
 async fn attach(
     sw: &mut Switch,
     undo: &mut Undo,
-    conf: &NetConf,
+    a: &Adding<'_>,
     port: api::Port,
-    names: &AttachmentNames,
-    mac: &str,
     ips: Vec<String>,
 ) -> Result<()> {
+    let (conf, names, mac) = (&a.req.conf, a.names, a.mac);
     let endpoint = api::Endpoint {
         network: conf.network.clone(),
         mac: mac.to_owned(),
