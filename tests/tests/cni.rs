@@ -1225,8 +1225,10 @@ fn have_testpmd() -> bool {
 /// `dpdk-testpmd` as a DPDK pod: a `virtio_user` port on the vhost-user socket
 /// `sock` with `mac`, forwarding in `mode`. Its memory is `--no-huge` (memfd
 /// backed, which the switch maps as it would hugepages), so the tests need no
-/// hugepages reserved. It runs until its stdin closes; on drop it is stopped
-/// (by PID if it does not stop by itself) and its EAL runtime directory removed.
+/// hugepages reserved. It is driven on its interactive prompt (`start`, `stop`,
+/// `quit`), so it can stop forwarding and stay connected while the switch drains
+/// its ring; on drop its stdin closes, which ends it (by PID if it does not end
+/// by itself), and its EAL runtime directory is removed.
 struct TestPmd {
     child: Option<std::process::Child>,
     prefix: String,
@@ -1254,24 +1256,41 @@ impl TestPmd {
                 "256",
                 "--no-pci",
             ])
-            .args(["--file-prefix", prefix, "--vdev", &vdev, "--"])
+            .args(["--file-prefix", prefix, "--vdev", &vdev, "--", "-i"])
             .arg(format!("--forward-mode={mode}"))
-            .args(["--auto-start", "--total-num-mbufs", "4096"])
+            .args(["--total-num-mbufs", "4096"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("dpdk-testpmd");
-        TestPmd {
+        let mut t = TestPmd {
             child: Some(child),
             prefix: prefix.to_owned(),
-        }
+        };
+        t.command("start");
+        t
     }
 
-    /// Stops it (its stdin closed, it prints its totals) and reads
-    /// `RX-packets` and `TX-packets` of its port.
+    /// Types `line` at its prompt.
+    fn command(&mut self, line: &str) {
+        let stdin = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdin.as_mut())
+            .expect("testpmd's stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("testpmd quit early");
+        stdin.flush().unwrap();
+    }
+
+    /// Stops forwarding and quits, reading `RX-packets` and `TX-packets` of its
+    /// port from what `stop` prints.
     fn totals(mut self) -> (u64, u64) {
+        self.command("stop");
+        self.command("quit");
         let mut child = self.child.take().unwrap();
         drop(child.stdin.take());
         let out = child.wait_with_output().unwrap();
@@ -1524,7 +1543,7 @@ fn two_vhost_user_pods_stream_with_counters_that_agree() {
     std::thread::sleep(Duration::from_secs(2));
     let tx_ips = format!("--tx-ip={},{}", addr_of(&r1.out), addr_of(&r2.out));
     let peer = format!("--eth-peer=0,{}", mac(&r2));
-    let tx = TestPmd::start(
+    let mut tx = TestPmd::start(
         Path::new(&sock(&r1)),
         &mac(&r1),
         &format!("{tag}tx"),
@@ -1533,11 +1552,27 @@ fn two_vhost_user_pods_stream_with_counters_that_agree() {
         &[&peer, &tx_ips],
     );
     std::thread::sleep(Duration::from_secs(3));
-    let (_, sent) = tx.totals();
-    // The switch's stats file is written every 100 ms: let it catch up.
-    std::thread::sleep(Duration::from_millis(500));
+    // Pod 1 stops sending but stays connected: what is still in its ring reaches
+    // the switch, and pod 2 keeps receiving until the switch's counters settle.
+    tx.command("stop");
+    let settled = |stats: &Value| {
+        (
+            counter(port_stats(stats, &port(&r1)), "rx_packets"),
+            counter(port_stats(stats, &port(&r2)), "tx_packets"),
+        )
+    };
+    let stats_file = node.vswitchd.as_ref().unwrap().stats_file.clone();
+    let mut last = settled(&read_json(&stats_file));
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = settled(&read_json(&stats_file));
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let (received, _) = rx.totals();
-    std::thread::sleep(Duration::from_millis(300));
+    let (_, sent) = tx.totals();
     let stats = read_json(&node.vswitchd.as_ref().unwrap().stats_file);
     let sw_rx = counter(port_stats(&stats, &port(&r1)), "rx_packets");
     let sw_tx = counter(port_stats(&stats, &port(&r2)), "tx_packets");
