@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: deps build release demo test lint fmt fuzz-smoke bench-floor clean
+.PHONY: deps build release demo test lint fmt fuzz-smoke bench-floor clean deb check-aarch64
 
 deps:
 	@bash scripts/install-deps.sh
@@ -17,6 +17,18 @@ release: deps
 
 demo: release
 	bash scripts/demo.sh
+
+# The Debian package (target/deb/vswitch_<version>_<arch>.deb): vswitchd, vswitchctl,
+# the systemd unit and the default configuration. deploy/debian/README.md.
+deb: deps
+	$(CARGO) build --release -p vswitchd -p vswitchctl
+	bash deploy/debian/build-deb.sh --bin-dir target/release --out target/deb
+
+# The workspace checked for aarch64 (BlueField's Arm cores) against Debian's arm64
+# DPDK headers, and dataplane's unit tests run under qemu-aarch64 (root; installs
+# the cross gcc and qemu-user). deploy/bluefield/README.md.
+check-aarch64: deps
+	bash deploy/bluefield/check-aarch64.sh
 
 # Every test this machine can run: unit, EAL (each in its own process), system tests
 # in network namespaces (they need root and skip with a message otherwise).

@@ -165,6 +165,7 @@ fn main() {
         .allowlist_var("RTE_MBUF_DEFAULT_DATAROOM")
         .allowlist_var("RTE_MEMPOOL_NAMESIZE")
         .allowlist_var("RTE_ETH_NAME_MAX_LEN")
+        .allowlist_var("RTE_MAX_ETHPORTS")
         .allowlist_var("RTE_ETHER_ADDR_LEN")
         .allowlist_var("RTE_ETH_LINK_.*")
         .allowlist_var("SOCKET_ID_ANY")
@@ -182,6 +183,9 @@ fn main() {
         .allowlist_function("rte_dev_name")
         .allowlist_function("rte_eal_hotplug_remove")
         .allowlist_function("rte_eth_dev_.*")
+        // Representor ports: found by matching devargs, siblings of one device.
+        .allowlist_function("rte_eth_iterator_.*")
+        .allowlist_function("rte_eth_find_next_of")
         .allowlist_function("rte_eth_rx_queue_setup")
         .allowlist_function("rte_eth_tx_queue_setup")
         .allowlist_function("rte_eth_stats_get")

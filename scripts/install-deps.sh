@@ -20,6 +20,11 @@ PKGS=(
   containernetworking-plugins iptables util-linux
   # `vswitch-bench instructions`: instructions per packet under callgrind
   valgrind
+  # operations tests: `systemd-analyze verify` on the unit, `setpriv` to run the
+  # daemon with the unit's capabilities, `promtool check metrics` on /metrics
+  systemd util-linux prometheus
+  # deploy checks: the Vagrantfile's syntax, the lab's and the package's scripts
+  ruby shellcheck
 )
 
 if [ "$(id -u)" -ne 0 ]; then

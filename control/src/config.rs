@@ -17,7 +17,10 @@ use dataplane::{MacAddr, MAX_PORTS};
 
 use crate::names;
 
+mod ops;
 mod overlay;
+
+pub use ops::{default_metrics_listen, LogConfig, LogFormat, MetricsConfig};
 
 pub(crate) use overlay::{
     addresses as parse_addresses, at_most, ip as parse_ip, ips as parse_ips, mac as parse_mac,
@@ -51,6 +54,10 @@ pub struct VswitchConfig {
     pub routes: Vec<RouteSpec>,
     /// `[control]`: the gRPC API; absent, the daemon serves no API.
     pub control: Option<ControlConfig>,
+    /// `[metrics]`: the Prometheus endpoint; absent, nothing listens.
+    pub metrics: Option<MetricsConfig>,
+    /// `[log]`: the log output.
+    pub log: LogConfig,
 }
 
 /// `[control]`: where the gRPC API listens and where the desired state is kept.
@@ -300,7 +307,7 @@ pub enum ProfileConfig {
     Mlx5 {
         /// PCI address, `0000:03:00.0`.
         pci: String,
-        /// Representor list, `[0-3]` or `pf0vf[0-3]`.
+        /// One representor (`pf0vf3`, `[65535]`): each is a port of its own.
         representors: Option<String>,
     },
 }
@@ -549,6 +556,9 @@ struct RawFile {
     #[serde(default)]
     route: Vec<toml::Table>,
     control: Option<ControlConfig>,
+    metrics: Option<MetricsConfig>,
+    #[serde(default)]
+    log: LogConfig,
 }
 
 #[derive(Deserialize)]
@@ -671,6 +681,8 @@ impl VswitchConfig {
             remote_endpoints: overlay.remote_endpoints,
             routes: overlay.routes,
             control: raw.control,
+            metrics: raw.metrics,
+            log: raw.log,
         };
         cfg.validate(cores)?;
         Ok(cfg)
@@ -684,6 +696,9 @@ impl VswitchConfig {
     /// # Errors
     /// The first problem found.
     pub fn validate(&self, cores: usize) -> Result<(), ConfigError> {
+        if let Some(m) = &self.metrics {
+            m.validate()?;
+        }
         if let Some(c) = &self.control {
             if c.listen_tcp.is_some() {
                 return Err(ConfigError::OutOfRange {

@@ -117,6 +117,9 @@ pub struct Fixed {
     dataplane: Table,
     /// `[control]` is fixed at start too: where the API listens is not API state.
     control: Option<crate::config::ControlConfig>,
+    /// And so are `[metrics]` and `[log]`.
+    metrics: Option<crate::config::MetricsConfig>,
+    log: crate::config::LogConfig,
     cores: usize,
 }
 
@@ -187,6 +190,8 @@ impl Fixed {
             eal,
             dataplane: dp,
             control: cfg.control.clone(),
+            metrics: cfg.metrics.clone(),
+            log: cfg.log.clone(),
             cores,
         }
     }
@@ -202,6 +207,8 @@ impl Fixed {
         doc.insert("dataplane".into(), Value::Table(self.dataplane.clone()));
         let mut cfg = VswitchConfig::from_table(doc, self.cores)?;
         cfg.control = self.control.clone();
+        cfg.metrics = self.metrics.clone();
+        cfg.log = self.log.clone();
         Ok(cfg)
     }
 }

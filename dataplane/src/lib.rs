@@ -24,6 +24,7 @@ pub mod flatmap;
 pub mod idle;
 pub mod io;
 pub mod l2;
+pub mod log_limit;
 pub mod overlay;
 pub mod pipeline;
 pub mod port;

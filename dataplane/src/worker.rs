@@ -244,6 +244,11 @@ fn send<T: TxQueue>(
     stats.count_tx(port, (before - refused) as u64, bytes - refused_bytes);
     if refused > 0 {
         stats.count_drops(DropReason::TxFull, port, refused as u64);
+        crate::warn_limited!(
+            port = port.index(),
+            refused,
+            "tx ring full: packets dropped (counted as tx_full)"
+        );
         pkts.clear();
     }
 }
@@ -372,7 +377,13 @@ fn flood<T, A>(
         }
         match alloc.alloc_copy(pkt.data()) {
             Some(copy) => tx.enqueue(p, copy, stats),
-            None => stats.count_drops(DropReason::FloodAllocFailed, p, 1),
+            None => {
+                stats.count_drops(DropReason::FloodAllocFailed, p, 1);
+                crate::warn_limited!(
+                    port = p.index(),
+                    "packet pool exhausted: flood copy dropped (counted as flood_alloc_failed)"
+                );
+            }
         }
     }
     for &p in &ports[last + 1..] {

@@ -67,6 +67,14 @@ pub enum DpdkError {
         /// `rte_strerror(-code)`.
         msg: String,
     },
+    /// A representor port's device arguments matched no ethdev port, or several.
+    #[error("{devargs}: {found} ports match; a port names exactly one representor")]
+    RepresentorMatch {
+        /// The device arguments given.
+        devargs: String,
+        /// How many ports matched.
+        found: usize,
+    },
     /// The device probed but no ethdev port carries its name.
     #[error("no DPDK port named {name:?} after probing ({code}): {msg}")]
     PortNotFound {

@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use dataplane::io::{Burst, RxQueue, TxQueue};
 
@@ -140,11 +140,15 @@ impl PortShared {
         // SAFETY: as above; no queue handle exists (we are the last owner or
         // Port::close checked it).
         let close = unsafe { dpdk_sys::rte_eth_dev_close(self.port_id) };
-        let remove = if self.device.is_null() {
+        // A device can carry several of our ports (an mlx5 PF and its
+        // representors): removing it would take the others down, so only the
+        // last of them to close removes it.
+        let remove = if self.device.is_null() || !device_users::release(self.device) {
             0
         } else {
             // SAFETY: the device pointer came from the ethdev at probe and the device
-            // has not been removed (closed flag); closing the port does not free it.
+            // has not been removed (closed flag, and no other port of ours uses it);
+            // closing the port does not free it.
             unsafe { dpdk_sys::rte_dev_remove(self.device) }
         };
         self.check("rte_eth_dev_stop", stop)?;
@@ -171,6 +175,95 @@ impl Drop for PortShared {
         // Best effort: a port dropped without close() is closed when its last queue
         // goes; errors have no one to go to.
         let _ = self.shutdown();
+    }
+}
+
+/// How many of this process's ports use each EAL device: an mlx5 device carries
+/// its PF and every representor asked for as ports of their own, and
+/// `rte_dev_remove` takes all of them down at once.
+mod device_users {
+    use super::Mutex;
+
+    /// (device address, ports using it): a handful of devices at most.
+    static USERS: Mutex<Vec<(usize, u32)>> = Mutex::new(Vec::new());
+
+    fn users() -> std::sync::MutexGuard<'static, Vec<(usize, u32)>> {
+        // A panic elsewhere while holding this lock leaves plain counts behind.
+        USERS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more port uses `device`.
+    pub(super) fn take(device: *mut dpdk_sys::rte_device) {
+        let key = device as usize;
+        let mut users = users();
+        match users.iter_mut().find(|(d, _)| *d == key) {
+            Some((_, n)) => *n += 1,
+            None => users.push((key, 1)),
+        }
+    }
+
+    /// One port less uses `device`; true when it was the last.
+    pub(super) fn release(device: *mut dpdk_sys::rte_device) -> bool {
+        let key = device as usize;
+        let mut users = users();
+        match users.iter().position(|(d, _)| *d == key) {
+            Some(i) if users[i].1 > 1 => {
+                users[i].1 -= 1;
+                false
+            }
+            Some(i) => {
+                users.swap_remove(i);
+                true
+            }
+            None => true,
+        }
+    }
+}
+
+/// `0000:03:00.0`: a PCI device's name, as opposed to a virtual device's.
+fn is_pci_address(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
+}
+
+/// The one ethdev port matching representor `devargs` (`PCI,representor=…`),
+/// found with DPDK's devargs iterator, which filters a device's ports by their
+/// representor ids.
+fn representor_port(c_devargs: &CStr, devargs: &str) -> Result<u16, DpdkError> {
+    let mut iter = dpdk_sys::rte_dev_iterator::default();
+    // SAFETY: iter is a valid, zeroed iterator; c_devargs a valid C string that
+    // outlives the iteration below (DPDK keeps pointers into it until cleanup).
+    let ret = unsafe { dpdk_sys::rte_eth_iterator_init(&mut iter, c_devargs.as_ptr()) };
+    if ret < 0 {
+        let (code, msg) = neg_errno(ret);
+        return Err(DpdkError::Probe {
+            devargs: devargs.to_owned(),
+            code,
+            msg,
+        });
+    }
+    let mut found = Vec::new();
+    loop {
+        // SAFETY: iter was initialised above; iterated to its end, DPDK cleans it up
+        // itself (we never stop early).
+        let port = unsafe { dpdk_sys::rte_eth_iterator_next(&mut iter) };
+        if u32::from(port) >= dpdk_sys::RTE_MAX_ETHPORTS {
+            break;
+        }
+        found.push(port);
+    }
+    match found[..] {
+        [port] => Ok(port),
+        _ => Err(DpdkError::RepresentorMatch {
+            devargs: devargs.to_owned(),
+            found: found.len(),
+        }),
     }
 }
 
@@ -203,7 +296,14 @@ impl Port {
         })?;
         // SAFETY: the EAL is initialised; c_devargs is a valid C string DPDK copies.
         let ret = unsafe { dpdk_sys::rte_dev_probe(c_devargs.as_ptr()) };
-        if ret < 0 {
+        // A PCI device probed already, for another port of ours on it (its PF
+        // and representors are ports of their own): drivers that take
+        // representors later (mlx5) probe them; others say the device exists,
+        // and the lookup below tells whether the port does. A virtual device
+        // that exists is another port's, and stays an error.
+        let again = ret == -libc::EEXIST
+            && (profile::representor_of(devargs).is_some() || is_pci_address(&name));
+        if ret < 0 && !again {
             if let Some(missing) = profile::missing_pmd_here(&name) {
                 return Err(missing.into());
             }
@@ -214,13 +314,19 @@ impl Port {
                 msg,
             });
         }
-        let mut port_id = 0u16;
-        // SAFETY: c_name is a valid C string; port_id is a valid out-pointer.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c_name.as_ptr(), &mut port_id) };
-        if ret < 0 {
-            let (code, msg) = neg_errno(ret);
-            return Err(DpdkError::PortNotFound { name, code, msg });
-        }
+        let port_id = if profile::representor_of(devargs).is_some() {
+            representor_port(&c_devargs, devargs)?
+        } else {
+            let mut port_id = 0u16;
+            // SAFETY: c_name is a valid C string; port_id is a valid out-pointer.
+            let ret =
+                unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c_name.as_ptr(), &mut port_id) };
+            if ret < 0 {
+                let (code, msg) = neg_errno(ret);
+                return Err(DpdkError::PortNotFound { name, code, msg });
+            }
+            port_id
+        };
         let mut info = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: port_id is valid (just found); info is a valid out-pointer.
         let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(port_id, &mut info) };
@@ -229,6 +335,9 @@ impl Port {
         } else {
             info.device
         };
+        if !device.is_null() {
+            device_users::take(device);
+        }
         Ok(Port {
             shared: Arc::new(PortShared {
                 port_id,
@@ -714,5 +823,28 @@ impl TxQueue for PortTxQueue {
             }
         }
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pci_address;
+
+    #[test]
+    fn pci_addresses_are_told_from_virtual_devices() {
+        for pci in ["0000:03:00.0", "0000:af:1f.7", "FFFF:00:00.1"] {
+            assert!(is_pci_address(pci), "{pci}");
+        }
+        for other in [
+            "net_null0",
+            "net_af_packet3",
+            "0000:03:00",
+            "0000:03:00.0,x",
+            "0000.03:00:0",
+            "000g:03:00.0",
+            "",
+        ] {
+            assert!(!is_pci_address(other), "{other}");
+        }
     }
 }

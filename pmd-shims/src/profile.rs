@@ -104,6 +104,15 @@ pub enum ProfileError {
         /// Its value.
         value: String,
     },
+    /// An mlx5 port's `representors` names a range, a list, or no representor.
+    #[error(
+        "mlx5 representors {value:?} must name one representor (vf3, pf0vf3, sf2, pf1, [65535]): \
+         each representor is a port of its own"
+    )]
+    Representor {
+        /// The value (its first 40 characters).
+        value: String,
+    },
 }
 
 /// A port kind and its parameters.
@@ -165,11 +174,14 @@ pub enum PortProfile {
         /// MAC address.
         mac: Option<String>,
     },
-    /// mlx5 PCI device (ConnectX / BlueField), optionally with representors.
+    /// mlx5 PCI device (ConnectX / BlueField): the device's own port (the
+    /// uplink, `p0` on a BlueField), or one representor of it.
     Mlx5 {
         /// PCI address, `0000:03:00.0`.
         pci: String,
-        /// Representor list, e.g. `[0-3]` or `vf[0-3]`.
+        /// One representor, as DPDK's `representor=` devarg names it: `vf3`,
+        /// `pf0vf3`, `sf2`, `pf1`, `[65535]` (BlueField's host PF). One per
+        /// port: each representor is a switch port of its own.
         representors: Option<String>,
     },
 }
@@ -247,6 +259,50 @@ fn devarg_ok(what: &'static str, value: &str) -> Result<(), ProfileError> {
         });
     }
     Ok(())
+}
+
+/// The representor a port's devargs name (`…,representor=pf0vf3,…`), if any.
+pub fn representor_of(devargs: &str) -> Option<&str> {
+    devargs
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("representor="))
+}
+
+/// `r` names exactly one representor: `[c<n>][pf<n>](vf|sf)<n>`, `pf<n>`, or a
+/// bare VF number (`<n>`, `[<n>]`), each number at most 65535. A range or a list
+/// would probe several ethdev ports for one switch port, and all but one of
+/// them would take traffic that nobody polls.
+fn one_representor(r: &str) -> Result<(), ProfileError> {
+    fn number(s: &str) -> Option<&str> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (n, rest) = s.split_at(end);
+        (!n.is_empty() && n.len() <= 5 && n.parse::<u32>().ok()? <= 65535).then_some(rest)
+    }
+    fn part<'a>(s: &'a str, tag: &str) -> Option<&'a str> {
+        s.strip_prefix(tag).and_then(number)
+    }
+    let bare = r
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(r);
+    let ok = if number(bare) == Some("") {
+        true
+    } else {
+        let s = part(r, "c").unwrap_or(r);
+        let (s, pf) = part(s, "pf").map_or((s, false), |rest| (rest, true));
+        let rest = part(s, "vf").or_else(|| part(s, "sf"));
+        match rest {
+            Some(rest) => rest.is_empty(),
+            None => pf && s.is_empty(),
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ProfileError::Representor {
+            value: r.chars().take(40).collect(),
+        })
+    }
 }
 
 fn path_ok(what: &'static str, path: &Path) -> Result<(), ProfileError> {
@@ -545,6 +601,7 @@ impl PortProfile {
                 devarg_ok("PCI address", pci)?;
                 if let Some(r) = representors {
                     devarg_ok("mlx5 representors", r)?;
+                    one_representor(r)?;
                 }
                 Ok(())
             }
@@ -664,9 +721,9 @@ mod tests {
             (
                 PortProfile::Mlx5 {
                     pci: "0000:03:00.0".into(),
-                    representors: Some("[0-3]".into()),
+                    representors: Some("pf0vf3".into()),
                 },
-                "0000:03:00.0,representor=[0-3]",
+                "0000:03:00.0,representor=pf0vf3",
             ),
         ];
         for (profile, want) in cases {
@@ -898,7 +955,7 @@ mod tests {
         let dir = plugin_dir_with("mlx5", &["librte_net_mlx5.so.23"]);
         let e = PortProfile::Mlx5 {
             pci: "0000:ff:1f.7".into(),
-            representors: Some("[0-3]".into()),
+            representors: Some("[65535]".into()),
         }
         .check_in(&dir)
         .unwrap_err();
@@ -906,6 +963,68 @@ mod tests {
             e.to_string(),
             "mlx5 needs hardware: PCI device 0000:ff:1f.7 not found (no /sys/bus/pci/devices/0000:ff:1f.7)"
         );
+    }
+
+    #[test]
+    fn mlx5_port_names_one_representor() {
+        let dir = plugin_dir_with("mlx5r", &["librte_net_mlx5.so.23"]);
+        let check = |r: &str| {
+            PortProfile::Mlx5 {
+                pci: "0000:ff:1f.7".into(),
+                representors: Some(r.into()),
+            }
+            .check_in(&dir)
+        };
+        for good in [
+            "vf3",
+            "pf0vf3",
+            "c1pf0vf3",
+            "sf2",
+            "pf1sf7",
+            "pf1",
+            "3",
+            "[65535]",
+            "pf0vf65535",
+        ] {
+            // One representor: the check goes on to the host (no such device here).
+            assert!(
+                matches!(check(good), Err(ProfileError::PciDeviceMissing { .. })),
+                "{good}: {:?}",
+                check(good)
+            );
+        }
+        for bad in [
+            "[0-3]",
+            "vf[0-3]",
+            "0-3",
+            "",
+            "vf",
+            "pf",
+            "c0",
+            "vf65536",
+            "vf3x",
+            "vfpf3",
+            "[3",
+            "pf0vf3sf1",
+            "vf000001",
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(
+                matches!(e, ProfileError::Representor { .. }),
+                "{bad:?}: {e:?}"
+            );
+            assert!(e.to_string().contains("must name one representor"), "{e}");
+        }
+        // A list cannot even be written into device arguments.
+        assert!(matches!(
+            check("pf0vf[0,1]"),
+            Err(ProfileError::DevargSyntax { .. })
+        ));
+        assert_eq!(
+            representor_of("0000:03:00.0,representor=pf0vf3,dv_flow_en=1"),
+            Some("pf0vf3")
+        );
+        assert_eq!(representor_of("0000:03:00.0"), None);
     }
 
     #[test]

@@ -308,13 +308,29 @@ impl Vswitchd {
         netns: Option<&str>,
         env: &[(&str, &Path)],
     ) -> Vswitchd {
+        match netns {
+            Some(ns) => Self::start_with(dir, config, &["ip", "netns", "exec", ns], env, &[]),
+            None => Self::start_with(dir, config, &[], env, &[]),
+        }
+    }
+
+    /// Like [`start_env`](Self::start_env), run through `prefix` (a command that
+    /// execs the switch, such as `ip netns exec NS` or `setpriv …`, so the PID is
+    /// the switch's own), with `args` after `--config FILE`.
+    pub fn start_with(
+        dir: &TempDir,
+        config: &str,
+        prefix: &[&str],
+        env: &[(&str, &Path)],
+        args: &[&str],
+    ) -> Vswitchd {
         let cfg = dir.join("vswitchd.toml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.join("vswitchd.log");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(workspace_bin("vswitchd"));
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(workspace_bin("vswitchd"));
                 c
             }
             None => Command::new(workspace_bin("vswitchd")),
@@ -323,6 +339,7 @@ impl Vswitchd {
             .envs(env.iter().copied())
             .arg("--config")
             .arg(&cfg)
+            .args(args)
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new().append(true).open(&log).unwrap(),

@@ -52,6 +52,16 @@ fn each_bad_config_has_its_own_clear_error() {
             "/nonexistent/x.pcap",
         ),
         ("not_toml", "[[port\n".into(), "invalid"),
+        (
+            "metrics_not_loopback",
+            "[dataplane]\nworkers=[0]\n[metrics]\nlisten=\"0.0.0.0:9478\"\n".into(),
+            "metrics.listen: 0.0.0.0:9478 is not a loopback address: set metrics.allow_non_loopback = true",
+        ),
+        (
+            "log_format",
+            "[dataplane]\nworkers=[0]\n[log]\nformat=\"xml\"\n".into(),
+            "unknown variant `xml`",
+        ),
     ];
     for (name, config, want) in &cases {
         let (code, stderr) = run_vswitchd(&dir, name, config);
@@ -97,4 +107,34 @@ fn a_hash_seed_that_is_not_a_number_is_refused() {
             lines[0]
         );
     }
+}
+
+/// A metrics address already in use fails the start naming `metrics.listen`,
+/// before EAL starts (the address is bound first).
+#[test]
+fn a_metrics_address_in_use_fails_the_start_before_eal() {
+    let dir = TempDir::new(&unique_tag());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let path = dir.join("metrics.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[eal]\nin_memory = true\n[dataplane]\nworkers = [0]\n[metrics]\nlisten = \"{addr}\"\n\
+             [[port]]\nname = \"a\"\nprofile = \"null\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(workspace_bin("vswitchd"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("vswitchd: metrics.listen {addr}: ")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("EAL ready"), "{stderr}");
 }

@@ -38,6 +38,8 @@ pub struct VswitchdHandle {
     pub snapshot: Arc<SnapshotCell<Pipeline>>,
     /// The ports as last read under the dataplane's lock ([`PortView`]).
     pub port_view: Mutex<(Vec<PortView>, u64)>,
+    /// Told of every published write, for the publish-latency histogram.
+    pub publish: Arc<crate::metrics::publish::PublishClock>,
 }
 
 /// What the reads show of a port that needs the dataplane's lock to look at:
@@ -118,7 +120,9 @@ impl DataplaneHandle for VswitchdHandle {
     fn apply(&self, cfg: &VswitchConfig, generation: u64) -> Result<(), String> {
         lock(&self.dataplane)
             .apply(cfg, generation)
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| format!("{e:#}"))?;
+        self.publish.published(generation);
+        Ok(())
     }
 
     fn supports_deltas(&self) -> bool {
@@ -131,7 +135,9 @@ impl DataplaneHandle for VswitchdHandle {
         generation: u64,
         commit: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<(), control::service::DeltaError> {
-        lock(&self.dataplane).apply_endpoints(deltas, generation, commit)
+        lock(&self.dataplane).apply_endpoints(deltas, generation, commit)?;
+        self.publish.published(generation);
+        Ok(())
     }
 
     fn precheck(&self, cfg: &VswitchConfig) -> Result<(), String> {

@@ -11,23 +11,33 @@
 
 mod api;
 mod eal_args;
+mod logging;
+mod metrics;
 mod ports;
 mod profiles;
 mod stats_file;
 mod switch;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use control::config::LogFormat;
+
+/// Where the packaged daemon and its unit find the configuration.
+const DEFAULT_CONFIG: &str = "/etc/vswitch/vswitchd.toml";
 
 /// The vswitch daemon: DPDK ports and pinned poll-mode workers.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML); see deploy/vswitchd.toml.
-    #[arg(long, short)]
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
+    /// Log lines as `plain` text or `json` objects; overrides `[log] format`.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     /// Validate the configuration, the ports' prerequisites and what `[control]`
     /// needs (group, TLS files, directories, state file), then exit.
     #[arg(long)]
@@ -39,7 +49,12 @@ fn main() -> ExitCode {
     match switch::prepare(&cli.config) {
         Err(e) => {
             // One line, no log decoration: this is what an operator sees first.
-            eprintln!("vswitchd: {e:#}");
+            // Asked for JSON on the command line, it is a JSON line (the file's
+            // `[log]` may be what failed, so only the flag counts here).
+            match cli.log_format {
+                Some(LogFormat::Json) => eprintln!("{}", logging::error_line(&format!("{e:#}"))),
+                _ => eprintln!("vswitchd: {e:#}"),
+            }
             ExitCode::from(2)
         }
         Ok(_) if cli.check => {
@@ -47,24 +62,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(prepared) => {
-            init_logging();
+            let format = cli.log_format.unwrap_or(prepared.log_format());
+            logging::init(format);
             match switch::run(prepared) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
-                    eprintln!("vswitchd: {e:#}");
+                    // The plain log line has decorations; the operator's line
+                    // does not. JSON readers have the event.
+                    if format == LogFormat::Plain {
+                        eprintln!("vswitchd: {e:#}");
+                    }
                     ExitCode::FAILURE
                 }
             }
         }
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

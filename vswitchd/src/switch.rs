@@ -32,6 +32,13 @@ pub struct Prepared {
     api: Option<ApiStart>,
 }
 
+impl Prepared {
+    /// The log format `[log]` asks for.
+    pub fn log_format(&self) -> control::config::LogFormat {
+        self.cfg.log.format
+    }
+}
+
 /// What the gRPC API starts with.
 struct ApiStart {
     settings: control::config::ControlConfig,
@@ -76,6 +83,9 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
             .map_err(|e| anyhow!("{}: port {:?}: {e}", path.display(), p.name))?;
     }
     compile(&cfg, 1).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    // What a service manager asks for (NOTIFY_SOCKET, WATCHDOG_USEC) is checked
+    // with the file: a malformed one fails here, before anything starts.
+    crate::systemd::check_env().map_err(|e| anyhow!("{e}"))?;
     // With the API on, the state file (what API writes left) wins over the file's
     // sections; a corrupt or newer one stops the start here, before anything runs.
     let api = match &cfg.control {
@@ -170,6 +180,9 @@ pub fn run(prep: Prepared) -> Result<()> {
     if let Some(a) = &api {
         control::preflight::create_allowed_dirs(&a.settings).map_err(|e| anyhow!("{e}"))?;
     }
+    // Bound before EAL: a taken address fails the start before anything runs.
+    let metrics_listener = cfg.metrics.as_ref().map(crate::metrics::bind).transpose()?;
+    crate::systemd::announce("starting: DPDK EAL, ports and workers");
     let args = crate::eal_args::eal_args(&cfg);
     info!(?args, "initialising DPDK EAL");
     let runtime_dir = crate::eal_args::private_runtime_dir(&cfg);
@@ -239,6 +252,11 @@ pub fn run(prep: Prepared) -> Result<()> {
             handle,
         });
     }
+    // Publish latency: from a write's publish to every worker running it.
+    let publish = Arc::new(crate::metrics::publish::PublishClock::default());
+    let _publish_watch = publish
+        .watch_workers(workers.iter().map(|w| Arc::clone(&w.stats)).collect())
+        .context("spawn publish watcher")?;
     let dataplane = Arc::new(Mutex::new(Dataplane::new(
         Arc::clone(&pool),
         &cfg,
@@ -282,6 +300,7 @@ pub fn run(prep: Prepared) -> Result<()> {
             capture: Arc::clone(&capture),
             snapshot: Arc::clone(&snapshot),
             port_view: Mutex::default(),
+            publish: Arc::clone(&publish),
         };
         let state_file = api.settings.state_file.clone();
         let svc =
@@ -327,6 +346,54 @@ pub fn run(prep: Prepared) -> Result<()> {
         api_stop = Some((tx, servers));
     }
 
+    let beats: Vec<crate::systemd::WorkerBeatSource> = workers
+        .iter()
+        .map(|w| (w.index, w.core, Arc::clone(&w.stats)))
+        .collect();
+    let mut metrics_server = None;
+    let mut supervisor = None;
+    if startup_error.is_none() {
+        if let Some(listener) = metrics_listener {
+            let sources = crate::metrics::Sources {
+                workers: beats.clone(),
+                dataplane: Arc::clone(&dataplane),
+                snapshot: Arc::clone(&snapshot),
+                pool: Arc::clone(&pool),
+                publish: Arc::clone(&publish),
+                started: std::time::SystemTime::now() - started.elapsed(),
+                ports: Mutex::default(),
+            };
+            match crate::metrics::serve(listener, sources) {
+                Ok(m) => metrics_server = Some(m),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    startup_error = Some(e);
+                }
+            }
+        }
+    }
+    if startup_error.is_none() {
+        // Ports up, workers running, the API listening: ready.
+        match crate::systemd::Supervisor::from_env(
+            beats,
+            Arc::clone(&snapshot),
+            crate::systemd::liveness_timeout(&cfg),
+        ) {
+            Ok(mut s) => {
+                s.ready(format!(
+                    "forwarding: {} ports, {n_workers} workers, generation {}",
+                    lock(&dataplane).ports().count(),
+                    snapshot.generation()
+                ));
+                supervisor = Some(s);
+            }
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                startup_error = Some(anyhow!("systemd: {e}"));
+            }
+        }
+    }
+
     let interval = Duration::from_millis(dp.stats_interval_ms.max(10));
     let mut next_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) && workers.iter().all(|w| !w.handle.is_finished()) {
@@ -338,7 +405,7 @@ pub fn run(prep: Prepared) -> Result<()> {
                     .collect();
                 let doc = stats_doc(&lock(&dataplane), &w, started);
                 if let Err(e) = stats_file::write(path, &doc) {
-                    warn!("stats file: {e:#}");
+                    dataplane::warn_limited!("stats file: {e:#}");
                 }
             }
             next_stats += interval;
@@ -347,11 +414,19 @@ pub fn run(prep: Prepared) -> Result<()> {
             if api_stop.is_some() {
                 warn!("SIGHUP ignored: with [control] the desired state belongs to the API (vswitchctl apply -f)");
             } else {
-                reload_config(&path, cores, &dataplane);
+                reload_config(&path, cores, &dataplane, &publish);
             }
+        }
+        if let Some(s) = &mut supervisor {
+            s.tick();
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    if let Some(s) = &supervisor {
+        s.stopping();
+    }
+    // The endpoint reads the dataplane: it stops before the dataplane does.
+    drop(metrics_server);
 
     // The API goes first: no write may land while the dataplane shuts down.
     if let (Some((tx, servers)), Some(rt)) = (api_stop, &runtime) {
@@ -416,7 +491,12 @@ pub fn lock(dp: &Mutex<Dataplane>) -> std::sync::MutexGuard<'_, Dataplane> {
 /// snapshot up at their next burst; nothing is half-applied: a file that does not
 /// validate, or that changes `[eal]` or `[dataplane]` (which need a restart), is
 /// refused and the running generation stays.
-fn reload_config(path: &Path, cores: usize, dataplane: &Mutex<Dataplane>) {
+fn reload_config(
+    path: &Path,
+    cores: usize,
+    dataplane: &Mutex<Dataplane>,
+    publish: &crate::metrics::publish::PublishClock,
+) {
     let mut dp = lock(dataplane);
     let generation = dp.snapshot().generation();
     let next = std::fs::read_to_string(path)
@@ -435,13 +515,22 @@ fn reload_config(path: &Path, cores: usize, dataplane: &Mutex<Dataplane>) {
         );
         return;
     }
+    if next.metrics != dp.running().metrics || next.log != dp.running().log {
+        warn!(
+            "reload refused, keeping generation {generation}: [metrics] and [log] need a restart"
+        );
+        return;
+    }
     let t = Instant::now();
     match dp.apply(&next, generation + 1) {
-        Ok(()) => info!(
-            generation = generation + 1,
-            publish_us = t.elapsed().as_micros() as u64,
-            "reloaded configuration"
-        ),
+        Ok(()) => {
+            publish.published(generation + 1);
+            info!(
+                generation = generation + 1,
+                publish_us = t.elapsed().as_micros() as u64,
+                "reloaded configuration"
+            )
+        }
         Err(e) => warn!("reload refused, keeping generation {generation}: {e:#}"),
     }
 }
