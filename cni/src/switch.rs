@@ -20,8 +20,9 @@ pub struct Switch {
 }
 
 /// What a failed API call means for the runtime: a switch that is not there or
-/// cannot serve is worth a retry (11); a refusal means the configuration asks for
-/// what the switch will not do (7).
+/// cannot serve is worth a retry (11); a refusal, of the request or of this
+/// client's certificate, means the configuration asks for what the switch will
+/// not do (7).
 fn to_cni(e: CtlError) -> CniError {
     match e {
         CtlError::Refused(s) => CniError::new(
@@ -29,6 +30,15 @@ fn to_cni(e: CtlError) -> CniError {
             "the switch refused the attachment",
             format!("{:?}: {}", s.code(), s.message()),
         ),
+        // The daemon would not take this client's certificate: the configuration's
+        // TLS files are wrong, and retrying will not change that.
+        CtlError::Connect { socket, reason } if reason.starts_with("TLS session refused") => {
+            CniError::new(
+                INVALID_CONFIG,
+                "the switch refused this client's certificate",
+                format!("{socket}: {reason}"),
+            )
+        }
         e @ (CtlError::Connect { .. }
         | CtlError::Unresponsive { .. }
         | CtlError::Unavailable { .. }) => CniError::new(
