@@ -15,6 +15,9 @@ PKGS=(
   librte-net-ring23 librte-net-vhost23 librte-net-virtio23
   # test and demo peers: namespaces, veth, offload settings, TCP/UDP peers, capture decoding
   iproute2 ethtool iputils-ping python3 procps tshark openssl
+  # the CNI plugin's tests: host-local IPAM, tuning and portmap to chain after it;
+  # nsenter (util-linux) enters a pod's namespace by path
+  containernetworking-plugins iptables util-linux
   # `vswitch-bench instructions`: instructions per packet under callgrind
   valgrind
   # operations tests: `systemd-analyze verify` on the unit, `setpriv` to run the

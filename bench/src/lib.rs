@@ -10,6 +10,7 @@
 //! - [`ab`]: two vswitchd builds alternated round by round, with a verdict.
 //! - [`memory`]: hugepages or 4 KiB pages for a measurement.
 //! - [`callgrind`]: instructions per packet under valgrind's callgrind.
+//! - [`cni`]: a pod's wait from the CNI plugin's ADD to its first packet.
 //! - [`catalog`]: every scenario's traffic, vswitchd config and OVS rules as Markdown.
 //!
 //! The `vswitch-bench` binary is a thin clap front end over these.
@@ -21,6 +22,7 @@ pub mod ab;
 pub mod bundle;
 pub mod callgrind;
 pub mod catalog;
+pub mod cni;
 pub mod compare;
 pub mod memory;
 pub mod pcap;

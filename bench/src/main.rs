@@ -84,6 +84,36 @@ enum Command {
     /// network adds, a bulk write, the refusal of an invalid 200-op write, and
     /// sustained writes beside a forwarding stream.
     Writes(WritesArgs),
+    /// A pod's wait with the CNI plugin: ADD to first packet through the switch
+    /// for kernel pods, ADD to socket ready for vhost-user pods (median, p99),
+    /// beside pods already attached.
+    Cni(CniArgs),
+}
+
+#[derive(Debug, Args)]
+struct CniArgs {
+    /// Pods to time, per mode.
+    #[arg(long, default_value_t = 100)]
+    pods: u32,
+    /// vhost-user pods attached before (Debian's DPDK allows 32 ports in all).
+    #[arg(long, default_value_t = 24)]
+    attached: u32,
+    /// The worker's core.
+    #[arg(long, default_value_t = 1)]
+    core: usize,
+    /// Where the IPAM plugin (host-local) is.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_path: PathBuf,
+    /// The network configuration's cniVersion (Debian's host-local stops at
+    /// 1.0.0: at 1.1.0 the plugin runs it again at 1.0.0 after its refusal).
+    #[arg(long, default_value = "1.1.0")]
+    cni_version: String,
+    /// The vswitchd binary; default: `vswitchd` next to this program.
+    #[arg(long, value_name = "PATH")]
+    vswitchd: Option<PathBuf>,
+    /// The vswitch-cni binary; default: `vswitch-cni` next to this program.
+    #[arg(long, value_name = "PATH")]
+    plugin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -471,6 +501,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Instructions(args) => instructions(&args),
         Command::Scenarios(args) => scenarios(&args),
         Command::Writes(args) => writes(&args),
+        Command::Cni(args) => cni(&args),
     }
 }
 
@@ -1043,6 +1074,23 @@ fn measure(
 }
 
 /// `given`, or `vswitchd` in the directory of this executable.
+fn cni(args: &CniArgs) -> anyhow::Result<()> {
+    let report = bench::cni::run(&bench::cni::CniOptions {
+        vswitchd: vswitchd_or_sibling(args.vswitchd.as_ref())?,
+        plugin: match &args.plugin {
+            Some(p) => p.clone(),
+            None => sibling_binary("vswitch-cni")?,
+        },
+        cni_path: args.cni_path.clone(),
+        pods: args.pods,
+        attached: args.attached,
+        core: args.core,
+        cni_version: args.cni_version.clone(),
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
 fn vswitchd_or_sibling(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
         Some(path) => Ok(path.clone()),

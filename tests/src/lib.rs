@@ -7,6 +7,7 @@
 //! developer. CI runs as root.
 
 pub mod peers;
+pub mod tls;
 pub use peers::tcp_transfer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,305 @@
+//! `vswitch-bench cni`: how long a pod waits, from the runtime's ADD to the
+//! first packet through the switch, measured with the real plugin against a
+//! real `vswitchd`.
+//!
+//! The switch runs one virtual network. A peer pod is attached, then
+//! `--attached` vhost-user pods (the state the new pods join: ports and
+//! endpoints the switch already holds), then, one at a time, `--pods` kernel
+//! pods: each in a fresh namespace, timed from the start of `vswitch-cni ADD`
+//! until its first ping to the peer is answered (ARP through the switch's
+//! responder, the echo and its reply forwarded), then deleted. vhost-user pods
+//! are timed from ADD until the socket is ready for the pod (the ADD's return):
+//! a first packet needs a DPDK process on the other side, which the kernel-pod
+//! figure does not pay for either. Figures with no threshold: medians and p99.
+//!
+//! Debian's DPDK is built with `RTE_MAX_ETHPORTS` 32, and every pod is a port:
+//! `--attached` beyond 29 is refused by the switch there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::runner::{ChildGuard, WorkDir};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct CniOptions {
+    /// The vswitchd binary.
+    pub vswitchd: PathBuf,
+    /// The vswitch-cni binary.
+    pub plugin: PathBuf,
+    /// Where host-local is (`CNI_PATH`).
+    pub cni_path: PathBuf,
+    /// Kernel pods (and vhost-user pods) to time.
+    pub pods: u32,
+    /// vhost-user pods attached before the timed ones.
+    pub attached: u32,
+    /// The worker's core.
+    pub core: usize,
+    /// The configuration's `cniVersion` (1.1.0 to 0.3.0).
+    pub cni_version: String,
+}
+
+fn config(dir: &Path, core: usize) -> String {
+    format!(
+        r#"
+[eal]
+memory_mb = 512
+in_memory = true
+[dataplane]
+workers = [{core}]
+stats_file = "{d}/stats.json"
+stats_interval_ms = 1000
+[control]
+socket = "{d}/ctl.sock"
+state_file = "{d}/state.json"
+socket_dirs = ["{d}/vhost"]
+[[network]]
+name = "pods"
+vni = 100
+subnets = ["10.96.0.0/16"]
+gateway_ips = ["10.96.0.1"]
+gateway_mac = "02:00:00:00:aa:01"
+"#,
+        d = dir.display()
+    )
+}
+
+struct Plugin<'a> {
+    opts: &'a CniOptions,
+    dir: &'a Path,
+}
+
+impl Plugin<'_> {
+    fn conf(&self, mode: &str) -> Value {
+        let mut c = json!({
+            "cniVersion": self.opts.cni_version,
+            "name": "bench",
+            "type": "vswitch-cni",
+            "network": "pods",
+            "socket": self.dir.join("ctl.sock"),
+            "mode": mode,
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.96.0.0/16",
+                "gateway": "10.96.0.1",
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": self.dir.join("ipam"),
+            },
+        });
+        if mode == "vhostuser" {
+            c["vhost"] = json!({"socketDir": self.dir.join("vhost")});
+        }
+        c
+    }
+
+    /// Runs the plugin; its result on success.
+    fn call(
+        &self,
+        cmd: &str,
+        id: &str,
+        netns: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> anyhow::Result<Value> {
+        let mut child = Command::new(&self.opts.plugin)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", &self.opts.cni_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.opts.plugin.display()))?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(conf.to_string().as_bytes())?;
+        let out = child.wait_with_output()?;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if !out.status.success() {
+            bail!("vswitch-cni {cmd} {id}: {v}");
+        }
+        Ok(v)
+    }
+}
+
+/// A network namespace, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> anyhow::Result<Netns> {
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()?
+            .success();
+        if !ok {
+            bail!("ip netns add {name} failed");
+        }
+        Ok(Netns(name))
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn first_address(result: &Value) -> anyhow::Result<String> {
+    let a = result["ips"][0]["address"].as_str().context("no address")?;
+    Ok(a.split('/').next().unwrap_or(a).to_owned())
+}
+
+/// `(median, p99, max)` of `v` in milliseconds.
+fn summary(v: &mut [f64]) -> Value {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    json!({"n": v.len(), "median_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)})
+}
+
+/// Runs the measurement; the report as JSON.
+///
+/// # Errors
+/// vswitchd does not start, the plugin fails, or a pod never reaches its peer.
+pub fn run(opts: &CniOptions) -> anyhow::Result<Value> {
+    let work = WorkDir::temp()?;
+    let dir = work.path().to_path_buf();
+    // The switch takes socket paths only in directories nobody but root writes.
+    Command::new("chmod").arg("755").arg(&dir).status()?;
+    let cfg = dir.join("vswitchd.toml");
+    std::fs::write(&cfg, config(&dir, opts.core))?;
+    let log = std::fs::File::create(dir.join("vswitchd.log"))?;
+    let child = Command::new(&opts.vswitchd)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", opts.vswitchd.display()))?;
+    let runtime_dir = PathBuf::from(format!("/var/run/dpdk/vswitchd{}", child.id()));
+    let mut guard = ChildGuard::new(child, "TERM").removing(runtime_dir);
+    let p = Plugin { opts, dir: &dir };
+    let report = measure(&p, &mut guard);
+    guard.stop();
+    report.map_err(|e| {
+        let tail = std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+        e.context(format!("vswitchd log: {}", tail.join(" | ")))
+    })
+}
+
+fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
+    let tag = format!("vb{}", std::process::id() % 100_000);
+    let kconf = p.conf("kernel");
+    let vconf = p.conf("vhostuser");
+    // Ready when STATUS says so (the API answers and the workers are serving).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = kconf.clone();
+    status["cniVersion"] = "1.1.0".into();
+    while p.call("STATUS", "-", "", "eth0", &status).is_err() {
+        if guard.exited() || Instant::now() > deadline {
+            bail!("vswitchd did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let peer_ns = Netns::new(format!("{tag}peer"))?;
+    let peer = p.call(
+        "ADD",
+        &format!("{tag}-peer"),
+        &peer_ns.path(),
+        "eth0",
+        &kconf,
+    )?;
+    let peer_ip = first_address(&peer)?;
+    let mut attached = Vec::new();
+    for i in 0..p.opts.attached {
+        let id = format!("{tag}-bg{i}");
+        p.call("ADD", &id, "/proc/self/ns/net", "vhu0", &vconf)?;
+        attached.push(id);
+    }
+
+    let mut kernel_add = Vec::new();
+    let mut kernel_first = Vec::new();
+    for i in 0..p.opts.pods {
+        let ns = Netns::new(format!("{tag}k{i}"))?;
+        let id = format!("{tag}-k{i}");
+        let t0 = Instant::now();
+        let r = p.call("ADD", &id, &ns.path(), "eth0", &kconf)?;
+        let added = t0.elapsed();
+        let mut answered = false;
+        for _ in 0..50 {
+            let ok = Command::new("ip")
+                .args([
+                    "netns", "exec", &ns.0, "ping", "-c", "1", "-W", "1", &peer_ip,
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?
+                .success();
+            if ok {
+                answered = true;
+                break;
+            }
+        }
+        let first = t0.elapsed();
+        p.call("DEL", &id, &ns.path(), "eth0", &with_prev(&kconf, &r))?;
+        if !answered {
+            bail!("pod {i} never reached its peer");
+        }
+        kernel_add.push(added.as_secs_f64() * 1e3);
+        kernel_first.push(first.as_secs_f64() * 1e3);
+    }
+
+    let mut vhost_add = Vec::new();
+    for i in 0..p.opts.pods {
+        let id = format!("{tag}-v{i}");
+        let t0 = Instant::now();
+        let r = p.call("ADD", &id, "/proc/self/ns/net", "vhu1", &vconf)?;
+        vhost_add.push(t0.elapsed().as_secs_f64() * 1e3);
+        p.call(
+            "DEL",
+            &id,
+            "/proc/self/ns/net",
+            "vhu1",
+            &with_prev(&vconf, &r),
+        )?;
+    }
+
+    for id in &attached {
+        p.call("DEL", id, "/proc/self/ns/net", "vhu0", &vconf)?;
+    }
+    p.call(
+        "DEL",
+        &format!("{tag}-peer"),
+        &peer_ns.path(),
+        "eth0",
+        &kconf,
+    )?;
+    Ok(json!({
+        "cni_version": p.opts.cni_version,
+        "pods": p.opts.pods,
+        "attached": p.opts.attached,
+        "kernel_add": summary(&mut kernel_add),
+        "kernel_add_to_first_packet": summary(&mut kernel_first),
+        "vhostuser_add_to_socket_ready": summary(&mut vhost_add),
+    }))
+}
+
+fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
