@@ -19,9 +19,10 @@ demo: release
 	bash scripts/demo.sh
 
 # The Debian package (target/deb/vswitch_<version>_<arch>.deb): vswitchd, vswitchctl,
-# the systemd unit and the default configuration. deploy/debian/README.md.
+# the CNI plugin, the systemd unit and the default configuration.
+# deploy/debian/README.md.
 deb: deps
-	$(CARGO) build --release -p vswitchd -p vswitchctl
+	$(CARGO) build --release -p vswitchd -p vswitchctl -p vswitch-cni
 	bash deploy/debian/build-deb.sh --bin-dir target/release --out target/deb
 
 # The workspace checked for aarch64 (BlueField's Arm cores) against Debian's arm64

@@ -2,8 +2,9 @@
 # Builds the vswitch Debian package from binaries already built:
 #   deploy/debian/build-deb.sh [--bin-dir DIR] [--out DIR]
 # DIR defaults to target/release (`make deb` builds it first). The package holds
-# vswitchd and vswitchctl, the systemd unit, the default configuration (a
-# conffile) and the docs; Depends is computed by dpkg-shlibdeps from the
+# vswitchd and vswitchctl, the CNI plugin (in /usr/lib/cni, where Debian's
+# containernetworking-plugins put theirs), the systemd unit, the default
+# configuration (a conffile) and the docs; Depends is computed by dpkg-shlibdeps from the
 # binaries themselves, so a static and a shared DPDK build both get theirs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,7 +22,8 @@ done
 cd "$repo"
 
 bins=(vswitchd vswitchctl)
-for b in "${bins[@]}"; do
+cni=vswitch-cni
+for b in "${bins[@]}" "$cni"; do
   [ -x "$bin_dir/$b" ] || { echo "build-deb: $bin_dir/$b missing: build it first (make deb)" >&2; exit 1; }
 done
 
@@ -33,13 +35,16 @@ work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 
-install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" \
+install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/cni" "$root/lib/systemd/system" \
   "$root/etc/vswitch" "$root/usr/share/doc/$pkg/examples"
 for b in "${bins[@]}"; do
   install -m 0755 "$bin_dir/$b" "$root/usr/bin/$b"
   # Debug info stays in the build tree; a package ships stripped binaries.
   strip --strip-unneeded "$root/usr/bin/$b"
 done
+install -m 0755 "$bin_dir/$cni" "$root/usr/lib/cni/$cni"
+strip --strip-unneeded "$root/usr/lib/cni/$cni"
+install -m 0644 deploy/cni/10-vswitch.conflist "$root/usr/share/doc/$pkg/examples/10-vswitch.conflist"
 install -m 0644 deploy/systemd/vswitchd.service "$root/lib/systemd/system/vswitchd.service"
 install -m 0644 deploy/debian/vswitchd.toml "$root/etc/vswitch/vswitchd.toml"
 install -m 0644 README.md "$root/usr/share/doc/$pkg/README.md"
@@ -57,7 +62,7 @@ echo /etc/vswitch/vswitchd.toml > "$root/DEBIAN/conffiles"
 # dpkg-shlibdeps reads a source package's control file: give it a minimal one.
 mkdir -p "$work/src/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" > "$work/src/debian/control"
-shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "${bins[@]/#/$root/usr/bin/}" |
+shlibs=$(cd "$work/src" && dpkg-shlibdeps -O "${bins[@]/#/$root/usr/bin/}" "$root/usr/lib/cni/$cni" |
   sed -n 's/^shlibs:Depends=//p')
 installed_kb=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 
@@ -74,7 +79,8 @@ Priority: optional
 Description: userspace virtual switch on DPDK for Kubernetes nodes
  vswitchd switches packets between DPDK ports on pinned poll-mode workers:
  VXLAN/Geneve virtual networks, L2/L3 forwarding, driven at run time by a
- transactional gRPC API. vswitchctl is its command-line client.
+ transactional gRPC API. vswitchctl is its command-line client;
+ vswitch-cni attaches Kubernetes pods to it (kernel veth or vhost-user).
 CONTROL
 
 deb="$out/${pkg}_${version}_${arch}.deb"

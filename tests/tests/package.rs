@@ -96,11 +96,28 @@ fn package_installs_starts_and_purges() {
         "{conffiles}"
     );
     let files = text(&run("dpkg", &["-L", "vswitch"]).stdout);
-    for f in ["/usr/bin/vswitchd", "/usr/bin/vswitchctl", UNIT] {
+    for f in [
+        "/usr/bin/vswitchd",
+        "/usr/bin/vswitchctl",
+        "/usr/lib/cni/vswitch-cni",
+        UNIT,
+    ] {
         assert!(files.lines().any(|l| l == f), "{f} not in the package");
     }
     let v = text(&run("/usr/bin/vswitchd", &["--version"]).stdout);
     assert_eq!(v.trim(), format!("vswitchd {version}"));
+    // The CNI plugin answers VERSION as a runtime asks it.
+    let out = Command::new("/usr/lib/cni/vswitch-cni")
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("supportedVersions"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // The unit's own command lines, as systemd would run them (without systemd).
     let unit = std::fs::read_to_string(UNIT).unwrap();
