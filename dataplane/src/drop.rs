@@ -5,7 +5,7 @@
 //! plain array indexed by the reason (see [`crate::stats`]). An enum rather than
 //! strings keeps the fast path to one array increment.
 //!
-//! The reasons are listed once, in the [`drop_reasons!`] table below: each line
+//! The reasons are listed once, in the `drop_reasons!` table below: each line
 //! gives the variant, its counter index, the name operators see and the pipeline
 //! [`Stage`] that owns it. The enum, [`DropReason::ALL`], [`DropReason::COUNT`],
 //! [`DropReason::as_str`] and [`DropReason::stage`] are generated from it, and the
@@ -154,6 +154,25 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
         assert_eq!(DropReason::TxFull.to_string(), "tx_full");
+    }
+
+    /// The pipeline README's table of stages lists each reason in the row of the
+    /// stage the table above gives it.
+    #[test]
+    fn the_stage_readme_lists_every_reason_under_its_stage() {
+        let readme = include_str!("pipeline/README.md");
+        for r in DropReason::ALL {
+            let file = format!("| `{}.rs` |", r.stage());
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&file))
+                .unwrap_or_else(|| panic!("no row for stage {} in pipeline/README.md", r.stage()));
+            assert!(
+                row.contains(&format!("`{r}`")),
+                "pipeline/README.md does not list `{r}` under {}",
+                r.stage()
+            );
+        }
     }
 
     /// Operators read the names in the README's list: a new reason goes there too.

@@ -106,7 +106,7 @@ impl Pipeline {
     /// Runs one packet through the pipeline. The packet may be rewritten in place
     /// (decapsulated, routed, encapsulated, or turned into a reply).
     ///
-    /// For one-off packets (trace, tests): it makes fresh working space each call.
+    /// For one-off packets (tests): it makes fresh working space each call.
     /// The worker uses [`process_with`](Self::process_with).
     pub fn process<B: PacketBuf>(
         &self,
