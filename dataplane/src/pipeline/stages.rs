@@ -109,13 +109,13 @@ pub(super) fn run<'p, B: PacketBuf, T: Tracer>(
         ..
     } = s;
     let mut pc = PacketCtx::new(ingress, outer, inner);
-    match run_stages(p, &mut pc, pkt, ctx, encap, routes, t) {
-        ControlFlow::Break(v) => v,
-        ControlFlow::Continue(()) => output::run(&pc),
-    }
+    let (ControlFlow::Break(v) | ControlFlow::Continue(v)) =
+        run_stages(p, &mut pc, pkt, ctx, encap, routes, t);
+    v
 }
 
-/// The stage list. A stage that ends the packet breaks with its verdict.
+/// The stage list. A stage that ends the packet breaks with its verdict; one
+/// that gets through them all leaves with the output stage's.
 #[inline(always)]
 fn run_stages<'p, B: PacketBuf, T: Tracer>(
     p: &'p Pipeline,
@@ -125,7 +125,7 @@ fn run_stages<'p, B: PacketBuf, T: Tracer>(
     encap_cache: &mut super::scratch::EncapCache,
     routes: &mut super::scratch::RouteCache,
     t: &mut T,
-) -> ControlFlow<Verdict> {
+) -> ControlFlow<Verdict, Verdict> {
     classify::run(p, pc, pkt, t)?;
     decap::run(p, pc, pkt, t)?;
     conntrack::run(pc)?;
@@ -135,5 +135,5 @@ fn run_stages<'p, B: PacketBuf, T: Tracer>(
     l2::run(p, pc, pkt, t)?;
     route::run(p, pc, pkt, routes, t)?;
     encap::run(p, pc, pkt, ctx, encap_cache, t)?;
-    ControlFlow::Continue(())
+    ControlFlow::Continue(output::run(pc))
 }
