@@ -3,167 +3,124 @@
 //! Drops are data, not log lines: every place in the dataplane that lets go of a
 //! packet without sending it names one [`DropReason`], and the worker counts it in a
 //! plain array indexed by the reason (see [`crate::stats`]). An enum rather than
-//! strings keeps the fast path to one array increment, and one table here keeps the
-//! operator-visible names in one place, like VPP's per-node error tables.
+//! strings keeps the fast path to one array increment.
+//!
+//! The reasons are listed once, in the `drop_reasons!` table below: each line
+//! gives the variant, its counter index, the name operators see and the pipeline
+//! [`Stage`] that owns it. The enum, [`DropReason::ALL`], [`DropReason::COUNT`],
+//! [`DropReason::as_str`] and [`DropReason::stage`] are generated from it, and the
+//! stats arrays, the stats file, the API's `drops` map and `vswitchctl` derive
+//! from those, so a new reason is one line here (and its README entry, which a
+//! test checks).
 
 use std::fmt;
 
-/// The reason a packet was dropped. The discriminant indexes counter arrays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum DropReason {
+use crate::pipeline::Stage;
+
+macro_rules! drop_reasons {
+    ($( $(#[$doc:meta])* $name:ident = $idx:literal => $s:literal, $stage:ident; )*) => {
+        /// The reason a packet was dropped. The discriminant indexes counter arrays.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $( $(#[$doc])* $name = $idx, )*
+        }
+
+        impl DropReason {
+            /// Every reason, in discriminant order (`ALL[r.index()] == r`).
+            pub const ALL: [DropReason; Self::COUNT] = [$(DropReason::$name,)*];
+            /// How many reasons there are: the length of every per-reason counter array.
+            pub const COUNT: usize = [$($idx,)*].len();
+
+            /// The snake_case name shown to operators (`vswitchctl`, metrics labels).
+            pub const fn as_str(self) -> &'static str {
+                match self { $(DropReason::$name => $s,)* }
+            }
+
+            /// The pipeline stage that drops for this reason.
+            pub const fn stage(self) -> Stage {
+                match self { $(DropReason::$name => Stage::$stage,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
     /// The frame is shorter than an Ethernet header (14 bytes).
-    RuntFrame = 0,
+    RuntFrame = 0 => "runt_frame", Classify;
     /// Received on a port the current pipeline snapshot does not know.
-    NoPipelinePort = 1,
+    NoPipelinePort = 1 => "no_pipeline_port", Classify;
     /// The destination is the port the packet came in on.
-    Hairpin = 2,
+    Hairpin = 2 => "hairpin", L2;
     /// Nothing to send to, e.g. a flood in a group whose only member is the ingress port.
-    NoOutput = 3,
+    NoOutput = 3 => "no_output", L2;
     /// This worker has no tx queue on the output port.
-    NoTxQueue = 4,
+    NoTxQueue = 4 => "no_tx_queue", Output;
     /// The output port refused the packet at `tx_burst` (ring full).
-    TxFull = 5,
+    TxFull = 5 => "tx_full", Output;
     /// No buffer could be allocated for a copy of a flooded packet.
-    FloodAllocFailed = 6,
+    FloodAllocFailed = 6 => "flood_alloc_failed", Output;
     /// The port received a frame larger than one buffer and it could not be made
     /// contiguous (a jumbo frame on a port whose buffers are too small).
-    RxOversize = 7,
+    RxOversize = 7 => "rx_oversize", Classify;
     /// A header is truncated or inconsistent (the parser's own counters say which).
-    Malformed = 8,
+    Malformed = 8 => "malformed", Classify;
     /// A Geneve packet with a critical option this switch does not understand (RFC 8926 §3.5).
-    GeneveUnknownCritical = 9,
+    GeneveUnknownCritical = 9 => "geneve_unknown_critical", Decap;
     /// The port or VNI belongs to no virtual network of the current snapshot.
-    UnknownNetwork = 10,
+    UnknownNetwork = 10 => "unknown_network", Classify;
     /// An ARP request for an address that is neither a gateway nor a known endpoint.
-    ArpUnanswered = 11,
+    ArpUnanswered = 11 => "arp_unanswered", Respond;
     /// A neighbour solicitation for an address that is neither a gateway nor a known endpoint.
-    NdUnanswered = 12,
+    NdUnanswered = 12 => "nd_unanswered", Respond;
     /// Router/neighbour discovery messages other than solicitations, kept on the link.
-    NdConsumed = 13,
+    NdConsumed = 13 => "nd_consumed", Respond;
     /// Sent to the gateway MAC but not IPv4 or IPv6.
-    NotRoutable = 14,
+    NotRoutable = 14 => "not_routable", Route;
     /// Addressed to a gateway IP and not an echo request the switch answers.
-    ToGateway = 15,
+    ToGateway = 15 => "to_gateway", Route;
     /// TTL or hop limit reached zero while routing; an ICMP time exceeded went back.
-    TtlExpired = 16,
+    TtlExpired = 16 => "ttl_expired", Route;
     /// No route to the destination in the tenant's VRF.
-    NoRoute = 17,
+    NoRoute = 17 => "no_route", Route;
     /// Matched a blackhole route.
-    Blackhole = 18,
+    Blackhole = 18 => "blackhole", Route;
     /// Unknown unicast destination in a network that does not flood.
-    UnknownDestination = 19,
+    UnknownDestination = 19 => "unknown_destination", L2;
     /// Would not fit the underlay once encapsulated; an ICMP fragmentation-needed / packet-too-big went back where possible.
-    MtuExceeded = 20,
+    MtuExceeded = 20 => "mtu_exceeded", Encap;
     /// The remote VTEP has no underlay next hop.
-    VtepUnreachable = 21,
+    VtepUnreachable = 21 => "vtep_unreachable", Encap;
     /// The underlay next hop's MAC is not resolved yet; a request was sent.
-    NeighborUnresolved = 22,
+    NeighborUnresolved = 22 => "neighbor_unresolved", Encap;
     /// No headroom left in front of the packet for the outer headers.
-    NoHeadroom = 23,
+    NoHeadroom = 23 => "no_headroom", Encap;
     /// Underlay ARP/ND handled by the switch itself (learned, or answered for the VTEP address).
-    UnderlayConsumed = 24,
+    UnderlayConsumed = 24 => "underlay_consumed", Respond;
     /// A frame on the uplink that is not a tunnel packet to this VTEP.
-    UnderlayNotForUs = 25,
+    UnderlayNotForUs = 25 => "underlay_not_for_us", Decap;
     /// A tunnel packet whose VNI is no network of this switch.
-    UnknownVni = 26,
+    UnknownVni = 26 => "unknown_vni", Decap;
     /// A tunnel packet whose encapsulation is not its network's (VXLAN for a Geneve network, or a non-Ethernet payload).
-    EncapMismatch = 27,
+    EncapMismatch = 27 => "encap_mismatch", Decap;
     /// Decapsulated traffic whose destination is behind another VTEP: never re-encapsulated.
-    TunnelHairpin = 28,
+    TunnelHairpin = 28 => "tunnel_hairpin", L2;
     /// A Geneve packet with the O (OAM) bit set: a control message, whose payload
     /// RFC 8926 §3.4 forbids forwarding as data.
-    GeneveOam = 29,
+    GeneveOam = 29 => "geneve_oam", Decap;
     /// A VXLAN header without the I flag: RFC 7348 §5 says the VNI is then not
     /// valid, so the packet belongs to no network.
-    VxlanNoVniFlag = 30,
+    VxlanNoVniFlag = 30 => "vxlan_no_vni_flag", Decap;
     /// Longer than the output port's MTU allows (plus the Ethernet header and the
     /// frame's VLAN tags): the port would discard it and still report it sent.
-    TxOversize = 31,
+    TxOversize = 31 => "tx_oversize", Output;
 }
 
 impl DropReason {
-    /// How many reasons there are: the length of every per-reason counter array.
-    pub const COUNT: usize = 32;
-
-    /// Every reason, in discriminant order (`ALL[r.index()] == r`).
-    pub const ALL: [DropReason; Self::COUNT] = [
-        DropReason::RuntFrame,
-        DropReason::NoPipelinePort,
-        DropReason::Hairpin,
-        DropReason::NoOutput,
-        DropReason::NoTxQueue,
-        DropReason::TxFull,
-        DropReason::FloodAllocFailed,
-        DropReason::RxOversize,
-        DropReason::Malformed,
-        DropReason::GeneveUnknownCritical,
-        DropReason::UnknownNetwork,
-        DropReason::ArpUnanswered,
-        DropReason::NdUnanswered,
-        DropReason::NdConsumed,
-        DropReason::NotRoutable,
-        DropReason::ToGateway,
-        DropReason::TtlExpired,
-        DropReason::NoRoute,
-        DropReason::Blackhole,
-        DropReason::UnknownDestination,
-        DropReason::MtuExceeded,
-        DropReason::VtepUnreachable,
-        DropReason::NeighborUnresolved,
-        DropReason::NoHeadroom,
-        DropReason::UnderlayConsumed,
-        DropReason::UnderlayNotForUs,
-        DropReason::UnknownVni,
-        DropReason::EncapMismatch,
-        DropReason::TunnelHairpin,
-        DropReason::GeneveOam,
-        DropReason::VxlanNoVniFlag,
-        DropReason::TxOversize,
-    ];
-
     /// The index of this reason in per-reason counter arrays.
     #[inline]
     pub const fn index(self) -> usize {
         self as usize
-    }
-
-    /// The snake_case name shown to operators (`vswitchctl`, metrics labels).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DropReason::RuntFrame => "runt_frame",
-            DropReason::NoPipelinePort => "no_pipeline_port",
-            DropReason::Hairpin => "hairpin",
-            DropReason::NoOutput => "no_output",
-            DropReason::NoTxQueue => "no_tx_queue",
-            DropReason::TxFull => "tx_full",
-            DropReason::FloodAllocFailed => "flood_alloc_failed",
-            DropReason::RxOversize => "rx_oversize",
-            DropReason::Malformed => "malformed",
-            DropReason::GeneveUnknownCritical => "geneve_unknown_critical",
-            DropReason::UnknownNetwork => "unknown_network",
-            DropReason::ArpUnanswered => "arp_unanswered",
-            DropReason::NdUnanswered => "nd_unanswered",
-            DropReason::NdConsumed => "nd_consumed",
-            DropReason::NotRoutable => "not_routable",
-            DropReason::ToGateway => "to_gateway",
-            DropReason::TtlExpired => "ttl_expired",
-            DropReason::NoRoute => "no_route",
-            DropReason::Blackhole => "blackhole",
-            DropReason::UnknownDestination => "unknown_destination",
-            DropReason::MtuExceeded => "mtu_exceeded",
-            DropReason::VtepUnreachable => "vtep_unreachable",
-            DropReason::NeighborUnresolved => "neighbor_unresolved",
-            DropReason::NoHeadroom => "no_headroom",
-            DropReason::UnderlayConsumed => "underlay_consumed",
-            DropReason::UnderlayNotForUs => "underlay_not_for_us",
-            DropReason::UnknownVni => "unknown_vni",
-            DropReason::EncapMismatch => "encap_mismatch",
-            DropReason::TunnelHairpin => "tunnel_hairpin",
-            DropReason::GeneveOam => "geneve_oam",
-            DropReason::VxlanNoVniFlag => "vxlan_no_vni_flag",
-            DropReason::TxOversize => "tx_oversize",
-        }
     }
 }
 
@@ -197,6 +154,25 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
         assert_eq!(DropReason::TxFull.to_string(), "tx_full");
+    }
+
+    /// The pipeline README's table of stages lists each reason in the row of the
+    /// stage the table above gives it.
+    #[test]
+    fn the_stage_readme_lists_every_reason_under_its_stage() {
+        let readme = include_str!("pipeline/README.md");
+        for r in DropReason::ALL {
+            let file = format!("| `{}.rs` |", r.stage());
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&file))
+                .unwrap_or_else(|| panic!("no row for stage {} in pipeline/README.md", r.stage()));
+            assert!(
+                row.contains(&format!("`{r}`")),
+                "pipeline/README.md does not list `{r}` under {}",
+                r.stage()
+            );
+        }
     }
 
     /// Operators read the names in the README's list: a new reason goes there too.

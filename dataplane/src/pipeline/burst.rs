@@ -7,7 +7,9 @@
 
 use std::net::IpAddr;
 
-use super::overlay::{self, PLAIN_IPV4};
+use super::encap::{source_port, too_big};
+use super::fast::{self, PLAIN_IPV4};
+use super::route::rewrite_routed;
 use super::scratch::Scratch;
 use super::{reply, Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
@@ -59,7 +61,7 @@ pub(super) fn from_local<B: PacketBuf>(
     // the cache holds fewer destinations than the traffic has, so resolve this
     // burst's misses first rather than send each through the per-packet path.
     if s.routes.take_fills() > ROUTE_FILL_AFTER {
-        overlay::fill_routes(p, net, gateway, pkts, &mut s.routes);
+        fast::fill_routes(p, net, gateway, pkts, &mut s.routes);
     }
     let routes = s.routes.reader4();
     let encaps = &s.encap;
@@ -110,15 +112,15 @@ pub(super) fn from_local<B: PacketBuf>(
                     // push, which changes nothing when it refuses (no headroom).
                     let e = encaps.get(net, vtep, neighbors)?;
                     let hash = wire::ipv4_flow_hash(data)?;
-                    if e.ipv6 || overlay::too_big(info, len - HEADER_LEN).is_some() {
+                    if e.ipv6 || too_big(info, len - HEADER_LEN).is_some() {
                         return None;
                     }
                     let uplink = e.uplink;
-                    reply::push_cached4(pkt, e, overlay::source_port(hash)).then_some(uplink)
+                    reply::push_cached4(pkt, e, source_port(hash)).then_some(uplink)
                 }
             };
         }
-        let dst_ip = overlay::routable_v4(h, len)?;
+        let dst_ip = fast::routable_v4(h, len)?;
         let (macs, port) = routes.local(net, dst_ip)?;
         // The header is whole and its TTL above 1: this cannot refuse.
         wire::checksum::ipv4_decrement_ttl(&mut h[14..])?;
@@ -141,7 +143,7 @@ pub(super) fn from_local<B: PacketBuf>(
 /// flow's run, the common case of bulk traffic through the gateway), decided with
 /// one route lookup, every frame rewritten as the straight pass would (TTL and
 /// checksum, addresses). The run is the untagged IPv4 frames to the gateway MAC
-/// that [`overlay::routable_v4`] takes, with the first frame's destination
+/// that [`fast::routable_v4`] takes, with the first frame's destination
 /// address; it ends at the first frame that is not, and the straight pass
 /// decides the frames from there. `None`, with nothing changed, when the first
 /// frame starts no run: it is not such a frame, or its address is not forwarded
@@ -162,7 +164,7 @@ fn routed_run<B: PacketBuf>(
         if h[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes() || dst != gateway {
             return None;
         }
-        overlay::routable_v4(h, data.len())
+        fast::routable_v4(h, data.len())
     };
     // Traffic with many destinations is turned away before any check: the last
     // frame's destination address is another.
@@ -182,7 +184,7 @@ fn routed_run<B: PacketBuf>(
         }
         // Checked: the header is whole and its TTL above 1, so the rewrite cannot
         // refuse.
-        let _ = overlay::rewrite_routed(pkt.data_mut(), HEADER_LEN, false, macs);
+        let _ = rewrite_routed(pkt.data_mut(), HEADER_LEN, false, macs);
         bytes += pkt.len() as u64;
         frames += 1;
     }
@@ -245,7 +247,7 @@ fn encap_run<B: PacketBuf>(
     }
     let hash = wire::ipv4_flow_hash(first)?;
     let flow = FlowWords::of(first);
-    let outer = reply::Outer4::new(e, overlay::source_port(hash), pkts.first()?.len());
+    let outer = reply::Outer4::new(e, source_port(hash), pkts.first()?.len());
     // One pass: each frame checked, then pushed. The run ends at the first frame
     // that is not of the flow, does not fit the underlay or has no headroom (the
     // push refuses and changes nothing); that frame and those after it are left.
@@ -256,10 +258,7 @@ fn encap_run<B: PacketBuf>(
         let Some(h) = d.get(..FLOW).and_then(|h| <&[u8; FLOW]>::try_from(h).ok()) else {
             break;
         };
-        if !flow.matches(h)
-            || overlay::too_big(info, d.len() - HEADER_LEN).is_some()
-            || !outer.push(pkt)
-        {
+        if !flow.matches(h) || too_big(info, d.len() - HEADER_LEN).is_some() || !outer.push(pkt) {
             break;
         }
         bytes += pkt.len() as u64;
@@ -334,7 +333,7 @@ impl FlowWords {
 }
 
 /// [`Pipeline::process_burst`] for a burst from the uplink (`u`'s), with the fast
-/// paths on: the decap straight pass (`overlay::decap_pass`) over every frame of an
+/// paths on: the decap straight pass (`fast::decap_pass`) over every frame of an
 /// IPv4 underlay, then the per-packet pipeline for the frames it leaves (the
 /// underlay's ARP/ND, IPv6 or tagged underlays, options, floods, the gateway MAC,
 /// ...).
@@ -357,10 +356,10 @@ pub(super) fn from_uplink<B: PacketBuf>(
     };
     // As in `from_local`, in the table of each frame's network.
     if p.overlay.l2_is_large() {
-        overlay::prefetch_decap_l2(p, pkts);
+        fast::prefetch_decap_l2(p, pkts);
     }
     let mut ports = BurstPorts::new();
-    let (left, bytes) = overlay::decap_pass(p, local, pkts, out, &mut ports.0);
+    let (left, bytes) = fast::decap_pass(p, local, pkts, out, &mut ports.0);
     if left != 0 {
         return (bytes + rest(p, ingress, pkts, ctx, s, out, left), None);
     }

@@ -6,32 +6,38 @@
 //! [`SnapshotCell`](crate::snapshot::SnapshotCell), so a worker that loads it once per
 //! burst sees one consistent generation of everything.
 //!
-//! The stages, in the order a packet meets them (DESIGN.md §3):
+//! The stages, in the order a packet meets them, are listed once, in
+//! [`stages`](self::stages) (DESIGN.md §3): ingress classify (and the one parse)
+//! → tunnel decap → conntrack → policy → service LB/NAT → ARP/ND responder → L2
+//! forward → L3 forward (route) → tunnel encap → output. Each is a module of its
+//! own (`classify.rs`, `decap.rs`, …) owning its per-packet logic, its drop
+//! reasons (the `stage` column of [`DropReason`](crate::DropReason)'s table) and
+//! its trace record; they share a per-packet context (`packet.rs`) into which
+//! each writes its decision. `README.md` next to this file says how to add one.
 //!
-//! 1. **ingress classify**: the uplink (underlay), a port carrying a virtual network,
-//!    or a classic L2 port;
-//! 2. **parse once** into [`PacketMeta`](crate::wire::PacketMeta); every later stage
-//!    reads the metadata;
-//! 3. **tunnel decap** (uplink): VNI → network; the outer headers are stripped;
-//! 4. *(conntrack, ACL and load-balancing hooks go here as their issues land)*;
-//! 5. **ARP/ND responder** for gateway addresses and known endpoints, and the
-//!    underlay's own ARP/ND (answering for the VTEP address, learning neighbours);
-//! 6. **L2/L3 forward**: the MAC table of the network, or routing through the
-//!    distributed gateway (LPM in the tenant's VRF, MAC rewrite, TTL decrement with
-//!    an incremental checksum);
-//! 7. **tunnel encap** to the remote VTEP (outer UDP source port from the inner flow
-//!    hash, DF set), or ICMP "fragmentation needed"/"packet too big" back to the pod
-//!    when it would not fit the underlay;
-//! 8. **output**: a [`Verdict`] the worker turns into tx batches.
-//!
-//! Every stage ends in a verdict, and every drop names a
-//! [`DropReason`](crate::DropReason). Replies the switch makes (ARP, ND, ICMP) reuse
-//! the request's buffer in place — no allocation on the packet path.
+//! The worker's bursts first meet the fast paths (`burst.rs`, `fast.rs`), which
+//! decide the common cases of pod and tunnel traffic without a parse and agree
+//! with the stages (the differential tests in `tests.rs`); what they leave runs
+//! through the stages. Replies the switch makes (ARP, ND, ICMP) reuse the
+//! request's buffer in place — no allocation on the packet path.
 
 mod burst;
-mod overlay;
+mod classify;
+mod conntrack;
+mod decap;
+mod encap;
+mod fast;
+mod l2;
+mod lb;
+mod output;
+mod packet;
+mod policy;
 mod reply;
+mod respond;
+mod route;
 mod scratch;
+mod stages;
+mod trace;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -50,6 +56,8 @@ use crate::wire::ParseConfig;
 
 pub use reply::{build_arp_request, build_neighbor_solicitation};
 pub use scratch::Scratch;
+pub use stages::Stage;
+pub use trace::{TraceLine, TraceNames, Traced};
 
 /// Everything a worker forwards with, published as one snapshot.
 #[derive(Debug)]
@@ -98,7 +106,7 @@ impl Pipeline {
     /// Runs one packet through the pipeline. The packet may be rewritten in place
     /// (decapsulated, routed, encapsulated, or turned into a reply).
     ///
-    /// For one-off packets (trace, tests): it makes fresh working space each call.
+    /// For one-off packets (tests): it makes fresh working space each call.
     /// The worker uses [`process_with`](Self::process_with).
     pub fn process<B: PacketBuf>(
         &self,
@@ -160,14 +168,28 @@ impl Pipeline {
             scratch.is_bound_to(self),
             "scratch bound to another snapshot"
         );
-        match ingress.kind {
-            IngressKind::Classic => ingress.l2.classify(pkt.data()).into(),
-            IngressKind::Uplink => overlay::from_uplink(self, pkt, ctx, scratch),
-            IngressKind::Network(net, info) => {
-                overlay::from_local(self, net, info, ingress.port, pkt, ctx, scratch)
+        if scratch.fast_paths {
+            match ingress.kind {
+                IngressKind::Network(net, info) => {
+                    if let Some(v) =
+                        fast::from_local_fast(self, net, info, ingress.port, pkt, ctx, scratch)
+                    {
+                        return v;
+                    }
+                }
+                IngressKind::Uplink => {
+                    if let Some(v) = self
+                        .overlay
+                        .underlay()
+                        .and_then(|u| fast::from_uplink_fast(self, u, pkt))
+                    {
+                        return v;
+                    }
+                }
+                IngressKind::Classic | IngressKind::UnknownNetwork => {}
             }
-            IngressKind::UnknownNetwork => Verdict::Drop(DropReason::UnknownNetwork),
         }
+        stages::run(self, ingress, pkt, ctx, scratch, &mut trace::NoTrace)
     }
 
     /// [`process_from`](Self::process_from) for a whole burst: `out[i]` is the
@@ -208,7 +230,7 @@ impl Pipeline {
         pkt: &mut B,
         ctx: &mut Ctx<'_>,
     ) -> Verdict {
-        overlay::encap_flood(self, net, vtep, pkt, ctx)
+        encap::encap_flood(self, net, vtep, pkt, ctx)
     }
 }
 

@@ -22,8 +22,9 @@ pub(crate) enum IcmpError {
     TooBig(u16),
 }
 
+/// The big-endian `u16` at `at`. Panics if `b` is shorter than `at + 2`.
 #[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
+fn be16_unchecked(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
@@ -193,7 +194,7 @@ pub(crate) fn echo_reply_in_place<B: PacketBuf>(
     }
     d[0..6].copy_from_slice(&meta.src_mac.0);
     d[6..12].copy_from_slice(&gateway_mac.0);
-    let old = be16(d, l4);
+    let old = be16_unchecked(d, l4);
     match meta.l3 {
         wire::L3Kind::Ipv4 => {
             // Swapping the addresses leaves both checksums unchanged.
@@ -210,7 +211,7 @@ pub(crate) fn echo_reply_in_place<B: PacketBuf>(
             d[l4] = 129;
         }
     }
-    let check = update16(be16(d, l4 + 2), old, be16(d, l4));
+    let check = update16(be16_unchecked(d, l4 + 2), old, be16_unchecked(d, l4));
     d[l4 + 2..l4 + 4].copy_from_slice(&check.to_be_bytes());
     true
 }
@@ -375,56 +376,69 @@ pub(crate) fn push_outer<B: PacketBuf>(pkt: &mut B, o: &OuterHeaders) -> bool {
     let Some(h) = pkt.prepend(hdr) else {
         return false;
     };
-    h[0..6].copy_from_slice(&o.dst_mac.0);
-    h[6..12].copy_from_slice(&o.src_mac.0);
-    let udp = 14 + ip_len;
-    match (o.src_ip, o.dst_ip) {
+    // Built with the wire reprs: this is the cold path (a cache fill, a flood
+    // copy), and the per-packet pushes copy what it built.
+    let (eth, rest) = h.split_at_mut(crate::ethernet::HEADER_LEN);
+    let (ip, rest) = rest.split_at_mut(ip_len);
+    let (udp, tunnel) = rest.split_at_mut(8);
+    let ethertype = match (o.src_ip, o.dst_ip) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            h[12..14].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
-            let ip = &mut h[14..34];
-            ip[0] = 0x45;
-            ip[1] = 0;
-            ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-            ip[4..6].fill(0);
-            // DF: the underlay must not fragment; oversize is answered at the pod.
-            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-            ip[8] = 64;
-            ip[9] = wire::IPPROTO_UDP;
-            ip[10..12].fill(0);
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let c = !fold(sum_raw(0, ip));
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            // DF (the repr sets it): the underlay must not fragment; oversize is
+            // answered at the pod.
+            wire::Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: wire::IpProtocol::Udp,
+                payload_len: udp_len,
+                hop_limit: 64,
+            }
+            .emit(
+                &mut wire::Ipv4Packet::new_unchecked(ip),
+                &wire::ChecksumCapabilities::default(),
+            );
+            wire::EthernetProtocol::Ipv4
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            h[12..14].copy_from_slice(&wire::ETHERTYPE_IPV6.to_be_bytes());
-            let ip = &mut h[14..54];
-            ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
-            ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            ip[6] = wire::IPPROTO_UDP;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
+            wire::Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: wire::IpProtocol::Udp,
+                payload_len: udp_len,
+                hop_limit: 64,
+            }
+            .emit(&mut wire::Ipv6Packet::new_unchecked(ip));
+            wire::EthernetProtocol::Ipv6
         }
         _ => return false,
+    };
+    wire::EthernetRepr {
+        src_addr: wire::EthernetAddress(o.src_mac.0),
+        dst_addr: wire::EthernetAddress(o.dst_mac.0),
+        ethertype,
     }
-    h[udp..udp + 2].copy_from_slice(&o.src_port.to_be_bytes());
-    h[udp + 2..udp + 4].copy_from_slice(&o.dst_port.to_be_bytes());
-    h[udp + 4..udp + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    h[udp + 6..udp + 8].fill(0);
-    let t = udp + 8;
+    .emit(&mut wire::EthernetFrame::new_unchecked(eth));
+    let mut u = wire::UdpPacket::new_unchecked(udp);
+    u.set_src_port(o.src_port);
+    u.set_dst_port(o.dst_port);
+    u.set_len(udp_len as u16);
+    // IPv4: 0 (RFC 7348 §5); IPv6: filled below, over the inner frame too.
+    u.set_checksum(0);
     match o.tunnel {
         TunnelKind::Geneve => {
-            h[t] = 0;
-            h[t + 1] = 0;
-            h[t + 2..t + 4].copy_from_slice(&wire::ETHERTYPE_TEB.to_be_bytes());
+            let g = wire::GeneveRepr {
+                oam: false,
+                critical: false,
+                protocol: wire::ETHERTYPE_TEB,
+                vni: o.vni,
+                options: &[],
+                add: &[],
+            };
+            if g.emit(tunnel).is_err() {
+                return false;
+            }
         }
-        _ => {
-            h[t] = 0x08;
-            h[t + 1..t + 4].fill(0);
-        }
+        _ => wire::VxlanRepr { vni: o.vni }.emit(tunnel),
     }
-    h[t + 4..t + 8].copy_from_slice(&(o.vni << 8).to_be_bytes());
     if ip_len == 40 {
         outer_udp6_checksum(pkt.data_mut());
     }
@@ -436,14 +450,54 @@ pub(crate) fn push_outer<B: PacketBuf>(pkt: &mut B, o: &OuterHeaders) -> bool {
 /// a zero UDP checksum over IPv6 unless both ends agree (RFC 6935), so it is
 /// computed; a result of 0 is sent as 0xffff.
 fn outer_udp6_checksum(data: &mut [u8]) {
-    const UDP: usize = 14 + 40;
+    const UDP: usize = at::UDP6;
     let udp_len = (data.len() - UDP) as u32;
-    let acc = pseudo6(&data[22..38], &data[38..54], udp_len, wire::IPPROTO_UDP);
+    let acc = pseudo6(
+        &data[at::IP6_SRC..at::IP6_SRC + 16],
+        &data[at::IP6_DST..at::IP6_DST + 16],
+        udp_len,
+        wire::IPPROTO_UDP,
+    );
     let mut c = !fold(sum_raw(acc, &data[UDP..]));
     if c == 0 {
         c = 0xffff;
     }
-    data[UDP + 6..UDP + 8].copy_from_slice(&c.to_be_bytes());
+    put16_unchecked(data, UDP + at::UDP_CHECKSUM, c);
+}
+
+/// Where the fields an encapsulation writes for each packet lie in its outer
+/// header (Ethernet first, no VLAN tag, no IP options, as [`push_outer`] builds
+/// it), so the per-packet patches name them instead of repeating offsets.
+mod at {
+    use crate::ethernet::HEADER_LEN as ETH;
+
+    /// IPv4: the total length.
+    pub(super) const IP4_TOTAL_LEN: usize = ETH + 2;
+    /// IPv4: the header checksum.
+    pub(super) const IP4_CHECKSUM: usize = ETH + 10;
+    /// IPv4: the UDP header.
+    pub(super) const UDP4: usize = ETH + 20;
+    /// IPv6: the payload length.
+    pub(super) const IP6_PAYLOAD_LEN: usize = ETH + 4;
+    /// IPv6: the source address.
+    pub(super) const IP6_SRC: usize = ETH + 8;
+    /// IPv6: the destination address.
+    pub(super) const IP6_DST: usize = ETH + 24;
+    /// IPv6: the UDP header.
+    pub(super) const UDP6: usize = ETH + 40;
+    /// In a UDP header: the source port.
+    pub(super) const UDP_SRC_PORT: usize = 0;
+    /// In a UDP header: the length.
+    pub(super) const UDP_LEN: usize = 4;
+    /// In a UDP header: the checksum.
+    pub(super) const UDP_CHECKSUM: usize = 6;
+}
+
+/// Writes `v` big-endian at `at`. Panics if `h` is shorter than `at + 2`: for
+/// the outer header's fixed fields, whose length the caller made.
+#[inline(always)]
+fn put16_unchecked(h: &mut [u8], at: usize, v: u16) {
+    h[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Prepends a cached outer header (see [`super::scratch`]) and patches what depends
@@ -468,11 +522,11 @@ pub(crate) fn push_cached<B: PacketBuf>(
         return false;
     };
     h.copy_from_slice(&e.hdr[..70]);
-    h[18..20].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    h[54..56].copy_from_slice(&src_port.to_be_bytes());
-    h[58..60].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    put16_unchecked(h, at::IP6_PAYLOAD_LEN, udp_len as u16);
+    put16_unchecked(h, at::UDP6 + at::UDP_SRC_PORT, src_port);
+    put16_unchecked(h, at::UDP6 + at::UDP_LEN, udp_len as u16);
     // The template's checksum covered its empty payload: sum afresh from zero.
-    h[60..62].fill(0);
+    put16_unchecked(h, at::UDP6 + at::UDP_CHECKSUM, 0);
     outer_udp6_checksum(pkt.data_mut());
     true
 }
@@ -494,7 +548,7 @@ pub(crate) fn push_cached4<B: PacketBuf>(
     let Some((h, udp_len)) = prepend4(pkt, &e.hdr[..OUTER4_LEN]) else {
         return false;
     };
-    h[34..36].copy_from_slice(&src_port.to_be_bytes());
+    put16_unchecked(h, at::UDP4 + at::UDP_SRC_PORT, src_port);
     patch_lengths4(h, e.ip_sum, udp_len);
     true
 }
@@ -523,9 +577,9 @@ fn patch_lengths4(h: &mut [u8], ip_sum: u32, udp_len: usize) {
     let sum = ip_sum + total;
     let sum = (sum & 0xffff) + (sum >> 16);
     let check = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    h[16..18].copy_from_slice(&(total as u16).to_be_bytes());
-    h[24..26].copy_from_slice(&check.to_be_bytes());
-    h[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    put16_unchecked(h, at::IP4_TOTAL_LEN, total as u16);
+    put16_unchecked(h, at::IP4_CHECKSUM, check);
+    put16_unchecked(h, at::UDP4 + at::UDP_LEN, udp_len as u16);
 }
 
 /// The outer IPv4 header of one flow's frames, made once for a burst of that flow:
@@ -547,7 +601,7 @@ impl Outer4 {
         debug_assert!(!e.ipv6);
         let mut hdr = [0u8; OUTER4_LEN];
         hdr.copy_from_slice(&e.hdr[..OUTER4_LEN]);
-        hdr[34..36].copy_from_slice(&src_port.to_be_bytes());
+        put16_unchecked(&mut hdr, at::UDP4 + at::UDP_SRC_PORT, src_port);
         let udp_len = 8 + 8 + frame_len;
         patch_lengths4(&mut hdr, e.ip_sum, udp_len);
         Outer4 {

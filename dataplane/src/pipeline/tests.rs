@@ -1537,3 +1537,79 @@ fn the_encap_cache_follows_a_relearned_next_hop() {
         assert_eq!((v, next_hop(&f)), (Verdict::Output(UPLINK), PEER3_MAC));
     }
 }
+
+/// A trace runs the workers' own stages: every frame of every path gets the
+/// verdict and the bytes the pipeline gives it, and the lines are the records of
+/// the stages it met, in their order (the parse and the ingress first, the
+/// deciding stage's record after them).
+#[test]
+fn a_trace_is_the_stages_own_records_of_the_real_run() {
+    for v6 in [false, true] {
+        let p = routed(1, v6, UPLINK_MAC, 2, "10.1.0.20");
+        let cases = varied_traffic(&p, v6);
+        let mut c = Cached::new(Arc::clone(&p), v6);
+        let names = TraceNames::default();
+        for (name, port, frame, want) in &cases {
+            let what = format!("v6 underlay={v6}, {name}");
+            let map = c.table.reader().load_full();
+            let t = p.trace(*port, frame, &map, &names);
+            assert_eq!(t.verdict, *want, "{what}");
+            assert_eq!(
+                (t.verdict, t.frame_after.clone()),
+                c.reference(*port, frame),
+                "{what}"
+            );
+            let stages: Vec<&str> = t.lines.iter().map(|l| l.stage).collect();
+            assert_eq!(stages[..2], ["parse", "ingress"], "{what}: {stages:?}");
+            let has = |s: &str| stages.contains(&s);
+            let expect = match *name {
+                "ARP" => "arp_responder",
+                "v6 NS for the gateway" => "nd_responder",
+                "underlay ARP/NS for our VTEP" => "underlay_arp_nd",
+                "truncated" | "decap, VXLAN without the I flag" => "parse",
+                // Not a tunnel packet (v4 underlay): nothing past the ingress.
+                "decap, a first fragment" if !v6 => "ingress",
+                n if n.starts_with("decap") => "decap",
+                n if n.contains("routed") || n.contains("route") || n.contains("TTL") => "route",
+                _ => "l2",
+            };
+            assert!(has(expect), "{what}: {stages:?}");
+            if t.frame_after != *frame {
+                assert_eq!(stages.last(), Some(&"rewrite"), "{what}: {stages:?}");
+            }
+            if *want == Verdict::Output(UPLINK) && *port != UPLINK {
+                assert!(has("encap"), "{what}: {stages:?}");
+            }
+        }
+    }
+    // The records say what decided: the entry met, the tunnel's network.
+    let p = routed(1, false, UPLINK_MAC, 2, "10.1.0.20");
+    let c = Cached::new(Arc::clone(&p), false);
+    let map = c.table.reader().load_full();
+    let mut names = TraceNames::default();
+    names.ports.insert(POD_B, "pod-b".into());
+    let t = p.trace(
+        POD_A,
+        &ping(B, A, "10.1.0.10", "10.1.0.11", 64, 16),
+        &map,
+        &names,
+    );
+    let l2 = t.lines.iter().find(|l| l.stage == "l2").unwrap();
+    assert_eq!(
+        l2.detail,
+        format!("network \"blue\": {B} -> local port pod-b")
+    );
+    let t = p.trace(
+        UPLINK,
+        &from_peer(
+            false,
+            100,
+            TunnelKind::Vxlan,
+            &ping(A, R, "10.1.0.20", "10.1.0.10", 64, 20),
+        ),
+        &map,
+        &names,
+    );
+    let decap = t.lines.iter().find(|l| l.stage == "decap").unwrap();
+    assert_eq!(decap.detail, "Vxlan VNI 100 -> network \"blue\"");
+}

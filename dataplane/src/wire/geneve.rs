@@ -16,7 +16,7 @@
 
 use thiserror::Error;
 
-use super::{be16, be32};
+use super::{be16_unchecked, be32_unchecked};
 
 /// IANA's UDP port for Geneve.
 pub const GENEVE_PORT: u16 = 6081;
@@ -133,7 +133,7 @@ impl<'a> Iterator for GeneveOptions<'a> {
         let h = self.rest.get(..OPTION_HEADER_LEN)?;
         let len = OPTION_HEADER_LEN + usize::from(h[3] & 0x1f) * 4;
         let data = self.rest.get(OPTION_HEADER_LEN..len)?;
-        let opt = GeneveOption::new(be16(h, 0), h[2], data);
+        let opt = GeneveOption::new(be16_unchecked(h, 0), h[2], data);
         self.rest = &self.rest[len..];
         Some(opt)
     }
@@ -147,14 +147,18 @@ pub fn validate_options(mut opts: &[u8]) -> Result<usize, GeneveError> {
     let mut n = 0;
     while !opts.is_empty() {
         if opts.len() < OPTION_HEADER_LEN {
-            let class = if opts.len() >= 2 { be16(opts, 0) } else { 0 };
+            let class = if opts.len() >= 2 {
+                be16_unchecked(opts, 0)
+            } else {
+                0
+            };
             let type_ = opts.get(2).copied().unwrap_or(0);
             return Err(GeneveError::BadOption { class, type_ });
         }
         let len = OPTION_HEADER_LEN + usize::from(opts[3] & 0x1f) * 4;
         if len > opts.len() {
             return Err(GeneveError::BadOption {
-                class: be16(opts, 0),
+                class: be16_unchecked(opts, 0),
                 type_: opts[2],
             });
         }
@@ -212,11 +216,11 @@ impl<T: AsRef<[u8]>> GenevePacket<T> {
     }
     /// Protocol type of the payload (0x6558: Ethernet).
     pub fn protocol(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::PROTOCOL)
+        be16_unchecked(self.buffer.as_ref(), field::PROTOCOL)
     }
     /// The 24-bit VNI.
     pub fn vni(&self) -> u32 {
-        be32(self.buffer.as_ref(), field::VNI) >> 8
+        be32_unchecked(self.buffer.as_ref(), field::VNI) >> 8
     }
     /// The raw option bytes.
     pub fn options_bytes(&self) -> &[u8] {

@@ -31,7 +31,7 @@ use super::geneve::{self, OPTION_CRITICAL};
 use super::ipv6_ext::{self, Ipv6ExtError};
 use super::vlan::{is_tpid, VlanTag};
 use super::vxlan::{self, VXLAN_LEGACY_PORT, VXLAN_PORT};
-use super::{be16, be32, GENEVE_PORT};
+use super::{be16_unchecked, be32_unchecked, GENEVE_PORT};
 use super::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB};
 use super::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use crate::MacAddr;
@@ -361,7 +361,7 @@ impl PacketMeta {
 /// tenth of the pod fast path's own cycles.
 #[inline(always)]
 pub fn ipv4_flow_hash(frame: &[u8]) -> Option<u32> {
-    if frame.len() < 34 || be16(frame, 12) != ETHERTYPE_IPV4 {
+    if frame.len() < 34 || be16_unchecked(frame, 12) != ETHERTYPE_IPV4 {
         return None;
     }
     let ip = &frame[14..34];
@@ -371,18 +371,18 @@ pub fn ipv4_flow_hash(frame: &[u8]) -> Option<u32> {
     }
     let proto = ip[9];
     let l4 = 14 + ihl;
-    let (sport, dport) = if be16(ip, 6) & 0x1fff != 0 {
+    let (sport, dport) = if be16_unchecked(ip, 6) & 0x1fff != 0 {
         (0, 0) // a later fragment: no L4 header
     } else {
         match proto {
             IPPROTO_TCP | IPPROTO_UDP => {
                 let p = frame.get(l4..l4 + 4)?;
-                (be16(p, 0), be16(p, 2))
+                (be16_unchecked(p, 0), be16_unchecked(p, 2))
             }
             IPPROTO_ICMP => {
                 let p = frame.get(l4..l4 + 8)?;
                 if matches!(p[0], 0 | 8) {
-                    (be16(p, 4), be16(p, 4))
+                    (be16_unchecked(p, 4), be16_unchecked(p, 4))
                 } else {
                     (0, 0)
                 }
@@ -473,7 +473,7 @@ pub fn parse_into(frame: &[u8], cfg: &ParseConfig, m: &mut PacketMeta) -> Result
     m.dst_mac.0.copy_from_slice(&eth[0..6]);
     m.src_mac.0.copy_from_slice(&eth[6..12]);
     let mut at = 12;
-    let mut ethertype = be16(eth, 12);
+    let mut ethertype = be16_unchecked(eth, 12);
     while is_tpid(ethertype) {
         if usize::from(m.vlan_count) == MAX_VLAN_TAGS {
             return Err(ParseError::TooManyVlanTags);
@@ -481,9 +481,9 @@ pub fn parse_into(frame: &[u8], cfg: &ParseConfig, m: &mut PacketMeta) -> Result
         let Some(tag) = frame.get(at..at + 6) else {
             return Err(ParseError::TruncatedVlan);
         };
-        m.vlans[usize::from(m.vlan_count)] = VlanTag(be16(tag, 2));
+        m.vlans[usize::from(m.vlan_count)] = VlanTag(be16_unchecked(tag, 2));
         m.vlan_count += 1;
-        ethertype = be16(tag, 4);
+        ethertype = be16_unchecked(tag, 4);
         at += 4;
     }
     at += 2;
@@ -557,9 +557,10 @@ fn parse_arp(frame: &[u8], at: usize, m: &mut PacketMeta) -> Result<(), ParseErr
     let Some(b) = frame.get(at..at + 28) else {
         return Err(ParseError::TruncatedArp);
     };
-    m.arp_op = be16(b, 6);
+    m.arp_op = be16_unchecked(b, 6);
     // Ethernet/IPv4 ARP only; other hardware or protocol types keep L3Kind::Other.
-    if be16(b, 0) == 1 && be16(b, 2) == ETHERTYPE_IPV4 && b[4] == 6 && b[5] == 4 {
+    if be16_unchecked(b, 0) == 1 && be16_unchecked(b, 2) == ETHERTYPE_IPV4 && b[4] == 6 && b[5] == 4
+    {
         m.l3 = L3Kind::Arp;
         m.src_ip = v4_field(&b[14..18]);
         m.dst_ip = v4_field(&b[24..28]);
@@ -594,7 +595,7 @@ fn parse_ipv4(
     if ihl < 20 {
         return Err(ParseError::BadIhl);
     }
-    let total = usize::from(be16(b, 2));
+    let total = usize::from(be16_unchecked(b, 2));
     if total < ihl {
         return Err(ParseError::BadTotalLength);
     }
@@ -606,7 +607,7 @@ fn parse_ipv4(
     m.l4_proto = b[9];
     m.src_ip = v4_field(&b[12..16]);
     m.dst_ip = v4_field(&b[16..20]);
-    let frag = be16(b, 6);
+    let frag = be16_unchecked(b, 6);
     m.is_fragment = frag & 0x3fff != 0;
     let end = at + total;
     m.l3_end = end as u16;
@@ -628,7 +629,7 @@ fn parse_ipv6(
     if b[0] >> 4 != 6 {
         return Err(ParseError::BadIpVersion);
     }
-    let end = at + 40 + usize::from(be16(b, 4));
+    let end = at + 40 + usize::from(be16_unchecked(b, 4));
     if end > frame.len() {
         return Err(ParseError::TruncatedIpv6);
     }
@@ -671,8 +672,8 @@ fn parse_l4(
             if doff > l4.len() {
                 return Err(ParseError::TruncatedTcp);
             }
-            m.src_port = be16(l4, 0);
-            m.dst_port = be16(l4, 2);
+            m.src_port = be16_unchecked(l4, 0);
+            m.dst_port = be16_unchecked(l4, 2);
             m.tcp_flags = l4[13];
             m.payload_offset = (at + doff) as u16;
         }
@@ -680,12 +681,12 @@ fn parse_l4(
             if l4.len() < 8 {
                 return Err(ParseError::TruncatedUdp);
             }
-            let ulen = usize::from(be16(l4, 4));
+            let ulen = usize::from(be16_unchecked(l4, 4));
             if ulen < 8 || ulen > l4.len() {
                 return Err(ParseError::BadUdpLength);
             }
-            m.src_port = be16(l4, 0);
-            m.dst_port = be16(l4, 2);
+            m.src_port = be16_unchecked(l4, 0);
+            m.dst_port = be16_unchecked(l4, 2);
             m.payload_offset = (at + 8) as u16;
             if !m.is_fragment {
                 match cfg.ports.kind(m.dst_port) {
@@ -712,7 +713,7 @@ fn parse_l4(
                 if l4.len() < 8 {
                     return Err(ParseError::TruncatedIcmp);
                 }
-                m.src_port = be16(l4, 4);
+                m.src_port = be16_unchecked(l4, 4);
                 m.dst_port = m.src_port;
             }
             m.payload_offset = (at + if echo { 8 } else { 4 }) as u16;
@@ -732,7 +733,7 @@ fn parse_vxlan(b: &[u8], at: usize, m: &mut PacketMeta) -> Result<(), ParseError
     }
     m.tunnel = TunnelKind::Vxlan;
     m.tunnel_flags = b[0];
-    m.vni = be32(b, 4) >> 8;
+    m.vni = be32_unchecked(b, 4) >> 8;
     m.inner_offset = (at + vxlan::HEADER_LEN) as u16;
     m.inner_end = (at + b.len()) as u16;
     m.inner_protocol = ETHERTYPE_TEB;
@@ -762,7 +763,7 @@ fn parse_geneve(
         if len > rest.len() {
             return Err(ParseError::GeneveBadOption);
         }
-        if h[2] & OPTION_CRITICAL != 0 && !cfg.knows(be16(h, 0), h[2]) {
+        if h[2] & OPTION_CRITICAL != 0 && !cfg.knows(be16_unchecked(h, 0), h[2]) {
             return Err(ParseError::GeneveUnknownCritical);
         }
         rest = &rest[len..];
@@ -772,10 +773,10 @@ fn parse_geneve(
     }
     m.tunnel = TunnelKind::Geneve;
     m.tunnel_flags = b[1];
-    m.vni = be32(b, 4) >> 8;
+    m.vni = be32_unchecked(b, 4) >> 8;
     m.inner_offset = (at + opt_end) as u16;
     m.inner_end = (at + b.len()) as u16;
-    m.inner_protocol = be16(b, 2);
+    m.inner_protocol = be16_unchecked(b, 2);
     Ok(())
 }
 

@@ -50,10 +50,11 @@ pub use smoltcp::phy::ChecksumCapabilities;
 /// smoltcp's views and `Repr`s for the standard headers, re-exported so stages depend
 /// on `wire`, not on smoltcp directly.
 pub use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetProtocol, Icmpv4Message,
-    Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags,
-    NdiscRepr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet, Icmpv6Repr,
+    IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr,
+    NdiscNeighborFlags, NdiscRepr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    UdpRepr,
 };
 
 /// EtherType of IPv4.
@@ -74,12 +75,20 @@ pub const IPPROTO_UDP: u8 = 17;
 /// IP protocol number of ICMPv6.
 pub const IPPROTO_ICMPV6: u8 = 58;
 
+/// The big-endian `u16` at `at`.
+///
+/// # Panics
+/// If `b` is shorter than `at + 2`: for fields whose header length was checked.
 #[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+pub(crate) fn be16_unchecked(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+/// The big-endian `u32` at `at`.
+///
+/// # Panics
+/// If `b` is shorter than `at + 4`: for fields whose header length was checked.
 #[inline]
-pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn be32_unchecked(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }

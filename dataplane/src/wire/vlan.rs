@@ -8,7 +8,7 @@
 
 use thiserror::Error;
 
-use super::be16;
+use super::be16_unchecked;
 
 /// TPID of an 802.1Q customer tag.
 pub const TPID_8021Q: u16 = 0x8100;
@@ -81,7 +81,7 @@ impl<T: AsRef<[u8]>> VlanTagView<T> {
         if b.len() < field::INNER_TYPE.end {
             return Err(VlanError::Truncated);
         }
-        let tpid = be16(b, field::TPID.start);
+        let tpid = be16_unchecked(b, field::TPID.start);
         if !is_tpid(tpid) {
             return Err(VlanError::NotATag(tpid));
         }
@@ -89,15 +89,15 @@ impl<T: AsRef<[u8]>> VlanTagView<T> {
     }
     /// The TPID.
     pub fn tpid(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::TPID.start)
+        be16_unchecked(self.buffer.as_ref(), field::TPID.start)
     }
     /// The TCI.
     pub fn tag(&self) -> VlanTag {
-        VlanTag(be16(self.buffer.as_ref(), field::TCI.start))
+        VlanTag(be16_unchecked(self.buffer.as_ref(), field::TCI.start))
     }
     /// The EtherType after the tag: another TPID for a stacked tag, else the payload's.
     pub fn inner_ethertype(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::INNER_TYPE.start)
+        be16_unchecked(self.buffer.as_ref(), field::INNER_TYPE.start)
     }
     /// The bytes after the tag, starting at the inner EtherType/TPID.
     pub fn rest(&self) -> &[u8] {

@@ -7,7 +7,7 @@
 
 use thiserror::Error;
 
-use super::be32;
+use super::be32_unchecked;
 
 /// IANA's UDP port for VXLAN.
 pub const VXLAN_PORT: u16 = 4789;
@@ -61,7 +61,7 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
     }
     /// The 24-bit VNI.
     pub fn vni(&self) -> u32 {
-        be32(self.buffer.as_ref(), field::VNI) >> 8
+        be32_unchecked(self.buffer.as_ref(), field::VNI) >> 8
     }
     /// The encapsulated Ethernet frame.
     pub fn payload(&self) -> &[u8] {

@@ -1,0 +1,139 @@
+//! The stage order, written once.
+//!
+//! A packet the per-packet pipeline takes meets these stages in this order; each
+//! lives in a module of its own that owns its per-packet logic, its drop reasons
+//! (the `stage` column of the table in [`crate::drop`]) and its trace record.
+//! A stage reads the [`PacketCtx`] the stages before it filled and either writes
+//! its decision there and lets the packet go on (`Continue`), or ends the packet
+//! with a [`Verdict`] (`Break`): a drop, or a reply the switch made in place.
+//!
+//! The list is plain ordered calls in one function: no table of function
+//! pointers, nothing dynamic, so a pass-through stage compiles to nothing. A new
+//! stage is a module and one line in [`run_stages`] (and one in [`Stage`]); see
+//! `dataplane/src/pipeline/README.md`.
+//!
+//! The worker's burst loops first try the fast paths of `fast.rs` and
+//! `burst.rs` (which take the common cases without a parse and agree with these
+//! stages, as the differential tests check); what they leave comes here.
+
+use std::fmt;
+use std::ops::ControlFlow;
+
+use super::packet::PacketCtx;
+use super::scratch::Scratch;
+use super::trace::Tracer;
+use super::{classify, conntrack, decap, encap, l2, lb, output, policy, respond, route};
+use super::{Ctx, Ingress, Pipeline, Verdict};
+use crate::buf::PacketBuf;
+
+/// A stage of the pipeline, in order: what a drop reason belongs to and what a
+/// trace record comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Ingress classify: what kind of port the packet came in on, and the parse.
+    Classify,
+    /// Tunnel decap on the uplink: VNI → network, outer headers stripped.
+    Decap,
+    /// Connection tracking (an empty slot today).
+    Conntrack,
+    /// Network policy (an empty slot today).
+    Policy,
+    /// Service load balancing and NAT (an empty slot today).
+    Lb,
+    /// The ARP/ND responder, for the overlay and for the underlay.
+    Respond,
+    /// L2 forwarding: a classic port's MAC table, or a network's.
+    L2,
+    /// L3 forwarding through the distributed gateway.
+    Route,
+    /// Tunnel encap towards a remote VTEP.
+    Encap,
+    /// Output: the verdict, the tx batches and the ports' own limits.
+    Output,
+}
+
+impl Stage {
+    /// Every stage, in the order a packet meets them.
+    pub const ALL: [Stage; 10] = [
+        Stage::Classify,
+        Stage::Decap,
+        Stage::Conntrack,
+        Stage::Policy,
+        Stage::Lb,
+        Stage::Respond,
+        Stage::L2,
+        Stage::Route,
+        Stage::Encap,
+        Stage::Output,
+    ];
+
+    /// The stage's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::Classify => "classify",
+            Stage::Decap => "decap",
+            Stage::Conntrack => "conntrack",
+            Stage::Policy => "policy",
+            Stage::Lb => "lb",
+            Stage::Respond => "respond",
+            Stage::L2 => "l2",
+            Stage::Route => "route",
+            Stage::Encap => "encap",
+            Stage::Output => "output",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Runs one packet from `ingress` through every stage; `t` collects the stages'
+/// trace records (nothing, and no code, for the workers' [`NoTrace`](super::trace::NoTrace)).
+#[inline(never)]
+pub(super) fn run<'p, B: PacketBuf, T: Tracer>(
+    p: &'p Pipeline,
+    ingress: Ingress<'p>,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
+    t: &mut T,
+) -> Verdict {
+    let Scratch {
+        outer,
+        inner,
+        encap,
+        routes,
+        ..
+    } = s;
+    let mut pc = PacketCtx::new(ingress, outer, inner);
+    let (ControlFlow::Break(v) | ControlFlow::Continue(v)) =
+        run_stages(p, &mut pc, pkt, ctx, encap, routes, t);
+    v
+}
+
+/// The stage list. A stage that ends the packet breaks with its verdict; one
+/// that gets through them all leaves with the output stage's.
+#[inline(always)]
+fn run_stages<'p, B: PacketBuf, T: Tracer>(
+    p: &'p Pipeline,
+    pc: &mut PacketCtx<'p, '_>,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+    encap_cache: &mut super::scratch::EncapCache,
+    routes: &mut super::scratch::RouteCache,
+    t: &mut T,
+) -> ControlFlow<Verdict, Verdict> {
+    classify::run(p, pc, pkt, t)?;
+    decap::run(p, pc, pkt, t)?;
+    conntrack::run(pc)?;
+    policy::run(pc)?;
+    lb::run(pc)?;
+    respond::run(p, pc, pkt, ctx, t)?;
+    l2::run(p, pc, pkt, t)?;
+    route::run(p, pc, pkt, routes, t)?;
+    encap::run(p, pc, pkt, ctx, encap_cache, t)?;
+    ControlFlow::Continue(output::run(pc))
+}
