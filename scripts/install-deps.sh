@@ -23,6 +23,8 @@ PKGS=(
   # operations tests: `systemd-analyze verify` on the unit, `setpriv` to run the
   # daemon with the unit's capabilities, `promtool check metrics` on /metrics
   systemd util-linux prometheus
+  # OpenMetrics pages checked with the Python client library's strict parser
+  python3-prometheus-client
   # deploy checks: the Vagrantfile's syntax, the lab's and the package's scripts
   ruby shellcheck
 )

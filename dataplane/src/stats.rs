@@ -72,6 +72,8 @@ pub struct WorkerStats {
     drops: [u64; DropReason::COUNT],
     busy_polls: u64,
     idle_polls: u64,
+    busy_ns: u64,
+    idle_ns: u64,
     rx_bursts: u64,
     tx_bursts: u64,
     flood_copies: u64,
@@ -92,6 +94,8 @@ impl WorkerStats {
             drops: [0; DropReason::COUNT],
             busy_polls: 0,
             idle_polls: 0,
+            busy_ns: 0,
+            idle_ns: 0,
             rx_bursts: 0,
             tx_bursts: 0,
             flood_copies: 0,
@@ -159,6 +163,17 @@ impl WorkerStats {
         }
     }
 
+    /// Counts `ns` nanoseconds spent busy (polling and processing packets) or
+    /// idle (polling empty queues, sleeping).
+    #[inline]
+    pub(crate) fn count_time(&mut self, busy: bool, ns: u64) {
+        if busy {
+            self.busy_ns += ns;
+        } else {
+            self.idle_ns += ns;
+        }
+    }
+
     #[inline]
     pub(crate) fn count_rx_burst(&mut self) {
         self.rx_bursts += 1;
@@ -209,6 +224,8 @@ impl WorkerStats {
         }
         shared.busy_polls.store(self.busy_polls, Relaxed);
         shared.idle_polls.store(self.idle_polls, Relaxed);
+        shared.busy_ns.store(self.busy_ns, Relaxed);
+        shared.idle_ns.store(self.idle_ns, Relaxed);
         shared.rx_bursts.store(self.rx_bursts, Relaxed);
         shared.tx_bursts.store(self.tx_bursts, Relaxed);
         shared.flood_copies.store(self.flood_copies, Relaxed);
@@ -230,6 +247,8 @@ impl WorkerStats {
             drops: self.drops,
             busy_polls: self.busy_polls,
             idle_polls: self.idle_polls,
+            busy_ns: self.busy_ns,
+            idle_ns: self.idle_ns,
             rx_bursts: self.rx_bursts,
             tx_bursts: self.tx_bursts,
             flood_copies: self.flood_copies,
@@ -260,6 +279,8 @@ pub struct WorkerStatsShared {
     drops: [AtomicU64; DropReason::COUNT],
     busy_polls: AtomicU64,
     idle_polls: AtomicU64,
+    busy_ns: AtomicU64,
+    idle_ns: AtomicU64,
     rx_bursts: AtomicU64,
     tx_bursts: AtomicU64,
     flood_copies: AtomicU64,
@@ -279,6 +300,8 @@ impl WorkerStatsShared {
             drops: Default::default(),
             busy_polls: AtomicU64::new(0),
             idle_polls: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            idle_ns: AtomicU64::new(0),
             rx_bursts: AtomicU64::new(0),
             tx_bursts: AtomicU64::new(0),
             flood_copies: AtomicU64::new(0),
@@ -326,6 +349,8 @@ impl WorkerStatsShared {
             drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
             busy_polls: self.busy_polls.load(Relaxed),
             idle_polls: self.idle_polls.load(Relaxed),
+            busy_ns: self.busy_ns.load(Relaxed),
+            idle_ns: self.idle_ns.load(Relaxed),
             rx_bursts: self.rx_bursts.load(Relaxed),
             tx_bursts: self.tx_bursts.load(Relaxed),
             flood_copies: self.flood_copies.load(Relaxed),
@@ -348,6 +373,11 @@ pub struct StatsSnapshot {
     pub busy_polls: u64,
     /// Poll rounds that received nothing.
     pub idle_polls: u64,
+    /// Nanoseconds in busy rounds (from the first round that received packets
+    /// to the end of the last one before an empty round).
+    pub busy_ns: u64,
+    /// Nanoseconds in idle rounds, sleeps included.
+    pub idle_ns: u64,
     /// Non-empty rx bursts.
     pub rx_bursts: u64,
     /// `tx_burst` calls.
@@ -404,6 +434,10 @@ pub struct StatsTotals {
     pub busy_polls: u64,
     /// Sum of [`StatsSnapshot::idle_polls`].
     pub idle_polls: u64,
+    /// Sum of [`StatsSnapshot::busy_ns`].
+    pub busy_ns: u64,
+    /// Sum of [`StatsSnapshot::idle_ns`].
+    pub idle_ns: u64,
     /// Sum of [`StatsSnapshot::rx_bursts`].
     pub rx_bursts: u64,
     /// Sum of [`StatsSnapshot::tx_bursts`].
@@ -431,6 +465,8 @@ impl StatsTotals {
             }
             t.busy_polls += s.busy_polls;
             t.idle_polls += s.idle_polls;
+            t.busy_ns += s.busy_ns;
+            t.idle_ns += s.idle_ns;
             t.rx_bursts += s.rx_bursts;
             t.tx_bursts += s.tx_bursts;
             t.flood_copies += s.flood_copies;

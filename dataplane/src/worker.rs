@@ -553,6 +553,12 @@ where
     last_expire: Instant,
     /// Poll rounds, to look at the clock for neighbour aging only every so often.
     rounds: u64,
+    /// Busy and idle time: which phase the worker is in and since when, and
+    /// when the current round started (read only while idle). See
+    /// [`Worker::account_time`].
+    phase_busy: bool,
+    phase_start: Instant,
+    round_start: Instant,
     commands: Option<crossbeam::channel::Receiver<WorkerCommand<R, T>>>,
     capture: Option<Arc<CaptureTap>>,
     stats: WorkerStats,
@@ -614,6 +620,9 @@ where
             neighbor_table: Arc::new(Mutex::new(table)),
             last_expire: Instant::now(),
             rounds: 0,
+            phase_busy: false,
+            phase_start: Instant::now(),
+            round_start: Instant::now(),
             commands: None,
             capture: None,
             stats: WorkerStats::new(ports),
@@ -726,6 +735,11 @@ where
     /// One poll round over every rx queue: receive, classify, batch, send. Publishes
     /// the counters and returns how many packets were received.
     pub fn poll_once(&mut self) -> usize {
+        if !self.phase_busy {
+            // Idle: the clock costs nothing that matters here, and it tells
+            // where a busy phase starts if this round receives packets.
+            self.round_start = Instant::now();
+        }
         self.apply_commands();
         // One load per round: the whole round sees one snapshot.
         let snap = self.pipeline.load();
@@ -849,8 +863,38 @@ where
         }
         self.tx.flush_all(&mut self.stats);
         self.stats.count_poll(received);
+        let busy = received > 0;
+        if busy != self.phase_busy || self.rounds.is_multiple_of(64) {
+            self.account_time(busy);
+        }
         self.stats.publish(&self.shared);
         received
+    }
+
+    /// Charges the time since the last account to busy or idle, at the end of a
+    /// round that received something (`busy`) or nothing.
+    ///
+    /// The clock is read when the worker changes phase and every 64 rounds, not
+    /// every round: a saturated worker (every round busy, where a clock read
+    /// would cost packets) reads it once per 64 bursts, and one that alternates
+    /// has idle rounds, hence time to spare. Idle to busy is split where this
+    /// round started (read at its start while idle), so the round's work counts
+    /// as busy; busy to idle charges the one empty poll that ended the phase to
+    /// busy, a fraction of a microsecond; sleeps always count as idle.
+    #[cold]
+    fn account_time(&mut self, busy: bool) {
+        let now = Instant::now();
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if busy && !self.phase_busy {
+            let start = self.round_start.max(self.phase_start);
+            self.stats.count_time(false, ns(start - self.phase_start));
+            self.stats.count_time(true, ns(now - start));
+        } else {
+            self.stats
+                .count_time(self.phase_busy, ns(now - self.phase_start));
+        }
+        self.phase_start = now;
+        self.phase_busy = busy;
     }
 
     /// Polls until the stop flag is set, backing off when idle; then sends what is
@@ -869,6 +913,7 @@ where
             }
         }
         self.tx.flush_all(&mut self.stats);
+        self.account_time(self.phase_busy);
         self.stats.publish(&self.shared);
         tracing::debug!(worker = self.id.0, "worker stopped");
         self.stats.to_snapshot(self.id)
@@ -1390,6 +1435,48 @@ mod tests {
         let t = StatsTotals::sum([&last, &last]);
         assert_eq!(t.workers, 2);
         assert_eq!(t.ports[1].tx_packets, 200);
+    }
+
+    /// Busy and idle time: sleeps between empty rounds are idle, a round that
+    /// receives packets is busy from its start, and the two add up to no more
+    /// than the time that passed.
+    #[test]
+    fn busy_and_idle_time_split_where_the_phases_change() {
+        let rx = Ring::new();
+        let tx = Ring::new();
+        let started = Instant::now();
+        let mut w: VecWorker = Worker::new(
+            WorkerId(0),
+            vec![(PortIdx(0), VecRxQueue::new(rx.clone()))],
+            vec![None, Some(VecTxQueue::new(tx.clone()))],
+            VecAlloc::unlimited(),
+            Arc::new(SnapshotCell::new(Pipeline::l2_only(pipeline(1, 1)))),
+            IdleBackoff::busy_poll(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        let nap = Duration::from_millis(5);
+        for _ in 0..3 {
+            assert_eq!(w.poll_once(), 0);
+            std::thread::sleep(nap);
+        }
+        send(&rx, B, A, 60, 32);
+        assert_eq!(w.poll_once(), 32);
+        // The next round finds nothing: the busy phase ends with it.
+        assert_eq!(w.poll_once(), 0);
+        let s = w.stats_handle().snapshot();
+        assert!(s.busy_ns > 0, "{s:?}");
+        assert!(s.idle_ns >= 3 * 5_000_000, "the naps are idle: {s:?}");
+        std::thread::sleep(nap);
+        w.account_time(false);
+        // Published at the next round; the account itself is in the worker's own.
+        let own = w.stats.to_snapshot(WorkerId(0));
+        let (busy, idle) = (own.busy_ns, own.idle_ns);
+        assert_eq!(busy, s.busy_ns);
+        assert!(idle >= 4 * 5_000_000, "{idle}");
+        let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap();
+        assert!(busy + idle <= elapsed, "{busy} + {idle} > {elapsed}");
+        assert!(busy < idle);
     }
 
     /// RCU under traffic: a running worker forwards a stream while another thread

@@ -28,6 +28,54 @@ fn get(addr: SocketAddr, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
+/// `GET /metrics` with Prometheus's own `Accept` header: the head and the body.
+fn get_openmetrics(addr: SocketAddr) -> (String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: application/openmetrics-text;version=1.0.0,\
+         application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").expect("an HTTP answer");
+    (head.to_owned(), body.to_owned())
+}
+
+/// The OpenMetrics parser of the Python client library (Debian's
+/// python3-prometheus-client), which refuses what the standard does: its
+/// complaint, empty when the page parses.
+fn openmetrics_parser(page: &str) -> String {
+    // Debian's python, which the package is for (a python of the user's own may
+    // come first on PATH).
+    let mut child = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys\n\
+             from prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+             list(p(sys.stdin.read()))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        String::new()
+    } else {
+        text(&out.stderr)
+    }
+}
+
 /// `promtool check metrics` on `page`: its complaints, empty when clean.
 fn promtool(page: &str) -> String {
     let mut child = Command::new("promtool")
@@ -173,6 +221,17 @@ fn metrics_scraped_during_traffic_pass_promtool_and_match_vswitchctl() {
                 let k = format!("vswitch_worker_poll_rounds_total{{{labels},state=\"{state}\"}}");
                 between(&k, m.get(&k), &wb[key], &w[key]);
             }
+            // Time, in seconds here and in nanoseconds there (a microsecond of slack
+            // for the conversion's rounding).
+            for (state, key) in [("busy", "busy_ns"), ("idle", "idle_ns")] {
+                let k = format!("vswitch_worker_seconds_total{{{labels},state=\"{state}\"}}");
+                let ns = m.get(&k).unwrap_or_else(|| panic!("{k}: no such sample")) * 1e9;
+                let (b, a) = (wb[key].as_u64().unwrap(), w[key].as_u64().unwrap());
+                assert!(
+                    b as f64 - 1e3 <= ns && ns <= a as f64 + 1e3,
+                    "{k}: {ns} ns outside vswitchctl's [{b}, {a}]"
+                );
+            }
             for (metric, key) in [
                 ("vswitch_worker_rx_packets_total", "rx_packets"),
                 ("vswitch_worker_tx_packets_total", "tx_packets"),
@@ -242,5 +301,23 @@ fn metrics_scraped_during_traffic_pass_promtool_and_match_vswitchctl() {
         m["vswitch_snapshot_publish_latency_seconds_count"]
     );
     assert!(m.contains_key("vswitch_port_rx_packets_total{port=\"spare\"}"));
+
+    // Prometheus asks for OpenMetrics first: it gets it, and the page is valid
+    // OpenMetrics with the same samples.
+    let (head, page) = get_openmetrics(addr);
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(page.ends_with("# EOF\n"), "{page}");
+    assert!(page.contains("# TYPE vswitch_drops counter\n"), "{page}");
+    let complaint = openmetrics_parser(&page);
+    assert!(complaint.is_empty(), "{complaint}\n{page}");
+    let om = samples(&page);
+    assert!(om.contains_key("vswitch_port_rx_packets_total{port=\"spare\"}"));
+    assert_eq!(
+        om["vswitch_snapshot_generation"],
+        m["vswitch_snapshot_generation"]
+    );
     switch.stop();
 }

@@ -685,6 +685,7 @@ pub fn stats_json(s: &api::Stats) -> Value {
                 "index": w.index, "core": w.core, "rx_packets": w.rx_packets,
                 "tx_packets": w.tx_packets, "busy_rounds": w.busy_rounds,
                 "idle_rounds": w.idle_rounds, "generation": w.generation,
+                "busy_ns": w.busy_ns, "idle_ns": w.idle_ns,
             })
         })
         .collect();
@@ -759,6 +760,16 @@ fn networks_table(nets: &[doc::Network]) -> Table {
         ]);
     }
     t
+}
+
+/// The share of a worker's measured time spent busy, as OVS's `pmd-stats-show`
+/// gives it ("-" before any time is measured).
+fn busy_percent(busy_ns: u64, idle_ns: u64) -> String {
+    let total = busy_ns.saturating_add(idle_ns);
+    if total == 0 {
+        return "-".into();
+    }
+    format!("{:.1}", busy_ns as f64 * 100.0 / total as f64)
 }
 
 fn fmt_uptime(s: f64) -> String {
@@ -1006,9 +1017,9 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
     write!(out, "{}", t.render())?;
     writeln!(out)?;
     let mut t = Table::new(&[
-        "WORKER", "CORE", "RX_PKTS", "TX_PKTS", "BUSY", "IDLE", "GEN",
+        "WORKER", "CORE", "RX_PKTS", "TX_PKTS", "BUSY", "IDLE", "BUSY%", "GEN",
     ])
-    .right(&[0, 1, 2, 3, 4, 5, 6]);
+    .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
     for w in &s.workers {
         t.row([
             w.index.to_string(),
@@ -1017,6 +1028,7 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
             w.tx_packets.to_string(),
             w.busy_rounds.to_string(),
             w.idle_rounds.to_string(),
+            busy_percent(w.busy_ns, w.idle_ns),
             w.generation.to_string(),
         ]);
     }

@@ -209,6 +209,8 @@ impl DataplaneHandle for VswitchdHandle {
                 busy_rounds: s.busy_polls,
                 idle_rounds: s.idle_polls,
                 generation: s.snapshot_generation,
+                busy_ns: s.busy_ns,
+                idle_ns: s.idle_ns,
             })
             .collect();
         let drops: HashMap<String, u64> = totals

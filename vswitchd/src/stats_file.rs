@@ -68,6 +68,10 @@ pub struct WorkerDoc {
     pub busy_rounds: u64,
     /// Poll rounds without.
     pub idle_rounds: u64,
+    /// Nanoseconds busy.
+    pub busy_ns: u64,
+    /// Nanoseconds idle, sleeps included.
+    pub idle_ns: u64,
     /// Snapshot generation it runs.
     pub generation: u64,
 }
@@ -108,6 +112,8 @@ pub fn worker_doc(index: usize, core: usize, s: &StatsSnapshot) -> WorkerDoc {
         tx_packets: s.tx_packets(),
         busy_rounds: s.busy_polls,
         idle_rounds: s.idle_polls,
+        busy_ns: s.busy_ns,
+        idle_ns: s.idle_ns,
         generation: s.snapshot_generation,
     }
 }

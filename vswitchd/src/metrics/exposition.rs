@@ -1,8 +1,11 @@
-//! The Prometheus text exposition format (version 0.0.4), written by hand.
+//! The Prometheus text exposition format (version 0.0.4) and OpenMetrics 1.0
+//! text, written by hand.
 //!
 //! The format is a few rules: one `# HELP` and one `# TYPE` line per family
 //! before its samples, label values quoted with `\\`, `"` and newlines escaped,
-//! one sample per line. A client library would bring a registry and global
+//! one sample per line. OpenMetrics differs where we touch it in two places: a
+//! counter family is named without its samples' `_total`, and the page ends
+//! with `# EOF`. A client library would bring a registry and global
 //! state for what is a single rendering function over counters that live
 //! elsewhere (the workers' published blocks).
 
@@ -29,10 +32,31 @@ impl Kind {
     }
 }
 
+/// Which text format a page is written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`.
+    #[default]
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The page's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
 /// A page being written.
 #[derive(Debug, Default)]
 pub struct Exposition {
     out: String,
+    format: Format,
 }
 
 /// Appends `v` to `out` as a quoted label value.
@@ -50,8 +74,20 @@ fn quote(out: &mut String, v: &str) {
 }
 
 impl Exposition {
+    /// An empty page in `format`.
+    pub fn new(format: Format) -> Self {
+        Exposition {
+            out: String::new(),
+            format,
+        }
+    }
+
     /// Starts a family: its help and type lines.
     pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let name = match (self.format, kind) {
+            (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
@@ -95,7 +131,10 @@ impl Exposition {
     }
 
     /// The page.
-    pub fn finish(self) -> String {
+    pub fn finish(mut self) -> String {
+        if self.format == Format::OpenMetrics {
+            self.out.push_str("# EOF\n");
+        }
         self.out
     }
 }
@@ -127,6 +166,25 @@ mod tests {
              # HELP vswitch_up One.\n\
              # TYPE vswitch_up gauge\n\
              vswitch_up 1\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_in_eof() {
+        let mut e = Exposition::new(Format::OpenMetrics);
+        e.family("vswitch_drops_total", Kind::Counter, "Drops.");
+        e.sample("vswitch_drops_total", &[("reason", "x")], 3u64);
+        e.family("vswitch_up", Kind::Gauge, "One.");
+        e.sample("vswitch_up", &[], 1);
+        assert_eq!(
+            e.finish(),
+            "# HELP vswitch_drops Drops.\n\
+             # TYPE vswitch_drops counter\n\
+             vswitch_drops_total{reason=\"x\"} 3\n\
+             # HELP vswitch_up One.\n\
+             # TYPE vswitch_up gauge\n\
+             vswitch_up 1\n\
+             # EOF\n"
         );
     }
 

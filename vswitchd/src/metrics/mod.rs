@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::ports::Dataplane;
 use crate::systemd::WorkerBeatSource;
-use exposition::{Exposition, Kind};
+use exposition::{Exposition, Format, Kind};
 use publish::{Histogram, PublishClock, BUCKETS_S};
 
 /// How long a connection may take to send its request or take the answer.
@@ -143,8 +143,8 @@ impl Sources {
 }
 
 /// The page for `v`.
-pub fn render(v: &View) -> String {
-    let mut e = Exposition::default();
+pub fn render(v: &View, format: Format) -> String {
+    let mut e = Exposition::new(format);
     e.family(
         "vswitch_build_info",
         Kind::Gauge,
@@ -274,6 +274,21 @@ pub fn render(v: &View) -> String {
             );
         }
     }
+    e.family(
+        "vswitch_worker_seconds_total",
+        Kind::Counter,
+        "Worker time: busy (rounds that received packets) or idle (empty rounds and sleeps).",
+    );
+    for (i, core, s) in &v.workers {
+        let (i, core) = (i.to_string(), core.to_string());
+        for (state, ns) in [("busy", s.busy_ns), ("idle", s.idle_ns)] {
+            e.sample(
+                "vswitch_worker_seconds_total",
+                &[("worker", &i), ("core", &core), ("state", state)],
+                ns as f64 / 1e9,
+            );
+        }
+    }
     type WorkerValue = fn(&StatsSnapshot) -> u64;
     let worker_families: [(&str, Kind, &str, WorkerValue); 3] = [
         (
@@ -399,6 +414,9 @@ pub enum Request {
     Metrics {
         /// Headers only.
         head: bool,
+        /// OpenMetrics when the client's `Accept` offers it (as Prometheus
+        /// does), else the Prometheus text format.
+        format: Format,
     },
     /// Another path.
     NotFound,
@@ -410,9 +428,9 @@ pub enum Request {
     TooLarge,
 }
 
-/// Classifies a request head's first line.
-pub fn classify(head: &str) -> Request {
-    let line = head.lines().next().unwrap_or("");
+/// Classifies a request head: its first line, and its `Accept` header.
+pub fn classify(request: &str) -> Request {
+    let line = request.lines().next().unwrap_or("");
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -427,8 +445,38 @@ pub fn classify(head: &str) -> Request {
         _ => return Request::BadMethod,
     };
     match target.split('?').next() {
-        Some("/metrics") => Request::Metrics { head },
+        Some("/metrics") => Request::Metrics {
+            head,
+            format: negotiate(request),
+        },
         _ => Request::NotFound,
+    }
+}
+
+/// OpenMetrics when an `Accept` header offers `application/openmetrics-text`
+/// with a weight above zero (Prometheus asks for it first), else the
+/// Prometheus text format, which every scraper reads.
+fn negotiate(request: &str) -> Format {
+    let offers_openmetrics = request
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("accept"))
+        .flat_map(|(_, value)| value.split(','))
+        .any(|range| {
+            let mut params = range.split(';').map(str::trim);
+            let media = params.next().unwrap_or("");
+            let zero = params.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !zero
+        });
+    if offers_openmetrics {
+        Format::OpenMetrics
+    } else {
+        Format::Prometheus
     }
 }
 
@@ -451,10 +499,10 @@ fn answer(mut s: TcpStream, sources: &Sources) -> std::io::Result<()> {
         classify(&String::from_utf8_lossy(&buf))
     };
     let (status, ctype, body, head) = match request {
-        Request::Metrics { head } => (
+        Request::Metrics { head, format } => (
             "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(&sources.view()),
+            format.content_type(),
+            render(&sources.view(), format),
             head,
         ),
         Request::NotFound => (
@@ -518,15 +566,44 @@ mod tests {
     fn requests_are_classified_by_method_and_path() {
         assert_eq!(
             classify("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Request::Metrics { head: false }
+            Request::Metrics {
+                head: false,
+                format: Format::Prometheus
+            }
         );
         assert_eq!(
             classify("GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
-            Request::Metrics { head: false }
+            Request::Metrics {
+                head: false,
+                format: Format::Prometheus
+            }
         );
         assert_eq!(
             classify("HEAD /metrics HTTP/1.1\r\n\r\n"),
-            Request::Metrics { head: true }
+            Request::Metrics {
+                head: true,
+                format: Format::Prometheus
+            }
+        );
+        // What Prometheus sends; a refusal by weight; a header spelt otherwise.
+        let om = |accept: &str| match classify(&format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}\r\n\r\n"
+        )) {
+            Request::Metrics { format, .. } => format,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            om("Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            om("accept: text/plain, application/openmetrics-text; q=0"),
+            Format::Prometheus
+        );
+        assert_eq!(om("Accept: text/plain;version=0.0.4"), Format::Prometheus);
+        assert_eq!(
+            om("ACCEPT:application/OpenMetrics-Text"),
+            Format::OpenMetrics
         );
         assert_eq!(classify("GET / HTTP/1.1\r\n\r\n"), Request::NotFound);
         assert_eq!(
@@ -571,7 +648,7 @@ mod tests {
             totals,
             publish: Histogram::default(),
         };
-        let page = render(&v);
+        let page = render(&v, Format::Prometheus);
         assert!(page.contains("vswitch_port_rx_packets_total{port=\"pod1\"} 7\n"));
         assert!(page.contains("vswitch_port_tx_bytes_total{port=\"pod1\"} 500\n"));
         assert!(page.contains("vswitch_port_rx_nombuf_total{port=\"pod1\"} 4\n"));
