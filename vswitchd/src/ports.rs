@@ -620,7 +620,7 @@ impl Dataplane {
                 match self.plug(pc) {
                     Ok((_, p)) => pending.extend(p),
                     Err(e) if tolerated(pc) => {
-                        warn!(port = %pc.name, "port not plugged, kept in the desired state (its endpoints are unreachable until it is deleted and added again): {e:#}");
+                        warn!(port = %pc.name, "port not plugged, kept in the desired state (what names it is left out of the tables): {e:#}");
                         unplugged.insert(pc.name.clone(), (pc.clone(), format!("{e:#}")));
                     }
                     Err(e) => {
