@@ -5,8 +5,9 @@
 //!   stays in the desired state and is listed as not plugged, with the reason
 //!   (`port list`, table and JSON; a WARN line in the log);
 //! - its L2 entry stays in the state; a whole-state write that keeps the port
-//!   succeeds; `port del` of it succeeds, and `port add` of the same name once
-//!   the interface is back plugs and forwards;
+//!   succeeds (and plugs it once the interface is back); `port del` of it
+//!   succeeds, and `port add` of the same name once the interface is back
+//!   plugs and forwards;
 //! - a port of the configuration file with a missing interface still stops
 //!   the start.
 
@@ -181,6 +182,26 @@ fn a_state_file_port_whose_interface_is_gone_starts_not_plugged() {
     ping(&pod2, &ip_of(2));
     let ports = json_of(&sock, &["port", "list", "--json"]);
     assert_eq!(find(&ports, "pod2")["not_plugged"], "", "{ports}");
+    v.stop();
+
+    // Gone again at the next start; back before a whole-state write that
+    // keeps the port as it is: that write plugs it.
+    let pod2_if = pod2.host_if.clone();
+    drop(pod2);
+    let v = Vswitchd::start(&dir, &cfg);
+    wait_for_api(&sock);
+    let ports = json_of(&sock, &["port", "list", "--json"]);
+    let why = find(&ports, "pod2")["not_plugged"].clone();
+    assert!(
+        why.as_str().is_some_and(|w| w.contains(&pod2_if)),
+        "{ports}"
+    );
+    let pod2 = pod(&tag, 1);
+    set_l2(&dir, &sock, l2.clone());
+    let ports = json_of(&sock, &["port", "list", "--json"]);
+    assert_eq!(find(&ports, "pod2")["not_plugged"], "", "{ports}");
+    ping(&pod1, &ip_of(1));
+    ping(&pod2, &ip_of(2));
     v.stop();
 }
 
