@@ -1638,3 +1638,114 @@ fn del_waits_for_the_switch() {
     node.assert_empty("after the retried DEL");
     assert!(!host_link(a.id, "eth0"));
 }
+
+/// Issue #27: a pod deleted while the switch was down (its namespace gone, so
+/// its veth too) does not keep the switch from starting; the other pods
+/// forward, its port is listed as not plugged, and its DEL cleans up.
+#[test]
+fn a_pod_gone_while_the_switch_was_down_is_deleted_after_restart() {
+    require_cni!();
+    let tag = unique_tag();
+    let mut node = Node::start(&tag);
+    let nss: Vec<Netns> = ["a", "b", "c"]
+        .iter()
+        .map(|s| Netns::new(&format!("{tag}{s}")))
+        .collect();
+    let paths: Vec<String> = nss
+        .iter()
+        .map(|n| format!("/run/netns/{}", n.name))
+        .collect();
+    let ids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|s| format!("{tag}-ctr-{s}"))
+        .collect();
+    let atts: Vec<Att> = (0..3)
+        .map(|i| Att {
+            id: &ids[i],
+            netns: &paths[i],
+            ifname: "eth0",
+        })
+        .collect();
+    let conf = node.conf("1.0.0", "kernel");
+    let mut ips = Vec::new();
+    for a in &atts {
+        let r = cni("ADD", a, &conf);
+        assert!(r.ok, "ADD {}: {} {}", a.id, r.out, r.stderr);
+        ips.push(addr_of(&r.out));
+    }
+    assert!(ping(&nss[0], &ips[2]), "pod a cannot ping pod c");
+
+    node.stop_switch();
+    let mut nss = nss.into_iter();
+    let (nsa, nsb, nsc) = (
+        nss.next().unwrap(),
+        nss.next().unwrap(),
+        nss.next().unwrap(),
+    );
+    drop(nsb);
+    for _ in 0..100 {
+        if !host_link(atts[1].id, "eth0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !host_link(atts[1].id, "eth0"),
+        "pod b's veth outlived its netns"
+    );
+
+    node.start_switch();
+    assert!(
+        ping(&nsa, &ips[2]),
+        "pod a cannot ping pod c after the restart"
+    );
+    assert!(
+        ping(&nsc, &ips[0]),
+        "pod c cannot ping pod a after the restart"
+    );
+    let port_b = vswitch_cni::names::AttachmentNames::new(atts[1].id, "eth0").port;
+    let ports: Value =
+        serde_json::from_str(&vswitchctl_ok(&node.socket(), &["port", "list", "--json"])).unwrap();
+    let b = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["not_plugged"]
+                .as_str()
+                .is_some_and(|w| w.contains(&port_b))
+        })
+        .unwrap_or_else(|| panic!("pod b's port is not listed as not plugged: {ports}"));
+    assert_eq!(b["link_up"], false, "{b}");
+    assert!(node.log().contains("not plugged"), "{}", node.log());
+
+    // Its endpoint can be deleted on its own (it is in the state, not in the
+    // tables); then the DEL finds only the port left.
+    let state = node.state();
+    let ep = state["endpoints"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["port"] == b["name"]))
+        .unwrap_or_else(|| panic!("pod b's endpoint is not in the state: {state}"))
+        .clone();
+    vswitchctl_ok(
+        &node.socket(),
+        &[
+            "endpoint",
+            "del",
+            "--network",
+            ep["network"].as_str().unwrap(),
+            "--mac",
+            ep["mac"].as_str().unwrap(),
+        ],
+    );
+    let d = cni("DEL", &atts[1], &conf);
+    assert!(d.ok, "DEL b: {} {}", d.out, d.stderr);
+    let (ports, eps) = node.ports_and_endpoints();
+    assert_eq!((ports.len(), eps), (2, 2), "{ports:?}");
+    assert!(ping(&nsa, &ips[2]), "pod a cannot ping pod c after b's DEL");
+    for a in [&atts[0], &atts[2]] {
+        let d = cni("DEL", a, &conf);
+        assert!(d.ok, "DEL {}: {} {}", a.id, d.out, d.stderr);
+    }
+    node.assert_empty("after DEL");
+}

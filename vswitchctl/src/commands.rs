@@ -661,6 +661,7 @@ pub fn port_status_json(p: &api::PortStatus) -> Value {
         "rx_packets": p.rx_packets,
         "tx_packets": p.tx_packets,
         "dropped": p.dropped,
+        "not_plugged": p.not_plugged,
     })
 }
 
@@ -716,6 +717,7 @@ fn ports_table(ports: &[api::PortStatus]) -> Table {
         Table::new(&["PORT", "PROFILE", "DRIVER", "LINK", "RX", "TX", "DROPPED"]).right(&[4, 5, 6]);
     for p in ports {
         let link = match (p.link_up, p.speed_mbps) {
+            _ if !p.not_plugged.is_empty() => format!("not plugged: {}", p.not_plugged),
             (false, _) => "down".to_string(),
             (true, 0) => "up".to_string(),
             (true, s) => format!("up {s}M"),

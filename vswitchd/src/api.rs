@@ -54,6 +54,8 @@ pub struct PortView {
     link: (bool, u32),
     mac: String,
     dpdk: [u64; 4],
+    /// Why the port is not plugged; empty for a running port.
+    not_plugged: String,
 }
 
 fn profile_name(p: &ProfileConfig) -> &'static str {
@@ -99,8 +101,21 @@ impl VswitchdHandle {
                     link: (link.up, link.speed_mbps),
                     mac: mac_text(rt.port.mac()),
                     dpdk: [d.imissed, d.ierrors, d.oerrors, d.rx_nombuf],
+                    not_plugged: String::new(),
                 }
             })
+            .chain(dp.unplugged().map(|(pc, why)| PortView {
+                // No index: no worker counts anything for it.
+                idx: PortIdx(u16::MAX),
+                name: pc.name.clone(),
+                profile: profile_name(&pc.profile),
+                driver: String::new(),
+                dpdk_port_id: 0,
+                link: (false, 0),
+                mac: String::new(),
+                dpdk: [0; 4],
+                not_plugged: why.to_owned(),
+            }))
             .collect();
         *cached = (view, mbufs_in_use);
         cached.clone()
@@ -170,6 +185,7 @@ impl DataplaneHandle for VswitchdHandle {
                     rx_packets: t.rx_packets,
                     tx_packets: t.tx_packets,
                     dropped: t.total_drops(),
+                    not_plugged: v.not_plugged,
                 }
             })
             .collect()
@@ -180,6 +196,7 @@ impl DataplaneHandle for VswitchdHandle {
         let (view, mbufs_in_use) = self.port_view();
         let ports = view
             .into_iter()
+            .filter(|v| v.not_plugged.is_empty())
             .map(|v| {
                 let t = totals.ports.get(v.idx.index()).copied().unwrap_or_default();
                 let [imissed, ierrors, oerrors, rx_nombuf] = v.dpdk;

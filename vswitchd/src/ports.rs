@@ -8,7 +8,7 @@
 //! stops and closes the device, so no worker ever polls a closed port. A port keeps
 //! its index for as long as it exists; indices of removed ports are reused.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +58,12 @@ pub struct Dataplane {
     snapshot: Arc<SnapshotCell<Pipeline>>,
     neighbors: Arc<Mutex<NeighborTable>>,
     running: VswitchConfig,
+    /// Ports of `running` whose device could not be opened at start (an
+    /// interface gone while the switch was down), with the reason. They stay in
+    /// the desired state, so deleting them works, but the snapshots leave them
+    /// out, with everything that names them (their endpoints, L2 entries and
+    /// patches).
+    unplugged: BTreeMap<String, (PortConfig, String)>,
     /// DPDK vdev names must stay unique for the process's life: never reuse one.
     next_instance: u32,
     round_robin: usize,
@@ -90,6 +96,7 @@ impl Dataplane {
             snapshot,
             neighbors,
             running: empty,
+            unplugged: BTreeMap::new(),
             next_instance: 0,
             round_robin: 0,
         }
@@ -98,6 +105,23 @@ impl Dataplane {
     /// The configuration the dataplane runs.
     pub fn running(&self) -> &VswitchConfig {
         &self.running
+    }
+
+    /// Ports configured but not running, with why ([`apply_start`](Self::apply_start)).
+    pub fn unplugged(&self) -> impl Iterator<Item = (&PortConfig, &str)> {
+        self.unplugged.values().map(|(pc, why)| (pc, why.as_str()))
+    }
+
+    /// `cfg` without the ports that are not plugged and what names them: what
+    /// the snapshots are compiled from. Borrowed when every port runs.
+    fn plugged_only<'a>(&self, cfg: &'a VswitchConfig) -> std::borrow::Cow<'a, VswitchConfig> {
+        if self.unplugged.is_empty() {
+            return std::borrow::Cow::Borrowed(cfg);
+        }
+        let mut c = cfg.clone();
+        let gone: Vec<String> = self.unplugged.keys().cloned().collect();
+        strip_ports(&mut c, &gone);
+        std::borrow::Cow::Owned(c)
     }
 
     /// The published snapshot cell.
@@ -298,6 +322,7 @@ impl Dataplane {
 
     fn publish(&self, cfg: &VswitchConfig, generation: u64) -> Result<()> {
         let index = self.index();
+        let cfg = &*self.plugged_only(cfg);
         let l2 = control::compile::l2_pipeline_with(cfg, generation, &index)
             .map_err(|e| anyhow!("{e}"))?;
         let overlay =
@@ -407,6 +432,19 @@ impl Dataplane {
                     })
                 }
                 Delta::AddRemote(e) => OverlayChange::AddRemote(e.clone()),
+                // An endpoint on a port that is not plugged is not in the
+                // snapshot: it goes from the configuration only.
+                Delta::Remove {
+                    network,
+                    mac,
+                    local: true,
+                    ..
+                } if self.running.endpoints.iter().any(|e| {
+                    e.network == *network && e.mac == *mac && self.unplugged.contains_key(&e.port)
+                }) =>
+                {
+                    continue
+                }
                 Delta::Remove {
                     network, mac, ips, ..
                 } => OverlayChange::Remove {
@@ -437,7 +475,8 @@ impl Dataplane {
         });
         // The port list after the write (a few items: copied, unlike the rest
         // of the configuration).
-        let mut ports = self.running.ports.clone();
+        let running = self.plugged_only(&self.running);
+        let mut ports = running.ports.clone();
         let mut gone = Vec::new();
         for d in deltas {
             match d {
@@ -457,25 +496,27 @@ impl Dataplane {
                 .filter(|(_, &i)| overlay.network_of_port(i).is_some())
                 .map(|(n, _)| n.as_str())
                 .collect();
-            overlay_ports.extend(self.running.underlay.iter().map(|u| u.uplink.as_str()));
-            control::compile::l2_pipeline_of(
-                &ports,
-                &self.running,
-                &overlay_ports,
-                generation,
-                &index,
-            )
-            .map_err(|e| DeltaError::Refused {
+            overlay_ports.extend(running.underlay.iter().map(|u| u.uplink.as_str()));
+            control::compile::l2_pipeline_of(&ports, &running, &overlay_ports, generation, &index)
+                .map_err(|e| DeltaError::Refused {
                 index: 0,
                 reason: e.to_string(),
             })?
         } else {
             cur.l2.clone().with_generation(generation)
         };
+        drop(running);
         commit().map_err(DeltaError::Commit)?;
         self.snapshot
             .publish(Pipeline::new(generation, l2, overlay, cur.parse.clone()));
         control::delta::apply_config(&mut self.running, deltas);
+        for d in deltas {
+            if let Delta::DelPort(name) = d {
+                if self.unplugged.remove(name).is_some() {
+                    info!(port = %name, "port that was not plugged deleted");
+                }
+            }
+        }
         Ok(gone)
     }
 
@@ -486,8 +527,32 @@ impl Dataplane {
     /// # Errors
     /// The first failure (a port that cannot be probed, configured or started).
     pub fn apply(&mut self, next: &VswitchConfig, generation: u64) -> Result<()> {
+        self.apply_start(next, generation, &[])
+    }
+
+    /// [`apply`](Self::apply), but a port named in `may_be_gone` whose device
+    /// cannot be opened does not fail it: the port stays configured, not
+    /// plugged, with the reason ([`unplugged`](Self::unplugged)), and the rest
+    /// runs. For the ports the state file brings back at start (API writes made
+    /// them for devices that may have gone with a reboot). A port already not
+    /// plugged is tried again by every whole-state write that keeps it as it is,
+    /// and stays not plugged if it still cannot be opened.
+    ///
+    /// # Errors
+    /// As [`apply`](Self::apply), for the other ports.
+    pub fn apply_start(
+        &mut self,
+        next: &VswitchConfig,
+        generation: u64,
+        may_be_gone: &[String],
+    ) -> Result<()> {
         let previous = self.running.clone();
-        match self.transition(next, generation, Check::UnderlayMtu) {
+        let was_unplugged = self.unplugged.clone();
+        let tolerated = |pc: &PortConfig| {
+            may_be_gone.contains(&pc.name)
+                || was_unplugged.get(&pc.name).is_some_and(|(c, _)| c == pc)
+        };
+        match self.transition(next, generation, Check::UnderlayMtu, &tolerated) {
             Ok(()) => {
                 self.running = next.clone();
                 Ok(())
@@ -497,7 +562,7 @@ impl Dataplane {
                 let restore = self.snapshot.generation();
                 // What ran before is restored as it was, even if the uplink's MTU
                 // has shrunk under it since: the next write will say so.
-                if let Err(e2) = self.transition(&previous, restore, Check::None) {
+                if let Err(e2) = self.transition(&previous, restore, Check::None, &tolerated) {
                     warn!("restoring the previous configuration failed too: {e2:#}");
                 }
                 self.running = previous;
@@ -506,7 +571,13 @@ impl Dataplane {
         }
     }
 
-    fn transition(&mut self, next: &VswitchConfig, generation: u64, check: Check) -> Result<()> {
+    fn transition(
+        &mut self,
+        next: &VswitchConfig,
+        generation: u64,
+        check: Check,
+        tolerated: &dyn Fn(&PortConfig) -> bool,
+    ) -> Result<()> {
         let wanted: HashMap<&str, &PortConfig> =
             next.ports.iter().map(|p| (p.name.as_str(), p)).collect();
         let remove: Vec<PortIdx> = self
@@ -543,10 +614,15 @@ impl Dataplane {
         }
         let have = self.index();
         let mut pending = Vec::new();
+        let mut unplugged = BTreeMap::new();
         for pc in &next.ports {
             if !have.contains_key(&pc.name) {
                 match self.plug(pc) {
                     Ok((_, p)) => pending.extend(p),
+                    Err(e) if tolerated(pc) => {
+                        warn!(port = %pc.name, "port not plugged, kept in the desired state (what names it is left out of the tables): {e:#}");
+                        unplugged.insert(pc.name.clone(), (pc.clone(), format!("{e:#}")));
+                    }
                     Err(e) => {
                         // Queues not handed over yet are dropped here; the ports
                         // themselves are closed by the caller's restore.
@@ -556,6 +632,7 @@ impl Dataplane {
                 }
             }
         }
+        self.unplugged = unplugged;
         for rt in self.slots.iter_mut().flatten() {
             if let Some(pc) = wanted.get(rt.config.name.as_str()) {
                 rt.config = (*pc).clone();

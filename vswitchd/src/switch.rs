@@ -44,6 +44,9 @@ struct ApiStart {
     settings: control::config::ControlConfig,
     fixed: control::state::Fixed,
     desired: control::state::Desired,
+    /// The state file's ports the configuration file does not have: made by API
+    /// writes, for devices that may be gone (`Dataplane::apply_start`).
+    from_state_file: Vec<String>,
 }
 
 /// Compiles the whole pipeline snapshot of `cfg` as generation `generation`.
@@ -103,22 +106,22 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
             let state_file = settings.state_file.display();
             control::paths::confine_new_ports(&cfg.ports, &desired.config)
                 .map_err(|e| anyhow!("state file {state_file}: {e}"))?;
-            // And their prerequisites, like the file's ports above: a start that
-            // would fail on them fails before EAL.
-            for p in desired
+            // Their devices are not checked here, unlike the file's ports above: an
+            // interface an API write plugged may be gone after a reboot (a pod's
+            // veth, say), and that must not keep the whole switch down. Such a
+            // port starts not plugged, reported with the reason.
+            let from_state_file = desired
                 .config
                 .ports
                 .iter()
                 .filter(|p| !cfg.ports.contains(p))
-            {
-                crate::profiles::port_profile(p, workers)
-                    .check()
-                    .map_err(|e| anyhow!("state file {state_file}: port {:?}: {e}", p.name))?;
-            }
+                .map(|p| p.name.clone())
+                .collect();
             Some(ApiStart {
                 settings: settings.clone(),
                 fixed,
                 desired,
+                from_state_file,
             })
         }
     };
@@ -264,11 +267,15 @@ pub fn run(prep: Prepared) -> Result<()> {
         Arc::clone(&snapshot),
         Arc::clone(&neighbors),
     )));
-    let (start_cfg, start_generation) = match &api {
-        Some(a) => (a.desired.config.clone(), a.desired.generation),
-        None => (cfg.clone(), 1),
+    let (start_cfg, start_generation, may_be_gone) = match &api {
+        Some(a) => (
+            a.desired.config.clone(),
+            a.desired.generation,
+            a.from_state_file.as_slice(),
+        ),
+        None => (cfg.clone(), 1, &[][..]),
     };
-    let started_ok = lock(&dataplane).apply(&start_cfg, start_generation);
+    let started_ok = lock(&dataplane).apply_start(&start_cfg, start_generation, may_be_gone);
     if let Err(e) = started_ok {
         worker_stop.store(true, Ordering::Relaxed);
         for w in workers {
@@ -283,6 +290,7 @@ pub fn run(prep: Prepared) -> Result<()> {
     info!(
         workers = n_workers,
         ports = start_cfg.ports.len(),
+        not_plugged = lock(&dataplane).unplugged().count(),
         generation = start_generation,
         "forwarding"
     );
