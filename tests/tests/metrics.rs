@@ -17,31 +17,32 @@ use system_tests::*;
 const MAC1: &str = "02:00:00:28:01:01";
 const MAC2: &str = "02:00:00:28:02:01";
 
-/// `GET path` over HTTP/1.1: the status line and the body.
-fn get(addr: SocketAddr, path: &str) -> (String, String) {
+/// `GET path` over HTTP/1.1 with `headers` (each ending in CRLF): the whole
+/// response head and the body.
+fn request(addr: SocketAddr, path: &str, headers: &str) -> (String, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").expect("an HTTP answer");
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
-
-/// `GET /metrics` with Prometheus's own `Accept` header: the head and the body.
-fn get_openmetrics(addr: SocketAddr) -> (String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: application/openmetrics-text;version=1.0.0,\
-         application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").expect("an HTTP answer");
     (head.to_owned(), body.to_owned())
+}
+
+/// `GET path`: the status line and the body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let (head, body) = request(addr, path, "");
+    (head.lines().next().unwrap().to_owned(), body)
+}
+
+/// `GET /metrics` with Prometheus's own `Accept` header: the head and the body.
+fn get_openmetrics(addr: SocketAddr) -> (String, String) {
+    request(
+        addr,
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,\
+         application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n",
+    )
 }
 
 /// The OpenMetrics parser of the Python client library (Debian's

@@ -179,25 +179,7 @@ impl OverlayBuilder {
                     vtep: vteps.vteps[w[0].index()].ip,
                 });
             }
-            snap.networks.push(NetworkInfo {
-                name: n.name.clone().into(),
-                vni: n.vni,
-                encap: n.encap,
-                vrf,
-                gateway_mac: n.gateway_mac,
-                flood_unknown: n.flood_unknown,
-                flood_vteps: flood.into(),
-                local_ports: Box::default(),
-                mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),
-                gateway_v4: n.gateway_ips.iter().find_map(|ip| match ip {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                }),
-                gateway_v6: n.gateway_ips.iter().find_map(|ip| match ip {
-                    IpAddr::V6(a) => Some(*a),
-                    IpAddr::V4(_) => None,
-                }),
-            });
+            snap.networks.push(network_info(n, vrf, flood, underlay));
         }
         self.check_overlaps(&mut ranges, &snap)?;
         // Each network's tables, grown as its endpoints are added below.
@@ -349,6 +331,35 @@ fn endpoint_network(snap: &OverlaySnapshot, network: &str, mac: MacAddr) -> Resu
         });
     }
     Ok(id)
+}
+
+/// A network's entry in the snapshot, from its spec, its VRF and flood list, and
+/// the underlay (which sets its MTU): one place for the full build and a patch.
+pub(super) fn network_info(
+    n: &NetworkSpec,
+    vrf: VrfId,
+    flood: Vec<VtepIdx>,
+    underlay: Option<UnderlayInfo>,
+) -> NetworkInfo {
+    NetworkInfo {
+        name: n.name.clone().into(),
+        vni: n.vni,
+        encap: n.encap,
+        vrf,
+        gateway_mac: n.gateway_mac,
+        flood_unknown: n.flood_unknown,
+        flood_vteps: flood.into(),
+        local_ports: Box::default(),
+        mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),
+        gateway_v4: n.gateway_ips.iter().find_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }),
+        gateway_v6: n.gateway_ips.iter().find_map(|ip| match ip {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        }),
+    }
 }
 
 /// Adds a local endpoint to `snap` (its network's tables and its port's

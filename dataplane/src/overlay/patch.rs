@@ -17,7 +17,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::builder::{add_local, add_remote, add_route, remove_host, remove_route, VtepInterner};
+use super::builder::{
+    add_local, add_remote, add_route, network_info, remove_host, remove_route, VtepInterner,
+};
 use super::error::OverlayConfigError as E;
 use super::snapshot::{L2Dest, OverlaySnapshot};
 use super::spec::{LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec};
@@ -173,7 +175,7 @@ fn add_network(
     vteps: &mut VtepInterner,
     n: &NetworkSpec,
 ) -> Result<(), E> {
-    use super::snapshot::{HostEntry, NetTables, NetworkInfo};
+    use super::snapshot::{HostEntry, NetTables};
     use super::{NetworkId, RouteResult, VrfId, MAX_NETWORKS};
     if snap.networks.len() >= MAX_NETWORKS {
         return Err(E::TooManyNetworks {
@@ -299,25 +301,7 @@ fn add_network(
         Ok(())
     })?;
     let underlay = snap.underlay;
-    snap.networks.push(NetworkInfo {
-        name: n.name.clone().into(),
-        vni: n.vni,
-        encap: n.encap,
-        vrf,
-        gateway_mac: n.gateway_mac,
-        flood_unknown: n.flood_unknown,
-        flood_vteps: flood.into(),
-        local_ports: Box::default(),
-        mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),
-        gateway_v4: n.gateway_ips.iter().find_map(|ip| match ip {
-            IpAddr::V4(a) => Some(*a),
-            IpAddr::V6(_) => None,
-        }),
-        gateway_v6: n.gateway_ips.iter().find_map(|ip| match ip {
-            IpAddr::V6(a) => Some(*a),
-            IpAddr::V4(_) => None,
-        }),
-    });
+    snap.networks.push(network_info(n, vrf, flood, underlay));
     snap.tables.push(Arc::new(tables));
     snap.subnets.push(subnets.into());
     snap.by_name.insert(n.name.clone().into(), id);
