@@ -1,373 +1,234 @@
-//! The worker's burst loops ([`Pipeline::process_burst`]). A burst has one
-//! ingress, so each kind of ingress gets a loop of its own: from a pod's port and
-//! from the uplink, the common cases run on a straight pass with no call (a call in
-//! the loop leaves only the callee-saved registers for the loop's values), and the
-//! frames that pass leaves go through the per-packet pipeline in a second pass;
-//! everything else runs per packet.
+//! The worker's burst loop ([`Pipeline::process_burst`]): the flow table first,
+//! the stages for what it misses (see `flow/mod.rs`).
+//!
+//! For a burst from a pod's port or from the uplink: every frame's key and hash
+//! (a frame whose key equals the one before reuses its hash and its lookup, so
+//! a bulk flow's run costs one lookup), the buckets prefetched, the lookups
+//! (with the revalidation of entries from an older snapshot), the hits' actions
+//! in one straight pass, then the misses and the hits whose per-packet guards
+//! failed through the stages, which install what they compile. Classic L2
+//! ports run the stages per packet: their MAC table is already one lookup.
 
 use std::net::IpAddr;
 
-use super::encap::{source_port, too_big};
-use super::fast::{self, PLAIN_IPV4};
-use super::route::rewrite_routed;
-use super::scratch::Scratch;
-use super::{reply, Ctx, Ingress, Pipeline, Verdict};
+use super::flow::action::Action;
+use super::flow::key::{self, Extracted, PLAIN_TUNNEL};
+use super::flow::table::{Deps, FlowTable};
+use super::flow::Compiled;
+use super::state::WorkerState;
+use super::{stages, trace, Ctx, Ingress, IngressKind, Pipeline, Verdict};
 use crate::buf::PacketBuf;
-use crate::ethernet::{MacAddr, HEADER_LEN};
 use crate::io::BURST;
-use crate::overlay::{L2Dest, NetworkId, NetworkInfo, UnderlayInfo};
-use crate::port::{BurstPorts, PortIdx};
+use crate::overlay::NetworkId;
+use crate::port::PortIdx;
 use crate::snapshot::Versioned;
-use crate::wire;
 
-/// Route cache entries written since the last burst from a pod above which the
-/// next burst resolves its misses before its straight pass (a few are new
-/// destinations; more, a cache too small for the traffic).
-const ROUTE_FILL_AFTER: u32 = 4;
+/// No entry.
+const NONE: u32 = u32::MAX;
 
-/// [`Pipeline::process_burst`] for a burst from `ingress`, a local port of
-/// network `net` (`info`), with the fast paths on.
-///
-/// The straight path takes an untagged IPv4 frame (at least Ethernet and a fixed
-/// IPv4 header long) that is switched by its destination MAC to another local port of
-/// `net`, or to a remote endpoint, encapsulated with the header the cache holds
-/// for its VTEP (IPv4 underlay, when it fits the underlay's MTU); or one sent to
-/// the gateway MAC and routed, through a route the cache already holds, to a local
-/// port of any network (TTL decremented with an incremental checksum, addresses
-/// rewritten). It reads the header fields at their fixed places, checks them as
-/// the parse and the per-packet fast paths do, and decides everything before it
-/// writes a byte (a push without headroom refuses and changes nothing). Every
-/// other frame (ARP, ND, IPv6, tags, options, broadcast, unknown MACs, hairpins,
-/// cache misses, TTL expiry, too big) is marked and goes through
-/// [`Pipeline::process_from`] afterwards, so the verdicts are those of the
-/// per-packet pipeline.
-#[allow(clippy::too_many_arguments)]
+/// [`Pipeline::process_burst`] through the flow table, for a burst from a pod's
+/// port or from the uplink of an IPv4 underlay; every other burst runs the
+/// stages per packet.
 #[inline(never)]
-pub(super) fn from_local<B: PacketBuf>(
+pub(super) fn flows<B: PacketBuf>(
     p: &Pipeline,
     ingress: Ingress<'_>,
-    net: NetworkId,
-    info: &NetworkInfo,
     pkts: &mut [B],
     ctx: &mut Ctx<'_>,
-    s: &mut Scratch,
+    ws: &mut WorkerState,
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
-    let (pkts, out) = clip(pkts, out);
-    let in_port = ingress.port;
-    let l2 = p.overlay.l2_reader(net);
-    let gateway = info.gateway_mac.to_u64();
-    // More route misses since the last burst than a few new destinations make:
-    // the cache holds fewer destinations than the traffic has, so resolve this
-    // burst's misses first rather than send each through the per-packet path.
-    if s.routes.take_fills() > ROUTE_FILL_AFTER {
-        fast::fill_routes(p, net, gateway, pkts, &mut s.routes);
-    }
-    let routes = s.routes.reader4();
-    let encaps = &s.encap;
-    let neighbors = ctx.neighbors.generation();
-    // A burst of one flow's run: one lookup for all of it. A run may end before
-    // the burst does; the straight pass starts where it ended.
-    let mut pass = Pass::new();
-    let mut start = 0;
-    if let Some(dst) = pkts.first().and_then(|p| MacAddr::dst_bits(p.data())) {
-        let run = if dst == gateway {
-            routed_run(net, gateway, routes, pkts, out)
-        } else {
-            encap_run(p, net, info, encaps, neighbors, pkts, out)
-        };
-        if let Some(run) = run {
-            if run.frames == pkts.len() {
-                return (run.bytes, Some(run.port));
-            }
-            pass.decided_run(run.port, run.bytes);
-            start = run.frames;
+    let local_ip = match ingress.kind {
+        IngressKind::Network(..) => None,
+        IngressKind::Uplink => match p.overlay.underlay().map(|u| u.local_vtep_ip) {
+            Some(IpAddr::V4(ip)) => Some(ip.octets()),
+            _ => return per_packet(p, ingress, pkts, ctx, ws, out),
+        },
+        IngressKind::Classic | IngressKind::UnknownNetwork => {
+            return per_packet(p, ingress, pkts, ctx, ws, out)
         }
-    }
-    // A MAC table too large for the caches: its slots prefetched for the whole
-    // burst first, so the lookups' misses overlap (frames to the gateway MAC
-    // prefetch a slot they never read: harmless).
-    if l2.is_large() {
-        l2.prefetch_burst(&pkts[start..], MacAddr::dst_bits);
-    }
-    let fast = |pkt: &mut B| -> Option<PortIdx> {
-        let data = pkt.data_mut();
-        let len = data.len();
-        let h: &mut [u8; PLAIN_IPV4] = data.get_mut(..PLAIN_IPV4)?.try_into().ok()?;
-        if h[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes() {
-            return None;
-        }
-        let dst = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) >> 16;
-        if dst != gateway {
-            // I/G bit of the first byte: group addresses are flooded.
-            if dst & (1 << 40) != 0 {
-                return None;
-            }
-            return match L2Dest::from_bits(l2.get(dst)?) {
-                L2Dest::Local(port) if port != in_port => Some(port),
-                L2Dest::Local(_) => None,
-                L2Dest::Remote(vtep) => {
-                    // Encapsulated with a header the cache holds, if it fits the
-                    // underlay: as `encap` does. Everything is checked before the
-                    // push, which changes nothing when it refuses (no headroom).
-                    let e = encaps.get(net, vtep, neighbors)?;
-                    let hash = wire::ipv4_flow_hash(data)?;
-                    if e.ipv6 || too_big(info, len - HEADER_LEN).is_some() {
-                        return None;
-                    }
-                    let uplink = e.uplink;
-                    reply::push_cached4(pkt, e, source_port(hash)).then_some(uplink)
-                }
-            };
-        }
-        let dst_ip = fast::routable_v4(h, len)?;
-        let (macs, port) = routes.local(net, dst_ip)?;
-        // The header is whole and its TTL above 1: this cannot refuse.
-        wire::checksum::ipv4_decrement_ttl(&mut h[14..])?;
-        h[0..12].copy_from_slice(&macs.0);
-        Some(port)
     };
-    // The frames a run left (all of them when there was none), indexed as in
-    // the burst: `leave` marks frames for `finish`, which sees the whole burst.
-    let rest = out[start..].iter_mut().zip(pkts[start..].iter_mut());
-    for (i, (o, pkt)) in (start..).zip(rest) {
-        match fast(pkt) {
-            Some(port) => pass.decided(o, Verdict::Output(port), pkt.len()),
-            None => pass.leave(i),
-        }
-    }
-    pass.finish(p, ingress, pkts, ctx, s, out)
-}
-
-/// The front of a burst from a pod that is routed to one destination address (a
-/// flow's run, the common case of bulk traffic through the gateway), decided with
-/// one route lookup, every frame rewritten as the straight pass would (TTL and
-/// checksum, addresses). The run is the untagged IPv4 frames to the gateway MAC
-/// that [`fast::routable_v4`] takes, with the first frame's destination
-/// address; it ends at the first frame that is not, and the straight pass
-/// decides the frames from there. `None`, with nothing changed, when the first
-/// frame starts no run: it is not such a frame, or its address is not forwarded
-/// to a local port. The first and last frames' addresses are compared first, so
-/// traffic with many destinations pays for one compare.
-#[inline(never)]
-fn routed_run<B: PacketBuf>(
-    net: NetworkId,
-    gateway: u64,
-    routes: super::scratch::Route4Reader<'_>,
-    pkts: &mut [B],
-    out: &mut [Verdict],
-) -> Option<Run> {
-    // The destination address of a frame the straight pass would route.
-    let routable = |data: &[u8]| -> Option<u32> {
-        let h: &[u8; PLAIN_IPV4] = data.get(..PLAIN_IPV4)?.try_into().ok()?;
-        let dst = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) >> 16;
-        if h[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes() || dst != gateway {
-            return None;
-        }
-        fast::routable_v4(h, data.len())
-    };
-    // Traffic with many destinations is turned away before any check: the last
-    // frame's destination address is another.
-    const DST: std::ops::Range<usize> = 30..34;
-    if pkts.first()?.data().get(DST)? != pkts.last()?.data().get(DST)? {
-        return None;
-    }
-    let first = routable(pkts.first()?.data())?;
-    let (macs, port) = routes.local(net, first)?;
-    // One pass, each frame checked and then rewritten, up to the first frame that
-    // is not routed to the first's address.
-    let mut bytes = 0u64;
-    let mut frames = 0;
-    for pkt in pkts.iter_mut() {
-        if routable(pkt.data()) != Some(first) {
-            break;
-        }
-        // Checked: the header is whole and its TTL above 1, so the rewrite cannot
-        // refuse.
-        let _ = rewrite_routed(pkt.data_mut(), HEADER_LEN, false, macs);
-        bytes += pkt.len() as u64;
-        frames += 1;
-    }
-    out[..frames].fill(Verdict::Output(port));
-    Some(Run {
-        frames,
-        bytes,
-        port,
-    })
-}
-
-/// The front of a burst from a pod that is one TCP or UDP flow to a remote
-/// endpoint (a bulk flow's run), encapsulated with one MAC lookup, one cached
-/// header and one flow hash, every frame as the straight pass would. The frames
-/// of one flow (the same destination MAC, untagged IPv4 without options, not a
-/// later fragment, the same protocol, addresses and ports) have the same flow
-/// hash, so the same source port. The run ends at the first frame that is not of
-/// the first frame's flow, does not fit the underlay or has no headroom for the
-/// outer header; the straight pass decides the frames from there. `None`, with
-/// nothing changed, when the first frame starts no run: its destination is not a
-/// remote endpoint whose header the cache holds for an IPv4 underlay. The first
-/// and last frames are compared first, so traffic with many flows pays for one
-/// compare.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn encap_run<B: PacketBuf>(
-    p: &Pipeline,
-    net: NetworkId,
-    info: &NetworkInfo,
-    encaps: &super::scratch::EncapCache,
-    neighbors: u64,
-    pkts: &mut [B],
-    out: &mut [Verdict],
-) -> Option<Run> {
-    let first: &[u8; FLOW] = pkts.first()?.data().get(..FLOW)?.try_into().ok()?;
-    let last = pkts.last()?.data().get(..FLOW)?;
-    if first[..6] != last[..6] || first[26..] != last[26..] {
-        return None;
-    }
-    // The first frame is one the run takes: untagged IPv4 without options, TCP or
-    // UDP, not a later fragment. A frame that matches it where `FlowWords` looks
-    // is then one too, and of the same flow.
-    if first[12..15] != [0x08, 0x00, 0x45]
-        || !matches!(first[23], wire::IPPROTO_TCP | wire::IPPROTO_UDP)
-        || u16::from_be_bytes([first[20], first[21]]) & 0x1fff != 0
-    {
-        return None;
-    }
-    let dst = MacAddr::dst_bits(first)?;
-    // I/G bit of the first byte: group addresses are flooded.
-    if dst & (1 << 40) != 0 {
-        return None;
-    }
-    let L2Dest::Remote(vtep) = p.overlay.l2_lookup_bits(net, dst)? else {
-        return None;
-    };
-    let e = encaps.get(net, vtep, neighbors)?;
-    if e.ipv6 {
-        return None;
-    }
-    let hash = wire::ipv4_flow_hash(first)?;
-    let flow = FlowWords::of(first);
-    let outer = reply::Outer4::new(e, source_port(hash), pkts.first()?.len());
-    // One pass: each frame checked, then pushed. The run ends at the first frame
-    // that is not of the flow, does not fit the underlay or has no headroom (the
-    // push refuses and changes nothing); that frame and those after it are left.
-    let mut bytes = 0u64;
-    let mut frames = 0;
-    for pkt in pkts.iter_mut() {
-        let d = pkt.data();
-        let Some(h) = d.get(..FLOW).and_then(|h| <&[u8; FLOW]>::try_from(h).ok()) else {
-            break;
-        };
-        if !flow.matches(h) || too_big(info, d.len() - HEADER_LEN).is_some() || !outer.push(pkt) {
-            break;
-        }
-        bytes += pkt.len() as u64;
-        frames += 1;
-    }
-    if frames == 0 {
-        return None;
-    }
-    out[..frames].fill(Verdict::Output(e.uplink));
-    Some(Run {
-        frames,
-        bytes,
-        port: e.uplink,
-    })
-}
-
-/// The frames at the front of a burst that a run decided: all output to `port`,
-/// `bytes` long after processing.
-struct Run {
-    frames: usize,
-    bytes: u64,
-    port: PortIdx,
-}
-
-/// Ethernet, an IPv4 header without options and the two ports: what
-/// [`encap_run`] compares.
-const FLOW: usize = PLAIN_IPV4 + 4;
-
-/// The bytes of a frame's first [`FLOW`] that make its flow and its way through
-/// [`encap_run`], as five masked words (one load, one AND each): the destination
-/// MAC, the EtherType and the IPv4 version and header length, the fragment offset,
-/// the protocol, the addresses and the ports. Two frames with equal words are of
-/// one flow; the source MAC, TOS, length, ID, flags, TTL and checksum are left out.
-struct FlowWords([u64; 5]);
-
-impl FlowWords {
-    const AT: [usize; 5] = [0, 8, 16, 24, 30];
-    const MASKS: [[u8; 8]; 5] = [
-        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0],
-        [0, 0, 0, 0, 0xff, 0xff, 0xff, 0],
-        [0, 0, 0, 0, 0x1f, 0xff, 0, 0xff],
-        [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-    ];
-
-    #[inline(always)]
-    fn of(h: &[u8; FLOW]) -> Self {
-        FlowWords(std::array::from_fn(|i| Self::word(h, i)))
-    }
-
-    /// Whether `h` is of this flow: every word compared, with no branch between.
-    #[inline(always)]
-    fn matches(&self, h: &[u8; FLOW]) -> bool {
-        (0..5).fold(0, |diff, i| diff | (Self::word(h, i) ^ self.0[i])) == 0
-    }
-
-    #[inline(always)]
-    fn word(h: &[u8; FLOW], i: usize) -> u64 {
-        let at = Self::AT[i];
-        let word = [
-            h[at],
-            h[at + 1],
-            h[at + 2],
-            h[at + 3],
-            h[at + 4],
-            h[at + 5],
-            h[at + 6],
-            h[at + 7],
-        ];
-        u64::from_le_bytes(word) & u64::from_le_bytes(Self::MASKS[i])
-    }
-}
-
-/// [`Pipeline::process_burst`] for a burst from the uplink (`u`'s), with the fast
-/// paths on: the decap straight pass (`fast::decap_pass`) over every frame of an
-/// IPv4 underlay, then the per-packet pipeline for the frames it leaves (the
-/// underlay's ARP/ND, IPv6 or tagged underlays, options, floods, the gateway MAC,
-/// ...).
-#[inline(never)]
-pub(super) fn from_uplink<B: PacketBuf>(
-    p: &Pipeline,
-    ingress: Ingress<'_>,
-    u: &UnderlayInfo,
-    pkts: &mut [B],
-    ctx: &mut Ctx<'_>,
-    s: &mut Scratch,
-    out: &mut [Verdict],
-) -> (u64, Option<PortIdx>) {
     let (pkts, out) = clip(pkts, out);
     let n = pkts.len();
-    let all = if n == BURST { u32::MAX } else { (1 << n) - 1 };
-    let IpAddr::V4(local) = u.local_vtep_ip else {
-        // No straight pass over an IPv6 underlay.
-        return (rest(p, ingress, pkts, ctx, s, out, all), None);
-    };
-    // As in `from_local`, in the table of each frame's network.
-    if p.overlay.l2_is_large() {
-        fast::prefetch_decap_l2(p, pkts);
+    let flows = &mut ws.flows;
+    flows.tick();
+    let port = ingress.port;
+    let cfg = &p.parse;
+    // Keys and hashes; a run of one key is hashed once.
+    let mut ext = [Extracted::default(); BURST];
+    let mut hashes = [0u64; BURST];
+    let mut keyed = 0u32;
+    let mut same = 0u32;
+    for (i, pkt) in pkts.iter().enumerate() {
+        let data = pkt.data();
+        let e = match local_ip {
+            None => key::local(port, data, cfg),
+            Some(ip) => key::uplink(port, ip, data, cfg),
+        };
+        let Some(e) = e else { continue };
+        keyed |= 1 << i;
+        if i > 0 && keyed & (1 << (i - 1)) != 0 && ext[i - 1].key == e.key {
+            same |= 1 << i;
+            hashes[i] = hashes[i - 1];
+        } else {
+            let h = e.key.hash();
+            hashes[i] = h;
+            flows.prefetch::<B>(h);
+        }
+        ext[i] = e;
     }
-    let mut ports = BurstPorts::new();
-    let (left, bytes) = fast::decap_pass(p, local, pkts, out, &mut ports.0);
-    if left != 0 {
-        return (bytes + rest(p, ingress, pkts, ctx, s, out, left), None);
+    // The lookups.
+    let generation = p.overlay.generation();
+    let mut found = [NONE; BURST];
+    let mut last = NONE;
+    let mut bits = keyed;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        if same & (1 << i) == 0 {
+            last = look_up(p, flows, &ext[i], hashes[i], generation);
+        }
+        found[i] = last;
     }
-    (bytes, ports.one(n))
+    // The hits' actions, in one pass.
+    let neighbors = ctx.neighbors.generation();
+    let templates = &ws.templates;
+    let mut pass = Pass::new();
+    let (mut hits, mut misses) = (0u64, 0u64);
+    for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
+        let f = found[i];
+        if f == NONE {
+            misses += u64::from(keyed >> i & 1);
+            pass.leave(i);
+            continue;
+        }
+        hits += 1;
+        let f = f as usize;
+        let action = flows.entry(f).action;
+        let len = pkt.len() as u64;
+        if action.apply(pkt, ext[i].inner_len, templates, neighbors) {
+            pass.decided(o, Verdict::Output(action.out), pkt.len());
+            let e = flows.entry_mut(f);
+            e.packets += 1;
+            e.bytes += len;
+            flows.touch(f);
+        } else {
+            pass.leave(i);
+        }
+    }
+    flows.stats.hits += hits;
+    flows.stats.misses += misses;
+    if pass.left == 0 {
+        return pass.one(n);
+    }
+    // The rest through the stages, installing what they compile.
+    let mut left = pass.left;
+    let mut bytes = pass.bytes;
+    while left != 0 {
+        let i = left.trailing_zeros() as usize;
+        left &= left - 1;
+        let (Some(pkt), Some(o)) = (pkts.get_mut(i), out.get_mut(i)) else {
+            continue;
+        };
+        let (v, compiled) = stages::run_compiled(
+            p,
+            ingress,
+            pkt,
+            ctx,
+            &mut ws.scratch,
+            &mut ws.templates,
+            &mut trace::NoTrace,
+        );
+        *o = v;
+        bytes += pkt.len() as u64;
+        if let (Verdict::Output(to), Some((c, net)), true) = (v, compiled, keyed >> i & 1 != 0) {
+            install(
+                &mut ws.flows,
+                &ext[i],
+                hashes[i],
+                to,
+                &c,
+                net,
+                generation,
+                local_ip.is_some(),
+            );
+        }
+    }
+    (bytes, None)
 }
 
-/// The first [`BURST`] frames and their verdicts at most: a straight pass keeps a
-/// bit per frame.
+/// The entry for `e`, valid for snapshot generation `generation`: an entry of
+/// an older generation is restamped when nothing it depends on changed since,
+/// and is no entry when something did.
+#[inline(always)]
+fn look_up(p: &Pipeline, flows: &mut FlowTable, e: &Extracted, hash: u64, generation: u64) -> u32 {
+    let Some(i) = flows.find(&e.key, hash) else {
+        return NONE;
+    };
+    let entry = flows.entry(i);
+    if entry.generation != generation {
+        let deps = entry.deps;
+        if entry.generation > generation
+            || p.overlay
+                .changed_since(entry.generation, deps.nets, deps.vrf)
+        {
+            return NONE;
+        }
+        flows.entry_mut(i).generation = generation;
+        flows.stats.revalidations += 1;
+    }
+    i as u32
+}
+
+/// Installs the entry for `e` from what the stages compiled for its frame,
+/// which they sent to `out`, switched in network `net`; `uplink` when the
+/// frame came from the uplink (and must have been decapsulated).
+#[allow(clippy::too_many_arguments)]
+#[cold]
+fn install(
+    flows: &mut FlowTable,
+    e: &Extracted,
+    hash: u64,
+    out: PortIdx,
+    c: &Compiled,
+    net: NetworkId,
+    generation: u64,
+    uplink: bool,
+) {
+    // What the extractor found is what decap stripped, or the key does not
+    // describe the frame the stages saw: nothing to install.
+    let pop = match c.popped {
+        None => false,
+        Some(n) => n == PLAIN_TUNNEL,
+    };
+    if pop != uplink {
+        return;
+    }
+    let mut action = Action {
+        out,
+        pop,
+        ..Action::default()
+    };
+    if let Some(macs) = c.routed {
+        action.route = true;
+        action.macs = macs;
+    }
+    if let Some(r) = c.encap {
+        action.encap = true;
+        action.slot = r.slot;
+        action.tag = r.tag;
+        action.src_port = r.src_port;
+        action.max_ip_len = r.max_ip_len;
+    }
+    let deps = Deps {
+        nets: [net, c.routed_into.map_or(net, |(n, _)| n)],
+        vrf: c.routed_into.map(|(_, v)| v),
+    };
+    flows.install(e.key, hash, action, deps, generation);
+}
+
+/// The first [`BURST`] frames and their verdicts at most: a pass keeps a bit
+/// per frame.
 #[inline(always)]
 fn clip<'a, B>(pkts: &'a mut [B], out: &'a mut [Verdict]) -> (&'a mut [B], &'a mut [Verdict]) {
     let n = pkts.len().min(out.len()).min(BURST);
@@ -402,93 +263,54 @@ impl Pass {
     fn decided(&mut self, o: &mut Verdict, v: Verdict, len: usize) {
         *o = v;
         match v {
-            Verdict::Output(port) => self.output(port),
+            Verdict::Output(port) => {
+                self.any |= u32::from(port.0);
+                self.all &= u32::from(port.0);
+            }
             _ => self.other = true,
         }
         self.bytes += len as u64;
     }
 
-    /// Frames a run decided, all output to `port`, `bytes` long.
-    #[inline(always)]
-    fn decided_run(&mut self, port: PortIdx, bytes: u64) {
-        self.output(port);
-        self.bytes += bytes;
-    }
-
-    /// A frame (or a run of them) goes out of `port`.
-    #[inline(always)]
-    fn output(&mut self, port: PortIdx) {
-        self.any |= u32::from(port.0);
-        self.all &= u32::from(port.0);
-    }
-
-    /// Frame `i` is left to the per-packet pipeline.
+    /// Frame `i` is left to the stages.
     #[inline(always)]
     fn leave(&mut self, i: usize) {
         self.left |= 1 << i;
     }
 
-    /// The per-packet pipeline for the frames left; the burst's bytes after
-    /// processing, and its one port when the pass decided every frame alike.
+    /// The bytes of a burst of `n` frames the pass decided all of, and its one
+    /// port when they all go to one.
     #[inline(always)]
-    fn finish<B: PacketBuf>(
-        self,
-        p: &Pipeline,
-        ingress: Ingress<'_>,
-        pkts: &mut [B],
-        ctx: &mut Ctx<'_>,
-        s: &mut Scratch,
-        out: &mut [Verdict],
-    ) -> (u64, Option<PortIdx>) {
-        if self.left == 0 {
-            let one = !pkts.is_empty() && !self.other && self.any == self.all;
-            return (self.bytes, one.then_some(PortIdx(self.any as u16)));
-        }
-        let rest = rest(p, ingress, pkts, ctx, s, out, self.left);
-        (self.bytes + rest, None)
+    fn one(&self, n: usize) -> (u64, Option<PortIdx>) {
+        let one = n > 0 && self.left == 0 && !self.other && self.any == self.all;
+        (self.bytes, one.then_some(PortIdx(self.any as u16)))
     }
 }
 
-/// The per-packet pipeline for the frames of `pkts` whose bit is set in `left`;
-/// returns their bytes after processing.
-#[inline(never)]
-fn rest<B: PacketBuf>(
-    p: &Pipeline,
-    ingress: Ingress<'_>,
-    pkts: &mut [B],
-    ctx: &mut Ctx<'_>,
-    s: &mut Scratch,
-    out: &mut [Verdict],
-    mut left: u32,
-) -> u64 {
-    let mut bytes = 0;
-    while left != 0 {
-        let i = left.trailing_zeros() as usize;
-        left &= left - 1;
-        if let (Some(pkt), Some(o)) = (pkts.get_mut(i), out.get_mut(i)) {
-            *o = p.process_from(ingress, pkt, ctx, s);
-            bytes += pkt.len() as u64;
-        }
-    }
-    bytes
-}
-
-/// [`Pipeline::process_burst`] one packet at a time: the uplink (whose decap fast
-/// path is per packet), classic ports, and every ingress with the fast paths off.
+/// [`Pipeline::process_burst`] one packet at a time through the stages: classic
+/// ports, an IPv6 underlay, and every ingress with the flow table off.
 #[inline(never)]
 pub(super) fn per_packet<B: PacketBuf>(
     p: &Pipeline,
     ingress: Ingress<'_>,
     pkts: &mut [B],
     ctx: &mut Ctx<'_>,
-    s: &mut Scratch,
+    ws: &mut WorkerState,
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
     let (pkts, out) = clip(pkts, out);
     let mut pass = Pass::new();
     for (o, pkt) in out.iter_mut().zip(pkts.iter_mut()) {
-        let v = p.process_from(ingress, pkt, ctx, s);
+        let v = stages::run(
+            p,
+            ingress,
+            pkt,
+            ctx,
+            &mut ws.scratch,
+            &mut ws.templates,
+            &mut trace::NoTrace,
+        );
         pass.decided(o, v, pkt.len());
     }
-    pass.finish(p, ingress, pkts, ctx, s, out)
+    pass.one(pkts.len())
 }

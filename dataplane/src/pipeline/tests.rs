@@ -725,7 +725,7 @@ fn ipv6_too_big_for_the_underlay_answers_packet_too_big() {
     assert_eq!(fold(sum_raw(acc, &f[54..])), 0xffff);
 }
 
-// --- A worker's reusable scratch (encap and route caches) against fresh scratch ---
+// --- A worker's state (flow table, templates) against the stages alone ---
 
 /// S: green's remote endpoint, behind VTEP 3.
 const S: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x21]);
@@ -800,7 +800,7 @@ struct Cached {
     p: Arc<Pipeline>,
     table: NeighborTable,
     limiter: ResolveLimiter,
-    scratch: Scratch,
+    state: WorkerState,
 }
 
 impl Cached {
@@ -809,13 +809,13 @@ impl Cached {
         table.learn(vtep_ip(v6, 2), PEER_MAC, Instant::now());
         table.learn(vtep_ip(v6, 3), PEER3_MAC, Instant::now());
         let limiter = ResolveLimiter::new(table.config());
-        let mut scratch = Scratch::new();
-        scratch.bind(&p);
+        let mut state = WorkerState::new();
+        state.bind(&p);
         Cached {
             p,
             table,
             limiter,
-            scratch,
+            state,
         }
     }
 
@@ -826,7 +826,7 @@ impl Cached {
         let mut buf = VecBuf::new(frame);
         let v = self
             .p
-            .process_with(in_port, &mut buf, &mut ctx, &mut self.scratch);
+            .process_with(in_port, &mut buf, &mut ctx, &mut self.state);
         (v, buf.data().to_vec())
     }
 
@@ -844,7 +844,7 @@ impl Cached {
         let ingress = self.p.ingress(in_port);
         let (bytes, one) =
             self.p
-                .process_burst(ingress, &mut bufs, &mut ctx, &mut self.scratch, &mut out);
+                .process_burst(ingress, &mut bufs, &mut ctx, &mut self.state, &mut out);
         let each = out
             .iter()
             .zip(&bufs)
@@ -888,12 +888,9 @@ impl Cached {
         let map = self.table.reader().load_full();
         let mut ctx = Ctx::new(&map, &mut self.limiter, Instant::now());
         let mut buf = VecBuf::new(frame);
-        let mut scratch = Scratch::new();
-        scratch.fast_paths = false;
-        scratch.bind(&self.p);
-        let v = self
-            .p
-            .process_with(in_port, &mut buf, &mut ctx, &mut scratch);
+        let mut state = WorkerState::with_flow_entries(0);
+        state.bind(&self.p);
+        let v = self.p.process_with(in_port, &mut buf, &mut ctx, &mut state);
         (v, buf.data().to_vec())
     }
 
@@ -1054,10 +1051,8 @@ fn a_kept_scratch_forwards_exactly_like_fresh_scratch() {
         }
         // The cached paths were taken: one header per (network, VTEP) encapsulated
         // to — (blue, 2) and (green, 3).
-        assert_eq!(
-            format!("{:?}", c.scratch),
-            "Scratch { encap_entries: 2, .. }"
-        );
+        assert_eq!(c.state.templates.live(), 2);
+        assert!(c.state.flow_stats().hits > 0, "the flow table was used");
     }
 }
 
@@ -1200,7 +1195,7 @@ fn the_burst_loop_agrees_with_the_full_path() {
         assert!(compared > 3000, "only {compared} frames compared");
         // A burst of one flow the straight path takes (switched, encapsulated over
         // an IPv4 underlay, routed) is reported whole once the caches are warm.
-        let encap = (!v6).then_some(UPLINK);
+        let encap = Some(UPLINK);
         for (name, want) in [
             ("L2 local", Some(POD_B)),
             ("L2 remote VXLAN", encap),
@@ -1208,8 +1203,8 @@ fn the_burst_loop_agrees_with_the_full_path() {
         ] {
             let (_, port, frame, _) = cases.iter().find(|c| c.0 == name).unwrap();
             let same = vec![(frame.clone(), crate::buf::DEFAULT_HEADROOM); crate::BURST];
-            c.scratch.clear();
-            c.scratch.bind(&c.p);
+            c.state.clear();
+            c.state.bind(&c.p);
             let (_, _, cold) = c.burst(*port, &same);
             let (each, _, warm) = c.burst(*port, &same);
             assert_eq!(each[0], c.reference(*port, frame), "{name}");
@@ -1234,12 +1229,11 @@ fn the_burst_loop_agrees_with_the_full_path() {
     }
 }
 
-/// With more destinations than the route cache has seen, a burst from a pod
-/// resolves its misses before the straight pass (`fill_routes`), so the pass
-/// decides every frame (the burst reports its one port); the answers stay those
-/// of the full path.
+/// A burst of 32 new destinations runs the stages, which install 32 flows; the
+/// same burst again is all hits (the burst reports its one port); the answers
+/// stay those of the stages.
 #[test]
-fn a_burst_of_new_destinations_is_routed_on_the_straight_path() {
+fn a_burst_of_new_destinations_is_routed_by_the_stages_then_the_table() {
     // 10.9.0.0/16 via B, a local pod in blue.
     let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
     let burst_to = |first: u32| -> Vec<_> {
@@ -1261,13 +1255,11 @@ fn a_burst_of_new_destinations_is_routed_on_the_straight_path() {
         }
         assert_eq!(one, want_one);
     };
-    // Cold: the per-packet path resolves and caches each of the 32.
+    // Cold: the stages decide each of the 32 and install its flow.
     check(&mut c, &burst_to(0), None);
-    // Many misses in the last burst: the next burst's 32 new destinations are
-    // resolved first, and the straight pass takes them all.
-    check(&mut c, &burst_to(32), Some(POD_B));
-    // Cached: taken whether or not the fill pass runs again.
-    check(&mut c, &burst_to(32), Some(POD_B));
+    check(&mut c, &burst_to(32), None);
+    // Installed: every frame a hit, the burst reported whole.
+    check(&mut c, &burst_to(0), Some(POD_B));
     check(&mut c, &burst_to(32), Some(POD_B));
 }
 
@@ -1423,7 +1415,8 @@ fn bursts_of_one_flow_follow_the_next_hop_the_flow_the_network_and_the_snapshot(
     for round in ["relearned", "relearned, warm"] {
         assert_eq!(run(&mut c, POD_A, &flow, round).1, to(MOVED, 2), "{round}");
     }
-    // Another flow (another source port), then the first again.
+    // Another flow (another source port: the stages first), then the first again.
+    run(&mut c, POD_A, &other_flow, "other flow, cold");
     assert_eq!(
         run(&mut c, POD_A, &other_flow, "other flow").0,
         Some(UPLINK)
@@ -1438,7 +1431,7 @@ fn bursts_of_one_flow_follow_the_next_hop_the_flow_the_network_and_the_snapshot(
     // R moved to VTEP 3 and the uplink has a new MAC: the same network and flow,
     // in another snapshot.
     c.p = routed(2, false, NEW_UPLINK_MAC, 3, "10.1.0.11");
-    c.scratch.bind(&Arc::clone(&c.p));
+    c.state.bind(&Arc::clone(&c.p));
     for round in ["new snapshot", "new snapshot, warm"] {
         let (_, outer) = run(&mut c, POD_A, &flow, round);
         let want = (NEW_UPLINK_MAC, PEER3_MAC, Some(vtep_ip(false, 3)));
@@ -1473,7 +1466,7 @@ fn a_rebound_scratch_follows_the_new_snapshot() {
     }
 
     c.p = Arc::clone(&new);
-    c.scratch.bind(&new);
+    c.state.bind(&new);
     let (v, f) = c.cached(POD_A, &to_r);
     assert_eq!(v, Verdict::Output(UPLINK));
     assert_eq!(outer(&f), (NEW_UPLINK_MAC, PEER3_MAC, vtep_ip(false, 3)));
@@ -1491,7 +1484,7 @@ fn a_rebound_scratch_follows_the_new_snapshot() {
 
 #[test]
 #[cfg(debug_assertions)]
-#[should_panic(expected = "scratch bound to another snapshot")]
+#[should_panic(expected = "worker state bound to another snapshot")]
 fn a_scratch_not_rebound_is_caught_in_debug_builds() {
     let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.20"), false);
     let via = ping(G_BLUE, A, "10.1.0.10", "10.9.1.1", 64, 16);
