@@ -171,6 +171,7 @@ impl Fixed {
             tx_desc,
             stats_file,
             stats_interval_ms,
+            flow_table_entries,
         } = &cfg.dataplane;
         let mut dp = Table::new();
         dp.insert(
@@ -186,6 +187,7 @@ impl Fixed {
             dp.insert("stats_file".into(), path_value(p));
         }
         dp.insert("stats_interval_ms".into(), int(*stats_interval_ms));
+        dp.insert("flow_table_entries".into(), int(*flow_table_entries));
         Fixed {
             eal,
             dataplane: dp,

@@ -876,6 +876,7 @@ where
         if busy != self.phase_busy || self.rounds.is_multiple_of(64) {
             self.account_time(busy);
         }
+        self.stats.set_flows(self.state.flow_stats());
         self.stats.publish(&self.shared);
         received
     }
@@ -923,6 +924,7 @@ where
         }
         self.tx.flush_all(&mut self.stats);
         self.account_time(self.phase_busy);
+        self.stats.set_flows(self.state.flow_stats());
         self.stats.publish(&self.shared);
         tracing::debug!(worker = self.id.0, "worker stopped");
         self.stats.to_snapshot(self.id)

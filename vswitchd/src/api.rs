@@ -228,6 +228,13 @@ impl DataplaneHandle for VswitchdHandle {
                 generation: s.snapshot_generation,
                 busy_ns: s.busy_ns,
                 idle_ns: s.idle_ns,
+                flow_hits: s.flows.hits,
+                flow_misses: s.flows.misses,
+                flow_installs: s.flows.installs,
+                flow_evictions: s.flows.evictions,
+                flow_revalidations: s.flows.revalidations,
+                flow_entries: s.flows.entries,
+                flow_capacity: s.flows.capacity,
             })
             .collect();
         let drops: HashMap<String, u64> = totals

@@ -74,6 +74,27 @@ pub struct WorkerDoc {
     pub idle_ns: u64,
     /// Snapshot generation it runs.
     pub generation: u64,
+    /// Its flow table's counters.
+    pub flow_table: FlowTableDoc,
+}
+
+/// A worker's flow table counters.
+#[derive(Serialize)]
+pub struct FlowTableDoc {
+    /// Packets whose flow was found.
+    pub hits: u64,
+    /// Packets whose flow was looked up and not found (or found stale).
+    pub misses: u64,
+    /// Entries written.
+    pub installs: u64,
+    /// Entries evicted from a full bucket.
+    pub evictions: u64,
+    /// Entries found still valid after a snapshot swap.
+    pub revalidations: u64,
+    /// Entries held.
+    pub entries: u64,
+    /// Entries it can hold.
+    pub capacity: u64,
 }
 
 /// The whole document.
@@ -115,6 +136,15 @@ pub fn worker_doc(index: usize, core: usize, s: &StatsSnapshot) -> WorkerDoc {
         busy_ns: s.busy_ns,
         idle_ns: s.idle_ns,
         generation: s.snapshot_generation,
+        flow_table: FlowTableDoc {
+            hits: s.flows.hits,
+            misses: s.flows.misses,
+            installs: s.flows.installs,
+            evictions: s.flows.evictions,
+            revalidations: s.flows.revalidations,
+            entries: s.flows.entries,
+            capacity: s.flows.capacity,
+        },
     }
 }
 

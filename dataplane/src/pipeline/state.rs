@@ -93,9 +93,13 @@ impl WorkerState {
         self.bound = None;
     }
 
-    /// The flow table's counters.
+    /// The flow table's counters, with the entries it holds and can hold.
     pub fn flow_stats(&self) -> FlowStats {
-        self.flows.stats
+        FlowStats {
+            entries: self.flows.live() as u64,
+            capacity: self.flows.capacity() as u64,
+            ..self.flows.stats
+        }
     }
 
     /// Entries the flow table holds, and can hold.

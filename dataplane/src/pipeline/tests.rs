@@ -1827,8 +1827,12 @@ fn the_flow_table_agrees_with_the_stages_across_swaps_and_delta_writes() {
                 }
                 3 => {
                     generation += 1;
-                    let mac = if next() % 2 == 0 { UPLINK_MAC } else { MOVED };
-                    let via = if next() % 2 == 0 {
+                    let mac = if next().is_multiple_of(2) {
+                        UPLINK_MAC
+                    } else {
+                        MOVED
+                    };
+                    let via = if next().is_multiple_of(2) {
                         "10.1.0.11"
                     } else {
                         "10.1.0.20"
@@ -1837,7 +1841,11 @@ fn the_flow_table_agrees_with_the_stages_across_swaps_and_delta_writes() {
                     swaps += 1;
                 }
                 4 => {
-                    let mac = if next() % 2 == 0 { PEER_MAC } else { MOVED };
+                    let mac = if next().is_multiple_of(2) {
+                        PEER_MAC
+                    } else {
+                        MOVED
+                    };
                     c.table.learn(vtep_ip(v6, 2), mac, Instant::now());
                 }
                 _ => {}
@@ -1849,12 +1857,12 @@ fn the_flow_table_agrees_with_the_stages_across_swaps_and_delta_writes() {
             let frames: Vec<(Vec<u8>, usize)> = (0..crate::BURST)
                 .map(|_| {
                     let f = &of_port[(next() as usize) % of_port.len()].2;
-                    let f = if next() % 6 == 0 {
+                    let f = if next().is_multiple_of(6) {
                         mangled_any(f, &mut next)
                     } else {
                         f.clone()
                     };
-                    let headroom = if next() % 12 == 0 {
+                    let headroom = if next().is_multiple_of(12) {
                         (next() % 80) as usize
                     } else {
                         128

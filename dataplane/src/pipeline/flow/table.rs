@@ -87,6 +87,10 @@ pub struct FlowStats {
     pub evictions: u64,
     /// Entries of an older snapshot found still valid and restamped.
     pub revalidations: u64,
+    /// Entries held (when read through the worker's state).
+    pub entries: u64,
+    /// Entries the table can hold.
+    pub capacity: u64,
 }
 
 /// The flow table (see the module docs).
