@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 
 use super::flow::action::Action;
-use super::flow::key::{self, Extracted, PLAIN_TUNNEL};
+use super::flow::key::{self, FlowKey, PLAIN_TUNNEL};
 use super::flow::table::{Deps, FlowTable};
 use super::flow::Compiled;
 use super::state::WorkerState;
@@ -54,9 +54,11 @@ pub(super) fn flows<B: PacketBuf>(
     flows.tick();
     let port = ingress.port;
     let cfg = &p.parse;
-    // Keys and hashes; a run of one key is hashed once.
-    let mut ext = [Extracted::default(); BURST];
+    // Keys and hashes; a run of one key is hashed and looked up once.
+    let mut keys = [FlowKey::default(); BURST];
+    let mut inner_len = [0u16; BURST];
     let mut hashes = [0u64; BURST];
+    let mut lens = [0u32; BURST];
     let mut keyed = 0u32;
     let mut same = 0u32;
     for (i, pkt) in pkts.iter().enumerate() {
@@ -67,7 +69,10 @@ pub(super) fn flows<B: PacketBuf>(
         };
         let Some(e) = e else { continue };
         keyed |= 1 << i;
-        if i > 0 && keyed & (1 << (i - 1)) != 0 && ext[i - 1].key == e.key {
+        inner_len[i] = e.inner_len;
+        // At most 64 KiB: the extractor refuses longer frames.
+        lens[i] = data.len() as u32;
+        if i > 0 && keyed & (1 << (i - 1)) != 0 && keys[i - 1] == e.key {
             same |= 1 << i;
             hashes[i] = hashes[i - 1];
         } else {
@@ -75,7 +80,7 @@ pub(super) fn flows<B: PacketBuf>(
             hashes[i] = h;
             flows.prefetch::<B>(h);
         }
-        ext[i] = e;
+        keys[i] = e.key;
     }
     // The lookups.
     let generation = p.overlay.generation();
@@ -86,35 +91,42 @@ pub(super) fn flows<B: PacketBuf>(
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
         if same & (1 << i) == 0 {
-            last = look_up(p, flows, &ext[i], hashes[i], generation);
+            last = look_up(p, flows, &keys[i], hashes[i], generation);
         }
         found[i] = last;
     }
-    // The hits' actions, in one pass.
+    // The hits' actions, in one pass; a run of one entry counted once.
     let neighbors = ctx.neighbors.generation();
     let templates = &ws.templates;
     let mut pass = Pass::new();
     let (mut hits, mut misses) = (0u64, 0u64);
-    for (i, (o, pkt)) in out.iter_mut().zip(pkts.iter_mut()).enumerate() {
+    let (mut run, mut run_packets, mut run_bytes) = (NONE, 0u64, 0u64);
+    for i in 0..n {
         let f = found[i];
-        if f == NONE {
+        let (Some(pkt), Some(o), true) = (pkts.get_mut(i), out.get_mut(i), f != NONE) else {
             misses += u64::from(keyed >> i & 1);
             pass.leave(i);
             continue;
-        }
+        };
         hits += 1;
-        let f = f as usize;
-        let action = flows.entry(f).action;
-        let len = pkt.len() as u64;
-        if action.apply(pkt, ext[i].inner_len, templates, neighbors) {
-            pass.decided(o, Verdict::Output(action.out), pkt.len());
-            let e = flows.entry_mut(f);
-            e.packets += 1;
-            e.bytes += len;
-            flows.touch(f);
-        } else {
+        let len = lens[i];
+        let action = &flows.entry(f as usize).action;
+        let Some(now) = action.apply(pkt, len as usize, inner_len[i], templates, neighbors) else {
             pass.leave(i);
+            continue;
+        };
+        pass.decided(o, Verdict::Output(action.out), now);
+        if f != run {
+            if run != NONE {
+                flows.count(run as usize, run_packets, run_bytes);
+            }
+            (run, run_packets, run_bytes) = (f, 0, 0);
         }
+        run_packets += 1;
+        run_bytes += u64::from(len);
+    }
+    if run != NONE {
+        flows.count(run as usize, run_packets, run_bytes);
     }
     flows.stats.hits += hits;
     flows.stats.misses += misses;
@@ -122,47 +134,80 @@ pub(super) fn flows<B: PacketBuf>(
         return pass.one(n);
     }
     // The rest through the stages, installing what they compile.
-    let mut left = pass.left;
-    let mut bytes = pass.bytes;
-    while left != 0 {
-        let i = left.trailing_zeros() as usize;
-        left &= left - 1;
-        let (Some(pkt), Some(o)) = (pkts.get_mut(i), out.get_mut(i)) else {
-            continue;
-        };
-        let (v, compiled) = stages::run_compiled(
-            p,
-            ingress,
-            pkt,
-            ctx,
-            &mut ws.scratch,
-            &mut ws.templates,
-            &mut trace::NoTrace,
-        );
-        *o = v;
-        bytes += pkt.len() as u64;
-        if let (Verdict::Output(to), Some((c, net)), true) = (v, compiled, keyed >> i & 1 != 0) {
-            install(
-                &mut ws.flows,
-                &ext[i],
-                hashes[i],
-                to,
-                &c,
-                net,
-                generation,
-                local_ip.is_some(),
-            );
-        }
-    }
-    (bytes, None)
+    let misses = Misses {
+        left: pass.left,
+        keyed,
+        keys: &keys,
+        hashes: &hashes,
+        generation,
+        uplink: local_ip.is_some(),
+    };
+    (pass.bytes + misses.run(p, ingress, pkts, ctx, ws, out), None)
 }
 
-/// The entry for `e`, valid for snapshot generation `generation`: an entry of
+/// The frames of a burst left to the stages, and what the burst loop found
+/// for them: a function of its own, never inlined, so that the stages do not
+/// take the hit loop's registers.
+struct Misses<'a> {
+    /// One bit per frame left.
+    left: u32,
+    /// One bit per frame with a key.
+    keyed: u32,
+    keys: &'a [FlowKey; BURST],
+    hashes: &'a [u64; BURST],
+    generation: u64,
+    uplink: bool,
+}
+
+impl Misses<'_> {
+    /// Runs the stages for every frame left, installs what they compile;
+    /// returns the frames' bytes after processing.
+    #[inline(never)]
+    fn run<B: PacketBuf>(
+        &self,
+        p: &Pipeline,
+        ingress: Ingress<'_>,
+        pkts: &mut [B],
+        ctx: &mut Ctx<'_>,
+        ws: &mut WorkerState,
+        out: &mut [Verdict],
+    ) -> u64 {
+        let mut left = self.left;
+        let mut bytes = 0;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let (Some(pkt), Some(o)) = (pkts.get_mut(i), out.get_mut(i)) else {
+                continue;
+            };
+            let (v, compiled) = stages::run_compiled(
+                p,
+                ingress,
+                pkt,
+                ctx,
+                &mut ws.scratch,
+                &mut ws.templates,
+                &mut trace::NoTrace,
+            );
+            *o = v;
+            bytes += pkt.len() as u64;
+            if let (Verdict::Output(to), Some((c, net)), true) =
+                (v, compiled, self.keyed >> i & 1 != 0)
+            {
+                let (key, hash) = (self.keys[i], self.hashes[i]);
+                install(&mut ws.flows, key, hash, to, &c, net, self.generation, self.uplink);
+            }
+        }
+        bytes
+    }
+}
+
+/// The entry for `key`, valid for snapshot generation `generation`: an entry of
 /// an older generation is restamped when nothing it depends on changed since,
 /// and is no entry when something did.
 #[inline(always)]
-fn look_up(p: &Pipeline, flows: &mut FlowTable, e: &Extracted, hash: u64, generation: u64) -> u32 {
-    let Some(i) = flows.find(&e.key, hash) else {
+fn look_up(p: &Pipeline, flows: &mut FlowTable, key: &FlowKey, hash: u64, generation: u64) -> u32 {
+    let Some(i) = flows.find(key, hash) else {
         return NONE;
     };
     let entry = flows.entry(i);
@@ -180,14 +225,14 @@ fn look_up(p: &Pipeline, flows: &mut FlowTable, e: &Extracted, hash: u64, genera
     i as u32
 }
 
-/// Installs the entry for `e` from what the stages compiled for its frame,
+/// Installs the entry for `key` from what the stages compiled for its frame,
 /// which they sent to `out`, switched in network `net`; `uplink` when the
 /// frame came from the uplink (and must have been decapsulated).
 #[allow(clippy::too_many_arguments)]
 #[cold]
 fn install(
     flows: &mut FlowTable,
-    e: &Extracted,
+    key: FlowKey,
     hash: u64,
     out: PortIdx,
     c: &Compiled,
@@ -224,7 +269,7 @@ fn install(
         nets: [net, c.routed_into.map_or(net, |(n, _)| n)],
         vrf: c.routed_into.map(|(_, v)| v),
     };
-    flows.install(e.key, hash, action, deps, generation);
+    flows.install(key, hash, action, deps, generation);
 }
 
 /// The first [`BURST`] frames and their verdicts at most: a pass keeps a bit

@@ -69,58 +69,56 @@ impl Default for Action {
 }
 
 impl Action {
-    /// Applies the action to `pkt`, whose key's extraction found an inner frame
-    /// of `inner_len` bytes (tunnels only), with the underlay neighbour map of
-    /// generation `neighbors`. False, with nothing changed, when a per-packet
-    /// guard fails (see the module docs): the stages decide the packet.
+    /// Applies the action to `pkt`, `len` bytes long, whose key's extraction
+    /// found an inner frame of `inner_len` bytes (tunnels only), with the
+    /// underlay neighbour map of generation `neighbors`; its length after.
+    /// `None`, with nothing changed, when a per-packet guard fails (see the
+    /// module docs): the stages decide the packet.
     #[inline(always)]
     pub(crate) fn apply<B: PacketBuf>(
         &self,
         pkt: &mut B,
+        len: usize,
         inner_len: u16,
         templates: &Templates,
         neighbors: u64,
-    ) -> bool {
+    ) -> Option<usize> {
         let (at, len) = if self.pop {
             (PLAIN_TUNNEL, usize::from(inner_len))
         } else {
-            (0, pkt.len())
+            (0, len)
         };
         if self.route {
             // TTL above 1: at or below, the stages answer time exceeded.
             match pkt.data().get(at + HEADER_LEN + 8) {
                 Some(&ttl) if ttl > 1 => {}
-                _ => return false,
+                _ => return None,
             }
         }
         let template = if self.encap {
-            let Some(t) = templates.by_tag(self.slot, self.tag, neighbors) else {
-                return false;
-            };
+            let t = templates.by_tag(self.slot, self.tag, neighbors)?;
             if len - HEADER_LEN > usize::from(self.max_ip_len)
                 || !t.fits(len)
                 || pkt.headroom() + at < t.len()
             {
-                return false;
+                return None;
             }
             Some(t)
         } else {
             None
         };
         // Every guard passed: nothing below refuses.
-        if self.pop && pkt.narrow(PLAIN_TUNNEL, len).is_none() {
-            return false;
+        if self.pop {
+            pkt.narrow(PLAIN_TUNNEL, len)?;
         }
         if self.route {
             let data = pkt.data_mut();
-            if wire::checksum::ipv4_decrement_ttl(&mut data[HEADER_LEN..]).is_none() {
-                return false;
-            }
-            data[0..12].copy_from_slice(&self.macs);
+            wire::checksum::ipv4_decrement_ttl(data.get_mut(HEADER_LEN..)?)?;
+            data.get_mut(0..12)?.copy_from_slice(&self.macs);
         }
-        if let Some(t) = template {
-            return reply::push_cached(pkt, t, self.src_port);
+        match template {
+            Some(t) => reply::push_cached(pkt, t, self.src_port).then(|| len + t.len()),
+            None => Some(len),
         }
-        true
     }
 }
