@@ -142,7 +142,10 @@ pub(super) fn flows<B: PacketBuf>(
         generation,
         uplink: local_ip.is_some(),
     };
-    (pass.bytes + misses.run(p, ingress, pkts, ctx, ws, out), None)
+    (
+        pass.bytes + misses.run(p, ingress, pkts, ctx, ws, out),
+        None,
+    )
 }
 
 /// The frames of a burst left to the stages, and what the burst loop found
@@ -195,7 +198,16 @@ impl Misses<'_> {
                 (v, compiled, self.keyed >> i & 1 != 0)
             {
                 let (key, hash) = (self.keys[i], self.hashes[i]);
-                install(&mut ws.flows, key, hash, to, &c, net, self.generation, self.uplink);
+                install(
+                    &mut ws.flows,
+                    key,
+                    hash,
+                    to,
+                    &c,
+                    net,
+                    self.generation,
+                    self.uplink,
+                );
             }
         }
         bytes
