@@ -61,8 +61,27 @@ pub(super) fn flows<B: PacketBuf>(
     let mut lens = [0u32; BURST];
     let mut keyed = 0u32;
     let mut same = 0u32;
+    let mut prev: &[u8] = &[];
     for (i, pkt) in pkts.iter().enumerate() {
         let data = pkt.data();
+        // A frame that reads like the one before to the extractor (a flow's
+        // run) gets its key without an extraction.
+        let run = i > 0
+            && keyed & (1 << (i - 1)) != 0
+            && match local_ip {
+                None => key::same_local(prev, data),
+                Some(_) => key::same_uplink(prev, data),
+            };
+        prev = data;
+        if run {
+            keyed |= 1 << i;
+            same |= 1 << i;
+            inner_len[i] = inner_len[i - 1];
+            lens[i] = lens[i - 1];
+            hashes[i] = hashes[i - 1];
+            keys[i] = keys[i - 1];
+            continue;
+        }
         let e = match local_ip {
             None => key::local(port, data, cfg),
             Some(ip) => key::uplink(port, ip, data, cfg),

@@ -207,6 +207,93 @@ pub(crate) fn uplink(
     })
 }
 
+/// The bytes of a frame the extractor reads, as masks over its first words:
+/// two frames of one length whose masked words are equal get the same key
+/// and the same inner length, so a frame of a flow's run need not be
+/// extracted again. Left out: what no key field or check reads (source MACs,
+/// TOS, IP IDs, TTLs, checksums, the outer source address and UDP source
+/// port, TCP sequence numbers and everything after the data offset).
+const fn read_mask<const W: usize>(ranges: &[(usize, usize)]) -> [u64; W] {
+    let mut words = [0u64; W];
+    let mut r = 0;
+    while r < ranges.len() {
+        let (from, to) = ranges[r];
+        let mut b = from;
+        while b < to {
+            words[b / 8] |= 0xff << (8 * (b % 8));
+            b += 1;
+        }
+        r += 1;
+    }
+    words
+}
+
+/// The bytes [`local`] reads (words of 8, little-endian loads).
+const LOCAL_READS: [u64; 6] = read_mask(&[
+    (0, 6),
+    (12, 15),
+    (16, 18),
+    (20, 22),
+    (23, 24),
+    (26, 40),
+    (46, 47),
+]);
+
+/// The bytes [`uplink`] reads: the outer headers, then [`LOCAL_READS`]'s
+/// bytes of the inner frame.
+const UPLINK_READS: [u64; 13] = read_mask(&[
+    (12, 15),
+    (16, 18),
+    (20, 22),
+    (23, 24),
+    (30, 34),
+    (36, 40),
+    (42, 56),
+    (62, 65),
+    (66, 68),
+    (70, 72),
+    (73, 74),
+    (76, 90),
+    (96, 97),
+]);
+
+#[inline(always)]
+fn word(f: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes([
+        f[8 * i],
+        f[8 * i + 1],
+        f[8 * i + 2],
+        f[8 * i + 3],
+        f[8 * i + 4],
+        f[8 * i + 5],
+        f[8 * i + 6],
+        f[8 * i + 7],
+    ])
+}
+
+/// Whether `a` and `b` read the same to the extractor through `mask`: one
+/// length, at least the mask's bytes long, and equal where the mask is set.
+#[inline(always)]
+fn reads_equal<const W: usize>(a: &[u8], b: &[u8], mask: &[u64; W]) -> bool {
+    let (Some(a), Some(b)) = (a.get(..8 * W), b.get(..8 * W)) else {
+        return false;
+    };
+    (0..W).fold(0, |diff, i| diff | ((word(a, i) ^ word(b, i)) & mask[i])) == 0
+}
+
+/// Whether frame `b` from a pod's port has the key and inner length of frame
+/// `a` (which the extractor accepted) without extracting it.
+#[inline(always)]
+pub(crate) fn same_local(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && reads_equal(a, b, &LOCAL_READS)
+}
+
+/// [`same_local`] for frames from the uplink.
+#[inline(always)]
+pub(crate) fn same_uplink(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && reads_equal(a, b, &UPLINK_READS)
+}
+
 impl FlowKey {
     /// A 64-bit hash of the key: a multiply and a rotate per word. The bucket
     /// comes from the low bits, the signature from the high ones.

@@ -290,3 +290,73 @@ fn tunnel_packets_the_extractor_does_not_understand_are_refused() {
         assert!(uplink(PORT, LOCAL, &g, &cfg()).is_none(), "{name}");
     }
 }
+
+#[test]
+fn a_frame_that_reads_the_same_has_the_same_key() {
+    // Every byte the extractor reads is in the masks: a frame changed in one
+    // byte that the masks leave out extracts to what the original does, and a
+    // change the masks see is seen. Over TCP, UDP, ICMP echo and other
+    // protocols, from a pod and tunnelled.
+    let frames = [
+        ipv4(wire::IPPROTO_UDP, 64, &udp(40000, 53, 30)),
+        ipv4(wire::IPPROTO_TCP, 64, &tcp(1, 2)),
+        ipv4(
+            wire::IPPROTO_ICMP,
+            64,
+            &[8, 0, 0, 0, 0xbe, 0xef, 0, 1, 2, 3, 4, 5],
+        ),
+        ipv4(47, 64, &[0; 20]),
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut unseen, mut seen) = (0, 0);
+    for f in &frames {
+        for tunnelled_too in [false, true] {
+            let a = if tunnelled_too {
+                tunnelled(f, TunnelKind::Vxlan, 100, LOCAL)
+            } else {
+                f.clone()
+            };
+            let extract = |g: &[u8]| {
+                if tunnelled_too {
+                    uplink(PORT, LOCAL, g, &cfg())
+                } else {
+                    local(PORT, g, &cfg())
+                }
+            };
+            let same = |x: &[u8], y: &[u8]| {
+                if tunnelled_too {
+                    same_uplink(x, y)
+                } else {
+                    same_local(x, y)
+                }
+            };
+            let want = extract(&a).expect("the original is understood");
+            for at in 0..a.len() {
+                for _ in 0..4 {
+                    let mut b = a.clone();
+                    b[at] = next() as u8;
+                    if b == a {
+                        continue;
+                    }
+                    if same(&a, &b) {
+                        assert_eq!(extract(&b), Some(want), "byte {at} read but not masked");
+                        unseen += 1;
+                    } else {
+                        seen += 1;
+                    }
+                }
+            }
+            // Another length is never the same.
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same(&a, &longer));
+        }
+    }
+    assert!(unseen > 1000 && seen > 1000, "{unseen} {seen}");
+}
