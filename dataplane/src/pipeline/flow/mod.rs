@@ -50,10 +50,10 @@
 //!
 //! **Numbers.** An entry is 104 bytes plus 8 of its bucket's header: 112 bytes,
 //! 7 MiB for the default 65,536 entries. A hit costs (callgrind, 64 B, the
-//! PMDs' 190 included) 470–538 instructions per packet with one flow and
-//! 558–623 with 1k flows, against 277–359 and 306–416 for the per-shape fast
-//! paths this replaced: the price of one mechanism for every shape is about
-//! 180–260 instructions a packet today (where they go, and what is left to
+//! PMDs' 190 included) 431–484 instructions per packet with one flow and
+//! 575–627 with 1k flows, against 277–359 and 306–416 for the per-shape fast
+//! paths this replaced: the price of one mechanism for every shape is 90–270
+//! instructions a packet today (where they go, and what is left to
 //! try: `bench/RESULTS.md`, "Flow table").
 
 pub(crate) mod action;
