@@ -105,6 +105,20 @@ impl Plugin<'_> {
         ifname: &str,
         conf: &Value,
     ) -> anyhow::Result<Value> {
+        self.call_timed(cmd, id, netns, ifname, conf)
+            .map(|(v, _)| v)
+    }
+
+    /// Runs the plugin with its per-phase timings on; its result and the
+    /// timings (milliseconds by phase) on success.
+    fn call_timed(
+        &self,
+        cmd: &str,
+        id: &str,
+        netns: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> anyhow::Result<(Value, Value)> {
         let mut child = Command::new(&self.opts.plugin)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -113,9 +127,10 @@ impl Plugin<'_> {
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", ifname)
             .env("CNI_PATH", &self.opts.cni_path)
+            .env("VSWITCH_CNI_TIMINGS", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run {}", self.opts.plugin.display()))?;
         use std::io::Write;
@@ -129,7 +144,12 @@ impl Plugin<'_> {
         if !out.status.success() {
             bail!("vswitch-cni {cmd} {id}: {v}");
         }
-        Ok(v)
+        let timings = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find_map(|l| l.strip_prefix("vswitch-cni: timings "))
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or(Value::Null);
+        Ok((v, timings))
     }
 }
 
@@ -233,12 +253,19 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
 
     let mut kernel_add = Vec::new();
     let mut kernel_first = Vec::new();
+    let mut kernel_after_add = Vec::new();
+    let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for i in 0..p.opts.pods {
         let ns = Netns::new(format!("{tag}k{i}"))?;
         let id = format!("{tag}-k{i}");
         let t0 = Instant::now();
-        let r = p.call("ADD", &id, &ns.path(), "eth0", &kconf)?;
+        let (r, timings) = p.call_timed("ADD", &id, &ns.path(), "eth0", &kconf)?;
         let added = t0.elapsed();
+        for (k, v) in timings.as_object().into_iter().flatten() {
+            if let Some(ms) = v.as_f64() {
+                phases.entry(k.clone()).or_default().push(ms);
+            }
+        }
         let mut answered = false;
         for _ in 0..50 {
             let ok = Command::new("ip")
@@ -261,6 +288,7 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         }
         kernel_add.push(added.as_secs_f64() * 1e3);
         kernel_first.push(first.as_secs_f64() * 1e3);
+        kernel_after_add.push((first - added).as_secs_f64() * 1e3);
     }
 
     let mut vhost_add = Vec::new();
@@ -294,6 +322,11 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         "attached": p.opts.attached,
         "kernel_add": summary(&mut kernel_add),
         "kernel_add_to_first_packet": summary(&mut kernel_first),
+        "kernel_add_return_to_first_packet": summary(&mut kernel_after_add),
+        "kernel_add_phases": phases
+            .iter_mut()
+            .map(|(k, v)| (k.clone(), summary(v)))
+            .collect::<serde_json::Map<_, _>>(),
         "vhostuser_add_to_socket_ready": summary(&mut vhost_add),
     }))
 }

@@ -128,7 +128,9 @@ pub fn create(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
         i = spec.ifname,
         ns = spec.netns.display(),
     );
+    let t = crate::timing::start();
     let created = run(Command::new("ip").args(["-batch", "-"]), Some(&host_batch));
+    crate::timing::record("veth", t);
     if let Ok(o) = &created {
         if !o.status.success() && pod_if_exists(spec.netns, spec.ifname) {
             return Err(CniError::new(
@@ -153,16 +155,19 @@ pub fn create(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn();
     let pod = configure_pod(spec, ipam);
+    let t = crate::timing::start();
     let host = setup_err(
         "ethtool gro off (host end)",
         host_gro.and_then(|c| c.wait_with_output()),
     );
+    crate::timing::record("host_offload_wait", t);
     pod.and(host)
 }
 
 fn configure_pod(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
     let batch = pod_batch(spec, ipam)?;
-    setup_err(
+    let t = crate::timing::start();
+    let r = setup_err(
         "configuring the pod end",
         run(
             Command::new("nsenter")
@@ -170,8 +175,11 @@ fn configure_pod(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
                 .args(["ip", "-batch", "-"]),
             Some(&batch),
         ),
-    )?;
-    setup_err(
+    );
+    crate::timing::record("pod_addr_route", t);
+    r?;
+    let t = crate::timing::start();
+    let r = setup_err(
         "ethtool tx off (pod end)",
         run(
             Command::new("nsenter")
@@ -179,7 +187,9 @@ fn configure_pod(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
                 .args(["ethtool", "-K", spec.ifname, "tx", "off"]),
             None,
         ),
-    )
+    );
+    crate::timing::record("pod_offload", t);
+    r
 }
 
 fn pod_if_exists(netns: &Path, ifname: &str) -> bool {

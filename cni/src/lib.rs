@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod names;
 pub mod result;
 pub mod switch;
+pub mod timing;
 pub mod version;
 pub mod vhost;
 
@@ -134,7 +135,9 @@ async fn add(req: &Request, att: &Attachment) -> Result<CniResult> {
     let ipam = ipam(req)?;
     // The switch first: when it is not there, nothing is made and the runtime
     // is told to retry.
+    let t = timing::start();
     let mut sw = Switch::connect(conf).await?;
+    timing::record("connect", t);
     let mut undo = Undo::default();
     let adding = Adding {
         req,
@@ -183,7 +186,10 @@ async fn add_steps(
         Some(i) => {
             // Registered before the call: a failed ADD is followed by DEL.
             let i = undo.ipam.insert(i);
-            i.add(&req.raw)?
+            let t = timing::start();
+            let r = i.add(&req.raw)?;
+            timing::record("ipam", t);
+            r
         }
         None => CniResult::default(),
     };
@@ -321,7 +327,10 @@ async fn attach(
     // Registered before the write: a write whose reply is lost (a timeout) may
     // still have been applied, and removing what is not there costs a read.
     undo.port = Some(names.port.clone());
-    sw.attach(port, endpoint).await
+    let t = timing::start();
+    let r = sw.attach(port, endpoint).await;
+    timing::record("write", t);
+    r
 }
 
 async fn del(req: &Request, att: &Attachment) -> Result<()> {
