@@ -111,7 +111,7 @@ impl Undo {
             let _ = d.remove();
         }
         if let Some(h) = &self.veth {
-            let _ = kernel::delete(h);
+            let _ = kernel::delete(h).await;
         }
         if let Some(i) = &self.ipam {
             if let Err(e) = i.run("DEL", &req.raw) {
@@ -216,7 +216,8 @@ async fn add_steps(
                     mtu: conf.mtu,
                 },
                 &addrs,
-            )?;
+            )
+            .await?;
             result.interfaces.push(Interface {
                 name: names.port.clone(),
                 mac: kernel::host_mac(&names.port),
@@ -351,7 +352,7 @@ async fn del(req: &Request, att: &Attachment) -> Result<()> {
         }
     };
     if req.conf.mode == Mode::Kernel {
-        note(kernel::delete(&names.port));
+        note(kernel::delete(&names.port).await);
     }
     if let Some(v) = &req.conf.vhost {
         note(PodDir::new(&v.socket_dir, &names.hash).remove());
@@ -526,7 +527,7 @@ async fn gc(req: &Request) -> Result<()> {
         }
         let mut r = sw.detach(&p.name).await.map(|_| ());
         if r.is_ok() && p.profile == "af_packet" {
-            r = kernel::delete(&p.name);
+            r = kernel::delete(&p.name).await;
         }
         if r.is_ok() {
             if let Some(v) = &conf.vhost {

@@ -427,6 +427,28 @@ fn kernel_pods_ping_through_the_switch_and_leave_nothing() {
     assert!(shown.contains(&format!("{ip_a}/24")), "{shown}");
     let route = text(&nsa.exec(&["ip", "route", "show", "default"]).stdout);
     assert!(route.contains("via 10.88.0.1 dev eth0"), "{route}");
+    // The offloads TCP through af_packet needs (DESIGN.md §6), set by the plugin
+    // over netlink: no transmit checksum offload on the pod end, no GRO on the
+    // host end; and the pod end has the MAC the result reports.
+    let k = text(&nsa.exec(&["ethtool", "-k", "eth0"]).stdout);
+    assert!(k.contains("tx-checksumming: off"), "{k}");
+    assert!(k.contains("tx-checksum-ip-generic: off"), "{k}");
+    let host = vswitch_cni::names::AttachmentNames::new(a.id, "eth0").port;
+    let out = Command::new("ethtool")
+        .args(["-k", &host])
+        .output()
+        .unwrap();
+    let k = text(&out.stdout);
+    assert!(k.contains("generic-receive-offload: off"), "{host}: {k}");
+    let link = text(
+        &nsa.exec(&["ip", "-br", "link", "show", "dev", "eth0"])
+            .stdout,
+    );
+    let mac = ra.out["interfaces"][1]["mac"].as_str().unwrap();
+    assert!(
+        link.contains(mac) && link.contains("UP"),
+        "{link} (MAC {mac})"
+    );
     let (ports, eps) = node.ports_and_endpoints();
     assert_eq!((ports.len(), eps), (2, 2), "{ports:?}");
 
