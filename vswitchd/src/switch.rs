@@ -428,6 +428,13 @@ pub fn run(prep: Prepared) -> Result<()> {
         if let Some(s) = &mut supervisor {
             s.tick();
         }
+        // Ports whose device was gone at start plug when it is back. Never
+        // waits behind a write: the next round tries.
+        if let Ok(mut dp) = dataplane.try_lock() {
+            if dp.has_unplugged() {
+                dp.retry_unplugged(Instant::now());
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(s) = &supervisor {
@@ -587,6 +594,8 @@ fn stats_doc(
                 tx_bytes: t.tx_bytes,
                 dropped: t.total_drops(),
                 link_up: p.port.link().up,
+                plugged: true,
+                not_plugged: String::new(),
                 dpdk: DpdkDoc {
                     ipackets: d.ipackets,
                     opackets: d.opackets,
@@ -599,6 +608,19 @@ fn stats_doc(
                 },
             }
         })
+        .chain(dataplane.unplugged().map(|(pc, why)| PortDoc {
+            name: pc.name.clone(),
+            driver: String::new(),
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            dropped: 0,
+            link_up: false,
+            plugged: false,
+            not_plugged: why.to_owned(),
+            dpdk: DpdkDoc::default(),
+        }))
         .collect();
     StatsDoc {
         uptime_s: started.elapsed().as_secs_f64(),
