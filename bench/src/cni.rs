@@ -212,8 +212,12 @@ pub fn run(opts: &CniOptions) -> anyhow::Result<Value> {
     let runtime_dir = PathBuf::from(format!("/var/run/dpdk/vswitchd{}", child.id()));
     let mut guard = ChildGuard::new(child, "TERM").removing(runtime_dir);
     let p = Plugin { opts, dir: &dir };
-    let report = measure(&p, &mut guard);
+    let mut report = measure(&p, &mut guard);
     guard.stop();
+    if let Ok(r) = &mut report {
+        let log = std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default();
+        r["switch_port_plug"] = plug_phases(&log);
+    }
     report.map_err(|e| {
         let tail = std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(5).collect();
@@ -329,6 +333,29 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
             .collect::<serde_json::Map<_, _>>(),
         "vhostuser_add_to_socket_ready": summary(&mut vhost_add),
     }))
+}
+
+/// What the switch's log says of each `af_packet` port it plugged (the kernel
+/// pods' ports): the device probe and its configure/start, in milliseconds.
+fn plug_phases(log: &str) -> Value {
+    let field = |line: &str, key: &str| -> Option<f64> {
+        let v = line.split(&format!(" {key}=")).nth(1)?;
+        v.split_whitespace().next()?.parse::<f64>().ok()
+    };
+    let (mut probe, mut setup) = (Vec::new(), Vec::new());
+    for l in log
+        .lines()
+        .filter(|l| l.contains("port up") && l.contains("net_af_packet"))
+    {
+        if let (Some(p), Some(s)) = (field(l, "probe_us"), field(l, "setup_us")) {
+            probe.push(p / 1e3);
+            setup.push(s / 1e3);
+        }
+    }
+    if probe.is_empty() {
+        return Value::Null;
+    }
+    json!({"probe": summary(&mut probe), "configure_start": summary(&mut setup)})
 }
 
 fn with_prev(conf: &Value, prev: &Value) -> Value {

@@ -207,8 +207,10 @@ impl Dataplane {
             .map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
         let devargs = profile.devargs(self.next_instance);
         self.next_instance += 1;
+        let t_probe = Instant::now();
         let mut port = Port::probe(&devargs)
             .with_context(|| format!("port {:?}: probe {devargs}", pc.name))?;
+        let probe_us = t_probe.elapsed().as_micros() as u64;
         let dev = port.info();
         // af_packet spreads received frames over its queue pairs (PACKET_FANOUT),
         // so every pair must be polled; other ports get one rx queue.
@@ -221,6 +223,7 @@ impl Dataplane {
         if nb_txq < workers as u16 {
             warn!(port = %pc.name, nb_txq, "fewer tx queues than workers: some workers cannot send to this port (counted as no_tx_queue)");
         }
+        let t_setup = Instant::now();
         let (rx, tx) = port
             .configure(
                 &DpdkPortConfig {
@@ -249,6 +252,7 @@ impl Dataplane {
         if stale > 0 {
             info!(port = %pc.name, frames = stale, "discarded frames queued before the port was bound");
         }
+        let setup_us = t_setup.elapsed().as_micros() as u64;
         let first = pc.worker.unwrap_or_else(|| {
             let w = self.round_robin % workers;
             self.round_robin += 1;
@@ -272,7 +276,7 @@ impl Dataplane {
                 },
             })
             .collect();
-        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, mtu = ?port.mtu(), dpdk_mtu = ?port.dpdk_mtu(), "port up");
+        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, mtu = ?port.mtu(), dpdk_mtu = ?port.dpdk_mtu(), probe_us, setup_us, "port up");
         self.slots[idx] = Some(PortRuntime {
             config: pc.clone(),
             driver: dev.driver_name,
