@@ -137,12 +137,13 @@ async fn index_of(h: &Handle, name: &str) -> std::result::Result<Option<LinkMess
     }
 }
 
-/// Creates the pair and configures both ends.
+/// Creates the pair: the pod end in the pod's namespace with its MAC and MTU
+/// (down), the host end up with GRO off. The pod end is configured by
+/// [`pod_addresses`] and [`pod_up`].
 ///
 /// # Errors
 /// Code 101 naming the step; the caller removes what was made.
-pub async fn create(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
-    let plan = pod_plan(ipam)?;
+pub async fn create_pair(spec: &VethSpec<'_>) -> Result<()> {
     let mac = parse_mac(spec.mac)?;
     let ns = std::fs::File::open(spec.netns)
         .map_err(|e| setup("opening the pod's network namespace", e))?;
@@ -185,58 +186,83 @@ pub async fn create(spec: &VethSpec<'_>, ipam: &CniResult) -> Result<()> {
     let t = crate::timing::start();
     offload::clear(spec.host, offload::GRO).map_err(|e| setup("gro off (host end)", e))?;
     crate::timing::record("host_offload", t);
-    let ifname = spec.ifname.to_owned();
-    netns::block_on_in(spec.netns, || configure_pod(ifname, plan))
-        .map_err(|e| setup("configuring the pod end", e))
+    Ok(())
 }
 
-/// In the pod's namespace: addresses, up, routes, then `tx off`.
-async fn configure_pod(ifname: String, plan: PodPlan) -> std::result::Result<(), String> {
+/// Gives the pod end (still down) its addresses. Blocking: it runs on a
+/// thread of its own in the pod's namespace.
+///
+/// # Errors
+/// Code 101 naming the address.
+pub fn pod_addresses(netns: &Path, ifname: &str, plan: &PodPlan) -> Result<()> {
     let t = crate::timing::start();
-    let h = handle()?;
-    let link = index_of(&h, &ifname)
-        .await?
-        .ok_or_else(|| format!("{ifname} is not in the namespace"))?;
-    let index = link.header.index;
-    for net in &plan.addrs {
-        let mut req = h.address().add(index, net.addr(), net.prefix_len());
-        if net.addr().is_ipv6() {
-            // No duplicate address detection: the address is the pod's by IPAM,
-            // and DAD would hold it tentative (unusable) for a second or more.
-            let m = req.message_mut();
-            m.header.flags |= AddressHeaderFlags::Nodad;
+    let (name, addrs) = (ifname.to_owned(), plan.addrs.clone());
+    let r = netns::block_on_in(netns, || async move {
+        let h = handle()?;
+        let index = pod_index(&h, &name).await?;
+        for net in &addrs {
+            let mut req = h.address().add(index, net.addr(), net.prefix_len());
+            if net.addr().is_ipv6() {
+                // No duplicate address detection: the address is the pod's by
+                // IPAM, and DAD would hold it tentative (unusable) for a second
+                // or more.
+                req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+            }
+            req.execute()
+                .await
+                .map_err(|e| format!("address {net} on {name}: {e}"))?;
         }
-        req.execute()
-            .await
-            .map_err(|e| format!("address {net} on {ifname}: {e}"))?;
-    }
-    h.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
-        .map_err(|e| format!("setting {ifname} up: {e}"))?;
-    for (dst, gw) in &plan.routes {
-        let mut b = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(dst.addr(), dst.prefix_len())
-            .map_err(|e| e.to_string())?
-            .output_interface(index);
-        b = match gw {
-            Some(g) => b.gateway(*g).map_err(|e| e.to_string())?,
-            // A route straight out of the interface, as `ip route add … dev`.
-            None => b.scope(RouteScope::Link),
-        };
-        h.route()
-            .add(b.build())
+        Ok(())
+    })
+    .map_err(|e| setup("configuring the pod end", e));
+    crate::timing::record("pod_addr", t);
+    r
+}
+
+/// Brings the pod end up, adds its routes (which need it up) and turns its
+/// transmit checksum offload off. Blocking, as [`pod_addresses`].
+///
+/// # Errors
+/// Code 101 naming the step.
+pub fn pod_up(netns: &Path, ifname: &str, plan: &PodPlan) -> Result<()> {
+    let t = crate::timing::start();
+    let (name, routes) = (ifname.to_owned(), plan.routes.clone());
+    let r = netns::block_on_in(netns, || async move {
+        let h = handle()?;
+        let index = pod_index(&h, &name).await?;
+        h.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
             .execute()
             .await
-            .map_err(|e| format!("route {dst} on {ifname}: {e}"))?;
-    }
-    crate::timing::record("pod_addr_route", t);
-    let t = crate::timing::start();
-    offload::clear(&ifname, offload::TX_CHECKSUM)
-        .map_err(|e| format!("tx off on {ifname}: {e}"))?;
-    crate::timing::record("pod_offload", t);
-    Ok(())
+            .map_err(|e| format!("setting {name} up: {e}"))?;
+        for (dst, gw) in &routes {
+            let mut b = RouteMessageBuilder::<IpAddr>::new()
+                .destination_prefix(dst.addr(), dst.prefix_len())
+                .map_err(|e| e.to_string())?
+                .output_interface(index);
+            b = match gw {
+                Some(g) => b.gateway(*g).map_err(|e| e.to_string())?,
+                // A route straight out of the interface, as `ip route add … dev`.
+                None => b.scope(RouteScope::Link),
+            };
+            h.route()
+                .add(b.build())
+                .execute()
+                .await
+                .map_err(|e| format!("route {dst} on {name}: {e}"))?;
+        }
+        offload::clear(&name, offload::TX_CHECKSUM).map_err(|e| format!("tx off on {name}: {e}"))
+    })
+    .map_err(|e| setup("configuring the pod end", e));
+    crate::timing::record("pod_up_route_offload", t);
+    r
+}
+
+async fn pod_index(h: &Handle, name: &str) -> std::result::Result<u32, String> {
+    index_of(h, name)
+        .await?
+        .map(|l| l.header.index)
+        .ok_or_else(|| format!("{name} is not in the namespace"))
 }
 
 fn pod_if_exists(netns: &Path, ifname: &str) -> bool {
