@@ -213,9 +213,15 @@ impl Dataplane {
         let probe_us = t_probe.elapsed().as_micros() as u64;
         let dev = port.info();
         // af_packet spreads received frames over its queue pairs (PACKET_FANOUT),
-        // so every pair must be polled; other ports get one rx queue.
+        // so every pair must be polled; a vhost-user (or virtio-user) port with
+        // N queue pairs gets whatever the guest sends on any of its N tx
+        // queues, so all N are polled, spread over the workers below; other
+        // ports get one rx queue.
         let nb_rxq = match profile {
             PortProfile::AfPacket { qpairs, .. } => qpairs,
+            PortProfile::VhostUser { queues, .. } | PortProfile::VirtioUser { queues, .. } => {
+                queues
+            }
             _ => 1,
         }
         .min(dev.max_rx_queues.max(1));
