@@ -1661,3 +1661,48 @@ fn a_pod_gone_while_the_switch_was_down_is_deleted_after_restart() {
     }
     node.assert_empty("after DEL");
 }
+
+#[test]
+fn an_add_past_the_switchs_port_limit_says_so() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let sock = node.dir.join("ctl.sock");
+    // Fill the switch's DPDK port table (Debian's DPDK holds 32) with null ports.
+    let mut filled = Vec::new();
+    let refusal = loop {
+        let name = format!("fill{}", filled.len());
+        let out = vswitchctl(&sock, &["port", "add", &name, "--profile", "null"]);
+        if !out.status.success() {
+            break format!("{}{}", text(&out.stdout), text(&out.stderr));
+        }
+        filled.push(name);
+        assert!(filled.len() <= 1024, "no port limit met");
+    };
+    let n = filled.len();
+    assert!(
+        refusal.contains("RTE_MAX_ETHPORTS") && refusal.contains(&format!("({n} of {n}")),
+        "{refusal}"
+    );
+    // A pod's ADD then fails with the same reason, and leaves nothing behind.
+    let ns = Netns::new(&format!("{tag}a"));
+    let p = format!("/run/netns/{}", ns.name);
+    let a = Att {
+        id: &format!("{tag}-full"),
+        netns: &p,
+        ifname: "eth0",
+    };
+    let r = cni("ADD", &a, &node.conf("1.0.0", "kernel"));
+    assert_eq!(r.code(), 7, "{}", r.out);
+    let said = r.out.to_string();
+    assert!(
+        said.contains("RTE_MAX_ETHPORTS") && said.contains(&format!("{n} of {n}")),
+        "{said}"
+    );
+    assert!(!host_link(a.id, "eth0"), "the veth is left");
+    assert!(node.leases().is_empty(), "a lease is left");
+    for name in &filled {
+        vswitchctl_ok(&sock, &["port", "del", name]);
+    }
+    node.assert_empty("after the refused ADD");
+}

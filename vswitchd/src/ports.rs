@@ -205,6 +205,15 @@ impl Dataplane {
         profile
             .check()
             .map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
+        // DPDK refuses a port past its build's limit with a bare "Operation
+        // not permitted": say what it is, with the number.
+        let (used, most) = Port::ethdev_usage();
+        if used >= most {
+            return Err(anyhow!(
+                "port {:?}: the switch's DPDK ports are all in use ({used} of {most}: this DPDK build's RTE_MAX_ETHPORTS); delete a port first",
+                pc.name
+            ));
+        }
         let devargs = profile.devargs(self.next_instance);
         self.next_instance += 1;
         let t_probe = Instant::now();
