@@ -6,7 +6,8 @@
 //!   moves both workers' rx counters, and the stream crosses to the other pod
 //!   (each worker sends on its own tx queue of the receiving port);
 //! - the link follows the guest: down before a pod connects, up while it is
-//!   connected, down again when it leaves (`port list`, JSON and table).
+//!   connected, down again when it leaves (`port list`, JSON and table, and
+//!   `show`), each change logged once.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -80,7 +81,8 @@ fn vhost_user_queues_spread_over_workers_and_the_link_follows_the_guest() {
     let peer = format!("--eth-peer=0,{MAC_B}");
     let tx = TestPmd::start_queues(&sa, MAC_A, &format!("{tag}a"), false, "txonly", 2, &[&peer]);
     wait_link(&sock, "va", true);
-    let table = vswitchctl_ok(&sock, &["port", "list"]);
+    // `show` has the same port table.
+    let table = vswitchctl_ok(&sock, &["show"]);
     let row = table.lines().find(|l| l.starts_with("va")).unwrap();
     assert!(row.contains("up"), "{table}");
     std::thread::sleep(Duration::from_secs(3));
@@ -112,5 +114,20 @@ fn vhost_user_queues_spread_over_workers_and_the_link_follows_the_guest() {
     let (received, _) = rx.totals();
     assert!(received > 1000, "pod b received {received}");
     wait_link(&sock, "vb", false);
+    // Each change logged once (the log compares every 200 ms).
+    std::thread::sleep(Duration::from_millis(500));
+    let log = v.log_text();
+    for (port, up) in [
+        ("va", "true"),
+        ("va", "false"),
+        ("vb", "true"),
+        ("vb", "false"),
+    ] {
+        let n = log
+            .lines()
+            .filter(|l| l.contains(&format!("port={port} up={up}")))
+            .count();
+        assert_eq!(n, 1, "port {port} up={up} logged {n} times:\n{log}");
+    }
     v.stop();
 }

@@ -75,6 +75,9 @@ pub struct Dataplane {
     /// When each port of `unplugged` is tried again, and the wait after that
     /// ([`retry_unplugged`](Self::retry_unplugged)).
     retries: BTreeMap<String, (Instant, Duration)>,
+    /// Each running port's link as [`log_link_changes`](Self::log_link_changes)
+    /// last saw it.
+    links: BTreeMap<String, bool>,
     /// DPDK vdev names must stay unique for the process's life: never reuse one.
     next_instance: u32,
     round_robin: usize,
@@ -109,6 +112,7 @@ impl Dataplane {
             running: empty,
             unplugged: BTreeMap::new(),
             retries: BTreeMap::new(),
+            links: BTreeMap::new(),
             next_instance: 0,
             round_robin: 0,
         }
@@ -122,6 +126,25 @@ impl Dataplane {
     /// Ports configured but not running, with why ([`apply_start`](Self::apply_start)).
     pub fn unplugged(&self) -> impl Iterator<Item = (&PortConfig, &str)> {
         self.unplugged.values().map(|(pc, why)| (pc, why.as_str()))
+    }
+
+    /// Logs each port whose link went up or down since the last call (a
+    /// vhost-user port's guest connecting or leaving, a veth's peer going
+    /// down), once per change. DPDK's link is read without waiting.
+    pub fn log_link_changes(&mut self) {
+        let mut now = BTreeMap::new();
+        for (_, rt) in self.ports() {
+            let up = rt.port.link().up;
+            if self
+                .links
+                .get(&rt.config.name)
+                .is_some_and(|&was| was != up)
+            {
+                info!(port = %rt.config.name, up, "link {}", if up { "up" } else { "down" });
+            }
+            now.insert(rt.config.name.clone(), up);
+        }
+        self.links = now;
     }
 
     /// True when a port of the desired state is not plugged.

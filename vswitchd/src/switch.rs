@@ -404,6 +404,10 @@ pub fn run(prep: Prepared) -> Result<()> {
 
     let interval = Duration::from_millis(dp.stats_interval_ms.max(10));
     let mut next_stats = Instant::now();
+    // How often links are compared for the log (a read of DPDK's link word per
+    // port, no wait).
+    const LINK_CHECK: Duration = Duration::from_millis(200);
+    let mut next_link_check = Instant::now();
     while !stop.load(Ordering::Relaxed) && workers.iter().all(|w| !w.handle.is_finished()) {
         if Instant::now() >= next_stats {
             if let Some(path) = &dp.stats_file {
@@ -433,6 +437,10 @@ pub fn run(prep: Prepared) -> Result<()> {
         if let Ok(mut dp) = dataplane.try_lock() {
             if dp.has_unplugged() {
                 dp.retry_unplugged(Instant::now());
+            }
+            if Instant::now() >= next_link_check {
+                dp.log_link_changes();
+                next_link_check = Instant::now() + LINK_CHECK;
             }
         }
         std::thread::sleep(Duration::from_millis(20));
