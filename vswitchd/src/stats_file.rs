@@ -28,6 +28,13 @@ pub struct PortDoc {
     pub dropped: u64,
     /// Link state.
     pub link_up: bool,
+    /// False for a port of the desired state whose device could not be opened
+    /// (gone while the switch was down): listed with zero counters until it
+    /// plugs.
+    pub plugged: bool,
+    /// Why it is not plugged; absent for a plugged port.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub not_plugged: String,
     /// DPDK's own counters for the port.
     pub dpdk: DpdkDoc,
 }
@@ -87,7 +94,7 @@ pub struct StatsDoc {
     pub generation: u64,
     /// Packet buffers in use (held by ports, queues and workers).
     pub mbufs_in_use: u64,
-    /// Ports in configuration order.
+    /// Ports in index order, then the ports that are not plugged.
     pub ports: Vec<PortDoc>,
     /// Drops over all workers and ports, by reason (every reason listed, zeros too).
     pub drops: serde_json::Map<String, serde_json::Value>,

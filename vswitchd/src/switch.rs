@@ -404,6 +404,10 @@ pub fn run(prep: Prepared) -> Result<()> {
 
     let interval = Duration::from_millis(dp.stats_interval_ms.max(10));
     let mut next_stats = Instant::now();
+    // How often links are compared for the log (a read of DPDK's link word per
+    // port, no wait).
+    const LINK_CHECK: Duration = Duration::from_millis(200);
+    let mut next_link_check = Instant::now();
     while !stop.load(Ordering::Relaxed) && workers.iter().all(|w| !w.handle.is_finished()) {
         if Instant::now() >= next_stats {
             if let Some(path) = &dp.stats_file {
@@ -427,6 +431,17 @@ pub fn run(prep: Prepared) -> Result<()> {
         }
         if let Some(s) = &mut supervisor {
             s.tick();
+        }
+        // Ports whose device was gone at start plug when it is back. Never
+        // waits behind a write: the next round tries.
+        if let Ok(mut dp) = dataplane.try_lock() {
+            if dp.has_unplugged() {
+                dp.retry_unplugged(Instant::now());
+            }
+            if Instant::now() >= next_link_check {
+                dp.log_link_changes();
+                next_link_check = Instant::now() + LINK_CHECK;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -587,6 +602,8 @@ fn stats_doc(
                 tx_bytes: t.tx_bytes,
                 dropped: t.total_drops(),
                 link_up: p.port.link().up,
+                plugged: true,
+                not_plugged: String::new(),
                 dpdk: DpdkDoc {
                     ipackets: d.ipackets,
                     opackets: d.opackets,
@@ -599,6 +616,19 @@ fn stats_doc(
                 },
             }
         })
+        .chain(dataplane.unplugged().map(|(pc, why)| PortDoc {
+            name: pc.name.clone(),
+            driver: String::new(),
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            dropped: 0,
+            link_up: false,
+            plugged: false,
+            not_plugged: why.to_owned(),
+            dpdk: DpdkDoc::default(),
+        }))
         .collect();
     StatsDoc {
         uptime_s: started.elapsed().as_secs_f64(),

@@ -1,0 +1,133 @@
+//! vhost-user ports (`net_vhost`) with DPDK pods on the other side
+//! (`dpdk-testpmd` on `virtio_user`), issue #27:
+//!
+//! - a port with `queues = 2` on a switch with two workers has its two rx
+//!   queues polled by different workers: a pod sending on both of its queues
+//!   moves both workers' rx counters, and the stream crosses to the other pod
+//!   (each worker sends on its own tx queue of the receiving port);
+//! - the link follows the guest: down before a pod connects, up while it is
+//!   connected, down again when it leaves (`port list`, JSON and table, and
+//!   `show`), each change logged once.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use system_tests::*;
+
+const MAC_A: &str = "02:00:00:27:0a:01";
+const MAC_B: &str = "02:00:00:27:0b:01";
+
+fn port_list(socket: &Path) -> Value {
+    serde_json::from_str(&vswitchctl_ok(socket, &["port", "list", "--json"])).expect("JSON")
+}
+
+fn link_up(socket: &Path, name: &str) -> bool {
+    port_list(socket)
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name}"))["link_up"]
+        == true
+}
+
+/// Waits up to 10 s for `name`'s link to be `up`.
+fn wait_link(socket: &Path, name: &str, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while link_up(socket, name) != up {
+        assert!(
+            Instant::now() < deadline,
+            "port {name}: link still {} after 10 s: {}",
+            if up { "down" } else { "up" },
+            port_list(socket)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn vhost_user_queues_spread_over_workers_and_the_link_follows_the_guest() {
+    require_root!();
+    if !have_testpmd() {
+        eprintln!("SKIP: virtio_user pods need dpdk-testpmd");
+        return;
+    }
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    std::fs::create_dir_all(dir.join("vhost")).unwrap();
+    let (sa, sb) = (dir.join("vhost/a.sock"), dir.join("vhost/b.sock"));
+    let body = format!(
+        "{}[[port]]\nname = \"va\"\nprofile = \"vhost_user\"\npath = \"{}\"\nqueues = 2\n\
+         [[port]]\nname = \"vb\"\nprofile = \"vhost_user\"\npath = \"{}\"\nqueues = 2\n\
+         [[patch]]\nfrom = \"va\"\nto = \"vb\"\n",
+        allowed_dirs(&dir),
+        sa.display(),
+        sb.display()
+    );
+    let v = Vswitchd::start(&dir, &control_config(&dir, &[0, 1], &body));
+    let sock = dir.join("ctl.sock");
+    wait_for_api(&sock);
+
+    // No guest yet: both links down, in the JSON and the table.
+    assert!(!link_up(&sock, "va") && !link_up(&sock, "vb"));
+    let table = vswitchctl_ok(&sock, &["port", "list"]);
+    let row = table.lines().find(|l| l.starts_with("va")).unwrap();
+    assert!(row.contains("down"), "{table}");
+
+    let rx = TestPmd::start_queues(&sb, MAC_B, &format!("{tag}b"), false, "rxonly", 2, &[]);
+    wait_link(&sock, "vb", true);
+    assert!(!link_up(&sock, "va"));
+    let peer = format!("--eth-peer=0,{MAC_B}");
+    let tx = TestPmd::start_queues(&sa, MAC_A, &format!("{tag}a"), false, "txonly", 2, &[&peer]);
+    wait_link(&sock, "va", true);
+    // `show` has the same port table.
+    let table = vswitchctl_ok(&sock, &["show"]);
+    let row = table.lines().find(|l| l.starts_with("va")).unwrap();
+    assert!(row.contains("up"), "{table}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    let stats = read_json(&v.stats_file);
+    let workers = stats["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2, "{stats}");
+    for w in workers {
+        assert!(
+            counter(w, "rx_packets") > 0,
+            "worker {} received nothing: both of va's queues must be polled, by different workers: {stats}",
+            w["index"]
+        );
+    }
+    assert!(
+        counter(port_stats(&stats, "va"), "rx_packets") > 1000,
+        "{stats}"
+    );
+    assert!(
+        counter(port_stats(&stats, "vb"), "tx_packets") > 1000,
+        "{stats}"
+    );
+
+    // The sending pod leaves: its port's link goes down, the other stays up.
+    let (_, sent) = tx.totals();
+    assert!(sent > 1000, "pod a sent {sent}");
+    wait_link(&sock, "va", false);
+    assert!(link_up(&sock, "vb"));
+    let (received, _) = rx.totals();
+    assert!(received > 1000, "pod b received {received}");
+    wait_link(&sock, "vb", false);
+    // Each change logged once (the log compares every 200 ms).
+    std::thread::sleep(Duration::from_millis(500));
+    let log = v.log_text();
+    for (port, up) in [
+        ("va", "true"),
+        ("va", "false"),
+        ("vb", "true"),
+        ("vb", "false"),
+    ] {
+        let n = log
+            .lines()
+            .filter(|l| l.contains(&format!("port={port} up={up}")))
+            .count();
+        assert_eq!(n, 1, "port {port} up={up} logged {n} times:\n{log}");
+    }
+    v.stop();
+}
