@@ -1,8 +1,14 @@
-//! An empty slot in the stage list: connection tracking (a shard per worker) goes
-//! here when its issue lands, as a stage that reads the packet context (the parsed
-//! 5-tuple, the network) and writes its decision into it, with its drop reasons in
-//! the table of [`crate::drop`] and its trace record in `trace::Record`. Until then
-//! it passes every packet on and compiles to nothing.
+//! Connection tracking: a stage slot, and the tables it will read.
+//!
+//! The stage itself is still an empty slot in the stage list: it passes every
+//! packet on and compiles to nothing. The pure cores it will call are here and
+//! tested, but **not yet called**: [`nat`] rewrites a frame's addresses and
+//! ports with incremental checksums. Wiring them into the stage comes with the
+//! flow table, as a stage that reads the packet context (the parsed 5-tuple,
+//! the network) and writes its decision into it, with its trace record in
+//! `trace::Record`.
+
+pub mod nat;
 
 use std::ops::ControlFlow;
 
