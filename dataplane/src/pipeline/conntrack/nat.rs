@@ -408,4 +408,4 @@ fn rewrite_icmp_error(f: &mut [u8], ip: IpAt, rw: &NatRewrite) -> Result<(), Nat
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -144,12 +144,12 @@ pub fn is_prime(n: u32) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
     let mut d = 3u32;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 2;
@@ -514,7 +514,7 @@ mod tests {
         let t = MaglevTable::build_with(7, &set, |b| perms[b.id as usize]).unwrap();
         for slot in 0..7u64 {
             // The smallest hash that lands in `slot`: ⌈slot·2³²/7⌉.
-            let h = ((slot << 32) + 6) / 7;
+            let h = (slot << 32).div_ceil(7);
             assert_eq!(t.lookup(h as u32), t.slots()[slot as usize]);
         }
         assert_eq!(t.lookup(u32::MAX), t.slots()[6]);

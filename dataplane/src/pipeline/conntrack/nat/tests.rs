@@ -8,11 +8,11 @@ use crate::wire::checksum::checksum;
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-const ETH: usize = 14;
+pub(crate) const ETH: usize = 14;
 
 /// What the L4 part of a generated packet is.
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Tcp,
     Udp,
     /// UDP over IPv4 without a checksum.
@@ -23,27 +23,27 @@ enum Kind {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Inner {
+pub(crate) enum Inner {
     Tcp,
     Udp,
     Echo,
 }
 
 #[derive(Clone, Debug)]
-struct Spec {
-    v6: bool,
+pub(crate) struct Spec {
+    pub(crate) v6: bool,
     /// IPv6: a destination-options header in front of L4.
-    ext: bool,
-    kind: Kind,
-    src: IpAddr,
-    dst: IpAddr,
-    sport: u16,
-    dport: u16,
-    payload: Vec<u8>,
+    pub(crate) ext: bool,
+    pub(crate) kind: Kind,
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) payload: Vec<u8>,
     /// For errors: the outer source is a router, not the quoted destination.
-    router: Option<IpAddr>,
+    pub(crate) router: Option<IpAddr>,
     /// Ethernet padding after the IP packet.
-    pad: usize,
+    pub(crate) pad: usize,
 }
 
 fn ip_bytes(a: IpAddr) -> Vec<u8> {
@@ -120,7 +120,7 @@ fn l4_bytes(
 /// The checksums of the IP packet at `l3`, computed from scratch. For UDP, a
 /// checksum field that is 0 on entry (no checksum, IPv4) stays 0; any other value
 /// is recomputed.
-fn reference(f: &mut [u8], l3: usize) {
+pub(crate) fn reference(f: &mut [u8], l3: usize) {
     let v6 = f[l3] >> 4 == 6;
     let (hlen, total) = if v6 {
         (
@@ -186,7 +186,7 @@ fn reference(f: &mut [u8], l3: usize) {
     }
 }
 
-fn build(s: &Spec) -> Vec<u8> {
+pub(crate) fn build(s: &Spec) -> Vec<u8> {
     let (proto, l4) = match s.kind {
         Kind::Tcp => l4_bytes(Inner::Tcp, s.v6, s.sport, s.dport, &s.payload, true),
         Kind::Udp => l4_bytes(Inner::Udp, s.v6, s.sport, s.dport, &s.payload, true),
@@ -384,7 +384,7 @@ fn v4(a: [u8; 4]) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(a))
 }
 
-fn spec(kind: Kind, v6: bool) -> Spec {
+pub(crate) fn spec(kind: Kind, v6: bool) -> Spec {
     let (src, dst) = if v6 {
         (
             IpAddr::V6("fd00::1".parse().unwrap()),
