@@ -93,6 +93,56 @@ fn view(ct: &ConntrackTable, t: CtTuple, now: u64) -> Option<CtView> {
     ct.find_live(Z, &t, now).and_then(|(h, _)| ct.get(h))
 }
 
+/// A table whose TCP state `i` (in `TcpState::ALL` order) times out after
+/// `(i + 1) · 10` seconds.
+fn distinct_timeouts() -> ConntrackTable {
+    let mut t = CtTimeouts::default();
+    for (i, s) in t.tcp.iter_mut().enumerate() {
+        *s = (i as u32 + 1) * 10;
+    }
+    ConntrackTable::new(64, &t, 5).unwrap()
+}
+
+/// The connection of `t`, last seen at `now` in `state`, lives exactly its
+/// state's timeout of [`distinct_timeouts`].
+fn lives(ct: &ConntrackTable, t: CtTuple, now: u64, state: TcpState) {
+    let ms = (state as u64 + 1) * 10 * SEC;
+    assert_eq!(
+        view(ct, t, now + ms - 1).map(|v| v.state),
+        Some(CtState::Tcp(state))
+    );
+    assert!(
+        view(ct, t, now + ms).is_none(),
+        "{state:?} outlives {ms} ms"
+    );
+}
+
+/// Every TCP state's own timeout, on the way through a simultaneous open and
+/// a close.
+#[test]
+fn each_tcp_state_has_its_timeout() {
+    use TcpState::*;
+    let mut ct = distinct_timeouts();
+    let (o, r) = (orig(), orig().reversed());
+    let steps: [(CtTuple, CtL4, TcpState); 8] = [
+        (o, seg(SYN, 1000, 0, 0), SynSent),
+        (r, seg(SYN, 5000, 0, 0), SynSent2),
+        (o, seg(SYN | ACK, 1000, 5001, 0), SynRecv),
+        (o, seg(ACK, 1001, 5001, 0), Established),
+        (o, seg(FIN | ACK, 1001, 5001, 0), FinWait),
+        (r, seg(ACK, 5001, 1002, 0), CloseWait),
+        (r, seg(FIN | ACK, 5001, 1002, 0), LastAck),
+        (o, seg(ACK, 1002, 5002, 0), TimeWait),
+    ];
+    for (k, (t, l4, want)) in steps.into_iter().enumerate() {
+        let now = k as u64 * SEC;
+        assert_eq!(send(&mut ct, t, l4, now, true), tcp(want));
+        lives(&ct, o, now, want);
+    }
+    send(&mut ct, r, seg(RST, 5002, 0, 0), 8 * SEC, true).unwrap();
+    lives(&ct, o, 8 * SEC, Close);
+}
+
 #[test]
 fn handshake_establishes_and_assures() {
     let mut ct = table();

@@ -47,6 +47,7 @@
 //! it is wired to the services of the snapshot.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The table size the paper recommends and Kubernetes load balancers use.
 pub const DEFAULT_SIZE: u32 = 65_537;
@@ -304,6 +305,36 @@ impl MaglevTable {
     }
 }
 
+/// A service's backend set with its table: what every port of the service
+/// (ClusterIP, NodePort, ExternalIP) holds an `Arc` of. A change builds a new
+/// set once; the old one lives on for whoever still reads it.
+#[derive(Clone, Debug)]
+pub struct BackendSet {
+    /// The backends, indexed by the table's slots.
+    pub backends: Arc<[MaglevBackend]>,
+    /// The lookup table.
+    pub table: Arc<MaglevTable>,
+}
+
+impl BackendSet {
+    /// Builds the table of `backends` at `size`.
+    ///
+    /// # Errors
+    /// See [`MaglevTable::build`].
+    pub fn new(size: u32, backends: &[MaglevBackend]) -> Result<Arc<Self>, MaglevError> {
+        Ok(Arc::new(BackendSet {
+            table: Arc::new(MaglevTable::build(size, backends)?),
+            backends: backends.into(),
+        }))
+    }
+
+    /// The backend for a new connection with this flow hash.
+    #[inline]
+    pub fn pick(&self, flow_hash: u32) -> &MaglevBackend {
+        &self.backends[usize::from(self.table.lookup(flow_hash))]
+    }
+}
+
 /// `(at + skip) mod size` without a division: both are below `size`.
 #[inline]
 fn step(at: u32, skip: u32, size: u32) -> u32 {
@@ -518,6 +549,27 @@ mod tests {
             assert_eq!(t.lookup(h as u32), t.slots()[slot as usize]);
         }
         assert_eq!(t.lookup(u32::MAX), t.slots()[6]);
+    }
+
+    /// The ports of a service share one set; a rebuild is one new set, and a
+    /// reader of the old one keeps a consistent table and backend list.
+    #[test]
+    fn ports_share_one_set_and_a_rebuild_replaces_it() {
+        let set = BackendSet::new(DEFAULT_SIZE, &[active(1, 1), active(2, 1)]).unwrap();
+        let ports: Vec<Arc<BackendSet>> = (0..400).map(|_| Arc::clone(&set)).collect();
+        assert!(ports.iter().all(|p| Arc::ptr_eq(&p.table, &set.table)));
+        let old = Arc::clone(&ports[0]);
+        let draining = MaglevBackend {
+            state: BackendState::Draining,
+            ..active(2, 1)
+        };
+        let new = BackendSet::new(DEFAULT_SIZE, &[active(1, 1), draining]).unwrap();
+        assert!((0..1000u32).all(|h| new.pick(h.wrapping_mul(2_654_435_761)).id == 1));
+        assert!((0..1000u32).any(|h| old.pick(h.wrapping_mul(2_654_435_761)).id == 2));
+        assert_eq!(
+            BackendSet::new(DEFAULT_SIZE, &[draining]).unwrap_err(),
+            MaglevError::NoActiveBackend
+        );
     }
 
     proptest! {
