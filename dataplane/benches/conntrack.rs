@@ -73,6 +73,18 @@ fn conntrack(c: &mut Criterion) {
                 black_box(ct.find_live(1, &order[k], 1))
             })
         });
+        let keys: Vec<(u32, CtTuple)> = order.iter().map(|t| (1, *t)).collect();
+        let mut out = vec![None; 32];
+        let mut at = 0usize;
+        g.throughput(Throughput::Elements(32));
+        g.bench_function(BenchmarkId::new("lookup_hit_burst32", n), |b| {
+            b.iter(|| {
+                at = if at + 64 > keys.len() { 0 } else { at + 32 };
+                ct.find_burst(&keys[at..at + 32], 1, &mut out);
+                black_box(&out);
+            })
+        });
+        g.throughput(Throughput::Elements(1));
         g.bench_function(BenchmarkId::new("lookup_miss", n), |b| {
             let mut m = n;
             b.iter(|| {

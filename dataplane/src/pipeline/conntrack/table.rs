@@ -799,6 +799,55 @@ impl ConntrackTable {
         (!self.due(&self.entries[i as usize], now)).then_some((CtHandle(i), dir_of(d)))
     }
 
+    /// [`find_live`](Self::find_live) for a burst: `out[i]` for `keys[i]`.
+    ///
+    /// The bucket heads of the whole burst are read before the first entry, and
+    /// the first entry of every chain before any comparison, so the cache misses
+    /// of different packets overlap (memory-level parallelism, with plain loads:
+    /// this crate has no prefetch instruction) instead of following each other.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `keys`.
+    pub fn find_burst(
+        &self,
+        keys: &[(u32, CtTuple)],
+        now: u64,
+        out: &mut [Option<(CtHandle, Dir)>],
+    ) {
+        const CHUNK: usize = 32;
+        for (keys, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let mut node = [NIL; CHUNK];
+            for (n, (zone, t)) in node.iter_mut().zip(keys) {
+                *n = self.buckets[self.bucket(*zone, t)];
+            }
+            // The entries of the chains' first nodes, loaded independently.
+            let mut first = [0u64; CHUNK];
+            for (f, &n) in first.iter_mut().zip(&node) {
+                if n != NIL {
+                    *f = self.entries[(n >> 1) as usize].last_seen;
+                }
+            }
+            std::hint::black_box(&first);
+            for ((o, (zone, t)), &n) in out.iter_mut().zip(keys).zip(&node) {
+                *o = self.walk(n, *zone, t, now);
+            }
+        }
+    }
+
+    /// The chain from node `n` for (zone, tuple), if live at `now`.
+    #[inline]
+    fn walk(&self, mut n: u32, zone: u32, t: &CtTuple, now: u64) -> Option<(CtHandle, Dir)> {
+        while n != NIL {
+            let (i, d) = (n >> 1, (n & 1) as usize);
+            let e = &self.entries[i as usize];
+            if e.key[d] == *t && e.zone == zone {
+                return (!self.due(e, now)).then_some((CtHandle(i), dir_of(d)));
+            }
+            n = e.next[d];
+        }
+        None
+    }
+
     /// The translation a packet of the connection in direction `dir` gets: the
     /// tuple it must leave with is the reverse of the other direction's.
     pub fn nat_rewrite(&self, h: CtHandle, dir: Dir) -> NatRewrite {
@@ -857,5 +906,48 @@ fn dir_of(d: usize) -> Dir {
         Dir::Original
     } else {
         Dir::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// 100k connections that differ only in the client address and port (the
+    /// shape of real traffic to one service): the chains are as short as a
+    /// random hash gives (Poisson with 0.76 nodes per bucket: 47% of the
+    /// buckets empty, a chain of 10 about once in 10⁸).
+    #[test]
+    fn structured_tuples_spread_over_the_buckets() {
+        let mut ct = ConntrackTable::new(100_000, &CtTimeouts::default(), 7).unwrap();
+        let server = IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1));
+        for i in 0..100_000u32 {
+            let a = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i >> 8)));
+            let t = CtTuple::new(a, 1024 + (i & 0xff) as u16, server, 53, 17);
+            let p = CtPacket {
+                zone: 1,
+                tuple: t,
+                l4: CtL4::Udp,
+            };
+            ct.track(&p, 0, true).unwrap();
+        }
+        let mut longest = 0;
+        let mut empty = 0;
+        for &b in ct.buckets.iter() {
+            let (mut n, mut len) = (b, 0);
+            while n != NIL {
+                len += 1;
+                n = ct.entries[(n >> 1) as usize].next[(n & 1) as usize];
+            }
+            longest = longest.max(len);
+            empty += usize::from(len == 0);
+        }
+        let empty = empty as f64 / ct.buckets.len() as f64;
+        assert!(longest <= 10, "a chain of {longest}");
+        assert!(
+            (0.44..0.50).contains(&empty),
+            "{empty:.3} of the buckets empty"
+        );
     }
 }

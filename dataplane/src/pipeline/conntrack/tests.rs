@@ -757,6 +757,34 @@ fn ipv6_udp_and_icmp_echo() {
     assert_eq!(ct.len(), 2);
 }
 
+/// The burst lookup finds what the one-by-one lookup finds, across chunks of
+/// 32, hits and misses, both directions, and due entries.
+#[test]
+fn find_burst_agrees_with_find_live() {
+    let mut ct = table();
+    let u = |p: u16| CtTuple::new(client(), p, server(), 53, IPPROTO_UDP);
+    for p in 0..200u16 {
+        send(&mut ct, u(p), CtL4::Udp, u64::from(p) * SEC, true).unwrap();
+    }
+    let keys: Vec<(u32, CtTuple)> = (0..300u16)
+        .map(|p| {
+            let t = if p.is_multiple_of(3) {
+                u(p).reversed()
+            } else {
+                u(p)
+            };
+            (if p.is_multiple_of(7) { Z + 1 } else { Z }, t)
+        })
+        .collect();
+    let now = 100 * SEC;
+    let mut out = vec![None; keys.len()];
+    ct.find_burst(&keys, now, &mut out);
+    for (k, o) in keys.iter().zip(&out) {
+        assert_eq!(*o, ct.find_live(k.0, &k.1, now), "{k:?}");
+    }
+    assert!(out.iter().filter(|o| o.is_some()).count() > 50);
+}
+
 #[test]
 fn entry_size_and_memory() {
     let bytes = ConntrackTable::entry_bytes();
