@@ -55,8 +55,11 @@
 //!   cannot be received before the first packet was sent, which happened after
 //!   the stub was enqueued. The test `two_workers` plays this with two threads.
 //!
-//! A stub costs one entry on the reply owner; it is removed with the connection
-//! or by its own timeout (the longest of the states).
+//! A stub costs one entry on the reply owner. It goes with the connection: the
+//! table reports every entry it removes (`track_reporting`, `expire`), so the
+//! owner can send the stub's removal over the ring and give a SNAT port back;
+//! a stub whose removal was lost ends with its own timeout (the longest of the
+//! states).
 
 pub mod nat;
 pub mod snat;

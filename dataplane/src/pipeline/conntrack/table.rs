@@ -448,10 +448,16 @@ impl ConntrackTable {
     }
 
     /// The live entry of (zone, tuple); a due one is removed on the way.
-    fn lookup(&mut self, zone: u32, t: &CtTuple, now: u64) -> Option<(u32, usize)> {
+    fn lookup(
+        &mut self,
+        zone: u32,
+        t: &CtTuple,
+        now: u64,
+        rm: &mut impl FnMut(&CtView),
+    ) -> Option<(u32, usize)> {
         let (i, d) = self.find(zone, t)?;
         if self.due(&self.entries[i as usize], now) {
-            self.release(i);
+            self.release(i, rm);
             self.counters.expired += 1;
             return None;
         }
@@ -521,7 +527,10 @@ impl ConntrackTable {
     }
 
     /// Frees entry `i`: out of the hash, out of its list, onto the free list.
-    fn release(&mut self, i: u32) {
+    fn release(&mut self, i: u32, rm: &mut impl FnMut(&CtView)) {
+        if let Some(v) = self.get(CtHandle(i)) {
+            rm(&v);
+        }
         let redirect = self.entries[i as usize].class == 13;
         self.unlink_node(i, 0);
         if !redirect {
@@ -537,8 +546,8 @@ impl ConntrackTable {
 
     /// Takes a free slot, reclaiming a due entry or early-dropping an unassured
     /// one when none is free.
-    fn alloc(&mut self, now: u64) -> Result<u32, CtDrop> {
-        if self.free == NIL && self.expire(now, 8) == 0 {
+    fn alloc(&mut self, now: u64, rm: &mut impl FnMut(&CtView)) -> Result<u32, CtDrop> {
+        if self.free == NIL && self.expire(now, 8, rm) == 0 {
             let victim = UNASSURED
                 .iter()
                 .map(|&c| self.lists[c].head)
@@ -546,7 +555,7 @@ impl ConntrackTable {
                 .min_by_key(|&h| self.entries[h as usize].queued_at);
             match victim {
                 Some(v) => {
-                    self.release(v);
+                    self.release(v, rm);
                     self.counters.early_dropped += 1;
                 }
                 None => return Err(CtDrop::TableFull),
@@ -565,8 +574,9 @@ impl ConntrackTable {
         state: CtState,
         tcp: [TcpDir; 2],
         now: u64,
+        rm: &mut impl FnMut(&CtView),
     ) -> Result<u32, CtDrop> {
-        let i = self.alloc(now)?;
+        let i = self.alloc(now, rm)?;
         self.entries[i as usize] = Entry {
             key: [orig, orig.reversed()],
             zone,
@@ -602,13 +612,33 @@ impl ConntrackTable {
     ///
     /// # Errors
     /// [`CtDrop`]: the packet is to be dropped and counted under its reason. A
-    /// refused packet changes no entry.
+    /// refused packet changes no live entry.
+    ///
+    /// Entries it removes on the way are not reported: for zones without NAT.
+    /// With NAT, see [`track_reporting`](Self::track_reporting).
     pub fn track(&mut self, p: &CtPacket, now: u64, check_window: bool) -> Result<CtHit, CtDrop> {
+        self.track_reporting(p, now, check_window, &mut |_| {})
+    }
+
+    /// [`track`](Self::track), calling `rm` with every entry it removes on the
+    /// way (a due entry met by the lookup, one reclaimed or early-dropped to
+    /// make room, a closed connection reopened): what NAT needs to give back
+    /// a source port or a redirect stub.
+    ///
+    /// # Errors
+    /// As [`track`](Self::track).
+    pub fn track_reporting(
+        &mut self,
+        p: &CtPacket,
+        now: u64,
+        check_window: bool,
+        rm: &mut impl FnMut(&CtView),
+    ) -> Result<CtHit, CtDrop> {
         if let CtL4::IcmpError { quoted } = p.l4 {
             // The quoted packet went the other way: its reverse is a tuple of the
             // connection in the error's own direction.
             let (i, d) = self
-                .lookup(p.zone, &quoted.reversed(), now)
+                .lookup(p.zone, &quoted.reversed(), now, rm)
                 .ok_or(CtDrop::Invalid)?;
             let e = &self.entries[i as usize];
             if e.class == 13 {
@@ -621,13 +651,13 @@ impl ConntrackTable {
                 event: CtEvent::Related,
             });
         }
-        match self.lookup(p.zone, &p.tuple, now) {
+        match self.lookup(p.zone, &p.tuple, now, rm) {
             Some((i, _)) if self.entries[i as usize].class == 13 => {
                 self.entries[i as usize].last_seen = now;
                 Ok(self.redirect_hit(i))
             }
-            Some((i, d)) => self.update(i, d, p, now, check_window),
-            None => self.open(p, now),
+            Some((i, d)) => self.update(i, d, p, now, check_window, rm),
+            None => self.open(p, now, rm),
         }
     }
 
@@ -640,14 +670,19 @@ impl ConntrackTable {
         }
     }
 
-    fn open(&mut self, p: &CtPacket, now: u64) -> Result<CtHit, CtDrop> {
+    fn open(
+        &mut self,
+        p: &CtPacket,
+        now: u64,
+        rm: &mut impl FnMut(&CtView),
+    ) -> Result<CtHit, CtDrop> {
         let (state, tcp) = match p.l4 {
             CtL4::Tcp(s) if tcp::opens(&s) => (CtState::Tcp(TcpState::SynSent), tcp::init(&s)),
             CtL4::Udp => (CtState::UdpUnreplied, [TcpDir::default(); 2]),
             CtL4::IcmpEcho { reply: false } => (CtState::IcmpUnreplied, [TcpDir::default(); 2]),
             _ => return Err(CtDrop::Invalid),
         };
-        let i = self.create(p.zone, p.tuple, state, tcp, now)?;
+        let i = self.create(p.zone, p.tuple, state, tcp, now, rm)?;
         Ok(CtHit {
             handle: CtHandle(i),
             dir: Dir::Original,
@@ -663,6 +698,7 @@ impl ConntrackTable {
         p: &CtPacket,
         now: u64,
         check_window: bool,
+        rm: &mut impl FnMut(&CtView),
     ) -> Result<CtHit, CtDrop> {
         let e = self.entries[i as usize];
         let old = CtState::from_class(e.class);
@@ -684,8 +720,8 @@ impl ConntrackTable {
                         })
                     }
                     Ok(TcpStep::Reopen) => {
-                        self.release(i);
-                        return self.open(p, now);
+                        self.release(i, rm);
+                        return self.open(p, now, rm);
                     }
                     Ok(TcpStep::To(n)) => {
                         self.entries[i as usize].tcp = dirs;
@@ -752,6 +788,7 @@ impl ConntrackTable {
 
     /// Records that the connection of `tuple` (either direction) is owned by
     /// worker `owner`: a packet of that tuple then gets [`CtEvent::Redirect`].
+    /// `rm` as for [`track_reporting`](Self::track_reporting).
     ///
     /// # Errors
     /// [`CtDrop::TableFull`], as for a new connection.
@@ -761,11 +798,19 @@ impl ConntrackTable {
         tuple: CtTuple,
         owner: u16,
         now: u64,
+        rm: &mut impl FnMut(&CtView),
     ) -> Result<CtHandle, CtDrop> {
-        if let Some((i, _)) = self.lookup(zone, &tuple, now) {
-            self.release(i);
+        if let Some((i, _)) = self.lookup(zone, &tuple, now, rm) {
+            self.release(i, rm);
         }
-        let i = self.create(zone, tuple, CtState::Redirect, [TcpDir::default(); 2], now)?;
+        let i = self.create(
+            zone,
+            tuple,
+            CtState::Redirect,
+            [TcpDir::default(); 2],
+            now,
+            rm,
+        )?;
         let e = &mut self.entries[i as usize];
         e.owner = owner;
         e.flags |= ASSURED;
@@ -775,7 +820,7 @@ impl ConntrackTable {
     /// Removes an entry.
     pub fn remove(&mut self, h: CtHandle) {
         if self.entries[h.0 as usize].flags & IN_USE != 0 {
-            self.release(h.0);
+            self.release(h.0, &mut |_| {});
         }
     }
 
@@ -866,9 +911,10 @@ impl ConntrackTable {
         }
     }
 
-    /// Removes up to `budget` entries whose timeout passed by `now`; returns how
-    /// many. Costs `O(removed)` plus one move per refreshed list head met.
-    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+    /// Removes up to `budget` entries whose timeout passed by `now`, calling `rm`
+    /// with each; returns how many. Costs `O(removed)` plus one move per
+    /// refreshed list head met.
+    pub fn expire(&mut self, now: u64, budget: usize, rm: &mut impl FnMut(&CtView)) -> usize {
         let mut removed = 0;
         for c in 0..CLASSES {
             let t = self.timeouts[c];
@@ -882,7 +928,7 @@ impl ConntrackTable {
                     break;
                 }
                 if e.last_seen.saturating_add(t) <= now {
-                    self.release(h);
+                    self.release(h, rm);
                     self.counters.expired += 1;
                     removed += 1;
                 } else {

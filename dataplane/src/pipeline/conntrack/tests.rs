@@ -487,13 +487,13 @@ fn expire_removes_what_is_due() {
         }
     }
     // At 50 s the entries last seen at 1..=20 s are due (30 s unreplied).
-    assert_eq!(ct.expire(50 * SEC, usize::MAX), 20);
+    assert_eq!(ct.expire(50 * SEC, usize::MAX, &mut |_| {}), 20);
     assert_eq!(ct.len(), 80);
     assert!(view(&ct, first, 50 * SEC).is_some());
-    assert_eq!(ct.expire(50 * SEC, usize::MAX), 0);
+    assert_eq!(ct.expire(50 * SEC, usize::MAX, &mut |_| {}), 0);
     // A budget bounds one call.
-    assert_eq!(ct.expire(1000 * SEC, 10), 10);
-    assert_eq!(ct.expire(1000 * SEC, usize::MAX), 70);
+    assert_eq!(ct.expire(1000 * SEC, 10, &mut |_| {}), 10);
+    assert_eq!(ct.expire(1000 * SEC, usize::MAX, &mut |_| {}), 70);
     assert!(ct.is_empty());
     assert_eq!(ct.counters().expired, 100);
 }
@@ -794,6 +794,70 @@ fn entry_size_and_memory() {
     assert_eq!(ct.memory_bytes(), (1 << 16) * (bytes + 8));
 }
 
+/// SNAT end to end: a connection takes a port from the pool, its reply tuple is
+/// the translated one, and when it expires the table reports it and the port
+/// goes back to the pool, to be handed out again.
+#[test]
+fn snat_port_returns_to_the_pool_after_expiry() {
+    let ext = v4([192, 0, 2, 1]);
+    let mut pool = snat::PortPool::new(5000, 5000).unwrap();
+    let mut ct = table();
+    let give_back = |pool: &mut snat::PortPool, v: &CtView| {
+        if v.reply.dst_ip() == ext {
+            pool.release(v.reply.dport).unwrap();
+        }
+    };
+    let connect = |ct: &mut ConntrackTable, pool: &mut snat::PortPool, cport: u16, now: u64| {
+        let o = CtTuple::new(client(), cport, server(), 53, IPPROTO_UDP);
+        let mut gone = Vec::new();
+        let hit = ct
+            .track_reporting(
+                &CtPacket {
+                    zone: Z,
+                    tuple: o,
+                    l4: CtL4::Udp,
+                },
+                now,
+                true,
+                &mut |v| gone.push(*v),
+            )
+            .unwrap();
+        for v in &gone {
+            give_back(pool, v);
+        }
+        // No port: the stage drops the packet (nat_no_port) and its entry.
+        let port = pool
+            .allocate(4, |_| true)
+            .inspect_err(|_| ct.remove(hit.handle))?;
+        ct.set_reply(
+            hit.handle,
+            CtTuple::new(server(), 53, ext, port, IPPROTO_UDP),
+        )
+        .unwrap();
+        Ok::<_, snat::SnatError>((hit.handle, port))
+    };
+    let (h, port) = connect(&mut ct, &mut pool, 1111, 0).unwrap();
+    assert_eq!(ct.nat_rewrite(h, Dir::Original).src, Some((ext, 5000)));
+    // The only port is taken: a second connection gets none (nat_no_port).
+    assert_eq!(
+        connect(&mut ct, &mut pool, 2222, SEC).unwrap_err(),
+        snat::SnatError::Exhausted
+    );
+    assert_eq!(
+        snat::SnatError::Exhausted.to_string(),
+        "no SNAT port available"
+    );
+    // 30 s later the first is due: expiry reports it, the port is free again.
+    let mut gone = Vec::new();
+    assert_eq!(ct.expire(30 * SEC, usize::MAX, &mut |v| gone.push(*v)), 1);
+    for v in &gone {
+        give_back(&mut pool, v);
+    }
+    assert!(!pool.in_use(port));
+    let (_, again) = connect(&mut ct, &mut pool, 3333, 31 * SEC).unwrap();
+    assert_eq!(again, port);
+}
+
 proptest! {
     /// Both directions of any tuple have one owner, for any number of workers.
     #[test]
@@ -903,7 +967,9 @@ mod two_workers {
             match m {
                 Msg::Stop => return true,
                 Msg::Stub(t, owner) => {
-                    self.ct.insert_redirect(Z, t, owner, 0).unwrap();
+                    self.ct
+                        .insert_redirect(Z, t, owner, 0, &mut |_| {})
+                        .unwrap();
                 }
                 Msg::Wire(id, p) => {
                     if owner(Z, &p.tuple, 2) != self.me {
