@@ -327,6 +327,72 @@ fn out_of_window_with_and_without_tracking() {
     }
 }
 
+/// Window scaling (RFC 7323) counts only if both SYNs carried the option: with
+/// a shift of 7 the server's window of 1024 allows 131072 bytes, so a segment
+/// 100000 bytes ahead is in window; when the server's SYN-ACK had no option the
+/// same window is 1024 bytes and the segment is beyond what the handshake's
+/// 65535 allowed.
+#[test]
+fn window_scaling_needs_both_sides() {
+    for server_scales in [true, false] {
+        let mut ct = table();
+        let (o, r) = (orig(), orig().reversed());
+        let with = |l4: CtL4, ws: Option<u8>, win: u16| match l4 {
+            CtL4::Tcp(s) => CtL4::Tcp(TcpSegment {
+                wscale: ws,
+                win,
+                ..s
+            }),
+            x => x,
+        };
+        let ws = server_scales.then_some(7);
+        send(
+            &mut ct,
+            o,
+            with(seg(SYN, 1000, 0, 0), Some(7), 65535),
+            0,
+            true,
+        )
+        .unwrap();
+        send(
+            &mut ct,
+            r,
+            with(seg(SYN | ACK, 5000, 1001, 0), ws, 65535),
+            1,
+            true,
+        )
+        .unwrap();
+        send(
+            &mut ct,
+            o,
+            with(seg(ACK, 1001, 5001, 0), None, 1024),
+            2,
+            true,
+        )
+        .unwrap();
+        send(
+            &mut ct,
+            r,
+            with(seg(ACK, 5001, 1001, 0), None, 1024),
+            3,
+            true,
+        )
+        .unwrap();
+        let got = send(
+            &mut ct,
+            o,
+            with(seg(ACK, 101_001, 5001, 1000), None, 1024),
+            4,
+            true,
+        );
+        if server_scales {
+            assert_eq!(got, tcp(TcpState::Established));
+        } else {
+            assert_eq!(got, Err(CtDrop::OutOfWindow));
+        }
+    }
+}
+
 /// A SYN sent again never moves the connection on: in SYN_SENT it stays there,
 /// after the SYN-ACK it is ignored, and only the ACK establishes.
 #[test]
