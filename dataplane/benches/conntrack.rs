@@ -2,7 +2,8 @@
 //! connections: a lookup that hits (either direction), one that misses, a
 //! packet of an existing connection (lookup and update), and a new connection
 //! (insert, then removed so the size stays); and the Maglev table build at
-//! M = 65537 with 100 and 1000 backends.
+//! M = 65537 with 100 and 1000 backends of equal weight, and 1000 of weights
+//! 1..=1000.
 //!
 //! Tuples are visited in a shuffled order, so at 1M the entries (152 MB) are
 //! cache misses, as in a worker with that many live connections.
@@ -132,6 +133,17 @@ fn maglev(c: &mut Criterion) {
             b.iter(|| black_box(MaglevTable::build(DEFAULT_SIZE, set).unwrap()))
         });
     }
+    // Unequal weights: 1000 backends of weights 1..=1000.
+    let set: Vec<MaglevBackend> = (0..1000u64)
+        .map(|i| MaglevBackend {
+            id: i * 7919 + 1,
+            weight: i as u16 + 1,
+            state: BackendState::Active,
+        })
+        .collect();
+    g.bench_with_input(BenchmarkId::new("m65537_weighted", 1000), &set, |b, set| {
+        b.iter(|| black_box(MaglevTable::build(DEFAULT_SIZE, set).unwrap()))
+    });
     g.finish();
 }
 

@@ -18,7 +18,9 @@
 //! proportion to its weight and the heaviest backend claims one per round. This
 //! is the credit form of that rule (a backend gains `wᵢ` per round and spends
 //! `w_max` per slot); with equal weights it is exactly the paper's loop, which the
-//! test vector of the paper's Table 1 checks.
+//! test vector of the paper's Table 1 checks. When the weights are so skewed
+//! that most rounds would only add credit, the turns are taken from a heap in
+//! (round, backend) order instead: the same order, without those rounds.
 //!
 //! **States.** Only *active* backends of non-zero weight get slots. A *draining*
 //! backend (or weight 0) gets none, so it receives no new connection, while
@@ -38,14 +40,15 @@
 //! division, and as uniform for a uniform hash.
 //!
 //! # Cost
-//! Building is `O(M log M)` slot probes for equal weights (the paper's bound); a
-//! skewed set of weights adds rounds in which light backends only gain credit,
-//! up to `w_max / w_min` times more rounds. Measured figures are in
+//! Building is `O(M log M)` slot probes (the paper's bound), plus the cheaper
+//! of `⌈M·w_max/Σw⌉·N` loop steps and `M log N` heap operations. Measured figures are in
 //! `bench/RESULTS.md` (#25).
 //!
 //! Not yet called: the LB stage ([`super::run`]) passes every packet on until
 //! it is wired to the services of the snapshot.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -207,7 +210,17 @@ impl MaglevTable {
     pub fn build_with(
         size: u32,
         backends: &[MaglevBackend],
+        perm: impl FnMut(&MaglevBackend) -> (u32, u32),
+    ) -> Result<Self, MaglevError> {
+        Self::populate(size, backends, perm, None)
+    }
+
+    /// The build; `force_heap` picks the population's form (`None`: the cheaper).
+    fn populate(
+        size: u32,
+        backends: &[MaglevBackend],
         mut perm: impl FnMut(&MaglevBackend) -> (u32, u32),
+        force_heap: Option<bool>,
     ) -> Result<Self, MaglevError> {
         check_size(size)?;
         let max = MAX_BACKENDS.min(size as usize);
@@ -253,20 +266,55 @@ impl MaglevTable {
             .max()
             .ok_or(MaglevError::NoActiveBackend)?;
         let mut slots = vec![u16::MAX; size as usize].into_boxed_slice();
-        let mut filled = 0u32;
-        'rounds: loop {
-            for t in turns.iter_mut() {
-                t.credit += t.weight;
-                while t.credit >= w_max {
-                    t.credit -= w_max;
-                    while slots[t.next as usize] != u16::MAX {
-                        t.next = step(t.next, t.skip, size);
-                    }
-                    slots[t.next as usize] = t.index;
-                    t.next = step(t.next, t.skip, size);
-                    filled += 1;
-                    if filled == size {
-                        break 'rounds;
+        let mut claim = |t: &mut Turn| {
+            while slots[t.next as usize] != u16::MAX {
+                t.next = step(t.next, t.skip, size);
+            }
+            slots[t.next as usize] = t.index;
+            t.next = step(t.next, t.skip, size);
+        };
+        // The credit loop walks ⌈M·w_max / Σw⌉ rounds of all N backends; the
+        // heap costs log N per slot. A set of one weight 65535 and thousands of
+        // weight 1 would take M·N steps in the loop; 1000 backends of weights
+        // 1..=1000 take 131 rounds, faster than the heap.
+        let sum: u64 = turns.iter().map(|t| t.weight).sum();
+        let rounds = (u64::from(size) * w_max).div_ceil(sum) + 1;
+        let loop_steps = rounds.saturating_mul(turns.len() as u64);
+        let heap_steps = u64::from(size) * u64::from(usize::BITS - turns.len().leading_zeros()) * 4;
+        if force_heap.unwrap_or(loop_steps > heap_steps) {
+            // Backend i's k-th turn is in round ⌈k·w_max / wᵢ⌉ (at most one per
+            // round, since wᵢ ≤ w_max): the turns in (round, index) order from a
+            // heap are the credit loop's, without its rounds in which light
+            // backends only gain credit.
+            let next_round = |taken: u64, w: u64| (taken + 1).saturating_mul(w_max).div_ceil(w);
+            let mut heap: BinaryHeap<Reverse<(u64, usize)>> = turns
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Reverse((next_round(0, t.weight), i)))
+                .collect();
+            let mut taken = vec![0u64; turns.len()];
+            for _ in 0..size {
+                let Some(Reverse((_, i))) = heap.pop() else {
+                    break;
+                };
+                claim(&mut turns[i]);
+                taken[i] += 1;
+                heap.push(Reverse((next_round(taken[i], turns[i].weight), i)));
+            }
+        } else {
+            // The paper's loop with a credit: with equal weights every backend
+            // claims one slot a round.
+            let mut filled = 0u32;
+            'rounds: loop {
+                for t in turns.iter_mut() {
+                    t.credit += t.weight;
+                    if t.credit >= w_max {
+                        t.credit -= w_max;
+                        claim(t);
+                        filled += 1;
+                        if filled == size {
+                            break 'rounds;
+                        }
                     }
                 }
             }
@@ -572,6 +620,20 @@ mod tests {
         );
     }
 
+    /// One heavy backend among thousands of light ones: every light backend
+    /// still gets its share (a slot or none, 65537 · 1/70534 < 1), and the build
+    /// does not walk the rounds in which they only gain credit.
+    #[test]
+    fn skewed_weights() {
+        let mut set = vec![active(0, 65535)];
+        set.extend((1..5000).map(|i| active(i, 1)));
+        let t = MaglevTable::build(DEFAULT_SIZE, &set).unwrap();
+        let c = t.counts(set.len());
+        assert!(c[1..].iter().all(|&n| n <= 1));
+        assert_eq!(c[0] + c[1..].iter().sum::<u32>(), DEFAULT_SIZE);
+        assert!(c[0] >= DEFAULT_SIZE - 4999);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// Any set, any weights: the table is the reference's, and building twice
@@ -585,6 +647,11 @@ mod tests {
             let backends: Vec<_> = set.iter().map(|&(id, w)| active(id, w)).collect();
             let t = MaglevTable::build(size, &backends).unwrap();
             prop_assert_eq!(&t, &MaglevTable::build(size, &backends).unwrap());
+            for heap in [false, true] {
+                let p = |b: &MaglevBackend| permutation(b.id, size);
+                let f = MaglevTable::populate(size, &backends, p, Some(heap)).unwrap();
+                prop_assert_eq!(&f, &t);
+            }
             let live: Vec<(usize, (u32, u32, u16))> = backends
                 .iter()
                 .enumerate()
