@@ -682,6 +682,13 @@ impl ConntrackTable {
             CtL4::IcmpEcho { reply: false } => (CtState::IcmpUnreplied, [TcpDir::default(); 2]),
             _ => return Err(CtDrop::Invalid),
         };
+        // The reverse of the packet's tuple already belongs to another
+        // connection, whose reply was translated away from it (a SNAT'd
+        // connection's original tuple, seen backwards): a new entry would give
+        // one tuple two connections. Linux refuses such a clash at confirm.
+        if self.lookup(p.zone, &p.tuple.reversed(), now, rm).is_some() {
+            return Err(CtDrop::Invalid);
+        }
         let i = self.create(p.zone, p.tuple, state, tcp, now, rm)?;
         Ok(CtHit {
             handle: CtHandle(i),
@@ -995,5 +1002,80 @@ mod tests {
             (0.44..0.50).contains(&empty),
             "{empty:.3} of the buckets empty"
         );
+    }
+
+    /// The table's own structure: every entry in use is in its state's list and
+    /// found from both of its tuples (a stub from its one), the free list holds
+    /// the rest, and the lists are in queue order.
+    fn check(ct: &ConntrackTable) {
+        let mut in_lists = vec![false; ct.entries.len()];
+        for (c, l) in ct.lists.iter().enumerate() {
+            let (mut n, mut prev, mut q) = (l.head, NIL, 0u64);
+            while n != NIL {
+                let e = &ct.entries[n as usize];
+                assert_eq!(usize::from(e.class), c);
+                assert_eq!(e.tprev, prev);
+                assert!(e.queued_at >= q, "list {c} out of order");
+                assert!(!in_lists[n as usize]);
+                in_lists[n as usize] = true;
+                (prev, q, n) = (n, e.queued_at, e.tnext);
+            }
+            assert_eq!(l.tail, prev);
+        }
+        let mut free = 0;
+        let mut n = ct.free;
+        while n != NIL {
+            assert_eq!(ct.entries[n as usize].flags & IN_USE, 0);
+            free += 1;
+            n = ct.entries[n as usize].tnext;
+        }
+        let used: Vec<usize> = (0..ct.entries.len())
+            .filter(|&i| ct.entries[i].flags & IN_USE != 0)
+            .collect();
+        assert_eq!(used.len(), ct.len());
+        assert_eq!(used.len() + free, ct.capacity());
+        for &i in &used {
+            assert!(in_lists[i]);
+            let e = &ct.entries[i];
+            let dirs = if e.class == 13 { 1 } else { 2 };
+            for d in 0..dirs {
+                assert_eq!(ct.find(e.zone, &e.key[d]), Some((i as u32, d)));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Random packets, replies, expiry and removals on a table of 16:
+        /// the structure holds after every step.
+        #[test]
+        fn structure_holds_under_random_operations(
+            ops in proptest::collection::vec((0u8..5, 0u16..24, 0u64..5), 1..300),
+        ) {
+            let mut ct = ConntrackTable::new(16, &CtTimeouts::default(), 11).unwrap();
+            let server = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+            let mut now = 0u64;
+            for (op, k, dt) in ops {
+                now += dt * 10_000;
+                let t = CtTuple::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), k, server, 53, 17);
+                let p = |t| CtPacket { zone: u32::from(k % 2), tuple: t, l4: CtL4::Udp };
+                match op {
+                    0 => { let _ = ct.track(&p(t), now, true); }
+                    1 => { let _ = ct.track(&p(t.reversed()), now, true); }
+                    2 => { ct.expire(now, 4, &mut |_| {}); }
+                    3 => {
+                        if let Some((h, _)) = ct.find_live(u32::from(k % 2), &t, now) {
+                            ct.remove(h);
+                        }
+                    }
+                    _ => {
+                        let r = CtTuple::new(server, 53, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), k, 17);
+                        if let Ok(hit) = ct.track(&p(t), now, true) {
+                            let _ = ct.set_reply(hit.handle, r);
+                        }
+                    }
+                }
+                check(&ct);
+            }
+        }
     }
 }

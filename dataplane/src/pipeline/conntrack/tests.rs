@@ -924,6 +924,34 @@ fn snat_port_returns_to_the_pool_after_expiry() {
     assert_eq!(again, port);
 }
 
+/// After SNAT the original tuple's reverse is no tuple of the connection; a
+/// packet with it cannot open a second connection holding the same tuple.
+#[test]
+fn a_new_connection_cannot_clash_with_a_translated_one() {
+    let mut ct = table();
+    let o = CtTuple::new(client(), 1111, server(), 53, IPPROTO_UDP);
+    let h = ct
+        .track(
+            &CtPacket {
+                zone: Z,
+                tuple: o,
+                l4: CtL4::Udp,
+            },
+            0,
+            true,
+        )
+        .unwrap()
+        .handle;
+    let ext = v4([192, 0, 2, 1]);
+    ct.set_reply(h, CtTuple::new(server(), 53, ext, 5000, IPPROTO_UDP))
+        .unwrap();
+    assert_eq!(
+        send(&mut ct, o.reversed(), CtL4::Udp, 1, true),
+        Err(CtDrop::Invalid)
+    );
+    assert_eq!(ct.len(), 1);
+}
+
 proptest! {
     /// Both directions of any tuple have one owner, for any number of workers.
     #[test]
