@@ -1,7 +1,8 @@
 //! ns per operation of the conntrack table of one worker, at 1k, 100k and 1M
 //! connections: a lookup that hits (either direction), one that misses, a
 //! packet of an existing connection (lookup and update), and a new connection
-//! (insert, then removed so the size stays); and the Maglev table build at
+//! (insert, then removed so the size stays); the flush of a zone of 10k
+//! entries; and the Maglev table build at
 //! M = 65537 with 100 and 1000 backends of equal weight, and 1000 of weights
 //! 1..=1000.
 //!
@@ -118,6 +119,30 @@ fn conntrack(c: &mut Criterion) {
     g.finish();
 }
 
+/// `ct flush zone=1` with 10k entries in zone 1 among 20k.
+fn flush(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack_flush");
+    g.sample_size(20);
+    g.bench_function("zone_10k_of_20k", |b| {
+        b.iter_batched(
+            || {
+                let mut ct = ConntrackTable::new(20_000, &CtTimeouts::default(), 3).unwrap();
+                for i in 0..20_000u32 {
+                    let p = CtPacket {
+                        zone: 1 + (i & 1),
+                        ..packet(tuple(i))
+                    };
+                    ct.track(&p, 0, true).unwrap();
+                }
+                ct
+            },
+            |mut ct| black_box(ct.flush(|v| v.zone == 1, &mut |_| {})),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 fn maglev(c: &mut Criterion) {
     let mut g = c.benchmark_group("maglev_build");
     g.sample_size(20);
@@ -147,5 +172,5 @@ fn maglev(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conntrack, maglev);
+criterion_group!(benches, conntrack, flush, maglev);
 criterion_main!(benches);

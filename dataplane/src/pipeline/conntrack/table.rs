@@ -918,6 +918,47 @@ impl ConntrackTable {
         }
     }
 
+    /// Calls `f` with every live entry at `now` (stubs included), in no
+    /// particular order: what `ct list` reads. Walks the entries in use, not
+    /// the capacity.
+    pub fn for_each(&self, now: u64, mut f: impl FnMut(CtHandle, &CtView)) {
+        for l in &self.lists {
+            let mut n = l.head;
+            while n != NIL {
+                let e = &self.entries[n as usize];
+                if !self.due(e, now) {
+                    if let Some(v) = self.get(CtHandle(n)) {
+                        f(CtHandle(n), &v);
+                    }
+                }
+                n = e.tnext;
+            }
+        }
+    }
+
+    /// Removes every entry `doomed` picks (a zone, an address, a state: what
+    /// `ct flush` filters by), calling `rm` with each; returns how many. Walks
+    /// the entries in use, not the capacity.
+    pub fn flush(
+        &mut self,
+        mut doomed: impl FnMut(&CtView) -> bool,
+        rm: &mut impl FnMut(&CtView),
+    ) -> usize {
+        let mut removed = 0;
+        for c in 0..CLASSES {
+            let mut n = self.lists[c].head;
+            while n != NIL {
+                let next = self.entries[n as usize].tnext;
+                if self.get(CtHandle(n)).is_some_and(|v| doomed(&v)) {
+                    self.release(n, rm);
+                    removed += 1;
+                }
+                n = next;
+            }
+        }
+        removed
+    }
+
     /// Removes up to `budget` entries whose timeout passed by `now`, calling `rm`
     /// with each; returns how many. Costs `O(removed)` plus one move per
     /// refreshed list head met.

@@ -952,6 +952,45 @@ fn a_new_connection_cannot_clash_with_a_translated_one() {
     assert_eq!(ct.len(), 1);
 }
 
+/// `ct list` and `ct flush`: a zone's entries listed and flushed, the other
+/// zone's kept, every removal reported.
+#[test]
+fn list_and_flush_a_zone() {
+    let mut ct = table();
+    for zone in [1u32, 2] {
+        for p in 0..50u16 {
+            let t = CtTuple::new(client(), p, server(), 53, IPPROTO_UDP);
+            ct.track(
+                &CtPacket {
+                    zone,
+                    tuple: t,
+                    l4: CtL4::Udp,
+                },
+                0,
+                true,
+            )
+            .unwrap();
+        }
+    }
+    let mut listed = 0;
+    ct.for_each(1, |_, v| listed += usize::from(v.zone == 1));
+    assert_eq!(listed, 50);
+    let mut reported = Vec::new();
+    assert_eq!(
+        ct.flush(|v| v.zone == 1, &mut |v| reported.push(v.zone)),
+        50
+    );
+    assert!(reported.iter().all(|&z| z == 1) && reported.len() == 50);
+    assert_eq!(ct.len(), 50);
+    let mut zones = Vec::new();
+    ct.for_each(1, |_, v| zones.push(v.zone));
+    assert!(zones.iter().all(|&z| z == 2) && zones.len() == 50);
+    // Due entries are not listed.
+    let mut n = 0;
+    ct.for_each(30 * SEC, |_, _| n += 1);
+    assert_eq!(n, 0);
+}
+
 proptest! {
     /// Both directions of any tuple have one owner, for any number of workers.
     #[test]
