@@ -60,6 +60,12 @@
 //! owner can send the stub's removal over the ring and give a SNAT port back;
 //! a stub whose removal was lost ends with its own timeout (the longest of the
 //! states).
+//!
+//! What the shards cannot see: a translated reply tuple that is, at the same
+//! time, a tuple of a connection owned by the worker the stub goes to (a client
+//! reaching a backend directly and through the VIP from one source port). A
+//! shared table would refuse the second connection at its start; here the stub
+//! is refused and the existing connection kept.
 
 pub mod nat;
 pub mod snat;

@@ -797,8 +797,13 @@ impl ConntrackTable {
     /// worker `owner`: a packet of that tuple then gets [`CtEvent::Redirect`].
     /// `rm` as for [`track_reporting`](Self::track_reporting).
     ///
+    /// A stub already there is replaced (the owner changed).
+    ///
     /// # Errors
-    /// [`CtDrop::TableFull`], as for a new connection.
+    /// [`CtDrop::TableFull`], as for a new connection; [`CtDrop::Invalid`] if a
+    /// connection of this worker holds the tuple (either direction: a clash
+    /// between shards, which only a shared table could have refused at the
+    /// start), which is kept.
     pub fn insert_redirect(
         &mut self,
         zone: u32,
@@ -808,7 +813,13 @@ impl ConntrackTable {
         rm: &mut impl FnMut(&CtView),
     ) -> Result<CtHandle, CtDrop> {
         if let Some((i, _)) = self.lookup(zone, &tuple, now, rm) {
+            if self.entries[i as usize].class != 13 {
+                return Err(CtDrop::Invalid);
+            }
             self.release(i, rm);
+        }
+        if self.lookup(zone, &tuple.reversed(), now, rm).is_some() {
+            return Err(CtDrop::Invalid);
         }
         let i = self.create(
             zone,

@@ -991,6 +991,40 @@ fn list_and_flush_a_zone() {
     assert_eq!(n, 0);
 }
 
+/// A stub never displaces a connection of the worker it lands on; a newer
+/// stub replaces an older one.
+#[test]
+fn a_stub_does_not_replace_a_connection() {
+    let mut ct = table();
+    handshake(&mut ct, true);
+    for t in [orig(), orig().reversed()] {
+        assert_eq!(
+            ct.insert_redirect(Z, t, 1, 3, &mut |_| {}),
+            Err(CtDrop::Invalid)
+        );
+    }
+    assert_eq!(
+        view(&ct, orig(), 3).unwrap().state,
+        CtState::Tcp(TcpState::Established)
+    );
+    let t = CtTuple::new(backend(), 8080, client(), 1, IPPROTO_TCP);
+    ct.insert_redirect(Z, t, 1, 3, &mut |_| {}).unwrap();
+    ct.insert_redirect(Z, t, 2, 4, &mut |_| {}).unwrap();
+    let hit = ct
+        .track(
+            &CtPacket {
+                zone: Z,
+                tuple: t,
+                l4: seg(ACK, 1, 1, 0),
+            },
+            5,
+            true,
+        )
+        .unwrap();
+    assert_eq!(hit.event, CtEvent::Redirect(2));
+    assert_eq!(ct.len(), 2);
+}
+
 proptest! {
     /// Both directions of any tuple have one owner, for any number of workers.
     #[test]
