@@ -38,6 +38,7 @@
 
 use std::net::IpAddr;
 
+use crate::buf::PacketBuf;
 use crate::wire::checksum::{fold, sum_raw};
 use crate::wire::{ipv6_ext, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -364,6 +365,15 @@ pub fn rewrite(frame: &mut [u8], l3: usize, rw: &NatRewrite) -> Result<(), NatEr
     let plan = Plan::new(frame, ip, false, rw.src, rw.dst)?;
     plan.apply(frame);
     Ok(())
+}
+
+/// [`rewrite`] on the packet in a buffer, its IP header at `l3` (after the
+/// Ethernet header and any VLAN tags the parse found).
+///
+/// # Errors
+/// See [`NatError`]; the packet is unchanged.
+pub fn rewrite_buf<B: PacketBuf>(buf: &mut B, l3: usize, rw: &NatRewrite) -> Result<(), NatError> {
+    rewrite(buf.data_mut(), l3, rw)
 }
 
 fn rewrite_icmp_error(f: &mut [u8], ip: IpAt, rw: &NatRewrite) -> Result<(), NatError> {

@@ -424,6 +424,24 @@ fn dnat_of_a_tcp_syn_golden() {
     assert_eq!(f, r);
 }
 
+/// The same rewrite on a buffer with headroom, as the stage will call it.
+#[test]
+fn rewrite_in_a_packet_buffer() {
+    use crate::buf::{PacketBuf, VecBuf};
+    let f = build(&spec(Kind::Udp, true));
+    let mut buf = VecBuf::new(&f);
+    let to = IpAddr::V6("fd00::99".parse().unwrap());
+    let rw = NatRewrite {
+        src: None,
+        dst: Some((to, 5353)),
+    };
+    rewrite_buf(&mut buf, ETH, &rw).unwrap();
+    let mut want = f.clone();
+    rewrite(&mut want, ETH, &rw).unwrap();
+    assert_eq!(buf.data(), &want[..]);
+    assert_eq!(&buf.data()[ETH + 24..ETH + 40], &ip_bytes(to)[..]);
+}
+
 #[test]
 fn udp_without_checksum_stays_without() {
     let s = spec(Kind::UdpNoCheck, false);
