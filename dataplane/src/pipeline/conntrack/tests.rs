@@ -1026,6 +1026,40 @@ fn a_stub_does_not_replace_a_connection() {
 }
 
 proptest! {
+    /// Any sequence of segments, in either direction, with any flags and
+    /// sequence numbers near the handshake's: no panic, and no connection
+    /// reaches ESTABLISHED (or a closing state after it) without a packet of
+    /// the reply direction and a SYN from each side, which is what a
+    /// handshake is (Linux's table: SYN_RECV needs the reply's SYN-ACK or
+    /// SYN, ESTABLISHED an ACK after it).
+    #[test]
+    fn established_needs_both_sides(
+        segs in proptest::collection::vec(
+            (any::<bool>(), prop::sample::select(vec![SYN, SYN | ACK, ACK, FIN | ACK, RST, RST | ACK, 0]), 0u32..4, 0u32..4, 0u32..3),
+            1..40,
+        ),
+        window in any::<bool>(),
+    ) {
+        let mut ct = table();
+        let (o, r) = (orig(), orig().reversed());
+        let mut syn_from = [false; 2];
+        for (k, (reply, flags, ds, da, len)) in segs.into_iter().enumerate() {
+            let (t, seq, ack) = if reply { (r, 5000 + ds, 1000 + da) } else { (o, 1000 + ds, 5000 + da) };
+            let res = send(&mut ct, t, seg(flags, seq, ack, len), k as u64, window);
+            if res.is_ok() && flags & SYN != 0 {
+                syn_from[usize::from(reply)] = true;
+            }
+            if let Some(v) = view(&ct, o, k as u64) {
+                if let CtState::Tcp(s) = v.state {
+                    if matches!(s, TcpState::Established | TcpState::FinWait | TcpState::CloseWait | TcpState::LastAck | TcpState::TimeWait) {
+                        prop_assert!(v.seen_reply && syn_from[0] && syn_from[1], "{s:?} without a handshake");
+                    }
+                }
+                prop_assert_eq!(v.assured, v.assured && v.seen_reply);
+            }
+        }
+    }
+
     /// Both directions of any tuple have one owner, for any number of workers.
     #[test]
     fn owner_is_symmetric(
