@@ -24,7 +24,7 @@ use crate::port::PortIdx;
 use crate::worker::WorkerId;
 
 /// Counters of one port, as plain numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortStats {
     /// Packets received on the port.
     pub rx_packets: u64,
@@ -36,6 +36,20 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Drops charged to this port, indexed by [`DropReason::index`].
     pub drops: [u64; DropReason::COUNT],
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements, and there are
+// more drop reasons than that.
+impl Default for PortStats {
+    fn default() -> Self {
+        PortStats {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl PortStats {
@@ -258,7 +272,7 @@ impl WorkerStats {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(64))]
 struct PortStatsShared {
     rx_packets: AtomicU64,
@@ -266,6 +280,18 @@ struct PortStatsShared {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl Default for PortStatsShared {
+    fn default() -> Self {
+        PortStatsShared {
+            rx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+            tx_packets: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 /// A worker's published counters, readable from any thread without locks.
@@ -297,7 +323,7 @@ impl WorkerStatsShared {
             worker,
             active_ports: AtomicU64::new(0),
             ports: (0..num_ports).map(|_| PortStatsShared::default()).collect(),
-            drops: Default::default(),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
             busy_polls: AtomicU64::new(0),
             idle_polls: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
@@ -422,7 +448,7 @@ impl StatsSnapshot {
 }
 
 /// Counters summed over several workers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsTotals {
     /// How many workers were summed.
     pub workers: usize,
@@ -446,6 +472,24 @@ pub struct StatsTotals {
     pub flood_copies: u64,
     /// Sum of [`StatsSnapshot::generated`].
     pub generated: u64,
+}
+
+impl Default for StatsTotals {
+    fn default() -> Self {
+        StatsTotals {
+            workers: 0,
+            ports: Vec::new(),
+            drops: [0; DropReason::COUNT],
+            busy_polls: 0,
+            idle_polls: 0,
+            busy_ns: 0,
+            idle_ns: 0,
+            rx_bursts: 0,
+            tx_bursts: 0,
+            flood_copies: 0,
+            generated: 0,
+        }
+    }
 }
 
 impl StatsTotals {
