@@ -347,15 +347,9 @@ fn one() -> u16 {
     1
 }
 
-/// Everything that arrives on `from` leaves on `to`, whatever its address.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchConfig {
-    /// Ingress port name.
-    pub from: String,
-    /// Egress port name.
-    pub to: String,
-}
+/// `[[patch]]`: everything that arrives on `from` leaves on `to`, whatever its
+/// address. Its schema is the API's message (see [`crate::model`]).
+pub type PatchConfig = crate::api::Patch;
 
 /// A static MAC table entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -545,7 +539,7 @@ struct RawFile {
     #[serde(default)]
     patch: Vec<PatchConfig>,
     #[serde(default)]
-    l2: Vec<RawL2>,
+    l2: Vec<crate::api::L2Entry>,
     underlay: Option<toml::Table>,
     #[serde(default)]
     network: Vec<toml::Table>,
@@ -559,13 +553,6 @@ struct RawFile {
     metrics: Option<MetricsConfig>,
     #[serde(default)]
     log: LogConfig,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawL2 {
-    mac: String,
-    port: String,
 }
 
 fn syntax(e: impl std::fmt::Display) -> ConfigError {

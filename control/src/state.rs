@@ -265,89 +265,15 @@ fn port_table(p: &api::Port) -> Result<Table, ConfigError> {
     Ok(t)
 }
 
-fn underlay_table(u: &api::Underlay) -> Table {
-    let mut t = Table::new();
-    t.insert("uplink".into(), Value::String(u.uplink.clone()));
-    t.insert(
-        "local_vtep_ip".into(),
-        Value::String(u.local_vtep_ip.clone()),
-    );
-    t.insert("local_mac".into(), Value::String(u.local_mac.clone()));
-    if u.mtu != 0 {
-        t.insert("mtu".into(), int(u.mtu));
+/// A resource as a table of the file: its serde form, which is the file's (see
+/// [`crate::model`]). The resources hold only strings, numbers, booleans, lists
+/// and tables, which TOML represents; an empty table is what the parser would
+/// refuse naming the missing keys.
+fn table<T: serde::Serialize>(item: &T) -> Table {
+    match Value::try_from(item) {
+        Ok(Value::Table(t)) => t,
+        _ => Table::new(),
     }
-    t.insert("on_link".into(), Value::String(u.on_link.clone()));
-    if !u.gateway.is_empty() {
-        t.insert("gateway".into(), Value::String(u.gateway.clone()));
-    }
-    if !u.neighbors.is_empty() {
-        let n = u
-            .neighbors
-            .iter()
-            .map(|n| {
-                let mut t = Table::new();
-                t.insert("ip".into(), Value::String(n.ip.clone()));
-                t.insert("mac".into(), Value::String(n.mac.clone()));
-                Value::Table(t)
-            })
-            .collect();
-        t.insert("neighbors".into(), Value::Array(n));
-    }
-    t
-}
-
-fn network_table(n: &api::Network) -> Table {
-    let mut t = Table::new();
-    t.insert("name".into(), Value::String(n.name.clone()));
-    t.insert("vni".into(), int(n.vni));
-    if !n.encap.is_empty() {
-        t.insert("encap".into(), Value::String(n.encap.clone()));
-    }
-    if !n.tenant.is_empty() {
-        t.insert("tenant".into(), Value::String(n.tenant.clone()));
-    }
-    t.insert(
-        "subnets".into(),
-        strings(n.subnets.iter().map(String::as_str)),
-    );
-    t.insert(
-        "gateway_ips".into(),
-        strings(n.gateway_ips.iter().map(String::as_str)),
-    );
-    t.insert("gateway_mac".into(), Value::String(n.gateway_mac.clone()));
-    t.insert("flood_unknown".into(), Value::Boolean(n.flood_unknown));
-    t.insert("vteps".into(), strings(n.vteps.iter().map(String::as_str)));
-    t
-}
-
-fn endpoint_table(network: &str, mac: &str, ips: &[String], key: &str, at: &str) -> Table {
-    let mut t = Table::new();
-    t.insert("network".into(), Value::String(network.to_owned()));
-    t.insert("mac".into(), Value::String(mac.to_owned()));
-    t.insert("ips".into(), strings(ips.iter().map(String::as_str)));
-    t.insert(key.into(), Value::String(at.to_owned()));
-    t
-}
-
-fn route_table(r: &api::Route) -> Table {
-    let mut t = Table::new();
-    if !r.tenant.is_empty() {
-        t.insert("tenant".into(), Value::String(r.tenant.clone()));
-    }
-    t.insert("prefix".into(), Value::String(r.prefix.clone()));
-    match &r.target {
-        Some(Target::NextHop(nh)) => {
-            let mut h = Table::new();
-            h.insert("network".into(), Value::String(nh.network.clone()));
-            h.insert("ip".into(), Value::String(nh.ip.clone()));
-            t.insert("next_hop".into(), Value::Table(h));
-        }
-        Some(Target::Blackhole(b)) => {
-            t.insert("blackhole".into(), Value::Boolean(*b));
-        }
-        None => {}
-    }
-    t
 }
 
 fn array(tables: impl IntoIterator<Item = Table>) -> Value {
@@ -377,45 +303,18 @@ pub fn to_sections(s: &api::DesiredState) -> Result<Table, ConfigError> {
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     );
-    put(
-        "patch",
-        array(s.patches.iter().map(|p| {
-            let mut t = Table::new();
-            t.insert("from".into(), Value::String(p.from.clone()));
-            t.insert("to".into(), Value::String(p.to.clone()));
-            t
-        })),
-    );
-    put(
-        "l2",
-        array(s.l2.iter().map(|e| {
-            let mut t = Table::new();
-            t.insert("mac".into(), Value::String(e.mac.clone()));
-            t.insert("port".into(), Value::String(e.port.clone()));
-            t
-        })),
-    );
+    put("patch", array(s.patches.iter().map(table)));
+    put("l2", array(s.l2.iter().map(table)));
     if let Some(u) = &s.underlay {
-        put("underlay", Value::Table(underlay_table(u)));
+        put("underlay", Value::Table(table(u)));
     }
-    put("network", array(s.networks.iter().map(network_table)));
-    put(
-        "endpoint",
-        array(
-            s.endpoints
-                .iter()
-                .map(|e| endpoint_table(&e.network, &e.mac, &e.ips, "port", &e.port)),
-        ),
-    );
+    put("network", array(s.networks.iter().map(table)));
+    put("endpoint", array(s.endpoints.iter().map(table)));
     put(
         "remote_endpoint",
-        array(
-            s.remote_endpoints
-                .iter()
-                .map(|e| endpoint_table(&e.network, &e.mac, &e.ips, "vtep", &e.vtep)),
-        ),
+        array(s.remote_endpoints.iter().map(table)),
     );
-    put("route", array(s.routes.iter().map(route_table)));
+    put("route", array(s.routes.iter().map(table)));
     Ok(doc)
 }
 
@@ -523,7 +422,7 @@ pub fn from_config(cfg: &VswitchConfig) -> api::DesiredState {
         .iter()
         .map(|p| {
             let (profile, list) = profile_params(&p.profile);
-            let mut params: HashMap<String, String> = list
+            let mut params: std::collections::BTreeMap<String, String> = list
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), param_text(&v)))
                 .collect();

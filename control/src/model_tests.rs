@@ -1,0 +1,1 @@
+//! Tests holding the forms of a resource together.
