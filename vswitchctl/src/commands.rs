@@ -735,7 +735,7 @@ fn ports_table(ports: &[api::PortStatus]) -> Table {
     t
 }
 
-fn networks_table(nets: &[doc::Network]) -> Table {
+fn networks_table(nets: &[api::Network]) -> Table {
     let mut t = Table::new(&[
         "NETWORK",
         "VNI",
@@ -926,10 +926,10 @@ pub async fn route_list(client: &mut Client, json: bool, out: &mut dyn Write) ->
     }
     let mut t = Table::new(&["TENANT", "PREFIX", "TARGET"]);
     for r in &s.routes {
-        let target = match (&r.next_hop, r.blackhole) {
-            (Some(nh), _) => format!("via {} in {}", nh.ip, nh.network),
-            (None, true) => "blackhole".to_string(),
-            (None, false) => "-".to_string(),
+        let target = match &r.target {
+            Some(api::route::Target::NextHop(nh)) => format!("via {} in {}", nh.ip, nh.network),
+            Some(api::route::Target::Blackhole(true)) => "blackhole".to_string(),
+            _ => "-".to_string(),
         };
         t.row([
             or_dash(&r.tenant).replace('-', "default"),

@@ -60,8 +60,14 @@ fn parses_the_sample() {
     assert_eq!(replay.mtu, 9000);
     assert_eq!(d.ports[2].profile, "null");
     assert_eq!(d.underlay.as_ref().unwrap().neighbors.len(), 1);
-    assert!(d.routes[1].blackhole);
-    assert_eq!(d.routes[0].next_hop.as_ref().unwrap().ip, "10.1.0.254");
+    assert_eq!(
+        d.routes[1].target,
+        Some(api::route::Target::Blackhole(true))
+    );
+    assert!(matches!(
+        &d.routes[0].target,
+        Some(api::route::Target::NextHop(nh)) if nh.ip == "10.1.0.254"
+    ));
 }
 
 #[test]
@@ -156,21 +162,20 @@ fn diff_reports_added_removed_changed_per_kind() {
     let mut des = sample();
     des.ports.retain(|p| p.name != "sink");
     des.patches.clear();
-    des.ports.push(Port {
+    des.ports.push(api::Port {
         name: "pod4".into(),
         profile: "af_packet".into(),
         params: [("iface".to_string(), "vsw-pod4".to_string())].into(),
-        ..Port::default()
+        ..api::Port::default()
     });
     des.ports[0]
         .params
         .insert("iface".into(), "vsw-tap9".into());
     des.networks[0].vteps.push("192.0.2.9".into());
-    des.routes[1].blackhole = false;
-    des.routes[1].next_hop = Some(NextHop {
+    des.routes[1].target = Some(api::route::Target::NextHop(api::NextHop {
         network: "blue".into(),
         ip: "10.1.0.3".into(),
-    });
+    }));
     des.underlay = None;
     let d = diff(&cur, &des);
     let kind = |k: &str| d.kinds.iter().find(|x| x.kind == k).unwrap().clone();
