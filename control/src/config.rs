@@ -677,7 +677,7 @@ impl VswitchConfig {
 
     /// Checks the whole configuration for consistency, the overlay included: its
     /// port references by name, then the dataplane's overlay builder over all of it
-    /// (the snapshot is thrown away; [`compile::overlay`](crate::compile::overlay)
+    /// (the snapshot is thrown away; [`compile::pipeline`](crate::compile::pipeline)
     /// builds the one to publish).
     ///
     /// # Errors
@@ -1287,8 +1287,8 @@ blackhole = true
         let c = VswitchConfig::parse(text, 2).unwrap();
         assert_eq!(c.networks.len(), 1);
         assert!(c.overlay_ports().contains("pod3"));
-        crate::compile::l2_pipeline(&c, 1).unwrap();
-        assert_eq!(crate::compile::overlay(&c, 1).unwrap().endpoint_count(), 3);
+        let p = crate::compile::pipeline(&c, 1, &crate::compile::file_order(&c)).unwrap();
+        assert_eq!(p.overlay.endpoint_count(), 3);
     }
 
     fn err(text: &str) -> String {
