@@ -239,8 +239,12 @@ pub struct PortConfig {
     pub profile: ProfileConfig,
 }
 
-/// The DPDK driver of a port and its settings (the `profile` key).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The DPDK driver of a port and its settings (the `profile` key): the one
+/// description of the profiles. The file's `[[port]]` keys and the API's
+/// `Port.params` are both read through its serde form (the API's by
+/// [`crate::state`], which prints its parameters with the same serde form), and
+/// `vswitchd` hands it to the driver. A key left at its default is not printed.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "profile", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProfileConfig {
     /// `net_af_packet` on an existing kernel interface.
@@ -253,28 +257,34 @@ pub enum ProfileConfig {
         /// Name of the kernel interface to create.
         iface: String,
         /// Its MAC address.
+        #[serde(skip_serializing_if = "Option::is_none")]
         mac: Option<String>,
     },
     /// `net_pcap`: replay a capture and/or write one.
     Pcap {
         /// Capture to receive from.
+        #[serde(skip_serializing_if = "Option::is_none")]
         rx_pcap: Option<PathBuf>,
         /// Capture to write transmitted frames to.
+        #[serde(skip_serializing_if = "Option::is_none")]
         tx_pcap: Option<PathBuf>,
         /// Kernel interface to receive from with libpcap.
+        #[serde(skip_serializing_if = "Option::is_none")]
         rx_iface: Option<String>,
         /// Kernel interface to send to with libpcap.
+        #[serde(skip_serializing_if = "Option::is_none")]
         tx_iface: Option<String>,
         /// Replay `rx_pcap` forever from memory (the benchmark generator).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "is_false")]
         infinite_rx: bool,
     },
     /// `net_null`: a sink (and, with `no_rx = false`, a source of empty frames).
     Null {
         /// Receive nothing.
-        #[serde(default = "yes")]
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
         no_rx: bool,
         /// Frame size generated on rx.
+        #[serde(skip_serializing_if = "Option::is_none")]
         size: Option<u32>,
     },
     /// `net_ring`: a port whose transmit loops back to its receive.
@@ -284,10 +294,10 @@ pub enum ProfileConfig {
         /// Socket path.
         path: PathBuf,
         /// Connect to the pod's socket instead of listening.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "is_false")]
         client: bool,
         /// Queue pairs.
-        #[serde(default = "one")]
+        #[serde(default = "one", skip_serializing_if = "is_one")]
         queues: u16,
     },
     /// `net_virtio_user`: the DPDK side of a vhost-user socket (or vhost-kernel).
@@ -295,12 +305,13 @@ pub enum ProfileConfig {
         /// Socket path.
         path: PathBuf,
         /// Listen instead of connecting.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "is_false")]
         server: bool,
         /// Queue pairs.
-        #[serde(default = "one")]
+        #[serde(default = "one", skip_serializing_if = "is_one")]
         queues: u16,
         /// MAC address.
+        #[serde(skip_serializing_if = "Option::is_none")]
         mac: Option<String>,
     },
     /// NVIDIA mlx5 (ConnectX/BlueField) PCI device with optional representors.
@@ -308,6 +319,7 @@ pub enum ProfileConfig {
         /// PCI address, `0000:03:00.0`.
         pci: String,
         /// One representor (`pf0vf3`, `[65535]`): each is a port of its own.
+        #[serde(skip_serializing_if = "Option::is_none")]
         representors: Option<String>,
     },
 }
@@ -345,6 +357,15 @@ fn yes() -> bool {
 }
 fn one() -> u16 {
     1
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_one(n: &u16) -> bool {
+    *n == 1
 }
 
 /// `[[patch]]`: everything that arrives on `from` leaves on `to`, whatever its

@@ -320,93 +320,15 @@ pub fn to_sections(s: &api::DesiredState) -> Result<Table, ConfigError> {
 
 // ---------------------------------------------------------------- config -> proto
 
-fn profile_params(p: &ProfileConfig) -> (&'static str, Vec<(&'static str, Value)>) {
-    let s = |v: &str| Value::String(v.to_owned());
-    let mut params = Vec::new();
-    let name = match p {
-        ProfileConfig::AfPacket { iface } => {
-            params.push(("iface", s(iface)));
-            "af_packet"
-        }
-        ProfileConfig::Tap { iface, mac } => {
-            params.push(("iface", s(iface)));
-            if let Some(m) = mac {
-                params.push(("mac", s(m)));
-            }
-            "tap"
-        }
-        ProfileConfig::Pcap {
-            rx_pcap,
-            tx_pcap,
-            rx_iface,
-            tx_iface,
-            infinite_rx,
-        } => {
-            for (k, v) in [("rx_pcap", rx_pcap), ("tx_pcap", tx_pcap)] {
-                if let Some(v) = v {
-                    params.push((k, path_value(v)));
-                }
-            }
-            for (k, v) in [("rx_iface", rx_iface), ("tx_iface", tx_iface)] {
-                if let Some(v) = v {
-                    params.push((k, s(v)));
-                }
-            }
-            if *infinite_rx {
-                params.push(("infinite_rx", Value::Boolean(true)));
-            }
-            "pcap"
-        }
-        ProfileConfig::Null { no_rx, size } => {
-            if !*no_rx {
-                params.push(("no_rx", Value::Boolean(false)));
-            }
-            if let Some(n) = size {
-                params.push(("size", int(*n)));
-            }
-            "null"
-        }
-        ProfileConfig::Ring {} => "ring",
-        ProfileConfig::VhostUser {
-            path,
-            client,
-            queues,
-        } => {
-            params.push(("path", path_value(path)));
-            if *client {
-                params.push(("client", Value::Boolean(true)));
-            }
-            if *queues != 1 {
-                params.push(("queues", int(*queues)));
-            }
-            "vhost_user"
-        }
-        ProfileConfig::VirtioUser {
-            path,
-            server,
-            queues,
-            mac,
-        } => {
-            params.push(("path", path_value(path)));
-            if *server {
-                params.push(("server", Value::Boolean(true)));
-            }
-            if *queues != 1 {
-                params.push(("queues", int(*queues)));
-            }
-            if let Some(m) = mac {
-                params.push(("mac", s(m)));
-            }
-            "virtio_user"
-        }
-        ProfileConfig::Mlx5 { pci, representors } => {
-            params.push(("pci", s(pci)));
-            if let Some(r) = representors {
-                params.push(("representors", s(r)));
-            }
-            "mlx5"
-        }
+/// The profile's name and parameters as the API carries them: its serde form
+/// (the file's keys, defaults left out) with the values in their TOML text.
+fn profile_params(p: &ProfileConfig) -> (String, std::collections::BTreeMap<String, String>) {
+    let mut t = table(p);
+    let name = match t.remove("profile") {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
     };
+    let params = t.iter().map(|(k, v)| (k.clone(), param_text(v))).collect();
     (name, params)
 }
 
@@ -421,17 +343,13 @@ pub fn from_config(cfg: &VswitchConfig) -> api::DesiredState {
         .ports
         .iter()
         .map(|p| {
-            let (profile, list) = profile_params(&p.profile);
-            let mut params: std::collections::BTreeMap<String, String> = list
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), param_text(&v)))
-                .collect();
+            let (profile, mut params) = profile_params(&p.profile);
             if let Some(w) = p.worker {
                 params.insert("worker".into(), w.to_string());
             }
             api::Port {
                 name: p.name.clone(),
-                profile: profile.into(),
+                profile,
                 params,
                 group: p.group.clone(),
                 mtu: p.mtu.map_or(0, u32::from),
