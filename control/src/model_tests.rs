@@ -244,3 +244,34 @@ fn wide_integers_are_refused_naming_the_key() {
         .to_string();
     assert!(e.contains("mtu: -5 is out of range (0-65535)"), "{e}");
 }
+
+/// The configuration files users have still load: the shipped ones and the
+/// README's examples. Their `[[network]]`, `[[route]]`, … items are read as the
+/// proto messages now.
+#[test]
+fn shipped_and_documented_configurations_still_load() {
+    for (name, text) in [
+        (
+            "deploy/vswitchd.toml",
+            include_str!("../../deploy/vswitchd.toml"),
+        ),
+        (
+            "deploy/debian/vswitchd.toml",
+            include_str!("../../deploy/debian/vswitchd.toml"),
+        ),
+        (
+            "deploy/bluefield/vswitchd.toml",
+            include_str!("../../deploy/bluefield/vswitchd.toml"),
+        ),
+    ] {
+        VswitchConfig::parse(text, 64).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let readme = include_str!("../../README.md");
+    let mut checked = 0;
+    for block in readme.split("```toml\n").skip(1) {
+        let block = &block[..block.find("```").unwrap()];
+        VswitchConfig::parse(block, 64).unwrap_or_else(|e| panic!("README: {e}\n{block}"));
+        checked += 1;
+    }
+    assert!(checked >= 3, "{checked} README examples");
+}
