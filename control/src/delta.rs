@@ -839,18 +839,18 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
     deltas
         .iter()
         .map(|d| match d {
-            Delta::AddLocal(e) => J::AddEndpoint {
+            Delta::AddLocal(e) => J::AddEndpoint(api::Endpoint {
                 network: e.network.clone(),
                 mac: e.mac.to_string(),
                 ips: texts(&e.ips),
                 port: e.port.clone(),
-            },
-            Delta::AddRemote(e) => J::AddRemoteEndpoint {
+            }),
+            Delta::AddRemote(e) => J::AddRemoteEndpoint(api::RemoteEndpoint {
                 network: e.network.clone(),
                 mac: e.mac.to_string(),
                 ips: texts(&e.ips),
                 vtep: e.vtep.to_string(),
-            },
+            }),
             Delta::Remove {
                 network,
                 mac,
@@ -879,25 +879,9 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
                 tenant: r.tenant.clone(),
                 prefix: r.prefix.to_string(),
             },
-            Delta::AddPort(_, p) => J::AddPort {
-                name: p.name.clone(),
-                profile: p.profile.clone(),
-                params: p.params.clone().into_iter().collect(),
-                group: p.group.clone(),
-                mtu: p.mtu,
-            },
+            Delta::AddPort(_, p) => J::AddPort((**p).clone()),
             Delta::DelPort(name) => J::DelPort { name: name.clone() },
-            Delta::AddNetwork(_, n) => J::AddNetwork {
-                name: n.name.clone(),
-                vni: n.vni,
-                encap: n.encap.clone(),
-                tenant: n.tenant.clone(),
-                subnets: n.subnets.clone(),
-                gateway_ips: n.gateway_ips.clone(),
-                gateway_mac: n.gateway_mac.clone(),
-                flood_unknown: n.flood_unknown,
-                vteps: n.vteps.clone(),
-            },
+            Delta::AddNetwork(_, n) => J::AddNetwork((**n).clone()),
         })
         .collect()
 }
@@ -906,28 +890,8 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
 pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
     use crate::persist::JournalOp as J;
     let op = match j.clone() {
-        J::AddEndpoint {
-            network,
-            mac,
-            ips,
-            port,
-        } => OpKind::AddEndpoint(api::Endpoint {
-            network,
-            mac,
-            ips,
-            port,
-        }),
-        J::AddRemoteEndpoint {
-            network,
-            mac,
-            ips,
-            vtep,
-        } => OpKind::AddRemoteEndpoint(api::RemoteEndpoint {
-            network,
-            mac,
-            ips,
-            vtep,
-        }),
+        J::AddEndpoint(e) => OpKind::AddEndpoint(e),
+        J::AddRemoteEndpoint(e) => OpKind::AddRemoteEndpoint(e),
         J::DelEndpoint { network, mac } => OpKind::DelEndpoint(api::EndpointKey { network, mac }),
         J::DelRemoteEndpoint { network, mac } => {
             OpKind::DelRemoteEndpoint(api::EndpointKey { network, mac })
@@ -948,41 +912,9 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
             }),
         }),
         J::DelRoute { tenant, prefix } => OpKind::DelRoute(api::RouteKey { tenant, prefix }),
-        J::AddPort {
-            name,
-            profile,
-            params,
-            group,
-            mtu,
-        } => OpKind::AddPort(api::Port {
-            name,
-            profile,
-            params: params.into_iter().collect(),
-            group,
-            mtu,
-        }),
+        J::AddPort(p) => OpKind::AddPort(p),
         J::DelPort { name } => OpKind::DelPort(name),
-        J::AddNetwork {
-            name,
-            vni,
-            encap,
-            tenant,
-            subnets,
-            gateway_ips,
-            gateway_mac,
-            flood_unknown,
-            vteps,
-        } => OpKind::AddNetwork(api::Network {
-            name,
-            vni,
-            encap,
-            tenant,
-            subnets,
-            gateway_ips,
-            gateway_mac,
-            flood_unknown,
-            vteps,
-        }),
+        J::AddNetwork(n) => OpKind::AddNetwork(n),
     };
     api::Op { op: Some(op) }
 }

@@ -275,3 +275,44 @@ fn shipped_and_documented_configurations_still_load() {
     }
     assert!(checked >= 3, "{checked} README examples");
 }
+
+/// Journal lines as the previous release wrote them (its own structs for the
+/// added items, every key printed) read as the same ops.
+#[test]
+fn journal_lines_of_the_previous_format_still_load() {
+    use crate::persist::{JournalEntry, JournalOp};
+    let line = r#"{"generation":8,"ops":[
+        {"add_port":{"name":"p","profile":"null","params":{}}},
+        {"add_port":{"name":"q","profile":"tap","params":{"iface":"t"},"group":"g","mtu":1400}},
+        {"add_network":{"name":"n","vni":7,"encap":"vxlan","tenant":"default","subnets":["10.0.0.0/24"],"gateway_ips":[],"gateway_mac":"02:00:00:00:00:01","flood_unknown":false,"vteps":[]}},
+        {"add_endpoint":{"network":"n","mac":"02:00:00:00:00:02","ips":["10.0.0.2"],"port":"p"}},
+        {"add_remote_endpoint":{"network":"n","mac":"02:00:00:00:00:03","ips":[],"vtep":"192.0.2.2"}},
+        {"add_route":{"tenant":"default","prefix":"10.9.0.0/16"}}
+    ]}"#;
+    let e: JournalEntry = serde_json::from_str(line).unwrap();
+    let JournalOp::AddPort(q) = &e.ops[1] else {
+        panic!("{:?}", e.ops[1])
+    };
+    assert_eq!(
+        (q.params["iface"].as_str(), q.group.as_str(), q.mtu),
+        ("t", "g", 1400)
+    );
+    let JournalOp::AddNetwork(n) = &e.ops[2] else {
+        panic!("{:?}", e.ops[2])
+    };
+    assert_eq!((n.vni, n.subnets.len(), n.flood_unknown), (7, 1, false));
+    assert!(matches!(&e.ops[3], JournalOp::AddEndpoint(ep) if ep.port == "p"));
+    assert!(matches!(&e.ops[4], JournalOp::AddRemoteEndpoint(r) if r.vtep == "192.0.2.2"));
+    // A route without a next hop was journalled as a blackhole.
+    let op = crate::delta::op_of(&e.ops[5]);
+    assert!(matches!(
+        op.op,
+        Some(api::op::Op::AddRoute(api::Route {
+            target: Some(api::route::Target::Blackhole(true)),
+            ..
+        }))
+    ));
+    // And what is journalled now reads back the same.
+    let again: JournalEntry = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+    assert_eq!(again, e);
+}
