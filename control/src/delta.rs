@@ -744,52 +744,26 @@ fn apply_with(
     }
     for r in route_adds.into_iter().flatten() {
         if let Some(s) = state.as_deref_mut() {
-            s.routes.push(api_route(r));
+            s.routes.push(r.into());
         }
         cfg.routes.push(r.clone());
     }
-    let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
     for d in adds.into_iter().flatten() {
         match d {
             Delta::AddLocal(e) => {
                 if let Some(s) = state.as_deref_mut() {
-                    s.endpoints.push(api::Endpoint {
-                        network: e.network.clone(),
-                        mac: e.mac.to_string(),
-                        ips: texts(&e.ips),
-                        port: e.port.clone(),
-                    });
+                    s.endpoints.push(e.into());
                 }
                 cfg.endpoints.push(e.clone());
             }
             Delta::AddRemote(e) => {
                 if let Some(s) = state.as_deref_mut() {
-                    s.remote_endpoints.push(api::RemoteEndpoint {
-                        network: e.network.clone(),
-                        mac: e.mac.to_string(),
-                        ips: texts(&e.ips),
-                        vtep: e.vtep.to_string(),
-                    });
+                    s.remote_endpoints.push(e.into());
                 }
                 cfg.remote_endpoints.push(e.clone());
             }
             _ => {}
         }
-    }
-}
-
-/// A route in its API form, as the whole-state path words it.
-fn api_route(r: &RouteSpec) -> api::Route {
-    api::Route {
-        tenant: r.tenant.clone(),
-        prefix: r.prefix.to_string(),
-        target: Some(match &r.target {
-            RouteTarget::NextHop { network, ip } => Target::NextHop(api::NextHop {
-                network: network.clone(),
-                ip: ip.to_string(),
-            }),
-            RouteTarget::Blackhole => Target::Blackhole(true),
-        }),
     }
 }
 
@@ -835,22 +809,11 @@ fn retain_by<T>(list: &mut Vec<T>, keep: &[bool]) {
 /// `deltas` as journal ops ([`crate::persist::JournalOp`]), in canonical text.
 pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
     use crate::persist::JournalOp as J;
-    let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
     deltas
         .iter()
         .map(|d| match d {
-            Delta::AddLocal(e) => J::AddEndpoint(api::Endpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                port: e.port.clone(),
-            }),
-            Delta::AddRemote(e) => J::AddRemoteEndpoint(api::RemoteEndpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                vtep: e.vtep.to_string(),
-            }),
+            Delta::AddLocal(e) => J::AddEndpoint(e.into()),
+            Delta::AddRemote(e) => J::AddRemoteEndpoint(e.into()),
             Delta::Remove {
                 network,
                 mac,

@@ -43,7 +43,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use dataplane::overlay::{Encap, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget};
+
 use crate::api;
+use crate::config::{EndpointConfig, L2Entry, PortConfig, UnderlayConfig};
 
 /// `skip_serializing_if` for a zero that means "the default".
 pub(crate) fn is_zero(n: &u32) -> bool {
@@ -158,6 +161,131 @@ impl From<api::Route> for RouteForm {
             prefix: r.prefix,
             next_hop,
             blackhole,
+        }
+    }
+}
+
+// ------------------------------------------------------------ parsed -> message
+//
+// The other direction of the file's parser: a parsed item back in the
+// message's canonical text (lower-case MACs, addresses and prefixes in their
+// usual forms, defaults filled in), written once for the whole-state path
+// ([`crate::state::from_config`]), the deltas and the journal.
+
+fn texts<T: ToString>(v: &[T]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
+}
+
+impl From<&PortConfig> for api::Port {
+    fn from(p: &PortConfig) -> Self {
+        // The profile's serde form (the file's keys, defaults left out), each
+        // value in its TOML text.
+        let mut t = crate::state::table(&p.profile);
+        let profile = match t.remove("profile") {
+            Some(toml::Value::String(s)) => s,
+            _ => String::new(),
+        };
+        let mut params: BTreeMap<String, String> = t
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::state::param_text(v)))
+            .collect();
+        if let Some(w) = p.worker {
+            params.insert("worker".into(), w.to_string());
+        }
+        api::Port {
+            name: p.name.clone(),
+            profile,
+            params,
+            group: p.group.clone(),
+            mtu: p.mtu.map_or(0, u32::from),
+        }
+    }
+}
+
+impl From<&L2Entry> for api::L2Entry {
+    fn from(e: &L2Entry) -> Self {
+        api::L2Entry {
+            mac: e.mac.to_string(),
+            port: e.port.clone(),
+        }
+    }
+}
+
+impl From<&UnderlayConfig> for api::Underlay {
+    fn from(u: &UnderlayConfig) -> Self {
+        api::Underlay {
+            uplink: u.uplink.clone(),
+            local_vtep_ip: u.local_vtep_ip.to_string(),
+            local_mac: u.local_mac.to_string(),
+            mtu: u32::from(u.mtu),
+            on_link: u.on_link.to_string(),
+            gateway: u.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            neighbors: u
+                .neighbors
+                .iter()
+                .map(|(ip, mac)| api::StaticNeighbor {
+                    ip: ip.to_string(),
+                    mac: mac.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&NetworkSpec> for api::Network {
+    fn from(n: &NetworkSpec) -> Self {
+        api::Network {
+            name: n.name.clone(),
+            vni: n.vni,
+            encap: match n.encap {
+                Encap::Vxlan => "vxlan",
+                Encap::Geneve => "geneve",
+            }
+            .into(),
+            tenant: n.tenant.clone(),
+            subnets: texts(&n.subnets),
+            gateway_ips: texts(&n.gateway_ips),
+            gateway_mac: n.gateway_mac.to_string(),
+            flood_unknown: n.flood_unknown,
+            vteps: texts(&n.vteps),
+        }
+    }
+}
+
+impl From<&EndpointConfig> for api::Endpoint {
+    fn from(e: &EndpointConfig) -> Self {
+        api::Endpoint {
+            network: e.network.clone(),
+            mac: e.mac.to_string(),
+            ips: texts(&e.ips),
+            port: e.port.clone(),
+        }
+    }
+}
+
+impl From<&RemoteEndpointSpec> for api::RemoteEndpoint {
+    fn from(e: &RemoteEndpointSpec) -> Self {
+        api::RemoteEndpoint {
+            network: e.network.clone(),
+            mac: e.mac.to_string(),
+            ips: texts(&e.ips),
+            vtep: e.vtep.to_string(),
+        }
+    }
+}
+
+impl From<&RouteSpec> for api::Route {
+    fn from(r: &RouteSpec) -> Self {
+        api::Route {
+            tenant: r.tenant.clone(),
+            prefix: r.prefix.to_string(),
+            target: Some(match &r.target {
+                RouteTarget::NextHop { network, ip } => api::route::Target::NextHop(api::NextHop {
+                    network: network.clone(),
+                    ip: ip.to_string(),
+                }),
+                RouteTarget::Blackhole => api::route::Target::Blackhole(true),
+            }),
         }
     }
 }

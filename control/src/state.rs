@@ -22,11 +22,10 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use toml::{Table, Value};
 
-use dataplane::overlay::{Encap, RouteTarget};
 use dataplane::MacAddr;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
-use crate::config::{ConfigError, DataplaneConfig, EalConfig, ProfileConfig, VswitchConfig};
+use crate::config::{ConfigError, DataplaneConfig, EalConfig, VswitchConfig};
 use crate::names::{self, quote as q};
 use crate::persist;
 
@@ -269,7 +268,7 @@ fn port_table(p: &api::Port) -> Result<Table, ConfigError> {
 /// [`crate::model`]). The resources hold only strings, numbers, booleans, lists
 /// and tables, which TOML represents; an empty table is what the parser would
 /// refuse naming the missing keys.
-fn table<T: serde::Serialize>(item: &T) -> Table {
+pub(crate) fn table<T: serde::Serialize>(item: &T) -> Table {
     match Value::try_from(item) {
         Ok(Value::Table(t)) => t,
         _ => Table::new(),
@@ -320,130 +319,18 @@ pub fn to_sections(s: &api::DesiredState) -> Result<Table, ConfigError> {
 
 // ---------------------------------------------------------------- config -> proto
 
-/// The profile's name and parameters as the API carries them: its serde form
-/// (the file's keys, defaults left out) with the values in their TOML text.
-fn profile_params(p: &ProfileConfig) -> (String, std::collections::BTreeMap<String, String>) {
-    let mut t = table(p);
-    let name = match t.remove("profile") {
-        Some(Value::String(s)) => s,
-        _ => String::new(),
-    };
-    let params = t.iter().map(|(k, v)| (k.clone(), param_text(v))).collect();
-    (name, params)
-}
-
-fn texts<T: ToString>(v: &[T]) -> Vec<String> {
-    v.iter().map(ToString::to_string).collect()
-}
-
 /// The runtime sections of a parsed configuration as the API's desired state, in
-/// canonical text forms.
+/// canonical text forms (each item by its conversion in [`crate::model`]).
 pub fn from_config(cfg: &VswitchConfig) -> api::DesiredState {
-    let ports = cfg
-        .ports
-        .iter()
-        .map(|p| {
-            let (profile, mut params) = profile_params(&p.profile);
-            if let Some(w) = p.worker {
-                params.insert("worker".into(), w.to_string());
-            }
-            api::Port {
-                name: p.name.clone(),
-                profile,
-                params,
-                group: p.group.clone(),
-                mtu: p.mtu.map_or(0, u32::from),
-            }
-        })
-        .collect();
     api::DesiredState {
-        ports,
-        patches: cfg
-            .patches
-            .iter()
-            .map(|p| api::Patch {
-                from: p.from.clone(),
-                to: p.to.clone(),
-            })
-            .collect(),
-        l2: cfg
-            .l2
-            .iter()
-            .map(|e| api::L2Entry {
-                mac: e.mac.to_string(),
-                port: e.port.clone(),
-            })
-            .collect(),
-        underlay: cfg.underlay.as_ref().map(|u| api::Underlay {
-            uplink: u.uplink.clone(),
-            local_vtep_ip: u.local_vtep_ip.to_string(),
-            local_mac: u.local_mac.to_string(),
-            mtu: u32::from(u.mtu),
-            on_link: u.on_link.to_string(),
-            gateway: u.gateway.map(|g| g.to_string()).unwrap_or_default(),
-            neighbors: u
-                .neighbors
-                .iter()
-                .map(|(ip, mac)| api::StaticNeighbor {
-                    ip: ip.to_string(),
-                    mac: mac.to_string(),
-                })
-                .collect(),
-        }),
-        networks: cfg
-            .networks
-            .iter()
-            .map(|n| api::Network {
-                name: n.name.clone(),
-                vni: n.vni,
-                encap: match n.encap {
-                    Encap::Vxlan => "vxlan",
-                    Encap::Geneve => "geneve",
-                }
-                .into(),
-                tenant: n.tenant.clone(),
-                subnets: texts(&n.subnets),
-                gateway_ips: texts(&n.gateway_ips),
-                gateway_mac: n.gateway_mac.to_string(),
-                flood_unknown: n.flood_unknown,
-                vteps: texts(&n.vteps),
-            })
-            .collect(),
-        endpoints: cfg
-            .endpoints
-            .iter()
-            .map(|e| api::Endpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                port: e.port.clone(),
-            })
-            .collect(),
-        remote_endpoints: cfg
-            .remote_endpoints
-            .iter()
-            .map(|e| api::RemoteEndpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                vtep: e.vtep.to_string(),
-            })
-            .collect(),
-        routes: cfg
-            .routes
-            .iter()
-            .map(|r| api::Route {
-                tenant: r.tenant.clone(),
-                prefix: r.prefix.to_string(),
-                target: Some(match &r.target {
-                    RouteTarget::NextHop { network, ip } => Target::NextHop(api::NextHop {
-                        network: network.clone(),
-                        ip: ip.to_string(),
-                    }),
-                    RouteTarget::Blackhole => Target::Blackhole(true),
-                }),
-            })
-            .collect(),
+        ports: cfg.ports.iter().map(Into::into).collect(),
+        patches: cfg.patches.clone(),
+        l2: cfg.l2.iter().map(Into::into).collect(),
+        underlay: cfg.underlay.as_ref().map(Into::into),
+        networks: cfg.networks.iter().map(Into::into).collect(),
+        endpoints: cfg.endpoints.iter().map(Into::into).collect(),
+        remote_endpoints: cfg.remote_endpoints.iter().map(Into::into).collect(),
+        routes: cfg.routes.iter().map(Into::into).collect(),
     }
 }
 
