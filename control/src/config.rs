@@ -152,7 +152,7 @@ impl ControlConfig {
 }
 
 /// DPDK Environment Abstraction Layer settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EalConfig {
     /// Use hugepages (they must be reserved and mounted); otherwise `--no-huge`.
@@ -164,6 +164,7 @@ pub struct EalConfig {
     pub in_memory: bool,
     /// `--file-prefix`, so several instances coexist, each with its own runtime
     /// directory and telemetry socket (`dpdk-telemetry.py -f <prefix>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file_prefix: Option<String>,
     /// The CPU of the main (control) thread.
     pub main_core: usize,
@@ -188,7 +189,7 @@ impl Default for EalConfig {
 }
 
 /// Workers, their idle policy, and packet buffers.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
     /// One worker per listed CPU, pinned to it.
@@ -204,6 +205,7 @@ pub struct DataplaneConfig {
     /// Transmit descriptors per queue.
     pub tx_desc: u16,
     /// Where to write counters as JSON (periodically and at exit).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stats_file: Option<PathBuf>,
     /// How often to write `stats_file` and log a summary, in milliseconds.
     pub stats_interval_ms: u64,

@@ -25,7 +25,7 @@ use toml::{Table, Value};
 use dataplane::MacAddr;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
-use crate::config::{ConfigError, DataplaneConfig, EalConfig, VswitchConfig};
+use crate::config::{ConfigError, VswitchConfig};
 use crate::names::{self, quote as q};
 use crate::persist;
 
@@ -126,65 +126,13 @@ fn int<T: TryInto<i64>>(v: T) -> Value {
     Value::Integer(v.try_into().unwrap_or(i64::MAX))
 }
 
-fn strings<'a>(v: impl IntoIterator<Item = &'a str>) -> Value {
-    Value::Array(v.into_iter().map(|s| Value::String(s.to_owned())).collect())
-}
-
-fn path_value(p: &Path) -> Value {
-    Value::String(p.to_string_lossy().into_owned())
-}
-
 impl Fixed {
     /// The fixed sections of the running configuration `cfg`; `cores` as given to
     /// [`VswitchConfig::parse`].
     pub fn from_config(cfg: &VswitchConfig, cores: usize) -> Self {
-        // Destructured so that a new key cannot be forgotten here.
-        let EalConfig {
-            hugepages,
-            memory_mb,
-            in_memory,
-            file_prefix,
-            main_core,
-            log_level,
-            extra_args,
-        } = &cfg.eal;
-        let mut eal = Table::new();
-        eal.insert("hugepages".into(), Value::Boolean(*hugepages));
-        eal.insert("memory_mb".into(), int(*memory_mb));
-        eal.insert("in_memory".into(), Value::Boolean(*in_memory));
-        if let Some(p) = file_prefix {
-            eal.insert("file_prefix".into(), Value::String(p.clone()));
-        }
-        eal.insert("main_core".into(), int(*main_core));
-        eal.insert("log_level".into(), Value::String(log_level.clone()));
-        eal.insert(
-            "extra_args".into(),
-            strings(extra_args.iter().map(String::as_str)),
-        );
-        let DataplaneConfig {
-            workers,
-            idle_sleep_max_us,
-            mbufs,
-            mbuf_cache,
-            rx_desc,
-            tx_desc,
-            stats_file,
-            stats_interval_ms,
-        } = &cfg.dataplane;
-        let mut dp = Table::new();
-        dp.insert(
-            "workers".into(),
-            Value::Array(workers.iter().map(|w| int(*w)).collect()),
-        );
-        dp.insert("idle_sleep_max_us".into(), int(*idle_sleep_max_us));
-        dp.insert("mbufs".into(), int(*mbufs));
-        dp.insert("mbuf_cache".into(), int(*mbuf_cache));
-        dp.insert("rx_desc".into(), int(*rx_desc));
-        dp.insert("tx_desc".into(), int(*tx_desc));
-        if let Some(p) = stats_file {
-            dp.insert("stats_file".into(), path_value(p));
-        }
-        dp.insert("stats_interval_ms".into(), int(*stats_interval_ms));
+        // Their serde form: the file's keys, every one of them (the paths in them
+        // came from the TOML file, so they are UTF-8 and print).
+        let (eal, dp) = (table(&cfg.eal), table(&cfg.dataplane));
         Fixed {
             eal,
             dataplane: dp,
