@@ -5,12 +5,13 @@
 //!
 //! Validation is the configuration file's, not a second copy of it: a proto
 //! [`DesiredState`](api::DesiredState) becomes TOML tables with the file's keys
-//! ([`to_sections`]), is put next to the fixed sections and goes through
-//! [`VswitchConfig::parse`], so every rule and every error text is the file's.
-//! Errors that name an item by its position in that generated document
-//! (`endpoint #3 (network "blue")`, `route #1 (10.0.0.0/8)`, `l2[2].port`) are
-//! relabelled by key (`endpoint 02:00:00:00:01:01 in network "blue"`), since
-//! positions mean nothing to an API client.
+//! ([`to_sections`]: each item's serde form, which is the file's, see
+//! [`crate::model`]; a port's parameters beside its fields), is put next to the
+//! fixed sections and goes through [`VswitchConfig::parse`], so every rule and
+//! every error text is the file's. Errors that name an item by its position in that
+//! generated document (`endpoint #3 (network "blue")`, `route #1 (10.0.0.0/8)`,
+//! `l2[2].port`) are relabelled by key (`endpoint 02:00:00:00:01:01 in network
+//! "blue"`), since positions mean nothing to an API client.
 //!
 //! The state held in memory is canonical: after validation it is rebuilt from the
 //! parsed configuration ([`from_config`]), so MACs are lower case, prefixes and
@@ -186,6 +187,8 @@ pub fn param_text(v: &Value) -> String {
 
 const PORT_FIELDS: [&str; 4] = ["name", "profile", "group", "mtu"];
 
+/// A port in the file's flat form: its profile's parameters beside its fields
+/// (the one place the API's `params` map and the file's keys differ).
 fn port_table(p: &api::Port) -> Result<Table, ConfigError> {
     let mut t = Table::new();
     t.insert("name".into(), Value::String(p.name.clone()));

@@ -1,7 +1,8 @@
 //! The virtual-network sections of the file: `[underlay]`, `[[network]]`,
 //! `[[endpoint]]`, `[[remote_endpoint]]` and `[[route]]`.
 //!
-//! Each item is read as its proto message (the one schema, see [`crate::model`]). Parsing turns every string into its typed value
+//! Each item is read as its proto message (the one schema, see
+//! [`crate::model`]). Parsing turns every string into its typed value
 //! (address, prefix, MAC, encapsulation) and refuses a bad one naming the item;
 //! [`VswitchConfig::validate`](super::VswitchConfig::validate) then checks port
 //! references by name and runs the dataplane's
