@@ -182,60 +182,19 @@ impl RawSections {
                 None => format!("network #{i}"),
             };
             let r: api::Network = typed(&item, t)?;
-            let vni = Some(r.vni).filter(|v| *v <= MAX_VNI).ok_or_else(|| {
-                ConfigError::VniOutOfRange {
-                    network: r.name.clone(),
-                    vni: i64::from(r.vni),
-                }
-            })?;
-            let encap = match r.encap.as_str() {
-                "vxlan" | "" => Encap::Vxlan,
-                "geneve" => Encap::Geneve,
-                _ => {
-                    return Err(ConfigError::UnknownEncap {
-                        network: r.name,
-                        encap: r.encap,
-                    })
-                }
-            };
-            at_most(&item, "subnets", r.subnets.len(), MAX_SUBNETS)?;
-            networks.push(NetworkSpec {
-                vni,
-                encap,
-                subnets: r
-                    .subnets
-                    .iter()
-                    .map(|s| prefix(&item, "subnets", s))
-                    .collect::<Result<_, _>>()?,
-                gateway_ips: addresses(&item, "gateway_ips", &r.gateway_ips)?,
-                gateway_mac: mac(&item, "gateway_mac", &r.gateway_mac)?,
-                flood_unknown: r.flood_unknown,
-                vteps: ips(&item, "vteps", &r.vteps)?,
-                tenant: or_default(r.tenant, DEFAULT_TENANT),
-                name: r.name,
-            });
+            networks.push(network(&item, &r)?);
         }
         let mut endpoints = Vec::with_capacity(self.endpoint.len());
         for (i, t) in self.endpoint.into_iter().enumerate() {
             let item = endpoint_label("endpoint", i, &t);
             let r: api::Endpoint = typed(&item, t)?;
-            endpoints.push(EndpointConfig {
-                mac: mac(&item, "mac", &r.mac)?,
-                ips: addresses(&item, "ips", &r.ips)?,
-                network: r.network,
-                port: r.port,
-            });
+            endpoints.push(endpoint(&item, &r)?);
         }
         let mut remote_endpoints = Vec::with_capacity(self.remote_endpoint.len());
         for (i, t) in self.remote_endpoint.into_iter().enumerate() {
             let item = endpoint_label("remote_endpoint", i, &t);
             let r: api::RemoteEndpoint = typed(&item, t)?;
-            remote_endpoints.push(RemoteEndpointSpec {
-                mac: mac(&item, "mac", &r.mac)?,
-                ips: addresses(&item, "ips", &r.ips)?,
-                vtep: ip(&item, "vtep", &r.vtep)?,
-                network: r.network,
-            });
+            remote_endpoints.push(remote_endpoint(&item, &r)?);
         }
         let mut routes = Vec::with_capacity(self.route.len());
         for (i, t) in self.route.into_iter().enumerate() {
@@ -244,19 +203,7 @@ impl RawSections {
                 None => format!("route #{i}"),
             };
             let r: api::Route = typed(&item, t)?;
-            let target = match r.target {
-                Some(Target::NextHop(nh)) => RouteTarget::NextHop {
-                    ip: ip(&item, "next_hop.ip", &nh.ip)?,
-                    network: nh.network,
-                },
-                Some(Target::Blackhole(true)) => RouteTarget::Blackhole,
-                _ => return Err(ConfigError::RouteTarget { route: item }),
-            };
-            routes.push(RouteSpec {
-                prefix: prefix(&item, "prefix", &r.prefix)?,
-                tenant: or_default(r.tenant, DEFAULT_TENANT),
-                target,
-            });
+            routes.push(route(&item, &r)?);
         }
         Ok(OverlaySections {
             underlay,
@@ -278,17 +225,35 @@ fn endpoint_label(section: &str, i: usize, t: &toml::Table) -> String {
 fn parse_underlay(t: toml::Table) -> Result<UnderlayConfig, ConfigError> {
     let item = "underlay";
     let r: api::Underlay = typed(item, t)?;
+    underlay(item, &r)
+}
+
+// ------------------------------------------------------------ one item, typed
+//
+// The checks of each resource's fields, written once: the file's items, the
+// API's whole-state validation (through the file) and its per-op checks
+// (`state::check_fields`) all call these. `item` labels the errors
+// (`network "blue"`, `endpoint #2 (network "blue")`).
+
+/// An `[underlay]`, typed.
+pub(crate) fn underlay(item: &str, r: &api::Underlay) -> Result<UnderlayConfig, ConfigError> {
+    let local_vtep_ip = ip(item, "local_vtep_ip", &r.local_vtep_ip)?;
+    let local_mac = mac(item, "local_mac", &r.local_mac)?;
+    let on_link = prefix(item, "on_link", &r.on_link)?;
+    let gateway = Some(r.gateway.as_str())
+        .filter(|g| !g.is_empty())
+        .map(|g| ip(item, "gateway", g))
+        .transpose()?;
     let mtu = match u16::try_from(r.mtu) {
         Ok(0) => DEFAULT_MTU,
         Ok(m) => m,
         Err(_) => {
             return Err(ConfigError::OutOfRange {
-                field: "underlay: mtu".into(),
+                field: format!("{item}: mtu"),
                 reason: format!("{} is out of range (0-65535)", r.mtu),
             })
         }
     };
-    let on_link = prefix(item, "on_link", &r.on_link)?;
     let mut neighbors = Vec::with_capacity(r.neighbors.len());
     for (i, n) in r.neighbors.iter().enumerate() {
         let what = format!("neighbors[{i}]");
@@ -302,16 +267,94 @@ fn parse_underlay(t: toml::Table) -> Result<UnderlayConfig, ConfigError> {
         neighbors.push((addr, mac(item, &format!("{what}.mac"), &n.mac)?));
     }
     Ok(UnderlayConfig {
-        neighbors,
-        local_vtep_ip: ip(item, "local_vtep_ip", &r.local_vtep_ip)?,
-        local_mac: mac(item, "local_mac", &r.local_mac)?,
+        uplink: r.uplink.clone(),
+        local_vtep_ip,
+        local_mac,
         mtu,
         on_link,
-        gateway: Some(r.gateway.as_str())
-            .filter(|g| !g.is_empty())
-            .map(|g| ip(item, "gateway", g))
-            .transpose()?,
-        uplink: r.uplink,
+        gateway,
+        neighbors,
+    })
+}
+
+/// A `[[network]]`, typed.
+pub(crate) fn network(item: &str, r: &api::Network) -> Result<NetworkSpec, ConfigError> {
+    let vni = Some(r.vni)
+        .filter(|v| *v <= MAX_VNI)
+        .ok_or_else(|| ConfigError::VniOutOfRange {
+            network: r.name.clone(),
+            vni: i64::from(r.vni),
+        })?;
+    let encap = match r.encap.as_str() {
+        "vxlan" | "" => Encap::Vxlan,
+        "geneve" => Encap::Geneve,
+        _ => {
+            return Err(ConfigError::UnknownEncap {
+                network: r.name.clone(),
+                encap: r.encap.clone(),
+            })
+        }
+    };
+    at_most(item, "subnets", r.subnets.len(), MAX_SUBNETS)?;
+    Ok(NetworkSpec {
+        vni,
+        encap,
+        subnets: r
+            .subnets
+            .iter()
+            .map(|s| prefix(item, "subnets", s))
+            .collect::<Result<_, _>>()?,
+        gateway_ips: addresses(item, "gateway_ips", &r.gateway_ips)?,
+        gateway_mac: mac(item, "gateway_mac", &r.gateway_mac)?,
+        flood_unknown: r.flood_unknown,
+        vteps: ips(item, "vteps", &r.vteps)?,
+        tenant: or_default(r.tenant.clone(), DEFAULT_TENANT),
+        name: r.name.clone(),
+    })
+}
+
+/// An `[[endpoint]]`, typed.
+pub(crate) fn endpoint(item: &str, r: &api::Endpoint) -> Result<EndpointConfig, ConfigError> {
+    Ok(EndpointConfig {
+        mac: mac(item, "mac", &r.mac)?,
+        ips: addresses(item, "ips", &r.ips)?,
+        network: r.network.clone(),
+        port: r.port.clone(),
+    })
+}
+
+/// A `[[remote_endpoint]]`, typed.
+pub(crate) fn remote_endpoint(
+    item: &str,
+    r: &api::RemoteEndpoint,
+) -> Result<RemoteEndpointSpec, ConfigError> {
+    Ok(RemoteEndpointSpec {
+        mac: mac(item, "mac", &r.mac)?,
+        ips: addresses(item, "ips", &r.ips)?,
+        vtep: ip(item, "vtep", &r.vtep)?,
+        network: r.network.clone(),
+    })
+}
+
+/// A `[[route]]`, typed: exactly one target.
+pub(crate) fn route(item: &str, r: &api::Route) -> Result<RouteSpec, ConfigError> {
+    let prefix = prefix(item, "prefix", &r.prefix)?;
+    let target = match &r.target {
+        Some(Target::NextHop(nh)) => RouteTarget::NextHop {
+            ip: ip(item, "next_hop.ip", &nh.ip)?,
+            network: nh.network.clone(),
+        },
+        Some(Target::Blackhole(true)) => RouteTarget::Blackhole,
+        _ => {
+            return Err(ConfigError::RouteTarget {
+                route: item.to_owned(),
+            })
+        }
+    };
+    Ok(RouteSpec {
+        prefix,
+        tenant: or_default(r.tenant.clone(), DEFAULT_TENANT),
+        target,
     })
 }
 
