@@ -23,8 +23,8 @@ mod overlay;
 pub use ops::{default_metrics_listen, LogConfig, LogFormat, MetricsConfig};
 
 pub(crate) use overlay::{
-    addresses as parse_addresses, at_most, ip as parse_ip, ips as parse_ips, mac as parse_mac,
-    prefix as parse_prefix,
+    endpoint as type_endpoint, mac as parse_mac, network as type_network,
+    remote_endpoint as type_remote_endpoint, route as type_route, underlay as type_underlay,
 };
 pub use overlay::{EndpointConfig, UnderlayConfig};
 pub use overlay::{MAX_ADDRESSES, MAX_SUBNETS};

@@ -55,7 +55,7 @@ use ipnet::IpNet;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
 use crate::config::{
-    parse_addresses, parse_ip, parse_mac, EndpointConfig, PortConfig, VswitchConfig,
+    type_endpoint, type_remote_endpoint, EndpointConfig, PortConfig, VswitchConfig,
 };
 use crate::names;
 
@@ -399,33 +399,20 @@ impl<'a> Deltas<'a> {
                 names::check(&e.network).map_err(|r| format!("network: {r}"))?;
                 names::check_with(&e.port, names::MAX_PORT_NAME)
                     .map_err(|r| format!("port: {r}"))?;
-                let mac = parse_mac("endpoint", "mac", &e.mac).map_err(err)?;
-                let ips = parse_addresses("endpoint", "ips", &e.ips).map_err(err)?;
+                let typed: EndpointConfig = type_endpoint("endpoint", e).map_err(err)?;
                 self.port_can_carry(&e.port, &e.network)?;
-                self.add(&e.network, mac, (true, ips.clone()))?;
+                self.add(&e.network, typed.mac, (true, typed.ips.clone()))?;
                 self.port_map()
                     .entry(e.port.clone())
                     .or_insert_with(|| (e.network.clone(), 0))
                     .1 += 1;
-                Ok(Delta::AddLocal(EndpointConfig {
-                    network: e.network.clone(),
-                    mac,
-                    ips,
-                    port: e.port.clone(),
-                }))
+                Ok(Delta::AddLocal(typed))
             }
             Some(OpKind::AddRemoteEndpoint(e)) => {
                 names::check(&e.network).map_err(|r| format!("network: {r}"))?;
-                let mac = parse_mac("remote endpoint", "mac", &e.mac).map_err(err)?;
-                let ips = parse_addresses("remote endpoint", "ips", &e.ips).map_err(err)?;
-                let vtep = parse_ip("remote endpoint", "vtep", &e.vtep).map_err(err)?;
-                self.add(&e.network, mac, (false, ips.clone()))?;
-                Ok(Delta::AddRemote(RemoteEndpointSpec {
-                    network: e.network.clone(),
-                    mac,
-                    ips,
-                    vtep,
-                }))
+                let typed = type_remote_endpoint("remote endpoint", e).map_err(err)?;
+                self.add(&e.network, typed.mac, (false, typed.ips.clone()))?;
+                Ok(Delta::AddRemote(typed))
             }
             Some(OpKind::DelEndpoint(k)) => {
                 let d = self.remove(&k.network, &k.mac, true)?;

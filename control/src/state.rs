@@ -805,8 +805,8 @@ fn unknown_network(current: &api::DesiredState, ops: &[api::Op]) -> Option<(usiz
 /// op's own item).
 pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
     use crate::config::{
-        at_most, parse_addresses, parse_ip, parse_ips, parse_mac, parse_prefix, ConfigError,
-        MAX_SUBNETS,
+        parse_mac, type_endpoint, type_network, type_remote_endpoint, type_route, type_underlay,
+        ConfigError,
     };
     let Some(op) = op else {
         return Ok(());
@@ -827,6 +827,9 @@ pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
             name("tenant", v)
         }
     };
+    // The names first (a bad one is quoted short before anything else can quote
+    // it), then the item's own checks: the functions the file's parser types
+    // its items with.
     match op {
         OpKind::AddPort(p) => {
             names::check_with(&p.name, names::MAX_PORT_NAME).map_err(|r| format!("name: {r}"))?;
@@ -844,43 +847,28 @@ pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
         }
         OpKind::SetUnderlay(u) => {
             name("uplink", &u.uplink)?;
-            parse_ip(&own, "local_vtep_ip", &u.local_vtep_ip).map_err(strip)?;
-            parse_mac(&own, "local_mac", &u.local_mac).map_err(strip)?;
-            parse_prefix(&own, "on_link", &u.on_link).map_err(strip)?;
-            if !u.gateway.is_empty() {
-                parse_ip(&own, "gateway", &u.gateway).map_err(strip)?;
-            }
+            type_underlay(&own, u).map_err(strip)?;
         }
         OpKind::AddNetwork(n) => {
             name("name", &n.name)?;
             tenant(&n.tenant)?;
-            at_most(&own, "subnets", n.subnets.len(), MAX_SUBNETS).map_err(strip)?;
-            for p in &n.subnets {
-                parse_prefix(&own, "subnets", p).map_err(strip)?;
-            }
-            parse_addresses(&own, "gateway_ips", &n.gateway_ips).map_err(strip)?;
-            parse_mac(&own, "gateway_mac", &n.gateway_mac).map_err(strip)?;
-            parse_ips(&own, "vteps", &n.vteps).map_err(strip)?;
+            type_network(&own, n).map_err(strip)?;
         }
         OpKind::AddEndpoint(e) => {
             name("network", &e.network)?;
             names::check_with(&e.port, names::MAX_PORT_NAME).map_err(|r| format!("port: {r}"))?;
-            parse_mac(&own, "mac", &e.mac).map_err(strip)?;
-            parse_addresses(&own, "ips", &e.ips).map_err(strip)?;
+            type_endpoint(&own, e).map_err(strip)?;
         }
         OpKind::AddRemoteEndpoint(e) => {
             name("network", &e.network)?;
-            parse_mac(&own, "mac", &e.mac).map_err(strip)?;
-            parse_addresses(&own, "ips", &e.ips).map_err(strip)?;
-            parse_ip(&own, "vtep", &e.vtep).map_err(strip)?;
+            type_remote_endpoint(&own, e).map_err(strip)?;
         }
         OpKind::AddRoute(r) => {
             tenant(&r.tenant)?;
-            parse_prefix(&own, "prefix", &r.prefix).map_err(strip)?;
             if let Some(Target::NextHop(h)) = &r.target {
                 name("next_hop.network", &h.network)?;
-                parse_ip(&own, "next_hop.ip", &h.ip).map_err(strip)?;
             }
+            type_route(&own, r).map_err(strip)?;
         }
         _ => {}
     }
