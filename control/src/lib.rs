@@ -18,6 +18,7 @@ pub mod delta;
 pub mod names;
 
 pub mod liveness;
+pub mod model;
 pub mod paths;
 pub mod persist;
 pub mod preflight;

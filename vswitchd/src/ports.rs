@@ -19,7 +19,6 @@ use control::config::{PortConfig, ProfileConfig, VswitchConfig};
 use control::delta::Delta;
 use control::service::DeltaError;
 use dataplane::overlay::{LocalEndpointSpec, NeighborTable, OverlayChange};
-use dataplane::wire::ParseConfig;
 use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
 use pmd_shims::profile::PortProfile;
 use pmd_shims::{Mempool, Port, PortConfig as DpdkPortConfig, PortRxQueue, PortTxQueue};
@@ -449,16 +448,9 @@ impl Dataplane {
     fn publish(&self, cfg: &VswitchConfig, generation: u64) -> Result<()> {
         let index = self.index();
         let cfg = &*self.plugged_only(cfg);
-        let l2 = control::compile::l2_pipeline_with(cfg, generation, &index)
-            .map_err(|e| anyhow!("{e}"))?;
-        let overlay =
-            control::compile::overlay_with(cfg, generation, &index).map_err(|e| anyhow!("{e}"))?;
-        self.snapshot.publish(Pipeline::new(
-            generation,
-            l2,
-            overlay,
-            ParseConfig::default(),
-        ));
+        let pipeline =
+            control::compile::pipeline(cfg, generation, &index).map_err(|e| anyhow!("{e}"))?;
+        self.snapshot.publish(pipeline);
         Ok(())
     }
 

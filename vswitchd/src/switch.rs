@@ -10,7 +10,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use control::config::VswitchConfig;
 use dataplane::overlay::{NeighborConfig, NeighborTable};
 use dataplane::stall::StallHook;
-use dataplane::wire::ParseConfig;
 use dataplane::{
     IdleBackoff, L2Pipeline, Pipeline, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
     WorkerStatsShared,
@@ -49,18 +48,6 @@ struct ApiStart {
     from_state_file: Vec<String>,
 }
 
-/// Compiles the whole pipeline snapshot of `cfg` as generation `generation`.
-fn compile(cfg: &VswitchConfig, generation: u64) -> Result<Pipeline> {
-    let l2 = control::compile::l2_pipeline(cfg, generation).map_err(|e| anyhow!("{e}"))?;
-    let overlay = control::compile::overlay(cfg, generation).map_err(|e| anyhow!("{e}"))?;
-    Ok(Pipeline::new(
-        generation,
-        l2,
-        overlay,
-        ParseConfig::default(),
-    ))
-}
-
 /// Reads, validates and checks everything; changes nothing on the machine.
 ///
 /// # Errors
@@ -85,7 +72,10 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
             .check()
             .map_err(|e| anyhow!("{}: port {:?}: {e}", path.display(), p.name))?;
     }
-    compile(&cfg, 1).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    // The snapshot the daemon will publish (`Dataplane::publish`), compiled once
+    // here so that the dataplane's refusal stops the start before any port exists.
+    control::compile::pipeline(&cfg, 1, &control::compile::file_order(&cfg))
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     // What a service manager asks for (NOTIFY_SOCKET, WATCHDOG_USEC) is checked
     // with the file: a malformed one fails here, before anything starts.
     crate::systemd::check_env().map_err(|e| anyhow!("{e}"))?;
