@@ -67,6 +67,7 @@ vtep_ip() { case $1 in a) echo 192.168.56.11 ;; b) echo 192.168.56.12 ;; esac; }
 ctl() { local node=$1; shift; "$VSWITCHCTL" --socket "$WORK/$node/ctl.sock" "$@"; }
 
 say "two nodes joined by a VXLAN underlay"
+echo "demo: names start with $TAG, files in $WORK"
 ip link add "${TAG}u1" type veth peer name "${TAG}u2"
 for n in a b; do ip netns add "$TAG-$n"; done
 ip link set "${TAG}u1" netns "$TAG-a"
