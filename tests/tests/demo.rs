@@ -81,6 +81,25 @@ fn assert_nothing_left(tag: &str, dir: &str) {
     );
 }
 
+/// The script parses and passes shellcheck (runs without root too).
+#[test]
+fn demo_script_passes_shellcheck() {
+    for (cmd, args) in [("bash", ["-n"]), ("shellcheck", ["-x"])] {
+        let out = Command::new(cmd)
+            .args(args)
+            .arg("scripts/demo.sh")
+            .current_dir(repo_root())
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} (scripts/install-deps.sh installs it)"));
+        assert!(
+            out.status.success(),
+            "{cmd}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn demo_tours_two_nodes_and_leaves_nothing() {
     require_demo!();
