@@ -5,8 +5,8 @@
 #                    10.1.0.0/24) spans both, as deploy/vagrant/lab.sh sets it up
 #   pods             attached by vswitch-cni exactly as a container runtime calls
 #                    it (CNI_* environment, config on stdin, host-local IPAM):
-#                    a kernel-mode pod on each node, and a vhost-user pod on node B
-#                    (dpdk-testpmd on virtio_user, answering ping: icmpecho)
+#                    a kernel-mode pod and a vhost-user pod on each node (the
+#                    latter dpdk-testpmd on virtio_user, answering ping: icmpecho)
 # Shows pings and a TCP transfer across nodes, vswitchctl's view (ports,
 # endpoints, stats, a trace of a cross-node packet), then DEL of every pod and a
 # check that nothing is left. Everything it makes is removed on exit, on Ctrl-C
@@ -25,7 +25,7 @@ TAG=vswdemo$(($$ % 100000))
 WORK=""
 PIDS=()       # processes the demo started, stopped in reverse order
 TESTPMD_PID=""
-NETNS=("$TAG-pa" "$TAG-pb" "$TAG-vb" "$TAG-a" "$TAG-b")
+NETNS=("$TAG-pa" "$TAG-pb" "$TAG-va" "$TAG-vb" "$TAG-a" "$TAG-b")
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -40,7 +40,17 @@ stop_pid() {
 }
 
 cleanup() {
+  local rc=$?
   set +e
+  # A failed run shows why before its files go; on stderr, since set -e may end
+  # the script inside a command whose stdout goes to a file.
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ -n "$WORK" ]; then
+    for n in a b; do
+      [ -f "$WORK/$n/vswitchd.log" ] || continue
+      echo "demo: failed ($rc); node $n's vswitchd log, last lines:" >&2
+      tail -n 15 "$WORK/$n/vswitchd.log" >&2
+    done
+  fi
   [ -n "$TESTPMD_PID" ] && stop_pid "$TESTPMD_PID"
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
   # Links inside a namespace go with it; the underlay pair only if never moved.
@@ -144,10 +154,16 @@ JSON
 
 # cni COMMAND NODE MODE POD IFNAME: the plugin run in the node's namespace (where
 # its switch is) with nothing but what a runtime gives it.
+# Its result goes to stdout; a failure shows the plugin's error JSON and ends the demo.
 cni() {
-  cni_conf "$2" "$3" | ip netns exec "$TAG-$2" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  local out
+  if ! out=$(cni_conf "$2" "$3" | ip netns exec "$TAG-$2" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     CNI_COMMAND="$1" CNI_CONTAINERID="$TAG-$4" CNI_NETNS="/run/netns/$TAG-$4" \
-    CNI_IFNAME="$5" CNI_PATH="$CNI_BIN" "$VSWITCH_CNI"
+    CNI_IFNAME="$5" CNI_PATH="$CNI_BIN" "$VSWITCH_CNI"); then
+    echo "demo: vswitch-cni $1 of pod $4 on node $2 failed: $out" >&2
+    exit 1
+  fi
+  [ -z "$out" ] || printf '%s\n' "$out"
 }
 
 # field JSON-FILE EXPR: a value of a CNI result.
@@ -155,28 +171,37 @@ field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)
 POD_IF='[i for i in r["interfaces"] if i.get("sandbox")][0]'
 IP='r["ips"][0]["address"].split("/")[0]'
 
-say "pods attached by vswitch-cni: a kernel pod on each node, a vhost-user pod on node B"
-for p in pa pb vb; do ip netns add "$TAG-$p"; done
+say "pods attached by vswitch-cni in both modes on both nodes"
+# pa, pb: kernel pods (veth) on node a and b; va, vb: vhost-user pods.
+for p in pa pb va vb; do ip netns add "$TAG-$p"; done
 cni ADD a kernel pa eth0 > "$WORK/pa.json"
 cni ADD b kernel pb eth0 > "$WORK/pb.json"
+cni ADD a vhostuser va net1 > "$WORK/va.json"
 cni ADD b vhostuser vb net1 > "$WORK/vb.json"
 IP_A=$(field "$WORK/pa.json" "$IP"); MAC_A=$(field "$WORK/pa.json" "${POD_IF}[\"mac\"]")
 IP_B=$(field "$WORK/pb.json" "$IP"); MAC_B=$(field "$WORK/pb.json" "${POD_IF}[\"mac\"]")
-IP_V=$(field "$WORK/vb.json" "$IP"); MAC_V=$(field "$WORK/vb.json" 'r["interfaces"][0]["mac"]')
-SOCK_V=$(field "$WORK/vb.json" 'r["interfaces"][0]["socketPath"]')
+VHOST_MAC='r["interfaces"][0]["mac"]'
+VHOST_SOCK='r["interfaces"][0]["socketPath"]'
+IP_va=$(field "$WORK/va.json" "$IP"); MAC_va=$(field "$WORK/va.json" "$VHOST_MAC")
+SOCK_va=$(field "$WORK/va.json" "$VHOST_SOCK")
+IP_vb=$(field "$WORK/vb.json" "$IP"); MAC_vb=$(field "$WORK/vb.json" "$VHOST_MAC")
+SOCK_vb=$(field "$WORK/vb.json" "$VHOST_SOCK")
 echo "pod pa (node a, kernel):     eth0 $IP_A $MAC_A"
 echo "pod pb (node b, kernel):     eth0 $IP_B $MAC_B"
-echo "pod vb (node b, vhost-user): $IP_V $MAC_V socket $SOCK_V"
+echo "pod va (node a, vhost-user): $IP_va $MAC_va socket $SOCK_va"
+echo "pod vb (node b, vhost-user): $IP_vb $MAC_vb socket $SOCK_vb"
 ip -n "$TAG-pa" -br addr show dev eth0
 
 say "each node learns the other node's pods (remote endpoints behind its VTEP)"
 ctl a remote add --network blue --mac "$MAC_B" --ip "$IP_B" --vtep "$(vtep_ip b)"
-ctl a remote add --network blue --mac "$MAC_V" --ip "$IP_V" --vtep "$(vtep_ip b)"
+ctl a remote add --network blue --mac "$MAC_vb" --ip "$IP_vb" --vtep "$(vtep_ip b)"
 ctl b remote add --network blue --mac "$MAC_A" --ip "$IP_A" --vtep "$(vtep_ip a)"
+ctl b remote add --network blue --mac "$MAC_va" --ip "$IP_va" --vtep "$(vtep_ip a)"
 ctl a remote list
 
 say "vswitchctl port list / endpoint list (node b)"
 ctl b port list
+echo "(a vhost-user port's link comes up when its pod's virtio driver connects)"
 ctl b endpoint list
 
 say "ping kernel pod A -> kernel pod B across the VXLAN underlay"
@@ -184,23 +209,31 @@ say "ping kernel pod A -> kernel pod B across the VXLAN underlay"
 ip netns exec "$TAG-pa" ping -c 2 -i 0.3 -W 1 "$IP_B" >/dev/null 2>&1 || true
 ip netns exec "$TAG-pa" ping -c 3 -i 0.2 -W 2 "$IP_B"
 
+# vhost_ping VHOST-POD FROM-POD IP MAC SOCKET: starts the DPDK pod (testpmd on
+# virtio_user with the endpoint's MAC, answering ARP and ping), pings it from
+# FROM-POD, and stops it by PID. Two cores: testpmd gets no hugepages and a small
+# pool, and runs only while its part is shown.
+vhost_ping() {
+  ip netns exec "$TAG-$1" dpdk-testpmd -l 0,1 --no-huge --no-shconf --no-telemetry -m 256 \
+    --no-pci --file-prefix "${TAG}tp" --vdev "net_virtio_user0,path=$5,mac=$4" \
+    -- --forward-mode=icmpecho --total-num-mbufs 4096 --stats-period 60 \
+    >"$WORK/testpmd-$1.log" 2>&1 &
+  TESTPMD_PID=$!
+  local ok=""
+  for _ in $(seq 20); do
+    if ip netns exec "$TAG-$2" ping -c 1 -W 1 "$3" >/dev/null 2>&1; then ok=yes; break; fi
+    kill -0 "$TESTPMD_PID" 2>/dev/null || { cat "$WORK/testpmd-$1.log"; exit 1; }
+  done
+  [ -n "$ok" ] || { echo "vhost-user pod $1 never answered"; tail "$WORK/testpmd-$1.log"; exit 1; }
+  ip netns exec "$TAG-$2" ping -c 3 -i 0.2 -W 2 "$3"
+  stop_pid "$TESTPMD_PID"; TESTPMD_PID=""
+  rm -rf "/var/run/dpdk/${TAG}tp"
+}
+
 say "ping kernel pod A -> vhost-user pod on node B (dpdk-testpmd, icmpecho)"
-# Two cores: testpmd gets no hugepages and a small pool, and is stopped as soon
-# as its part is shown.
-ip netns exec "$TAG-vb" dpdk-testpmd -l 0,1 --no-huge --no-shconf --no-telemetry -m 256 \
-  --no-pci --file-prefix "${TAG}tp" --vdev "net_virtio_user0,path=$SOCK_V,mac=$MAC_V" \
-  -- --forward-mode=icmpecho --total-num-mbufs 4096 --stats-period 60 \
-  >"$WORK/testpmd.log" 2>&1 &
-TESTPMD_PID=$!
-ok=""
-for _ in $(seq 20); do
-  if ip netns exec "$TAG-pa" ping -c 1 -W 1 "$IP_V" >/dev/null 2>&1; then ok=yes; break; fi
-  kill -0 "$TESTPMD_PID" 2>/dev/null || { cat "$WORK/testpmd.log"; exit 1; }
-done
-[ -n "$ok" ] || { echo "the vhost-user pod never answered"; tail "$WORK/testpmd.log"; exit 1; }
-ip netns exec "$TAG-pa" ping -c 3 -i 0.2 -W 2 "$IP_V"
-stop_pid "$TESTPMD_PID"; TESTPMD_PID=""
-rm -rf "/var/run/dpdk/${TAG}tp"
+vhost_ping vb pa "$IP_vb" "$MAC_vb" "$SOCK_vb"
+say "ping kernel pod B -> vhost-user pod on node A (dpdk-testpmd, icmpecho)"
+vhost_ping va pb "$IP_va" "$MAC_va" "$SOCK_va"
 
 say "TCP: 20 MB from pod A to pod B across nodes, sha256 compared at both ends"
 ip netns exec "$TAG-pb" python3 scripts/tcp_peer.py serve --port 5001 --out "$WORK/recv.sha" &
@@ -237,6 +270,7 @@ echo "(not in this build yet: Service VIPs and NetworkPolicy are still to come)"
 say "vswitch-cni DEL of every pod, then nothing is left"
 cni DEL a kernel pa eth0
 cni DEL b kernel pb eth0
+cni DEL a vhostuser va net1
 cni DEL b vhostuser vb net1
 left=0
 for n in a b; do

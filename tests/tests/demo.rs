@@ -112,12 +112,13 @@ fn demo_tours_two_nodes_and_leaves_nothing() {
     let done = done.unwrap_or_else(|| panic!("the demo did not finish in 150 s:\n{output}"));
     assert!(done.status.success(), "the demo failed:\n{output}");
     let (tag, dir) = names_of(&output);
-    // Both pings (kernel pod B, then the vhost-user pod) answered in full.
+    // The three pings (kernel pod B, then each node's vhost-user pod from the
+    // other node's kernel pod) answered in full.
     assert_eq!(
         output
             .matches("3 packets transmitted, 3 received, 0% packet loss")
             .count(),
-        2,
+        3,
         "{output}"
     );
     for expected in [
