@@ -56,10 +56,17 @@ fn names_of(output: &str) -> (String, String) {
 /// (by their command lines), its directory (and so its sockets), testpmd's
 /// runtime directory.
 fn assert_nothing_left(tag: &str, dir: &str) {
+    // Its names: namespaces `TAG-x`, underlay links `TAGu1`/`TAGu2`, testpmd's
+    // `TAGtp` (whole, so that another demo's longer tag does not match).
+    let mine = |s: &str| {
+        ["-", "u", "tp"]
+            .iter()
+            .any(|t| s.contains(&format!("{tag}{t}")))
+    };
     let netns = text(&run("ip", &["netns", "list"]).stdout);
-    assert!(!netns.contains(tag), "namespaces left:\n{netns}");
+    assert!(!mine(&netns), "namespaces left:\n{netns}");
     let links = text(&run("ip", &["-o", "link", "show"]).stdout);
-    assert!(!links.contains(tag), "links left:\n{links}");
+    assert!(!mine(&links), "links left:\n{links}");
     let me = std::process::id().to_string();
     let mut procs = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -69,7 +76,7 @@ fn assert_nothing_left(tag: &str, dir: &str) {
         }
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmdline = text(&cmdline).replace('\0', " ");
-        if cmdline.contains(tag) || cmdline.contains(dir) {
+        if mine(&cmdline) || cmdline.contains(dir) {
             procs.push(format!("{name}: {cmdline}"));
         }
     }
