@@ -301,6 +301,16 @@ pub enum ProfileConfig {
         /// Queue pairs.
         #[serde(default = "one", skip_serializing_if = "is_one")]
         queues: u16,
+        /// Owner of the socket the switch creates (server mode): a user name or
+        /// uid ([`crate::socket_access`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        socket_owner: Option<String>,
+        /// Its group: a group name or gid.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        socket_group: Option<String>,
+        /// Its mode, octal (`"0660"`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        socket_mode: Option<String>,
     },
     /// `net_virtio_user`: the DPDK side of a vhost-user socket (or vhost-kernel).
     VirtioUser {
@@ -351,6 +361,45 @@ impl ProfileConfig {
             )),
             _ => None,
         }
+    }
+
+    /// The owner, group and mode a `vhost_user` port's socket is given, resolved;
+    /// empty for other profiles. In client mode the socket is the peer's, so
+    /// asking for any of them is an error.
+    ///
+    /// # Errors
+    /// `(key, reason)`: a value that does not resolve or is out of bounds.
+    pub fn socket_access(
+        &self,
+    ) -> Result<crate::socket_access::SocketAccess, (&'static str, String)> {
+        let ProfileConfig::VhostUser {
+            client,
+            socket_owner,
+            socket_group,
+            socket_mode,
+            ..
+        } = self
+        else {
+            return Ok(Default::default());
+        };
+        if *client {
+            let asked = [
+                ("socket_owner", socket_owner),
+                ("socket_group", socket_group),
+                ("socket_mode", socket_mode),
+            ];
+            if let Some((key, _)) = asked.iter().find(|(_, v)| v.is_some()) {
+                return Err((
+                    key,
+                    "in client mode the socket is the peer's: its owner, group and mode are set where it is created".into(),
+                ));
+            }
+        }
+        crate::socket_access::SocketAccess::resolve(
+            socket_owner.as_deref(),
+            socket_group.as_deref(),
+            socket_mode.as_deref(),
+        )
     }
 }
 
@@ -655,6 +704,12 @@ impl VswitchConfig {
             }
             let profile = ProfileConfig::deserialize(toml::Value::Table(table.clone()))
                 .map_err(|e| profile_error(&name, &table, &e))?;
+            profile
+                .socket_access()
+                .map_err(|(key, reason)| ConfigError::OutOfRange {
+                    field: format!("port {name:?}: {key}"),
+                    reason,
+                })?;
             ports.push(PortConfig {
                 name,
                 group,
