@@ -1369,6 +1369,19 @@ blackhole = true
         assert_eq!(p.overlay.endpoint_count(), 3);
     }
 
+    #[test]
+    fn vhost_user_socket_access_resolves() {
+        let text = "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                    socket_owner = \"root\"\nsocket_group = \"0\"\nsocket_mode = \"0660\"\n";
+        let c = VswitchConfig::parse(text, 2).unwrap();
+        let a = c.ports[0].profile.socket_access().unwrap();
+        assert_eq!((a.uid, a.gid, a.mode), (Some(0), Some(0), Some(0o660)));
+        // Without the keys the PMD's own owner and mode stay.
+        let plain = "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n";
+        let c = VswitchConfig::parse(plain, 2).unwrap();
+        assert!(c.ports[0].profile.socket_access().unwrap().is_empty());
+    }
+
     fn err(text: &str) -> String {
         VswitchConfig::parse(text, 2).unwrap_err().to_string()
     }
@@ -1413,6 +1426,21 @@ blackhole = true
                 "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
                  [[port]]\nname = \"b\"\nprofile = \"virtio_user\"\npath = \"/run/x.sock\"\n",
                 "port \"b\": path: socket \"/run/x.sock\" is already port \"a\"'s",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_mode = \"0666\"\n",
+                "port \"a\": socket_mode: \"0666\" lets every local user write",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 client = true\nsocket_group = \"root\"\n",
+                "port \"a\": socket_group: in client mode the socket is the peer's",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_owner = \"no-such-user-x\"\n",
+                "port \"a\": socket_owner: no user \"no-such-user-x\" in /etc/passwd",
             ),
             (
                 "[[port]]\nname = \"a\"\nprofile = \"null\"\nworker = 3\n",
