@@ -303,13 +303,25 @@ pub enum ProfileConfig {
         queues: u16,
         /// Owner of the socket the switch creates (server mode): a user name or
         /// uid ([`crate::socket_access`]).
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
         socket_owner: Option<String>,
         /// Its group: a group name or gid.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
         socket_group: Option<String>,
         /// Its mode, octal (`"0660"`).
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
         socket_mode: Option<String>,
     },
     /// `net_virtio_user`: the DPDK side of a vhost-user socket (or vhost-kernel).
@@ -401,6 +413,22 @@ impl ProfileConfig {
             socket_mode.as_deref(),
         )
     }
+}
+
+/// A text key that may arrive as a bare number: `socket_group = 1000` in the
+/// file, and the API's `params` read `"1000"` or `"660"` as integers. The digits
+/// are kept as written (a mode `660` stays the text `660`).
+fn text_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrInt {
+        Text(String),
+        Int(u64),
+    }
+    Ok(Option::<TextOrInt>::deserialize(d)?.map(|v| match v {
+        TextOrInt::Text(s) => s,
+        TextOrInt::Int(n) => n.to_string(),
+    }))
 }
 
 fn yes() -> bool {
@@ -1372,7 +1400,7 @@ blackhole = true
     #[test]
     fn vhost_user_socket_access_resolves() {
         let text = "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
-                    socket_owner = \"root\"\nsocket_group = \"0\"\nsocket_mode = \"0660\"\n";
+                    socket_owner = \"root\"\nsocket_group = 0\nsocket_mode = \"0660\"\n";
         let c = VswitchConfig::parse(text, 2).unwrap();
         let a = c.ports[0].profile.socket_access().unwrap();
         assert_eq!((a.uid, a.gid, a.mode), (Some(0), Some(0), Some(0o660)));

@@ -228,7 +228,9 @@ fn vhost_user_socket_owner_group_and_mode_come_from_the_profile() {
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
         let msg = e.message();
         assert!(
-            msg.contains(&format!("port \"va\": {key}")) && msg.contains(words),
+            msg.contains("add_port \"va\"")
+                && msg.contains(&format!("{key}: "))
+                && msg.contains(words),
             "{params:?}: {msg}"
         );
         assert!(
