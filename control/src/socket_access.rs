@@ -175,7 +175,14 @@ mod tests {
     fn bad_values_are_refused_naming_the_key() {
         let long = "u".repeat(500);
         // (owner, group, mode, key, words of the message)
-        let cases: [(Option<&str>, Option<&str>, Option<&str>, &str, &[&str]); 13] = [
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+            &'a [&'a str],
+        );
+        let cases: [Case<'_>; 13] = [
             (
                 Some("no-such-user-x"),
                 None,

@@ -1330,7 +1330,8 @@ fn cases() -> Table {
     // A vhost-user socket's owner, group and mode: each key named, nothing made.
     let long_user = "u".repeat(10_000);
     // (name, params, words of the message)
-    let socket_access: [(&str, &[(&str, &str)], &[&str]); 6] = [
+    type SocketCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let socket_access: [SocketCase<'_>; 6] = [
         (
             "vhost_user socket_mode world-writable",
             &[("socket_mode", "0666")],

@@ -132,6 +132,13 @@ fn vhost_user_queues_spread_over_workers_and_the_link_follows_the_guest() {
     v.stop();
 }
 
+/// A refused write: its params, the key named, words of the message.
+type BadAccess = (
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
 /// `(uid, gid, permission bits)` of the file at `path`, not following a link.
 fn owner_group_mode(path: &Path) -> (u32, u32, u32) {
     use std::os::unix::fs::MetadataExt;
@@ -195,7 +202,7 @@ fn vhost_user_socket_owner_group_and_mode_come_from_the_profile() {
         .unwrap()
         .into_inner();
     // (params, the key named, words of the message)
-    let bad: [(&[(&str, &str)], &str, &str); 5] = [
+    let bad: [BadAccess; 5] = [
         (
             &[("socket_mode", "0666")],
             "socket_mode",
