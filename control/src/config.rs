@@ -419,16 +419,23 @@ impl ProfileConfig {
 /// file, and the API's `params` read `"1000"` or `"660"` as integers. The digits
 /// are kept as written (a mode `660` stays the text `660`).
 fn text_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum TextOrInt {
-        Text(String),
-        Int(u64),
+    struct TextOrInt;
+    impl serde::de::Visitor<'_> for TextOrInt {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name, an id or an octal mode, as a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
     }
-    Ok(Option::<TextOrInt>::deserialize(d)?.map(|v| match v {
-        TextOrInt::Text(s) => s,
-        TextOrInt::Int(n) => n.to_string(),
-    }))
+    d.deserialize_any(TextOrInt).map(Some)
 }
 
 fn yes() -> bool {
@@ -1469,6 +1476,11 @@ blackhole = true
                 "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
                  socket_owner = \"no-such-user-x\"\n",
                 "port \"a\": socket_owner: no user \"no-such-user-x\" in /etc/passwd",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_mode = true\n",
+                "expected a name, an id or an octal mode, as a string",
             ),
             (
                 "[[port]]\nname = \"a\"\nprofile = \"null\"\nworker = 3\n",
