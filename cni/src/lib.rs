@@ -27,7 +27,6 @@ pub mod vhost;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use control::api;
 
@@ -341,23 +340,30 @@ async fn add_vhost(
     let dir = PodDir::new(&v.socket_dir, &names.hash);
     undo.pod_dir = Some(dir.clone());
     dir.create(gid)?;
+    let mut params: std::collections::BTreeMap<String, String> = [
+        ("path".to_owned(), dir.socket.display().to_string()),
+        ("client".to_owned(), v.client.to_string()),
+        ("queues".to_owned(), v.queues.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    // In server mode the switch creates the socket and gives it to the group
+    // itself, before the port is up: no window where the pod finds it root's.
+    // In client mode the pod makes it.
+    if !v.client {
+        params.insert("socket_mode".into(), "0660".into());
+        if let Some(g) = gid {
+            params.insert("socket_group".into(), g.to_string());
+        }
+    }
     let port = api::Port {
         name: names.port.clone(),
         profile: "vhost_user".into(),
-        params: [
-            ("path".to_owned(), dir.socket.display().to_string()),
-            ("client".to_owned(), v.client.to_string()),
-            ("queues".to_owned(), v.queues.to_string()),
-        ]
-        .into_iter()
-        .collect(),
+        params,
         group: String::new(),
         mtu: conf.mtu.unwrap_or(0),
     };
     attach(sw, undo, a, port, endpoint_ips(addrs)?).await?;
-    if !v.client {
-        dir.share_socket(gid, Duration::from_millis(conf.timeout_ms))?;
-    }
     let mut details = serde_json::json!({
         "socketPath": dir.socket,
         "mode": if v.client { "server" } else { "client" },

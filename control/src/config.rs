@@ -301,6 +301,28 @@ pub enum ProfileConfig {
         /// Queue pairs.
         #[serde(default = "one", skip_serializing_if = "is_one")]
         queues: u16,
+        /// Owner of the socket the switch creates (server mode): a user name or
+        /// uid ([`crate::socket_access`]).
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
+        socket_owner: Option<String>,
+        /// Its group: a group name or gid.
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
+        socket_group: Option<String>,
+        /// Its mode, octal (`"0660"`).
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
+        socket_mode: Option<String>,
     },
     /// `net_virtio_user`: the DPDK side of a vhost-user socket (or vhost-kernel).
     VirtioUser {
@@ -352,6 +374,68 @@ impl ProfileConfig {
             _ => None,
         }
     }
+
+    /// The owner, group and mode a `vhost_user` port's socket is given, resolved;
+    /// empty for other profiles. In client mode the socket is the peer's, so
+    /// asking for any of them is an error.
+    ///
+    /// # Errors
+    /// `(key, reason)`: a value that does not resolve or is out of bounds.
+    pub fn socket_access(
+        &self,
+    ) -> Result<crate::socket_access::SocketAccess, (&'static str, String)> {
+        let ProfileConfig::VhostUser {
+            client,
+            socket_owner,
+            socket_group,
+            socket_mode,
+            ..
+        } = self
+        else {
+            return Ok(Default::default());
+        };
+        if *client {
+            let asked = [
+                ("socket_owner", socket_owner),
+                ("socket_group", socket_group),
+                ("socket_mode", socket_mode),
+            ];
+            if let Some((key, _)) = asked.iter().find(|(_, v)| v.is_some()) {
+                return Err((
+                    key,
+                    "in client mode the socket is the peer's: its owner, group and mode are set where it is created".into(),
+                ));
+            }
+        }
+        crate::socket_access::SocketAccess::resolve(
+            socket_owner.as_deref(),
+            socket_group.as_deref(),
+            socket_mode.as_deref(),
+        )
+    }
+}
+
+/// A text key that may arrive as a bare number: `socket_group = 1000` in the
+/// file, and the API's `params` read `"1000"` or `"660"` as integers. The digits
+/// are kept as written (a mode `660` stays the text `660`).
+fn text_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct TextOrInt;
+    impl serde::de::Visitor<'_> for TextOrInt {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name, an id or an octal mode, as a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(TextOrInt).map(Some)
 }
 
 fn yes() -> bool {
@@ -655,6 +739,12 @@ impl VswitchConfig {
             }
             let profile = ProfileConfig::deserialize(toml::Value::Table(table.clone()))
                 .map_err(|e| profile_error(&name, &table, &e))?;
+            profile
+                .socket_access()
+                .map_err(|(key, reason)| ConfigError::OutOfRange {
+                    field: format!("port {name:?}: {key}"),
+                    reason,
+                })?;
             ports.push(PortConfig {
                 name,
                 group,
@@ -1314,6 +1404,19 @@ blackhole = true
         assert_eq!(p.overlay.endpoint_count(), 3);
     }
 
+    #[test]
+    fn vhost_user_socket_access_resolves() {
+        let text = "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                    socket_owner = \"root\"\nsocket_group = 0\nsocket_mode = \"0660\"\n";
+        let c = VswitchConfig::parse(text, 2).unwrap();
+        let a = c.ports[0].profile.socket_access().unwrap();
+        assert_eq!((a.uid, a.gid, a.mode), (Some(0), Some(0), Some(0o660)));
+        // Without the keys the PMD's own owner and mode stay.
+        let plain = "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n";
+        let c = VswitchConfig::parse(plain, 2).unwrap();
+        assert!(c.ports[0].profile.socket_access().unwrap().is_empty());
+    }
+
     fn err(text: &str) -> String {
         VswitchConfig::parse(text, 2).unwrap_err().to_string()
     }
@@ -1358,6 +1461,26 @@ blackhole = true
                 "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
                  [[port]]\nname = \"b\"\nprofile = \"virtio_user\"\npath = \"/run/x.sock\"\n",
                 "port \"b\": path: socket \"/run/x.sock\" is already port \"a\"'s",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_mode = \"0666\"\n",
+                "port \"a\": socket_mode: \"0666\" lets every local user write",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 client = true\nsocket_group = \"root\"\n",
+                "port \"a\": socket_group: in client mode the socket is the peer's",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_owner = \"no-such-user-x\"\n",
+                "port \"a\": socket_owner: no user \"no-such-user-x\" in /etc/passwd",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_mode = true\n",
+                "expected a name, an id or an octal mode, as a string",
             ),
             (
                 "[[port]]\nname = \"a\"\nprofile = \"null\"\nworker = 3\n",

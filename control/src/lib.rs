@@ -23,6 +23,7 @@ pub mod paths;
 pub mod persist;
 pub mod preflight;
 pub mod service;
+pub mod socket_access;
 pub mod state;
 #[cfg(test)]
 mod testutil;

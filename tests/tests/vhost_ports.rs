@@ -131,3 +131,147 @@ fn vhost_user_queues_spread_over_workers_and_the_link_follows_the_guest() {
     }
     v.stop();
 }
+
+/// A refused write: its params, the key named, words of the message.
+type BadAccess = (
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
+/// `(uid, gid, permission bits)` of the file at `path`, not following a link.
+fn owner_group_mode(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()),
+        "{} is not a socket",
+        path.display()
+    );
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// The socket's owner, group and mode come from the profile, from the file and
+/// from the API; a bad one through the API is INVALID_ARGUMENT naming the key,
+/// and neither the state nor the file system changes.
+#[test]
+fn vhost_user_socket_owner_group_and_mode_come_from_the_profile() {
+    use control::api::{self, op::Op as K, Op, WriteRequest};
+    require_root!();
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    std::fs::create_dir_all(dir.join("vhost")).unwrap();
+    let (sf, sa) = (dir.join("vhost/f.sock"), dir.join("vhost/a.sock"));
+    // nobody/nogroup: an account every Debian system has, not root.
+    let body = format!(
+        "{}[[port]]\nname = \"vf\"\nprofile = \"vhost_user\"\npath = \"{}\"\n\
+         socket_group = \"nogroup\"\nsocket_mode = \"0660\"\n",
+        allowed_dirs(&dir),
+        sf.display(),
+    );
+    let _v = Vswitchd::start(&dir, &control_config(&dir, &[0], &body));
+    let sock = dir.join("ctl.sock");
+    wait_for_api(&sock);
+    assert_eq!(owner_group_mode(&sf), (0, 65534, 0o660));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = rt.block_on(connect(&sock));
+    let add = |name: &str, params: &[(&str, &str)]| -> Vec<Op> {
+        let mut p: std::collections::BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        p.entry("path".into())
+            .or_insert_with(|| sa.display().to_string());
+        vec![Op {
+            op: Some(K::AddPort(api::Port {
+                name: name.into(),
+                profile: "vhost_user".into(),
+                params: p.into_iter().collect(),
+                group: String::new(),
+                mtu: 0,
+            })),
+        }]
+    };
+    let before = rt
+        .block_on(c.get_state(api::GetStateRequest {}))
+        .unwrap()
+        .into_inner();
+    // (params, the key named, words of the message)
+    let bad: [BadAccess; 5] = [
+        (
+            &[("socket_mode", "0666")],
+            "socket_mode",
+            "every local user",
+        ),
+        (&[("socket_mode", "4660")], "socket_mode", "setuid"),
+        (
+            &[("socket_owner", "no-such-user-x")],
+            "socket_owner",
+            "/etc/passwd",
+        ),
+        (
+            &[("socket_group", "123456789")],
+            "socket_group",
+            "/etc/group",
+        ),
+        (
+            &[("client", "true"), ("socket_group", "nogroup")],
+            "socket_group",
+            "client mode",
+        ),
+    ];
+    for (params, key, words) in bad {
+        let e = rt
+            .block_on(c.write(WriteRequest {
+                ops: add("va", params),
+                expected_generation: 0,
+            }))
+            .expect_err("a bad socket access was accepted");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+        let msg = e.message();
+        assert!(
+            msg.contains("add_port \"va\"")
+                && msg.contains(&format!("{key}: "))
+                && msg.contains(words),
+            "{params:?}: {msg}"
+        );
+        assert!(
+            std::fs::symlink_metadata(&sa).is_err(),
+            "{params:?}: a socket was created"
+        );
+    }
+    let after = rt
+        .block_on(c.get_state(api::GetStateRequest {}))
+        .unwrap()
+        .into_inner();
+    assert_eq!(before, after);
+
+    rt.block_on(c.write(WriteRequest {
+        ops: add(
+            "va",
+            &[
+                ("socket_owner", "nobody"),
+                ("socket_group", "65534"),
+                ("socket_mode", "0640"),
+            ],
+        ),
+        expected_generation: 0,
+    }))
+    .expect("a good socket access");
+    assert_eq!(owner_group_mode(&sa), (65534, 65534, 0o640));
+    // The profile reads back as written.
+    let state = rt
+        .block_on(c.get_state(api::GetStateRequest {}))
+        .unwrap()
+        .into_inner();
+    let text = format!("{state:?}");
+    assert!(
+        text.contains("\"socket_mode\": \"0640\"") && text.contains("\"socket_owner\": \"nobody\""),
+        "{text}"
+    );
+}

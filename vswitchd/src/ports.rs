@@ -276,6 +276,19 @@ impl Dataplane {
             .with_context(|| format!("port {:?}: configure", pc.name))?;
         port.start()
             .with_context(|| format!("port {:?}: start", pc.name))?;
+        // net_vhost has created its server socket by now, as root: hand it to
+        // whoever the profile names before the port is reported up.
+        if let ProfileConfig::VhostUser { path, .. } = &pc.profile {
+            let access = pc
+                .profile
+                .socket_access()
+                .map_err(|(key, why)| anyhow!("port {:?}: {key}: {why}", pc.name))?;
+            if !access.is_empty() {
+                access
+                    .apply(path)
+                    .with_context(|| format!("port {:?}: socket {}", pc.name, path.display()))?;
+            }
+        }
         // An af_packet socket is created for every protocol and only then bound to
         // its interface: in between, the kernel copies it frames from *other*
         // interfaces (other pods' traffic). Forwarding those would duplicate other

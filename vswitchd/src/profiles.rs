@@ -44,6 +44,7 @@ pub fn port_profile(port: &PortConfig, workers: u16) -> PortProfile {
             path,
             client,
             queues,
+            ..
         } => PortProfile::VhostUser {
             path: path.clone(),
             client: *client,
