@@ -1935,7 +1935,11 @@ mod shared_tx_tests {
         let stats: Vec<StatsSnapshot> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         drop(handles);
 
-        assert_eq!(overlaps.load(Ordering::SeqCst), 0, "queue used by two at once");
+        assert_eq!(
+            overlaps.load(Ordering::SeqCst),
+            0,
+            "queue used by two at once"
+        );
         let frames = out.take_all();
         assert_eq!(frames.len(), 2 * PER_WORKER as usize, "no extra frames");
         let mut next: HashMap<[u8; 6], u64> = HashMap::new();
@@ -1958,7 +1962,10 @@ mod shared_tx_tests {
         // Each burst holds the queue for 100 µs while the other worker is
         // sending too, so that one finds it held.
         let contended: u64 = stats.iter().map(|s| s.tx_lock_contended).sum();
-        assert!(contended > 0, "no burst ever found the queue held: {stats:#?}");
+        assert!(
+            contended > 0,
+            "no burst ever found the queue held: {stats:#?}"
+        );
         assert_eq!(busy.load(Ordering::SeqCst), 0);
     }
 }
