@@ -190,6 +190,9 @@ impl WorkerStats {
     #[inline]
     pub(crate) fn count_tx_lock_contended(&mut self) {
         self.tx_lock_contended += 1;
+        // Published with the drops, only when it moved: a switch that shares no
+        // queue stores nothing more per round.
+        self.drops_dirty = true;
     }
 
     #[inline]
@@ -229,6 +232,9 @@ impl WorkerStats {
             for (a, v) in shared.drops.iter().zip(self.drops) {
                 a.store(v, Relaxed);
             }
+            shared
+                .tx_lock_contended
+                .store(self.tx_lock_contended, Relaxed);
         }
         shared.busy_polls.store(self.busy_polls, Relaxed);
         shared.idle_polls.store(self.idle_polls, Relaxed);
@@ -236,9 +242,6 @@ impl WorkerStats {
         shared.idle_ns.store(self.idle_ns, Relaxed);
         shared.rx_bursts.store(self.rx_bursts, Relaxed);
         shared.tx_bursts.store(self.tx_bursts, Relaxed);
-        shared
-            .tx_lock_contended
-            .store(self.tx_lock_contended, Relaxed);
         shared.flood_copies.store(self.flood_copies, Relaxed);
         shared.generated.store(self.generated, Relaxed);
         shared
