@@ -208,10 +208,59 @@ impl<T: TxQueue> TxPorts<T> {
 /// empty: counts what was sent, and frees and counts what the port refused.
 #[inline]
 fn send<T: TxQueue>(
-    queue: &mut TxSlot<T>,
+    slot: &mut TxSlot<T>,
     capture: Option<&CaptureTap>,
     port: PortIdx,
     pkts: &mut Burst<T::Buf>,
+    bytes: u64,
+    stats: &mut WorkerStats,
+) {
+    // The slot's kind is looked at once: the rest is monomorphised for each,
+    // so a worker's own queue pays this one branch per burst and no lock.
+    match slot {
+        TxSlot::Own(q) => send_on(q, capture, port, pkts, bytes, stats),
+        TxSlot::Shared(q) => {
+            let mut locked = Locked {
+                queue: q,
+                contended: false,
+            };
+            send_on(&mut locked, capture, port, pkts, bytes, stats);
+            if locked.contended {
+                stats.count_tx_lock_contended();
+            }
+        }
+    }
+}
+
+/// A shared queue as a [`TxQueue`] for one burst: taken for the `tx_burst`,
+/// noting whether another worker held it.
+struct Locked<'a, T> {
+    queue: &'a crate::io::SharedTxQueue<T>,
+    contended: bool,
+}
+
+impl<T: TxQueue> TxQueue for Locked<'_, T> {
+    type Buf = T::Buf;
+
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst<T::Buf>) -> usize {
+        let (sent, contended) = self.queue.tx_burst(pkts);
+        self.contended |= contended;
+        sent
+    }
+
+    #[inline]
+    fn max_frame_len(&self) -> usize {
+        self.queue.max_frame_len()
+    }
+}
+
+#[inline]
+fn send_on<Q: TxQueue>(
+    queue: &mut Q,
+    capture: Option<&CaptureTap>,
+    port: PortIdx,
+    pkts: &mut Burst<Q::Buf>,
     bytes: u64,
     stats: &mut WorkerStats,
 ) {
@@ -237,18 +286,7 @@ fn send<T: TxQueue>(
         }
     }
     let before = pkts.len();
-    // The contention test is on the shared arm only: a worker's own queue
-    // costs one branch on the slot's kind, nothing more.
-    match queue {
-        TxSlot::Own(q) => {
-            q.tx_burst(pkts);
-        }
-        TxSlot::Shared(q) => {
-            if q.tx_burst(pkts).1 {
-                stats.count_tx_lock_contended();
-            }
-        }
-    }
+    queue.tx_burst(pkts);
     stats.count_tx_burst();
     let refused = pkts.len();
     let refused_bytes: u64 = pkts.iter().map(|p| p.len() as u64).sum();
