@@ -90,6 +90,7 @@ pub struct WorkerStats {
     idle_ns: u64,
     rx_bursts: u64,
     tx_bursts: u64,
+    tx_lock_contended: u64,
     flood_copies: u64,
     generated: u64,
     snapshot_generation: u64,
@@ -112,6 +113,7 @@ impl WorkerStats {
             idle_ns: 0,
             rx_bursts: 0,
             tx_bursts: 0,
+            tx_lock_contended: 0,
             flood_copies: 0,
             generated: 0,
             snapshot_generation: 0,
@@ -198,6 +200,15 @@ impl WorkerStats {
         self.tx_bursts += 1;
     }
 
+    /// Counts a tx burst that found its shared queue held by another worker.
+    #[inline]
+    pub(crate) fn count_tx_lock_contended(&mut self) {
+        self.tx_lock_contended += 1;
+        // Published with the drops, only when it moved: a switch that shares no
+        // queue stores nothing more per round.
+        self.drops_dirty = true;
+    }
+
     #[inline]
     pub(crate) fn count_flood_copies(&mut self, n: u64) {
         self.flood_copies += n;
@@ -235,6 +246,9 @@ impl WorkerStats {
             for (a, v) in shared.drops.iter().zip(self.drops) {
                 a.store(v, Relaxed);
             }
+            shared
+                .tx_lock_contended
+                .store(self.tx_lock_contended, Relaxed);
         }
         shared.busy_polls.store(self.busy_polls, Relaxed);
         shared.idle_polls.store(self.idle_polls, Relaxed);
@@ -265,6 +279,7 @@ impl WorkerStats {
             idle_ns: self.idle_ns,
             rx_bursts: self.rx_bursts,
             tx_bursts: self.tx_bursts,
+            tx_lock_contended: self.tx_lock_contended,
             flood_copies: self.flood_copies,
             generated: self.generated,
             snapshot_generation: self.snapshot_generation,
@@ -309,6 +324,7 @@ pub struct WorkerStatsShared {
     idle_ns: AtomicU64,
     rx_bursts: AtomicU64,
     tx_bursts: AtomicU64,
+    tx_lock_contended: AtomicU64,
     flood_copies: AtomicU64,
     generated: AtomicU64,
     snapshot_generation: AtomicU64,
@@ -330,6 +346,7 @@ impl WorkerStatsShared {
             idle_ns: AtomicU64::new(0),
             rx_bursts: AtomicU64::new(0),
             tx_bursts: AtomicU64::new(0),
+            tx_lock_contended: AtomicU64::new(0),
             flood_copies: AtomicU64::new(0),
             generated: AtomicU64::new(0),
             snapshot_generation: AtomicU64::new(0),
@@ -379,6 +396,7 @@ impl WorkerStatsShared {
             idle_ns: self.idle_ns.load(Relaxed),
             rx_bursts: self.rx_bursts.load(Relaxed),
             tx_bursts: self.tx_bursts.load(Relaxed),
+            tx_lock_contended: self.tx_lock_contended.load(Relaxed),
             flood_copies: self.flood_copies.load(Relaxed),
             generated: self.generated.load(Relaxed),
             snapshot_generation: self.snapshot_generation.load(Relaxed),
@@ -408,6 +426,9 @@ pub struct StatsSnapshot {
     pub rx_bursts: u64,
     /// `tx_burst` calls.
     pub tx_bursts: u64,
+    /// Tx bursts on a queue shared with other workers (a port with fewer tx
+    /// queues than workers) that found it held and spun until it was free.
+    pub tx_lock_contended: u64,
     /// Extra deliveries floods asked for beyond the original packet; each ends up
     /// transmitted or counted as a drop, so
     /// `rx_packets + flood_copies + generated == tx_packets + drops` once tx
@@ -468,6 +489,8 @@ pub struct StatsTotals {
     pub rx_bursts: u64,
     /// Sum of [`StatsSnapshot::tx_bursts`].
     pub tx_bursts: u64,
+    /// Sum of [`StatsSnapshot::tx_lock_contended`].
+    pub tx_lock_contended: u64,
     /// Sum of [`StatsSnapshot::flood_copies`].
     pub flood_copies: u64,
     /// Sum of [`StatsSnapshot::generated`].
@@ -486,6 +509,7 @@ impl Default for StatsTotals {
             idle_ns: 0,
             rx_bursts: 0,
             tx_bursts: 0,
+            tx_lock_contended: 0,
             flood_copies: 0,
             generated: 0,
         }
@@ -513,6 +537,7 @@ impl StatsTotals {
             t.idle_ns += s.idle_ns;
             t.rx_bursts += s.rx_bursts;
             t.tx_bursts += s.tx_bursts;
+            t.tx_lock_contended += s.tx_lock_contended;
             t.flood_copies += s.flood_copies;
             t.generated += s.generated;
         }

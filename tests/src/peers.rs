@@ -152,7 +152,8 @@ impl TestPmd {
     }
 
     /// Stops forwarding and quits, reading `RX-packets` and `TX-packets` of its
-    /// port from what `stop` prints.
+    /// port from what `stop` prints: the last figures, the accumulated ones (with
+    /// several queues, the per-queue streams' figures come first).
     pub fn totals(mut self) -> (u64, u64) {
         self.command("stop");
         self.command("quit");
@@ -161,8 +162,9 @@ impl TestPmd {
         let out = child.wait_with_output().unwrap();
         let text = crate::text(&out.stdout);
         let field = |name: &str| -> u64 {
-            text.split(name)
-                .nth(1)
+            text.rsplit(name)
+                .next()
+                .filter(|_| text.contains(name))
                 .and_then(|rest| rest.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
                 .unwrap_or_else(|| panic!("no {name} in testpmd's output:\n{text}"))

@@ -7,7 +7,10 @@
 //!   (each worker sends on its own tx queue of the receiving port);
 //! - the link follows the guest: down before a pod connects, up while it is
 //!   connected, down again when it leaves (`port list`, JSON and table, and
-//!   `show`), each change logged once.
+//!   `show`), each change logged once;
+//! - a pod with one queue pair (the CNI's default) on a two-worker switch is
+//!   reached from both workers: they share its one tx queue, nothing is
+//!   dropped as `no_tx_queue`, and the switch's and the pods' counters agree.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -274,4 +277,106 @@ fn vhost_user_socket_owner_group_and_mode_come_from_the_profile() {
         text.contains("\"socket_mode\": \"0640\"") && text.contains("\"socket_owner\": \"nobody\""),
         "{text}"
     );
+}
+
+/// Pod a sends on two queues, so both workers receive its stream; pod b has one
+/// queue pair, so its port has one tx queue for two workers, which they share.
+#[test]
+fn a_one_queue_pod_is_reached_from_both_workers_through_a_shared_tx_queue() {
+    require_root!();
+    if !have_testpmd() {
+        eprintln!("SKIP: virtio_user pods need dpdk-testpmd");
+        return;
+    }
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    std::fs::create_dir_all(dir.join("vhost")).unwrap();
+    let (sa, sb) = (dir.join("vhost/a.sock"), dir.join("vhost/b.sock"));
+    let body = format!(
+        "{}[[port]]\nname = \"va\"\nprofile = \"vhost_user\"\npath = \"{}\"\nqueues = 2\n\
+         [[port]]\nname = \"vb\"\nprofile = \"vhost_user\"\npath = \"{}\"\nqueues = 1\n\
+         [[patch]]\nfrom = \"va\"\nto = \"vb\"\n",
+        allowed_dirs(&dir),
+        sa.display(),
+        sb.display()
+    );
+    let v = Vswitchd::start(&dir, &control_config(&dir, &[0, 1], &body));
+    let sock = dir.join("ctl.sock");
+    wait_for_api(&sock);
+    let log = v.log_text();
+    assert!(
+        log.lines().any(
+            |l| l.contains("fewer tx queues than workers: workers share them")
+                && l.contains("port=vb")
+        ),
+        "no warning that vb's tx queue is shared:\n{log}"
+    );
+
+    let rx = TestPmd::start(&sb, MAC_B, &format!("{tag}b"), false, "rxonly", &[]);
+    wait_link(&sock, "vb", true);
+    let peer = format!("--eth-peer=0,{MAC_B}");
+    let tx = TestPmd::start_queues(&sa, MAC_A, &format!("{tag}a"), false, "txonly", 2, &[&peer]);
+    wait_link(&sock, "va", true);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Pod a stops sending but stays connected (leaving would take what is still
+    // in its ring with it), so what it sent drains through the switch into pod b.
+    let mut tx = tx;
+    tx.command("stop");
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = read_json(&v.stats_file);
+    let (_, sent) = tx.totals();
+    assert!(sent > 1000, "pod a sent {sent}");
+    let (received, _) = rx.totals();
+
+    let workers = stats["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2, "{stats}");
+    for w in workers {
+        assert!(
+            counter(w, "tx_packets") > 0,
+            "worker {} sent nothing to vb: both must send on its shared queue: {stats}",
+            w["index"]
+        );
+    }
+    let drops = &stats["drops"];
+    assert_eq!(counter(drops, "no_tx_queue"), 0, "{stats}");
+    let (va, vb) = (port_stats(&stats, "va"), port_stats(&stats, "vb"));
+    assert_eq!(
+        counter(va, "rx_packets"),
+        sent,
+        "switch's va rx vs pod a's tx: {stats}"
+    );
+    assert_eq!(
+        counter(vb, "tx_packets"),
+        received,
+        "switch's vb tx vs pod b's rx: {stats}"
+    );
+    // All pod a sent reached pod b or was counted as a drop under its reason.
+    let dropped: u64 = drops
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, received + dropped, "{stats}");
+    assert!(received > 1000, "pod b received {received}: {stats}");
+
+    // The contention counter is in the API's stats, table and JSON.
+    let json: Value =
+        serde_json::from_str(&vswitchctl_ok(&sock, &["stats", "--json"])).expect("JSON");
+    let contended: u64 = json["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| counter(w, "tx_lock_contended"))
+        .sum();
+    let file_contended: u64 = workers
+        .iter()
+        .map(|w| counter(w, "tx_lock_contended"))
+        .sum();
+    assert!(contended >= file_contended, "{json}");
+    let table = vswitchctl_ok(&sock, &["stats"]);
+    assert!(table.contains("TX_LOCK_CONTENDED"), "{table}");
+    eprintln!("tx_lock_contended over both workers: {contended} ({sent} frames)");
+    v.stop();
 }

@@ -686,6 +686,7 @@ pub fn stats_json(s: &api::Stats) -> Value {
                 "tx_packets": w.tx_packets, "busy_rounds": w.busy_rounds,
                 "idle_rounds": w.idle_rounds, "generation": w.generation,
                 "busy_ns": w.busy_ns, "idle_ns": w.idle_ns,
+                "tx_lock_contended": w.tx_lock_contended,
             })
         })
         .collect();
@@ -1018,9 +1019,17 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
     write!(out, "{}", t.render())?;
     writeln!(out)?;
     let mut t = Table::new(&[
-        "WORKER", "CORE", "RX_PKTS", "TX_PKTS", "BUSY", "IDLE", "BUSY%", "GEN",
+        "WORKER",
+        "CORE",
+        "RX_PKTS",
+        "TX_PKTS",
+        "BUSY",
+        "IDLE",
+        "BUSY%",
+        "GEN",
+        "TX_LOCK_CONTENDED",
     ])
-    .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
+    .right(&[0, 1, 2, 3, 4, 5, 6, 7, 8]);
     for w in &s.workers {
         t.row([
             w.index.to_string(),
@@ -1031,6 +1040,7 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
             w.idle_rounds.to_string(),
             busy_percent(w.busy_ns, w.idle_ns),
             w.generation.to_string(),
+            w.tx_lock_contended.to_string(),
         ]);
     }
     write!(out, "{}", t.render())?;

@@ -258,7 +258,7 @@ impl Dataplane {
         .min(dev.max_rx_queues.max(1));
         let nb_txq = (workers as u16).min(dev.max_tx_queues);
         if nb_txq < workers as u16 {
-            warn!(port = %pc.name, nb_txq, "fewer tx queues than workers: some workers cannot send to this port (counted as no_tx_queue)");
+            warn!(port = %pc.name, nb_txq, workers, "fewer tx queues than workers: workers share them, each taking its queue per burst (contention counted as tx_lock_contended)");
         }
         let t_setup = Instant::now();
         let (rx, tx) = port
@@ -312,7 +312,9 @@ impl Dataplane {
         for (q, rxq) in rx.into_iter().enumerate() {
             per_worker_rx[(first + q) % workers].push(rxq);
         }
-        let mut tx = tx.into_iter();
+        // Worker w sends on queue w % nb_txq: its own when no other worker
+        // maps there, else shared and taken per burst.
+        let mut tx = dataplane::assign_tx_queues(tx, workers).into_iter();
         let port_idx = PortIdx(idx as u16);
         let pending = per_worker_rx
             .into_iter()
@@ -322,7 +324,7 @@ impl Dataplane {
                 cmd: WorkerCommand::AddPort {
                     port: port_idx,
                     rx: rxqs,
-                    tx: tx.next(),
+                    tx: tx.next().flatten(),
                 },
             })
             .collect();

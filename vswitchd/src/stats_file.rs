@@ -81,6 +81,8 @@ pub struct WorkerDoc {
     pub idle_ns: u64,
     /// Snapshot generation it runs.
     pub generation: u64,
+    /// Tx bursts on a queue shared with other workers that found it held.
+    pub tx_lock_contended: u64,
 }
 
 /// The whole document.
@@ -122,6 +124,7 @@ pub fn worker_doc(index: usize, core: usize, s: &StatsSnapshot) -> WorkerDoc {
         busy_ns: s.busy_ns,
         idle_ns: s.idle_ns,
         generation: s.snapshot_generation,
+        tx_lock_contended: s.tx_lock_contended,
     }
 }
 

@@ -316,7 +316,7 @@ pub fn render(v: &View, format: Format) -> String {
         }
     }
     type WorkerValue = fn(&StatsSnapshot) -> u64;
-    let worker_families: [(&str, Kind, &str, WorkerValue); 3] = [
+    let worker_families: [(&str, Kind, &str, WorkerValue); 4] = [
         (
             "vswitch_worker_rx_packets_total",
             Kind::Counter,
@@ -334,6 +334,12 @@ pub fn render(v: &View, format: Format) -> String {
             Kind::Gauge,
             "Generation of the snapshot the worker runs.",
             |s| s.snapshot_generation,
+        ),
+        (
+            "vswitch_worker_tx_lock_contended_total",
+            Kind::Counter,
+            "Tx bursts on a queue shared with other workers that found it held.",
+            |s| s.tx_lock_contended,
         ),
     ];
     for (name, kind, help, value) in worker_families {
