@@ -13,7 +13,7 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 
 release: deps
-	$(CARGO) build --release -p vswitchd -p bench
+	$(CARGO) build --release -p vswitchd -p vswitchctl -p vswitch-cni -p bench
 
 demo: release
 	bash scripts/demo.sh

@@ -1,8 +1,108 @@
 //! Generates the gRPC API (messages, client and server) from `proto/` with protoc
 //! (Debian's `protobuf-compiler`, installed by `scripts/install-deps.sh`).
+//!
+//! The resource messages are also the one schema of the configuration file and of
+//! `vswitchctl`'s documents (see `src/model.rs`): they get serde derives here, with
+//! the keys the file has always used, so a field added to the proto is a field of
+//! the file and of the CLI without a second hand-written copy.
+
+/// The resources (and their parts) that the file, the API and the CLI share.
+const RESOURCES: [&str; 10] = [
+    "Port",
+    "Patch",
+    "L2Entry",
+    "StaticNeighbor",
+    "Underlay",
+    "Network",
+    "Endpoint",
+    "RemoteEndpoint",
+    "Route",
+    "NextHop",
+];
+
+/// Keys that may be left out (their proto3 default is what the file defaults to
+/// or is filled in by validation); the others are required, as in the file.
+const OPTIONAL: [&str; 15] = [
+    "Port.profile",
+    "Port.group",
+    "Port.mtu",
+    "Port.params",
+    "Underlay.mtu",
+    "Underlay.gateway",
+    "Underlay.neighbors",
+    "Network.encap",
+    "Network.tenant",
+    "Network.subnets",
+    "Network.gateway_ips",
+    "Network.flood_unknown",
+    "Network.vteps",
+    "Endpoint.ips",
+    "RemoteEndpoint.ips",
+];
+
+/// How an optional key is left out of what is printed: only when it holds its
+/// default, so every key a user set is shown.
+const SKIP: [(&str, &str); 11] = [
+    ("Port.group", "String::is_empty"),
+    ("Port.mtu", "crate::model::is_zero"),
+    ("Port.params", "::std::collections::BTreeMap::is_empty"),
+    ("Underlay.mtu", "crate::model::is_zero"),
+    ("Underlay.gateway", "String::is_empty"),
+    ("Underlay.neighbors", "Vec::is_empty"),
+    ("Network.encap", "String::is_empty"),
+    ("Network.tenant", "String::is_empty"),
+    ("Network.flood_unknown", "crate::model::is_false"),
+    ("Network.vteps", "Vec::is_empty"),
+    ("Route.tenant", "String::is_empty"),
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure()
-        .compile_protos(&["proto/vswitch/v1/vswitch.proto"], &["proto"])
+    let mut b = tonic_prost_build::configure()
+        // Ordered parameters: a printed document or state file is stable.
+        .btree_map(".vswitch.v1.Port.params");
+    for r in RESOURCES {
+        let path = format!(".vswitch.v1.{r}");
+        b = b.message_attribute(&path, "#[derive(::serde::Serialize, ::serde::Deserialize)]");
+        // A route's `oneof target` is spelled `next_hop = {…}` or `blackhole = true`
+        // in the file: serde goes through that form (`model::RouteForm`).
+        if r == "Route" {
+            b = b.message_attribute(
+                &path,
+                "#[serde(try_from = \"crate::model::RouteForm\", into = \"crate::model::RouteForm\")]",
+            );
+        } else {
+            b = b.message_attribute(&path, "#[serde(deny_unknown_fields)]");
+        }
+    }
+    for f in OPTIONAL {
+        b = b.field_attribute(format!(".vswitch.v1.{f}"), "#[serde(default)]");
+    }
+    for (f, skip) in SKIP {
+        b = b.field_attribute(
+            format!(".vswitch.v1.{f}"),
+            format!("#[serde(skip_serializing_if = \"{skip}\")]"),
+        );
+    }
+    b = b
+        .field_attribute(
+            ".vswitch.v1.Port.params",
+            "#[serde(deserialize_with = \"crate::model::params_from_scalars\")]",
+        )
+        // Integers read wide, so that `vni = -1` or `mtu = 70000` is refused
+        // naming the key and the value, not as a type mismatch.
+        .field_attribute(
+            ".vswitch.v1.Network.vni",
+            "#[serde(deserialize_with = \"crate::model::vni\")]",
+        )
+        .field_attribute(
+            ".vswitch.v1.Underlay.mtu",
+            "#[serde(deserialize_with = \"crate::model::mtu\")]",
+        )
+        .field_attribute(
+            ".vswitch.v1.Port.mtu",
+            "#[serde(deserialize_with = \"crate::model::mtu\")]",
+        );
+    b.compile_protos(&["proto/vswitch/v1/vswitch.proto"], &["proto"])
         .unwrap_or_else(|e| panic!("compiling the gRPC API (is protoc installed?): {e}"));
 }

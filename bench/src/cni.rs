@@ -105,6 +105,20 @@ impl Plugin<'_> {
         ifname: &str,
         conf: &Value,
     ) -> anyhow::Result<Value> {
+        self.call_timed(cmd, id, netns, ifname, conf)
+            .map(|(v, _)| v)
+    }
+
+    /// Runs the plugin with its per-phase timings on; its result and the
+    /// timings (milliseconds by phase) on success.
+    fn call_timed(
+        &self,
+        cmd: &str,
+        id: &str,
+        netns: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> anyhow::Result<(Value, Value)> {
         let mut child = Command::new(&self.opts.plugin)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -113,9 +127,10 @@ impl Plugin<'_> {
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", ifname)
             .env("CNI_PATH", &self.opts.cni_path)
+            .env("VSWITCH_CNI_TIMINGS", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run {}", self.opts.plugin.display()))?;
         use std::io::Write;
@@ -129,7 +144,12 @@ impl Plugin<'_> {
         if !out.status.success() {
             bail!("vswitch-cni {cmd} {id}: {v}");
         }
-        Ok(v)
+        let timings = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find_map(|l| l.strip_prefix("vswitch-cni: timings "))
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or(Value::Null);
+        Ok((v, timings))
     }
 }
 
@@ -192,8 +212,12 @@ pub fn run(opts: &CniOptions) -> anyhow::Result<Value> {
     let runtime_dir = PathBuf::from(format!("/var/run/dpdk/vswitchd{}", child.id()));
     let mut guard = ChildGuard::new(child, "TERM").removing(runtime_dir);
     let p = Plugin { opts, dir: &dir };
-    let report = measure(&p, &mut guard);
+    let mut report = measure(&p, &mut guard);
     guard.stop();
+    if let Ok(r) = &mut report {
+        let log = std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default();
+        r["switch_port_plug"] = plug_phases(&log);
+    }
     report.map_err(|e| {
         let tail = std::fs::read_to_string(dir.join("vswitchd.log")).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(5).collect();
@@ -233,12 +257,19 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
 
     let mut kernel_add = Vec::new();
     let mut kernel_first = Vec::new();
+    let mut kernel_after_add = Vec::new();
+    let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for i in 0..p.opts.pods {
         let ns = Netns::new(format!("{tag}k{i}"))?;
         let id = format!("{tag}-k{i}");
         let t0 = Instant::now();
-        let r = p.call("ADD", &id, &ns.path(), "eth0", &kconf)?;
+        let (r, timings) = p.call_timed("ADD", &id, &ns.path(), "eth0", &kconf)?;
         let added = t0.elapsed();
+        for (k, v) in timings.as_object().into_iter().flatten() {
+            if let Some(ms) = v.as_f64() {
+                phases.entry(k.clone()).or_default().push(ms);
+            }
+        }
         let mut answered = false;
         for _ in 0..50 {
             let ok = Command::new("ip")
@@ -261,6 +292,7 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         }
         kernel_add.push(added.as_secs_f64() * 1e3);
         kernel_first.push(first.as_secs_f64() * 1e3);
+        kernel_after_add.push((first - added).as_secs_f64() * 1e3);
     }
 
     let mut vhost_add = Vec::new();
@@ -294,8 +326,36 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         "attached": p.opts.attached,
         "kernel_add": summary(&mut kernel_add),
         "kernel_add_to_first_packet": summary(&mut kernel_first),
+        "kernel_add_return_to_first_packet": summary(&mut kernel_after_add),
+        "kernel_add_phases": phases
+            .iter_mut()
+            .map(|(k, v)| (k.clone(), summary(v)))
+            .collect::<serde_json::Map<_, _>>(),
         "vhostuser_add_to_socket_ready": summary(&mut vhost_add),
     }))
+}
+
+/// What the switch's log says of each `af_packet` port it plugged (the kernel
+/// pods' ports): the device probe and its configure/start, in milliseconds.
+fn plug_phases(log: &str) -> Value {
+    let field = |line: &str, key: &str| -> Option<f64> {
+        let v = line.split(&format!(" {key}=")).nth(1)?;
+        v.split_whitespace().next()?.parse::<f64>().ok()
+    };
+    let (mut probe, mut setup) = (Vec::new(), Vec::new());
+    for l in log
+        .lines()
+        .filter(|l| l.contains("port up") && l.contains("net_af_packet"))
+    {
+        if let (Some(p), Some(s)) = (field(l, "probe_us"), field(l, "setup_us")) {
+            probe.push(p / 1e3);
+            setup.push(s / 1e3);
+        }
+    }
+    if probe.is_empty() {
+        return Value::Null;
+    }
+    json!({"probe": summary(&mut probe), "configure_start": summary(&mut setup)})
 }
 
 fn with_prev(conf: &Value, prev: &Value) -> Value {

@@ -21,12 +21,12 @@ pub mod kernel;
 pub mod names;
 pub mod result;
 pub mod switch;
+pub mod timing;
 pub mod version;
 pub mod vhost;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use control::api;
 
@@ -110,7 +110,7 @@ impl Undo {
             let _ = d.remove();
         }
         if let Some(h) = &self.veth {
-            let _ = kernel::delete(h);
+            let _ = kernel::delete(h).await;
         }
         if let Some(i) = &self.ipam {
             if let Err(e) = i.run("DEL", &req.raw) {
@@ -134,7 +134,9 @@ async fn add(req: &Request, att: &Attachment) -> Result<CniResult> {
     let ipam = ipam(req)?;
     // The switch first: when it is not there, nothing is made and the runtime
     // is told to retry.
+    let t = timing::start();
     let mut sw = Switch::connect(conf).await?;
+    timing::record("connect", t);
     let mut undo = Undo::default();
     let adding = Adding {
         req,
@@ -171,6 +173,61 @@ async fn add_steps(
     sw: &mut Switch,
     undo: &mut Undo,
 ) -> Result<CniResult> {
+    let (addrs, interfaces) = match a.req.conf.mode {
+        Mode::Kernel => add_kernel(a, ipam, sw, undo).await?,
+        Mode::Vhostuser => {
+            let addrs = match ipam {
+                Some(i) => {
+                    // Registered before the call: a failed ADD is followed by DEL.
+                    let i = undo.ipam.insert(i);
+                    let t = timing::start();
+                    let r = i.add(&a.req.raw)?;
+                    timing::record("ipam", t);
+                    r
+                }
+                None => CniResult::default(),
+            };
+            let pod_if = add_vhost(a, &addrs, sw, undo).await?;
+            (addrs, vec![pod_if])
+        }
+    };
+    let idx = interfaces.len() - 1;
+    Ok(CniResult {
+        routes: addrs.routes.clone(),
+        dns: addrs.dns.clone(),
+        interfaces,
+        ips: addrs
+            .ips
+            .into_iter()
+            .map(|mut ip| {
+                ip.interface = Some(idx);
+                ip
+            })
+            .collect(),
+    })
+}
+
+/// The endpoint's addresses: the IPAM result's, without their prefixes.
+fn endpoint_ips(addrs: &CniResult) -> Result<Vec<String>> {
+    addrs
+        .ips
+        .iter()
+        .map(|ip| ip.net().map(|n| n.addr().to_string()))
+        .collect()
+}
+
+/// A kernel pod: the veth pair, then the switch plugs the host end while the
+/// IPAM plugin runs and the pod end gets its addresses (the plug is most of an
+/// ADD: the `af_packet` probe waits on the kernel, not on a CPU), then the
+/// endpoint, then the pod end comes up with its routes. The pod sends nothing
+/// before the switch knows its endpoint. The IPAM result and the interfaces
+/// (host end, pod end).
+async fn add_kernel(
+    a: &Adding<'_>,
+    ipam: Option<Ipam>,
+    sw: &mut Switch,
+    undo: &mut Undo,
+) -> Result<(CniResult, Vec<Interface>)> {
     let Adding {
         req,
         att,
@@ -179,129 +236,159 @@ async fn add_steps(
         netns,
     } = *a;
     let conf = &req.conf;
-    let addrs = match ipam {
-        Some(i) => {
-            // Registered before the call: a failed ADD is followed by DEL.
-            let i = undo.ipam.insert(i);
-            i.add(&req.raw)?
-        }
-        None => CniResult::default(),
+    undo.veth = Some(names.port.clone());
+    kernel::create_pair(&kernel::VethSpec {
+        host: &names.port,
+        ifname: &att.ifname,
+        netns,
+        mac,
+        mtu: conf.mtu,
+    })
+    .await?;
+    let port = api::Port {
+        name: names.port.clone(),
+        profile: "af_packet".into(),
+        params: BTreeMap::from([("iface".to_owned(), names.port.clone())])
+            .into_iter()
+            .collect(),
+        group: String::new(),
+        mtu: 0,
     };
-    let endpoint_ips: Vec<String> = addrs
-        .ips
-        .iter()
-        .map(|ip| ip.net().map(|n| n.addr().to_string()))
-        .collect::<Result<_>>()?;
-    let sandbox = netns.to_string_lossy().into_owned();
-    let mut result = CniResult {
-        routes: addrs.routes.clone(),
-        dns: addrs.dns.clone(),
+    // Registered before the calls: a failed ADD is followed by DEL, and a write
+    // whose reply is lost (a timeout) may still have been applied.
+    undo.ipam.clone_from(&ipam);
+    undo.port = Some(names.port.clone());
+    let (raw, ns, ifname) = (req.raw.clone(), netns.to_path_buf(), att.ifname.clone());
+    let addressing =
+        tokio::task::spawn_blocking(move || -> Result<(CniResult, kernel::PodPlan)> {
+            let addrs = match ipam {
+                Some(i) => {
+                    let t = timing::start();
+                    let r = i.add(&raw)?;
+                    timing::record("ipam", t);
+                    r
+                }
+                None => CniResult::default(),
+            };
+            let plan = kernel::pod_plan(&addrs)?;
+            kernel::pod_addresses(&ns, &ifname, &plan)?;
+            Ok((addrs, plan))
+        });
+    let t = timing::start();
+    let (plugged, addressed) = tokio::join!(sw.add_port(port), addressing);
+    timing::record("port_write", t);
+    // The addressing's error first: an IPAM plugin's refusal says more than a
+    // switch that was asked for a port the ADD no longer needs.
+    let (addrs, plan) = addressed.map_err(|e| {
+        CniError::new(
+            error::IO_FAILURE,
+            "cannot set up the pod interface",
+            format!("the addressing thread failed: {e}"),
+        )
+    })??;
+    plugged?;
+    let endpoint = api::Endpoint {
+        network: conf.network.clone(),
+        mac: mac.to_owned(),
+        ips: endpoint_ips(&addrs)?,
+        port: names.port.clone(),
+    };
+    let t = timing::start();
+    sw.add_endpoint(endpoint).await?;
+    timing::record("endpoint_write", t);
+    kernel::pod_up(netns, &att.ifname, &plan)?;
+    let host = Interface {
+        name: names.port.clone(),
+        mac: kernel::host_mac(&names.port),
+        mtu: conf.mtu,
         ..Default::default()
     };
-    let pod_if = match conf.mode {
-        Mode::Kernel => {
-            undo.veth = Some(names.port.clone());
-            kernel::create(
-                &kernel::VethSpec {
-                    host: &names.port,
-                    ifname: &att.ifname,
-                    netns,
-                    mac,
-                    mtu: conf.mtu,
-                },
-                &addrs,
-            )?;
-            result.interfaces.push(Interface {
-                name: names.port.clone(),
-                mac: kernel::host_mac(&names.port),
-                mtu: conf.mtu,
-                ..Default::default()
-            });
-            let port = api::Port {
-                name: names.port.clone(),
-                profile: "af_packet".into(),
-                params: BTreeMap::from([("iface".to_owned(), names.port.clone())])
-                    .into_iter()
-                    .collect(),
-                group: String::new(),
-                mtu: 0,
-            };
-            attach(sw, undo, a, port, endpoint_ips.clone()).await?;
-            Interface {
-                name: att.ifname.clone(),
-                mac: Some(mac.to_owned()),
-                mtu: conf.mtu,
-                sandbox: Some(sandbox),
-                ..Default::default()
-            }
-        }
-        Mode::Vhostuser => {
-            let v = conf.vhost.as_ref().ok_or_else(|| {
-                CniError::new(
-                    INVALID_CONFIG,
-                    "invalid network configuration: vhost",
-                    "missing",
-                )
-            })?;
-            let gid = v.group.as_deref().map(vhost::resolve_group).transpose()?;
-            let dir = PodDir::new(&v.socket_dir, &names.hash);
-            undo.pod_dir = Some(dir.clone());
-            dir.create(gid)?;
-            let port = api::Port {
-                name: names.port.clone(),
-                profile: "vhost_user".into(),
-                params: [
-                    ("path".to_owned(), dir.socket.display().to_string()),
-                    ("client".to_owned(), v.client.to_string()),
-                    ("queues".to_owned(), v.queues.to_string()),
-                ]
-                .into_iter()
-                .collect(),
-                group: String::new(),
-                mtu: conf.mtu.unwrap_or(0),
-            };
-            attach(sw, undo, a, port, endpoint_ips.clone()).await?;
-            if !v.client {
-                dir.share_socket(gid, Duration::from_millis(conf.timeout_ms))?;
-            }
-            let mut details = serde_json::json!({
-                "socketPath": dir.socket,
-                "mode": if v.client { "server" } else { "client" },
-                "switchMode": if v.client { "client" } else { "server" },
-                "mac": mac,
-                "mtu": conf.mtu,
-                "ips": addrs.ips,
-                "routes": addrs.routes,
-                "network": conf.network,
-                "containerID": att.container_id,
-                "ifname": att.ifname,
-                "port": names.port,
-            });
-            if let Some(o) = details.as_object_mut() {
-                o.retain(|_, v| !v.is_null());
-            }
-            dir.write_details(&details, gid)?;
-            Interface {
-                name: att.ifname.clone(),
-                mac: Some(mac.to_owned()),
-                mtu: conf.mtu,
-                sandbox: Some(sandbox),
-                socket_path: Some(dir.socket.display().to_string()),
-                ..Default::default()
-            }
-        }
+    let pod = Interface {
+        name: att.ifname.clone(),
+        mac: Some(mac.to_owned()),
+        mtu: conf.mtu,
+        sandbox: Some(netns.to_string_lossy().into_owned()),
+        ..Default::default()
     };
-    result.interfaces.push(pod_if);
-    let idx = result.interfaces.len() - 1;
-    result.ips = addrs
-        .ips
-        .into_iter()
-        .map(|mut ip| {
-            ip.interface = Some(idx);
-            ip
-        })
-        .collect();
-    Ok(result)
+    Ok((addrs, vec![host, pod]))
+}
+
+/// A vhost-user pod: its directory, the port and endpoint in one write, the
+/// socket shared, the details written. The pod interface.
+async fn add_vhost(
+    a: &Adding<'_>,
+    addrs: &CniResult,
+    sw: &mut Switch,
+    undo: &mut Undo,
+) -> Result<Interface> {
+    let Adding {
+        req,
+        att,
+        names,
+        mac,
+        netns,
+    } = *a;
+    let conf = &req.conf;
+    let v = conf.vhost.as_ref().ok_or_else(|| {
+        CniError::new(
+            INVALID_CONFIG,
+            "invalid network configuration: vhost",
+            "missing",
+        )
+    })?;
+    let gid = v.group.as_deref().map(vhost::resolve_group).transpose()?;
+    let dir = PodDir::new(&v.socket_dir, &names.hash);
+    undo.pod_dir = Some(dir.clone());
+    dir.create(gid)?;
+    let mut params: std::collections::BTreeMap<String, String> = [
+        ("path".to_owned(), dir.socket.display().to_string()),
+        ("client".to_owned(), v.client.to_string()),
+        ("queues".to_owned(), v.queues.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    // In server mode the switch creates the socket and gives it to the group
+    // itself, before the port is up: no window where the pod finds it root's.
+    // In client mode the pod makes it.
+    if !v.client {
+        params.insert("socket_mode".into(), "0660".into());
+        if let Some(g) = gid {
+            params.insert("socket_group".into(), g.to_string());
+        }
+    }
+    let port = api::Port {
+        name: names.port.clone(),
+        profile: "vhost_user".into(),
+        params,
+        group: String::new(),
+        mtu: conf.mtu.unwrap_or(0),
+    };
+    attach(sw, undo, a, port, endpoint_ips(addrs)?).await?;
+    let mut details = serde_json::json!({
+        "socketPath": dir.socket,
+        "mode": if v.client { "server" } else { "client" },
+        "switchMode": if v.client { "client" } else { "server" },
+        "mac": mac,
+        "mtu": conf.mtu,
+        "ips": addrs.ips,
+        "routes": addrs.routes,
+        "network": conf.network,
+        "containerID": att.container_id,
+        "ifname": att.ifname,
+        "port": names.port,
+    });
+    if let Some(o) = details.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    dir.write_details(&details, gid)?;
+    Ok(Interface {
+        name: att.ifname.clone(),
+        mac: Some(mac.to_owned()),
+        mtu: conf.mtu,
+        sandbox: Some(netns.to_string_lossy().into_owned()),
+        socket_path: Some(dir.socket.display().to_string()),
+        ..Default::default()
+    })
 }
 
 async fn attach(
@@ -321,7 +408,10 @@ async fn attach(
     // Registered before the write: a write whose reply is lost (a timeout) may
     // still have been applied, and removing what is not there costs a read.
     undo.port = Some(names.port.clone());
-    sw.attach(port, endpoint).await
+    let t = timing::start();
+    let r = sw.attach(port, endpoint).await;
+    timing::record("write", t);
+    r
 }
 
 async fn del(req: &Request, att: &Attachment) -> Result<()> {
@@ -342,7 +432,7 @@ async fn del(req: &Request, att: &Attachment) -> Result<()> {
         }
     };
     if req.conf.mode == Mode::Kernel {
-        note(kernel::delete(&names.port));
+        note(kernel::delete(&names.port).await);
     }
     if let Some(v) = &req.conf.vhost {
         note(PodDir::new(&v.socket_dir, &names.hash).remove());
@@ -517,7 +607,7 @@ async fn gc(req: &Request) -> Result<()> {
         }
         let mut r = sw.detach(&p.name).await.map(|_| ());
         if r.is_ok() && p.profile == "af_packet" {
-            r = kernel::delete(&p.name);
+            r = kernel::delete(&p.name).await;
         }
         if r.is_ok() {
             if let Some(v) = &conf.vhost {

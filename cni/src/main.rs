@@ -80,6 +80,7 @@ fn execute(cmd: Command, stdin: &[u8]) -> Result<Option<serde_json::Value>> {
 }
 
 fn main() {
+    let t0 = vswitch_cni::timing::start();
     let stdin = read_stdin();
     let hint = stdin
         .as_ref()
@@ -91,6 +92,10 @@ fn main() {
         let cmd = Command::parse(get("CNI_COMMAND").as_deref())?;
         execute(cmd, &s)
     });
+    if std::env::var_os(vswitch_cni::timing::ENV).is_some() {
+        vswitch_cni::timing::record("total", t0);
+        eprintln!("vswitch-cni: timings {}", vswitch_cni::timing::report());
+    }
     match outcome {
         Ok(Some(v)) => println!("{v}"),
         Ok(None) => {}

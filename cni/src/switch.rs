@@ -97,14 +97,29 @@ impl Switch {
     /// # Errors
     /// The switch's refusal (7) or unavailability (11).
     pub async fn attach(&mut self, port: api::Port, endpoint: api::Endpoint) -> Result<()> {
-        let ops = vec![
-            Op {
-                op: Some(K::AddPort(port)),
-            },
-            Op {
-                op: Some(K::AddEndpoint(endpoint)),
-            },
-        ];
+        self.write(vec![K::AddPort(port), K::AddEndpoint(endpoint)])
+            .await
+    }
+
+    /// Adds `port` alone (a kernel pod's, plugged while its address is still
+    /// being asked for).
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach).
+    pub async fn add_port(&mut self, port: api::Port) -> Result<()> {
+        self.write(vec![K::AddPort(port)]).await
+    }
+
+    /// Adds `endpoint` alone, on a port added before.
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach).
+    pub async fn add_endpoint(&mut self, endpoint: api::Endpoint) -> Result<()> {
+        self.write(vec![K::AddEndpoint(endpoint)]).await
+    }
+
+    async fn write(&mut self, ops: Vec<K>) -> Result<()> {
+        let ops = ops.into_iter().map(|op| Op { op: Some(op) }).collect();
         self.client
             .write(WriteRequest {
                 ops,

@@ -12,11 +12,10 @@
 //! accepts a socket only in a directory nobody but root can write to (so nobody
 //! can swap it for a link between the check and the PMD's open), and the group
 //! reaches the socket through it. The socket itself is made 0660 with that group
-//! once the switch has created it.
+//! by the switch, which creates it (the port's `socket_group` and `socket_mode`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use crate::error::{quoted, CniError, Result, INVALID_CONFIG, IO_FAILURE};
 
@@ -59,25 +58,6 @@ impl PodDir {
             .map_err(|e| io(&self.dir, &e.to_string()))?;
         std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o750))
             .map_err(|e| io(&self.dir, &e.to_string()))
-    }
-
-    /// Waits (up to `timeout`) for the switch's socket, then gives it to `gid`,
-    /// mode 0660. In client mode the pod makes the socket: nothing to wait for.
-    ///
-    /// # Errors
-    /// Code 5 when it does not appear or cannot be changed.
-    pub fn share_socket(&self, gid: Option<u32>, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while std::fs::symlink_metadata(&self.socket).is_err() {
-            if Instant::now() > deadline {
-                return Err(io(&self.socket, "the switch did not create the socket"));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::os::unix::fs::chown(&self.socket, Some(0), gid)
-            .map_err(|e| io(&self.socket, &e.to_string()))?;
-        std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o660))
-            .map_err(|e| io(&self.socket, &e.to_string()))
     }
 
     /// Writes `details` as `interface.json` (0640, group `gid`), atomically.
@@ -124,7 +104,7 @@ fn io(p: &Path, why: &str) -> CniError {
     )
 }
 
-/// The GID of group `g` (a name in `/etc/group`, or a number).
+/// The GID of group `g` (a name or a number listed in `/etc/group`).
 ///
 /// # Errors
 /// Code 7 naming `vhost.group`.
@@ -139,9 +119,9 @@ pub fn resolve_group(g: &str) -> Result<u32> {
     if g.is_empty() || g.len() > 64 || g.contains(':') || g.chars().any(|c| c.is_control()) {
         return Err(bad("not a group name or GID"));
     }
-    if let Ok(n) = g.parse::<u32>() {
-        return Ok(n);
-    }
+    // A number must be listed too: the switch gives the socket only to groups
+    // that exist, and refusing here says so before anything is made.
+    let number = g.parse::<u32>().ok();
     let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
     groups
         .lines()
@@ -149,7 +129,7 @@ pub fn resolve_group(g: &str) -> Result<u32> {
             let mut f = l.split(':');
             let name = f.next()?;
             let gid = f.nth(1)?.parse::<u32>().ok()?;
-            (name == g).then_some(gid)
+            (name == g || number == Some(gid)).then_some(gid)
         })
         .next()
         .ok_or_else(|| bad("no such group in /etc/group"))
@@ -162,8 +142,8 @@ mod tests {
     #[test]
     fn groups() {
         assert_eq!(resolve_group("root").unwrap(), 0);
-        assert_eq!(resolve_group("1234").unwrap(), 1234);
-        for bad in ["", "a:b", "no-such-group-x", "a\nb"] {
+        assert_eq!(resolve_group("0").unwrap(), 0);
+        for bad in ["", "a:b", "no-such-group-x", "a\nb", "123456789"] {
             assert_eq!(resolve_group(bad).unwrap_err().code, INVALID_CONFIG);
         }
     }

@@ -1,4 +1,7 @@
-//! The compiler from desired state to the snapshot workers run.
+//! The compiler from desired state to the snapshot workers run: [`pipeline`]
+//! builds the whole [`Pipeline`] (L2 stage, overlay, parse settings) in one call,
+//! which is what `vswitchd` publishes at start and after a whole-state write.
+//! (Incremental writes patch the running snapshot instead: [`crate::delta`].)
 //!
 //! Ports get dense indices in file order (the same order `vswitchd` creates them in),
 //! and each distinct group name becomes a flooding domain. The dataplane builder
@@ -15,15 +18,51 @@ use std::collections::HashMap;
 use dataplane::overlay::{
     LocalEndpointSpec, OverlayBuilder, OverlayConfigError, OverlaySnapshot, UnderlaySpec,
 };
-use dataplane::{GroupId, L2ConfigError, L2Pipeline, L2PipelineBuilder, PortIdx};
+use dataplane::wire::ParseConfig;
+use dataplane::{GroupId, L2ConfigError, L2Pipeline, L2PipelineBuilder, Pipeline, PortIdx};
 
 use crate::config::VswitchConfig;
+
+/// Why a desired state did not compile: what the dataplane's builders refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// The L2 stage (more ports than the dataplane supports, say).
+    #[error("{0}")]
+    L2(#[from] L2ConfigError),
+    /// The overlay.
+    #[error("{0}")]
+    Overlay(#[from] OverlayConfigError),
+}
+
+/// Compiles the whole pipeline of `cfg` as snapshot `generation`, with the
+/// daemon's port indices `index` ([`file_order`] for a daemon that creates every
+/// port of the file at start).
+///
+/// # Errors
+/// What the dataplane's builders refuse. A configuration that passed
+/// [`VswitchConfig::parse`] has been through the overlay builder already.
+pub fn pipeline(
+    cfg: &VswitchConfig,
+    generation: u64,
+    index: &PortIndex,
+) -> Result<Pipeline, CompileError> {
+    let l2 = l2_pipeline_with(cfg, generation, index)?;
+    let overlay = overlay_with(cfg, generation, index)?;
+    // No parse setting is part of the desired state yet: the defaults.
+    Ok(Pipeline::new(
+        generation,
+        l2,
+        overlay,
+        ParseConfig::default(),
+    ))
+}
 
 /// Compiles the L2 pipeline of `cfg` as snapshot `generation`.
 ///
 /// # Errors
 /// What the dataplane refuses (e.g. more ports than it supports).
-pub fn l2_pipeline(cfg: &VswitchConfig, generation: u64) -> Result<L2Pipeline, L2ConfigError> {
+#[cfg(test)]
+fn l2_pipeline(cfg: &VswitchConfig, generation: u64) -> Result<L2Pipeline, L2ConfigError> {
     l2_pipeline_with(cfg, generation, &file_order(cfg))
 }
 
@@ -41,11 +80,8 @@ pub fn file_order(cfg: &VswitchConfig) -> PortIndex {
 /// indices are its to hand out, not the file order's.
 pub type PortIndex = HashMap<String, PortIdx>;
 
-/// [`l2_pipeline`] with the daemon's own port indices.
-///
-/// # Errors
-/// What the dataplane refuses.
-pub fn l2_pipeline_with(
+/// The L2 stage of [`pipeline`].
+fn l2_pipeline_with(
     cfg: &VswitchConfig,
     generation: u64,
     index: &PortIndex,
@@ -53,7 +89,7 @@ pub fn l2_pipeline_with(
     l2_pipeline_of(&cfg.ports, cfg, &cfg.overlay_ports(), generation, index)
 }
 
-/// [`l2_pipeline_with`] for ports `ports` (with `cfg`'s patches and L2 table),
+/// The L2 stage for ports `ports` (with `cfg`'s patches and L2 table),
 /// of which `overlay` belong to the overlay: what a write that adds or deletes
 /// ports compiles without a copy of the whole configuration.
 ///
@@ -108,19 +144,17 @@ fn port_lookup(index: &PortIndex) -> impl Fn(&str) -> PortIdx + '_ {
 /// # Errors
 /// What the dataplane's [`OverlayBuilder`] refuses. A config that passed
 /// [`VswitchConfig::parse`] has already been through the builder once, so this only
-/// fails for a config built or changed by hand.
-pub fn overlay(
+/// fails for a config built or changed by hand. Validation builds it this way
+/// (and throws it away) to check the overlay as a whole.
+pub(crate) fn overlay(
     cfg: &VswitchConfig,
     generation: u64,
 ) -> Result<OverlaySnapshot, OverlayConfigError> {
     overlay_with(cfg, generation, &file_order(cfg))
 }
 
-/// [`overlay`] with the daemon's own port indices.
-///
-/// # Errors
-/// What the dataplane's [`OverlayBuilder`] refuses.
-pub fn overlay_with(
+/// The overlay of [`pipeline`].
+fn overlay_with(
     cfg: &VswitchConfig,
     generation: u64,
     index: &PortIndex,

@@ -23,8 +23,8 @@ mod overlay;
 pub use ops::{default_metrics_listen, LogConfig, LogFormat, MetricsConfig};
 
 pub(crate) use overlay::{
-    addresses as parse_addresses, at_most, ip as parse_ip, ips as parse_ips, mac as parse_mac,
-    prefix as parse_prefix,
+    endpoint as type_endpoint, mac as parse_mac, network as type_network,
+    remote_endpoint as type_remote_endpoint, route as type_route, underlay as type_underlay,
 };
 pub use overlay::{EndpointConfig, UnderlayConfig};
 pub use overlay::{MAX_ADDRESSES, MAX_SUBNETS};
@@ -152,7 +152,7 @@ impl ControlConfig {
 }
 
 /// DPDK Environment Abstraction Layer settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EalConfig {
     /// Use hugepages (they must be reserved and mounted); otherwise `--no-huge`.
@@ -164,6 +164,7 @@ pub struct EalConfig {
     pub in_memory: bool,
     /// `--file-prefix`, so several instances coexist, each with its own runtime
     /// directory and telemetry socket (`dpdk-telemetry.py -f <prefix>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file_prefix: Option<String>,
     /// The CPU of the main (control) thread.
     pub main_core: usize,
@@ -188,7 +189,7 @@ impl Default for EalConfig {
 }
 
 /// Workers, their idle policy, and packet buffers.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
     /// One worker per listed CPU, pinned to it.
@@ -204,6 +205,7 @@ pub struct DataplaneConfig {
     /// Transmit descriptors per queue.
     pub tx_desc: u16,
     /// Where to write counters as JSON (periodically and at exit).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stats_file: Option<PathBuf>,
     /// How often to write `stats_file` and log a summary, in milliseconds.
     pub stats_interval_ms: u64,
@@ -243,8 +245,12 @@ pub struct PortConfig {
     pub profile: ProfileConfig,
 }
 
-/// The DPDK driver of a port and its settings (the `profile` key).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The DPDK driver of a port and its settings (the `profile` key): the one
+/// description of the profiles. The file's `[[port]]` keys and the API's
+/// `Port.params` are both read through its serde form (the API's by
+/// [`crate::state`], which prints its parameters with the same serde form), and
+/// `vswitchd` hands it to the driver. A key left at its default is not printed.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "profile", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProfileConfig {
     /// `net_af_packet` on an existing kernel interface.
@@ -257,28 +263,34 @@ pub enum ProfileConfig {
         /// Name of the kernel interface to create.
         iface: String,
         /// Its MAC address.
+        #[serde(skip_serializing_if = "Option::is_none")]
         mac: Option<String>,
     },
     /// `net_pcap`: replay a capture and/or write one.
     Pcap {
         /// Capture to receive from.
+        #[serde(skip_serializing_if = "Option::is_none")]
         rx_pcap: Option<PathBuf>,
         /// Capture to write transmitted frames to.
+        #[serde(skip_serializing_if = "Option::is_none")]
         tx_pcap: Option<PathBuf>,
         /// Kernel interface to receive from with libpcap.
+        #[serde(skip_serializing_if = "Option::is_none")]
         rx_iface: Option<String>,
         /// Kernel interface to send to with libpcap.
+        #[serde(skip_serializing_if = "Option::is_none")]
         tx_iface: Option<String>,
         /// Replay `rx_pcap` forever from memory (the benchmark generator).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "is_false")]
         infinite_rx: bool,
     },
     /// `net_null`: a sink (and, with `no_rx = false`, a source of empty frames).
     Null {
         /// Receive nothing.
-        #[serde(default = "yes")]
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
         no_rx: bool,
         /// Frame size generated on rx.
+        #[serde(skip_serializing_if = "Option::is_none")]
         size: Option<u32>,
     },
     /// `net_ring`: a port whose transmit loops back to its receive.
@@ -288,23 +300,46 @@ pub enum ProfileConfig {
         /// Socket path.
         path: PathBuf,
         /// Connect to the pod's socket instead of listening.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "is_false")]
         client: bool,
         /// Queue pairs.
-        #[serde(default = "one")]
+        #[serde(default = "one", skip_serializing_if = "is_one")]
         queues: u16,
+        /// Owner of the socket the switch creates (server mode): a user name or
+        /// uid ([`crate::socket_access`]).
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
+        socket_owner: Option<String>,
+        /// Its group: a group name or gid.
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
+        socket_group: Option<String>,
+        /// Its mode, octal (`"0660"`).
+        #[serde(
+            default,
+            deserialize_with = "text_or_int",
+            skip_serializing_if = "Option::is_none"
+        )]
+        socket_mode: Option<String>,
     },
     /// `net_virtio_user`: the DPDK side of a vhost-user socket (or vhost-kernel).
     VirtioUser {
         /// Socket path.
         path: PathBuf,
         /// Listen instead of connecting.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "is_false")]
         server: bool,
         /// Queue pairs.
-        #[serde(default = "one")]
+        #[serde(default = "one", skip_serializing_if = "is_one")]
         queues: u16,
         /// MAC address.
+        #[serde(skip_serializing_if = "Option::is_none")]
         mac: Option<String>,
     },
     /// NVIDIA mlx5 (ConnectX/BlueField) PCI device with optional representors.
@@ -312,6 +347,7 @@ pub enum ProfileConfig {
         /// PCI address, `0000:03:00.0`.
         pci: String,
         /// One representor (`pf0vf3`, `[65535]`): each is a port of its own.
+        #[serde(skip_serializing_if = "Option::is_none")]
         representors: Option<String>,
     },
 }
@@ -342,6 +378,68 @@ impl ProfileConfig {
             _ => None,
         }
     }
+
+    /// The owner, group and mode a `vhost_user` port's socket is given, resolved;
+    /// empty for other profiles. In client mode the socket is the peer's, so
+    /// asking for any of them is an error.
+    ///
+    /// # Errors
+    /// `(key, reason)`: a value that does not resolve or is out of bounds.
+    pub fn socket_access(
+        &self,
+    ) -> Result<crate::socket_access::SocketAccess, (&'static str, String)> {
+        let ProfileConfig::VhostUser {
+            client,
+            socket_owner,
+            socket_group,
+            socket_mode,
+            ..
+        } = self
+        else {
+            return Ok(Default::default());
+        };
+        if *client {
+            let asked = [
+                ("socket_owner", socket_owner),
+                ("socket_group", socket_group),
+                ("socket_mode", socket_mode),
+            ];
+            if let Some((key, _)) = asked.iter().find(|(_, v)| v.is_some()) {
+                return Err((
+                    key,
+                    "in client mode the socket is the peer's: its owner, group and mode are set where it is created".into(),
+                ));
+            }
+        }
+        crate::socket_access::SocketAccess::resolve(
+            socket_owner.as_deref(),
+            socket_group.as_deref(),
+            socket_mode.as_deref(),
+        )
+    }
+}
+
+/// A text key that may arrive as a bare number: `socket_group = 1000` in the
+/// file, and the API's `params` read `"1000"` or `"660"` as integers. The digits
+/// are kept as written (a mode `660` stays the text `660`).
+fn text_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct TextOrInt;
+    impl serde::de::Visitor<'_> for TextOrInt {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name, an id or an octal mode, as a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(TextOrInt).map(Some)
 }
 
 fn yes() -> bool {
@@ -350,16 +448,19 @@ fn yes() -> bool {
 fn one() -> u16 {
     1
 }
-
-/// Everything that arrives on `from` leaves on `to`, whatever its address.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchConfig {
-    /// Ingress port name.
-    pub from: String,
-    /// Egress port name.
-    pub to: String,
+fn is_true(b: &bool) -> bool {
+    *b
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_one(n: &u16) -> bool {
+    *n == 1
+}
+
+/// `[[patch]]`: everything that arrives on `from` leaves on `to`, whatever its
+/// address. Its schema is the API's message (see [`crate::model`]).
+pub type PatchConfig = crate::api::Patch;
 
 /// A static MAC table entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -549,7 +650,7 @@ struct RawFile {
     #[serde(default)]
     patch: Vec<PatchConfig>,
     #[serde(default)]
-    l2: Vec<RawL2>,
+    l2: Vec<crate::api::L2Entry>,
     underlay: Option<toml::Table>,
     #[serde(default)]
     network: Vec<toml::Table>,
@@ -563,13 +664,6 @@ struct RawFile {
     metrics: Option<MetricsConfig>,
     #[serde(default)]
     log: LogConfig,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawL2 {
-    mac: String,
-    port: String,
 }
 
 fn syntax(e: impl std::fmt::Display) -> ConfigError {
@@ -649,6 +743,12 @@ impl VswitchConfig {
             }
             let profile = ProfileConfig::deserialize(toml::Value::Table(table.clone()))
                 .map_err(|e| profile_error(&name, &table, &e))?;
+            profile
+                .socket_access()
+                .map_err(|(key, reason)| ConfigError::OutOfRange {
+                    field: format!("port {name:?}: {key}"),
+                    reason,
+                })?;
             ports.push(PortConfig {
                 name,
                 group,
@@ -694,7 +794,7 @@ impl VswitchConfig {
 
     /// Checks the whole configuration for consistency, the overlay included: its
     /// port references by name, then the dataplane's overlay builder over all of it
-    /// (the snapshot is thrown away; [`compile::overlay`](crate::compile::overlay)
+    /// (the snapshot is thrown away; [`compile::pipeline`](crate::compile::pipeline)
     /// builds the one to publish).
     ///
     /// # Errors
@@ -1311,8 +1411,21 @@ blackhole = true
         let c = VswitchConfig::parse(text, 2).unwrap();
         assert_eq!(c.networks.len(), 1);
         assert!(c.overlay_ports().contains("pod3"));
-        crate::compile::l2_pipeline(&c, 1).unwrap();
-        assert_eq!(crate::compile::overlay(&c, 1).unwrap().endpoint_count(), 3);
+        let p = crate::compile::pipeline(&c, 1, &crate::compile::file_order(&c)).unwrap();
+        assert_eq!(p.overlay.endpoint_count(), 3);
+    }
+
+    #[test]
+    fn vhost_user_socket_access_resolves() {
+        let text = "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                    socket_owner = \"root\"\nsocket_group = 0\nsocket_mode = \"0660\"\n";
+        let c = VswitchConfig::parse(text, 2).unwrap();
+        let a = c.ports[0].profile.socket_access().unwrap();
+        assert_eq!((a.uid, a.gid, a.mode), (Some(0), Some(0), Some(0o660)));
+        // Without the keys the PMD's own owner and mode stay.
+        let plain = "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n";
+        let c = VswitchConfig::parse(plain, 2).unwrap();
+        assert!(c.ports[0].profile.socket_access().unwrap().is_empty());
     }
 
     fn err(text: &str) -> String {
@@ -1359,6 +1472,26 @@ blackhole = true
                 "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
                  [[port]]\nname = \"b\"\nprofile = \"virtio_user\"\npath = \"/run/x.sock\"\n",
                 "port \"b\": path: socket \"/run/x.sock\" is already port \"a\"'s",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_mode = \"0666\"\n",
+                "port \"a\": socket_mode: \"0666\" lets every local user write",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 client = true\nsocket_group = \"root\"\n",
+                "port \"a\": socket_group: in client mode the socket is the peer's",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_owner = \"no-such-user-x\"\n",
+                "port \"a\": socket_owner: no user \"no-such-user-x\" in /etc/passwd",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"vhost_user\"\npath = \"/run/x.sock\"\n\
+                 socket_mode = true\n",
+                "expected a name, an id or an octal mode, as a string",
             ),
             (
                 "[[port]]\nname = \"a\"\nprofile = \"null\"\nworker = 3\n",

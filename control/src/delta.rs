@@ -55,7 +55,7 @@ use ipnet::IpNet;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
 use crate::config::{
-    parse_addresses, parse_ip, parse_mac, EndpointConfig, PortConfig, VswitchConfig,
+    type_endpoint, type_remote_endpoint, EndpointConfig, PortConfig, VswitchConfig,
 };
 use crate::names;
 
@@ -399,33 +399,20 @@ impl<'a> Deltas<'a> {
                 names::check(&e.network).map_err(|r| format!("network: {r}"))?;
                 names::check_with(&e.port, names::MAX_PORT_NAME)
                     .map_err(|r| format!("port: {r}"))?;
-                let mac = parse_mac("endpoint", "mac", &e.mac).map_err(err)?;
-                let ips = parse_addresses("endpoint", "ips", &e.ips).map_err(err)?;
+                let typed: EndpointConfig = type_endpoint("endpoint", e).map_err(err)?;
                 self.port_can_carry(&e.port, &e.network)?;
-                self.add(&e.network, mac, (true, ips.clone()))?;
+                self.add(&e.network, typed.mac, (true, typed.ips.clone()))?;
                 self.port_map()
                     .entry(e.port.clone())
                     .or_insert_with(|| (e.network.clone(), 0))
                     .1 += 1;
-                Ok(Delta::AddLocal(EndpointConfig {
-                    network: e.network.clone(),
-                    mac,
-                    ips,
-                    port: e.port.clone(),
-                }))
+                Ok(Delta::AddLocal(typed))
             }
             Some(OpKind::AddRemoteEndpoint(e)) => {
                 names::check(&e.network).map_err(|r| format!("network: {r}"))?;
-                let mac = parse_mac("remote endpoint", "mac", &e.mac).map_err(err)?;
-                let ips = parse_addresses("remote endpoint", "ips", &e.ips).map_err(err)?;
-                let vtep = parse_ip("remote endpoint", "vtep", &e.vtep).map_err(err)?;
-                self.add(&e.network, mac, (false, ips.clone()))?;
-                Ok(Delta::AddRemote(RemoteEndpointSpec {
-                    network: e.network.clone(),
-                    mac,
-                    ips,
-                    vtep,
-                }))
+                let typed = type_remote_endpoint("remote endpoint", e).map_err(err)?;
+                self.add(&e.network, typed.mac, (false, typed.ips.clone()))?;
+                Ok(Delta::AddRemote(typed))
             }
             Some(OpKind::DelEndpoint(k)) => {
                 let d = self.remove(&k.network, &k.mac, true)?;
@@ -744,52 +731,26 @@ fn apply_with(
     }
     for r in route_adds.into_iter().flatten() {
         if let Some(s) = state.as_deref_mut() {
-            s.routes.push(api_route(r));
+            s.routes.push(r.into());
         }
         cfg.routes.push(r.clone());
     }
-    let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
     for d in adds.into_iter().flatten() {
         match d {
             Delta::AddLocal(e) => {
                 if let Some(s) = state.as_deref_mut() {
-                    s.endpoints.push(api::Endpoint {
-                        network: e.network.clone(),
-                        mac: e.mac.to_string(),
-                        ips: texts(&e.ips),
-                        port: e.port.clone(),
-                    });
+                    s.endpoints.push(e.into());
                 }
                 cfg.endpoints.push(e.clone());
             }
             Delta::AddRemote(e) => {
                 if let Some(s) = state.as_deref_mut() {
-                    s.remote_endpoints.push(api::RemoteEndpoint {
-                        network: e.network.clone(),
-                        mac: e.mac.to_string(),
-                        ips: texts(&e.ips),
-                        vtep: e.vtep.to_string(),
-                    });
+                    s.remote_endpoints.push(e.into());
                 }
                 cfg.remote_endpoints.push(e.clone());
             }
             _ => {}
         }
-    }
-}
-
-/// A route in its API form, as the whole-state path words it.
-fn api_route(r: &RouteSpec) -> api::Route {
-    api::Route {
-        tenant: r.tenant.clone(),
-        prefix: r.prefix.to_string(),
-        target: Some(match &r.target {
-            RouteTarget::NextHop { network, ip } => Target::NextHop(api::NextHop {
-                network: network.clone(),
-                ip: ip.to_string(),
-            }),
-            RouteTarget::Blackhole => Target::Blackhole(true),
-        }),
     }
 }
 
@@ -835,22 +796,11 @@ fn retain_by<T>(list: &mut Vec<T>, keep: &[bool]) {
 /// `deltas` as journal ops ([`crate::persist::JournalOp`]), in canonical text.
 pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
     use crate::persist::JournalOp as J;
-    let texts = |ips: &[IpAddr]| ips.iter().map(ToString::to_string).collect();
     deltas
         .iter()
         .map(|d| match d {
-            Delta::AddLocal(e) => J::AddEndpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                port: e.port.clone(),
-            },
-            Delta::AddRemote(e) => J::AddRemoteEndpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                vtep: e.vtep.to_string(),
-            },
+            Delta::AddLocal(e) => J::AddEndpoint(e.into()),
+            Delta::AddRemote(e) => J::AddRemoteEndpoint(e.into()),
             Delta::Remove {
                 network,
                 mac,
@@ -879,25 +829,9 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
                 tenant: r.tenant.clone(),
                 prefix: r.prefix.to_string(),
             },
-            Delta::AddPort(_, p) => J::AddPort {
-                name: p.name.clone(),
-                profile: p.profile.clone(),
-                params: p.params.clone().into_iter().collect(),
-                group: p.group.clone(),
-                mtu: p.mtu,
-            },
+            Delta::AddPort(_, p) => J::AddPort((**p).clone()),
             Delta::DelPort(name) => J::DelPort { name: name.clone() },
-            Delta::AddNetwork(_, n) => J::AddNetwork {
-                name: n.name.clone(),
-                vni: n.vni,
-                encap: n.encap.clone(),
-                tenant: n.tenant.clone(),
-                subnets: n.subnets.clone(),
-                gateway_ips: n.gateway_ips.clone(),
-                gateway_mac: n.gateway_mac.clone(),
-                flood_unknown: n.flood_unknown,
-                vteps: n.vteps.clone(),
-            },
+            Delta::AddNetwork(_, n) => J::AddNetwork((**n).clone()),
         })
         .collect()
 }
@@ -906,28 +840,8 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
 pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
     use crate::persist::JournalOp as J;
     let op = match j.clone() {
-        J::AddEndpoint {
-            network,
-            mac,
-            ips,
-            port,
-        } => OpKind::AddEndpoint(api::Endpoint {
-            network,
-            mac,
-            ips,
-            port,
-        }),
-        J::AddRemoteEndpoint {
-            network,
-            mac,
-            ips,
-            vtep,
-        } => OpKind::AddRemoteEndpoint(api::RemoteEndpoint {
-            network,
-            mac,
-            ips,
-            vtep,
-        }),
+        J::AddEndpoint(e) => OpKind::AddEndpoint(e),
+        J::AddRemoteEndpoint(e) => OpKind::AddRemoteEndpoint(e),
         J::DelEndpoint { network, mac } => OpKind::DelEndpoint(api::EndpointKey { network, mac }),
         J::DelRemoteEndpoint { network, mac } => {
             OpKind::DelRemoteEndpoint(api::EndpointKey { network, mac })
@@ -948,41 +862,9 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
             }),
         }),
         J::DelRoute { tenant, prefix } => OpKind::DelRoute(api::RouteKey { tenant, prefix }),
-        J::AddPort {
-            name,
-            profile,
-            params,
-            group,
-            mtu,
-        } => OpKind::AddPort(api::Port {
-            name,
-            profile,
-            params: params.into_iter().collect(),
-            group,
-            mtu,
-        }),
+        J::AddPort(p) => OpKind::AddPort(p),
         J::DelPort { name } => OpKind::DelPort(name),
-        J::AddNetwork {
-            name,
-            vni,
-            encap,
-            tenant,
-            subnets,
-            gateway_ips,
-            gateway_mac,
-            flood_unknown,
-            vteps,
-        } => OpKind::AddNetwork(api::Network {
-            name,
-            vni,
-            encap,
-            tenant,
-            subnets,
-            gateway_ips,
-            gateway_mac,
-            flood_unknown,
-            vteps,
-        }),
+        J::AddNetwork(n) => OpKind::AddNetwork(n),
     };
     api::Op { op: Some(op) }
 }

@@ -18,10 +18,12 @@ pub mod delta;
 pub mod names;
 
 pub mod liveness;
+pub mod model;
 pub mod paths;
 pub mod persist;
 pub mod preflight;
 pub mod service;
+pub mod socket_access;
 pub mod state;
 #[cfg(test)]
 mod testutil;

@@ -574,6 +574,9 @@ mod tests {
             path: "/s".into(),
             client: false,
             queues: 1,
+            socket_owner: None,
+            socket_group: None,
+            socket_mode: None,
         };
         assert_eq!(profile_paths(&vhost)[0].2, PathKind::Socket);
         let virtio = ProfileConfig::VirtioUser {

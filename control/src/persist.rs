@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::api;
+
 /// The newest format this code reads and the one it writes.
 pub const FORMAT: u64 = 1;
 
@@ -185,7 +187,7 @@ pub fn journal_path(path: &Path) -> PathBuf {
 }
 
 /// One journalled write: its generation and its ops.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalEntry {
     /// The generation the write was published as.
@@ -201,31 +203,13 @@ pub struct JournalEntry {
 /// {"generation":8,"ops":[{"add_route":{"tenant":"t","prefix":"20.0.0.0/24","next_hop":{"network":"blue","ip":"10.1.0.5"}}}]}
 /// {"generation":9,"ops":[{"del_route":{"tenant":"t","prefix":"20.0.0.0/24"}}]}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum JournalOp {
-    /// `add_endpoint`.
-    AddEndpoint {
-        /// The network.
-        network: String,
-        /// The MAC.
-        mac: String,
-        /// The addresses.
-        ips: Vec<String>,
-        /// The port.
-        port: String,
-    },
+    /// `add_endpoint`: the API's message (its serde form, see [`crate::model`]).
+    AddEndpoint(api::Endpoint),
     /// `add_remote_endpoint`.
-    AddRemoteEndpoint {
-        /// The network.
-        network: String,
-        /// The MAC.
-        mac: String,
-        /// The addresses.
-        ips: Vec<String>,
-        /// The VTEP.
-        vtep: String,
-    },
+    AddRemoteEndpoint(api::RemoteEndpoint),
     /// `del_endpoint`.
     DelEndpoint {
         /// The network.
@@ -259,52 +243,14 @@ pub enum JournalOp {
     },
     /// `add_port`, in the canonical form the state file keeps (its parameters
     /// in their TOML text, sorted by key).
-    AddPort {
-        /// The name.
-        name: String,
-        /// The profile.
-        profile: String,
-        /// The profile's parameters.
-        params: std::collections::BTreeMap<String, String>,
-        /// The flooding group ("" for the default).
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        group: String,
-        /// The MTU (0: the driver's).
-        #[serde(default, skip_serializing_if = "is_zero")]
-        mtu: u32,
-    },
+    AddPort(api::Port),
     /// `del_port`.
     DelPort {
         /// The name.
         name: String,
     },
     /// `add_network`, in the canonical form the state file keeps.
-    AddNetwork {
-        /// The name.
-        name: String,
-        /// The VNI.
-        vni: u32,
-        /// The encapsulation.
-        encap: String,
-        /// The tenant.
-        tenant: String,
-        /// The subnets.
-        subnets: Vec<String>,
-        /// The gateway's addresses.
-        gateway_ips: Vec<String>,
-        /// The gateway's MAC.
-        gateway_mac: String,
-        /// Whether unknown unicast is flooded.
-        #[serde(default)]
-        flood_unknown: bool,
-        /// The flood VTEPs.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        vteps: Vec<String>,
-    },
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+    AddNetwork(api::Network),
 }
 
 /// A journalled route's next hop.

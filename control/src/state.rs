@@ -5,12 +5,13 @@
 //!
 //! Validation is the configuration file's, not a second copy of it: a proto
 //! [`DesiredState`](api::DesiredState) becomes TOML tables with the file's keys
-//! ([`to_sections`]), is put next to the fixed sections and goes through
-//! [`VswitchConfig::parse`], so every rule and every error text is the file's.
-//! Errors that name an item by its position in that generated document
-//! (`endpoint #3 (network "blue")`, `route #1 (10.0.0.0/8)`, `l2[2].port`) are
-//! relabelled by key (`endpoint 02:00:00:00:01:01 in network "blue"`), since
-//! positions mean nothing to an API client.
+//! ([`to_sections`]: each item's serde form, which is the file's, see
+//! [`crate::model`]; a port's parameters beside its fields), is put next to the
+//! fixed sections and goes through [`VswitchConfig::parse`], so every rule and
+//! every error text is the file's. Errors that name an item by its position in that
+//! generated document (`endpoint #3 (network "blue")`, `route #1 (10.0.0.0/8)`,
+//! `l2[2].port`) are relabelled by key (`endpoint 02:00:00:00:01:01 in network
+//! "blue"`), since positions mean nothing to an API client.
 //!
 //! The state held in memory is canonical: after validation it is rebuilt from the
 //! parsed configuration ([`from_config`]), so MACs are lower case, prefixes and
@@ -22,11 +23,10 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use toml::{Table, Value};
 
-use dataplane::overlay::{Encap, RouteTarget};
 use dataplane::MacAddr;
 
 use crate::api::{self, op::Op as OpKind, route::Target};
-use crate::config::{ConfigError, DataplaneConfig, EalConfig, ProfileConfig, VswitchConfig};
+use crate::config::{ConfigError, VswitchConfig};
 use crate::names::{self, quote as q};
 use crate::persist;
 
@@ -127,67 +127,13 @@ fn int<T: TryInto<i64>>(v: T) -> Value {
     Value::Integer(v.try_into().unwrap_or(i64::MAX))
 }
 
-fn strings<'a>(v: impl IntoIterator<Item = &'a str>) -> Value {
-    Value::Array(v.into_iter().map(|s| Value::String(s.to_owned())).collect())
-}
-
-fn path_value(p: &Path) -> Value {
-    Value::String(p.to_string_lossy().into_owned())
-}
-
 impl Fixed {
     /// The fixed sections of the running configuration `cfg`; `cores` as given to
     /// [`VswitchConfig::parse`].
     pub fn from_config(cfg: &VswitchConfig, cores: usize) -> Self {
-        // Destructured so that a new key cannot be forgotten here.
-        let EalConfig {
-            hugepages,
-            memory_mb,
-            in_memory,
-            file_prefix,
-            main_core,
-            log_level,
-            extra_args,
-        } = &cfg.eal;
-        let mut eal = Table::new();
-        eal.insert("hugepages".into(), Value::Boolean(*hugepages));
-        eal.insert("memory_mb".into(), int(*memory_mb));
-        eal.insert("in_memory".into(), Value::Boolean(*in_memory));
-        if let Some(p) = file_prefix {
-            eal.insert("file_prefix".into(), Value::String(p.clone()));
-        }
-        eal.insert("main_core".into(), int(*main_core));
-        eal.insert("log_level".into(), Value::String(log_level.clone()));
-        eal.insert(
-            "extra_args".into(),
-            strings(extra_args.iter().map(String::as_str)),
-        );
-        let DataplaneConfig {
-            workers,
-            idle_sleep_max_us,
-            mbufs,
-            mbuf_cache,
-            rx_desc,
-            tx_desc,
-            stats_file,
-            stats_interval_ms,
-            flow_table_entries,
-        } = &cfg.dataplane;
-        let mut dp = Table::new();
-        dp.insert(
-            "workers".into(),
-            Value::Array(workers.iter().map(|w| int(*w)).collect()),
-        );
-        dp.insert("idle_sleep_max_us".into(), int(*idle_sleep_max_us));
-        dp.insert("mbufs".into(), int(*mbufs));
-        dp.insert("mbuf_cache".into(), int(*mbuf_cache));
-        dp.insert("rx_desc".into(), int(*rx_desc));
-        dp.insert("tx_desc".into(), int(*tx_desc));
-        if let Some(p) = stats_file {
-            dp.insert("stats_file".into(), path_value(p));
-        }
-        dp.insert("stats_interval_ms".into(), int(*stats_interval_ms));
-        dp.insert("flow_table_entries".into(), int(*flow_table_entries));
+        // Their serde form: the file's keys, every one of them (the paths in them
+        // came from the TOML file, so they are UTF-8 and print).
+        let (eal, dp) = (table(&cfg.eal), table(&cfg.dataplane));
         Fixed {
             eal,
             dataplane: dp,
@@ -241,6 +187,8 @@ pub fn param_text(v: &Value) -> String {
 
 const PORT_FIELDS: [&str; 4] = ["name", "profile", "group", "mtu"];
 
+/// A port in the file's flat form: its profile's parameters beside its fields
+/// (the one place the API's `params` map and the file's keys differ).
 fn port_table(p: &api::Port) -> Result<Table, ConfigError> {
     let mut t = Table::new();
     t.insert("name".into(), Value::String(p.name.clone()));
@@ -267,89 +215,15 @@ fn port_table(p: &api::Port) -> Result<Table, ConfigError> {
     Ok(t)
 }
 
-fn underlay_table(u: &api::Underlay) -> Table {
-    let mut t = Table::new();
-    t.insert("uplink".into(), Value::String(u.uplink.clone()));
-    t.insert(
-        "local_vtep_ip".into(),
-        Value::String(u.local_vtep_ip.clone()),
-    );
-    t.insert("local_mac".into(), Value::String(u.local_mac.clone()));
-    if u.mtu != 0 {
-        t.insert("mtu".into(), int(u.mtu));
+/// A resource as a table of the file: its serde form, which is the file's (see
+/// [`crate::model`]). The resources hold only strings, numbers, booleans, lists
+/// and tables, which TOML represents; an empty table is what the parser would
+/// refuse naming the missing keys.
+pub(crate) fn table<T: serde::Serialize>(item: &T) -> Table {
+    match Value::try_from(item) {
+        Ok(Value::Table(t)) => t,
+        _ => Table::new(),
     }
-    t.insert("on_link".into(), Value::String(u.on_link.clone()));
-    if !u.gateway.is_empty() {
-        t.insert("gateway".into(), Value::String(u.gateway.clone()));
-    }
-    if !u.neighbors.is_empty() {
-        let n = u
-            .neighbors
-            .iter()
-            .map(|n| {
-                let mut t = Table::new();
-                t.insert("ip".into(), Value::String(n.ip.clone()));
-                t.insert("mac".into(), Value::String(n.mac.clone()));
-                Value::Table(t)
-            })
-            .collect();
-        t.insert("neighbors".into(), Value::Array(n));
-    }
-    t
-}
-
-fn network_table(n: &api::Network) -> Table {
-    let mut t = Table::new();
-    t.insert("name".into(), Value::String(n.name.clone()));
-    t.insert("vni".into(), int(n.vni));
-    if !n.encap.is_empty() {
-        t.insert("encap".into(), Value::String(n.encap.clone()));
-    }
-    if !n.tenant.is_empty() {
-        t.insert("tenant".into(), Value::String(n.tenant.clone()));
-    }
-    t.insert(
-        "subnets".into(),
-        strings(n.subnets.iter().map(String::as_str)),
-    );
-    t.insert(
-        "gateway_ips".into(),
-        strings(n.gateway_ips.iter().map(String::as_str)),
-    );
-    t.insert("gateway_mac".into(), Value::String(n.gateway_mac.clone()));
-    t.insert("flood_unknown".into(), Value::Boolean(n.flood_unknown));
-    t.insert("vteps".into(), strings(n.vteps.iter().map(String::as_str)));
-    t
-}
-
-fn endpoint_table(network: &str, mac: &str, ips: &[String], key: &str, at: &str) -> Table {
-    let mut t = Table::new();
-    t.insert("network".into(), Value::String(network.to_owned()));
-    t.insert("mac".into(), Value::String(mac.to_owned()));
-    t.insert("ips".into(), strings(ips.iter().map(String::as_str)));
-    t.insert(key.into(), Value::String(at.to_owned()));
-    t
-}
-
-fn route_table(r: &api::Route) -> Table {
-    let mut t = Table::new();
-    if !r.tenant.is_empty() {
-        t.insert("tenant".into(), Value::String(r.tenant.clone()));
-    }
-    t.insert("prefix".into(), Value::String(r.prefix.clone()));
-    match &r.target {
-        Some(Target::NextHop(nh)) => {
-            let mut h = Table::new();
-            h.insert("network".into(), Value::String(nh.network.clone()));
-            h.insert("ip".into(), Value::String(nh.ip.clone()));
-            t.insert("next_hop".into(), Value::Table(h));
-        }
-        Some(Target::Blackhole(b)) => {
-            t.insert("blackhole".into(), Value::Boolean(*b));
-        }
-        None => {}
-    }
-    t
 }
 
 fn array(tables: impl IntoIterator<Item = Table>) -> Value {
@@ -379,256 +253,35 @@ pub fn to_sections(s: &api::DesiredState) -> Result<Table, ConfigError> {
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     );
-    put(
-        "patch",
-        array(s.patches.iter().map(|p| {
-            let mut t = Table::new();
-            t.insert("from".into(), Value::String(p.from.clone()));
-            t.insert("to".into(), Value::String(p.to.clone()));
-            t
-        })),
-    );
-    put(
-        "l2",
-        array(s.l2.iter().map(|e| {
-            let mut t = Table::new();
-            t.insert("mac".into(), Value::String(e.mac.clone()));
-            t.insert("port".into(), Value::String(e.port.clone()));
-            t
-        })),
-    );
+    put("patch", array(s.patches.iter().map(table)));
+    put("l2", array(s.l2.iter().map(table)));
     if let Some(u) = &s.underlay {
-        put("underlay", Value::Table(underlay_table(u)));
+        put("underlay", Value::Table(table(u)));
     }
-    put("network", array(s.networks.iter().map(network_table)));
-    put(
-        "endpoint",
-        array(
-            s.endpoints
-                .iter()
-                .map(|e| endpoint_table(&e.network, &e.mac, &e.ips, "port", &e.port)),
-        ),
-    );
+    put("network", array(s.networks.iter().map(table)));
+    put("endpoint", array(s.endpoints.iter().map(table)));
     put(
         "remote_endpoint",
-        array(
-            s.remote_endpoints
-                .iter()
-                .map(|e| endpoint_table(&e.network, &e.mac, &e.ips, "vtep", &e.vtep)),
-        ),
+        array(s.remote_endpoints.iter().map(table)),
     );
-    put("route", array(s.routes.iter().map(route_table)));
+    put("route", array(s.routes.iter().map(table)));
     Ok(doc)
 }
 
 // ---------------------------------------------------------------- config -> proto
 
-fn profile_params(p: &ProfileConfig) -> (&'static str, Vec<(&'static str, Value)>) {
-    let s = |v: &str| Value::String(v.to_owned());
-    let mut params = Vec::new();
-    let name = match p {
-        ProfileConfig::AfPacket { iface } => {
-            params.push(("iface", s(iface)));
-            "af_packet"
-        }
-        ProfileConfig::Tap { iface, mac } => {
-            params.push(("iface", s(iface)));
-            if let Some(m) = mac {
-                params.push(("mac", s(m)));
-            }
-            "tap"
-        }
-        ProfileConfig::Pcap {
-            rx_pcap,
-            tx_pcap,
-            rx_iface,
-            tx_iface,
-            infinite_rx,
-        } => {
-            for (k, v) in [("rx_pcap", rx_pcap), ("tx_pcap", tx_pcap)] {
-                if let Some(v) = v {
-                    params.push((k, path_value(v)));
-                }
-            }
-            for (k, v) in [("rx_iface", rx_iface), ("tx_iface", tx_iface)] {
-                if let Some(v) = v {
-                    params.push((k, s(v)));
-                }
-            }
-            if *infinite_rx {
-                params.push(("infinite_rx", Value::Boolean(true)));
-            }
-            "pcap"
-        }
-        ProfileConfig::Null { no_rx, size } => {
-            if !*no_rx {
-                params.push(("no_rx", Value::Boolean(false)));
-            }
-            if let Some(n) = size {
-                params.push(("size", int(*n)));
-            }
-            "null"
-        }
-        ProfileConfig::Ring {} => "ring",
-        ProfileConfig::VhostUser {
-            path,
-            client,
-            queues,
-        } => {
-            params.push(("path", path_value(path)));
-            if *client {
-                params.push(("client", Value::Boolean(true)));
-            }
-            if *queues != 1 {
-                params.push(("queues", int(*queues)));
-            }
-            "vhost_user"
-        }
-        ProfileConfig::VirtioUser {
-            path,
-            server,
-            queues,
-            mac,
-        } => {
-            params.push(("path", path_value(path)));
-            if *server {
-                params.push(("server", Value::Boolean(true)));
-            }
-            if *queues != 1 {
-                params.push(("queues", int(*queues)));
-            }
-            if let Some(m) = mac {
-                params.push(("mac", s(m)));
-            }
-            "virtio_user"
-        }
-        ProfileConfig::Mlx5 { pci, representors } => {
-            params.push(("pci", s(pci)));
-            if let Some(r) = representors {
-                params.push(("representors", s(r)));
-            }
-            "mlx5"
-        }
-    };
-    (name, params)
-}
-
-fn texts<T: ToString>(v: &[T]) -> Vec<String> {
-    v.iter().map(ToString::to_string).collect()
-}
-
 /// The runtime sections of a parsed configuration as the API's desired state, in
-/// canonical text forms.
+/// canonical text forms (each item by its conversion in [`crate::model`]).
 pub fn from_config(cfg: &VswitchConfig) -> api::DesiredState {
-    let ports = cfg
-        .ports
-        .iter()
-        .map(|p| {
-            let (profile, list) = profile_params(&p.profile);
-            let mut params: HashMap<String, String> = list
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), param_text(&v)))
-                .collect();
-            if let Some(w) = p.worker {
-                params.insert("worker".into(), w.to_string());
-            }
-            api::Port {
-                name: p.name.clone(),
-                profile: profile.into(),
-                params,
-                group: p.group.clone(),
-                mtu: p.mtu.map_or(0, u32::from),
-            }
-        })
-        .collect();
     api::DesiredState {
-        ports,
-        patches: cfg
-            .patches
-            .iter()
-            .map(|p| api::Patch {
-                from: p.from.clone(),
-                to: p.to.clone(),
-            })
-            .collect(),
-        l2: cfg
-            .l2
-            .iter()
-            .map(|e| api::L2Entry {
-                mac: e.mac.to_string(),
-                port: e.port.clone(),
-            })
-            .collect(),
-        underlay: cfg.underlay.as_ref().map(|u| api::Underlay {
-            uplink: u.uplink.clone(),
-            local_vtep_ip: u.local_vtep_ip.to_string(),
-            local_mac: u.local_mac.to_string(),
-            mtu: u32::from(u.mtu),
-            on_link: u.on_link.to_string(),
-            gateway: u.gateway.map(|g| g.to_string()).unwrap_or_default(),
-            neighbors: u
-                .neighbors
-                .iter()
-                .map(|(ip, mac)| api::StaticNeighbor {
-                    ip: ip.to_string(),
-                    mac: mac.to_string(),
-                })
-                .collect(),
-        }),
-        networks: cfg
-            .networks
-            .iter()
-            .map(|n| api::Network {
-                name: n.name.clone(),
-                vni: n.vni,
-                encap: match n.encap {
-                    Encap::Vxlan => "vxlan",
-                    Encap::Geneve => "geneve",
-                }
-                .into(),
-                tenant: n.tenant.clone(),
-                subnets: texts(&n.subnets),
-                gateway_ips: texts(&n.gateway_ips),
-                gateway_mac: n.gateway_mac.to_string(),
-                flood_unknown: n.flood_unknown,
-                vteps: texts(&n.vteps),
-            })
-            .collect(),
-        endpoints: cfg
-            .endpoints
-            .iter()
-            .map(|e| api::Endpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                port: e.port.clone(),
-            })
-            .collect(),
-        remote_endpoints: cfg
-            .remote_endpoints
-            .iter()
-            .map(|e| api::RemoteEndpoint {
-                network: e.network.clone(),
-                mac: e.mac.to_string(),
-                ips: texts(&e.ips),
-                vtep: e.vtep.to_string(),
-            })
-            .collect(),
-        routes: cfg
-            .routes
-            .iter()
-            .map(|r| api::Route {
-                tenant: r.tenant.clone(),
-                prefix: r.prefix.to_string(),
-                target: Some(match &r.target {
-                    RouteTarget::NextHop { network, ip } => Target::NextHop(api::NextHop {
-                        network: network.clone(),
-                        ip: ip.to_string(),
-                    }),
-                    RouteTarget::Blackhole => Target::Blackhole(true),
-                }),
-            })
-            .collect(),
+        ports: cfg.ports.iter().map(Into::into).collect(),
+        patches: cfg.patches.clone(),
+        l2: cfg.l2.iter().map(Into::into).collect(),
+        underlay: cfg.underlay.as_ref().map(Into::into),
+        networks: cfg.networks.iter().map(Into::into).collect(),
+        endpoints: cfg.endpoints.iter().map(Into::into).collect(),
+        remote_endpoints: cfg.remote_endpoints.iter().map(Into::into).collect(),
+        routes: cfg.routes.iter().map(Into::into).collect(),
     }
 }
 
@@ -1152,8 +805,8 @@ fn unknown_network(current: &api::DesiredState, ops: &[api::Op]) -> Option<(usiz
 /// op's own item).
 pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
     use crate::config::{
-        at_most, parse_addresses, parse_ip, parse_ips, parse_mac, parse_prefix, ConfigError,
-        MAX_SUBNETS,
+        parse_mac, type_endpoint, type_network, type_remote_endpoint, type_route, type_underlay,
+        ConfigError,
     };
     let Some(op) = op else {
         return Ok(());
@@ -1174,6 +827,9 @@ pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
             name("tenant", v)
         }
     };
+    // The names first (a bad one is quoted short before anything else can quote
+    // it), then the item's own checks: the functions the file's parser types
+    // its items with.
     match op {
         OpKind::AddPort(p) => {
             names::check_with(&p.name, names::MAX_PORT_NAME).map_err(|r| format!("name: {r}"))?;
@@ -1191,43 +847,28 @@ pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
         }
         OpKind::SetUnderlay(u) => {
             name("uplink", &u.uplink)?;
-            parse_ip(&own, "local_vtep_ip", &u.local_vtep_ip).map_err(strip)?;
-            parse_mac(&own, "local_mac", &u.local_mac).map_err(strip)?;
-            parse_prefix(&own, "on_link", &u.on_link).map_err(strip)?;
-            if !u.gateway.is_empty() {
-                parse_ip(&own, "gateway", &u.gateway).map_err(strip)?;
-            }
+            type_underlay(&own, u).map_err(strip)?;
         }
         OpKind::AddNetwork(n) => {
             name("name", &n.name)?;
             tenant(&n.tenant)?;
-            at_most(&own, "subnets", n.subnets.len(), MAX_SUBNETS).map_err(strip)?;
-            for p in &n.subnets {
-                parse_prefix(&own, "subnets", p).map_err(strip)?;
-            }
-            parse_addresses(&own, "gateway_ips", &n.gateway_ips).map_err(strip)?;
-            parse_mac(&own, "gateway_mac", &n.gateway_mac).map_err(strip)?;
-            parse_ips(&own, "vteps", &n.vteps).map_err(strip)?;
+            type_network(&own, n).map_err(strip)?;
         }
         OpKind::AddEndpoint(e) => {
             name("network", &e.network)?;
             names::check_with(&e.port, names::MAX_PORT_NAME).map_err(|r| format!("port: {r}"))?;
-            parse_mac(&own, "mac", &e.mac).map_err(strip)?;
-            parse_addresses(&own, "ips", &e.ips).map_err(strip)?;
+            type_endpoint(&own, e).map_err(strip)?;
         }
         OpKind::AddRemoteEndpoint(e) => {
             name("network", &e.network)?;
-            parse_mac(&own, "mac", &e.mac).map_err(strip)?;
-            parse_addresses(&own, "ips", &e.ips).map_err(strip)?;
-            parse_ip(&own, "vtep", &e.vtep).map_err(strip)?;
+            type_remote_endpoint(&own, e).map_err(strip)?;
         }
         OpKind::AddRoute(r) => {
             tenant(&r.tenant)?;
-            parse_prefix(&own, "prefix", &r.prefix).map_err(strip)?;
             if let Some(Target::NextHop(h)) = &r.target {
                 name("next_hop.network", &h.network)?;
-                parse_ip(&own, "next_hop.ip", &h.ip).map_err(strip)?;
             }
+            type_route(&own, r).map_err(strip)?;
         }
         _ => {}
     }

@@ -114,6 +114,14 @@ drop_reasons! {
     /// Longer than the output port's MTU allows (plus the Ethernet header and the
     /// frame's VLAN tags): the port would discard it and still report it sent.
     TxOversize = 31 => "tx_oversize", Output;
+    /// A new connection found the conntrack table full and no unassured entry to drop.
+    CtTableFull = 32 => "ct_table_full", Conntrack;
+    /// A packet invalid for its connection's state, or one that cannot open a connection (a TCP segment other than a SYN, an echo reply or ICMP error about no connection).
+    CtInvalid = 33 => "ct_invalid", Conntrack;
+    /// A TCP segment outside the window conntrack tracks: dropped, never forwarded untranslated.
+    CtOutOfWindow = 34 => "ct_out_of_window", Conntrack;
+    /// Source NAT found no free port (or none owned by this worker) within its bounded tries.
+    NatNoPort = 35 => "nat_no_port", Conntrack;
 }
 
 impl DropReason {

@@ -40,7 +40,7 @@ pub use buf::{PacketBuf, VecBuf};
 pub use drop::DropReason;
 pub use ethernet::MacAddr;
 pub use idle::IdleBackoff;
-pub use io::{BufAlloc, Burst, RxQueue, TxQueue, BURST};
+pub use io::{assign_tx_queues, BufAlloc, Burst, RxQueue, SharedTxQueue, TxQueue, TxSlot, BURST};
 pub use l2::{GroupId, L2ConfigError, L2Pipeline, L2PipelineBuilder, L2Verdict};
 pub use pipeline::{Pipeline, Verdict};
 pub use port::{PortIdx, MAX_PORTS};

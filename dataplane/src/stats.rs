@@ -25,7 +25,7 @@ use crate::port::PortIdx;
 use crate::worker::WorkerId;
 
 /// Counters of one port, as plain numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortStats {
     /// Packets received on the port.
     pub rx_packets: u64,
@@ -37,6 +37,20 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Drops charged to this port, indexed by [`DropReason::index`].
     pub drops: [u64; DropReason::COUNT],
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements, and there are
+// more drop reasons than that.
+impl Default for PortStats {
+    fn default() -> Self {
+        PortStats {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl PortStats {
@@ -77,6 +91,7 @@ pub struct WorkerStats {
     idle_ns: u64,
     rx_bursts: u64,
     tx_bursts: u64,
+    tx_lock_contended: u64,
     flood_copies: u64,
     generated: u64,
     snapshot_generation: u64,
@@ -100,6 +115,7 @@ impl WorkerStats {
             idle_ns: 0,
             rx_bursts: 0,
             tx_bursts: 0,
+            tx_lock_contended: 0,
             flood_copies: 0,
             generated: 0,
             snapshot_generation: 0,
@@ -187,6 +203,15 @@ impl WorkerStats {
         self.tx_bursts += 1;
     }
 
+    /// Counts a tx burst that found its shared queue held by another worker.
+    #[inline]
+    pub(crate) fn count_tx_lock_contended(&mut self) {
+        self.tx_lock_contended += 1;
+        // Published with the drops, only when it moved: a switch that shares no
+        // queue stores nothing more per round.
+        self.drops_dirty = true;
+    }
+
     #[inline]
     pub(crate) fn count_flood_copies(&mut self, n: u64) {
         self.flood_copies += n;
@@ -230,6 +255,9 @@ impl WorkerStats {
             for (a, v) in shared.drops.iter().zip(self.drops) {
                 a.store(v, Relaxed);
             }
+            shared
+                .tx_lock_contended
+                .store(self.tx_lock_contended, Relaxed);
         }
         shared.busy_polls.store(self.busy_polls, Relaxed);
         shared.idle_polls.store(self.idle_polls, Relaxed);
@@ -263,6 +291,7 @@ impl WorkerStats {
             idle_ns: self.idle_ns,
             rx_bursts: self.rx_bursts,
             tx_bursts: self.tx_bursts,
+            tx_lock_contended: self.tx_lock_contended,
             flood_copies: self.flood_copies,
             generated: self.generated,
             snapshot_generation: self.snapshot_generation,
@@ -284,7 +313,7 @@ fn flow_words(f: &FlowStats) -> [u64; 7] {
     ]
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(64))]
 struct PortStatsShared {
     rx_packets: AtomicU64,
@@ -292,6 +321,18 @@ struct PortStatsShared {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl Default for PortStatsShared {
+    fn default() -> Self {
+        PortStatsShared {
+            rx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+            tx_packets: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 /// A worker's published counters, readable from any thread without locks.
@@ -309,6 +350,7 @@ pub struct WorkerStatsShared {
     idle_ns: AtomicU64,
     rx_bursts: AtomicU64,
     tx_bursts: AtomicU64,
+    tx_lock_contended: AtomicU64,
     flood_copies: AtomicU64,
     generated: AtomicU64,
     snapshot_generation: AtomicU64,
@@ -325,13 +367,14 @@ impl WorkerStatsShared {
             worker,
             active_ports: AtomicU64::new(0),
             ports: (0..num_ports).map(|_| PortStatsShared::default()).collect(),
-            drops: Default::default(),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
             busy_polls: AtomicU64::new(0),
             idle_polls: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             idle_ns: AtomicU64::new(0),
             rx_bursts: AtomicU64::new(0),
             tx_bursts: AtomicU64::new(0),
+            tx_lock_contended: AtomicU64::new(0),
             flood_copies: AtomicU64::new(0),
             generated: AtomicU64::new(0),
             snapshot_generation: AtomicU64::new(0),
@@ -382,6 +425,7 @@ impl WorkerStatsShared {
             idle_ns: self.idle_ns.load(Relaxed),
             rx_bursts: self.rx_bursts.load(Relaxed),
             tx_bursts: self.tx_bursts.load(Relaxed),
+            tx_lock_contended: self.tx_lock_contended.load(Relaxed),
             flood_copies: self.flood_copies.load(Relaxed),
             generated: self.generated.load(Relaxed),
             snapshot_generation: self.snapshot_generation.load(Relaxed),
@@ -424,6 +468,9 @@ pub struct StatsSnapshot {
     pub rx_bursts: u64,
     /// `tx_burst` calls.
     pub tx_bursts: u64,
+    /// Tx bursts on a queue shared with other workers (a port with fewer tx
+    /// queues than workers) that found it held and spun until it was free.
+    pub tx_lock_contended: u64,
     /// Extra deliveries floods asked for beyond the original packet; each ends up
     /// transmitted or counted as a drop, so
     /// `rx_packets + flood_copies + generated == tx_packets + drops` once tx
@@ -467,7 +514,7 @@ impl StatsSnapshot {
 }
 
 /// Counters summed over several workers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsTotals {
     /// How many workers were summed.
     pub workers: usize,
@@ -487,10 +534,31 @@ pub struct StatsTotals {
     pub rx_bursts: u64,
     /// Sum of [`StatsSnapshot::tx_bursts`].
     pub tx_bursts: u64,
+    /// Sum of [`StatsSnapshot::tx_lock_contended`].
+    pub tx_lock_contended: u64,
     /// Sum of [`StatsSnapshot::flood_copies`].
     pub flood_copies: u64,
     /// Sum of [`StatsSnapshot::generated`].
     pub generated: u64,
+}
+
+impl Default for StatsTotals {
+    fn default() -> Self {
+        StatsTotals {
+            workers: 0,
+            ports: Vec::new(),
+            drops: [0; DropReason::COUNT],
+            busy_polls: 0,
+            idle_polls: 0,
+            busy_ns: 0,
+            idle_ns: 0,
+            rx_bursts: 0,
+            tx_bursts: 0,
+            tx_lock_contended: 0,
+            flood_copies: 0,
+            generated: 0,
+        }
+    }
 }
 
 impl StatsTotals {
@@ -514,6 +582,7 @@ impl StatsTotals {
             t.idle_ns += s.idle_ns;
             t.rx_bursts += s.rx_bursts;
             t.tx_bursts += s.tx_bursts;
+            t.tx_lock_contended += s.tx_lock_contended;
             t.flood_copies += s.flood_copies;
             t.generated += s.generated;
         }

@@ -31,7 +31,7 @@ use crate::buf::PacketBuf;
 use crate::capture::{CaptureTap, Direction};
 use crate::drop::DropReason;
 use crate::idle::IdleBackoff;
-use crate::io::{BufAlloc, Burst, RxQueue, TxQueue, BURST};
+use crate::io::{BufAlloc, Burst, RxQueue, TxQueue, TxSlot, BURST};
 use crate::overlay::{NeighborConfig, NeighborMap, NeighborTable, NetworkId, ResolveLimiter};
 use crate::pipeline::{
     build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict, WorkerState,
@@ -80,7 +80,7 @@ pub enum WorkerError {
 
 /// The tx side: a queue (or none) and a batch per port, and which batches hold packets.
 struct TxPorts<T: TxQueue> {
-    queues: Vec<Option<T>>,
+    queues: Vec<Option<TxSlot<T>>>,
     batches: Vec<Burst<T::Buf>>,
     /// Bytes in each batch, so tx bytes need no second walk over the packets sent.
     batch_bytes: Vec<u64>,
@@ -90,7 +90,7 @@ struct TxPorts<T: TxQueue> {
 }
 
 impl<T: TxQueue> TxPorts<T> {
-    fn new(queues: Vec<Option<T>>) -> Self {
+    fn new(queues: Vec<Option<TxSlot<T>>>) -> Self {
         let n = queues.len();
         TxPorts {
             queues,
@@ -102,7 +102,7 @@ impl<T: TxQueue> TxPorts<T> {
     }
 
     /// Installs `queue` as the tx queue of `port`, growing the tables.
-    fn set_queue(&mut self, port: PortIdx, queue: Option<T>) {
+    fn set_queue(&mut self, port: PortIdx, queue: Option<TxSlot<T>>) {
         let i = port.index();
         if self.queues.len() <= i {
             self.queues.resize_with(i + 1, || None);
@@ -208,10 +208,59 @@ impl<T: TxQueue> TxPorts<T> {
 /// empty: counts what was sent, and frees and counts what the port refused.
 #[inline]
 fn send<T: TxQueue>(
-    queue: &mut T,
+    slot: &mut TxSlot<T>,
     capture: Option<&CaptureTap>,
     port: PortIdx,
     pkts: &mut Burst<T::Buf>,
+    bytes: u64,
+    stats: &mut WorkerStats,
+) {
+    // The slot's kind is looked at once: the rest is monomorphised for each,
+    // so a worker's own queue pays this one branch per burst and no lock.
+    match slot {
+        TxSlot::Own(q) => send_on(q, capture, port, pkts, bytes, stats),
+        TxSlot::Shared(q) => {
+            let mut locked = Locked {
+                queue: q,
+                contended: false,
+            };
+            send_on(&mut locked, capture, port, pkts, bytes, stats);
+            if locked.contended {
+                stats.count_tx_lock_contended();
+            }
+        }
+    }
+}
+
+/// A shared queue as a [`TxQueue`] for one burst: taken for the `tx_burst`,
+/// noting whether another worker held it.
+struct Locked<'a, T> {
+    queue: &'a crate::io::SharedTxQueue<T>,
+    contended: bool,
+}
+
+impl<T: TxQueue> TxQueue for Locked<'_, T> {
+    type Buf = T::Buf;
+
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Burst<T::Buf>) -> usize {
+        let (sent, contended) = self.queue.tx_burst(pkts);
+        self.contended |= contended;
+        sent
+    }
+
+    #[inline]
+    fn max_frame_len(&self) -> usize {
+        self.queue.max_frame_len()
+    }
+}
+
+#[inline]
+fn send_on<Q: TxQueue>(
+    queue: &mut Q,
+    capture: Option<&CaptureTap>,
+    port: PortIdx,
+    pkts: &mut Burst<Q::Buf>,
     bytes: u64,
     stats: &mut WorkerStats,
 ) {
@@ -519,8 +568,8 @@ pub enum WorkerCommand<R, T> {
         port: PortIdx,
         /// Receive queues this worker polls on it.
         rx: Vec<R>,
-        /// This worker's transmit queue on it.
-        tx: Option<T>,
+        /// This worker's transmit queue on it: its own or shared with others.
+        tx: Option<TxSlot<T>>,
     },
     /// Stop using `port`: send what is batched for it, drop its queues, then
     /// answer on `done`. After the answer the worker holds nothing of the port.
@@ -613,7 +662,7 @@ where
         Ok(Worker {
             id,
             rx,
-            tx: TxPorts::new(tx),
+            tx: TxPorts::new(tx.into_iter().map(|q| q.map(TxSlot::Own)).collect()),
             alloc,
             pipeline: SnapshotReader::new(pipeline),
             neighbors: SnapshotReader::new(table.reader()),
@@ -1603,7 +1652,7 @@ mod tests {
             .send(WorkerCommand::AddPort {
                 port: PortIdx(2),
                 rx: vec![VecRxQueue::new(rx2.clone())],
-                tx: Some(VecTxQueue::new(tx2.clone())),
+                tx: Some(TxSlot::Own(VecTxQueue::new(tx2.clone()))),
             })
             .unwrap();
         send(&rx0, C, A, 60, 5);
@@ -1802,5 +1851,190 @@ mod tests {
             (2, 60 + 1000 + 70)
         );
         assert_conserved(&s);
+    }
+}
+
+/// Workers sharing a port's one tx queue.
+#[cfg(test)]
+mod shared_tx_tests {
+    use super::*;
+    use crate::buf::VecBuf;
+    use crate::ethernet::MacAddr;
+    use crate::io::{assign_tx_queues, SharedTxQueue};
+    use crate::l2::{GroupId, L2PipelineBuilder};
+    use crate::testio::{eth_frame, Ring, VecAlloc, VecRxQueue, VecTxQueue};
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicUsize;
+
+    const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+    const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+    const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
+
+    /// A ring-backed tx queue that notices being used by two threads at once, as a
+    /// DPDK queue would not (it would corrupt its ring): each burst marks the queue
+    /// busy and holds it for 100 µs, so the two senders' bursts meet (625 bursts
+    /// each: about 60 ms), and counts an overlap if it was busy already.
+    struct ExclusiveTxQueue {
+        inner: VecTxQueue,
+        busy: Arc<AtomicUsize>,
+        overlaps: Arc<AtomicUsize>,
+    }
+
+    impl TxQueue for ExclusiveTxQueue {
+        type Buf = VecBuf;
+        fn tx_burst(&mut self, pkts: &mut Burst<VecBuf>) -> usize {
+            if self.busy.fetch_add(1, Ordering::SeqCst) != 0 {
+                self.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_micros(100));
+            let n = self.inner.tx_burst(pkts);
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            n
+        }
+    }
+
+    /// A frame from `src` to B numbered `seq` (in bytes 14..22).
+    fn numbered(src: MacAddr, seq: u64) -> VecBuf {
+        let mut f = eth_frame(B, src, 64);
+        f[14..22].copy_from_slice(&seq.to_be_bytes());
+        VecBuf::new(&f)
+    }
+
+    #[test]
+    fn queues_are_own_when_enough_and_shared_by_worker_modulo() {
+        let q = |n: usize| -> Vec<VecTxQueue> {
+            (0..n).map(|_| VecTxQueue::new(Ring::new())).collect()
+        };
+        let kinds = |slots: Vec<Option<TxSlot<VecTxQueue>>>| -> Vec<&str> {
+            slots
+                .iter()
+                .map(|s| match s {
+                    None => "none",
+                    Some(TxSlot::Own(_)) => "own",
+                    Some(TxSlot::Shared(_)) => "shared",
+                })
+                .collect()
+        };
+        assert_eq!(kinds(assign_tx_queues(q(2), 2)), ["own", "own"]);
+        assert_eq!(kinds(assign_tx_queues(q(4), 2)), ["own", "own"]);
+        assert_eq!(kinds(assign_tx_queues(q(1), 2)), ["shared", "shared"]);
+        assert_eq!(
+            kinds(assign_tx_queues(q(2), 3)),
+            ["shared", "own", "shared"]
+        );
+        assert_eq!(kinds(assign_tx_queues(q(0), 2)), ["none", "none"]);
+        // Workers 0 and 2 hold the very same queue.
+        let slots = assign_tx_queues(q(2), 3);
+        match (&slots[0], &slots[2]) {
+            (Some(TxSlot::Shared(a)), Some(TxSlot::Shared(b))) => assert!(Arc::ptr_eq(a, b)),
+            _ => panic!("workers 0 and 2 should share queue 0"),
+        }
+    }
+
+    /// Two workers on two threads forward to port 1, whose one tx queue they
+    /// share: every frame arrives exactly once and in each sender's order, the
+    /// queue is never used by both at once, and the counters add up.
+    #[test]
+    fn two_workers_send_through_one_shared_queue() {
+        const PER_WORKER: u64 = 20_000;
+        let mut b = L2PipelineBuilder::new(1);
+        b.port(PortIdx(0), "p0", GroupId(1))
+            .port(PortIdx(1), "pod", GroupId(1))
+            .port(PortIdx(2), "p2", GroupId(1))
+            .mac(A, PortIdx(0))
+            .mac(B, PortIdx(1))
+            .mac(C, PortIdx(2));
+        let cell = Arc::new(SnapshotCell::new(Pipeline::l2_only(b.build().unwrap())));
+        let out = Ring::new();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let overlaps = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(SharedTxQueue::new(ExclusiveTxQueue {
+            inner: VecTxQueue::new(out.clone()),
+            busy: Arc::clone(&busy),
+            overlaps: Arc::clone(&overlaps),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        let mut inputs = Vec::new();
+        for (w, (port, src)) in [(0u16, A), (2, C)].into_iter().enumerate() {
+            let rx = Ring::new();
+            inputs.push((rx.clone(), src));
+            let (cmd_tx, cmd_rx) = crossbeam::channel::unbounded();
+            cmd_tx
+                .send(WorkerCommand::AddPort {
+                    port: PortIdx(1),
+                    rx: Vec::new(),
+                    tx: Some(TxSlot::Shared(Arc::clone(&shared))),
+                })
+                .unwrap();
+            let worker: Worker<VecRxQueue, ExclusiveTxQueue, VecAlloc> = Worker::new(
+                WorkerId(w as u16),
+                vec![(PortIdx(port), VecRxQueue::new(rx))],
+                vec![None, None, None],
+                VecAlloc::unlimited(),
+                Arc::clone(&cell),
+                IdleBackoff::busy_poll(),
+                Arc::clone(&stop),
+            )
+            .unwrap()
+            .with_commands(cmd_rx);
+            handles.push(worker.stats_handle());
+            threads.push(std::thread::spawn(move || worker.run()));
+        }
+        // Frames go in only once both workers poll, a burst's worth to each in
+        // turn, so their sending overlaps however late a thread was started.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while handles.iter().any(|h| h.heartbeat() == 0) {
+            assert!(Instant::now() < deadline, "workers did not start");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for first in (0..PER_WORKER).step_by(BURST) {
+            for (rx, src) in &inputs {
+                for seq in first..(first + BURST as u64).min(PER_WORKER) {
+                    rx.push(numbered(*src, seq));
+                }
+            }
+        }
+        while out.len() < 2 * PER_WORKER as usize {
+            assert!(Instant::now() < deadline, "only {} frames out", out.len());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Release);
+        let stats: Vec<StatsSnapshot> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        drop(handles);
+
+        assert_eq!(
+            overlaps.load(Ordering::SeqCst),
+            0,
+            "queue used by two at once"
+        );
+        let frames = out.take_all();
+        assert_eq!(frames.len(), 2 * PER_WORKER as usize, "no extra frames");
+        let mut next: HashMap<[u8; 6], u64> = HashMap::new();
+        for f in &frames {
+            let d = f.data();
+            let src: [u8; 6] = d[6..12].try_into().unwrap();
+            let seq = u64::from_be_bytes(d[14..22].try_into().unwrap());
+            let want = next.entry(src).or_insert(0);
+            assert_eq!(seq, *want, "frame from {src:?} out of order or repeated");
+            *want += 1;
+        }
+        assert_eq!(next.get(&A.0), Some(&PER_WORKER));
+        assert_eq!(next.get(&C.0), Some(&PER_WORKER));
+        for s in &stats {
+            assert_eq!(s.rx_packets(), PER_WORKER, "{s:#?}");
+            assert_eq!(s.port(PortIdx(1)).tx_packets, PER_WORKER, "{s:#?}");
+            assert_eq!(s.total_drops(), 0, "{s:#?}");
+            assert!(s.tx_lock_contended <= s.tx_bursts, "{s:#?}");
+        }
+        // Each burst holds the queue for 100 µs while the other worker is
+        // sending too, so that one finds it held.
+        let contended: u64 = stats.iter().map(|s| s.tx_lock_contended).sum();
+        assert!(
+            contended > 0,
+            "no burst ever found the queue held: {stats:#?}"
+        );
+        assert_eq!(busy.load(Ordering::SeqCst), 0);
     }
 }

@@ -275,6 +275,15 @@ pub struct Port {
 }
 
 impl Port {
+    /// `(in use, most)`: the DPDK ports allocated in this process and the most
+    /// this DPDK build holds (`RTE_MAX_ETHPORTS`; Debian's is 32). A probe past
+    /// the most fails with a bare `EPERM`, so callers check first and say why.
+    pub fn ethdev_usage() -> (u32, u32) {
+        // SAFETY: reads DPDK's port table; no argument, no state changed.
+        let used = unsafe { dpdk_sys::rte_eth_dev_count_total() };
+        (u32::from(used), dpdk_sys::RTE_MAX_ETHPORTS)
+    }
+
     /// Probes a device (`rte_dev_probe`) and finds its port by the name before the
     /// first comma of `devargs`, e.g. `net_ring0` or `net_pcap3,rx_pcap=/x.pcap`.
     ///

@@ -8,7 +8,7 @@
 
 pub mod peers;
 pub mod tls;
-pub use peers::tcp_transfer;
+pub use peers::{have_testpmd, tcp_transfer, TestPmd};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

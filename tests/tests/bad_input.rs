@@ -1327,6 +1327,47 @@ fn cases() -> Table {
         )),
         &["queues"],
     );
+    // A vhost-user socket's owner, group and mode: each key named, nothing made.
+    let long_user = "u".repeat(10_000);
+    // (name, params, words of the message)
+    type SocketCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let socket_access: [SocketCase<'_>; 6] = [
+        (
+            "vhost_user socket_mode world-writable",
+            &[("socket_mode", "0666")],
+            &["socket_mode", "\"0666\"", "every local user"],
+        ),
+        (
+            "vhost_user socket_mode setuid",
+            &[("socket_mode", "4660")],
+            &["socket_mode", "setuid"],
+        ),
+        (
+            "vhost_user socket_mode not octal",
+            &[("socket_mode", "rw-rw----")],
+            &["socket_mode", "octal"],
+        ),
+        (
+            "vhost_user socket_owner unknown",
+            &[("socket_owner", "no-such-user-x")],
+            &["socket_owner", "no user"],
+        ),
+        (
+            "vhost_user socket_group 10 KB",
+            &[("socket_group", &long_user)],
+            &["socket_group", "not a group name", "…"],
+        ),
+        (
+            "vhost_user socket_mode in client mode",
+            &[("client", "true"), ("socket_mode", "0660")],
+            &["socket_mode", "client mode"],
+        ),
+    ];
+    for (name, params, words) in socket_access {
+        let mut params = params.to_vec();
+        params.push(("path", "/nonexistent/sa.sock"));
+        t.one(name, K::AddPort(port("sa", "vhost_user", &params)), words);
+    }
     t.one(
         "worker out of range",
         K::AddPort(port("wk", "null", &[("worker", "5")])),

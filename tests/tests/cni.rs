@@ -427,6 +427,28 @@ fn kernel_pods_ping_through_the_switch_and_leave_nothing() {
     assert!(shown.contains(&format!("{ip_a}/24")), "{shown}");
     let route = text(&nsa.exec(&["ip", "route", "show", "default"]).stdout);
     assert!(route.contains("via 10.88.0.1 dev eth0"), "{route}");
+    // The offloads TCP through af_packet needs (DESIGN.md §6), set by the plugin
+    // over netlink: no transmit checksum offload on the pod end, no GRO on the
+    // host end; and the pod end has the MAC the result reports.
+    let k = text(&nsa.exec(&["ethtool", "-k", "eth0"]).stdout);
+    assert!(k.contains("tx-checksumming: off"), "{k}");
+    assert!(k.contains("tx-checksum-ip-generic: off"), "{k}");
+    let host = vswitch_cni::names::AttachmentNames::new(a.id, "eth0").port;
+    let out = Command::new("ethtool")
+        .args(["-k", &host])
+        .output()
+        .unwrap();
+    let k = text(&out.stdout);
+    assert!(k.contains("generic-receive-offload: off"), "{host}: {k}");
+    let link = text(
+        &nsa.exec(&["ip", "-br", "link", "show", "dev", "eth0"])
+            .stdout,
+    );
+    let mac = ra.out["interfaces"][1]["mac"].as_str().unwrap();
+    assert!(
+        link.contains(mac) && link.contains("UP"),
+        "{link} (MAC {mac})"
+    );
     let (ports, eps) = node.ports_and_endpoints();
     assert_eq!((ports.len(), eps), (2, 2), "{ports:?}");
 
@@ -1214,116 +1236,6 @@ fn pods_come_and_go_while_two_others_stream() {
     node.assert_empty("after the churn");
 }
 
-/// True when `dpdk-testpmd` (Debian's `dpdk` package) can be run.
-fn have_testpmd() -> bool {
-    Command::new("dpdk-testpmd")
-        .arg("--version")
-        .output()
-        .is_ok()
-}
-
-/// `dpdk-testpmd` as a DPDK pod: a `virtio_user` port on the vhost-user socket
-/// `sock` with `mac`, forwarding in `mode`. Its memory is `--no-huge` (memfd
-/// backed, which the switch maps as it would hugepages), so the tests need no
-/// hugepages reserved. It is driven on its interactive prompt (`start`, `stop`,
-/// `quit`), so it can stop forwarding and stay connected while the switch drains
-/// its ring; on drop its stdin closes, which ends it (by PID if it does not end
-/// by itself), and its EAL runtime directory is removed.
-struct TestPmd {
-    child: Option<std::process::Child>,
-    prefix: String,
-}
-
-impl TestPmd {
-    fn start(
-        sock: &Path,
-        mac: &str,
-        prefix: &str,
-        server: bool,
-        mode: &str,
-        extra: &[&str],
-    ) -> TestPmd {
-        let server = if server { ",server=1" } else { "" };
-        let vdev = format!("net_virtio_user0,path={}{server},mac={mac}", sock.display());
-        let child = Command::new("dpdk-testpmd")
-            .args([
-                "-l",
-                "0,1",
-                "--no-huge",
-                "--no-shconf",
-                "--no-telemetry",
-                "-m",
-                "256",
-                "--no-pci",
-            ])
-            .args(["--file-prefix", prefix, "--vdev", &vdev, "--", "-i"])
-            .arg(format!("--forward-mode={mode}"))
-            .args(["--total-num-mbufs", "4096"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dpdk-testpmd");
-        let mut t = TestPmd {
-            child: Some(child),
-            prefix: prefix.to_owned(),
-        };
-        t.command("start");
-        t
-    }
-
-    /// Types `line` at its prompt.
-    fn command(&mut self, line: &str) {
-        let stdin = self
-            .child
-            .as_mut()
-            .and_then(|c| c.stdin.as_mut())
-            .expect("testpmd's stdin");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("testpmd quit early");
-        stdin.flush().unwrap();
-    }
-
-    /// Stops forwarding and quits, reading `RX-packets` and `TX-packets` of its
-    /// port from what `stop` prints.
-    fn totals(mut self) -> (u64, u64) {
-        self.command("stop");
-        self.command("quit");
-        let mut child = self.child.take().unwrap();
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        let text = text_of(&out.stdout);
-        let field = |name: &str| -> u64 {
-            text.split(name)
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in testpmd's output:\n{text}"))
-        };
-        (field("RX-packets:"), field("TX-packets:"))
-    }
-}
-
-impl Drop for TestPmd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take());
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() {
-                if std::time::Instant::now() > deadline {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
-    }
-}
-
 /// Pings until answered, at most `tries` times (each waits 1 s for an answer).
 fn ping_until(ns: &Netns, to: &str, tries: u32) -> bool {
     (0..tries).any(|_| {
@@ -1748,4 +1660,49 @@ fn a_pod_gone_while_the_switch_was_down_is_deleted_after_restart() {
         assert!(d.ok, "DEL {}: {} {}", a.id, d.out, d.stderr);
     }
     node.assert_empty("after DEL");
+}
+
+#[test]
+fn an_add_past_the_switchs_port_limit_says_so() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let sock = node.dir.join("ctl.sock");
+    // Fill the switch's DPDK port table (Debian's DPDK holds 32) with null ports.
+    let mut filled = Vec::new();
+    let refusal = loop {
+        let name = format!("fill{}", filled.len());
+        let out = vswitchctl(&sock, &["port", "add", &name, "--profile", "null"]);
+        if !out.status.success() {
+            break format!("{}{}", text(&out.stdout), text(&out.stderr));
+        }
+        filled.push(name);
+        assert!(filled.len() <= 1024, "no port limit met");
+    };
+    let n = filled.len();
+    assert!(
+        refusal.contains("RTE_MAX_ETHPORTS") && refusal.contains(&format!("({n} of {n}")),
+        "{refusal}"
+    );
+    // A pod's ADD then fails with the same reason, and leaves nothing behind.
+    let ns = Netns::new(&format!("{tag}a"));
+    let p = format!("/run/netns/{}", ns.name);
+    let a = Att {
+        id: &format!("{tag}-full"),
+        netns: &p,
+        ifname: "eth0",
+    };
+    let r = cni("ADD", &a, &node.conf("1.0.0", "kernel"));
+    assert_eq!(r.code(), 7, "{}", r.out);
+    let said = r.out.to_string();
+    assert!(
+        said.contains("RTE_MAX_ETHPORTS") && said.contains(&format!("{n} of {n}")),
+        "{said}"
+    );
+    assert!(!host_link(a.id, "eth0"), "the veth is left");
+    assert!(node.leases().is_empty(), "a lease is left");
+    for name in &filled {
+        vswitchctl_ok(&sock, &["port", "del", name]);
+    }
+    node.assert_empty("after the refused ADD");
 }

@@ -275,7 +275,11 @@ fn metrics_scraped_during_traffic_pass_promtool_and_match_vswitchctl() {
             .keys()
             .filter(|k| k.starts_with("vswitch_drops_total{"))
             .count();
-        assert_eq!(reasons, 32, "every drop reason has its series");
+        assert_eq!(
+            reasons,
+            dataplane::DropReason::COUNT,
+            "every drop reason has its series"
+        );
         between(
             "vswitch_generated_packets_total",
             m.get("vswitch_generated_packets_total"),

@@ -8,12 +8,17 @@
 //!   succeeds (and plugs it once the interface is back); `port del` of it
 //!   succeeds, and `port add` of the same name once the interface is back
 //!   plugs and forwards;
+//! - it is in the stats file (`plugged: false`, the reason) and the metrics
+//!   (`vswitch_port_plugged 0`), and when its interface comes back the switch
+//!   plugs it by itself, without a write (a retry with backoff), logged once;
 //! - a port of the configuration file with a missing interface still stops
 //!   the start.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use system_tests::*;
@@ -202,6 +207,167 @@ fn a_state_file_port_whose_interface_is_gone_starts_not_plugged() {
     assert_eq!(find(&ports, "pod2")["not_plugged"], "", "{ports}");
     ping(&pod1, &ip_of(1));
     ping(&pod2, &ip_of(2));
+    v.stop();
+}
+
+/// The metrics page at `addr`.
+fn metrics_page(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+/// The stats file's line of port `name`, once the file has one.
+fn stats_port(dir: &TempDir, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let doc: Value = std::fs::read_to_string(dir.join("stats.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let found = doc["ports"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == name).cloned());
+        match found {
+            Some(p) => return p,
+            None if Instant::now() > deadline => panic!("no port {name} in the stats file: {doc}"),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn a_port_not_plugged_is_shown_and_plugs_when_its_interface_is_back() {
+    require_root!();
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let sock = dir.join("ctl.sock");
+    let body = format!(
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        allowed_dirs(&dir)
+    );
+    let cfg = control_config(&dir, &[worker_core()], &body);
+    let pod1 = pod(&tag, 0);
+    let pod2 = pod(&tag, 1);
+    let v = Vswitchd::start(&dir, &cfg);
+    wait_for_api(&sock);
+    port_add(&sock, "pod1", &pod1.host_if);
+    port_add(&sock, "pod2", &pod2.host_if);
+    set_l2(
+        &dir,
+        &sock,
+        json!([{"mac": MACS[0], "port": "pod1"}, {"mac": MACS[1], "port": "pod2"}]),
+    );
+    ping(&pod1, &ip_of(1));
+    v.stop();
+    let pod2_if = pod2.host_if.clone();
+    drop(pod2);
+
+    let v = Vswitchd::start(&dir, &cfg);
+    wait_for_api(&sock);
+    // The endpoint's port is the kernel's choice, logged once it listens.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr: SocketAddr = loop {
+        let log = v.log_text();
+        let found = log
+            .lines()
+            .find(|l| l.contains("metrics endpoint listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        match found {
+            Some(a) => break a,
+            None if Instant::now() > deadline => panic!("no metrics address in the log:\n{log}"),
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let gone = stats_port(&dir, "pod2");
+    assert_eq!(gone["plugged"], false, "{gone}");
+    assert!(
+        gone["not_plugged"]
+            .as_str()
+            .is_some_and(|w| w.contains(&pod2_if)),
+        "{gone}"
+    );
+    assert_eq!(gone["rx_packets"], 0, "{gone}");
+    let up = stats_port(&dir, "pod1");
+    assert_eq!(up["plugged"], true, "{up}");
+    assert!(up.get("not_plugged").is_none(), "{up}");
+    let page = metrics_page(addr);
+    assert!(
+        page.contains("vswitch_port_plugged{port=\"pod2\"} 0\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("vswitch_port_plugged{port=\"pod1\"} 1\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("vswitch_port_link_up{port=\"pod2\"} 0\n"),
+        "{page}"
+    );
+    // Tried again while the interface stays gone: still not plugged, and
+    // nothing more in the log than the start's one line.
+    std::thread::sleep(Duration::from_secs(2));
+    let ports = json_of(&sock, &["port", "list", "--json"]);
+    assert!(
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "pod2" && p["not_plugged"] != ""),
+        "{ports}"
+    );
+
+    // The interface comes back: no write, the switch plugs the port itself.
+    let pod2 = pod(&tag, 1);
+    let t0 = Instant::now();
+    loop {
+        let ports = json_of(&sock, &["port", "list", "--json"]);
+        let p2 = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "pod2")
+            .cloned()
+            .unwrap_or_default();
+        if p2["not_plugged"] == "" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "pod2 not plugged 15 s after its interface is back: {p2}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ping(&pod1, &ip_of(1));
+    ping(&pod2, &ip_of(0));
+    let page = metrics_page(addr);
+    assert!(
+        page.contains("vswitch_port_plugged{port=\"pod2\"} 1\n"),
+        "{page}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats_port(&dir, "pod2")["plugged"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the stats file still says not plugged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = v.log_text();
+    let lines = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains("pod2") && l.contains(what))
+            .count()
+    };
+    assert_eq!(lines("port plugged: its device is back"), 1, "{log}");
+    assert_eq!(lines("still not plugged"), 0, "{log}");
     v.stop();
 }
 

@@ -107,179 +107,11 @@ pub async fn execute_prepared(
             let probe = crate::client::channel_for(cli).await?;
             health(client, probe, j.json, out).await
         }
-        Command::Port(P::Add {
-            name,
-            profile,
-            params,
-            group,
-            mtu,
-        }) => {
-            let port = api::Port {
-                name: name.clone(),
-                profile: profile.clone(),
-                params: params.iter().cloned().collect(),
-                group: group.clone().unwrap_or_default(),
-                mtu: mtu.unwrap_or(0),
-            };
-            write(client, vec![O::AddPort(port)], w, out)
-                .await
-                .map(drop)
-        }
-        Command::Port(P::Del { name }) => write(client, vec![O::DelPort(name.clone())], w, out)
-            .await
-            .map(drop),
         Command::Port(P::List(j)) => port_list(client, j.json, out).await,
-        Command::Net(N::Add {
-            name,
-            vni,
-            encap,
-            tenant,
-            subnets,
-            gateway_ips,
-            gateway_mac,
-            flood_unknown,
-            vteps,
-        }) => {
-            let net = api::Network {
-                name: name.clone(),
-                vni: *vni,
-                encap: encap.map(|e| e.as_str().to_string()).unwrap_or_default(),
-                tenant: tenant.clone().unwrap_or_default(),
-                subnets: subnets.clone(),
-                gateway_ips: gateway_ips.clone(),
-                gateway_mac: gateway_mac.clone(),
-                flood_unknown: *flood_unknown,
-                vteps: vteps.clone(),
-            };
-            write(client, vec![O::AddNetwork(net)], w, out)
-                .await
-                .map(drop)
-        }
-        Command::Net(N::Del { name }) => write(client, vec![O::DelNetwork(name.clone())], w, out)
-            .await
-            .map(drop),
         Command::Net(N::List(j)) => net_list(client, j.json, out).await,
-        Command::Endpoint(E::Add {
-            network,
-            mac,
-            ips,
-            port,
-        }) => {
-            let ep = api::Endpoint {
-                network: network.clone(),
-                mac: mac.clone(),
-                ips: ips.clone(),
-                port: port.clone(),
-            };
-            write(client, vec![O::AddEndpoint(ep)], w, out)
-                .await
-                .map(drop)
-        }
-        Command::Endpoint(E::Del { network, mac }) => {
-            let key = api::EndpointKey {
-                network: network.clone(),
-                mac: mac.clone(),
-            };
-            write(client, vec![O::DelEndpoint(key)], w, out)
-                .await
-                .map(drop)
-        }
         Command::Endpoint(E::List(j)) => endpoint_list(client, j.json, out).await,
-        Command::Remote(R::Add {
-            network,
-            mac,
-            ips,
-            vtep,
-        }) => {
-            let ep = api::RemoteEndpoint {
-                network: network.clone(),
-                mac: mac.clone(),
-                ips: ips.clone(),
-                vtep: vtep.clone(),
-            };
-            write(client, vec![O::AddRemoteEndpoint(ep)], w, out)
-                .await
-                .map(drop)
-        }
-        Command::Remote(R::Del { network, mac }) => {
-            let key = api::EndpointKey {
-                network: network.clone(),
-                mac: mac.clone(),
-            };
-            write(client, vec![O::DelRemoteEndpoint(key)], w, out)
-                .await
-                .map(drop)
-        }
         Command::Remote(R::List(j)) => remote_list(client, j.json, out).await,
-        Command::Route(Rt::Add {
-            tenant,
-            prefix,
-            via_network,
-            via,
-            blackhole,
-        }) => {
-            let target = match (via_network, via, blackhole) {
-                (Some(network), Some(ip), false) => api::route::Target::NextHop(api::NextHop {
-                    network: network.clone(),
-                    ip: ip.clone(),
-                }),
-                (None, None, true) => api::route::Target::Blackhole(true),
-                _ => {
-                    return Err(Error::Usage(
-                        "route add: give --via-network N --via IP, or --blackhole".into(),
-                    ))
-                }
-            };
-            let route = api::Route {
-                tenant: tenant.clone(),
-                prefix: prefix.clone(),
-                target: Some(target),
-            };
-            write(client, vec![O::AddRoute(route)], w, out)
-                .await
-                .map(drop)
-        }
-        Command::Route(Rt::Del { tenant, prefix }) => {
-            let key = api::RouteKey {
-                tenant: tenant.clone(),
-                prefix: prefix.clone(),
-            };
-            write(client, vec![O::DelRoute(key)], w, out)
-                .await
-                .map(drop)
-        }
         Command::Route(Rt::List(j)) => route_list(client, j.json, out).await,
-        Command::Underlay(U::Set {
-            uplink,
-            local_ip,
-            local_mac,
-            on_link,
-            gateway,
-            mtu,
-            neighbors,
-        }) => {
-            let u = api::Underlay {
-                uplink: uplink.clone(),
-                local_vtep_ip: local_ip.clone(),
-                local_mac: local_mac.clone(),
-                mtu: mtu.unwrap_or(0),
-                on_link: on_link.clone(),
-                gateway: gateway.clone().unwrap_or_default(),
-                neighbors: neighbors
-                    .iter()
-                    .map(|(ip, mac)| api::StaticNeighbor {
-                        ip: ip.clone(),
-                        mac: mac.clone(),
-                    })
-                    .collect(),
-            };
-            write(client, vec![O::SetUnderlay(u)], w, out)
-                .await
-                .map(drop)
-        }
-        Command::Underlay(U::Clear) => write(client, vec![O::ClearUnderlay(true)], w, out)
-            .await
-            .map(drop),
         Command::Underlay(U::Show(j)) => underlay_show(client, j.json, out).await,
         Command::Stats(a) => stats(client, a.json.json, a.all, out).await,
         Command::Apply(a) => {
@@ -312,7 +144,174 @@ pub async fn execute_prepared(
         }
         Command::Capture(a) => capture(client, a, out).await,
         Command::Completion { shell } => completion(*shell, out),
+        Command::Port(_)
+        | Command::Net(_)
+        | Command::Endpoint(_)
+        | Command::Remote(_)
+        | Command::Route(_)
+        | Command::Underlay(_) => match write_op(&cli.command)? {
+            Some(op) => write(client, vec![op], w, out).await.map(drop),
+            None => Err(Error::Usage("this command writes nothing".into())),
+        },
     }
+}
+
+/// The op a write command (`port add`, `net del`, `underlay set`, …) sends: the
+/// API's message built from the arguments, nothing else (the server checks it
+/// as it checks the file's items). `None` for a command that only reads.
+///
+/// # Errors
+/// Arguments that make no op (`route add` without a target).
+pub fn write_op(command: &Command) -> Result<Option<O>> {
+    use cli::UnderlayCmd as U;
+    use cli::{EndpointCmd as E, NetCmd as N, PortCmd as P, RemoteCmd as R, RouteCmd as Rt};
+    Ok(Some(match command {
+        Command::Port(P::Add {
+            name,
+            profile,
+            params,
+            group,
+            mtu,
+        }) => {
+            let port = api::Port {
+                name: name.clone(),
+                profile: profile.clone(),
+                params: params.iter().cloned().collect(),
+                group: group.clone().unwrap_or_default(),
+                mtu: mtu.unwrap_or(0),
+            };
+            O::AddPort(port)
+        }
+        Command::Port(P::Del { name }) => O::DelPort(name.clone()),
+        Command::Net(N::Add {
+            name,
+            vni,
+            encap,
+            tenant,
+            subnets,
+            gateway_ips,
+            gateway_mac,
+            flood_unknown,
+            vteps,
+        }) => {
+            let net = api::Network {
+                name: name.clone(),
+                vni: *vni,
+                encap: encap.map(|e| e.as_str().to_string()).unwrap_or_default(),
+                tenant: tenant.clone().unwrap_or_default(),
+                subnets: subnets.clone(),
+                gateway_ips: gateway_ips.clone(),
+                gateway_mac: gateway_mac.clone(),
+                flood_unknown: *flood_unknown,
+                vteps: vteps.clone(),
+            };
+            O::AddNetwork(net)
+        }
+        Command::Net(N::Del { name }) => O::DelNetwork(name.clone()),
+        Command::Endpoint(E::Add {
+            network,
+            mac,
+            ips,
+            port,
+        }) => {
+            let ep = api::Endpoint {
+                network: network.clone(),
+                mac: mac.clone(),
+                ips: ips.clone(),
+                port: port.clone(),
+            };
+            O::AddEndpoint(ep)
+        }
+        Command::Endpoint(E::Del { network, mac }) => {
+            let key = api::EndpointKey {
+                network: network.clone(),
+                mac: mac.clone(),
+            };
+            O::DelEndpoint(key)
+        }
+        Command::Remote(R::Add {
+            network,
+            mac,
+            ips,
+            vtep,
+        }) => {
+            let ep = api::RemoteEndpoint {
+                network: network.clone(),
+                mac: mac.clone(),
+                ips: ips.clone(),
+                vtep: vtep.clone(),
+            };
+            O::AddRemoteEndpoint(ep)
+        }
+        Command::Remote(R::Del { network, mac }) => {
+            let key = api::EndpointKey {
+                network: network.clone(),
+                mac: mac.clone(),
+            };
+            O::DelRemoteEndpoint(key)
+        }
+        Command::Route(Rt::Add {
+            tenant,
+            prefix,
+            via_network,
+            via,
+            blackhole,
+        }) => {
+            let target = match (via_network, via, blackhole) {
+                (Some(network), Some(ip), false) => api::route::Target::NextHop(api::NextHop {
+                    network: network.clone(),
+                    ip: ip.clone(),
+                }),
+                (None, None, true) => api::route::Target::Blackhole(true),
+                _ => {
+                    return Err(Error::Usage(
+                        "route add: give --via-network N --via IP, or --blackhole".into(),
+                    ))
+                }
+            };
+            let route = api::Route {
+                tenant: tenant.clone(),
+                prefix: prefix.clone(),
+                target: Some(target),
+            };
+            O::AddRoute(route)
+        }
+        Command::Route(Rt::Del { tenant, prefix }) => {
+            let key = api::RouteKey {
+                tenant: tenant.clone(),
+                prefix: prefix.clone(),
+            };
+            O::DelRoute(key)
+        }
+        Command::Underlay(U::Set {
+            uplink,
+            local_ip,
+            local_mac,
+            on_link,
+            gateway,
+            mtu,
+            neighbors,
+        }) => {
+            let u = api::Underlay {
+                uplink: uplink.clone(),
+                local_vtep_ip: local_ip.clone(),
+                local_mac: local_mac.clone(),
+                mtu: mtu.unwrap_or(0),
+                on_link: on_link.clone(),
+                gateway: gateway.clone().unwrap_or_default(),
+                neighbors: neighbors
+                    .iter()
+                    .map(|(ip, mac)| api::StaticNeighbor {
+                        ip: ip.clone(),
+                        mac: mac.clone(),
+                    })
+                    .collect(),
+            };
+            O::SetUnderlay(u)
+        }
+        Command::Underlay(U::Clear) => O::ClearUnderlay(true),
+        _ => return Ok(None),
+    }))
 }
 
 /// Prints the completion script of `shell`.
@@ -687,6 +686,7 @@ pub fn stats_json(s: &api::Stats) -> Value {
                 "tx_packets": w.tx_packets, "busy_rounds": w.busy_rounds,
                 "idle_rounds": w.idle_rounds, "generation": w.generation,
                 "busy_ns": w.busy_ns, "idle_ns": w.idle_ns,
+                "tx_lock_contended": w.tx_lock_contended,
                 "flow_table": {
                     "hits": w.flow_hits, "misses": w.flow_misses,
                     "installs": w.flow_installs, "evictions": w.flow_evictions,
@@ -741,7 +741,7 @@ fn ports_table(ports: &[api::PortStatus]) -> Table {
     t
 }
 
-fn networks_table(nets: &[doc::Network]) -> Table {
+fn networks_table(nets: &[api::Network]) -> Table {
     let mut t = Table::new(&[
         "NETWORK",
         "VNI",
@@ -932,10 +932,10 @@ pub async fn route_list(client: &mut Client, json: bool, out: &mut dyn Write) ->
     }
     let mut t = Table::new(&["TENANT", "PREFIX", "TARGET"]);
     for r in &s.routes {
-        let target = match (&r.next_hop, r.blackhole) {
-            (Some(nh), _) => format!("via {} in {}", nh.ip, nh.network),
-            (None, true) => "blackhole".to_string(),
-            (None, false) => "-".to_string(),
+        let target = match &r.target {
+            Some(api::route::Target::NextHop(nh)) => format!("via {} in {}", nh.ip, nh.network),
+            Some(api::route::Target::Blackhole(true)) => "blackhole".to_string(),
+            _ => "-".to_string(),
         };
         t.row([
             or_dash(&r.tenant).replace('-', "default"),
@@ -1025,9 +1025,17 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
     write!(out, "{}", t.render())?;
     writeln!(out)?;
     let mut t = Table::new(&[
-        "WORKER", "CORE", "RX_PKTS", "TX_PKTS", "BUSY", "IDLE", "BUSY%", "GEN",
+        "WORKER",
+        "CORE",
+        "RX_PKTS",
+        "TX_PKTS",
+        "BUSY",
+        "IDLE",
+        "BUSY%",
+        "GEN",
+        "TX_LOCK_CONTENDED",
     ])
-    .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
+    .right(&[0, 1, 2, 3, 4, 5, 6, 7, 8]);
     for w in &s.workers {
         t.row([
             w.index.to_string(),
@@ -1038,6 +1046,7 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
             w.idle_rounds.to_string(),
             busy_percent(w.busy_ns, w.idle_ns),
             w.generation.to_string(),
+            w.tx_lock_contended.to_string(),
         ]);
     }
     write!(out, "{}", t.render())?;

@@ -1,6 +1,6 @@
-//! The declarative document of `vswitchctl apply` / `get`: a serde mirror of the
-//! API's `DesiredState`, with the field names of the proto and of the configuration
-//! file, plus the conversions to and from the prost messages and the diff between
+//! The declarative document of `vswitchctl apply` / `get`: the API's resource
+//! messages under the `DesiredState`'s keys, in their serde form (the
+//! configuration file's, defined once in `control::model`), and the diff between
 //! two documents.
 //!
 //! ```yaml
@@ -20,24 +20,19 @@
 //!   - {tenant: t1, prefix: 10.99.0.0/16, blackhole: true}
 //! ```
 //!
-//! Every key but the identifying ones may be left out (proto3 defaults: empty, 0,
+//! The keys a resource needs are the file's (a network's `name`, `vni` and
+//! `gateway_mac`, say); the others may be left out (proto3 defaults: empty, 0,
 //! false). Unknown keys are refused.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use control::api;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// The whole desired state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole desired state: the API's resource messages, whose serde form is the
+/// configuration file's (one schema, see `control::model`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Document {
     /// The generation of the state this document was exported from (`get` writes
@@ -47,147 +42,15 @@ pub struct Document {
     /// write. The diff and the conversion to the API ignore it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
-    pub ports: Vec<Port>,
-    pub patches: Vec<Patch>,
-    pub l2: Vec<L2Entry>,
+    pub ports: Vec<api::Port>,
+    pub patches: Vec<api::Patch>,
+    pub l2: Vec<api::L2Entry>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub underlay: Option<Underlay>,
-    pub networks: Vec<Network>,
-    pub endpoints: Vec<Endpoint>,
-    pub remote_endpoints: Vec<RemoteEndpoint>,
-    pub routes: Vec<Route>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Port {
-    pub name: String,
-    pub profile: String,
-    /// Profile keys; YAML booleans and numbers are accepted and kept in their text
-    /// form (`true`, `2`), as the API wants.
-    #[serde(
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "params_from_scalars"
-    )]
-    pub params: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub group: String,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub mtu: u32,
-}
-
-fn params_from_scalars<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
-    raw.into_iter()
-        .map(|(k, v)| {
-            let text = match v {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Bool(b) => b.to_string(),
-                serde_json::Value::Number(n) => n.to_string(),
-                other => {
-                    return Err(serde::de::Error::custom(format!(
-                        "param `{k}`: expected a string, number or boolean, found {other}"
-                    )))
-                }
-            };
-            Ok((k, text))
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Patch {
-    pub from: String,
-    pub to: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct L2Entry {
-    pub mac: String,
-    pub port: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StaticNeighbor {
-    pub ip: String,
-    pub mac: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Underlay {
-    pub uplink: String,
-    pub local_vtep_ip: String,
-    pub local_mac: String,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub mtu: u32,
-    pub on_link: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub gateway: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub neighbors: Vec<StaticNeighbor>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Network {
-    pub name: String,
-    pub vni: u32,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub encap: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub tenant: String,
-    pub subnets: Vec<String>,
-    pub gateway_ips: Vec<String>,
-    pub gateway_mac: String,
-    #[serde(skip_serializing_if = "is_false")]
-    pub flood_unknown: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub vteps: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Endpoint {
-    pub network: String,
-    pub mac: String,
-    pub ips: Vec<String>,
-    pub port: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RemoteEndpoint {
-    pub network: String,
-    pub mac: String,
-    pub ips: Vec<String>,
-    pub vtep: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NextHop {
-    pub network: String,
-    pub ip: String,
-}
-
-/// A static route: exactly one of `next_hop` and `blackhole: true` (the server
-/// checks; a route with neither is sent without a target).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Route {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub tenant: String,
-    pub prefix: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_hop: Option<NextHop>,
-    #[serde(skip_serializing_if = "is_false")]
-    pub blackhole: bool,
+    pub underlay: Option<api::Underlay>,
+    pub networks: Vec<api::Network>,
+    pub endpoints: Vec<api::Endpoint>,
+    pub remote_endpoints: Vec<api::RemoteEndpoint>,
+    pub routes: Vec<api::Route>,
 }
 
 // ------------------------------------------------------------ parse / print
@@ -303,221 +166,18 @@ pub fn print(doc: &Document, format: Format) -> String {
 
 // ------------------------------------------------------------ proto <-> doc
 
-impl From<api::Port> for Port {
-    fn from(p: api::Port) -> Self {
-        Port {
-            name: p.name,
-            profile: p.profile,
-            params: p.params.into_iter().collect(),
-            group: p.group,
-            mtu: p.mtu,
-        }
-    }
-}
-impl From<Port> for api::Port {
-    fn from(p: Port) -> Self {
-        api::Port {
-            name: p.name,
-            profile: p.profile,
-            params: p.params.into_iter().collect(),
-            group: p.group,
-            mtu: p.mtu,
-        }
-    }
-}
-impl From<api::Patch> for Patch {
-    fn from(p: api::Patch) -> Self {
-        Patch {
-            from: p.from,
-            to: p.to,
-        }
-    }
-}
-impl From<Patch> for api::Patch {
-    fn from(p: Patch) -> Self {
-        api::Patch {
-            from: p.from,
-            to: p.to,
-        }
-    }
-}
-impl From<api::L2Entry> for L2Entry {
-    fn from(e: api::L2Entry) -> Self {
-        L2Entry {
-            mac: e.mac,
-            port: e.port,
-        }
-    }
-}
-impl From<L2Entry> for api::L2Entry {
-    fn from(e: L2Entry) -> Self {
-        api::L2Entry {
-            mac: e.mac,
-            port: e.port,
-        }
-    }
-}
-impl From<api::Underlay> for Underlay {
-    fn from(u: api::Underlay) -> Self {
-        Underlay {
-            uplink: u.uplink,
-            local_vtep_ip: u.local_vtep_ip,
-            local_mac: u.local_mac,
-            mtu: u.mtu,
-            on_link: u.on_link,
-            gateway: u.gateway,
-            neighbors: u
-                .neighbors
-                .into_iter()
-                .map(|n| StaticNeighbor {
-                    ip: n.ip,
-                    mac: n.mac,
-                })
-                .collect(),
-        }
-    }
-}
-impl From<Underlay> for api::Underlay {
-    fn from(u: Underlay) -> Self {
-        api::Underlay {
-            uplink: u.uplink,
-            local_vtep_ip: u.local_vtep_ip,
-            local_mac: u.local_mac,
-            mtu: u.mtu,
-            on_link: u.on_link,
-            gateway: u.gateway,
-            neighbors: u
-                .neighbors
-                .into_iter()
-                .map(|n| api::StaticNeighbor {
-                    ip: n.ip,
-                    mac: n.mac,
-                })
-                .collect(),
-        }
-    }
-}
-impl From<api::Network> for Network {
-    fn from(n: api::Network) -> Self {
-        Network {
-            name: n.name,
-            vni: n.vni,
-            encap: n.encap,
-            tenant: n.tenant,
-            subnets: n.subnets,
-            gateway_ips: n.gateway_ips,
-            gateway_mac: n.gateway_mac,
-            flood_unknown: n.flood_unknown,
-            vteps: n.vteps,
-        }
-    }
-}
-impl From<Network> for api::Network {
-    fn from(n: Network) -> Self {
-        api::Network {
-            name: n.name,
-            vni: n.vni,
-            encap: n.encap,
-            tenant: n.tenant,
-            subnets: n.subnets,
-            gateway_ips: n.gateway_ips,
-            gateway_mac: n.gateway_mac,
-            flood_unknown: n.flood_unknown,
-            vteps: n.vteps,
-        }
-    }
-}
-impl From<api::Endpoint> for Endpoint {
-    fn from(e: api::Endpoint) -> Self {
-        Endpoint {
-            network: e.network,
-            mac: e.mac,
-            ips: e.ips,
-            port: e.port,
-        }
-    }
-}
-impl From<Endpoint> for api::Endpoint {
-    fn from(e: Endpoint) -> Self {
-        api::Endpoint {
-            network: e.network,
-            mac: e.mac,
-            ips: e.ips,
-            port: e.port,
-        }
-    }
-}
-impl From<api::RemoteEndpoint> for RemoteEndpoint {
-    fn from(e: api::RemoteEndpoint) -> Self {
-        RemoteEndpoint {
-            network: e.network,
-            mac: e.mac,
-            ips: e.ips,
-            vtep: e.vtep,
-        }
-    }
-}
-impl From<RemoteEndpoint> for api::RemoteEndpoint {
-    fn from(e: RemoteEndpoint) -> Self {
-        api::RemoteEndpoint {
-            network: e.network,
-            mac: e.mac,
-            ips: e.ips,
-            vtep: e.vtep,
-        }
-    }
-}
-impl From<api::Route> for Route {
-    fn from(r: api::Route) -> Self {
-        let (next_hop, blackhole) = match r.target {
-            Some(api::route::Target::NextHop(nh)) => (
-                Some(NextHop {
-                    network: nh.network,
-                    ip: nh.ip,
-                }),
-                false,
-            ),
-            Some(api::route::Target::Blackhole(b)) => (None, b),
-            None => (None, false),
-        };
-        Route {
-            tenant: r.tenant,
-            prefix: r.prefix,
-            next_hop,
-            blackhole,
-        }
-    }
-}
-impl From<Route> for api::Route {
-    fn from(r: Route) -> Self {
-        let target = match (r.next_hop, r.blackhole) {
-            (Some(nh), _) => Some(api::route::Target::NextHop(api::NextHop {
-                network: nh.network,
-                ip: nh.ip,
-            })),
-            (None, true) => Some(api::route::Target::Blackhole(true)),
-            (None, false) => None,
-        };
-        api::Route {
-            tenant: r.tenant,
-            prefix: r.prefix,
-            target,
-        }
-    }
-}
-
 impl From<api::DesiredState> for Document {
     fn from(s: api::DesiredState) -> Self {
         let mut doc = Document {
             generation: None,
-            ports: s.ports.into_iter().map(Into::into).collect(),
-            patches: s.patches.into_iter().map(Into::into).collect(),
-            l2: s.l2.into_iter().map(Into::into).collect(),
-            underlay: s.underlay.map(Into::into),
-            networks: s.networks.into_iter().map(Into::into).collect(),
-            endpoints: s.endpoints.into_iter().map(Into::into).collect(),
-            remote_endpoints: s.remote_endpoints.into_iter().map(Into::into).collect(),
-            routes: s.routes.into_iter().map(Into::into).collect(),
+            ports: s.ports,
+            patches: s.patches,
+            l2: s.l2,
+            underlay: s.underlay,
+            networks: s.networks,
+            endpoints: s.endpoints,
+            remote_endpoints: s.remote_endpoints,
+            routes: s.routes,
         };
         // Deterministic export whatever the server's order (maps are unordered).
         doc.ports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -527,14 +187,14 @@ impl From<api::DesiredState> for Document {
 impl From<Document> for api::DesiredState {
     fn from(d: Document) -> Self {
         api::DesiredState {
-            ports: d.ports.into_iter().map(Into::into).collect(),
-            patches: d.patches.into_iter().map(Into::into).collect(),
-            l2: d.l2.into_iter().map(Into::into).collect(),
-            underlay: d.underlay.map(Into::into),
-            networks: d.networks.into_iter().map(Into::into).collect(),
-            endpoints: d.endpoints.into_iter().map(Into::into).collect(),
-            remote_endpoints: d.remote_endpoints.into_iter().map(Into::into).collect(),
-            routes: d.routes.into_iter().map(Into::into).collect(),
+            ports: d.ports,
+            patches: d.patches,
+            l2: d.l2,
+            underlay: d.underlay,
+            networks: d.networks,
+            endpoints: d.endpoints,
+            remote_endpoints: d.remote_endpoints,
+            routes: d.routes,
         }
     }
 }
@@ -687,7 +347,7 @@ fn diff_kind<T: PartialEq>(
 /// (empty tenant/group/encap, underlay MTU 0) equal their explicit values.
 pub fn diff(current: &Document, desired: &Document) -> Diff {
     let (c, d) = (normalize(current), normalize(desired));
-    let under = |u: &Option<Underlay>| u.iter().cloned().collect::<Vec<_>>();
+    let under = |u: &Option<api::Underlay>| u.iter().cloned().collect::<Vec<_>>();
     Diff {
         kinds: vec![
             diff_kind("ports", &c.ports, &d.ports, |p| p.name.clone()),

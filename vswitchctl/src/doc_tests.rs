@@ -60,8 +60,14 @@ fn parses_the_sample() {
     assert_eq!(replay.mtu, 9000);
     assert_eq!(d.ports[2].profile, "null");
     assert_eq!(d.underlay.as_ref().unwrap().neighbors.len(), 1);
-    assert!(d.routes[1].blackhole);
-    assert_eq!(d.routes[0].next_hop.as_ref().unwrap().ip, "10.1.0.254");
+    assert_eq!(
+        d.routes[1].target,
+        Some(api::route::Target::Blackhole(true))
+    );
+    assert!(matches!(
+        &d.routes[0].target,
+        Some(api::route::Target::NextHop(nh)) if nh.ip == "10.1.0.254"
+    ));
 }
 
 #[test]
@@ -156,21 +162,20 @@ fn diff_reports_added_removed_changed_per_kind() {
     let mut des = sample();
     des.ports.retain(|p| p.name != "sink");
     des.patches.clear();
-    des.ports.push(Port {
+    des.ports.push(api::Port {
         name: "pod4".into(),
         profile: "af_packet".into(),
         params: [("iface".to_string(), "vsw-pod4".to_string())].into(),
-        ..Port::default()
+        ..api::Port::default()
     });
     des.ports[0]
         .params
         .insert("iface".into(), "vsw-tap9".into());
     des.networks[0].vteps.push("192.0.2.9".into());
-    des.routes[1].blackhole = false;
-    des.routes[1].next_hop = Some(NextHop {
+    des.routes[1].target = Some(api::route::Target::NextHop(api::NextHop {
         network: "blue".into(),
         ip: "10.1.0.3".into(),
-    });
+    }));
     des.underlay = None;
     let d = diff(&cur, &des);
     let kind = |k: &str| d.kinds.iter().find(|x| x.kind == k).unwrap().clone();
@@ -329,4 +334,137 @@ fn print_writes_the_generation_parse_reads_it() {
     // Without one, neither is written.
     assert!(!print(&sample(), Format::Yaml).contains("generation"));
     assert!(!print(&sample(), Format::Json).contains("generation"));
+}
+
+/// Every resource, each of its keys set away from its default: as a file's
+/// items, and as the `vswitchctl` commands that write the same resources.
+const EVERY_KEY_FILE: &str = r#"
+[[port]]
+name = "uplink"
+profile = "af_packet"
+iface = "vsw-up"
+group = "g1"
+mtu = 9000
+[[port]]
+name = "pod1"
+profile = "tap"
+iface = "vsw-t1"
+mac = "02:00:00:00:03:01"
+[[port]]
+name = "a"
+profile = "null"
+no_rx = false
+size = 128
+group = "g2"
+[[port]]
+name = "b"
+profile = "null"
+group = "g2"
+[[patch]]
+from = "a"
+to = "b"
+[[l2]]
+mac = "02:00:00:00:09:01"
+port = "b"
+[underlay]
+uplink = "uplink"
+local_vtep_ip = "192.0.2.1"
+local_mac = "02:00:00:00:ff:01"
+mtu = 1600
+on_link = "192.0.2.0/24"
+gateway = "192.0.2.254"
+neighbors = [{ ip = "192.0.2.9", mac = "02:00:00:00:ff:09" }]
+[[network]]
+name = "blue"
+vni = 100
+encap = "geneve"
+tenant = "t1"
+subnets = ["10.1.0.0/24"]
+gateway_ips = ["10.1.0.1"]
+gateway_mac = "02:00:00:00:aa:01"
+flood_unknown = true
+vteps = ["192.0.2.2"]
+[[endpoint]]
+network = "blue"
+mac = "02:00:00:00:01:01"
+ips = ["10.1.0.2"]
+port = "pod1"
+[[remote_endpoint]]
+network = "blue"
+mac = "02:00:00:00:02:01"
+ips = ["10.1.0.3"]
+vtep = "192.0.2.2"
+[[route]]
+tenant = "t1"
+prefix = "0.0.0.0/0"
+next_hop = { network = "blue", ip = "10.1.0.3" }
+[[route]]
+tenant = "t1"
+prefix = "10.99.0.0/16"
+blackhole = true
+"#;
+
+const EVERY_KEY_COMMANDS: &[&str] = &[
+    "port add uplink --profile af_packet --param iface=vsw-up --group g1 --mtu 9000",
+    "port add pod1 --profile tap --param iface=vsw-t1 --param mac=02:00:00:00:03:01",
+    "port add a --profile null --param no_rx=false --param size=128 --group g2",
+    "port add b --profile null --group g2",
+    "underlay set --uplink uplink --local-ip 192.0.2.1 --local-mac 02:00:00:00:ff:01 \
+     --mtu 1600 --on-link 192.0.2.0/24 --gateway 192.0.2.254 --neighbor 192.0.2.9=02:00:00:00:ff:09",
+    "net add blue --vni 100 --encap geneve --tenant t1 --subnet 10.1.0.0/24 \
+     --gateway-ip 10.1.0.1 --gateway-mac 02:00:00:00:aa:01 --flood-unknown --vtep 192.0.2.2",
+    "endpoint add --network blue --mac 02:00:00:00:01:01 --ip 10.1.0.2 --port pod1",
+    "remote add --network blue --mac 02:00:00:00:02:01 --ip 10.1.0.3 --vtep 192.0.2.2",
+    "route add 0.0.0.0/0 --tenant t1 --via-network blue --via 10.1.0.3",
+    "route add 10.99.0.0/16 --tenant t1 --blackhole",
+];
+
+/// A resource written by `vswitchctl … add` is the resource the file's item
+/// makes, and so is the same resource in an `apply` document: the three forms
+/// are one schema, checked by one validation.
+#[test]
+fn cli_writes_and_documents_equal_the_files_items() {
+    use control::config::VswitchConfig;
+    use control::state::{from_config, Fixed};
+    let file = VswitchConfig::parse(EVERY_KEY_FILE, 2).unwrap();
+    let from_file = from_config(&file);
+    let fixed = Fixed::from_config(&file, 2);
+    let mut ops = Vec::new();
+    for line in EVERY_KEY_COMMANDS {
+        let args = std::iter::once("vswitchctl").chain(line.split_whitespace());
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let op = crate::commands::write_op(&cli.command)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .unwrap_or_else(|| panic!("{line}: no op"));
+        ops.push(api::Op { op: Some(op) });
+    }
+    // The patch and L2 entry have no command: a document carries them.
+    let doc = parse(
+        "patches: [{from: a, to: b}]\nl2: [{mac: \"02:00:00:00:09:01\", port: b}]\n",
+        Format::Yaml,
+    )
+    .unwrap();
+    let rest: api::DesiredState = doc.into();
+    ops.push(api::Op {
+        op: Some(api::op::Op::AddPatch(rest.patches[0].clone())),
+    });
+    ops.push(api::Op {
+        op: Some(api::op::Op::AddL2(rest.l2[0].clone())),
+    });
+    let written = fixed
+        .apply_ops(&api::DesiredState::default(), &ops)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sorted = |mut s: api::DesiredState| {
+        s.ports.sort_by(|a, b| a.name.cmp(&b.name));
+        s
+    };
+    assert_eq!(sorted(written.state.clone()), sorted(from_file.clone()));
+    // The whole state as a document (what `get` prints, what `apply` reads)
+    // is the same state again, in both formats.
+    for f in [Format::Yaml, Format::Json] {
+        let text = print(&Document::from(from_file.clone()), f);
+        let back: api::DesiredState = parse(&text, f).unwrap().into();
+        assert_eq!(sorted(back), sorted(from_file.clone()), "{f:?}:\n{text}");
+    }
 }

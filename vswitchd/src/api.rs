@@ -228,6 +228,7 @@ impl DataplaneHandle for VswitchdHandle {
                 generation: s.snapshot_generation,
                 busy_ns: s.busy_ns,
                 idle_ns: s.idle_ns,
+                tx_lock_contended: s.tx_lock_contended,
                 flow_hits: s.flows.hits,
                 flow_misses: s.flows.misses,
                 flow_installs: s.flows.installs,

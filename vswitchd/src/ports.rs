@@ -19,7 +19,6 @@ use control::config::{PortConfig, ProfileConfig, VswitchConfig};
 use control::delta::Delta;
 use control::service::DeltaError;
 use dataplane::overlay::{LocalEndpointSpec, NeighborTable, OverlayChange};
-use dataplane::wire::ParseConfig;
 use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
 use pmd_shims::profile::PortProfile;
 use pmd_shims::{Mempool, Port, PortConfig as DpdkPortConfig, PortRxQueue, PortTxQueue};
@@ -48,6 +47,14 @@ struct PendingAdd {
 /// How long a worker may take to let go of a removed port's queues.
 const GRACE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The first wait before a port that is not plugged is tried again; it doubles
+/// after each failure up to [`RETRY_MAX`]. A missing interface fails the
+/// profile's check (a `stat`) before any device is probed, so a try costs
+/// next to nothing while the interface stays gone.
+pub const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest wait between two tries.
+pub const RETRY_MAX: Duration = Duration::from_secs(8);
+
 /// The dataplane's ports, workers and snapshot, owned by the control side.
 pub struct Dataplane {
     slots: Vec<Option<PortRuntime>>,
@@ -64,6 +71,12 @@ pub struct Dataplane {
     /// out, with everything that names them (their endpoints, L2 entries and
     /// patches).
     unplugged: BTreeMap<String, (PortConfig, String)>,
+    /// When each port of `unplugged` is tried again, and the wait after that
+    /// ([`retry_unplugged`](Self::retry_unplugged)).
+    retries: BTreeMap<String, (Instant, Duration)>,
+    /// Each running port's link as [`log_link_changes`](Self::log_link_changes)
+    /// last saw it.
+    links: BTreeMap<String, bool>,
     /// DPDK vdev names must stay unique for the process's life: never reuse one.
     next_instance: u32,
     round_robin: usize,
@@ -97,6 +110,8 @@ impl Dataplane {
             neighbors,
             running: empty,
             unplugged: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            links: BTreeMap::new(),
             next_instance: 0,
             round_robin: 0,
         }
@@ -110,6 +125,30 @@ impl Dataplane {
     /// Ports configured but not running, with why ([`apply_start`](Self::apply_start)).
     pub fn unplugged(&self) -> impl Iterator<Item = (&PortConfig, &str)> {
         self.unplugged.values().map(|(pc, why)| (pc, why.as_str()))
+    }
+
+    /// Logs each port whose link went up or down since the last call (a
+    /// vhost-user port's guest connecting or leaving, a veth's peer going
+    /// down), once per change. DPDK's link is read without waiting.
+    pub fn log_link_changes(&mut self) {
+        let mut now = BTreeMap::new();
+        for (_, rt) in self.ports() {
+            let up = rt.port.link().up;
+            if self
+                .links
+                .get(&rt.config.name)
+                .is_some_and(|&was| was != up)
+            {
+                info!(port = %rt.config.name, up, "link {}", if up { "up" } else { "down" });
+            }
+            now.insert(rt.config.name.clone(), up);
+        }
+        self.links = now;
+    }
+
+    /// True when a port of the desired state is not plugged.
+    pub fn has_unplugged(&self) -> bool {
+        !self.unplugged.is_empty()
     }
 
     /// `cfg` without the ports that are not plugged and what names them: what
@@ -188,22 +227,40 @@ impl Dataplane {
         profile
             .check()
             .map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
+        // DPDK refuses a port past its build's limit with a bare "Operation
+        // not permitted": say what it is, with the number.
+        let (used, most) = Port::ethdev_usage();
+        if used >= most {
+            return Err(anyhow!(
+                "port {:?}: the switch's DPDK ports are all in use ({used} of {most}: this DPDK build's RTE_MAX_ETHPORTS); delete a port first",
+                pc.name
+            ));
+        }
         let devargs = profile.devargs(self.next_instance);
         self.next_instance += 1;
+        let t_probe = Instant::now();
         let mut port = Port::probe(&devargs)
             .with_context(|| format!("port {:?}: probe {devargs}", pc.name))?;
+        let probe_us = t_probe.elapsed().as_micros() as u64;
         let dev = port.info();
         // af_packet spreads received frames over its queue pairs (PACKET_FANOUT),
-        // so every pair must be polled; other ports get one rx queue.
+        // so every pair must be polled; a vhost-user (or virtio-user) port with
+        // N queue pairs gets whatever the guest sends on any of its N tx
+        // queues, so all N are polled, spread over the workers below; other
+        // ports get one rx queue.
         let nb_rxq = match profile {
             PortProfile::AfPacket { qpairs, .. } => qpairs,
+            PortProfile::VhostUser { queues, .. } | PortProfile::VirtioUser { queues, .. } => {
+                queues
+            }
             _ => 1,
         }
         .min(dev.max_rx_queues.max(1));
         let nb_txq = (workers as u16).min(dev.max_tx_queues);
         if nb_txq < workers as u16 {
-            warn!(port = %pc.name, nb_txq, "fewer tx queues than workers: some workers cannot send to this port (counted as no_tx_queue)");
+            warn!(port = %pc.name, nb_txq, workers, "fewer tx queues than workers: workers share them, each taking its queue per burst (contention counted as tx_lock_contended)");
         }
+        let t_setup = Instant::now();
         let (rx, tx) = port
             .configure(
                 &DpdkPortConfig {
@@ -219,6 +276,19 @@ impl Dataplane {
             .with_context(|| format!("port {:?}: configure", pc.name))?;
         port.start()
             .with_context(|| format!("port {:?}: start", pc.name))?;
+        // net_vhost has created its server socket by now, as root: hand it to
+        // whoever the profile names before the port is reported up.
+        if let ProfileConfig::VhostUser { path, .. } = &pc.profile {
+            let access = pc
+                .profile
+                .socket_access()
+                .map_err(|(key, why)| anyhow!("port {:?}: {key}: {why}", pc.name))?;
+            if !access.is_empty() {
+                access
+                    .apply(path)
+                    .with_context(|| format!("port {:?}: socket {}", pc.name, path.display()))?;
+            }
+        }
         // An af_packet socket is created for every protocol and only then bound to
         // its interface: in between, the kernel copies it frames from *other*
         // interfaces (other pods' traffic). Forwarding those would duplicate other
@@ -232,6 +302,7 @@ impl Dataplane {
         if stale > 0 {
             info!(port = %pc.name, frames = stale, "discarded frames queued before the port was bound");
         }
+        let setup_us = t_setup.elapsed().as_micros() as u64;
         let first = pc.worker.unwrap_or_else(|| {
             let w = self.round_robin % workers;
             self.round_robin += 1;
@@ -241,7 +312,9 @@ impl Dataplane {
         for (q, rxq) in rx.into_iter().enumerate() {
             per_worker_rx[(first + q) % workers].push(rxq);
         }
-        let mut tx = tx.into_iter();
+        // Worker w sends on queue w % nb_txq: its own when no other worker
+        // maps there, else shared and taken per burst.
+        let mut tx = dataplane::assign_tx_queues(tx, workers).into_iter();
         let port_idx = PortIdx(idx as u16);
         let pending = per_worker_rx
             .into_iter()
@@ -251,17 +324,84 @@ impl Dataplane {
                 cmd: WorkerCommand::AddPort {
                     port: port_idx,
                     rx: rxqs,
-                    tx: tx.next(),
+                    tx: tx.next().flatten(),
                 },
             })
             .collect();
-        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, mtu = ?port.mtu(), dpdk_mtu = ?port.dpdk_mtu(), "port up");
+        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, mtu = ?port.mtu(), dpdk_mtu = ?port.dpdk_mtu(), probe_us, setup_us, "port up");
         self.slots[idx] = Some(PortRuntime {
             config: pc.clone(),
             driver: dev.driver_name,
             port,
         });
         Ok((port_idx, pending))
+    }
+
+    /// Tries again, without a write, to plug the ports that are in the desired
+    /// state but not plugged (their device was gone at start), each on its own
+    /// backoff ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]). A port that plugs
+    /// is published at once with what names it (its endpoints, L2 entries and
+    /// patches), in the snapshot generation already published: the desired
+    /// state has not changed, only what of it can run. Logged once per state
+    /// change: when the port plugs, and when the reason it cannot changes.
+    /// Returns the names of the ports plugged.
+    pub fn retry_unplugged(&mut self, now: Instant) -> Vec<String> {
+        let unplugged = &self.unplugged;
+        self.retries.retain(|name, _| unplugged.contains_key(name));
+        let due: Vec<PortConfig> = self
+            .unplugged
+            .iter()
+            .filter(|(name, _)| {
+                let (at, _) = *self
+                    .retries
+                    .entry((*name).clone())
+                    .or_insert((now + RETRY_FIRST, RETRY_FIRST));
+                at <= now
+            })
+            .map(|(_, (pc, _))| pc.clone())
+            .collect();
+        let mut plugged = Vec::new();
+        for pc in due {
+            let failed = match self.plug(&pc) {
+                Ok((idx, pending)) => {
+                    self.unplugged.remove(&pc.name);
+                    let generation = self.snapshot.generation();
+                    match self.publish(&self.running, generation) {
+                        Ok(()) => {
+                            self.hand_over(pending);
+                            self.retries.remove(&pc.name);
+                            info!(port = %pc.name, generation, "port plugged: its device is back");
+                            plugged.push(pc.name.clone());
+                            None
+                        }
+                        Err(e) => {
+                            drop(pending);
+                            if let Err(e2) = self.unplug(idx) {
+                                warn!(port = %pc.name, "taking back a port whose snapshot was refused: {e2:#}");
+                            }
+                            let why = format!("{e:#}");
+                            self.unplugged
+                                .insert(pc.name.clone(), (pc.clone(), String::new()));
+                            Some(why)
+                        }
+                    }
+                }
+                Err(e) => Some(format!("{e:#}")),
+            };
+            if let Some(why) = failed {
+                if let Some((_, old)) = self.unplugged.get_mut(&pc.name) {
+                    if *old != why {
+                        warn!(port = %pc.name, "port still not plugged: {why}");
+                        *old = why;
+                    }
+                }
+                if let Some((at, wait)) = self.retries.get_mut(&pc.name) {
+                    *wait = (*wait * 2).min(RETRY_MAX);
+                    *at = now + *wait;
+                }
+            }
+        }
+        plugged
     }
 
     /// Sends each worker its new queues as one batch, so ports added together
@@ -323,16 +463,9 @@ impl Dataplane {
     fn publish(&self, cfg: &VswitchConfig, generation: u64) -> Result<()> {
         let index = self.index();
         let cfg = &*self.plugged_only(cfg);
-        let l2 = control::compile::l2_pipeline_with(cfg, generation, &index)
-            .map_err(|e| anyhow!("{e}"))?;
-        let overlay =
-            control::compile::overlay_with(cfg, generation, &index).map_err(|e| anyhow!("{e}"))?;
-        self.snapshot.publish(Pipeline::new(
-            generation,
-            l2,
-            overlay,
-            ParseConfig::default(),
-        ));
+        let pipeline =
+            control::compile::pipeline(cfg, generation, &index).map_err(|e| anyhow!("{e}"))?;
+        self.snapshot.publish(pipeline);
         Ok(())
     }
 

@@ -1,4 +1,10 @@
 //! From the configuration's port profiles to `pmd-shims`' profiles.
+//!
+//! The profiles are described once, by [`ProfileConfig`] (the file's keys and
+//! the API's `Port.params`); this is the hand-over to the driver layer, which
+//! cannot take that type (`control` stays free of DPDK, `pmd-shims` of the
+//! control plane) and adds what only the running daemon knows (af_packet's
+//! queue pairs, one per worker).
 
 use control::config::{PortConfig, ProfileConfig};
 use pmd_shims::profile::PortProfile;
@@ -38,6 +44,7 @@ pub fn port_profile(port: &PortConfig, workers: u16) -> PortProfile {
             path,
             client,
             queues,
+            ..
         } => PortProfile::VhostUser {
             path: path.clone(),
             client: *client,

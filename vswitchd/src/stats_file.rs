@@ -28,6 +28,13 @@ pub struct PortDoc {
     pub dropped: u64,
     /// Link state.
     pub link_up: bool,
+    /// False for a port of the desired state whose device could not be opened
+    /// (gone while the switch was down): listed with zero counters until it
+    /// plugs.
+    pub plugged: bool,
+    /// Why it is not plugged; absent for a plugged port.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub not_plugged: String,
     /// DPDK's own counters for the port.
     pub dpdk: DpdkDoc,
 }
@@ -74,6 +81,8 @@ pub struct WorkerDoc {
     pub idle_ns: u64,
     /// Snapshot generation it runs.
     pub generation: u64,
+    /// Tx bursts on a queue shared with other workers that found it held.
+    pub tx_lock_contended: u64,
     /// Its flow table's counters.
     pub flow_table: FlowTableDoc,
 }
@@ -108,7 +117,7 @@ pub struct StatsDoc {
     pub generation: u64,
     /// Packet buffers in use (held by ports, queues and workers).
     pub mbufs_in_use: u64,
-    /// Ports in configuration order.
+    /// Ports in index order, then the ports that are not plugged.
     pub ports: Vec<PortDoc>,
     /// Drops over all workers and ports, by reason (every reason listed, zeros too).
     pub drops: serde_json::Map<String, serde_json::Value>,
@@ -136,6 +145,7 @@ pub fn worker_doc(index: usize, core: usize, s: &StatsSnapshot) -> WorkerDoc {
         busy_ns: s.busy_ns,
         idle_ns: s.idle_ns,
         generation: s.snapshot_generation,
+        tx_lock_contended: s.tx_lock_contended,
         flow_table: FlowTableDoc {
             hits: s.flows.hits,
             misses: s.flows.misses,

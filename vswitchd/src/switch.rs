@@ -10,7 +10,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use control::config::VswitchConfig;
 use dataplane::overlay::{NeighborConfig, NeighborTable};
 use dataplane::stall::StallHook;
-use dataplane::wire::ParseConfig;
 use dataplane::{
     IdleBackoff, L2Pipeline, Pipeline, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
     WorkerStatsShared,
@@ -49,18 +48,6 @@ struct ApiStart {
     from_state_file: Vec<String>,
 }
 
-/// Compiles the whole pipeline snapshot of `cfg` as generation `generation`.
-fn compile(cfg: &VswitchConfig, generation: u64) -> Result<Pipeline> {
-    let l2 = control::compile::l2_pipeline(cfg, generation).map_err(|e| anyhow!("{e}"))?;
-    let overlay = control::compile::overlay(cfg, generation).map_err(|e| anyhow!("{e}"))?;
-    Ok(Pipeline::new(
-        generation,
-        l2,
-        overlay,
-        ParseConfig::default(),
-    ))
-}
-
 /// Reads, validates and checks everything; changes nothing on the machine.
 ///
 /// # Errors
@@ -85,7 +72,10 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
             .check()
             .map_err(|e| anyhow!("{}: port {:?}: {e}", path.display(), p.name))?;
     }
-    compile(&cfg, 1).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    // The snapshot the daemon will publish (`Dataplane::publish`), compiled once
+    // here so that the dataplane's refusal stops the start before any port exists.
+    control::compile::pipeline(&cfg, 1, &control::compile::file_order(&cfg))
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     // What a service manager asks for (NOTIFY_SOCKET, WATCHDOG_USEC) is checked
     // with the file: a malformed one fails here, before anything starts.
     crate::systemd::check_env().map_err(|e| anyhow!("{e}"))?;
@@ -405,6 +395,10 @@ pub fn run(prep: Prepared) -> Result<()> {
 
     let interval = Duration::from_millis(dp.stats_interval_ms.max(10));
     let mut next_stats = Instant::now();
+    // How often links are compared for the log (a read of DPDK's link word per
+    // port, no wait).
+    const LINK_CHECK: Duration = Duration::from_millis(200);
+    let mut next_link_check = Instant::now();
     while !stop.load(Ordering::Relaxed) && workers.iter().all(|w| !w.handle.is_finished()) {
         if Instant::now() >= next_stats {
             if let Some(path) = &dp.stats_file {
@@ -428,6 +422,17 @@ pub fn run(prep: Prepared) -> Result<()> {
         }
         if let Some(s) = &mut supervisor {
             s.tick();
+        }
+        // Ports whose device was gone at start plug when it is back. Never
+        // waits behind a write: the next round tries.
+        if let Ok(mut dp) = dataplane.try_lock() {
+            if dp.has_unplugged() {
+                dp.retry_unplugged(Instant::now());
+            }
+            if Instant::now() >= next_link_check {
+                dp.log_link_changes();
+                next_link_check = Instant::now() + LINK_CHECK;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -588,6 +593,8 @@ fn stats_doc(
                 tx_bytes: t.tx_bytes,
                 dropped: t.total_drops(),
                 link_up: p.port.link().up,
+                plugged: true,
+                not_plugged: String::new(),
                 dpdk: DpdkDoc {
                     ipackets: d.ipackets,
                     opackets: d.opackets,
@@ -600,6 +607,19 @@ fn stats_doc(
                 },
             }
         })
+        .chain(dataplane.unplugged().map(|(pc, why)| PortDoc {
+            name: pc.name.clone(),
+            driver: String::new(),
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            dropped: 0,
+            link_up: false,
+            plugged: false,
+            not_plugged: why.to_owned(),
+            dpdk: DpdkDoc::default(),
+        }))
         .collect();
     StatsDoc {
         uptime_s: started.elapsed().as_secs_f64(),

@@ -1,8 +1,8 @@
 //! The virtual-network sections of the file: `[underlay]`, `[[network]]`,
 //! `[[endpoint]]`, `[[remote_endpoint]]` and `[[route]]`.
 //!
-//! Keys are the field names of the dataplane's overlay specs
-//! ([`dataplane::overlay::spec`]). Parsing turns every string into its typed value
+//! Each item is read as its proto message (the one schema, see
+//! [`crate::model`]). Parsing turns every string into its typed value
 //! (address, prefix, MAC, encapsulation) and refuses a bad one naming the item;
 //! [`VswitchConfig::validate`](super::VswitchConfig::validate) then checks port
 //! references by name and runs the dataplane's
@@ -19,9 +19,11 @@ use dataplane::overlay::{Encap, NetworkSpec, RemoteEndpointSpec, RouteSpec, Rout
 use dataplane::MacAddr;
 
 use super::{syntax, ConfigError, VswitchConfig};
+use crate::api::{self, route::Target};
 use crate::names::quote;
 
-/// `[underlay]`: where tunnels leave this switch. Mirrors
+/// `[underlay]`, parsed: where tunnels leave this switch. The typed values of
+/// [`api::Underlay`] (the schema, see [`crate::model`]) for
 /// [`UnderlaySpec`](dataplane::overlay::UnderlaySpec), with the uplink by port name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnderlayConfig {
@@ -42,7 +44,8 @@ pub struct UnderlayConfig {
     pub neighbors: Vec<(IpAddr, MacAddr)>,
 }
 
-/// `[[endpoint]]`: a workload behind a local port. Mirrors
+/// `[[endpoint]]`, parsed: a workload behind a local port. The typed values of
+/// [`api::Endpoint`] for
 /// [`LocalEndpointSpec`](dataplane::overlay::LocalEndpointSpec), with the port by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
@@ -73,93 +76,19 @@ pub(super) struct OverlaySections {
     pub routes: Vec<RouteSpec>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUnderlay {
-    uplink: String,
-    local_vtep_ip: String,
-    local_mac: String,
-    #[serde(default = "default_mtu")]
-    mtu: i64,
-    on_link: String,
-    gateway: Option<String>,
-    #[serde(default)]
-    neighbors: Vec<RawNeighbor>,
-}
+/// What an empty `tenant` means (the proto3 default of the shared schema).
+pub(crate) const DEFAULT_TENANT: &str = "default";
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNeighbor {
-    ip: String,
-    mac: String,
-}
+/// The underlay MTU when none is given (`mtu = 0` or left out).
+const DEFAULT_MTU: u16 = 1500;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNetwork {
-    name: String,
-    vni: i64,
-    #[serde(default = "default_encap")]
-    encap: String,
-    #[serde(default = "default_tenant")]
-    tenant: String,
-    #[serde(default)]
-    subnets: Vec<String>,
-    #[serde(default)]
-    gateway_ips: Vec<String>,
-    gateway_mac: String,
-    #[serde(default)]
-    flood_unknown: bool,
-    #[serde(default)]
-    vteps: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEndpoint {
-    network: String,
-    mac: String,
-    #[serde(default)]
-    ips: Vec<String>,
-    port: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRemoteEndpoint {
-    network: String,
-    mac: String,
-    #[serde(default)]
-    ips: Vec<String>,
-    vtep: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    #[serde(default = "default_tenant")]
-    tenant: String,
-    prefix: String,
-    next_hop: Option<RawNextHop>,
-    #[serde(default)]
-    blackhole: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNextHop {
-    network: String,
-    ip: String,
-}
-
-fn default_mtu() -> i64 {
-    1500
-}
-fn default_encap() -> String {
-    "vxlan".into()
-}
-fn default_tenant() -> String {
-    "default".into()
+/// `value`, or `default` when it is the proto3 default (empty).
+fn or_default(value: String, default: &str) -> String {
+    if value.is_empty() {
+        default.to_owned()
+    } else {
+        value
+    }
 }
 
 /// The raw tables of the overlay sections, as `RawFile` holds them.
@@ -252,62 +181,20 @@ impl RawSections {
                 Some(n) => format!("network {}", quote(n)),
                 None => format!("network #{i}"),
             };
-            let r: RawNetwork = typed(&item, t)?;
-            let vni = u32::try_from(r.vni)
-                .ok()
-                .filter(|v| *v <= MAX_VNI)
-                .ok_or_else(|| ConfigError::VniOutOfRange {
-                    network: r.name.clone(),
-                    vni: r.vni,
-                })?;
-            let encap = match r.encap.as_str() {
-                "vxlan" => Encap::Vxlan,
-                "geneve" => Encap::Geneve,
-                _ => {
-                    return Err(ConfigError::UnknownEncap {
-                        network: r.name,
-                        encap: r.encap,
-                    })
-                }
-            };
-            at_most(&item, "subnets", r.subnets.len(), MAX_SUBNETS)?;
-            networks.push(NetworkSpec {
-                vni,
-                encap,
-                subnets: r
-                    .subnets
-                    .iter()
-                    .map(|s| prefix(&item, "subnets", s))
-                    .collect::<Result<_, _>>()?,
-                gateway_ips: addresses(&item, "gateway_ips", &r.gateway_ips)?,
-                gateway_mac: mac(&item, "gateway_mac", &r.gateway_mac)?,
-                flood_unknown: r.flood_unknown,
-                vteps: ips(&item, "vteps", &r.vteps)?,
-                tenant: r.tenant,
-                name: r.name,
-            });
+            let r: api::Network = typed(&item, t)?;
+            networks.push(network(&item, &r)?);
         }
         let mut endpoints = Vec::with_capacity(self.endpoint.len());
         for (i, t) in self.endpoint.into_iter().enumerate() {
             let item = endpoint_label("endpoint", i, &t);
-            let r: RawEndpoint = typed(&item, t)?;
-            endpoints.push(EndpointConfig {
-                mac: mac(&item, "mac", &r.mac)?,
-                ips: addresses(&item, "ips", &r.ips)?,
-                network: r.network,
-                port: r.port,
-            });
+            let r: api::Endpoint = typed(&item, t)?;
+            endpoints.push(endpoint(&item, &r)?);
         }
         let mut remote_endpoints = Vec::with_capacity(self.remote_endpoint.len());
         for (i, t) in self.remote_endpoint.into_iter().enumerate() {
             let item = endpoint_label("remote_endpoint", i, &t);
-            let r: RawRemoteEndpoint = typed(&item, t)?;
-            remote_endpoints.push(RemoteEndpointSpec {
-                mac: mac(&item, "mac", &r.mac)?,
-                ips: addresses(&item, "ips", &r.ips)?,
-                vtep: ip(&item, "vtep", &r.vtep)?,
-                network: r.network,
-            });
+            let r: api::RemoteEndpoint = typed(&item, t)?;
+            remote_endpoints.push(remote_endpoint(&item, &r)?);
         }
         let mut routes = Vec::with_capacity(self.route.len());
         for (i, t) in self.route.into_iter().enumerate() {
@@ -315,20 +202,8 @@ impl RawSections {
                 Some(p) => format!("route #{i} ({})", quote(p).trim_matches('"')),
                 None => format!("route #{i}"),
             };
-            let r: RawRoute = typed(&item, t)?;
-            let target = match (r.next_hop, r.blackhole) {
-                (Some(nh), false) => RouteTarget::NextHop {
-                    ip: ip(&item, "next_hop.ip", &nh.ip)?,
-                    network: nh.network,
-                },
-                (None, true) => RouteTarget::Blackhole,
-                _ => return Err(ConfigError::RouteTarget { route: item }),
-            };
-            routes.push(RouteSpec {
-                prefix: prefix(&item, "prefix", &r.prefix)?,
-                tenant: r.tenant,
-                target,
-            });
+            let r: api::Route = typed(&item, t)?;
+            routes.push(route(&item, &r)?);
         }
         Ok(OverlaySections {
             underlay,
@@ -349,12 +224,36 @@ fn endpoint_label(section: &str, i: usize, t: &toml::Table) -> String {
 
 fn parse_underlay(t: toml::Table) -> Result<UnderlayConfig, ConfigError> {
     let item = "underlay";
-    let r: RawUnderlay = typed(item, t)?;
-    let mtu = u16::try_from(r.mtu).map_err(|_| ConfigError::OutOfRange {
-        field: "underlay: mtu".into(),
-        reason: format!("{} is out of range (0-65535)", r.mtu),
-    })?;
+    let r: api::Underlay = typed(item, t)?;
+    underlay(item, &r)
+}
+
+// ------------------------------------------------------------ one item, typed
+//
+// The checks of each resource's fields, written once: the file's items, the
+// API's whole-state validation (through the file) and its per-op checks
+// (`state::check_fields`) all call these. `item` labels the errors
+// (`network "blue"`, `endpoint #2 (network "blue")`).
+
+/// An `[underlay]`, typed.
+pub(crate) fn underlay(item: &str, r: &api::Underlay) -> Result<UnderlayConfig, ConfigError> {
+    let local_vtep_ip = ip(item, "local_vtep_ip", &r.local_vtep_ip)?;
+    let local_mac = mac(item, "local_mac", &r.local_mac)?;
     let on_link = prefix(item, "on_link", &r.on_link)?;
+    let gateway = Some(r.gateway.as_str())
+        .filter(|g| !g.is_empty())
+        .map(|g| ip(item, "gateway", g))
+        .transpose()?;
+    let mtu = match u16::try_from(r.mtu) {
+        Ok(0) => DEFAULT_MTU,
+        Ok(m) => m,
+        Err(_) => {
+            return Err(ConfigError::OutOfRange {
+                field: format!("{item}: mtu"),
+                reason: format!("{} is out of range (0-65535)", r.mtu),
+            })
+        }
+    };
     let mut neighbors = Vec::with_capacity(r.neighbors.len());
     for (i, n) in r.neighbors.iter().enumerate() {
         let what = format!("neighbors[{i}]");
@@ -368,17 +267,94 @@ fn parse_underlay(t: toml::Table) -> Result<UnderlayConfig, ConfigError> {
         neighbors.push((addr, mac(item, &format!("{what}.mac"), &n.mac)?));
     }
     Ok(UnderlayConfig {
-        neighbors,
-        local_vtep_ip: ip(item, "local_vtep_ip", &r.local_vtep_ip)?,
-        local_mac: mac(item, "local_mac", &r.local_mac)?,
+        uplink: r.uplink.clone(),
+        local_vtep_ip,
+        local_mac,
         mtu,
         on_link,
-        gateway: r
-            .gateway
-            .as_deref()
-            .map(|g| ip(item, "gateway", g))
-            .transpose()?,
-        uplink: r.uplink,
+        gateway,
+        neighbors,
+    })
+}
+
+/// A `[[network]]`, typed.
+pub(crate) fn network(item: &str, r: &api::Network) -> Result<NetworkSpec, ConfigError> {
+    let vni = Some(r.vni)
+        .filter(|v| *v <= MAX_VNI)
+        .ok_or_else(|| ConfigError::VniOutOfRange {
+            network: r.name.clone(),
+            vni: i64::from(r.vni),
+        })?;
+    let encap = match r.encap.as_str() {
+        "vxlan" | "" => Encap::Vxlan,
+        "geneve" => Encap::Geneve,
+        _ => {
+            return Err(ConfigError::UnknownEncap {
+                network: r.name.clone(),
+                encap: r.encap.clone(),
+            })
+        }
+    };
+    at_most(item, "subnets", r.subnets.len(), MAX_SUBNETS)?;
+    Ok(NetworkSpec {
+        vni,
+        encap,
+        subnets: r
+            .subnets
+            .iter()
+            .map(|s| prefix(item, "subnets", s))
+            .collect::<Result<_, _>>()?,
+        gateway_ips: addresses(item, "gateway_ips", &r.gateway_ips)?,
+        gateway_mac: mac(item, "gateway_mac", &r.gateway_mac)?,
+        flood_unknown: r.flood_unknown,
+        vteps: ips(item, "vteps", &r.vteps)?,
+        tenant: or_default(r.tenant.clone(), DEFAULT_TENANT),
+        name: r.name.clone(),
+    })
+}
+
+/// An `[[endpoint]]`, typed.
+pub(crate) fn endpoint(item: &str, r: &api::Endpoint) -> Result<EndpointConfig, ConfigError> {
+    Ok(EndpointConfig {
+        mac: mac(item, "mac", &r.mac)?,
+        ips: addresses(item, "ips", &r.ips)?,
+        network: r.network.clone(),
+        port: r.port.clone(),
+    })
+}
+
+/// A `[[remote_endpoint]]`, typed.
+pub(crate) fn remote_endpoint(
+    item: &str,
+    r: &api::RemoteEndpoint,
+) -> Result<RemoteEndpointSpec, ConfigError> {
+    Ok(RemoteEndpointSpec {
+        mac: mac(item, "mac", &r.mac)?,
+        ips: addresses(item, "ips", &r.ips)?,
+        vtep: ip(item, "vtep", &r.vtep)?,
+        network: r.network.clone(),
+    })
+}
+
+/// A `[[route]]`, typed: exactly one target.
+pub(crate) fn route(item: &str, r: &api::Route) -> Result<RouteSpec, ConfigError> {
+    let prefix = prefix(item, "prefix", &r.prefix)?;
+    let target = match &r.target {
+        Some(Target::NextHop(nh)) => RouteTarget::NextHop {
+            ip: ip(item, "next_hop.ip", &nh.ip)?,
+            network: nh.network.clone(),
+        },
+        Some(Target::Blackhole(true)) => RouteTarget::Blackhole,
+        _ => {
+            return Err(ConfigError::RouteTarget {
+                route: item.to_owned(),
+            })
+        }
+    };
+    Ok(RouteSpec {
+        prefix,
+        tenant: or_default(r.tenant.clone(), DEFAULT_TENANT),
+        target,
     })
 }
 

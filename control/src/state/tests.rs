@@ -944,11 +944,13 @@ fn boot_replays_the_journal_after_the_state_file() {
     let path = dir.path().join("state.json");
     let (fixed, state, cfg) = fixed_and_state();
     persist::store(&path, 5, &to_sections(&state).unwrap()).unwrap();
-    let add = |mac: &str, ip: &str| JournalOp::AddRemoteEndpoint {
-        network: "blue".into(),
-        mac: mac.into(),
-        ips: vec![ip.into()],
-        vtep: "192.0.2.2".into(),
+    let add = |mac: &str, ip: &str| {
+        JournalOp::AddRemoteEndpoint(api::RemoteEndpoint {
+            network: "blue".into(),
+            mac: mac.into(),
+            ips: vec![ip.into()],
+            vtep: "192.0.2.2".into(),
+        })
     };
     // A line the state file already holds (a fold that stopped before removing
     // the journal) is skipped; the next ones apply in order.

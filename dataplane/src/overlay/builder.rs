@@ -123,35 +123,12 @@ impl OverlayBuilder {
                 });
             }
             snap.by_vni.insert(u64::from(n.vni), id);
-            if n.gateway_mac.is_multicast() || n.gateway_mac.is_zero() {
-                return Err(E::GatewayMulticastMac {
-                    network: n.name.clone(),
-                    mac: n.gateway_mac,
-                });
-            }
+            add_gateways(n, &mut tables[i])?;
             let next_vrf = VrfId(vrf_of.len() as u16);
             let vrf = *vrf_of.entry(&n.tenant).or_insert_with(|| {
                 snap.vrf_names.push(n.tenant.clone().into());
                 next_vrf
             });
-            for gw in &n.gateway_ips {
-                if !n.subnets.iter().any(|s| s.contains(gw)) {
-                    return Err(E::GatewayNotInSubnet {
-                        network: n.name.clone(),
-                        ip: *gw,
-                    });
-                }
-                let h = HostEntry {
-                    mac: n.gateway_mac,
-                    dest: None,
-                };
-                // A gateway listed twice is harmless: same entry.
-                let t = &mut tables[i];
-                match *gw {
-                    IpAddr::V4(a) => t.hosts4.insert(a.to_bits(), h),
-                    IpAddr::V6(a) => t.hosts6.insert(a.to_bits(), h),
-                };
-            }
             snap.subnets
                 .push(n.subnets.iter().map(IpNet::trunc).collect());
             for s in &n.subnets {
@@ -331,6 +308,35 @@ fn endpoint_network(snap: &OverlaySnapshot, network: &str, mac: MacAddr) -> Resu
         });
     }
     Ok(id)
+}
+
+/// Checks a network's gateway MAC and addresses and puts the gateway's host
+/// entries into its tables `t`: one place for the full build and a patch.
+pub(super) fn add_gateways(n: &NetworkSpec, t: &mut NetTables) -> Result<(), E> {
+    if n.gateway_mac.is_multicast() || n.gateway_mac.is_zero() {
+        return Err(E::GatewayMulticastMac {
+            network: n.name.clone(),
+            mac: n.gateway_mac,
+        });
+    }
+    for gw in &n.gateway_ips {
+        if !n.subnets.iter().any(|s| s.contains(gw)) {
+            return Err(E::GatewayNotInSubnet {
+                network: n.name.clone(),
+                ip: *gw,
+            });
+        }
+        let h = HostEntry {
+            mac: n.gateway_mac,
+            dest: None,
+        };
+        // A gateway listed twice is harmless: same entry.
+        match *gw {
+            IpAddr::V4(a) => t.hosts4.insert(a.to_bits(), h),
+            IpAddr::V6(a) => t.hosts6.insert(a.to_bits(), h),
+        };
+    }
+    Ok(())
 }
 
 /// A network's entry in the snapshot, from its spec, its VRF and flood list, and

@@ -18,7 +18,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::builder::{
-    add_local, add_remote, add_route, network_info, remove_host, remove_route, VtepInterner,
+    add_gateways, add_local, add_remote, add_route, network_info, remove_host, remove_route,
+    VtepInterner,
 };
 use super::error::OverlayConfigError as E;
 use super::snapshot::{L2Dest, OverlaySnapshot};
@@ -198,7 +199,7 @@ fn add_network(
     vteps: &mut VtepInterner,
     n: &NetworkSpec,
 ) -> Result<(), E> {
-    use super::snapshot::{HostEntry, NetTables};
+    use super::snapshot::NetTables;
     use super::{NetworkId, RouteResult, VrfId, MAX_NETWORKS};
     if snap.networks.len() >= MAX_NETWORKS {
         return Err(E::TooManyNetworks {
@@ -224,29 +225,8 @@ fn add_network(
             second: n.name.clone(),
         });
     }
-    if n.gateway_mac.is_multicast() || n.gateway_mac.is_zero() {
-        return Err(E::GatewayMulticastMac {
-            network: n.name.clone(),
-            mac: n.gateway_mac,
-        });
-    }
     let mut tables = NetTables::default();
-    for gw in &n.gateway_ips {
-        if !n.subnets.iter().any(|s| s.contains(gw)) {
-            return Err(E::GatewayNotInSubnet {
-                network: n.name.clone(),
-                ip: *gw,
-            });
-        }
-        let h = HostEntry {
-            mac: n.gateway_mac,
-            dest: None,
-        };
-        match *gw {
-            IpAddr::V4(a) => tables.hosts4.insert(a.to_bits(), h),
-            IpAddr::V6(a) => tables.hosts6.insert(a.to_bits(), h),
-        };
-    }
+    add_gateways(n, &mut tables)?;
     let vrf = snap.vrf_by_name(&n.tenant);
     // Subnets nest or are disjoint: two overlap when one holds the other's
     // first address. Against every earlier subnet of the tenant, then each

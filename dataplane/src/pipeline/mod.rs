@@ -25,12 +25,12 @@
 
 mod burst;
 mod classify;
-mod conntrack;
+pub mod conntrack;
 mod decap;
 mod encap;
 mod flow;
 mod l2;
-mod lb;
+pub mod lb;
 mod output;
 mod packet;
 mod policy;

@@ -55,6 +55,9 @@ pub struct PortRow {
     pub name: String,
     /// Link up.
     pub link_up: bool,
+    /// False for a port of the desired state whose device could not be
+    /// opened; such a row has no counters.
+    pub plugged: bool,
     /// DPDK's `imissed`, `ierrors`, `oerrors`, `rx_nombuf`.
     pub dpdk: [u64; 4],
 }
@@ -116,9 +119,17 @@ impl Sources {
                         idx: idx.index(),
                         name: rt.config.name.clone(),
                         link_up: rt.port.link().up,
+                        plugged: true,
                         dpdk: [d.imissed, d.ierrors, d.oerrors, d.rx_nombuf],
                     }
                 })
+                .chain(dp.unplugged().map(|(pc, _)| PortRow {
+                    idx: usize::MAX,
+                    name: pc.name.clone(),
+                    link_up: false,
+                    plugged: false,
+                    dpdk: [0; 4],
+                }))
                 .collect();
         }
         View {
@@ -254,9 +265,24 @@ pub fn render(v: &View, format: Format) -> String {
     ];
     for (name, kind, help, value) in port_families {
         e.family(name, kind, help);
-        for p in &v.ports {
+        // A port that is not plugged has no counters: it shows in the link
+        // and plugged gauges only.
+        let gauge = kind == Kind::Gauge;
+        for p in v.ports.iter().filter(|p| p.plugged || gauge) {
             e.sample(name, &[("port", &p.name)], value(&port(p), p));
         }
+    }
+    e.family(
+        "vswitch_port_plugged",
+        Kind::Gauge,
+        "1 when the port's device is open and forwarding; 0 for a port of the desired state whose device is gone (tried again until it is back).",
+    );
+    for p in &v.ports {
+        e.sample(
+            "vswitch_port_plugged",
+            &[("port", &p.name)],
+            u64::from(p.plugged),
+        );
     }
 
     e.family(
@@ -312,7 +338,7 @@ pub fn render(v: &View, format: Format) -> String {
         }
     }
     type WorkerValue = fn(&StatsSnapshot) -> u64;
-    let worker_families: [(&str, Kind, &str, WorkerValue); 5] = [
+    let worker_families: [(&str, Kind, &str, WorkerValue); 6] = [
         (
             "vswitch_worker_rx_packets_total",
             Kind::Counter,
@@ -330,6 +356,12 @@ pub fn render(v: &View, format: Format) -> String {
             Kind::Gauge,
             "Generation of the snapshot the worker runs.",
             |s| s.snapshot_generation,
+        ),
+        (
+            "vswitch_worker_tx_lock_contended_total",
+            Kind::Counter,
+            "Tx bursts on a queue shared with other workers that found it held.",
+            |s| s.tx_lock_contended,
         ),
         (
             "vswitch_worker_flow_table_entries",
@@ -672,12 +704,22 @@ mod tests {
             start_time_s: 1.5,
             generation: 4,
             mbufs_in_use: 9,
-            ports: vec![PortRow {
-                idx: 0,
-                name: "pod1".into(),
-                link_up: true,
-                dpdk: [1, 2, 3, 4],
-            }],
+            ports: vec![
+                PortRow {
+                    idx: 0,
+                    name: "pod1".into(),
+                    link_up: true,
+                    plugged: true,
+                    dpdk: [1, 2, 3, 4],
+                },
+                PortRow {
+                    idx: usize::MAX,
+                    name: "gone".into(),
+                    link_up: false,
+                    plugged: false,
+                    dpdk: [0; 4],
+                },
+            ],
             workers: vec![],
             totals,
             publish: Histogram::default(),
@@ -686,6 +728,11 @@ mod tests {
         assert!(page.contains("vswitch_port_rx_packets_total{port=\"pod1\"} 7\n"));
         assert!(page.contains("vswitch_port_tx_bytes_total{port=\"pod1\"} 500\n"));
         assert!(page.contains("vswitch_port_rx_nombuf_total{port=\"pod1\"} 4\n"));
+        // A port that is not plugged: in the gauges, with no counters.
+        assert!(page.contains("vswitch_port_plugged{port=\"pod1\"} 1\n"));
+        assert!(page.contains("vswitch_port_plugged{port=\"gone\"} 0\n"));
+        assert!(page.contains("vswitch_port_link_up{port=\"gone\"} 0\n"));
+        assert!(!page.contains("vswitch_port_rx_packets_total{port=\"gone\"}"));
         assert!(page.contains(&format!(
             "vswitch_drops_total{{reason=\"{}\"}} 2\n",
             DropReason::ALL[3].as_str()
