@@ -1,12 +1,15 @@
 //! The worker's burst loop ([`Pipeline::process_burst`]): the flow table first,
 //! the stages for what it misses (see `flow/mod.rs`).
 //!
-//! For a burst from a pod's port or from the uplink: every frame's key and hash
-//! (a frame whose key equals the one before reuses its hash and its lookup, so
-//! a bulk flow's run costs one lookup), the buckets prefetched, the lookups
-//! (with the revalidation of entries from an older snapshot), the hits' actions
-//! in one straight pass, then the misses and the hits whose per-packet guards
-//! failed through the stages, which install what they compile. Classic L2
+//! For a burst from a pod's port or from the uplink, three functions of their
+//! own, each with the registers to itself: the keys ([`Keys::extract`]: a frame
+//! that reads like the one before to the extractor joins its run without an
+//! extraction; a run's first frame is hashed and its bucket prefetched); the
+//! frames that are runs of their own ([`Tally::singles`]: a lookup, with the
+//! revalidation of an entry from an older snapshot, and the arm of the action's
+//! kind); the runs of two frames or more ([`Tally::runs`]: one lookup, one loop
+//! of the action's kind). Then the misses and the hits whose per-packet guards
+//! failed go through the stages, which install what they compile. Classic L2
 //! ports run the stages per packet: their MAC table is already one lookup.
 
 use std::net::IpAddr;
