@@ -122,6 +122,10 @@ struct VhostArgs {
     /// Descriptors per virtqueue of the pods' ports.
     #[arg(long, default_value_t = 1024)]
     queue_size: u16,
+    /// Niceness of the pods and the switch under test (all forwarders alike);
+    /// below 0 they take their CPUs back from other work on a shared machine.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: i32,
     /// vswitchd restarts to time after the rounds (0: none).
     #[arg(long, default_value_t = 0)]
     restarts: u32,
@@ -1159,6 +1163,7 @@ fn vhost(args: &VhostArgs) -> anyhow::Result<()> {
             pinning,
             queue_size: args.queue_size,
             bursts: args.bursts,
+            nice: args.nice,
         },
         rounds: args.rounds,
         seconds: args.seconds,

@@ -114,6 +114,54 @@ pub struct Layout {
     pub queue_size: u16,
     /// Bursts of 32 frames put in flight per port.
     pub bursts: u32,
+    /// The niceness every measured process (pods and switch) runs at: below
+    /// 0 they get most of their CPUs from other work sharing the machine
+    /// (see [`niced`]).
+    pub nice: i32,
+}
+
+/// `program` started at `nice`, or directly at 0. With the kernel's
+/// autogroups (`sched_autogroup_enabled`) a niceness only weighs against the
+/// processes of the same session, so the program gets a session of its own
+/// (`setsid`) and [`prioritise`] gives that session's group the niceness
+/// too; `nice -n` covers kernels without autogroups. Both exec the program:
+/// the child's PID is the program's.
+pub fn niced(nice: i32, program: &Path) -> Command {
+    if nice == 0 {
+        return Command::new(program);
+    }
+    let mut c = Command::new("setsid");
+    c.arg("nice").arg("-n").arg(nice.to_string()).arg(program);
+    c
+}
+
+/// The session ID in a `/proc/<pid>/stat` line (the fourth field after the
+/// command's closing parenthesis).
+pub fn session_of(stat: &str) -> Option<u32> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// Gives the autogroup of process `pid` the niceness `nice` once the process
+/// leads a session of its own (`setsid` has run: before that its group is
+/// this program's); nothing at 0 or without autogroups.
+pub fn prioritise(pid: u32, nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if session_of(&stat) == Some(pid) {
+            let _ = std::fs::write(format!("/proc/{pid}/autogroup"), nice.to_string());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 impl Layout {
@@ -211,6 +259,7 @@ impl Layout {
                 "--forward-mode=io",
                 "--nb-cores=1",
                 "--stats-period=1",
+                "--record-core-cycles",
                 "--total-num-mbufs=16384",
             ]
             .map(String::from),
@@ -311,7 +360,8 @@ pub struct Pod {
 }
 
 impl Pod {
-    /// Starts `testpmd` with `args` (its EAL prefix `prefix`, `ports` ports).
+    /// Starts `testpmd` with `args` (its EAL prefix `prefix`, `ports` ports)
+    /// at niceness `nice`.
     ///
     /// # Errors
     /// If it cannot be started.
@@ -320,8 +370,9 @@ impl Pod {
         args: &[String],
         prefix: &str,
         ports: usize,
+        nice: i32,
     ) -> anyhow::Result<Pod> {
-        let mut child = Command::new("stdbuf")
+        let mut child = niced(nice, Path::new("stdbuf"))
             .arg("-oL")
             .arg(testpmd)
             .args(args)
@@ -330,6 +381,7 @@ impl Pod {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {}", testpmd.display()))?;
+        prioritise(child.id(), nice);
         let stdout = child.stdout.take().context("testpmd's stdout")?;
         let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
@@ -563,6 +615,7 @@ fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Runnin
                 &opts.programs.vswitchd,
                 &cfg,
                 &l.dir.join(format!("vswitchd-{tag}.log")),
+                l.nice,
             )
             .map(Running::Child)
             .map_err(fail)
@@ -571,13 +624,14 @@ fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Runnin
             let prefix = format!("vhfloor{}{tag}", std::process::id());
             let log = std::fs::File::create(l.dir.join(format!("floor-{tag}.log")))
                 .map_err(|e| fail(e.into()))?;
-            let child = Command::new(&opts.programs.testpmd)
+            let child = niced(l.nice, &opts.programs.testpmd)
                 .args(l.floor_args(&prefix))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(|e| fail(e.into()))?)
                 .stderr(log)
                 .spawn()
                 .map_err(|e| fail(anyhow::anyhow!("cannot start testpmd: {e}")))?;
+            prioritise(child.id(), l.nice);
             Ok(Running::Child(
                 ChildGuard::new(child, "INT").removing(PathBuf::from("/var/run/dpdk").join(prefix)),
             ))
@@ -593,7 +647,7 @@ fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Runnin
             std::fs::write(&flows, ovs_flows()).map_err(|e| fail(e.into()))?;
             let err = std::fs::File::create(l.dir.join(format!("ovs-{tag}.log")))
                 .map_err(|e| fail(e.into()))?;
-            let mut child = Command::new("python3")
+            let mut child = niced(l.nice, Path::new("python3"))
                 .arg(&opts.programs.ovs_script)
                 .arg("vhost")
                 .arg("--sock-a")
@@ -640,7 +694,16 @@ fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Runnin
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match ovs.lines.recv_timeout(left) {
-                    Ok(line) if line.contains("\"ready\"") => return Ok(Running::Ovs(ovs)),
+                    Ok(line) if line.contains("\"ready\"") => {
+                        // OVS's daemons run in sessions of their own.
+                        let ready: Value = serde_json::from_str(&line).unwrap_or_default();
+                        for pid in ready["pids"].as_object().into_iter().flatten() {
+                            if let Some(pid) = pid.1.as_u64() {
+                                prioritise(pid as u32, l.nice);
+                            }
+                        }
+                        return Ok(Running::Ovs(ovs));
+                    }
                     Ok(line) if line.contains("not installed") => {
                         let _ = ovs.finish();
                         return Err(NotMeasured::Skipped(line));
@@ -668,9 +731,14 @@ fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Runnin
     }
 }
 
-fn spawn_vswitchd(vswitchd: &Path, cfg: &Path, log: &Path) -> anyhow::Result<ChildGuard> {
+fn spawn_vswitchd(
+    vswitchd: &Path,
+    cfg: &Path,
+    log: &Path,
+    nice: i32,
+) -> anyhow::Result<ChildGuard> {
     let log = std::fs::File::create(log)?;
-    let child = Command::new(vswitchd)
+    let child = niced(nice, vswitchd)
         .arg("--config")
         .arg(cfg)
         .stdin(Stdio::null())
@@ -678,6 +746,7 @@ fn spawn_vswitchd(vswitchd: &Path, cfg: &Path, log: &Path) -> anyhow::Result<Chi
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", vswitchd.display()))?;
+    prioritise(child.id(), nice);
     let dir = PathBuf::from(format!("/var/run/dpdk/vswitchd{}", child.id()));
     Ok(ChildGuard::new(child, "TERM").removing(dir))
 }
@@ -694,8 +763,31 @@ pub struct RoundRate {
     pub mpps: f64,
     /// The samples, Mpps.
     pub samples: Vec<f64>,
-    /// OVS's own `avg cycles per packet` (pmd-stats-show), OVS only.
-    pub ovs_cycles_per_packet: Option<f64>,
+    /// Cycles the switch's core spent per packet while it had packets (idle
+    /// polls left out), by the forwarder's own accounting: vswitchd's worker
+    /// `busy_ns` over its packets in the sampled window, OVS's `avg processing
+    /// cycles per packet` (pmd-stats-show, the whole run), testpmd's `CPU
+    /// cycles/packet` (`--record-core-cycles`, the whole run).
+    pub busy_cycles_per_packet: Option<f64>,
+}
+
+/// vswitchd's worker 0: (busy ns, packets received) from its stats file.
+fn worker_busy(stats: &Path) -> Option<(f64, f64)> {
+    let doc: Value = serde_json::from_slice(&std::fs::read(stats).ok()?).ok()?;
+    let w = doc["workers"].get(0)?;
+    Some((w["busy_ns"].as_f64()?, w["rx_packets"].as_f64()?))
+}
+
+/// testpmd's `CPU cycles/packet=N` (`--record-core-cycles`) in `text`.
+pub fn testpmd_cycles_per_packet(text: &str) -> Option<f64> {
+    let rest = text.rsplit("CPU cycles/packet=").next()?;
+    if !text.contains("CPU cycles/packet=") {
+        return None;
+    }
+    rest.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Measures `fwd` once: fresh pods, the switch, the stream, the samples,
@@ -707,8 +799,14 @@ pub fn measure(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<RoundRa
     let l = &opts.layout;
     remove_sockets(l);
     let prefix = format!("vhpods{}{tag}", std::process::id());
-    let mut pod = Pod::start(&opts.programs.testpmd, &l.pods_args(&prefix), &prefix, 2)
-        .map_err(NotMeasured::Failed)?;
+    let mut pod = Pod::start(
+        &opts.programs.testpmd,
+        &l.pods_args(&prefix),
+        &prefix,
+        2,
+        l.nice,
+    )
+    .map_err(NotMeasured::Failed)?;
     // The pods' sockets exist once testpmd's probe listens; a client-mode
     // switch retries until then anyway.
     let running = start_switch(fwd, opts, tag)?;
@@ -733,6 +831,8 @@ pub fn measure(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<RoundRa
             bail!("no frames came back through {}", fwd.name());
         }
         std::thread::sleep(Duration::from_secs(u64::from(opts.warmup)));
+        let stats = l.dir.join("stats.json");
+        let busy0 = worker_busy(&stats);
         let mut samples = Vec::new();
         let (mut t0, mut n0) = (Instant::now(), pod.received()?);
         for _ in 0..opts.seconds {
@@ -742,10 +842,18 @@ pub fn measure(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<RoundRa
             samples.push(n.saturating_sub(n0) as f64 / t.duration_since(t0).as_secs_f64() / 1e6);
             (t0, n0) = (t, n);
         }
+        // vswitchd writes its stats file every second: the window between two
+        // documents is within a second of the sampled one.
+        let busy = match (fwd, busy0, worker_busy(&stats)) {
+            (Forwarder::Vswitchd, Some((b0, p0)), Some((b1, p1))) if p1 > p0 => {
+                Some((b1 - b0) * 1e-9 * tsc_hz() / (p1 - p0))
+            }
+            _ => None,
+        };
         Ok(RoundRate {
             mpps: median(&samples).unwrap_or(0.0),
             samples,
-            ovs_cycles_per_packet: None,
+            busy_cycles_per_packet: busy,
         })
     })();
     drop(pod);
@@ -758,7 +866,18 @@ pub fn measure(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<RoundRa
     };
     remove_sockets(l);
     let mut r = result.map_err(NotMeasured::Failed)?;
-    r.ovs_cycles_per_packet = ovs_done.and_then(|v| v["cycles_per_packet"].as_f64());
+    match fwd {
+        Forwarder::Ovs => {
+            r.busy_cycles_per_packet =
+                ovs_done.and_then(|v| v["processing_cycles_per_packet"].as_f64());
+        }
+        Forwarder::Floor => {
+            let log =
+                std::fs::read_to_string(l.dir.join(format!("floor-{tag}.log"))).unwrap_or_default();
+            r.busy_cycles_per_packet = testpmd_cycles_per_packet(&log);
+        }
+        Forwarder::Vswitchd => {}
+    }
     Ok(r)
 }
 
@@ -797,17 +916,19 @@ pub fn measure_restarts(opts: &VhostOptions) -> anyhow::Result<Value> {
         &l.restart_pod_args(&pb, false),
         &pb,
         1,
+        l.nice,
     )?;
     let mut tx = Pod::start(
         &opts.programs.testpmd,
         &l.restart_pod_args(&pa, true),
         &pa,
         1,
+        l.nice,
     )?;
     let cfg = l.dir.join("vswitchd-restart.toml");
     std::fs::write(&cfg, l.vswitchd_config(&l.dir.join("stats-restart.json")))?;
     let log = |i: u32| l.dir.join(format!("vswitchd-restart-{i}.log"));
-    let mut switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(0))?;
+    let mut switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(0), l.nice)?;
     rx.wait_ready(START_TIMEOUT)?;
     tx.wait_ready(START_TIMEOUT)?;
     rx.command("start")?;
@@ -835,7 +956,7 @@ pub fn measure_restarts(opts: &VhostOptions) -> anyhow::Result<Value> {
         }
         let before = rx.received()?;
         let t0 = Instant::now();
-        switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(i))?;
+        switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(i), l.nice)?;
         loop {
             if rx.received()? > before {
                 break;
@@ -874,7 +995,6 @@ pub fn run(opts: &VhostOptions) -> anyhow::Result<Value> {
     let mut floor = Vec::new();
     let mut ovs_note: Option<String> = None;
     let mut floor_note: Option<String> = None;
-    let mut ovs_own_cycles = Vec::new();
     let mut loads = Vec::new();
     for r in 1..=opts.rounds {
         loads.push(load_average());
@@ -896,12 +1016,7 @@ pub fn run(opts: &VhostOptions) -> anyhow::Result<Value> {
             let tag = format!("r{r}{}", fwd.name());
             match (fwd, measure(fwd, opts, &tag)) {
                 (Forwarder::Vswitchd, Ok(m)) => vsw.push((r, m)),
-                (Forwarder::Ovs, Ok(m)) => {
-                    if let Some(c) = m.ovs_cycles_per_packet {
-                        ovs_own_cycles.push(c);
-                    }
-                    ovs.push((r, m));
-                }
+                (Forwarder::Ovs, Ok(m)) => ovs.push((r, m)),
                 (Forwarder::Floor, Ok(m)) => floor.push((r, m)),
                 (Forwarder::Vswitchd, Err(NotMeasured::Failed(e))) => {
                     return Err(e.context(format!("vswitchd, round {r}")))
@@ -934,9 +1049,16 @@ pub fn run(opts: &VhostOptions) -> anyhow::Result<Value> {
             .map(|c| round(c, 1))
     };
     let med = |rates: &[f64]| median(rates).map(|m| round(m, 3));
+    let busy = |v: &[(u32, RoundRate)]| {
+        let c: Vec<f64> = v
+            .iter()
+            .filter_map(|(_, m)| m.busy_cycles_per_packet)
+            .collect();
+        median(&c).map(|c| round(c, 1))
+    };
     let each = |v: &[(u32, RoundRate)]| {
         v.iter()
-            .map(|(r, m)| json!({"round": r, "mpps": round(m.mpps, 3), "samples": m.samples.iter().map(|s| round(*s, 3)).collect::<Vec<_>>()}))
+            .map(|(r, m)| json!({"round": r, "mpps": round(m.mpps, 3), "busy_cycles_per_packet": m.busy_cycles_per_packet.map(|c| round(c, 1)), "samples": m.samples.iter().map(|s| round(*s, 3)).collect::<Vec<_>>()}))
             .collect::<Vec<_>>()
     };
     let mut doc = json!({
@@ -945,12 +1067,13 @@ pub fn run(opts: &VhostOptions) -> anyhow::Result<Value> {
         "pinning": opts.layout.pinning.describe(),
         "memory": "no-huge",
         "queue_size": opts.layout.queue_size,
+        "nice": opts.layout.nice,
         "frames_in_flight": 2 * 32 * opts.layout.bursts,
         "rounds": opts.rounds,
         "load_average_before_each_round": loads,
         "mpps": {"vswitch": med(&v_rates), "ovs": med(&o_rates), "testpmd_io": med(&f_rates)},
         "cycles_per_packet": {"vswitch": cyc(&v_rates), "ovs": cyc(&o_rates), "testpmd_io": cyc(&f_rates)},
-        "ovs_own_cycles_per_packet": median(&ovs_own_cycles).map(|c| round(c, 1)),
+        "busy_cycles_per_packet": {"vswitch": busy(&vsw), "ovs": busy(&ovs), "testpmd_io": busy(&floor)},
         "ratio_vs_ovs": paired.change().map(|c| round(c + 1.0, 3)),
         "ratio_of_medians_vs_ovs": match (median(&v_rates), median(&o_rates)) {
             (Some(v), Some(o)) if o > 0.0 => Some(round(v / o, 3)),
@@ -996,6 +1119,7 @@ mod tests {
             pinning: Pinning::new(1, 0).unwrap(),
             queue_size: 1024,
             bursts: 16,
+            nice: 0,
         }
     }
 
@@ -1088,6 +1212,23 @@ mod tests {
         let mut p = StatsParser::default();
         assert!(!p.feed("  RX-packets: 3  RX-missed: 0", 1));
         assert!(p.feed("  Tx-pps: 0  Tx-bps: 0", 1));
+    }
+
+    #[test]
+    fn a_session_id_is_read_past_the_command_name() {
+        let stat = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100";
+        assert_eq!(session_of(stat), Some(4242));
+        assert_eq!(session_of("garbage"), None);
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(session_of(&own).is_some(), "{own}");
+    }
+
+    #[test]
+    fn testpmd_core_cycles_are_read() {
+        let text =
+            "  CPU cycles/packet=412.35 (busy cycles=1 / total io packets=2) at 2445 MHz Clock\n";
+        assert_eq!(testpmd_cycles_per_packet(text), Some(412.35));
+        assert_eq!(testpmd_cycles_per_packet("nothing"), None);
     }
 
     #[test]
