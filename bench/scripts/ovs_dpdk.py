@@ -8,6 +8,12 @@ thread pinned to the same core, with OpenFlow rules that do the scenario's job.
     ovs_dpdk.py run --pcap traffic.pcap --flows ovs-flows.txt [--setup setup.json]
                     [--core 1] [--seconds 10] [--warmup 2] [--memory hugepages|no-huge]
                     [--json] [--keep]
+    ovs_dpdk.py vhost --sock-a A.sock --sock-b B.sock --flows ovs-flows.txt
+                      [--core 1] [--control-core 0] [--memory-mb 2048]
+
+`vhost` is the OVS side of `vswitch-bench vhost` (issue #27): two dpdkvhostuserclient
+ports (OpenFlow 1 and 2) on sockets the pods serve, forwarding until stdin closes; see
+cmd_vhost.
 
 Nothing of the system's Open vSwitch is used or touched: a private ovsdb-server and
 ovs-vswitchd (the DPDK build, /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk, called
