@@ -166,6 +166,14 @@ struct CniArgs {
     /// The vswitch-cni binary; default: `vswitch-cni` next to this program.
     #[arg(long, value_name = "PATH")]
     plugin: Option<PathBuf>,
+    /// vhost-user pods also timed from ADD to their first packet (a
+    /// dpdk-testpmd icmpecho pod started when the ADD returns, pinged by the
+    /// peer); 0: none.
+    #[arg(long, default_value_t = 0)]
+    vhost_first_packet: u32,
+    /// The testpmd binary (the DPDK pods of --vhost-first-packet).
+    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -1139,6 +1147,8 @@ fn cni(args: &CniArgs) -> anyhow::Result<()> {
         attached: args.attached,
         core: args.core,
         cni_version: args.cni_version.clone(),
+        vhost_first_packet: args.vhost_first_packet,
+        testpmd: args.testpmd.clone(),
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
