@@ -603,13 +603,22 @@ def cmd_vhost(a):
     if not os.path.exists(a.flows):
         print(f"ovs_dpdk.py: missing {a.flows}", file=sys.stderr)
         return 2
+    wrapper = []
+    if a.wrapper:
+        try:
+            wrapper = json.loads(a.wrapper)
+        except ValueError:
+            wrapper = None
+        if not isinstance(wrapper, list) or not all(isinstance(w, str) for w in wrapper):
+            print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
+            return 2
     prefix = f"ovsvhost{os.getpid()}"
     work = tempfile.mkdtemp(prefix="ovs-dpdk-vhost.")
     netns = None
     if shutil.which("ip") and subprocess.run(["ip", "netns", "add", prefix],
                                              capture_output=True).returncode == 0:
         netns = prefix
-    ovs = Ovs(work, netns)
+    ovs = Ovs(work, netns, wrapper, slow=10 if wrapper else 1)
     own_tap = not netns and not os.path.exists("/sys/class/net/ovs-netdev")
 
     def on_signal(signum, _frame):
@@ -626,6 +635,10 @@ def cmd_vhost(a):
                   "other_config:smc-enable=true",
                   "other_config:per-port-memory=false",
                   wait=False)
+        if wrapper:
+            # Under callgrind the PMD's idle polls would count: it sleeps when idle.
+            ovs.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-maxsleep=10000",
+                      wait=False)
         ovs.start_vswitchd()
         ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
                   "fail-mode=secure")
@@ -709,6 +722,8 @@ def main():
                    help="dpdk-lcore-mask: the main and handler threads' core")
     v.add_argument("--memory", choices=["hugepages", "no-huge"], default="no-huge")
     v.add_argument("--memory-mb", type=int, default=1024, help="DPDK -m (no-huge only)")
+    v.add_argument("--wrapper", help="JSON list of words to run ovs-vswitchd under "
+                   "(callgrind); the PMD then sleeps when idle and every wait is longer")
     a = ap.parse_args()
     if a.cmd == "run":
         sys.exit(cmd_run(a))

@@ -129,6 +129,11 @@ struct VhostArgs {
     /// vswitchd restarts to time after the rounds (0: none).
     #[arg(long, default_value_t = 0)]
     restarts: u32,
+    /// Then vswitchd and OVS-DPDK each this many seconds under valgrind's
+    /// callgrind: instructions per packet of the switch's forwarding thread
+    /// (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    instructions: u32,
     /// Leave OVS-DPDK out.
     #[arg(long)]
     no_ovs: bool,
@@ -1181,6 +1186,7 @@ fn vhost(args: &VhostArgs) -> anyhow::Result<()> {
         no_ovs: args.no_ovs,
         no_floor: args.no_floor,
         restarts: args.restarts,
+        instructions: args.instructions,
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -271,9 +271,15 @@ impl Layout {
     /// client-mode `vhost_user` ports and endpoints of one network (the way
     /// `vswitch-cni` attaches pods).
     pub fn vswitchd_config(&self, stats_file: &Path) -> String {
+        self.vswitchd_config_idle(stats_file, 0)
+    }
+
+    /// [`Layout::vswitchd_config`] with the worker's idle back-off bound
+    /// (`idle_sleep_max_us`): under callgrind its idle polls would count.
+    pub fn vswitchd_config_idle(&self, stats_file: &Path, idle_sleep_max_us: u32) -> String {
         format!(
             "[eal]\nin_memory = true\nhugepages = false\nmemory_mb = 512\nmain_core = {main}\n\n\
-             [dataplane]\nworkers = [{worker}]\nidle_sleep_max_us = 0\nmbufs = 16383\n\
+             [dataplane]\nworkers = [{worker}]\nidle_sleep_max_us = {idle_sleep_max_us}\nmbufs = 16383\n\
              stats_file = \"{stats}\"\nstats_interval_ms = 1000\n\n\
              [[network]]\nname = \"pods\"\nvni = 100\nsubnets = [\"10.96.0.0/16\"]\n\
              gateway_ips = [\"10.96.0.1\"]\ngateway_mac = \"02:00:00:00:aa:01\"\n\n\
@@ -545,6 +551,9 @@ pub struct VhostOptions {
     pub no_floor: bool,
     /// vswitchd restarts to time (0: none).
     pub restarts: u32,
+    /// Seconds of stream under valgrind's callgrind for vswitchd and OVS-DPDK,
+    /// for instructions per packet of the switch's core (0: none).
+    pub instructions: u32,
 }
 
 /// A running switch under test.
@@ -603,19 +612,29 @@ pub enum NotMeasured {
     Failed(anyhow::Error),
 }
 
-fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Running, NotMeasured> {
+fn start_switch(
+    fwd: Forwarder,
+    opts: &VhostOptions,
+    tag: &str,
+    wrapper: &[String],
+) -> Result<Running, NotMeasured> {
     let l = &opts.layout;
     let fail = |e: anyhow::Error| NotMeasured::Failed(e);
     match fwd {
         Forwarder::Vswitchd => {
             let cfg = l.dir.join("vswitchd.toml");
-            std::fs::write(&cfg, l.vswitchd_config(&l.dir.join("stats.json")))
-                .map_err(|e| fail(e.into()))?;
+            let idle = if wrapper.is_empty() { 0 } else { 1000 };
+            std::fs::write(
+                &cfg,
+                l.vswitchd_config_idle(&l.dir.join("stats.json"), idle),
+            )
+            .map_err(|e| fail(e.into()))?;
             spawn_vswitchd(
                 &opts.programs.vswitchd,
                 &cfg,
                 &l.dir.join(format!("vswitchd-{tag}.log")),
                 l.nice,
+                wrapper,
             )
             .map(Running::Child)
             .map_err(fail)
@@ -668,6 +687,11 @@ fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Runnin
                     "--memory-mb",
                     "2048",
                 ])
+                .args(if wrapper.is_empty() {
+                    Vec::new()
+                } else {
+                    vec!["--wrapper".to_owned(), json!(wrapper).to_string()]
+                })
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(err)
@@ -690,7 +714,7 @@ fn start_switch(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<Runnin
                 lines: rx,
             };
             // The script prints `{"ready": true}` once both ports exist.
-            let deadline = Instant::now() + START_TIMEOUT;
+            let deadline = Instant::now() + START_TIMEOUT * if wrapper.is_empty() { 1 } else { 10 };
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match ovs.lines.recv_timeout(left) {
@@ -736,9 +760,18 @@ fn spawn_vswitchd(
     cfg: &Path,
     log: &Path,
     nice: i32,
+    wrapper: &[String],
 ) -> anyhow::Result<ChildGuard> {
     let log = std::fs::File::create(log)?;
-    let child = niced(nice, vswitchd)
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(vswitchd);
+            c
+        }
+        None => niced(nice, vswitchd),
+    };
+    let child = cmd
         .arg("--config")
         .arg(cfg)
         .stdin(Stdio::null())
@@ -809,7 +842,7 @@ pub fn measure(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<RoundRa
     .map_err(NotMeasured::Failed)?;
     // The pods' sockets exist once testpmd's probe listens; a client-mode
     // switch retries until then anyway.
-    let running = start_switch(fwd, opts, tag)?;
+    let running = start_switch(fwd, opts, tag, &[])?;
     let result = (|| -> anyhow::Result<RoundRate> {
         pod.wait_ready(START_TIMEOUT)?;
         // The switch connected; give it a second to finish its side (OVS
@@ -881,6 +914,96 @@ pub fn measure(fwd: Forwarder, opts: &VhostOptions, tag: &str) -> Result<RoundRa
     Ok(r)
 }
 
+/// Packets vswitchd's worker received, from the `final counters` lines it
+/// logs as it stops (exact, where its stats file is up to a second old).
+pub fn final_rx(log: &str) -> Option<u64> {
+    let mut total = None;
+    for line in log.lines().filter(|l| l.contains("final counters")) {
+        let rx = line.split(" rx=").nth(1)?.split_whitespace().next()?;
+        *total.get_or_insert(0) += rx.parse::<u64>().ok()?;
+    }
+    total
+}
+
+/// The first `packets received: N` of OVS's `pmd-stats-show` (the PMD thread's,
+/// listed before the main thread's).
+pub fn pmd_packets(pmd_stats: &str) -> Option<u64> {
+    let rest = pmd_stats.split("packets received:").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Instructions per packet of `fwd`'s forwarding thread under callgrind:
+/// fresh pods, the switch under valgrind (vswitchd's worker and OVS's PMD
+/// sleep when idle, so that the polls before the stream starts hardly count),
+/// `seconds` of the stream, the switch stopped; the busiest thread but the
+/// main one over the packets it received.
+///
+/// # Errors
+/// [`NotMeasured`].
+pub fn measure_instructions(
+    fwd: Forwarder,
+    opts: &VhostOptions,
+    seconds: u32,
+) -> Result<Value, NotMeasured> {
+    let l = &opts.layout;
+    let cg = crate::callgrind::Callgrind::new(false, Some(1))
+        .map_err(|e| NotMeasured::Skipped(format!("{e:#}")))?;
+    let out = l.dir.join(format!("callgrind-{}.out", fwd.name()));
+    let tag = format!("cg{}", fwd.name());
+    remove_sockets(l);
+    let prefix = format!("vhpods{}{tag}", std::process::id());
+    let mut pod = Pod::start(
+        &opts.programs.testpmd,
+        &l.pods_args(&prefix),
+        &prefix,
+        2,
+        l.nice,
+    )
+    .map_err(NotMeasured::Failed)?;
+    let running = start_switch(fwd, opts, &tag, &cg.wrapper(&out))?;
+    let result = (|| -> anyhow::Result<()> {
+        pod.wait_ready(START_TIMEOUT * 5)?;
+        std::thread::sleep(Duration::from_secs(5));
+        pod.command(&format!("start tx_first {}", l.bursts))?;
+        std::thread::sleep(Duration::from_secs(u64::from(seconds)));
+        if pod.received()? == 0 {
+            bail!("no frames came back through {} under callgrind", fwd.name());
+        }
+        Ok(())
+    })();
+    drop(pod);
+    let packets = match running {
+        Running::Child(mut g) => {
+            g.stop();
+            let log = std::fs::read_to_string(l.dir.join(format!("vswitchd-{tag}.log")))
+                .unwrap_or_default();
+            final_rx(&log)
+        }
+        Running::Ovs(o) => o
+            .finish()
+            .and_then(|v| v["pmd_stats"].as_str().and_then(pmd_packets)),
+    };
+    remove_sockets(l);
+    result.map_err(NotMeasured::Failed)?;
+    let packets = packets
+        .filter(|&p| p > 0)
+        .ok_or_else(|| NotMeasured::Failed(anyhow::anyhow!("{}: no packet count", fwd.name())))?;
+    let thread = crate::callgrind::busiest_thread(&out).map_err(NotMeasured::Failed)?;
+    let ir = thread.total("Ir");
+    let functions = crate::callgrind::functions(&thread.file).unwrap_or_default();
+    let per = |n: u64| round(n as f64 / packets as f64, 1);
+    let top: Vec<Value> = functions
+        .iter()
+        .take(12)
+        .map(|(f, n)| json!({"function": f, "per_packet": per(*n)}))
+        .collect();
+    Ok(json!({
+        "packets": packets,
+        "instructions_per_packet": per(ir),
+        "top_functions": top,
+    }))
+}
+
 /// `/proc/loadavg`'s first three fields.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -928,7 +1051,7 @@ pub fn measure_restarts(opts: &VhostOptions) -> anyhow::Result<Value> {
     let cfg = l.dir.join("vswitchd-restart.toml");
     std::fs::write(&cfg, l.vswitchd_config(&l.dir.join("stats-restart.json")))?;
     let log = |i: u32| l.dir.join(format!("vswitchd-restart-{i}.log"));
-    let mut switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(0), l.nice)?;
+    let mut switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(0), l.nice, &[])?;
     rx.wait_ready(START_TIMEOUT)?;
     tx.wait_ready(START_TIMEOUT)?;
     rx.command("start")?;
@@ -956,7 +1079,7 @@ pub fn measure_restarts(opts: &VhostOptions) -> anyhow::Result<Value> {
         }
         let before = rx.received()?;
         let t0 = Instant::now();
-        switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(i), l.nice)?;
+        switch = spawn_vswitchd(&opts.programs.vswitchd, &cfg, &log(i), l.nice, &[])?;
         loop {
             if rx.received()? > before {
                 break;
@@ -1096,6 +1219,28 @@ pub fn run(opts: &VhostOptions) -> anyhow::Result<Value> {
     if let Some(n) = floor_note {
         doc["testpmd_io_not_measured"] = json!(n);
     }
+    if opts.instructions > 0 {
+        let mut ins = serde_json::Map::new();
+        for fwd in [Forwarder::Vswitchd, Forwarder::Ovs] {
+            if fwd == Forwarder::Ovs && opts.no_ovs {
+                continue;
+            }
+            let v = match measure_instructions(fwd, opts, opts.instructions) {
+                Ok(v) => v,
+                Err(e) => json!({"not_measured": not_measured_text(e)}),
+            };
+            eprintln!("vhost: instructions {} done", fwd.name());
+            ins.insert(fwd.name().to_owned(), v);
+        }
+        let ipp = |k: &str| {
+            ins.get(k)
+                .and_then(|v| v["instructions_per_packet"].as_f64())
+        };
+        if let (Some(v), Some(o)) = (ipp("vswitchd"), ipp("ovs")) {
+            ins.insert("ovs_over_vswitch".into(), json!(round(o / v, 3)));
+        }
+        doc["instructions"] = Value::Object(ins);
+    }
     if opts.restarts > 0 {
         doc["restart"] = measure_restarts(opts)?;
     }
@@ -1159,6 +1304,8 @@ mod tests {
             "{cfg}"
         );
         assert!(cfg.contains("idle_sleep_max_us = 0"), "{cfg}");
+        let cfg = l.vswitchd_config_idle(Path::new("/tmp/vb/stats.json"), 1000);
+        assert!(cfg.contains("idle_sleep_max_us = 1000"), "{cfg}");
         // The restart pods: one sends to B, one receives.
         let tx = l.restart_pod_args("t", true);
         assert!(tx.contains(&"--forward-mode=txonly".to_owned()), "{tx:?}");
@@ -1229,6 +1376,17 @@ mod tests {
             "  CPU cycles/packet=412.35 (busy cycles=1 / total io packets=2) at 2445 MHz Clock\n";
         assert_eq!(testpmd_cycles_per_packet(text), Some(412.35));
         assert_eq!(testpmd_cycles_per_packet("nothing"), None);
+    }
+
+    #[test]
+    fn packet_counts_come_from_the_switches_own_words() {
+        let log = "x INFO vswitchd::switch: final counters port=poda rx=1088096 tx=1088000 dropped=32\n\
+                   x INFO vswitchd::switch: final counters port=podb rx=1088032 tx=1088064 dropped=32\n";
+        assert_eq!(final_rx(log), Some(2_176_128));
+        assert_eq!(final_rx("nothing"), None);
+        let pmd = "pmd thread numa_id 0 core_id 1:\n  packets received: 123\nmain thread:\n  packets received: 0\n";
+        assert_eq!(pmd_packets(pmd), Some(123));
+        assert_eq!(pmd_packets(""), None);
     }
 
     #[test]
