@@ -667,7 +667,8 @@ impl<'a> Compiler<'a> {
                 // The piece [cur, next) has the rules in `active`.
                 self.spend(active.len() as u64 + 1)?;
                 key.clear();
-                key.push((u32::MAX, isolated as u32));
+                // The head names the direction (ranks are per direction) and isolation.
+                key.push((u32::MAX - d as u32, isolated as u32));
                 for &k in &active {
                     let e = &entries[k as usize];
                     if key.last() != Some(&(e.rank, e.atoms)) {
@@ -697,7 +698,8 @@ impl<'a> Compiler<'a> {
         Ok((bounds, tables))
     }
 
-    /// The interned port table of a rule list (`key[0]` carries isolation).
+    /// The interned port table of a rule list (`key[0]` carries the direction
+    /// and isolation).
     fn table(&mut self, d: usize, key: &[(u32, u32)]) -> Result<u32, CompileError> {
         if let Some(&t) = self.table_ids.get(key) {
             return Ok(t);
