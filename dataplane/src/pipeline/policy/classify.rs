@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use super::compile::{kind_of, CompiledPolicy, DecisionId, KIND_OTHER, NO_GROUP};
+use super::compile::{kind_of, CompiledPolicy, DecisionId, KIND_OTHER};
 use super::model::Direction;
 
 /// What the classifier reads of a new connection (after DNAT: the chosen
@@ -87,27 +87,31 @@ impl CompiledPolicy {
             IpAddr::V6(a) => self.endpoints_v6.get(&a.to_bits()),
         };
         let group = match slot {
-            Some(s) if s[dir.index()] != NO_GROUP => &self.groups[s[dir.index()] as usize],
+            Some(s) if !s[dir.index()].is_none() => s[dir.index()],
             _ => return DecisionId::DEFAULT_ALLOW,
         };
-        // Bounds start at 0, so the piece index is never below 0.
+        // Every range starts at key 0, so the piece before the partition
+        // point always exists.
         let table = match peer {
             IpAddr::V4(a) => {
-                let k = a.to_bits();
-                group.v4_tables[group.v4_bounds.partition_point(|&b| b <= k) - 1]
+                let k = u64::from(a.to_bits());
+                let (off, len) = (group.v4.0 as usize, group.v4.1 as usize);
+                let pieces = &self.v4_pieces[off..off + len];
+                pieces[pieces.partition_point(|&p| p >> 32 <= k) - 1] as u32
             }
             IpAddr::V6(a) => {
                 let k = a.to_bits();
-                group.v6_tables[group.v6_bounds.partition_point(|&b| b <= k) - 1]
+                let (off, len) = (group.v6.0 as usize, group.v6.1 as usize);
+                let pieces = &self.v6_pieces[off..off + len];
+                pieces[pieces.partition_point(|p| p.0 <= k) - 1].1
             }
         };
         let kind = kind_of(conn.protocol);
-        let key = if kind == KIND_OTHER { 0 } else { conn.l4 };
+        let key = u64::from(if kind == KIND_OTHER { 0 } else { conn.l4 });
         let t = &self.tables;
         let head = &t.heads[table as usize];
-        let (lo, hi) = (head[kind] as usize, head[kind + 1] as usize);
-        let piece = t.bounds[lo..hi].partition_point(|&b| b <= key) - 1;
-        DecisionId(t.decisions[lo + piece])
+        let pieces = &t.pieces[head[kind] as usize..head[kind + 1] as usize];
+        DecisionId(pieces[pieces.partition_point(|&p| p >> 32 <= key) - 1] as u32)
     }
 
     /// Both checks of a connection between two endpoints this policy may

@@ -27,7 +27,6 @@
 //! and a set over either is refused whole with [`CompileError`] — nothing of
 //! it is published.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use hashbrown::HashMap;
@@ -51,9 +50,6 @@ pub(super) const fn kind_of(p: u8) -> usize {
         _ => KIND_OTHER,
     }
 }
-
-/// "No group": the endpoint is not a subject in that direction.
-pub(super) const NO_GROUP: u32 = u32::MAX;
 
 /// The outcome of a classification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,31 +143,30 @@ pub enum CompileError {
     },
 }
 
-/// One subject group's peer lookup: the elementary intervals of the peer
-/// address space (their first addresses, ascending from 0) and each one's port
-/// table.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Group {
-    pub(super) v4_bounds: Box<[u32]>,
-    pub(super) v4_tables: Box<[u32]>,
-    pub(super) v6_bounds: Box<[u128]>,
-    pub(super) v6_tables: Box<[u32]>,
+/// Where one subject group's peer lookup lies in the pools: its elementary
+/// intervals of each family's peer space, ascending from address 0. Stored in
+/// the endpoint map itself, so a lookup goes from the hash entry straight to
+/// the intervals. An empty range (`v4.1 == 0`): no group, default allow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct GroupRef {
+    pub(super) v4: (u32, u32),
+    pub(super) v6: (u32, u32),
 }
 
-impl Group {
-    fn bytes(&self) -> usize {
-        self.v4_bounds.len() * 8 + self.v6_bounds.len() * 20 + std::mem::size_of::<Group>()
+impl GroupRef {
+    pub(super) fn is_none(&self) -> bool {
+        self.v4.1 == 0
     }
 }
 
-/// Every interned port table in one pool. Table `t`, kind `k` is the piece
-/// `heads[t][k]..heads[t][k + 1]` of `bounds` (first keys, ascending from 0)
-/// and `decisions`.
+/// Every interned port table in one pool. Table `t`, kind `k` is the range
+/// `heads[t][k]..heads[t][k + 1]` of `pieces`, each `first key << 32 |
+/// decision`, first keys ascending from 0: the binary search reads the key
+/// and finds the decision on the same cache line.
 #[derive(Debug, Clone, Default)]
 pub(super) struct PortTables {
     pub(super) heads: Vec<[u32; KINDS + 1]>,
-    pub(super) bounds: Vec<u16>,
-    pub(super) decisions: Vec<u32>,
+    pub(super) pieces: Vec<u64>,
 }
 
 /// Names kept for trace and logs.
@@ -185,9 +180,13 @@ struct PolicyNames {
 /// workers through the pipeline snapshot.
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
-    pub(super) endpoints_v4: HashMap<u32, [u32; 2]>,
-    pub(super) endpoints_v6: HashMap<u128, [u32; 2]>,
-    pub(super) groups: Vec<Group>,
+    pub(super) endpoints_v4: HashMap<u32, [GroupRef; 2]>,
+    pub(super) endpoints_v6: HashMap<u128, [GroupRef; 2]>,
+    /// IPv4 peer intervals of every group: `first address << 32 | table`.
+    pub(super) v4_pieces: Vec<u64>,
+    /// IPv6 peer intervals of every group: first address and table.
+    pub(super) v6_pieces: Vec<(u128, u32)>,
+    groups: usize,
     pub(super) tables: PortTables,
     pub(super) decisions: Vec<Decision>,
     names: [Vec<PolicyNames>; 3],
@@ -231,8 +230,13 @@ struct Compiler<'a> {
     atoms: Vec<Vec<(u8, u16, u16)>>,
     atom_ids: HashMap<Vec<(u8, u16, u16)>, u32>,
     named_dir: HashMap<(&'a str, u8), Vec<(IpAddr, u16)>>,
+    v4_pieces: Vec<u64>,
+    v6_pieces: Vec<(u128, u32)>,
     tables: PortTables,
     table_ids: HashMap<Vec<(u32, u32)>, u32>,
+    /// Scratch of the sweep, kept between groups.
+    events: Vec<(u128, bool, u32)>,
+    key: Vec<(u32, u32)>,
     decisions: Vec<Decision>,
     decision_ids: HashMap<Decision, u32>,
 }
@@ -287,7 +291,21 @@ impl CompiledPolicy {
 
     /// Subject groups (endpoints sharing one compiled rule list).
     pub fn group_count(&self) -> usize {
-        self.groups.len()
+        self.groups
+    }
+
+    /// How many peer intervals the group of `subject` has in `dir` (both
+    /// families; 0 for an endpoint no policy selects): the depth of its
+    /// binary search is the log of this.
+    pub fn peer_pieces(&self, dir: Direction, subject: IpAddr) -> usize {
+        let slot = match subject {
+            IpAddr::V4(a) => self.endpoints_v4.get(&a.to_bits()),
+            IpAddr::V6(a) => self.endpoints_v6.get(&a.to_bits()),
+        };
+        slot.map_or(0, |s| {
+            let g = &s[dir.index()];
+            (g.v4.1 + g.v6.1) as usize
+        })
     }
 
     /// Interned port tables.
@@ -298,12 +316,10 @@ impl CompiledPolicy {
     /// Bytes of the compiled structure the classifier reads (the names
     /// for trace are not counted).
     pub fn memory_bytes(&self) -> usize {
-        let maps = self.endpoints_v4.capacity() * (4 + 8 + 1)
-            + self.endpoints_v6.capacity() * (16 + 8 + 1);
-        let groups: usize = self.groups.iter().map(Group::bytes).sum();
-        let tables = self.tables.heads.len() * 4 * (KINDS + 1)
-            + self.tables.bounds.len() * 2
-            + self.tables.decisions.len() * 4;
+        let maps = self.endpoints_v4.capacity() * (4 + 32 + 1)
+            + self.endpoints_v6.capacity() * (16 + 32 + 1);
+        let groups = self.v4_pieces.len() * 8 + self.v6_pieces.len() * 32;
+        let tables = self.tables.heads.len() * 4 * (KINDS + 1) + self.tables.pieces.len() * 8;
         maps + groups + tables + self.decisions.len() * std::mem::size_of::<Decision>()
     }
 }
@@ -384,8 +400,12 @@ impl<'a> Compiler<'a> {
             atoms: vec![any],
             atom_ids,
             named_dir,
+            v4_pieces: Vec::new(),
+            v6_pieces: Vec::new(),
             tables: PortTables::default(),
             table_ids: HashMap::new(),
+            events: Vec::new(),
+            key: Vec::new(),
             decisions: vec![default],
             decision_ids,
         }
@@ -424,16 +444,16 @@ impl<'a> Compiler<'a> {
                 selected.entry(*a).or_default().push(pos as u32);
             }
         }
-        let mut group_ids: HashMap<(usize, Vec<u32>, Vec<(String, u8, u16)>), u32> = HashMap::new();
-        let mut groups: Vec<Group> = Vec::new();
-        let mut endpoints_v4: HashMap<u32, [u32; 2]> = HashMap::new();
-        let mut endpoints_v6: HashMap<u128, [u32; 2]> = HashMap::new();
+        let mut group_ids: HashMap<(usize, Vec<u32>, Vec<(String, u8, u16)>), GroupRef> =
+            HashMap::new();
+        let mut endpoints_v4: HashMap<u32, [GroupRef; 2]> = HashMap::new();
+        let mut endpoints_v6: HashMap<u128, [GroupRef; 2]> = HashMap::new();
         let mut addrs: Vec<&IpAddr> = selected.keys().collect();
         // A deterministic order, so group and table ids do not depend on hashing.
         addrs.sort_unstable();
         for addr in addrs {
             let positions = &selected[addr];
-            let mut slot = [NO_GROUP; 2];
+            let mut slot = [GroupRef::default(); 2];
             for dir in Direction::ALL {
                 let d = dir.index();
                 let mut relevant: Vec<u32> = Vec::new();
@@ -469,27 +489,24 @@ impl<'a> Compiler<'a> {
                     Vec::new()
                 };
                 let key = (d, relevant, sig);
-                let id = match group_ids.get(&key) {
-                    Some(&id) => id,
+                let g = match group_ids.get(&key) {
+                    Some(&g) => g,
                     None => {
                         let g = self.group(dir, &key.1, *addr, isolated)?;
-                        self.grow(g.bytes())?;
-                        groups.push(g);
-                        let id = groups.len() as u32 - 1;
-                        group_ids.insert(key, id);
-                        id
+                        group_ids.insert(key, g);
+                        g
                     }
                 };
-                slot[d] = id;
+                slot[d] = g;
             }
-            if slot != [NO_GROUP; 2] {
+            if !(slot[0].is_none() && slot[1].is_none()) {
                 match addr {
                     IpAddr::V4(a) => {
-                        self.grow(13)?;
+                        self.grow(37)?;
                         endpoints_v4.insert(a.to_bits(), slot);
                     }
                     IpAddr::V6(a) => {
-                        self.grow(25)?;
+                        self.grow(49)?;
                         endpoints_v6.insert(a.to_bits(), slot);
                     }
                 }
@@ -511,7 +528,9 @@ impl<'a> Compiler<'a> {
         Ok(CompiledPolicy {
             endpoints_v4,
             endpoints_v6,
-            groups,
+            v4_pieces: self.v4_pieces,
+            v6_pieces: self.v6_pieces,
+            groups: group_ids.len(),
             tables: self.tables,
             decisions: self.decisions,
             names,
@@ -539,7 +558,7 @@ impl<'a> Compiler<'a> {
         positions: &[u32],
         subject: IpAddr,
         isolated: bool,
-    ) -> Result<Group, CompileError> {
+    ) -> Result<GroupRef, CompileError> {
         let d = dir.index();
         let set = self.set;
         let mut entries: Vec<Entry<'a>> = Vec::new();
@@ -610,14 +629,19 @@ impl<'a> Compiler<'a> {
             }
         }
         entries.sort_by_key(|e| e.rank);
-        let (v4_bounds, v4_tables) = self.sweep(d, &entries, false, isolated)?;
-        let (v6_bounds, v6_tables) = self.sweep(d, &entries, true, isolated)?;
-        Ok(Group {
-            v4_bounds: v4_bounds.into_iter().map(|b| b as u32).collect(),
-            v4_tables: v4_tables.into(),
-            v6_bounds: v6_bounds.into(),
-            v6_tables: v6_tables.into(),
-        })
+        let mut g = GroupRef::default();
+        let start = self.v4_pieces.len();
+        for (first, table) in self.sweep(d, &entries, false, isolated)? {
+            self.v4_pieces.push((first as u64) << 32 | u64::from(table));
+        }
+        g.v4 = (start as u32, (self.v4_pieces.len() - start) as u32);
+        let start = self.v6_pieces.len();
+        for (first, table) in self.sweep(d, &entries, true, isolated)? {
+            self.v6_pieces.push((first, table));
+        }
+        g.v6 = (start as u32, (self.v6_pieces.len() - start) as u32);
+        self.grow(g.v4.1 as usize * 8 + g.v6.1 as usize * 32)?;
+        Ok(g)
     }
 
     /// Cuts one family's peer space at the entries' bounds; returns each
@@ -628,10 +652,11 @@ impl<'a> Compiler<'a> {
         entries: &[Entry<'a>],
         v6: bool,
         isolated: bool,
-    ) -> Result<(Vec<u128>, Vec<u32>), CompileError> {
+    ) -> Result<Vec<(u128, u32)>, CompileError> {
         let max = full_range(v6);
         // (address, add?, entry); removals sort before additions at one address.
-        let mut events: Vec<(u128, bool, u32)> = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
         let mut push = |lo: u128, hi: u128, e: u32| {
             events.push((lo, true, e));
             if hi < max {
@@ -655,10 +680,10 @@ impl<'a> Compiler<'a> {
             }
         }
         events.sort_unstable();
-        let mut bounds: Vec<u128> = Vec::new();
-        let mut tables: Vec<u32> = Vec::new();
-        let mut active: BTreeSet<u32> = BTreeSet::new();
-        let mut key: Vec<(u32, u32)> = Vec::new();
+        let mut pieces: Vec<(u128, u32)> = Vec::new();
+        // Entry indices, ascending: entries are in rank order, so this is too.
+        let mut active: Vec<u32> = Vec::new();
+        let mut key = std::mem::take(&mut self.key);
         let mut cur = 0u128;
         let mut i = 0;
         loop {
@@ -676,9 +701,8 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 let t = self.table(d, &key)?;
-                if tables.last() != Some(&t) {
-                    bounds.push(cur);
-                    tables.push(t);
+                if pieces.last().map(|p| p.1) != Some(t) {
+                    pieces.push((cur, t));
                 }
             }
             let Some(n) = next else { break };
@@ -687,15 +711,19 @@ impl<'a> Compiler<'a> {
                 if a != n {
                     break;
                 }
-                if add {
-                    active.insert(k);
-                } else {
-                    active.remove(&k);
+                match (active.binary_search(&k), add) {
+                    (Err(at), true) => active.insert(at, k),
+                    (Ok(at), false) => {
+                        active.remove(at);
+                    }
+                    _ => {}
                 }
                 i += 1;
             }
         }
-        Ok((bounds, tables))
+        self.events = events;
+        self.key = key;
+        Ok(pieces)
     }
 
     /// The interned port table of a rule list (`key[0]` carries the direction
@@ -706,7 +734,7 @@ impl<'a> Compiler<'a> {
         }
         let isolated = key[0].1 != 0;
         let mut head = [0u32; KINDS + 1];
-        head[0] = self.tables.bounds.len() as u32;
+        head[0] = self.tables.pieces.len() as u32;
         for kind in 0..KINDS {
             // The atoms of this kind, in rank order: (lo, hi, rank).
             let mut atoms: Vec<(u16, u16, u32)> = Vec::new();
@@ -754,8 +782,9 @@ impl<'a> Compiler<'a> {
                 let dec = self.decide(d, first[0][p], first[1][p], isolated);
                 let id = self.intern_decision(dec);
                 if id != last {
-                    self.tables.bounds.push(cuts[p]);
-                    self.tables.decisions.push(id);
+                    self.tables
+                        .pieces
+                        .push(u64::from(cuts[p]) << 32 | u64::from(id));
                     last = id;
                 }
                 if kind == KIND_OTHER {
@@ -763,10 +792,10 @@ impl<'a> Compiler<'a> {
                     break;
                 }
             }
-            head[kind + 1] = self.tables.bounds.len() as u32;
+            head[kind + 1] = self.tables.pieces.len() as u32;
         }
         let pieces = (head[KINDS] - head[0]) as usize;
-        self.grow(pieces * 6 + 4 * (KINDS + 1))?;
+        self.grow(pieces * 8 + 4 * (KINDS + 1))?;
         let t = self.tables.heads.len() as u32;
         self.tables.heads.push(head);
         self.table_ids.insert(key.to_vec(), t);
