@@ -64,7 +64,7 @@ fn port_matches(set: &PolicySet, ports: &[PortMatch], c: &Connection) -> bool {
         }
         if !p.protocol.has_ports() {
             let (t, code) = ((c.l4 >> 8) as u8, c.l4 as u8);
-            return p.icmp_type.map_or(true, |x| x == t) && p.icmp_code.map_or(true, |x| x == code);
+            return p.icmp_type.is_none_or(|x| x == t) && p.icmp_code.is_none_or(|x| x == code);
         }
         match &p.port {
             None => true,

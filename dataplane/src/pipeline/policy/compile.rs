@@ -193,6 +193,11 @@ pub struct CompiledPolicy {
     rules: [usize; 2],
 }
 
+/// What endpoints sharing a compiled group have in common: the direction, the
+/// positions of the policies that select them, and (when those name ports in
+/// ingress rules) their named ports.
+type GroupKey = (usize, Vec<u32>, Vec<(String, u8, u16)>);
+
 /// A rule in global rank order.
 struct RankedRule {
     rref: RuleRef,
@@ -444,8 +449,7 @@ impl<'a> Compiler<'a> {
                 selected.entry(*a).or_default().push(pos as u32);
             }
         }
-        let mut group_ids: HashMap<(usize, Vec<u32>, Vec<(String, u8, u16)>), GroupRef> =
-            HashMap::new();
+        let mut group_ids: HashMap<GroupKey, GroupRef> = HashMap::new();
         let mut endpoints_v4: HashMap<u32, [GroupRef; 2]> = HashMap::new();
         let mut endpoints_v6: HashMap<u128, [GroupRef; 2]> = HashMap::new();
         let mut addrs: Vec<&IpAddr> = selected.keys().collect();
@@ -604,7 +608,7 @@ impl<'a> Compiler<'a> {
                                     dests
                                         .iter()
                                         .filter(|(addr, _)| {
-                                            r.peers.as_ref().map_or(true, |s| s.contains(*addr))
+                                            r.peers.as_ref().is_none_or(|s| s.contains(*addr))
                                         })
                                         .copied()
                                         .collect::<Vec<_>>(),
@@ -688,7 +692,7 @@ impl<'a> Compiler<'a> {
         let mut i = 0;
         loop {
             let next = events.get(i).map(|e| e.0);
-            if next.map_or(true, |n| n > cur) {
+            if next.is_none_or(|n| n > cur) {
                 // The piece [cur, next) has the rules in `active`.
                 self.spend(active.len() as u64 + 1)?;
                 key.clear();

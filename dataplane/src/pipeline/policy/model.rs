@@ -575,45 +575,51 @@ impl PolicySet {
             limits,
             rules: 0,
             addresses: 0,
+            path: String::new(),
         };
         let mut out = ValidPolicySet::default();
         for (tier, field, list) in [
             (Tier::Admin, "admin", &self.admin),
             (Tier::Baseline, "baseline", &self.baseline),
         ] {
-            v.bound(field, list.len(), limits.policies_per_tier)?;
+            let at = v.enter(format_args!("{field}"));
+            v.bound("", list.len(), limits.policies_per_tier)?;
             let mut names = HashSet::new();
             for (i, p) in list.iter().enumerate() {
-                let at = format!("{field}[{i}]");
-                out.tiers[tier as usize].push(v.cluster(&at, tier, p, &mut names)?);
+                let at = v.enter(format_args!("[{i}]"));
+                out.tiers[tier as usize].push(v.cluster(tier, p, &mut names)?);
+                v.leave(at);
             }
+            v.leave(at);
         }
-        v.bound("network", self.network.len(), limits.policies_per_tier)?;
+        let at = v.enter(format_args!("network"));
+        v.bound("", self.network.len(), limits.policies_per_tier)?;
         let mut names = HashSet::new();
         for (i, p) in self.network.iter().enumerate() {
-            let at = format!("network[{i}]");
-            out.tiers[Tier::Network as usize].push(v.network(&at, p, &mut names)?);
+            let at = v.enter(format_args!("[{i}]"));
+            out.tiers[Tier::Network as usize].push(v.network(p, &mut names)?);
+            v.leave(at);
         }
-        v.bound("endpoints", self.endpoints.len(), limits.endpoints)?;
+        v.leave(at);
+        let at = v.enter(format_args!("endpoints"));
+        v.bound("", self.endpoints.len(), limits.endpoints)?;
         for (i, ep) in self.endpoints.iter().enumerate() {
-            let at = format!("endpoints[{i}]");
-            v.endpoint(&at, ep, &mut out.named_ports)?;
+            let at = v.enter(format_args!("[{i}]"));
+            v.endpoint(ep, &mut out.named_ports)?;
+            v.leave(at);
         }
+        v.leave(at);
         Ok(out)
     }
 }
 
+/// Walks the model. `path` is the field being looked at, grown and cut as
+/// the walk goes, so a valid set costs no formatting; only an error copies it.
 struct Validator<'a> {
     limits: &'a Limits,
     rules: usize,
     addresses: usize,
-}
-
-fn err(field: impl Into<String>, problem: Problem) -> PolicyError {
-    PolicyError {
-        field: field.into(),
-        problem,
-    }
+    path: String,
 }
 
 /// At most 40 characters of untrusted input, for messages.
@@ -621,35 +627,53 @@ fn quote(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-fn check_name(field: &str, name: &str, optional: bool) -> Result<(), PolicyError> {
-    if optional && name.is_empty() {
-        return Ok(());
-    }
-    let ok = !name.is_empty()
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_NAME
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(err(field, Problem::BadName(quote(name))))
-    }
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'))
 }
 
 impl Validator<'_> {
-    fn bound(&self, field: &str, len: usize, limit: usize) -> Result<(), PolicyError> {
+    fn enter(&mut self, seg: fmt::Arguments<'_>) -> usize {
+        let len = self.path.len();
+        // Writing into a String cannot fail.
+        let _ = fmt::Write::write_fmt(&mut self.path, seg);
+        len
+    }
+
+    fn leave(&mut self, len: usize) {
+        self.path.truncate(len);
+    }
+
+    /// An error at the current path plus `suffix` (`.name`, `[3]`, or "").
+    fn err(&self, suffix: fmt::Arguments<'_>, problem: Problem) -> PolicyError {
+        PolicyError {
+            field: format!("{}{}", self.path, suffix),
+            problem,
+        }
+    }
+
+    fn name(&self, suffix: &str, name: &str, optional: bool) -> Result<(), PolicyError> {
+        if (optional && name.is_empty()) || is_name(name) {
+            return Ok(());
+        }
+        Err(self.err(format_args!("{suffix}"), Problem::BadName(quote(name))))
+    }
+
+    fn bound(&self, suffix: &str, len: usize, limit: usize) -> Result<(), PolicyError> {
         if len > limit {
-            return Err(err(field, Problem::TooMany { len, limit }));
+            return Err(self.err(format_args!("{suffix}"), Problem::TooMany { len, limit }));
         }
         Ok(())
     }
 
-    fn count_addresses(&mut self, field: &str, n: usize) -> Result<(), PolicyError> {
+    fn count_addresses(&mut self, n: usize) -> Result<(), PolicyError> {
         self.addresses += n;
         if self.addresses > self.limits.total_addresses {
-            return Err(err(
-                field,
+            return Err(self.err(
+                format_args!(""),
                 Problem::TooLarge {
                     what: "addresses",
                     count: self.addresses,
@@ -660,11 +684,11 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn count_rules(&mut self, field: &str, n: usize) -> Result<(), PolicyError> {
+    fn count_rules(&mut self, n: usize) -> Result<(), PolicyError> {
         self.rules += n;
         if self.rules > self.limits.total_rules {
-            return Err(err(
-                field,
+            return Err(self.err(
+                format_args!(""),
                 Problem::TooLarge {
                     what: "rules",
                     count: self.rules,
@@ -675,61 +699,68 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn addresses(&mut self, field: &str, list: &[String]) -> Result<Vec<IpAddr>, PolicyError> {
-        self.bound(field, list.len(), self.limits.addresses_per_set)?;
-        self.count_addresses(field, list.len())?;
+    /// An IP set at the current path.
+    fn addresses(&mut self, list: &[String]) -> Result<Vec<IpAddr>, PolicyError> {
+        self.bound("", list.len(), self.limits.addresses_per_set)?;
+        self.count_addresses(list.len())?;
         list.iter()
             .enumerate()
             .map(|(i, s)| {
                 s.parse::<IpAddr>()
-                    .map_err(|_| err(format!("{field}[{i}]"), Problem::BadAddress(quote(s))))
+                    .map_err(|_| self.err(format_args!("[{i}]"), Problem::BadAddress(quote(s))))
             })
             .collect()
     }
 
-    fn subject(&mut self, at: &str, list: &[String]) -> Result<Vec<IpAddr>, PolicyError> {
-        let mut subject = self.addresses(&format!("{at}.subject"), list)?;
+    fn subject(&mut self, list: &[String]) -> Result<Vec<IpAddr>, PolicyError> {
+        let at = self.enter(format_args!(".subject"));
+        let mut subject = self.addresses(list)?;
+        self.leave(at);
         subject.sort_unstable();
         subject.dedup();
         Ok(subject)
     }
 
+    fn policy_name(&self, name: &str, names: &mut HashSet<String>) -> Result<(), PolicyError> {
+        self.name(".name", name, false)?;
+        if !names.insert(name.to_owned()) {
+            return Err(self.err(format_args!(".name"), Problem::DuplicateName(quote(name))));
+        }
+        Ok(())
+    }
+
     fn cluster(
         &mut self,
-        at: &str,
         tier: Tier,
         p: &ClusterPolicy,
         names: &mut HashSet<String>,
     ) -> Result<ValidPolicy, PolicyError> {
-        check_name(&format!("{at}.name"), &p.name, false)?;
-        if !names.insert(p.name.clone()) {
-            return Err(err(
-                format!("{at}.name"),
-                Problem::DuplicateName(quote(&p.name)),
-            ));
-        }
-        let subject = self.subject(at, &p.subject)?;
+        self.policy_name(&p.name, names)?;
+        let subject = self.subject(&p.subject)?;
         let mut rules: [Vec<ValidRule>; 2] = Default::default();
         for (dir, list) in [
             (Direction::Ingress, &p.ingress),
             (Direction::Egress, &p.egress),
         ] {
-            let field = format!("{at}.{}", dir.field());
-            self.bound(&field, list.len(), self.limits.rules_per_direction)?;
-            self.count_rules(&field, list.len())?;
+            let at = self.enter(format_args!(".{}", dir.field()));
+            self.bound("", list.len(), self.limits.rules_per_direction)?;
+            self.count_rules(list.len())?;
             for (j, r) in list.iter().enumerate() {
-                let rat = format!("{field}[{j}]");
-                check_name(&format!("{rat}.name"), &r.name, true)?;
+                let rat = self.enter(format_args!("[{j}]"));
+                self.name(".name", &r.name, true)?;
                 if tier == Tier::Baseline && r.action == ClusterAction::Pass {
-                    return Err(err(format!("{rat}.action"), Problem::PassInBaseline));
+                    return Err(self.err(format_args!(".action"), Problem::PassInBaseline));
                 }
-                rules[dir.index()].push(ValidRule {
+                let rule = ValidRule {
                     action: r.action,
                     name: r.name.clone(),
-                    peers: self.peers(&rat, &r.peers)?,
-                    ports: self.ports(&rat, &r.ports)?,
-                });
+                    peers: self.peers(&r.peers)?,
+                    ports: self.ports(&r.ports)?,
+                };
+                rules[dir.index()].push(rule);
+                self.leave(rat);
             }
+            self.leave(at);
         }
         Ok(ValidPolicy {
             name: p.name.clone(),
@@ -742,47 +773,43 @@ impl Validator<'_> {
 
     fn network(
         &mut self,
-        at: &str,
         p: &NetworkPolicy,
         names: &mut HashSet<String>,
     ) -> Result<ValidPolicy, PolicyError> {
-        check_name(&format!("{at}.name"), &p.name, false)?;
-        if !names.insert(p.name.clone()) {
-            return Err(err(
-                format!("{at}.name"),
-                Problem::DuplicateName(quote(&p.name)),
-            ));
-        }
-        let subject = self.subject(at, &p.subject)?;
+        self.policy_name(&p.name, names)?;
+        let subject = self.subject(&p.subject)?;
         let mut isolates = [false; 2];
         for d in &p.policy_types {
             if std::mem::replace(&mut isolates[d.index()], true) {
-                return Err(err(format!("{at}.policyTypes"), Problem::BadPolicyTypes));
+                return Err(self.err(format_args!(".policyTypes"), Problem::BadPolicyTypes));
             }
         }
         if p.policy_types.is_empty() {
-            return Err(err(format!("{at}.policyTypes"), Problem::BadPolicyTypes));
+            return Err(self.err(format_args!(".policyTypes"), Problem::BadPolicyTypes));
         }
         let mut rules: [Vec<ValidRule>; 2] = Default::default();
         for (dir, list) in [
             (Direction::Ingress, &p.ingress),
             (Direction::Egress, &p.egress),
         ] {
-            let field = format!("{at}.{}", dir.field());
+            let at = self.enter(format_args!(".{}", dir.field()));
             if !list.is_empty() && !isolates[dir.index()] {
-                return Err(err(field, Problem::DirectionNotInTypes));
+                return Err(self.err(format_args!(""), Problem::DirectionNotInTypes));
             }
-            self.bound(&field, list.len(), self.limits.rules_per_direction)?;
-            self.count_rules(&field, list.len())?;
+            self.bound("", list.len(), self.limits.rules_per_direction)?;
+            self.count_rules(list.len())?;
             for (j, r) in list.iter().enumerate() {
-                let rat = format!("{field}[{j}]");
-                rules[dir.index()].push(ValidRule {
+                let rat = self.enter(format_args!("[{j}]"));
+                let rule = ValidRule {
                     action: ClusterAction::Allow,
                     name: String::new(),
-                    peers: self.peers(&rat, &r.peers)?,
-                    ports: self.ports(&rat, &r.ports)?,
-                });
+                    peers: self.peers(&r.peers)?,
+                    ports: self.ports(&r.ports)?,
+                };
+                rules[dir.index()].push(rule);
+                self.leave(rat);
             }
+            self.leave(at);
         }
         Ok(ValidPolicy {
             name: p.name.clone(),
@@ -793,44 +820,46 @@ impl Validator<'_> {
         })
     }
 
-    fn peers(&mut self, at: &str, peers: &[Peer]) -> Result<Option<AddrIntervals>, PolicyError> {
-        let field = format!("{at}.peers");
-        self.bound(&field, peers.len(), self.limits.peers_per_rule)?;
+    fn peers(&mut self, peers: &[Peer]) -> Result<Option<AddrIntervals>, PolicyError> {
+        let at = self.enter(format_args!(".peers"));
+        self.bound("", peers.len(), self.limits.peers_per_rule)?;
         if peers.is_empty() {
+            self.leave(at);
             return Ok(None);
         }
         let mut set = AddrIntervals::default();
         for (k, peer) in peers.iter().enumerate() {
-            let pat = format!("{field}[{k}]");
+            let pat = self.enter(format_args!("[{k}]"));
             match peer {
                 Peer::Addresses(list) => {
-                    for a in self.addresses(&format!("{pat}.addresses"), list)? {
-                        match a {
+                    let a = self.enter(format_args!(".addresses"));
+                    for addr in self.addresses(list)? {
+                        match addr {
                             IpAddr::V4(a) => set.v4.push((a.to_bits().into(), a.to_bits().into())),
                             IpAddr::V6(a) => set.v6.push((a.to_bits(), a.to_bits())),
                         }
                     }
+                    self.leave(a);
                 }
                 Peer::IpBlock { cidr, except } => {
-                    let bat = format!("{pat}.ipBlock");
-                    let block = parse_cidr(&format!("{bat}.cidr"), cidr)?;
-                    self.bound(
-                        &format!("{bat}.except"),
-                        except.len(),
-                        self.limits.excepts_per_block,
-                    )?;
-                    self.count_addresses(&bat, 1 + except.len())?;
+                    let b = self.enter(format_args!(".ipBlock"));
+                    let block = parse_cidr(cidr).ok_or_else(|| {
+                        self.err(format_args!(".cidr"), Problem::BadCidr(quote(cidr)))
+                    })?;
+                    self.bound(".except", except.len(), self.limits.excepts_per_block)?;
+                    self.count_addresses(1 + except.len())?;
                     let mut holes = Vec::with_capacity(except.len());
                     for (e, s) in except.iter().enumerate() {
-                        let eat = format!("{bat}.except[{e}]");
-                        let x = parse_cidr(&eat, s)?;
+                        let at = |v: &Self, p| v.err(format_args!(".except[{e}]"), p);
+                        let x =
+                            parse_cidr(s).ok_or_else(|| at(self, Problem::BadCidr(quote(s))))?;
                         let same_family = matches!(
                             (block, x),
                             (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
                         );
                         if !same_family {
-                            return Err(err(
-                                eat,
+                            return Err(at(
+                                self,
                                 Problem::ExceptFamily {
                                     cidr: block,
                                     except: x,
@@ -838,8 +867,8 @@ impl Validator<'_> {
                             ));
                         }
                         if !block.contains(&x) {
-                            return Err(err(
-                                eat,
+                            return Err(at(
+                                self,
                                 Problem::ExceptOutside {
                                     cidr: block,
                                     except: x,
@@ -853,122 +882,124 @@ impl Validator<'_> {
                         IpNet::V6(_) => &mut set.v6,
                     };
                     subtract(list, net_range(block), holes);
+                    self.leave(b);
                 }
             }
+            self.leave(pat);
         }
+        self.leave(at);
         AddrIntervals::normalize(&mut set.v4);
         AddrIntervals::normalize(&mut set.v6);
         Ok(Some(set))
     }
 
-    fn ports(
-        &mut self,
-        at: &str,
-        ports: &[PortMatch],
-    ) -> Result<Option<Vec<PortSpec>>, PolicyError> {
-        let field = format!("{at}.ports");
-        self.bound(&field, ports.len(), self.limits.ports_per_rule)?;
+    fn ports(&mut self, ports: &[PortMatch]) -> Result<Option<Vec<PortSpec>>, PolicyError> {
+        self.bound(".ports", ports.len(), self.limits.ports_per_rule)?;
         if ports.is_empty() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(ports.len());
         for (k, p) in ports.iter().enumerate() {
-            let pat = format!("{field}[{k}]");
-            let proto = p.protocol.number();
-            let not_for = |f: &'static str| {
-                err(
-                    format!("{pat}.{f}"),
-                    Problem::NotForProtocol {
-                        field: f,
-                        protocol: p.protocol,
-                    },
-                )
-            };
-            if p.protocol.has_ports() {
-                if p.icmp_type.is_some() {
-                    return Err(not_for("icmpType"));
-                }
-                if p.icmp_code.is_some() {
-                    return Err(not_for("icmpCode"));
-                }
-                out.push(match (&p.port, p.end_port) {
-                    (None, None) => PortSpec::Range {
-                        proto,
-                        lo: 0,
-                        hi: u16::MAX,
-                    },
-                    (None, Some(_)) | (Some(PortRef::Name(_)), Some(_)) => {
-                        return Err(err(format!("{pat}.endPort"), Problem::EndPortWithoutPort))
-                    }
-                    (Some(PortRef::Number(0)), _) => {
-                        return Err(err(format!("{pat}.port"), Problem::PortZero))
-                    }
-                    (Some(PortRef::Number(port)), end) => {
-                        let end = end.unwrap_or(*port);
-                        if end < *port {
-                            return Err(err(
-                                format!("{pat}.endPort"),
-                                Problem::EndPortBelowPort { port: *port, end },
-                            ));
-                        }
-                        PortSpec::Range {
-                            proto,
-                            lo: *port,
-                            hi: end,
-                        }
-                    }
-                    (Some(PortRef::Name(name)), None) => {
-                        check_name(&format!("{pat}.port"), name, false)?;
-                        PortSpec::Named {
-                            proto,
-                            name: name.clone(),
-                        }
-                    }
-                });
-            } else {
-                if p.port.is_some() {
-                    return Err(not_for("port"));
-                }
-                if p.end_port.is_some() {
-                    return Err(not_for("endPort"));
-                }
-                let (lo, hi) = match (p.icmp_type, p.icmp_code) {
-                    (None, None) => (0, u16::MAX),
-                    (None, Some(_)) => {
-                        return Err(err(format!("{pat}.icmpCode"), Problem::CodeWithoutType))
-                    }
-                    (Some(t), None) => (u16::from(t) << 8, u16::from(t) << 8 | 0xff),
-                    (Some(t), Some(c)) => {
-                        let k = u16::from(t) << 8 | u16::from(c);
-                        (k, k)
-                    }
-                };
-                out.push(PortSpec::Range { proto, lo, hi });
-            }
+            let at = self.enter(format_args!(".ports[{k}]"));
+            out.push(self.port(p)?);
+            self.leave(at);
         }
         Ok(Some(out))
     }
 
+    fn port(&self, p: &PortMatch) -> Result<PortSpec, PolicyError> {
+        let proto = p.protocol.number();
+        let not_for = |f: &'static str| {
+            self.err(
+                format_args!(".{f}"),
+                Problem::NotForProtocol {
+                    field: f,
+                    protocol: p.protocol,
+                },
+            )
+        };
+        if !p.protocol.has_ports() {
+            if p.port.is_some() {
+                return Err(not_for("port"));
+            }
+            if p.end_port.is_some() {
+                return Err(not_for("endPort"));
+            }
+            let (lo, hi) = match (p.icmp_type, p.icmp_code) {
+                (None, None) => (0, u16::MAX),
+                (None, Some(_)) => {
+                    return Err(self.err(format_args!(".icmpCode"), Problem::CodeWithoutType))
+                }
+                (Some(t), None) => (u16::from(t) << 8, u16::from(t) << 8 | 0xff),
+                (Some(t), Some(c)) => {
+                    let k = u16::from(t) << 8 | u16::from(c);
+                    (k, k)
+                }
+            };
+            return Ok(PortSpec::Range { proto, lo, hi });
+        }
+        if p.icmp_type.is_some() {
+            return Err(not_for("icmpType"));
+        }
+        if p.icmp_code.is_some() {
+            return Err(not_for("icmpCode"));
+        }
+        Ok(match (&p.port, p.end_port) {
+            (None, None) => PortSpec::Range {
+                proto,
+                lo: 0,
+                hi: u16::MAX,
+            },
+            (None, Some(_)) | (Some(PortRef::Name(_)), Some(_)) => {
+                return Err(self.err(format_args!(".endPort"), Problem::EndPortWithoutPort))
+            }
+            (Some(PortRef::Number(0)), _) => {
+                return Err(self.err(format_args!(".port"), Problem::PortZero))
+            }
+            (Some(PortRef::Number(port)), end) => {
+                let end = end.unwrap_or(*port);
+                if end < *port {
+                    return Err(self.err(
+                        format_args!(".endPort"),
+                        Problem::EndPortBelowPort { port: *port, end },
+                    ));
+                }
+                PortSpec::Range {
+                    proto,
+                    lo: *port,
+                    hi: end,
+                }
+            }
+            (Some(PortRef::Name(name)), None) => {
+                self.name(".port", name, false)?;
+                PortSpec::Named {
+                    proto,
+                    name: name.clone(),
+                }
+            }
+        })
+    }
+
     fn endpoint(
         &mut self,
-        at: &str,
         ep: &EndpointPorts,
         map: &mut hashbrown::HashMap<IpAddr, Vec<(String, u8, u16)>>,
     ) -> Result<(), PolicyError> {
-        let addrs = self.addresses(&format!("{at}.addresses"), &ep.addresses)?;
-        let field = format!("{at}.namedPorts");
+        let at = self.enter(format_args!(".addresses"));
+        let addrs = self.addresses(&ep.addresses)?;
+        self.leave(at);
         self.bound(
-            &field,
+            ".namedPorts",
             ep.named_ports.len(),
             self.limits.named_ports_per_endpoint,
         )?;
         let mut ports = Vec::with_capacity(ep.named_ports.len());
         for (k, np) in ep.named_ports.iter().enumerate() {
-            let pat = format!("{field}[{k}]");
-            check_name(&format!("{pat}.name"), &np.name, false)?;
+            let at = self.enter(format_args!(".namedPorts[{k}]"));
+            self.name(".name", &np.name, false)?;
             if !np.protocol.has_ports() {
-                return Err(err(
-                    format!("{pat}.port"),
+                return Err(self.err(
+                    format_args!(".protocol"),
                     Problem::NotForProtocol {
                         field: "port",
                         protocol: np.protocol,
@@ -976,23 +1007,24 @@ impl Validator<'_> {
                 ));
             }
             if np.port == 0 {
-                return Err(err(format!("{pat}.port"), Problem::PortZero));
+                return Err(self.err(format_args!(".port"), Problem::PortZero));
             }
             if ports
                 .iter()
                 .any(|(n, _, _): &(String, u8, u16)| *n == np.name)
             {
-                return Err(err(
-                    format!("{pat}.name"),
+                return Err(self.err(
+                    format_args!(".name"),
                     Problem::DuplicatePortName(quote(&np.name)),
                 ));
             }
             ports.push((np.name.clone(), np.protocol.number(), np.port));
+            self.leave(at);
         }
         for (k, a) in addrs.into_iter().enumerate() {
             if map.insert(a, ports.clone()).is_some() {
-                return Err(err(
-                    format!("{at}.addresses[{k}]"),
+                return Err(self.err(
+                    format_args!(".addresses[{k}]"),
                     Problem::DuplicateEndpoint(a),
                 ));
             }
@@ -1001,10 +1033,8 @@ impl Validator<'_> {
     }
 }
 
-fn parse_cidr(field: &str, s: &str) -> Result<IpNet, PolicyError> {
-    s.parse::<IpNet>()
-        .map(|n| n.trunc())
-        .map_err(|_| err(field, Problem::BadCidr(quote(s))))
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>().ok().map(|n| n.trunc())
 }
 
 /// The inclusive range of a block, IPv4 in `u32`'s range.
