@@ -108,9 +108,7 @@ impl CompiledPolicy {
         };
         let kind = kind_of(conn.protocol);
         let key = u64::from(if kind == KIND_OTHER { 0 } else { conn.l4 });
-        let t = &self.tables;
-        let head = &t.heads[table as usize];
-        let pieces = &t.pieces[head[kind] as usize..head[kind + 1] as usize];
+        let pieces = self.tables.pieces(table, kind);
         DecisionId(pieces[pieces.partition_point(|&p| p >> 32 <= key) - 1] as u32)
     }
 

@@ -159,14 +159,31 @@ impl GroupRef {
     }
 }
 
-/// Every interned port table in one pool. Table `t`, kind `k` is the range
-/// `heads[t][k]..heads[t][k + 1]` of `pieces`, each `first key << 32 |
-/// decision`, first keys ascending from 0: the binary search reads the key
-/// and finds the decision on the same cache line.
+/// Every interned port table in one pool of `u64` words. Table `t` starts
+/// at word `t` with a header of [`HEADER`] words holding, per kind, where its
+/// pieces end (`u32`s, relative to the end of the header); then the pieces,
+/// each `first key << 32 | decision`, first keys ascending from 0 per kind.
+/// The header shares its cache line with the first pieces, and the last probe
+/// of the binary search reads the decision with its key.
 #[derive(Debug, Clone, Default)]
 pub(super) struct PortTables {
-    pub(super) heads: Vec<[u32; KINDS + 1]>,
-    pub(super) pieces: Vec<u64>,
+    pub(super) words: Vec<u64>,
+    pub(super) count: usize,
+}
+
+/// Header words of a port table: six `u32` ends, two to a word.
+pub(super) const HEADER: usize = KINDS / 2;
+
+impl PortTables {
+    /// The pieces of `kind` in the table at `t`.
+    #[inline(always)]
+    pub(super) fn pieces(&self, t: u32, kind: usize) -> &[u64] {
+        let t = t as usize;
+        let end = |k: usize| (self.words[t + k / 2] >> (32 * (k % 2))) as u32 as usize;
+        let start = if kind == 0 { 0 } else { end(kind - 1) };
+        let data = t + HEADER;
+        &self.words[data + start..data + end(kind)]
+    }
 }
 
 /// Names kept for trace and logs.
@@ -315,7 +332,7 @@ impl CompiledPolicy {
 
     /// Interned port tables.
     pub fn table_count(&self) -> usize {
-        self.tables.heads.len()
+        self.tables.count
     }
 
     /// Bytes of the compiled structure the classifier reads (the names
@@ -324,7 +341,7 @@ impl CompiledPolicy {
         let maps = self.endpoints_v4.capacity() * (4 + 32 + 1)
             + self.endpoints_v6.capacity() * (16 + 32 + 1);
         let groups = self.v4_pieces.len() * 8 + self.v6_pieces.len() * 32;
-        let tables = self.tables.heads.len() * 4 * (KINDS + 1) + self.tables.pieces.len() * 8;
+        let tables = self.tables.words.len() * 8;
         maps + groups + tables + self.decisions.len() * std::mem::size_of::<Decision>()
     }
 }
@@ -737,8 +754,9 @@ impl<'a> Compiler<'a> {
             return Ok(t);
         }
         let isolated = key[0].1 != 0;
-        let mut head = [0u32; KINDS + 1];
-        head[0] = self.tables.pieces.len() as u32;
+        let t = self.tables.words.len();
+        self.tables.words.extend([0; HEADER]);
+        let data = t + HEADER;
         for kind in 0..KINDS {
             // The atoms of this kind, in rank order: (lo, hi, rank).
             let mut atoms: Vec<(u16, u16, u32)> = Vec::new();
@@ -787,7 +805,7 @@ impl<'a> Compiler<'a> {
                 let id = self.intern_decision(dec);
                 if id != last {
                     self.tables
-                        .pieces
+                        .words
                         .push(u64::from(cuts[p]) << 32 | u64::from(id));
                     last = id;
                 }
@@ -796,12 +814,15 @@ impl<'a> Compiler<'a> {
                     break;
                 }
             }
-            head[kind + 1] = self.tables.pieces.len() as u32;
+            let end = (self.tables.words.len() - data) as u64;
+            self.tables.words[t + kind / 2] |= end << (32 * (kind % 2));
         }
-        let pieces = (head[KINDS] - head[0]) as usize;
-        self.grow(pieces * 8 + 4 * (KINDS + 1))?;
-        let t = self.tables.heads.len() as u32;
-        self.tables.heads.push(head);
+        self.grow((self.tables.words.len() - t) * 8)?;
+        let t = u32::try_from(t).map_err(|_| CompileError::TooLarge {
+            at: self.bytes,
+            limit: self.limits.max_bytes,
+        })?;
+        self.tables.count += 1;
         self.table_ids.insert(key.to_vec(), t);
         Ok(t)
     }
