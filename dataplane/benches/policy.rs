@@ -268,12 +268,12 @@ fn bench_classify(c: &mut Criterion) {
         let (took, cpu) = (t.elapsed(), cpu_now() - c);
         let [ri, re] = p.rule_count();
         eprintln!(
-            "realistic {n}: {} rules, {} groups, {} port tables, {} decisions, {:.1} MiB, validate+compile {:.1} ms ({:.1} ms on CPU)",
+            "realistic {n}: {} rules, {} groups, {} port tables, {} decisions, {:.1} KiB, validate+compile {:.1} ms ({:.1} ms on CPU)",
             ri + re,
             p.group_count(),
             p.table_count(),
             p.decision_count(),
-            p.memory_bytes() as f64 / (1 << 20) as f64,
+            p.memory_bytes() as f64 / 1024.0,
             took.as_secs_f64() * 1e3,
             cpu.as_secs_f64() * 1e3
         );
@@ -296,10 +296,10 @@ fn bench_classify(c: &mut Criterion) {
         let t = Instant::now();
         let p = compile(&set);
         eprintln!(
-            "one endpoint {n}: {} peer pieces, {} port tables, {:.1} MiB, validate+compile {:.1} ms",
+            "one endpoint {n}: {} peer pieces, {} port tables, {:.1} KiB, validate+compile {:.1} ms",
             p.peer_pieces(Direction::Ingress, IpAddr::V4(pod(0))),
             p.table_count(),
-            p.memory_bytes() as f64 / (1 << 20) as f64,
+            p.memory_bytes() as f64 / 1024.0,
             t.elapsed().as_secs_f64() * 1e3
         );
         let conns = hostile_traffic(1 << 16, pod(0), 11);

@@ -1018,8 +1018,16 @@ fn a_set_too_large_is_refused_whole() {
     )
     .unwrap_err();
     assert_eq!(e, CompileError::TooMuchWork { limit: 1000 });
-    // Within the default limits it compiles, and answers per rule.
+    // Within the default limits it compiles, and answers per rule — also
+    // across the index of a group with hundreds of peer pieces.
     let p = CompiledPolicy::compile(&valid).unwrap();
+    assert!(p.peer_pieces(Ingress, addr(POD)) > 100);
+    let mut rng = Rng(7);
+    for _ in 0..3000 {
+        let src = IpAddr::V4((0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff)).into());
+        let port = 1000 + rng.below(210) as u16;
+        check(&p, &set, Ingress, Connection::tcp(src, addr(POD), port));
+    }
     let d = check(
         &p,
         &set,

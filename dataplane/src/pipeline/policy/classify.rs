@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use super::compile::{kind_of, CompiledPolicy, DecisionId, KIND_OTHER};
+use super::compile::{kind_of, CompiledPolicy, DecisionId, BLOCK, KIND_OTHER};
 use super::model::Direction;
 
 /// What the classifier reads of a new connection (after DNAT: the chosen
@@ -94,10 +94,27 @@ impl CompiledPolicy {
         // point always exists.
         let table = match peer {
             IpAddr::V4(a) => {
-                let k = u64::from(a.to_bits());
-                let (off, len) = (group.v4.0 as usize, group.v4.1 as usize);
-                let pieces = &self.v4_pieces[off..off + len];
-                pieces[pieces.partition_point(|&p| p >> 32 <= k) - 1] as u32
+                let k = a.to_bits();
+                let (off, n) = (group.v4.0 as usize, group.v4.1 as usize);
+                let (at, n) = if n > BLOCK {
+                    // The index's first key is 0, so block `b` is never below 0.
+                    let blocks = n.div_ceil(BLOCK);
+                    let first = |b: usize| (self.v4_pieces[off + b / 2] >> (32 * (b % 2))) as u32;
+                    let (mut b, mut size) = (0, blocks);
+                    while size > 1 {
+                        let half = size / 2;
+                        if first(b + half) <= k {
+                            b += half;
+                        }
+                        size -= half;
+                    }
+                    let at = off + blocks.div_ceil(2) + b * BLOCK;
+                    (at, BLOCK.min(n - b * BLOCK))
+                } else {
+                    (off, n)
+                };
+                let pieces = &self.v4_pieces[at..at + n];
+                pieces[pieces.partition_point(|&p| (p >> 32) as u32 <= k) - 1] as u32
             }
             IpAddr::V6(a) => {
                 let k = a.to_bits();

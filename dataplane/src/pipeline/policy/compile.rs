@@ -143,6 +143,9 @@ pub enum CompileError {
     },
 }
 
+/// IPv4 peer pieces per index block: a block of `u64` pieces is one cache line.
+pub(super) const BLOCK: usize = 8;
+
 /// Where one subject group's peer lookup lies in the pools: its elementary
 /// intervals of each family's peer space, ascending from address 0. Stored in
 /// the endpoint map itself, so a lookup goes from the hash entry straight to
@@ -200,6 +203,10 @@ pub struct CompiledPolicy {
     pub(super) endpoints_v4: HashMap<u32, [GroupRef; 2]>,
     pub(super) endpoints_v6: HashMap<u128, [GroupRef; 2]>,
     /// IPv4 peer intervals of every group: `first address << 32 | table`.
+    /// A group of more than [`BLOCK`] pieces has an index before them: the
+    /// first address of each block of [`BLOCK`] pieces, two `u32`s to a word,
+    /// so its search reads the small index and then one block instead of
+    /// probing across all its pieces.
     pub(super) v4_pieces: Vec<u64>,
     /// IPv6 peer intervals of every group: first address and table.
     pub(super) v6_pieces: Vec<(u128, u32)>,
@@ -652,10 +659,19 @@ impl<'a> Compiler<'a> {
         entries.sort_by_key(|e| e.rank);
         let mut g = GroupRef::default();
         let start = self.v4_pieces.len();
-        for (first, table) in self.sweep(d, &entries, false, isolated)? {
+        let v4 = self.sweep(d, &entries, false, isolated)?;
+        if v4.len() > BLOCK {
+            // The index: the first address of every block of pieces, two to a word.
+            for pair in v4.chunks(BLOCK).collect::<Vec<_>>().chunks(2) {
+                let lo = pair[0][0].0 as u64;
+                let hi = pair.get(1).map_or(0, |b| b[0].0 as u64);
+                self.v4_pieces.push(hi << 32 | lo);
+            }
+        }
+        for &(first, table) in &v4 {
             self.v4_pieces.push((first as u64) << 32 | u64::from(table));
         }
-        g.v4 = (start as u32, (self.v4_pieces.len() - start) as u32);
+        g.v4 = (start as u32, v4.len() as u32);
         let start = self.v6_pieces.len();
         for (first, table) in self.sweep(d, &entries, true, isolated)? {
             self.v6_pieces.push((first, table));
