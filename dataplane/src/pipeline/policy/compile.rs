@@ -7,8 +7,9 @@
 //!    (priority, name), then NetworkPolicies in the model's order, then
 //!    baseline policies by (priority, name); within a policy, its rules in
 //!    order. The first matching rule by rank is the first in evaluation order.
-//! 2. Each subject address gets its **group key**: the ranks of the policies
-//!    that select it and have something to say in that direction, plus — only
+//! 2. Each subject address gets its **group key**: the positions, in that
+//!    order, of the policies that select it and have something to say in that
+//!    direction (not the baseline ones if a NetworkPolicy isolates it), plus — only
 //!    if one of them names ports in ingress rules — its named ports, on which
 //!    those names resolve. Endpoints with equal keys share one compiled group;
 //!    a pod of a deployment costs one hash entry, not one copy of its rules.
@@ -22,10 +23,10 @@
 //!    matching rule with the tier semantics applied (`Pass`, NetworkPolicy
 //!    isolation, default allow). Decisions are interned too.
 //!
-//! What it costs is bounded before it is spent: the work (rule × interval
-//! visits) and the bytes of the result are counted against [`CompileLimits`],
-//! and a set over either is refused whole with [`CompileError`] — nothing of
-//! it is published.
+//! What it costs is capped as it is spent: the work (rule × interval visits)
+//! and the bytes of the result are counted against [`CompileLimits`], and
+//! the compile stops at either cap and refuses the set whole with
+//! [`CompileError`] — nothing of it is published.
 
 use std::net::IpAddr;
 
@@ -95,8 +96,9 @@ pub struct Decision {
     pub passed_by: Option<RuleRef>,
 }
 
-/// An index into [`CompiledPolicy::decisions`]: what the classifier returns,
-/// small enough to keep in a conntrack entry and to index hit counters.
+/// An index into the decisions of a [`CompiledPolicy`] (read with
+/// [`CompiledPolicy::decision`]): what the classifier returns, small enough
+/// to keep in a conntrack entry and to index hit counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DecisionId(pub u32);
 

@@ -57,9 +57,9 @@
 //!   are sized at creation (a capacity cliff), its build grows quickly with
 //!   wide ranges, and it knows nothing of tiers and `Pass`.
 //!
-//! What the structure costs is bounded before it is spent: validation bounds
-//! every list ([`model::Limits`]), the compile counts its work and bytes
-//! against [`CompileLimits`] and refuses the whole set beyond them
+//! What the structure costs is capped: validation bounds every list
+//! ([`model::Limits`]), the compile counts its work and bytes against
+//! [`CompileLimits`] as it goes and refuses the whole set beyond them
 //! ([`CompileError`]); nothing is sized per endpoint.
 //!
 //! Measured (`cargo bench -p dataplane --bench policy`; full table and
