@@ -367,6 +367,9 @@ pub enum Problem {
     /// A name that is empty, too long or has characters outside `[A-Za-z0-9._/-]`.
     #[error("{0:?} is not a name (1 to 253 of A-Z a-z 0-9 . _ / -)")]
     BadName(String),
+    /// A port name that is not an IANA service name, as Kubernetes requires.
+    #[error("{0:?} is not a port name (1 to 15 of a-z 0-9 -, with a letter, no leading, trailing or double -)")]
+    BadPortName(String),
     /// A policy name used twice in its tier.
     #[error("{0:?} is used by another policy of this tier")]
     DuplicateName(String),
@@ -635,6 +638,21 @@ fn is_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'))
 }
 
+/// An IANA service name (RFC 6335), which is what Kubernetes takes for a
+/// container port's name: so a string like `"80"` is refused, not taken for a
+/// name that would never resolve.
+fn is_port_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 15
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().any(|c| c.is_ascii_lowercase())
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+        && !name.contains("--")
+}
+
 impl Validator<'_> {
     fn enter(&mut self, seg: fmt::Arguments<'_>) -> usize {
         let len = self.path.len();
@@ -660,6 +678,13 @@ impl Validator<'_> {
             return Ok(());
         }
         Err(self.err(format_args!("{suffix}"), Problem::BadName(quote(name))))
+    }
+
+    fn port_name(&self, suffix: &str, name: &str) -> Result<(), PolicyError> {
+        if is_port_name(name) {
+            return Ok(());
+        }
+        Err(self.err(format_args!("{suffix}"), Problem::BadPortName(quote(name))))
     }
 
     fn bound(&self, suffix: &str, len: usize, limit: usize) -> Result<(), PolicyError> {
@@ -971,7 +996,7 @@ impl Validator<'_> {
                 }
             }
             (Some(PortRef::Name(name)), None) => {
-                self.name(".port", name, false)?;
+                self.port_name(".port", name)?;
                 PortSpec::Named {
                     proto,
                     name: name.clone(),
@@ -996,7 +1021,7 @@ impl Validator<'_> {
         let mut ports = Vec::with_capacity(ep.named_ports.len());
         for (k, np) in ep.named_ports.iter().enumerate() {
             let at = self.enter(format_args!(".namedPorts[{k}]"));
-            self.name(".name", &np.name, false)?;
+            self.port_name(".name", &np.name)?;
             if !np.protocol.has_ports() {
                 return Err(self.err(
                     format_args!(".protocol"),
@@ -1177,6 +1202,49 @@ mod tests {
             }],
         };
         assert_eq!(problem_of(&np_with(code_alone)).1, Problem::CodeWithoutType);
+    }
+
+    #[test]
+    fn a_port_name_must_be_a_service_name() {
+        for bad in [
+            "80",
+            "HTTP",
+            "-http",
+            "http-",
+            "h--p",
+            "a-very-long-port-name",
+            "",
+        ] {
+            let set = np_with(NetworkRule {
+                peers: vec![],
+                ports: vec![PortMatch {
+                    port: Some(PortRef::Name(bad.into())),
+                    ..Default::default()
+                }],
+            });
+            let (field, p) = problem_of(&set);
+            assert_eq!(field, "network[0].ingress[0].ports[0].port", "{bad:?}");
+            assert_eq!(p, Problem::BadPortName(bad.into()));
+        }
+        let set = PolicySet {
+            endpoints: vec![EndpointPorts {
+                addresses: vec!["10.0.0.1".into()],
+                named_ports: vec![NamedPort {
+                    name: "8080".into(),
+                    protocol: Protocol::Tcp,
+                    port: 8080,
+                }],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(problem_of(&set).0, "endpoints[0].namedPorts[0].name");
+        // A JSON string port is a name, and "80" is not one.
+        let set: PolicySet = serde_json::from_str(
+            r#"{"network": [{"name": "a", "subject": [], "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"port": "80"}]}]}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(problem_of(&set).1, Problem::BadPortName(_)));
     }
 
     #[test]
