@@ -31,7 +31,7 @@ mod l2;
 pub mod lb;
 mod output;
 mod packet;
-mod policy;
+pub mod policy;
 mod reply;
 mod respond;
 mod route;
