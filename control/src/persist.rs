@@ -251,6 +251,19 @@ pub enum JournalOp {
     },
     /// `add_network`, in the canonical form the state file keeps.
     AddNetwork(api::Network),
+    /// `add_service`, in the canonical form the state file keeps.
+    AddService(api::Service),
+    /// `del_service`.
+    DelService {
+        /// The name.
+        name: String,
+    },
+    /// `add_backend`, the backend in canonical form.
+    AddBackend(api::BackendOp),
+    /// `del_backend`.
+    DelBackend(api::BackendKey),
+    /// `set_backend`.
+    SetBackend(api::SetBackend),
 }
 
 /// A journalled route's next hop.

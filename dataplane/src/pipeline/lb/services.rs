@@ -575,7 +575,11 @@ impl Services {
             }
         }
         for (n, proto, _) in e.spec.node_ports() {
-            if self.node_ports.get(&(n, proto)).is_some_and(|f| f.service == id) {
+            if self
+                .node_ports
+                .get(&(n, proto))
+                .is_some_and(|f| f.service == id)
+            {
                 self.node_ports.remove(&(n, proto));
             }
         }
@@ -619,8 +623,15 @@ impl Services {
         // Claimed on copies: a refusal leaves the maps as they were.
         let (mut addrs, mut nodes) = (HashMap::new(), HashMap::new());
         let value = |port| Frontend { service: id, port };
-        claim(&spec, network, value, |_| String::new(), &mut addrs, &mut nodes)
-            .map_err(|e| fail(rename_owner(e, &spec.name)))?;
+        claim(
+            &spec,
+            network,
+            value,
+            |_| String::new(),
+            &mut addrs,
+            &mut nodes,
+        )
+        .map_err(|e| fail(rename_owner(e, &spec.name)))?;
         let owner = |f: &Frontend| {
             self.service(f.service)
                 .map_or_else(String::new, |e| e.spec.name.clone())

@@ -82,7 +82,12 @@ fn pick_follows_weights_and_skips_draining_and_down() {
     let mut a = svc(
         "a",
         "10.96.0.10",
-        &[("10.1.0.5", 3), ("10.1.0.6", 1), ("10.1.0.7", 2), ("10.1.0.8", 2)],
+        &[
+            ("10.1.0.5", 3),
+            ("10.1.0.6", 1),
+            ("10.1.0.7", 2),
+            ("10.1.0.8", 2),
+        ],
     );
     a.table_size = DEFAULT_SIZE;
     a.backends[2].state = BackendState::Draining;
@@ -130,7 +135,7 @@ fn a_write_to_one_service_leaves_the_others_arcs_shared() {
         .frontend(BLUE, ip("10.96.0.10"), 443, Protocol::Tcp)
         .is_some());
     // A whole build keeps the tables whose backends did not change.
-    let s4 = Services::build(&[a.clone()], nets, &s1).unwrap();
+    let s4 = Services::build(std::slice::from_ref(&a), nets, &s1).unwrap();
     assert!(Arc::ptr_eq(
         &s1.entry_arc("a").unwrap().set,
         &s4.entry_arc("a").unwrap().set
@@ -141,8 +146,10 @@ fn a_write_to_one_service_leaves_the_others_arcs_shared() {
 #[test]
 fn remove_frees_the_frontends_and_the_name() {
     let a = svc("a", "10.96.0.10", &[("10.1.0.5", 1)]);
-    let s = Services::build(&[a.clone()], nets, &Services::empty()).unwrap();
-    let s2 = s.patched(&[ServiceChange::Remove("a".into())], nets).unwrap();
+    let s = Services::build(std::slice::from_ref(&a), nets, &Services::empty()).unwrap();
+    let s2 = s
+        .patched(&[ServiceChange::Remove("a".into())], nets)
+        .unwrap();
     assert!(s2.is_empty());
     assert_eq!(s2.frontend(BLUE, ip("10.96.0.10"), 80, Protocol::Tcp), None);
     let mut b = a.clone();
@@ -167,15 +174,20 @@ fn conflicts_are_refused_naming_both_services() {
         e,
         "service \"b\": ports[0]: frontend 10.96.0.10:80/TCP in network \"blue\" is already service \"a\"'s"
     );
-    let s = Services::build(&[a.clone()], nets, &Services::empty()).unwrap();
+    let s = Services::build(std::slice::from_ref(&a), nets, &Services::empty()).unwrap();
     let (i, e) = s
         .patched(
-            &[ServiceChange::Remove("x".into()), ServiceChange::Put(b.clone())],
+            &[
+                ServiceChange::Remove("x".into()),
+                ServiceChange::Put(b.clone()),
+            ],
             nets,
         )
         .unwrap_err();
     assert_eq!(i, 0, "{e}");
-    let (i, e) = s.patched(&[ServiceChange::Put(b.clone())], nets).unwrap_err();
+    let (i, e) = s
+        .patched(&[ServiceChange::Put(b.clone())], nets)
+        .unwrap_err();
     assert_eq!(i, 0);
     assert!(e.to_string().contains("is already service \"a\"'s"), "{e}");
     // Same address in another network, or another protocol: no conflict.
@@ -203,7 +215,10 @@ fn conflicts_are_refused_naming_both_services() {
     let mut twice = svc("t", "10.96.0.13", &[("10.1.0.6", 1)]);
     twice.ports.push(port(80, Protocol::Tcp, None));
     let e = check(&[twice.clone()]).unwrap_err().to_string();
-    assert!(e.contains("ports[1]") && e.contains("service \"t\"'s"), "{e}");
+    assert!(
+        e.contains("ports[1]") && e.contains("service \"t\"'s"),
+        "{e}"
+    );
     let e = Services::build(&[twice], nets, &Services::empty()).unwrap_err();
     assert!(e.to_string().contains("is already service \"t\"'s"), "{e}");
     // Names.
@@ -214,7 +229,7 @@ fn conflicts_are_refused_naming_both_services() {
 #[test]
 fn a_refused_patch_changes_nothing() {
     let a = svc("a", "10.96.0.10", &[("10.1.0.5", 1)]);
-    let s = Services::build(&[a.clone()], nets, &Services::empty()).unwrap();
+    let s = Services::build(std::slice::from_ref(&a), nets, &Services::empty()).unwrap();
     let mut bad = a.clone();
     bad.backends[0].weight = 0;
     let (_, e) = s.patched(&[ServiceChange::Put(bad)], nets).unwrap_err();
@@ -243,7 +258,10 @@ fn the_totals_are_bounded() {
 #[test]
 fn address_ids_are_stable() {
     // A restart must rebuild the same tables: the identity is a fixed function.
-    assert_eq!(address_id(ip("10.1.0.5")), address_id(ip("::ffff:10.1.0.5")));
+    assert_eq!(
+        address_id(ip("10.1.0.5")),
+        address_id(ip("::ffff:10.1.0.5"))
+    );
     assert_ne!(address_id(ip("10.1.0.5")), address_id(ip("10.1.0.6")));
     // FNV-1a of the empty input is its offset basis; of 16 zero bytes, fixed.
     let zero = address_id(ip("::"));
@@ -253,8 +271,12 @@ fn address_ids_are_stable() {
     }
     assert_eq!(zero, h);
     // Two builds of one input (two runs of the switch) make one table.
-    let a = svc("a", "10.96.0.10", &[("10.1.0.5", 1), ("10.1.0.6", 2), ("10.1.0.7", 1)]);
-    let s1 = Services::build(&[a.clone()], nets, &Services::empty()).unwrap();
+    let a = svc(
+        "a",
+        "10.96.0.10",
+        &[("10.1.0.5", 1), ("10.1.0.6", 2), ("10.1.0.7", 1)],
+    );
+    let s1 = Services::build(std::slice::from_ref(&a), nets, &Services::empty()).unwrap();
     let s2 = Services::build(&[a], nets, &Services::empty()).unwrap();
     assert_eq!(
         s1.by_name("a").unwrap().1.set.table.slots(),
