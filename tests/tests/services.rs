@@ -104,8 +104,8 @@ fn a_service_from_vswitchctl_to_the_published_table_and_back_after_a_restart() {
         serde_json::from_str(&vswitchctl_ok(&sock, &["svc", "show", "web", "--json"])).unwrap();
     assert_eq!(show["cluster_ip"], "10.96.0.10");
     assert_eq!(show["table_size"], 1009);
-    let text = vswitchctl_ok(&sock, &["svc", "show", "web", "--table"]);
-    assert!(text.contains("maglev table of 1009 slots"), "{text}");
+    let shown = vswitchctl_ok(&sock, &["svc", "show", "web", "--table"]);
+    assert!(shown.contains("maglev table of 1009 slots"), "{shown}");
 
     // Weights 1:2:1.
     let t = table(&sock);
