@@ -583,14 +583,8 @@ fn service(k: u32) -> api::Service {
 
 /// The service figures: adds, then a backend weight change at 1 and at
 /// `opts.services` services.
-async fn services(
-    c: &mut control::client::Client,
-    opts: &WritesOptions,
-) -> anyhow::Result<Value> {
-    async fn one(
-        c: &mut control::client::Client,
-        ops: Vec<K>,
-    ) -> anyhow::Result<u64> {
+async fn services(c: &mut control::client::Client, opts: &WritesOptions) -> anyhow::Result<Value> {
+    async fn one(c: &mut control::client::Client, ops: Vec<K>) -> anyhow::Result<u64> {
         Ok(c.write(api::WriteRequest {
             ops: ops.into_iter().map(|op| api::Op { op: Some(op) }).collect(),
             expected_generation: 0,

@@ -1,7 +1,8 @@
 //! The desired state the gRPC API reads and writes: the runtime sections of the
 //! configuration file (`[[port]]`, `[[patch]]`, `[[l2]]`, `[underlay]`,
-//! `[[network]]`, `[[endpoint]]`, `[[remote_endpoint]]`, `[[route]]`). `[eal]` and
-//! `[dataplane]` are fixed at start ([`Fixed`]).
+//! `[[network]]`, `[[endpoint]]`, `[[remote_endpoint]]`, `[[route]]`,
+//! `[[service]]`). `[eal]`, `[dataplane]` and `[load_balancer]` are fixed at
+//! start ([`Fixed`]).
 //!
 //! Validation is the configuration file's, not a second copy of it: a proto
 //! [`DesiredState`](api::DesiredState) becomes TOML tables with the file's keys
