@@ -268,3 +268,35 @@ fn bad_service_writes_are_refused_by_both_paths_in_the_same_words() {
         "{e}"
     );
 }
+
+#[test]
+fn an_endpoint_on_a_virtual_ip_is_refused_by_both_paths() {
+    let (fixed, state, _) = fixed_and_state();
+    let ops = vec![op(K::AddService(service(
+        "web",
+        "10.1.0.50",
+        80,
+        &["10.1.0.20"],
+    )))];
+    let v = fixed.apply_ops(&state, &ops).unwrap();
+    let add = vec![op(K::AddRemoteEndpoint(api::RemoteEndpoint {
+        network: "blue".into(),
+        mac: "02:00:00:00:09:50".into(),
+        ips: vec!["10.1.0.50".into()],
+        vtep: "192.0.2.2".into(),
+    }))];
+    // Not a delta: the whole-state path words the refusal, blaming the add.
+    assert!(crate::delta::deltas(&v.config, &add).is_none());
+    let e = fixed.apply_ops(&v.state, &add).unwrap_err().to_string();
+    assert!(
+        e.starts_with("op 0 (add_remote_endpoint")
+            && e.contains("10.1.0.50 is the address of remote endpoint"),
+        "{e}"
+    );
+    // Another address is a delta as before.
+    let mut other = add.clone();
+    if let Some(K::AddRemoteEndpoint(r)) = &mut other[0].op {
+        r.ips = vec!["10.1.0.51".into()];
+    }
+    assert!(crate::delta::deltas(&v.config, &other).unwrap().is_ok());
+}
