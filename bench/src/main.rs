@@ -199,6 +199,9 @@ struct WritesArgs {
     /// Seconds of back-to-back writes beside the forwarding stream.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Services in the state for the second backend-weight figure.
+    #[arg(long, default_value_t = 1000)]
+    services: u32,
     /// The worker's core.
     #[arg(long, default_value_t = 1)]
     core: usize,
@@ -581,6 +584,7 @@ fn writes(args: &WritesArgs) -> anyhow::Result<()> {
         bulk: args.bulk,
         seconds: args.seconds,
         core: args.core,
+        services: args.services,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

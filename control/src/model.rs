@@ -1,13 +1,13 @@
 //! One schema per resource: the proto messages of `vswitch.v1`.
 //!
-//! A port, patch, L2 entry, underlay, network, endpoint, remote endpoint or route
-//! is described once, in `proto/vswitch/v1/vswitch.proto`. `build.rs` gives the
+//! A port, patch, L2 entry, underlay, network, endpoint, remote endpoint, route
+//! or service (with its ports and backends) is described once, in `proto/vswitch/v1/vswitch.proto`. `build.rs` gives the
 //! generated types serde derives with the keys the configuration file has always
 //! used, so the same type is:
 //!
 //! - the API's message (prost, wire-compatible: field numbers are the proto's);
 //! - an item of the configuration file's sections (`[[network]]`, `[[endpoint]]`,
-//!   `[[remote_endpoint]]`, `[[route]]`, `[underlay]`, `[[patch]]`, `[[l2]]`:
+//!   `[[remote_endpoint]]`, `[[route]]`, `[[service]]`, `[underlay]`, `[[patch]]`, `[[l2]]`:
 //!   deserialized from TOML by [`crate::config`], serialized to TOML for the
 //!   state file by [`crate::state::to_sections`]);
 //! - an item of `vswitchctl`'s YAML/JSON documents (`apply`, `get`, `--json`);

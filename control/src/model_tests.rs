@@ -78,6 +78,16 @@ next_hop = { network = "blue", ip = "10.1.0.3" }
 tenant = "t1"
 prefix = "10.99.0.0/16"
 blackhole = true
+[[service]]
+name = "web"
+network = "blue"
+cluster_ip = "10.96.0.10"
+external_ips = ["198.51.100.10"]
+session_affinity = "ClientIP"
+affinity_timeout_s = 600
+table_size = 251
+ports = [{ name = "dns", protocol = "UDP", port = 53, target_port = 5353, node_port = 30053 }]
+backends = [{ address = "10.1.0.2", weight = 3, state = "draining" }, { address = "10.1.0.3", weight = 2, state = "active" }]
 "#;
 
 fn sample() -> (VswitchConfig, api::DesiredState) {
@@ -145,6 +155,9 @@ fn the_sample_sets_every_field_of_every_resource() {
             keys("RemoteEndpoint", &s.remote_endpoints),
         ),
         ("Route", keys("Route", &s.routes)),
+        ("Service", keys("Service", &s.services)),
+        ("ServicePort", keys("ServicePort", &s.services[0].ports)),
+        ("Backend", keys("Backend", &s.services[0].backends)),
     ];
     for (message, keys) in cases {
         assert_eq!(
@@ -205,6 +218,7 @@ fn every_field_round_trips_through_the_file_the_api_and_the_documents() {
     json(&s.endpoints);
     json(&s.remote_endpoints);
     json(&s.routes);
+    json(&s.services);
 }
 
 #[test]
