@@ -132,6 +132,20 @@ fn main() {
             ".vswitch.v1.Port.mtu",
             "#[serde(deserialize_with = \"crate::model::mtu\")]",
         );
+    for (field, reader) in [
+        ("ServicePort.port", "port"),
+        ("ServicePort.target_port", "target_port"),
+        ("ServicePort.node_port", "node_port"),
+        ("Service.table_size", "table_size"),
+        ("Service.affinity_timeout_s", "affinity_timeout_s"),
+        ("Backend.weight", "weight"),
+        ("SetBackend.weight", "weight"),
+    ] {
+        b = b.field_attribute(
+            format!(".vswitch.v1.{field}"),
+            format!("#[serde(deserialize_with = \"crate::model::{reader}\")]"),
+        );
+    }
     b.compile_protos(&["proto/vswitch/v1/vswitch.proto"], &["proto"])
         .unwrap_or_else(|e| panic!("compiling the gRPC API (is protoc installed?): {e}"));
 }

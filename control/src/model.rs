@@ -106,6 +106,39 @@ pub(crate) fn vni<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     ranged(d, "vni", dataplane::overlay::MAX_VNI)
 }
 
+/// A service's `port`, `target_port` and `node_port`: 16 bits.
+pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "port", u32::from(u16::MAX))
+}
+
+pub(crate) fn target_port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "target_port", u32::from(u16::MAX))
+}
+
+pub(crate) fn node_port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "node_port", u32::from(u16::MAX))
+}
+
+/// `Service.table_size`: a prime up to the Maglev bound.
+pub(crate) fn table_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "table_size", dataplane::pipeline::lb::maglev::MAX_SIZE)
+}
+
+/// `Service.affinity_timeout_s`: up to a day.
+pub(crate) fn affinity_timeout_s<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "affinity_timeout_s", 86_400)
+}
+
+/// A backend's `weight` (optional: unset is 1): 16 bits.
+pub(crate) fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) => u32::try_from(v).map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("weight {v} is out of range (0-{})", u16::MAX))
+        }),
+    }
+}
+
 /// `Port.mtu` and `Underlay.mtu`: 16 bits.
 pub(crate) fn mtu<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     ranged(d, "mtu:", u32::from(u16::MAX))

@@ -257,6 +257,60 @@ fn wide_integers_are_refused_naming_the_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("mtu: -5 is out of range (0-65535)"), "{e}");
+    // A service's numbers, in the file and in a document alike.
+    for (doc, want) in [
+        (
+            r#"{"address":"10.0.0.2","weight":-1}"#,
+            "weight -1 is out of range (0-65535)",
+        ),
+        (r#"{"address":"10.0.0.2"}"#, ""),
+    ] {
+        let r = serde_json::from_str::<api::Backend>(doc);
+        match want {
+            "" => assert_eq!(r.unwrap().weight, None),
+            want => assert!(r.unwrap_err().to_string().contains(want)),
+        }
+    }
+    for (doc, want) in [
+        (r#"{"port":-80}"#, "port -80 is out of range (0-65535)"),
+        (
+            r#"{"port":80,"target_port":-80}"#,
+            "target_port -80 is out of range (0-65535)",
+        ),
+        (
+            r#"{"port":80,"node_port":-80}"#,
+            "node_port -80 is out of range (0-65535)",
+        ),
+    ] {
+        let e = serde_json::from_str::<api::ServicePort>(doc)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{doc}: {e}");
+    }
+    let toml_service = |key: &str| {
+        format!(
+            "name = \"s\"\nnetwork = \"n\"\ncluster_ip = \"10.96.0.1\"\n{key} = -3\n\
+             ports = [{{ port = 80 }}]\nbackends = [{{ address = \"10.0.0.2\" }}]\n"
+        )
+    };
+    for (key, want) in [
+        ("table_size", "table_size -3 is out of range (0-1048573)"),
+        (
+            "affinity_timeout_s",
+            "affinity_timeout_s -3 is out of range (0-86400)",
+        ),
+    ] {
+        let e = toml::from_str::<api::Service>(&toml_service(key))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{key}: {e}");
+    }
+    let e = serde_json::from_str::<api::SetBackend>(
+        r#"{"service":"s","address":"10.0.0.2","weight":-7}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("weight -7 is out of range (0-65535)"), "{e}");
 }
 
 /// The configuration files users have still load: the shipped ones and the
