@@ -322,6 +322,28 @@ def tx_packets(ovs, port="p2"):
     return int(m.group(1))
 
 
+def parse_wrapper(text):
+    """`--wrapper`'s JSON list of strings ([] when not given); None when it is not one."""
+    if not text:
+        return []
+    try:
+        wrapper = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(wrapper, list) or not all(isinstance(w, str) for w in wrapper):
+        return None
+    return wrapper
+
+
+def add_netns(name):
+    """A network namespace of this name, or None where one cannot be made (then
+    OVS runs in the caller's)."""
+    if shutil.which("ip") and subprocess.run(["ip", "netns", "add", name],
+                                             capture_output=True).returncode == 0:
+        return name
+    return None
+
+
 def normalise_setup(doc):
     """The setup: either the scenario bundle's scenario.json (its "ovs" section:
     tunnel{name,type,ofport,options}, local_ip "a.b.c.d/len", bridge_mac, commands) or
@@ -440,22 +462,15 @@ def cmd_run(a):
         with open(a.setup) as f:
             setup = normalise_setup(json.load(f))
 
-    wrapper = []
-    if a.wrapper:
-        try:
-            wrapper = json.loads(a.wrapper)
-        except ValueError:
-            wrapper = None
-        if not isinstance(wrapper, list) or not all(isinstance(w, str) for w in wrapper):
-            print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
-            return 2
+    wrapper = parse_wrapper(a.wrapper)
+    if wrapper is None:
+        print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
+        return 2
 
     prefix = f"ovsbench{os.getpid()}"
     work = tempfile.mkdtemp(prefix="ovs-dpdk-bench.")
-    netns = None
-    if shutil.which("ip") and subprocess.run(["ip", "netns", "add", prefix],
-                                             capture_output=True).returncode == 0:
-        netns = prefix
+    netns = add_netns(prefix)
+    if netns:
         # No IPv6 autoconfiguration traffic from the bridge's tap into the pipeline.
         subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw",
                         "net.ipv6.conf.all.disable_ipv6=1",
@@ -603,21 +618,13 @@ def cmd_vhost(a):
     if not os.path.exists(a.flows):
         print(f"ovs_dpdk.py: missing {a.flows}", file=sys.stderr)
         return 2
-    wrapper = []
-    if a.wrapper:
-        try:
-            wrapper = json.loads(a.wrapper)
-        except ValueError:
-            wrapper = None
-        if not isinstance(wrapper, list) or not all(isinstance(w, str) for w in wrapper):
-            print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
-            return 2
+    wrapper = parse_wrapper(a.wrapper)
+    if wrapper is None:
+        print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
+        return 2
     prefix = f"ovsvhost{os.getpid()}"
     work = tempfile.mkdtemp(prefix="ovs-dpdk-vhost.")
-    netns = None
-    if shutil.which("ip") and subprocess.run(["ip", "netns", "add", prefix],
-                                             capture_output=True).returncode == 0:
-        netns = prefix
+    netns = add_netns(prefix)
     ovs = Ovs(work, netns, wrapper, slow=10 if wrapper else 1)
     own_tap = not netns and not os.path.exists("/sys/class/net/ovs-netdev")
 
