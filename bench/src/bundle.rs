@@ -47,6 +47,9 @@ pub struct RunSettings {
     /// instruction count: [`crate::callgrind`]). With the pcap replay it is never
     /// idle once forwarding, so the forwarding rounds are the same either way.
     pub idle_sleep_max_us: u64,
+    /// The worker's `flow_table_entries`, when not vswitchd's default (left
+    /// out otherwise: a build from before the flow table refuses the key).
+    pub flow_table_entries: Option<u64>,
 }
 
 impl RunSettings {
@@ -57,6 +60,7 @@ impl RunSettings {
             main_core: usize::from(core == 0),
             hugepages: false,
             idle_sleep_max_us: 0,
+            flow_table_entries: None,
         }
     }
 }
@@ -216,7 +220,7 @@ pub fn write_vswitchd_config(
          # Bench topology: replay (net_pcap, infinite_rx) -> sink (net_null).\n\n\
          [eal]\nin_memory = true\nhugepages = {huge}\nmemory_mb = {memory}\nmain_core = {main}\n\n\
          [dataplane]\nworkers = [{core}]\nidle_sleep_max_us = {idle}\nmbufs = {mbufs}\n\
-         stats_file = {stats}\nstats_interval_ms = 1000\n\n\
+         stats_file = {stats}\nstats_interval_ms = 1000\n{flows_line}\n\
          [[port]]\nname = \"replay\"\nprofile = \"pcap\"\nrx_pcap = {pcap}\ninfinite_rx = true\n\n\
          [[port]]\nname = \"sink\"\nprofile = \"null\"\n",
         name = scenario.name(),
@@ -230,6 +234,10 @@ pub fn write_vswitchd_config(
         idle = settings.idle_sleep_max_us,
         stats = toml_string(&bundle.stats_file()),
         pcap = toml_string(&bundle.pcap()),
+        flows_line = settings
+            .flow_table_entries
+            .map(|n| format!("flow_table_entries = {n}\n"))
+            .unwrap_or_default(),
     )?;
     scenario.write_vswitchd_sections(out)
 }

@@ -441,6 +441,12 @@ struct ScenarioArgs {
     /// the switch wait for ARP: every packet is dropped as neighbor_unresolved).
     #[arg(long)]
     no_static_neighbor: bool,
+    /// vswitchd's `[dataplane] flow_table_entries` (a power of two from 1024
+    /// to 2^24, or 0 for none); default: vswitchd's own. Above the flow count
+    /// every replayed frame is a hit once warm; far below it, nearly every
+    /// frame is a miss (the replay cycles through the flows).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    flow_table_entries: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -606,6 +612,7 @@ fn scenarios(args: &CatalogArgs) -> anyhow::Result<()> {
                 prefixes: None,
                 packets: None,
                 no_static_neighbor: false,
+                flow_table_entries: None,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -884,6 +891,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             prefixes: args.prefixes.filter(|_| name == ScenarioName::L3),
             packets: args.packets,
             no_static_neighbor: false,
+            flow_table_entries: None,
         };
         let scenario = build_scenario(&scenario_args)?;
         let packets = args
@@ -1056,7 +1064,10 @@ fn gen(args: &GenArgs) -> anyhow::Result<()> {
             scenario.as_ref(),
             packets,
             dir,
-            &RunSettings::on_core(args.core),
+            &RunSettings {
+                flow_table_entries: args.scenario.flow_table_entries,
+                ..RunSettings::on_core(args.core)
+            },
             serde_json::Value::Null,
         )?;
         println!(
@@ -1107,6 +1118,7 @@ fn prepare_with(
         &RunSettings {
             hugepages: memory.is_huge(),
             idle_sleep_max_us,
+            flow_table_entries: args.flow_table_entries,
             ..RunSettings::on_core(measure.core)
         },
         serde_json::Value::Null,

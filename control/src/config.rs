@@ -215,6 +215,9 @@ pub struct DataplaneConfig {
     pub stats_file: Option<PathBuf>,
     /// How often to write `stats_file` and log a summary, in milliseconds.
     pub stats_interval_ms: u64,
+    /// Entries in each worker's flow table: a power of two from 1024 to 2^24,
+    /// or 0 for none (every packet runs the pipeline's stages).
+    pub flow_table_entries: usize,
 }
 
 impl Default for DataplaneConfig {
@@ -228,6 +231,7 @@ impl Default for DataplaneConfig {
             tx_desc: 1024,
             stats_file: None,
             stats_interval_ms: 1000,
+            flow_table_entries: dataplane::pipeline::DEFAULT_FLOW_ENTRIES,
         }
     }
 }
@@ -911,6 +915,13 @@ impl VswitchConfig {
                 reason: "at least 1024".into(),
             });
         }
+        let flows = dp.flow_table_entries;
+        if flows != 0 && !(flows.is_power_of_two() && (1 << 10..=1 << 24).contains(&flows)) {
+            return Err(ConfigError::OutOfRange {
+                field: "dataplane.flow_table_entries".into(),
+                reason: "0 (no flow table) or a power of two from 1024 to 16777216".into(),
+            });
+        }
         if dp.mbuf_cache > 512 || dp.mbuf_cache as u64 * 2 > dp.mbufs as u64 {
             return Err(ConfigError::OutOfRange {
                 field: "dataplane.mbuf_cache".into(),
@@ -1541,6 +1552,14 @@ blackhole = true
             ),
             ("[dataplane]\nmbufs = 10\n", "dataplane.mbufs: at least 1024"),
             ("[dataplane]\nrx_desc = 5\n", "dataplane.rx_desc: between 64 and 4096"),
+            (
+                "[dataplane]\nflow_table_entries = 5000\n",
+                "dataplane.flow_table_entries: 0 (no flow table) or a power of two",
+            ),
+            (
+                "[dataplane]\nflow_table_entries = 512\n",
+                "dataplane.flow_table_entries: 0 (no flow table) or a power of two",
+            ),
             ("[eal]\nmemory_mb = 1\n", "eal.memory_mb: at least 64 MiB"),
             ("this is not toml", "expected"),
         ];

@@ -35,7 +35,7 @@ use dataplane::overlay::{
     Encap, LocalEndpointSpec, NeighborConfig, NeighborTable, NetworkSpec, OverlayBuilder,
     RemoteEndpointSpec, ResolveLimiter, RouteSpec, RouteTarget, UnderlaySpec,
 };
-use dataplane::pipeline::{Ctx, Scratch};
+use dataplane::pipeline::{Ctx, WorkerState};
 use dataplane::wire::{checksum, ParseConfig};
 use dataplane::{
     L2PipelineBuilder, MacAddr, PacketBuf, Pipeline, PortIdx, SnapshotCell, VecBuf, Verdict, BURST,
@@ -324,9 +324,9 @@ fn bursts(from: Option<(u32, u32)>) -> Vec<(&'static str, Vec<Packet>)> {
 /// the snapshot as the worker binds it once a round (the figures include its
 /// caches — outer headers, routes — warm after the first burst as they are under
 /// steady traffic); the underlay neighbours, every VTEP resolved; the rate limiter.
-fn worker_state() -> (Arc<Pipeline>, Scratch, NeighborTable, Instant) {
+fn worker_state() -> (Arc<Pipeline>, WorkerState, NeighborTable, Instant) {
     let p = Arc::new(pipeline(&builder(1, ROUTES)));
-    let mut scratch = Scratch::new();
+    let mut scratch = WorkerState::new();
     scratch.bind(&p);
     let mut table = NeighborTable::new(NeighborConfig::default());
     let now = Instant::now();

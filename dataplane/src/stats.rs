@@ -20,6 +20,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::drop::DropReason;
+use crate::pipeline::FlowStats;
 use crate::port::PortIdx;
 use crate::worker::WorkerId;
 
@@ -94,6 +95,7 @@ pub struct WorkerStats {
     flood_copies: u64,
     generated: u64,
     snapshot_generation: u64,
+    flows: FlowStats,
     /// A drop was counted since the last publish: only then are the drop arrays
     /// (ports × reasons) stored, so a round without drops publishes a handful of
     /// counters rather than hundreds.
@@ -117,6 +119,7 @@ impl WorkerStats {
             flood_copies: 0,
             generated: 0,
             snapshot_generation: 0,
+            flows: FlowStats::default(),
             drops_dirty: true,
             _not_sync: PhantomData,
         }
@@ -220,6 +223,12 @@ impl WorkerStats {
         self.generated += n;
     }
 
+    /// The flow table's counters as the worker's state has them.
+    #[inline]
+    pub(crate) fn set_flows(&mut self, flows: FlowStats) {
+        self.flows = flows;
+    }
+
     #[inline]
     pub(crate) fn set_snapshot_generation(&mut self, generation: u64) {
         self.snapshot_generation = generation;
@@ -261,6 +270,9 @@ impl WorkerStats {
         shared
             .snapshot_generation
             .store(self.snapshot_generation, Relaxed);
+        for (a, v) in shared.flows.iter().zip(flow_words(&self.flows)) {
+            a.store(v, Relaxed);
+        }
         // Every round counts one poll, busy or idle: their sum is the heartbeat.
         shared
             .heartbeat
@@ -283,8 +295,22 @@ impl WorkerStats {
             flood_copies: self.flood_copies,
             generated: self.generated,
             snapshot_generation: self.snapshot_generation,
+            flows: self.flows,
         }
     }
+}
+
+/// The flow table's counters in the order [`WorkerStatsShared`] stores them.
+fn flow_words(f: &FlowStats) -> [u64; 7] {
+    [
+        f.hits,
+        f.misses,
+        f.installs,
+        f.evictions,
+        f.revalidations,
+        f.entries,
+        f.capacity,
+    ]
 }
 
 #[derive(Debug)]
@@ -328,6 +354,8 @@ pub struct WorkerStatsShared {
     flood_copies: AtomicU64,
     generated: AtomicU64,
     snapshot_generation: AtomicU64,
+    /// The flow table's counters ([`flow_words`]).
+    flows: [AtomicU64; 7],
     /// Rounds finished: the heartbeat.
     heartbeat: AtomicU64,
 }
@@ -350,6 +378,7 @@ impl WorkerStatsShared {
             flood_copies: AtomicU64::new(0),
             generated: AtomicU64::new(0),
             snapshot_generation: AtomicU64::new(0),
+            flows: Default::default(),
             heartbeat: AtomicU64::new(0),
         }
     }
@@ -400,6 +429,19 @@ impl WorkerStatsShared {
             flood_copies: self.flood_copies.load(Relaxed),
             generated: self.generated.load(Relaxed),
             snapshot_generation: self.snapshot_generation.load(Relaxed),
+            flows: {
+                let [hits, misses, installs, evictions, revalidations, entries, capacity] =
+                    std::array::from_fn(|i| self.flows[i].load(Relaxed));
+                FlowStats {
+                    hits,
+                    misses,
+                    installs,
+                    evictions,
+                    revalidations,
+                    entries,
+                    capacity,
+                }
+            },
         }
     }
 }
@@ -439,6 +481,9 @@ pub struct StatsSnapshot {
     pub generated: u64,
     /// Generation of the pipeline snapshot the worker last used.
     pub snapshot_generation: u64,
+    /// The worker's flow table: hits, misses, installs, evictions,
+    /// revalidations, entries held and capacity.
+    pub flows: FlowStats,
 }
 
 impl StatsSnapshot {

@@ -34,7 +34,7 @@ use crate::idle::IdleBackoff;
 use crate::io::{BufAlloc, Burst, RxQueue, TxQueue, TxSlot, BURST};
 use crate::overlay::{NeighborConfig, NeighborMap, NeighborTable, NetworkId, ResolveLimiter};
 use crate::pipeline::{
-    build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Scratch, Verdict,
+    build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict, WorkerState,
     MAX_RESOLVE_PER_BURST,
 };
 use crate::port::{PortIdx, MAX_PORTS};
@@ -617,7 +617,8 @@ where
     /// The test-only fault hook ([`crate::stall`]); `None` in production.
     stall: Option<StallHook>,
     rx_burst: Burst<R::Buf>,
-    scratch: Scratch,
+    /// The flow table and what else survives a snapshot swap.
+    state: WorkerState,
 }
 
 impl<R, T, A> Worker<R, T, A>
@@ -681,8 +682,16 @@ where
             stop,
             stall: None,
             rx_burst: Burst::new(),
-            scratch: Scratch::new(),
+            state: WorkerState::new(),
         })
+    }
+
+    /// Gives the worker a flow table of `entries` entries (rounded up to a power
+    /// of two; 0: none, every packet runs the stages) instead of the default
+    /// [`DEFAULT_FLOW_ENTRIES`](crate::pipeline::DEFAULT_FLOW_ENTRIES).
+    pub fn with_flow_entries(mut self, entries: usize) -> Self {
+        self.state = WorkerState::with_flow_entries(entries);
+        self
     }
 
     /// Shares the underlay neighbour table `table` with other workers (the one that
@@ -793,7 +802,7 @@ where
         // One load per round: the whole round sees one snapshot.
         let snap = self.pipeline.load();
         self.stats.set_snapshot_generation(snap.generation());
-        self.scratch.bind(snap);
+        self.state.bind(snap);
         let mut received = 0;
         for (in_port, rxq) in &mut self.rx {
             let in_port = *in_port;
@@ -840,7 +849,7 @@ where
                     ingress,
                     &mut self.rx_burst,
                     ctx,
-                    &mut self.scratch,
+                    &mut self.state,
                     &mut verdicts,
                 )
             } else {
@@ -916,6 +925,7 @@ where
         if busy != self.phase_busy || self.rounds.is_multiple_of(64) {
             self.account_time(busy);
         }
+        self.stats.set_flows(self.state.flow_stats());
         self.stats.publish(&self.shared);
         received
     }
@@ -963,6 +973,7 @@ where
         }
         self.tx.flush_all(&mut self.stats);
         self.account_time(self.phase_busy);
+        self.stats.set_flows(self.state.flow_stats());
         self.stats.publish(&self.shared);
         tracing::debug!(worker = self.id.0, "worker stopped");
         self.stats.to_snapshot(self.id)

@@ -240,6 +240,24 @@ fn metrics_scraped_during_traffic_pass_promtool_and_match_vswitchctl() {
                 let k = format!("{metric}{{{labels}}}");
                 between(&k, m.get(&k), &wb[key], &w[key]);
             }
+            // The flow table's events (classic ports: the table stays unused,
+            // and both sides say so) and its capacity, vswitchd's default.
+            let (fb, fa) = (&wb["flow_table"], &w["flow_table"]);
+            for (event, key) in [
+                ("hit", "hits"),
+                ("miss", "misses"),
+                ("install", "installs"),
+                ("eviction", "evictions"),
+                ("revalidation", "revalidations"),
+            ] {
+                let k = format!("vswitch_worker_flow_table_total{{{labels},event=\"{event}\"}}");
+                between(&k, m.get(&k), &fb[key], &fa[key]);
+            }
+            let k = format!("vswitch_worker_flow_table_capacity{{{labels}}}");
+            between(&k, m.get(&k), &fb["capacity"], &fa["capacity"]);
+            assert_eq!(fa["capacity"], 65536, "the default capacity");
+            let k = format!("vswitch_worker_flow_table_entries{{{labels}}}");
+            between(&k, m.get(&k), &fb["entries"], &fa["entries"]);
         }
         // vswitchctl lists the reasons that counted something.
         let empty = serde_json::Map::new();

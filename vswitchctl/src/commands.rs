@@ -697,6 +697,12 @@ pub fn stats_json(s: &api::Stats) -> Value {
                 "idle_rounds": w.idle_rounds, "generation": w.generation,
                 "busy_ns": w.busy_ns, "idle_ns": w.idle_ns,
                 "tx_lock_contended": w.tx_lock_contended,
+                "flow_table": {
+                    "hits": w.flow_hits, "misses": w.flow_misses,
+                    "installs": w.flow_installs, "evictions": w.flow_evictions,
+                    "revalidations": w.flow_revalidations,
+                    "entries": w.flow_entries, "capacity": w.flow_capacity,
+                },
             })
         })
         .collect();
@@ -1053,6 +1059,31 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
             busy_percent(w.busy_ns, w.idle_ns),
             w.generation.to_string(),
             w.tx_lock_contended.to_string(),
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    writeln!(out)?;
+    let mut t = Table::new(&[
+        "WORKER",
+        "FLOWS",
+        "CAPACITY",
+        "HITS",
+        "MISSES",
+        "INSTALLS",
+        "EVICTIONS",
+        "REVALIDATED",
+    ])
+    .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
+    for w in &s.workers {
+        t.row([
+            w.index.to_string(),
+            w.flow_entries.to_string(),
+            w.flow_capacity.to_string(),
+            w.flow_hits.to_string(),
+            w.flow_misses.to_string(),
+            w.flow_installs.to_string(),
+            w.flow_evictions.to_string(),
+            w.flow_revalidations.to_string(),
         ]);
     }
     write!(out, "{}", t.render())?;

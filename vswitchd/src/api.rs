@@ -249,6 +249,13 @@ impl DataplaneHandle for VswitchdHandle {
                 busy_ns: s.busy_ns,
                 idle_ns: s.idle_ns,
                 tx_lock_contended: s.tx_lock_contended,
+                flow_hits: s.flows.hits,
+                flow_misses: s.flows.misses,
+                flow_installs: s.flows.installs,
+                flow_evictions: s.flows.evictions,
+                flow_revalidations: s.flows.revalidations,
+                flow_entries: s.flows.entries,
+                flow_capacity: s.flows.capacity,
             })
             .collect();
         let drops: HashMap<String, u64> = totals

@@ -83,6 +83,27 @@ pub struct WorkerDoc {
     pub generation: u64,
     /// Tx bursts on a queue shared with other workers that found it held.
     pub tx_lock_contended: u64,
+    /// Its flow table's counters.
+    pub flow_table: FlowTableDoc,
+}
+
+/// A worker's flow table counters.
+#[derive(Serialize)]
+pub struct FlowTableDoc {
+    /// Packets whose flow was found.
+    pub hits: u64,
+    /// Packets whose flow was looked up and not found (or found stale).
+    pub misses: u64,
+    /// Entries written.
+    pub installs: u64,
+    /// Entries evicted from a full bucket.
+    pub evictions: u64,
+    /// Entries found still valid after a snapshot swap.
+    pub revalidations: u64,
+    /// Entries held.
+    pub entries: u64,
+    /// Entries it can hold.
+    pub capacity: u64,
 }
 
 /// The whole document.
@@ -125,6 +146,15 @@ pub fn worker_doc(index: usize, core: usize, s: &StatsSnapshot) -> WorkerDoc {
         idle_ns: s.idle_ns,
         generation: s.snapshot_generation,
         tx_lock_contended: s.tx_lock_contended,
+        flow_table: FlowTableDoc {
+            hits: s.flows.hits,
+            misses: s.flows.misses,
+            installs: s.flows.installs,
+            evictions: s.flows.evictions,
+            revalidations: s.flows.revalidations,
+            entries: s.flows.entries,
+            capacity: s.flows.capacity,
+        },
     }
 }
 

@@ -227,6 +227,7 @@ pub fn run(prep: Prepared) -> Result<()> {
             Arc::clone(&worker_stop),
         )
         .map_err(|e| anyhow!("worker {w}: {e}"))?
+        .with_flow_entries(dp.flow_table_entries)
         .with_neighbors(Arc::clone(&neighbors))
         .with_commands(cmd_rx)
         .with_capture(Arc::clone(&capture));

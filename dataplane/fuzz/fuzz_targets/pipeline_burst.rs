@@ -21,7 +21,7 @@ use dataplane::overlay::{
     Encap, LocalEndpointSpec, NeighborConfig, NeighborTable, NetworkSpec, OverlayBuilder,
     RemoteEndpointSpec, ResolveLimiter, UnderlaySpec,
 };
-use dataplane::pipeline::{Ctx, Scratch};
+use dataplane::pipeline::{Ctx, WorkerState};
 use dataplane::wire::ParseConfig;
 use dataplane::{L2PipelineBuilder, MacAddr, PacketBuf, Pipeline, PortIdx, VecBuf, Verdict, BURST};
 use libfuzzer_sys::fuzz_target;
@@ -149,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
     table.learn(IpAddr::V4(PEER), mac(0xf2), now);
     let map = table.reader().load_full();
     let mut limiter = ResolveLimiter::new(table.config());
-    let mut scratch = Scratch::new();
+    let mut scratch = WorkerState::new();
     scratch.bind(&p);
     for _ in 0..1 + usize::from(head & 4 != 0) {
         let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();

@@ -86,9 +86,11 @@ impl OverlaySnapshot {
                     let was = snap.port_network.get(ep.port.index()).copied().flatten();
                     add_local(&mut snap, ep).map_err(at)?;
                     ports_changed |= was.is_none();
+                    mark_network(&mut snap, &ep.network, generation);
                 }
                 OverlayChange::AddRemote(ep) => {
                     add_remote(&mut snap, &mut vteps, ep).map_err(at)?;
+                    mark_network(&mut snap, &ep.network, generation);
                 }
                 OverlayChange::AddRoute(r) => {
                     let vrf = snap.vrf_by_name(&r.tenant);
@@ -96,18 +98,24 @@ impl OverlaySnapshot {
                         add_route(s, routes, hops, vrf, r)
                     })
                     .map_err(at)?;
+                    mark_vrf(&mut snap, &r.tenant, generation);
                 }
                 OverlayChange::AddNetwork(n) => {
                     add_network(&mut snap, &mut vteps, n).map_err(at)?;
+                    // Rare, and it may add connected routes and a VNI: every
+                    // worker's flow entries revalidate.
+                    snap.changed.global = generation;
                 }
                 OverlayChange::RemoveRoute(r) => {
                     with_routes(&mut snap, |s, routes, hops| {
                         remove_route(s, routes, hops, r)
                     })
                     .map_err(at)?;
+                    mark_vrf(&mut snap, &r.tenant, generation);
                 }
                 OverlayChange::Remove { network, mac, ips } => {
                     ports_changed |= remove(&mut snap, network, *mac, ips).map_err(at)?;
+                    mark_network(&mut snap, network, generation);
                 }
             }
         }
@@ -148,6 +156,21 @@ impl OverlaySnapshot {
     /// changed no route of `vrf` leaves.
     pub fn shares_vrf_routes(&self, other: &OverlaySnapshot, vrf: super::VrfId) -> bool {
         self.routes.shares_vrf(&other.routes, vrf.0)
+    }
+}
+
+/// Marks the network named `name` changed at `generation` (its tables, and
+/// with them its ports' network).
+fn mark_network(snap: &mut OverlaySnapshot, name: &str, generation: u64) {
+    if let Some(net) = snap.network_by_name(name) {
+        snap.changed.net(net, generation);
+    }
+}
+
+/// Marks the VRF of tenant `name` changed at `generation`.
+fn mark_vrf(snap: &mut OverlaySnapshot, name: &str, generation: u64) {
+    if let Some(vrf) = snap.vrf_by_name(name) {
+        snap.changed.vrf(vrf, generation);
     }
 }
 

@@ -284,9 +284,66 @@ pub struct OverlaySnapshot {
     pub(super) vteps: Vec<VtepInfo>,
     pub(super) vtep_by_ip: HashMap<IpAddr, VtepIdx>,
     pub(super) underlay: Option<UnderlayInfo>,
+    /// When each part last changed, for the workers' flow tables.
+    pub(super) changed: Changed,
+}
+
+/// The generations at which parts of a snapshot last changed: what a worker's
+/// flow entry, validated at an older generation, checks to know whether what it
+/// was compiled from still holds (`pipeline/flow/mod.rs`). A full build sets
+/// `global` to its generation (every entry revalidates); a patch
+/// ([`OverlaySnapshot::patched`]) sets only the networks and VRFs it touches.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Changed {
+    /// Anything not listed per network or per VRF: the networks' numbering and
+    /// VNIs, the ports' networks, the VTEPs, the underlay.
+    pub(super) global: u64,
+    /// Per network: its description, endpoints and MAC table (0: not since
+    /// `global`).
+    pub(super) nets: Vec<u64>,
+    /// Per VRF: its routes (0: not since `global`).
+    pub(super) vrfs: Vec<u64>,
+}
+
+impl Changed {
+    /// Marks `net` changed at `generation`.
+    pub(super) fn net(&mut self, net: NetworkId, generation: u64) {
+        if self.nets.len() <= net.index() {
+            self.nets.resize(net.index() + 1, 0);
+        }
+        self.nets[net.index()] = generation;
+    }
+
+    /// Marks `vrf` changed at `generation`.
+    pub(super) fn vrf(&mut self, vrf: VrfId, generation: u64) {
+        let i = usize::from(vrf.0);
+        if self.vrfs.len() <= i {
+            self.vrfs.resize(i + 1, 0);
+        }
+        self.vrfs[i] = generation;
+    }
 }
 
 impl OverlaySnapshot {
+    /// The generation at which `net` (its description, endpoints or MAC table)
+    /// or anything global last changed.
+    #[inline]
+    pub(crate) fn changed_at(&self, net: NetworkId) -> u64 {
+        let c = &self.changed;
+        c.global.max(c.nets.get(net.index()).copied().unwrap_or(0))
+    }
+
+    /// Whether something a flow entry compiled at generation `at` depends on
+    /// changed since: the global parts, the networks `nets`, and with `vrf` its
+    /// routes.
+    #[inline]
+    pub(crate) fn changed_since(&self, at: u64, nets: [NetworkId; 2], vrf: Option<VrfId>) -> bool {
+        let c = &self.changed;
+        let vrf = vrf.map_or(0, |v| c.vrfs.get(usize::from(v.0)).copied().unwrap_or(0));
+        let net = |n: NetworkId| c.nets.get(n.index()).copied().unwrap_or(0);
+        c.global.max(vrf).max(net(nets[0])).max(net(nets[1])) > at
+    }
+
     /// A snapshot with nothing in it: every lookup misses. What a worker runs
     /// before the control plane has published anything.
     pub fn empty(generation: u64) -> Self {
@@ -306,6 +363,10 @@ impl OverlaySnapshot {
             vteps: Vec::new(),
             vtep_by_ip: HashMap::new(),
             underlay: None,
+            changed: Changed {
+                global: generation,
+                ..Changed::default()
+            },
         }
     }
 
@@ -379,7 +440,7 @@ impl OverlaySnapshot {
     /// Whether any network's MAC table outgrows the caches (see
     /// [`DenseReader::is_large`]).
     #[inline]
-    pub(crate) fn l2_is_large(&self) -> bool {
+    pub fn l2_is_large(&self) -> bool {
         self.l2_large
     }
 

@@ -99,6 +99,7 @@ pub(super) fn run<'p, B: PacketBuf, T: Tracer>(
     };
     pc.net = Some((net, info));
     pc.from_tunnel = true;
+    pc.compiled.popped = Some(inner_offset);
     pc.dst_bits = dst_bits;
     ControlFlow::Continue(())
 }

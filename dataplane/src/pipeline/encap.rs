@@ -1,16 +1,17 @@
 //! The encap stage: outer Ethernet, IP, UDP and VXLAN/Geneve headers pushed in
-//! front of a frame for a remote VTEP (from the worker's cache of ready-made
-//! headers when it has one), or an ICMP "fragmentation needed"/"packet too big"
+//! front of a frame for a remote VTEP (from the flow table's side table of
+//! ready-made headers when it has one, recorded in the flow's action), or an ICMP "fragmentation needed"/"packet too big"
 //! back to the pod when the frame would not fit the underlay. Its drops:
 //! `mtu_exceeded`, `vtep_unreachable`, `neighbor_unresolved`, `no_headroom`.
 
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
+use super::flow::template::Templates;
+use super::flow::EncapRecord;
 use super::packet::{Next, PacketCtx};
 use super::reply;
 use super::route;
-use super::scratch::EncapCache;
 use super::trace::{self, TraceNames, Tracer};
 use super::{Ctx, Pipeline, Verdict};
 use crate::buf::PacketBuf;
@@ -28,7 +29,7 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
     pc: &mut PacketCtx<'_, '_>,
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
-    cache: &mut EncapCache,
+    cache: &mut Templates,
     t: &mut T,
 ) -> ControlFlow<Verdict> {
     let Next::Remote { net, vtep } = pc.next else {
@@ -39,7 +40,7 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
         Ok(m) => m,
         Err(r) => return ControlFlow::Break(Verdict::Drop(r)),
     };
-    let v = encap(p, net, vtep, in_port, pkt, meta, ctx, cache);
+    let (v, record) = encap(p, net, vtep, in_port, pkt, meta, ctx, cache);
     if T::ON {
         t.record(trace::Record::Encap(match v {
             Verdict::Drop(DropReason::NeighborUnresolved) => {
@@ -54,6 +55,10 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
     }
     match v {
         Verdict::Output(port) => {
+            match record {
+                Some(r) => pc.compiled.encap = Some(r),
+                None => pc.compiled.uncacheable = true,
+            }
             pc.next = Next::Port(port);
             ControlFlow::Continue(())
         }
@@ -109,7 +114,8 @@ pub(super) fn too_big(info: &NetworkInfo, ip_len: usize) -> Option<u16> {
 }
 
 /// Encapsulates towards `vtep` and sends to the uplink, or answers with an ICMP
-/// error when the encapsulated frame would not fit the underlay.
+/// error when the encapsulated frame would not fit the underlay. With the
+/// verdict, the flow table's record of a header pushed from the side table.
 #[allow(clippy::too_many_arguments)]
 fn encap<B: PacketBuf>(
     p: &Pipeline,
@@ -119,39 +125,50 @@ fn encap<B: PacketBuf>(
     pkt: &mut B,
     meta: &PacketMeta,
     ctx: &mut Ctx<'_>,
-    cache: &mut EncapCache,
-) -> Verdict {
+    cache: &mut Templates,
+) -> (Verdict, Option<EncapRecord>) {
     let Some(info) = p.overlay.network(net) else {
-        return Verdict::Drop(DropReason::UnknownNetwork);
+        return (Verdict::Drop(DropReason::UnknownNetwork), None);
     };
     let inner_ip_len = pkt.len().saturating_sub(usize::from(meta.l3_offset));
     if let Some(mtu) = too_big(info, inner_ip_len) {
         let kind = reply::IcmpError::TooBig(mtu);
         // IPv4 without DF may be fragmented by the sender's stack only, and a
         // switch does not fragment: it is dropped, still counted and answered.
-        return route::icmp_error(p, net, in_port, pkt, meta, kind, DropReason::MtuExceeded);
+        let v = route::icmp_error(p, net, in_port, pkt, meta, kind, DropReason::MtuExceeded);
+        return (v, None);
     }
-    encap_push(p, net, vtep, pkt, source_port(meta.flow_hash()), ctx, cache)
+    let src_port = source_port(meta.flow_hash());
+    let max_ip_len = info.mtu.unwrap_or(u16::MAX);
+    let (v, tag) = encap_push(p, net, vtep, pkt, src_port, ctx, cache);
+    let record = tag.map(|tag| EncapRecord {
+        slot: Templates::slot(net, vtep) as u16,
+        tag,
+        src_port,
+        max_ip_len,
+    });
+    (v, record)
 }
 
-/// Prepends the outer headers towards `vtep` (from the cache when it has them) and
-/// sends to the uplink. Always inlined: on the pod fast path it is most of the
-/// per-packet work, and as a call it cost encap 5-7% (A/B).
-#[inline(always)]
-pub(super) fn encap_push<B: PacketBuf>(
+/// Prepends the outer headers towards `vtep` (from the side table of templates
+/// when it has them) and sends to the uplink; with the template's tag when one
+/// was used.
+#[inline]
+fn encap_push<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
     vtep: VtepIdx,
     pkt: &mut B,
     src_port: u16,
     ctx: &mut Ctx<'_>,
-    cache: &mut EncapCache,
-) -> Verdict {
-    if let Some(e) = cache.get(net, vtep, ctx.neighbors.generation()) {
+    cache: &mut Templates,
+) -> (Verdict, Option<u32>) {
+    let neighbors = ctx.neighbors.generation();
+    if let Some(e) = cache.get(net, vtep, neighbors, p.overlay.changed_at(net)) {
         return if reply::push_cached(pkt, e, src_port) {
-            Verdict::Output(e.uplink)
+            (Verdict::Output(e.uplink), Some(e.tag))
         } else {
-            Verdict::Drop(DropReason::NoHeadroom)
+            (Verdict::Drop(DropReason::NoHeadroom), None)
         };
     }
     push_outer(p, net, vtep, pkt, src_port, ctx, Some(cache))
@@ -176,11 +193,11 @@ pub(super) fn encap_flood<B: PacketBuf>(
     let hash = wire::parse_with(pkt.data(), &p.parse)
         .map(|m| m.flow_hash())
         .unwrap_or(0);
-    push_outer(p, net, vtep, pkt, source_port(hash), ctx, None)
+    push_outer(p, net, vtep, pkt, source_port(hash), ctx, None).0
 }
 
 /// Prepends Ethernet, IP, UDP and the tunnel header, and with `cache` keeps the
-/// header for the next packet to (`net`, `vtep`).
+/// header for the next packet to (`net`, `vtep`), whose tag it returns.
 fn push_outer<B: PacketBuf>(
     p: &Pipeline,
     net: NetworkId,
@@ -188,24 +205,25 @@ fn push_outer<B: PacketBuf>(
     pkt: &mut B,
     src_port: u16,
     ctx: &mut Ctx<'_>,
-    cache: Option<&mut EncapCache>,
-) -> Verdict {
+    cache: Option<&mut Templates>,
+) -> (Verdict, Option<u32>) {
+    let drop = |r| (Verdict::Drop(r), None);
     let (Some(info), Some(u), Some(v)) = (
         p.overlay.network(net),
         p.overlay.underlay(),
         p.overlay.vtep(vtep),
     ) else {
-        return Verdict::Drop(DropReason::VtepUnreachable);
+        return drop(DropReason::VtepUnreachable);
     };
     let Some(next_hop) = v.next_hop else {
-        return Verdict::Drop(DropReason::VtepUnreachable);
+        return drop(DropReason::VtepUnreachable);
     };
     let Some(next_mac) = ctx.neighbors.lookup(next_hop) else {
         let now = ctx.now();
         if ctx.limiter.should_request(next_hop, now) && !ctx.to_resolve.is_full() {
             ctx.to_resolve.push(next_hop);
         }
-        return Verdict::Drop(DropReason::NeighborUnresolved);
+        return drop(DropReason::NeighborUnresolved);
     };
     let outer = reply::OuterHeaders {
         src_mac: u.local_mac,
@@ -224,18 +242,19 @@ fn push_outer<B: PacketBuf>(
         vni: info.vni,
     };
     if let Some(cache) = cache {
-        let generation = ctx.neighbors.generation();
-        if let Some(e) = cache.fill(net, vtep, generation, u.uplink, &outer) {
+        let neighbors = ctx.neighbors.generation();
+        let stamp = p.overlay.generation();
+        if let Some(e) = cache.fill(net, vtep, neighbors, stamp, u.uplink, &outer) {
             return if reply::push_cached(pkt, e, src_port) {
-                Verdict::Output(u.uplink)
+                (Verdict::Output(u.uplink), Some(e.tag))
             } else {
-                Verdict::Drop(DropReason::NoHeadroom)
+                drop(DropReason::NoHeadroom)
             };
         }
     }
     if reply::push_outer(pkt, &outer) {
-        Verdict::Output(u.uplink)
+        (Verdict::Output(u.uplink), None)
     } else {
-        Verdict::Drop(DropReason::NoHeadroom)
+        drop(DropReason::NoHeadroom)
     }
 }

@@ -15,18 +15,20 @@
 //! its trace record; they share a per-packet context (`packet.rs`) into which
 //! each writes its decision. `README.md` next to this file says how to add one.
 //!
-//! The worker's bursts first meet the fast paths (`burst.rs`, `fast.rs`), which
-//! decide the common cases of pod and tunnel traffic without a parse and agree
-//! with the stages (the differential tests in `tests.rs`); what they leave runs
-//! through the stages. Replies the switch makes (ARP, ND, ICMP) reuse the
-//! request's buffer in place — no allocation on the packet path.
+//! The worker's bursts first meet the unified flow table (`flow/`, the loop in
+//! `burst.rs`): the stages run on a flow's first packet and compile what they
+//! did into one action, which every later packet of the flow gets for one
+//! lookup (the differential tests in `tests.rs` hold it to the stages' verdicts
+//! and bytes). The table lives in the worker's [`WorkerState`], which survives
+//! snapshot swaps. Replies the switch makes (ARP, ND, ICMP) reuse the request's
+//! buffer in place — no allocation on the packet path.
 
 mod burst;
 mod classify;
 pub mod conntrack;
 mod decap;
 mod encap;
-mod fast;
+mod flow;
 mod l2;
 pub mod lb;
 mod output;
@@ -37,6 +39,7 @@ mod respond;
 mod route;
 mod scratch;
 mod stages;
+mod state;
 mod trace;
 
 use std::net::IpAddr;
@@ -54,9 +57,11 @@ use crate::port::PortIdx;
 use crate::snapshot::Versioned;
 use crate::wire::ParseConfig;
 
+pub use flow::{FlowStats, DEFAULT_FLOW_ENTRIES};
 pub use reply::{build_arp_request, build_neighbor_solicitation};
 pub use scratch::Scratch;
 pub use stages::Stage;
+pub use state::WorkerState;
 pub use trace::{TraceLine, TraceNames, Traced};
 
 /// Everything a worker forwards with, published as one snapshot.
@@ -117,29 +122,37 @@ impl Pipeline {
     /// Runs one packet through the pipeline. The packet may be rewritten in place
     /// (decapsulated, routed, encapsulated, or turned into a reply).
     ///
-    /// For one-off packets (tests): it makes fresh working space each call.
-    /// The worker uses [`process_with`](Self::process_with).
+    /// For one-off packets (tests): it runs the stages with fresh working space
+    /// and no flow table. The worker uses [`process_burst`](Self::process_burst).
     pub fn process<B: PacketBuf>(
         &self,
         in_port: PortIdx,
         pkt: &mut B,
         ctx: &mut Ctx<'_>,
     ) -> Verdict {
-        self.process_with(in_port, pkt, ctx, &mut Scratch::new())
+        self.process_with(in_port, pkt, ctx, &mut WorkerState::with_flow_entries(0))
     }
 
-    /// [`process`](Self::process) with the caller's reusable working space, whose
-    /// caches must have been filled for this snapshot: call [`Scratch::bind`] with it
-    /// whenever the snapshot may have changed (the worker does, once a round).
+    /// [`process`](Self::process) with the caller's worker state (its flow
+    /// table looked up and filled), which must have been bound to this snapshot
+    /// with [`WorkerState::bind`] (the worker binds once a round).
     #[inline]
     pub fn process_with<B: PacketBuf>(
         &self,
         in_port: PortIdx,
         pkt: &mut B,
         ctx: &mut Ctx<'_>,
-        scratch: &mut Scratch,
+        ws: &mut WorkerState,
     ) -> Verdict {
-        self.process_from(self.ingress(in_port), pkt, ctx, scratch)
+        let mut out = [Verdict::Drop(DropReason::NoOutput)];
+        self.process_burst(
+            self.ingress(in_port),
+            std::slice::from_mut(pkt),
+            ctx,
+            ws,
+            &mut out,
+        );
+        out[0]
     }
 
     /// What packets arriving on `in_port` meet first: decided once for a burst
@@ -165,49 +178,11 @@ impl Pipeline {
         }
     }
 
-    /// [`process_with`](Self::process_with) for a packet from `ingress` (which
-    /// must come from this snapshot's [`ingress`](Self::ingress)).
-    #[inline]
-    pub fn process_from<B: PacketBuf>(
-        &self,
-        ingress: Ingress<'_>,
-        pkt: &mut B,
-        ctx: &mut Ctx<'_>,
-        scratch: &mut Scratch,
-    ) -> Verdict {
-        debug_assert!(
-            scratch.is_bound_to(self),
-            "scratch bound to another snapshot"
-        );
-        if scratch.fast_paths {
-            match ingress.kind {
-                IngressKind::Network(net, info) => {
-                    if let Some(v) =
-                        fast::from_local_fast(self, net, info, ingress.port, pkt, ctx, scratch)
-                    {
-                        return v;
-                    }
-                }
-                IngressKind::Uplink => {
-                    if let Some(v) = self
-                        .overlay
-                        .underlay()
-                        .and_then(|u| fast::from_uplink_fast(self, u, pkt))
-                    {
-                        return v;
-                    }
-                }
-                IngressKind::Classic | IngressKind::UnknownNetwork => {}
-            }
-        }
-        stages::run(self, ingress, pkt, ctx, scratch, &mut trace::NoTrace)
-    }
-
-    /// [`process_from`](Self::process_from) for a whole burst: `out[i]` is the
-    /// verdict of `pkts[i]`, for as many packets as `out` has room for and at most
-    /// [`BURST`](crate::BURST). Returns the
-    /// burst's bytes after processing (packets are rewritten in place) and the port
-    /// every packet goes to, when there is one.
+    /// Runs a burst from `ingress` (which must come from this snapshot's
+    /// [`ingress`](Self::ingress)): `out[i]` is the verdict of `pkts[i]`, for as
+    /// many packets as `out` has room for and at most [`BURST`](crate::BURST).
+    /// Returns the burst's bytes after processing (packets are rewritten in
+    /// place) and the port every packet goes to, when there is one.
     ///
     /// The loops it runs are never inlined: in the worker's large poll function the
     /// per-packet paths competed with the poll loop for registers.
@@ -217,18 +192,17 @@ impl Pipeline {
         ingress: Ingress<'_>,
         pkts: &mut [B],
         ctx: &mut Ctx<'_>,
-        scratch: &mut Scratch,
+        ws: &mut WorkerState,
         out: &mut [Verdict],
     ) -> (u64, Option<PortIdx>) {
-        match (ingress.kind, scratch.fast_paths) {
-            (IngressKind::Network(net, info), true) => {
-                burst::from_local(self, ingress, net, info, pkts, ctx, scratch, out)
-            }
-            (IngressKind::Uplink, true) => match self.overlay.underlay() {
-                Some(u) => burst::from_uplink(self, ingress, u, pkts, ctx, scratch, out),
-                None => burst::per_packet(self, ingress, pkts, ctx, scratch, out),
-            },
-            _ => burst::per_packet(self, ingress, pkts, ctx, scratch, out),
+        debug_assert!(
+            ws.scratch.is_bound_to(self),
+            "worker state bound to another snapshot"
+        );
+        if ws.use_flows {
+            burst::flows(self, ingress, pkts, ctx, ws, out)
+        } else {
+            burst::per_packet(self, ingress, pkts, ctx, ws, out)
         }
     }
 

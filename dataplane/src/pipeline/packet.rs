@@ -4,11 +4,13 @@
 //! A stage reads the decisions of the stages before it from here and writes its
 //! own; none re-reads what another has already read from the frame. The parse is
 //! done once per frame (the outer frame by `classify`, the inner one on demand
-//! after `decap`), into the worker's [`Scratch`](super::Scratch) space. Later, a
-//! flow cache can record these decisions from a packet's first run.
+//! after `decap`), into the worker's [`Scratch`](super::Scratch) space. The
+//! stages that transform the packet also record what they did in `compiled`,
+//! from which the flow table builds the flow's action.
 
 use std::net::Ipv4Addr;
 
+use super::flow::Compiled;
 use super::{Ingress, IngressKind};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
@@ -60,6 +62,8 @@ pub(super) struct PacketCtx<'p, 'm> {
     pub dst_bits: u64,
     /// What the forwarding stages decided.
     pub next: Next,
+    /// What the stages did to the packet, for the flow table's action.
+    pub compiled: Compiled,
     /// The outer frame's metadata (parsed by `classify`).
     outer: &'m mut PacketMeta,
     /// The decapsulated frame's metadata, parsed only when a stage needs it.
@@ -80,6 +84,7 @@ impl<'p, 'm> PacketCtx<'p, 'm> {
             underlay_control: false,
             dst_bits: 0,
             next: Next::Undecided,
+            compiled: Compiled::default(),
             outer,
             inner,
             inner_parsed: false,

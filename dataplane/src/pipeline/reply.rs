@@ -500,14 +500,14 @@ fn put16_unchecked(h: &mut [u8], at: usize, v: u16) {
     h[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Prepends a cached outer header (see [`super::scratch`]) and patches what depends
+/// Prepends a cached outer header (see [`super::flow::template`]) and patches what depends
 /// on the packet: the IP length (and the IPv4 checksum, incrementally from the
 /// template's), the UDP length and source port, and for IPv6 the UDP checksum.
 /// Always inlined into the encap paths, which call it for every packet.
 #[inline(always)]
 pub(crate) fn push_cached<B: PacketBuf>(
     pkt: &mut B,
-    e: &super::scratch::EncapEntry,
+    e: &super::flow::template::Template,
     src_port: u16,
 ) -> bool {
     if !e.ipv6 {
@@ -541,7 +541,7 @@ pub(crate) const OUTER4_LEN: usize = 14 + 20 + 8 + 8;
 #[inline(always)]
 pub(crate) fn push_cached4<B: PacketBuf>(
     pkt: &mut B,
-    e: &super::scratch::EncapEntry,
+    e: &super::flow::template::Template,
     src_port: u16,
 ) -> bool {
     debug_assert!(!e.ipv6);
@@ -580,49 +580,6 @@ fn patch_lengths4(h: &mut [u8], ip_sum: u32, udp_len: usize) {
     put16_unchecked(h, at::IP4_TOTAL_LEN, total as u16);
     put16_unchecked(h, at::IP4_CHECKSUM, check);
     put16_unchecked(h, at::UDP4 + at::UDP_LEN, udp_len as u16);
-}
-
-/// The outer IPv4 header of one flow's frames, made once for a burst of that flow:
-/// the cached header with the flow's source port, and the lengths and checksum for
-/// frames of one length. A bulk flow's frames are mostly one length (full
-/// segments), so most pushes are one copy; a frame of another length gets its
-/// lengths and checksum patched as [`push_cached4`] does.
-pub(crate) struct Outer4 {
-    hdr: [u8; OUTER4_LEN],
-    ip_sum: u32,
-    /// The UDP length written in `hdr`.
-    udp_len: usize,
-}
-
-impl Outer4 {
-    /// For frames of `e` (an IPv4 underlay) with source port `src_port`, made for
-    /// frames `frame_len` bytes long.
-    pub(crate) fn new(e: &super::scratch::EncapEntry, src_port: u16, frame_len: usize) -> Self {
-        debug_assert!(!e.ipv6);
-        let mut hdr = [0u8; OUTER4_LEN];
-        hdr.copy_from_slice(&e.hdr[..OUTER4_LEN]);
-        put16_unchecked(&mut hdr, at::UDP4 + at::UDP_SRC_PORT, src_port);
-        let udp_len = 8 + 8 + frame_len;
-        patch_lengths4(&mut hdr, e.ip_sum, udp_len);
-        Outer4 {
-            hdr,
-            ip_sum: e.ip_sum,
-            udp_len,
-        }
-    }
-
-    /// [`push_cached4`] with this header: false, with nothing changed, when the
-    /// packet is too big for one or there is no headroom.
-    #[inline(always)]
-    pub(crate) fn push<B: PacketBuf>(&self, pkt: &mut B) -> bool {
-        let Some((h, udp_len)) = prepend4(pkt, &self.hdr) else {
-            return false;
-        };
-        if udp_len != self.udp_len {
-            patch_lengths4(h, self.ip_sum, udp_len);
-        }
-        true
-    }
 }
 
 /// An ARP request "who has `target`? tell `src_ip`", padded to the 60-byte minimum.

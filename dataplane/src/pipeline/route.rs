@@ -47,8 +47,17 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
         Err(r) => return ControlFlow::Break(Verdict::Drop(r)),
     };
     match route(p, net, in_port, pkt, meta, routes, t) {
-        Ok(next) => {
+        Ok((next, dst_net, macs)) => {
+            let ipv4 = meta.l3 == L3Kind::Ipv4;
             pc.next = next;
+            match (ipv4, p.overlay.network(net)) {
+                (true, Some(info)) => {
+                    pc.compiled.routed = Some(macs.0);
+                    pc.compiled.routed_into = Some((dst_net, info.vrf));
+                }
+                // The action decrements an IPv4 TTL only.
+                _ => pc.compiled.uncacheable = true,
+            }
             ControlFlow::Continue(())
         }
         Err(v) => ControlFlow::Break(v),
@@ -56,8 +65,9 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
 }
 
 /// Routes a frame sent to the gateway MAC of `net`; `meta` is updated to the
-/// routed frame (MACs, TTL). `Ok` with where the routed frame goes, or `Err`
-/// with the verdict that ends it (a drop, or a reply made in place).
+/// routed frame (MACs, TTL). `Ok` with where the routed frame goes, the network
+/// it was routed into and its new MACs, or `Err` with the verdict that ends it
+/// (a drop, or a reply made in place).
 fn route<B: PacketBuf, T: Tracer>(
     p: &Pipeline,
     net: NetworkId,
@@ -66,7 +76,7 @@ fn route<B: PacketBuf, T: Tracer>(
     meta: &mut PacketMeta,
     routes: &mut RouteCache,
     t: &mut T,
-) -> Result<Next, Verdict> {
+) -> Result<(Next, NetworkId, RoutedMacs), Verdict> {
     if !matches!(meta.l3, L3Kind::Ipv4 | L3Kind::Ipv6) {
         if T::ON {
             t.record(trace::Record::Route(Record {
@@ -154,11 +164,11 @@ fn route<B: PacketBuf, T: Tracer>(
     meta.src_mac = macs.src();
     meta.ttl -= 1;
     match dest {
-        L2Dest::Local(port) => Ok(Next::Port(port)),
+        L2Dest::Local(port) => Ok((Next::Port(port), dst_net, macs)),
         L2Dest::Remote(_) if p.overlay.underlay().map(|u| u.uplink) == Some(in_port) => {
             Err(Verdict::Drop(DropReason::TunnelHairpin))
         }
-        L2Dest::Remote(vtep) => Ok(Next::Remote { net: dst_net, vtep }),
+        L2Dest::Remote(vtep) => Ok((Next::Remote { net: dst_net, vtep }, dst_net, macs)),
     }
 }
 

@@ -12,19 +12,22 @@
 //! stage is a module and one line in [`run_stages`] (and one in [`Stage`]); see
 //! `dataplane/src/pipeline/README.md`.
 //!
-//! The worker's burst loops first try the fast paths of `fast.rs` and
-//! `burst.rs` (which take the common cases without a parse and agree with these
-//! stages, as the differential tests check); what they leave comes here.
+//! The worker's burst loops first look each frame up in the flow table
+//! (`flow/`); the misses come here, and what the stages compile for them is
+//! installed there.
 
 use std::fmt;
 use std::ops::ControlFlow;
 
+use super::flow::template::Templates;
+use super::flow::Compiled;
 use super::packet::PacketCtx;
 use super::scratch::Scratch;
 use super::trace::Tracer;
 use super::{classify, conntrack, decap, encap, l2, lb, output, policy, respond, route};
 use super::{Ctx, Ingress, Pipeline, Verdict};
 use crate::buf::PacketBuf;
+use crate::overlay::NetworkId;
 
 /// A stage of the pipeline, in order: what a drop reason belongs to and what a
 /// trace record comes from.
@@ -99,19 +102,44 @@ pub(super) fn run<'p, B: PacketBuf, T: Tracer>(
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
     s: &mut Scratch,
+    templates: &mut Templates,
     t: &mut T,
 ) -> Verdict {
+    run_compiled(p, ingress, pkt, ctx, s, templates, t).0
+}
+
+/// [`run`], with what the stages compiled for the flow table when the packet
+/// went through every stage to an output that an action can replay: the
+/// record and the network the packet was switched in.
+#[inline(always)]
+pub(super) fn run_compiled<'p, B: PacketBuf, T: Tracer>(
+    p: &'p Pipeline,
+    ingress: Ingress<'p>,
+    pkt: &mut B,
+    ctx: &mut Ctx<'_>,
+    s: &mut Scratch,
+    templates: &mut Templates,
+    t: &mut T,
+) -> (Verdict, Option<(Compiled, NetworkId)>) {
     let Scratch {
         outer,
         inner,
-        encap,
         routes,
         ..
     } = s;
     let mut pc = PacketCtx::new(ingress, outer, inner);
-    let (ControlFlow::Break(v) | ControlFlow::Continue(v)) =
-        run_stages(p, &mut pc, pkt, ctx, encap, routes, t);
-    v
+    match run_stages(p, &mut pc, pkt, ctx, templates, routes, t) {
+        ControlFlow::Break(v) => (v, None),
+        ControlFlow::Continue(v) => {
+            let compiled = match (v, pc.net) {
+                (Verdict::Output(_), Some((net, _))) if !pc.compiled.uncacheable => {
+                    Some((pc.compiled, net))
+                }
+                _ => None,
+            };
+            (v, compiled)
+        }
+    }
 }
 
 /// The stage list. A stage that ends the packet breaks with its verdict; one
@@ -122,7 +150,7 @@ fn run_stages<'p, B: PacketBuf, T: Tracer>(
     pc: &mut PacketCtx<'p, '_>,
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
-    encap_cache: &mut super::scratch::EncapCache,
+    templates: &mut Templates,
     routes: &mut super::scratch::RouteCache,
     t: &mut T,
 ) -> ControlFlow<Verdict, Verdict> {
@@ -134,6 +162,6 @@ fn run_stages<'p, B: PacketBuf, T: Tracer>(
     respond::run(p, pc, pkt, ctx, t)?;
     l2::run(p, pc, pkt, t)?;
     route::run(p, pc, pkt, routes, t)?;
-    encap::run(p, pc, pkt, ctx, encap_cache, t)?;
+    encap::run(p, pc, pkt, ctx, templates, t)?;
     ControlFlow::Continue(output::run(pc))
 }

@@ -12,7 +12,7 @@ use crate::l2::L2PipelineBuilder;
 use crate::overlay::spec::{
     Encap, LocalEndpointSpec, NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget, UnderlaySpec,
 };
-use crate::overlay::{LearnOutcome, NeighborConfig, NeighborTable, OverlayBuilder};
+use crate::overlay::{LearnOutcome, NeighborConfig, NeighborTable, OverlayBuilder, OverlayChange};
 use crate::wire::checksum::{fold, sum_raw};
 use crate::wire::{self, L3Kind, TunnelKind};
 
@@ -725,7 +725,7 @@ fn ipv6_too_big_for_the_underlay_answers_packet_too_big() {
     assert_eq!(fold(sum_raw(acc, &f[54..])), 0xffff);
 }
 
-// --- A worker's reusable scratch (encap and route caches) against fresh scratch ---
+// --- A worker's state (flow table, templates) against the stages alone ---
 
 /// S: green's remote endpoint, behind VTEP 3.
 const S: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x21]);
@@ -800,7 +800,7 @@ struct Cached {
     p: Arc<Pipeline>,
     table: NeighborTable,
     limiter: ResolveLimiter,
-    scratch: Scratch,
+    state: WorkerState,
 }
 
 impl Cached {
@@ -809,13 +809,13 @@ impl Cached {
         table.learn(vtep_ip(v6, 2), PEER_MAC, Instant::now());
         table.learn(vtep_ip(v6, 3), PEER3_MAC, Instant::now());
         let limiter = ResolveLimiter::new(table.config());
-        let mut scratch = Scratch::new();
-        scratch.bind(&p);
+        let mut state = WorkerState::new();
+        state.bind(&p);
         Cached {
             p,
             table,
             limiter,
-            scratch,
+            state,
         }
     }
 
@@ -826,7 +826,7 @@ impl Cached {
         let mut buf = VecBuf::new(frame);
         let v = self
             .p
-            .process_with(in_port, &mut buf, &mut ctx, &mut self.scratch);
+            .process_with(in_port, &mut buf, &mut ctx, &mut self.state);
         (v, buf.data().to_vec())
     }
 
@@ -844,7 +844,7 @@ impl Cached {
         let ingress = self.p.ingress(in_port);
         let (bytes, one) =
             self.p
-                .process_burst(ingress, &mut bufs, &mut ctx, &mut self.scratch, &mut out);
+                .process_burst(ingress, &mut bufs, &mut ctx, &mut self.state, &mut out);
         let each = out
             .iter()
             .zip(&bufs)
@@ -888,12 +888,9 @@ impl Cached {
         let map = self.table.reader().load_full();
         let mut ctx = Ctx::new(&map, &mut self.limiter, Instant::now());
         let mut buf = VecBuf::new(frame);
-        let mut scratch = Scratch::new();
-        scratch.fast_paths = false;
-        scratch.bind(&self.p);
-        let v = self
-            .p
-            .process_with(in_port, &mut buf, &mut ctx, &mut scratch);
+        let mut state = WorkerState::with_flow_entries(0);
+        state.bind(&self.p);
+        let v = self.p.process_with(in_port, &mut buf, &mut ctx, &mut state);
         (v, buf.data().to_vec())
     }
 
@@ -1054,10 +1051,8 @@ fn a_kept_scratch_forwards_exactly_like_fresh_scratch() {
         }
         // The cached paths were taken: one header per (network, VTEP) encapsulated
         // to — (blue, 2) and (green, 3).
-        assert_eq!(
-            format!("{:?}", c.scratch),
-            "Scratch { encap_entries: 2, .. }"
-        );
+        assert_eq!(c.state.templates.live(), 2);
+        assert!(c.state.flow_stats().hits > 0, "the flow table was used");
     }
 }
 
@@ -1200,7 +1195,7 @@ fn the_burst_loop_agrees_with_the_full_path() {
         assert!(compared > 3000, "only {compared} frames compared");
         // A burst of one flow the straight path takes (switched, encapsulated over
         // an IPv4 underlay, routed) is reported whole once the caches are warm.
-        let encap = (!v6).then_some(UPLINK);
+        let encap = Some(UPLINK);
         for (name, want) in [
             ("L2 local", Some(POD_B)),
             ("L2 remote VXLAN", encap),
@@ -1208,8 +1203,8 @@ fn the_burst_loop_agrees_with_the_full_path() {
         ] {
             let (_, port, frame, _) = cases.iter().find(|c| c.0 == name).unwrap();
             let same = vec![(frame.clone(), crate::buf::DEFAULT_HEADROOM); crate::BURST];
-            c.scratch.clear();
-            c.scratch.bind(&c.p);
+            c.state.clear();
+            c.state.bind(&c.p);
             let (_, _, cold) = c.burst(*port, &same);
             let (each, _, warm) = c.burst(*port, &same);
             assert_eq!(each[0], c.reference(*port, frame), "{name}");
@@ -1234,12 +1229,11 @@ fn the_burst_loop_agrees_with_the_full_path() {
     }
 }
 
-/// With more destinations than the route cache has seen, a burst from a pod
-/// resolves its misses before the straight pass (`fill_routes`), so the pass
-/// decides every frame (the burst reports its one port); the answers stay those
-/// of the full path.
+/// A burst of 32 new destinations runs the stages, which install 32 flows; the
+/// same burst again is all hits (the burst reports its one port); the answers
+/// stay those of the stages.
 #[test]
-fn a_burst_of_new_destinations_is_routed_on_the_straight_path() {
+fn a_burst_of_new_destinations_is_routed_by_the_stages_then_the_table() {
     // 10.9.0.0/16 via B, a local pod in blue.
     let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.11"), false);
     let burst_to = |first: u32| -> Vec<_> {
@@ -1261,13 +1255,11 @@ fn a_burst_of_new_destinations_is_routed_on_the_straight_path() {
         }
         assert_eq!(one, want_one);
     };
-    // Cold: the per-packet path resolves and caches each of the 32.
+    // Cold: the stages decide each of the 32 and install its flow.
     check(&mut c, &burst_to(0), None);
-    // Many misses in the last burst: the next burst's 32 new destinations are
-    // resolved first, and the straight pass takes them all.
-    check(&mut c, &burst_to(32), Some(POD_B));
-    // Cached: taken whether or not the fill pass runs again.
-    check(&mut c, &burst_to(32), Some(POD_B));
+    check(&mut c, &burst_to(32), None);
+    // Installed: every frame a hit, the burst reported whole.
+    check(&mut c, &burst_to(0), Some(POD_B));
     check(&mut c, &burst_to(32), Some(POD_B));
 }
 
@@ -1423,7 +1415,8 @@ fn bursts_of_one_flow_follow_the_next_hop_the_flow_the_network_and_the_snapshot(
     for round in ["relearned", "relearned, warm"] {
         assert_eq!(run(&mut c, POD_A, &flow, round).1, to(MOVED, 2), "{round}");
     }
-    // Another flow (another source port), then the first again.
+    // Another flow (another source port: the stages first), then the first again.
+    run(&mut c, POD_A, &other_flow, "other flow, cold");
     assert_eq!(
         run(&mut c, POD_A, &other_flow, "other flow").0,
         Some(UPLINK)
@@ -1438,7 +1431,7 @@ fn bursts_of_one_flow_follow_the_next_hop_the_flow_the_network_and_the_snapshot(
     // R moved to VTEP 3 and the uplink has a new MAC: the same network and flow,
     // in another snapshot.
     c.p = routed(2, false, NEW_UPLINK_MAC, 3, "10.1.0.11");
-    c.scratch.bind(&Arc::clone(&c.p));
+    c.state.bind(&Arc::clone(&c.p));
     for round in ["new snapshot", "new snapshot, warm"] {
         let (_, outer) = run(&mut c, POD_A, &flow, round);
         let want = (NEW_UPLINK_MAC, PEER3_MAC, Some(vtep_ip(false, 3)));
@@ -1473,7 +1466,7 @@ fn a_rebound_scratch_follows_the_new_snapshot() {
     }
 
     c.p = Arc::clone(&new);
-    c.scratch.bind(&new);
+    c.state.bind(&new);
     let (v, f) = c.cached(POD_A, &to_r);
     assert_eq!(v, Verdict::Output(UPLINK));
     assert_eq!(outer(&f), (NEW_UPLINK_MAC, PEER3_MAC, vtep_ip(false, 3)));
@@ -1491,7 +1484,7 @@ fn a_rebound_scratch_follows_the_new_snapshot() {
 
 #[test]
 #[cfg(debug_assertions)]
-#[should_panic(expected = "scratch bound to another snapshot")]
+#[should_panic(expected = "worker state bound to another snapshot")]
 fn a_scratch_not_rebound_is_caught_in_debug_builds() {
     let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.20"), false);
     let via = ping(G_BLUE, A, "10.1.0.10", "10.9.1.1", 64, 16);
@@ -1612,4 +1605,296 @@ fn a_trace_is_the_stages_own_records_of_the_real_run() {
     );
     let decap = t.lines.iter().find(|l| l.stage == "decap").unwrap();
     assert_eq!(decap.detail, "Vxlan VNI 100 -> network \"blue\"");
+}
+
+// --- The flow table across snapshot swaps and delta writes ---
+
+/// `p`'s overlay with `changes` applied as generation `generation`, as the
+/// daemon publishes a delta write; `None` when the patch refuses them.
+fn patched(p: &Pipeline, generation: u64, changes: &[OverlayChange]) -> Option<Arc<Pipeline>> {
+    let overlay = p.overlay.patched(generation, changes).ok()?;
+    let l2 = L2PipelineBuilder::new(generation).build().unwrap();
+    Some(Arc::new(Pipeline::new(
+        generation,
+        l2,
+        overlay,
+        wire::ParseConfig::default(),
+    )))
+}
+
+impl Cached {
+    /// Publishes `p` to the kept state, as the worker's next round does.
+    fn swap(&mut self, p: Arc<Pipeline>) {
+        self.p = p;
+        self.state.bind(&self.p);
+    }
+}
+
+fn remote(network: &str, mac: MacAddr, ips: &[&str], vtep: IpAddr) -> RemoteEndpointSpec {
+    RemoteEndpointSpec {
+        network: network.into(),
+        mac,
+        ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+        vtep,
+    }
+}
+
+#[test]
+fn a_flow_entry_is_kept_revalidated_or_reinstalled_as_its_networks_change() {
+    let mut c = Cached::new(routed(1, false, UPLINK_MAC, 2, "10.1.0.20"), false);
+    let stats = |c: &Cached| c.state.flow_stats();
+    let blue_local = ping(B, A, "10.1.0.10", "10.1.0.11", 64, 16);
+    let blue_to_green = ping(G_BLUE, A, "10.1.0.10", "10.2.0.10", 64, 16);
+    let check = |c: &mut Cached, frame: &[u8], what: &str| {
+        let got = c.cached(POD_A, frame);
+        assert_eq!(got, c.reference(POD_A, frame), "{what}");
+        got
+    };
+    for frame in [&blue_local, &blue_to_green] {
+        check(&mut c, frame, "cold");
+    }
+    assert_eq!(
+        (stats(&c).installs, stats(&c).misses, stats(&c).hits),
+        (2, 2, 0)
+    );
+    // The same snapshot: hits, no revalidation.
+    for frame in [&blue_local, &blue_to_green] {
+        check(&mut c, frame, "warm");
+    }
+    assert_eq!(
+        (stats(&c).installs, stats(&c).hits, stats(&c).revalidations),
+        (2, 2, 0)
+    );
+    // A pod added in red (another tenant): both entries stay, restamped once.
+    let red_pod = local(
+        "red",
+        MacAddr([2, 0, 0, 0, 3, 3]),
+        &["10.1.0.33"],
+        PortIdx(9),
+    );
+    let next = patched(&c.p, 2, &[OverlayChange::AddLocal(red_pod)]).unwrap();
+    c.swap(next);
+    for round in 0..2 {
+        for frame in [&blue_local, &blue_to_green] {
+            check(&mut c, frame, &format!("red changed, round {round}"));
+        }
+    }
+    let s = stats(&c);
+    assert_eq!((s.installs, s.hits, s.revalidations), (2, 6, 2));
+    // An endpoint added in green: the routed flow (into green) runs the stages
+    // again; the switched one in blue is restamped.
+    let green_remote = remote(
+        "green",
+        MacAddr([2, 0, 0, 0, 3, 4]),
+        &["10.2.0.44"],
+        vtep_ip(false, 3),
+    );
+    let next = patched(&c.p, 3, &[OverlayChange::AddRemote(green_remote)]).unwrap();
+    c.swap(next);
+    for frame in [&blue_local, &blue_to_green] {
+        check(&mut c, frame, "green changed");
+    }
+    let s = stats(&c);
+    assert_eq!((s.installs, s.revalidations, s.misses), (3, 3, 3));
+    // A route of tenant t1 added: the routed flow again, not the switched one.
+    let route = RouteSpec {
+        tenant: "t1".into(),
+        prefix: "10.2.0.0/25".parse().unwrap(),
+        target: RouteTarget::Blackhole,
+    };
+    let next = patched(&c.p, 4, &[OverlayChange::AddRoute(route)]).unwrap();
+    c.swap(next);
+    let (v, _) = check(&mut c, &blue_to_green, "t1 route added");
+    assert_eq!(
+        v,
+        Verdict::Drop(DropReason::Blackhole),
+        "the new route decides"
+    );
+    check(&mut c, &blue_local, "t1 route added");
+    let s = stats(&c);
+    assert_eq!((s.installs, s.revalidations, s.misses), (3, 4, 4));
+    // B removed from blue: the switched flow to B is not applied from its entry.
+    let gone = OverlayChange::Remove {
+        network: "blue".into(),
+        mac: B,
+        ips: vec!["10.1.0.11".parse().unwrap()],
+    };
+    let next = patched(&c.p, 5, &[gone]).unwrap();
+    c.swap(next);
+    let (v, _) = check(&mut c, &blue_local, "B removed");
+    assert_eq!(v, Verdict::Drop(DropReason::UnknownDestination));
+    // A full build moves every generation: every entry runs the stages once.
+    let before = stats(&c).misses;
+    c.swap(routed(6, false, UPLINK_MAC, 2, "10.1.0.20"));
+    check(&mut c, &blue_local, "full build");
+    check(&mut c, &blue_to_green, "full build");
+    assert_eq!(stats(&c).misses, before + 2);
+}
+
+#[test]
+fn an_encapsulating_entry_follows_the_underlay_neighbour() {
+    const MOVED: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 2]);
+    for v6 in [false, true] {
+        let mut c = Cached::new(routed(1, v6, UPLINK_MAC, 2, "10.1.0.20"), v6);
+        let to_r = udp4(R, A, "10.1.0.10", "10.1.0.20", 18);
+        let next_hop = |f: &[u8]| wire::parse(f).unwrap().dst_mac;
+        for _ in 0..2 {
+            let (v, f) = c.cached(POD_A, &to_r);
+            assert_eq!((v, next_hop(&f)), (Verdict::Output(UPLINK), PEER_MAC));
+        }
+        let installs = c.state.flow_stats().installs;
+        assert_eq!(c.state.flow_stats().hits, 1);
+        c.table.learn(vtep_ip(v6, 2), MOVED, Instant::now());
+        let (v, f) = c.cached(POD_A, &to_r);
+        assert_eq!((v, next_hop(&f)), (Verdict::Output(UPLINK), MOVED));
+        assert_eq!((v, f), c.reference(POD_A, &to_r));
+        assert_eq!(c.state.flow_stats().installs, installs + 1, "re-resolved");
+        let (_, f) = c.cached(POD_A, &to_r);
+        assert_eq!(next_hop(&f), MOVED);
+        assert_eq!(c.state.flow_stats().hits, 3, "v6 underlay={v6}");
+    }
+}
+
+/// The differential property: random traffic (every path of `varied_traffic`,
+/// mangled frames, short headroom) in bursts through the flow table, with
+/// snapshot swaps between bursts — delta writes that add and remove endpoints
+/// and routes in the networks the traffic uses and in others, full builds that
+/// move endpoints and next hops, relearned underlay neighbours — gives every
+/// frame the verdict and the bytes the stages alone give it. Same verdicts are
+/// same drop counts.
+#[test]
+fn the_flow_table_agrees_with_the_stages_across_swaps_and_delta_writes() {
+    const MOVED: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 2]);
+    const S: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x21]);
+    let mut next = xorshift();
+    for v6 in [false, true] {
+        let mut generation = 1;
+        let mut c = Cached::new(routed(generation, v6, UPLINK_MAC, 2, "10.1.0.11"), v6);
+        let cases = varied_traffic(&c.p, v6);
+        let r_ips = ["10.1.0.20", "fd00:1::20"];
+        let s_ips = ["10.2.0.20", "fd00:2::20"];
+        let changes = |n: u64| -> Vec<OverlayChange> {
+            let vtep = vtep_ip(v6, 2 + (n % 2) as u16);
+            let route = RouteSpec {
+                tenant: "t1".into(),
+                prefix: "10.9.1.0/24".parse().unwrap(),
+                target: RouteTarget::Blackhole,
+            };
+            let ips = |ips: &[&str]| ips.iter().map(|s| s.parse().unwrap()).collect();
+            match n % 9 {
+                0 => vec![OverlayChange::Remove {
+                    network: "blue".into(),
+                    mac: R,
+                    ips: ips(&r_ips),
+                }],
+                1 => vec![OverlayChange::AddRemote(remote("blue", R, &r_ips, vtep))],
+                2 => vec![OverlayChange::Remove {
+                    network: "green".into(),
+                    mac: S,
+                    ips: ips(&s_ips),
+                }],
+                3 => vec![OverlayChange::AddRemote(remote("green", S, &s_ips, vtep))],
+                4 => vec![OverlayChange::AddRoute(route)],
+                5 => vec![OverlayChange::RemoveRoute(route)],
+                6 => vec![OverlayChange::Remove {
+                    network: "green".into(),
+                    mac: C,
+                    ips: ips(&["10.2.0.10", "fd00:2::10"]),
+                }],
+                7 => vec![OverlayChange::AddLocal(local(
+                    "green",
+                    C,
+                    &["10.2.0.10", "fd00:2::10"],
+                    POD_C,
+                ))],
+                _ => {
+                    let mac = MacAddr([2, 0, 0, 9, (n >> 8) as u8, n as u8]);
+                    vec![OverlayChange::AddRemote(remote("red", mac, &[], vtep))]
+                }
+            }
+        };
+        let (mut compared, mut swaps) = (0, 0);
+        for round in 0..150 {
+            // Between bursts, now and then: a delta write, a full build, a
+            // relearned neighbour.
+            match next() % 8 {
+                0..=2 => {
+                    generation += 1;
+                    if let Some(p) = patched(&c.p, generation, &changes(next())) {
+                        c.swap(p);
+                        swaps += 1;
+                    }
+                }
+                3 => {
+                    generation += 1;
+                    let mac = if next().is_multiple_of(2) {
+                        UPLINK_MAC
+                    } else {
+                        MOVED
+                    };
+                    let via = if next().is_multiple_of(2) {
+                        "10.1.0.11"
+                    } else {
+                        "10.1.0.20"
+                    };
+                    c.swap(routed(generation, v6, mac, 2 + (next() % 2) as u16, via));
+                    swaps += 1;
+                }
+                4 => {
+                    let mac = if next().is_multiple_of(2) {
+                        PEER_MAC
+                    } else {
+                        MOVED
+                    };
+                    c.table.learn(vtep_ip(v6, 2), mac, Instant::now());
+                }
+                _ => {}
+            }
+            // A burst from one port: its cases, repeated (flows hit), some
+            // mangled, some with little headroom.
+            let port = cases[(next() as usize) % cases.len()].1;
+            let of_port: Vec<_> = cases.iter().filter(|c| c.1 == port).collect();
+            let frames: Vec<(Vec<u8>, usize)> = (0..crate::BURST)
+                .map(|_| {
+                    let f = &of_port[(next() as usize) % of_port.len()].2;
+                    let f = if next().is_multiple_of(6) {
+                        mangled_any(f, &mut next)
+                    } else {
+                        f.clone()
+                    };
+                    let headroom = if next().is_multiple_of(12) {
+                        (next() % 80) as usize
+                    } else {
+                        128
+                    };
+                    (f, headroom)
+                })
+                .collect();
+            let (each, bytes, one) = c.burst(port, &frames);
+            let mut want_bytes = 0;
+            for ((frame, headroom), got) in frames.iter().zip(&each) {
+                let map = c.table.reader().load_full();
+                let mut ctx = Ctx::new(&map, &mut c.limiter, Instant::now());
+                let mut buf = VecBuf::with_room(frame, *headroom, 2048);
+                let v = c.p.process(port, &mut buf, &mut ctx);
+                let what = format!("v6 underlay={v6}, round {round}: {frame:02x?}");
+                assert_eq!(*got, (v, buf.data().to_vec()), "{what}");
+                want_bytes += got.1.len() as u64;
+                compared += 1;
+            }
+            assert_eq!(bytes, want_bytes, "round {round}: bytes");
+            if let Some(one) = one {
+                assert!(each.iter().all(|(v, _)| *v == Verdict::Output(one)));
+            }
+        }
+        let s = c.state.flow_stats();
+        assert!(
+            compared == 150 * crate::BURST && swaps > 30,
+            "{compared} {swaps}"
+        );
+        assert!(
+            s.hits > 400 && s.revalidations > 10 && s.installs > 50,
+            "{s:?}"
+        );
+    }
 }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use super::flow::template::Templates;
 use super::scratch::Scratch;
 use super::{classify, decap, encap, l2, respond, route, stages, Ctx, Pipeline, Verdict};
 use crate::buf::{PacketBuf, VecBuf};
@@ -106,9 +107,11 @@ pub struct Traced {
 impl Pipeline {
     /// Runs a copy of `frame`, as received on `in_port`, through the stages with
     /// every stage's record kept, against the underlay neighbours `neighbors`.
-    /// Nothing a worker holds is touched: the working space is fresh and the fast
-    /// paths are off (the differential tests hold them to the same verdicts), and
-    /// addresses to resolve are reported, not requested.
+    /// Nothing a worker holds is touched: the working space is fresh and the flow
+    /// table is not consulted — a trace shows the stages, the slow path a flow's
+    /// first packet takes (the differential tests hold the flow table's actions
+    /// to the same verdicts and bytes) — and addresses to resolve are reported,
+    /// not requested.
     pub fn trace(
         &self,
         in_port: PortIdx,
@@ -119,7 +122,7 @@ impl Pipeline {
         let mut limiter = ResolveLimiter::new(&NeighborConfig::default());
         let mut ctx = Ctx::new(neighbors, &mut limiter, Instant::now());
         let mut scratch = Scratch::new();
-        scratch.fast_paths = false;
+        let mut templates = Templates::new();
         let mut rec = Recorder::default();
         let mut buf = VecBuf::new(frame);
         let verdict = stages::run(
@@ -128,6 +131,7 @@ impl Pipeline {
             &mut buf,
             &mut ctx,
             &mut scratch,
+            &mut templates,
             &mut rec,
         );
         let mut lines: Vec<TraceLine> = rec

@@ -315,8 +315,30 @@ pub fn render(v: &View, format: Format) -> String {
             );
         }
     }
+    e.family(
+        "vswitch_worker_flow_table_total",
+        Kind::Counter,
+        "Worker flow table events: packets that hit or missed, entries installed, evicted from a full bucket, revalidated after a snapshot swap.",
+    );
+    for (i, core, s) in &v.workers {
+        let (i, core) = (i.to_string(), core.to_string());
+        let f = &s.flows;
+        for (event, n) in [
+            ("hit", f.hits),
+            ("miss", f.misses),
+            ("install", f.installs),
+            ("eviction", f.evictions),
+            ("revalidation", f.revalidations),
+        ] {
+            e.sample(
+                "vswitch_worker_flow_table_total",
+                &[("worker", &i), ("core", &core), ("event", event)],
+                n,
+            );
+        }
+    }
     type WorkerValue = fn(&StatsSnapshot) -> u64;
-    let worker_families: [(&str, Kind, &str, WorkerValue); 4] = [
+    let worker_families: [(&str, Kind, &str, WorkerValue); 6] = [
         (
             "vswitch_worker_rx_packets_total",
             Kind::Counter,
@@ -340,6 +362,18 @@ pub fn render(v: &View, format: Format) -> String {
             Kind::Counter,
             "Tx bursts on a queue shared with other workers that found it held.",
             |s| s.tx_lock_contended,
+        ),
+        (
+            "vswitch_worker_flow_table_entries",
+            Kind::Gauge,
+            "Entries in the worker's flow table.",
+            |s| s.flows.entries,
+        ),
+        (
+            "vswitch_worker_flow_table_capacity",
+            Kind::Gauge,
+            "Entries the worker's flow table can hold.",
+            |s| s.flows.capacity,
         ),
     ];
     for (name, kind, help, value) in worker_families {
