@@ -16,7 +16,7 @@ use super::flow::key::{self, FlowKey, PLAIN_TUNNEL};
 use super::flow::table::{Deps, FlowTable};
 use super::flow::Compiled;
 use super::state::WorkerState;
-use super::{stages, trace, Ctx, Ingress, IngressKind, Pipeline, Verdict};
+use super::{conntrack, stages, trace, Ctx, Ingress, IngressKind, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::io::BURST;
 use crate::overlay::NetworkId;
@@ -117,6 +117,7 @@ pub(super) fn flows<B: PacketBuf>(
     // The hits' actions, in one pass; a run of one entry counted once.
     let neighbors = ctx.neighbors.generation();
     let templates = &ws.templates;
+    let ct = &mut ws.ct;
     let mut pass = Pass::new();
     let (mut hits, mut misses) = (0u64, 0u64);
     let (mut run, mut run_packets, mut run_bytes) = (NONE, 0u64, 0u64);
@@ -129,12 +130,26 @@ pub(super) fn flows<B: PacketBuf>(
         };
         hits += 1;
         let len = lens[i];
-        let action = &flows.entry(f as usize).action;
+        let entry = flows.entry(f as usize);
+        let action = &entry.action;
         let Some(now) = action.apply(pkt, len as usize, inner_len[i], templates, neighbors) else {
             pass.leave(i);
             continue;
         };
-        pass.decided(o, Verdict::Output(action.out), now);
+        let mut v = Verdict::Output(action.out);
+        if action.hook != 0 {
+            // The inner frame ends the packet whatever the action pushed or popped.
+            let inner = if action.pop {
+                inner_len[i].into()
+            } else {
+                len as usize
+            };
+            let at = now - inner;
+            if let Err(r) = conntrack::on_hit(p, entry.deps.nets[0], ct, pkt.data(), at, ctx) {
+                v = Verdict::Drop(r);
+            }
+        }
+        pass.decided(o, v, now);
         if f != run {
             if run != NONE {
                 flows.count(run as usize, run_packets, run_bytes);
@@ -209,6 +224,7 @@ impl Misses<'_> {
                 ctx,
                 &mut ws.scratch,
                 &mut ws.templates,
+                &mut ws.ct,
                 &mut trace::NoTrace,
             );
             *o = v;
@@ -296,6 +312,7 @@ fn install(
         action.src_port = r.src_port;
         action.max_ip_len = r.max_ip_len;
     }
+    action.hook = u8::from(c.tracked);
     let deps = Deps {
         nets: [net, c.routed_into.map_or(net, |(n, _)| n)],
         vrf: c.routed_into.map(|(_, v)| v),
@@ -384,6 +401,7 @@ pub(super) fn per_packet<B: PacketBuf>(
             ctx,
             &mut ws.scratch,
             &mut ws.templates,
+            &mut ws.ct,
             &mut trace::NoTrace,
         );
         pass.decided(o, v, pkt.len());

@@ -55,6 +55,8 @@ fn net(
         gateway_ips: gw.iter().map(|s| s.parse().unwrap()).collect(),
         gateway_mac: gmac,
         flood_unknown: false,
+        conntrack: false,
+        conntrack_window_tracking: true,
         vteps: vec!["192.0.2.2".parse().unwrap()],
     }
 }

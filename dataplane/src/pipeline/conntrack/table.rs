@@ -88,6 +88,60 @@ impl CtState {
     }
 }
 
+impl CtState {
+    /// Every state, in list order.
+    pub const ALL: [CtState; CLASSES] = [
+        CtState::Tcp(TcpState::SynSent),
+        CtState::Tcp(TcpState::SynSent2),
+        CtState::Tcp(TcpState::SynRecv),
+        CtState::Tcp(TcpState::Established),
+        CtState::Tcp(TcpState::FinWait),
+        CtState::Tcp(TcpState::CloseWait),
+        CtState::Tcp(TcpState::LastAck),
+        CtState::Tcp(TcpState::TimeWait),
+        CtState::Tcp(TcpState::Close),
+        CtState::UdpUnreplied,
+        CtState::UdpReplied,
+        CtState::IcmpUnreplied,
+        CtState::IcmpReplied,
+        CtState::Redirect,
+    ];
+
+    /// The state's name as `ct list` shows it and its filter takes (Linux's
+    /// names for TCP).
+    pub const fn name(self) -> &'static str {
+        match self {
+            CtState::Tcp(TcpState::SynSent) => "SYN_SENT",
+            CtState::Tcp(TcpState::SynSent2) => "SYN_SENT2",
+            CtState::Tcp(TcpState::SynRecv) => "SYN_RECV",
+            CtState::Tcp(TcpState::Established) => "ESTABLISHED",
+            CtState::Tcp(TcpState::FinWait) => "FIN_WAIT",
+            CtState::Tcp(TcpState::CloseWait) => "CLOSE_WAIT",
+            CtState::Tcp(TcpState::LastAck) => "LAST_ACK",
+            CtState::Tcp(TcpState::TimeWait) => "TIME_WAIT",
+            CtState::Tcp(TcpState::Close) => "CLOSE",
+            CtState::UdpUnreplied => "UDP_UNREPLIED",
+            CtState::UdpReplied => "UDP_REPLIED",
+            CtState::IcmpUnreplied => "ICMP_UNREPLIED",
+            CtState::IcmpReplied => "ICMP_REPLIED",
+            CtState::Redirect => "REDIRECT",
+        }
+    }
+
+    /// The state of a [`name`](Self::name), in any case.
+    pub fn from_name(s: &str) -> Option<CtState> {
+        CtState::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+    }
+}
+
+impl std::fmt::Display for CtState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The states whose entries are never assured: the early-drop candidates.
 const UNASSURED: [usize; 5] = [0, 1, 2, 9, 11];
 
@@ -414,6 +468,11 @@ impl ConntrackTable {
     /// Bytes the table takes: entries and buckets.
     pub fn memory_bytes(&self) -> usize {
         self.entries.len() * std::mem::size_of::<Entry>() + self.buckets.len() * 4
+    }
+
+    /// The timeout of state `s`, in milliseconds.
+    pub fn timeout_ms(&self, s: CtState) -> u64 {
+        self.timeouts[s.class()]
     }
 
     /// The size of one entry in bytes.

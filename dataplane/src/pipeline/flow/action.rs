@@ -34,9 +34,8 @@ pub(crate) struct Action {
     pub(crate) route: bool,
     /// Push the template in `slot` while it has `tag`.
     pub(crate) encap: bool,
-    /// Reserved for conntrack (#25): set when a packet of the flow must update
-    /// connection state; no stage sets it yet, and an entry with it set would
-    /// call the conntrack stage's per-packet hook.
+    /// Set when a packet of the flow must update connection state: a hit
+    /// calls conntrack's per-packet update (`conntrack::on_hit`).
     pub(crate) hook: u8,
     /// The routed frame's destination and source MACs.
     pub(crate) macs: [u8; 12],

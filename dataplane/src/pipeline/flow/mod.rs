@@ -84,6 +84,8 @@ pub(crate) struct Compiled {
     /// Encap pushed the template in this slot with this tag, with this source
     /// port, under this MTU.
     pub(crate) encap: Option<EncapRecord>,
+    /// Conntrack tracked the packet: every hit updates its connection.
+    pub(crate) tracked: bool,
     /// Something was done that an action cannot replay (a header built without
     /// the side table, an IPv6 hop limit).
     pub(crate) uncacheable: bool,
