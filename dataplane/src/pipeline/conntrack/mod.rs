@@ -123,9 +123,6 @@ pub mod tuple;
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-mod stage_tests;
-
 pub use shard::{
     CtConfig, CtEntry, CtFilter, CtShard, CtStats, CLASSIC_ZONE, DEFAULT_CT_CAPACITY, EXPIRE_BUDGET,
 };
