@@ -22,7 +22,7 @@ const RESOURCES: [&str; 10] = [
 
 /// Keys that may be left out (their proto3 default is what the file defaults to
 /// or is filled in by validation); the others are required, as in the file.
-const OPTIONAL: [&str; 15] = [
+const OPTIONAL: [&str; 17] = [
     "Port.profile",
     "Port.group",
     "Port.mtu",
@@ -36,13 +36,15 @@ const OPTIONAL: [&str; 15] = [
     "Network.gateway_ips",
     "Network.flood_unknown",
     "Network.vteps",
+    "Network.conntrack",
+    "Network.conntrack_window_tracking",
     "Endpoint.ips",
     "RemoteEndpoint.ips",
 ];
 
 /// How an optional key is left out of what is printed: only when it holds its
 /// default, so every key a user set is shown.
-const SKIP: [(&str, &str); 11] = [
+const SKIP: [(&str, &str); 13] = [
     ("Port.group", "String::is_empty"),
     ("Port.mtu", "crate::model::is_zero"),
     ("Port.params", "::std::collections::BTreeMap::is_empty"),
@@ -53,6 +55,8 @@ const SKIP: [(&str, &str); 11] = [
     ("Network.tenant", "String::is_empty"),
     ("Network.flood_unknown", "crate::model::is_false"),
     ("Network.vteps", "Vec::is_empty"),
+    ("Network.conntrack", "crate::model::is_false"),
+    ("Network.conntrack_window_tracking", "Option::is_none"),
     ("Route.tenant", "String::is_empty"),
 ];
 

@@ -17,8 +17,11 @@ use dataplane::{MacAddr, MAX_PORTS};
 
 use crate::names;
 
+mod conntrack;
 mod ops;
 mod overlay;
+
+pub use conntrack::ConntrackConfig;
 
 pub use ops::{default_metrics_listen, LogConfig, LogFormat, MetricsConfig};
 
@@ -58,6 +61,8 @@ pub struct VswitchConfig {
     pub metrics: Option<MetricsConfig>,
     /// `[log]`: the log output.
     pub log: LogConfig,
+    /// `[conntrack]`: the workers' connection tables.
+    pub conntrack: ConntrackConfig,
 }
 
 /// `[control]`: where the gRPC API listens and where the desired state is kept.
@@ -664,6 +669,8 @@ struct RawFile {
     metrics: Option<MetricsConfig>,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    conntrack: ConntrackConfig,
 }
 
 fn syntax(e: impl std::fmt::Display) -> ConfigError {
@@ -787,6 +794,7 @@ impl VswitchConfig {
             control: raw.control,
             metrics: raw.metrics,
             log: raw.log,
+            conntrack: raw.conntrack,
         };
         cfg.validate(cores)?;
         Ok(cfg)
@@ -800,6 +808,21 @@ impl VswitchConfig {
     /// # Errors
     /// The first problem found.
     pub fn validate(&self, cores: usize) -> Result<(), ConfigError> {
+        self.conntrack.validate()?;
+        // The shards have no handoff yet (dataplane `conntrack/mod.rs`): with
+        // two workers, the two directions of a connection may reach two
+        // shards, and the second would drop what the first accepted.
+        if self.dataplane.workers.len() > 1 {
+            if let Some(n) = self.networks.iter().find(|n| n.conntrack) {
+                return Err(ConfigError::OutOfRange {
+                    field: format!("network {:?}: conntrack", n.name),
+                    reason: format!(
+                        "connection tracking runs with one worker only for now ({} are configured in dataplane.workers)",
+                        self.dataplane.workers.len()
+                    ),
+                });
+            }
+        }
         if let Some(m) = &self.metrics {
             m.validate()?;
         }

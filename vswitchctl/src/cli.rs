@@ -180,6 +180,13 @@ pub enum NetCmd {
         /// Remote VTEP for broadcast/multicast; repeatable.
         #[arg(long = "vtep", value_name = "IP")]
         vteps: Vec<String>,
+        /// Track the network's connections (TCP, UDP, ICMP).
+        #[arg(long)]
+        conntrack: bool,
+        /// With --conntrack: follow TCP windows without dropping segments
+        /// outside them.
+        #[arg(long, requires = "conntrack")]
+        no_window_tracking: bool,
     },
     /// Delete a virtual network.
     Del { name: String },

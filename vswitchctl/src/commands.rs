@@ -193,6 +193,8 @@ pub fn write_op(command: &Command) -> Result<Option<O>> {
             gateway_mac,
             flood_unknown,
             vteps,
+            conntrack,
+            no_window_tracking,
         }) => {
             let net = api::Network {
                 name: name.clone(),
@@ -204,6 +206,8 @@ pub fn write_op(command: &Command) -> Result<Option<O>> {
                 gateway_mac: gateway_mac.clone(),
                 flood_unknown: *flood_unknown,
                 vteps: vteps.clone(),
+                conntrack: *conntrack,
+                conntrack_window_tracking: no_window_tracking.then_some(false),
             };
             O::AddNetwork(net)
         }

@@ -297,6 +297,10 @@ impl DataplaneHandle for VswitchdHandle {
         })
     }
 
+    fn conntrack(&self, req: &api::ConntrackRequest) -> Result<api::ConntrackReply, String> {
+        crate::conntrack::serve(self, req)
+    }
+
     fn uptime_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
