@@ -728,8 +728,7 @@ fn check_conntrack(req: &api::ConntrackRequest) -> Result<(), String> {
             f.port.unwrap_or(0)
         ));
     }
-    if !f.state.is_empty()
-        && dataplane::pipeline::conntrack::CtState::from_name(&f.state).is_none()
+    if !f.state.is_empty() && dataplane::pipeline::conntrack::CtState::from_name(&f.state).is_none()
     {
         return Err(format!(
             "filter.state: {} is not a connection state (SYN_SENT, ESTABLISHED, TIME_WAIT, CLOSE, UDP_REPLIED, ...)",

@@ -236,6 +236,13 @@ impl DataplaneHandle for VswitchdHandle {
                 flow_revalidations: s.flows.revalidations,
                 flow_entries: s.flows.entries,
                 flow_capacity: s.flows.capacity,
+                ct_entries: s.ct.entries,
+                ct_capacity: s.ct.capacity,
+                ct_created: s.ct.created,
+                ct_expired: s.ct.expired,
+                ct_early_drops: s.ct.early_drops,
+                ct_invalid: s.ct.invalid,
+                ct_handed_off: s.ct.handed_off,
             })
             .collect();
         let drops: HashMap<String, u64> = totals

@@ -22,7 +22,10 @@ const ANSWER: Duration = Duration::from_secs(5);
 /// Entries listed per worker unless the request says.
 const DEFAULT_LIMIT: usize = 10_000;
 
-pub fn serve(h: &VswitchdHandle, req: &api::ConntrackRequest) -> Result<api::ConntrackReply, String> {
+pub fn serve(
+    h: &VswitchdHandle,
+    req: &api::ConntrackRequest,
+) -> Result<api::ConntrackReply, String> {
     if req.op == "stats" {
         return Ok(api::ConntrackReply {
             workers: h
@@ -90,9 +93,9 @@ pub fn serve(h: &VswitchdHandle, req: &api::ConntrackRequest) -> Result<api::Con
             };
             cmd.send(WorkerCommand::Conntrack(r))
                 .map_err(|_| format!("worker {w} is gone"))?;
-            reply.flushed += rx
-                .recv_timeout(ANSWER)
-                .map_err(|_| format!("worker {w} did not answer"))? as u64;
+            reply.flushed +=
+                rx.recv_timeout(ANSWER)
+                    .map_err(|_| format!("worker {w} did not answer"))? as u64;
         } else {
             let (tx, rx) = mpsc::channel();
             let r = CtRequest::List {
@@ -113,7 +116,11 @@ pub fn serve(h: &VswitchdHandle, req: &api::ConntrackRequest) -> Result<api::Con
     Ok(reply)
 }
 
-fn entry(worker: usize, e: &CtEntry, networks: &[dataplane::overlay::NetworkInfo]) -> api::ConntrackEntry {
+fn entry(
+    worker: usize,
+    e: &CtEntry,
+    networks: &[dataplane::overlay::NetworkInfo],
+) -> api::ConntrackEntry {
     let proto = |t: &CtTuple| {
         describe_tuple(t)
             .split(' ')

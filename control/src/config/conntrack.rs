@@ -138,15 +138,24 @@ mod tests {
         assert_eq!(d.capacity, 262_144);
         assert_eq!(d.timeouts.tcp[3], 432_000);
         assert_eq!(d.timeouts.tcp[7], 120);
-        let c = VswitchConfig::parse("[conntrack]\ncapacity = 1000\ntcp_time_wait = 5\n", 4)
-            .unwrap();
+        let c =
+            VswitchConfig::parse("[conntrack]\ncapacity = 1000\ntcp_time_wait = 5\n", 4).unwrap();
         assert_eq!(c.conntrack.to_dataplane().capacity, 1000);
         assert_eq!(c.conntrack.to_dataplane().timeouts.tcp[7], 5);
         for (text, want) in [
-            ("capacity = 0", "conntrack.capacity: 0 is not a connection count"),
+            (
+                "capacity = 0",
+                "conntrack.capacity: 0 is not a connection count",
+            ),
             ("capacity = -5", "conntrack.capacity: -5 is not"),
-            ("tcp_established = 0", "conntrack.tcp_established: 0 is not a timeout"),
-            ("icmp = 99999999", "conntrack.icmp: 99999999 is not a timeout"),
+            (
+                "tcp_established = 0",
+                "conntrack.tcp_established: 0 is not a timeout",
+            ),
+            (
+                "icmp = 99999999",
+                "conntrack.icmp: 99999999 is not a timeout",
+            ),
             ("udp = 5", "unknown field `udp`"),
         ] {
             let e = VswitchConfig::parse(&format!("[conntrack]\n{text}\n"), 4)
