@@ -22,11 +22,11 @@ pub struct WriteOpts {
     pub expected_generation: u64,
 }
 
-fn refused(s: tonic::Status) -> Error {
+pub(crate) fn refused(s: tonic::Status) -> Error {
     Error::Refused(s)
 }
 
-fn print_json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
     serde_json::to_writer_pretty(&mut *out, v)?;
     writeln!(out)?;
     Ok(())
@@ -143,7 +143,7 @@ pub async fn execute_prepared(
                 .map(drop)
         }
         Command::Capture(a) => capture(client, a, out).await,
-        Command::Ct(c) => ct(client, c, out).await,
+        Command::Ct(c) => crate::ct::ct(client, c, out).await,
         Command::Completion { shell } => completion(*shell, out),
         Command::Port(_)
         | Command::Net(_)
@@ -1267,127 +1267,5 @@ mod tests {
         }
         let e = apply_condition(&opts(true, 3), Some(7)).unwrap_err();
         assert_eq!(e.exit_code(), 2, "{e}");
-    }
-}
-
-/// `ct list|flush|stats`.
-pub async fn ct(client: &mut Client, c: &cli::CtCmd, out: &mut dyn Write) -> Result<()> {
-    use cli::CtCmd as C;
-    let filter = |f: &cli::CtFilterArgs| api::ConntrackFilter {
-        network: f.network.clone().unwrap_or_default(),
-        address: f.address.clone().unwrap_or_default(),
-        port: f.port.map(u32::from),
-        state: f.state.clone().unwrap_or_default(),
-    };
-    let (op, f, limit, json) = match c {
-        C::List {
-            filter: f,
-            limit,
-            json,
-        } => ("list", Some(filter(f)), limit.unwrap_or(0), json.json),
-        C::Flush { filter: f } => ("flush", Some(filter(f)), 0, false),
-        C::Stats(j) => ("stats", None, 0, j.json),
-    };
-    let reply = client
-        .conntrack(api::ConntrackRequest {
-            op: op.into(),
-            filter: f,
-            limit,
-        })
-        .await
-        .map_err(refused)?
-        .into_inner();
-    match c {
-        C::List { .. } => {
-            if json {
-                let entries: Vec<Value> = reply
-                    .entries
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "worker": e.worker, "network": e.network, "zone": e.zone,
-                            "protocol": e.protocol,
-                            "src": e.src, "sport": e.sport, "dst": e.dst, "dport": e.dport,
-                            "reply_src": e.reply_src, "reply_sport": e.reply_sport,
-                            "reply_dst": e.reply_dst, "reply_dport": e.reply_dport,
-                            "state": e.state, "assured": e.assured,
-                            "expires_in_ms": e.expires_in_ms,
-                        })
-                    })
-                    .collect();
-                return print_json(out, &Value::Array(entries));
-            }
-            let mut t = Table::new(&[
-                "NETWORK",
-                "PROTO",
-                "SOURCE",
-                "DESTINATION",
-                "STATE",
-                "ASSURED",
-                "EXPIRES_S",
-                "WORKER",
-            ])
-            .right(&[6, 7]);
-            for e in &reply.entries {
-                t.row([
-                    e.network.clone(),
-                    e.protocol.clone(),
-                    format!("{}:{}", e.src, e.sport),
-                    format!("{}:{}", e.dst, e.dport),
-                    e.state.clone(),
-                    if e.assured { "yes" } else { "no" }.to_string(),
-                    (e.expires_in_ms / 1000).to_string(),
-                    e.worker.to_string(),
-                ]);
-            }
-            write!(out, "{}", t.render())?;
-            Ok(())
-        }
-        C::Flush { .. } => {
-            writeln!(out, "flushed {} connections", reply.flushed)?;
-            Ok(())
-        }
-        C::Stats(_) => {
-            if json {
-                let workers: Vec<Value> = reply
-                    .workers
-                    .iter()
-                    .map(|w| {
-                        json!({
-                            "worker": w.worker, "entries": w.entries, "capacity": w.capacity,
-                            "created": w.created, "expired": w.expired,
-                            "early_drops": w.early_drops, "invalid": w.invalid,
-                            "handed_off": w.handed_off,
-                        })
-                    })
-                    .collect();
-                return print_json(out, &Value::Array(workers));
-            }
-            let mut t = Table::new(&[
-                "WORKER",
-                "ENTRIES",
-                "CAPACITY",
-                "CREATED",
-                "EXPIRED",
-                "EARLY_DROPS",
-                "INVALID",
-                "HANDED_OFF",
-            ])
-            .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
-            for w in &reply.workers {
-                t.row([
-                    w.worker.to_string(),
-                    w.entries.to_string(),
-                    w.capacity.to_string(),
-                    w.created.to_string(),
-                    w.expired.to_string(),
-                    w.early_drops.to_string(),
-                    w.invalid.to_string(),
-                    w.handed_off.to_string(),
-                ]);
-            }
-            write!(out, "{}", t.render())?;
-            Ok(())
-        }
     }
 }

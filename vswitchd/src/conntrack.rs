@@ -56,7 +56,7 @@ pub fn serve(
     } else {
         let n = networks
             .iter()
-            .find(|n| &*n.name == f.network)
+            .find(|n| *n.name == f.network)
             .ok_or_else(|| format!("filter.network: no network named {:?}", f.network))?;
         Some(n.vni)
     };
