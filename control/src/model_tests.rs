@@ -60,6 +60,8 @@ gateway_ips = ["10.1.0.1"]
 gateway_mac = "02:00:00:00:aa:01"
 flood_unknown = true
 vteps = ["192.0.2.2"]
+conntrack = true
+conntrack_window_tracking = false
 [[endpoint]]
 network = "blue"
 mac = "02:00:00:00:01:01"
