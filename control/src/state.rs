@@ -120,6 +120,8 @@ pub struct Fixed {
     /// And so are `[metrics]` and `[log]`.
     metrics: Option<crate::config::MetricsConfig>,
     log: crate::config::LogConfig,
+    /// And `[conntrack]`: the workers' tables are sized at start.
+    conntrack: crate::config::ConntrackConfig,
     cores: usize,
 }
 
@@ -140,6 +142,7 @@ impl Fixed {
             control: cfg.control.clone(),
             metrics: cfg.metrics.clone(),
             log: cfg.log.clone(),
+            conntrack: cfg.conntrack.clone(),
             cores,
         }
     }
@@ -157,6 +160,7 @@ impl Fixed {
         cfg.control = self.control.clone();
         cfg.metrics = self.metrics.clone();
         cfg.log = self.log.clone();
+        cfg.conntrack = self.conntrack.clone();
         Ok(cfg)
     }
 }
