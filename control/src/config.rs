@@ -812,6 +812,26 @@ impl VswitchConfig {
         // The shards have no handoff yet (dataplane `conntrack/mod.rs`): with
         // two workers, the two directions of a connection may reach two
         // shards, and the second would drop what the first accepted.
+        // A zone is a network: a connection routed between two networks would
+        // have its two directions enter by two zones, and the second would
+        // be refused (or, its network untracked, the first would miss the
+        // answer and refuse the next packet). Until zones follow routing, a
+        // tracked network is the only one of its tenant.
+        for n in self.networks.iter().filter(|n| n.conntrack) {
+            if let Some(m) = self
+                .networks
+                .iter()
+                .find(|m| m.tenant == n.tenant && m.name != n.name)
+            {
+                return Err(ConfigError::OutOfRange {
+                    field: format!("network {:?}: conntrack", n.name),
+                    reason: format!(
+                        "tenant {:?} has another network ({:?}): connections routed between networks would be tracked in two zones; a tracked network must be its tenant's only one for now",
+                        n.tenant, m.name
+                    ),
+                });
+            }
+        }
         if self.dataplane.workers.len() > 1 {
             if let Some(n) = self.networks.iter().find(|n| n.conntrack) {
                 return Err(ConfigError::OutOfRange {

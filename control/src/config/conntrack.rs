@@ -181,4 +181,20 @@ mod tests {
         let c = VswitchConfig::parse(&off, 4).unwrap();
         assert!(!c.networks[0].conntrack_window_tracking);
     }
+
+    #[test]
+    fn a_tracked_network_is_its_tenants_only_one() {
+        let net = |name: &str, vni: u32, tenant: &str| {
+            format!("[[network]]\nname = \"{name}\"\nvni = {vni}\ntenant = \"{tenant}\"\ngateway_mac = \"02:00:00:00:aa:01\"\n")
+        };
+        let blue = format!("{}conntrack = true\n", net("blue", 100, "t1"));
+        let apart = format!("{blue}{}", net("green", 200, "t2"));
+        VswitchConfig::parse(&apart, 4).unwrap();
+        let together = format!("{blue}{}", net("green", 200, "t1"));
+        let e = VswitchConfig::parse(&together, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("network \"blue\": conntrack") && e.contains("\"green\""),
+            "{e}"
+        );
+    }
 }

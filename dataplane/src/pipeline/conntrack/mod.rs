@@ -16,6 +16,11 @@
 //! untracked, as the network's own plumbing. The stage writes what it found
 //! into the packet context and its trace record ([`Record`]).
 //!
+//! A packet is tracked in the zone of the network it enters by, before
+//! routing: a connection routed between two networks would meet two zones,
+//! so the control plane keeps a tracked network alone in its tenant until
+//! zones follow routing.
+//!
 //! # On the flow table
 //! An entry installed for a packet of a tracked network carries the `hook`
 //! flag of its action. A hit on such an entry applies the action, then calls
