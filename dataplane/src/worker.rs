@@ -707,7 +707,7 @@ where
             stop,
             stall: None,
             rx_burst: Burst::new(),
-            state: WorkerState::new(),
+            state: WorkerState::new().with_conntrack(CtConfig::default()),
         })
     }
 

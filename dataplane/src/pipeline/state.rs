@@ -69,7 +69,12 @@ impl WorkerState {
             flows: FlowTable::new(entries),
             templates: Templates::new(),
             use_flows: entries > 0,
-            ct: CtShard::default(),
+            // A small table for states made in passing (tests, one-off
+            // packets): the worker sets its own with `with_conntrack`.
+            ct: CtShard::new(CtConfig {
+                capacity: 1024,
+                ..CtConfig::default()
+            }),
             bound: None,
         }
     }

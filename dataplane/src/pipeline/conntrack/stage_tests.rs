@@ -50,6 +50,7 @@ fn tracked() -> Arc<Pipeline> {
         &["10.3.0.1"],
         G_RED,
     );
+    red.conntrack = false;
     for n in [&mut blue, &mut green, &mut red] {
         n.vteps.clear();
     }
@@ -523,4 +524,40 @@ fn a_trace_shows_the_conntrack_record() {
     );
     let t = p.trace(port, &ack, &map, &names);
     assert!(t.lines.iter().all(|l| l.stage != "conntrack"));
+}
+
+/// What the worker loop calls: expiry removes the connections whose state's
+/// timeout passed and keeps the others; a list and a flush take what their
+/// filter says.
+#[test]
+fn expiry_list_and_flush_follow_the_timeouts_and_filters() {
+    let mut w = Worker::new(tracked(), true);
+    w.send(&(POD_A, udp4(B, A, "10.1.0.10", "10.1.0.11", 20)));
+    w.send(&a_to_b(SYN, 1000, 0, 0));
+    w.send(&b_to_a(SYN | ACK, 5000, 1001, 0));
+    w.send(&a_to_b(ACK, 1001, 5001, 0));
+    let now = Instant::now();
+    let ct = w.state.conntrack_mut();
+    // UDP unreplied lives 30 s, ESTABLISHED 5 days.
+    assert_eq!(ct.expire(now + std::time::Duration::from_secs(29)), 0);
+    assert_eq!(ct.expire(now + std::time::Duration::from_secs(31)), 1);
+    let left = ct.list(&CtFilter::default(), now, 10);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].state, CtState::Tcp(TcpState::Established));
+    assert!(left[0].expires_in_ms > 431_000_000, "{left:?}");
+    let (s, e) = (ct.stats(), ct.stats().expired);
+    assert_eq!((s.entries, s.created, e), (1, 2, 1));
+    let other_zone = CtFilter {
+        zone: Some(200),
+        ..CtFilter::default()
+    };
+    assert_eq!(ct.flush(&other_zone), 0);
+    let by_port = CtFilter {
+        port: Some(80),
+        state: CtState::from_name("established"),
+        ..CtFilter::default()
+    };
+    assert_eq!(ct.list(&by_port, now, 10).len(), 1);
+    assert_eq!(ct.flush(&by_port), 1);
+    assert_eq!(ct.stats().entries, 0);
 }
