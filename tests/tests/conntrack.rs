@@ -282,3 +282,44 @@ fn a_tcp_connection_is_tracked_out_of_window_dropped_and_flushed() {
     }
     v.stop();
 }
+
+/// With two workers (and no handoff yet), a tracked network is refused
+/// through the API as in the file, naming the network and the key, and
+/// nothing changes; the untracked network is taken.
+#[test]
+fn a_tracked_network_is_refused_with_two_workers() {
+    require_root!();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIP: two workers need two CPUs");
+        return;
+    }
+    let dir = TempDir::new(&unique_tag());
+    let v = Vswitchd::start(&dir, &control_config(&dir, &[0, 1], ""));
+    let sock = dir.join("ctl.sock");
+    wait_for_api(&sock);
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "net",
+            "add",
+            "blue",
+            "--vni",
+            "100",
+            "--gateway-mac",
+            "02:00:00:00:aa:01",
+        ];
+        args.extend_from_slice(extra);
+        vswitchctl(&sock, &args)
+    };
+    let out = add(&["--conntrack"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("add_network \"blue\"): conntrack:") && err.contains("one worker"),
+        "{err}"
+    );
+    assert!(!vswitchctl_ok(&sock, &["net", "list"]).contains("blue"));
+    let out = add(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(vswitchctl_ok(&sock, &["net", "list"]).contains("blue"));
+    v.stop();
+}
