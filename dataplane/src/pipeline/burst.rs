@@ -1,12 +1,15 @@
 //! The worker's burst loop ([`Pipeline::process_burst`]): the flow table first,
 //! the stages for what it misses (see `flow/mod.rs`).
 //!
-//! For a burst from a pod's port or from the uplink: every frame's key and hash
-//! (a frame whose key equals the one before reuses its hash and its lookup, so
-//! a bulk flow's run costs one lookup), the buckets prefetched, the lookups
-//! (with the revalidation of entries from an older snapshot), the hits' actions
-//! in one straight pass, then the misses and the hits whose per-packet guards
-//! failed through the stages, which install what they compile. Classic L2
+//! For a burst from a pod's port or from the uplink, three functions of their
+//! own, each with the registers to itself: the keys ([`Keys::extract`]: a frame
+//! that reads like the one before to the extractor joins its run without an
+//! extraction; a run's first frame is hashed and its bucket prefetched); the
+//! frames that are runs of their own ([`Tally::singles`]: a lookup, with the
+//! revalidation of an entry from an older snapshot, and the arm of the action's
+//! kind); the runs of two frames or more ([`Tally::runs`]: one lookup, one loop
+//! of the action's kind). Then the misses and the hits whose per-packet guards
+//! failed go through the stages, which install what they compile. Classic L2
 //! ports run the stages per packet: their MAC table is already one lookup.
 
 use std::net::IpAddr;
@@ -14,6 +17,7 @@ use std::net::IpAddr;
 use super::flow::action::Action;
 use super::flow::key::{self, FlowKey, PLAIN_TUNNEL};
 use super::flow::table::{Deps, FlowTable};
+use super::flow::template::Templates;
 use super::flow::Compiled;
 use super::state::WorkerState;
 use super::{conntrack, stages, trace, Ctx, Ingress, IngressKind, Pipeline, Verdict};
@@ -25,6 +29,9 @@ use crate::snapshot::Versioned;
 
 /// No entry.
 const NONE: u32 = u32::MAX;
+
+/// A frame without a key (the start of its run, when it has one).
+const NO_KEY: u8 = u8::MAX;
 
 /// [`Pipeline::process_burst`] through the flow table, for a burst from a pod's
 /// port or from the uplink of an IPv4 underlay; every other burst runs the
@@ -50,136 +57,352 @@ pub(super) fn flows<B: PacketBuf>(
     };
     let (pkts, out) = clip(pkts, out);
     let n = pkts.len();
-    let flows = &mut ws.flows;
-    flows.tick();
-    let port = ingress.port;
-    let cfg = &p.parse;
-    // Keys and hashes; a run of one key is hashed and looked up once.
-    let mut keys = [FlowKey::default(); BURST];
-    let mut inner_len = [0u16; BURST];
-    let mut hashes = [0u64; BURST];
-    let mut lens = [0u32; BURST];
-    let mut keyed = 0u32;
-    let mut same = 0u32;
-    let mut prev: &[u8] = &[];
-    for (i, pkt) in pkts.iter().enumerate() {
-        let data = pkt.data();
-        // A frame that reads like the one before to the extractor (a flow's
-        // run) gets its key without an extraction.
-        let run = i > 0
-            && keyed & (1 << (i - 1)) != 0
-            && match local_ip {
-                None => key::same_local(prev, data),
-                Some(_) => key::same_uplink(prev, data),
-            };
-        prev = data;
-        if run {
-            keyed |= 1 << i;
-            same |= 1 << i;
-            inner_len[i] = inner_len[i - 1];
-            lens[i] = lens[i - 1];
-            hashes[i] = hashes[i - 1];
-            keys[i] = keys[i - 1];
-            continue;
-        }
-        let e = match local_ip {
-            None => key::local(port, data, cfg),
-            Some(ip) => key::uplink(port, ip, data, cfg),
-        };
-        let Some(e) = e else { continue };
-        keyed |= 1 << i;
-        inner_len[i] = e.inner_len;
-        // At most 64 KiB: the extractor refuses longer frames.
-        lens[i] = data.len() as u32;
-        if i > 0 && keyed & (1 << (i - 1)) != 0 && keys[i - 1] == e.key {
-            same |= 1 << i;
-            hashes[i] = hashes[i - 1];
-        } else {
-            let h = e.key.hash();
-            hashes[i] = h;
-            flows.prefetch::<B>(h);
-        }
-        keys[i] = e.key;
-    }
-    // The lookups.
+    ws.flows.tick();
+    let mut k = Keys::new();
+    k.extract(pkts, ingress.port, local_ip, &p.parse, &ws.flows);
     let generation = p.overlay.generation();
-    let mut found = [NONE; BURST];
-    let mut last = NONE;
-    let mut bits = keyed;
-    while bits != 0 {
-        let i = bits.trailing_zeros() as usize;
-        bits &= bits - 1;
-        if same & (1 << i) == 0 {
-            last = look_up(p, flows, &keys[i], hashes[i], generation);
-        }
-        found[i] = last;
+    let mut t = Tally::new(!k.keyed & low_bits(n));
+    // A run of two frames or more starts where the next frame continues it.
+    let continued = k.keyed & !k.starts;
+    let multi = k.starts & (continued >> 1);
+    let look = Look {
+        p,
+        generation,
+        neighbors: ctx.neighbors.generation(),
+    };
+    t.singles(
+        &look,
+        pkts,
+        out,
+        &k,
+        k.starts & !multi,
+        &mut ws.flows,
+        &ws.templates,
+    );
+    if multi != 0 {
+        t.runs(&look, pkts, out, &k, multi, &mut ws.flows, &ws.templates);
     }
-    // The hits' actions, in one pass; a run of one entry counted once.
-    let neighbors = ctx.neighbors.generation();
-    let templates = &ws.templates;
-    let ct = &mut ws.ct;
-    let mut pass = Pass::new();
-    let (mut hits, mut misses) = (0u64, 0u64);
-    let (mut run, mut run_packets, mut run_bytes) = (NONE, 0u64, 0u64);
-    for i in 0..n {
-        let f = found[i];
-        let (Some(pkt), Some(o), true) = (pkts.get_mut(i), out.get_mut(i), f != NONE) else {
-            misses += u64::from(keyed >> i & 1);
-            pass.leave(i);
-            continue;
-        };
-        hits += 1;
-        let len = lens[i];
-        let entry = flows.entry(f as usize);
-        let action = &entry.action;
-        let Some(now) = action.apply(pkt, len as usize, inner_len[i], templates, neighbors) else {
-            pass.leave(i);
-            continue;
-        };
-        let mut v = Verdict::Output(action.out);
-        if action.hook != 0 {
-            // The inner frame ends the packet whatever the action pushed or popped.
-            let inner = if action.pop {
-                inner_len[i].into()
-            } else {
-                len as usize
-            };
-            let at = now - inner;
-            if let Err(r) = conntrack::on_hit(p, entry.deps.nets[0], ct, pkt.data(), at, ctx) {
-                v = Verdict::Drop(r);
-            }
-        }
-        pass.decided(o, v, now);
-        if f != run {
-            if run != NONE {
-                flows.count(run as usize, run_packets, run_bytes);
-            }
-            (run, run_packets, run_bytes) = (f, 0, 0);
-        }
-        run_packets += 1;
-        run_bytes += u64::from(len);
+    if t.hooked != 0 {
+        t.hooked(
+            &look,
+            pkts,
+            out,
+            &k,
+            &ws.flows,
+            &ws.templates,
+            &mut ws.ct,
+            ctx,
+        );
     }
-    if run != NONE {
-        flows.count(run as usize, run_packets, run_bytes);
-    }
-    flows.stats.hits += hits;
-    flows.stats.misses += misses;
-    if pass.left == 0 {
-        return pass.one(n);
+    ws.flows.stats.hits += t.hits;
+    ws.flows.stats.misses += t.misses;
+    if t.left == 0 {
+        let one = n > 0 && t.any == t.all && !t.dropped;
+        return (t.bytes, one.then_some(PortIdx(t.any as u16)));
     }
     // The rest through the stages, installing what they compile.
     let misses = Misses {
-        left: pass.left,
-        keyed,
-        keys: &keys,
-        hashes: &hashes,
+        left: t.left,
+        keyed: k.keyed,
+        start: &k.start,
+        keys: &k.keys,
+        hashes: &k.hashes,
         generation,
         uplink: local_ip.is_some(),
     };
-    (
-        pass.bytes + misses.run(p, ingress, pkts, ctx, ws, out),
-        None,
-    )
+    (t.bytes + misses.run(p, ingress, pkts, ctx, ws, out), None)
+}
+
+/// The low `n` bits (`n` at most 32).
+#[inline(always)]
+fn low_bits(n: usize) -> u32 {
+    ((1u64 << n) - 1) as u32
+}
+
+/// A burst's keys: a run's first frame holds its key, hash and inner length
+/// for the run.
+struct Keys {
+    /// Per frame with a key, the frame that starts its run.
+    start: [u8; BURST],
+    keys: [FlowKey; BURST],
+    hashes: [u64; BURST],
+    inner_len: [u16; BURST],
+    /// One bit per frame with a key.
+    keyed: u32,
+    /// One bit per frame that starts a run.
+    starts: u32,
+}
+
+impl Keys {
+    #[inline(always)]
+    fn new() -> Self {
+        Keys {
+            start: [NO_KEY; BURST],
+            keys: [FlowKey::default(); BURST],
+            hashes: [0; BURST],
+            inner_len: [0; BURST],
+            keyed: 0,
+            starts: 0,
+        }
+    }
+
+    /// The keys of `pkts` from `port` (the uplink when `local_ip`, its VTEP
+    /// address, is given), their buckets prefetched. A frame that reads like
+    /// the one before to the extractor (a flow's run) joins its run without an
+    /// extraction. A function of its own: the registers are the extractor's.
+    #[inline(never)]
+    fn extract<B: PacketBuf>(
+        &mut self,
+        pkts: &[B],
+        port: PortIdx,
+        local_ip: Option<[u8; 4]>,
+        cfg: &crate::wire::ParseConfig,
+        flows: &FlowTable,
+    ) {
+        let mut prev: &[u8] = &[];
+        let mut run_start = NO_KEY;
+        for (i, pkt) in pkts.iter().enumerate().take(BURST) {
+            let data = pkt.data();
+            let same = run_start != NO_KEY
+                && match local_ip {
+                    None => key::same_local(prev, data),
+                    Some(_) => key::same_uplink(prev, data),
+                };
+            prev = data;
+            if same {
+                self.keyed |= 1 << i;
+                self.start[i] = run_start;
+                continue;
+            }
+            let e = match local_ip {
+                None => key::local(port, data, cfg),
+                Some(ip) => key::uplink(port, ip, data, cfg),
+            };
+            let Some(e) = e else {
+                run_start = NO_KEY;
+                continue;
+            };
+            run_start = i as u8;
+            self.start[i] = run_start;
+            self.keyed |= 1 << i;
+            self.starts |= 1 << i;
+            self.keys[i] = e.key;
+            self.inner_len[i] = e.inner_len;
+            let h = e.key.hash();
+            self.hashes[i] = h;
+            flows.prefetch::<B>(h);
+        }
+    }
+}
+
+/// What the lookups and actions of a burst read.
+struct Look<'a> {
+    p: &'a Pipeline,
+    generation: u64,
+    neighbors: u64,
+}
+
+/// What the hit passes decided: the frames left to the stages, the bytes of
+/// those decided, and whether they all output to one port (every port seen is
+/// ORed and ANDed: they are all one port exactly when the two agree).
+struct Tally {
+    left: u32,
+    any: u32,
+    all: u32,
+    bytes: u64,
+    hits: u64,
+    misses: u64,
+    /// Hits whose entry carries conntrack's hook, and their entries: left
+    /// to [`Tally::hooked`].
+    hooked: u32,
+    entry: [u32; BURST],
+    /// A hook dropped a frame: the burst has no one port.
+    dropped: bool,
+}
+
+impl Tally {
+    #[inline(always)]
+    fn new(left: u32) -> Self {
+        Tally {
+            left,
+            any: 0,
+            all: u32::MAX,
+            bytes: 0,
+            hits: 0,
+            misses: 0,
+            hooked: 0,
+            entry: [NONE; BURST],
+            dropped: false,
+        }
+    }
+
+    /// The hits whose entry carries the hook (a bit each in `hooked`): the
+    /// action, then conntrack's per-packet update, which may drop the frame
+    /// (`conntrack::on_hit`). Apart from the other passes, whose loops stay
+    /// as they are for untracked flows.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn hooked<B: PacketBuf>(
+        &mut self,
+        look: &Look<'_>,
+        pkts: &mut [B],
+        out: &mut [Verdict],
+        k: &Keys,
+        flows: &FlowTable,
+        templates: &Templates,
+        ct: &mut conntrack::CtShard,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let mut bits = self.hooked;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let (Some(pkt), Some(o), Some(&f), Some(&s)) = (
+                pkts.get_mut(i),
+                out.get_mut(i),
+                self.entry.get(i),
+                k.start.get(i),
+            ) else {
+                break;
+            };
+            let entry = flows.entry(f as usize);
+            let action = &entry.action;
+            let len = pkt.len();
+            let inner = k.inner_len.get(usize::from(s)).copied().unwrap_or(0);
+            let Some(now) = action.apply_one(pkt, len, inner, templates, look.neighbors) else {
+                self.left |= 1 << i;
+                continue;
+            };
+            // The inner frame ends the packet whatever the action pushed or popped.
+            let at = now - if action.pop { usize::from(inner) } else { len };
+            self.bytes += now as u64;
+            match conntrack::on_hit(look.p, entry.deps.nets[0], ct, pkt.data(), at, ctx) {
+                Ok(()) => {
+                    *o = Verdict::Output(action.out);
+                    let to = u32::from(action.out.0);
+                    (self.any, self.all) = (self.any | to, self.all & to);
+                }
+                Err(r) => {
+                    *o = Verdict::Drop(r);
+                    self.dropped = true;
+                }
+            }
+        }
+    }
+
+    /// Frames that are runs of their own (a bit each in `bits`): a lookup and
+    /// the action's arm each.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn singles<B: PacketBuf>(
+        &mut self,
+        look: &Look<'_>,
+        pkts: &mut [B],
+        out: &mut [Verdict],
+        k: &Keys,
+        mut bits: u32,
+        flows: &mut FlowTable,
+        templates: &Templates,
+    ) {
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let (Some(pkt), Some(o), Some(key), Some(&hash)) = (
+                pkts.get_mut(i),
+                out.get_mut(i),
+                k.keys.get(i),
+                k.hashes.get(i),
+            ) else {
+                break;
+            };
+            let f = look_up(look.p, flows, key, hash, look.generation);
+            if f == NONE {
+                self.left |= 1 << i;
+                self.misses += 1;
+                continue;
+            }
+            self.hits += 1;
+            let action = &flows.entry(f as usize).action;
+            if action.hook != 0 {
+                (self.hooked, self.entry[i]) = (self.hooked | 1 << i, f);
+                flows.touch(f as usize);
+                continue;
+            }
+            let len = pkt.len();
+            let inner = k.inner_len.get(i).copied().unwrap_or(0);
+            match action.apply_one(pkt, len, inner, templates, look.neighbors) {
+                Some(now) => {
+                    *o = Verdict::Output(action.out);
+                    let to = u32::from(action.out.0);
+                    (self.any, self.all) = (self.any | to, self.all & to);
+                    self.bytes += now as u64;
+                }
+                None => self.left |= 1 << i,
+            }
+            flows.touch(f as usize);
+        }
+    }
+
+    /// Runs of two frames or more (a bit each in `starts` for their first
+    /// frames): one lookup and one loop of the action's kind per run.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn runs<B: PacketBuf>(
+        &mut self,
+        look: &Look<'_>,
+        pkts: &mut [B],
+        out: &mut [Verdict],
+        k: &Keys,
+        mut starts: u32,
+        flows: &mut FlowTable,
+        templates: &Templates,
+    ) {
+        let n = pkts.len();
+        // Where a run stops: at the next run's start or at a frame without a key.
+        let stops = k.starts | !k.keyed;
+        while starts != 0 {
+            let i = starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            let end = ((stops >> i >> 1).trailing_zeros() as usize + i + 1).min(n);
+            let run = low_bits(end - i) << i;
+            let (Some(run_pkts), Some(run_out)) = (pkts.get_mut(i..end), out.get_mut(i..end))
+            else {
+                break;
+            };
+            let f = look_up(look.p, flows, &k.keys[i], k.hashes[i], look.generation);
+            if f == NONE {
+                self.left |= run;
+                self.misses += (end - i) as u64;
+                continue;
+            }
+            self.hits += (end - i) as u64;
+            let action = &flows.entry(f as usize).action;
+            if action.hook != 0 {
+                self.hooked |= run;
+                self.entry[i..end].fill(f);
+                flows.touch(f as usize);
+                continue;
+            }
+            // Every frame of a run has the first one's length.
+            let len = run_pkts.first().map_or(0, |p| p.len());
+            let (l, now) = action.apply_run(
+                run_pkts,
+                run_out,
+                len,
+                k.inner_len[i],
+                templates,
+                look.neighbors,
+            );
+            let applied = (end - i) - (l.count_ones() as usize);
+            if applied != 0 {
+                let to = u32::from(action.out.0);
+                (self.any, self.all) = (self.any | to, self.all & to);
+                self.bytes += (applied * now) as u64;
+            }
+            self.left |= l << i;
+            flows.touch(f as usize);
+        }
+    }
 }
 
 /// The frames of a burst left to the stages, and what the burst loop found
@@ -190,6 +413,8 @@ struct Misses<'a> {
     left: u32,
     /// One bit per frame with a key.
     keyed: u32,
+    /// Per frame with a key, the frame that starts its run and holds its key.
+    start: &'a [u8; BURST],
     keys: &'a [FlowKey; BURST],
     hashes: &'a [u64; BURST],
     generation: u64,
@@ -232,7 +457,8 @@ impl Misses<'_> {
             if let (Verdict::Output(to), Some((c, net)), true) =
                 (v, compiled, self.keyed >> i & 1 != 0)
             {
-                let (key, hash) = (self.keys[i], self.hashes[i]);
+                let s = usize::from(self.start[i]);
+                let (key, hash) = (self.keys[s], self.hashes[s]);
                 install(
                     &mut ws.flows,
                     key,
@@ -257,18 +483,27 @@ fn look_up(p: &Pipeline, flows: &mut FlowTable, key: &FlowKey, hash: u64, genera
     let Some(i) = flows.find(key, hash) else {
         return NONE;
     };
-    let entry = flows.entry(i);
-    if entry.generation != generation {
-        let deps = entry.deps;
-        if entry.generation > generation
-            || p.overlay
-                .changed_since(entry.generation, deps.nets, deps.vrf)
-        {
-            return NONE;
-        }
-        flows.entry_mut(i).generation = generation;
-        flows.stats.revalidations += 1;
+    if flows.entry(i).generation != generation {
+        return revalidate(p, flows, i, generation);
     }
+    i as u32
+}
+
+/// The entry at `i`, found with a generation older than `generation`:
+/// restamped when nothing it depends on changed since, else no entry.
+#[cold]
+#[inline(never)]
+fn revalidate(p: &Pipeline, flows: &mut FlowTable, i: usize, generation: u64) -> u32 {
+    let entry = flows.entry(i);
+    let deps = entry.deps;
+    if entry.generation > generation
+        || p.overlay
+            .changed_since(entry.generation, deps.nets, deps.vrf)
+    {
+        return NONE;
+    }
+    flows.entry_mut(i).generation = generation;
+    flows.stats.revalidations += 1;
     i as u32
 }
 
@@ -363,12 +598,6 @@ impl Pass {
             _ => self.other = true,
         }
         self.bytes += len as u64;
-    }
-
-    /// Frame `i` is left to the stages.
-    #[inline(always)]
-    fn leave(&mut self, i: usize) {
-        self.left |= 1 << i;
     }
 
     /// The bytes of a burst of `n` frames the pass decided all of, and its one

@@ -561,3 +561,53 @@ fn expiry_list_and_flush_follow_the_timeouts_and_filters() {
     assert_eq!(ct.flush(&by_port), 1);
     assert_eq!(ct.stats().entries, 0);
 }
+
+/// Whole bursts through the worker's burst loop: a run of one established
+/// connection's segments is applied and updates the connection per frame; a
+/// segment out of window inside the run is dropped alone, and the burst then
+/// reports no single port.
+#[test]
+fn a_burst_of_a_tracked_flow_updates_per_frame_and_drops_inside_a_run() {
+    let mut w = Worker::new(tracked(), true);
+    w.send(&a_to_b(SYN, 1000, 0, 0));
+    w.send(&b_to_a(SYN | ACK, 5000, 1001, 0));
+    w.send(&a_to_b(ACK, 1001, 5001, 0));
+    let burst = |w: &mut Worker, frames: &[Vec<u8>]| {
+        let map = w.table.reader().load_full();
+        let mut ctx = Ctx::new(&map, &mut w.limiter, Instant::now());
+        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
+        let mut out = [Verdict::Flood; crate::BURST];
+        let ingress = w.p.ingress(POD_A);
+        let (_, one) =
+            w.p.process_burst(ingress, &mut bufs, &mut ctx, &mut w.state, &mut out);
+        (out[..frames.len()].to_vec(), one)
+    };
+    // 16 in-window segments of 10 bytes each: one run of one key.
+    let frames: Vec<Vec<u8>> = (0..16)
+        .map(|j| a_to_b(ACK, 1001 + 10 * j, 5001, 10).1)
+        .collect();
+    let hits = w.state.flow_stats().hits;
+    let (v, one) = burst(&mut w, &frames);
+    assert!(v.iter().all(|v| *v == out(POD_B)), "{v:?}");
+    assert_eq!(one, Some(POD_B));
+    assert_eq!(w.state.flow_stats().hits, hits + 16);
+    // The connection followed every frame: the next in-window segment starts
+    // where the run ended, and one far ahead in the middle of a run is
+    // dropped alone.
+    let mut frames: Vec<Vec<u8>> = (0..8)
+        .map(|j| a_to_b(ACK, 1161 + 10 * j, 5001, 10).1)
+        .collect();
+    frames[4] = a_to_b(ACK, 1161 + 3_000_000, 5001, 10).1;
+    let (v, one) = burst(&mut w, &frames);
+    for (j, v) in v.iter().enumerate() {
+        let want = if j == 4 {
+            Verdict::Drop(Why::CtOutOfWindow)
+        } else {
+            out(POD_B)
+        };
+        assert_eq!(*v, want, "frame {j}");
+    }
+    assert_eq!(one, None);
+    assert_eq!(w.states(), tcp_state(TcpState::Established));
+    assert_eq!(w.state.conntrack().stats().invalid, 1);
+}

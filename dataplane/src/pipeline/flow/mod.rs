@@ -42,19 +42,23 @@
 //! for entries that push a header (the next hop's MAC is in the template).
 //!
 //! **Burst loop** (`super::burst`): keys and hashes for the whole burst (a
-//! frame whose key equals the one before reuses its lookup: a bulk flow's run
-//! costs one lookup), the buckets prefetched, the lookups, then the hits'
-//! actions in one straight pass, then the misses through the stages, which
-//! install. Classic L2 ports keep their own path: their MAC table is already
+//! frame that reads like the one before joins its run: a bulk flow's run costs
+//! one extraction and one lookup), the buckets prefetched; then the frames that
+//! are runs of their own, each a lookup and its action's arm, and the longer
+//! runs, each one lookup and one loop of its action's kind ([`action::Kind`],
+//! set at install: no frame branches on the action's parts); then the misses
+//! through the stages, which install. Classic L2 ports keep their own path: their MAC table is already
 //! one lookup, and nothing is compiled for them.
 //!
-//! **Numbers.** An entry is 104 bytes plus 8 of its bucket's header: 112 bytes,
-//! 7 MiB for the default 65,536 entries. A hit costs (callgrind, 64 B, the
-//! PMDs' 190 included) 431–484 instructions per packet with one flow and
-//! 575–627 with 1k flows, against 277–359 and 306–416 for the per-shape fast
-//! paths this replaced: the price of one mechanism for every shape is 90–270
-//! instructions a packet today (where they go, and what is left to
-//! try: `bench/RESULTS.md`, "Flow table").
+//! **Numbers.** An entry is 88 bytes plus 8 of its bucket's header: 96 bytes,
+//! 6 MiB for the default 65,536 entries. A hit costs (callgrind, 64 B, the
+//! PMDs' 190 included) 331–369 instructions per packet with one flow and
+//! 505–581 with 1k flows, against 277–359 and 306–416 for the per-shape fast
+//! paths this replaced: the price of one mechanism for every shape is 4–71
+//! instructions a packet with one flow and 160–222 with 1k flows today. Where
+//! they go: the key (extraction with the parse's checks, the run check, the
+//! hash) about 135 a frame, a lookup about 50, an encapsulation's action
+//! about 120 (`bench/RESULTS.md`, "Flow table").
 
 pub(crate) mod action;
 pub(crate) mod key;

@@ -34,9 +34,6 @@ pub(crate) struct Entry {
     pub(crate) deps: Deps,
     /// The snapshot generation the entry was last validated at.
     pub(crate) generation: u64,
-    /// Packets and bytes (as received) that hit the entry.
-    pub(crate) packets: u64,
-    pub(crate) bytes: u64,
 }
 
 impl Entry {
@@ -44,6 +41,7 @@ impl Entry {
         key: FlowKey([0; super::key::WORDS]),
         action: Action {
             out: crate::port::PortIdx(0),
+            kind: super::action::Kind::Switch,
             pop: false,
             route: false,
             encap: false,
@@ -59,8 +57,6 @@ impl Entry {
             vrf: None,
         },
         generation: 0,
-        packets: 0,
-        bytes: 0,
     };
 }
 
@@ -183,14 +179,10 @@ impl FlowTable {
         &self.entries[i]
     }
 
-    /// Counts `packets` packets of `bytes` bytes on the entry at `i`, and marks
-    /// it used now: once per run of a burst's frames that hit it.
+    /// Marks the entry at `i` used now: once per run of a burst's frames
+    /// that hit it.
     #[inline(always)]
-    pub(crate) fn count(&mut self, i: usize, packets: u64, bytes: u64) {
-        if let Some(e) = self.entries.get_mut(i) {
-            e.packets += packets;
-            e.bytes += bytes;
-        }
+    pub(crate) fn touch(&mut self, i: usize) {
         if let Some(b) = self.buckets.get_mut(i / WAYS) {
             b.used[i % WAYS] = self.clock;
         }
@@ -202,12 +194,6 @@ impl FlowTable {
         &mut self.entries[i]
     }
 
-    /// Marks the entry at `i` used now.
-    #[cfg(test)]
-    pub(crate) fn touch(&mut self, i: usize) {
-        self.buckets[i / WAYS].used[i % WAYS] = self.clock;
-    }
-
     /// Writes the entry for `key` (hash `hash`): over its own if the table holds
     /// it, else into a free way of its bucket, else over the bucket's least
     /// recently used way (counted as an eviction). Returns its index; `None`
@@ -216,10 +202,11 @@ impl FlowTable {
         &mut self,
         key: FlowKey,
         hash: u64,
-        action: Action,
+        mut action: Action,
         deps: Deps,
         generation: u64,
     ) -> Option<usize> {
+        action.kind = super::action::Kind::of(action.pop, action.route, action.encap);
         let b = hash as usize & self.mask;
         let sig = Self::sig(hash);
         let i = match self.find(&key, hash) {
@@ -251,8 +238,6 @@ impl FlowTable {
             action,
             deps,
             generation,
-            packets: 0,
-            bytes: 0,
         };
         self.stats.installs += 1;
         Some(i)
