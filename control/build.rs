@@ -7,7 +7,7 @@
 //! the file and of the CLI without a second hand-written copy.
 
 /// The resources (and their parts) that the file, the API and the CLI share.
-const RESOURCES: [&str; 10] = [
+const RESOURCES: [&str; 16] = [
     "Port",
     "Patch",
     "L2Entry",
@@ -18,11 +18,17 @@ const RESOURCES: [&str; 10] = [
     "RemoteEndpoint",
     "Route",
     "NextHop",
+    "ServicePort",
+    "Backend",
+    "Service",
+    "BackendOp",
+    "BackendKey",
+    "SetBackend",
 ];
 
 /// Keys that may be left out (their proto3 default is what the file defaults to
 /// or is filled in by validation); the others are required, as in the file.
-const OPTIONAL: [&str; 17] = [
+const OPTIONAL: [&str; 29] = [
     "Port.profile",
     "Port.group",
     "Port.mtu",
@@ -40,11 +46,23 @@ const OPTIONAL: [&str; 17] = [
     "Network.conntrack_window_tracking",
     "Endpoint.ips",
     "RemoteEndpoint.ips",
+    "ServicePort.name",
+    "ServicePort.protocol",
+    "ServicePort.target_port",
+    "ServicePort.node_port",
+    "Backend.weight",
+    "Backend.state",
+    "Service.external_ips",
+    "Service.session_affinity",
+    "Service.affinity_timeout_s",
+    "Service.table_size",
+    "SetBackend.weight",
+    "SetBackend.state",
 ];
 
 /// How an optional key is left out of what is printed: only when it holds its
 /// default, so every key a user set is shown.
-const SKIP: [(&str, &str); 13] = [
+const SKIP: [(&str, &str); 24] = [
     ("Port.group", "String::is_empty"),
     ("Port.mtu", "crate::model::is_zero"),
     ("Port.params", "::std::collections::BTreeMap::is_empty"),
@@ -58,6 +76,17 @@ const SKIP: [(&str, &str); 13] = [
     ("Network.conntrack", "crate::model::is_false"),
     ("Network.conntrack_window_tracking", "Option::is_none"),
     ("Route.tenant", "String::is_empty"),
+    ("ServicePort.name", "String::is_empty"),
+    ("ServicePort.target_port", "crate::model::is_zero"),
+    ("ServicePort.node_port", "crate::model::is_zero"),
+    ("Backend.weight", "Option::is_none"),
+    ("Backend.state", "String::is_empty"),
+    ("Service.external_ips", "Vec::is_empty"),
+    ("Service.session_affinity", "String::is_empty"),
+    ("Service.affinity_timeout_s", "crate::model::is_zero"),
+    ("Service.table_size", "crate::model::is_zero"),
+    ("SetBackend.weight", "Option::is_none"),
+    ("SetBackend.state", "String::is_empty"),
 ];
 
 fn main() {
@@ -107,6 +136,20 @@ fn main() {
             ".vswitch.v1.Port.mtu",
             "#[serde(deserialize_with = \"crate::model::mtu\")]",
         );
+    for (field, reader) in [
+        ("ServicePort.port", "port"),
+        ("ServicePort.target_port", "target_port"),
+        ("ServicePort.node_port", "node_port"),
+        ("Service.table_size", "table_size"),
+        ("Service.affinity_timeout_s", "affinity_timeout_s"),
+        ("Backend.weight", "weight"),
+        ("SetBackend.weight", "weight"),
+    ] {
+        b = b.field_attribute(
+            format!(".vswitch.v1.{field}"),
+            format!("#[serde(deserialize_with = \"crate::model::{reader}\")]"),
+        );
+    }
     b.compile_protos(&["proto/vswitch/v1/vswitch.proto"], &["proto"])
         .unwrap_or_else(|e| panic!("compiling the gRPC API (is protoc installed?): {e}"));
 }

@@ -8,6 +8,12 @@ thread pinned to the same core, with OpenFlow rules that do the scenario's job.
     ovs_dpdk.py run --pcap traffic.pcap --flows ovs-flows.txt [--setup setup.json]
                     [--core 1] [--seconds 10] [--warmup 2] [--memory hugepages|no-huge]
                     [--json] [--keep]
+    ovs_dpdk.py vhost --sock-a A.sock --sock-b B.sock --flows ovs-flows.txt
+                      [--core 1] [--control-core 0] [--memory-mb 2048]
+
+`vhost` is the OVS side of `vswitch-bench vhost` (issue #27): two dpdkvhostuserclient
+ports (OpenFlow 1 and 2) on sockets the pods serve, forwarding until stdin closes; see
+cmd_vhost.
 
 Nothing of the system's Open vSwitch is used or touched: a private ovsdb-server and
 ovs-vswitchd (the DPDK build, /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk, called
@@ -316,6 +322,28 @@ def tx_packets(ovs, port="p2"):
     return int(m.group(1))
 
 
+def parse_wrapper(text):
+    """`--wrapper`'s JSON list of strings ([] when not given); None when it is not one."""
+    if not text:
+        return []
+    try:
+        wrapper = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(wrapper, list) or not all(isinstance(w, str) for w in wrapper):
+        return None
+    return wrapper
+
+
+def add_netns(name):
+    """A network namespace of this name, or None where one cannot be made (then
+    OVS runs in the caller's)."""
+    if shutil.which("ip") and subprocess.run(["ip", "netns", "add", name],
+                                             capture_output=True).returncode == 0:
+        return name
+    return None
+
+
 def normalise_setup(doc):
     """The setup: either the scenario bundle's scenario.json (its "ovs" section:
     tunnel{name,type,ofport,options}, local_ip "a.b.c.d/len", bridge_mac, commands) or
@@ -434,22 +462,15 @@ def cmd_run(a):
         with open(a.setup) as f:
             setup = normalise_setup(json.load(f))
 
-    wrapper = []
-    if a.wrapper:
-        try:
-            wrapper = json.loads(a.wrapper)
-        except ValueError:
-            wrapper = None
-        if not isinstance(wrapper, list) or not all(isinstance(w, str) for w in wrapper):
-            print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
-            return 2
+    wrapper = parse_wrapper(a.wrapper)
+    if wrapper is None:
+        print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
+        return 2
 
     prefix = f"ovsbench{os.getpid()}"
     work = tempfile.mkdtemp(prefix="ovs-dpdk-bench.")
-    netns = None
-    if shutil.which("ip") and subprocess.run(["ip", "netns", "add", prefix],
-                                             capture_output=True).returncode == 0:
-        netns = prefix
+    netns = add_netns(prefix)
+    if netns:
         # No IPv6 autoconfiguration traffic from the bridge's tap into the pipeline.
         subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw",
                         "net.ipv6.conf.all.disable_ipv6=1",
@@ -576,6 +597,104 @@ def cmd_run(a):
     return 0
 
 
+def cmd_vhost(a):
+    """Two dpdkvhostuserclient ports (OpenFlow 1 and 2) on sockets the pods serve, the
+    given flows between them, one PMD on --core: the OVS side of `vswitch-bench vhost`.
+    Prints one JSON line {"ready": true, ...} once both ports exist without error, then
+    keeps forwarding until stdin is closed (or SIGTERM/SIGINT), tears everything down
+    (daemons by PID, db and sockets with the temporary directory, the namespace, the EAL
+    runtime directory) and prints a last JSON line with OVS's pmd-stats-show."""
+    if not installed():
+        print("OVS-DPDK not installed: make bench-deps")
+        return 3
+    if os.geteuid() != 0:
+        print("ovs_dpdk.py: run as root (DPDK, network namespaces)", file=sys.stderr)
+        return 2
+    for sock in (a.sock_a, a.sock_b):
+        if "," in sock or "=" in sock or not os.path.isabs(sock):
+            print(f"ovs_dpdk.py: {sock!r}: the socket path must be absolute, "
+                  "without ',' or '='", file=sys.stderr)
+            return 2
+    if not os.path.exists(a.flows):
+        print(f"ovs_dpdk.py: missing {a.flows}", file=sys.stderr)
+        return 2
+    wrapper = parse_wrapper(a.wrapper)
+    if wrapper is None:
+        print("ovs_dpdk.py: --wrapper takes a JSON list of strings", file=sys.stderr)
+        return 2
+    prefix = f"ovsvhost{os.getpid()}"
+    work = tempfile.mkdtemp(prefix="ovs-dpdk-vhost.")
+    netns = add_netns(prefix)
+    ovs = Ovs(work, netns, wrapper, slow=10 if wrapper else 1)
+    own_tap = not netns and not os.path.exists("/sys/class/net/ovs-netdev")
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    pmd_text = ""
+    try:
+        ovs.start_db()
+        ovs.vsctl("set", "Open_vSwitch", ".",
+                  "other_config:dpdk-init=true",
+                  f"other_config:dpdk-extra={dpdk_extra(a, prefix)}",
+                  f"other_config:dpdk-lcore-mask={1 << a.control_core:#x}",
+                  f"other_config:pmd-cpu-mask={1 << a.core:#x}",
+                  "other_config:smc-enable=true",
+                  "other_config:per-port-memory=false",
+                  wait=False)
+        if wrapper:
+            # Under callgrind the PMD's idle polls would count: it sleeps when idle.
+            ovs.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-maxsleep=10000",
+                      wait=False)
+        ovs.start_vswitchd()
+        ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+                  "fail-mode=secure")
+        ovs.ofctl("del-flows", "br0")
+        ovs.ofctl("add-flows", "br0", a.flows)
+        ovs.vsctl("add-port", "br0", "pa", "--", "set", "interface", "pa",
+                  "type=dpdkvhostuserclient", f"options:vhost-server-path={a.sock_a}",
+                  "ofport_request=1",
+                  "--", "add-port", "br0", "pb", "--", "set", "interface", "pb",
+                  "type=dpdkvhostuserclient", f"options:vhost-server-path={a.sock_b}",
+                  "ofport_request=2")
+        for p in ("pa", "pb"):
+            err = ovs.vsctl("get", "interface", p, "error").strip()
+            if err not in ("[]", ""):
+                raise RuntimeError(f"port {p}: {err}")
+        pids = {n: p.pid for n, p in ovs.procs.items()}
+        print(json.dumps({"ready": True, "pids": pids, "netns": netns, "work": work}),
+              flush=True)
+        # Forward until vswitch-bench closes our stdin.
+        while sys.stdin.read(4096):
+            pass
+        if ovs.procs["ovs-vswitchd"].poll() is not None:
+            raise RuntimeError("ovs-vswitchd died: " + ovs.tail("ovs-vswitchd"))
+        pmd_text = ovs.appctl("dpif-netdev/pmd-stats-show", check=False)
+    except Refused as e:
+        print(f"ovs_dpdk.py: refused: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, subprocess.SubprocessError, OSError, KeyboardInterrupt) as e:
+        print(f"ovs_dpdk.py: {e}", file=sys.stderr)
+        if not isinstance(e, KeyboardInterrupt):
+            print(ovs.tail("ovs-vswitchd"), file=sys.stderr)
+        return 1
+    finally:
+        ovs.stop()
+        if netns:
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        elif own_tap and os.path.exists("/sys/class/net/ovs-netdev"):
+            subprocess.run(["ip", "link", "del", "ovs-netdev"], capture_output=True)
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        for s, h in old.items():
+            signal.signal(s, h)
+    stats = parse_pmd_stats(pmd_text)
+    print(json.dumps({"done": True, "cycles_per_packet": stats["cycles_per_packet"],
+                      "processing_cycles_per_packet": stats["processing_cycles_per_packet"],
+                      "pmd_stats": pmd_text}), flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -600,9 +719,23 @@ def main():
     r.add_argument("--wrapper", help="JSON list of words to run ovs-vswitchd under "
                    "(e.g. valgrind and its options); also makes every wait ten times "
                    "longer and reports tx_packets_total")
+    v = sub.add_parser("vhost", help="two dpdkvhostuserclient ports forwarding between "
+                       "pods until stdin closes (vswitch-bench vhost)")
+    v.add_argument("--sock-a", required=True, help="pod A's socket (OpenFlow port 1)")
+    v.add_argument("--sock-b", required=True, help="pod B's socket (OpenFlow port 2)")
+    v.add_argument("--flows", required=True, help="OpenFlow rules for ovs-ofctl add-flows")
+    v.add_argument("--core", type=int, default=1, help="the PMD core")
+    v.add_argument("--control-core", type=int, default=0,
+                   help="dpdk-lcore-mask: the main and handler threads' core")
+    v.add_argument("--memory", choices=["hugepages", "no-huge"], default="no-huge")
+    v.add_argument("--memory-mb", type=int, default=1024, help="DPDK -m (no-huge only)")
+    v.add_argument("--wrapper", help="JSON list of words to run ovs-vswitchd under "
+                   "(callgrind); the PMD then sleeps when idle and every wait is longer")
     a = ap.parse_args()
     if a.cmd == "run":
         sys.exit(cmd_run(a))
+    if a.cmd == "vhost":
+        sys.exit(cmd_vhost(a))
 
 
 if __name__ == "__main__":

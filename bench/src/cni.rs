@@ -10,7 +10,10 @@
 //! responder, the echo and its reply forwarded), then deleted. vhost-user pods
 //! are timed from ADD until the socket is ready for the pod (the ADD's return):
 //! a first packet needs a DPDK process on the other side, which the kernel-pod
-//! figure does not pay for either. Figures with no threshold: medians and p99.
+//! figure does not pay for either. With `--vhost-first-packet N`, N more
+//! vhost-user pods are timed to their first packet with that process: a
+//! `dpdk-testpmd` icmpecho pod started when the ADD returns, pinged by the
+//! peer. Figures with no threshold: medians and p99.
 //!
 //! Debian's DPDK is built with `RTE_MAX_ETHPORTS` 32, and every pod is a port:
 //! `--attached` beyond 29 is refused by the switch there.
@@ -41,6 +44,11 @@ pub struct CniOptions {
     pub core: usize,
     /// The configuration's `cniVersion` (1.1.0 to 0.3.0).
     pub cni_version: String,
+    /// vhost-user pods timed from ADD to their first packet (a testpmd pod
+    /// started when the ADD returns); 0: none.
+    pub vhost_first_packet: u32,
+    /// dpdk-testpmd, the DPDK pod of those.
+    pub testpmd: PathBuf,
 }
 
 fn config(dir: &Path, core: usize) -> String {
@@ -310,6 +318,9 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         )?;
     }
 
+    let (vhost_first, vhost_after_add, vhost_after_ready) =
+        vhost_first_packets(p, &vconf, &peer_ns, &tag)?;
+
     for id in &attached {
         p.call("DEL", id, "/proc/self/ns/net", "vhu0", &vconf)?;
     }
@@ -332,7 +343,105 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
             .map(|(k, v)| (k.clone(), summary(v)))
             .collect::<serde_json::Map<_, _>>(),
         "vhostuser_add_to_socket_ready": summary(&mut vhost_add),
+        "vhostuser_add_to_first_packet": opt_summary(vhost_first),
+        "vhostuser_add_return_to_first_packet": opt_summary(vhost_after_add),
+        "vhostuser_pod_ready_to_first_packet": opt_summary(vhost_after_ready),
     }))
+}
+
+/// [`summary`], or null for no figures.
+fn opt_summary(mut v: Vec<f64>) -> Value {
+    if v.is_empty() {
+        Value::Null
+    } else {
+        summary(&mut v)
+    }
+}
+
+/// `opts.vhost_first_packet` vhost-user pods, one at a time: each ADDed, then
+/// a DPDK pod (`dpdk-testpmd` icmpecho on a `virtio_user` port of the ADD's
+/// socket, on the CPU the worker does not use) started as a runtime would
+/// start the pod once the ADD returns, and the peer pings the pod's address
+/// every few milliseconds until it answers (the switch answers the peer's
+/// ARP for it). Milliseconds to the first answer from the start of ADD, from
+/// its return (the pod's own start-up, EAL and all, is most of that) and from
+/// the pod's ports being up (testpmd's link check done: connected to the
+/// switch).
+fn vhost_first_packets(
+    p: &Plugin<'_>,
+    vconf: &Value,
+    peer: &Netns,
+    tag: &str,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let (mut first, mut after_add, mut after_ready) = (Vec::new(), Vec::new(), Vec::new());
+    let cpu = usize::from(p.opts.core == 0);
+    for i in 0..p.opts.vhost_first_packet {
+        let id = format!("{tag}-f{i}");
+        let t0 = Instant::now();
+        let r = p.call("ADD", &id, "/proc/self/ns/net", "vhu2", vconf)?;
+        let added = t0.elapsed();
+        let sock = r["interfaces"][0]["socketPath"]
+            .as_str()
+            .context("no socketPath in the ADD's result")?
+            .to_owned();
+        let mac = r["interfaces"][0]["mac"]
+            .as_str()
+            .context("no mac in the ADD's result")?
+            .to_owned();
+        let ip = first_address(&r)?;
+        let prefix = format!("{tag}f{i}");
+        let args: Vec<String> = vec![
+            format!("--lcores=0@{cpu},1@{cpu}"),
+            "--no-huge".into(),
+            "--no-shconf".into(),
+            "--no-telemetry".into(),
+            "-m".into(),
+            "256".into(),
+            "--no-pci".into(),
+            format!("--file-prefix={prefix}"),
+            format!("--vdev=net_virtio_user0,path={sock},mac={mac}"),
+            "--".into(),
+            "-i".into(),
+            "--forward-mode=icmpecho".into(),
+            "--nb-cores=1".into(),
+            "--total-num-mbufs=4096".into(),
+        ];
+        let mut pod = crate::vhost::Pod::start(&p.opts.testpmd, &args, &prefix, 1, 0)?;
+        pod.wait_ready(Duration::from_secs(30))?;
+        let ready = t0.elapsed();
+        pod.command("start")?;
+        let mut answered = false;
+        while t0.elapsed() < Duration::from_secs(30) {
+            let ok = Command::new("ip")
+                .args([
+                    "netns", "exec", &peer.0, "ping", "-c", "1", "-W", "0.02", "-q", &ip,
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?
+                .success();
+            if ok {
+                answered = true;
+                break;
+            }
+        }
+        let t = t0.elapsed();
+        drop(pod);
+        p.call(
+            "DEL",
+            &id,
+            "/proc/self/ns/net",
+            "vhu2",
+            &with_prev(vconf, &r),
+        )?;
+        if !answered {
+            bail!("vhost-user pod {i} never answered its peer");
+        }
+        first.push(t.as_secs_f64() * 1e3);
+        after_add.push((t - added).as_secs_f64() * 1e3);
+        after_ready.push((t - ready).as_secs_f64() * 1e3);
+    }
+    Ok((first, after_add, after_ready))
 }
 
 /// What the switch's log says of each `af_packet` port it plugged (the kernel

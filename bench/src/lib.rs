@@ -11,6 +11,8 @@
 //! - [`memory`]: hugepages or 4 KiB pages for a measurement.
 //! - [`callgrind`]: instructions per packet under valgrind's callgrind.
 //! - [`cni`]: a pod's wait from the CNI plugin's ADD to its first packet.
+//! - [`vhost`]: two vhost-user pods' stream through vswitchd, OVS-DPDK and
+//!   testpmd io, and client-mode ports' resumption after a restart.
 //! - [`catalog`]: every scenario's traffic, vswitchd config and OVS rules as Markdown.
 //!
 //! The `vswitch-bench` binary is a thin clap front end over these.
@@ -28,5 +30,6 @@ pub mod memory;
 pub mod pcap;
 pub mod runner;
 pub mod scenario;
+pub mod vhost;
 pub mod wire;
 pub mod writes;

@@ -13,6 +13,8 @@
 //!   alternated round by round, with a sign-test verdict ([`bench::ab`]).
 //! - `instructions <scenario> ...`: instructions per packet of vswitchd, testpmd
 //!   io and OVS-DPDK under valgrind's callgrind ([`bench::callgrind`]).
+//! - `vhost ...`: two vhost-user pods' stream through vswitchd, OVS-DPDK and
+//!   testpmd io in paired rounds, and restart resumption ([`bench::vhost`]).
 //!
 //! New scenarios slot in as further [`ScenarioName`] variants.
 //!
@@ -88,6 +90,61 @@ enum Command {
     /// for kernel pods, ADD to socket ready for vhost-user pods (median, p99),
     /// beside pods already attached.
     Cni(CniArgs),
+    /// Two vhost-user pods (one dpdk-testpmd, two virtio_user ports, frames
+    /// bouncing between them) through vswitchd with one worker, OVS-DPDK's
+    /// dpdkvhostuserclient ports on one PMD, and testpmd io (the floor), in
+    /// paired rounds with a sign test; with --restarts, how long client-mode
+    /// ports take to pass traffic again after vswitchd restarts.
+    Vhost(VhostArgs),
+}
+
+#[derive(Debug, Args)]
+struct VhostArgs {
+    /// Paired rounds (the order of vswitchd and OVS flips every round).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// Measured one-second samples per forwarder and round.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    seconds: u32,
+    /// Seconds of stream before sampling.
+    #[arg(long, default_value_t = 2)]
+    warmup: u32,
+    /// The switch's forwarding core (vswitchd's worker, OVS's PMD, the
+    /// floor's forwarding lcore).
+    #[arg(long, default_value_t = 1)]
+    switch_cpu: usize,
+    /// The pods' CPU, also the switch's control threads'.
+    #[arg(long, default_value_t = 0)]
+    pod_cpu: usize,
+    /// Bursts of 32 frames each pod port puts in flight.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=64))]
+    bursts: u32,
+    /// Descriptors per virtqueue of the pods' ports.
+    #[arg(long, default_value_t = 1024)]
+    queue_size: u16,
+    /// Niceness of the pods and the switch under test (all forwarders alike);
+    /// below 0 they take their CPUs back from other work on a shared machine.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: i32,
+    /// vswitchd restarts to time after the rounds (0: none).
+    #[arg(long, default_value_t = 0)]
+    restarts: u32,
+    /// Then vswitchd and OVS-DPDK each this many seconds under valgrind's
+    /// callgrind: instructions per packet of the switch's forwarding thread
+    /// (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    instructions: u32,
+    /// Leave OVS-DPDK out.
+    #[arg(long)]
+    no_ovs: bool,
+    /// Leave testpmd io (the floor) out.
+    #[arg(long)]
+    no_floor: bool,
+    /// Keep the work directory (configurations, logs) here.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+    #[command(flatten)]
+    binaries: Binaries,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +171,14 @@ struct CniArgs {
     /// The vswitch-cni binary; default: `vswitch-cni` next to this program.
     #[arg(long, value_name = "PATH")]
     plugin: Option<PathBuf>,
+    /// vhost-user pods also timed from ADD to their first packet (a
+    /// dpdk-testpmd icmpecho pod started when the ADD returns, pinged by the
+    /// peer); 0: none.
+    #[arg(long, default_value_t = 0)]
+    vhost_first_packet: u32,
+    /// The testpmd binary (the DPDK pods of --vhost-first-packet).
+    #[arg(long, value_name = "PATH", default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +199,9 @@ struct WritesArgs {
     /// Seconds of back-to-back writes beside the forwarding stream.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Services in the state for the second backend-weight figure.
+    #[arg(long, default_value_t = 1000)]
+    services: u32,
     /// The worker's core.
     #[arg(long, default_value_t = 1)]
     core: usize,
@@ -512,6 +580,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scenarios(args) => scenarios(&args),
         Command::Writes(args) => writes(&args),
         Command::Cni(args) => cni(&args),
+        Command::Vhost(args) => vhost(&args),
     }
 }
 
@@ -525,6 +594,7 @@ fn writes(args: &WritesArgs) -> anyhow::Result<()> {
         bulk: args.bulk,
         seconds: args.seconds,
         core: args.core,
+        services: args.services,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -1106,6 +1176,41 @@ fn cni(args: &CniArgs) -> anyhow::Result<()> {
         attached: args.attached,
         core: args.core,
         cni_version: args.cni_version.clone(),
+        vhost_first_packet: args.vhost_first_packet,
+        testpmd: args.testpmd.clone(),
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// `vhost`: the pods' stream through three forwarders (see [`bench::vhost`]).
+fn vhost(args: &VhostArgs) -> anyhow::Result<()> {
+    use bench::vhost::{Layout, Pinning, Programs, VhostOptions};
+    let pinning = Pinning::new(args.switch_cpu, args.pod_cpu)?;
+    let work = match &args.keep {
+        Some(dir) => WorkDir::kept(dir)?,
+        None => WorkDir::temp()?,
+    };
+    let report = bench::vhost::run(&VhostOptions {
+        programs: Programs {
+            vswitchd: args.binaries.vswitchd()?,
+            testpmd: args.binaries.testpmd.clone(),
+            ovs_script: args.binaries.ovs_script(),
+        },
+        layout: Layout {
+            dir: work.path().to_owned(),
+            pinning,
+            queue_size: args.queue_size,
+            bursts: args.bursts,
+            nice: args.nice,
+        },
+        rounds: args.rounds,
+        seconds: args.seconds,
+        warmup: args.warmup,
+        no_ovs: args.no_ovs,
+        no_floor: args.no_floor,
+        restarts: args.restarts,
+        instructions: args.instructions,
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

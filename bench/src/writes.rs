@@ -22,7 +22,13 @@
 //!   bits, then a next hop in no network), timed until refused;
 //! - back-to-back one-endpoint writes for `--seconds`, with the forwarding
 //!   stream's rate and drops over the same window beside the rate without
-//!   writes.
+//!   writes;
+//! - services (issue #25), last, so that they weigh on no figure above:
+//!   service adds (one port, 10 backends, a table of 65537 slots), then one
+//!   backend's weight changed back and forth with one service in the state
+//!   and again with `--services` (1,000), the same service each time: its
+//!   table alone is rebuilt, so the cost must not grow with the number of
+//!   services.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -52,6 +58,8 @@ pub struct WritesOptions {
     pub seconds: u64,
     /// The worker's core.
     pub core: usize,
+    /// Services in the state for the second backend-weight figure.
+    pub services: u32,
 }
 
 const NETWORK: &str = "bulk";
@@ -507,7 +515,9 @@ async fn measure(
     let secs = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(250)).await;
     let (tx1, d1) = forwarded(stats)?;
+    let services = services(&mut c, opts).await?;
     Ok(json!({
+        "services": services,
         "state": {"remote_endpoints": opts.endpoints, "routes": opts.routes},
         "load_replace": load,
         "one_endpoint": {
@@ -543,6 +553,78 @@ async fn measure(
             "stream_mpps_without_writes": idle_mpps,
             "drops_during": d1 - d0,
         },
+    }))
+}
+
+/// Service `k`: one port, 10 backends (endpoints' addresses), the default
+/// table size.
+fn service(k: u32) -> api::Service {
+    api::Service {
+        name: format!("svc{k}"),
+        network: NETWORK.into(),
+        cluster_ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 250, 0, 10)) + k).to_string(),
+        ports: vec![api::ServicePort {
+            name: "http".into(),
+            protocol: "TCP".into(),
+            port: 80,
+            target_port: 8080,
+            node_port: 0,
+        }],
+        backends: (0..10)
+            .map(|b| api::Backend {
+                address: addr(k * 10 + b),
+                weight: Some(1),
+                state: String::new(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The service figures: adds, then a backend weight change at 1 and at
+/// `opts.services` services.
+async fn services(c: &mut control::client::Client, opts: &WritesOptions) -> anyhow::Result<Value> {
+    async fn one(c: &mut control::client::Client, ops: Vec<K>) -> anyhow::Result<u64> {
+        Ok(c.write(api::WriteRequest {
+            ops: ops.into_iter().map(|op| api::Op { op: Some(op) }).collect(),
+            expected_generation: 0,
+        })
+        .await?
+        .into_inner()
+        .publish_us)
+    }
+    let flip = |k: u32| {
+        K::SetBackend(api::SetBackend {
+            service: "svc0".into(),
+            address: addr(3),
+            weight: Some(1 + k % 2),
+            state: String::new(),
+        })
+    };
+    let rounds = opts.rounds.div_ceil(4);
+    let mut adds = Vec::new();
+    adds.push(one(c, vec![K::AddService(service(0))]).await?);
+    let mut at_one = Vec::new();
+    for k in 0..rounds {
+        at_one.push(one(c, vec![flip(k)]).await?);
+    }
+    // Up to `services`, one service per write (each a service add).
+    let mut k = 1;
+    while k < opts.services {
+        adds.push(one(c, vec![K::AddService(service(k))]).await?);
+        k += 1;
+    }
+    let mut at_many = Vec::new();
+    for k in 0..rounds {
+        at_many.push(one(c, vec![flip(k)]).await?);
+    }
+    Ok(json!({
+        "services": opts.services,
+        "table_size": 65_537,
+        "backends_per_service": 10,
+        "add": quantiles(adds),
+        "backend_weight_at_1": quantiles(at_one),
+        "backend_weight_at_n": quantiles(at_many),
     }))
 }
 
@@ -612,6 +694,17 @@ pub fn to_text(v: &Value) -> String {
         s["stream_mpps_during"].as_f64().unwrap_or(0.0),
         s["stream_mpps_without_writes"].as_f64().unwrap_or(0.0),
         s["drops_during"]
+    );
+    let v = &v["services"];
+    out += &format!(
+        "service add (10 backends, 65537 slots), receive to published: {}\n",
+        q(&v["add"])
+    );
+    out += &format!(
+        "backend weight change, receive to published: at 1 service {}; at {} services {}\n",
+        q(&v["backend_weight_at_1"]),
+        v["services"],
+        q(&v["backend_weight_at_n"])
     );
     out
 }

@@ -330,3 +330,29 @@ fn scenario_catalogue_refuses_bad_flows() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("flows"), "{}", stderr(&output));
 }
+
+/// `vhost` refuses a placement or size it cannot measure before it starts
+/// anything: one line, nothing left behind.
+#[test]
+fn vhost_refuses_bad_placement_and_sizes() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--switch-cpu", "1", "--pod-cpu", "1"], 1, "must differ"),
+        (&["--bursts", "0"], 2, "--bursts"),
+        (&["--bursts", "65"], 2, "--bursts"),
+        (&["--nice", "-21"], 2, "--nice"),
+        (&["--rounds", "0"], 2, "--rounds"),
+        (&["--switch-cpu", "x"], 2, "--switch-cpu"),
+    ];
+    for (args, code, expected) in cases {
+        let output = bin()
+            .arg("vhost")
+            .args(*args)
+            .args(["--vswitchd", "/nonexistent/vswitchd"])
+            .output()
+            .unwrap();
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(*code), "{args:?}: {message}");
+        assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+        assert!(message.contains(expected), "{args:?}: {message}");
+    }
+}

@@ -8,6 +8,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::api::vswitch_client::VswitchClient;
 
+/// A connected client of the API.
+pub type Client = VswitchClient<Channel>;
+
 /// A client of the API on the Unix socket at `path`. The connection is made now
 /// (and made again by the channel if it drops).
 ///

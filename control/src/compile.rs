@@ -14,6 +14,10 @@
 //! floods to them (validation already refuses patches and MAC entries on them).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use dataplane::pipeline::lb::services::ServiceError;
+use dataplane::pipeline::lb::Services;
 
 use dataplane::overlay::{
     LocalEndpointSpec, OverlayBuilder, OverlayConfigError, OverlaySnapshot, UnderlaySpec,
@@ -55,6 +59,24 @@ pub fn pipeline(
         overlay,
         ParseConfig::default(),
     ))
+}
+
+/// The services of `cfg` for a snapshot whose overlay is `overlay` (network
+/// ids), keeping every table of `prev` whose service's backends did not change:
+/// a whole-state write rebuilds only the tables it changes. Built here, on the
+/// control thread, before the snapshot is published.
+///
+/// # Errors
+/// What the dataplane refuses (a state that passed validation builds).
+pub fn services(
+    cfg: &VswitchConfig,
+    overlay: &OverlaySnapshot,
+    prev: &Services,
+) -> Result<Arc<Services>, ServiceError> {
+    if cfg.services.is_empty() {
+        return Ok(Arc::default());
+    }
+    Services::build(&cfg.services, |n| overlay.network_by_name(n), prev).map(Arc::new)
 }
 
 /// Compiles the L2 pipeline of `cfg` as snapshot `generation`.

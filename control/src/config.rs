@@ -20,17 +20,19 @@ use crate::names;
 mod conntrack;
 mod ops;
 mod overlay;
+pub mod service;
 
 pub use conntrack::ConntrackConfig;
 
 pub use ops::{default_metrics_listen, LogConfig, LogFormat, MetricsConfig};
 
 pub(crate) use overlay::{
-    endpoint as type_endpoint, mac as parse_mac, network as type_network,
+    endpoint as type_endpoint, ip as parse_ip, mac as parse_mac, network as type_network,
     remote_endpoint as type_remote_endpoint, route as type_route, underlay as type_underlay,
 };
 pub use overlay::{EndpointConfig, UnderlayConfig};
 pub use overlay::{MAX_ADDRESSES, MAX_SUBNETS};
+pub use service::LoadBalancerConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +57,10 @@ pub struct VswitchConfig {
     pub remote_endpoints: Vec<RemoteEndpointSpec>,
     /// `[[route]]`: static routes in tenants' VRFs.
     pub routes: Vec<RouteSpec>,
+    /// `[[service]]`: virtual IPs spread over backends, in file order.
+    pub services: Vec<dataplane::pipeline::lb::services::ServiceSpec>,
+    /// `[load_balancer]`: the NodePort range (fixed at start).
+    pub load_balancer: LoadBalancerConfig,
     /// `[control]`: the gRPC API; absent, the daemon serves no API.
     pub control: Option<ControlConfig>,
     /// `[metrics]`: the Prometheus endpoint; absent, nothing listens.
@@ -665,6 +671,10 @@ struct RawFile {
     remote_endpoint: Vec<toml::Table>,
     #[serde(default)]
     route: Vec<toml::Table>,
+    #[serde(default)]
+    service: Vec<toml::Table>,
+    #[serde(default)]
+    load_balancer: LoadBalancerConfig,
     control: Option<ControlConfig>,
     metrics: Option<MetricsConfig>,
     #[serde(default)]
@@ -780,6 +790,18 @@ impl VswitchConfig {
             route: raw.route,
         }
         .parse()?;
+        raw.load_balancer.validate()?;
+        let mut services = Vec::with_capacity(raw.service.len());
+        for (i, t) in raw.service.into_iter().enumerate() {
+            let item = service::label(i, &t);
+            let r: crate::api::Service = overlay::typed(&item, t)?;
+            // The name first: the other errors quote it.
+            names::check(&r.name).map_err(|reason| ConfigError::BadName {
+                field: format!("service #{i}: name"),
+                reason,
+            })?;
+            services.push(service::service(&item, &r, &raw.load_balancer)?);
+        }
         let cfg = VswitchConfig {
             eal: raw.eal,
             dataplane: raw.dataplane,
@@ -791,6 +813,8 @@ impl VswitchConfig {
             endpoints: overlay.endpoints,
             remote_endpoints: overlay.remote_endpoints,
             routes: overlay.routes,
+            services,
+            load_balancer: raw.load_balancer,
             control: raw.control,
             metrics: raw.metrics,
             log: raw.log,
@@ -1035,7 +1059,8 @@ impl VswitchConfig {
                 return Err(ConfigError::DuplicateMac(e.mac));
             }
         }
-        self.validate_overlay(&names)
+        self.validate_overlay(&names)?;
+        self.validate_services()
     }
 
     /// Every name and every reference by name against the one grammar
@@ -1075,6 +1100,10 @@ impl VswitchConfig {
             if let dataplane::overlay::RouteTarget::NextHop { network, .. } = &r.target {
                 names::check(network).map_err(bad(format!("{item}: next_hop.network")))?;
             }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            names::check(&s.name).map_err(bad(format!("service #{i}: name")))?;
+            names::check(&s.network).map_err(bad(format!("service {:?}: network", s.name)))?;
         }
         Ok(())
     }

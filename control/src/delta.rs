@@ -50,6 +50,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use dataplane::overlay::{NetworkSpec, RemoteEndpointSpec, RouteSpec, RouteTarget};
+use dataplane::pipeline::lb::services::ServiceSpec;
 use dataplane::MacAddr;
 use ipnet::IpNet;
 
@@ -90,6 +91,12 @@ pub enum Delta {
     /// A new network (after the others), as the whole-state path would parse
     /// it, and in its canonical API form.
     AddNetwork(Box<NetworkSpec>, Box<api::Network>),
+    /// A service added or changed (its backends added, removed, reweighted):
+    /// the whole service as it is after the op, and the op as the journal
+    /// keeps it.
+    PutService(Box<ServiceSpec>, Box<crate::persist::JournalOp>),
+    /// The service (by name) goes.
+    DelService(String),
 }
 
 /// Why a delta write was refused: the op and the reason, as [`ApiError::Op`]
@@ -116,6 +123,12 @@ pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>,
         )
     };
     let route_op = |op: &api::Op| matches!(op.op, Some(OpKind::AddRoute(_) | OpKind::DelRoute(_)));
+    if ops.iter().all(service_op) {
+        return Some(service_deltas(cfg, ops));
+    }
+    if claims_a_vip(cfg, ops) {
+        return None;
+    }
     if ops.iter().all(endpoint_op) {
         return Some(Deltas::new(cfg).all(ops));
     }
@@ -134,6 +147,159 @@ pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>,
     None
 }
 
+/// Whether an endpoint op of `ops` takes an address that is a service's
+/// virtual IP in its network: the whole-state path refuses that (a virtual
+/// IP is nobody's address) in its own words, so such a write goes there.
+/// One set of the services' addresses per write, only when there are
+/// services.
+fn claims_a_vip(cfg: &VswitchConfig, ops: &[api::Op]) -> bool {
+    if cfg.services.is_empty() {
+        return false;
+    }
+    let adds = ops.iter().filter_map(|op| match &op.op {
+        Some(OpKind::AddEndpoint(e)) => Some((&e.network, &e.ips)),
+        Some(OpKind::AddRemoteEndpoint(e)) => Some((&e.network, &e.ips)),
+        _ => None,
+    });
+    let mut adds = adds.peekable();
+    if adds.peek().is_none() {
+        return false;
+    }
+    let vips: std::collections::HashSet<(&str, IpAddr)> = cfg
+        .services
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(s.cluster_ip)
+                .chain(s.external_ips.iter().copied())
+                .map(move |a| (s.network.as_str(), a))
+        })
+        .collect();
+    adds.any(|(net, ips)| {
+        ips.iter()
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+            .any(|a| vips.contains(&(net.as_str(), a)))
+    })
+}
+
+/// A service or backend op.
+fn service_op(op: &api::Op) -> bool {
+    matches!(
+        op.op,
+        Some(
+            OpKind::AddService(_)
+                | OpKind::DelService(_)
+                | OpKind::AddBackend(_)
+                | OpKind::DelBackend(_)
+                | OpKind::SetBackend(_)
+        )
+    )
+}
+
+/// The deltas of a write of service and backend ops: each op's fields
+/// checked as the whole-state path checks them (`state::check_fields`), the
+/// service it names found (one scan of the services' names), the backend op
+/// applied to that service alone (`state::backend_op`, the whole-state
+/// path's own) and the service typed again. What concerns other services
+/// (a frontend or node port taken) is the dataplane's to refuse
+/// ([`Services::patched`](dataplane::pipeline::lb::Services::patched)),
+/// whose refusal sends the write to the whole-state path. The cost follows
+/// the services the write touches, not how many there are.
+///
+/// # Errors
+/// The first op refused, in the whole-state path's words.
+fn service_deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Result<Vec<Delta>, Refusal> {
+    use crate::config::service::{service, to_message};
+    use crate::persist::JournalOp as J;
+    let lb = &cfg.load_balancer;
+    // What the write has made of each service so far (`None`: deleted).
+    let mut now: HashMap<String, Option<api::Service>> = HashMap::new();
+    let mut out = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let kind = op.op.as_ref();
+        crate::state::check_fields(kind, lb).map_err(|r| (i, r))?;
+        let own = |name: &str| format!("service {}", names::quote(name));
+        let strip = |name: &str, e: String| match e.strip_prefix(&format!("{}: ", own(name))) {
+            Some(rest) => rest.to_owned(),
+            None => e,
+        };
+        let current = |now: &HashMap<String, Option<api::Service>>, name: &str| match now.get(name)
+        {
+            Some(s) => s.clone(),
+            None => cfg.services.iter().find(|s| s.name == name).map(to_message),
+        };
+        let typed = |v: &api::Service, addresses: bool| -> Result<ServiceSpec, String> {
+            let spec = service(&own(&v.name), v, lb).map_err(|e| strip(&v.name, e.to_string()))?;
+            cfg.service_refs(&spec, addresses)
+                .map_err(|e| strip(&v.name, e.to_string()))?;
+            Ok(spec)
+        };
+        match kind {
+            Some(OpKind::AddService(v)) => {
+                if current(&now, &v.name).is_some() {
+                    return Err((i, "service already exists".into()));
+                }
+                let spec = typed(v, true).map_err(|r| (i, r))?;
+                let canonical = to_message(&spec);
+                now.insert(v.name.clone(), Some(canonical.clone()));
+                out.push(Delta::PutService(
+                    Box::new(spec),
+                    Box::new(J::AddService(canonical)),
+                ));
+            }
+            Some(OpKind::DelService(n)) => {
+                if current(&now, n).is_none() {
+                    return Err((i, "no such service".into()));
+                }
+                now.insert(n.clone(), None);
+                out.push(Delta::DelService(n.clone()));
+            }
+            Some(op @ (OpKind::AddBackend(_) | OpKind::DelBackend(_) | OpKind::SetBackend(_))) => {
+                let name = match op {
+                    OpKind::AddBackend(b) => &b.service,
+                    OpKind::DelBackend(k) => &k.service,
+                    OpKind::SetBackend(k) => &k.service,
+                    _ => unreachable!("a backend op"),
+                };
+                let mut v = current(&now, name)
+                    .ok_or_else(|| (i, format!("no such service {}", names::quote(name))))?;
+                crate::state::backend_op(&mut v, op).map_err(|r| (i, r))?;
+                let spec = typed(&v, false).map_err(|r| (i, r))?;
+                let canonical = to_message(&spec);
+                // The op in canonical text: the address as the state has it.
+                let journal = match op {
+                    OpKind::AddBackend(b) => {
+                        let added = canonical.backends.last().cloned();
+                        J::AddBackend(api::BackendOp {
+                            service: b.service.clone(),
+                            backend: added,
+                        })
+                    }
+                    OpKind::DelBackend(k) => J::DelBackend(api::BackendKey {
+                        service: k.service.clone(),
+                        address: canonical_ip(&k.address),
+                    }),
+                    OpKind::SetBackend(k) => J::SetBackend(api::SetBackend {
+                        service: k.service.clone(),
+                        address: canonical_ip(&k.address),
+                        weight: k.weight,
+                        state: k.state.clone(),
+                    }),
+                    _ => unreachable!("a backend op"),
+                };
+                now.insert(name.clone(), Some(canonical));
+                out.push(Delta::PutService(Box::new(spec), Box::new(journal)));
+            }
+            _ => return Err((i, "not a service op".into())),
+        }
+    }
+    Ok(out)
+}
+
+fn canonical_ip(s: &str) -> String {
+    s.parse::<IpAddr>()
+        .map_or_else(|_| s.to_owned(), |a| a.to_string())
+}
+
 /// Whether route op `op`'s fields are valid, and its tenant and next hop's
 /// network exist (among `nets`, the networks after the write). True for the
 /// other ops, which are checked as they come.
@@ -141,7 +307,7 @@ fn route_stands_alone(nets: &[NetworkSpec], op: Option<&OpKind>) -> bool {
     let Some(add @ OpKind::AddRoute(r)) = op else {
         return true;
     };
-    if crate::state::check_fields(Some(add)).is_err() {
+    if crate::state::check_fields(Some(add), &Default::default()).is_err() {
         return false;
     }
     let tenant = crate::state::tenant_key(&r.tenant);
@@ -165,6 +331,8 @@ pub fn refusals_go_whole(deltas: &[Delta]) -> bool {
                 | Delta::AddPort(..)
                 | Delta::DelPort(_)
                 | Delta::AddNetwork(..)
+                | Delta::PutService(..)
+                | Delta::DelService(_)
         )
     })
 }
@@ -209,7 +377,7 @@ pub fn section_deltas(
             )
         )
     };
-    if !ops.iter().all(|op| section_op(op) || delta_op(op)) {
+    if !ops.iter().all(|op| section_op(op) || delta_op(op)) || claims_a_vip(cfg, ops) {
         return None;
     }
     // The sections after the write: adds at the end, deletes where the port
@@ -219,7 +387,7 @@ pub fn section_deltas(
     for op in ops {
         match &op.op {
             Some(add @ OpKind::AddPort(p)) => {
-                crate::state::check_fields(Some(add)).ok()?;
+                crate::state::check_fields(Some(add), fixed.load_balancer()).ok()?;
                 if ports.iter().any(|x| x.name == p.name) {
                     return None;
                 }
@@ -230,7 +398,7 @@ pub fn section_deltas(
                 ports.remove(i);
             }
             Some(add @ OpKind::AddNetwork(n)) => {
-                crate::state::check_fields(Some(add)).ok()?;
+                crate::state::check_fields(Some(add), fixed.load_balancer()).ok()?;
                 if networks.iter().any(|x| x.name == n.name) {
                     return None;
                 }
@@ -637,12 +805,44 @@ fn apply_with(
                     s.networks.push((**a).clone());
                 }
             }
+            // A service changed in place (its position kept), a new one at
+            // the end, in both forms.
+            Delta::PutService(spec, _) => {
+                let at = cfg.services.iter().position(|x| x.name == spec.name);
+                let msg = crate::config::service::to_message(spec);
+                match at {
+                    Some(i) => {
+                        cfg.services[i] = (**spec).clone();
+                        if let Some(s) = state.as_deref_mut() {
+                            s.services[i] = msg;
+                        }
+                    }
+                    None => {
+                        cfg.services.push((**spec).clone());
+                        if let Some(s) = state.as_deref_mut() {
+                            s.services.push(msg);
+                        }
+                    }
+                }
+            }
+            Delta::DelService(n) => {
+                if let Some(i) = cfg.services.iter().position(|x| x.name == *n) {
+                    cfg.services.remove(i);
+                    if let Some(s) = state.as_deref_mut() {
+                        s.services.remove(i);
+                    }
+                }
+            }
             _ => {}
         }
     }
     for d in deltas {
         match d {
-            Delta::AddPort(..) | Delta::DelPort(_) | Delta::AddNetwork(..) => {}
+            Delta::AddPort(..)
+            | Delta::DelPort(_)
+            | Delta::AddNetwork(..)
+            | Delta::PutService(..)
+            | Delta::DelService(_) => {}
             Delta::AddRoute(r) => {
                 route_pending.insert((r.tenant.as_str(), r.prefix), route_adds.len());
                 route_adds.push(Some(r));
@@ -832,6 +1032,8 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
             Delta::AddPort(_, p) => J::AddPort((**p).clone()),
             Delta::DelPort(name) => J::DelPort { name: name.clone() },
             Delta::AddNetwork(_, n) => J::AddNetwork((**n).clone()),
+            Delta::PutService(_, j) => (**j).clone(),
+            Delta::DelService(name) => J::DelService { name: name.clone() },
         })
         .collect()
 }
@@ -865,6 +1067,11 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
         J::AddPort(p) => OpKind::AddPort(p),
         J::DelPort { name } => OpKind::DelPort(name),
         J::AddNetwork(n) => OpKind::AddNetwork(n),
+        J::AddService(v) => OpKind::AddService(v),
+        J::DelService { name } => OpKind::DelService(name),
+        J::AddBackend(b) => OpKind::AddBackend(b),
+        J::DelBackend(k) => OpKind::DelBackend(k),
+        J::SetBackend(k) => OpKind::SetBackend(k),
     };
     api::Op { op: Some(op) }
 }

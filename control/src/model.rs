@@ -1,13 +1,13 @@
 //! One schema per resource: the proto messages of `vswitch.v1`.
 //!
-//! A port, patch, L2 entry, underlay, network, endpoint, remote endpoint or route
-//! is described once, in `proto/vswitch/v1/vswitch.proto`. `build.rs` gives the
+//! A port, patch, L2 entry, underlay, network, endpoint, remote endpoint, route
+//! or service (with its ports and backends) is described once, in `proto/vswitch/v1/vswitch.proto`. `build.rs` gives the
 //! generated types serde derives with the keys the configuration file has always
 //! used, so the same type is:
 //!
 //! - the API's message (prost, wire-compatible: field numbers are the proto's);
 //! - an item of the configuration file's sections (`[[network]]`, `[[endpoint]]`,
-//!   `[[remote_endpoint]]`, `[[route]]`, `[underlay]`, `[[patch]]`, `[[l2]]`:
+//!   `[[remote_endpoint]]`, `[[route]]`, `[[service]]`, `[underlay]`, `[[patch]]`, `[[l2]]`:
 //!   deserialized from TOML by [`crate::config`], serialized to TOML for the
 //!   state file by [`crate::state::to_sections`]);
 //! - an item of `vswitchctl`'s YAML/JSON documents (`apply`, `get`, `--json`);
@@ -104,6 +104,39 @@ fn ranged<'de, D: Deserializer<'de>>(d: D, key: &str, max: u32) -> Result<u32, D
 /// `Network.vni`: 24 bits.
 pub(crate) fn vni<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     ranged(d, "vni", dataplane::overlay::MAX_VNI)
+}
+
+/// A service's `port`, `target_port` and `node_port`: 16 bits.
+pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "port", u32::from(u16::MAX))
+}
+
+pub(crate) fn target_port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "target_port", u32::from(u16::MAX))
+}
+
+pub(crate) fn node_port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "node_port", u32::from(u16::MAX))
+}
+
+/// `Service.table_size`: a prime up to the Maglev bound.
+pub(crate) fn table_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "table_size", dataplane::pipeline::lb::maglev::MAX_SIZE)
+}
+
+/// `Service.affinity_timeout_s`: up to a day.
+pub(crate) fn affinity_timeout_s<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "affinity_timeout_s", 86_400)
+}
+
+/// A backend's `weight` (optional: unset is 1): 16 bits.
+pub(crate) fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) => u32::try_from(v).map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("weight {v} is out of range (0-{})", u16::MAX))
+        }),
+    }
 }
 
 /// `Port.mtu` and `Underlay.mtu`: 16 bits.

@@ -80,6 +80,16 @@ next_hop = { network = "blue", ip = "10.1.0.3" }
 tenant = "t1"
 prefix = "10.99.0.0/16"
 blackhole = true
+[[service]]
+name = "web"
+network = "blue"
+cluster_ip = "10.96.0.10"
+external_ips = ["198.51.100.10"]
+session_affinity = "ClientIP"
+affinity_timeout_s = 600
+table_size = 251
+ports = [{ name = "dns", protocol = "UDP", port = 53, target_port = 5353, node_port = 30053 }]
+backends = [{ address = "10.1.0.2", weight = 3, state = "draining" }, { address = "10.1.0.3", weight = 2, state = "active" }]
 "#;
 
 fn sample() -> (VswitchConfig, api::DesiredState) {
@@ -158,6 +168,9 @@ fn the_sample_sets_every_field_of_every_resource() {
             keys("RemoteEndpoint", &s.remote_endpoints),
         ),
         ("Route", keys("Route", &s.routes)),
+        ("Service", keys("Service", &s.services)),
+        ("ServicePort", keys("ServicePort", &s.services[0].ports)),
+        ("Backend", keys("Backend", &s.services[0].backends)),
     ];
     for (message, keys) in cases {
         assert_eq!(
@@ -218,6 +231,7 @@ fn every_field_round_trips_through_the_file_the_api_and_the_documents() {
     json(&s.endpoints);
     json(&s.remote_endpoints);
     json(&s.routes);
+    json(&s.services);
 }
 
 #[test]
@@ -256,6 +270,60 @@ fn wide_integers_are_refused_naming_the_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("mtu: -5 is out of range (0-65535)"), "{e}");
+    // A service's numbers, in the file and in a document alike.
+    for (doc, want) in [
+        (
+            r#"{"address":"10.0.0.2","weight":-1}"#,
+            "weight -1 is out of range (0-65535)",
+        ),
+        (r#"{"address":"10.0.0.2"}"#, ""),
+    ] {
+        let r = serde_json::from_str::<api::Backend>(doc);
+        match want {
+            "" => assert_eq!(r.unwrap().weight, None),
+            want => assert!(r.unwrap_err().to_string().contains(want)),
+        }
+    }
+    for (doc, want) in [
+        (r#"{"port":-80}"#, "port -80 is out of range (0-65535)"),
+        (
+            r#"{"port":80,"target_port":-80}"#,
+            "target_port -80 is out of range (0-65535)",
+        ),
+        (
+            r#"{"port":80,"node_port":-80}"#,
+            "node_port -80 is out of range (0-65535)",
+        ),
+    ] {
+        let e = serde_json::from_str::<api::ServicePort>(doc)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{doc}: {e}");
+    }
+    let toml_service = |key: &str| {
+        format!(
+            "name = \"s\"\nnetwork = \"n\"\ncluster_ip = \"10.96.0.1\"\n{key} = -3\n\
+             ports = [{{ port = 80 }}]\nbackends = [{{ address = \"10.0.0.2\" }}]\n"
+        )
+    };
+    for (key, want) in [
+        ("table_size", "table_size -3 is out of range (0-1048573)"),
+        (
+            "affinity_timeout_s",
+            "affinity_timeout_s -3 is out of range (0-86400)",
+        ),
+    ] {
+        let e = toml::from_str::<api::Service>(&toml_service(key))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{key}: {e}");
+    }
+    let e = serde_json::from_str::<api::SetBackend>(
+        r#"{"service":"s","address":"10.0.0.2","weight":-7}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("weight -7 is out of range (0-65535)"), "{e}");
 }
 
 /// The configuration files users have still load: the shipped ones and the

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! `state` holds the runtime sections of the configuration file (`port`, `patch`,
-//! `l2`, `underlay`, `network`, `endpoint`, `remote_endpoint`, `route`) with exactly
+//! `l2`, `underlay`, `network`, `endpoint`, `remote_endpoint`, `route`, `service`) with exactly
 //! the file's keys and value types, as JSON: one schema for the file an operator
 //! writes and the file the daemon keeps, checked at load by the same validation
 //! ([`Fixed::parse_sections`](crate::state::Fixed::parse_sections)).
@@ -251,6 +251,19 @@ pub enum JournalOp {
     },
     /// `add_network`, in the canonical form the state file keeps.
     AddNetwork(api::Network),
+    /// `add_service`, in the canonical form the state file keeps.
+    AddService(api::Service),
+    /// `del_service`.
+    DelService {
+        /// The name.
+        name: String,
+    },
+    /// `add_backend`, the backend in canonical form.
+    AddBackend(api::BackendOp),
+    /// `del_backend`.
+    DelBackend(api::BackendKey),
+    /// `set_backend`.
+    SetBackend(api::SetBackend),
 }
 
 /// A journalled route's next hop.

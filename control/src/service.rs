@@ -88,6 +88,14 @@ pub trait DataplaneHandle: Send + Sync + 'static {
             "this dataplane takes whole states only".into(),
         ))
     }
+    /// Service `name`'s Maglev table as the published snapshot holds it;
+    /// `None` when the snapshot has no such service.
+    ///
+    /// # Errors
+    /// A dataplane that holds no tables.
+    fn service_table(&self, _name: &str) -> Result<Option<api::ServiceTable>, String> {
+        Err("this dataplane holds no service tables".into())
+    }
     /// Ports as they run.
     fn ports(&self) -> Vec<api::PortStatus>;
     /// Counters.
@@ -701,6 +709,23 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
                     crate::names::quote(&req.in_port)
                 )))
             })
+    }
+
+    async fn get_service_table(
+        &self,
+        request: Request<api::GetServiceTableRequest>,
+    ) -> Result<Response<api::ServiceTable>, Status> {
+        let req = request.into_inner();
+        crate::names::check(&req.name)
+            .map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
+        match self.inner.handle.service_table(&req.name) {
+            Ok(Some(t)) => Ok(Response::new(t)),
+            Ok(None) => Err(Status::not_found(format!(
+                "no service named {} in the published snapshot",
+                crate::names::quote(&req.name)
+            ))),
+            Err(e) => Err(Status::unimplemented(e)),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The desired state the gRPC API reads and writes: the runtime sections of the
 //! configuration file (`[[port]]`, `[[patch]]`, `[[l2]]`, `[underlay]`,
-//! `[[network]]`, `[[endpoint]]`, `[[remote_endpoint]]`, `[[route]]`). `[eal]` and
-//! `[dataplane]` are fixed at start ([`Fixed`]).
+//! `[[network]]`, `[[endpoint]]`, `[[remote_endpoint]]`, `[[route]]`,
+//! `[[service]]`). `[eal]`, `[dataplane]` and `[load_balancer]` are fixed at
+//! start ([`Fixed`]).
 //!
 //! Validation is the configuration file's, not a second copy of it: a proto
 //! [`DesiredState`](api::DesiredState) becomes TOML tables with the file's keys
@@ -122,6 +123,8 @@ pub struct Fixed {
     log: crate::config::LogConfig,
     /// And `[conntrack]`: the workers' tables are sized at start.
     conntrack: crate::config::ConntrackConfig,
+    /// And `[load_balancer]` (the NodePort range every service is checked against).
+    load_balancer: crate::config::LoadBalancerConfig,
     cores: usize,
 }
 
@@ -143,8 +146,14 @@ impl Fixed {
             metrics: cfg.metrics.clone(),
             log: cfg.log.clone(),
             conntrack: cfg.conntrack.clone(),
+            load_balancer: cfg.load_balancer.clone(),
             cores,
         }
+    }
+
+    /// `[load_balancer]`, as fixed at start.
+    pub fn load_balancer(&self) -> &crate::config::LoadBalancerConfig {
+        &self.load_balancer
     }
 
     /// Validates runtime `sections` (TOML tables with the file's keys, as
@@ -156,6 +165,10 @@ impl Fixed {
         let mut doc = sections.clone();
         doc.insert("eal".into(), Value::Table(self.eal.clone()));
         doc.insert("dataplane".into(), Value::Table(self.dataplane.clone()));
+        doc.insert(
+            "load_balancer".into(),
+            Value::Table(table(&self.load_balancer)),
+        );
         let mut cfg = VswitchConfig::from_table(doc, self.cores)?;
         cfg.control = self.control.clone();
         cfg.metrics = self.metrics.clone();
@@ -269,6 +282,7 @@ pub fn to_sections(s: &api::DesiredState) -> Result<Table, ConfigError> {
         array(s.remote_endpoints.iter().map(table)),
     );
     put("route", array(s.routes.iter().map(table)));
+    put("service", array(s.services.iter().map(table)));
     Ok(doc)
 }
 
@@ -286,6 +300,11 @@ pub fn from_config(cfg: &VswitchConfig) -> api::DesiredState {
         endpoints: cfg.endpoints.iter().map(Into::into).collect(),
         remote_endpoints: cfg.remote_endpoints.iter().map(Into::into).collect(),
         routes: cfg.routes.iter().map(Into::into).collect(),
+        services: cfg
+            .services
+            .iter()
+            .map(crate::config::service::to_message)
+            .collect(),
     }
 }
 
@@ -384,7 +403,17 @@ fn relabel(msg: &str, s: &api::DesiredState) -> String {
         let pos = format!("l2[{i}].");
         m = m.replace(&pos, &format!("{}: ", l2_label(&e.mac)));
     }
+    for (i, v) in s.services.iter().enumerate() {
+        m = m.replace(
+            &format!("service #{i}: "),
+            &format!("{}: ", service_label(&v.name)),
+        );
+    }
     m
+}
+
+fn service_label(name: &str) -> String {
+    format!("service {}", q(name))
 }
 
 /// How errors name op `op`: its kind and key.
@@ -431,6 +460,19 @@ pub(crate) fn op_label(op: Option<&OpKind>) -> String {
             q(&k.prefix),
             q(tenant_key(&k.tenant))
         ),
+        Some(OpKind::AddService(v)) => format!("add_service {}", q(&v.name)),
+        Some(OpKind::DelService(n)) => format!("del_service {}", q(n)),
+        Some(OpKind::AddBackend(b)) => format!(
+            "add_backend {} to service {}",
+            q(b.backend.as_ref().map_or("", |b| b.address.as_str())),
+            q(&b.service)
+        ),
+        Some(OpKind::DelBackend(k)) => {
+            format!("del_backend {} of service {}", q(&k.address), q(&k.service))
+        }
+        Some(OpKind::SetBackend(k)) => {
+            format!("set_backend {} of service {}", q(&k.address), q(&k.service))
+        }
     }
 }
 
@@ -445,6 +487,9 @@ fn own_label(op: Option<&OpKind>) -> Option<String> {
         OpKind::AddEndpoint(e) => endpoint_label(&e.mac, &e.network),
         OpKind::AddRemoteEndpoint(e) => remote_label(&e.mac, &e.network),
         OpKind::AddRoute(r) => route_label(&r.prefix, &r.tenant),
+        OpKind::AddService(v) => service_label(&v.name),
+        OpKind::AddBackend(b) => service_label(&b.service),
+        OpKind::SetBackend(b) => service_label(&b.service),
         _ => return None,
     })
 }
@@ -513,6 +558,7 @@ struct Index {
     endpoints: Keyed<(String, String)>,
     remotes: Keyed<(String, String)>,
     routes: Keyed<(String, String)>,
+    services: Keyed<String>,
 }
 
 fn ep_key(network: &str, mac: &str) -> (String, String) {
@@ -533,6 +579,7 @@ impl Index {
             endpoints: Keyed::new(&s.endpoints, |x| ep_key(&x.network, &x.mac)),
             remotes: Keyed::new(&s.remote_endpoints, |x| ep_key(&x.network, &x.mac)),
             routes: Keyed::new(&s.routes, |x| route_key(&x.tenant, &x.prefix)),
+            services: Keyed::new(&s.services, |x| x.name.clone()),
         }
     }
 
@@ -590,6 +637,20 @@ impl Index {
                     .add(&mut s.routes, route_key(&r.tenant, &r.prefix), r, "route")
             }
             Some(OpKind::DelRoute(k)) => self.routes.del(&route_key(&k.tenant, &k.prefix), "route"),
+            Some(OpKind::AddService(v)) => {
+                self.services
+                    .add(&mut s.services, v.name.clone(), v, "service")
+            }
+            Some(OpKind::DelService(n)) => self.services.del(n, "service"),
+            Some(op @ (OpKind::AddBackend(_) | OpKind::DelBackend(_) | OpKind::SetBackend(_))) => {
+                let name = backend_op_service(op);
+                let i = *self
+                    .services
+                    .at
+                    .get(name)
+                    .ok_or_else(|| format!("no such service {}", q(name)))?;
+                backend_op(&mut s.services[i], op)
+            }
         }
     }
 
@@ -601,7 +662,69 @@ impl Index {
         self.endpoints.compact(&mut s.endpoints);
         self.remotes.compact(&mut s.remote_endpoints);
         self.routes.compact(&mut s.routes);
+        self.services.compact(&mut s.services);
     }
+}
+
+/// The service a backend op names.
+fn backend_op_service(op: &OpKind) -> &str {
+    match op {
+        OpKind::AddBackend(b) => &b.service,
+        OpKind::DelBackend(k) => &k.service,
+        OpKind::SetBackend(k) => &k.service,
+        _ => "",
+    }
+}
+
+/// An address as a key: canonical when it parses, the text otherwise.
+fn address_key(s: &str) -> String {
+    s.parse::<std::net::IpAddr>()
+        .map_or_else(|_| s.to_owned(), |a| a.to_string())
+}
+
+/// Applies backend op `op` to service `v`, checking only the backend's key:
+/// an add refuses an address the service has, a delete or set one it has not.
+/// The one place backend ops change a service (the whole-state path and the
+/// delta path both call it).
+pub(crate) fn backend_op(v: &mut api::Service, op: &OpKind) -> Result<(), String> {
+    let find = |v: &api::Service, a: &str| {
+        let key = address_key(a);
+        v.backends
+            .iter()
+            .position(|b| address_key(&b.address) == key)
+    };
+    match op {
+        OpKind::AddBackend(b) => {
+            let Some(backend) = &b.backend else {
+                return Err("backend: missing".into());
+            };
+            if find(v, &backend.address).is_some() {
+                return Err(format!("backend {} already exists", q(&backend.address)));
+            }
+            v.backends.push(backend.clone());
+        }
+        OpKind::DelBackend(k) => {
+            let i =
+                find(v, &k.address).ok_or_else(|| format!("no such backend {}", q(&k.address)))?;
+            v.backends.remove(i);
+        }
+        OpKind::SetBackend(k) => {
+            let i =
+                find(v, &k.address).ok_or_else(|| format!("no such backend {}", q(&k.address)))?;
+            if k.weight.is_none() && k.state.is_empty() {
+                return Err("give a weight, a state or both".into());
+            }
+            let b = &mut v.backends[i];
+            if k.weight.is_some() {
+                b.weight = k.weight;
+            }
+            if !k.state.is_empty() {
+                b.state = k.state.clone();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// How validation errors name the item op `op` writes or deletes.
@@ -614,6 +737,8 @@ fn item_label(op: Option<&OpKind>) -> Option<String> {
         OpKind::DelRemoteEndpoint(k) => remote_label(&k.mac, &k.network),
         OpKind::DelRoute(k) => route_label(&k.prefix, &k.tenant),
         OpKind::ClearUnderlay(_) => "underlay".into(),
+        OpKind::DelService(n) => service_label(n),
+        OpKind::DelBackend(k) => service_label(&k.service),
         other => return own_label(Some(other)),
     })
 }
@@ -807,7 +932,10 @@ fn unknown_network(current: &api::DesiredState, ops: &[api::Op]) -> Option<(usiz
 /// text of every address, MAC and prefix it carries, with the words the
 /// whole-state validation uses for them (its item label left out, as for an
 /// op's own item).
-pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
+pub(crate) fn check_fields(
+    op: Option<&OpKind>,
+    lb: &crate::config::LoadBalancerConfig,
+) -> Result<(), String> {
     use crate::config::{
         parse_mac, type_endpoint, type_network, type_remote_endpoint, type_route, type_underlay,
         ConfigError,
@@ -873,6 +1001,32 @@ pub(crate) fn check_fields(op: Option<&OpKind>) -> Result<(), String> {
                 name("next_hop.network", &h.network)?;
             }
             type_route(&own, r).map_err(strip)?;
+        }
+        OpKind::AddService(v) => {
+            name("name", &v.name)?;
+            name("network", &v.network)?;
+            crate::config::service::service(&own, v, lb).map_err(strip)?;
+        }
+        OpKind::DelService(n) => name("name", n)?,
+        OpKind::AddBackend(b) => {
+            name("service", &b.service)?;
+            let Some(backend) = &b.backend else {
+                return Err("backend: missing".into());
+            };
+            crate::config::service::backend(&own, "backend", backend, None).map_err(strip)?;
+        }
+        OpKind::DelBackend(k) => {
+            name("service", &k.service)?;
+            crate::config::parse_ip(&own, "address", &k.address).map_err(strip)?;
+        }
+        OpKind::SetBackend(k) => {
+            name("service", &k.service)?;
+            let b = api::Backend {
+                address: k.address.clone(),
+                weight: k.weight,
+                state: k.state.clone(),
+            };
+            crate::config::service::backend(&own, "backend", &b, None).map_err(strip)?;
         }
         _ => {}
     }
@@ -954,7 +1108,7 @@ impl Fixed {
         for (i, op) in ops.iter().enumerate() {
             #[cfg(test)]
             tests::VISITS.with(|v| v.set(v.get() + 1));
-            check_fields(op.op.as_ref()).map_err(|r| op_err(i, r))?;
+            check_fields(op.op.as_ref(), &self.load_balancer).map_err(|r| op_err(i, r))?;
         }
         if let Some((i, reason)) = unknown_network(current, ops) {
             return Err(op_err(i, reason));
@@ -1101,3 +1255,6 @@ impl Desired {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod service_tests;

@@ -159,7 +159,26 @@ impl TestPmd {
         self.command("quit");
         let mut child = self.child.take().unwrap();
         drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
+        // A pod that does not quit fails the test in bounded time instead of
+        // hanging it: the output is read on a thread, the pod killed by PID.
+        let pid = child.id();
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait_with_output());
+        });
+        let out = match wait.recv_timeout(Duration::from_secs(30)) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+                let out = wait.recv().unwrap().unwrap();
+                panic!(
+                    "testpmd (pid {pid}) did not quit within 30 s of stop/quit:\n{}",
+                    crate::text(&out.stdout)
+                );
+            }
+        };
         let text = crate::text(&out.stdout);
         let field = |name: &str| -> u64 {
             text.rsplit(name)

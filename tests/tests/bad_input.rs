@@ -185,10 +185,51 @@ fn initial_ops() -> Vec<Op> {
             mac: s(L2_MAC),
             port: s("p2"),
         }),
+        K::AddService(web_service()),
     ]
     .into_iter()
     .map(op)
     .collect()
+}
+
+/// The service of the initial state: 10.96.0.10:80/TCP, node port 30080.
+fn web_service() -> api::Service {
+    api::Service {
+        name: s("web"),
+        network: s("blue"),
+        cluster_ip: s("10.96.0.10"),
+        ports: vec![api::ServicePort {
+            name: s("http"),
+            protocol: s("TCP"),
+            port: 80,
+            target_port: 8080,
+            node_port: 30080,
+        }],
+        backends: vec![backend("10.1.0.20", Some(1), "")],
+        ..Default::default()
+    }
+}
+
+fn backend(address: &str, weight: Option<u32>, state: &str) -> api::Backend {
+    api::Backend {
+        address: s(address),
+        weight,
+        state: s(state),
+    }
+}
+
+/// A new service (10.96.0.11:443, its own backend) with `f` applied.
+fn service_with(f: impl FnOnce(&mut api::Service)) -> K {
+    let mut v = api::Service {
+        name: s("api"),
+        cluster_ip: s("10.96.0.11"),
+        backends: vec![backend("10.1.0.21", None, "")],
+        ..web_service()
+    };
+    v.ports[0].port = 443;
+    v.ports[0].node_port = 0;
+    f(&mut v);
+    K::AddService(v)
 }
 
 /// Ops that are valid on their own, to put next to a bad one: the write must
@@ -1482,6 +1523,278 @@ fn cases() -> Table {
         }),
         &["neighbors[0].ip", "on_link"],
     );
+
+    // ---- services and backends: each refused naming the field, nothing changed
+    let svc_cases: Vec<(&str, K, &[&str])> = vec![
+        (
+            "service: bad VIP",
+            service_with(|v| v.cluster_ip = s("10.96.0.999")),
+            &["cluster_ip", "invalid IP address", "10.96.0.999"],
+        ),
+        (
+            "service: VIP of another family than its network",
+            service_with(|v| {
+                v.cluster_ip = s("fd00:96::11");
+                v.backends[0].address = s("fd00:1::21");
+            }),
+            &["cluster_ip", "IPv6", "no IPv6 subnet"],
+        ),
+        (
+            "service: VIP is an endpoint's address",
+            service_with(|v| v.cluster_ip = s("10.1.0.2")),
+            &["cluster_ip", "10.1.0.2", "endpoint"],
+        ),
+        (
+            "service: non-prime table size",
+            service_with(|v| v.table_size = 65_536),
+            &["table_size", "65536 is not prime"],
+        ),
+        (
+            "service: table size too large",
+            service_with(|v| v.table_size = 2_000_003),
+            &["table_size", "out of range"],
+        ),
+        (
+            "service: table size too small",
+            service_with(|v| v.table_size = 5),
+            &["table_size", "out of range"],
+        ),
+        (
+            "service: weight out of range",
+            service_with(|v| v.backends[0].weight = Some(65_536)),
+            &["backends[0].weight", "65536", "0-65535"],
+        ),
+        (
+            "service: unknown backend state",
+            service_with(|v| v.backends[0].state = s("asleep")),
+            &["backends[0].state", "\"asleep\""],
+        ),
+        (
+            "service: no backends",
+            service_with(|v| v.backends.clear()),
+            &["backends", "at least one backend"],
+        ),
+        (
+            "service: weight 0 everywhere",
+            service_with(|v| v.backends[0].weight = Some(0)),
+            &["backends", "no backend is active with a non-zero weight"],
+        ),
+        (
+            "service: every backend down",
+            service_with(|v| v.backends[0].state = s("down")),
+            &["backends", "no backend is active"],
+        ),
+        (
+            "service: duplicate frontend",
+            service_with(|v| {
+                v.cluster_ip = s("10.96.0.10");
+                v.ports[0].port = 80;
+            }),
+            &["frontend 10.96.0.10:80/TCP", "service \"web\"'s"],
+        ),
+        (
+            "service: node port out of range",
+            service_with(|v| v.ports[0].node_port = 8080),
+            &[
+                "ports[0].node_port",
+                "8080 is outside the node port range 30000-32767",
+            ],
+        ),
+        (
+            "service: node port used twice",
+            service_with(|v| v.ports[0].node_port = 30080),
+            &["node_port", "30080/TCP", "service \"web\"'s"],
+        ),
+        (
+            "service: too many backends",
+            service_with(|v| {
+                v.backends = (0..5000)
+                    .map(|i| backend(&format!("10.1.{}.{}", i / 250, i % 250), None, ""))
+                    .collect();
+            }),
+            &["backends", "5000 given, at most 4096"],
+        ),
+        (
+            "service: too many ports",
+            service_with(|v| {
+                let p = v.ports[0].clone();
+                v.ports = (0..1100)
+                    .map(|i| api::ServicePort {
+                        name: format!("p{i}"),
+                        port: 1000 + i,
+                        ..p.clone()
+                    })
+                    .collect();
+            }),
+            &["ports", "1100 given, at most 1024"],
+        ),
+        (
+            "service: too many external IPs",
+            service_with(|v| {
+                v.external_ips = (0..20).map(|i| format!("198.51.100.{i}")).collect();
+            }),
+            &["external_ips", "20 given, at most 16"],
+        ),
+        (
+            "service: unknown network",
+            service_with(|v| v.network = s("red")),
+            &["network", "\"red\" does not exist"],
+        ),
+        (
+            "service: backend outside the network's family",
+            service_with(|v| v.backends.push(backend("fd00:1::21", None, ""))),
+            &["backends[1].address", "IPv6", "IPv4"],
+        ),
+        (
+            "service: backend outside the network",
+            service_with(|v| v.backends[0].address = s("10.7.0.21")),
+            &[
+                "backends[0].address",
+                "not in any subnet of network \"blue\"",
+            ],
+        ),
+        (
+            "service: unknown protocol",
+            service_with(|v| v.ports[0].protocol = s("ICMP")),
+            &["ports[0].protocol", "\"ICMP\""],
+        ),
+        (
+            "service: port 0",
+            service_with(|v| v.ports[0].port = 0),
+            &["ports[0].port", "0 is not a port"],
+        ),
+        (
+            "service: port 70000",
+            service_with(|v| v.ports[0].port = 70_000),
+            &["ports[0].port", "70000 is out of range"],
+        ),
+        (
+            "service: unknown affinity",
+            service_with(|v| v.session_affinity = s("Cookie")),
+            &["session_affinity", "\"Cookie\""],
+        ),
+        (
+            "service: affinity timeout too long",
+            service_with(|v| {
+                v.session_affinity = s("ClientIP");
+                v.affinity_timeout_s = 100_000;
+            }),
+            &["affinity_timeout_s", "100000"],
+        ),
+        (
+            "service: name taken",
+            K::AddService(web_service()),
+            &["service already exists"],
+        ),
+        (
+            "backend: unknown service",
+            K::AddBackend(api::BackendOp {
+                service: s("nope"),
+                backend: Some(backend("10.1.0.30", None, "")),
+            }),
+            &["no such service", "nope"],
+        ),
+        (
+            "backend: added twice",
+            K::AddBackend(api::BackendOp {
+                service: s("web"),
+                backend: Some(backend("10.1.0.20", None, "")),
+            }),
+            &["backend", "10.1.0.20", "already exists"],
+        ),
+        (
+            "backend: bad address",
+            K::AddBackend(api::BackendOp {
+                service: s("web"),
+                backend: Some(backend("10.1.0.x", None, "")),
+            }),
+            &["backend.address", "invalid IP address"],
+        ),
+        (
+            "backend: set weight out of range",
+            K::SetBackend(api::SetBackend {
+                service: s("web"),
+                address: s("10.1.0.20"),
+                weight: Some(70_000),
+                state: String::new(),
+            }),
+            &["backend.weight", "70000"],
+        ),
+        (
+            "backend: set unknown state",
+            K::SetBackend(api::SetBackend {
+                service: s("web"),
+                address: s("10.1.0.20"),
+                weight: None,
+                state: s("sleepy"),
+            }),
+            &["backend.state", "sleepy"],
+        ),
+        (
+            "backend: drain the last one",
+            K::SetBackend(api::SetBackend {
+                service: s("web"),
+                address: s("10.1.0.20"),
+                weight: None,
+                state: s("draining"),
+            }),
+            &["no backend is active"],
+        ),
+        (
+            "backend: set nothing",
+            K::SetBackend(api::SetBackend {
+                service: s("web"),
+                address: s("10.1.0.20"),
+                weight: None,
+                state: String::new(),
+            }),
+            &["give a weight, a state or both"],
+        ),
+        (
+            "backend: delete one that is not there",
+            K::DelBackend(api::BackendKey {
+                service: s("web"),
+                address: s("10.1.0.99"),
+            }),
+            &["no such backend", "10.1.0.99"],
+        ),
+        (
+            "backend: delete the last one",
+            K::DelBackend(api::BackendKey {
+                service: s("web"),
+                address: s("10.1.0.20"),
+            }),
+            &["at least one backend"],
+        ),
+        (
+            "service: delete one that is not there",
+            K::DelService(s("nope")),
+            &["no such service"],
+        ),
+    ];
+    for (name, bad, needles) in svc_cases {
+        t.one(name, bad.clone(), needles);
+        t.pair(name, bad, t.0.len() % 2 == 0, needles);
+    }
+    for (label, name) in bad_names(&long) {
+        t.one(
+            format!("service: {label} name"),
+            service_with(|v| v.name = name.clone()),
+            &["name", "not a valid name"],
+        );
+        t.no_echo(&name);
+        t.one(
+            format!("backend: {label} service name"),
+            K::SetBackend(api::SetBackend {
+                service: name.clone(),
+                address: s("10.1.0.20"),
+                weight: Some(2),
+                state: String::new(),
+            }),
+            &["service", "not a valid name"],
+        );
+        t.no_echo(&name);
+    }
 
     // ---- Trace and Capture
     let trace = |port: &str, frame: Vec<u8>| {

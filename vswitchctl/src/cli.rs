@@ -94,6 +94,9 @@ pub enum Command {
     /// The overlay's underlay (uplink, VTEP address, neighbours).
     #[command(subcommand)]
     Underlay(UnderlayCmd),
+    /// Services: virtual IPs spread over backends by a Maglev table.
+    #[command(subcommand)]
+    Svc(SvcCmd),
     /// Counters per port and per worker, and drops by reason.
     Stats(StatsArgs),
     /// Replace the whole desired state with a document (YAML or JSON).
@@ -299,6 +302,140 @@ pub enum RemoteCmd {
     },
     /// The remote endpoints.
     List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SvcCmd {
+    /// Add a service.
+    Add {
+        name: String,
+        /// The network (zone) of its virtual IP and backends.
+        #[arg(long)]
+        network: String,
+        /// The virtual IP (IPv4 or IPv6).
+        #[arg(long, value_name = "IP")]
+        cluster_ip: String,
+        /// A port: [NAME=]PORT[/TCP|UDP|SCTP][:TARGET_PORT][@NODE_PORT]; repeatable.
+        #[arg(long = "port", value_name = "SPEC", required = true, value_parser = parse_service_port)]
+        ports: Vec<ServicePortArg>,
+        /// An external or load-balancer IP; repeatable.
+        #[arg(long = "external-ip", value_name = "IP")]
+        external_ips: Vec<String>,
+        /// Keep a client on one backend (for --affinity-timeout seconds, 10800 by default).
+        #[arg(long)]
+        client_ip_affinity: bool,
+        #[arg(long, value_name = "S", requires = "client_ip_affinity")]
+        affinity_timeout: Option<u32>,
+        /// The Maglev table size, a prime (65537 when absent).
+        #[arg(long, value_name = "M")]
+        table_size: Option<u32>,
+        /// A backend: ADDRESS[=WEIGHT]; repeatable.
+        #[arg(long = "backend", value_name = "ADDRESS[=WEIGHT]", required = true, value_parser = parse_backend)]
+        backends: Vec<(String, Option<u32>)>,
+    },
+    /// Delete a service.
+    Del { name: String },
+    /// The services.
+    List(JsonFlag),
+    /// One service: its ports and backends, or with --table the Maglev table
+    /// the dataplane holds (one backend per slot, and slots per backend).
+    Show {
+        name: String,
+        /// The published table instead of the description.
+        #[arg(long)]
+        table: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// A service's backends: add, delete, change weight or state.
+    #[command(subcommand)]
+    Backend(SvcBackendCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SvcBackendCmd {
+    /// Add a backend to a service.
+    Add {
+        service: String,
+        address: String,
+        /// 0-65535 (1 when absent; 0 drains).
+        #[arg(long)]
+        weight: Option<u32>,
+        #[arg(long, value_enum)]
+        state: Option<BackendStateArg>,
+    },
+    /// Delete a backend.
+    Del { service: String, address: String },
+    /// Change a backend's weight and/or state.
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true).args(["weight", "state"]))]
+    Set {
+        service: String,
+        address: String,
+        #[arg(long)]
+        weight: Option<u32>,
+        #[arg(long, value_enum)]
+        state: Option<BackendStateArg>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendStateArg {
+    Active,
+    Draining,
+    Down,
+}
+
+impl BackendStateArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendStateArg::Active => "active",
+            BackendStateArg::Draining => "draining",
+            BackendStateArg::Down => "down",
+        }
+    }
+}
+
+/// A `--port` of `svc add`, as the API's message (numbers unchecked: the
+/// server checks them as it checks the file's).
+pub type ServicePortArg = control::api::ServicePort;
+
+/// `[NAME=]PORT[/PROTO][:TARGET_PORT][@NODE_PORT]`.
+pub fn parse_service_port(s: &str) -> Result<ServicePortArg, String> {
+    let usage = || format!("`{s}` is not [NAME=]PORT[/PROTO][:TARGET_PORT][@NODE_PORT]");
+    let (name, rest) = match s.split_once('=') {
+        Some((n, r)) => (n.to_string(), r),
+        None => (String::new(), s),
+    };
+    let (rest, node_port) = match rest.split_once('@') {
+        Some((r, n)) => (r, n.parse::<u32>().map_err(|_| usage())?),
+        None => (rest, 0),
+    };
+    let (rest, target_port) = match rest.split_once(':') {
+        Some((r, t)) => (r, t.parse::<u32>().map_err(|_| usage())?),
+        None => (rest, 0),
+    };
+    let (port, protocol) = match rest.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_uppercase()),
+        None => (rest, "TCP".to_string()),
+    };
+    Ok(ServicePortArg {
+        name,
+        protocol,
+        port: port.parse().map_err(|_| usage())?,
+        target_port,
+        node_port,
+    })
+}
+
+/// `ADDRESS[=WEIGHT]`.
+pub fn parse_backend(s: &str) -> Result<(String, Option<u32>), String> {
+    match s.split_once('=') {
+        Some((a, w)) => Ok((
+            a.to_string(),
+            Some(w.parse().map_err(|_| format!("`{w}` is not a weight"))?),
+        )),
+        None => Ok((s.to_string(), None)),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -569,6 +706,70 @@ mod tests {
             "gre"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn service_ports_and_backends() {
+        let p = parse_service_port("http=80/udp:8080@30080").unwrap();
+        assert_eq!(
+            (
+                p.name.as_str(),
+                p.protocol.as_str(),
+                p.port,
+                p.target_port,
+                p.node_port
+            ),
+            ("http", "UDP", 80, 8080, 30080)
+        );
+        let p = parse_service_port("443").unwrap();
+        assert_eq!(
+            (p.protocol.as_str(), p.port, p.target_port, p.node_port),
+            ("TCP", 443, 0, 0)
+        );
+        assert!(parse_service_port("http=").is_err());
+        assert!(parse_service_port("80:x").is_err());
+        assert_eq!(
+            parse_backend("fd00::5=3").unwrap(),
+            ("fd00::5".into(), Some(3))
+        );
+        assert_eq!(
+            parse_backend("10.1.0.5").unwrap(),
+            ("10.1.0.5".into(), None)
+        );
+        assert!(parse_backend("10.1.0.5=heavy").is_err());
+        let c = parse(&[
+            "svc",
+            "add",
+            "web",
+            "--network",
+            "blue",
+            "--cluster-ip",
+            "10.96.0.10",
+            "--port",
+            "80:8080",
+            "--backend",
+            "10.1.0.5=2",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::Svc(SvcCmd::Add { .. })));
+        // A service needs a port and a backend; a set needs something to set.
+        assert!(parse(&[
+            "svc",
+            "add",
+            "web",
+            "--network",
+            "b",
+            "--cluster-ip",
+            "1.2.3.4",
+            "--backend",
+            "1.1.1.1"
+        ])
+        .is_err());
+        assert!(parse(&["svc", "backend", "set", "web", "10.1.0.5"]).is_err());
+        assert!(
+            parse(&["svc", "backend", "set", "web", "10.1.0.5", "--state", "draining"]).is_ok()
+        );
+        assert!(parse(&["svc", "show", "web", "--table", "--json"]).is_ok());
     }
 
     #[test]

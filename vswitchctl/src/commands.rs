@@ -113,6 +113,14 @@ pub async fn execute_prepared(
         Command::Remote(R::List(j)) => remote_list(client, j.json, out).await,
         Command::Route(Rt::List(j)) => route_list(client, j.json, out).await,
         Command::Underlay(U::Show(j)) => underlay_show(client, j.json, out).await,
+        Command::Svc(cli::SvcCmd::List(j)) => crate::svc::list(client, j.json, out).await,
+        Command::Svc(cli::SvcCmd::Show { name, table, json }) => {
+            if *table {
+                crate::svc::table(client, name, json.json, out).await
+            } else {
+                crate::svc::show(client, name, json.json, out).await
+            }
+        }
         Command::Stats(a) => stats(client, a.json.json, a.all, out).await,
         Command::Apply(a) => {
             let desired = match prepared {
@@ -150,7 +158,8 @@ pub async fn execute_prepared(
         | Command::Endpoint(_)
         | Command::Remote(_)
         | Command::Route(_)
-        | Command::Underlay(_) => match write_op(&cli.command)? {
+        | Command::Underlay(_)
+        | Command::Svc(_) => match write_op(&cli.command)? {
             Some(op) => write(client, vec![op], w, out).await.map(drop),
             None => Err(Error::Usage("this command writes nothing".into())),
         },
@@ -315,6 +324,7 @@ pub fn write_op(command: &Command) -> Result<Option<O>> {
             O::SetUnderlay(u)
         }
         Command::Underlay(U::Clear) => O::ClearUnderlay(true),
+        Command::Svc(svc) => return Ok(crate::svc::write_op(svc)),
         _ => return Ok(None),
     }))
 }
@@ -830,6 +840,7 @@ pub async fn show(client: &mut Client, json: bool, out: &mut dyn Write) -> Resul
                 "endpoints": state.endpoints.len(),
                 "remote_endpoints": state.remote_endpoints.len(),
                 "routes": state.routes.len(),
+                "services": state.services.len(),
             },
         });
         return print_json(out, &v);
@@ -862,12 +873,13 @@ pub async fn show(client: &mut Client, json: bool, out: &mut dyn Write) -> Resul
     }
     writeln!(
         out,
-        "endpoints: {} local, {} remote; routes: {}; patches: {}; l2 entries: {}",
+        "endpoints: {} local, {} remote; routes: {}; patches: {}; l2 entries: {}; services: {}",
         state.endpoints.len(),
         state.remote_endpoints.len(),
         state.routes.len(),
         state.patches.len(),
-        state.l2.len()
+        state.l2.len(),
+        state.services.len()
     )?;
     Ok(())
 }

@@ -18,6 +18,10 @@
 //! routes:
 //!   - {tenant: t1, prefix: 0.0.0.0/0, next_hop: {network: blue, ip: 10.1.0.254}}
 //!   - {tenant: t1, prefix: 10.99.0.0/16, blackhole: true}
+//! services:
+//!   - {name: web, network: blue, cluster_ip: 10.96.0.10,
+//!      ports: [{name: http, protocol: TCP, port: 80, target_port: 8080}],
+//!      backends: [{address: 10.1.0.2, weight: 2}, {address: 10.1.0.3}]}
 //! ```
 //!
 //! The keys a resource needs are the file's (a network's `name`, `vni` and
@@ -51,6 +55,7 @@ pub struct Document {
     pub endpoints: Vec<api::Endpoint>,
     pub remote_endpoints: Vec<api::RemoteEndpoint>,
     pub routes: Vec<api::Route>,
+    pub services: Vec<api::Service>,
 }
 
 // ------------------------------------------------------------ parse / print
@@ -178,6 +183,7 @@ impl From<api::DesiredState> for Document {
             endpoints: s.endpoints,
             remote_endpoints: s.remote_endpoints,
             routes: s.routes,
+            services: s.services,
         };
         // Deterministic export whatever the server's order (maps are unordered).
         doc.ports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -195,6 +201,7 @@ impl From<Document> for api::DesiredState {
             endpoints: d.endpoints,
             remote_endpoints: d.remote_endpoints,
             routes: d.routes,
+            services: d.services,
         }
     }
 }
@@ -300,6 +307,25 @@ fn normalize(doc: &Document) -> Document {
     for r in &mut d.routes {
         r.tenant = or_default(&r.tenant, "default").to_string();
     }
+    for v in &mut d.services {
+        v.session_affinity = or_default(&v.session_affinity, "None").to_string();
+        if v.table_size == 0 {
+            v.table_size = 65_537;
+        }
+        if v.session_affinity == "ClientIP" && v.affinity_timeout_s == 0 {
+            v.affinity_timeout_s = 10_800;
+        }
+        for p in &mut v.ports {
+            p.protocol = or_default(&p.protocol, "TCP").to_ascii_uppercase();
+            if p.target_port == 0 {
+                p.target_port = p.port;
+            }
+        }
+        for b in &mut v.backends {
+            b.weight = Some(b.weight.unwrap_or(1));
+            b.state = or_default(&b.state, "active").to_string();
+        }
+    }
     d
 }
 
@@ -369,6 +395,7 @@ pub fn diff(current: &Document, desired: &Document) -> Diff {
             diff_kind("routes", &c.routes, &d.routes, |r| {
                 format!("{} {}", r.tenant, r.prefix)
             }),
+            diff_kind("services", &c.services, &d.services, |v| v.name.clone()),
         ],
     }
 }

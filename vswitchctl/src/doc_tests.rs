@@ -468,3 +468,42 @@ fn cli_writes_and_documents_equal_the_files_items() {
         assert_eq!(sorted(back), sorted(from_file.clone()), "{f:?}:\n{text}");
     }
 }
+
+#[test]
+fn services_round_trip_and_diff_by_name_with_defaults_made_explicit() {
+    let text = r#"
+services:
+  - name: web
+    network: blue
+    cluster_ip: 10.96.0.10
+    ports: [{name: http, port: 80, target_port: 8080, node_port: 30080}]
+    backends: [{address: 10.1.0.2, weight: 2}, {address: 10.1.0.3}]
+"#;
+    let d = parse(text, Format::Yaml).unwrap();
+    assert_eq!(d.services[0].backends[1].weight, None);
+    for format in [Format::Yaml, Format::Json] {
+        assert_eq!(parse(&print(&d, format), format).unwrap(), d);
+    }
+    // The server's canonical form (defaults filled in) is no change.
+    let mut canonical = d.clone();
+    let v = &mut canonical.services[0];
+    v.session_affinity = "None".into();
+    v.table_size = 65_537;
+    v.ports[0].protocol = "TCP".into();
+    for b in &mut v.backends {
+        b.weight = Some(b.weight.unwrap_or(1));
+        b.state = "active".into();
+    }
+    assert!(
+        diff(&canonical, &d).is_empty(),
+        "{}",
+        diff(&canonical, &d).summary()
+    );
+    // A backend's weight is a change of its service.
+    let mut heavier = d.clone();
+    heavier.services[0].backends[1].weight = Some(5);
+    let k = diff(&d, &heavier);
+    assert_eq!(k.kinds.last().unwrap().changed, ["web"]);
+    // Unknown keys are refused, as for every resource.
+    assert!(parse("services: [{name: a, weigth: 1}]", Format::Yaml).is_err());
+}

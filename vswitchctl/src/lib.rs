@@ -12,6 +12,7 @@ mod ct;
 pub mod doc;
 pub mod error;
 pub mod packet;
+pub mod svc;
 pub mod table;
 
 use std::io::Write;

@@ -141,6 +141,26 @@ impl DataplaneHandle for VswitchdHandle {
         true
     }
 
+    fn service_table(&self, name: &str) -> Result<Option<api::ServiceTable>, String> {
+        // The published snapshot's own table, as the workers hold it.
+        let snap = self.snapshot.load_full();
+        let Some((_, e)) = snap.services.by_name(name) else {
+            return Ok(None);
+        };
+        Ok(Some(api::ServiceTable {
+            generation: snap.generation(),
+            name: name.to_owned(),
+            size: e.set.table.size(),
+            backends: e
+                .spec
+                .backends
+                .iter()
+                .map(control::config::service::backend_message)
+                .collect(),
+            slots: e.set.table.slots().iter().map(|&s| u32::from(s)).collect(),
+        }))
+    }
+
     fn apply_deltas(
         &self,
         deltas: &[control::delta::Delta],

@@ -19,6 +19,7 @@ use control::config::{PortConfig, ProfileConfig, VswitchConfig};
 use control::delta::Delta;
 use control::service::DeltaError;
 use dataplane::overlay::{LocalEndpointSpec, NeighborTable, OverlayChange};
+use dataplane::pipeline::lb::services::ServiceChange;
 use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
 use pmd_shims::profile::PortProfile;
 use pmd_shims::{Mempool, Port, PortConfig as DpdkPortConfig, PortRxQueue, PortTxQueue};
@@ -470,7 +471,10 @@ impl Dataplane {
         let cfg = &*self.plugged_only(cfg);
         let pipeline =
             control::compile::pipeline(cfg, generation, &index).map_err(|e| anyhow!("{e}"))?;
-        self.snapshot.publish(pipeline);
+        let prev = self.snapshot.load_full();
+        let services = control::compile::services(cfg, &pipeline.overlay, &prev.services)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.snapshot.publish(pipeline.with_services(services));
         Ok(())
     }
 
@@ -552,6 +556,7 @@ impl Dataplane {
     ) -> Result<Vec<PortIdx>, DeltaError> {
         let index = self.index();
         let mut changes = Vec::with_capacity(deltas.len());
+        let mut service_changes = Vec::new();
         let mut ports_changed = false;
         for (i, d) in deltas.iter().enumerate() {
             changes.push(match d {
@@ -595,6 +600,14 @@ impl Dataplane {
                 Delta::AddNetwork(n, _) => OverlayChange::AddNetwork((**n).clone()),
                 Delta::AddPort(..) | Delta::DelPort(_) => {
                     ports_changed = true;
+                    continue;
+                }
+                Delta::PutService(spec, _) => {
+                    service_changes.push((i, ServiceChange::Put((**spec).clone())));
+                    continue;
+                }
+                Delta::DelService(name) => {
+                    service_changes.push((i, ServiceChange::Remove(name.clone())));
                     continue;
                 }
             });
@@ -644,9 +657,25 @@ impl Dataplane {
             cur.l2.clone().with_generation(generation)
         };
         drop(running);
+        // The services the write changes get their tables built here, before
+        // anything is published; the others' are shared with `cur`.
+        let services = if service_changes.is_empty() {
+            Arc::clone(&cur.services)
+        } else {
+            let (at, list): (Vec<usize>, Vec<ServiceChange>) = service_changes.into_iter().unzip();
+            let patched = cur
+                .services
+                .patched(&list, |n| overlay.network_by_name(n))
+                .map_err(|(k, e)| DeltaError::Refused {
+                    index: at[k],
+                    reason: e.to_string(),
+                })?;
+            Arc::new(patched)
+        };
         commit().map_err(DeltaError::Commit)?;
-        self.snapshot
-            .publish(Pipeline::new(generation, l2, overlay, cur.parse.clone()));
+        self.snapshot.publish(
+            Pipeline::new(generation, l2, overlay, cur.parse.clone()).with_services(services),
+        );
         control::delta::apply_config(&mut self.running, deltas);
         for d in deltas {
             if let Delta::DelPort(name) = d {

@@ -105,7 +105,10 @@ fn peek<'a>(t: &'a toml::Table, key: &str) -> Option<&'a str> {
     t.get(key).and_then(toml::Value::as_str)
 }
 
-fn typed<T: for<'de> Deserialize<'de>>(item: &str, t: toml::Table) -> Result<T, ConfigError> {
+pub(super) fn typed<T: for<'de> Deserialize<'de>>(
+    item: &str,
+    t: toml::Table,
+) -> Result<T, ConfigError> {
     T::deserialize(toml::Value::Table(t))
         .map_err(|e| ConfigError::Syntax(format!("{item}: {}", syntax(e))))
 }

@@ -12,7 +12,7 @@ set -eu
 secs="${1:-30}"
 fuzz_dir="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(cd "$fuzz_dir/../.." && pwd)"
-targets="parse_meta geneve_options pipeline_burst nat_rewrite"
+targets="parse_meta geneve_options pipeline_burst nat_rewrite policy_compile"
 
 export RUSTC_BOOTSTRAP=1
 
@@ -30,7 +30,7 @@ echo "== build took $(( $(date +%s) - start )) s"
 
 for t in $targets; do
     work="$fuzz_dir/target/work-corpus/$t"
-    # pipeline_burst and nat_rewrite have no seeds of their own: libFuzzer starts
+    # pipeline_burst, nat_rewrite and policy_compile have no seeds of their own: libFuzzer starts
     # from nothing.
     mkdir -p "$work" "$fuzz_dir/corpus/$t"
     echo "== fuzzing $t for ${secs}s"

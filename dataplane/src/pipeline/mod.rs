@@ -33,7 +33,7 @@ mod l2;
 pub mod lb;
 mod output;
 mod packet;
-mod policy;
+pub mod policy;
 mod reply;
 mod respond;
 mod route;
@@ -74,6 +74,9 @@ pub struct Pipeline {
     pub overlay: OverlaySnapshot,
     /// Tunnel ports and known critical Geneve options.
     pub parse: ParseConfig,
+    /// Services and their Maglev tables (read by the LB stage once it is
+    /// wired); shared whole by snapshots that change no service.
+    pub services: std::sync::Arc<lb::Services>,
     has_overlay: bool,
 }
 
@@ -91,8 +94,16 @@ impl Pipeline {
             l2,
             overlay,
             parse,
+            services: std::sync::Arc::default(),
             has_overlay,
         }
+    }
+
+    /// This pipeline with `services` (built on the control thread, before it
+    /// is published).
+    pub fn with_services(mut self, services: std::sync::Arc<lb::Services>) -> Self {
+        self.services = services;
+        self
     }
 
     /// A pipeline with only the L2 stage.

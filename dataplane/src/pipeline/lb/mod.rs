@@ -10,6 +10,9 @@
 //! [`crate::drop`] and its trace record in `trace::Record`.
 
 pub mod maglev;
+pub mod services;
+
+pub use services::Services;
 
 use std::ops::ControlFlow;
 
