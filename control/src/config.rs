@@ -19,7 +19,7 @@ use crate::names;
 
 mod conntrack;
 mod ops;
-mod overlay;
+pub(crate) mod overlay;
 pub mod service;
 
 pub use conntrack::ConntrackConfig;

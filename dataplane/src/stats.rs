@@ -314,7 +314,7 @@ impl WorkerStats {
 }
 
 /// The conntrack counters in the order [`WorkerStatsShared`] stores them.
-fn ct_words(c: &CtStats) -> [u64; 7] {
+fn ct_words(c: &CtStats) -> [u64; 8] {
     [
         c.entries,
         c.capacity,
@@ -323,6 +323,7 @@ fn ct_words(c: &CtStats) -> [u64; 7] {
         c.early_drops,
         c.invalid,
         c.handed_off,
+        c.lb_new,
     ]
 }
 
@@ -383,7 +384,7 @@ pub struct WorkerStatsShared {
     /// The flow table's counters ([`flow_words`]).
     flows: [AtomicU64; 7],
     /// The conntrack shard's counters ([`ct_words`]).
-    ct: [AtomicU64; 7],
+    ct: [AtomicU64; 8],
     /// Rounds finished: the heartbeat.
     heartbeat: AtomicU64,
 }
@@ -472,7 +473,7 @@ impl WorkerStatsShared {
                 }
             },
             ct: {
-                let [entries, capacity, created, expired, early_drops, invalid, handed_off] =
+                let [entries, capacity, created, expired, early_drops, invalid, handed_off, lb_new] =
                     std::array::from_fn(|i| self.ct[i].load(Relaxed));
                 CtStats {
                     entries,
@@ -482,6 +483,7 @@ impl WorkerStatsShared {
                     early_drops,
                     invalid,
                     handed_off,
+                    lb_new,
                 }
             },
         }

@@ -714,6 +714,7 @@ pub fn stats_json(s: &api::Stats) -> Value {
                     "early_drops": w.ct_early_drops, "invalid": w.ct_invalid,
                     "handed_off": w.ct_handed_off,
                 },
+                "lb": { "new_connections": w.lb_new_connections },
             })
         })
         .collect();
@@ -1108,8 +1109,9 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
             "EXPIRED",
             "EARLY_DROPS",
             "INVALID",
+            "LB_NEW",
         ])
-        .right(&[0, 1, 2, 3, 4, 5, 6]);
+        .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
         for w in &s.workers {
             t.row([
                 w.index.to_string(),
@@ -1119,6 +1121,7 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
                 w.ct_expired.to_string(),
                 w.ct_early_drops.to_string(),
                 w.ct_invalid.to_string(),
+                w.lb_new_connections.to_string(),
             ]);
         }
         write!(out, "{}", t.render())?;

@@ -263,6 +263,7 @@ impl DataplaneHandle for VswitchdHandle {
                 ct_early_drops: s.ct.early_drops,
                 ct_invalid: s.ct.invalid,
                 ct_handed_off: s.ct.handed_off,
+                lb_new_connections: s.ct.lb_new,
             })
             .collect();
         let drops: HashMap<String, u64> = totals

@@ -269,14 +269,21 @@ impl Tally {
             let action = &entry.action;
             let len = pkt.len();
             let inner = k.inner_len.get(usize::from(s)).copied().unwrap_or(0);
+            // The connection is checked on the frame as it came in (the inner
+            // frame of a tunnel packet), before the action writes a byte.
+            let at = if action.pop { PLAIN_TUNNEL } else { 0 };
+            let net = entry.deps.nets[0];
+            let Ok(found) = conntrack::hit_check(look.p, net, ct, pkt.data(), at, &action.nat, ctx)
+            else {
+                self.left |= 1 << i;
+                continue;
+            };
             let Some(now) = action.apply_one(pkt, len, inner, templates, look.neighbors) else {
                 self.left |= 1 << i;
                 continue;
             };
-            // The inner frame ends the packet whatever the action pushed or popped.
-            let at = now - if action.pop { usize::from(inner) } else { len };
             self.bytes += now as u64;
-            match conntrack::on_hit(look.p, entry.deps.nets[0], ct, pkt.data(), at, ctx) {
+            match conntrack::hit_update(ct, found) {
                 Ok(()) => {
                     *o = Verdict::Output(action.out);
                     let to = u32::from(action.out.0);
@@ -548,6 +555,9 @@ fn install(
         action.max_ip_len = r.max_ip_len;
     }
     action.hook = u8::from(c.tracked);
+    if let Some(nat) = c.nat {
+        action.nat = nat;
+    }
     let deps = Deps {
         nets: [net, c.routed_into.map_or(net, |(n, _)| n)],
         vrf: c.routed_into.map(|(_, v)| v),

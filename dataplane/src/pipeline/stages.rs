@@ -42,7 +42,8 @@ pub enum Stage {
     Conntrack,
     /// Network policy (an empty slot today).
     Policy,
-    /// Service load balancing and NAT (an empty slot today).
+    /// Service load balancing: a new connection to a frontend picks its
+    /// backend, every packet of a service connection is translated.
     Lb,
     /// The ARP/ND responder, for the overlay and for the underlay.
     Respond,
@@ -165,7 +166,7 @@ fn run_stages<'p, B: PacketBuf, T: Tracer>(
     decap::run(p, pc, pkt, t)?;
     conntrack::run(p, pc, pkt, ctx, ct, t)?;
     policy::run(pc)?;
-    lb::run(pc)?;
+    lb::run(p, pc, pkt, ct, t)?;
     respond::run(p, pc, pkt, ctx, t)?;
     l2::run(p, pc, pkt, t)?;
     route::run(p, pc, pkt, routes, t)?;

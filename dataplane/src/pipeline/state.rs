@@ -93,7 +93,10 @@ impl WorkerState {
                 self.templates.clear();
             }
         }
-        if !self.ct.allocated() && snap.overlay.networks().iter().any(|n| n.conntrack) {
+        // A network with a service is tracked too (`conntrack::tracked`).
+        let tracks =
+            !snap.services.is_empty() || snap.overlay.networks().iter().any(|n| n.conntrack);
+        if !self.ct.allocated() && tracks {
             self.ct.allocate();
         }
         self.scratch.bind(snap);

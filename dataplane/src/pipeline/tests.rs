@@ -1907,3 +1907,7 @@ fn the_flow_table_agrees_with_the_stages_across_swaps_and_delta_writes() {
 /// The conntrack stage and its flow-table hook, on this module's fixtures.
 #[path = "conntrack/stage_tests.rs"]
 mod conntrack_stage;
+
+/// The LB stage and its flow-table rewrite, on this module's fixtures.
+#[path = "lb/stage_tests.rs"]
+mod lb_stage;

@@ -58,6 +58,8 @@ pub(crate) enum Record {
     Decap(decap::Record),
     /// The connection found or created (`conntrack`).
     Conntrack(super::conntrack::Record),
+    /// The service, backend and translation (`lb`).
+    Lb(super::lb::Record),
     /// The ARP/ND responder's answer (`respond`).
     Respond(respond::Record),
     /// The MAC table entry, flood or patch (`l2`).
@@ -182,6 +184,7 @@ impl Record {
             Record::Ingress(r) => ("ingress", r.describe(p, in_port, names)),
             Record::Decap(r) => ("decap", r.describe(p)),
             Record::Conntrack(r) => ("conntrack", r.describe()),
+            Record::Lb(r) => ("lb", r.describe()),
             Record::Respond(r) => r.describe(),
             Record::L2(r) => ("l2", r.describe(p, in_port, names)),
             Record::Route(r) => ("route", r.describe(p, names)),

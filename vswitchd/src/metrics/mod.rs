@@ -359,6 +359,19 @@ pub fn render(v: &View, format: Format) -> String {
             );
         }
     }
+    e.family(
+        "vswitch_worker_lb_new_connections_total",
+        Kind::Counter,
+        "New connections the LB stage sent to a service's backend (its drops are under vswitch_drops_total's lb_ reasons).",
+    );
+    for (i, core, s) in &v.workers {
+        let (i, core) = (i.to_string(), core.to_string());
+        e.sample(
+            "vswitch_worker_lb_new_connections_total",
+            &[("worker", &i), ("core", &core)],
+            s.ct.lb_new,
+        );
+    }
     type WorkerValue = fn(&StatsSnapshot) -> u64;
     let worker_families: [(&str, Kind, &str, WorkerValue); 8] = [
         (

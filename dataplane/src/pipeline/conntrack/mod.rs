@@ -159,7 +159,7 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
     t: &mut T,
 ) -> ControlFlow<Verdict> {
     match pc.net {
-        Some((_, info)) if info.conntrack => track(p, pc, pkt, ctx, ct, info, t),
+        Some((net, info)) if tracked(p, net, info) => track(p, pc, pkt, ctx, ct, info, t),
         _ => ControlFlow::Continue(()),
     }
 }
@@ -245,33 +245,105 @@ fn track<B: PacketBuf, T: Tracer>(
     }
 }
 
-/// The per-packet update of a flow table hit whose entry carries the hook
-/// (see the module docs): `frame` is the packet after the action, its IPv4
-/// frame at `at`, switched in network `net`. `Err` with the drop reason when
-/// conntrack refuses it.
+/// What a flow-table hit found of its connection: what [`hit_update`] needs
+/// after the action, with no second lookup.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Found {
+    handle: CtHandle,
+    dir: Dir,
+    packet: CtPacket,
+    window: bool,
+    now: u64,
+}
+
+/// The check of a flow table hit whose entry carries the hook (see the
+/// module docs), on the frame as it came in (its IPv4 frame at `at`),
+/// switched in network `net`, before the action writes a byte. `Err`: the
+/// entry does not hold for this packet, which goes to the stages unchanged:
+///
+/// * the action rewrites for a service (`nat`) that was written since it
+///   was compiled (a backend removed, set down or draining: the LB stage
+///   decides again);
+/// * a TCP segment that may open a connection (a SYN: a new connection, or
+///   one reopened in TIME_WAIT, takes the stages, which pick its backend);
+/// * no live connection (expired, flushed): the stages open one or refuse
+///   the packet;
+/// * the connection's translation for the packet's direction is not the
+///   action's (a connection of the same tuple opened since, to another
+///   backend or none): the action would apply a stale rewrite.
+///
+/// `Ok(None)`: a packet conntrack leaves alone; `Ok(Some)`: the connection,
+/// for [`hit_update`].
 #[inline(never)]
-pub(super) fn on_hit(
+pub(super) fn hit_check(
     p: &Pipeline,
     net: NetworkId,
     ct: &mut CtShard,
     frame: &[u8],
     at: usize,
+    nat: &super::flow::action::Nat,
     ctx: &mut Ctx<'_>,
-) -> Result<(), DropReason> {
-    let Some(info) = p.overlay.network(net).filter(|i| i.conntrack) else {
-        return Ok(());
+) -> Result<Option<Found>, ()> {
+    if nat.side != 0
+        && p.services
+            .version(super::lb::services::ServiceId(u32::from(nat.svc)))
+            != Some(nat.version)
+    {
+        return Err(());
+    }
+    let Some(info) = p.overlay.network(net).filter(|i| tracked(p, net, i)) else {
+        return if nat.side == 0 { Ok(None) } else { Err(()) };
     };
     let Some(packet) = read::from_plain_ipv4(frame, at, info.vni) else {
+        return if nat.side == 0 { Ok(None) } else { Err(()) };
+    };
+    if let CtL4::Tcp(seg) = packet.l4 {
+        if tcp::opens(&seg) {
+            return Err(());
+        }
+    }
+    let now = ct.ms(ctx.now());
+    let table = ct.table();
+    let (handle, dir) = table.find_live(info.vni, &packet.tuple, now).ok_or(())?;
+    let mut leaves = packet.tuple;
+    nat.translate(&mut leaves);
+    if table.leaves_as(handle, dir) != Some(leaves) {
+        return Err(());
+    }
+    Ok(Some(Found {
+        handle,
+        dir,
+        packet,
+        window: info.ct_window,
+        now,
+    }))
+}
+
+/// The per-packet update after a hit's action: the state machine on the
+/// connection [`hit_check`] found. `Err` with the drop reason when conntrack
+/// refuses the packet.
+#[inline(never)]
+pub(super) fn hit_update(ct: &mut CtShard, found: Option<Found>) -> Result<(), DropReason> {
+    let Some(f) = found else {
         return Ok(());
     };
-    let now = ct.ms(ctx.now());
-    match ct.table().track(&packet, now, info.ct_window) {
+    match ct
+        .table()
+        .track_found(f.handle, f.dir, &f.packet, f.now, f.window)
+    {
         Ok(_) => Ok(()),
         Err(drop) => {
             ct.invalid += 1;
             Err(drop.reason())
         }
     }
+}
+
+/// Whether network `net` is tracked: it asks for it, or it has a service
+/// (the LB stage needs its connections).
+#[inline(always)]
+pub(super) fn tracked(p: &Pipeline, net: NetworkId, info: &NetworkInfo) -> bool {
+    info.conntrack || p.services.serves(net)
 }
 
 /// The stage's trace record.

@@ -67,6 +67,8 @@ pub struct CtStats {
     /// Packets handed to the worker owning their connection (0: one worker
     /// tracks, see `conntrack/mod.rs`).
     pub handed_off: u64,
+    /// New connections load-balanced to a service's backend (`lb/`).
+    pub lb_new: u64,
 }
 
 /// Which connections `ct list` and `ct flush` take: every field set must
@@ -126,6 +128,8 @@ pub struct CtShard {
     seed: u64,
     /// Packets refused.
     pub(crate) invalid: u64,
+    /// New connections the LB stage sent to a service's backend.
+    pub(crate) lb_new: u64,
 }
 
 impl Default for CtShard {
@@ -148,6 +152,7 @@ impl CtShard {
             last: (base, 0),
             seed,
             invalid: 0,
+            lb_new: 0,
         }
     }
 
@@ -213,6 +218,7 @@ impl CtShard {
     pub fn stats(&self) -> CtStats {
         let mut s = CtStats {
             invalid: self.invalid,
+            lb_new: self.lb_new,
             ..CtStats::default()
         };
         if let Some(t) = &self.table {

@@ -7,15 +7,15 @@ use crate::drop::DropReason as Why;
 use crate::pipeline::conntrack::{CtConfig, CtFilter, CtState, TcpState};
 use crate::pipeline::trace::TraceNames;
 
-const POD_D: PortIdx = PortIdx(5);
-const POD_E: PortIdx = PortIdx(6);
-const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0d]);
-const E: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0e]);
+pub(super) const POD_D: PortIdx = PortIdx(5);
+pub(super) const POD_E: PortIdx = PortIdx(6);
+pub(super) const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0d]);
+pub(super) const E: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0e]);
 
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-const FIN: u8 = 0x01;
-const RST: u8 = 0x04;
+pub(super) const SYN: u8 = 0x02;
+pub(super) const ACK: u8 = 0x10;
+pub(super) const FIN: u8 = 0x01;
+pub(super) const RST: u8 = 0x04;
 
 /// blue (VNI 100) tracked with window tracking, green (VNI 200) tracked
 /// without, red (VNI 300) untracked; two pods in blue, one in green and red.
@@ -135,15 +135,15 @@ fn b_to_a(flags: u8, seq: u32, ack: u32, payload: usize) -> (PortIdx, Vec<u8>) {
 }
 
 /// A worker's state (flow table on or off) with a small conntrack table.
-struct Worker {
-    p: Arc<Pipeline>,
+pub(super) struct Worker {
+    pub(super) p: Arc<Pipeline>,
     table: NeighborTable,
     limiter: ResolveLimiter,
-    state: WorkerState,
+    pub(super) state: WorkerState,
 }
 
 impl Worker {
-    fn new(p: Arc<Pipeline>, flows: bool) -> Worker {
+    pub(super) fn new(p: Arc<Pipeline>, flows: bool) -> Worker {
         let table = NeighborTable::new(NeighborConfig::default());
         let limiter = ResolveLimiter::new(table.config());
         let config = CtConfig {
@@ -161,7 +161,7 @@ impl Worker {
         }
     }
 
-    fn send(&mut self, (port, frame): &(PortIdx, Vec<u8>)) -> Verdict {
+    pub(super) fn send(&mut self, (port, frame): &(PortIdx, Vec<u8>)) -> Verdict {
         let map = self.table.reader().load_full();
         let mut ctx = Ctx::new(&map, &mut self.limiter, Instant::now());
         let mut buf = VecBuf::new(frame);

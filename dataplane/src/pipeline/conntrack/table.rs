@@ -975,6 +975,43 @@ impl ConntrackTable {
         None
     }
 
+    /// The tuple a packet of the connection in direction `dir` leaves with:
+    /// the reverse of the other direction's (its own tuple when nothing is
+    /// translated). `None` for a redirect stub or a free slot.
+    #[inline]
+    pub fn leaves_as(&self, h: CtHandle, dir: Dir) -> Option<CtTuple> {
+        let e = self.entries.get(h.0 as usize)?;
+        if e.flags & IN_USE == 0 || e.class == 13 {
+            return None;
+        }
+        Some(e.key[1 - dir as usize].reversed())
+    }
+
+    /// [`track`](Self::track) of a packet whose live connection the caller
+    /// found (`find_live`, no call in between): the state machine, without a
+    /// second lookup. A segment that would reopen the connection (a SYN in
+    /// TIME_WAIT or CLOSE) is the caller's to keep away: here it is refused
+    /// as [`CtDrop::Invalid`], never opened without its NAT.
+    ///
+    /// # Errors
+    /// As [`track`](Self::track).
+    #[inline]
+    pub fn track_found(
+        &mut self,
+        h: CtHandle,
+        dir: Dir,
+        p: &CtPacket,
+        now: u64,
+        check_window: bool,
+    ) -> Result<CtHit, CtDrop> {
+        if let CtL4::Tcp(seg) = p.l4 {
+            if tcp::opens(&seg) {
+                return Err(CtDrop::Invalid);
+            }
+        }
+        self.update(h.0, dir as usize, p, now, check_window, &mut |_| {})
+    }
+
     /// The translation a packet of the connection in direction `dir` gets: the
     /// tuple it must leave with is the reverse of the other direction's.
     pub fn nat_rewrite(&self, h: CtHandle, dir: Dir) -> NatRewrite {
