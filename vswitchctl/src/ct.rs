@@ -63,18 +63,20 @@ pub async fn ct(client: &mut Client, c: &cli::CtCmd, out: &mut dyn Write) -> Res
                 "PROTO",
                 "SOURCE",
                 "DESTINATION",
+                "NAT",
                 "STATE",
                 "ASSURED",
                 "EXPIRES_S",
                 "WORKER",
             ])
-            .right(&[6, 7]);
+            .right(&[7, 8]);
             for e in &reply.entries {
                 t.row([
                     e.network.clone(),
                     e.protocol.clone(),
                     format!("{}:{}", e.src, e.sport),
                     format!("{}:{}", e.dst, e.dport),
+                    nat_text(e),
                     e.state.clone(),
                     if e.assured { "yes" } else { "no" }.to_string(),
                     (e.expires_in_ms / 1000).to_string(),
@@ -130,5 +132,30 @@ pub async fn ct(client: &mut Client, c: &cli::CtCmd, out: &mut dyn Write) -> Res
             write!(out, "{}", t.render())?;
             Ok(())
         }
+    }
+}
+
+/// The translation of a connection, from its two tuples: where the
+/// destination went (DNAT, a service's backend) and where the source went
+/// (SNAT); `-` for none.
+fn nat_text(e: &api::ConntrackEntry) -> String {
+    let ep = |a: &str, p: u32| {
+        if a.contains(':') {
+            format!("[{a}]:{p}")
+        } else {
+            format!("{a}:{p}")
+        }
+    };
+    let mut parts = Vec::new();
+    if (e.reply_src.as_str(), e.reply_sport) != (e.dst.as_str(), e.dport) {
+        parts.push(format!("dnat {}", ep(&e.reply_src, e.reply_sport)));
+    }
+    if (e.reply_dst.as_str(), e.reply_dport) != (e.src.as_str(), e.sport) {
+        parts.push(format!("snat {}", ep(&e.reply_dst, e.reply_dport)));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
     }
 }

@@ -164,7 +164,12 @@ fn checksums_ok(f: &[u8]) -> bool {
     let ip = &f[14..34];
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let l4 = &f[34..14 + total];
-    let pseudo = [&ip[12..20], &[0, ip[9]], &(l4.len() as u16).to_be_bytes()[..]].concat();
+    let pseudo = [
+        &ip[12..20],
+        &[0, ip[9]],
+        &(l4.len() as u16).to_be_bytes()[..],
+    ]
+    .concat();
     checksum(&[ip]) == 0 && checksum(&[&pseudo, l4]) == 0
 }
 
@@ -194,7 +199,9 @@ fn from_backend(
 
 /// The frame a worker leaves of `pkt`, with its verdict.
 fn send(w: &mut Worker, pkt: &(PortIdx, Vec<u8>)) -> (Verdict, Vec<u8>) {
-    let map = NeighborTable::new(NeighborConfig::default()).reader().load_full();
+    let map = NeighborTable::new(NeighborConfig::default())
+        .reader()
+        .load_full();
     let mut limiter = ResolveLimiter::new(&NeighborConfig::default());
     let mut ctx = Ctx::new(&map, &mut limiter, Instant::now());
     let mut buf = VecBuf::new(&pkt.1);
@@ -234,7 +241,10 @@ fn a_connection_to_the_cluster_ip_is_dnated_and_its_reply_comes_from_the_vip() {
             frame(A, mac, VIP, CLIENT, (80, 40000), 64, tcp, len)
         };
         let (v, out) = send(&mut w, &from_backend(k, 40000, SYN | ACK, 5000, 1001, 0));
-        assert_eq!((v, out), (Verdict::Output(POD_A), back(SYN | ACK, 5000, 1001, 0)));
+        assert_eq!(
+            (v, out),
+            (Verdict::Output(POD_A), back(SYN | ACK, 5000, 1001, 0))
+        );
         // Established, then data both ways: hits when the table is on.
         for (seq, len) in [(1001, 0), (1001, 100), (1101, 1400), (2501, 1)] {
             let (v, out) = send(&mut w, &to_vip(40000, ACK, seq, 5001, len));
@@ -254,7 +264,10 @@ fn a_connection_to_the_cluster_ip_is_dnated_and_its_reply_comes_from_the_vip() {
         let ct = w.state.conntrack().stats();
         assert_eq!((ct.created, ct.lb_new, ct.invalid), (1, 1, 0), "{what}");
         // `ct list` shows the translation: the reply tuple comes from the backend.
-        let list = w.state.conntrack().list(&CtFilter::default(), Instant::now(), 10);
+        let list = w
+            .state
+            .conntrack()
+            .list(&CtFilter::default(), Instant::now(), 10);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].original.dst_ip(), ip4(VIP));
         assert_eq!(list[0].reply.src_ip(), ip4(ip));
@@ -414,10 +427,16 @@ fn a_flushed_connection_never_takes_its_old_rewrite() {
 #[test]
 fn trace_shows_the_service_and_the_maglev_slot() {
     let (p, _) = lb_pipeline(1, &Services::empty(), service(active()));
-    let map = NeighborTable::new(NeighborConfig::default()).reader().load_full();
+    let map = NeighborTable::new(NeighborConfig::default())
+        .reader()
+        .load_full();
     let (port, syn) = to_vip(45000, SYN, 1, 0, 0);
     let t = p.trace(port, &syn, &map, &TraceNames::default());
-    let lb = t.lines.iter().find(|l| l.stage == "lb").expect("an lb line");
+    let lb = t
+        .lines
+        .iter()
+        .find(|l| l.stage == "lb")
+        .expect("an lb line");
     assert!(
         lb.detail.contains("service \"web\"")
             && lb.detail.contains("by Maglev slot")
