@@ -197,4 +197,28 @@ mod tests {
             "{e}"
         );
     }
+
+    /// A network with a service is tracked without asking: the same two rules.
+    #[test]
+    fn a_network_with_a_service_is_tracked_and_bound_alike() {
+        let net = |name: &str, vni: u32, tenant: &str| {
+            format!("[[network]]\nname = \"{name}\"\nvni = {vni}\ntenant = \"{tenant}\"\nsubnets = [\"10.{vni}.0.0/16\"]\ngateway_mac = \"02:00:00:00:aa:01\"\n")
+        };
+        let svc = "[[service]]\nname = \"web\"\nnetwork = \"blue\"\ncluster_ip = \"10.100.9.9\"\nports = [{ port = 80 }]\nbackends = [{ address = \"10.100.0.5\" }]\n";
+        let blue = net("blue", 100, "t1");
+        let c = VswitchConfig::parse(&format!("{blue}{svc}"), 4).unwrap();
+        assert!(!c.networks[0].conntrack && c.services.len() == 1);
+        let two = format!("[dataplane]\nworkers = [1, 2]\n{blue}{svc}");
+        let e = VswitchConfig::parse(&two, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("service \"web\"") && e.contains("network") && e.contains("one worker"),
+            "{e}"
+        );
+        let together = format!("{blue}{}{svc}", net("green", 200, "t1"));
+        let e = VswitchConfig::parse(&together, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("service \"web\"") && e.contains("\"green\""),
+            "{e}"
+        );
+    }
 }
