@@ -4,7 +4,8 @@
 //! # The stage
 //! A network is tracked when its resource says `conntrack = true` (default
 //! off: an untracked network pays one branch in the stage and nothing on the
-//! flow table's hits). Its zone is its VNI; classic L2 ports have a zone of
+//! flow table's hits), or when it has a service ([`tracked`]: the LB stage
+//! needs its connections). Its zone is its VNI; classic L2 ports have a zone of
 //! their own ([`CLASSIC_ZONE`]) and no switch to track yet. Every IPv4/IPv6
 //! TCP, UDP and ICMP echo packet of a tracked network finds or creates its
 //! connection and runs the state machine ([`tcp`], with window tracking per
@@ -23,17 +24,19 @@
 //!
 //! # On the flow table
 //! An entry installed for a packet of a tracked network carries the `hook`
-//! flag of its action. A hit on such an entry applies the action, then calls
-//! [`on_hit`] once: the packet's tuple and TCP fields are read at fixed
-//! offsets (the extractor's one frame shape), the connection is found by
-//! (zone, tuple) in the shard and updated exactly as the stage would (state,
-//! timestamp, window); a refused packet is dropped under its reason there.
-//! Nothing the action does depends on the connection's state yet (no NAT): a
-//! state change never needs the stages, and a gone connection is what the
-//! stage would find too (a SYN opens a new one, anything else is refused).
-//! When NAT lands, an action that rewrites for a connection must go back to
-//! the stages when the translation changed; that is where the update will
-//! say so.
+//! flag of its action. A hit on such an entry calls [`hit_check`] before the
+//! action writes a byte: the packet's tuple and TCP fields are read at fixed
+//! offsets (the extractor's one frame shape) and the connection is found by
+//! (zone, tuple) in the shard; it must be live and leave translated exactly
+//! as the action translates it (its reply tuple, set by the LB stage's DNAT,
+//! against the action's rewrite; identity for a connection without NAT),
+//! and the service the rewrite was compiled for unchanged since. Else the
+//! packet goes to the stages, unchanged: a connection expired or flushed,
+//! one reopened on the same tuple to another backend, a SYN (which may open
+//! or reopen one: the stages pick its backend), a service written since. So
+//! a hit never applies a stale rewrite. After the action, [`hit_update`]
+//! runs the state machine on the connection found, with no second lookup;
+//! a refused packet is dropped under its reason there.
 //!
 //! The entry holds the flag, not a handle to the connection: a slot index
 //! would need a check that the slot still holds that connection (the tuple
