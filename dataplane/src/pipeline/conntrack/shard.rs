@@ -130,6 +130,9 @@ pub struct CtShard {
     pub(crate) invalid: u64,
     /// New connections the LB stage sent to a service's backend.
     pub(crate) lb_new: u64,
+    /// The LB stage's ClientIP affinity records: connection state of the
+    /// worker, allocated with the table.
+    pub(crate) affinity: crate::pipeline::lb::affinity::AffinityTable,
 }
 
 impl Default for CtShard {
@@ -153,6 +156,7 @@ impl CtShard {
             seed,
             invalid: 0,
             lb_new: 0,
+            affinity: Default::default(),
         }
     }
 
@@ -197,6 +201,14 @@ impl CtShard {
                 ConntrackTable::new(DEFAULT_CT_CAPACITY, &CtTimeouts::default(), self.seed)
             });
         self.table = t.ok();
+        self.affinity.allocate();
+    }
+
+    /// The milliseconds of the last instant converted: the packet at hand's,
+    /// once the conntrack stage has tracked it.
+    #[inline]
+    pub(crate) fn last_ms(&self) -> u64 {
+        self.last.1
     }
 
     /// Whether the table exists.

@@ -29,9 +29,12 @@
 //!
 //! Its drops: `lb_no_backend`, `lb_backend_gone`, `lb_nat_clash`,
 //! `lb_unsupported` (SCTP, whose CRC32c cannot be updated incrementally).
-//! Not handled yet: NodePort (its map is built, nothing reads it), ClientIP
-//! affinity (the spec is kept, every connection picks by its own hash), and a
-//! pod reaching its own service (hairpin: the backend would answer itself
+//! **ClientIP affinity** ([`affinity`]): a new connection of a client that got
+//! a backend of the service within the timeout gets it again, while that
+//! backend is active with a weight; else it picks by Maglev and is recorded.
+//!
+//! Not handled yet: NodePort (its map is built, nothing reads it), and a pod
+//! reaching its own service (hairpin: the backend would answer itself
 //! directly, so it needs the source translated too).
 //!
 //! # On the flow table
@@ -43,6 +46,7 @@
 //! translation and the service unchanged since: an expired, flushed or
 //! re-opened connection, or a service write, sends the packet back here.
 
+pub mod affinity;
 pub mod maglev;
 pub mod services;
 
@@ -61,7 +65,7 @@ use super::{Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::wire::{L3Kind, PacketMeta};
-use services::{Protocol, ServiceId};
+use services::{Affinity, Protocol, ServiceId};
 
 /// The key of [`flow_hash`]: fixed, so that the backend a tuple picks does not
 /// depend on the worker or the run.
@@ -178,6 +182,9 @@ fn balance<B: PacketBuf, T: Tracer>(
 pub(crate) enum Why {
     /// A new connection, by the Maglev slot of its flow hash.
     Slot { slot: usize, backend: IpAddr },
+    /// A new connection, to the backend its client got last (ClientIP
+    /// affinity, within its timeout).
+    Affinity { backend: IpAddr },
     /// A packet of an existing connection: the backend it started with.
     Existing { backend: IpAddr },
     /// The backend was removed from the service or set down.
@@ -209,15 +216,42 @@ fn pick(
     if port.protocol == Protocol::Sctp {
         return refuse(DropReason::LbUnsupported);
     }
-    let table = &s.set.table;
-    let slot = table.slot_of(flow_hash(zone, orig));
-    let Some(b) = table
-        .slots()
-        .get(slot)
-        .and_then(|&i| s.spec.backends.get(usize::from(i)))
-    else {
-        return refuse(DropReason::LbNoBackend);
+    let timeout_ms = match s.spec.affinity {
+        Affinity::ClientIp { timeout_s } => Some(u64::from(timeout_s) * 1000),
+        Affinity::None => None,
     };
+    let now = ct.last_ms();
+    // The client's last backend, while it still takes new connections.
+    let kept = timeout_ms
+        .and_then(|t| ct.affinity.get(svc, &orig.src, now, t))
+        .and_then(|b| {
+            let addr = CtTuple { src: b, ..*orig }.src_ip();
+            s.backend(addr)
+        })
+        .filter(|b| b.state == maglev::BackendState::Active && b.weight > 0);
+    let (b, why) = match kept {
+        Some(b) => (b, Why::Affinity { backend: b.address }),
+        None => {
+            let table = &s.set.table;
+            let slot = table.slot_of(flow_hash(zone, orig));
+            let Some(b) = table
+                .slots()
+                .get(slot)
+                .and_then(|&i| s.spec.backends.get(usize::from(i)))
+            else {
+                return refuse(DropReason::LbNoBackend);
+            };
+            let why = Why::Slot {
+                slot,
+                backend: b.address,
+            };
+            (b, why)
+        }
+    };
+    if let Some(t) = timeout_ms {
+        let to = CtTuple::new(b.address, 0, b.address, 0, 0).src;
+        ct.affinity.put(svc, &orig.src, to, now, t);
+    }
     let reply = CtTuple::new(
         b.address,
         port.target_port,
@@ -225,10 +259,6 @@ fn pick(
         orig.sport,
         orig.proto,
     );
-    let why = Why::Slot {
-        slot,
-        backend: b.address,
-    };
     let table = ct.table();
     if table.set_reply(hit.handle, reply).is_err() {
         return Err((svc, why, DropReason::LbNatClash));
@@ -386,6 +416,9 @@ impl Record {
                 let how = match why {
                     Why::Slot { slot, backend } => {
                         format!("new connection, backend {backend} by Maglev slot {slot}")
+                    }
+                    Why::Affinity { backend } => {
+                        format!("new connection, backend {backend} by ClientIP affinity")
                     }
                     Why::Existing { backend } => {
                         format!("existing connection, backend {backend}")

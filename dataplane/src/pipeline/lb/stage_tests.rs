@@ -445,3 +445,57 @@ fn trace_shows_the_service_and_the_maglev_slot() {
     );
     assert!(matches!(t.verdict, Verdict::Output(_)));
 }
+
+/// [`send`] at instant `now`.
+fn send_at(w: &mut Worker, pkt: &(PortIdx, Vec<u8>), now: Instant) -> Verdict {
+    let map = NeighborTable::new(NeighborConfig::default())
+        .reader()
+        .load_full();
+    let mut limiter = ResolveLimiter::new(&NeighborConfig::default());
+    let mut ctx = Ctx::new(&map, &mut limiter, now);
+    let mut buf = VecBuf::new(&pkt.1);
+    w.p.process_with(pkt.0, &mut buf, &mut ctx, &mut w.state)
+}
+
+/// ClientIP affinity: every new connection of the client goes to the backend
+/// its first one got, while the timeout runs from its last new connection;
+/// a drained backend is left for another, which the client then keeps.
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_backend_until_drained() {
+    let affine = |states| ServiceSpec {
+        affinity: Affinity::ClientIp { timeout_s: 10 },
+        ..service(states)
+    };
+    for flows in [false, true] {
+        let (p, services) = lb_pipeline(1, &Services::empty(), affine(active()));
+        let mut w = Worker::new(p, flows);
+        let t0 = Instant::now();
+        let first = send_at(&mut w, &to_vip(46000, SYN, 1, 0, 0), t0);
+        let k = backend_of(first).unwrap();
+        // Each a second after the last: the timeout (10 s) never runs out.
+        for (i, sport) in (46001..46030u16).enumerate() {
+            let at = t0 + std::time::Duration::from_secs(i as u64 + 1);
+            let v = send_at(&mut w, &to_vip(sport, SYN, 1, 0, 0), at);
+            assert_eq!(v, first, "flows {flows} port {sport}");
+        }
+        let mut states = active();
+        states[k] = BackendState::Draining;
+        let (p2, _) = lb_pipeline(2, &services, affine(states));
+        w.p = p2;
+        w.state.bind(&w.p);
+        let at = t0 + std::time::Duration::from_secs(31);
+        let moved = send_at(&mut w, &to_vip(47000, SYN, 1, 0, 0), at);
+        assert_ne!(backend_of(moved), Some(k), "flows {flows}");
+        for sport in 47001..47020u16 {
+            let v = send_at(&mut w, &to_vip(sport, SYN, 1, 0, 0), at);
+            assert_eq!(v, moved, "flows {flows} port {sport}");
+        }
+    }
+    // Without affinity, the same client's connections spread.
+    let (p, _) = lb_pipeline(1, &Services::empty(), service(active()));
+    let mut w = Worker::new(p, false);
+    let seen: std::collections::BTreeSet<_> = (48000..48030u16)
+        .filter_map(|sport| backend_of(send(&mut w, &to_vip(sport, SYN, 1, 0, 0)).0))
+        .collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
