@@ -33,9 +33,14 @@
 //! a backend of the service within the timeout gets it again, while that
 //! backend is active with a weight; else it picks by Maglev and is recorded.
 //!
-//! Not handled yet: NodePort (its map is built, nothing reads it), and a pod
-//! reaching its own service (hairpin: the backend would answer itself
-//! directly, so it needs the source translated too).
+//! **Hairpin**: a backend whose connection to its own service picks itself
+//! gets its source translated to the frontend too (the reply tuple comes
+//! back to the frontend's address), as Cilium does: without it, the backend
+//! would receive a packet from its own address, which its stack drops. Both
+//! sides change, which the flow table's one-sided rewrite does not replay:
+//! such connections stay on the stages.
+//!
+//! Not handled yet: NodePort (its map is built, nothing reads it).
 //!
 //! # On the flow table
 //! The first packet of each direction records its rewrite in
@@ -252,13 +257,16 @@ fn pick(
         let to = CtTuple::new(b.address, 0, b.address, 0, 0).src;
         ct.affinity.put(svc, &orig.src, to, now, t);
     }
-    let reply = CtTuple::new(
-        b.address,
-        port.target_port,
-        orig.src_ip(),
-        orig.sport,
-        orig.proto,
-    );
+    // Hairpin: a backend reaching its own service and landing on itself
+    // would see its own address as the source, which its stack drops; the
+    // source is translated to the frontend (as Cilium does), and the answer
+    // comes back to the frontend's address from the backend.
+    let back_to = if b.address == orig.src_ip() {
+        orig.dst_ip()
+    } else {
+        orig.src_ip()
+    };
+    let reply = CtTuple::new(b.address, port.target_port, back_to, orig.sport, orig.proto);
     let table = ct.table();
     if table.set_reply(hit.handle, reply).is_err() {
         return Err((svc, why, DropReason::LbNatClash));
@@ -430,7 +438,12 @@ impl Record {
                     Dir::Reply => "reply",
                 };
                 let side = match (rw.src, rw.dst) {
-                    (Some(s), _) => format!("source -> {}", endpoint(Some(s))),
+                    (Some(s), Some(d)) => format!(
+                        "source -> {}, destination -> {} (hairpin)",
+                        endpoint(Some(s)),
+                        endpoint(Some(d))
+                    ),
+                    (Some(s), None) => format!("source -> {}", endpoint(Some(s))),
                     (None, d) => format!("destination -> {}", endpoint(d)),
                 };
                 format!(

@@ -499,3 +499,55 @@ fn client_ip_affinity_keeps_a_client_on_one_backend_until_drained() {
         .collect();
     assert_eq!(seen.len(), 3, "{seen:?}");
 }
+
+/// Hairpin: backend B reaching the ClusterIP and landing on itself gets
+/// there from the ClusterIP (its source translated too), and its answer
+/// goes back to it from the ClusterIP's port 80; a connection of B landing
+/// on another backend keeps B's address.
+#[test]
+fn a_backend_reaching_its_own_service_gets_there_from_the_vip() {
+    for flows in [false, true] {
+        let (p, _) = lb_pipeline(1, &Services::empty(), service(active()));
+        let mut w = Worker::new(p, flows);
+        let (b_ip, _, b_port) = BACKENDS[0];
+        let from_b = |sport, flags, seq, ack| {
+            let tcp = Some((flags, seq, ack));
+            (b_port, frame(G_BLUE, B, b_ip, VIP, (sport, 80), 64, tcp, 0))
+        };
+        let (mut hairpin, mut other) = (None, None);
+        for sport in 49000..49100u16 {
+            let (v, out) = send(&mut w, &from_b(sport, SYN, 1, 0));
+            match backend_of(v) {
+                Some(0) if hairpin.is_none() => hairpin = Some((sport, out)),
+                Some(k) if k != 0 && other.is_none() => other = Some((sport, k, out)),
+                _ => {}
+            }
+        }
+        let (sport, out) = hairpin.expect("one connection lands on B itself");
+        let tcp = Some((SYN, 1, 0));
+        let want = frame(B, G_BLUE, VIP, b_ip, (sport, 8080), 63, tcp, 0);
+        assert_eq!(out, want, "flows {flows}");
+        // B answers the ClusterIP, through its gateway.
+        let tcp = Some((SYN | ACK, 9, 2));
+        let answer = (
+            b_port,
+            frame(G_BLUE, B, b_ip, VIP, (8080, sport), 64, tcp, 0),
+        );
+        let (v, out) = send(&mut w, &answer);
+        let back = frame(B, G_BLUE, VIP, b_ip, (80, sport), 63, tcp, 0);
+        assert_eq!((v, out), (Verdict::Output(b_port), back), "flows {flows}");
+        let (sport, k, out) = other.expect("one connection lands elsewhere");
+        let (ip, mac, _) = BACKENDS[k];
+        let want = frame(
+            mac,
+            G_BLUE,
+            b_ip,
+            ip,
+            (sport, 8080),
+            63,
+            Some((SYN, 1, 0)),
+            0,
+        );
+        assert_eq!(out, want, "flows {flows}");
+    }
+}
