@@ -551,3 +551,99 @@ fn a_backend_reaching_its_own_service_gets_there_from_the_vip() {
         assert_eq!(out, want, "flows {flows}");
     }
 }
+
+/// An IPv6 TCP frame with its checksum summed from scratch.
+#[allow(clippy::too_many_arguments)]
+fn frame6(
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    hops: u8,
+    flags: u8,
+) -> Vec<u8> {
+    let (s, d): (Ipv6Addr, Ipv6Addr) = (src.parse().unwrap(), dst.parse().unwrap());
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&ports.0.to_be_bytes());
+    l4.extend_from_slice(&ports.1.to_be_bytes());
+    l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xfa, 0, 0, 0, 0, 0]);
+    let len = (l4.len() as u16).to_be_bytes();
+    let pseudo = [
+        &s.octets()[..],
+        &d.octets()[..],
+        &[0, 0],
+        &len[..],
+        &[0, 0, 0, 6],
+    ]
+    .concat();
+    let c = checksum(&[&pseudo, &l4]);
+    l4[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut f = eth(dst_mac, src_mac, 0x86dd);
+    f.extend_from_slice(&0x6000_0000u32.to_be_bytes());
+    f.extend_from_slice(&len);
+    f.extend_from_slice(&[6, hops]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&d.octets());
+    f.extend_from_slice(&l4);
+    f
+}
+
+/// An IPv6 service: the stages translate both directions (the flow table
+/// does not cache IPv6 yet), checksums right.
+#[test]
+fn an_ipv6_cluster_ip_is_translated_both_ways() {
+    const VIP6: &str = "fd00:96::10";
+    let mut blue = net(
+        "blue",
+        100,
+        Encap::Vxlan,
+        "t1",
+        "fd00:1::/64",
+        &["fd00:1::1"],
+        G_BLUE,
+    );
+    blue.vteps.clear();
+    let mut b = OverlayBuilder::new(1);
+    b.network(blue)
+        .local_endpoint(local("blue", A, &["fd00:1::10"], POD_A))
+        .local_endpoint(local("blue", B, &["fd00:1::11"], POD_B))
+        .local_endpoint(local("blue", D, &["fd00:1::12"], POD_D));
+    let overlay = b.build().unwrap();
+    let spec = ServiceSpec {
+        cluster_ip: VIP6.parse().unwrap(),
+        backends: ["fd00:1::11", "fd00:1::12"]
+            .iter()
+            .map(|a| BackendSpec {
+                address: a.parse().unwrap(),
+                weight: 1,
+                state: BackendState::Active,
+            })
+            .collect(),
+        ..service(active())
+    };
+    let services =
+        Services::build(&[spec], |n| overlay.network_by_name(n), &Services::empty()).unwrap();
+    let l2 = L2PipelineBuilder::new(1).build().unwrap();
+    let p = Arc::new(
+        Pipeline::new(1, l2, overlay, wire::ParseConfig::default())
+            .with_services(Arc::new(services)),
+    );
+    for flows in [false, true] {
+        let mut w = Worker::new(Arc::clone(&p), flows);
+        let syn = frame6(G_BLUE, A, "fd00:1::10", VIP6, (40000, 80), 64, SYN);
+        let (v, out) = send(&mut w, &(POD_A, syn));
+        let (ip, mac, port) = if v == Verdict::Output(POD_B) {
+            ("fd00:1::11", B, POD_B)
+        } else {
+            ("fd00:1::12", D, POD_D)
+        };
+        assert_eq!(v, Verdict::Output(port), "flows {flows}");
+        let want = frame6(mac, G_BLUE, "fd00:1::10", ip, (40000, 8080), 63, SYN);
+        assert_eq!(out, want, "flows {flows}");
+        let sa = frame6(A, mac, ip, "fd00:1::10", (8080, 40000), 64, SYN | ACK);
+        let (v, out) = send(&mut w, &(port, sa));
+        let back = frame6(A, mac, VIP6, "fd00:1::10", (80, 40000), 64, SYN | ACK);
+        assert_eq!((v, out), (Verdict::Output(POD_A), back), "flows {flows}");
+    }
+}
