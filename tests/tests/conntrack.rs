@@ -285,7 +285,8 @@ fn a_tcp_connection_is_tracked_out_of_window_dropped_and_flushed() {
 
 /// With two workers (and no handoff yet), a tracked network is refused
 /// through the API as in the file, naming the network and the key, and
-/// nothing changes; the untracked network is taken.
+/// nothing changes; the untracked network is taken, and a service in it,
+/// which would track it, is refused.
 #[test]
 fn a_tracked_network_is_refused_with_two_workers() {
     require_root!();
@@ -321,5 +322,30 @@ fn a_tracked_network_is_refused_with_two_workers() {
     let out = add(&[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(vswitchctl_ok(&sock, &["net", "list"]).contains("blue"));
+    // A service would make blue tracked: refused the same way, naming the
+    // service and its network key.
+    let out = vswitchctl(
+        &sock,
+        &[
+            "svc",
+            "add",
+            "web",
+            "--network",
+            "blue",
+            "--cluster-ip",
+            "10.96.0.10",
+            "--port",
+            "80",
+            "--backend",
+            "10.1.0.20",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("service \"web\"") && err.contains("network") && err.contains("one worker"),
+        "{err}"
+    );
+    assert!(!vswitchctl_ok(&sock, &["svc", "list"]).contains("web"));
     v.stop();
 }
