@@ -236,10 +236,13 @@ impl Tally {
         }
     }
 
-    /// The hits whose entry carries the hook (a bit each in `hooked`): the
-    /// action, then conntrack's per-packet update, which may drop the frame
-    /// (`conntrack::on_hit`). Apart from the other passes, whose loops stay
-    /// as they are for untracked flows.
+    /// The hits whose entry carries the hook (a bit each in `hooked`):
+    /// conntrack's check that the entry holds for the frame (else the frame
+    /// goes to the stages, unchanged: `conntrack::hit_check`), the action
+    /// (with the LB stage's rewrite, if any), then conntrack's per-packet
+    /// update, which may drop the frame (`conntrack::hit_update`). Apart
+    /// from the other passes, whose loops stay as they are for untracked
+    /// flows.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn hooked<B: PacketBuf>(
