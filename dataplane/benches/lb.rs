@@ -18,13 +18,16 @@
 //!
 //! The frames are rebuilt for every burst (`iter_batched`, not measured):
 //! every stage rewrites them.
+//!
+//! Instructions per packet, steadier than time on a shared machine: see
+//! [`count`] (`LB_INSTRUCTIONS=dnat:1000:2000` under callgrind).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use dataplane::overlay::{
     Encap, LocalEndpointSpec, NeighborConfig, NeighborTable, NetworkSpec, OverlayBuilder,
     ResolveLimiter,
@@ -360,5 +363,109 @@ fn lb(c: &mut Criterion) {
     g.finish();
 }
 
+/// One burst, apart: what callgrind counts (`--toggle-collect=*measured*`).
+#[inline(never)]
+fn measured(w: &mut Worker, port: PortIdx, bufs: &mut [VecBuf]) -> [Verdict; BURST] {
+    w.burst(port, bufs)
+}
+
+/// `LB_INSTRUCTIONS=SCENARIO:N:BURSTS`: runs BURSTS bursts of SCENARIO
+/// (`dnat`, `reply`, `plain` at N connections, or `new`) through
+/// [`measured`] and nothing else of criterion, for an instruction count
+/// under `valgrind --tool=callgrind --toggle-collect='*measured*'`:
+/// instructions per packet = the total / (BURSTS · 32).
+fn count(spec: &str) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (what, n, bursts) = match parts[..] {
+        [w, n, b] => (w, n.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()),
+        _ => panic!("LB_INSTRUCTIONS=SCENARIO:N:BURSTS"),
+    };
+    let mut w = Worker::new(pipeline());
+    let to_vip = what != "plain";
+    let ports: Vec<PortIdx> = if what == "new" {
+        Vec::new()
+    } else {
+        (0..n).map(|i| open(&mut w, i, to_vip)).collect()
+    };
+    let mut verdicts = 0usize;
+    for k in 0..bursts {
+        let frames: Vec<(PortIdx, Vec<u8>)> = (0..BURST as u32)
+            .map(|j| {
+                let i = (k * BURST as u32 + j) % n.max(1);
+                match what {
+                    "dnat" => (
+                        CLIENT,
+                        frame(GW, CLIENT_MAC, CLIENT_IP, VIP, (sport(i), 80), ACK, 2, 10),
+                    ),
+                    "plain" => (
+                        CLIENT,
+                        frame(
+                            GW,
+                            CLIENT_MAC,
+                            CLIENT_IP,
+                            backend(0).0,
+                            (sport(i), 8080),
+                            ACK,
+                            2,
+                            10,
+                        ),
+                    ),
+                    "reply" => {
+                        let port = ports[i as usize];
+                        let (bip, bmac, _) = backend((port.0 - 1) as u8);
+                        (
+                            port,
+                            frame(
+                                CLIENT_MAC,
+                                bmac,
+                                bip,
+                                CLIENT_IP,
+                                (8080, sport(i)),
+                                ACK,
+                                10,
+                                2,
+                            ),
+                        )
+                    }
+                    _ => {
+                        let sport = 1024 + (k * BURST as u32 + j) as u16;
+                        (
+                            CLIENT,
+                            frame(GW, CLIENT_MAC, CLIENT_IP, VIP, (sport, 80), SYN, 1, 0),
+                        )
+                    }
+                }
+            })
+            .collect();
+        // A burst comes from one port: the replies are grouped by backend.
+        let mut by_port: Vec<(PortIdx, Vec<VecBuf>)> = Vec::new();
+        for (port, f) in &frames {
+            match by_port.iter_mut().find(|(p, _)| p == port) {
+                Some((_, v)) => v.push(VecBuf::new(f)),
+                None => by_port.push((*port, vec![VecBuf::new(f)])),
+            }
+        }
+        for (port, mut bufs) in by_port {
+            let out = measured(&mut w, port, &mut bufs);
+            verdicts += out[..bufs.len()]
+                .iter()
+                .filter(|v| matches!(v, Verdict::Output(_)))
+                .count();
+        }
+    }
+    println!(
+        "{what} at {n}: {verdicts} of {} packets forwarded",
+        bursts as usize * BURST
+    );
+}
+
 criterion_group!(benches, lb);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("LB_INSTRUCTIONS") {
+        count(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -309,8 +309,10 @@ pub(super) fn hit_check(
     let table = ct.table();
     let (handle, dir) = table.find_live(info.vni, &packet.tuple, now).ok_or(())?;
     let mut leaves = packet.tuple;
-    nat.translate(&mut leaves);
-    if table.leaves_as(handle, dir) != Some(leaves) {
+    if nat.side != 0 {
+        nat.translate(&mut leaves);
+    }
+    if !table.leaves_as(handle, dir, &leaves) {
         return Err(());
     }
     Ok(Some(Found {

@@ -975,16 +975,24 @@ impl ConntrackTable {
         None
     }
 
-    /// The tuple a packet of the connection in direction `dir` leaves with:
-    /// the reverse of the other direction's (its own tuple when nothing is
-    /// translated). `None` for a redirect stub or a free slot.
+    /// Whether a packet of the connection in direction `dir` leaves with
+    /// tuple `t`: the reverse of the other direction's (its own tuple when
+    /// nothing is translated). False for a redirect stub or a free slot.
+    /// Field by field, without building the reversed tuple: a flow-table
+    /// hit asks it for every packet.
     #[inline]
-    pub fn leaves_as(&self, h: CtHandle, dir: Dir) -> Option<CtTuple> {
-        let e = self.entries.get(h.0 as usize)?;
-        if e.flags & IN_USE == 0 || e.class == 13 {
-            return None;
-        }
-        Some(e.key[1 - dir as usize].reversed())
+    pub fn leaves_as(&self, h: CtHandle, dir: Dir, t: &CtTuple) -> bool {
+        let Some(e) = self.entries.get(h.0 as usize) else {
+            return false;
+        };
+        let o = &e.key[1 - dir as usize];
+        e.flags & IN_USE != 0
+            && e.class != 13
+            && o.src == t.dst
+            && o.dst == t.src
+            && o.sport == t.dport
+            && o.dport == t.sport
+            && o.proto == t.proto
     }
 
     /// [`track`](Self::track) of a packet whose live connection the caller
