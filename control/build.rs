@@ -28,7 +28,7 @@ const RESOURCES: [&str; 16] = [
 
 /// Keys that may be left out (their proto3 default is what the file defaults to
 /// or is filled in by validation); the others are required, as in the file.
-const OPTIONAL: [&str; 27] = [
+const OPTIONAL: [&str; 29] = [
     "Port.profile",
     "Port.group",
     "Port.mtu",
@@ -42,6 +42,8 @@ const OPTIONAL: [&str; 27] = [
     "Network.gateway_ips",
     "Network.flood_unknown",
     "Network.vteps",
+    "Network.conntrack",
+    "Network.conntrack_window_tracking",
     "Endpoint.ips",
     "RemoteEndpoint.ips",
     "ServicePort.name",
@@ -60,7 +62,7 @@ const OPTIONAL: [&str; 27] = [
 
 /// How an optional key is left out of what is printed: only when it holds its
 /// default, so every key a user set is shown.
-const SKIP: [(&str, &str); 22] = [
+const SKIP: [(&str, &str); 24] = [
     ("Port.group", "String::is_empty"),
     ("Port.mtu", "crate::model::is_zero"),
     ("Port.params", "::std::collections::BTreeMap::is_empty"),
@@ -71,6 +73,8 @@ const SKIP: [(&str, &str); 22] = [
     ("Network.tenant", "String::is_empty"),
     ("Network.flood_unknown", "crate::model::is_false"),
     ("Network.vteps", "Vec::is_empty"),
+    ("Network.conntrack", "crate::model::is_false"),
+    ("Network.conntrack_window_tracking", "Option::is_none"),
     ("Route.tenant", "String::is_empty"),
     ("ServicePort.name", "String::is_empty"),
     ("ServicePort.target_port", "crate::model::is_zero"),

@@ -50,6 +50,9 @@ pub struct RunSettings {
     /// The worker's `flow_table_entries`, when not vswitchd's default (left
     /// out otherwise: a build from before the flow table refuses the key).
     pub flow_table_entries: Option<u64>,
+    /// Track the connections of the scenario's networks (`conntrack = true`
+    /// on each; scenarios without a network are unchanged).
+    pub conntrack: bool,
 }
 
 impl RunSettings {
@@ -61,6 +64,7 @@ impl RunSettings {
             hugepages: false,
             idle_sleep_max_us: 0,
             flow_table_entries: None,
+            conntrack: false,
         }
     }
 }
@@ -239,7 +243,14 @@ pub fn write_vswitchd_config(
             .map(|n| format!("flow_table_entries = {n}\n"))
             .unwrap_or_default(),
     )?;
-    scenario.write_vswitchd_sections(out)
+    if !settings.conntrack {
+        return scenario.write_vswitchd_sections(out);
+    }
+    let mut sections = Vec::new();
+    scenario.write_vswitchd_sections(&mut sections)?;
+    let sections = String::from_utf8_lossy(&sections)
+        .replace("[[network]]\n", "[[network]]\nconntrack = true\n");
+    out.write_all(sections.as_bytes())
 }
 
 /// A path as a TOML basic string.

@@ -447,6 +447,10 @@ struct ScenarioArgs {
     /// frame is a miss (the replay cycles through the flows).
     #[arg(long, value_name = "N", value_parser = parse_count)]
     flow_table_entries: Option<u64>,
+    /// Track the connections of the scenario's networks (`conntrack = true`;
+    /// l3 and the tunnel scenarios: every packet then updates its connection).
+    #[arg(long)]
+    conntrack: bool,
 }
 
 #[derive(Debug, Args)]
@@ -613,6 +617,7 @@ fn scenarios(args: &CatalogArgs) -> anyhow::Result<()> {
                 packets: None,
                 no_static_neighbor: false,
                 flow_table_entries: None,
+                conntrack: false,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -892,6 +897,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             packets: args.packets,
             no_static_neighbor: false,
             flow_table_entries: None,
+            conntrack: false,
         };
         let scenario = build_scenario(&scenario_args)?;
         let packets = args
@@ -1066,6 +1072,7 @@ fn gen(args: &GenArgs) -> anyhow::Result<()> {
             dir,
             &RunSettings {
                 flow_table_entries: args.scenario.flow_table_entries,
+                conntrack: args.scenario.conntrack,
                 ..RunSettings::on_core(args.core)
             },
             serde_json::Value::Null,
@@ -1119,6 +1126,7 @@ fn prepare_with(
             hugepages: memory.is_huge(),
             idle_sleep_max_us,
             flow_table_entries: args.flow_table_entries,
+            conntrack: args.conntrack,
             ..RunSettings::on_core(measure.core)
         },
         serde_json::Value::Null,

@@ -17,9 +17,12 @@ use dataplane::{MacAddr, MAX_PORTS};
 
 use crate::names;
 
+mod conntrack;
 mod ops;
-mod overlay;
+pub(crate) mod overlay;
 pub mod service;
+
+pub use conntrack::ConntrackConfig;
 
 pub use ops::{default_metrics_listen, LogConfig, LogFormat, MetricsConfig};
 
@@ -64,6 +67,8 @@ pub struct VswitchConfig {
     pub metrics: Option<MetricsConfig>,
     /// `[log]`: the log output.
     pub log: LogConfig,
+    /// `[conntrack]`: the workers' connection tables.
+    pub conntrack: ConntrackConfig,
 }
 
 /// `[control]`: where the gRPC API listens and where the desired state is kept.
@@ -674,6 +679,8 @@ struct RawFile {
     metrics: Option<MetricsConfig>,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    conntrack: ConntrackConfig,
 }
 
 fn syntax(e: impl std::fmt::Display) -> ConfigError {
@@ -811,6 +818,7 @@ impl VswitchConfig {
             control: raw.control,
             metrics: raw.metrics,
             log: raw.log,
+            conntrack: raw.conntrack,
         };
         cfg.validate(cores)?;
         Ok(cfg)
@@ -824,6 +832,41 @@ impl VswitchConfig {
     /// # Errors
     /// The first problem found.
     pub fn validate(&self, cores: usize) -> Result<(), ConfigError> {
+        self.conntrack.validate()?;
+        // The shards have no handoff yet (dataplane `conntrack/mod.rs`): with
+        // two workers, the two directions of a connection may reach two
+        // shards, and the second would drop what the first accepted.
+        // A zone is a network: a connection routed between two networks would
+        // have its two directions enter by two zones, and the second would
+        // be refused (or, its network untracked, the first would miss the
+        // answer and refuse the next packet). Until zones follow routing, a
+        // tracked network is the only one of its tenant.
+        for n in self.networks.iter().filter(|n| n.conntrack) {
+            if let Some(m) = self
+                .networks
+                .iter()
+                .find(|m| m.tenant == n.tenant && m.name != n.name)
+            {
+                return Err(ConfigError::OutOfRange {
+                    field: format!("network {:?}: conntrack", n.name),
+                    reason: format!(
+                        "tenant {:?} has another network ({:?}): connections routed between networks would be tracked in two zones; a tracked network must be its tenant's only one for now",
+                        n.tenant, m.name
+                    ),
+                });
+            }
+        }
+        if self.dataplane.workers.len() > 1 {
+            if let Some(n) = self.networks.iter().find(|n| n.conntrack) {
+                return Err(ConfigError::OutOfRange {
+                    field: format!("network {:?}: conntrack", n.name),
+                    reason: format!(
+                        "connection tracking runs with one worker only for now ({} are configured in dataplane.workers)",
+                        self.dataplane.workers.len()
+                    ),
+                });
+            }
+        }
         if let Some(m) = &self.metrics {
             m.validate()?;
         }

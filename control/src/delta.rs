@@ -402,6 +402,24 @@ pub fn section_deltas(
                 if networks.iter().any(|x| x.name == n.name) {
                     return None;
                 }
+                // A network with a service is tracked and must stay its
+                // tenant's only one: the whole-state path checks the services.
+                let tenant = |t: &str| {
+                    if t.is_empty() {
+                        crate::config::overlay::DEFAULT_TENANT
+                    } else {
+                        t
+                    }
+                    .to_owned()
+                };
+                let serves_tenant = cfg.services.iter().any(|s| {
+                    cfg.networks
+                        .iter()
+                        .any(|m| m.name == s.network && m.tenant == tenant(&n.tenant))
+                });
+                if serves_tenant {
+                    return None;
+                }
                 networks.push(n.clone());
             }
             _ => {}

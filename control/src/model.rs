@@ -281,6 +281,9 @@ impl From<&NetworkSpec> for api::Network {
             gateway_mac: n.gateway_mac.to_string(),
             flood_unknown: n.flood_unknown,
             vteps: texts(&n.vteps),
+            conntrack: n.conntrack,
+            // Shown only when it is not the default.
+            conntrack_window_tracking: (!n.conntrack_window_tracking).then_some(false),
         }
     }
 }

@@ -60,6 +60,8 @@ gateway_ips = ["10.1.0.1"]
 gateway_mac = "02:00:00:00:aa:01"
 flood_unknown = true
 vteps = ["192.0.2.2"]
+conntrack = true
+conntrack_window_tracking = false
 [[endpoint]]
 network = "blue"
 mac = "02:00:00:00:01:01"
@@ -114,6 +116,16 @@ fn proto_fields(name: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Whether the proto declares `message`'s `field` `optional` (explicit
+/// presence: any value set, `false` and `0` included, is not the default).
+fn proto_optional(message: &str, field: &str) -> bool {
+    let start = PROTO.find(&format!("message {message} {{")).unwrap();
+    let body = &PROTO[start..];
+    let body = &body[..body.find("\n}").unwrap()];
+    body.lines()
+        .any(|l| l.trim().starts_with("optional ") && l.contains(&format!(" {field} = ")))
+}
+
 /// The keys of `items`' serde forms, after checking that no value is a default
 /// (a key left at its default would not show whether the field survives).
 fn keys<T: Serialize>(what: &str, items: &[T]) -> std::collections::BTreeSet<String> {
@@ -124,6 +136,7 @@ fn keys<T: Serialize>(what: &str, items: &[T]) -> std::collections::BTreeSet<Str
         };
         for (k, v) in m {
             let default = match &v {
+                _ if proto_optional(what, &k) => v.is_null(),
                 serde_json::Value::String(s) => s.is_empty(),
                 serde_json::Value::Number(n) => n.as_u64() == Some(0),
                 serde_json::Value::Bool(b) => !b,

@@ -106,6 +106,15 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     /// An unknown port or a frame that cannot be traced (reported as
     /// INVALID_ARGUMENT).
     fn trace(&self, in_port: &str, frame: &[u8]) -> Result<api::TraceReply, String>;
+    /// Lists or flushes the workers' connections, or reads their counters
+    /// (`req` checked by the service: a known op, a parsable filter).
+    ///
+    /// # Errors
+    /// A filter naming what does not exist (reported as INVALID_ARGUMENT);
+    /// the default: no connection tracking here.
+    fn conntrack(&self, _req: &api::ConntrackRequest) -> Result<api::ConntrackReply, String> {
+        Err("this dataplane has no connection tracking".into())
+    }
     /// Seconds since the daemon started.
     fn uptime_s(&self) -> f64;
     /// Every worker's heartbeat and generation, and the published generation.
@@ -668,6 +677,19 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
         )))
     }
 
+    async fn conntrack(
+        &self,
+        request: Request<api::ConntrackRequest>,
+    ) -> Result<Response<api::ConntrackReply>, Status> {
+        let req = request.into_inner();
+        check_conntrack(&req).map_err(Status::invalid_argument)?;
+        self.inner
+            .handle
+            .conntrack(&req)
+            .map(Response::new)
+            .map_err(|e| Status::invalid_argument(crate::state::bounded(e)))
+    }
+
     async fn trace(
         &self,
         request: Request<api::TraceRequest>,
@@ -705,6 +727,44 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
             Err(e) => Err(Status::unimplemented(e)),
         }
     }
+}
+
+/// A conntrack request's own checks: the op, the address and state of the
+/// filter, the port's range; what exists (the network) is the dataplane's.
+fn check_conntrack(req: &api::ConntrackRequest) -> Result<(), String> {
+    if !matches!(req.op.as_str(), "list" | "flush" | "stats") {
+        return Err(format!(
+            "op: {} is not list, flush or stats",
+            crate::names::quote(&req.op)
+        ));
+    }
+    let Some(f) = &req.filter else {
+        return Ok(());
+    };
+    if !f.address.is_empty() && f.address.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!(
+            "filter.address: {} is not an IP address",
+            crate::names::quote(&f.address)
+        ));
+    }
+    if f.port.is_some_and(|p| p > u32::from(u16::MAX)) {
+        return Err(format!(
+            "filter.port: {} is not a port (0-65535)",
+            f.port.unwrap_or(0)
+        ));
+    }
+    if !f.state.is_empty() && dataplane::pipeline::conntrack::CtState::from_name(&f.state).is_none()
+    {
+        return Err(format!(
+            "filter.state: {} is not a connection state (SYN_SENT, ESTABLISHED, TIME_WAIT, CLOSE, UDP_REPLIED, ...)",
+            crate::names::quote(&f.state)
+        ));
+    }
+    if !f.network.is_empty() {
+        crate::names::check_with(&f.network, crate::names::MAX_NAME)
+            .map_err(|e| format!("filter.network: {e}"))?;
+    }
+    Ok(())
 }
 
 /// When the client stops waiting: its `grpc-timeout` header (`<digits><unit>`,

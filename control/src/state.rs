@@ -121,6 +121,8 @@ pub struct Fixed {
     /// And so are `[metrics]` and `[log]`.
     metrics: Option<crate::config::MetricsConfig>,
     log: crate::config::LogConfig,
+    /// And `[conntrack]`: the workers' tables are sized at start.
+    conntrack: crate::config::ConntrackConfig,
     /// And `[load_balancer]` (the NodePort range every service is checked against).
     load_balancer: crate::config::LoadBalancerConfig,
     cores: usize,
@@ -143,6 +145,7 @@ impl Fixed {
             control: cfg.control.clone(),
             metrics: cfg.metrics.clone(),
             log: cfg.log.clone(),
+            conntrack: cfg.conntrack.clone(),
             load_balancer: cfg.load_balancer.clone(),
             cores,
         }
@@ -170,6 +173,7 @@ impl Fixed {
         cfg.control = self.control.clone();
         cfg.metrics = self.metrics.clone();
         cfg.log = self.log.clone();
+        cfg.conntrack = self.conntrack.clone();
         Ok(cfg)
     }
 }

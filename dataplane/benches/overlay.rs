@@ -53,6 +53,8 @@ fn builder(v4_routes: u32, v6_routes: u32) -> OverlayBuilder {
             gateway_ips: vec![IpAddr::V4(ep_ip(n, 0) /* 10.n.0.10 */)],
             gateway_mac: MacAddr([0x02, 0xaa, 0, 0, 0, 1]),
             flood_unknown: true,
+            conntrack: false,
+            conntrack_window_tracking: true,
             vteps: (0..10)
                 .map(|v| IpAddr::V4(Ipv4Addr::new(192, 168, 1, (n + v) as u8 % 200 + 2)))
                 .collect(),

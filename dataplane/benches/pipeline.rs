@@ -106,6 +106,8 @@ fn builder(generation: u64, routes: u32) -> OverlayBuilder {
             gateway_ips: vec![IpAddr::V4(gw_ip(n))],
             gateway_mac: gw_mac(n),
             flood_unknown: false,
+            conntrack: false,
+            conntrack_window_tracking: true,
             vteps: (0..4).map(|v| IpAddr::V4(vtep_ip(n * 2 + v))).collect(),
         });
         for i in 1..=PER_NETWORK {

@@ -122,6 +122,14 @@ drop_reasons! {
     CtOutOfWindow = 34 => "ct_out_of_window", Conntrack;
     /// Source NAT found no free port (or none owned by this worker) within its bounded tries.
     NatNoPort = 35 => "nat_no_port", Conntrack;
+    /// A new connection to a service frontend whose table gave no backend (a set with nothing active: the control plane refuses one today, so this counts what slips past it).
+    LbNoBackend = 36 => "lb_no_backend", Lb;
+    /// A packet of a load-balanced connection whose backend was removed or set down: its connection is closed and the packet dropped (UDP's next packet picks another backend).
+    LbBackendGone = 37 => "lb_backend_gone", Lb;
+    /// The backend's side of a new connection (backend, target port, client, client port) is already another connection's: the new one is refused.
+    LbNatClash = 38 => "lb_nat_clash", Lb;
+    /// A new connection to a frontend whose protocol is not translated yet (SCTP: its CRC32c checksum is not incremental).
+    LbUnsupported = 39 => "lb_unsupported", Lb;
 }
 
 impl DropReason {
@@ -170,10 +178,12 @@ mod tests {
     fn the_stage_readme_lists_every_reason_under_its_stage() {
         let readme = include_str!("pipeline/README.md");
         for r in DropReason::ALL {
+            // A stage is a file, or a folder of its own.
             let file = format!("| `{}.rs` |", r.stage());
+            let folder = format!("| `{}/` |", r.stage());
             let row = readme
                 .lines()
-                .find(|l| l.starts_with(&file))
+                .find(|l| l.starts_with(&file) || l.starts_with(&folder))
                 .unwrap_or_else(|| panic!("no row for stage {} in pipeline/README.md", r.stage()));
             assert!(
                 row.contains(&format!("`{r}`")),

@@ -46,4 +46,4 @@ pub use pipeline::{Pipeline, Verdict};
 pub use port::{PortIdx, MAX_PORTS};
 pub use snapshot::{SnapshotCell, Versioned};
 pub use stats::{PortStats, StatsSnapshot, StatsTotals, WorkerStats, WorkerStatsShared};
-pub use worker::{Worker, WorkerCommand, WorkerError, WorkerId};
+pub use worker::{CtRequest, Worker, WorkerCommand, WorkerError, WorkerId};

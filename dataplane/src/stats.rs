@@ -20,6 +20,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::drop::DropReason;
+use crate::pipeline::conntrack::CtStats;
 use crate::pipeline::FlowStats;
 use crate::port::PortIdx;
 use crate::worker::WorkerId;
@@ -96,6 +97,7 @@ pub struct WorkerStats {
     generated: u64,
     snapshot_generation: u64,
     flows: FlowStats,
+    ct: CtStats,
     /// A drop was counted since the last publish: only then are the drop arrays
     /// (ports × reasons) stored, so a round without drops publishes a handful of
     /// counters rather than hundreds.
@@ -120,6 +122,7 @@ impl WorkerStats {
             generated: 0,
             snapshot_generation: 0,
             flows: FlowStats::default(),
+            ct: CtStats::default(),
             drops_dirty: true,
             _not_sync: PhantomData,
         }
@@ -229,6 +232,12 @@ impl WorkerStats {
         self.flows = flows;
     }
 
+    /// The conntrack shard's counters.
+    #[inline]
+    pub(crate) fn set_ct(&mut self, ct: CtStats) {
+        self.ct = ct;
+    }
+
     #[inline]
     pub(crate) fn set_snapshot_generation(&mut self, generation: u64) {
         self.snapshot_generation = generation;
@@ -273,6 +282,9 @@ impl WorkerStats {
         for (a, v) in shared.flows.iter().zip(flow_words(&self.flows)) {
             a.store(v, Relaxed);
         }
+        for (a, v) in shared.ct.iter().zip(ct_words(&self.ct)) {
+            a.store(v, Relaxed);
+        }
         // Every round counts one poll, busy or idle: their sum is the heartbeat.
         shared
             .heartbeat
@@ -296,8 +308,23 @@ impl WorkerStats {
             generated: self.generated,
             snapshot_generation: self.snapshot_generation,
             flows: self.flows,
+            ct: self.ct,
         }
     }
+}
+
+/// The conntrack counters in the order [`WorkerStatsShared`] stores them.
+fn ct_words(c: &CtStats) -> [u64; 8] {
+    [
+        c.entries,
+        c.capacity,
+        c.created,
+        c.expired,
+        c.early_drops,
+        c.invalid,
+        c.handed_off,
+        c.lb_new,
+    ]
 }
 
 /// The flow table's counters in the order [`WorkerStatsShared`] stores them.
@@ -356,6 +383,8 @@ pub struct WorkerStatsShared {
     snapshot_generation: AtomicU64,
     /// The flow table's counters ([`flow_words`]).
     flows: [AtomicU64; 7],
+    /// The conntrack shard's counters ([`ct_words`]).
+    ct: [AtomicU64; 8],
     /// Rounds finished: the heartbeat.
     heartbeat: AtomicU64,
 }
@@ -379,6 +408,7 @@ impl WorkerStatsShared {
             generated: AtomicU64::new(0),
             snapshot_generation: AtomicU64::new(0),
             flows: Default::default(),
+            ct: Default::default(),
             heartbeat: AtomicU64::new(0),
         }
     }
@@ -442,6 +472,20 @@ impl WorkerStatsShared {
                     capacity,
                 }
             },
+            ct: {
+                let [entries, capacity, created, expired, early_drops, invalid, handed_off, lb_new] =
+                    std::array::from_fn(|i| self.ct[i].load(Relaxed));
+                CtStats {
+                    entries,
+                    capacity,
+                    created,
+                    expired,
+                    early_drops,
+                    invalid,
+                    handed_off,
+                    lb_new,
+                }
+            },
         }
     }
 }
@@ -484,6 +528,9 @@ pub struct StatsSnapshot {
     /// The worker's flow table: hits, misses, installs, evictions,
     /// revalidations, entries held and capacity.
     pub flows: FlowStats,
+    /// The worker's conntrack shard: entries held and capacity, connections
+    /// created, expired and early-dropped, packets refused and handed off.
+    pub ct: CtStats,
 }
 
 impl StatsSnapshot {

@@ -33,6 +33,7 @@ use crate::drop::DropReason;
 use crate::idle::IdleBackoff;
 use crate::io::{BufAlloc, Burst, RxQueue, TxQueue, TxSlot, BURST};
 use crate::overlay::{NeighborConfig, NeighborMap, NeighborTable, NetworkId, ResolveLimiter};
+use crate::pipeline::conntrack::{CtConfig, CtEntry, CtFilter};
 use crate::pipeline::{
     build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict, WorkerState,
     MAX_RESOLVE_PER_BURST,
@@ -579,9 +580,33 @@ pub enum WorkerCommand<R, T> {
         /// Acknowledgement.
         done: std::sync::mpsc::Sender<PortIdx>,
     },
+    /// A request to the worker's conntrack shard, answered between two rounds:
+    /// the shard is the worker's alone, so the control thread asks rather
+    /// than reads (no lock on the packet path).
+    Conntrack(CtRequest),
     /// Several changes applied together, between the same two rounds: ports added
     /// at once become usable at once (no burst from one finds the other missing).
     Batch(Vec<WorkerCommand<R, T>>),
+}
+
+/// What the control thread asks of a worker's conntrack shard.
+pub enum CtRequest {
+    /// The connections `filter` takes, at most `limit`.
+    List {
+        /// Which.
+        filter: CtFilter,
+        /// At most this many.
+        limit: usize,
+        /// The answer.
+        reply: std::sync::mpsc::Sender<Vec<CtEntry>>,
+    },
+    /// Remove the connections `filter` takes; answers how many.
+    Flush {
+        /// Which.
+        filter: CtFilter,
+        /// The answer.
+        reply: std::sync::mpsc::Sender<usize>,
+    },
 }
 
 /// One worker: its queues, allocator, counters and the snapshot it forwards with.
@@ -682,7 +707,7 @@ where
             stop,
             stall: None,
             rx_burst: Burst::new(),
-            state: WorkerState::new(),
+            state: WorkerState::new().with_conntrack(CtConfig::default()),
         })
     }
 
@@ -690,7 +715,15 @@ where
     /// of two; 0: none, every packet runs the stages) instead of the default
     /// [`DEFAULT_FLOW_ENTRIES`](crate::pipeline::DEFAULT_FLOW_ENTRIES).
     pub fn with_flow_entries(mut self, entries: usize) -> Self {
-        self.state = WorkerState::with_flow_entries(entries);
+        let ct = *self.state.conntrack().config();
+        self.state = WorkerState::with_flow_entries(entries).with_conntrack(ct);
+        self
+    }
+
+    /// Gives the worker a conntrack shard with `config` (allocated when the
+    /// first tracked network appears).
+    pub fn with_conntrack(mut self, config: CtConfig) -> Self {
+        self.state = std::mem::take(&mut self.state).with_conntrack(config);
         self
     }
 
@@ -756,6 +789,19 @@ where
                 self.rx.retain(|(p, _)| *p != port);
                 let _ = done.send(port);
             }
+            WorkerCommand::Conntrack(req) => match req {
+                CtRequest::List {
+                    filter,
+                    limit,
+                    reply,
+                } => {
+                    let ct = self.state.conntrack();
+                    let _ = reply.send(ct.list(&filter, Instant::now(), limit));
+                }
+                CtRequest::Flush { filter, reply } => {
+                    let _ = reply.send(self.state.conntrack_mut().flush(&filter));
+                }
+            },
             WorkerCommand::Batch(cmds) => {
                 for c in cmds {
                     self.apply_command(c);
@@ -919,6 +965,11 @@ where
                 &mut self.stats,
             );
         }
+        // Conntrack expiry, bounded per call (`EXPIRE_BUDGET`), with a clock
+        // read every 64 rounds like the neighbours' aging.
+        if self.rounds.is_multiple_of(64) && self.state.conntrack().allocated() {
+            self.state.conntrack_mut().expire(Instant::now());
+        }
         self.tx.flush_all(&mut self.stats);
         self.stats.count_poll(received);
         let busy = received > 0;
@@ -926,6 +977,7 @@ where
             self.account_time(busy);
         }
         self.stats.set_flows(self.state.flow_stats());
+        self.stats.set_ct(self.state.conntrack().stats());
         self.stats.publish(&self.shared);
         received
     }
@@ -974,6 +1026,7 @@ where
         self.tx.flush_all(&mut self.stats);
         self.account_time(self.phase_busy);
         self.stats.set_flows(self.state.flow_stats());
+        self.stats.set_ct(self.state.conntrack().stats());
         self.stats.publish(&self.shared);
         tracing::debug!(worker = self.id.0, "worker stopped");
         self.stats.to_snapshot(self.id)

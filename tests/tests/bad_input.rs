@@ -101,6 +101,7 @@ fn network(name: &str, vni: u32, subnet: &str, gw: &str, gw_mac: &str) -> api::N
         gateway_mac: s(gw_mac),
         flood_unknown: false,
         vteps: vec![],
+        ..Default::default()
     }
 }
 
@@ -236,7 +237,12 @@ fn service_with(f: impl FnOnce(&mut api::Service)) -> K {
 fn valid_op(i: usize) -> K {
     match i % 3 {
         0 => K::AddPort(port("okp", "null", &[])),
-        1 => K::AddNetwork(network("okn", 901, "", "", "02:00:00:00:aa:09")),
+        // In a tenant of its own: blue has a service, so it is tracked and
+        // must stay its tenant's only network.
+        1 => K::AddNetwork(api::Network {
+            tenant: s("okt"),
+            ..network("okn", 901, "", "", "02:00:00:00:aa:09")
+        }),
         _ => K::AddRoute(blackhole("", "10.50.0.0/16")),
     }
 }

@@ -110,11 +110,53 @@ pub enum Command {
     Trace(TraceArgs),
     /// Copy a port's frames into a pcap file (tcpdump/tshark read it).
     Capture(CaptureArgs),
+    /// Connection tracking: list or flush connections, per-worker counters.
+    #[command(subcommand)]
+    Ct(CtCmd),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
         shell: ShellKind,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtCmd {
+    /// The tracked connections (every worker's), by filter.
+    List {
+        #[command(flatten)]
+        filter: CtFilterArgs,
+        /// At most this many per worker (default 10000).
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove the connections the filter takes (all without one).
+    Flush {
+        #[command(flatten)]
+        filter: CtFilterArgs,
+    },
+    /// Per worker: connections held, created, expired, early drops, packets
+    /// refused and handed off.
+    Stats(JsonFlag),
+}
+
+/// Which connections: every option given must match.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CtFilterArgs {
+    /// A tracked network (its zone).
+    #[arg(long, alias = "zone")]
+    pub network: Option<String>,
+    /// An address of either direction.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// A port of either direction.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// A state: SYN_SENT, ESTABLISHED, TIME_WAIT, CLOSE, UDP_REPLIED, ...
+    #[arg(long)]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,6 +225,13 @@ pub enum NetCmd {
         /// Remote VTEP for broadcast/multicast; repeatable.
         #[arg(long = "vtep", value_name = "IP")]
         vteps: Vec<String>,
+        /// Track the network's connections (TCP, UDP, ICMP).
+        #[arg(long)]
+        conntrack: bool,
+        /// With --conntrack: follow TCP windows without dropping segments
+        /// outside them.
+        #[arg(long, requires = "conntrack")]
+        no_window_tracking: bool,
     },
     /// Delete a virtual network.
     Del { name: String },

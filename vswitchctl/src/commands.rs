@@ -22,11 +22,11 @@ pub struct WriteOpts {
     pub expected_generation: u64,
 }
 
-fn refused(s: tonic::Status) -> Error {
+pub(crate) fn refused(s: tonic::Status) -> Error {
     Error::Refused(s)
 }
 
-fn print_json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(out: &mut dyn Write, v: &impl serde::Serialize) -> Result<()> {
     serde_json::to_writer_pretty(&mut *out, v)?;
     writeln!(out)?;
     Ok(())
@@ -151,6 +151,7 @@ pub async fn execute_prepared(
                 .map(drop)
         }
         Command::Capture(a) => capture(client, a, out).await,
+        Command::Ct(c) => crate::ct::ct(client, c, out).await,
         Command::Completion { shell } => completion(*shell, out),
         Command::Port(_)
         | Command::Net(_)
@@ -202,6 +203,8 @@ pub fn write_op(command: &Command) -> Result<Option<O>> {
             gateway_mac,
             flood_unknown,
             vteps,
+            conntrack,
+            no_window_tracking,
         }) => {
             let net = api::Network {
                 name: name.clone(),
@@ -213,6 +216,8 @@ pub fn write_op(command: &Command) -> Result<Option<O>> {
                 gateway_mac: gateway_mac.clone(),
                 flood_unknown: *flood_unknown,
                 vteps: vteps.clone(),
+                conntrack: *conntrack,
+                conntrack_window_tracking: no_window_tracking.then_some(false),
             };
             O::AddNetwork(net)
         }
@@ -703,6 +708,13 @@ pub fn stats_json(s: &api::Stats) -> Value {
                     "revalidations": w.flow_revalidations,
                     "entries": w.flow_entries, "capacity": w.flow_capacity,
                 },
+                "conntrack": {
+                    "entries": w.ct_entries, "capacity": w.ct_capacity,
+                    "created": w.ct_created, "expired": w.ct_expired,
+                    "early_drops": w.ct_early_drops, "invalid": w.ct_invalid,
+                    "handed_off": w.ct_handed_off,
+                },
+                "lb": { "new_connections": w.lb_new_connections },
             })
         })
         .collect();
@@ -1088,6 +1100,33 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
     }
     write!(out, "{}", t.render())?;
     writeln!(out)?;
+    if s.workers.iter().any(|w| w.ct_capacity > 0) {
+        let mut t = Table::new(&[
+            "WORKER",
+            "CONNECTIONS",
+            "CAPACITY",
+            "CREATED",
+            "EXPIRED",
+            "EARLY_DROPS",
+            "INVALID",
+            "LB_NEW",
+        ])
+        .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
+        for w in &s.workers {
+            t.row([
+                w.index.to_string(),
+                w.ct_entries.to_string(),
+                w.ct_capacity.to_string(),
+                w.ct_created.to_string(),
+                w.ct_expired.to_string(),
+                w.ct_early_drops.to_string(),
+                w.ct_invalid.to_string(),
+                w.lb_new_connections.to_string(),
+            ]);
+        }
+        write!(out, "{}", t.render())?;
+        writeln!(out)?;
+    }
     let drops: BTreeMap<&String, &u64> = s.drops.iter().filter(|(_, n)| all || **n > 0).collect();
     if drops.is_empty() {
         writeln!(out, "no drops")?;

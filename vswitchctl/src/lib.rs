@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+mod ct;
 pub mod doc;
 pub mod error;
 pub mod packet;

@@ -256,6 +256,14 @@ impl DataplaneHandle for VswitchdHandle {
                 flow_revalidations: s.flows.revalidations,
                 flow_entries: s.flows.entries,
                 flow_capacity: s.flows.capacity,
+                ct_entries: s.ct.entries,
+                ct_capacity: s.ct.capacity,
+                ct_created: s.ct.created,
+                ct_expired: s.ct.expired,
+                ct_early_drops: s.ct.early_drops,
+                ct_invalid: s.ct.invalid,
+                ct_handed_off: s.ct.handed_off,
+                lb_new_connections: s.ct.lb_new,
             })
             .collect();
         let drops: HashMap<String, u64> = totals
@@ -315,6 +323,10 @@ impl DataplaneHandle for VswitchdHandle {
             drop_reason: reason,
             frame_after: t.frame_after,
         })
+    }
+
+    fn conntrack(&self, req: &api::ConntrackRequest) -> Result<api::ConntrackReply, String> {
+        crate::conntrack::serve(self, req)
     }
 
     fn uptime_s(&self) -> f64 {

@@ -205,6 +205,11 @@ impl Dataplane {
         self.commands.len()
     }
 
+    /// The workers' command channels, in worker order.
+    pub fn commands(&self) -> &[CommandSender] {
+        &self.commands
+    }
+
     /// Opens, configures and starts the DPDK port of `pc` and returns its index with
     /// the commands that hand its queues to the workers — sent only once a snapshot
     /// that knows the port is published, so no worker receives from a port its

@@ -228,6 +228,7 @@ pub fn run(prep: Prepared) -> Result<()> {
         )
         .map_err(|e| anyhow!("worker {w}: {e}"))?
         .with_flow_entries(dp.flow_table_entries)
+        .with_conntrack(cfg.conntrack.to_dataplane())
         .with_neighbors(Arc::clone(&neighbors))
         .with_commands(cmd_rx)
         .with_capture(Arc::clone(&capture));

@@ -310,6 +310,8 @@ pub(crate) fn network(item: &str, r: &api::Network) -> Result<NetworkSpec, Confi
         gateway_ips: addresses(item, "gateway_ips", &r.gateway_ips)?,
         gateway_mac: mac(item, "gateway_mac", &r.gateway_mac)?,
         flood_unknown: r.flood_unknown,
+        conntrack: r.conntrack,
+        conntrack_window_tracking: r.conntrack_window_tracking.unwrap_or(true),
         vteps: ips(item, "vteps", &r.vteps)?,
         tenant: or_default(r.tenant.clone(), DEFAULT_TENANT),
         name: r.name.clone(),

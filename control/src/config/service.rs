@@ -406,6 +406,35 @@ impl VswitchConfig {
                 format!("network {} does not exist", quote(&s.network)),
             ));
         };
+        // A network with a service is tracked (its connections keep their
+        // backends), so the tracked networks' rules of `validate` hold for it.
+        if self.dataplane.workers.len() > 1 {
+            return Err(bad(
+                &item,
+                "network",
+                format!(
+                    "network {} would be tracked for the service, and connection tracking runs with one worker only for now ({} are configured in dataplane.workers)",
+                    quote(&s.network),
+                    self.dataplane.workers.len()
+                ),
+            ));
+        }
+        if let Some(m) = self
+            .networks
+            .iter()
+            .find(|m| m.tenant == net.tenant && m.name != net.name)
+        {
+            return Err(bad(
+                &item,
+                "network",
+                format!(
+                    "network {} would be tracked for the service, and tenant {} has another network ({}): a tracked network must be its tenant's only one for now",
+                    quote(&s.network),
+                    quote(&net.tenant),
+                    quote(&m.name)
+                ),
+            ));
+        }
         if !net.subnets.is_empty() {
             let fits = |a: IpAddr| {
                 net.subnets

@@ -59,6 +59,8 @@ fn pipeline() -> Arc<Pipeline> {
             gateway_ips: vec![ip(&format!("10.{n}.0.1"))],
             gateway_mac: mac(0xa0 + n),
             flood_unknown: false,
+            conntrack: false,
+            conntrack_window_tracking: true,
             vteps: vec![IpAddr::V4(PEER)],
         });
     }

@@ -354,6 +354,8 @@ pub(super) fn network_info(
         vrf,
         gateway_mac: n.gateway_mac,
         flood_unknown: n.flood_unknown,
+        conntrack: n.conntrack,
+        ct_window: n.conntrack_window_tracking,
         flood_vteps: flood.into(),
         local_ports: Box::default(),
         mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),

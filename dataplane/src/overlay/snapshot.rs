@@ -137,6 +137,10 @@ pub struct NetworkInfo {
     /// Whether unknown unicast is flooded to [`flood_vteps`](Self::flood_vteps)
     /// (otherwise dropped as an unknown destination).
     pub flood_unknown: bool,
+    /// Its traffic is connection-tracked, in the zone of its VNI.
+    pub conntrack: bool,
+    /// TCP segments outside the tracked window are dropped.
+    pub ct_window: bool,
     /// The remote VTEPs for head-end replication of broadcast, multicast and
     /// (with `flood_unknown`) unknown unicast, in the order given.
     pub flood_vteps: Box<[VtepIdx]>,

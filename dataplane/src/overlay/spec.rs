@@ -69,6 +69,13 @@ pub struct NetworkSpec {
     pub gateway_mac: MacAddr,
     /// Unknown unicast: `true` floods it to `vteps`, `false` drops it (named drop).
     pub flood_unknown: bool,
+    /// Connection tracking of the network's IPv4/IPv6 TCP, UDP and ICMP
+    /// traffic (its zone is its VNI). Off by default: an untracked network keeps
+    /// the flow table's speed.
+    pub conntrack: bool,
+    /// With `conntrack`: TCP segments outside the tracked window are dropped
+    /// (`ct_out_of_window`); off, the window is followed but not enforced.
+    pub conntrack_window_tracking: bool,
     /// The remote VTEPs that carry this network: where broadcast, multicast and
     /// (with `flood_unknown`) unknown unicast go, head-end replicated.
     pub vteps: Vec<IpAddr>,

@@ -48,6 +48,8 @@ fn network(name: &str, vni: u32, tenant: &str, subnets: &[&str], gws: &[&str]) -
         gateway_ips: ips(gws),
         gateway_mac: GW,
         flood_unknown: false,
+        conntrack: false,
+        conntrack_window_tracking: true,
         vteps: Vec::new(),
     }
 }

@@ -20,7 +20,7 @@ use super::flow::table::{Deps, FlowTable};
 use super::flow::template::Templates;
 use super::flow::Compiled;
 use super::state::WorkerState;
-use super::{stages, trace, Ctx, Ingress, IngressKind, Pipeline, Verdict};
+use super::{conntrack, stages, trace, Ctx, Ingress, IngressKind, Pipeline, Verdict};
 use crate::buf::PacketBuf;
 use crate::io::BURST;
 use crate::overlay::NetworkId;
@@ -82,10 +82,22 @@ pub(super) fn flows<B: PacketBuf>(
     if multi != 0 {
         t.runs(&look, pkts, out, &k, multi, &mut ws.flows, &ws.templates);
     }
+    if t.hooked != 0 {
+        t.hooked(
+            &look,
+            pkts,
+            out,
+            &k,
+            &ws.flows,
+            &ws.templates,
+            &mut ws.ct,
+            ctx,
+        );
+    }
     ws.flows.stats.hits += t.hits;
     ws.flows.stats.misses += t.misses;
     if t.left == 0 {
-        let one = n > 0 && t.any == t.all;
+        let one = n > 0 && t.any == t.all && !t.dropped;
         return (t.bytes, one.then_some(PortIdx(t.any as u16)));
     }
     // The rest through the stages, installing what they compile.
@@ -200,6 +212,12 @@ struct Tally {
     bytes: u64,
     hits: u64,
     misses: u64,
+    /// Hits whose entry carries conntrack's hook, and their entries: left
+    /// to [`Tally::hooked`].
+    hooked: u32,
+    entry: [u32; BURST],
+    /// A hook dropped a frame: the burst has no one port.
+    dropped: bool,
 }
 
 impl Tally {
@@ -212,6 +230,73 @@ impl Tally {
             bytes: 0,
             hits: 0,
             misses: 0,
+            hooked: 0,
+            entry: [NONE; BURST],
+            dropped: false,
+        }
+    }
+
+    /// The hits whose entry carries the hook (a bit each in `hooked`):
+    /// conntrack's check that the entry holds for the frame (else the frame
+    /// goes to the stages, unchanged: `conntrack::hit_check`), the action
+    /// (with the LB stage's rewrite, if any), then conntrack's per-packet
+    /// update, which may drop the frame (`conntrack::hit_update`). Apart
+    /// from the other passes, whose loops stay as they are for untracked
+    /// flows.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn hooked<B: PacketBuf>(
+        &mut self,
+        look: &Look<'_>,
+        pkts: &mut [B],
+        out: &mut [Verdict],
+        k: &Keys,
+        flows: &FlowTable,
+        templates: &Templates,
+        ct: &mut conntrack::CtShard,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let mut bits = self.hooked;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let (Some(pkt), Some(o), Some(&f), Some(&s)) = (
+                pkts.get_mut(i),
+                out.get_mut(i),
+                self.entry.get(i),
+                k.start.get(i),
+            ) else {
+                break;
+            };
+            let entry = flows.entry(f as usize);
+            let action = &entry.action;
+            let len = pkt.len();
+            let inner = k.inner_len.get(usize::from(s)).copied().unwrap_or(0);
+            // The connection is checked on the frame as it came in (the inner
+            // frame of a tunnel packet), before the action writes a byte.
+            let at = if action.pop { PLAIN_TUNNEL } else { 0 };
+            let net = entry.deps.nets[0];
+            let Ok(found) = conntrack::hit_check(look.p, net, ct, pkt.data(), at, &action.nat, ctx)
+            else {
+                self.left |= 1 << i;
+                continue;
+            };
+            let Some(now) = action.apply_one(pkt, len, inner, templates, look.neighbors) else {
+                self.left |= 1 << i;
+                continue;
+            };
+            self.bytes += now as u64;
+            match conntrack::hit_update(ct, found) {
+                Ok(()) => {
+                    *o = Verdict::Output(action.out);
+                    let to = u32::from(action.out.0);
+                    (self.any, self.all) = (self.any | to, self.all & to);
+                }
+                Err(r) => {
+                    *o = Verdict::Drop(r);
+                    self.dropped = true;
+                }
+            }
         }
     }
 
@@ -248,6 +333,11 @@ impl Tally {
             }
             self.hits += 1;
             let action = &flows.entry(f as usize).action;
+            if action.hook != 0 {
+                (self.hooked, self.entry[i]) = (self.hooked | 1 << i, f);
+                flows.touch(f as usize);
+                continue;
+            }
             let len = pkt.len();
             let inner = k.inner_len.get(i).copied().unwrap_or(0);
             match action.apply_one(pkt, len, inner, templates, look.neighbors) {
@@ -297,6 +387,12 @@ impl Tally {
             }
             self.hits += (end - i) as u64;
             let action = &flows.entry(f as usize).action;
+            if action.hook != 0 {
+                self.hooked |= run;
+                self.entry[i..end].fill(f);
+                flows.touch(f as usize);
+                continue;
+            }
             // Every frame of a run has the first one's length.
             let len = run_pkts.first().map_or(0, |p| p.len());
             let (l, now) = action.apply_run(
@@ -363,6 +459,7 @@ impl Misses<'_> {
                 ctx,
                 &mut ws.scratch,
                 &mut ws.templates,
+                &mut ws.ct,
                 &mut trace::NoTrace,
             );
             *o = v;
@@ -460,6 +557,10 @@ fn install(
         action.src_port = r.src_port;
         action.max_ip_len = r.max_ip_len;
     }
+    action.hook = u8::from(c.tracked);
+    if let Some(nat) = c.nat {
+        action.nat = nat;
+    }
     let deps = Deps {
         nets: [net, c.routed_into.map_or(net, |(n, _)| n)],
         vrf: c.routed_into.map(|(_, v)| v),
@@ -542,6 +643,7 @@ pub(super) fn per_packet<B: PacketBuf>(
             ctx,
             &mut ws.scratch,
             &mut ws.templates,
+            &mut ws.ct,
             &mut trace::NoTrace,
         );
         pass.decided(o, v, pkt.len());

@@ -130,7 +130,13 @@ impl Pipeline {
         pkt: &mut B,
         ctx: &mut Ctx<'_>,
     ) -> Verdict {
-        self.process_with(in_port, pkt, ctx, &mut WorkerState::with_flow_entries(0))
+        // A small conntrack table: a one-off packet needs no more, and the
+        // default one is tens of megabytes.
+        let mut ws = WorkerState::with_flow_entries(0).with_conntrack(conntrack::CtConfig {
+            capacity: 64,
+            ..conntrack::CtConfig::default()
+        });
+        self.process_with(in_port, pkt, ctx, &mut ws)
     }
 
     /// [`process`](Self::process) with the caller's worker state (its flow

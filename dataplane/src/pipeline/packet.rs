@@ -64,6 +64,9 @@ pub(super) struct PacketCtx<'p, 'm> {
     pub next: Next,
     /// What the stages did to the packet, for the flow table's action.
     pub compiled: Compiled,
+    /// The connection conntrack found or created (a tracked network's TCP,
+    /// UDP or ICMP packet).
+    pub ct: Option<super::conntrack::CtHit>,
     /// The outer frame's metadata (parsed by `classify`).
     outer: &'m mut PacketMeta,
     /// The decapsulated frame's metadata, parsed only when a stage needs it.
@@ -85,6 +88,7 @@ impl<'p, 'm> PacketCtx<'p, 'm> {
             dst_bits: 0,
             next: Next::Undecided,
             compiled: Compiled::default(),
+            ct: None,
             outer,
             inner,
             inner_parsed: false,

@@ -19,6 +19,7 @@
 use std::fmt;
 use std::ops::ControlFlow;
 
+use super::conntrack::CtShard;
 use super::flow::template::Templates;
 use super::flow::Compiled;
 use super::packet::PacketCtx;
@@ -37,11 +38,12 @@ pub enum Stage {
     Classify,
     /// Tunnel decap on the uplink: VNI → network, outer headers stripped.
     Decap,
-    /// Connection tracking (an empty slot today).
+    /// Connection tracking, in the networks that ask for it.
     Conntrack,
     /// Network policy (an empty slot today).
     Policy,
-    /// Service load balancing and NAT (an empty slot today).
+    /// Service load balancing: a new connection to a frontend picks its
+    /// backend, every packet of a service connection is translated.
     Lb,
     /// The ARP/ND responder, for the overlay and for the underlay.
     Respond,
@@ -95,6 +97,7 @@ impl fmt::Display for Stage {
 
 /// Runs one packet from `ingress` through every stage; `t` collects the stages'
 /// trace records (nothing, and no code, for the workers' [`NoTrace`](super::trace::NoTrace)).
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(super) fn run<'p, B: PacketBuf, T: Tracer>(
     p: &'p Pipeline,
@@ -103,14 +106,16 @@ pub(super) fn run<'p, B: PacketBuf, T: Tracer>(
     ctx: &mut Ctx<'_>,
     s: &mut Scratch,
     templates: &mut Templates,
+    ct: &mut CtShard,
     t: &mut T,
 ) -> Verdict {
-    run_compiled(p, ingress, pkt, ctx, s, templates, t).0
+    run_compiled(p, ingress, pkt, ctx, s, templates, ct, t).0
 }
 
 /// [`run`], with what the stages compiled for the flow table when the packet
 /// went through every stage to an output that an action can replay: the
 /// record and the network the packet was switched in.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn run_compiled<'p, B: PacketBuf, T: Tracer>(
     p: &'p Pipeline,
@@ -119,6 +124,7 @@ pub(super) fn run_compiled<'p, B: PacketBuf, T: Tracer>(
     ctx: &mut Ctx<'_>,
     s: &mut Scratch,
     templates: &mut Templates,
+    ct: &mut CtShard,
     t: &mut T,
 ) -> (Verdict, Option<(Compiled, NetworkId)>) {
     let Scratch {
@@ -128,7 +134,7 @@ pub(super) fn run_compiled<'p, B: PacketBuf, T: Tracer>(
         ..
     } = s;
     let mut pc = PacketCtx::new(ingress, outer, inner);
-    match run_stages(p, &mut pc, pkt, ctx, templates, routes, t) {
+    match run_stages(p, &mut pc, pkt, ctx, templates, routes, ct, t) {
         ControlFlow::Break(v) => (v, None),
         ControlFlow::Continue(v) => {
             let compiled = match (v, pc.net) {
@@ -144,6 +150,7 @@ pub(super) fn run_compiled<'p, B: PacketBuf, T: Tracer>(
 
 /// The stage list. A stage that ends the packet breaks with its verdict; one
 /// that gets through them all leaves with the output stage's.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_stages<'p, B: PacketBuf, T: Tracer>(
     p: &'p Pipeline,
@@ -152,13 +159,14 @@ fn run_stages<'p, B: PacketBuf, T: Tracer>(
     ctx: &mut Ctx<'_>,
     templates: &mut Templates,
     routes: &mut super::scratch::RouteCache,
+    ct: &mut CtShard,
     t: &mut T,
 ) -> ControlFlow<Verdict, Verdict> {
     classify::run(p, pc, pkt, t)?;
     decap::run(p, pc, pkt, t)?;
-    conntrack::run(pc)?;
+    conntrack::run(p, pc, pkt, ctx, ct, t)?;
     policy::run(pc)?;
-    lb::run(pc)?;
+    lb::run(p, pc, pkt, ct, t)?;
     respond::run(p, pc, pkt, ctx, t)?;
     l2::run(p, pc, pkt, t)?;
     route::run(p, pc, pkt, routes, t)?;

@@ -1,5 +1,5 @@
 //! A worker's state that survives a snapshot swap: the flow table and its
-//! templates (and, next, a conntrack shard), beside the parse space.
+//! templates and the conntrack shard, beside the parse space.
 //!
 //! What is kept across a swap, and how it is revalidated:
 //! - **Flow entries**: kept. Each is checked, when hit with a newer snapshot,
@@ -9,6 +9,9 @@
 //! - **Templates**: kept; one is used only if built at or after its network's
 //!   (or the global) change generation, and with the current underlay
 //!   neighbour map.
+//! - **Conntrack shard**: kept, whatever the snapshot: connections are the
+//!   hosts' state, not the configuration's. Its table is allocated when the
+//!   first snapshot with a tracked network is bound.
 //! - **Route cache** (in [`Scratch`]): emptied, as before; it only spares the
 //!   stages' slow path some lookups.
 //! - Everything is forgotten when the new snapshot cannot be compared with the
@@ -18,6 +21,7 @@
 
 use std::sync::Arc;
 
+use super::conntrack::{CtConfig, CtShard};
 use super::flow::table::FlowTable;
 use super::flow::template::Templates;
 use super::flow::{FlowStats, DEFAULT_FLOW_ENTRIES};
@@ -31,6 +35,8 @@ pub struct WorkerState {
     /// Whether the flow table is looked up and filled (it is; tests turn it
     /// off to get the stages' answer alone as the reference).
     pub(crate) use_flows: bool,
+    /// The conntrack shard.
+    pub(crate) ct: CtShard,
     bound: Option<Arc<Pipeline>>,
 }
 
@@ -63,6 +69,12 @@ impl WorkerState {
             flows: FlowTable::new(entries),
             templates: Templates::new(),
             use_flows: entries > 0,
+            // A small table for states made in passing (tests, one-off
+            // packets): the worker sets its own with `with_conntrack`.
+            ct: CtShard::new(CtConfig {
+                capacity: 1024,
+                ..CtConfig::default()
+            }),
             bound: None,
         }
     }
@@ -81,8 +93,31 @@ impl WorkerState {
                 self.templates.clear();
             }
         }
+        // A network with a service is tracked too (`conntrack::tracked`).
+        let tracks =
+            !snap.services.is_empty() || snap.overlay.networks().iter().any(|n| n.conntrack);
+        if !self.ct.allocated() && tracks {
+            self.ct.allocate();
+        }
         self.scratch.bind(snap);
         self.bound = Some(Arc::clone(snap));
+    }
+
+    /// Gives the state a conntrack shard with `config` (its table allocated
+    /// when a tracked network appears).
+    pub fn with_conntrack(mut self, config: CtConfig) -> Self {
+        self.ct = CtShard::new(config);
+        self
+    }
+
+    /// The conntrack shard.
+    pub fn conntrack(&self) -> &CtShard {
+        &self.ct
+    }
+
+    /// The conntrack shard, to expire or flush.
+    pub fn conntrack_mut(&mut self) -> &mut CtShard {
+        &mut self.ct
     }
 
     /// Forgets every entry, template and the bound snapshot.

@@ -55,6 +55,11 @@ fn net(
         gateway_ips: gw.iter().map(|s| s.parse().unwrap()).collect(),
         gateway_mac: gmac,
         flood_unknown: false,
+        // red, alone in its tenant, is tracked: every scenario's traffic meets
+        // a tracked network beside untracked ones, and the differential tests
+        // hold the flow table's hook to the stages there too.
+        conntrack: name == "red",
+        conntrack_window_tracking: true,
         vteps: vec!["192.0.2.2".parse().unwrap()],
     }
 }
@@ -1898,3 +1903,11 @@ fn the_flow_table_agrees_with_the_stages_across_swaps_and_delta_writes() {
         );
     }
 }
+
+/// The conntrack stage and its flow-table hook, on this module's fixtures.
+#[path = "conntrack/stage_tests.rs"]
+mod conntrack_stage;
+
+/// The LB stage and its flow-table rewrite, on this module's fixtures.
+#[path = "lb/stage_tests.rs"]
+mod lb_stage;

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use super::conntrack::{CtConfig, CtShard};
 use super::flow::template::Templates;
 use super::scratch::Scratch;
 use super::{classify, decap, encap, l2, respond, route, stages, Ctx, Pipeline, Verdict};
@@ -55,6 +56,10 @@ pub(crate) enum Record {
     Ingress(classify::Record),
     /// The tunnel and its network (`decap`).
     Decap(decap::Record),
+    /// The connection found or created (`conntrack`).
+    Conntrack(super::conntrack::Record),
+    /// The service, backend and translation (`lb`).
+    Lb(super::lb::Record),
     /// The ARP/ND responder's answer (`respond`).
     Respond(respond::Record),
     /// The MAC table entry, flood or patch (`l2`).
@@ -123,6 +128,12 @@ impl Pipeline {
         let mut ctx = Ctx::new(neighbors, &mut limiter, Instant::now());
         let mut scratch = Scratch::new();
         let mut templates = Templates::new();
+        // A table of its own, like the rest of the working space: a trace
+        // shows what the stage does with a connection's first packet.
+        let mut ct = CtShard::new(CtConfig {
+            capacity: 16,
+            ..CtConfig::default()
+        });
         let mut rec = Recorder::default();
         let mut buf = VecBuf::new(frame);
         let verdict = stages::run(
@@ -132,6 +143,7 @@ impl Pipeline {
             &mut ctx,
             &mut scratch,
             &mut templates,
+            &mut ct,
             &mut rec,
         );
         let mut lines: Vec<TraceLine> = rec
@@ -171,6 +183,8 @@ impl Record {
             Record::Parse(Err(e)) => ("parse", format!("malformed: {e}")),
             Record::Ingress(r) => ("ingress", r.describe(p, in_port, names)),
             Record::Decap(r) => ("decap", r.describe(p)),
+            Record::Conntrack(r) => ("conntrack", r.describe()),
+            Record::Lb(r) => ("lb", r.describe()),
             Record::Respond(r) => r.describe(),
             Record::L2(r) => ("l2", r.describe(p, in_port, names)),
             Record::Route(r) => ("route", r.describe(p, names)),

@@ -337,8 +337,43 @@ pub fn render(v: &View, format: Format) -> String {
             );
         }
     }
+    e.family(
+        "vswitch_worker_conntrack_total",
+        Kind::Counter,
+        "Worker conntrack events: connections created, expired, early-dropped to make room; packets refused (invalid, out of window, table full) and handed to another worker.",
+    );
+    for (i, core, s) in &v.workers {
+        let (i, core) = (i.to_string(), core.to_string());
+        let c = &s.ct;
+        for (event, n) in [
+            ("created", c.created),
+            ("expired", c.expired),
+            ("early_drop", c.early_drops),
+            ("invalid", c.invalid),
+            ("handed_off", c.handed_off),
+        ] {
+            e.sample(
+                "vswitch_worker_conntrack_total",
+                &[("worker", &i), ("core", &core), ("event", event)],
+                n,
+            );
+        }
+    }
+    e.family(
+        "vswitch_worker_lb_new_connections_total",
+        Kind::Counter,
+        "New connections the LB stage sent to a service's backend (its drops are under vswitch_drops_total's lb_ reasons).",
+    );
+    for (i, core, s) in &v.workers {
+        let (i, core) = (i.to_string(), core.to_string());
+        e.sample(
+            "vswitch_worker_lb_new_connections_total",
+            &[("worker", &i), ("core", &core)],
+            s.ct.lb_new,
+        );
+    }
     type WorkerValue = fn(&StatsSnapshot) -> u64;
-    let worker_families: [(&str, Kind, &str, WorkerValue); 6] = [
+    let worker_families: [(&str, Kind, &str, WorkerValue); 8] = [
         (
             "vswitch_worker_rx_packets_total",
             Kind::Counter,
@@ -374,6 +409,18 @@ pub fn render(v: &View, format: Format) -> String {
             Kind::Gauge,
             "Entries the worker's flow table can hold.",
             |s| s.flows.capacity,
+        ),
+        (
+            "vswitch_worker_conntrack_entries",
+            Kind::Gauge,
+            "Connections in the worker's conntrack shard.",
+            |s| s.ct.entries,
+        ),
+        (
+            "vswitch_worker_conntrack_capacity",
+            Kind::Gauge,
+            "Connections the worker's conntrack shard can hold (0 until a network is tracked).",
+            |s| s.ct.capacity,
         ),
     ];
     for (name, kind, help, value) in worker_families {

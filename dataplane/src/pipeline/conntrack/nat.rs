@@ -33,8 +33,8 @@
 //! panic (the `nat_rewrite` fuzz target). A later IPv4/IPv6 fragment (no L4
 //! header) is refused: NAT of fragments needs reassembly first.
 //!
-//! Not yet called: the conntrack and LB stages will apply it to packets of
-//! NAT'd connections.
+//! The LB stage applies it to the packets of service connections (DNAT and
+//! its reverse); source NAT does not call it yet.
 
 use std::net::IpAddr;
 

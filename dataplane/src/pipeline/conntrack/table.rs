@@ -88,6 +88,60 @@ impl CtState {
     }
 }
 
+impl CtState {
+    /// Every state, in list order.
+    pub const ALL: [CtState; CLASSES] = [
+        CtState::Tcp(TcpState::SynSent),
+        CtState::Tcp(TcpState::SynSent2),
+        CtState::Tcp(TcpState::SynRecv),
+        CtState::Tcp(TcpState::Established),
+        CtState::Tcp(TcpState::FinWait),
+        CtState::Tcp(TcpState::CloseWait),
+        CtState::Tcp(TcpState::LastAck),
+        CtState::Tcp(TcpState::TimeWait),
+        CtState::Tcp(TcpState::Close),
+        CtState::UdpUnreplied,
+        CtState::UdpReplied,
+        CtState::IcmpUnreplied,
+        CtState::IcmpReplied,
+        CtState::Redirect,
+    ];
+
+    /// The state's name as `ct list` shows it and its filter takes (Linux's
+    /// names for TCP).
+    pub const fn name(self) -> &'static str {
+        match self {
+            CtState::Tcp(TcpState::SynSent) => "SYN_SENT",
+            CtState::Tcp(TcpState::SynSent2) => "SYN_SENT2",
+            CtState::Tcp(TcpState::SynRecv) => "SYN_RECV",
+            CtState::Tcp(TcpState::Established) => "ESTABLISHED",
+            CtState::Tcp(TcpState::FinWait) => "FIN_WAIT",
+            CtState::Tcp(TcpState::CloseWait) => "CLOSE_WAIT",
+            CtState::Tcp(TcpState::LastAck) => "LAST_ACK",
+            CtState::Tcp(TcpState::TimeWait) => "TIME_WAIT",
+            CtState::Tcp(TcpState::Close) => "CLOSE",
+            CtState::UdpUnreplied => "UDP_UNREPLIED",
+            CtState::UdpReplied => "UDP_REPLIED",
+            CtState::IcmpUnreplied => "ICMP_UNREPLIED",
+            CtState::IcmpReplied => "ICMP_REPLIED",
+            CtState::Redirect => "REDIRECT",
+        }
+    }
+
+    /// The state of a [`name`](Self::name), in any case.
+    pub fn from_name(s: &str) -> Option<CtState> {
+        CtState::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+    }
+}
+
+impl std::fmt::Display for CtState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The states whose entries are never assured: the early-drop candidates.
 const UNASSURED: [usize; 5] = [0, 1, 2, 9, 11];
 
@@ -416,6 +470,11 @@ impl ConntrackTable {
         self.entries.len() * std::mem::size_of::<Entry>() + self.buckets.len() * 4
     }
 
+    /// The timeout of state `s`, in milliseconds.
+    pub fn timeout_ms(&self, s: CtState) -> u64 {
+        self.timeouts[s.class()]
+    }
+
     /// The size of one entry in bytes.
     pub const fn entry_bytes() -> usize {
         std::mem::size_of::<Entry>()
@@ -707,12 +766,17 @@ impl ConntrackTable {
         check_window: bool,
         rm: &mut impl FnMut(&CtView),
     ) -> Result<CtHit, CtDrop> {
-        let e = self.entries[i as usize];
-        let old = CtState::from_class(e.class);
+        // The class and the window data only: a copy of the whole entry
+        // (152 bytes) cost a memcpy per packet.
+        let (class, tcp_dirs) = {
+            let e = &self.entries[i as usize];
+            (e.class, e.tcp)
+        };
+        let old = CtState::from_class(class);
         let mut assure = false;
         let state = match (old, p.l4) {
             (CtState::Tcp(s), CtL4::Tcp(seg)) => {
-                let mut dirs = e.tcp;
+                let mut dirs = tcp_dirs;
                 match tcp::step(s, &mut dirs, d, &seg, check_window) {
                     Err(TcpRefusal::Invalid) => return Err(CtDrop::Invalid),
                     Err(TcpRefusal::OutOfWindow) => return Err(CtDrop::OutOfWindow),
@@ -909,6 +973,51 @@ impl ConntrackTable {
             n = e.next[d];
         }
         None
+    }
+
+    /// Whether a packet of the connection in direction `dir` leaves with
+    /// tuple `t`: the reverse of the other direction's (its own tuple when
+    /// nothing is translated). False for a redirect stub or a free slot.
+    /// Field by field, without building the reversed tuple: a flow-table
+    /// hit asks it for every packet.
+    #[inline]
+    pub fn leaves_as(&self, h: CtHandle, dir: Dir, t: &CtTuple) -> bool {
+        let Some(e) = self.entries.get(h.0 as usize) else {
+            return false;
+        };
+        let o = &e.key[1 - dir as usize];
+        e.flags & IN_USE != 0
+            && e.class != 13
+            && o.src == t.dst
+            && o.dst == t.src
+            && o.sport == t.dport
+            && o.dport == t.sport
+            && o.proto == t.proto
+    }
+
+    /// [`track`](Self::track) of a packet whose live connection the caller
+    /// found (`find_live`, no call in between): the state machine, without a
+    /// second lookup. A segment that would reopen the connection (a SYN in
+    /// TIME_WAIT or CLOSE) is the caller's to keep away: here it is refused
+    /// as [`CtDrop::Invalid`], never opened without its NAT.
+    ///
+    /// # Errors
+    /// As [`track`](Self::track).
+    #[inline]
+    pub fn track_found(
+        &mut self,
+        h: CtHandle,
+        dir: Dir,
+        p: &CtPacket,
+        now: u64,
+        check_window: bool,
+    ) -> Result<CtHit, CtDrop> {
+        if let CtL4::Tcp(seg) = p.l4 {
+            if tcp::opens(&seg) {
+                return Err(CtDrop::Invalid);
+            }
+        }
+        self.update(h.0, dir as usize, p, now, check_window, &mut |_| {})
     }
 
     /// The translation a packet of the connection in direction `dir` gets: the

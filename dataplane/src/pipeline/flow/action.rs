@@ -1,10 +1,12 @@
 //! The compiled action of a flow ("header transposition"): what the stages did
 //! to the flow's first packet, as data to apply to every later one.
 //!
-//! In order: pop the tunnel's outer headers (decap), rewrite the Ethernet
-//! addresses and decrement the TTL with an incremental checksum (route), push
-//! the outer headers from a template of the side table with the per-packet
-//! lengths and the flow's source port (encap), send to the output port.
+//! In order: pop the tunnel's outer headers (decap), rewrite an address and
+//! port of a service connection with the checksum deltas computed at install
+//! (LB: [`Nat`]), rewrite the Ethernet addresses and decrement the TTL with an
+//! incremental checksum (route), push the outer headers from a template of the
+//! side table with the per-packet lengths and the flow's source port (encap),
+//! send to the output port.
 //!
 //! The guards that stay per packet are checked before a byte is written: a
 //! routed packet's TTL above 1, an encapsulated packet's length within the
@@ -18,10 +20,12 @@ use super::key::PLAIN_TUNNEL;
 use super::template::Templates;
 use crate::buf::PacketBuf;
 use crate::ethernet::HEADER_LEN;
+use crate::pipeline::conntrack::CtTuple;
 use crate::pipeline::reply;
 use crate::pipeline::Verdict;
 use crate::port::PortIdx;
 use crate::wire;
+use crate::wire::checksum::{fold, sum_raw};
 
 /// What an action does, decided once at install from its parts so that a run
 /// of frames takes one straight loop with no branch on the parts per frame.
@@ -60,6 +64,126 @@ impl Kind {
     }
 }
 
+/// The LB stage's part of an action: one side of an IPv4 TCP/UDP packet
+/// rewritten (a service connection's destination to its backend, or its
+/// reply's source back to the frontend), with the one's-complement deltas of
+/// its checksums computed once from the old values, which the key fixes
+/// (RFC 1624: `HC' = ~(~HC + ~m + m')`). A hit then writes six bytes and two
+/// checksums, whatever the packet's length.
+///
+/// `svc` and `version` name the service write it was compiled under: a hit
+/// checks them and the connection's translation (`conntrack::hit_check`)
+/// before anything is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Nat {
+    /// 0: no rewrite; [`Nat::SRC`] or [`Nat::DST`].
+    pub(crate) side: u8,
+    /// The new address.
+    pub(crate) addr: [u8; 4],
+    /// The new port.
+    pub(crate) port: u16,
+    /// Added to the IPv4 header checksum.
+    pub(crate) ip_delta: u16,
+    /// Added to the TCP/UDP checksum (pseudo-header address and port).
+    pub(crate) l4_delta: u16,
+    /// The service's id in the snapshot.
+    pub(crate) svc: u16,
+    /// Its version ([`crate::pipeline::lb::services::ServiceEntry::version`]).
+    pub(crate) version: u32,
+}
+
+impl Nat {
+    /// The source is rewritten.
+    pub(crate) const SRC: u8 = 1;
+    /// The destination is rewritten.
+    pub(crate) const DST: u8 = 2;
+
+    /// The rewrite of `side` from `old` to `new` (address, port).
+    pub(crate) fn new(
+        side: u8,
+        old: ([u8; 4], u16),
+        new: ([u8; 4], u16),
+        svc: u16,
+        version: u32,
+    ) -> Nat {
+        // Σ ~old + Σ new over the 16-bit words, as `conntrack::nat` computes it.
+        let delta =
+            |o: &[u8], n: &[u8]| (o.len() / 2) as u64 * 0xffff - sum_raw(0, o) + sum_raw(0, n);
+        let addrs = delta(&old.0, &new.0);
+        let ports = delta(&old.1.to_be_bytes(), &new.1.to_be_bytes());
+        Nat {
+            side,
+            addr: new.0,
+            port: new.1,
+            ip_delta: fold(addrs),
+            l4_delta: fold(addrs + ports),
+            svc,
+            version,
+        }
+    }
+
+    /// The tuple `t` after the rewrite.
+    #[inline]
+    pub(crate) fn translate(&self, t: &mut CtTuple) {
+        let mapped = |a: [u8; 4]| {
+            let mut m = [0u8; 16];
+            m[10] = 0xff;
+            m[11] = 0xff;
+            m[12..].copy_from_slice(&a);
+            m
+        };
+        match self.side {
+            Nat::SRC => (t.src, t.sport) = (mapped(self.addr), self.port),
+            Nat::DST => (t.dst, t.dport) = (mapped(self.addr), self.port),
+            _ => {}
+        }
+    }
+
+    /// Whether the frame at `at` holds what [`write`](Self::write) touches.
+    #[inline(always)]
+    fn fits(&self, f: &[u8], at: usize) -> bool {
+        let l4 = at + HEADER_LEN + 20;
+        match f.get(at + HEADER_LEN + 9) {
+            Some(&wire::IPPROTO_TCP) => f.len() >= l4 + 18,
+            Some(&wire::IPPROTO_UDP) => f.len() >= l4 + 8,
+            _ => false,
+        }
+    }
+
+    /// Rewrites the option-less IPv4 frame at `at`, which
+    /// [`fits`](Self::fits).
+    #[inline(always)]
+    fn write(&self, f: &mut [u8], at: usize) {
+        let ip = at + HEADER_LEN;
+        let l4 = ip + 20;
+        let (a, p) = if self.side == Nat::SRC {
+            (ip + 12, l4)
+        } else {
+            (ip + 16, l4 + 2)
+        };
+        f[a..a + 4].copy_from_slice(&self.addr);
+        f[p..p + 2].copy_from_slice(&self.port.to_be_bytes());
+        add_to_checksum(f, ip + 10, self.ip_delta, false);
+        if f[ip + 9] == wire::IPPROTO_TCP {
+            add_to_checksum(f, l4 + 16, self.l4_delta, false);
+        } else if f[l4 + 6] != 0 || f[l4 + 7] != 0 {
+            // A UDP checksum of 0 is none over IPv4 and stays none.
+            add_to_checksum(f, l4 + 6, self.l4_delta, true);
+        }
+    }
+}
+
+/// `HC' = ~(~HC + delta)` at `at`; `udp`: a result of 0 is sent as `0xffff`.
+#[inline(always)]
+fn add_to_checksum(f: &mut [u8], at: usize, delta: u16, udp: bool) {
+    let old = u16::from_be_bytes([f[at], f[at + 1]]);
+    let mut new = !fold(u64::from(!old) + u64::from(delta));
+    if udp && new == 0 {
+        new = 0xffff;
+    }
+    f[at..at + 2].copy_from_slice(&new.to_be_bytes());
+}
+
 /// A flow's action (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Action {
@@ -75,10 +199,12 @@ pub(crate) struct Action {
     pub(crate) route: bool,
     /// Push the template in `slot` while it has `tag`.
     pub(crate) encap: bool,
-    /// Reserved for conntrack (#25): set when a packet of the flow must update
-    /// connection state; no stage sets it yet, and an entry with it set would
-    /// call the conntrack stage's per-packet hook.
+    /// Set when a packet of the flow must update connection state: a hit
+    /// checks the connection before the action and updates it after
+    /// (`conntrack::hit_check`, `conntrack::hit_update`).
     pub(crate) hook: u8,
+    /// A service connection's rewrite (`side` 0: none).
+    pub(crate) nat: Nat,
     /// The routed frame's destination and source MACs.
     pub(crate) macs: [u8; 12],
     /// The template's slot in the side table.
@@ -101,6 +227,15 @@ impl Default for Action {
             route: false,
             encap: false,
             hook: 0,
+            nat: Nat {
+                side: 0,
+                addr: [0; 4],
+                port: 0,
+                ip_delta: 0,
+                l4_delta: 0,
+                svc: 0,
+                version: 0,
+            },
             macs: [0; 12],
             slot: 0,
             src_port: 0,
@@ -137,6 +272,9 @@ impl Action {
                 _ => return None,
             }
         }
+        if self.nat.side != 0 && !self.nat.fits(pkt.data(), at) {
+            return None;
+        }
         let template = if self.encap {
             let t = templates.by_tag(self.slot, self.tag, neighbors)?;
             if len - HEADER_LEN > usize::from(self.max_ip_len)
@@ -152,6 +290,9 @@ impl Action {
         // Every guard passed: nothing below refuses.
         if self.pop {
             pkt.narrow(PLAIN_TUNNEL, len)?;
+        }
+        if self.nat.side != 0 {
+            self.nat.write(pkt.data_mut(), 0);
         }
         if self.route {
             let data = pkt.data_mut();

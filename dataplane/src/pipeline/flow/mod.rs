@@ -50,8 +50,9 @@
 //! through the stages, which install. Classic L2 ports keep their own path: their MAC table is already
 //! one lookup, and nothing is compiled for them.
 //!
-//! **Numbers.** An entry is 88 bytes plus 8 of its bucket's header: 96 bytes,
-//! 6 MiB for the default 65,536 entries. A hit costs (callgrind, 64 B, the
+//! **Numbers.** An entry is 112 bytes plus 8 of its bucket's header: 120
+//! bytes, 7.5 MiB for the default 65,536 entries (the LB stage's rewrite
+//! added 24: 96 before). A hit costs (callgrind, 64 B, the
 //! PMDs' 190 included) 331–369 instructions per packet with one flow and
 //! 505–581 with 1k flows, against 277–359 and 306–416 for the per-shape fast
 //! paths this replaced: the price of one mechanism for every shape is 4–71
@@ -88,6 +89,10 @@ pub(crate) struct Compiled {
     /// Encap pushed the template in this slot with this tag, with this source
     /// port, under this MTU.
     pub(crate) encap: Option<EncapRecord>,
+    /// Conntrack tracked the packet: every hit updates its connection.
+    pub(crate) tracked: bool,
+    /// The LB stage rewrote one side of the packet for a service connection.
+    pub(crate) nat: Option<action::Nat>,
     /// Something was done that an action cannot replay (a header built without
     /// the side table, an IPv6 hop limit).
     pub(crate) uncacheable: bool,

@@ -46,6 +46,15 @@ impl Entry {
             route: false,
             encap: false,
             hook: 0,
+            nat: super::action::Nat {
+                side: 0,
+                addr: [0; 4],
+                port: 0,
+                ip_delta: 0,
+                l4_delta: 0,
+                svc: 0,
+                version: 0,
+            },
             macs: [0; 12],
             slot: 0,
             src_port: 0,
@@ -206,7 +215,12 @@ impl FlowTable {
         deps: Deps,
         generation: u64,
     ) -> Option<usize> {
-        action.kind = super::action::Kind::of(action.pop, action.route, action.encap);
+        action.kind = if action.nat.side != 0 {
+            // The rewrite's parts one by one: its hits all take the hook's pass.
+            super::action::Kind::Other
+        } else {
+            super::action::Kind::of(action.pop, action.route, action.encap)
+        };
         let b = hash as usize & self.mask;
         let sig = Self::sig(hash);
         let i = match self.find(&key, hash) {

@@ -44,8 +44,7 @@
 //! of `⌈M·w_max/Σw⌉·N` loop steps and `M log N` heap operations. Measured figures are in
 //! `bench/RESULTS.md` (#25).
 //!
-//! Not yet called: the LB stage ([`super::run`]) passes every packet on until
-//! it is wired to the services of the snapshot.
+//! The LB stage (`super::run`) picks a new connection's backend here.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -337,8 +336,13 @@ impl MaglevTable {
     /// connection with this flow hash.
     #[inline]
     pub fn lookup(&self, flow_hash: u32) -> u16 {
-        let slot = (u64::from(flow_hash) * self.slots.len() as u64) >> 32;
-        self.slots[slot as usize]
+        self.slots[self.slot_of(flow_hash)]
+    }
+
+    /// The slot a flow hash falls in (what `trace` shows).
+    #[inline]
+    pub fn slot_of(&self, flow_hash: u32) -> usize {
+        ((u64::from(flow_hash) * self.slots.len() as u64) >> 32) as usize
     }
 
     /// Slots per backend index, for `n` backends.

@@ -245,6 +245,11 @@ pub struct ServiceEntry {
     /// Its backends' table, shared by all its ports (and with the previous
     /// snapshot while the backends did not change).
     pub set: Arc<BackendSet>,
+    /// Changes with every write of the service (never the same for two
+    /// writes of one slot, short of 2³² writes): a flow-table entry compiled
+    /// for one of its connections holds it, and a hit that finds another one
+    /// goes back to the stages (`lb/mod.rs`).
+    pub version: u32,
 }
 
 impl ServiceEntry {
@@ -253,6 +258,12 @@ impl ServiceEntry {
     #[inline]
     pub fn pick(&self, flow_hash: u32) -> &BackendSpec {
         &self.spec.backends[usize::from(self.set.table.lookup(flow_hash))]
+    }
+
+    /// The backend of address `addr`, if the service has it.
+    #[inline]
+    pub fn backend(&self, addr: IpAddr) -> Option<&BackendSpec> {
+        self.spec.backends.iter().find(|b| b.address == addr)
     }
 
     /// Slots per backend, in the order of `spec.backends`.
@@ -427,6 +438,11 @@ pub struct Services {
     frontends: HashMap<FrontendKey, Frontend>,
     node_ports: HashMap<(u16, Protocol), Frontend>,
     total_slots: u64,
+    /// Services per network, indexed by [`NetworkId`]: a network with one is
+    /// tracked whatever its `conntrack` setting (`lb/mod.rs`).
+    per_network: Vec<u32>,
+    /// The version the next service written gets.
+    next_version: u32,
 }
 
 impl Services {
@@ -466,6 +482,20 @@ impl Services {
                 proto,
             })
             .copied()
+    }
+
+    /// Whether network `net` has a service: then it is tracked.
+    #[inline]
+    pub fn serves(&self, net: NetworkId) -> bool {
+        self.per_network
+            .get(usize::from(net.0))
+            .is_some_and(|&n| n != 0)
+    }
+
+    /// The version of service `id` (see [`ServiceEntry::version`]).
+    #[inline]
+    pub fn version(&self, id: ServiceId) -> Option<u32> {
+        self.service(id).map(|s| s.version)
     }
 
     /// The service whose NodePort is `port` (protocol `proto`).
@@ -522,7 +552,10 @@ impl Services {
         prev: &Services,
     ) -> Result<Services, ServiceError> {
         check(specs)?;
-        let mut next = Services::default();
+        let mut next = Services {
+            next_version: prev.next_version,
+            ..Services::default()
+        };
         for s in specs {
             let reuse = prev.by_name(&s.name).map(|(_, e)| e);
             next.put(s.clone(), &net_of, reuse).map_err(|(_, e)| e)?;
@@ -584,6 +617,9 @@ impl Services {
             }
         }
         self.total_slots -= u64::from(e.spec.table_size);
+        if let Some(n) = self.per_network.get_mut(usize::from(e.network.0)) {
+            *n -= 1;
+        }
         Some(e)
     }
 
@@ -691,7 +727,26 @@ impl Services {
         self.node_ports.extend(nodes);
         self.total_slots = total;
         self.by_name.insert(spec.name.clone(), id);
-        let entry = Arc::new(ServiceEntry { spec, network, set });
+        let at = usize::from(network.0);
+        if self.per_network.len() <= at {
+            self.per_network.resize(at + 1, 0);
+        }
+        self.per_network[at] += 1;
+        // An unchanged service keeps its version: its connections' flow
+        // entries stay valid across a write of another service.
+        let version = match reuse {
+            Some(old) if old.spec == spec && old.network == network => old.version,
+            _ => {
+                self.next_version = self.next_version.wrapping_add(1);
+                self.next_version
+            }
+        };
+        let entry = Arc::new(ServiceEntry {
+            spec,
+            network,
+            set,
+            version,
+        });
         match self.slots.get_mut(id.0 as usize) {
             Some(slot) => *slot = Some(entry),
             None => self.slots.push(Some(entry)),
