@@ -97,6 +97,22 @@ pub enum Delta {
     PutService(Box<ServiceSpec>, Box<crate::persist::JournalOp>),
     /// The service (by name) goes.
     DelService(String),
+    /// A policy, cluster policy or policy endpoint added or deleted (the op as
+    /// the journal keeps it, in canonical text) and, on the last policy op of
+    /// the write, the whole policy the write leads to, compiled.
+    Policy(Box<crate::persist::JournalOp>, Option<Compiled>),
+}
+
+/// A compiled policy carried by a [`Delta`]: built once, on the control
+/// thread, and published as it is.
+#[derive(Clone, Debug)]
+pub struct Compiled(pub std::sync::Arc<dataplane::pipeline::policy::CompiledPolicy>);
+
+impl PartialEq for Compiled {
+    /// The same compile, not an equal one: deltas are compared in tests.
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Why a delta write was refused: the op and the reason, as [`ApiError::Op`]
@@ -125,6 +141,15 @@ pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>,
     let route_op = |op: &api::Op| matches!(op.op, Some(OpKind::AddRoute(_) | OpKind::DelRoute(_)));
     if ops.iter().all(service_op) {
         return Some(service_deltas(cfg, ops));
+    }
+    if ops.iter().all(policy_op) {
+        // A write the whole set refuses (a name or an address used twice,
+        // a set too large) goes to the whole-state path, which words it.
+        return match policy_deltas(cfg, ops) {
+            Ok(Some(d)) => Some(Ok(d)),
+            Ok(None) => None,
+            Err(refusal) => Some(Err(refusal)),
+        };
     }
     if claims_a_vip(cfg, ops) {
         return None;
@@ -179,6 +204,109 @@ fn claims_a_vip(cfg: &VswitchConfig, ops: &[api::Op]) -> bool {
             .filter_map(|a| a.parse::<IpAddr>().ok())
             .any(|a| vips.contains(&(net.as_str(), a)))
     })
+}
+
+/// A policy, cluster policy or policy endpoint op.
+fn policy_op(op: &api::Op) -> bool {
+    matches!(
+        op.op,
+        Some(
+            OpKind::AddPolicy(_)
+                | OpKind::DelPolicy(_)
+                | OpKind::AddClusterPolicy(_)
+                | OpKind::DelClusterPolicy(_)
+                | OpKind::AddPolicyEndpoint(_)
+                | OpKind::DelPolicyEndpoint(_)
+        )
+    )
+}
+
+/// The deltas of a write of policy ops: each op's fields checked as the
+/// whole-state path checks them (`state::check_fields`: the item alone,
+/// through the dataplane's validation), its name looked up, the policies
+/// after the write validated and compiled whole, here, once — nothing else
+/// of the configuration is looked at or rebuilt. A replace is a delete and
+/// an add of the same name, in that order, as the whole-state path takes
+/// it (the item moves to the end of its list).
+///
+/// # Errors
+/// The first op refused by its own fields or its name; `Ok(None)` when the
+/// set after the write is refused as a whole (the whole-state path words it).
+fn policy_deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Result<Option<Vec<Delta>>, Refusal> {
+    use crate::config::policy::{cluster_label, endpoint_label, policy_label};
+    use crate::config::policy::{cluster_policy, network_policy, policy_endpoint};
+    use crate::persist::JournalOp as J;
+    let mut next = cfg.policies.clone();
+    let mut out = Vec::with_capacity(ops.len());
+    let strip = |own: &str, e: String| match e.strip_prefix(&format!("{own}: ")) {
+        Some(rest) => rest.to_owned(),
+        None => e,
+    };
+    for (i, op) in ops.iter().enumerate() {
+        let kind = op.op.as_ref();
+        crate::state::check_fields(kind, &cfg.load_balancer).map_err(|r| (i, r))?;
+        let journal = match kind {
+            Some(OpKind::AddPolicy(p)) => {
+                if next.network.iter().any(|x| x.name == p.name) {
+                    return Err((i, "policy already exists".into()));
+                }
+                let own = policy_label(&p.name);
+                let c = network_policy(&own, p).map_err(|e| (i, strip(&own, e.to_string())))?;
+                next.network.push(c.clone());
+                J::AddPolicy(c)
+            }
+            Some(OpKind::DelPolicy(n)) => {
+                take_named(&mut next.network, n, |x| &x.name)
+                    .ok_or_else(|| (i, "no such policy".to_owned()))?;
+                J::DelPolicy { name: n.clone() }
+            }
+            Some(OpKind::AddClusterPolicy(p)) => {
+                if next.cluster.iter().any(|x| x.name == p.name) {
+                    return Err((i, "cluster policy already exists".into()));
+                }
+                let own = cluster_label(&p.name);
+                let c = cluster_policy(&own, p).map_err(|e| (i, strip(&own, e.to_string())))?;
+                next.cluster.push(c.clone());
+                J::AddClusterPolicy(c)
+            }
+            Some(OpKind::DelClusterPolicy(n)) => {
+                take_named(&mut next.cluster, n, |x| &x.name)
+                    .ok_or_else(|| (i, "no such cluster policy".to_owned()))?;
+                J::DelClusterPolicy { name: n.clone() }
+            }
+            Some(OpKind::AddPolicyEndpoint(e)) => {
+                if next.endpoints.iter().any(|x| x.name == e.name) {
+                    return Err((i, "policy endpoint already exists".into()));
+                }
+                let own = endpoint_label(&e.name);
+                let c = policy_endpoint(&own, e).map_err(|e| (i, strip(&own, e.to_string())))?;
+                next.endpoints.push(c.clone());
+                J::AddPolicyEndpoint(c)
+            }
+            Some(OpKind::DelPolicyEndpoint(n)) => {
+                take_named(&mut next.endpoints, n, |x| &x.name)
+                    .ok_or_else(|| (i, "no such policy endpoint".to_owned()))?;
+                J::DelPolicyEndpoint { name: n.clone() }
+            }
+            _ => return Err((i, "not a policy op".into())),
+        };
+        out.push(Delta::Policy(Box::new(journal), None));
+    }
+    // The whole set the write leads to, validated and compiled once; what it
+    // refuses goes to the whole-state path, which words it.
+    let Ok(compiled) = crate::config::policy::check_and_compile(&next) else {
+        return Ok(None);
+    };
+    if let Some(Delta::Policy(_, c)) = out.last_mut() {
+        *c = Some(Compiled(compiled));
+    }
+    Ok(Some(out))
+}
+
+/// Takes the item named `name` out of `list`, keeping the order of the rest.
+fn take_named<T>(list: &mut Vec<T>, name: &str, key: fn(&T) -> &str) -> Option<T> {
+    let i = list.iter().position(|x| key(x) == name)?;
+    Some(list.remove(i))
 }
 
 /// A service or backend op.
@@ -333,6 +461,7 @@ pub fn refusals_go_whole(deltas: &[Delta]) -> bool {
                 | Delta::AddNetwork(..)
                 | Delta::PutService(..)
                 | Delta::DelService(_)
+                | Delta::Policy(..)
         )
     })
 }
@@ -833,6 +962,51 @@ fn apply_with(
                     }
                 }
             }
+            // The configuration and the state hold the same canonical
+            // messages: an add goes at the end of both, a delete where it is.
+            Delta::Policy(j, _) => {
+                use crate::persist::JournalOp as J;
+                let (p, s) = (&mut cfg.policies, state.as_deref_mut());
+                match &**j {
+                    J::AddPolicy(x) => {
+                        p.network.push(x.clone());
+                        if let Some(s) = s {
+                            s.policies.push(x.clone());
+                        }
+                    }
+                    J::DelPolicy { name } => {
+                        take_named(&mut p.network, name, |x| &x.name);
+                        if let Some(s) = s {
+                            take_named(&mut s.policies, name, |x| &x.name);
+                        }
+                    }
+                    J::AddClusterPolicy(x) => {
+                        p.cluster.push(x.clone());
+                        if let Some(s) = s {
+                            s.cluster_policies.push(x.clone());
+                        }
+                    }
+                    J::DelClusterPolicy { name } => {
+                        take_named(&mut p.cluster, name, |x| &x.name);
+                        if let Some(s) = s {
+                            take_named(&mut s.cluster_policies, name, |x| &x.name);
+                        }
+                    }
+                    J::AddPolicyEndpoint(x) => {
+                        p.endpoints.push(x.clone());
+                        if let Some(s) = s {
+                            s.policy_endpoints.push(x.clone());
+                        }
+                    }
+                    J::DelPolicyEndpoint { name } => {
+                        take_named(&mut p.endpoints, name, |x| &x.name);
+                        if let Some(s) = s {
+                            take_named(&mut s.policy_endpoints, name, |x| &x.name);
+                        }
+                    }
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }
@@ -842,7 +1016,8 @@ fn apply_with(
             | Delta::DelPort(_)
             | Delta::AddNetwork(..)
             | Delta::PutService(..)
-            | Delta::DelService(_) => {}
+            | Delta::DelService(_)
+            | Delta::Policy(..) => {}
             Delta::AddRoute(r) => {
                 route_pending.insert((r.tenant.as_str(), r.prefix), route_adds.len());
                 route_adds.push(Some(r));
@@ -1034,6 +1209,7 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
             Delta::AddNetwork(_, n) => J::AddNetwork((**n).clone()),
             Delta::PutService(_, j) => (**j).clone(),
             Delta::DelService(name) => J::DelService { name: name.clone() },
+            Delta::Policy(j, _) => (**j).clone(),
         })
         .collect()
 }
@@ -1072,6 +1248,12 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
         J::AddBackend(b) => OpKind::AddBackend(b),
         J::DelBackend(k) => OpKind::DelBackend(k),
         J::SetBackend(k) => OpKind::SetBackend(k),
+        J::AddPolicy(p) => OpKind::AddPolicy(p),
+        J::DelPolicy { name } => OpKind::DelPolicy(name),
+        J::AddClusterPolicy(p) => OpKind::AddClusterPolicy(p),
+        J::DelClusterPolicy { name } => OpKind::DelClusterPolicy(name),
+        J::AddPolicyEndpoint(e) => OpKind::AddPolicyEndpoint(e),
+        J::DelPolicyEndpoint { name } => OpKind::DelPolicyEndpoint(name),
     };
     api::Op { op: Some(op) }
 }

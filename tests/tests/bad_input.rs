@@ -101,6 +101,7 @@ fn network(name: &str, vni: u32, subnet: &str, gw: &str, gw_mac: &str) -> api::N
         gateway_mac: s(gw_mac),
         flood_unknown: false,
         vteps: vec![],
+        policy_on_change: String::new(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod doc;
 pub mod error;
 pub mod packet;
+pub mod policy;
 pub mod svc;
 pub mod table;
 

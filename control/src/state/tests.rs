@@ -42,6 +42,7 @@ pub(crate) fn network(name: &str, vni: u32, subnet: &str, gw: &str) -> api::Netw
         gateway_mac: "02:00:00:00:aa:09".into(),
         flood_unknown: false,
         vteps: vec![],
+        policy_on_change: String::new(),
     }
 }
 

@@ -354,6 +354,7 @@ pub(super) fn network_info(
         vrf,
         gateway_mac: n.gateway_mac,
         flood_unknown: n.flood_unknown,
+        policy_on_change: n.policy_on_change,
         flood_vteps: flood.into(),
         local_ports: Box::default(),
         mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),

@@ -137,6 +137,9 @@ pub struct NetworkInfo {
     /// Whether unknown unicast is flooded to [`flood_vteps`](Self::flood_vteps)
     /// (otherwise dropped as an unknown destination).
     pub flood_unknown: bool,
+    /// What a policy change does to the network's open connections (read by
+    /// the policy stage once it is wired).
+    pub policy_on_change: crate::pipeline::policy::OnChange,
     /// The remote VTEPs for head-end replication of broadcast, multicast and
     /// (with `flood_unknown`) unknown unicast, in the order given.
     pub flood_vteps: Box<[VtepIdx]>,
