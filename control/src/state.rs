@@ -1340,3 +1340,6 @@ pub(crate) mod tests;
 
 #[cfg(test)]
 mod service_tests;
+
+#[cfg(test)]
+mod policy_tests;

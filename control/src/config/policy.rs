@@ -63,7 +63,8 @@ pub fn endpoint_label(name: &str) -> String {
 
 /// A policy or policy endpoint name: 1 to 253 of letters, digits, `.`, `-`,
 /// `_` and `/` (a controller writes `namespace/name`), starting with a letter
-/// or a digit (never a flag to a shell or the CLI).
+/// or a digit (never a flag to a shell or the CLI), without `..`, `//` or a
+/// trailing `/` or `.`.
 ///
 /// # Errors
 /// A one-line reason quoting a prefix of the name.
@@ -75,12 +76,19 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let rest_ok = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'));
-    if first_ok && rest_ok && name.len() <= MAX_POLICY_NAME {
+    // No empty or dot-dot segment: `a//b`, `a/../b` and a trailing `/` or
+    // `.` are not names a controller writes, and read like paths.
+    let segments_ok = !name.contains("..")
+        && !name.contains("//")
+        && !name.ends_with('/')
+        && !name.ends_with('.');
+    if first_ok && rest_ok && segments_ok && name.len() <= MAX_POLICY_NAME {
         return Ok(());
     }
     Err(format!(
         "{} is not a valid policy name: 1-{MAX_POLICY_NAME} characters of letters, digits, \
-         '.', '-', '_', '/', starting with a letter or digit",
+         '.', '-', '_', '/', starting with a letter or digit, without '..', '//' or a \
+         trailing '/' or '.'",
         quote(name)
     ))
 }
