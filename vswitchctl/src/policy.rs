@@ -248,3 +248,62 @@ pub async fn read(client: &mut Client, cmd: &PolicyCmd, out: &mut dyn Write) -> 
         PolicyCmd::Add { .. } | PolicyCmd::Del { .. } => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fragment_reads_as_toml_or_json_and_replaces_what_exists() {
+        let toml = r#"
+[[policy]]
+name = "x/web"
+subject = ["10.1.0.2"]
+[[policy.ingress]]
+ports = [{ port = 80 }]
+[[cluster_policy]]
+name = "c"
+tier = "Admin"
+priority = 1
+subject = []
+"#;
+        let f = Fragment::parse(toml).unwrap();
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(Fragment::parse(&json).unwrap(), f);
+        let ops = f.clone().ops(None);
+        assert!(matches!(
+            &ops[..],
+            [O::AddPolicy(_), O::AddClusterPolicy(_)]
+        ));
+        let existing = crate::doc::Document {
+            policies: f.policy.clone(),
+            ..Default::default()
+        };
+        let ops = f.ops(Some(&existing));
+        assert!(matches!(
+            &ops[..],
+            [O::DelPolicy(n), O::AddPolicy(_), O::AddClusterPolicy(_)] if n == "x/web"
+        ));
+    }
+
+    #[test]
+    fn a_bad_fragment_is_refused_before_anything_is_sent() {
+        for (text, words) in [
+            ("", "no [[policy]]"),
+            ("[[policy]]\nname = \"a\"\nsubject = []\nbogus = 1", "bogus"),
+            ("[[polcy]]\nname = \"a\"", "polcy"),
+            (
+                "[[policy]]\nname = \"a\"\nsubject = []\n[[policy.ingress]]\nports = [{ port = 70000 }]",
+                "port 70000 is out of range",
+            ),
+            (r#"{"policy": [{"name": "a", "subject": [], "egress": [{"ports": [{"end_port": -1}]}]}]}"#, "end_port -1"),
+        ] {
+            let e = Fragment::parse(text).unwrap_err();
+            assert!(e.contains(words), "{text}: {e}");
+        }
+        // Deep nesting is an error, not a crash.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(Fragment::parse(&format!("x = {deep}")).is_err());
+        assert!(Fragment::parse(&format!("{{\"policy\": {deep}}}")).is_err());
+    }
+}
