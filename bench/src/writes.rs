@@ -530,7 +530,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(250)).await;
     let (tx1, d1) = forwarded(stats)?;
     let services = services(&mut c, opts).await?;
-    let policies = policies(&mut c, opts).await?;
+    let policies = policies(&mut c, opts, guard.id()).await?;
     Ok(json!({
         "services": services,
         "policies": policies,
@@ -715,7 +715,11 @@ fn policy(k: u32, pods: u32, port: u32) -> api::NetworkPolicy {
 
 /// The policy figure: `opts.policies` policies over `opts.policy_pods` pods
 /// loaded, then one policy replaced `opts.policy_updates` times.
-async fn policies(c: &mut control::client::Client, opts: &WritesOptions) -> anyhow::Result<Value> {
+async fn policies(
+    c: &mut control::client::Client,
+    opts: &WritesOptions,
+    pid: u32,
+) -> anyhow::Result<Value> {
     async fn one(c: &mut control::client::Client, ops: Vec<K>) -> anyhow::Result<(u64, u64)> {
         let t = Instant::now();
         let publish = c
@@ -757,13 +761,19 @@ async fn policies(c: &mut control::client::Client, opts: &WritesOptions) -> anyh
     let load_s = t.elapsed().as_secs_f64();
     let (mut publish, mut wall) = (Vec::new(), Vec::new());
     let target = opts.policies / 2;
+    let cpu0 = control_cpu_s(pid);
     for u in 0..opts.policy_updates {
         let p = policy(target, pods, 81 + u % 2);
         let (pb, w) = one(c, vec![K::DelPolicy(p.name.clone()), K::AddPolicy(p)]).await?;
         publish.push(pb);
         wall.push(w);
     }
+    let cpu = match (cpu0, control_cpu_s(pid)) {
+        (Some(a), Some(b)) => json!((b - a) / f64::from(opts.policy_updates.max(1)) * 1e3),
+        _ => Value::Null,
+    };
     Ok(json!({
+        "update_control_cpu_ms_mean": cpu,
         "policies": opts.policies,
         "pods": pods,
         "rules": opts.policies * 4,
@@ -771,6 +781,33 @@ async fn policies(c: &mut control::client::Client, opts: &WritesOptions) -> anyh
         "update_publish": quantiles(publish),
         "update_client_wall": quantiles(wall),
     }))
+}
+
+/// CPU seconds the daemon's threads other than its busy-polling workers
+/// (`vsw-worker*`) have used: the control thread's work, which a wall-clock
+/// figure on a loaded machine hides. `None` when /proc cannot tell.
+fn control_cpu_s(pid: u32) -> Option<f64> {
+    let tick = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())?;
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let task = task.ok()?.path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.starts_with("vsw-worker") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        // The fields after the command's closing parenthesis: utime and stime
+        // are the 12th and 13th of them.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / tick)
 }
 
 /// The report as text.
@@ -854,12 +891,13 @@ pub fn to_text(v: &Value) -> String {
     );
     let v = &root["policies"];
     out += &format!(
-        "policy replaced among {} policies ({} rules) over {} pods: receive to published {}; client round trip {}\n",
+        "policy replaced among {} policies ({} rules) over {} pods: receive to published {}; client round trip {}; control threads' CPU {:.1} ms per update\n",
         v["policies"],
         v["rules"],
         v["pods"],
         q(&v["update_publish"]),
-        q(&v["update_client_wall"])
+        q(&v["update_client_wall"]),
+        v["update_control_cpu_ms_mean"].as_f64().unwrap_or(f64::NAN)
     );
     out
 }

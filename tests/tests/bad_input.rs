@@ -2096,7 +2096,7 @@ fn policy_cases(t: &mut Table, long: &str) {
         (
             "policy: a port on ICMP",
             policy_port(|x| x.protocol = s("ICMP")),
-            &["ports[0]", "ICMP"],
+            &["ports[0].port", "does not apply to ICMP"],
         ),
         (
             "policy: an ICMP type on TCP",
@@ -2160,7 +2160,7 @@ fn policy_cases(t: &mut Table, long: &str) {
         (
             "policy: egress rules not in policy_types",
             policy_with(|p| p.egress = p.ingress.clone()),
-            &["egress", "policyTypes"],
+            &["egress", "not in policy_types"],
         ),
         (
             "policy: a name that exists",

@@ -336,6 +336,26 @@ fn snake(segment: &str) -> String {
     out
 }
 
+/// A model error's words with the file's spellings: its keys in snake_case,
+/// protocols as upstream writes them.
+fn words(e: &PolicyError) -> String {
+    let mut text = e.problem.to_string();
+    for (model, file) in [
+        ("endPort", "end_port"),
+        ("icmpType", "icmp_type"),
+        ("icmpCode", "icmp_code"),
+        ("policyTypes", "policy_types"),
+        ("to Icmpv6", "to ICMPv6"),
+        ("to Icmp", "to ICMP"),
+        ("to Tcp", "to TCP"),
+        ("to Udp", "to UDP"),
+        ("to Sctp", "to SCTP"),
+    ] {
+        text = text.replace(model, file);
+    }
+    text
+}
+
 /// A model error on a field below one item (`rest` is the model's path after
 /// the item's own `network[i]`), as the file names it: snake_case keys, and a
 /// named port's `port` is `port_name`.
@@ -363,10 +383,8 @@ fn split_path(path: &str) -> Option<(&str, usize, &str)> {
 /// A model error on the set made of one item, for that item.
 fn item_error(item: &str, e: &PolicyError) -> ConfigError {
     match split_path(&e.field) {
-        Some((_, _, rest)) if !rest.is_empty() => {
-            bad(item, &field_of(rest, e), e.problem.to_string())
-        }
-        _ => ConfigError::Syntax(format!("{item}: {}", e.problem)),
+        Some((_, _, rest)) if !rest.is_empty() => bad(item, &field_of(rest, e), words(e)),
+        _ => ConfigError::Syntax(format!("{item}: {}", words(e))),
     }
 }
 
@@ -598,7 +616,7 @@ pub fn compile(p: &Policies) -> Result<Arc<CompiledPolicy>, ConfigError> {
     let (set, admin_at, baseline_at) = to_set(p)?;
     let valid = set.validate().map_err(|e| {
         let Some((list, i, rest)) = split_path(&e.field) else {
-            return ConfigError::Syntax(format!("policies: {}", e.problem));
+            return ConfigError::Syntax(format!("policies: {}", words(&e)));
         };
         let item = match list {
             "network" => p.network.get(i).map(|x| policy_label(&x.name)),
@@ -610,9 +628,9 @@ pub fn compile(p: &Policies) -> Result<Arc<CompiledPolicy>, ConfigError> {
             _ => None,
         };
         match item {
-            Some(item) if rest.is_empty() => ConfigError::Syntax(format!("{item}: {}", e.problem)),
-            Some(item) => bad(&item, &field_of(rest, &e), e.problem.to_string()),
-            None => ConfigError::Syntax(format!("policies: {}", e.problem)),
+            Some(item) if rest.is_empty() => ConfigError::Syntax(format!("{item}: {}", words(&e))),
+            Some(item) => bad(&item, &field_of(rest, &e), words(&e)),
+            None => ConfigError::Syntax(format!("policies: {}", words(&e))),
         }
     })?;
     CompiledPolicy::compile(&valid)

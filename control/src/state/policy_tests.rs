@@ -207,7 +207,7 @@ fn bad_writes() -> Vec<(Vec<Op>, &'static str)> {
         ),
         (
             vec![op(K::AddPolicy(with_port(tcp(90, 80))))],
-            "ingress[0].ports[0].end_port: endPort 80 is below port 90",
+            "ingress[0].ports[0].end_port: end_port 80 is below port 90",
         ),
         (
             vec![op(K::AddPolicy(with_port(tcp(70_000, 0))))],
