@@ -503,7 +503,8 @@ services:
     let mut heavier = d.clone();
     heavier.services[0].backends[1].weight = Some(5);
     let k = diff(&d, &heavier);
-    assert_eq!(k.kinds.last().unwrap().changed, ["web"]);
+    let kind = k.kinds.iter().find(|k| k.kind == "services").unwrap();
+    assert_eq!(kind.changed, ["web"]);
     // Unknown keys are refused, as for every resource.
     assert!(parse("services: [{name: a, weigth: 1}]", Format::Yaml).is_err());
 }
