@@ -309,7 +309,7 @@ fn bad_policy_writes_are_refused_by_both_paths_in_the_same_words() {
 pub(crate) fn too_costly() -> api::ClusterPolicy {
     let rule = |j: u32| api::ClusterPolicyRule {
         name: String::new(),
-        action: if j % 2 == 0 { "Allow" } else { "Deny" }.into(),
+        action: if j.is_multiple_of(2) { "Allow" } else { "Deny" }.into(),
         peers: vec![block(
             "0.0.0.0/0",
             &(0..1000u32)
