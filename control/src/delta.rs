@@ -234,73 +234,128 @@ fn policy_op(op: &api::Op) -> bool {
 /// set after the write is refused as a whole (the whole-state path words it).
 fn policy_deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Result<Option<Vec<Delta>>, Refusal> {
     use crate::config::policy::{cluster_label, endpoint_label, policy_label};
-    use crate::config::policy::{cluster_policy, network_policy, policy_endpoint};
+    use crate::config::policy::{cluster_policy, network_policy, policy_endpoint, PolicyRefs};
     use crate::persist::JournalOp as J;
-    let mut next = cfg.policies.clone();
-    let mut out = Vec::with_capacity(ops.len());
     let strip = |own: &str, e: String| match e.strip_prefix(&format!("{own}: ")) {
         Some(rest) => rest.to_owned(),
         None => e,
     };
+    let p = &cfg.policies;
+    // The write's net effect, by kind (0 policies, 1 cluster policies, 2
+    // policy endpoints): the configuration's items it deletes, and its adds
+    // in order, each alive unless a later op deletes it. The set it leads to
+    // is then borrowed (the untouched items are not copied): the items not
+    // deleted in their order, then the adds alive, as the whole-state path
+    // orders them.
+    let mut cfg_gone: [std::collections::HashSet<&str>; 3] = Default::default();
+    let mut adds: Vec<(usize, String, bool)> = Vec::new();
+    let mut journal = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let kind = op.op.as_ref();
         crate::state::check_fields(kind, &cfg.load_balancer).map_err(|r| (i, r))?;
-        let journal = match kind {
-            Some(OpKind::AddPolicy(p)) => {
-                if next.network.iter().any(|x| x.name == p.name) {
-                    return Err((i, "policy already exists".into()));
-                }
-                let own = policy_label(&p.name);
-                let c = network_policy(&own, p).map_err(|e| (i, strip(&own, e.to_string())))?;
-                next.network.push(c.clone());
-                J::AddPolicy(c)
-            }
-            Some(OpKind::DelPolicy(n)) => {
-                take_named(&mut next.network, n, |x| &x.name)
-                    .ok_or_else(|| (i, "no such policy".to_owned()))?;
-                J::DelPolicy { name: n.clone() }
-            }
-            Some(OpKind::AddClusterPolicy(p)) => {
-                if next.cluster.iter().any(|x| x.name == p.name) {
-                    return Err((i, "cluster policy already exists".into()));
-                }
-                let own = cluster_label(&p.name);
-                let c = cluster_policy(&own, p).map_err(|e| (i, strip(&own, e.to_string())))?;
-                next.cluster.push(c.clone());
-                J::AddClusterPolicy(c)
-            }
-            Some(OpKind::DelClusterPolicy(n)) => {
-                take_named(&mut next.cluster, n, |x| &x.name)
-                    .ok_or_else(|| (i, "no such cluster policy".to_owned()))?;
-                J::DelClusterPolicy { name: n.clone() }
-            }
-            Some(OpKind::AddPolicyEndpoint(e)) => {
-                if next.endpoints.iter().any(|x| x.name == e.name) {
-                    return Err((i, "policy endpoint already exists".into()));
-                }
-                let own = endpoint_label(&e.name);
-                let c = policy_endpoint(&own, e).map_err(|e| (i, strip(&own, e.to_string())))?;
-                next.endpoints.push(c.clone());
-                J::AddPolicyEndpoint(c)
-            }
-            Some(OpKind::DelPolicyEndpoint(n)) => {
-                take_named(&mut next.endpoints, n, |x| &x.name)
-                    .ok_or_else(|| (i, "no such policy endpoint".to_owned()))?;
-                J::DelPolicyEndpoint { name: n.clone() }
-            }
+        let (k, name, add) = match kind {
+            Some(OpKind::AddPolicy(x)) => (0, &x.name, true),
+            Some(OpKind::DelPolicy(n)) => (0, n, false),
+            Some(OpKind::AddClusterPolicy(x)) => (1, &x.name, true),
+            Some(OpKind::DelClusterPolicy(n)) => (1, n, false),
+            Some(OpKind::AddPolicyEndpoint(x)) => (2, &x.name, true),
+            Some(OpKind::DelPolicyEndpoint(n)) => (2, n, false),
             _ => return Err((i, "not a policy op".into())),
         };
-        out.push(Delta::Policy(Box::new(journal), None));
+        let in_cfg = |n: &str| match k {
+            0 => p.network.iter().any(|x| x.name == n),
+            1 => p.cluster.iter().any(|x| x.name == n),
+            _ => p.endpoints.iter().any(|x| x.name == n),
+        };
+        let added = adds
+            .iter()
+            .rposition(|(ak, an, alive)| *ak == k && an == name && *alive);
+        let exists = added.is_some() || (!cfg_gone[k].contains(name.as_str()) && in_cfg(name));
+        let what = ["policy", "cluster policy", "policy endpoint"][k];
+        if add && exists {
+            return Err((i, format!("{what} already exists")));
+        }
+        if !add && !exists {
+            return Err((i, format!("no such {what}")));
+        }
+        journal.push(match kind {
+            Some(OpKind::AddPolicy(x)) => {
+                let own = policy_label(&x.name);
+                J::AddPolicy(network_policy(&own, x).map_err(|e| (i, strip(&own, e.to_string())))?)
+            }
+            Some(OpKind::AddClusterPolicy(x)) => {
+                let own = cluster_label(&x.name);
+                J::AddClusterPolicy(
+                    cluster_policy(&own, x).map_err(|e| (i, strip(&own, e.to_string())))?,
+                )
+            }
+            Some(OpKind::AddPolicyEndpoint(x)) => {
+                let own = endpoint_label(&x.name);
+                J::AddPolicyEndpoint(
+                    policy_endpoint(&own, x).map_err(|e| (i, strip(&own, e.to_string())))?,
+                )
+            }
+            Some(OpKind::DelPolicy(n)) => J::DelPolicy { name: n.clone() },
+            Some(OpKind::DelClusterPolicy(n)) => J::DelClusterPolicy { name: n.clone() },
+            _ => J::DelPolicyEndpoint { name: name.clone() },
+        });
+        if add {
+            adds.push((k, name.clone(), true));
+        } else if let Some(a) = added {
+            adds[a].2 = false;
+        } else {
+            cfg_gone[k].insert(name.as_str());
+        }
+    }
+    // Which journal entries are adds still alive, in order (`adds` holds
+    // them in op order, as `journal` does).
+    let mut alive = adds.iter().map(|a| a.2);
+    let mut next = PolicyRefs {
+        network: keep(&p.network, &cfg_gone[0], |x| &x.name),
+        cluster: keep(&p.cluster, &cfg_gone[1], |x| &x.name),
+        endpoints: keep(&p.endpoints, &cfg_gone[2], |x| &x.name),
+    };
+    for j in &journal {
+        let is_add = matches!(
+            j,
+            J::AddPolicy(_) | J::AddClusterPolicy(_) | J::AddPolicyEndpoint(_)
+        );
+        if !is_add || !alive.next().unwrap_or(false) {
+            continue;
+        }
+        match j {
+            J::AddPolicy(x) => next.network.push(x),
+            J::AddClusterPolicy(x) => next.cluster.push(x),
+            J::AddPolicyEndpoint(x) => next.endpoints.push(x),
+            _ => {}
+        }
     }
     // The whole set the write leads to, validated and compiled once; what it
     // refuses goes to the whole-state path, which words it.
-    let Ok(compiled) = crate::config::policy::check_and_compile(&next) else {
+    let Ok(compiled) = crate::config::policy::check_and_compile_refs(&next) else {
         return Ok(None);
     };
+    drop(next);
+    let mut out: Vec<Delta> = journal
+        .into_iter()
+        .map(|j| Delta::Policy(Box::new(j), None))
+        .collect();
     if let Some(Delta::Policy(_, c)) = out.last_mut() {
         *c = Some(Compiled(compiled));
     }
     Ok(Some(out))
+}
+
+/// The items of `list` whose names a write does not delete, borrowed.
+fn keep<'a, T>(
+    list: &'a [T],
+    gone: &std::collections::HashSet<&str>,
+    key: fn(&T) -> &str,
+) -> Vec<&'a T> {
+    if gone.is_empty() {
+        return list.iter().collect();
+    }
+    list.iter().filter(|x| !gone.contains(key(x))).collect()
 }
 
 /// Takes the item named `name` out of `list`, keeping the order of the rest.

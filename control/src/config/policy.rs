@@ -15,7 +15,7 @@
 //!   the dataplane's own validation ([`PolicySet::validate`]), whose errors
 //!   name the field. They return the item in canonical text (protocols and
 //!   actions spelled as upstream, `policy_types` filled in).
-//! - [`compile`] converts every item to the dataplane's model — the one place
+//! - [`check_and_compile`] converts every item to the dataplane's model — the one place
 //!   proto becomes [`policy::model`](dataplane::pipeline::policy::model) —
 //!   validates the whole set (names used twice, an address claimed by two
 //!   policy endpoints, the totals of [`Limits`]) and compiles it: a set the
@@ -577,17 +577,39 @@ impl Policies {
     pub fn is_empty(&self) -> bool {
         self.network.is_empty() && self.cluster.is_empty() && self.endpoints.is_empty()
     }
+
+    /// The same lists, borrowed.
+    pub fn refs(&self) -> PolicyRefs<'_> {
+        PolicyRefs {
+            network: self.network.iter().collect(),
+            cluster: self.cluster.iter().collect(),
+            endpoints: self.endpoints.iter().collect(),
+        }
+    }
+}
+
+/// Policies as borrowed lists: the set a write leads to, made of the
+/// configuration's items and the write's own without copying the 3,000
+/// messages a write does not touch.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyRefs<'a> {
+    /// `[[policy]]`.
+    pub network: Vec<&'a api::NetworkPolicy>,
+    /// `[[cluster_policy]]`.
+    pub cluster: Vec<&'a api::ClusterPolicy>,
+    /// `[[policy_endpoint]]`.
+    pub endpoints: Vec<&'a api::PolicyEndpoint>,
 }
 
 /// The whole set as the dataplane's model (tiers split, order kept), with
 /// where each model item came from, to name it in errors.
-fn to_set(p: &Policies) -> Result<(PolicySet, Vec<usize>, Vec<usize>), ConfigError> {
+fn to_set(p: &PolicyRefs<'_>) -> Result<(PolicySet, Vec<usize>, Vec<usize>), ConfigError> {
     let mut set = PolicySet::default();
     let (mut admin_at, mut baseline_at) = (Vec::new(), Vec::new());
-    for n in &p.network {
+    for n in p.network.iter().copied() {
         set.network.push(to_network(&policy_label(&n.name), n)?);
     }
-    for (i, c) in p.cluster.iter().enumerate() {
+    for (i, c) in p.cluster.iter().copied().enumerate() {
         let (tier, model) = to_cluster(&cluster_label(&c.name), c)?;
         if tier == Tier::Baseline {
             set.baseline.push(model);
@@ -597,7 +619,7 @@ fn to_set(p: &Policies) -> Result<(PolicySet, Vec<usize>, Vec<usize>), ConfigErr
             admin_at.push(i);
         }
     }
-    for e in &p.endpoints {
+    for e in p.endpoints.iter().copied() {
         set.endpoints
             .push(to_endpoint(&endpoint_label(&e.name), e)?);
     }
@@ -609,8 +631,8 @@ fn to_set(p: &Policies) -> Result<(PolicySet, Vec<usize>, Vec<usize>), ConfigErr
 /// # Errors
 /// The first item or field found wrong, named by the item; a set the compiler
 /// refuses, whole.
-pub fn compile(p: &Policies) -> Result<Arc<CompiledPolicy>, ConfigError> {
-    if p.is_empty() {
+fn compile(p: &PolicyRefs<'_>) -> Result<Arc<CompiledPolicy>, ConfigError> {
+    if p.network.is_empty() && p.cluster.is_empty() && p.endpoints.is_empty() {
         return Ok(CompiledPolicy::shared_empty());
     }
     let (set, admin_at, baseline_at) = to_set(p)?;
@@ -660,13 +682,22 @@ impl VswitchConfig {
     }
 }
 
-/// [`compile`], after the names the API deletes by are checked unique over
+/// Validates and compiles the whole set, after the names the API deletes by are checked unique over
 /// all cluster policies (the model checks them per tier) and over policy
 /// endpoints (which the model does not name).
 ///
 /// # Errors
-/// As [`compile`], and a name used twice.
+/// The first item or field found wrong, named by the item; a set the
+/// compiler refuses, whole; a name used twice.
 pub fn check_and_compile(p: &Policies) -> Result<Arc<CompiledPolicy>, ConfigError> {
+    check_and_compile_refs(&p.refs())
+}
+
+/// [`check_and_compile`] of borrowed lists.
+///
+/// # Errors
+/// As [`check_and_compile`].
+pub fn check_and_compile_refs(p: &PolicyRefs<'_>) -> Result<Arc<CompiledPolicy>, ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for c in &p.cluster {
         if !seen.insert(c.name.as_str()) {
