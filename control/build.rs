@@ -7,7 +7,7 @@
 //! the file and of the CLI without a second hand-written copy.
 
 /// The resources (and their parts) that the file, the API and the CLI share.
-const RESOURCES: [&str; 16] = [
+const RESOURCES: [&str; 25] = [
     "Port",
     "Patch",
     "L2Entry",
@@ -24,11 +24,20 @@ const RESOURCES: [&str; 16] = [
     "BackendOp",
     "BackendKey",
     "SetBackend",
+    "PolicyPeer",
+    "IpBlock",
+    "PolicyPort",
+    "NetworkPolicyRule",
+    "NetworkPolicy",
+    "ClusterPolicyRule",
+    "ClusterPolicy",
+    "NamedPort",
+    "PolicyEndpoint",
 ];
 
 /// Keys that may be left out (their proto3 default is what the file defaults to
 /// or is filled in by validation); the others are required, as in the file.
-const OPTIONAL: [&str; 29] = [
+const OPTIONAL: [&str; 51] = [
     "Port.profile",
     "Port.group",
     "Port.mtu",
@@ -58,11 +67,33 @@ const OPTIONAL: [&str; 29] = [
     "Service.table_size",
     "SetBackend.weight",
     "SetBackend.state",
+    "Network.policy_on_change",
+    "PolicyPeer.addresses",
+    "PolicyPeer.ip_block",
+    "IpBlock.except",
+    "PolicyPort.protocol",
+    "PolicyPort.port",
+    "PolicyPort.end_port",
+    "PolicyPort.port_name",
+    "PolicyPort.icmp_type",
+    "PolicyPort.icmp_code",
+    "NetworkPolicyRule.peers",
+    "NetworkPolicyRule.ports",
+    "NetworkPolicy.policy_types",
+    "NetworkPolicy.ingress",
+    "NetworkPolicy.egress",
+    "ClusterPolicyRule.name",
+    "ClusterPolicyRule.peers",
+    "ClusterPolicyRule.ports",
+    "ClusterPolicy.ingress",
+    "ClusterPolicy.egress",
+    "NamedPort.protocol",
+    "PolicyEndpoint.named_ports",
 ];
 
 /// How an optional key is left out of what is printed: only when it holds its
 /// default, so every key a user set is shown.
-const SKIP: [(&str, &str); 24] = [
+const SKIP: [(&str, &str); 44] = [
     ("Port.group", "String::is_empty"),
     ("Port.mtu", "crate::model::is_zero"),
     ("Port.params", "::std::collections::BTreeMap::is_empty"),
@@ -87,6 +118,26 @@ const SKIP: [(&str, &str); 24] = [
     ("Service.table_size", "crate::model::is_zero"),
     ("SetBackend.weight", "Option::is_none"),
     ("SetBackend.state", "String::is_empty"),
+    ("Network.policy_on_change", "String::is_empty"),
+    ("PolicyPeer.addresses", "Vec::is_empty"),
+    ("PolicyPeer.ip_block", "Option::is_none"),
+    ("IpBlock.except", "Vec::is_empty"),
+    ("PolicyPort.port", "crate::model::is_zero"),
+    ("PolicyPort.end_port", "crate::model::is_zero"),
+    ("PolicyPort.port_name", "String::is_empty"),
+    ("PolicyPort.icmp_type", "Option::is_none"),
+    ("PolicyPort.icmp_code", "Option::is_none"),
+    ("NetworkPolicyRule.peers", "Vec::is_empty"),
+    ("NetworkPolicyRule.ports", "Vec::is_empty"),
+    ("NetworkPolicy.ingress", "Vec::is_empty"),
+    ("NetworkPolicy.egress", "Vec::is_empty"),
+    ("ClusterPolicyRule.name", "String::is_empty"),
+    ("ClusterPolicyRule.peers", "Vec::is_empty"),
+    ("ClusterPolicyRule.ports", "Vec::is_empty"),
+    ("ClusterPolicy.ingress", "Vec::is_empty"),
+    ("ClusterPolicy.egress", "Vec::is_empty"),
+    ("NamedPort.protocol", "String::is_empty"),
+    ("PolicyEndpoint.named_ports", "Vec::is_empty"),
 ];
 
 fn main() {
@@ -144,6 +195,12 @@ fn main() {
         ("Service.affinity_timeout_s", "affinity_timeout_s"),
         ("Backend.weight", "weight"),
         ("SetBackend.weight", "weight"),
+        ("PolicyPort.port", "policy_port"),
+        ("PolicyPort.end_port", "end_port"),
+        ("PolicyPort.icmp_type", "icmp_type"),
+        ("PolicyPort.icmp_code", "icmp_code"),
+        ("NamedPort.port", "policy_port"),
+        ("ClusterPolicy.priority", "priority"),
     ] {
         b = b.field_attribute(
             format!(".vswitch.v1.{field}"),

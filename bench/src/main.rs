@@ -202,6 +202,15 @@ struct WritesArgs {
     /// Services in the state for the second backend-weight figure.
     #[arg(long, default_value_t = 1000)]
     services: u32,
+    /// NetworkPolicies in the state for the policy-update figure (#26).
+    #[arg(long, default_value_t = 3000)]
+    policies: u32,
+    /// Pods (policy endpoints with a named port) for it.
+    #[arg(long, default_value_t = 3000)]
+    policy_pods: u32,
+    /// Policy updates (one policy replaced) to time.
+    #[arg(long, default_value_t = 200)]
+    policy_updates: u32,
     /// The worker's core.
     #[arg(long, default_value_t = 1)]
     core: usize,
@@ -595,6 +604,9 @@ fn writes(args: &WritesArgs) -> anyhow::Result<()> {
         seconds: args.seconds,
         core: args.core,
         services: args.services,
+        policies: args.policies,
+        policy_pods: args.policy_pods,
+        policy_updates: args.policy_updates,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

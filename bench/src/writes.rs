@@ -29,6 +29,14 @@
 //!   and again with `--services` (1,000), the same service each time: its
 //!   table alone is rebuilt, so the cost must not grow with the number of
 //!   services.
+//! - network policy (issue #26), after the services: `--policies` (3,000)
+//!   NetworkPolicies over `--policy-pods` (3,000) pods with named ports (as
+//!   policy endpoints, at the remote endpoints' addresses), loaded in writes
+//!   of 100; then one policy replaced (a delete and an add of the same name
+//!   in one write, its port changed) `--policy-updates` (200) times: the
+//!   server's receive-to-published time and the client's round trip (API
+//!   call made → reply, which comes once the snapshot is published). The
+//!   whole set is recompiled for each update, on the control thread.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -60,6 +68,12 @@ pub struct WritesOptions {
     pub core: usize,
     /// Services in the state for the second backend-weight figure.
     pub services: u32,
+    /// NetworkPolicies in the state for the policy-update figure.
+    pub policies: u32,
+    /// Pods (policy endpoints with named ports) for it.
+    pub policy_pods: u32,
+    /// Policy updates to time.
+    pub policy_updates: u32,
 }
 
 const NETWORK: &str = "bulk";
@@ -516,8 +530,10 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(250)).await;
     let (tx1, d1) = forwarded(stats)?;
     let services = services(&mut c, opts).await?;
+    let policies = policies(&mut c, opts, guard.id()).await?;
     Ok(json!({
         "services": services,
+        "policies": policies,
         "state": {"remote_endpoints": opts.endpoints, "routes": opts.routes},
         "load_replace": load,
         "one_endpoint": {
@@ -638,6 +654,172 @@ async fn services(c: &mut control::client::Client, opts: &WritesOptions) -> anyh
     }))
 }
 
+/// Pods per app in the policy figure: a NetworkPolicy selects one app.
+const APP_PODS: u32 = 30;
+
+/// The pod addresses of app `a` (pods are the remote endpoints' addresses).
+fn app(a: u32, pods: u32) -> Vec<String> {
+    (0..APP_PODS)
+        .map(|i| addr((a * APP_PODS + i) % pods.max(1)))
+        .collect()
+}
+
+/// NetworkPolicy `k` of `pods` pods: it selects app `k % apps`, and has four
+/// ingress rules, as a deployment's policy does: from another app (an IP set)
+/// to a port, from a namespace-sized block (/16…/28, with an except) to a
+/// range, from anywhere to a named port, and an ICMP echo rule. `port` is the
+/// first rule's port (what an update changes).
+fn policy(k: u32, pods: u32, port: u32) -> api::NetworkPolicy {
+    let apps = (pods / APP_PODS).max(1);
+    let tcp = |port: u32, end_port: u32| api::PolicyPort {
+        protocol: "TCP".into(),
+        port,
+        end_port,
+        ..Default::default()
+    };
+    let prefix = 16 + k % 13;
+    let block = u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((k % 64) << (32 - prefix));
+    let hole = block + (1 << (31 - prefix));
+    api::NetworkPolicy {
+        name: format!("ns{}/p{k}", k % 50),
+        subject: app(k % apps, pods),
+        policy_types: vec!["Ingress".into()],
+        ingress: vec![
+            api::NetworkPolicyRule {
+                peers: vec![api::PolicyPeer {
+                    addresses: app((k + 1) % apps, pods),
+                    ip_block: None,
+                }],
+                ports: vec![tcp(port, 0)],
+            },
+            api::NetworkPolicyRule {
+                peers: vec![api::PolicyPeer {
+                    addresses: vec![],
+                    ip_block: Some(api::IpBlock {
+                        cidr: format!("{}/{prefix}", Ipv4Addr::from(block)),
+                        except: vec![format!("{}/{}", Ipv4Addr::from(hole), prefix + 2)],
+                    }),
+                }],
+                ports: vec![tcp(9000 + k % 100, 9100 + k % 100)],
+            },
+            api::NetworkPolicyRule {
+                peers: vec![],
+                ports: vec![api::PolicyPort {
+                    protocol: "TCP".into(),
+                    port_name: "http".into(),
+                    ..Default::default()
+                }],
+            },
+            api::NetworkPolicyRule {
+                peers: vec![],
+                ports: vec![api::PolicyPort {
+                    protocol: "ICMP".into(),
+                    icmp_type: Some(8),
+                    ..Default::default()
+                }],
+            },
+        ],
+        egress: vec![],
+    }
+}
+
+/// The policy figure: `opts.policies` policies over `opts.policy_pods` pods
+/// loaded, then one policy replaced `opts.policy_updates` times.
+async fn policies(
+    c: &mut control::client::Client,
+    opts: &WritesOptions,
+    pid: u32,
+) -> anyhow::Result<Value> {
+    async fn one(c: &mut control::client::Client, ops: Vec<K>) -> anyhow::Result<(u64, u64)> {
+        let t = Instant::now();
+        let publish = c
+            .write(api::WriteRequest {
+                ops: ops.into_iter().map(|op| api::Op { op: Some(op) }).collect(),
+                expected_generation: 0,
+            })
+            .await?
+            .into_inner()
+            .publish_us;
+        Ok((publish, micros(t.elapsed())))
+    }
+    let pods = opts.policy_pods;
+    let t = Instant::now();
+    for chunk in (0..pods).collect::<Vec<_>>().chunks(100) {
+        let ops = chunk
+            .iter()
+            .map(|&i| {
+                K::AddPolicyEndpoint(api::PolicyEndpoint {
+                    name: format!("ns{}/pod{i}", i % 50),
+                    addresses: vec![addr(i)],
+                    named_ports: vec![api::NamedPort {
+                        name: "http".into(),
+                        protocol: "TCP".into(),
+                        port: 8000 + i % 4,
+                    }],
+                })
+            })
+            .collect();
+        one(c, ops).await?;
+    }
+    for chunk in (0..opts.policies).collect::<Vec<_>>().chunks(100) {
+        let ops = chunk
+            .iter()
+            .map(|&k| K::AddPolicy(policy(k, pods, 80)))
+            .collect();
+        one(c, ops).await?;
+    }
+    let load_s = t.elapsed().as_secs_f64();
+    let (mut publish, mut wall) = (Vec::new(), Vec::new());
+    let target = opts.policies / 2;
+    let cpu0 = control_cpu_s(pid);
+    for u in 0..opts.policy_updates {
+        let p = policy(target, pods, 81 + u % 2);
+        let (pb, w) = one(c, vec![K::DelPolicy(p.name.clone()), K::AddPolicy(p)]).await?;
+        publish.push(pb);
+        wall.push(w);
+    }
+    let cpu = match (cpu0, control_cpu_s(pid)) {
+        (Some(a), Some(b)) => json!((b - a) / f64::from(opts.policy_updates.max(1)) * 1e3),
+        _ => Value::Null,
+    };
+    Ok(json!({
+        "update_control_cpu_ms_mean": cpu,
+        "policies": opts.policies,
+        "pods": pods,
+        "rules": opts.policies * 4,
+        "load_s": load_s,
+        "update_publish": quantiles(publish),
+        "update_client_wall": quantiles(wall),
+    }))
+}
+
+/// CPU seconds the daemon's threads other than its busy-polling workers
+/// (`vsw-worker*`) have used: the control thread's work, which a wall-clock
+/// figure on a loaded machine hides. `None` when /proc cannot tell.
+fn control_cpu_s(pid: u32) -> Option<f64> {
+    let tick = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())?;
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let task = task.ok()?.path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.starts_with("vsw-worker") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        // The fields after the command's closing parenthesis: utime and stime
+        // are the 12th and 13th of them.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / tick)
+}
+
 /// The report as text.
 pub fn to_text(v: &Value) -> String {
     let q = |v: &Value| {
@@ -705,6 +887,7 @@ pub fn to_text(v: &Value) -> String {
         s["stream_mpps_without_writes"].as_f64().unwrap_or(0.0),
         s["drops_during"]
     );
+    let root = v;
     let v = &v["services"];
     out += &format!(
         "service add (10 backends, 65537 slots), receive to published: {}\n",
@@ -715,6 +898,16 @@ pub fn to_text(v: &Value) -> String {
         q(&v["backend_weight_at_1"]),
         v["services"],
         q(&v["backend_weight_at_n"])
+    );
+    let v = &root["policies"];
+    out += &format!(
+        "policy replaced among {} policies ({} rules) over {} pods: receive to published {}; client round trip {}; control threads' CPU {:.1} ms per update\n",
+        v["policies"],
+        v["rules"],
+        v["pods"],
+        q(&v["update_publish"]),
+        q(&v["update_client_wall"]),
+        v["update_control_cpu_ms_mean"].as_f64().unwrap_or(f64::NAN)
     );
     out
 }

@@ -79,6 +79,28 @@ pub fn services(
     Services::build(&cfg.services, |n| overlay.network_by_name(n), prev).map(Arc::new)
 }
 
+/// The network policy of `cfg`, validated and compiled here, on the control
+/// thread, before the snapshot is published; `prev` (the running
+/// configuration's policies and their compiled form) is shared when the
+/// policies did not change, so a whole-state write that touches no policy
+/// does not recompile them.
+///
+/// # Errors
+/// What the validation or the compiler refuses (a state that passed
+/// validation compiles).
+pub fn policy(
+    cfg: &VswitchConfig,
+    prev: Option<(
+        &crate::config::policy::Policies,
+        &Arc<dataplane::pipeline::policy::CompiledPolicy>,
+    )>,
+) -> Result<Arc<dataplane::pipeline::policy::CompiledPolicy>, crate::config::ConfigError> {
+    match prev {
+        Some((p, compiled)) if *p == cfg.policies => Ok(Arc::clone(compiled)),
+        _ => crate::config::policy::check_and_compile(&cfg.policies),
+    }
+}
+
 /// Compiles the L2 pipeline of `cfg` as snapshot `generation`.
 ///
 /// # Errors

@@ -20,6 +20,7 @@ use crate::names;
 mod conntrack;
 mod ops;
 pub(crate) mod overlay;
+pub mod policy;
 pub mod service;
 
 pub use conntrack::ConntrackConfig;
@@ -59,6 +60,9 @@ pub struct VswitchConfig {
     pub routes: Vec<RouteSpec>,
     /// `[[service]]`: virtual IPs spread over backends, in file order.
     pub services: Vec<dataplane::pipeline::lb::services::ServiceSpec>,
+    /// `[[policy]]`, `[[cluster_policy]]`, `[[policy_endpoint]]`: network
+    /// policy, in file order.
+    pub policies: policy::Policies,
     /// `[load_balancer]`: the NodePort range (fixed at start).
     pub load_balancer: LoadBalancerConfig,
     /// `[control]`: the gRPC API; absent, the daemon serves no API.
@@ -674,6 +678,12 @@ struct RawFile {
     #[serde(default)]
     service: Vec<toml::Table>,
     #[serde(default)]
+    policy: Vec<toml::Table>,
+    #[serde(default)]
+    cluster_policy: Vec<toml::Table>,
+    #[serde(default)]
+    policy_endpoint: Vec<toml::Table>,
+    #[serde(default)]
     load_balancer: LoadBalancerConfig,
     control: Option<ControlConfig>,
     metrics: Option<MetricsConfig>,
@@ -802,6 +812,35 @@ impl VswitchConfig {
             })?;
             services.push(service::service(&item, &r, &raw.load_balancer)?);
         }
+        let mut policies = policy::Policies::default();
+        // The name first in each: the other errors quote it.
+        let named = |section: &str, i: usize, name: &str| {
+            policy::check_name(name).map_err(|reason| ConfigError::BadName {
+                field: format!("{section} #{i}: name"),
+                reason,
+            })
+        };
+        for (i, t) in raw.policy.into_iter().enumerate() {
+            let item = policy::label("policy", i, &t);
+            let r: crate::api::NetworkPolicy = overlay::typed(&item, t)?;
+            named("policy", i, &r.name)?;
+            let item = policy::policy_label(&r.name);
+            policies.network.push(policy::network_policy(&item, &r)?);
+        }
+        for (i, t) in raw.cluster_policy.into_iter().enumerate() {
+            let item = policy::label("cluster_policy", i, &t);
+            let r: crate::api::ClusterPolicy = overlay::typed(&item, t)?;
+            named("cluster_policy", i, &r.name)?;
+            let item = policy::cluster_label(&r.name);
+            policies.cluster.push(policy::cluster_policy(&item, &r)?);
+        }
+        for (i, t) in raw.policy_endpoint.into_iter().enumerate() {
+            let item = policy::label("policy_endpoint", i, &t);
+            let r: crate::api::PolicyEndpoint = overlay::typed(&item, t)?;
+            named("policy_endpoint", i, &r.name)?;
+            let item = policy::endpoint_label(&r.name);
+            policies.endpoints.push(policy::policy_endpoint(&item, &r)?);
+        }
         let cfg = VswitchConfig {
             eal: raw.eal,
             dataplane: raw.dataplane,
@@ -814,6 +853,7 @@ impl VswitchConfig {
             remote_endpoints: overlay.remote_endpoints,
             routes: overlay.routes,
             services,
+            policies,
             load_balancer: raw.load_balancer,
             control: raw.control,
             metrics: raw.metrics,
@@ -1060,7 +1100,8 @@ impl VswitchConfig {
             }
         }
         self.validate_overlay(&names)?;
-        self.validate_services()
+        self.validate_services()?;
+        self.validate_policies()
     }
 
     /// Every name and every reference by name against the one grammar

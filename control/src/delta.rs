@@ -97,6 +97,22 @@ pub enum Delta {
     PutService(Box<ServiceSpec>, Box<crate::persist::JournalOp>),
     /// The service (by name) goes.
     DelService(String),
+    /// A policy, cluster policy or policy endpoint added or deleted (the op as
+    /// the journal keeps it, in canonical text) and, on the last policy op of
+    /// the write, the whole policy the write leads to, compiled.
+    Policy(Box<crate::persist::JournalOp>, Option<Compiled>),
+}
+
+/// A compiled policy carried by a [`Delta`]: built once, on the control
+/// thread, and published as it is.
+#[derive(Clone, Debug)]
+pub struct Compiled(pub std::sync::Arc<dataplane::pipeline::policy::CompiledPolicy>);
+
+impl PartialEq for Compiled {
+    /// The same compile, not an equal one: deltas are compared in tests.
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Why a delta write was refused: the op and the reason, as [`ApiError::Op`]
@@ -125,6 +141,15 @@ pub fn deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Option<Result<Vec<Delta>,
     let route_op = |op: &api::Op| matches!(op.op, Some(OpKind::AddRoute(_) | OpKind::DelRoute(_)));
     if ops.iter().all(service_op) {
         return Some(service_deltas(cfg, ops));
+    }
+    if ops.iter().all(policy_op) {
+        // A write the whole set refuses (a name or an address used twice,
+        // a set too large) goes to the whole-state path, which words it.
+        return match policy_deltas(cfg, ops) {
+            Ok(Some(d)) => Some(Ok(d)),
+            Ok(None) => None,
+            Err(refusal) => Some(Err(refusal)),
+        };
     }
     if claims_a_vip(cfg, ops) {
         return None;
@@ -179,6 +204,164 @@ fn claims_a_vip(cfg: &VswitchConfig, ops: &[api::Op]) -> bool {
             .filter_map(|a| a.parse::<IpAddr>().ok())
             .any(|a| vips.contains(&(net.as_str(), a)))
     })
+}
+
+/// A policy, cluster policy or policy endpoint op.
+fn policy_op(op: &api::Op) -> bool {
+    matches!(
+        op.op,
+        Some(
+            OpKind::AddPolicy(_)
+                | OpKind::DelPolicy(_)
+                | OpKind::AddClusterPolicy(_)
+                | OpKind::DelClusterPolicy(_)
+                | OpKind::AddPolicyEndpoint(_)
+                | OpKind::DelPolicyEndpoint(_)
+        )
+    )
+}
+
+/// The deltas of a write of policy ops: each op's fields checked as the
+/// whole-state path checks them (`state::check_fields`: the item alone,
+/// through the dataplane's validation), its name looked up, the policies
+/// after the write validated and compiled whole, here, once — nothing else
+/// of the configuration is looked at or rebuilt. A replace is a delete and
+/// an add of the same name, in that order, as the whole-state path takes
+/// it (the item moves to the end of its list).
+///
+/// # Errors
+/// The first op refused by its own fields or its name; `Ok(None)` when the
+/// set after the write is refused as a whole (the whole-state path words it).
+fn policy_deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Result<Option<Vec<Delta>>, Refusal> {
+    use crate::config::policy::{cluster_label, endpoint_label, policy_label};
+    use crate::config::policy::{cluster_policy, network_policy, policy_endpoint, PolicyRefs};
+    use crate::persist::JournalOp as J;
+    let strip = |own: &str, e: String| match e.strip_prefix(&format!("{own}: ")) {
+        Some(rest) => rest.to_owned(),
+        None => e,
+    };
+    let p = &cfg.policies;
+    // The write's net effect, by kind (0 policies, 1 cluster policies, 2
+    // policy endpoints): the configuration's items it deletes, and its adds
+    // in order, each alive unless a later op deletes it. The set it leads to
+    // is then borrowed (the untouched items are not copied): the items not
+    // deleted in their order, then the adds alive, as the whole-state path
+    // orders them.
+    let mut cfg_gone: [std::collections::HashSet<&str>; 3] = Default::default();
+    let mut adds: Vec<(usize, String, bool)> = Vec::new();
+    let mut journal = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let kind = op.op.as_ref();
+        crate::state::check_fields(kind, &cfg.load_balancer).map_err(|r| (i, r))?;
+        let (k, name, add) = match kind {
+            Some(OpKind::AddPolicy(x)) => (0, &x.name, true),
+            Some(OpKind::DelPolicy(n)) => (0, n, false),
+            Some(OpKind::AddClusterPolicy(x)) => (1, &x.name, true),
+            Some(OpKind::DelClusterPolicy(n)) => (1, n, false),
+            Some(OpKind::AddPolicyEndpoint(x)) => (2, &x.name, true),
+            Some(OpKind::DelPolicyEndpoint(n)) => (2, n, false),
+            _ => return Err((i, "not a policy op".into())),
+        };
+        let in_cfg = |n: &str| match k {
+            0 => p.network.iter().any(|x| x.name == n),
+            1 => p.cluster.iter().any(|x| x.name == n),
+            _ => p.endpoints.iter().any(|x| x.name == n),
+        };
+        let added = adds
+            .iter()
+            .rposition(|(ak, an, alive)| *ak == k && an == name && *alive);
+        let exists = added.is_some() || (!cfg_gone[k].contains(name.as_str()) && in_cfg(name));
+        let what = ["policy", "cluster policy", "policy endpoint"][k];
+        if add && exists {
+            return Err((i, format!("{what} already exists")));
+        }
+        if !add && !exists {
+            return Err((i, format!("no such {what}")));
+        }
+        journal.push(match kind {
+            Some(OpKind::AddPolicy(x)) => {
+                let own = policy_label(&x.name);
+                J::AddPolicy(network_policy(&own, x).map_err(|e| (i, strip(&own, e.to_string())))?)
+            }
+            Some(OpKind::AddClusterPolicy(x)) => {
+                let own = cluster_label(&x.name);
+                J::AddClusterPolicy(
+                    cluster_policy(&own, x).map_err(|e| (i, strip(&own, e.to_string())))?,
+                )
+            }
+            Some(OpKind::AddPolicyEndpoint(x)) => {
+                let own = endpoint_label(&x.name);
+                J::AddPolicyEndpoint(
+                    policy_endpoint(&own, x).map_err(|e| (i, strip(&own, e.to_string())))?,
+                )
+            }
+            Some(OpKind::DelPolicy(n)) => J::DelPolicy { name: n.clone() },
+            Some(OpKind::DelClusterPolicy(n)) => J::DelClusterPolicy { name: n.clone() },
+            _ => J::DelPolicyEndpoint { name: name.clone() },
+        });
+        if add {
+            adds.push((k, name.clone(), true));
+        } else if let Some(a) = added {
+            adds[a].2 = false;
+        } else {
+            cfg_gone[k].insert(name.as_str());
+        }
+    }
+    // Which journal entries are adds still alive, in order (`adds` holds
+    // them in op order, as `journal` does).
+    let mut alive = adds.iter().map(|a| a.2);
+    let mut next = PolicyRefs {
+        network: keep(&p.network, &cfg_gone[0], |x| &x.name),
+        cluster: keep(&p.cluster, &cfg_gone[1], |x| &x.name),
+        endpoints: keep(&p.endpoints, &cfg_gone[2], |x| &x.name),
+    };
+    for j in &journal {
+        let is_add = matches!(
+            j,
+            J::AddPolicy(_) | J::AddClusterPolicy(_) | J::AddPolicyEndpoint(_)
+        );
+        if !is_add || !alive.next().unwrap_or(false) {
+            continue;
+        }
+        match j {
+            J::AddPolicy(x) => next.network.push(x),
+            J::AddClusterPolicy(x) => next.cluster.push(x),
+            J::AddPolicyEndpoint(x) => next.endpoints.push(x),
+            _ => {}
+        }
+    }
+    // The whole set the write leads to, validated and compiled once; what it
+    // refuses goes to the whole-state path, which words it.
+    let Ok(compiled) = crate::config::policy::check_and_compile_refs(&next) else {
+        return Ok(None);
+    };
+    drop(next);
+    let mut out: Vec<Delta> = journal
+        .into_iter()
+        .map(|j| Delta::Policy(Box::new(j), None))
+        .collect();
+    if let Some(Delta::Policy(_, c)) = out.last_mut() {
+        *c = Some(Compiled(compiled));
+    }
+    Ok(Some(out))
+}
+
+/// The items of `list` whose names a write does not delete, borrowed.
+fn keep<'a, T>(
+    list: &'a [T],
+    gone: &std::collections::HashSet<&str>,
+    key: fn(&T) -> &str,
+) -> Vec<&'a T> {
+    if gone.is_empty() {
+        return list.iter().collect();
+    }
+    list.iter().filter(|x| !gone.contains(key(x))).collect()
+}
+
+/// Takes the item named `name` out of `list`, keeping the order of the rest.
+fn take_named<T>(list: &mut Vec<T>, name: &str, key: fn(&T) -> &str) -> Option<T> {
+    let i = list.iter().position(|x| key(x) == name)?;
+    Some(list.remove(i))
 }
 
 /// A service or backend op.
@@ -333,6 +516,7 @@ pub fn refusals_go_whole(deltas: &[Delta]) -> bool {
                 | Delta::AddNetwork(..)
                 | Delta::PutService(..)
                 | Delta::DelService(_)
+                | Delta::Policy(..)
         )
     })
 }
@@ -851,6 +1035,51 @@ fn apply_with(
                     }
                 }
             }
+            // The configuration and the state hold the same canonical
+            // messages: an add goes at the end of both, a delete where it is.
+            Delta::Policy(j, _) => {
+                use crate::persist::JournalOp as J;
+                let (p, s) = (&mut cfg.policies, state.as_deref_mut());
+                match &**j {
+                    J::AddPolicy(x) => {
+                        p.network.push(x.clone());
+                        if let Some(s) = s {
+                            s.policies.push(x.clone());
+                        }
+                    }
+                    J::DelPolicy { name } => {
+                        take_named(&mut p.network, name, |x| &x.name);
+                        if let Some(s) = s {
+                            take_named(&mut s.policies, name, |x| &x.name);
+                        }
+                    }
+                    J::AddClusterPolicy(x) => {
+                        p.cluster.push(x.clone());
+                        if let Some(s) = s {
+                            s.cluster_policies.push(x.clone());
+                        }
+                    }
+                    J::DelClusterPolicy { name } => {
+                        take_named(&mut p.cluster, name, |x| &x.name);
+                        if let Some(s) = s {
+                            take_named(&mut s.cluster_policies, name, |x| &x.name);
+                        }
+                    }
+                    J::AddPolicyEndpoint(x) => {
+                        p.endpoints.push(x.clone());
+                        if let Some(s) = s {
+                            s.policy_endpoints.push(x.clone());
+                        }
+                    }
+                    J::DelPolicyEndpoint { name } => {
+                        take_named(&mut p.endpoints, name, |x| &x.name);
+                        if let Some(s) = s {
+                            take_named(&mut s.policy_endpoints, name, |x| &x.name);
+                        }
+                    }
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }
@@ -860,7 +1089,8 @@ fn apply_with(
             | Delta::DelPort(_)
             | Delta::AddNetwork(..)
             | Delta::PutService(..)
-            | Delta::DelService(_) => {}
+            | Delta::DelService(_)
+            | Delta::Policy(..) => {}
             Delta::AddRoute(r) => {
                 route_pending.insert((r.tenant.as_str(), r.prefix), route_adds.len());
                 route_adds.push(Some(r));
@@ -1052,6 +1282,7 @@ pub fn journal_ops(deltas: &[Delta]) -> Vec<crate::persist::JournalOp> {
             Delta::AddNetwork(_, n) => J::AddNetwork((**n).clone()),
             Delta::PutService(_, j) => (**j).clone(),
             Delta::DelService(name) => J::DelService { name: name.clone() },
+            Delta::Policy(j, _) => (**j).clone(),
         })
         .collect()
 }
@@ -1090,6 +1321,12 @@ pub fn op_of(j: &crate::persist::JournalOp) -> api::Op {
         J::AddBackend(b) => OpKind::AddBackend(b),
         J::DelBackend(k) => OpKind::DelBackend(k),
         J::SetBackend(k) => OpKind::SetBackend(k),
+        J::AddPolicy(p) => OpKind::AddPolicy(p),
+        J::DelPolicy { name } => OpKind::DelPolicy(name),
+        J::AddClusterPolicy(p) => OpKind::AddClusterPolicy(p),
+        J::DelClusterPolicy { name } => OpKind::DelClusterPolicy(name),
+        J::AddPolicyEndpoint(e) => OpKind::AddPolicyEndpoint(e),
+        J::DelPolicyEndpoint { name } => OpKind::DelPolicyEndpoint(name),
     };
     api::Op { op: Some(op) }
 }

@@ -139,6 +139,57 @@ pub(crate) fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
     }
 }
 
+/// A policy's `port` (and a named port's): 16 bits. A name in its place is
+/// refused pointing at `port_name`, where names go.
+pub(crate) fn policy_port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrName {
+        Number(i64),
+        Name(String),
+    }
+    match NumberOrName::deserialize(d)? {
+        NumberOrName::Number(v) => u32::try_from(v)
+            .ok()
+            .filter(|&p| p <= u32::from(u16::MAX))
+            .ok_or_else(|| serde::de::Error::custom(format!("port {v} is out of range (1-65535)"))),
+        NumberOrName::Name(n) => Err(serde::de::Error::custom(format!(
+            "port {} is not a number: a named port goes in `port_name`",
+            crate::names::quote(&n)
+        ))),
+    }
+}
+
+/// A policy port's `end_port`: 16 bits.
+pub(crate) fn end_port<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "end_port", u32::from(u16::MAX))
+}
+
+/// A cluster policy's `priority`: 32 bits, read wide.
+pub(crate) fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, "priority", u32::MAX)
+}
+
+fn byte<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<Option<u32>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) if (0..=255).contains(&v) => Ok(Some(v as u32)),
+        Some(v) => Err(serde::de::Error::custom(format!(
+            "{key} {v} is out of range (0-255)"
+        ))),
+    }
+}
+
+/// A policy port's `icmp_type` (optional): 8 bits.
+pub(crate) fn icmp_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    byte(d, "icmp_type")
+}
+
+/// A policy port's `icmp_code` (optional): 8 bits.
+pub(crate) fn icmp_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    byte(d, "icmp_code")
+}
+
 /// `Port.mtu` and `Underlay.mtu`: 16 bits.
 pub(crate) fn mtu<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     ranged(d, "mtu:", u32::from(u16::MAX))
@@ -284,6 +335,10 @@ impl From<&NetworkSpec> for api::Network {
             conntrack: n.conntrack,
             // Shown only when it is not the default.
             conntrack_window_tracking: (!n.conntrack_window_tracking).then_some(false),
+            policy_on_change: match n.policy_on_change {
+                dataplane::pipeline::policy::OnChange::Reevaluate => String::new(),
+                other => other.as_str().into(),
+            },
         }
     }
 }

@@ -62,6 +62,7 @@ flood_unknown = true
 vteps = ["192.0.2.2"]
 conntrack = true
 conntrack_window_tracking = false
+policy_on_change = "keep"
 [[endpoint]]
 network = "blue"
 mac = "02:00:00:00:01:01"
@@ -90,6 +91,23 @@ affinity_timeout_s = 600
 table_size = 251
 ports = [{ name = "dns", protocol = "UDP", port = 53, target_port = 5353, node_port = 30053 }]
 backends = [{ address = "10.1.0.2", weight = 3, state = "draining" }, { address = "10.1.0.3", weight = 2, state = "active" }]
+[[policy]]
+name = "x/web"
+subject = ["10.1.0.2"]
+policy_types = ["Ingress", "Egress"]
+ingress = [{ peers = [{ ip_block = { cidr = "10.0.0.0/8", except = ["10.9.0.0/16"] } }, { addresses = ["10.1.0.3"] }], ports = [{ protocol = "UDP", port = 53, end_port = 54 }, { protocol = "TCP", port_name = "http" }, { protocol = "ICMP", icmp_type = 3, icmp_code = 1 }] }]
+egress = [{ peers = [{ addresses = ["10.1.0.3"] }], ports = [{ protocol = "SCTP", port = 9 }] }]
+[[cluster_policy]]
+name = "deny-ssh"
+tier = "Admin"
+priority = 5
+subject = ["10.1.0.2"]
+ingress = [{ name = "ssh", action = "Deny", peers = [{ addresses = ["10.1.0.3"] }], ports = [{ protocol = "TCP", port = 22 }] }]
+egress = [{ name = "out", action = "Pass", peers = [{ ip_block = { cidr = "0.0.0.0/0", except = ["10.0.0.0/8"] } }], ports = [{ protocol = "UDP", port = 53 }] }]
+[[policy_endpoint]]
+name = "x/b"
+addresses = ["10.1.0.3"]
+named_ports = [{ name = "http", protocol = "TCP", port = 8080 }]
 "#;
 
 fn sample() -> (VswitchConfig, api::DesiredState) {
@@ -171,6 +189,39 @@ fn the_sample_sets_every_field_of_every_resource() {
         ("Service", keys("Service", &s.services)),
         ("ServicePort", keys("ServicePort", &s.services[0].ports)),
         ("Backend", keys("Backend", &s.services[0].backends)),
+        ("NetworkPolicy", keys("NetworkPolicy", &s.policies)),
+        (
+            "NetworkPolicyRule",
+            keys("NetworkPolicyRule", &s.policies[0].ingress),
+        ),
+        (
+            "PolicyPeer",
+            keys("PolicyPeer", &s.policies[0].ingress[0].peers),
+        ),
+        (
+            "IpBlock",
+            keys(
+                "IpBlock",
+                &[s.policies[0].ingress[0].peers[0].ip_block.clone().unwrap()],
+            ),
+        ),
+        (
+            "PolicyPort",
+            keys("PolicyPort", &s.policies[0].ingress[0].ports),
+        ),
+        ("ClusterPolicy", keys("ClusterPolicy", &s.cluster_policies)),
+        (
+            "ClusterPolicyRule",
+            keys("ClusterPolicyRule", &s.cluster_policies[0].ingress),
+        ),
+        (
+            "PolicyEndpoint",
+            keys("PolicyEndpoint", &s.policy_endpoints),
+        ),
+        (
+            "NamedPort",
+            keys("NamedPort", &s.policy_endpoints[0].named_ports),
+        ),
     ];
     for (message, keys) in cases {
         assert_eq!(
@@ -232,6 +283,9 @@ fn every_field_round_trips_through_the_file_the_api_and_the_documents() {
     json(&s.remote_endpoints);
     json(&s.routes);
     json(&s.services);
+    json(&s.policies);
+    json(&s.cluster_policies);
+    json(&s.policy_endpoints);
 }
 
 #[test]
@@ -324,6 +378,40 @@ fn wide_integers_are_refused_naming_the_key() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("weight -7 is out of range (0-65535)"), "{e}");
+    // A policy's numbers: read wide, refused naming the key before narrowing.
+    for (doc, want) in [
+        (r#"{"port":-1}"#, "port -1 is out of range (1-65535)"),
+        (r#"{"port":65536}"#, "port 65536 is out of range (1-65535)"),
+        (r#"{"port":"http"}"#, "a named port goes in `port_name`"),
+        (
+            r#"{"port":1,"end_port":-2}"#,
+            "end_port -2 is out of range (0-65535)",
+        ),
+        (
+            r#"{"icmp_type":-1}"#,
+            "icmp_type -1 is out of range (0-255)",
+        ),
+        (
+            r#"{"icmp_type":3,"icmp_code":256}"#,
+            "icmp_code 256 is out of range (0-255)",
+        ),
+        (r#"{"port":4294967376}"#, "port 4294967376 is out of range"),
+    ] {
+        let e = serde_json::from_str::<api::PolicyPort>(doc)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{doc}: {e}");
+    }
+    let e = serde_json::from_str::<api::ClusterPolicy>(
+        r#"{"name":"c","tier":"Admin","priority":-1,"subject":[]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("priority -1 is out of range"), "{e}");
+    let e = serde_json::from_str::<api::NamedPort>(r#"{"name":"h","port":-8080}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("port -8080 is out of range"), "{e}");
 }
 
 /// The configuration files users have still load: the shipped ones and the

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! `state` holds the runtime sections of the configuration file (`port`, `patch`,
-//! `l2`, `underlay`, `network`, `endpoint`, `remote_endpoint`, `route`, `service`) with exactly
+//! `l2`, `underlay`, `network`, `endpoint`, `remote_endpoint`, `route`, `service`, `policy`,
+//! `cluster_policy`, `policy_endpoint`) with exactly
 //! the file's keys and value types, as JSON: one schema for the file an operator
 //! writes and the file the daemon keeps, checked at load by the same validation
 //! ([`Fixed::parse_sections`](crate::state::Fixed::parse_sections)).
@@ -264,6 +265,27 @@ pub enum JournalOp {
     DelBackend(api::BackendKey),
     /// `set_backend`.
     SetBackend(api::SetBackend),
+    /// `add_policy`, in canonical form.
+    AddPolicy(api::NetworkPolicy),
+    /// `del_policy`.
+    DelPolicy {
+        /// The name.
+        name: String,
+    },
+    /// `add_cluster_policy`, in canonical form.
+    AddClusterPolicy(api::ClusterPolicy),
+    /// `del_cluster_policy`.
+    DelClusterPolicy {
+        /// The name.
+        name: String,
+    },
+    /// `add_policy_endpoint`, in canonical form.
+    AddPolicyEndpoint(api::PolicyEndpoint),
+    /// `del_policy_endpoint`.
+    DelPolicyEndpoint {
+        /// The name.
+        name: String,
+    },
 }
 
 /// A journalled route's next hop.

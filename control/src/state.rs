@@ -283,6 +283,15 @@ pub fn to_sections(s: &api::DesiredState) -> Result<Table, ConfigError> {
     );
     put("route", array(s.routes.iter().map(table)));
     put("service", array(s.services.iter().map(table)));
+    put("policy", array(s.policies.iter().map(table)));
+    put(
+        "cluster_policy",
+        array(s.cluster_policies.iter().map(table)),
+    );
+    put(
+        "policy_endpoint",
+        array(s.policy_endpoints.iter().map(table)),
+    );
     Ok(doc)
 }
 
@@ -305,6 +314,9 @@ pub fn from_config(cfg: &VswitchConfig) -> api::DesiredState {
             .iter()
             .map(crate::config::service::to_message)
             .collect(),
+        policies: cfg.policies.network.clone(),
+        cluster_policies: cfg.policies.cluster.clone(),
+        policy_endpoints: cfg.policies.endpoints.clone(),
     }
 }
 
@@ -409,6 +421,25 @@ fn relabel(msg: &str, s: &api::DesiredState) -> String {
             &format!("{}: ", service_label(&v.name)),
         );
     }
+    use crate::config::policy::{cluster_label, endpoint_label as pe_label, policy_label};
+    for (i, v) in s.policies.iter().enumerate() {
+        m = m.replace(
+            &format!("policy #{i}: "),
+            &format!("{}: ", policy_label(&v.name)),
+        );
+    }
+    for (i, v) in s.cluster_policies.iter().enumerate() {
+        m = m.replace(
+            &format!("cluster_policy #{i}: "),
+            &format!("{}: ", cluster_label(&v.name)),
+        );
+    }
+    for (i, v) in s.policy_endpoints.iter().enumerate() {
+        m = m.replace(
+            &format!("policy_endpoint #{i}: "),
+            &format!("{}: ", pe_label(&v.name)),
+        );
+    }
     m
 }
 
@@ -473,6 +504,12 @@ pub(crate) fn op_label(op: Option<&OpKind>) -> String {
         Some(OpKind::SetBackend(k)) => {
             format!("set_backend {} of service {}", q(&k.address), q(&k.service))
         }
+        Some(OpKind::AddPolicy(p)) => format!("add_policy {}", q(&p.name)),
+        Some(OpKind::DelPolicy(n)) => format!("del_policy {}", q(n)),
+        Some(OpKind::AddClusterPolicy(p)) => format!("add_cluster_policy {}", q(&p.name)),
+        Some(OpKind::DelClusterPolicy(n)) => format!("del_cluster_policy {}", q(n)),
+        Some(OpKind::AddPolicyEndpoint(e)) => format!("add_policy_endpoint {}", q(&e.name)),
+        Some(OpKind::DelPolicyEndpoint(n)) => format!("del_policy_endpoint {}", q(n)),
     }
 }
 
@@ -490,6 +527,9 @@ fn own_label(op: Option<&OpKind>) -> Option<String> {
         OpKind::AddService(v) => service_label(&v.name),
         OpKind::AddBackend(b) => service_label(&b.service),
         OpKind::SetBackend(b) => service_label(&b.service),
+        OpKind::AddPolicy(p) => crate::config::policy::policy_label(&p.name),
+        OpKind::AddClusterPolicy(p) => crate::config::policy::cluster_label(&p.name),
+        OpKind::AddPolicyEndpoint(e) => crate::config::policy::endpoint_label(&e.name),
         _ => return None,
     })
 }
@@ -559,6 +599,9 @@ struct Index {
     remotes: Keyed<(String, String)>,
     routes: Keyed<(String, String)>,
     services: Keyed<String>,
+    policies: Keyed<String>,
+    cluster_policies: Keyed<String>,
+    policy_endpoints: Keyed<String>,
 }
 
 fn ep_key(network: &str, mac: &str) -> (String, String) {
@@ -580,6 +623,9 @@ impl Index {
             remotes: Keyed::new(&s.remote_endpoints, |x| ep_key(&x.network, &x.mac)),
             routes: Keyed::new(&s.routes, |x| route_key(&x.tenant, &x.prefix)),
             services: Keyed::new(&s.services, |x| x.name.clone()),
+            policies: Keyed::new(&s.policies, |x| x.name.clone()),
+            cluster_policies: Keyed::new(&s.cluster_policies, |x| x.name.clone()),
+            policy_endpoints: Keyed::new(&s.policy_endpoints, |x| x.name.clone()),
         }
     }
 
@@ -651,6 +697,25 @@ impl Index {
                     .ok_or_else(|| format!("no such service {}", q(name)))?;
                 backend_op(&mut s.services[i], op)
             }
+            Some(OpKind::AddPolicy(p)) => {
+                self.policies
+                    .add(&mut s.policies, p.name.clone(), p, "policy")
+            }
+            Some(OpKind::DelPolicy(n)) => self.policies.del(n, "policy"),
+            Some(OpKind::AddClusterPolicy(p)) => self.cluster_policies.add(
+                &mut s.cluster_policies,
+                p.name.clone(),
+                p,
+                "cluster policy",
+            ),
+            Some(OpKind::DelClusterPolicy(n)) => self.cluster_policies.del(n, "cluster policy"),
+            Some(OpKind::AddPolicyEndpoint(e)) => self.policy_endpoints.add(
+                &mut s.policy_endpoints,
+                e.name.clone(),
+                e,
+                "policy endpoint",
+            ),
+            Some(OpKind::DelPolicyEndpoint(n)) => self.policy_endpoints.del(n, "policy endpoint"),
         }
     }
 
@@ -663,6 +728,9 @@ impl Index {
         self.remotes.compact(&mut s.remote_endpoints);
         self.routes.compact(&mut s.routes);
         self.services.compact(&mut s.services);
+        self.policies.compact(&mut s.policies);
+        self.cluster_policies.compact(&mut s.cluster_policies);
+        self.policy_endpoints.compact(&mut s.policy_endpoints);
     }
 }
 
@@ -739,6 +807,9 @@ fn item_label(op: Option<&OpKind>) -> Option<String> {
         OpKind::ClearUnderlay(_) => "underlay".into(),
         OpKind::DelService(n) => service_label(n),
         OpKind::DelBackend(k) => service_label(&k.service),
+        OpKind::DelPolicy(n) => crate::config::policy::policy_label(n),
+        OpKind::DelClusterPolicy(n) => crate::config::policy::cluster_label(n),
+        OpKind::DelPolicyEndpoint(n) => crate::config::policy::endpoint_label(n),
         other => return own_label(Some(other)),
     })
 }
@@ -1008,6 +1079,21 @@ pub(crate) fn check_fields(
             crate::config::service::service(&own, v, lb).map_err(strip)?;
         }
         OpKind::DelService(n) => name("name", n)?,
+        OpKind::AddPolicy(p) => {
+            crate::config::policy::check_name(&p.name).map_err(|r| format!("name: {r}"))?;
+            crate::config::policy::network_policy(&own, p).map_err(strip)?;
+        }
+        OpKind::AddClusterPolicy(p) => {
+            crate::config::policy::check_name(&p.name).map_err(|r| format!("name: {r}"))?;
+            crate::config::policy::cluster_policy(&own, p).map_err(strip)?;
+        }
+        OpKind::AddPolicyEndpoint(e) => {
+            crate::config::policy::check_name(&e.name).map_err(|r| format!("name: {r}"))?;
+            crate::config::policy::policy_endpoint(&own, e).map_err(strip)?;
+        }
+        OpKind::DelPolicy(n) | OpKind::DelClusterPolicy(n) | OpKind::DelPolicyEndpoint(n) => {
+            crate::config::policy::check_name(n).map_err(|r| format!("name: {r}"))?;
+        }
         OpKind::AddBackend(b) => {
             name("service", &b.service)?;
             let Some(backend) = &b.backend else {
@@ -1258,3 +1344,6 @@ pub(crate) mod tests;
 
 #[cfg(test)]
 mod service_tests;
+
+#[cfg(test)]
+mod policy_tests;

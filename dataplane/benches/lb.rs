@@ -70,6 +70,7 @@ fn pipeline() -> Arc<Pipeline> {
         flood_unknown: false,
         conntrack: false,
         conntrack_window_tracking: true,
+        policy_on_change: Default::default(),
         vteps: vec![],
     });
     b.local_endpoint(LocalEndpointSpec {

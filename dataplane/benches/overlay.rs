@@ -37,6 +37,7 @@ fn builder(v4_routes: u32, v6_routes: u32) -> OverlayBuilder {
     for n in 0..NETWORKS {
         b.network(NetworkSpec {
             name: format!("net{n}"),
+            policy_on_change: Default::default(),
             vni: 1000 + n,
             encap: Encap::Vxlan,
             tenant: "t".into(),

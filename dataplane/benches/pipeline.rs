@@ -97,6 +97,7 @@ fn builder(generation: u64, routes: u32) -> OverlayBuilder {
     for n in 0..NETWORKS {
         b.network(NetworkSpec {
             name: format!("net{n}"),
+            policy_on_change: Default::default(),
             vni: 1000 + n,
             encap: Encap::Vxlan,
             tenant: "t".into(),

@@ -186,6 +186,17 @@ fn initial_ops() -> Vec<Op> {
             port: s("p2"),
         }),
         K::AddService(web_service()),
+        K::AddPolicy(web_policy()),
+        K::AddClusterPolicy(admin_policy()),
+        K::AddPolicyEndpoint(api::PolicyEndpoint {
+            name: s("x/a"),
+            addresses: vec![s("10.1.0.2")],
+            named_ports: vec![api::NamedPort {
+                name: s("http"),
+                protocol: s("TCP"),
+                port: 8080,
+            }],
+        }),
     ]
     .into_iter()
     .map(op)
@@ -230,6 +241,93 @@ fn service_with(f: impl FnOnce(&mut api::Service)) -> K {
     v.ports[0].node_port = 0;
     f(&mut v);
     K::AddService(v)
+}
+
+/// The NetworkPolicy of the initial state: TCP 80 to 10.1.0.2 from 10/8.
+fn web_policy() -> api::NetworkPolicy {
+    api::NetworkPolicy {
+        name: s("x/web"),
+        subject: vec![s("10.1.0.2")],
+        policy_types: vec![s("Ingress")],
+        ingress: vec![api::NetworkPolicyRule {
+            peers: vec![ip_block("10.0.0.0/8", &[])],
+            ports: vec![api::PolicyPort {
+                port: 80,
+                ..Default::default()
+            }],
+        }],
+        egress: vec![],
+    }
+}
+
+/// The admin cluster policy of the initial state.
+fn admin_policy() -> api::ClusterPolicy {
+    api::ClusterPolicy {
+        name: s("admin-1"),
+        tier: s("Admin"),
+        priority: 10,
+        subject: vec![s("10.1.0.2")],
+        ingress: vec![api::ClusterPolicyRule {
+            name: s("no-ssh"),
+            action: s("Deny"),
+            peers: vec![],
+            ports: vec![api::PolicyPort {
+                port: 22,
+                ..Default::default()
+            }],
+        }],
+        egress: vec![],
+    }
+}
+
+fn ip_block(cidr: &str, except: &[&str]) -> api::PolicyPeer {
+    api::PolicyPeer {
+        addresses: vec![],
+        ip_block: Some(api::IpBlock {
+            cidr: s(cidr),
+            except: except.iter().map(|e| s(e)).collect(),
+        }),
+    }
+}
+
+/// A new NetworkPolicy (`x/new`, like the initial one) with `f` applied.
+fn policy_with(f: impl FnOnce(&mut api::NetworkPolicy)) -> K {
+    let mut p = api::NetworkPolicy {
+        name: s("x/new"),
+        ..web_policy()
+    };
+    f(&mut p);
+    K::AddPolicy(p)
+}
+
+/// `policy_with` changing the first port of the first ingress rule.
+fn policy_port(f: impl FnOnce(&mut api::PolicyPort)) -> K {
+    policy_with(|p| f(&mut p.ingress[0].ports[0]))
+}
+
+/// A new cluster policy (`admin-2`, like the initial one) with `f` applied.
+fn cluster_with(f: impl FnOnce(&mut api::ClusterPolicy)) -> K {
+    let mut p = api::ClusterPolicy {
+        name: s("admin-2"),
+        ..admin_policy()
+    };
+    f(&mut p);
+    K::AddClusterPolicy(p)
+}
+
+/// A new policy endpoint (`x/b` at 10.1.0.3, port `http`) with `f` applied.
+fn endpoint_ports_with(f: impl FnOnce(&mut api::PolicyEndpoint)) -> K {
+    let mut e = api::PolicyEndpoint {
+        name: s("x/b"),
+        addresses: vec![s("10.1.0.3")],
+        named_ports: vec![api::NamedPort {
+            name: s("http"),
+            protocol: String::new(),
+            port: 80,
+        }],
+    };
+    f(&mut e);
+    K::AddPolicyEndpoint(e)
 }
 
 /// Ops that are valid on their own, to put next to a bad one: the write must
@@ -1802,6 +1900,8 @@ fn cases() -> Table {
     }
 
     // ---- Trace and Capture
+    policy_cases(&mut t, &long);
+
     let trace = |port: &str, frame: Vec<u8>| {
         Req::Trace(TraceRequest {
             in_port: s(port),
@@ -1853,6 +1953,430 @@ fn cases() -> Table {
         t.no_echo(&dir);
     }
     t
+}
+
+/// Policies, cluster policies and policy endpoints (issue #26): each refused
+/// naming the field, quoting no long input, nothing changed.
+fn policy_cases(t: &mut Table, long: &str) {
+    let cases: Vec<(&str, K, &[&str])> = vec![
+        (
+            "policy: a CIDR that does not parse",
+            policy_with(|p| p.ingress[0].peers[0] = ip_block("10.0.0/33", &[])),
+            &["ingress[0].peers[0].ip_block.cidr", "not a CIDR"],
+        ),
+        (
+            "policy: a CIDR prefix past 32",
+            policy_with(|p| p.ingress[0].peers[0] = ip_block("10.0.0.0/40", &[])),
+            &["ip_block.cidr"],
+        ),
+        (
+            "policy: an except outside its block",
+            policy_with(|p| p.ingress[0].peers[0] = ip_block("10.0.0.0/16", &["10.1.0.0/24"])),
+            &["ip_block.except[0]", "outside"],
+        ),
+        (
+            "policy: an except wider than its block",
+            policy_with(|p| p.ingress[0].peers[0] = ip_block("10.0.0.0/16", &["10.0.0.0/8"])),
+            &["ip_block.except[0]", "outside"],
+        ),
+        (
+            "policy: an except of the other family",
+            policy_with(|p| p.ingress[0].peers[0] = ip_block("10.0.0.0/16", &["fd00::/64"])),
+            &["ip_block.except[0]", "family"],
+        ),
+        (
+            "policy: an except that does not parse",
+            policy_with(|p| p.ingress[0].peers[0] = ip_block("10.0.0.0/16", &["10.0.x.0/24"])),
+            &["ip_block.except[0]", "not a CIDR"],
+        ),
+        (
+            "policy: /0 with 10k excepts",
+            policy_with(|p| {
+                let holes: Vec<String> = (0..10_000u32)
+                    .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+                    .collect();
+                p.ingress[0].peers[0] = api::PolicyPeer {
+                    addresses: vec![],
+                    ip_block: Some(api::IpBlock {
+                        cidr: s("0.0.0.0/0"),
+                        except: holes,
+                    }),
+                };
+            }),
+            &["ip_block.except", "limit of 1000"],
+        ),
+        (
+            "policy: endPort below port",
+            policy_port(|x| {
+                x.port = 90;
+                x.end_port = 80;
+            }),
+            &["ports[0].end_port", "below port 90"],
+        ),
+        (
+            "policy: endPort without a port",
+            policy_port(|x| {
+                x.port = 0;
+                x.end_port = 80;
+            }),
+            &["ports[0].end_port", "numeric port"],
+        ),
+        (
+            "policy: port 65536",
+            policy_port(|x| x.port = 65_536),
+            &["ports[0].port", "out of range"],
+        ),
+        (
+            "policy: port u32::MAX (a -1 read wide)",
+            policy_port(|x| x.port = u32::MAX),
+            &["ports[0].port", "4294967295"],
+        ),
+        (
+            "policy: endPort 70000",
+            policy_port(|x| x.end_port = 70_000),
+            &["ports[0].end_port", "out of range"],
+        ),
+        (
+            "policy: port and port_name both",
+            policy_port(|x| x.port_name = s("http")),
+            &["ports[0].port_name", "not both"],
+        ),
+        (
+            "policy: a port name of digits",
+            policy_port(|x| {
+                x.port = 0;
+                x.port_name = s("80");
+            }),
+            &["ports[0].port_name", "not a port name"],
+        ),
+        (
+            "policy: a port name in upper case",
+            policy_port(|x| {
+                x.port = 0;
+                x.port_name = s("HTTP");
+            }),
+            &["ports[0].port_name"],
+        ),
+        (
+            "policy: a port name with a newline",
+            policy_port(|x| {
+                x.port = 0;
+                x.port_name = s("http\nERROR forged");
+            }),
+            &["ports[0].port_name"],
+        ),
+        (
+            "policy: an unknown protocol",
+            policy_port(|x| x.protocol = s("GRE")),
+            &["ports[0].protocol", "\"GRE\""],
+        ),
+        (
+            "policy: ICMP type 256",
+            policy_port(|x| {
+                x.port = 0;
+                x.protocol = s("ICMP");
+                x.icmp_type = Some(256);
+            }),
+            &["ports[0].icmp_type", "0-255"],
+        ),
+        (
+            "policy: ICMP code u32::MAX",
+            policy_port(|x| {
+                x.port = 0;
+                x.protocol = s("ICMPv6");
+                x.icmp_type = Some(128);
+                x.icmp_code = Some(u32::MAX);
+            }),
+            &["ports[0].icmp_code", "0-255"],
+        ),
+        (
+            "policy: an ICMP code without a type",
+            policy_port(|x| {
+                x.port = 0;
+                x.protocol = s("ICMP");
+                x.icmp_code = Some(0);
+            }),
+            &["ports[0].icmp_code"],
+        ),
+        (
+            "policy: a port on ICMP",
+            policy_port(|x| x.protocol = s("ICMP")),
+            &["ports[0].port", "does not apply to ICMP"],
+        ),
+        (
+            "policy: an ICMP type on TCP",
+            policy_port(|x| x.icmp_type = Some(8)),
+            &["ports[0].icmp_type"],
+        ),
+        (
+            "policy: a subject that is no address",
+            policy_with(|p| p.subject = vec![s("10.1.0.2"), s("10.1.0.256")]),
+            &["subject[1]", "not an IP address"],
+        ),
+        (
+            "policy: a peer IP set with a bad address",
+            policy_with(|p| {
+                p.ingress[0].peers[0] = api::PolicyPeer {
+                    addresses: vec![s("fd00::1::2")],
+                    ip_block: None,
+                }
+            }),
+            &["peers[0].addresses[0]"],
+        ),
+        (
+            "policy: a peer with addresses and an ip_block",
+            policy_with(|p| p.ingress[0].peers[0].addresses = vec![s("10.1.0.9")]),
+            &["peers[0]", "not both"],
+        ),
+        (
+            "policy: 65,537 subject addresses",
+            policy_with(|p| {
+                p.subject = (0..65_537u32)
+                    .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff))
+                    .collect()
+            }),
+            &["subject", "limit of 65536"],
+        ),
+        (
+            "policy: 1,001 peers in a rule",
+            policy_with(|p| p.ingress[0].peers = vec![ip_block("10.0.0.0/8", &[]); 1001]),
+            &["ingress[0].peers", "limit of 1000"],
+        ),
+        (
+            "policy: 1,001 ingress rules",
+            policy_with(|p| p.ingress = vec![p.ingress[0].clone(); 1001]),
+            &["ingress", "limit of 1000"],
+        ),
+        (
+            "policy: 101 ports in a rule",
+            policy_with(|p| p.ingress[0].ports = vec![p.ingress[0].ports[0].clone(); 101]),
+            &["ingress[0].ports", "limit of 100"],
+        ),
+        (
+            "policy: a direction that is not one",
+            policy_with(|p| p.policy_types = vec![s("Sideways")]),
+            &["policy_types[0]", "\"Sideways\""],
+        ),
+        (
+            "policy: a direction twice",
+            policy_with(|p| p.policy_types = vec![s("Ingress"), s("Ingress")]),
+            &["policy_types"],
+        ),
+        (
+            "policy: egress rules not in policy_types",
+            policy_with(|p| p.egress = p.ingress.clone()),
+            &["egress", "not in policy_types"],
+        ),
+        (
+            "policy: a name that exists",
+            policy_with(|p| p.name = s("x/web")),
+            &["policy already exists"],
+        ),
+        (
+            "policy: a traversal in the name",
+            policy_with(|p| p.name = s("x/../y")),
+            &["name", "not a valid policy name"],
+        ),
+        (
+            "cluster policy: a tier that is not one",
+            cluster_with(|p| p.tier = s("Middle")),
+            &["tier", "\"Middle\""],
+        ),
+        (
+            "cluster policy: an action that is not one",
+            cluster_with(|p| p.ingress[0].action = s("Maybe")),
+            &["ingress[0].action", "\"Maybe\""],
+        ),
+        (
+            "cluster policy: Pass in the baseline tier",
+            cluster_with(|p| {
+                p.tier = s("Baseline");
+                p.ingress[0].action = s("Pass");
+            }),
+            &["ingress[0].action", "admin-tier"],
+        ),
+        (
+            "cluster policy: a name the other tier has",
+            cluster_with(|p| {
+                p.name = s("admin-1");
+                p.tier = s("Baseline");
+            }),
+            &["cluster policy already exists"],
+        ),
+        (
+            "cluster policy: a rule name outside the grammar",
+            cluster_with(|p| p.ingress[0].name = s("no ssh")),
+            &["ingress[0].name"],
+        ),
+        (
+            "cluster policy: a bad CIDR in an egress rule",
+            cluster_with(|p| {
+                p.egress = vec![api::ClusterPolicyRule {
+                    name: String::new(),
+                    action: s("Allow"),
+                    peers: vec![ip_block("fd00::/129", &[])],
+                    ports: vec![],
+                }]
+            }),
+            &["egress[0].peers[0].ip_block.cidr"],
+        ),
+        (
+            "policy endpoint: named port 0",
+            endpoint_ports_with(|e| e.named_ports[0].port = 0),
+            &["named_ports[0].port", "port 0"],
+        ),
+        (
+            "policy endpoint: named port 65536",
+            endpoint_ports_with(|e| e.named_ports[0].port = 65_536),
+            &["named_ports[0].port", "out of range"],
+        ),
+        (
+            "policy endpoint: a named port over ICMP",
+            endpoint_ports_with(|e| e.named_ports[0].protocol = s("ICMP")),
+            &["named_ports[0].protocol"],
+        ),
+        (
+            "policy endpoint: a port name twice",
+            endpoint_ports_with(|e| {
+                let again = e.named_ports[0].clone();
+                e.named_ports.push(again);
+            }),
+            &["named_ports[1].name", "twice"],
+        ),
+        (
+            "policy endpoint: 65 named ports",
+            endpoint_ports_with(|e| {
+                e.named_ports = (0..65u32)
+                    .map(|i| api::NamedPort {
+                        name: format!("p{i}"),
+                        protocol: String::new(),
+                        port: 1000 + i,
+                    })
+                    .collect()
+            }),
+            &["named_ports", "limit of 64"],
+        ),
+        (
+            "policy endpoint: an address another one has",
+            endpoint_ports_with(|e| e.addresses = vec![s("10.1.0.2")]),
+            &["addresses[0]", "10.1.0.2 belongs to another endpoint"],
+        ),
+        (
+            "policy endpoint: an address that is none",
+            endpoint_ports_with(|e| e.addresses = vec![s("pod-a")]),
+            &["addresses[0]", "not an IP address"],
+        ),
+    ];
+    for (name, bad, needles) in cases {
+        t.one(name, bad, needles);
+    }
+    // Deletes: of what is not there, and with a bad name.
+    t.one(
+        "policy: delete of a missing one",
+        K::DelPolicy(s("x/none")),
+        &["no such policy"],
+    );
+    t.one(
+        "cluster policy: delete of a missing one",
+        K::DelClusterPolicy(s("x/web")),
+        &["no such cluster policy"],
+    );
+    t.one(
+        "policy endpoint: delete of a missing one",
+        K::DelPolicyEndpoint(s("x/none")),
+        &["no such policy endpoint"],
+    );
+    // A replace (delete + add) whose add is bad: the delete is not applied.
+    t.ops(
+        "policy: a replace whose add is bad",
+        vec![
+            K::DelPolicy(s("x/web")),
+            K::AddPolicy(api::NetworkPolicy {
+                subject: vec![s("nope")],
+                ..web_policy()
+            }),
+        ],
+        1,
+        &["subject[0]"],
+    );
+    // Beside a valid op of another resource (the whole-state path).
+    t.pair(
+        "policy: a bad CIDR",
+        policy_with(|p| p.ingress[0].peers[0] = ip_block("300.0.0.0/8", &[])),
+        true,
+        &["ip_block.cidr"],
+    );
+    // Names outside the grammar, of each kind, and 10k-character inputs.
+    for (label, name) in bad_names(long) {
+        if label == "dot" || label == "dotdot" {
+            continue;
+        }
+        t.one(
+            format!("policy: {label} name"),
+            policy_with(|p| p.name = name.clone()),
+            &["name"],
+        );
+        t.no_echo(&name);
+        t.one(
+            format!("cluster policy: {label} name"),
+            cluster_with(|p| p.name = name.clone()),
+            &["name"],
+        );
+        t.no_echo(&name);
+        t.one(
+            format!("policy endpoint: {label} name"),
+            endpoint_ports_with(|e| e.name = name.clone()),
+            &["name"],
+        );
+        t.no_echo(&name);
+        t.one(
+            format!("policy: delete of a {label} name"),
+            K::DelPolicy(name.clone()),
+            &["name"],
+        );
+        t.no_echo(&name);
+    }
+    for (label, f) in [
+        (
+            "CIDR",
+            Box::new(|p: &mut api::NetworkPolicy, l: &str| p.ingress[0].peers[0] = ip_block(l, &[]))
+                as Box<dyn Fn(&mut api::NetworkPolicy, &str)>,
+        ),
+        (
+            "except",
+            Box::new(|p: &mut api::NetworkPolicy, l: &str| {
+                p.ingress[0].peers[0] = ip_block("10.0.0.0/8", &[l])
+            }),
+        ),
+        (
+            "subject",
+            Box::new(|p: &mut api::NetworkPolicy, l: &str| p.subject = vec![l.to_owned()]),
+        ),
+        (
+            "protocol",
+            Box::new(|p: &mut api::NetworkPolicy, l: &str| {
+                p.ingress[0].ports[0].protocol = l.to_owned()
+            }),
+        ),
+        (
+            "port name",
+            Box::new(|p: &mut api::NetworkPolicy, l: &str| {
+                p.ingress[0].ports[0].port = 0;
+                p.ingress[0].ports[0].port_name = l.to_owned();
+            }),
+        ),
+        (
+            "policy type",
+            Box::new(|p: &mut api::NetworkPolicy, l: &str| p.policy_types = vec![l.to_owned()]),
+        ),
+    ] {
+        t.one(
+            format!("policy: a 10k-character {label}"),
+            policy_with(|p| f(p, long)),
+            &["x/new"],
+        );
+        t.no_echo(long);
+    }
 }
 
 // ------------------------------------------------------------------ running

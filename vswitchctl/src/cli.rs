@@ -97,6 +97,10 @@ pub enum Command {
     /// Services: virtual IPs spread over backends by a Maglev table.
     #[command(subcommand)]
     Svc(SvcCmd),
+    /// Network policy: NetworkPolicies, cluster policies (admin and
+    /// baseline tiers) and the named ports of endpoints.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Counters per port and per worker, and drops by reason.
     Stats(StatsArgs),
     /// Replace the whole desired state with a document (YAML or JSON).
@@ -232,6 +236,10 @@ pub enum NetCmd {
         /// outside them.
         #[arg(long, requires = "conntrack")]
         no_window_tracking: bool,
+        /// What a policy change does to open connections: `reevaluate`
+        /// (default) or `keep`; read by the policy stage once it is wired.
+        #[arg(long, value_name = "reevaluate|keep")]
+        policy_on_change: Option<String>,
     },
     /// Delete a virtual network.
     Del { name: String },
@@ -350,6 +358,48 @@ pub enum SvcCmd {
     /// A service's backends: add, delete, change weight or state.
     #[command(subcommand)]
     Backend(SvcBackendCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Every NetworkPolicy, cluster policy and policy endpoint.
+    List(JsonFlag),
+    /// One item by name (a NetworkPolicy unless --cluster or --endpoint),
+    /// as a fragment `policy add` takes.
+    Show {
+        name: String,
+        #[command(flatten)]
+        kind: PolicyKindArgs,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Add the items of a fragment in one write: `[[policy]]`,
+    /// `[[cluster_policy]]` and `[[policy_endpoint]]` tables with the
+    /// configuration file's keys (TOML), or a JSON object of those lists.
+    Add {
+        /// The fragment; `-` reads standard input.
+        file: String,
+        /// Replace the items that exist (deleted and added in the same write).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Delete an item by name (a NetworkPolicy unless --cluster or --endpoint).
+    Del {
+        name: String,
+        #[command(flatten)]
+        kind: PolicyKindArgs,
+    },
+}
+
+/// Which kind of policy item a name is.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct PolicyKindArgs {
+    /// A cluster policy (admin or baseline tier).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub cluster: bool,
+    /// A policy endpoint (named ports).
+    #[arg(long)]
+    pub endpoint: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,6 +60,8 @@ pub enum Prepared {
     Frame(Vec<u8>),
     /// `apply`: the desired document.
     Document(Box<Document>),
+    /// `policy add`: the fragment.
+    Fragment(Box<crate::policy::Fragment>),
 }
 
 /// Reads and checks the command's local inputs (`apply`'s file and what its
@@ -78,6 +80,9 @@ pub fn prepare(cli: &cli::Cli) -> Result<Prepared> {
             (None, Some(spec)) => packet::build(spec).map_err(Error::Usage)?,
             _ => return Err(Error::Usage("trace: give --hex or --packet".into())),
         }),
+        Command::Policy(cli::PolicyCmd::Add { file, .. }) => {
+            Prepared::Fragment(Box::new(crate::policy::read_fragment(file)?))
+        }
         _ => Prepared::Nothing,
     })
 }
@@ -120,6 +125,29 @@ pub async fn execute_prepared(
             } else {
                 crate::svc::show(client, name, json.json, out).await
             }
+        }
+        Command::Policy(p @ (cli::PolicyCmd::List(_) | cli::PolicyCmd::Show { .. })) => {
+            crate::policy::read(client, p, out)
+                .await
+                .unwrap_or_else(|| Err(Error::Usage("this command reads nothing".into())))
+        }
+        Command::Policy(cli::PolicyCmd::Add { file, replace }) => {
+            let fragment = match prepared {
+                Prepared::Fragment(f) => *f,
+                _ => crate::policy::read_fragment(file)?,
+            };
+            let ops = if *replace {
+                let (_, s) = get_state(client).await?;
+                fragment.ops(Some(&s))
+            } else {
+                fragment.ops(None)
+            };
+            write(client, ops, w, out).await.map(drop)
+        }
+        Command::Policy(cli::PolicyCmd::Del { name, kind }) => {
+            write(client, vec![crate::policy::del_op(name, kind)], w, out)
+                .await
+                .map(drop)
         }
         Command::Stats(a) => stats(client, a.json.json, a.all, out).await,
         Command::Apply(a) => {
@@ -205,6 +233,7 @@ pub fn write_op(command: &Command) -> Result<Option<O>> {
             vteps,
             conntrack,
             no_window_tracking,
+            policy_on_change,
         }) => {
             let net = api::Network {
                 name: name.clone(),
@@ -218,6 +247,7 @@ pub fn write_op(command: &Command) -> Result<Option<O>> {
                 vteps: vteps.clone(),
                 conntrack: *conntrack,
                 conntrack_window_tracking: no_window_tracking.then_some(false),
+                policy_on_change: policy_on_change.clone().unwrap_or_default(),
             };
             O::AddNetwork(net)
         }

@@ -22,6 +22,14 @@
 //!   - {name: web, network: blue, cluster_ip: 10.96.0.10,
 //!      ports: [{name: http, protocol: TCP, port: 80, target_port: 8080}],
 //!      backends: [{address: 10.1.0.2, weight: 2}, {address: 10.1.0.3}]}
+//! policies:
+//!   - {name: x/deny-b, subject: [10.1.0.2], policy_types: [Ingress],
+//!      ingress: [{peers: [{ip_block: {cidr: 10.0.0.0/8, except: [10.2.0.0/16]}}],
+//!                 ports: [{protocol: TCP, port: 80, end_port: 81}]}]}
+//! cluster_policies:
+//!   - {name: deny-all, tier: Baseline, priority: 10, subject: [10.1.0.2],
+//!      ingress: [{action: Deny}]}
+//! policy_endpoints: [{name: x/a, addresses: [10.1.0.2], named_ports: [{name: http, port: 80}]}]
 //! ```
 //!
 //! The keys a resource needs are the file's (a network's `name`, `vni` and
@@ -56,6 +64,9 @@ pub struct Document {
     pub remote_endpoints: Vec<api::RemoteEndpoint>,
     pub routes: Vec<api::Route>,
     pub services: Vec<api::Service>,
+    pub policies: Vec<api::NetworkPolicy>,
+    pub cluster_policies: Vec<api::ClusterPolicy>,
+    pub policy_endpoints: Vec<api::PolicyEndpoint>,
 }
 
 // ------------------------------------------------------------ parse / print
@@ -184,6 +195,9 @@ impl From<api::DesiredState> for Document {
             remote_endpoints: s.remote_endpoints,
             routes: s.routes,
             services: s.services,
+            policies: s.policies,
+            cluster_policies: s.cluster_policies,
+            policy_endpoints: s.policy_endpoints,
         };
         // Deterministic export whatever the server's order (maps are unordered).
         doc.ports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -202,6 +216,9 @@ impl From<Document> for api::DesiredState {
             remote_endpoints: d.remote_endpoints,
             routes: d.routes,
             services: d.services,
+            policies: d.policies,
+            cluster_policies: d.cluster_policies,
+            policy_endpoints: d.policy_endpoints,
         }
     }
 }
@@ -326,7 +343,56 @@ fn normalize(doc: &Document) -> Document {
             b.state = or_default(&b.state, "active").to_string();
         }
     }
+    // Policies as the server keeps them: protocols, actions, tiers and
+    // directions in upstream's spelling, `policy_types` filled in.
+    let ports = |ports: &mut Vec<api::PolicyPort>| {
+        for p in ports {
+            p.protocol = policy_protocol(&p.protocol);
+        }
+    };
+    for v in &mut d.policies {
+        if v.policy_types.is_empty() {
+            v.policy_types.push("Ingress".into());
+            if !v.egress.is_empty() {
+                v.policy_types.push("Egress".into());
+            }
+        }
+        for t in &mut v.policy_types {
+            *t = spelled(t, &["Ingress", "Egress"]);
+        }
+        for r in v.ingress.iter_mut().chain(v.egress.iter_mut()) {
+            ports(&mut r.ports);
+        }
+    }
+    for v in &mut d.cluster_policies {
+        v.tier = spelled(&v.tier, &["Admin", "Baseline"]);
+        for r in v.ingress.iter_mut().chain(v.egress.iter_mut()) {
+            r.action = spelled(&r.action, &["Allow", "Deny", "Pass"]);
+            ports(&mut r.ports);
+        }
+    }
+    for e in &mut d.policy_endpoints {
+        for p in &mut e.named_ports {
+            p.protocol = policy_protocol(&p.protocol);
+        }
+    }
     d
+}
+
+/// `s` as spelled in `words` when it is one of them in any case.
+fn spelled(s: &str, words: &[&str]) -> String {
+    words
+        .iter()
+        .find(|w| w.eq_ignore_ascii_case(s))
+        .map_or_else(|| s.to_string(), |w| (*w).to_string())
+}
+
+/// A policy protocol in upstream's spelling; empty is TCP.
+fn policy_protocol(s: &str) -> String {
+    spelled(
+        or_default(s, "TCP"),
+        &["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"],
+    )
 }
 
 fn diff_kind<T: PartialEq>(
@@ -396,6 +462,19 @@ pub fn diff(current: &Document, desired: &Document) -> Diff {
                 format!("{} {}", r.tenant, r.prefix)
             }),
             diff_kind("services", &c.services, &d.services, |v| v.name.clone()),
+            diff_kind("policies", &c.policies, &d.policies, |v| v.name.clone()),
+            diff_kind(
+                "cluster_policies",
+                &c.cluster_policies,
+                &d.cluster_policies,
+                |v| v.name.clone(),
+            ),
+            diff_kind(
+                "policy_endpoints",
+                &c.policy_endpoints,
+                &d.policy_endpoints,
+                |v| v.name.clone(),
+            ),
         ],
     }
 }

@@ -503,7 +503,67 @@ services:
     let mut heavier = d.clone();
     heavier.services[0].backends[1].weight = Some(5);
     let k = diff(&d, &heavier);
-    assert_eq!(k.kinds.last().unwrap().changed, ["web"]);
+    let kind = k.kinds.iter().find(|k| k.kind == "services").unwrap();
+    assert_eq!(kind.changed, ["web"]);
     // Unknown keys are refused, as for every resource.
     assert!(parse("services: [{name: a, weigth: 1}]", Format::Yaml).is_err());
+}
+
+#[test]
+fn policies_round_trip_and_diff_by_name_with_defaults_made_explicit() {
+    let text = r#"
+policies:
+  - name: x/web
+    subject: [10.1.0.2]
+    ingress:
+      - peers: [{ip_block: {cidr: 10.0.0.0/8, except: [10.9.0.0/16]}}, {addresses: [10.1.0.3]}]
+        ports: [{port: 80, end_port: 81}, {protocol: udp, port_name: dns}, {protocol: icmp, icmp_type: 8}]
+cluster_policies:
+  - {name: deny-ssh, tier: admin, priority: 10, subject: [10.1.0.2],
+     ingress: [{name: ssh, action: deny, ports: [{port: 22}]}]}
+policy_endpoints:
+  - {name: x/a, addresses: [10.1.0.2], named_ports: [{name: http, port: 8080}]}
+"#;
+    let d = parse(text, Format::Yaml).unwrap();
+    assert_eq!(d.policies[0].ingress[0].ports[2].icmp_type, Some(8));
+    for format in [Format::Yaml, Format::Json] {
+        assert_eq!(parse(&print(&d, format), format).unwrap(), d);
+    }
+    let wire: api::DesiredState = d.clone().into();
+    assert_eq!(Document::from(wire), d);
+    // The server's canonical form (spellings and defaults filled in) is no change.
+    let mut canonical = d.clone();
+    let p = &mut canonical.policies[0];
+    p.policy_types = vec!["Ingress".into()];
+    p.ingress[0].ports[0].protocol = "TCP".into();
+    p.ingress[0].ports[1].protocol = "UDP".into();
+    p.ingress[0].ports[2].protocol = "ICMP".into();
+    let c = &mut canonical.cluster_policies[0];
+    c.tier = "Admin".into();
+    c.ingress[0].action = "Deny".into();
+    c.ingress[0].ports[0].protocol = "TCP".into();
+    canonical.policy_endpoints[0].named_ports[0].protocol = "TCP".into();
+    assert!(
+        diff(&canonical, &d).is_empty(),
+        "{}",
+        diff(&canonical, &d).summary()
+    );
+    // A rule changed is a change of its policy, by name.
+    let mut wider = d.clone();
+    wider.policies[0].ingress[0].ports[0].end_port = 90;
+    let k = diff(&d, &wider);
+    let kind = k.kinds.iter().find(|k| k.kind == "policies").unwrap();
+    assert_eq!(kind.changed, ["x/web"]);
+    // Unknown keys are refused, as for every resource; numbers read wide.
+    assert!(parse(
+        "policies: [{name: a, subject: [], ingres: []}]",
+        Format::Yaml
+    )
+    .is_err());
+    let e = parse(
+        "policies: [{name: a, subject: [], ingress: [{ports: [{port: -1}]}]}]",
+        Format::Yaml,
+    )
+    .unwrap_err();
+    assert!(e.contains("port -1 is out of range"), "{e}");
 }

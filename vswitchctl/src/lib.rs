@@ -12,6 +12,7 @@ mod ct;
 pub mod doc;
 pub mod error;
 pub mod packet;
+pub mod policy;
 pub mod svc;
 pub mod table;
 

@@ -474,7 +474,11 @@ impl Dataplane {
         let prev = self.snapshot.load_full();
         let services = control::compile::services(cfg, &pipeline.overlay, &prev.services)
             .map_err(|e| anyhow!("{e}"))?;
-        self.snapshot.publish(pipeline.with_services(services));
+        // Compiled again only when the policies differ from what runs.
+        let policy = control::compile::policy(cfg, Some((&self.running.policies, &prev.policy)))
+            .map_err(|e| anyhow!("{e}"))?;
+        self.snapshot
+            .publish(pipeline.with_services(services).with_policy(policy));
         Ok(())
     }
 
@@ -557,6 +561,7 @@ impl Dataplane {
         let index = self.index();
         let mut changes = Vec::with_capacity(deltas.len());
         let mut service_changes = Vec::new();
+        let mut policy = None;
         let mut ports_changed = false;
         for (i, d) in deltas.iter().enumerate() {
             changes.push(match d {
@@ -608,6 +613,14 @@ impl Dataplane {
                 }
                 Delta::DelService(name) => {
                     service_changes.push((i, ServiceChange::Remove(name.clone())));
+                    continue;
+                }
+                // The policy the write leads to, compiled by the control
+                // thread: the last one of the write is what runs.
+                Delta::Policy(_, compiled) => {
+                    if let Some(c) = compiled {
+                        policy = Some(Arc::clone(&c.0));
+                    }
                     continue;
                 }
             });
@@ -674,7 +687,9 @@ impl Dataplane {
         };
         commit().map_err(DeltaError::Commit)?;
         self.snapshot.publish(
-            Pipeline::new(generation, l2, overlay, cur.parse.clone()).with_services(services),
+            Pipeline::new(generation, l2, overlay, cur.parse.clone())
+                .with_services(services)
+                .with_policy(policy.unwrap_or_else(|| Arc::clone(&cur.policy))),
         );
         control::delta::apply_config(&mut self.running, deltas);
         for d in deltas {

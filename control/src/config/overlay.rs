@@ -299,6 +299,19 @@ pub(crate) fn network(item: &str, r: &api::Network) -> Result<NetworkSpec, Confi
         }
     };
     at_most(item, "subnets", r.subnets.len(), MAX_SUBNETS)?;
+    let policy_on_change = match r.policy_on_change.as_str() {
+        "" | "reevaluate" => dataplane::pipeline::policy::OnChange::Reevaluate,
+        "keep" => dataplane::pipeline::policy::OnChange::Keep,
+        other => {
+            return Err(ConfigError::OutOfRange {
+                field: format!("{item}: policy_on_change"),
+                reason: format!(
+                    "{} is not one of \"reevaluate\", \"keep\"",
+                    crate::names::quote(other)
+                ),
+            })
+        }
+    };
     Ok(NetworkSpec {
         vni,
         encap,
@@ -315,6 +328,7 @@ pub(crate) fn network(item: &str, r: &api::Network) -> Result<NetworkSpec, Confi
         vteps: ips(item, "vteps", &r.vteps)?,
         tenant: or_default(r.tenant.clone(), DEFAULT_TENANT),
         name: r.name.clone(),
+        policy_on_change,
     })
 }
 

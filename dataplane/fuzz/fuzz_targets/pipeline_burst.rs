@@ -52,6 +52,7 @@ fn pipeline() -> Arc<Pipeline> {
         let n = n as u8 + 1;
         b.network(NetworkSpec {
             name: (*name).into(),
+            policy_on_change: Default::default(),
             vni: 100 * u32::from(n),
             encap: Encap::Vxlan,
             tenant: "t".into(),

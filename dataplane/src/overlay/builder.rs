@@ -356,6 +356,7 @@ pub(super) fn network_info(
         flood_unknown: n.flood_unknown,
         conntrack: n.conntrack,
         ct_window: n.conntrack_window_tracking,
+        policy_on_change: n.policy_on_change,
         flood_vteps: flood.into(),
         local_ports: Box::default(),
         mtu: underlay.map(|u| u.mtu - u.overhead(n.encap)),

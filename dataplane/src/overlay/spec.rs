@@ -79,6 +79,8 @@ pub struct NetworkSpec {
     /// The remote VTEPs that carry this network: where broadcast, multicast and
     /// (with `flood_unknown`) unknown unicast go, head-end replicated.
     pub vteps: Vec<IpAddr>,
+    /// What a policy change does to the network's open connections.
+    pub policy_on_change: crate::pipeline::policy::OnChange,
 }
 
 /// A workload attached to this switch: a pod or VM interface on a local port.

@@ -41,6 +41,7 @@ fn underlay() -> UnderlaySpec {
 fn network(name: &str, vni: u32, tenant: &str, subnets: &[&str], gws: &[&str]) -> NetworkSpec {
     NetworkSpec {
         name: name.into(),
+        policy_on_change: Default::default(),
         vni,
         encap: Encap::Vxlan,
         tenant: tenant.into(),

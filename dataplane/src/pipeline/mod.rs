@@ -77,6 +77,10 @@ pub struct Pipeline {
     /// Services and their Maglev tables (read by the LB stage once it is
     /// wired); shared whole by snapshots that change no service.
     pub services: std::sync::Arc<lb::Services>,
+    /// The network policy, compiled on the control thread (read by the policy
+    /// stage once it is wired); shared whole by snapshots that change no
+    /// policy.
+    pub policy: std::sync::Arc<policy::CompiledPolicy>,
     has_overlay: bool,
 }
 
@@ -95,6 +99,7 @@ impl Pipeline {
             overlay,
             parse,
             services: std::sync::Arc::default(),
+            policy: policy::CompiledPolicy::shared_empty(),
             has_overlay,
         }
     }
@@ -103,6 +108,13 @@ impl Pipeline {
     /// is published).
     pub fn with_services(mut self, services: std::sync::Arc<lb::Services>) -> Self {
         self.services = services;
+        self
+    }
+
+    /// This pipeline with `policy` (compiled on the control thread, before it
+    /// is published).
+    pub fn with_policy(mut self, policy: std::sync::Arc<policy::CompiledPolicy>) -> Self {
+        self.policy = policy;
         self
     }
 

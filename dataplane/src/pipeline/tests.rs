@@ -48,6 +48,7 @@ fn net(
 ) -> NetworkSpec {
     NetworkSpec {
         name: name.into(),
+        policy_on_change: Default::default(),
         vni,
         encap,
         tenant: tenant.into(),

@@ -109,6 +109,40 @@ pub use model::{Direction, PolicyError, PolicySet, Tier, ValidPolicySet};
 use super::packet::PacketCtx;
 use super::Verdict;
 
+/// What a policy change does to the connections a network already has open
+/// (a per-network option, issue #26 item 2). Read by the stage once it is
+/// wired: until then policies are not enforced and the option changes nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OnChange {
+    /// Each open connection is classified again on its next packet, against
+    /// the new policy (the verdict cached in conntrack carries the policy
+    /// generation it was made with).
+    #[default]
+    Reevaluate,
+    /// Each open connection keeps the verdict it was opened with.
+    Keep,
+}
+
+impl OnChange {
+    /// The option's text, as the configuration and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnChange::Reevaluate => "reevaluate",
+            OnChange::Keep => "keep",
+        }
+    }
+}
+
+impl CompiledPolicy {
+    /// One empty policy shared by every snapshot that has none, so a snapshot
+    /// built without policies allocates nothing for them.
+    pub fn shared_empty() -> std::sync::Arc<CompiledPolicy> {
+        static EMPTY: std::sync::OnceLock<std::sync::Arc<CompiledPolicy>> =
+            std::sync::OnceLock::new();
+        std::sync::Arc::clone(EMPTY.get_or_init(|| std::sync::Arc::new(CompiledPolicy::empty())))
+    }
+}
+
 /// The stage: passes every packet on.
 #[inline(always)]
 pub(super) fn run(_pc: &mut PacketCtx<'_, '_>) -> ControlFlow<Verdict> {
