@@ -260,6 +260,13 @@ pub enum ProfileConfig {
         /// The kernel interface.
         iface: String,
     },
+    /// An existing kernel interface through a packet socket of the switch's
+    /// own, with no DPDK device behind it (what kernel pods use: no
+    /// `RTE_MAX_ETHPORTS` slot, no PMD probe).
+    Kernel {
+        /// The kernel interface.
+        iface: String,
+    },
     /// `net_tap`: the PMD creates a kernel tap interface.
     Tap {
         /// Name of the kernel interface to create.
@@ -364,9 +371,9 @@ impl ProfileConfig {
     pub fn device(&self) -> Option<(&'static str, &'static str, String)> {
         let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
         match self {
-            ProfileConfig::AfPacket { iface } | ProfileConfig::Tap { iface, .. } => {
-                Some(("iface", "interface", iface.clone()))
-            }
+            ProfileConfig::AfPacket { iface }
+            | ProfileConfig::Kernel { iface }
+            | ProfileConfig::Tap { iface, .. } => Some(("iface", "interface", iface.clone())),
             ProfileConfig::Pcap {
                 tx_pcap: Some(p), ..
             } => Some(("tx_pcap", "file", path(p))),
@@ -744,7 +751,7 @@ impl VswitchConfig {
                 .transpose()?;
             if !table.contains_key("profile") {
                 return Err(ConfigError::Syntax(format!(
-                    "port {name:?}: missing key `profile` (af_packet, tap, pcap, null, ring, vhost_user, virtio_user, mlx5)"
+                    "port {name:?}: missing key `profile` (af_packet, kernel, tap, pcap, null, ring, vhost_user, virtio_user, mlx5)"
                 )));
             }
             let profile = ProfileConfig::deserialize(toml::Value::Table(table.clone()))
@@ -1017,6 +1024,11 @@ impl VswitchConfig {
             names::check_with(&p.name, names::MAX_PORT_NAME)
                 .map_err(bad(format!("port #{i}: name")))?;
             names::check(&p.group).map_err(bad(format!("port {:?}: group", p.name)))?;
+            // The switch opens this interface itself: its name follows the
+            // grammar, at most IFNAMSIZ - 1 bytes.
+            if let ProfileConfig::Kernel { iface } = &p.profile {
+                names::check_with(iface, 15).map_err(bad(format!("port {:?}: iface", p.name)))?;
+            }
         }
         for p in &self.patches {
             names::check(&p.from).map_err(bad("patch: from".into()))?;

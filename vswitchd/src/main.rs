@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod device;
 mod eal_args;
 mod logging;
 mod metrics;

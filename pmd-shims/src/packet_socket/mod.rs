@@ -393,6 +393,32 @@ impl SocketPort {
         Ok((SocketPort { shared }, rx, tx))
     }
 
+    /// Checks that `iface` is a valid interface name and the interface exists.
+    ///
+    /// # Errors
+    /// [`ProfileError::IfaceName`], [`ProfileError::IfaceMissing`].
+    pub fn check(iface: &str) -> Result<(), ProfileError> {
+        profile::iface_exists(iface)
+    }
+
+    /// Sets the interface's MTU (`SIOCSIFMTU`) and makes the tx queue follow it.
+    ///
+    /// # Errors
+    /// The kernel's refusal (out of the interface's range).
+    pub fn set_mtu(&self, mtu: u16) -> Result<(), SocketPortError> {
+        let Some(mut ifr) = self.ifreq() else {
+            return Err(errno_err(&self.shared.iface, "if_indextoname"));
+        };
+        ifr.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
+        // SAFETY: the socket is open; ifr names the interface and carries the MTU.
+        let ret = unsafe { libc::ioctl(self.shared.fd.as_raw_fd(), libc::SIOCSIFMTU, &mut ifr) };
+        if ret != 0 {
+            return Err(errno_err(&self.shared.iface, "ioctl(SIOCSIFMTU)"));
+        }
+        self.refresh_mtu();
+        Ok(())
+    }
+
     /// The kernel interface.
     pub fn iface(&self) -> &str {
         &self.shared.iface
