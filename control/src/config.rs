@@ -1463,6 +1463,22 @@ blackhole = true
     }
 
     #[test]
+    fn a_kernel_port_names_its_interface() {
+        let c = VswitchConfig::parse(
+            "[[port]]\nname = \"pod1\"\nprofile = \"kernel\"\niface = \"vsw0123456789ab\"\nmtu = 1400\n",
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            c.ports[0].profile,
+            ProfileConfig::Kernel {
+                iface: "vsw0123456789ab".into()
+            }
+        );
+        assert_eq!(c.ports[0].mtu, Some(1400));
+    }
+
+    #[test]
     fn every_bad_input_has_its_own_message() {
         let cases: &[(&str, &str)] = &[
             ("[eal]\nmemroy_mb = 5\n", "unknown field `memroy_mb`"),
@@ -1482,6 +1498,23 @@ blackhole = true
             (
                 "[[port]]\nname = \"a\"\nprofile = \"af_packet\"\n",
                 "port \"a\": missing field `iface`",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\n",
+                "port \"a\": missing field `iface`",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\niface = \"../eth0\"\n",
+                "port \"a\": iface: \"../eth0\" is not a valid name: 1-15 characters",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\niface = \"vsw0123456789abc\"\n",
+                "port \"a\": iface: \"vsw0123456789abc\" is not a valid name: 1-15 characters",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\niface = \"v1\"\n\
+                 [[port]]\nname = \"b\"\nprofile = \"af_packet\"\niface = \"v1\"\n",
+                "port \"b\": iface: interface \"v1\" is already port \"a\"'s",
             ),
             ("[[port]]\nprofile = \"null\"\n", "port #0: missing key `name`"),
             ("[[port]]\nname = \"a\"\n", "port \"a\": missing key `profile`"),
