@@ -43,7 +43,7 @@ impl PortSet {
     }
 }
 
-const _: () = assert!(MAX_PORTS % 64 == 0);
+const _: () = assert!(MAX_PORTS.is_multiple_of(64));
 
 /// A port's dense index, `0..MAX_PORTS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
