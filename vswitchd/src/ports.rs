@@ -2,7 +2,8 @@
 //! workers' command channels, and the published snapshot.
 //!
 //! Ports come and go at runtime. Adding one probes the DPDK device, configures and
-//! starts it, and hands its queues to the workers through their command channels;
+//! starts it (or, for a `kernel` port, opens its packet socket: no ethdev), and
+//! hands its queues to the workers through their command channels;
 //! a worker picks them up between two poll rounds. Removing one first has every
 //! worker let go of its queues and acknowledge (the grace period), and only then
 //! stops and closes the device, so no worker ever polls a closed port. A port keeps
