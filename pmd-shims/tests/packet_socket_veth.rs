@@ -38,11 +38,26 @@ fn arrivals(rx: &mut SocketRxQueue, mark: u8, wait: Duration) -> usize {
     n
 }
 
-/// Packet sockets of this process (`/proc/self/net/packet` lists them).
+/// Packet sockets this process holds: its descriptors' socket inodes that
+/// `/proc/self/net/packet` lists (which shows the whole namespace's, other
+/// processes' too).
 fn packet_sockets() -> usize {
-    std::fs::read_to_string("/proc/self/net/packet")
-        .map(|s| s.lines().count().saturating_sub(1))
-        .unwrap_or(0)
+    let table = std::fs::read_to_string("/proc/self/net/packet").unwrap_or_default();
+    let packet: std::collections::HashSet<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .filter(|inode| packet.contains(inode.as_str()))
+        .count()
 }
 
 /// Sends `data` out of `iface` through a plain packet socket (what a pod's

@@ -16,6 +16,7 @@ mod logging;
 mod metrics;
 mod ports;
 mod profiles;
+mod socket_reserve;
 mod stats_file;
 mod switch;
 mod systemd;

@@ -97,6 +97,8 @@ pub struct Dataplane {
     /// Each running port's link as [`log_link_changes`](Self::log_link_changes)
     /// last saw it.
     links: BTreeMap<String, bool>,
+    /// Sockets ready for `kernel` ports, started with the first of them.
+    socket_reserve: Option<crate::socket_reserve::SocketReserve>,
     /// DPDK vdev names must stay unique for the process's life: never reuse one.
     next_instance: u32,
     round_robin: usize,
@@ -132,6 +134,7 @@ impl Dataplane {
             unplugged: BTreeMap::new(),
             retries: BTreeMap::new(),
             links: BTreeMap::new(),
+            socket_reserve: None,
             next_instance: 0,
             round_robin: 0,
         }
@@ -388,8 +391,15 @@ impl Dataplane {
     /// for a PMD's probe.
     fn open_socket(&mut self, pc: &PortConfig, iface: &str) -> Result<Opened> {
         let t_probe = Instant::now();
-        let (port, rx, tx) =
-            SocketPort::open(iface, &self.pool).map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
+        SocketPort::check(iface).map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
+        let reserve = self
+            .socket_reserve
+            .get_or_insert_with(crate::socket_reserve::SocketReserve::start);
+        let (port, rx, tx) = match reserve.take() {
+            Some(ready) => SocketPort::open_prepared(ready, iface, &self.pool),
+            None => SocketPort::open(iface, &self.pool),
+        }
+        .map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
         let probe_us = t_probe.elapsed().as_micros() as u64;
         let t_setup = Instant::now();
         if let Some(mtu) = pc.mtu {

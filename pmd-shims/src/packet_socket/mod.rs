@@ -109,9 +109,7 @@ fn bump(c: &AtomicU64, n: u64) {
 /// closed when the last of them goes.
 #[derive(Debug)]
 struct SocketShared {
-    fd: OwnedFd,
-    map: NonNull<u8>,
-    map_len: usize,
+    sock: PreparedSocket,
     iface: String,
     if_index: u32,
     /// The longest frame the tx queue takes: the interface's MTU plus the
@@ -123,20 +121,114 @@ struct SocketShared {
     kernel_drops: Mutex<u64>,
 }
 
+/// A packet socket with its rings set up and mapped, bound to no interface:
+/// with protocol 0 it receives nothing. Setting up the two rings is what
+/// takes an opening's time (each waits for an RCU grace period in the
+/// kernel's `packet_set_ring`, ~10-20 ms), so these can be made ahead of
+/// need ([`SocketPort::open_prepared`] then only binds one).
+#[derive(Debug)]
+pub struct PreparedSocket {
+    fd: OwnedFd,
+    map: NonNull<u8>,
+    map_len: usize,
+}
+
 // SAFETY: `map` is a shared mapping owned by this value (unmapped once, in
 // drop); the rings within it are accessed through the queues, each of which
-// has one user at a time (`&mut self`), and the rest is atomics or a mutex.
-unsafe impl Send for SocketShared {}
-// SAFETY: as above: nothing here is written through `&self` but atomics and
-// the mutex.
-unsafe impl Sync for SocketShared {}
+// has one user at a time (`&mut self`).
+unsafe impl Send for PreparedSocket {}
+// SAFETY: nothing is written through `&self`.
+unsafe impl Sync for PreparedSocket {}
 
-impl Drop for SocketShared {
+impl Drop for PreparedSocket {
     fn drop(&mut self) {
-        // SAFETY: map/map_len are the mapping made in `open`, unmapped once
-        // here; no ring refers to it any more (the queues hold this value).
+        // SAFETY: map/map_len are the mapping made in `new`, unmapped once
+        // here; no ring refers to it any more (the queues hold this value,
+        // through their port's shared state).
         unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
         // The descriptor closes with `fd`.
+    }
+}
+
+impl PreparedSocket {
+    /// A new socket with its rings, bound to nothing.
+    ///
+    /// # Errors
+    /// [`SocketPortError::Syscall`] (not root, out of memory for the rings).
+    pub fn new() -> Result<PreparedSocket, SocketPortError> {
+        let what = "(unbound)";
+        // Protocol 0: the socket receives nothing until it is bound, so
+        // setting up its rings needs no unhooking and nothing of another
+        // interface gets queued.
+        // SAFETY: a plain socket call; the descriptor is owned right below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(errno_err(what, "socket(AF_PACKET)"));
+        }
+        // SAFETY: raw is a descriptor we just opened and own alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let one: libc::c_int = 1;
+        let opts: [(&'static str, libc::c_int, &libc::c_int); 4] = [
+            (
+                "setsockopt(PACKET_VERSION)",
+                libc::PACKET_VERSION,
+                &TPACKET_V2,
+            ),
+            ("setsockopt(PACKET_LOSS)", libc::PACKET_LOSS, &one),
+            (
+                "setsockopt(PACKET_QDISC_BYPASS)",
+                libc::PACKET_QDISC_BYPASS,
+                &one,
+            ),
+            // Frames the host itself sends out of the interface are not the
+            // interface's traffic for the switch.
+            (
+                "setsockopt(PACKET_IGNORE_OUTGOING)",
+                libc::PACKET_IGNORE_OUTGOING,
+                &one,
+            ),
+        ];
+        for (op, name, value) in opts {
+            set_opt(&fd, what, op, name, value)?;
+        }
+        set_opt(
+            &fd,
+            what,
+            "setsockopt(PACKET_RX_RING)",
+            libc::PACKET_RX_RING,
+            &ring_req(RX_FRAMES),
+        )?;
+        set_opt(
+            &fd,
+            what,
+            "setsockopt(PACKET_TX_RING)",
+            libc::PACKET_TX_RING,
+            &ring_req(TX_FRAMES),
+        )?;
+        let map_len = (RX_FRAMES + TX_FRAMES) * FRAME_SIZE;
+        // SAFETY: maps the socket's two rings (rx first, then tx, as the kernel
+        // lays them out) shared; checked for MAP_FAILED below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(errno_err(what, "mmap"));
+        }
+        let map = NonNull::new(map.cast::<u8>()).expect("mmap never returns NULL on success");
+        Ok(PreparedSocket { fd, map, map_len })
     }
 }
 
@@ -236,6 +328,20 @@ impl SocketPort {
         pool: &Arc<Mempool>,
     ) -> Result<(SocketPort, SocketRxQueue, SocketTxQueue), SocketPortError> {
         profile::iface_exists(iface)?;
+        SocketPort::open_prepared(PreparedSocket::new()?, iface, pool)
+    }
+
+    /// [`open`](Self::open) with a socket whose rings are set up already:
+    /// binds it to `iface` (tens of microseconds).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); on an error the prepared socket is closed.
+    pub fn open_prepared(
+        sock: PreparedSocket,
+        iface: &str,
+        pool: &Arc<Mempool>,
+    ) -> Result<(SocketPort, SocketRxQueue, SocketTxQueue), SocketPortError> {
+        profile::iface_exists(iface)?;
         let c_iface = CString::new(iface).map_err(|_| ProfileError::IfaceName {
             iface: iface.to_owned(),
             reason: "contains a NUL",
@@ -248,90 +354,11 @@ impl SocketPort {
             }
             .into());
         }
-        // Protocol 0: the socket receives nothing until the bind below, so
-        // setting up its rings needs no grace period and nothing of another
-        // interface gets queued.
-        // SAFETY: a plain socket call; the descriptor is owned right below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if raw < 0 {
-            return Err(errno_err(iface, "socket(AF_PACKET)"));
-        }
-        // SAFETY: raw is a descriptor we just opened and own alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let one: libc::c_int = 1;
-        set_opt(
-            &fd,
-            iface,
-            "setsockopt(PACKET_VERSION)",
-            libc::PACKET_VERSION,
-            &TPACKET_V2,
-        )?;
-        set_opt(
-            &fd,
-            iface,
-            "setsockopt(PACKET_LOSS)",
-            libc::PACKET_LOSS,
-            &one,
-        )?;
-        set_opt(
-            &fd,
-            iface,
-            "setsockopt(PACKET_QDISC_BYPASS)",
-            libc::PACKET_QDISC_BYPASS,
-            &one,
-        )?;
-        // Frames the host itself sends out of the interface are not the
-        // interface's traffic for the switch.
-        set_opt(
-            &fd,
-            iface,
-            "setsockopt(PACKET_IGNORE_OUTGOING)",
-            libc::PACKET_IGNORE_OUTGOING,
-            &one,
-        )?;
-        set_opt(
-            &fd,
-            iface,
-            "setsockopt(PACKET_RX_RING)",
-            libc::PACKET_RX_RING,
-            &ring_req(RX_FRAMES),
-        )?;
-        set_opt(
-            &fd,
-            iface,
-            "setsockopt(PACKET_TX_RING)",
-            libc::PACKET_TX_RING,
-            &ring_req(TX_FRAMES),
-        )?;
+        let map = sock.map;
         let rx_len = RX_FRAMES * FRAME_SIZE;
-        let map_len = rx_len + TX_FRAMES * FRAME_SIZE;
-        // SAFETY: maps the socket's two rings (rx first, then tx, as the kernel
-        // lays them out) shared; checked for MAP_FAILED below.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(errno_err(iface, "mmap"));
-        }
-        let map = NonNull::new(map.cast::<u8>()).expect("mmap never returns NULL on success");
         let mtu = kernel_mtu(if_index);
         let shared = Arc::new(SocketShared {
-            fd,
-            map,
-            map_len,
+            sock,
             iface: iface.to_owned(),
             if_index,
             max_frame: AtomicUsize::new(max_frame(mtu)),
@@ -356,7 +383,7 @@ impl SocketPort {
             mr_address: [0; 8],
         };
         set_opt(
-            &shared.fd,
+            &shared.sock.fd,
             iface,
             "setsockopt(PACKET_ADD_MEMBERSHIP)",
             libc::PACKET_ADD_MEMBERSHIP,
@@ -370,7 +397,7 @@ impl SocketPort {
         // SAFETY: sll is a valid sockaddr_ll of the length given.
         let ret = unsafe {
             libc::bind(
-                shared.fd.as_raw_fd(),
+                shared.sock.fd.as_raw_fd(),
                 (&sll as *const libc::sockaddr_ll).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
@@ -411,7 +438,8 @@ impl SocketPort {
         };
         ifr.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
         // SAFETY: the socket is open; ifr names the interface and carries the MTU.
-        let ret = unsafe { libc::ioctl(self.shared.fd.as_raw_fd(), libc::SIOCSIFMTU, &mut ifr) };
+        let ret =
+            unsafe { libc::ioctl(self.shared.sock.fd.as_raw_fd(), libc::SIOCSIFMTU, &mut ifr) };
         if ret != 0 {
             return Err(errno_err(&self.shared.iface, "ioctl(SIOCSIFMTU)"));
         }
@@ -471,7 +499,13 @@ impl SocketPort {
         let mut ifr = self.ifreq()?;
         // SAFETY: the socket is open; ifr names the interface; SIOCGIFFLAGS
         // writes only ifru_flags.
-        let ret = unsafe { libc::ioctl(self.shared.fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) };
+        let ret = unsafe {
+            libc::ioctl(
+                self.shared.sock.fd.as_raw_fd(),
+                libc::SIOCGIFFLAGS,
+                &mut ifr,
+            )
+        };
         // SAFETY: ifru_flags is the member SIOCGIFFLAGS wrote.
         (ret == 0).then(|| libc::c_int::from(unsafe { ifr.ifr_ifru.ifru_flags }))
     }
@@ -482,7 +516,13 @@ impl SocketPort {
             return [0; 6];
         };
         // SAFETY: as in ifreq_flags; SIOCGIFHWADDR writes ifru_hwaddr.
-        let ret = unsafe { libc::ioctl(self.shared.fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };
+        let ret = unsafe {
+            libc::ioctl(
+                self.shared.sock.fd.as_raw_fd(),
+                libc::SIOCGIFHWADDR,
+                &mut ifr,
+            )
+        };
         if ret != 0 {
             return [0; 6];
         }
@@ -525,7 +565,7 @@ impl SocketPort {
         // kernel writes for a TPACKET_V2 socket, len says how much.
         let ret = unsafe {
             libc::getsockopt(
-                self.shared.fd.as_raw_fd(),
+                self.shared.sock.fd.as_raw_fd(),
                 libc::SOL_PACKET,
                 libc::PACKET_STATISTICS,
                 st.as_mut_ptr().cast(),
@@ -660,7 +700,7 @@ impl SocketTxQueue {
         // the ring), MSG_DONTWAIT returns once they are handed to the driver.
         let ret = unsafe {
             libc::sendto(
-                self.shared.fd.as_raw_fd(),
+                self.shared.sock.fd.as_raw_fd(),
                 std::ptr::null(),
                 0,
                 libc::MSG_DONTWAIT,
