@@ -15,8 +15,15 @@
 //! `dpdk-testpmd` icmpecho pod started when the ADD returns, pinged by the
 //! peer. Figures with no threshold: medians and p99.
 //!
-//! Debian's DPDK is built with `RTE_MAX_ETHPORTS` 32, and every pod is a port:
-//! `--attached` beyond 29 is refused by the switch there.
+//! `--attached-kernel` kernel pods are attached too, before the timed ones,
+//! each in a namespace of its own: their ports are packet sockets that every
+//! poll round looks at. Debian's DPDK is built with `RTE_MAX_ETHPORTS` 32,
+//! and every vhost-user pod is an ethdev: `--attached` beyond 30 is refused
+//! by the switch there; kernel pods use none.
+//!
+//! The switch's log says how long each kernel pod's port took to open
+//! (`switch_port_plug`: the socket and its rings, or the `af_packet` PMD's
+//! probe for a switch that predates the `kernel` profile).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,6 +47,8 @@ pub struct CniOptions {
     pub pods: u32,
     /// vhost-user pods attached before the timed ones.
     pub attached: u32,
+    /// Kernel pods attached before the timed ones.
+    pub attached_kernel: u32,
     /// The worker's core.
     pub core: usize,
     /// The configuration's `cniVersion` (1.1.0 to 0.3.0).
@@ -262,6 +271,15 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         p.call("ADD", &id, "/proc/self/ns/net", "vhu0", &vconf)?;
         attached.push(id);
     }
+    let t_attach = Instant::now();
+    let mut attached_kernel = Vec::new();
+    for i in 0..p.opts.attached_kernel {
+        let ns = Netns::new(format!("{tag}bk{i}"))?;
+        let id = format!("{tag}-bk{i}");
+        let r = p.call("ADD", &id, &ns.path(), "eth0", &kconf)?;
+        attached_kernel.push((ns, id, r));
+    }
+    let attach_s = t_attach.elapsed().as_secs_f64();
 
     let mut kernel_add = Vec::new();
     let mut kernel_first = Vec::new();
@@ -324,6 +342,11 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
     for id in &attached {
         p.call("DEL", id, "/proc/self/ns/net", "vhu0", &vconf)?;
     }
+    let switch_rss_kib = switch_rss_kib(guard.id());
+    for (ns, id, r) in &attached_kernel {
+        p.call("DEL", id, &ns.path(), "eth0", &with_prev(&kconf, r))?;
+    }
+    drop(attached_kernel);
     p.call(
         "DEL",
         &format!("{tag}-peer"),
@@ -335,6 +358,9 @@ fn measure(p: &Plugin<'_>, guard: &mut ChildGuard) -> anyhow::Result<Value> {
         "cni_version": p.opts.cni_version,
         "pods": p.opts.pods,
         "attached": p.opts.attached,
+        "attached_kernel": p.opts.attached_kernel,
+        "attached_kernel_seconds": attach_s,
+        "switch_rss_kib": switch_rss_kib,
         "kernel_add": summary(&mut kernel_add),
         "kernel_add_to_first_packet": summary(&mut kernel_first),
         "kernel_add_return_to_first_packet": summary(&mut kernel_after_add),
@@ -444,18 +470,30 @@ fn vhost_first_packets(
     Ok((first, after_add, after_ready))
 }
 
-/// What the switch's log says of each `af_packet` port it plugged (the kernel
-/// pods' ports): the device probe and its configure/start, in milliseconds.
+/// The switch's resident memory (`VmRSS`), KiB; 0 if unknown.
+fn switch_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What the switch's log says of each kernel pod's port it plugged: the
+/// socket's opening (or the `af_packet` device probe) and the rest of its
+/// set-up, in milliseconds.
 fn plug_phases(log: &str) -> Value {
     let field = |line: &str, key: &str| -> Option<f64> {
         let v = line.split(&format!(" {key}=")).nth(1)?;
         v.split_whitespace().next()?.parse::<f64>().ok()
     };
     let (mut probe, mut setup) = (Vec::new(), Vec::new());
-    for l in log
-        .lines()
-        .filter(|l| l.contains("port up") && l.contains("net_af_packet"))
-    {
+    for l in log.lines().filter(|l| {
+        l.contains("port up") && (l.contains("net_af_packet") || l.contains("packet_socket"))
+    }) {
         if let (Some(p), Some(s)) = (field(l, "probe_us"), field(l, "setup_us")) {
             probe.push(p / 1e3);
             setup.push(s / 1e3);

@@ -152,9 +152,13 @@ struct CniArgs {
     /// Pods to time, per mode.
     #[arg(long, default_value_t = 100)]
     pods: u32,
-    /// vhost-user pods attached before (Debian's DPDK allows 32 ports in all).
+    /// vhost-user pods attached before (Debian's DPDK allows 32 ethdevs in all).
     #[arg(long, default_value_t = 24)]
     attached: u32,
+    /// Kernel pods attached before, each in a namespace of its own with its
+    /// interface up (packet-socket ports: no ethdev each).
+    #[arg(long, default_value_t = 0)]
+    attached_kernel: u32,
     /// The worker's core.
     #[arg(long, default_value_t = 1)]
     core: usize,
@@ -1186,6 +1190,7 @@ fn cni(args: &CniArgs) -> anyhow::Result<()> {
         cni_path: args.cni_path.clone(),
         pods: args.pods,
         attached: args.attached,
+        attached_kernel: args.attached_kernel,
         core: args.core,
         cni_version: args.cni_version.clone(),
         vhost_first_packet: args.vhost_first_packet,

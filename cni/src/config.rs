@@ -19,7 +19,7 @@ pub const SUN_PATH_MAX: usize = 107;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// A veth pair: one end in the pod, the other an `af_packet` port.
+    /// A veth pair: one end in the pod, the other a `kernel` port of the switch.
     Kernel,
     /// A vhost-user socket for a DPDK pod (the switch's `vhost_user` port).
     Vhostuser,

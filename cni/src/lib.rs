@@ -6,7 +6,8 @@
 //! as `vswitchctl` is: one transactional write adds the pod's port and its
 //! endpoint in the configured virtual network, another removes both.
 //!
-//! Two modes: `kernel` (a veth pair; the host end is an `af_packet` port) and
+//! Two modes: `kernel` (a veth pair; the host end is a `kernel` port: a packet
+//! socket of the switch's, no DPDK device) and
 //! `vhostuser` (a `vhost_user` port whose socket the pod mounts). Addresses come
 //! from the IPAM plugin the configuration names. Everything an attachment makes is
 //! named after `(CNI_CONTAINERID, CNI_IFNAME)` ([`names`]), so DEL and GC need no
@@ -216,10 +217,22 @@ fn endpoint_ips(addrs: &CniResult) -> Result<Vec<String>> {
         .collect()
 }
 
+/// The switch profile of a kernel pod's host end: a packet socket of the
+/// switch's own, no DPDK device (no `RTE_MAX_ETHPORTS` slot, no PMD probe).
+const KERNEL_PROFILE: &str = "kernel";
+
+/// Whether a port of `profile` is a kernel pod's host end: `kernel`, or
+/// `af_packet` for pods attached before the switch had the `kernel` profile
+/// (still in its persisted state), so CHECK and GC keep working for them.
+fn is_kernel_profile(profile: &str) -> bool {
+    profile == KERNEL_PROFILE || profile == "af_packet"
+}
+
 /// A kernel pod: the veth pair, then the switch plugs the host end while the
-/// IPAM plugin runs and the pod end gets its addresses (the plug is most of an
-/// ADD: the `af_packet` probe waits on the kernel, not on a CPU), then the
-/// endpoint, then the pod end comes up with its routes. The pod sends nothing
+/// IPAM plugin runs and the pod end gets its addresses (the plug was most of
+/// an ADD when it was an `af_packet` probe; a packet socket takes about a
+/// millisecond, and the order still costs nothing), then the endpoint, then
+/// the pod end comes up with its routes. The pod sends nothing
 /// before the switch knows its endpoint. The IPAM result and the interfaces
 /// (host end, pod end).
 async fn add_kernel(
@@ -247,7 +260,7 @@ async fn add_kernel(
     .await?;
     let port = api::Port {
         name: names.port.clone(),
-        profile: "af_packet".into(),
+        profile: KERNEL_PROFILE.into(),
         params: BTreeMap::from([("iface".to_owned(), names.port.clone())])
             .into_iter()
             .collect(),
@@ -484,9 +497,9 @@ async fn check(req: &Request, att: &Attachment) -> Result<()> {
     let port = port.ok_or_else(|| check_fail(format!("the switch has no port {}", names.port)))?;
     match conf.mode {
         Mode::Kernel => {
-            if port.profile != "af_packet" || port.params.get("iface") != Some(&names.port) {
+            if !is_kernel_profile(&port.profile) || port.params.get("iface") != Some(&names.port) {
                 return Err(check_fail(format!(
-                    "port {} is not the af_packet port of {}",
+                    "port {} is not the kernel port of {}",
                     names.port, names.port
                 )));
             }
@@ -606,7 +619,7 @@ async fn gc(req: &Request) -> Result<()> {
             continue;
         }
         let mut r = sw.detach(&p.name).await.map(|_| ());
-        if r.is_ok() && p.profile == "af_packet" {
+        if r.is_ok() && is_kernel_profile(&p.profile) {
             r = kernel::delete(&p.name).await;
         }
         if r.is_ok() {

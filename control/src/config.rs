@@ -273,6 +273,13 @@ pub enum ProfileConfig {
         /// The kernel interface.
         iface: String,
     },
+    /// An existing kernel interface through a packet socket of the switch's
+    /// own, with no DPDK device behind it (what kernel pods use: no
+    /// `RTE_MAX_ETHPORTS` slot, no PMD probe).
+    Kernel {
+        /// The kernel interface.
+        iface: String,
+    },
     /// `net_tap`: the PMD creates a kernel tap interface.
     Tap {
         /// Name of the kernel interface to create.
@@ -377,9 +384,9 @@ impl ProfileConfig {
     pub fn device(&self) -> Option<(&'static str, &'static str, String)> {
         let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
         match self {
-            ProfileConfig::AfPacket { iface } | ProfileConfig::Tap { iface, .. } => {
-                Some(("iface", "interface", iface.clone()))
-            }
+            ProfileConfig::AfPacket { iface }
+            | ProfileConfig::Kernel { iface }
+            | ProfileConfig::Tap { iface, .. } => Some(("iface", "interface", iface.clone())),
             ProfileConfig::Pcap {
                 tx_pcap: Some(p), ..
             } => Some(("tx_pcap", "file", path(p))),
@@ -765,7 +772,7 @@ impl VswitchConfig {
                 .transpose()?;
             if !table.contains_key("profile") {
                 return Err(ConfigError::Syntax(format!(
-                    "port {name:?}: missing key `profile` (af_packet, tap, pcap, null, ring, vhost_user, virtio_user, mlx5)"
+                    "port {name:?}: missing key `profile` (af_packet, kernel, tap, pcap, null, ring, vhost_user, virtio_user, mlx5)"
                 )));
             }
             let profile = ProfileConfig::deserialize(toml::Value::Table(table.clone()))
@@ -1112,6 +1119,11 @@ impl VswitchConfig {
             names::check_with(&p.name, names::MAX_PORT_NAME)
                 .map_err(bad(format!("port #{i}: name")))?;
             names::check(&p.group).map_err(bad(format!("port {:?}: group", p.name)))?;
+            // The switch opens this interface itself: its name follows the
+            // grammar, at most IFNAMSIZ - 1 bytes.
+            if let ProfileConfig::Kernel { iface } = &p.profile {
+                names::check_with(iface, 15).map_err(bad(format!("port {:?}: iface", p.name)))?;
+            }
         }
         for p in &self.patches {
             names::check(&p.from).map_err(bad("patch: from".into()))?;
@@ -1546,6 +1558,22 @@ blackhole = true
     }
 
     #[test]
+    fn a_kernel_port_names_its_interface() {
+        let c = VswitchConfig::parse(
+            "[[port]]\nname = \"pod1\"\nprofile = \"kernel\"\niface = \"vsw0123456789ab\"\nmtu = 1400\n",
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            c.ports[0].profile,
+            ProfileConfig::Kernel {
+                iface: "vsw0123456789ab".into()
+            }
+        );
+        assert_eq!(c.ports[0].mtu, Some(1400));
+    }
+
+    #[test]
     fn every_bad_input_has_its_own_message() {
         let cases: &[(&str, &str)] = &[
             ("[eal]\nmemroy_mb = 5\n", "unknown field `memroy_mb`"),
@@ -1565,6 +1593,23 @@ blackhole = true
             (
                 "[[port]]\nname = \"a\"\nprofile = \"af_packet\"\n",
                 "port \"a\": missing field `iface`",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\n",
+                "port \"a\": missing field `iface`",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\niface = \"../eth0\"\n",
+                "port \"a\": iface: \"../eth0\" is not a valid name: 1-15 characters",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\niface = \"vsw0123456789abc\"\n",
+                "port \"a\": iface: \"vsw0123456789abc\" is not a valid name: 1-15 characters",
+            ),
+            (
+                "[[port]]\nname = \"a\"\nprofile = \"kernel\"\niface = \"v1\"\n\
+                 [[port]]\nname = \"b\"\nprofile = \"af_packet\"\niface = \"v1\"\n",
+                "port \"b\": iface: interface \"v1\" is already port \"a\"'s",
             ),
             ("[[port]]\nprofile = \"null\"\n", "port #0: missing key `name`"),
             ("[[port]]\nname = \"a\"\n", "port \"a\": missing key `profile`"),

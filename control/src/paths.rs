@@ -80,6 +80,7 @@ pub fn profile_paths(profile: &ProfileConfig) -> Vec<(&'static str, &Path, PathK
             vec![("path", path.as_path(), PathKind::Socket)]
         }
         ProfileConfig::AfPacket { .. }
+        | ProfileConfig::Kernel { .. }
         | ProfileConfig::Tap { .. }
         | ProfileConfig::Null { .. }
         | ProfileConfig::Ring {}

@@ -970,7 +970,9 @@ mod tests {
         for port in 0..MAX_PORTS {
             b.port(PortIdx(port as u16), format!("p{port}"), group_of(port));
         }
-        for i in 0..40_000u32 {
+        // At least a MAC per (port, port) pair: the frames below name them all.
+        let macs = (MAX_PORTS * MAX_PORTS).max(40_000) as u32;
+        for i in 0..macs {
             b.mac(mac_of(i), PortIdx((i as usize % MAX_PORTS) as u16));
         }
         let l2 = b.build().unwrap();
@@ -982,7 +984,7 @@ mod tests {
             let in_port = PortIdx(from as u16);
             // A MAC on every port, from every port.
             let frames: Vec<Vec<u8>> = (0..MAX_PORTS as u32)
-                .map(|i| frame(mac_of(i + 64 * from as u32), A))
+                .map(|i| frame(mac_of(i + (MAX_PORTS * from) as u32), A))
                 .collect();
             for (to, f) in frames.iter().enumerate() {
                 let want = if to == from {
@@ -1020,11 +1022,11 @@ mod tests {
             (
                 {
                     let mut b = builder();
-                    b.port(PortIdx(64), "big", GroupId(1));
+                    b.port(PortIdx(MAX_PORTS as u16), "big", GroupId(1));
                     b
                 },
                 L2ConfigError::PortOutOfRange {
-                    port: PortIdx(64),
+                    port: PortIdx(MAX_PORTS as u16),
                     name: "big".into(),
                     max: MAX_PORTS,
                 },

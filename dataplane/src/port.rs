@@ -7,10 +7,43 @@
 
 use std::fmt;
 
-/// The most ports one switch instance handles. Small enough that a set of ports fits
-/// one `u64` bitmask (the worker tracks which tx batches are pending that way) and
-/// that per-port arrays stay a few KiB.
-pub const MAX_PORTS: usize = 64;
+/// The most ports one switch instance handles: a kernel pod is a port, and a
+/// node runs up to 110 pods by default (more with a raised kubelet limit).
+/// Small enough that a port fits a byte in the per-frame and per-MAC tables
+/// ([`BurstPorts`], the L2 stage's `MacDest`), that a set of ports is four
+/// words ([`PortSet`]: the worker's pending tx batches) and that per-port
+/// arrays stay a few KiB.
+pub const MAX_PORTS: usize = 256;
+
+/// A set of port indices below [`MAX_PORTS`], one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PortSet([u64; MAX_PORTS / 64]);
+
+impl PortSet {
+    /// Adds port `i`.
+    #[inline(always)]
+    pub(crate) fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Removes port `i`.
+    #[inline(always)]
+    pub(crate) fn remove(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+
+    /// The lowest port in the set, if any.
+    #[inline(always)]
+    pub(crate) fn first(&self) -> Option<usize> {
+        self.0
+            .iter()
+            .enumerate()
+            .find(|(_, &w)| w != 0)
+            .map(|(k, w)| k * 64 + w.trailing_zeros() as usize)
+    }
+}
+
+const _: () = assert!(MAX_PORTS.is_multiple_of(64));
 
 /// A port's dense index, `0..MAX_PORTS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -38,7 +38,7 @@ use crate::pipeline::{
     build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict, WorkerState,
     MAX_RESOLVE_PER_BURST,
 };
-use crate::port::{PortIdx, MAX_PORTS};
+use crate::port::{PortIdx, PortSet, MAX_PORTS};
 use crate::snapshot::{SnapshotCell, SnapshotReader, Versioned};
 use crate::stall::StallHook;
 use crate::stats::{StatsSnapshot, WorkerStats, WorkerStatsShared};
@@ -85,8 +85,8 @@ struct TxPorts<T: TxQueue> {
     batches: Vec<Burst<T::Buf>>,
     /// Bytes in each batch, so tx bytes need no second walk over the packets sent.
     batch_bytes: Vec<u64>,
-    /// Bit `i` set: batch `i` is not empty (`MAX_PORTS` is 64).
-    pending: u64,
+    /// Port `i` in the set: batch `i` is not empty.
+    pending: PortSet,
     capture: Option<Arc<CaptureTap>>,
 }
 
@@ -97,7 +97,7 @@ impl<T: TxQueue> TxPorts<T> {
             queues,
             batches: (0..n).map(|_| Burst::new()).collect(),
             batch_bytes: vec![0; n],
-            pending: 0,
+            pending: PortSet::default(),
             capture: None,
         }
     }
@@ -129,7 +129,7 @@ impl<T: TxQueue> TxPorts<T> {
         let i = port.index();
         self.batch_bytes[i] += pkt.len() as u64;
         self.batches[i].push(pkt);
-        self.pending |= 1 << i;
+        self.pending.insert(i);
         if self.batches[i].is_full() {
             self.flush(i, stats);
         }
@@ -170,7 +170,7 @@ impl<T: TxQueue> TxPorts<T> {
             self.batches[i].extend(pkts.drain(..));
         }
         self.batch_bytes[i] += bytes;
-        self.pending |= 1 << i;
+        self.pending.insert(i);
         if self.batches[i].is_full() {
             self.flush(i, stats);
         }
@@ -178,7 +178,7 @@ impl<T: TxQueue> TxPorts<T> {
 
     /// Sends batch `i`; frees and counts what the port refuses.
     fn flush(&mut self, i: usize, stats: &mut WorkerStats) {
-        self.pending &= !(1 << i);
+        self.pending.remove(i);
         let Some(Some(queue)) = self.queues.get_mut(i) else {
             return;
         };
@@ -194,8 +194,7 @@ impl<T: TxQueue> TxPorts<T> {
     }
 
     fn flush_all(&mut self, stats: &mut WorkerStats) {
-        while self.pending != 0 {
-            let i = self.pending.trailing_zeros() as usize;
+        while let Some(i) = self.pending.first() {
             self.flush(i, stats);
         }
     }
@@ -1785,7 +1784,7 @@ mod tests {
             stop,
         )
         .unwrap_err();
-        assert!(matches!(err, WorkerError::TooManyPorts { ports: 65, .. }));
+        assert!(matches!(err, WorkerError::TooManyPorts { ports, .. } if ports == MAX_PORTS + 1));
     }
 
     /// A frame in two segments, as a chained mbuf: `data` shows the first one only.

@@ -694,10 +694,10 @@ impl Port {
 }
 
 /// Bytes of an untagged Ethernet header, which an MTU does not count.
-const ETHER_HDR_LEN: usize = 14;
+pub(crate) const ETHER_HDR_LEN: usize = 14;
 
 /// The MTU of kernel interface `if_index` in this process's network namespace.
-fn kernel_mtu(if_index: u32) -> Option<u16> {
+pub(crate) fn kernel_mtu(if_index: u32) -> Option<u16> {
     let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname may write.
     if unsafe { libc::if_indextoname(if_index, name.as_mut_ptr()) }.is_null() {

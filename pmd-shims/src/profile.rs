@@ -325,7 +325,7 @@ fn iface_name_ok(iface: &str) -> Result<(), ProfileError> {
     })
 }
 
-fn iface_exists(iface: &str) -> Result<(), ProfileError> {
+pub(crate) fn iface_exists(iface: &str) -> Result<(), ProfileError> {
     iface_name_ok(iface)?;
     if Path::new("/sys/class/net").join(iface).exists() {
         Ok(())

@@ -427,7 +427,7 @@ fn kernel_pods_ping_through_the_switch_and_leave_nothing() {
     assert!(shown.contains(&format!("{ip_a}/24")), "{shown}");
     let route = text(&nsa.exec(&["ip", "route", "show", "default"]).stdout);
     assert!(route.contains("via 10.88.0.1 dev eth0"), "{route}");
-    // The offloads TCP through af_packet needs (DESIGN.md §6), set by the plugin
+    // The offloads TCP through a packet socket needs (DESIGN.md §6), set by the plugin
     // over netlink: no transmit checksum offload on the pod end, no GRO on the
     // host end; and the pod end has the MAC the result reports.
     let k = text(&nsa.exec(&["ethtool", "-k", "eth0"]).stdout);
@@ -451,9 +451,27 @@ fn kernel_pods_ping_through_the_switch_and_leave_nothing() {
     );
     let (ports, eps) = node.ports_and_endpoints();
     assert_eq!((ports.len(), eps), (2, 2), "{ports:?}");
+    // The host ends are the switch's packet sockets, not DPDK ports.
+    let listed: Value =
+        serde_json::from_str(&vswitchctl_ok(&node.socket(), &["port", "list", "--json"])).unwrap();
+    for p in listed.as_array().unwrap() {
+        assert_eq!(
+            (&p["profile"], &p["driver"], &p["dpdk_port_id"]),
+            (&json!("kernel"), &json!("packet_socket"), &Value::Null),
+            "{p}"
+        );
+        assert_eq!(p["link_up"], true, "{p}");
+        assert!(
+            p["mac"].as_str().is_some_and(|m| m != "00:00:00:00:00:00"),
+            "{p}"
+        );
+    }
 
     assert!(ping(&nsa, &ip_b), "pod a cannot ping pod b");
     assert!(ping(&nsb, &ip_a), "pod b cannot ping pod a");
+    // TCP, whole and in order, both ways.
+    system_tests::peers::tcp_transfer(&node.dir, &nsa, &nsb, &ip_b, 8 << 20);
+    system_tests::peers::tcp_transfer(&node.dir, &nsb, &nsa, &ip_a, 8 << 20);
 
     // CHECK with the ADD's result passes; with the interface down it fails.
     let chk = cni("CHECK", &a, &with_prev(&conf_a, &ra.out));
@@ -1663,7 +1681,7 @@ fn a_pod_gone_while_the_switch_was_down_is_deleted_after_restart() {
 }
 
 #[test]
-fn an_add_past_the_switchs_port_limit_says_so() {
+fn ethdevs_used_up_refuse_vhost_user_pods_but_not_kernel_pods() {
     require_cni!();
     let tag = unique_tag();
     let node = Node::start(&tag);
@@ -1684,25 +1702,109 @@ fn an_add_past_the_switchs_port_limit_says_so() {
         refusal.contains("RTE_MAX_ETHPORTS") && refusal.contains(&format!("({n} of {n}")),
         "{refusal}"
     );
-    // A pod's ADD then fails with the same reason, and leaves nothing behind.
+    // A vhost-user pod needs an ethdev: its ADD fails with the same reason,
+    // and leaves nothing behind.
     let ns = Netns::new(&format!("{tag}a"));
     let p = format!("/run/netns/{}", ns.name);
-    let a = Att {
+    let v = Att {
         id: &format!("{tag}-full"),
         netns: &p,
-        ifname: "eth0",
+        ifname: "net1",
     };
-    let r = cni("ADD", &a, &node.conf("1.0.0", "kernel"));
+    let r = cni("ADD", &v, &node.conf("1.0.0", "vhostuser"));
     assert_eq!(r.code(), 7, "{}", r.out);
     let said = r.out.to_string();
     assert!(
         said.contains("RTE_MAX_ETHPORTS") && said.contains(&format!("{n} of {n}")),
         "{said}"
     );
-    assert!(!host_link(a.id, "eth0"), "the veth is left");
     assert!(node.leases().is_empty(), "a lease is left");
+    let left: Vec<_> = std::fs::read_dir(node.dir.join("vhost"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    // A kernel pod uses none: it attaches, and its DEL leaves nothing.
+    let k = Att {
+        id: &format!("{tag}-kern"),
+        netns: &p,
+        ifname: "eth0",
+    };
+    let kconf = node.conf("1.0.0", "kernel");
+    let r = cni("ADD", &k, &kconf);
+    assert!(
+        r.ok,
+        "kernel ADD with every ethdev in use: {} {}",
+        r.out, r.stderr
+    );
+    assert!(host_link(k.id, "eth0"));
+    let d = cni("DEL", &k, &with_prev(&kconf, &r.out));
+    assert!(d.ok, "DEL: {} {}", d.out, d.stderr);
+    assert!(!host_link(k.id, "eth0"), "the veth is left");
     for name in &filled {
         vswitchctl_ok(&sock, &["port", "del", name]);
     }
-    node.assert_empty("after the refused ADD");
+    node.assert_empty("after the kernel pod's DEL");
+}
+
+/// How many kernel pods [`more_kernel_pods_than_ethdevs_ping_each_other`]
+/// attaches: more than Debian's DPDK's 32 ethdevs (`KERNEL_PODS` overrides).
+fn kernel_pods() -> usize {
+    std::env::var("KERNEL_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
+
+#[test]
+fn more_kernel_pods_than_ethdevs_ping_each_other() {
+    require_cni!();
+    let tag = unique_tag();
+    let node = Node::start(&tag);
+    let conf = node.conf("1.0.0", "kernel");
+    let n = kernel_pods();
+    let nss: Vec<Netns> = (0..n).map(|i| Netns::new(&format!("{tag}{i}"))).collect();
+    let paths: Vec<String> = nss
+        .iter()
+        .map(|ns| format!("/run/netns/{}", ns.name))
+        .collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("{tag}-p{i}")).collect();
+    let atts: Vec<Att> = (0..n)
+        .map(|i| Att {
+            id: &ids[i],
+            netns: &paths[i],
+            ifname: "eth0",
+        })
+        .collect();
+    let mut ips = Vec::new();
+    let mut results = Vec::new();
+    for (i, a) in atts.iter().enumerate() {
+        let r = cni("ADD", a, &conf);
+        assert!(r.ok, "ADD of pod {i}: {} {}", r.out, r.stderr);
+        ips.push(addr_of(&r.out));
+        results.push(r.out);
+    }
+    let (ports, eps) = node.ports_and_endpoints();
+    assert_eq!((ports.len(), eps), (n, n), "{ports:?}");
+    // Every pod reaches the next, and the last the first: n ports in use, each
+    // receiving and sending.
+    for i in 0..n {
+        let to = &ips[(i + 1) % n];
+        assert!(ping(&nss[i], to), "pod {i} cannot ping {to}");
+    }
+    let stats: Value =
+        serde_json::from_str(&vswitchctl_ok(&node.socket(), &["stats", "--json"])).unwrap();
+    for p in stats["ports"].as_array().unwrap() {
+        assert!(
+            counter(p, "rx_packets") > 0 && counter(p, "tx_packets") > 0,
+            "{p}"
+        );
+    }
+    for (i, a) in atts.iter().enumerate() {
+        let d = cni("DEL", a, &with_prev(&conf, &results[i]));
+        assert!(d.ok, "DEL of pod {i}: {} {}", d.out, d.stderr);
+    }
+    node.assert_empty("after every DEL");
+    for a in &atts {
+        assert!(!host_link(a.id, "eth0"), "{} left its veth", a.id);
+    }
 }

@@ -140,8 +140,15 @@ fn demo_tours_two_nodes_and_leaves_nothing() {
     ] {
         assert!(output.contains(expected), "no {expected:?} in:\n{output}");
     }
-    // vswitchctl's tables: ports with their drivers, both pods' endpoints.
-    for expected in ["net_af_packet", "net_vhost", "DROP_REASON", "VTEP"] {
+    // vswitchctl's tables: ports with their drivers (the uplink's PMD, the
+    // kernel pods' packet sockets, the vhost-user pods'), both pods' endpoints.
+    for expected in [
+        "net_af_packet",
+        "packet_socket",
+        "net_vhost",
+        "DROP_REASON",
+        "VTEP",
+    ] {
         assert!(output.contains(expected), "no {expected:?} in:\n{output}");
     }
     assert_nothing_left(&tag, &dir);

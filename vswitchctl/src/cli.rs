@@ -183,7 +183,7 @@ pub enum PortCmd {
     /// Add a port (hot-plugged by the daemon).
     Add {
         name: String,
-        /// af_packet, tap, pcap, null, ring, vhost_user, virtio_user, mlx5.
+        /// af_packet, kernel, tap, pcap, null, ring, vhost_user, virtio_user, mlx5.
         #[arg(long)]
         profile: String,
         /// A profile key (iface=vsw-pod1, rx_pcap=/tmp/x.pcap, ...); repeatable.

@@ -50,7 +50,7 @@ pub struct PortView {
     name: String,
     profile: &'static str,
     driver: String,
-    dpdk_port_id: u32,
+    dpdk_port_id: Option<u32>,
     link: (bool, u32),
     mac: String,
     dpdk: [u64; 4],
@@ -61,6 +61,7 @@ pub struct PortView {
 fn profile_name(p: &ProfileConfig) -> &'static str {
     match p {
         ProfileConfig::AfPacket { .. } => "af_packet",
+        ProfileConfig::Kernel { .. } => "kernel",
         ProfileConfig::Tap { .. } => "tap",
         ProfileConfig::Pcap { .. } => "pcap",
         ProfileConfig::Null { .. } => "null",
@@ -97,7 +98,7 @@ impl VswitchdHandle {
                     name: rt.config.name.clone(),
                     profile: profile_name(&rt.config.profile),
                     driver: rt.driver.clone(),
-                    dpdk_port_id: u32::from(rt.port.id()),
+                    dpdk_port_id: rt.port.ethdev_id().map(u32::from),
                     link: (link.up, link.speed_mbps),
                     mac: mac_text(rt.port.mac()),
                     dpdk: [d.imissed, d.ierrors, d.oerrors, d.rx_nombuf],
@@ -110,7 +111,7 @@ impl VswitchdHandle {
                 name: pc.name.clone(),
                 profile: profile_name(&pc.profile),
                 driver: String::new(),
-                dpdk_port_id: 0,
+                dpdk_port_id: None,
                 link: (false, 0),
                 mac: String::new(),
                 dpdk: [0; 4],
@@ -180,7 +181,7 @@ impl DataplaneHandle for VswitchdHandle {
             if running.ports.iter().any(|r| r == pc) {
                 continue;
             }
-            crate::profiles::port_profile(pc, workers)
+            crate::profiles::port_backend(pc, workers)
                 .check()
                 .map_err(|e| format!("port {:?}: {e}", pc.name))?;
         }

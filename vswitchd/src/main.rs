@@ -11,11 +11,13 @@
 
 mod api;
 mod conntrack;
+mod device;
 mod eal_args;
 mod logging;
 mod metrics;
 mod ports;
 mod profiles;
+mod socket_reserve;
 mod stats_file;
 mod switch;
 mod systemd;

@@ -2,7 +2,8 @@
 //! workers' command channels, and the published snapshot.
 //!
 //! Ports come and go at runtime. Adding one probes the DPDK device, configures and
-//! starts it, and hands its queues to the workers through their command channels;
+//! starts it (or, for a `kernel` port, opens its packet socket: no ethdev), and
+//! hands its queues to the workers through their command channels;
 //! a worker picks them up between two poll rounds. Removing one first has every
 //! worker let go of its queues and acknowledge (the grace period), and only then
 //! stops and closes the device, so no worker ever polls a closed port. A port keeps
@@ -22,27 +23,45 @@ use dataplane::overlay::{LocalEndpointSpec, NeighborTable, OverlayChange};
 use dataplane::pipeline::lb::services::ServiceChange;
 use dataplane::{Pipeline, PortIdx, SnapshotCell, WorkerCommand, MAX_PORTS};
 use pmd_shims::profile::PortProfile;
-use pmd_shims::{Mempool, Port, PortConfig as DpdkPortConfig, PortRxQueue, PortTxQueue};
+use pmd_shims::{
+    Mempool, Port, PortConfig as DpdkPortConfig, PortRxQueue, SocketPort, SwitchRxQueue,
+    SwitchTxQueue,
+};
 use tracing::{info, warn};
 
+use crate::device::PortDevice;
+use crate::profiles::Backend;
+
 /// A worker's command channel.
-pub type CommandSender = crossbeam::channel::Sender<WorkerCommand<PortRxQueue, PortTxQueue>>;
+pub type CommandSender = crossbeam::channel::Sender<WorkerCommand<SwitchRxQueue, SwitchTxQueue>>;
 
 /// One running port.
 pub struct PortRuntime {
     /// Its configuration (name, profile, group, worker, MTU).
     pub config: PortConfig,
-    /// The DPDK driver name.
+    /// The DPDK driver name (`packet_socket` for a `kernel` port).
     pub driver: String,
-    /// The DPDK port.
-    pub port: Port,
+    /// The device: a DPDK port or a packet socket.
+    pub port: PortDevice,
 }
 
 /// A port's queues for one worker, held until the snapshot that knows the port is
 /// published.
 struct PendingAdd {
     worker: usize,
-    cmd: WorkerCommand<PortRxQueue, PortTxQueue>,
+    cmd: WorkerCommand<SwitchRxQueue, SwitchTxQueue>,
+}
+
+/// A port's device, opened and started, with its queues.
+struct Opened {
+    device: PortDevice,
+    driver: String,
+    rx: Vec<SwitchRxQueue>,
+    tx: Vec<SwitchTxQueue>,
+    /// Microseconds the probe (or the socket's opening) took.
+    probe_us: u64,
+    /// Microseconds configuring and starting it took.
+    setup_us: u64,
 }
 
 /// How long a worker may take to let go of a removed port's queues.
@@ -78,6 +97,8 @@ pub struct Dataplane {
     /// Each running port's link as [`log_link_changes`](Self::log_link_changes)
     /// last saw it.
     links: BTreeMap<String, bool>,
+    /// Sockets ready for `kernel` ports, started with the first of them.
+    socket_reserve: Option<crate::socket_reserve::SocketReserve>,
     /// DPDK vdev names must stay unique for the process's life: never reuse one.
     next_instance: u32,
     round_robin: usize,
@@ -113,6 +134,7 @@ impl Dataplane {
             unplugged: BTreeMap::new(),
             retries: BTreeMap::new(),
             links: BTreeMap::new(),
+            socket_reserve: None,
             next_instance: 0,
             round_robin: 0,
         }
@@ -229,7 +251,56 @@ impl Dataplane {
             }
         };
         let workers = self.workers();
-        let profile = crate::profiles::port_profile(pc, workers as u16);
+        let opened = match crate::profiles::port_backend(pc, workers as u16) {
+            Backend::Ethdev(profile) => self.open_ethdev(pc, &profile)?,
+            Backend::Socket { iface } => self.open_socket(pc, &iface)?,
+        };
+        let Opened {
+            device,
+            driver,
+            rx,
+            tx,
+            probe_us,
+            setup_us,
+        } = opened;
+        let (nb_rxq, nb_txq) = (rx.len(), tx.len());
+        let first = pc.worker.unwrap_or_else(|| {
+            let w = self.round_robin % workers;
+            self.round_robin += 1;
+            w
+        });
+        let mut per_worker_rx: Vec<Vec<SwitchRxQueue>> = (0..workers).map(|_| Vec::new()).collect();
+        for (q, rxq) in rx.into_iter().enumerate() {
+            per_worker_rx[(first + q) % workers].push(rxq);
+        }
+        // Worker w sends on queue w % nb_txq: its own when no other worker
+        // maps there, else shared and taken per burst.
+        let mut tx = dataplane::assign_tx_queues(tx, workers).into_iter();
+        let port_idx = PortIdx(idx as u16);
+        let pending = per_worker_rx
+            .into_iter()
+            .enumerate()
+            .map(|(worker, rxqs)| PendingAdd {
+                worker,
+                cmd: WorkerCommand::AddPort {
+                    port: port_idx,
+                    rx: rxqs,
+                    tx: tx.next().flatten(),
+                },
+            })
+            .collect();
+        info!(port = %pc.name, index = idx, id = ?device.ethdev_id(), driver = %driver, nb_rxq, nb_txq, link_up = device.link().up, mtu = ?device.mtu(), dpdk_mtu = ?device.dpdk_mtu(), probe_us, setup_us, "port up");
+        self.slots[idx] = Some(PortRuntime {
+            config: pc.clone(),
+            driver,
+            port: device,
+        });
+        Ok((port_idx, pending))
+    }
+
+    /// Probes, configures and starts the DPDK port of `pc`.
+    fn open_ethdev(&mut self, pc: &PortConfig, profile: &PortProfile) -> Result<Opened> {
+        let workers = self.workers();
         profile
             .check()
             .map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
@@ -254,7 +325,7 @@ impl Dataplane {
         // N queue pairs gets whatever the guest sends on any of its N tx
         // queues, so all N are polled, spread over the workers below; other
         // ports get one rx queue.
-        let nb_rxq = match profile {
+        let nb_rxq = match *profile {
             PortProfile::AfPacket { qpairs, .. } => qpairs,
             PortProfile::VhostUser { queues, .. } | PortProfile::VirtioUser { queues, .. } => {
                 queues
@@ -301,7 +372,7 @@ impl Dataplane {
         // ports' packets, so whatever is in the rings before the workers take over
         // is discarded.
         let mut rx = rx;
-        let stale = match profile {
+        let stale = match *profile {
             PortProfile::AfPacket { .. } => drain(&mut rx),
             _ => 0,
         };
@@ -309,38 +380,46 @@ impl Dataplane {
             info!(port = %pc.name, frames = stale, "discarded frames queued before the port was bound");
         }
         let setup_us = t_setup.elapsed().as_micros() as u64;
-        let first = pc.worker.unwrap_or_else(|| {
-            let w = self.round_robin % workers;
-            self.round_robin += 1;
-            w
-        });
-        let mut per_worker_rx: Vec<Vec<PortRxQueue>> = (0..workers).map(|_| Vec::new()).collect();
-        for (q, rxq) in rx.into_iter().enumerate() {
-            per_worker_rx[(first + q) % workers].push(rxq);
-        }
-        // Worker w sends on queue w % nb_txq: its own when no other worker
-        // maps there, else shared and taken per burst.
-        let mut tx = dataplane::assign_tx_queues(tx, workers).into_iter();
-        let port_idx = PortIdx(idx as u16);
-        let pending = per_worker_rx
-            .into_iter()
-            .enumerate()
-            .map(|(worker, rxqs)| PendingAdd {
-                worker,
-                cmd: WorkerCommand::AddPort {
-                    port: port_idx,
-                    rx: rxqs,
-                    tx: tx.next().flatten(),
-                },
-            })
-            .collect();
-        info!(port = %pc.name, index = idx, id = port.id(), driver = %dev.driver_name, nb_rxq, nb_txq, link_up = port.link().up, mtu = ?port.mtu(), dpdk_mtu = ?port.dpdk_mtu(), probe_us, setup_us, "port up");
-        self.slots[idx] = Some(PortRuntime {
-            config: pc.clone(),
+        Ok(Opened {
             driver: dev.driver_name,
-            port,
-        });
-        Ok((port_idx, pending))
+            device: PortDevice::Ethdev(port),
+            rx: rx.into_iter().map(SwitchRxQueue::Ethdev).collect(),
+            tx: tx.into_iter().map(SwitchTxQueue::Ethdev).collect(),
+            probe_us,
+            setup_us,
+        })
+    }
+
+    /// Opens a packet socket on `iface` for `pc` (profile `kernel`): one rx
+    /// queue, and one tx queue that the workers share when there are several.
+    /// No ethdev: the port neither counts against `RTE_MAX_ETHPORTS` nor waits
+    /// for a PMD's probe.
+    fn open_socket(&mut self, pc: &PortConfig, iface: &str) -> Result<Opened> {
+        let t_probe = Instant::now();
+        SocketPort::check(iface).map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
+        let reserve = self
+            .socket_reserve
+            .get_or_insert_with(crate::socket_reserve::SocketReserve::start);
+        let (port, rx, tx) = match reserve.take() {
+            Some(ready) => SocketPort::open_prepared(ready, iface, &self.pool),
+            None => SocketPort::open(iface, &self.pool),
+        }
+        .map_err(|e| anyhow!("port {:?}: {e}", pc.name))?;
+        let probe_us = t_probe.elapsed().as_micros() as u64;
+        let t_setup = Instant::now();
+        if let Some(mtu) = pc.mtu {
+            port.set_mtu(mtu)
+                .map_err(|e| anyhow!("port {:?}: mtu {mtu}: {e}", pc.name))?;
+        }
+        let setup_us = t_setup.elapsed().as_micros() as u64;
+        Ok(Opened {
+            driver: "packet_socket".into(),
+            device: PortDevice::Socket(port),
+            rx: vec![SwitchRxQueue::Socket(rx)],
+            tx: vec![SwitchTxQueue::Socket(tx)],
+            probe_us,
+            setup_us,
+        })
     }
 
     /// Tries again, without a write, to plug the ports that are in the desired
@@ -456,12 +535,7 @@ impl Dataplane {
             }
         }
         let name = rt.config.name.clone();
-        let mut port = rt.port;
-        if let Err(e) = port.stop() {
-            warn!(port = %name, "stop: {e}");
-        }
-        port.close()
-            .map_err(|e| anyhow!("port {name:?}: close: {e}"))?;
+        rt.port.close(&name)?;
         info!(port = %name, index = idx.index(), "port removed");
         Ok(())
     }
@@ -868,12 +942,8 @@ impl Dataplane {
     pub fn shutdown(mut self) {
         for slot in self.slots.iter_mut() {
             if let Some(rt) = slot.take() {
-                let mut port = rt.port;
-                if let Err(e) = port.stop() {
-                    warn!(port = %rt.config.name, "stop: {e}");
-                }
-                if let Err(e) = port.close() {
-                    warn!(port = %rt.config.name, "close: {e}");
+                if let Err(e) = rt.port.close(&rt.config.name) {
+                    warn!("{e:#}");
                 }
             }
         }
@@ -896,12 +966,15 @@ fn device_changed(a: &PortConfig, b: &PortConfig) -> bool {
 }
 
 /// The MTU port `pc` will have once plugged, when that is known before DPDK
-/// opens it: on a kernel interface (af_packet, tap) the configured `mtu`, which
-/// the PMD sets on the interface, or else for af_packet the interface's MTU now.
+/// opens it: on a kernel interface (af_packet, kernel, tap) the configured `mtu`,
+/// which the port sets on the interface, or else for af_packet and kernel the
+/// interface's MTU now.
 /// `None` otherwise: only the running port can tell ([`pmd_shims::Port::mtu`]).
 pub fn planned_mtu(pc: &PortConfig) -> Option<u16> {
     match &pc.profile {
-        ProfileConfig::AfPacket { iface } => pc.mtu.or_else(|| interface_mtu(iface)),
+        ProfileConfig::AfPacket { iface } | ProfileConfig::Kernel { iface } => {
+            pc.mtu.or_else(|| interface_mtu(iface))
+        }
         ProfileConfig::Tap { .. } => pc.mtu,
         _ => None,
     }

@@ -9,15 +9,33 @@
 use control::config::{PortConfig, ProfileConfig};
 use pmd_shims::profile::PortProfile;
 
-/// The DPDK profile of `port`. `workers` is the number of workers: af_packet spreads
+/// How a port is opened: as a DPDK device, or as a packet socket of the
+/// switch's own on a kernel interface.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    /// A DPDK port of this profile.
+    Ethdev(PortProfile),
+    /// A packet socket on this kernel interface (profile `kernel`).
+    Socket {
+        /// The interface.
+        iface: String,
+    },
+}
+
+/// How `port` is opened. `workers` is the number of workers: af_packet spreads
 /// received frames over its queue pairs (PACKET_FANOUT), so it gets one pair per
 /// worker and every pair is polled.
-pub fn port_profile(port: &PortConfig, workers: u16) -> PortProfile {
-    match &port.profile {
+pub fn port_backend(port: &PortConfig, workers: u16) -> Backend {
+    Backend::Ethdev(match &port.profile {
         ProfileConfig::AfPacket { iface } => PortProfile::AfPacket {
             iface: iface.clone(),
             qpairs: workers.max(1),
         },
+        ProfileConfig::Kernel { iface } => {
+            return Backend::Socket {
+                iface: iface.clone(),
+            }
+        }
         ProfileConfig::Tap { iface, mac } => PortProfile::Tap {
             iface: iface.clone(),
             mac: mac.clone(),
@@ -65,5 +83,19 @@ pub fn port_profile(port: &PortConfig, workers: u16) -> PortProfile {
             pci: pci.clone(),
             representors: representors.clone(),
         },
+    })
+}
+
+impl Backend {
+    /// Checks that the port can be opened on this host: its PMD is installed,
+    /// the interfaces, files and directories it names exist.
+    ///
+    /// # Errors
+    /// The first problem found, naming the fix.
+    pub fn check(&self) -> Result<(), pmd_shims::ProfileError> {
+        match self {
+            Backend::Ethdev(p) => p.check(),
+            Backend::Socket { iface } => pmd_shims::SocketPort::check(iface),
+        }
     }
 }

@@ -14,7 +14,7 @@ use dataplane::{
     IdleBackoff, L2Pipeline, Pipeline, SnapshotCell, StatsSnapshot, StatsTotals, Worker, WorkerId,
     WorkerStatsShared,
 };
-use pmd_shims::{Eal, MbufAlloc, Mempool, PortRxQueue, PortTxQueue};
+use pmd_shims::{Eal, MbufAlloc, Mempool, SwitchRxQueue, SwitchTxQueue};
 use tracing::{info, warn};
 
 use crate::ports::Dataplane;
@@ -68,7 +68,7 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
     let cfg = VswitchConfig::parse(&text, cores).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let workers = cfg.dataplane.workers.len() as u16;
     for p in &cfg.ports {
-        crate::profiles::port_profile(p, workers)
+        crate::profiles::port_backend(p, workers)
             .check()
             .map_err(|e| anyhow!("{}: port {:?}: {e}", path.display(), p.name))?;
     }
@@ -129,7 +129,7 @@ pub fn prepare(path: &Path) -> Result<Prepared> {
     })
 }
 
-type DpdkWorker = Worker<PortRxQueue, PortTxQueue, MbufAlloc>;
+type DpdkWorker = Worker<SwitchRxQueue, SwitchTxQueue, MbufAlloc>;
 
 struct WorkerRuntime {
     index: usize,

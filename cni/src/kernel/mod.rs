@@ -1,6 +1,6 @@
 //! `kernel` mode's interfaces: a veth pair whose pod end is created directly in
 //! the pod's namespace under `CNI_IFNAME` (never visible on the host under a name
-//! that could clash) and whose host end becomes the switch's `af_packet` port.
+//! that could clash) and whose host end becomes the switch's `kernel` port.
 //!
 //! Everything is done over netlink from this process (rtnetlink for links,
 //! addresses and routes; the ethtool family for offloads): no `ip`, `ethtool` or
@@ -9,7 +9,8 @@
 //! so the crate stays free of `unsafe` and the rest of the plugin never changes
 //! namespace.
 //!
-//! DESIGN.md §6: TCP through `net_af_packet` needs `tx off` on the pod end (no
+//! DESIGN.md §6: TCP through a packet socket (`net_af_packet`, or the switch's
+//! own `kernel` port) needs `tx off` on the pod end (no
 //! partially checksummed segments) and `gro off` on the host end.
 
 pub mod netns;

@@ -356,11 +356,11 @@ fn rejects_bad_underlays() {
     };
     rejects(
         with(UnderlaySpec {
-            uplink: PortIdx(64),
+            uplink: PortIdx(MAX_PORTS as u16),
             ..underlay()
         }),
         E::UplinkOutOfRange {
-            port: PortIdx(64),
+            port: PortIdx(MAX_PORTS as u16),
             max: MAX_PORTS,
         },
     );
@@ -779,12 +779,12 @@ fn rejects_bad_endpoints() {
     );
     rejects(
         |b| {
-            b.local_endpoint(local("blue", f, &[], 64));
+            b.local_endpoint(local("blue", f, &[], MAX_PORTS as u16));
         },
         E::PortOutOfRange {
             network: "blue".into(),
             mac: f,
-            port: PortIdx(64),
+            port: PortIdx(MAX_PORTS as u16),
             max: MAX_PORTS,
         },
     );
