@@ -156,7 +156,7 @@ use read::Read;
 pub(super) fn run<B: PacketBuf, T: Tracer>(
     p: &Pipeline,
     pc: &mut PacketCtx<'_, '_>,
-    pkt: &B,
+    pkt: &mut B,
     ctx: &mut Ctx<'_>,
     ct: &mut CtShard,
     t: &mut T,
@@ -171,7 +171,7 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
 fn track<B: PacketBuf, T: Tracer>(
     p: &Pipeline,
     pc: &mut PacketCtx<'_, '_>,
-    pkt: &B,
+    pkt: &mut B,
     ctx: &mut Ctx<'_>,
     ct: &mut CtShard,
     info: &NetworkInfo,
@@ -201,13 +201,18 @@ fn track<B: PacketBuf, T: Tracer>(
             return ControlFlow::Break(Verdict::Drop(DropReason::CtInvalid));
         }
     };
+    // The connection's tuple in the packet's direction (an ICMP error's is
+    // the reverse of the one it quotes).
+    let key = match packet.l4 {
+        CtL4::IcmpError { quoted } => quoted.reversed(),
+        _ => packet.tuple,
+    };
+    if let Some(to) = ct.hand_to(zone, &key) {
+        return hand_over(pc, pkt, ct, zone, to, t);
+    }
     let now = ct.ms(ctx.now());
-    let table = ct.table();
+    let (table, mut removed) = ct.table_reporting();
     let before = if T::ON {
-        let key = match packet.l4 {
-            CtL4::IcmpError { quoted } => quoted.reversed(),
-            _ => packet.tuple,
-        };
         table
             .find_live(zone, &key, now)
             .and_then(|(h, _)| table.get(h))
@@ -215,7 +220,12 @@ fn track<B: PacketBuf, T: Tracer>(
     } else {
         None
     };
-    match table.track(&packet, now, info.ct_window) {
+    let tracked = table.track_reporting(&packet, now, info.ct_window, &mut |v| removed.removed(v));
+    match tracked {
+        Ok(CtHit {
+            event: CtEvent::Redirect(to),
+            ..
+        }) if ct.workers() > 1 => hand_over(pc, pkt, ct, zone, to, t),
         Ok(hit) => {
             if hit.event == CtEvent::Related {
                 // The key of an ICMP error does not hold the tuple it quotes.
@@ -246,6 +256,32 @@ fn track<B: PacketBuf, T: Tracer>(
             ControlFlow::Break(Verdict::Drop(drop.reason()))
         }
     }
+}
+
+/// Ends the packet with a handoff to worker `to`, as it was received: the
+/// outer headers a decap stripped are put back (`adj` leaves them in the
+/// buffer's headroom, untouched by the stages before this one), so the owner
+/// runs it from the start like a packet of its own.
+#[cold]
+#[inline(never)]
+fn hand_over<B: PacketBuf, T: Tracer>(
+    pc: &mut PacketCtx<'_, '_>,
+    pkt: &mut B,
+    ct: &mut CtShard,
+    zone: u32,
+    to: u16,
+    t: &mut T,
+) -> ControlFlow<Verdict> {
+    if let Some(n) = pc.compiled.popped {
+        if pkt.prepend(n).is_none() {
+            return ControlFlow::Break(Verdict::Drop(DropReason::Malformed));
+        }
+    }
+    ct.handed_off += 1;
+    if T::ON {
+        t.record(trace::Record::Conntrack(Record::HandedOff { zone, to }));
+    }
+    ControlFlow::Break(Verdict::Handoff(to))
 }
 
 /// What a flow-table hit found of its connection: what [`hit_update`] needs
@@ -300,6 +336,10 @@ pub(super) fn hit_check(
     let Some(packet) = read::from_plain_ipv4(frame, at, info.vni) else {
         return if nat.side == 0 { Ok(None) } else { Err(()) };
     };
+    // Another worker's connection: the stages hand the packet over.
+    if ct.hand_to(info.vni, &packet.tuple).is_some() {
+        return Err(());
+    }
     if let CtL4::Tcp(seg) = packet.l4 {
         if tcp::opens(&seg) {
             return Err(());
@@ -366,6 +406,8 @@ pub(crate) enum Record {
         before: Option<CtState>,
         window: bool,
     },
+    /// A packet handed to the worker owning its connection.
+    HandedOff { zone: u32, to: u16 },
     /// A packet refused.
     Refused {
         zone: u32,
@@ -400,6 +442,9 @@ impl Record {
         let state = |s: Option<CtState>| s.map_or("none", CtState::name);
         match self {
             Record::Untracked { zone, why } => format!("zone {zone}: untracked ({why})"),
+            Record::HandedOff { zone, to } => {
+                format!("zone {zone}: the connection is worker {to}'s: handed over")
+            }
             Record::Unreadable { zone } => {
                 format!("zone {zone}: an ICMP error quoting too little to match: invalid")
             }

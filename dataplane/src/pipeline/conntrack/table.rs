@@ -899,6 +899,22 @@ impl ConntrackTable {
         Ok(CtHandle(i))
     }
 
+    /// Removes the redirect stub of (zone, `tuple`) that worker `owner` left;
+    /// true if there was one. A connection of this worker on the tuple, or a
+    /// stub another owner left since, stays.
+    pub fn remove_redirect(&mut self, zone: u32, tuple: &CtTuple, owner: u16) -> bool {
+        match self.find(zone, tuple) {
+            Some((i, _))
+                if self.entries[i as usize].class == 13
+                    && self.entries[i as usize].owner == owner =>
+            {
+                self.release(i, &mut |_| {});
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Removes an entry.
     pub fn remove(&mut self, h: CtHandle) {
         if self.entries[h.0 as usize].flags & IN_USE != 0 {
