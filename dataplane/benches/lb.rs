@@ -20,7 +20,8 @@
 //! every stage rewrites them.
 //!
 //! Instructions per packet, steadier than time on a shared machine: see
-//! [`count`] (`LB_INSTRUCTIONS=dnat:1000:2000` under callgrind).
+//! [`count`] (`LB_INSTRUCTIONS=dnat:1000:2000` under callgrind), and
+//! [`count_two`] for the two-worker handoff (`owned`, `handoff`).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -381,6 +382,9 @@ fn count(spec: &str) {
         [w, n, b] => (w, n.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()),
         _ => panic!("LB_INSTRUCTIONS=SCENARIO:N:BURSTS"),
     };
+    if what == "owned" || what == "handoff" {
+        return count_two(what, n, bursts);
+    }
     let mut w = Worker::new(pipeline());
     let to_vip = what != "plain";
     let ports: Vec<PortIdx> = if what == "new" {
@@ -456,6 +460,99 @@ fn count(spec: &str) {
     }
     println!(
         "{what} at {n}: {verdicts} of {} packets forwarded",
+        bursts as usize * BURST
+    );
+}
+
+/// The handed-off part of a burst, apart, for callgrind: the non-owner's
+/// burst (every packet gets `Verdict::Handoff`) and the pushes to the ring,
+/// then the owner's pops.
+#[inline(never)]
+fn measured_handoff(
+    a: &mut Worker,
+    rings: &[dataplane::handoff::HandoffRings<VecBuf>],
+    bufs: &mut Vec<VecBuf>,
+) -> usize {
+    use dataplane::handoff::HandoffMsg;
+    let out = a.burst(CLIENT, bufs);
+    let mut handed = 0;
+    for (buf, v) in bufs.drain(..).zip(out) {
+        if let Verdict::Handoff(to) = v {
+            handed += usize::from(
+                rings[0]
+                    .send(
+                        to,
+                        HandoffMsg::Packet {
+                            in_port: CLIENT,
+                            buf,
+                        },
+                    )
+                    .is_ok(),
+            );
+        }
+    }
+    rings[1].drain(|m| {
+        if let HandoffMsg::Packet { buf, .. } = m {
+            bufs.push(buf);
+        }
+    });
+    handed
+}
+
+/// `LB_INSTRUCTIONS=owned:N:BURSTS` and `handoff:N:BURSTS`: two workers of a
+/// mesh of two; N established DNAT'd connections owned by worker 1, their
+/// client segments received by worker 1 itself (`owned`: the hit, as in
+/// `dnat`) or by worker 0 (`handoff`: worker 0's burst hands every packet
+/// over, the ring carries it, worker 1 forwards it). Instructions per
+/// handed-off packet minus per owned one = the handoff's cost.
+fn count_two(what: &str, n: u32, bursts: u32) {
+    use dataplane::pipeline::conntrack::tuple::owner;
+    use dataplane::pipeline::conntrack::CtTuple;
+    let p = pipeline();
+    let mut a = Worker::new(Arc::clone(&p));
+    let mut b = Worker::new(p);
+    a.state.conntrack_mut().set_workers(0, 2);
+    b.state.conntrack_mut().set_workers(1, 2);
+    let rings = dataplane::handoff::mesh::<VecBuf>(2, 64);
+    let ids: Vec<u32> = (0..)
+        .filter(|&i| {
+            let t = CtTuple::new(IpAddr::V4(CLIENT_IP), sport(i), IpAddr::V4(VIP), 80, 6);
+            owner(100, &t, 2) == 1
+        })
+        .take(n as usize)
+        .collect();
+    for &i in &ids {
+        open(&mut b, i, true);
+    }
+    let mut forwarded = 0usize;
+    let mut handed = 0usize;
+    for k in 0..bursts {
+        let mut bufs: Vec<VecBuf> = (0..BURST as u32)
+            .map(|j| {
+                let i = ids[((k * BURST as u32 + j) % n) as usize];
+                VecBuf::new(&frame(
+                    GW,
+                    CLIENT_MAC,
+                    CLIENT_IP,
+                    VIP,
+                    (sport(i), 80),
+                    ACK,
+                    2,
+                    10,
+                ))
+            })
+            .collect();
+        if what == "handoff" {
+            handed += measured_handoff(&mut a, &rings, &mut bufs);
+        }
+        let out = measured(&mut b, CLIENT, &mut bufs);
+        forwarded += out[..bufs.len()]
+            .iter()
+            .filter(|v| matches!(v, Verdict::Output(_)))
+            .count();
+    }
+    println!(
+        "{what} at {n}: {handed} handed over, {forwarded} of {} packets forwarded",
         bursts as usize * BURST
     );
 }

@@ -181,7 +181,10 @@ mod tests {
         assert!(m[0].send(1, pkt(1)).is_ok());
         assert!(m[0].send(1, pkt(2)).is_ok());
         // Full: refused and given back, never blocking.
-        assert!(matches!(m[0].send(1, pkt(3)), Err(HandoffMsg::Packet { buf: 3, .. })));
+        assert!(matches!(
+            m[0].send(1, pkt(3)),
+            Err(HandoffMsg::Packet { buf: 3, .. })
+        ));
         // Not a peer.
         assert!(m[0].send(0, pkt(4)).is_err());
         assert!(m[0].send(7, pkt(4)).is_err());

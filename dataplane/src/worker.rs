@@ -550,9 +550,7 @@ impl<B: PacketBuf> Handoff<B> {
                 }
             }
             HandoffMsg::Stub { zone, tuple, owner } => ct.apply_stub(zone, &tuple, owner, true),
-            HandoffMsg::Unstub { zone, tuple, owner } => {
-                ct.apply_stub(zone, &tuple, owner, false)
-            }
+            HandoffMsg::Unstub { zone, tuple, owner } => ct.apply_stub(zone, &tuple, owner, false),
         });
     }
 
@@ -1121,7 +1119,14 @@ where
             // a stub sent before the packet this burst may answer is seen
             // (`handoff.rs`).
             h.take_in(&mut f.state.ct, f.stats);
-            forward(snap, in_port, &mut self.rx_burst, rx_bytes, &mut f, Some(&h.rings));
+            forward(
+                snap,
+                in_port,
+                &mut self.rx_burst,
+                rx_bytes,
+                &mut f,
+                Some(&h.rings),
+            );
             if !h.staged.is_empty() {
                 received += h.staged.len();
                 h.run_staged(snap, &mut f);

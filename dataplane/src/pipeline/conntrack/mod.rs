@@ -87,10 +87,40 @@
 //!   packets that arrive on the wrong core (half of them with two workers and no
 //!   RSS), paid only by those packets.
 //!
-//! This crate takes the shards. **The handoff is not built yet**: until it
-//! is, the control plane refuses a tracked network when more than one worker
-//! runs (the two directions of a connection could reach two shards, and the
-//! second would drop as `ct_invalid` what the first accepted).
+//! This crate takes the shards. The handoff, as built:
+//!
+//! * **Where.** The conntrack stage reads the packet's tuple and, when
+//!   [`CtShard::hand_to`] names another worker, ends the packet with
+//!   [`Verdict::Handoff`] — before the table is touched, so the non-owner
+//!   never creates an entry. A decapsulated frame gets its outer headers back
+//!   (`adj` left them in the headroom) and the owner runs it from the start,
+//!   as if it had received it on the same port: the ring carries the buffer
+//!   and its ingress port, nothing the stages decided. A packet whose
+//!   connection this shard holds stays, whatever the hash says (a DNAT'd
+//!   reply received by its owner hashes to its stub's worker; this spares it
+//!   the round trip), so a flow-table hit needs no owner check: an entry with
+//!   the hook is installed only by the worker holding its connection, and a
+//!   hit on another worker finds no connection in [`hit_check`] and takes
+//!   the stages. The non-owner installs no flow entry
+//!   for such a packet, so each of its packets pays the flow lookup, the
+//!   stages up to conntrack and the enqueue; a "hand to worker N" action in
+//!   the flow entry would save the stages and is left for later
+//!   (`bench/RESULTS.md` has the cost).
+//! * **The rings** (`crate::handoff`): one bounded ring per ordered worker
+//!   pair, allocated once; a full ring drops the packet as `ct_handoff_full`,
+//!   never waits. The same ring carries the stubs' inserts and removals, so a
+//!   worker's messages to a peer arrive in the order sent.
+//! * **The owner** empties every ring right after each `rx_burst`, applying
+//!   stubs at once and staging packets, processes its own burst, then
+//!   forwards the staged packets with the shard's `handed` flag set (a packet
+//!   handed by a stub hashes to the worker that had the stub, not to its
+//!   owner, and must not bounce). It sends them on its own tx queue of the
+//!   output port: every worker has one on every port (its own, or one shared
+//!   under a lock when the port has fewer queues than workers, `io.rs`),
+//!   so the packet never goes back to the receiving worker.
+//! * **Counters**: `handed_off` per worker in `stats`, the metrics and
+//!   `vswitchctl ct stats`; `ct list` leaves the stubs out unless asked for
+//!   state `REDIRECT`.
 //!
 //! Under NAT the reply tuple is the translated
 //! one, whose symmetric hash may name another worker. Two cases:
@@ -106,7 +136,10 @@
 //!   to the owner ([`table::CtEvent::Redirect`]). The order is safe if a worker
 //!   drains its rings *after* its `rx_burst` and before processing it: the reply
 //!   cannot be received before the first packet was sent, which happened after
-//!   the stub was enqueued. The test `two_workers` plays this with two threads.
+//!   the stub was enqueued (the LB stage queues the stub in the shard, and the
+//!   worker pushes it to the ring after the burst's verdicts and before its
+//!   packets go to the tx batches). The test `two_workers` plays this on the
+//!   table with two threads; `handoff_tests.rs` with two real workers.
 //!
 //! A stub costs one entry on the reply owner. It goes with the connection: the
 //! table reports every entry it removes (`track_reporting`, `expire`), so the
@@ -207,10 +240,15 @@ fn track<B: PacketBuf, T: Tracer>(
         CtL4::IcmpError { quoted } => quoted.reversed(),
         _ => packet.tuple,
     };
-    if let Some(to) = ct.hand_to(zone, &key) {
-        return hand_over(pc, pkt, ct, zone, to, t);
-    }
     let now = ct.ms(ctx.now());
+    if let Some(to) = ct.hand_to(zone, &key) {
+        // Unless this shard holds the connection: a DNAT'd reply hashes
+        // elsewhere than its connection, and would otherwise go to the
+        // worker of its stub and come back.
+        if !ct.holds(zone, &key, now) {
+            return hand_over(pc, pkt, ct, zone, to, t);
+        }
+    }
     let (table, mut removed) = ct.table_reporting();
     let before = if T::ON {
         table
@@ -336,10 +374,6 @@ pub(super) fn hit_check(
     let Some(packet) = read::from_plain_ipv4(frame, at, info.vni) else {
         return if nat.side == 0 { Ok(None) } else { Err(()) };
     };
-    // Another worker's connection: the stages hand the packet over.
-    if ct.hand_to(info.vni, &packet.tuple).is_some() {
-        return Err(());
-    }
     if let CtL4::Tcp(seg) = packet.l4 {
         if tcp::opens(&seg) {
             return Err(());

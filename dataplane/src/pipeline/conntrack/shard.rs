@@ -225,6 +225,16 @@ impl CtShard {
         (o != self.me).then_some(o)
     }
 
+    /// Whether this shard holds a live connection (not a stub) of (zone, `t`).
+    #[cold]
+    pub(crate) fn holds(&mut self, zone: u32, t: &CtTuple, now: u64) -> bool {
+        let table = self.table();
+        table
+            .find_live(zone, t, now)
+            .and_then(|(h, _)| table.get(h))
+            .is_some_and(|v| v.state != CtState::Redirect)
+    }
+
     /// A new connection of this worker was translated, its reply tuple set to
     /// `reply`: a stub goes to the worker that tuple hashes to.
     #[inline]
