@@ -4,7 +4,8 @@
 //! without RSS: whatever the flow, one worker receives a port's frames). So
 //! the first packet of every connection reaches one worker and every reply
 //! the other; half the connections are owned by each. The test plays the
-//! wire: it answers a frame only after the switch sent it.
+//! wire: it answers a frame only after the switch sent it. After the
+//! handshake, a non-owner's packets are flow-table hits that hand over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
@@ -343,5 +344,60 @@ fn a_full_ring_drops_as_ct_handoff_full() {
     let mut handed = 0;
     peer.drain(|m| handed += usize::from(matches!(m, handoff::HandoffMsg::Packet { .. })));
     assert_eq!(handed, 4);
+    assert!(tx.iter().all(|r| r.is_empty()));
+}
+
+/// The first packet of a flow whose connection another worker owns takes the
+/// stages and installs an entry that hands over; the flow's next packets are
+/// flow-table hits handed over without the stages, as they came in.
+#[test]
+fn the_next_packets_of_a_flow_are_handed_over_by_its_flow_entry() {
+    let (p, _) = lb_pipeline(1, &Services::empty(), service(active()));
+    let cell = Arc::new(SnapshotCell::new(
+        Arc::try_unwrap(p).unwrap_or_else(|_| unreachable!("one owner")),
+    ));
+    let rx = Ring::new();
+    let tx: Vec<Ring<VecBuf>> = (0..PORTS).map(|_| Ring::new()).collect();
+    let client = to_vip(1, SYN, 0, 0, 0).0;
+    let mut rings = handoff::mesh::<VecBuf>(2, 64).into_iter();
+    let mut w = Dp::new(
+        WorkerId(0),
+        vec![(client, VecRxQueue::new(rx.clone()))],
+        tx.iter()
+            .map(|r| Some(VecTxQueue::new(r.clone())))
+            .collect(),
+        VecAlloc::unlimited(),
+        cell,
+        IdleBackoff::busy_poll(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap()
+    .with_handoff(rings.next().unwrap());
+    let peer = rings.next().unwrap();
+    let c = (1000..)
+        .find(|&c| owner(ZONE, &original(c), 2) == 1)
+        .unwrap();
+    let frames = [
+        to_vip(c, SYN, 1000, 0, 0).1,
+        to_vip(c, ACK, 1001, 5001, 0).1,
+        to_vip(c, ACK, 1001, 5001, 10).1,
+    ];
+    for f in &frames {
+        rx.push(VecBuf::new(f));
+        w.poll_once();
+    }
+    let mut handed = Vec::new();
+    peer.drain(|m| {
+        if let handoff::HandoffMsg::Packet { in_port, buf } = m {
+            handed.push((in_port, buf.data().to_vec()));
+        }
+    });
+    // Every packet, unchanged, with the port it came in by.
+    let want: Vec<_> = frames.iter().map(|f| (client, f.clone())).collect();
+    assert_eq!(handed, want);
+    let s = w.stats().to_snapshot(WorkerId(0));
+    assert_eq!((s.flows.misses, s.flows.hits), (1, 2), "{:?}", s.flows);
+    assert_eq!(s.ct.handed_off, 3);
+    assert_eq!(s.ct.entries, 0, "the non-owner holds nothing");
     assert!(tx.iter().all(|r| r.is_empty()));
 }

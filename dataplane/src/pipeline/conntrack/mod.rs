@@ -101,11 +101,12 @@
 //!   the round trip), so a flow-table hit needs no owner check: an entry with
 //!   the hook is installed only by the worker holding its connection, and a
 //!   hit on another worker finds no connection in [`hit_check`] and takes
-//!   the stages. The non-owner installs no flow entry
-//!   for such a packet, so each of its packets pays the flow lookup, the
-//!   stages up to conntrack and the enqueue; a "hand to worker N" action in
-//!   the flow entry would save the stages and is left for later
-//!   (`bench/RESULTS.md` has the cost).
+//!   the stages. A packet handed over by the hash installs a flow entry
+//!   whose hook hands over (`flow::action::HOOK_HANDOFF`): a tuple's owner
+//!   does not change while the workers do not, so the flow's next packets on
+//!   this worker cost a lookup and an enqueue, not the stages
+//!   (`bench/RESULTS.md`). One handed over by a stub installs nothing: the
+//!   stub goes with its connection.
 //! * **The rings** (`crate::handoff`): one bounded ring per ordered worker
 //!   pair, allocated once; a full ring drops the packet as `ct_handoff_full`,
 //!   never waits. The same ring carries the stubs' inserts and removals, so a
@@ -246,6 +247,9 @@ fn track<B: PacketBuf, T: Tracer>(
         // elsewhere than its connection, and would otherwise go to the
         // worker of its stub and come back.
         if !ct.holds(zone, &key, now) {
+            // The flow table may send the flow's next packets straight to
+            // the owner: its tuple's owner does not change.
+            pc.compiled.handoff = Some(to);
             return hand_over(pc, pkt, ct, zone, to, t);
         }
     }
