@@ -401,3 +401,103 @@ fn the_next_packets_of_a_flow_are_handed_over_by_its_flow_entry() {
     assert_eq!(s.ct.entries, 0, "the non-owner holds nothing");
     assert!(tx.iter().all(|r| r.is_empty()));
 }
+
+/// Two workers polled in turn on one thread: the owner of DNAT'd connections
+/// leaves a stub on the other worker for each whose reply hashes there, and
+/// takes every stub back when its connections go (`ct flush` here; expiry
+/// reports the same way).
+#[test]
+fn stubs_come_with_their_connections_and_go_with_them() {
+    let (p, _) = lb_pipeline(1, &Services::empty(), service(active()));
+    let cell = Arc::new(SnapshotCell::new(
+        Arc::try_unwrap(p).unwrap_or_else(|_| unreachable!("one owner")),
+    ));
+    let rx: Vec<Ring<VecBuf>> = (0..PORTS).map(|_| Ring::new()).collect();
+    let tx: Vec<Ring<VecBuf>> = (0..PORTS).map(|_| Ring::new()).collect();
+    let client = to_vip(1, SYN, 0, 0, 0).0;
+    let mut cmds = Vec::new();
+    let mut w: Vec<_> = handoff::mesh::<VecBuf>(2, 256)
+        .into_iter()
+        .enumerate()
+        .map(|(i, rings)| {
+            // Worker 0 polls the client's port, worker 1 the backends'.
+            let mine = (0..PORTS)
+                .map(|p| PortIdx(p as u16))
+                .filter(|&p| (p == client) == (i == 0))
+                .map(|p| (p, VecRxQueue::new(rx[p.index()].clone())))
+                .collect();
+            let (c, r) = crossbeam::channel::unbounded();
+            cmds.push(c);
+            Dp::new(
+                WorkerId(i as u16),
+                mine,
+                tx.iter()
+                    .map(|r| Some(VecTxQueue::new(r.clone())))
+                    .collect(),
+                VecAlloc::unlimited(),
+                Arc::clone(&cell),
+                IdleBackoff::busy_poll(),
+                Arc::new(AtomicBool::new(false)),
+            )
+            .unwrap()
+            .with_commands(r)
+            .with_handoff(rings)
+        })
+        .collect();
+    let stubs_on_1 = |w: &mut Vec<Dp<VecRxQueue, VecTxQueue, VecAlloc>>| {
+        // A round to take the ring in (a command is answered at the start
+        // of the next).
+        w[1].poll_once();
+        let (reply, answer) = std::sync::mpsc::channel();
+        cmds[1]
+            .send(WorkerCommand::Conntrack(CtRequest::List {
+                filter: CtFilter {
+                    state: Some(CtState::Redirect),
+                    ..CtFilter::default()
+                },
+                limit: 1000,
+                reply,
+            }))
+            .unwrap();
+        w[1].poll_once();
+        answer.recv().unwrap()
+    };
+    // 40 connections worker 0 owns.
+    let ports: Vec<u16> = (2000..)
+        .filter(|&c| owner(ZONE, &original(c), 2) == 0)
+        .take(40)
+        .collect();
+    for &c in &ports {
+        rx[client.index()].push(VecBuf::new(&to_vip(c, SYN, 1000, 0, 0).1));
+    }
+    w[0].poll_once();
+    w[0].poll_once();
+    let mut want = std::collections::HashSet::new();
+    for (k, b) in BACKENDS.iter().enumerate() {
+        for f in tx[b.2.index()].take_all() {
+            let cport = ports_of(f.data()).0;
+            let r = reply(k, cport);
+            if owner(ZONE, &r, 2) == 1 {
+                want.insert(r);
+            }
+        }
+    }
+    assert!(!want.is_empty(), "no reply hashes to worker 1");
+    let got: std::collections::HashSet<CtTuple> =
+        stubs_on_1(&mut w).iter().map(|e| e.original).collect();
+    assert_eq!(got, want);
+    // The connections go: so do their stubs.
+    let (reply, answer) = std::sync::mpsc::channel();
+    cmds[0]
+        .send(WorkerCommand::Conntrack(CtRequest::Flush {
+            filter: CtFilter::default(),
+            reply,
+        }))
+        .unwrap();
+    w[0].poll_once();
+    assert_eq!(answer.recv().unwrap(), ports.len());
+    assert!(
+        stubs_on_1(&mut w).is_empty(),
+        "stubs left after their connections"
+    );
+}
