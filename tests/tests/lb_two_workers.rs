@@ -6,7 +6,8 @@
 //! is owned by the worker its tuple hashes to: the other hands it over, and
 //! a DNAT'd reply meets the stub its owner left. The client opens 100 TCP
 //! connections: every one completes, every backend answers, `ct list` shows
-//! each connection once, and both workers handed packets over.
+//! each connection once (and the stubs apart, with `--state redirect`), and
+//! both workers handed packets over (`ct stats`, `stats`).
 
 use serde_json::Value;
 use system_tests::*;
@@ -225,6 +226,31 @@ fn a_cluster_ip_with_two_workers_completes_every_connection_once() {
     }
     assert_eq!(seen, ports, "each connection listed once");
 
+    // The stubs the owners left where replies hash: listed only when asked
+    // for by their state.
+    let stubs: Value = serde_json::from_str(&vswitchctl_ok(
+        &sock,
+        &["ct", "list", "--json", "--state", "redirect"],
+    ))
+    .unwrap();
+    let stubs = stubs.as_array().unwrap();
+    assert!(
+        !stubs.is_empty(),
+        "no redirect stub for 100 DNAT'd connections"
+    );
+    for e in stubs {
+        assert_eq!(e["state"], "REDIRECT", "{e}");
+        assert!(PODS[1..].iter().any(|p| p.1 == e["src"]), "{e}");
+    }
+    // `ct stats`: both workers handed packets over.
+    let ct: Value =
+        serde_json::from_str(&vswitchctl_ok(&sock, &["ct", "stats", "--json"])).unwrap();
+    let ct = ct.as_array().unwrap();
+    assert_eq!(ct.len(), 2);
+    assert!(
+        ct.iter().all(|w| w["handed_off"].as_u64().unwrap() > 0),
+        "{ct:?}"
+    );
     let stats: Value =
         serde_json::from_str(&vswitchctl_ok(&sock, &["stats", "--json", "--all"])).unwrap();
     let workers = stats["workers"].as_array().unwrap();
