@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use super::flow::action::{Action, HOOK_CT, HOOK_HANDOFF};
+use super::flow::action::{Action, HOOK_CT, HOOK_HANDOFF, HOOK_REDIRECT};
 use super::flow::key::{self, FlowKey, PLAIN_TUNNEL};
 use super::flow::table::{Deps, FlowTable};
 use super::flow::template::Templates;
@@ -95,7 +95,7 @@ pub(super) fn flows<B: PacketBuf>(
         );
     }
     if t.handoff != 0 {
-        t.handoff(pkts, out, &ws.flows, &mut ws.ct);
+        t.handoff(&look, pkts, out, &ws.flows, &mut ws.ct, ctx);
     }
     ws.flows.stats.hits += t.hits;
     ws.flows.stats.misses += t.misses;
@@ -250,10 +250,12 @@ impl Tally {
     #[inline(never)]
     fn handoff<B: PacketBuf>(
         &mut self,
+        look: &Look<'_>,
         pkts: &[B],
         out: &mut [Verdict],
         flows: &FlowTable,
         ct: &mut conntrack::CtShard,
+        ctx: &mut Ctx<'_>,
     ) {
         let mut bits = self.handoff;
         while bits != 0 {
@@ -270,8 +272,18 @@ impl Tally {
                 self.left |= 1 << i;
                 continue;
             }
+            let entry = flows.entry(f as usize);
+            let to = entry.action.out.0;
+            if entry.action.hook == HOOK_REDIRECT {
+                let at = if entry.action.pop { PLAIN_TUNNEL } else { 0 };
+                let net = entry.deps.nets[0];
+                if !conntrack::stub_check(look.p, net, ct, pkt.data(), at, to, ctx) {
+                    self.left |= 1 << i;
+                    continue;
+                }
+            }
             ct.handed_off += 1;
-            *o = Verdict::Handoff(flows.entry(f as usize).action.out.0);
+            *o = Verdict::Handoff(to);
             self.bytes += pkt.len() as u64;
             // Not one output port.
             self.dropped = true;
@@ -376,7 +388,7 @@ impl Tally {
             self.hits += 1;
             let action = &flows.entry(f as usize).action;
             if action.hook != 0 {
-                if action.hook == HOOK_HANDOFF {
+                if action.hook >= HOOK_HANDOFF {
                     self.handoff |= 1 << i;
                 } else {
                     self.hooked |= 1 << i;
@@ -435,7 +447,7 @@ impl Tally {
             self.hits += (end - i) as u64;
             let action = &flows.entry(f as usize).action;
             if action.hook != 0 {
-                if action.hook == HOOK_HANDOFF {
+                if action.hook >= HOOK_HANDOFF {
                     self.handoff |= run;
                 } else {
                     self.hooked |= run;
@@ -598,10 +610,12 @@ fn install(
     if pop != uplink {
         return;
     }
-    if c.handoff.is_some() {
+    if let Some((_, by_stub)) = c.handoff {
         let action = Action {
             out,
-            hook: HOOK_HANDOFF,
+            // Where the inner frame starts, for the stub's check.
+            pop,
+            hook: if by_stub { HOOK_REDIRECT } else { HOOK_HANDOFF },
             ..Action::default()
         };
         let deps = Deps {

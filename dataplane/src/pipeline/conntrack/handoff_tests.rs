@@ -486,6 +486,31 @@ fn stubs_come_with_their_connections_and_go_with_them() {
     let got: std::collections::HashSet<CtTuple> =
         stubs_on_1(&mut w).iter().map(|e| e.original).collect();
     assert_eq!(got, want);
+    // Two segments of each stubbed connection's backend, received by worker
+    // 1: the first meets the stub in the stages and installs an entry that
+    // checks it; the second is a hit on that entry. Both go to worker 0.
+    let stubbed: Vec<(usize, u16)> = want
+        .iter()
+        .map(|r| {
+            let src = r.src_ip().to_string();
+            (BACKENDS.iter().position(|b| src == b.0).unwrap(), r.dport)
+        })
+        .collect();
+    let before = w[1].stats().to_snapshot(WorkerId(1)).flows;
+    for _ in 0..2 {
+        for &(k, c) in &stubbed {
+            let (port, f) = from_backend(k, c, SYN | ACK, 5000, 1001, 0);
+            rx[port.index()].push(VecBuf::new(&f));
+        }
+        w[1].poll_once();
+    }
+    let s = w[1].stats().to_snapshot(WorkerId(1));
+    assert_eq!(s.flows.misses - before.misses, stubbed.len() as u64);
+    assert_eq!(s.flows.hits - before.hits, stubbed.len() as u64);
+    assert_eq!(s.ct.handed_off, 2 * stubbed.len() as u64);
+    w[0].poll_once();
+    // Both reach the client (the second, a retransmission, is accepted).
+    assert_eq!(tx[client.index()].take_all().len(), 2 * stubbed.len());
     // The connections go: so do their stubs.
     let (reply, answer) = std::sync::mpsc::channel();
     cmds[0]
@@ -500,4 +525,15 @@ fn stubs_come_with_their_connections_and_go_with_them() {
         stubs_on_1(&mut w).is_empty(),
         "stubs left after their connections"
     );
+    // The entries that checked the stubs no longer hand over: the stages
+    // find nothing for an answer to no connection.
+    let handed = w[1].stats().to_snapshot(WorkerId(1)).ct.handed_off;
+    for &(k, c) in &stubbed {
+        let (port, f) = from_backend(k, c, ACK, 5001, 1001, 0);
+        rx[port.index()].push(VecBuf::new(&f));
+    }
+    w[1].poll_once();
+    let s = w[1].stats().to_snapshot(WorkerId(1));
+    assert_eq!(s.ct.handed_off, handed);
+    assert_eq!(s.drops_for(DropReason::CtInvalid), stubbed.len() as u64);
 }

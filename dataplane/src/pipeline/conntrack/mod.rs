@@ -105,8 +105,9 @@
 //!   whose hook hands over (`flow::action::HOOK_HANDOFF`): a tuple's owner
 //!   does not change while the workers do not, so the flow's next packets on
 //!   this worker cost a lookup and an enqueue, not the stages
-//!   (`bench/RESULTS.md`). One handed over by a stub installs nothing: the
-//!   stub goes with its connection.
+//!   (`bench/RESULTS.md`). One handed over by a stub installs an entry that
+//!   checks the stub on each hit (`HOOK_REDIRECT`, [`stub_check`]: a stub
+//!   goes with its connection, so the entry holds only while it does).
 //! * **The rings** (`crate::handoff`): one bounded ring per ordered worker
 //!   pair, allocated once; a full ring drops the packet as `ct_handoff_full`,
 //!   never waits. The same ring carries the stubs' inserts and removals, so a
@@ -249,7 +250,7 @@ fn track<B: PacketBuf, T: Tracer>(
         if !ct.holds(zone, &key, now) {
             // The flow table may send the flow's next packets straight to
             // the owner: its tuple's owner does not change.
-            pc.compiled.handoff = Some(to);
+            pc.compiled.handoff = Some((to, false));
             return hand_over(pc, pkt, ct, zone, to, t);
         }
     }
@@ -267,7 +268,11 @@ fn track<B: PacketBuf, T: Tracer>(
         Ok(CtHit {
             event: CtEvent::Redirect(to),
             ..
-        }) if ct.workers() > 1 => hand_over(pc, pkt, ct, zone, to, t),
+        }) if ct.workers() > 1 => {
+            // The flow's entry checks the stub on each hit (`stub_check`).
+            pc.compiled.handoff = Some((to, true));
+            hand_over(pc, pkt, ct, zone, to, t)
+        }
         Ok(hit) => {
             if hit.event == CtEvent::Related {
                 // The key of an ICMP error does not hold the tuple it quotes.
@@ -400,6 +405,30 @@ pub(super) fn hit_check(
         window: info.ct_window,
         now,
     }))
+}
+
+/// Whether the frame (its IPv4 frame at `at`), switched in network `net`,
+/// still meets a redirect stub to worker `to` here: the check of a flow
+/// entry with `HOOK_REDIRECT` before it hands the packet over (else the
+/// stages decide: the stub went with its connection, or was replaced).
+#[inline(never)]
+pub(super) fn stub_check(
+    p: &Pipeline,
+    net: NetworkId,
+    ct: &mut CtShard,
+    frame: &[u8],
+    at: usize,
+    to: u16,
+    ctx: &mut Ctx<'_>,
+) -> bool {
+    let Some(info) = p.overlay.network(net).filter(|i| tracked(p, net, i)) else {
+        return false;
+    };
+    let Some(packet) = read::from_plain_ipv4(frame, at, info.vni) else {
+        return false;
+    };
+    let now = ct.ms(ctx.now());
+    ct.table().redirect_of(info.vni, &packet.tuple, now) == Some(to)
 }
 
 /// The per-packet update after a hit's action: the state machine on the
