@@ -43,7 +43,12 @@ impl Lab {
     /// Two workers: the client's port on worker `client_worker`, the backends'
     /// ports on the other.
     fn new(client_worker: usize) -> Self {
-        let (p, _) = lb_pipeline(1, &Services::empty(), service(active()));
+        Lab::with(client_worker, service(active()))
+    }
+
+    /// [`Lab::new`] with service `spec`.
+    fn with(client_worker: usize, spec: crate::pipeline::lb::services::ServiceSpec) -> Self {
+        let (p, _) = lb_pipeline(1, &Services::empty(), spec);
         let cell = Arc::new(SnapshotCell::new(
             Arc::try_unwrap(p).unwrap_or_else(|_| unreachable!("one owner")),
         ));
@@ -536,4 +541,55 @@ fn stubs_come_with_their_connections_and_go_with_them() {
     let s = w[1].stats().to_snapshot(WorkerId(1));
     assert_eq!(s.ct.handed_off, handed);
     assert_eq!(s.drops_for(DropReason::CtInvalid), stubbed.len() as u64);
+}
+
+/// A service with ClientIP affinity on two workers: a client's connections
+/// are spread over both by their tuples, yet all reach one backend — their
+/// connections are owned by the worker the client's address hashes to,
+/// which keeps the one affinity record; the answers find them through the
+/// stubs.
+#[test]
+fn client_ip_affinity_holds_across_two_workers() {
+    use crate::pipeline::lb::services::Affinity;
+    for client_worker in [0, 1] {
+        let mut spec = service(active());
+        spec.affinity = Affinity::ClientIp { timeout_s: 600 };
+        let lab = Lab::with(client_worker, spec);
+        let cports: Vec<u16> = (0..60).map(|i| 31_000 + i).collect();
+        let client = [to_vip(1, SYN, 0, 0, 0).0];
+        let backends: Vec<PortIdx> = BACKENDS.iter().map(|b| b.2).collect();
+        // The first connection alone: it makes the record.
+        lab.send(to_vip(cports[0], SYN, 1000, 0, 0));
+        let first = to_backends(&lab.expect(&backends, 1), &cports[..1]);
+        for &c in &cports[1..] {
+            lab.send(to_vip(c, SYN, 1000, 0, 0));
+        }
+        let by = to_backends(&lab.expect(&backends, cports.len() - 1), &cports[1..]);
+        let k = first[&cports[0]];
+        assert!(
+            by.values().all(|&b| b == k),
+            "layout {client_worker}: {by:?}"
+        );
+        for &c in &cports {
+            lab.send(from_backend(k, c, SYN | ACK, 5000, 1001, 0));
+        }
+        to_client(&lab.expect(&client, cports.len()), &cports);
+        let held = lab.list(&CtFilter::default());
+        let stats = lab.stop();
+        let by_addr = CtTuple {
+            src: original(1).src,
+            dst: original(1).src,
+            ..CtTuple::default()
+        };
+        let keeper = owner(ZONE, &by_addr, 2);
+        assert_eq!(
+            held[keeper].len(),
+            cports.len(),
+            "all on the client's worker"
+        );
+        assert!(held[1 - keeper].is_empty());
+        for s in &stats {
+            assert_eq!(s.total_drops(), 0, "{:?}", s.drops);
+        }
+    }
 }

@@ -120,6 +120,15 @@
 //!   output port: every worker has one on every port (its own, or one shared
 //!   under a lock when the port has fewer queues than workers, `io.rs`),
 //!   so the packet never goes back to the receiving worker.
+//! * **ClientIP affinity**: a packet to a frontend of a service with ClientIP
+//!   affinity is owned by the worker its client's address hashes to, not
+//!   its tuple ([`CtShard::hand_to_client`]): the LB stage's affinity record
+//!   lives in one shard per client. Its reply tuple hashes as any other and
+//!   meets the owner's stub. The flow entry that hands such a flow over
+//!   holds while the service keeps its affinity; a service written from
+//!   ClientIP to None leaves the entries of open flows handing to the
+//!   client's worker, which tracks what it is handed (correct, one hop
+//!   more), until the entry goes.
 //! * **Counters**: `handed_off` per worker in `stats`, the metrics and
 //!   `vswitchctl ct stats`; `ct list` leaves the stubs out unless asked for
 //!   state `REDIRECT`.
@@ -197,11 +206,12 @@ pub(super) fn run<B: PacketBuf, T: Tracer>(
     t: &mut T,
 ) -> ControlFlow<Verdict> {
     match pc.net {
-        Some((net, info)) if tracked(p, net, info) => track(p, pc, pkt, ctx, ct, info, t),
+        Some((net, info)) if tracked(p, net, info) => track(p, pc, pkt, ctx, ct, net, info, t),
         _ => ControlFlow::Continue(()),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn track<B: PacketBuf, T: Tracer>(
     p: &Pipeline,
@@ -209,6 +219,7 @@ fn track<B: PacketBuf, T: Tracer>(
     pkt: &mut B,
     ctx: &mut Ctx<'_>,
     ct: &mut CtShard,
+    net: NetworkId,
     info: &NetworkInfo,
     t: &mut T,
 ) -> ControlFlow<Verdict> {
@@ -243,7 +254,12 @@ fn track<B: PacketBuf, T: Tracer>(
         _ => packet.tuple,
     };
     let now = ct.ms(ctx.now());
-    if let Some(to) = ct.hand_to(zone, &key) {
+    let to = if ct.workers() > 1 && client_owned(p, net, &key) {
+        ct.hand_to_client(zone, &key.src)
+    } else {
+        ct.hand_to(zone, &key)
+    };
+    if let Some(to) = to {
         // Unless this shard holds the connection: a DNAT'd reply hashes
         // elsewhere than its connection, and would otherwise go to the
         // worker of its stub and come back.
@@ -449,6 +465,24 @@ pub(super) fn hit_update(ct: &mut CtShard, found: Option<Found>) -> Result<(), D
             Err(drop.reason())
         }
     }
+}
+
+/// Whether a packet of `key` goes to a frontend of a service with ClientIP
+/// affinity: its connection is then owned by the worker its client's address
+/// hashes to, which keeps the client's affinity record (one record per
+/// client, whichever worker receives its connections). The answers, whose
+/// tuple hashes elsewhere, find it through a redirect stub like any DNAT'd
+/// reply.
+#[inline]
+fn client_owned(p: &Pipeline, net: NetworkId, key: &CtTuple) -> bool {
+    use super::lb::services::{Affinity, Protocol};
+    let Some(proto) = Protocol::from_number(key.proto) else {
+        return false;
+    };
+    p.services
+        .frontend(net, key.dst_ip(), key.dport, proto)
+        .and_then(|fe| p.services.service(fe.service))
+        .is_some_and(|s| matches!(s.spec.affinity, Affinity::ClientIp { .. }))
 }
 
 /// Whether network `net` is tracked: it asks for it, or it has a service

@@ -225,6 +225,19 @@ impl CtShard {
         (o != self.me).then_some(o)
     }
 
+    /// [`hand_to`](Self::hand_to) for a connection owned by its client's
+    /// address `src` alone (a service with ClientIP affinity: one worker
+    /// keeps a client's record).
+    #[inline]
+    pub(crate) fn hand_to_client(&self, zone: u32, src: &[u8; 16]) -> Option<u16> {
+        let by_addr = CtTuple {
+            src: *src,
+            dst: *src,
+            ..CtTuple::default()
+        };
+        self.hand_to(zone, &by_addr)
+    }
+
     /// Whether this shard holds a live connection (not a stub) of (zone, `t`).
     #[cold]
     pub(crate) fn holds(&mut self, zone: u32, t: &CtTuple, now: u64) -> bool {
