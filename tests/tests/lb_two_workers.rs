@@ -226,6 +226,50 @@ fn a_cluster_ip_with_two_workers_completes_every_connection_once() {
     }
     assert_eq!(seen, ports, "each connection listed once");
 
+    // A service with ClientIP affinity: the client's connections, received
+    // by worker 0 and owned by the worker its address hashes to, all reach
+    // one backend.
+    let sticky = "10.96.0.11";
+    let mut add = vec![
+        "svc",
+        "add",
+        "sticky",
+        "--network",
+        "blue",
+        "--cluster-ip",
+        sticky,
+        "--port",
+        "http=80:8080",
+        "--client-ip-affinity",
+    ];
+    for s in &specs {
+        add.extend(["--backend", s.as_str()]);
+    }
+    vswitchctl_ok(&sock, &add);
+    let (opened, close) = (dir.join("opened2"), dir.join("close2"));
+    std::fs::write(&close, "").unwrap();
+    let mut client = pods[0].ns.spawn(&[
+        "python3",
+        "-c",
+        CLIENT,
+        sticky,
+        "40",
+        opened.to_str().unwrap(),
+        close.to_str().unwrap(),
+    ]);
+    let out = client
+        .wait_timeout(std::time::Duration::from_secs(60))
+        .expect("the affinity client never ended");
+    let stdout = text(&out.stdout);
+    let mut names = std::collections::BTreeSet::new();
+    for l in stdout.lines() {
+        let w: Vec<&str> = l.split(' ').collect();
+        assert!(w.len() == 4 && w[0] == "tcp" && w[2] == w[3], "{l}");
+        names.insert(w[2]);
+    }
+    assert_eq!(stdout.lines().count(), 40, "{}", text(&out.stderr));
+    assert_eq!(names.len(), 1, "affinity: one backend, got {names:?}");
+
     // The stubs the owners left where replies hash: listed only when asked
     // for by their state.
     let stubs: Value = serde_json::from_str(&vswitchctl_ok(
