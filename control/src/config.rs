@@ -880,9 +880,6 @@ impl VswitchConfig {
     /// The first problem found.
     pub fn validate(&self, cores: usize) -> Result<(), ConfigError> {
         self.conntrack.validate()?;
-        // The shards have no handoff yet (dataplane `conntrack/mod.rs`): with
-        // two workers, the two directions of a connection may reach two
-        // shards, and the second would drop what the first accepted.
         // A zone is a network: a connection routed between two networks would
         // have its two directions enter by two zones, and the second would
         // be refused (or, its network untracked, the first would miss the
@@ -899,17 +896,6 @@ impl VswitchConfig {
                     reason: format!(
                         "tenant {:?} has another network ({:?}): connections routed between networks would be tracked in two zones; a tracked network must be its tenant's only one for now",
                         n.tenant, m.name
-                    ),
-                });
-            }
-        }
-        if self.dataplane.workers.len() > 1 {
-            if let Some(n) = self.networks.iter().find(|n| n.conntrack) {
-                return Err(ConfigError::OutOfRange {
-                    field: format!("network {:?}: conntrack", n.name),
-                    reason: format!(
-                        "connection tracking runs with one worker only for now ({} are configured in dataplane.workers)",
-                        self.dataplane.workers.len()
                     ),
                 });
             }

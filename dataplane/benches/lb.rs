@@ -20,7 +20,8 @@
 //! every stage rewrites them.
 //!
 //! Instructions per packet, steadier than time on a shared machine: see
-//! [`count`] (`LB_INSTRUCTIONS=dnat:1000:2000` under callgrind).
+//! [`count`] (`LB_INSTRUCTIONS=dnat:1000:2000` under callgrind), and
+//! [`count_two`] for the two-worker handoff (`owned`, `handoff`).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -381,6 +382,9 @@ fn count(spec: &str) {
         [w, n, b] => (w, n.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()),
         _ => panic!("LB_INSTRUCTIONS=SCENARIO:N:BURSTS"),
     };
+    if ["owned", "handoff", "reply_owned", "reply_stub"].contains(&what) {
+        return count_two(what, n, bursts);
+    }
     let mut w = Worker::new(pipeline());
     let to_vip = what != "plain";
     let ports: Vec<PortIdx> = if what == "new" {
@@ -456,6 +460,126 @@ fn count(spec: &str) {
     }
     println!(
         "{what} at {n}: {verdicts} of {} packets forwarded",
+        bursts as usize * BURST
+    );
+}
+
+/// The handed-off part of a burst, apart, for callgrind: the non-owner's
+/// burst from `port` (every packet gets `Verdict::Handoff`) and the pushes to
+/// the ring, then the owner's pops.
+#[inline(never)]
+fn measured_handoff(
+    a: &mut Worker,
+    port: PortIdx,
+    rings: &[dataplane::handoff::HandoffRings<VecBuf>],
+    bufs: &mut Vec<VecBuf>,
+) -> usize {
+    use dataplane::handoff::HandoffMsg;
+    let out = a.burst(port, bufs);
+    let mut handed = 0;
+    for (buf, v) in bufs.drain(..).zip(out) {
+        if let Verdict::Handoff(to) = v {
+            let msg = HandoffMsg::Packet { in_port: port, buf };
+            handed += usize::from(rings[0].send(to, msg).is_ok());
+        }
+    }
+    rings[1].drain(|m| {
+        if let HandoffMsg::Packet { buf, .. } = m {
+            bufs.push(buf);
+        }
+    });
+    handed
+}
+
+/// `LB_INSTRUCTIONS=owned:N:BURSTS` and `handoff:N:BURSTS`: two workers of a
+/// mesh of two; N established DNAT'd connections owned by worker 1, their
+/// client segments received by worker 1 itself (`owned`: the hit, as in
+/// `dnat`) or by worker 0 (`handoff`: worker 0's burst hands every packet
+/// over, the ring carries it, worker 1 forwards it). Instructions per
+/// handed-off packet minus per owned one = the handoff's cost.
+/// `reply_owned` and `reply_stub`: connections owned by worker 1 whose
+/// reply tuple hashes to worker 0, which holds their stubs; the backends'
+/// answers received by worker 1 itself, or by worker 0 (a hit on the entry
+/// that checks the stub, then the ring).
+fn count_two(what: &str, n: u32, bursts: u32) {
+    use dataplane::pipeline::conntrack::tuple::owner;
+    use dataplane::pipeline::conntrack::CtTuple;
+    let p = pipeline();
+    let mut a = Worker::new(Arc::clone(&p));
+    let mut b = Worker::new(Arc::clone(&p));
+    a.state.conntrack_mut().set_workers(0, 2);
+    b.state.conntrack_mut().set_workers(1, 2);
+    let rings = dataplane::handoff::mesh::<VecBuf>(2, 64);
+    let replies = what.starts_with("reply");
+    // Which backend a connection's slot gives, from a one-worker run.
+    let mut probe = Worker::new(p);
+    let ids: Vec<u32> = (0..)
+        .filter(|&i| {
+            let t = CtTuple::new(IpAddr::V4(CLIENT_IP), sport(i), IpAddr::V4(VIP), 80, 6);
+            if owner(100, &t, 2) != 1 {
+                return false;
+            }
+            if !replies {
+                return true;
+            }
+            let k = (open(&mut probe, i, true).0 - 1) as u8;
+            let bip = IpAddr::V4(backend(k).0);
+            let r = CtTuple::new(bip, 8080, IpAddr::V4(CLIENT_IP), sport(i), 6);
+            owner(100, &r, 2) == 0
+        })
+        .take(n as usize)
+        .collect();
+    let ports: Vec<PortIdx> = ids.iter().map(|&i| open(&mut b, i, true)).collect();
+    // The stubs worker 1 asked for, left on worker 0 as its ring would.
+    let notes: Vec<_> = b.state.conntrack_mut().take_notes().collect();
+    for note in notes {
+        a.state
+            .conntrack_mut()
+            .apply_stub(note.zone, &note.tuple, 1, note.insert);
+    }
+    let mut forwarded = 0usize;
+    let mut handed = 0usize;
+    for k in 0..bursts {
+        // A burst comes from one port: the replies are grouped by backend.
+        let mut by_port: Vec<(PortIdx, Vec<VecBuf>)> = Vec::new();
+        for j in 0..BURST as u32 {
+            let x = ((k * BURST as u32 + j) % n) as usize;
+            let i = ids[x];
+            let (port, f) = if replies {
+                let (bip, bmac, _) = backend((ports[x].0 - 1) as u8);
+                let f = frame(
+                    CLIENT_MAC,
+                    bmac,
+                    bip,
+                    CLIENT_IP,
+                    (8080, sport(i)),
+                    ACK,
+                    10,
+                    2,
+                );
+                (ports[x], f)
+            } else {
+                let f = frame(GW, CLIENT_MAC, CLIENT_IP, VIP, (sport(i), 80), ACK, 2, 10);
+                (CLIENT, f)
+            };
+            match by_port.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, v)) => v.push(VecBuf::new(&f)),
+                None => by_port.push((port, vec![VecBuf::new(&f)])),
+            }
+        }
+        for (port, mut bufs) in by_port {
+            if what == "handoff" || what == "reply_stub" {
+                handed += measured_handoff(&mut a, port, &rings, &mut bufs);
+            }
+            let out = measured(&mut b, port, &mut bufs);
+            forwarded += out[..bufs.len()]
+                .iter()
+                .filter(|v| matches!(v, Verdict::Output(_)))
+                .count();
+        }
+    }
+    println!(
+        "{what} at {n}: {handed} handed over, {forwarded} of {} packets forwarded",
         bursts as usize * BURST
     );
 }

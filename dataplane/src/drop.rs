@@ -130,6 +130,8 @@ drop_reasons! {
     LbNatClash = 38 => "lb_nat_clash", Lb;
     /// A new connection to a frontend whose protocol is not translated yet (SCTP: its CRC32c checksum is not incremental).
     LbUnsupported = 39 => "lb_unsupported", Lb;
+    /// A packet for the worker owning its connection found the ring to that worker full (or no ring: a worker built without handoff): dropped, never queued behind a stalled owner.
+    CtHandoffFull = 40 => "ct_handoff_full", Conntrack;
 }
 
 impl DropReason {

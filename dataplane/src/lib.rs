@@ -21,6 +21,7 @@ pub mod densemap;
 pub mod drop;
 pub mod ethernet;
 pub mod flatmap;
+pub mod handoff;
 pub mod idle;
 pub mod io;
 pub mod l2;

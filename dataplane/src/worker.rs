@@ -30,10 +30,11 @@ use thiserror::Error;
 use crate::buf::PacketBuf;
 use crate::capture::{CaptureTap, Direction};
 use crate::drop::DropReason;
+use crate::handoff::{HandoffMsg, HandoffRings};
 use crate::idle::IdleBackoff;
 use crate::io::{BufAlloc, Burst, RxQueue, TxQueue, TxSlot, BURST};
 use crate::overlay::{NeighborConfig, NeighborMap, NeighborTable, NetworkId, ResolveLimiter};
-use crate::pipeline::conntrack::{CtConfig, CtEntry, CtFilter};
+use crate::pipeline::conntrack::{CtConfig, CtEntry, CtFilter, CtShard};
 use crate::pipeline::{
     build_arp_request, build_neighbor_solicitation, Ctx, Pipeline, Verdict, WorkerState,
     MAX_RESOLVE_PER_BURST,
@@ -361,6 +362,7 @@ fn dispatch<T, A>(
     verdicts: &[Verdict],
     one_port: Option<PortIdx>,
     bytes: u64,
+    rings: Option<&HandoffRings<T::Buf>>,
 ) where
     T: TxQueue,
     A: BufAlloc<Buf = T::Buf>,
@@ -390,7 +392,198 @@ fn dispatch<T, A>(
                 stats.count_drops(reason, in_port, 1);
                 drop(pkt);
             }
+            Verdict::Handoff(to) => hand_off(rings, stats, in_port, to, pkt),
         }
+    }
+}
+
+/// Pushes `pkt`, received on `in_port`, to worker `to`'s ring; a full ring
+/// (or none) frees it and counts it as `ct_handoff_full`.
+#[cold]
+#[inline(never)]
+fn hand_off<B>(
+    rings: Option<&HandoffRings<B>>,
+    stats: &mut WorkerStats,
+    in_port: PortIdx,
+    to: u16,
+    pkt: B,
+) {
+    let sent = match rings {
+        Some(r) => r.send(to, HandoffMsg::Packet { in_port, buf: pkt }).is_ok(),
+        None => false,
+    };
+    if !sent {
+        stats.count_drops(DropReason::CtHandoffFull, in_port, 1);
+        crate::warn_limited!(
+            worker = to,
+            "handoff ring full: packet dropped (counted as ct_handoff_full)"
+        );
+    }
+}
+
+/// Sends the stub notes the conntrack shard made over the rings (see
+/// `pipeline/conntrack/mod.rs`); a full ring loses the note, counted.
+#[cold]
+#[inline(never)]
+fn send_notes<B>(rings: Option<&HandoffRings<B>>, ct: &mut CtShard) {
+    let mut lost = 0;
+    let me = rings.map_or(0, |r| r.me());
+    for n in ct.take_notes() {
+        let msg = if n.insert {
+            HandoffMsg::Stub {
+                zone: n.zone,
+                tuple: n.tuple,
+                owner: me,
+            }
+        } else {
+            HandoffMsg::Unstub {
+                zone: n.zone,
+                tuple: n.tuple,
+                owner: me,
+            }
+        };
+        if rings.is_none_or(|r| r.send(n.to, msg).is_err()) {
+            lost += 1;
+        }
+    }
+    ct.notes_lost += lost;
+}
+
+/// The parts of a worker one burst's forwarding uses, borrowed apart from its
+/// rx queues and bursts.
+struct Fwd<'a, T: TxQueue, A> {
+    tx: &'a mut TxPorts<T>,
+    alloc: &'a mut A,
+    stats: &'a mut WorkerStats,
+    state: &'a mut WorkerState,
+    neighbors: &'a mut SnapshotReader<NeighborMap>,
+    limiter: &'a mut ResolveLimiter,
+    neighbor_table: &'a Mutex<NeighborTable>,
+}
+
+/// Forwards `burst`, received on `in_port` (`rx_bytes` bytes): a verdict for
+/// every packet first, then the packets go where their verdicts say — a burst
+/// that all goes to one port (the common case on a switch) moves to that
+/// port's batch in one step.
+#[inline(always)]
+fn forward<T, A>(
+    snap: &Pipeline,
+    in_port: PortIdx,
+    burst: &mut Burst<T::Buf>,
+    rx_bytes: u64,
+    f: &mut Fwd<'_, T, A>,
+    rings: Option<&HandoffRings<T::Buf>>,
+) where
+    T: TxQueue,
+    A: BufAlloc<Buf = T::Buf>,
+{
+    let n = burst.len();
+    let mut verdicts = [Verdict::Flood; BURST];
+    let neighbors;
+    // The overlay's per-burst context; none on the classic L2 path.
+    let mut ctx = None;
+    let (bytes, one_port) = if snap.has_overlay() {
+        neighbors = f.neighbors.load();
+        let ctx = ctx.insert(Ctx::lazy(neighbors, f.limiter));
+        let ingress = snap.ingress(in_port);
+        snap.process_burst(ingress, burst, ctx, f.state, &mut verdicts)
+    } else {
+        // Classic L2 only: the ingress port's entry once, then the burst.
+        // Nothing is rewritten, so the bytes out are the bytes in.
+        let l2 = snap.l2.ingress(in_port);
+        (rx_bytes, l2.classify_burst(burst, &mut verdicts))
+    };
+    if f.state.ct.has_notes() {
+        // Before any packet of the burst is sent: a stub reaches the reply's
+        // worker before the packet the reply answers leaves.
+        send_notes(rings, &mut f.state.ct);
+    }
+    dispatch(
+        snap,
+        ctx.as_mut(),
+        f.tx,
+        f.alloc,
+        f.stats,
+        in_port,
+        burst,
+        &verdicts[..n],
+        one_port,
+        bytes,
+        rings,
+    );
+    let Some(ctx) = ctx else {
+        return;
+    };
+    let (learned, to_resolve) = (ctx.learned, ctx.to_resolve);
+    if !learned.is_empty() {
+        if let Ok(mut table) = f.neighbor_table.lock() {
+            for &(ip, mac) in &learned {
+                table.learn(ip, mac, Instant::now());
+                f.limiter.resolved(ip);
+            }
+        }
+    }
+    send_resolution_requests(snap, &to_resolve, f.alloc, f.tx, f.stats);
+}
+
+/// A worker's handoff: its ends of the rings, and where the packets handed to
+/// it wait for the end of the current rx burst.
+struct Handoff<B> {
+    rings: HandoffRings<B>,
+    /// Reserved for every message the inbound rings can hold, and emptied
+    /// after every pass that fills it, so a pass never grows it.
+    staged: Vec<(PortIdx, B)>,
+    burst: Burst<B>,
+}
+
+impl<B: PacketBuf> Handoff<B> {
+    /// Empties the inbound rings: stubs into the shard now, packets staged.
+    #[inline]
+    fn take_in(&mut self, ct: &mut CtShard, stats: &mut WorkerStats) {
+        let staged = &mut self.staged;
+        self.rings.drain(|m| match m {
+            HandoffMsg::Packet { in_port, buf } => {
+                if staged.len() < staged.capacity() {
+                    staged.push((in_port, buf));
+                } else {
+                    stats.count_drops(DropReason::CtHandoffFull, in_port, 1);
+                }
+            }
+            HandoffMsg::Stub { zone, tuple, owner } => ct.apply_stub(zone, &tuple, owner, true),
+            HandoffMsg::Unstub { zone, tuple, owner } => ct.apply_stub(zone, &tuple, owner, false),
+        });
+    }
+
+    /// Forwards the staged packets, in bursts of one ingress port each, as
+    /// this worker's own (the shard does not hand them on by hash).
+    #[cold]
+    #[inline(never)]
+    fn run_staged<T, A>(&mut self, snap: &Pipeline, f: &mut Fwd<'_, T, A>)
+    where
+        T: TxQueue<Buf = B>,
+        A: BufAlloc<Buf = B>,
+    {
+        let Handoff {
+            rings,
+            staged,
+            burst,
+        } = self;
+        f.state.ct.handed = true;
+        let mut port = None;
+        let mut bytes = 0u64;
+        for (in_port, buf) in staged.drain(..) {
+            if let Some(p) = port.filter(|&p| p != in_port || burst.is_full()) {
+                forward(snap, p, burst, bytes, f, Some(rings));
+                bytes = 0;
+            }
+            port = Some(in_port);
+            bytes += buf.len() as u64;
+            burst.push(buf);
+        }
+        if let Some(p) = port {
+            forward(snap, p, burst, bytes, f, Some(rings));
+        }
+        f.state.ct.handed = false;
     }
 }
 
@@ -643,6 +836,8 @@ where
     rx_burst: Burst<R::Buf>,
     /// The flow table and what else survives a snapshot swap.
     state: WorkerState,
+    /// The conntrack handoff, with two workers or more.
+    handoff: Option<Handoff<R::Buf>>,
 }
 
 impl<R, T, A> Worker<R, T, A>
@@ -707,6 +902,7 @@ where
             stall: None,
             rx_burst: Burst::new(),
             state: WorkerState::new().with_conntrack(CtConfig::default()),
+            handoff: None,
         })
     }
 
@@ -716,6 +912,7 @@ where
     pub fn with_flow_entries(mut self, entries: usize) -> Self {
         let ct = *self.state.conntrack().config();
         self.state = WorkerState::with_flow_entries(entries).with_conntrack(ct);
+        self.set_shard_workers();
         self
     }
 
@@ -723,7 +920,30 @@ where
     /// first tracked network appears).
     pub fn with_conntrack(mut self, config: CtConfig) -> Self {
         self.state = std::mem::take(&mut self.state).with_conntrack(config);
+        self.set_shard_workers();
         self
+    }
+
+    /// Makes this worker one of several sharing the connections: `rings` are
+    /// its ends of the handoff mesh ([`crate::handoff::mesh`]). Packets whose
+    /// connection another worker owns go to it over the rings; the packets
+    /// other workers hand to this one are forwarded after each rx burst.
+    pub fn with_handoff(mut self, rings: HandoffRings<R::Buf>) -> Self {
+        let staged = Vec::with_capacity(rings.inbound_capacity());
+        self.handoff = Some(Handoff {
+            rings,
+            staged,
+            burst: Burst::new(),
+        });
+        self.set_shard_workers();
+        self
+    }
+
+    fn set_shard_workers(&mut self) {
+        if let Some(h) = &self.handoff {
+            let (me, n) = (h.rings.me(), h.rings.workers());
+            self.state.conntrack_mut().set_workers(me, n);
+        }
     }
 
     /// Shares the underlay neighbour table `table` with other workers (the one that
@@ -799,6 +1019,10 @@ where
                 }
                 CtRequest::Flush { filter, reply } => {
                     let _ = reply.send(self.state.conntrack_mut().flush(&filter));
+                    if self.state.conntrack().has_notes() {
+                        let rings = self.handoff.as_ref().map(|h| &h.rings);
+                        send_notes(rings, self.state.conntrack_mut());
+                    }
                 }
             },
             WorkerCommand::Batch(cmds) => {
@@ -878,62 +1102,52 @@ where
                     }
                 }
             }
-            // A verdict for every packet first, then the packets go where their
-            // verdicts say: a burst that all goes to one port (the common case on a
-            // switch) moves to that port's batch in one step.
-            let n = self.rx_burst.len();
-            let mut verdicts = [Verdict::Flood; BURST];
-            let neighbors;
-            // The overlay's per-burst context; none on the classic L2 path.
-            let mut ctx = None;
-            let (bytes, one_port) = if snap.has_overlay() {
-                neighbors = self.neighbors.load();
-                let ctx = ctx.insert(Ctx::lazy(neighbors, &mut self.limiter));
-                let ingress = snap.ingress(in_port);
-                snap.process_burst(
-                    ingress,
-                    &mut self.rx_burst,
-                    ctx,
-                    &mut self.state,
-                    &mut verdicts,
-                )
-            } else {
-                // Classic L2 only: the ingress port's entry once, then the burst.
-                // Nothing is rewritten, so the bytes out are the bytes in.
-                let l2 = snap.l2.ingress(in_port);
-                (rx_bytes, l2.classify_burst(&self.rx_burst, &mut verdicts))
+            let mut f = Fwd {
+                tx: &mut self.tx,
+                alloc: &mut self.alloc,
+                stats: &mut self.stats,
+                state: &mut self.state,
+                neighbors: &mut self.neighbors,
+                limiter: &mut self.limiter,
+                neighbor_table: &self.neighbor_table,
             };
-            dispatch(
-                snap,
-                ctx.as_mut(),
-                &mut self.tx,
-                &mut self.alloc,
-                &mut self.stats,
-                in_port,
-                &mut self.rx_burst,
-                &verdicts[..n],
-                one_port,
-                bytes,
-            );
-            let Some(ctx) = ctx else {
+            let Some(h) = &mut self.handoff else {
+                forward(snap, in_port, &mut self.rx_burst, rx_bytes, &mut f, None);
                 continue;
             };
-            let (learned, to_resolve) = (ctx.learned, ctx.to_resolve);
-            if !learned.is_empty() {
-                if let Ok(mut table) = self.neighbor_table.lock() {
-                    for &(ip, mac) in &learned {
-                        table.learn(ip, mac, Instant::now());
-                        self.limiter.resolved(ip);
-                    }
-                }
-            }
-            send_resolution_requests(
+            // The rings right after the rx burst and before it is processed:
+            // a stub sent before the packet this burst may answer is seen
+            // (`handoff.rs`).
+            h.take_in(&mut f.state.ct, f.stats);
+            forward(
                 snap,
-                &to_resolve,
-                &mut self.alloc,
-                &mut self.tx,
-                &mut self.stats,
+                in_port,
+                &mut self.rx_burst,
+                rx_bytes,
+                &mut f,
+                Some(&h.rings),
             );
+            if !h.staged.is_empty() {
+                received += h.staged.len();
+                h.run_staged(snap, &mut f);
+            }
+        }
+        // What other workers handed over while this one received nothing.
+        if let Some(h) = &mut self.handoff {
+            if h.rings.pending() {
+                let mut f = Fwd {
+                    tx: &mut self.tx,
+                    alloc: &mut self.alloc,
+                    stats: &mut self.stats,
+                    state: &mut self.state,
+                    neighbors: &mut self.neighbors,
+                    limiter: &mut self.limiter,
+                    neighbor_table: &self.neighbor_table,
+                };
+                h.take_in(&mut f.state.ct, f.stats);
+                received += h.staged.len();
+                h.run_staged(snap, &mut f);
+            }
         }
         self.rounds = self.rounds.wrapping_add(1);
         // The clock is read once per 64 rounds: a read per round costs more than a
@@ -968,6 +1182,10 @@ where
         // read every 64 rounds like the neighbours' aging.
         if self.rounds.is_multiple_of(64) && self.state.conntrack().allocated() {
             self.state.conntrack_mut().expire(Instant::now());
+            if self.state.conntrack().has_notes() {
+                let rings = self.handoff.as_ref().map(|h| &h.rings);
+                send_notes(rings, self.state.conntrack_mut());
+            }
         }
         self.tx.flush_all(&mut self.stats);
         self.stats.count_poll(received);

@@ -308,6 +308,7 @@ impl DataplaneHandle for VswitchdHandle {
             Verdict::FloodNetwork { .. } => ("flood_network", String::new(), String::new()),
             Verdict::Reply { out, reason } => ("reply", names.port(out), reason.to_string()),
             Verdict::Drop(r) => ("drop", String::new(), r.to_string()),
+            Verdict::Handoff(w) => ("handoff", format!("worker {w}"), String::new()),
         };
         Ok(api::TraceReply {
             generation: snap.generation(),

@@ -213,6 +213,15 @@ pub fn run(prep: Prepared) -> Result<()> {
     }
     let mut workers = Vec::with_capacity(n_workers);
     let mut commands = Vec::with_capacity(n_workers);
+    // With several workers, a ring per pair for the conntrack handoff: a
+    // connection belongs to the worker its tuple hashes to, whichever
+    // receives its packets (dataplane's `pipeline/conntrack/mod.rs`).
+    let mut rings = if n_workers > 1 {
+        dataplane::handoff::mesh(n_workers, dataplane::handoff::DEFAULT_HANDOFF_RING)
+    } else {
+        Vec::new()
+    }
+    .into_iter();
     for w in 0..n_workers {
         let core = dp.workers[w];
         let (cmd_tx, cmd_rx) = crossbeam::channel::unbounded();
@@ -234,6 +243,9 @@ pub fn run(prep: Prepared) -> Result<()> {
         .with_capture(Arc::clone(&capture));
         if let Some(hook) = &stall {
             worker = worker.with_stall_hook(hook.clone());
+        }
+        if let Some(r) = rings.next() {
+            worker = worker.with_handoff(r);
         }
         let stats = worker.stats_handle();
         let handle = std::thread::Builder::new()

@@ -408,17 +408,6 @@ impl VswitchConfig {
         };
         // A network with a service is tracked (its connections keep their
         // backends), so the tracked networks' rules of `validate` hold for it.
-        if self.dataplane.workers.len() > 1 {
-            return Err(bad(
-                &item,
-                "network",
-                format!(
-                    "network {} would be tracked for the service, and connection tracking runs with one worker only for now ({} are configured in dataplane.workers)",
-                    quote(&s.network),
-                    self.dataplane.workers.len()
-                ),
-            ));
-        }
         if let Some(m) = self
             .networks
             .iter()

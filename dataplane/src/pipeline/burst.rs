@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use super::flow::action::Action;
+use super::flow::action::{Action, HOOK_CT, HOOK_HANDOFF, HOOK_REDIRECT};
 use super::flow::key::{self, FlowKey, PLAIN_TUNNEL};
 use super::flow::table::{Deps, FlowTable};
 use super::flow::template::Templates;
@@ -93,6 +93,9 @@ pub(super) fn flows<B: PacketBuf>(
             &mut ws.ct,
             ctx,
         );
+    }
+    if t.handoff != 0 {
+        t.handoff(&look, pkts, out, &ws.flows, &mut ws.ct, ctx);
     }
     ws.flows.stats.hits += t.hits;
     ws.flows.stats.misses += t.misses;
@@ -215,6 +218,9 @@ struct Tally {
     /// Hits whose entry carries conntrack's hook, and their entries: left
     /// to [`Tally::hooked`].
     hooked: u32,
+    /// Hits whose entry hands over to another worker ([`Tally::handoff`]);
+    /// their entries in `entry` too.
+    handoff: u32,
     entry: [u32; BURST],
     /// A hook dropped a frame: the burst has no one port.
     dropped: bool,
@@ -231,8 +237,56 @@ impl Tally {
             hits: 0,
             misses: 0,
             hooked: 0,
+            handoff: 0,
             entry: [NONE; BURST],
             dropped: false,
+        }
+    }
+
+    /// The hits whose entry hands over to another worker (a bit each in
+    /// `handoff`): the connection is that worker's (`conntrack/mod.rs`), the
+    /// frame goes to it as it came in.
+    #[cold]
+    #[inline(never)]
+    fn handoff<B: PacketBuf>(
+        &mut self,
+        look: &Look<'_>,
+        pkts: &[B],
+        out: &mut [Verdict],
+        flows: &FlowTable,
+        ct: &mut conntrack::CtShard,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let mut bits = self.handoff;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let (Some(pkt), Some(o), Some(&f)) = (pkts.get(i), out.get_mut(i), self.entry.get(i))
+            else {
+                break;
+            };
+            // A burst handed to this worker is its own to track: never the
+            // case for an entry this worker installed (it hands over only
+            // what it did not receive from a peer), but the stages decide.
+            if ct.handed {
+                self.left |= 1 << i;
+                continue;
+            }
+            let entry = flows.entry(f as usize);
+            let to = entry.action.out.0;
+            if entry.action.hook == HOOK_REDIRECT {
+                let at = if entry.action.pop { PLAIN_TUNNEL } else { 0 };
+                let net = entry.deps.nets[0];
+                if !conntrack::stub_check(look.p, net, ct, pkt.data(), at, to, ctx) {
+                    self.left |= 1 << i;
+                    continue;
+                }
+            }
+            ct.handed_off += 1;
+            *o = Verdict::Handoff(to);
+            self.bytes += pkt.len() as u64;
+            // Not one output port.
+            self.dropped = true;
         }
     }
 
@@ -334,7 +388,12 @@ impl Tally {
             self.hits += 1;
             let action = &flows.entry(f as usize).action;
             if action.hook != 0 {
-                (self.hooked, self.entry[i]) = (self.hooked | 1 << i, f);
+                if action.hook >= HOOK_HANDOFF {
+                    self.handoff |= 1 << i;
+                } else {
+                    self.hooked |= 1 << i;
+                }
+                self.entry[i] = f;
                 flows.touch(f as usize);
                 continue;
             }
@@ -388,7 +447,11 @@ impl Tally {
             self.hits += (end - i) as u64;
             let action = &flows.entry(f as usize).action;
             if action.hook != 0 {
-                self.hooked |= run;
+                if action.hook >= HOOK_HANDOFF {
+                    self.handoff |= run;
+                } else {
+                    self.hooked |= run;
+                }
                 self.entry[i..end].fill(f);
                 flows.touch(f as usize);
                 continue;
@@ -464,9 +527,13 @@ impl Misses<'_> {
             );
             *o = v;
             bytes += pkt.len() as u64;
-            if let (Verdict::Output(to), Some((c, net)), true) =
-                (v, compiled, self.keyed >> i & 1 != 0)
-            {
+            let out = match v {
+                Verdict::Output(to) => Some(to),
+                // Installed with the hook that hands over (`install`).
+                Verdict::Handoff(w) => Some(PortIdx(w)),
+                _ => None,
+            };
+            if let (Some(to), Some((c, net)), true) = (out, compiled, self.keyed >> i & 1 != 0) {
                 let s = usize::from(self.start[i]);
                 let (key, hash) = (self.keys[s], self.hashes[s]);
                 install(
@@ -519,7 +586,9 @@ fn revalidate(p: &Pipeline, flows: &mut FlowTable, i: usize, generation: u64) ->
 
 /// Installs the entry for `key` from what the stages compiled for its frame,
 /// which they sent to `out`, switched in network `net`; `uplink` when the
-/// frame came from the uplink (and must have been decapsulated).
+/// frame came from the uplink (and must have been decapsulated). A frame
+/// conntrack handed to another worker (`c.handoff`, `out` that worker)
+/// gets an entry that hands over and does nothing else.
 #[allow(clippy::too_many_arguments)]
 #[cold]
 fn install(
@@ -541,6 +610,21 @@ fn install(
     if pop != uplink {
         return;
     }
+    if let Some((_, by_stub)) = c.handoff {
+        let action = Action {
+            out,
+            // Where the inner frame starts, for the stub's check.
+            pop,
+            hook: if by_stub { HOOK_REDIRECT } else { HOOK_HANDOFF },
+            ..Action::default()
+        };
+        let deps = Deps {
+            nets: [net, net],
+            vrf: None,
+        };
+        flows.install(key, hash, action, deps, generation);
+        return;
+    }
     let mut action = Action {
         out,
         pop,
@@ -557,7 +641,7 @@ fn install(
         action.src_port = r.src_port;
         action.max_ip_len = r.max_ip_len;
     }
-    action.hook = u8::from(c.tracked);
+    action.hook = if c.tracked { HOOK_CT } else { 0 };
     if let Some(nat) = c.nat {
         action.nat = nat;
     }

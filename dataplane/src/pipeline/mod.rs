@@ -289,6 +289,9 @@ pub enum Verdict {
     },
     /// Drop, counting the reason.
     Drop(DropReason),
+    /// Hand the packet, as received, to this worker, which owns its
+    /// connection (`conntrack/mod.rs`): it goes over the handoff ring.
+    Handoff(u16),
 }
 
 impl From<L2Verdict> for Verdict {

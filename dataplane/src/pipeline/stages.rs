@@ -135,6 +135,12 @@ pub(super) fn run_compiled<'p, B: PacketBuf, T: Tracer>(
     } = s;
     let mut pc = PacketCtx::new(ingress, outer, inner);
     match run_stages(p, &mut pc, pkt, ctx, templates, routes, ct, t) {
+        // A packet handed to the worker owning its tuple: the flow's entry
+        // hands the next ones over without the stages.
+        ControlFlow::Break(v @ Verdict::Handoff(_)) => match (pc.compiled.handoff, pc.net) {
+            (Some(_), Some((net, _))) if !pc.compiled.uncacheable => (v, Some((pc.compiled, net))),
+            _ => (v, None),
+        },
         ControlFlow::Break(v) => (v, None),
         ControlFlow::Continue(v) => {
             let compiled = match (v, pc.net) {

@@ -1912,3 +1912,6 @@ mod conntrack_stage;
 /// The LB stage and its flow-table rewrite, on this module's fixtures.
 #[path = "lb/stage_tests.rs"]
 mod lb_stage;
+
+#[path = "conntrack/handoff_tests.rs"]
+mod conntrack_handoff;

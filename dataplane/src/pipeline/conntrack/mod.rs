@@ -87,10 +87,51 @@
 //!   packets that arrive on the wrong core (half of them with two workers and no
 //!   RSS), paid only by those packets.
 //!
-//! This crate takes the shards. **The handoff is not built yet**: until it
-//! is, the control plane refuses a tracked network when more than one worker
-//! runs (the two directions of a connection could reach two shards, and the
-//! second would drop as `ct_invalid` what the first accepted).
+//! This crate takes the shards. The handoff, as built:
+//!
+//! * **Where.** The conntrack stage reads the packet's tuple and, when
+//!   [`CtShard::hand_to`] names another worker, ends the packet with
+//!   [`Verdict::Handoff`] — before the table is touched, so the non-owner
+//!   never creates an entry. A decapsulated frame gets its outer headers back
+//!   (`adj` left them in the headroom) and the owner runs it from the start,
+//!   as if it had received it on the same port: the ring carries the buffer
+//!   and its ingress port, nothing the stages decided. A packet whose
+//!   connection this shard holds stays, whatever the hash says (a DNAT'd
+//!   reply received by its owner hashes to its stub's worker; this spares it
+//!   the round trip), so a flow-table hit needs no owner check: an entry with
+//!   the hook is installed only by the worker holding its connection, and a
+//!   hit on another worker finds no connection in [`hit_check`] and takes
+//!   the stages. A packet handed over by the hash installs a flow entry
+//!   whose hook hands over (`flow::action::HOOK_HANDOFF`): a tuple's owner
+//!   does not change while the workers do not, so the flow's next packets on
+//!   this worker cost a lookup and an enqueue, not the stages
+//!   (`bench/RESULTS.md`). One handed over by a stub installs an entry that
+//!   checks the stub on each hit (`HOOK_REDIRECT`, [`stub_check`]: a stub
+//!   goes with its connection, so the entry holds only while it does).
+//! * **The rings** (`crate::handoff`): one bounded ring per ordered worker
+//!   pair, allocated once; a full ring drops the packet as `ct_handoff_full`,
+//!   never waits. The same ring carries the stubs' inserts and removals, so a
+//!   worker's messages to a peer arrive in the order sent.
+//! * **The owner** empties every ring right after each `rx_burst`, applying
+//!   stubs at once and staging packets, processes its own burst, then
+//!   forwards the staged packets with the shard's `handed` flag set (a packet
+//!   handed by a stub hashes to the worker that had the stub, not to its
+//!   owner, and must not bounce). It sends them on its own tx queue of the
+//!   output port: every worker has one on every port (its own, or one shared
+//!   under a lock when the port has fewer queues than workers, `io.rs`),
+//!   so the packet never goes back to the receiving worker.
+//! * **ClientIP affinity**: a packet to a frontend of a service with ClientIP
+//!   affinity is owned by the worker its client's address hashes to, not
+//!   its tuple ([`CtShard::hand_to_client`]): the LB stage's affinity record
+//!   lives in one shard per client. Its reply tuple hashes as any other and
+//!   meets the owner's stub. The flow entry that hands such a flow over
+//!   holds while the service keeps its affinity; a service written from
+//!   ClientIP to None leaves the entries of open flows handing to the
+//!   client's worker, which tracks what it is handed (correct, one hop
+//!   more), until the entry goes.
+//! * **Counters**: `handed_off` per worker in `stats`, the metrics and
+//!   `vswitchctl ct stats`; `ct list` leaves the stubs out unless asked for
+//!   state `REDIRECT`.
 //!
 //! Under NAT the reply tuple is the translated
 //! one, whose symmetric hash may name another worker. Two cases:
@@ -106,7 +147,10 @@
 //!   to the owner ([`table::CtEvent::Redirect`]). The order is safe if a worker
 //!   drains its rings *after* its `rx_burst` and before processing it: the reply
 //!   cannot be received before the first packet was sent, which happened after
-//!   the stub was enqueued. The test `two_workers` plays this with two threads.
+//!   the stub was enqueued (the LB stage queues the stub in the shard, and the
+//!   worker pushes it to the ring after the burst's verdicts and before its
+//!   packets go to the tx batches). The test `two_workers` plays this on the
+//!   table with two threads; `handoff_tests.rs` with two real workers.
 //!
 //! A stub costs one entry on the reply owner. It goes with the connection: the
 //! table reports every entry it removes (`track_reporting`, `expire`), so the
@@ -156,24 +200,26 @@ use read::Read;
 pub(super) fn run<B: PacketBuf, T: Tracer>(
     p: &Pipeline,
     pc: &mut PacketCtx<'_, '_>,
-    pkt: &B,
+    pkt: &mut B,
     ctx: &mut Ctx<'_>,
     ct: &mut CtShard,
     t: &mut T,
 ) -> ControlFlow<Verdict> {
     match pc.net {
-        Some((net, info)) if tracked(p, net, info) => track(p, pc, pkt, ctx, ct, info, t),
+        Some((net, info)) if tracked(p, net, info) => track(p, pc, pkt, ctx, ct, net, info, t),
         _ => ControlFlow::Continue(()),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn track<B: PacketBuf, T: Tracer>(
     p: &Pipeline,
     pc: &mut PacketCtx<'_, '_>,
-    pkt: &B,
+    pkt: &mut B,
     ctx: &mut Ctx<'_>,
     ct: &mut CtShard,
+    net: NetworkId,
     info: &NetworkInfo,
     t: &mut T,
 ) -> ControlFlow<Verdict> {
@@ -201,13 +247,31 @@ fn track<B: PacketBuf, T: Tracer>(
             return ControlFlow::Break(Verdict::Drop(DropReason::CtInvalid));
         }
     };
+    // The connection's tuple in the packet's direction (an ICMP error's is
+    // the reverse of the one it quotes).
+    let key = match packet.l4 {
+        CtL4::IcmpError { quoted } => quoted.reversed(),
+        _ => packet.tuple,
+    };
     let now = ct.ms(ctx.now());
-    let table = ct.table();
+    let to = if ct.workers() > 1 && client_owned(p, net, &key) {
+        ct.hand_to_client(zone, &key.src)
+    } else {
+        ct.hand_to(zone, &key)
+    };
+    if let Some(to) = to {
+        // Unless this shard holds the connection: a DNAT'd reply hashes
+        // elsewhere than its connection, and would otherwise go to the
+        // worker of its stub and come back.
+        if !ct.holds(zone, &key, now) {
+            // The flow table may send the flow's next packets straight to
+            // the owner: its tuple's owner does not change.
+            pc.compiled.handoff = Some((to, false));
+            return hand_over(pc, pkt, ct, zone, to, t);
+        }
+    }
+    let (table, mut removed) = ct.table_reporting();
     let before = if T::ON {
-        let key = match packet.l4 {
-            CtL4::IcmpError { quoted } => quoted.reversed(),
-            _ => packet.tuple,
-        };
         table
             .find_live(zone, &key, now)
             .and_then(|(h, _)| table.get(h))
@@ -215,7 +279,16 @@ fn track<B: PacketBuf, T: Tracer>(
     } else {
         None
     };
-    match table.track(&packet, now, info.ct_window) {
+    let tracked = table.track_reporting(&packet, now, info.ct_window, &mut |v| removed.removed(v));
+    match tracked {
+        Ok(CtHit {
+            event: CtEvent::Redirect(to),
+            ..
+        }) if ct.workers() > 1 => {
+            // The flow's entry checks the stub on each hit (`stub_check`).
+            pc.compiled.handoff = Some((to, true));
+            hand_over(pc, pkt, ct, zone, to, t)
+        }
         Ok(hit) => {
             if hit.event == CtEvent::Related {
                 // The key of an ICMP error does not hold the tuple it quotes.
@@ -246,6 +319,32 @@ fn track<B: PacketBuf, T: Tracer>(
             ControlFlow::Break(Verdict::Drop(drop.reason()))
         }
     }
+}
+
+/// Ends the packet with a handoff to worker `to`, as it was received: the
+/// outer headers a decap stripped are put back (`adj` leaves them in the
+/// buffer's headroom, untouched by the stages before this one), so the owner
+/// runs it from the start like a packet of its own.
+#[cold]
+#[inline(never)]
+fn hand_over<B: PacketBuf, T: Tracer>(
+    pc: &mut PacketCtx<'_, '_>,
+    pkt: &mut B,
+    ct: &mut CtShard,
+    zone: u32,
+    to: u16,
+    t: &mut T,
+) -> ControlFlow<Verdict> {
+    if let Some(n) = pc.compiled.popped {
+        if pkt.prepend(n).is_none() {
+            return ControlFlow::Break(Verdict::Drop(DropReason::Malformed));
+        }
+    }
+    ct.handed_off += 1;
+    if T::ON {
+        t.record(trace::Record::Conntrack(Record::HandedOff { zone, to }));
+    }
+    ControlFlow::Break(Verdict::Handoff(to))
 }
 
 /// What a flow-table hit found of its connection: what [`hit_update`] needs
@@ -324,6 +423,30 @@ pub(super) fn hit_check(
     }))
 }
 
+/// Whether the frame (its IPv4 frame at `at`), switched in network `net`,
+/// still meets a redirect stub to worker `to` here: the check of a flow
+/// entry with `HOOK_REDIRECT` before it hands the packet over (else the
+/// stages decide: the stub went with its connection, or was replaced).
+#[inline(never)]
+pub(super) fn stub_check(
+    p: &Pipeline,
+    net: NetworkId,
+    ct: &mut CtShard,
+    frame: &[u8],
+    at: usize,
+    to: u16,
+    ctx: &mut Ctx<'_>,
+) -> bool {
+    let Some(info) = p.overlay.network(net).filter(|i| tracked(p, net, i)) else {
+        return false;
+    };
+    let Some(packet) = read::from_plain_ipv4(frame, at, info.vni) else {
+        return false;
+    };
+    let now = ct.ms(ctx.now());
+    ct.table().redirect_of(info.vni, &packet.tuple, now) == Some(to)
+}
+
 /// The per-packet update after a hit's action: the state machine on the
 /// connection [`hit_check`] found. `Err` with the drop reason when conntrack
 /// refuses the packet.
@@ -342,6 +465,24 @@ pub(super) fn hit_update(ct: &mut CtShard, found: Option<Found>) -> Result<(), D
             Err(drop.reason())
         }
     }
+}
+
+/// Whether a packet of `key` goes to a frontend of a service with ClientIP
+/// affinity: its connection is then owned by the worker its client's address
+/// hashes to, which keeps the client's affinity record (one record per
+/// client, whichever worker receives its connections). The answers, whose
+/// tuple hashes elsewhere, find it through a redirect stub like any DNAT'd
+/// reply.
+#[inline]
+fn client_owned(p: &Pipeline, net: NetworkId, key: &CtTuple) -> bool {
+    use super::lb::services::{Affinity, Protocol};
+    let Some(proto) = Protocol::from_number(key.proto) else {
+        return false;
+    };
+    p.services
+        .frontend(net, key.dst_ip(), key.dport, proto)
+        .and_then(|fe| p.services.service(fe.service))
+        .is_some_and(|s| matches!(s.spec.affinity, Affinity::ClientIp { .. }))
 }
 
 /// Whether network `net` is tracked: it asks for it, or it has a service
@@ -366,6 +507,8 @@ pub(crate) enum Record {
         before: Option<CtState>,
         window: bool,
     },
+    /// A packet handed to the worker owning its connection.
+    HandedOff { zone: u32, to: u16 },
     /// A packet refused.
     Refused {
         zone: u32,
@@ -400,6 +543,9 @@ impl Record {
         let state = |s: Option<CtState>| s.map_or("none", CtState::name);
         match self {
             Record::Untracked { zone, why } => format!("zone {zone}: untracked ({why})"),
+            Record::HandedOff { zone, to } => {
+                format!("zone {zone}: the connection is worker {to}'s: handed over")
+            }
             Record::Unreadable { zone } => {
                 format!("zone {zone}: an ICMP error quoting too little to match: invalid")
             }

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use super::table::{ConntrackTable, CtConfigError, CtState, CtTimeouts, CtView};
-use super::tuple::CtTuple;
+use super::table::{ConntrackTable, CtConfigError, CtHandle, CtState, CtTimeouts, CtView};
+use super::tuple::{owner, CtTuple};
 
 /// Entries per worker unless configured: Linux's `nf_conntrack_max` on a host
 /// of 4 GiB or more.
@@ -71,6 +71,24 @@ pub struct CtStats {
     pub lb_new: u64,
 }
 
+/// Stub inserts and removals a shard asks of other workers, kept until the
+/// worker sends them over the handoff rings (after the burst that made them,
+/// before any of its packets is sent): at most this many at once.
+const OUTBOX: usize = 2 * EXPIRE_BUDGET;
+
+/// A redirect stub to leave or take back on worker `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StubNote {
+    /// The worker the reply tuple hashes to.
+    pub to: u16,
+    /// The zone.
+    pub zone: u32,
+    /// The connection's reply tuple.
+    pub tuple: CtTuple,
+    /// Insert (true) or remove.
+    pub insert: bool,
+}
+
 /// Which connections `ct list` and `ct flush` take: every field set must
 /// match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,6 +151,20 @@ pub struct CtShard {
     /// The LB stage's ClientIP affinity records: connection state of the
     /// worker, allocated with the table.
     pub(crate) affinity: crate::pipeline::lb::affinity::AffinityTable,
+    /// This worker's number among `workers` (see the module docs' handoff).
+    me: u16,
+    workers: u16,
+    /// The burst at hand was handed over by another worker: it is this
+    /// worker's to track, whatever the owner hash says (a redirect stub
+    /// sends a DNAT'd reply to the owner, whose hash names another worker).
+    pub(crate) handed: bool,
+    /// Packets this worker handed to another.
+    pub(crate) handed_off: u64,
+    /// Stub notes waiting for the rings ([`OUTBOX`] at most).
+    outbox: Vec<StubNote>,
+    /// Stub notes that found the outbox full (the stub then ends with its
+    /// own timeout, or is never left: the reply meets no stub and is refused).
+    pub(crate) notes_lost: u64,
 }
 
 impl Default for CtShard {
@@ -157,6 +189,143 @@ impl CtShard {
             invalid: 0,
             lb_new: 0,
             affinity: Default::default(),
+            me: 0,
+            workers: 1,
+            handed: false,
+            handed_off: 0,
+            outbox: Vec::new(),
+            notes_lost: 0,
+        }
+    }
+
+    /// Makes this the shard of worker `me` of `workers`: packets whose tuple
+    /// another worker owns are handed over, and DNAT leaves redirect stubs.
+    pub fn set_workers(&mut self, me: u16, workers: u16) {
+        self.me = me;
+        self.workers = workers.max(1);
+        if self.workers > 1 && self.outbox.capacity() < OUTBOX {
+            self.outbox.reserve_exact(OUTBOX);
+        }
+    }
+
+    /// Workers sharing the connections (1: no handoff).
+    #[inline]
+    pub fn workers(&self) -> u16 {
+        self.workers
+    }
+
+    /// The worker to hand a packet of (zone, `t`) to, when it is not this
+    /// one; `None` with one worker or in a burst handed over already.
+    #[inline]
+    pub(crate) fn hand_to(&self, zone: u32, t: &CtTuple) -> Option<u16> {
+        if self.workers <= 1 || self.handed {
+            return None;
+        }
+        let o = owner(zone, t, usize::from(self.workers)) as u16;
+        (o != self.me).then_some(o)
+    }
+
+    /// [`hand_to`](Self::hand_to) for a connection owned by its client's
+    /// address `src` alone (a service with ClientIP affinity: one worker
+    /// keeps a client's record).
+    #[inline]
+    pub(crate) fn hand_to_client(&self, zone: u32, src: &[u8; 16]) -> Option<u16> {
+        let by_addr = CtTuple {
+            src: *src,
+            dst: *src,
+            ..CtTuple::default()
+        };
+        self.hand_to(zone, &by_addr)
+    }
+
+    /// Whether this shard holds a live connection (not a stub) of (zone, `t`).
+    #[cold]
+    pub(crate) fn holds(&mut self, zone: u32, t: &CtTuple, now: u64) -> bool {
+        let table = self.table();
+        table
+            .find_live(zone, t, now)
+            .and_then(|(h, _)| table.get(h))
+            .is_some_and(|v| v.state != CtState::Redirect)
+    }
+
+    /// A new connection of this worker was translated, its reply tuple set to
+    /// `reply`: a stub goes to the worker that tuple hashes to.
+    #[inline]
+    pub(crate) fn note_reply(&mut self, zone: u32, reply: &CtTuple) {
+        if self.workers <= 1 {
+            return;
+        }
+        let to = owner(zone, reply, usize::from(self.workers)) as u16;
+        if to != self.me {
+            self.note(StubNote {
+                to,
+                zone,
+                tuple: *reply,
+                insert: true,
+            });
+        }
+    }
+
+    fn note(&mut self, n: StubNote) {
+        note_into(&mut self.outbox, &mut self.notes_lost, n);
+    }
+
+    /// The stub notes made since the last call, oldest first.
+    pub fn take_notes(&mut self) -> std::vec::Drain<'_, StubNote> {
+        self.outbox.drain(..)
+    }
+
+    /// Whether stub notes wait.
+    #[inline]
+    pub fn has_notes(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// Applies a stub note another worker (`owner`) sent: leaves the stub, or
+    /// takes it back. A stub refused (the table full, or a connection of
+    /// this worker on the tuple) is counted in `notes_lost`.
+    pub fn apply_stub(&mut self, zone: u32, tuple: &CtTuple, owner: u16, insert: bool) {
+        let now = self.ms(Instant::now());
+        let table = self.table();
+        let ok = if insert {
+            table
+                .insert_redirect(zone, *tuple, owner, now, &mut |_| {})
+                .is_ok()
+        } else {
+            table.remove_redirect(zone, tuple, owner)
+        };
+        if insert && !ok {
+            self.notes_lost += 1;
+        }
+    }
+
+    /// The table, and a reporter of the entries it removes that sends their
+    /// stubs' removal (for [`ConntrackTable::track_reporting`] and the like).
+    #[inline]
+    pub(crate) fn table_reporting(&mut self) -> (&mut ConntrackTable, Reporter<'_>) {
+        if self.table.is_none() {
+            self.allocate();
+        }
+        let Some(t) = &mut self.table else {
+            unreachable!("allocated above")
+        };
+        (
+            t,
+            Reporter {
+                me: self.me,
+                workers: self.workers,
+                outbox: &mut self.outbox,
+                lost: &mut self.notes_lost,
+            },
+        )
+    }
+
+    /// Removes connection `h`, sending its stub's removal.
+    pub(crate) fn remove(&mut self, h: CtHandle) {
+        let (t, mut r) = self.table_reporting();
+        if let Some(v) = t.get(h) {
+            t.remove(h);
+            r.removed(&v);
         }
     }
 
@@ -220,10 +389,11 @@ impl CtShard {
     /// `now`: what the worker loop calls, `O(expired)`.
     pub fn expire(&mut self, now: Instant) -> usize {
         let ms = self.ms(now);
-        match &mut self.table {
-            Some(t) => t.expire(ms, EXPIRE_BUDGET, &mut |_| {}),
-            None => 0,
+        if self.table.is_none() {
+            return 0;
         }
+        let (t, mut r) = self.table_reporting();
+        t.expire(ms, EXPIRE_BUDGET, &mut |v| r.removed(v))
     }
 
     /// The counters.
@@ -231,6 +401,7 @@ impl CtShard {
         let mut s = CtStats {
             invalid: self.invalid,
             lb_new: self.lb_new,
+            handed_off: self.handed_off,
             ..CtStats::default()
         };
         if let Some(t) = &self.table {
@@ -251,8 +422,11 @@ impl CtShard {
         let Some(t) = &self.table else {
             return out;
         };
+        // A redirect stub is the trace of a connection another worker holds
+        // (and lists): shown only when asked for by its state.
+        let stubs = f.state == Some(CtState::Redirect);
         t.for_each(ms, |_, v| {
-            if out.len() < limit && f.matches(v) {
+            if out.len() < limit && (stubs || v.state != CtState::Redirect) && f.matches(v) {
                 out.push(CtEntry {
                     zone: v.zone,
                     original: v.original,
@@ -268,9 +442,52 @@ impl CtShard {
 
     /// Removes the connections `f` takes; returns how many.
     pub fn flush(&mut self, f: &CtFilter) -> usize {
-        match &mut self.table {
-            Some(t) => t.flush(|v| f.matches(v), &mut |_| {}),
-            None => 0,
+        if self.table.is_none() {
+            return 0;
+        }
+        let (t, mut r) = self.table_reporting();
+        t.flush(|v| f.matches(v), &mut |v| r.removed(v))
+    }
+}
+
+fn note_into(outbox: &mut Vec<StubNote>, lost: &mut u64, n: StubNote) {
+    // Never grown on the packet path: reserved once by `set_workers`.
+    if outbox.len() < outbox.capacity() {
+        outbox.push(n);
+    } else {
+        *lost += 1;
+    }
+}
+
+/// Sends the stub removal of each connection the table reports removed (see
+/// [`CtShard::table_reporting`]).
+pub(crate) struct Reporter<'a> {
+    me: u16,
+    workers: u16,
+    outbox: &'a mut Vec<StubNote>,
+    lost: &'a mut u64,
+}
+
+impl Reporter<'_> {
+    /// Connection `v` is gone: if it was translated and its reply tuple
+    /// hashes to another worker, that worker holds its stub.
+    #[inline]
+    pub(crate) fn removed(&mut self, v: &CtView) {
+        if self.workers <= 1 || v.state == CtState::Redirect || v.reply == v.original.reversed() {
+            return;
+        }
+        let to = owner(v.zone, &v.reply, usize::from(self.workers)) as u16;
+        if to != self.me {
+            note_into(
+                self.outbox,
+                self.lost,
+                StubNote {
+                    to,
+                    zone: v.zone,
+                    tuple: v.reply,
+                    insert: false,
+                },
+            );
         }
     }
 }

@@ -899,6 +899,36 @@ impl ConntrackTable {
         Ok(CtHandle(i))
     }
 
+    /// The worker the live redirect stub of (zone, `tuple`) sends to, its
+    /// timestamp refreshed as a packet meeting it in [`track`](Self::track)
+    /// would; `None` when the tuple has no live stub (a connection of this
+    /// worker, or nothing).
+    pub fn redirect_of(&mut self, zone: u32, tuple: &CtTuple, now: u64) -> Option<u16> {
+        let (i, _) = self.find(zone, tuple)?;
+        let e = &mut self.entries[i as usize];
+        if e.class != 13 || e.last_seen.saturating_add(self.timeouts[13]) <= now {
+            return None;
+        }
+        e.last_seen = now;
+        Some(e.owner)
+    }
+
+    /// Removes the redirect stub of (zone, `tuple`) that worker `owner` left;
+    /// true if there was one. A connection of this worker on the tuple, or a
+    /// stub another owner left since, stays.
+    pub fn remove_redirect(&mut self, zone: u32, tuple: &CtTuple, owner: u16) -> bool {
+        match self.find(zone, tuple) {
+            Some((i, _))
+                if self.entries[i as usize].class == 13
+                    && self.entries[i as usize].owner == owner =>
+            {
+                self.release(i, &mut |_| {});
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Removes an entry.
     pub fn remove(&mut self, h: CtHandle) {
         if self.entries[h.0 as usize].flags & IN_USE != 0 {

@@ -1125,13 +1125,28 @@ mod two_workers {
         result: Result<CtHit, CtDrop>,
     }
 
+    /// The source address SNAT translates to, and the destination it is
+    /// applied for.
+    fn snat_ip() -> IpAddr {
+        v4([192, 0, 2, 1])
+    }
+
+    fn outside() -> IpAddr {
+        v4([203, 0, 113, 9])
+    }
+
     struct Worker {
         me: usize,
         ct: ConntrackTable,
+        /// This worker's SNAT ports (each worker allocates from its own
+        /// share: here one range each).
+        pool: snat::PortPool,
         wire: Receiver<Msg>,
         ring: Receiver<Msg>,
         peer: Sender<Msg>,
         out: Sender<Sent>,
+        /// (client port, SNAT port) of each SNAT'd connection.
+        snat: Sender<(u16, u16)>,
     }
 
     impl Worker {
@@ -1211,6 +1226,22 @@ mod two_workers {
                         self.peer.send(Msg::Stub(reply, self.me as u16)).unwrap();
                     }
                 }
+                // A new connection leaving the network: SNAT to a port whose
+                // reply tuple this worker owns, so no stub is needed.
+                if hit.event == CtEvent::New && p.tuple.dst_ip() == outside() {
+                    let me = self.me;
+                    let dport = p.tuple.dport;
+                    let port = self
+                        .pool
+                        .allocate(64, |port| {
+                            let r = CtTuple::new(outside(), dport, snat_ip(), port, IPPROTO_TCP);
+                            owner(Z, &r, 2) == me
+                        })
+                        .unwrap();
+                    let reply = CtTuple::new(outside(), dport, snat_ip(), port, IPPROTO_TCP);
+                    self.ct.set_reply(hit.handle, reply).unwrap();
+                    self.snat.send((p.tuple.sport, port)).unwrap();
+                }
             }
             self.out
                 .send(Sent {
@@ -1225,6 +1256,7 @@ mod two_workers {
     struct Lab {
         wires: [Sender<Msg>; 2],
         out: Receiver<Sent>,
+        snat: Receiver<(u16, u16)>,
         threads: Vec<thread::JoinHandle<ConntrackTable>>,
     }
 
@@ -1235,19 +1267,24 @@ mod two_workers {
             let (r0, r0r) = unbounded();
             let (r1, r1r) = unbounded();
             let (out, outr) = unbounded();
-            let mk = |me, wire, ring, peer| Worker {
+            let (snat, snatr) = unbounded();
+            let mk = |me: usize, wire, ring, peer| Worker {
                 me,
                 ct: ConntrackTable::new(4096, &CtTimeouts::default(), 99).unwrap(),
+                pool: snat::PortPool::new(10_000 + 20_000 * me as u16, 29_999 + 20_000 * me as u16)
+                    .unwrap(),
                 wire,
                 ring,
                 peer,
                 out: out.clone(),
+                snat: snat.clone(),
             };
             let a = mk(0, w0r, r0r, r1);
             let b = mk(1, w1r, r1r, r0);
             Lab {
                 wires: [w0, w1],
                 out: outr,
+                snat: snatr,
                 threads: vec![
                     thread::spawn(move || a.run()),
                     thread::spawn(move || b.run()),
@@ -1403,5 +1440,56 @@ mod two_workers {
             stubs += usize::from(tables[1 - own].find_live(Z, &r, 1).is_some());
         }
         assert_eq!(tables[0].len() + tables[1].len(), usize::from(n) + stubs);
+    }
+
+    /// 200 connections to an outside server, SNAT'd by whichever worker owns
+    /// them, every packet on a pseudo-random worker: the answers, addressed to
+    /// the SNAT port, hash to the owner (the port was picked for that), find
+    /// their connection there, and no stub is left anywhere.
+    #[test]
+    fn snat_replies_land_on_the_owner() {
+        let lab = Lab::new();
+        let n = 200u16;
+        let o = |i: u16| CtTuple::new(client(), 40_000 + i, outside(), 443, IPPROTO_TCP);
+        let pkts: Vec<_> = (0..n)
+            .map(|i| {
+                (
+                    usize::from(i % 3 == 0),
+                    u32::from(i),
+                    p(o(i), seg(SYN, 1000, 0, 0)),
+                )
+            })
+            .collect();
+        for s in lab.round(&pkts) {
+            assert_eq!(s.worker, owner(Z, &o(s.id as u16), 2));
+        }
+        let ports: std::collections::BTreeMap<u16, u16> = lab.snat.try_iter().collect();
+        assert_eq!(ports.len(), usize::from(n));
+        let reply =
+            |i: u16| CtTuple::new(outside(), 443, snat_ip(), ports[&(40_000 + i)], IPPROTO_TCP);
+        let pkts: Vec<_> = (0..n)
+            .map(|i| {
+                (
+                    usize::from(i % 2 == 0),
+                    u32::from(i),
+                    p(reply(i), seg(SYN | ACK, 5000, 1001, 0)),
+                )
+            })
+            .collect();
+        for s in lab.round(&pkts) {
+            let own = owner(Z, &o(s.id as u16), 2);
+            let hit = s.result.unwrap();
+            assert_eq!(
+                (s.worker, hit.dir, hit.state),
+                (own, Dir::Reply, CtState::Tcp(TcpState::SynRecv))
+            );
+        }
+        let tables = lab.stop();
+        assert_eq!(tables[0].len() + tables[1].len(), usize::from(n), "no stub");
+        for i in 0..n {
+            let own = owner(Z, &o(i), 2);
+            assert_eq!(owner(Z, &reply(i), 2), own);
+            assert!(tables[own].find_live(Z, &reply(i), 1).is_some());
+        }
     }
 }

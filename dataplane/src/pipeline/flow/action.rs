@@ -184,6 +184,14 @@ fn add_to_checksum(f: &mut [u8], at: usize, delta: u16, udp: bool) {
     f[at..at + 2].copy_from_slice(&new.to_be_bytes());
 }
 
+/// [`Action::hook`]: conntrack's check and update.
+pub(crate) const HOOK_CT: u8 = 1;
+/// [`Action::hook`]: hand the packet to the worker owning its connection.
+pub(crate) const HOOK_HANDOFF: u8 = 2;
+/// [`Action::hook`]: hand the packet to the worker a redirect stub of this
+/// worker names, while the stub is there (`conntrack::stub_check`).
+pub(crate) const HOOK_REDIRECT: u8 = 3;
+
 /// A flow's action (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Action {
@@ -199,9 +207,14 @@ pub(crate) struct Action {
     pub(crate) route: bool,
     /// Push the template in `slot` while it has `tag`.
     pub(crate) encap: bool,
-    /// Set when a packet of the flow must update connection state: a hit
-    /// checks the connection before the action and updates it after
-    /// (`conntrack::hit_check`, `conntrack::hit_update`).
+    /// [`HOOK_CT`] when a packet of the flow must update connection state:
+    /// a hit checks the connection before the action and updates it after
+    /// (`conntrack::hit_check`, `conntrack::hit_update`). [`HOOK_HANDOFF`]
+    /// when the flow's connection is another worker's, worker `out.0`: a
+    /// hit hands the packet there as it came in, and nothing else of the
+    /// action applies (the owner of a tuple is fixed while the workers are).
+    /// [`HOOK_REDIRECT`] the same for a DNAT'd reply meeting a redirect
+    /// stub, checked on every hit (a stub goes with its connection).
     pub(crate) hook: u8,
     /// A service connection's rewrite (`side` 0: none).
     pub(crate) nat: Nat,

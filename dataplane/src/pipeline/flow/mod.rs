@@ -93,6 +93,9 @@ pub(crate) struct Compiled {
     pub(crate) tracked: bool,
     /// The LB stage rewrote one side of the packet for a service connection.
     pub(crate) nat: Option<action::Nat>,
+    /// Conntrack handed the packet to this worker, which owns its tuple by
+    /// hash (`false`) or by the redirect stub the packet met (`true`).
+    pub(crate) handoff: Option<(u16, bool)>,
     /// Something was done that an action cannot replay (a header built without
     /// the side table, an IPv6 hop limit).
     pub(crate) uncacheable: bool,

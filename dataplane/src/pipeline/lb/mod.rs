@@ -161,14 +161,14 @@ fn balance<B: PacketBuf, T: Tracer>(
                 }
                 Err(reason) => {
                     if hit.event == CtEvent::New {
-                        ct.table().remove(hit.handle);
+                        ct.remove(hit.handle);
                     }
                     ControlFlow::Break(Verdict::Drop(reason))
                 }
             }
         }
         Err((svc, why, reason)) => {
-            ct.table().remove(hit.handle);
+            ct.remove(hit.handle);
             if T::ON {
                 t.record(trace::Record::Lb(Record::Dropped {
                     service: service_name(p, svc),
@@ -271,7 +271,11 @@ fn pick(
     if table.set_reply(hit.handle, reply).is_err() {
         return Err((svc, why, DropReason::LbNatClash));
     }
-    Ok((table.nat_rewrite(hit.handle, Dir::Original), svc, why))
+    let rw = table.nat_rewrite(hit.handle, Dir::Original);
+    // The reply comes from the backend: a stub where its tuple hashes, sent
+    // before this packet leaves (conntrack's module docs).
+    ct.note_reply(zone, &reply);
+    Ok((rw, svc, why))
 }
 
 /// A packet of an existing translated connection: its translation, while its

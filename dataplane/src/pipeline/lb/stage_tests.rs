@@ -14,16 +14,16 @@ use crate::pipeline::lb::services::{
 };
 use crate::pipeline::trace::TraceNames;
 
-const VIP: &str = "10.96.0.10";
-const CLIENT: &str = "10.1.0.10";
+pub(super) const VIP: &str = "10.96.0.10";
+pub(super) const CLIENT: &str = "10.1.0.10";
 /// The backends: (address, MAC, port).
-const BACKENDS: [(&str, MacAddr, PortIdx); 3] = [
+pub(super) const BACKENDS: [(&str, MacAddr, PortIdx); 3] = [
     ("10.1.0.11", B, POD_B),
     ("10.1.0.12", D, POD_D),
     ("10.1.0.13", E, POD_E),
 ];
 
-fn service(states: [BackendState; 3]) -> ServiceSpec {
+pub(super) fn service(states: [BackendState; 3]) -> ServiceSpec {
     ServiceSpec {
         name: "web".into(),
         network: "blue".into(),
@@ -61,7 +61,11 @@ fn service(states: [BackendState; 3]) -> ServiceSpec {
 
 /// blue (VNI 100), not asking for conntrack: its service makes it tracked.
 /// The client A and the three backends are its pods.
-fn lb_pipeline(generation: u64, prev: &Services, spec: ServiceSpec) -> (Arc<Pipeline>, Services) {
+pub(super) fn lb_pipeline(
+    generation: u64,
+    prev: &Services,
+    spec: ServiceSpec,
+) -> (Arc<Pipeline>, Services) {
     let mut blue = net(
         "blue",
         100,
@@ -89,7 +93,7 @@ fn lb_pipeline(generation: u64, prev: &Services, spec: ServiceSpec) -> (Arc<Pipe
     (Arc::new(p), services)
 }
 
-fn active() -> [BackendState; 3] {
+pub(super) fn active() -> [BackendState; 3] {
     [BackendState::Active; 3]
 }
 
@@ -160,7 +164,7 @@ fn frame(
 }
 
 /// Both checksums of `f` verify when summed from scratch.
-fn checksums_ok(f: &[u8]) -> bool {
+pub(super) fn checksums_ok(f: &[u8]) -> bool {
     let ip = &f[14..34];
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let l4 = &f[34..14 + total];
@@ -174,14 +178,20 @@ fn checksums_ok(f: &[u8]) -> bool {
 }
 
 /// The client's segment to the ClusterIP, through its gateway.
-fn to_vip(sport: u16, flags: u8, seq: u32, ack: u32, payload: usize) -> (PortIdx, Vec<u8>) {
+pub(super) fn to_vip(
+    sport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: usize,
+) -> (PortIdx, Vec<u8>) {
     let tcp = Some((flags, seq, ack));
     let f = frame(G_BLUE, A, CLIENT, VIP, (sport, 80), 64, tcp, payload);
     (POD_A, f)
 }
 
 /// Backend `k`'s segment back to the client, sent to it directly.
-fn from_backend(
+pub(super) fn from_backend(
     k: usize,
     sport: u16,
     flags: u8,
