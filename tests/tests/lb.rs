@@ -10,6 +10,7 @@
 //! lands on itself too (hairpin: its source translated to the ClusterIP).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -66,7 +67,7 @@ threading.Event().wait(120)
 /// VIP:53, each from a socket of its own.
 const CLIENT: &str = r#"
 import socket, sys
-vip, n = sys.argv[1], int(sys.argv[2])
+vip, n, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for i in range(n):
     s = socket.create_connection((vip, 80), timeout=10)
     f = s.makefile("rb")
@@ -79,6 +80,7 @@ for i in range(n):
 for i in range(n):
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.settimeout(5)
+    u.bind(("0.0.0.0", port + i))
     u.sendto(b"q", (vip, 53))
     print("udp", u.recvfrom(100)[0].decode(), flush=True)
     u.close()
@@ -153,10 +155,22 @@ fn wait_file(path: &Path, child: &mut ChildGuard) -> String {
 
 /// The answers of `n` connections and `n` datagrams from the client pod:
 /// (TCP backend per connection, UDP backend per datagram).
+/// The first UDP source port of the next `ask`: every datagram of the test
+/// from a port of its own, so that each is a new connection (an ephemeral
+/// port the kernel picks again would find the earlier datagram's entry, its
+/// backend and its count).
+static NEXT_UDP_PORT: AtomicUsize = AtomicUsize::new(20_000);
+
 fn ask(client: &VethPod, n: usize) -> (Vec<String>, Vec<String>) {
-    let out = client
-        .ns
-        .exec(&["python3", "-c", CLIENT, VIP, &n.to_string()]);
+    let port = NEXT_UDP_PORT.fetch_add(n, Ordering::Relaxed);
+    let out = client.ns.exec(&[
+        "python3",
+        "-c",
+        CLIENT,
+        VIP,
+        &n.to_string(),
+        &port.to_string(),
+    ]);
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
     for line in text(&out.stdout).lines() {
         let w: Vec<&str> = line.split(' ').collect();
