@@ -130,6 +130,10 @@ drop_reasons! {
     LbNatClash = 38 => "lb_nat_clash", Lb;
     /// A new connection to a frontend whose protocol is not translated yet (SCTP: its CRC32c checksum is not incremental).
     LbUnsupported = 39 => "lb_unsupported", Lb;
+    /// A connection the policy of its destination endpoint does not allow (ingress), at its first packet or re-evaluated after a policy change: its conntrack entry is removed.
+    PolicyDeniedIngress = 40 => "policy_denied_ingress", Policy;
+    /// A connection the policy of its source endpoint does not allow (egress), likewise.
+    PolicyDeniedEgress = 41 => "policy_denied_egress", Policy;
 }
 
 impl DropReason {

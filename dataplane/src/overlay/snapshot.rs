@@ -407,6 +407,12 @@ impl OverlaySnapshot {
         &self.networks
     }
 
+    /// The subnets of network `net` (host bits cleared; empty for a network
+    /// without any, or an unknown id).
+    pub fn subnets(&self, net: NetworkId) -> &[IpNet] {
+        self.subnets.get(net.index()).map_or(&[], |s| s)
+    }
+
     /// The network named `name` (control-plane use: not on the fast path).
     pub fn network_by_name(&self, name: &str) -> Option<NetworkId> {
         self.by_name.get(name).copied()

@@ -133,6 +133,9 @@ pub struct CtShard {
     /// The LB stage's ClientIP affinity records: connection state of the
     /// worker, allocated with the table.
     pub(crate) affinity: crate::pipeline::lb::affinity::AffinityTable,
+    /// The policy stage's hit counters and deny log, beside the connections
+    /// whose verdicts it keeps.
+    pub(crate) policy: crate::pipeline::policy::PolicyWorker,
 }
 
 impl Default for CtShard {
@@ -157,6 +160,7 @@ impl CtShard {
             invalid: 0,
             lb_new: 0,
             affinity: Default::default(),
+            policy: Default::default(),
         }
     }
 

@@ -1,0 +1,1 @@
+//! The policy stage through the stages and the flow table.
