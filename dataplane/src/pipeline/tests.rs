@@ -1912,3 +1912,8 @@ mod conntrack_stage;
 /// The LB stage and its flow-table rewrite, on this module's fixtures.
 #[path = "lb/stage_tests.rs"]
 mod lb_stage;
+
+/// The policy stage, through the stages and the flow table, on this
+/// module's fixtures.
+#[path = "policy/stage_tests.rs"]
+mod policy_stage;

@@ -14,16 +14,16 @@ use crate::pipeline::lb::services::{
 };
 use crate::pipeline::trace::TraceNames;
 
-const VIP: &str = "10.96.0.10";
-const CLIENT: &str = "10.1.0.10";
+pub(super) const VIP: &str = "10.96.0.10";
+pub(super) const CLIENT: &str = "10.1.0.10";
 /// The backends: (address, MAC, port).
-const BACKENDS: [(&str, MacAddr, PortIdx); 3] = [
+pub(super) const BACKENDS: [(&str, MacAddr, PortIdx); 3] = [
     ("10.1.0.11", B, POD_B),
     ("10.1.0.12", D, POD_D),
     ("10.1.0.13", E, POD_E),
 ];
 
-fn service(states: [BackendState; 3]) -> ServiceSpec {
+pub(super) fn service(states: [BackendState; 3]) -> ServiceSpec {
     ServiceSpec {
         name: "web".into(),
         network: "blue".into(),
@@ -89,7 +89,7 @@ fn lb_pipeline(generation: u64, prev: &Services, spec: ServiceSpec) -> (Arc<Pipe
     (Arc::new(p), services)
 }
 
-fn active() -> [BackendState; 3] {
+pub(super) fn active() -> [BackendState; 3] {
     [BackendState::Active; 3]
 }
 
@@ -110,7 +110,7 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 
 /// An IPv4 TCP or UDP frame with both checksums right.
 #[allow(clippy::too_many_arguments)]
-fn frame(
+pub(super) fn frame(
     dst_mac: MacAddr,
     src_mac: MacAddr,
     src: &str,
@@ -174,14 +174,14 @@ fn checksums_ok(f: &[u8]) -> bool {
 }
 
 /// The client's segment to the ClusterIP, through its gateway.
-fn to_vip(sport: u16, flags: u8, seq: u32, ack: u32, payload: usize) -> (PortIdx, Vec<u8>) {
+pub(super) fn to_vip(sport: u16, flags: u8, seq: u32, ack: u32, payload: usize) -> (PortIdx, Vec<u8>) {
     let tcp = Some((flags, seq, ack));
     let f = frame(G_BLUE, A, CLIENT, VIP, (sport, 80), 64, tcp, payload);
     (POD_A, f)
 }
 
 /// Backend `k`'s segment back to the client, sent to it directly.
-fn from_backend(
+pub(super) fn from_backend(
     k: usize,
     sport: u16,
     flags: u8,
@@ -198,7 +198,7 @@ fn from_backend(
 }
 
 /// The frame a worker leaves of `pkt`, with its verdict.
-fn send(w: &mut Worker, pkt: &(PortIdx, Vec<u8>)) -> (Verdict, Vec<u8>) {
+pub(super) fn send(w: &mut Worker, pkt: &(PortIdx, Vec<u8>)) -> (Verdict, Vec<u8>) {
     let map = NeighborTable::new(NeighborConfig::default())
         .reader()
         .load_full();
@@ -210,7 +210,7 @@ fn send(w: &mut Worker, pkt: &(PortIdx, Vec<u8>)) -> (Verdict, Vec<u8>) {
 }
 
 /// Which backend a verdict went to.
-fn backend_of(v: Verdict) -> Option<usize> {
+pub(super) fn backend_of(v: Verdict) -> Option<usize> {
     BACKENDS
         .iter()
         .position(|(_, _, port)| v == Verdict::Output(*port))

@@ -147,9 +147,6 @@ pub mod compile;
 pub mod model;
 pub mod observe;
 
-#[cfg(test)]
-mod stage_tests;
-
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
