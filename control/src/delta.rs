@@ -335,6 +335,11 @@ fn policy_deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Result<Option<Vec<Delt
     let Ok(compiled) = crate::config::policy::check_and_compile_refs(&next) else {
         return Ok(None);
     };
+    // A subject makes its network tracked: the whole-state path refuses
+    // that with more than one worker, and words it.
+    if compiled.has_subjects() && cfg.dataplane.workers.len() > 1 {
+        return Ok(None);
+    }
     drop(next);
     let mut out: Vec<Delta> = journal
         .into_iter()

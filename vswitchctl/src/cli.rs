@@ -389,6 +389,15 @@ pub enum PolicyCmd {
         #[command(flatten)]
         kind: PolicyKindArgs,
     },
+    /// The last denied connections (rate-limited per worker), oldest first;
+    /// --json prints one JSON object per line.
+    Log {
+        /// Only the newest N.
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 /// Which kind of policy item a name is.

@@ -109,16 +109,15 @@ impl WorkerState {
     /// Gives the state a conntrack shard with `config` (its table allocated
     /// when a tracked network appears).
     pub fn with_conntrack(mut self, config: CtConfig) -> Self {
+        let policy = std::mem::take(&mut self.ct.policy);
         self.ct = CtShard::new(config);
+        self.ct.policy = policy;
         self
     }
 
     /// Reports the policy stage's hit counters and denied connections to
     /// `obs` (the daemon's, shared by its workers).
-    pub fn with_policy_observer(
-        mut self,
-        obs: Arc<super::policy::PolicyObserver>,
-    ) -> Self {
+    pub fn with_policy_observer(mut self, obs: Arc<super::policy::PolicyObserver>) -> Self {
         self.ct.policy = super::policy::PolicyWorker::observed(obs);
         self
     }

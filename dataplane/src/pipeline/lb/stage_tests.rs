@@ -174,7 +174,13 @@ fn checksums_ok(f: &[u8]) -> bool {
 }
 
 /// The client's segment to the ClusterIP, through its gateway.
-pub(super) fn to_vip(sport: u16, flags: u8, seq: u32, ack: u32, payload: usize) -> (PortIdx, Vec<u8>) {
+pub(super) fn to_vip(
+    sport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: usize,
+) -> (PortIdx, Vec<u8>) {
     let tcp = Some((flags, seq, ack));
     let f = frame(G_BLUE, A, CLIENT, VIP, (sport, 80), 64, tcp, payload);
     (POD_A, f)

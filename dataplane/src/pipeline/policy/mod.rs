@@ -214,7 +214,10 @@ pub(crate) fn policed_networks(overlay: &OverlaySnapshot, policy: &CompiledPolic
     (0..overlay.network_count())
         .map(|i| {
             let nets = overlay.subnets(crate::overlay::NetworkId(i as u16));
-            nets.is_empty() || policy.subjects().any(|a| nets.iter().any(|n| n.contains(&a)))
+            nets.is_empty()
+                || policy
+                    .subjects()
+                    .any(|a| nets.iter().any(|n| n.contains(&a)))
         })
         .collect()
 }
@@ -540,7 +543,9 @@ impl Record {
                 if *kept {
                     format!("verdict of policy #{had} kept under policy #{now} (policy_on_change = keep)")
                 } else {
-                    format!("allowed by policy #{now} when the connection opened: not classified again")
+                    format!(
+                        "allowed by policy #{now} when the connection opened: not classified again"
+                    )
                 }
             }
             Record::Decided {

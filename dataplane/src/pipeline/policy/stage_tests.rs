@@ -131,7 +131,14 @@ fn swap(w: &mut Worker, p: Arc<Pipeline>) {
 }
 
 /// Pod `from` (an index into the pods A, B, D, E) to pod `to`, TCP, directly.
-fn tcp(from: usize, to: usize, ports: (u16, u16), flags: u8, seq: u32, ack: u32) -> (PortIdx, Vec<u8>) {
+fn tcp(
+    from: usize,
+    to: usize,
+    ports: (u16, u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> (PortIdx, Vec<u8>) {
     let pods = pods();
     let (sip, smac, sport) = pods[from];
     let (dip, dmac, _) = pods[to];
@@ -148,12 +155,7 @@ fn udp(from: usize, to: usize, ports: (u16, u16)) -> (PortIdx, Vec<u8>) {
 
 /// A (0), B (1), D (2), E (3): address, MAC, port.
 fn pods() -> [(&'static str, MacAddr, PortIdx); 4] {
-    [
-        (CLIENT, A, POD_A),
-        BACKENDS[0],
-        BACKENDS[1],
-        BACKENDS[2],
-    ]
+    [(CLIENT, A, POD_A), BACKENDS[0], BACKENDS[1], BACKENDS[2]]
 }
 
 fn port_of(pod: usize) -> Verdict {
@@ -193,17 +195,38 @@ fn ingress_allows_one_pod_and_denies_the_rest() {
             Some((&[POD_D_IP], 8080)),
         )]));
         let obs = Arc::new(PolicyObserver::new());
-        let mut w = worker(pipeline(1, policy, false, OnChange::Reevaluate), flows, &obs);
+        let mut w = worker(
+            pipeline(1, policy, false, OnChange::Reevaluate),
+            flows,
+            &obs,
+        );
         for _ in 0..3 {
             let v = w.send(&tcp(0, 1, (40000, 8080), SYN, 1000, 0));
             assert_eq!(v, Verdict::Drop(Why::PolicyDeniedIngress), "{what}");
         }
-        assert_eq!(connections(&w), 0, "{what}: a denied connection keeps no entry");
-        assert_eq!(w.send(&tcp(2, 1, (41000, 8080), SYN, 1, 0)), port_of(1), "{what}");
-        assert_eq!(w.send(&tcp(1, 2, (8080, 41000), SYN | ACK, 9, 2)), port_of(2));
+        assert_eq!(
+            connections(&w),
+            0,
+            "{what}: a denied connection keeps no entry"
+        );
+        assert_eq!(
+            w.send(&tcp(2, 1, (41000, 8080), SYN, 1, 0)),
+            port_of(1),
+            "{what}"
+        );
+        assert_eq!(
+            w.send(&tcp(1, 2, (8080, 41000), SYN | ACK, 9, 2)),
+            port_of(2)
+        );
         for i in 0..5 {
-            assert_eq!(w.send(&tcp(2, 1, (41000, 8080), ACK, 2 + i, 10)), port_of(1));
-            assert_eq!(w.send(&tcp(1, 2, (8080, 41000), ACK, 10 + i, 2)), port_of(2));
+            assert_eq!(
+                w.send(&tcp(2, 1, (41000, 8080), ACK, 2 + i, 10)),
+                port_of(1)
+            );
+            assert_eq!(
+                w.send(&tcp(1, 2, (8080, 41000), ACK, 10 + i, 2)),
+                port_of(2)
+            );
         }
         // D to B on another port: not allowed either.
         assert_eq!(
@@ -211,7 +234,11 @@ fn ingress_allows_one_pod_and_denies_the_rest() {
             Verdict::Drop(Why::PolicyDeniedIngress)
         );
         assert_eq!(connections(&w), 1, "{what}");
-        assert_eq!(hits(&obs, "x/b-from-d", Direction::Ingress, Some(0)), 1, "{what}");
+        assert_eq!(
+            hits(&obs, "x/b-from-d", Direction::Ingress, Some(0)),
+            1,
+            "{what}"
+        );
         // Isolation denied four connections (three attempts of A, one of D).
         assert_eq!(hits(&obs, "", Direction::Ingress, None), 4, "{what}");
         let (log, logged, suppressed) = obs.denied();
@@ -240,13 +267,20 @@ fn egress_is_checked_at_the_source() {
             Some((&[POD_D_IP], 8080)),
         )]));
         let obs = Arc::new(PolicyObserver::new());
-        let mut w = worker(pipeline(1, policy, false, OnChange::Reevaluate), flows, &obs);
+        let mut w = worker(
+            pipeline(1, policy, false, OnChange::Reevaluate),
+            flows,
+            &obs,
+        );
         assert_eq!(
             w.send(&tcp(0, 1, (40000, 8080), SYN, 1, 0)),
             Verdict::Drop(Why::PolicyDeniedEgress)
         );
         assert_eq!(w.send(&tcp(0, 2, (40000, 8080), SYN, 1, 0)), port_of(2));
-        assert_eq!(w.send(&tcp(2, 0, (8080, 40000), SYN | ACK, 5, 2)), port_of(0));
+        assert_eq!(
+            w.send(&tcp(2, 0, (8080, 40000), SYN | ACK, 5, 2)),
+            port_of(0)
+        );
         assert_eq!(w.send(&tcp(0, 2, (40000, 8080), ACK, 2, 6)), port_of(2));
         assert_eq!(
             w.send(&udp(0, 2, (5000, 8081))),
@@ -284,7 +318,10 @@ fn a_policy_change_reevaluates_or_keeps_open_connections() {
             let obs = Arc::new(PolicyObserver::new());
             let mut w = worker(pipeline(1, before, false, on_change), flows, &obs);
             assert_eq!(w.send(&tcp(0, 1, (40000, 8080), SYN, 1, 0)), port_of(1));
-            assert_eq!(w.send(&tcp(1, 0, (8080, 40000), SYN | ACK, 5, 2)), port_of(0));
+            assert_eq!(
+                w.send(&tcp(1, 0, (8080, 40000), SYN | ACK, 5, 2)),
+                port_of(0)
+            );
             assert_eq!(w.send(&udp(0, 1, (5000, 8080))), port_of(1));
             for i in 0..4 {
                 assert_eq!(w.send(&tcp(0, 1, (40000, 8080), ACK, 2 + i, 6)), port_of(1));
@@ -375,7 +412,11 @@ fn a_connection_to_a_vip_is_classified_against_its_backend() {
             assert_eq!(v, Verdict::Output(BACKENDS[k].2), "port {sport}");
             let (v, out) = send(&mut w, &from_backend(k, sport, SYN | ACK, 9, 2, 0));
             assert_eq!(v, Verdict::Output(POD_A));
-            assert_eq!(&out[26..30], &ip4(super::lb_stage::VIP).octets(), "from the VIP");
+            assert_eq!(
+                &out[26..30],
+                &ip4(super::lb_stage::VIP).octets(),
+                "from the VIP"
+            );
             let (v, _) = send(&mut w, &to_vip(sport, ACK, 2, 10, 10));
             assert_eq!(v, Verdict::Output(BACKENDS[k].2));
         }
@@ -440,9 +481,14 @@ fn admin_deny_wins_and_trace_names_the_rule() {
         .load_full();
     let (port, syn) = tcp(0, 1, (40000, 8080), SYN, 1, 0);
     let t = p.trace(port, &syn, &map, &TraceNames::default());
-    let line = t.lines.iter().find(|l| l.stage == "policy").expect("a policy line");
+    let line = t
+        .lines
+        .iter()
+        .find(|l| l.stage == "policy")
+        .expect("a policy line");
     assert!(
-        line.detail.contains("deny by admin policy \"cluster/guard\" rule 0 (\"no-a\")")
+        line.detail
+            .contains("deny by admin policy \"cluster/guard\" rule 0 (\"no-a\")")
             && line.detail.contains("policy_denied_ingress"),
         "{}",
         line.detail
@@ -465,7 +511,12 @@ fn sctp_is_classified_packet_by_packet() {
     rule.ingress[0].ports[0].protocol = Protocol::Sctp;
     for flows in [false, true] {
         let obs = Arc::new(PolicyObserver::new());
-        let p = pipeline(1, compiled(&set(vec![rule.clone()])), false, OnChange::Reevaluate);
+        let p = pipeline(
+            1,
+            compiled(&set(vec![rule.clone()])),
+            false,
+            OnChange::Reevaluate,
+        );
         let mut w = worker(p, flows, &obs);
         let sctp = |dport: u16| {
             let (sip, dip) = (ip4(CLIENT).octets(), ip4(POD_B_IP).octets());
