@@ -180,7 +180,10 @@ impl Lab {
     fn add(&self, fragment: &str) {
         let f = self.dir.join("frag.toml");
         std::fs::write(&f, fragment).unwrap();
-        vswitchctl_ok(&self.sock, &["policy", "add", "--replace", f.to_str().unwrap()]);
+        vswitchctl_ok(
+            &self.sock,
+            &["policy", "add", "--replace", f.to_str().unwrap()],
+        );
     }
 
     fn del(&self, name: &str) {
@@ -201,7 +204,8 @@ fn wait_file(path: &Path, child: &mut ChildGuard) -> String {
 }
 
 fn drops(sock: &Path, reason: &str) -> u64 {
-    let s: Value = serde_json::from_str(&vswitchctl_ok(sock, &["stats", "--json", "--all"])).unwrap();
+    let s: Value =
+        serde_json::from_str(&vswitchctl_ok(sock, &["stats", "--json", "--all"])).unwrap();
     s["drops"][reason].as_u64().unwrap_or(0)
 }
 
@@ -318,13 +322,10 @@ peers = [{ ip_block = { cidr = "10.1.0.0/24", except = ["10.1.0.10/32"] } }]
     // admitting a (blue re-evaluates on a policy change, the default).
     let long_dir = lab.dir.join("long");
     std::fs::create_dir_all(&long_dir).unwrap();
-    let mut long = lab.pods[a].ns.spawn(&[
-        "python3",
-        "-c",
-        LONG,
-        lab.ip(c),
-        long_dir.to_str().unwrap(),
-    ]);
+    let mut long =
+        lab.pods[a]
+            .ns
+            .spawn(&["python3", "-c", LONG, lab.ip(c), long_dir.to_str().unwrap()]);
     assert_eq!(wait_file(&long_dir.join("first"), &mut long), "c");
     lab.add(
         r#"
