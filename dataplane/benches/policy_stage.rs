@@ -197,7 +197,11 @@ impl Worker {
 
     /// Opens connection `sport`: SYN, SYN-ACK, ACK.
     fn open(&mut self, sport: u16) {
-        for (to_server, flags, seq, ack) in [(true, SYN, 1, 0), (false, SYN | ACK, 9, 2), (true, ACK, 2, 10)] {
+        for (to_server, flags, seq, ack) in [
+            (true, SYN, 1, 0),
+            (false, SYN | ACK, 9, 2),
+            (true, ACK, 2, 10),
+        ] {
             let port = if to_server { CLIENT } else { SERVER };
             let mut b = [VecBuf::new(&frame(to_server, sport, flags, seq, ack))];
             let v = self.burst(port, &mut b)[0];
@@ -232,8 +236,11 @@ fn count(spec: &str) {
     let [what, rules, n, bursts] = parts[..] else {
         panic!("POLICY_INSTRUCTIONS=SCENARIO:RULES:N:BURSTS");
     };
-    let (rules, n, bursts): (usize, u32, u32) =
-        (rules.parse().unwrap(), n.parse().unwrap(), bursts.parse().unwrap());
+    let (rules, n, bursts): (usize, u32, u32) = (
+        rules.parse().unwrap(),
+        n.parse().unwrap(),
+        bursts.parse().unwrap(),
+    );
     let mut w = Worker::new(pipeline(rules));
     let new = what == "new";
     if !new {

@@ -155,16 +155,16 @@ struct Cell {
 }
 
 impl Cell {
-    fn from_ns(&self, n: &str) -> bool {
+    fn src_ns(&self, n: &str) -> bool {
         NS[self.from.0] == n
     }
-    fn to_is(&self, p: &str) -> bool {
+    fn dst_is(&self, p: &str) -> bool {
         self.to == pod(p)
     }
-    fn from_is(&self, p: &str) -> bool {
+    fn src_is(&self, p: &str) -> bool {
         self.from == pod(p)
     }
-    fn to_ns(&self, n: &str) -> bool {
+    fn dst_ns(&self, n: &str) -> bool {
         NS[self.to.0] == n
     }
 }
@@ -205,12 +205,12 @@ fn scenarios() -> Vec<Scenario> {
         scenario(
             "deny-all ingress in x",
             np(vec![ingress("x/deny-all", &["x"], vec![])]),
-            |c| !c.to_ns("x"),
+            |c| !c.dst_ns("x"),
         ),
         scenario(
             "deny-all egress in x",
             np(vec![egress("x/deny-all-egress", &["x"], vec![])]),
-            |c| !c.from_ns("x"),
+            |c| !c.src_ns("x"),
         ),
         scenario(
             "allow from namespace y to x/a",
@@ -219,7 +219,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![from(&["y"])], vec![])],
             )]),
-            |c| !c.to_is("x/a") || c.from_ns("y"),
+            |c| !c.dst_is("x/a") || c.src_ns("y"),
         ),
         scenario(
             "allow from pod y/b to x/a",
@@ -228,7 +228,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![from(&["y/b"])], vec![])],
             )]),
-            |c| !c.to_is("x/a") || c.from_is("y/b"),
+            |c| !c.dst_is("x/a") || c.src_is("y/b"),
         ),
         scenario(
             "allow from namespace y or pod z/c (peers combine by union)",
@@ -237,7 +237,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![from(&["y"]), from(&["z/c"])], vec![])],
             )]),
-            |c| !c.to_is("x/a") || c.from_ns("y") || c.from_is("z/c"),
+            |c| !c.dst_is("x/a") || c.src_ns("y") || c.src_is("z/c"),
         ),
         scenario(
             "allow every peer on TCP 80 only",
@@ -246,7 +246,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![], vec![port(TCP, 80)])],
             )]),
-            |c| !c.to_is("x/a") || (c.port == 80 && c.proto == TCP),
+            |c| !c.dst_is("x/a") || (c.port == 80 && c.proto == TCP),
         ),
         scenario(
             "endPort: TCP 80-81",
@@ -261,7 +261,7 @@ fn scenarios() -> Vec<Scenario> {
                     }],
                 )],
             )]),
-            |c| !c.to_is("x/a") || c.proto == TCP,
+            |c| !c.dst_is("x/a") || c.proto == TCP,
         ),
         scenario(
             "named port resolved on the destination",
@@ -298,7 +298,7 @@ fn scenarios() -> Vec<Scenario> {
                 ],
                 ..Default::default()
             },
-            |c| match (c.to_is("x/a"), c.to_is("x/b")) {
+            |c| match (c.dst_is("x/a"), c.dst_is("x/b")) {
                 (true, _) => c.proto == TCP && c.port == 81,
                 (_, true) => c.proto == TCP && c.port == 80,
                 _ => true,
@@ -318,7 +318,7 @@ fn scenarios() -> Vec<Scenario> {
                     }],
                 )],
             )]),
-            |c| !c.to_is("x/a"),
+            |c| !c.dst_is("x/a"),
         ),
         scenario(
             "ipBlock with except: 10.0.0.0/16 but y",
@@ -327,7 +327,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![block("10.0.0.0/16", &["10.0.2.0/24"])], vec![])],
             )]),
-            |c| !c.to_is("x/a") || !c.from_ns("y"),
+            |c| !c.dst_is("x/a") || !c.src_ns("y"),
         ),
         scenario(
             "ipBlock with two excepts carving single pods",
@@ -339,12 +339,12 @@ fn scenarios() -> Vec<Scenario> {
                     vec![],
                 )],
             )]),
-            |c| !c.to_is("x/a") || !(c.from_is("y/b") || c.from_is("z/c")),
+            |c| !c.dst_is("x/a") || !(c.src_is("y/b") || c.src_is("z/c")),
         ),
         scenario(
             "egress deny from x/a",
             np(vec![egress("x/a-out", &["x/a"], vec![])]),
-            |c| !c.from_is("x/a"),
+            |c| !c.src_is("x/a"),
         ),
         scenario(
             "egress to y on port 80 only",
@@ -353,7 +353,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![from(&["y"])], vec![port(TCP, 80), port(UDP, 80)])],
             )]),
-            |c| !c.from_is("x/a") || (c.to_ns("y") && c.port == 80 && c.proto != SCTP),
+            |c| !c.src_is("x/a") || (c.dst_ns("y") && c.port == 80 && c.proto != SCTP),
         ),
         scenario(
             "egress to an ipBlock with except",
@@ -362,7 +362,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![block("10.0.0.0/8", &["10.0.3.0/24"])], vec![])],
             )]),
-            |c| !c.from_is("x/a") || !c.to_ns("z"),
+            |c| !c.src_is("x/a") || !c.dst_ns("z"),
         ),
         scenario(
             "ingress and egress combined on x/a",
@@ -373,7 +373,7 @@ fn scenarios() -> Vec<Scenario> {
                 ingress: vec![rule(vec![from(&["x/b"])], vec![])],
                 egress: vec![rule(vec![from(&["x/c"])], vec![])],
             }]),
-            |c| (!c.to_is("x/a") || c.from_is("x/b")) && (!c.from_is("x/a") || c.to_is("x/c")),
+            |c| (!c.dst_is("x/a") || c.src_is("x/b")) && (!c.src_is("x/a") || c.dst_is("x/c")),
         ),
         scenario(
             "two policies on one pod combine by union",
@@ -390,9 +390,9 @@ fn scenarios() -> Vec<Scenario> {
                 ),
             ]),
             |c| {
-                !c.to_is("x/a")
-                    || (c.from_is("x/b") && c.port == 80 && c.proto == TCP)
-                    || (c.from_ns("y") && c.port == 81 && c.proto == UDP)
+                !c.dst_is("x/a")
+                    || (c.src_is("x/b") && c.port == 80 && c.proto == TCP)
+                    || (c.src_ns("y") && c.port == 81 && c.proto == UDP)
             },
         ),
         scenario(
@@ -417,7 +417,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![], vec![port(SCTP, 80)])],
             )]),
-            |c| !c.to_is("x/a") || (c.proto == SCTP && c.port == 80),
+            |c| !c.dst_is("x/a") || (c.proto == SCTP && c.port == 80),
         ),
         scenario(
             "UDP 81 from z only",
@@ -426,7 +426,7 @@ fn scenarios() -> Vec<Scenario> {
                 &["x/a"],
                 vec![rule(vec![from(&["z"])], vec![port(UDP, 81)])],
             )]),
-            |c| !c.to_is("x/a") || (c.from_ns("z") && c.proto == UDP && c.port == 81),
+            |c| !c.dst_is("x/a") || (c.src_ns("z") && c.proto == UDP && c.port == 81),
         ),
         scenario(
             "admin Deny over a NetworkPolicy Allow",
@@ -440,7 +440,7 @@ fn scenarios() -> Vec<Scenario> {
                 network: vec![ingress("x/a", &["x/a"], vec![rule(vec![], vec![])])],
                 ..Default::default()
             },
-            |c| !c.to_is("x/a") || !c.from_ns("y"),
+            |c| !c.dst_is("x/a") || !c.src_ns("y"),
         ),
         scenario(
             "admin Allow over a NetworkPolicy that isolates",
@@ -454,7 +454,7 @@ fn scenarios() -> Vec<Scenario> {
                 network: vec![ingress("x/a", &["x/a"], vec![])],
                 ..Default::default()
             },
-            |c| !c.to_is("x/a") || c.from_ns("z"),
+            |c| !c.dst_is("x/a") || c.src_ns("z"),
         ),
         scenario(
             "admin Pass delegates to the NetworkPolicy tier",
@@ -475,7 +475,7 @@ fn scenarios() -> Vec<Scenario> {
                 )],
                 ..Default::default()
             },
-            |c| !c.to_is("x/a") || c.from_is("y/a"),
+            |c| !c.dst_is("x/a") || c.src_is("y/a"),
         ),
         scenario(
             "admin priorities: lower first",
@@ -503,7 +503,7 @@ fn scenarios() -> Vec<Scenario> {
                 network: vec![ingress("x/a", &["x/a"], vec![])],
                 ..Default::default()
             },
-            |c| !c.to_is("x/a") || (c.from_ns("y") && !c.from_is("y/b")),
+            |c| !c.dst_is("x/a") || (c.src_ns("y") && !c.src_is("y/b")),
         ),
         scenario(
             "admin Deny on one port, the rest to the NetworkPolicy",
@@ -520,7 +520,7 @@ fn scenarios() -> Vec<Scenario> {
                 )],
                 ..Default::default()
             },
-            |c| !c.to_ns("x") || c.port == 80,
+            |c| !c.dst_ns("x") || c.port == 80,
         ),
         scenario(
             "baseline default deny",
@@ -533,7 +533,7 @@ fn scenarios() -> Vec<Scenario> {
                 )],
                 ..Default::default()
             },
-            |c| !c.to_ns("x"),
+            |c| !c.dst_ns("x"),
         ),
         scenario(
             "a NetworkPolicy overrides the baseline under it",
@@ -551,7 +551,7 @@ fn scenarios() -> Vec<Scenario> {
                 )],
                 ..Default::default()
             },
-            |c| !c.to_ns("x") || (c.to_is("x/a") && c.from_ns("y")),
+            |c| !c.dst_ns("x") || (c.dst_is("x/a") && c.src_ns("y")),
         ),
         scenario(
             "admin Pass reaches the baseline",
@@ -570,7 +570,7 @@ fn scenarios() -> Vec<Scenario> {
                 )],
                 ..Default::default()
             },
-            |c| !c.to_is("x/a") || !c.from_ns("z"),
+            |c| !c.dst_is("x/a") || !c.src_ns("z"),
         ),
         scenario(
             "baseline Allow before its Deny, by priority",
@@ -586,7 +586,7 @@ fn scenarios() -> Vec<Scenario> {
                 ],
                 ..Default::default()
             },
-            |c| !c.to_ns("x") || c.from_ns("x"),
+            |c| !c.dst_ns("x") || c.src_ns("x"),
         ),
         scenario(
             "admin egress Deny to z",
@@ -599,7 +599,7 @@ fn scenarios() -> Vec<Scenario> {
                 )],
                 ..Default::default()
             },
-            |c| !(c.from_ns("x") && c.to_ns("z")),
+            |c| !(c.src_ns("x") && c.dst_ns("z")),
         ),
     ]
 }
@@ -671,7 +671,7 @@ fn a_policy_update_changes_the_matrix() {
             &["x/a"],
             vec![rule(vec![from(&["y"])], vec![])],
         )]),
-        |c| !c.to_is("x/a") || c.from_ns("y"),
+        |c| !c.dst_is("x/a") || c.src_ns("y"),
     );
     let after = scenario(
         "after: x/a admits z",
@@ -680,7 +680,7 @@ fn a_policy_update_changes_the_matrix() {
             &["x/a"],
             vec![rule(vec![from(&["z"])], vec![])],
         )]),
-        |c| !c.to_is("x/a") || c.from_ns("z"),
+        |c| !c.dst_is("x/a") || c.src_ns("z"),
     );
     check(&before);
     check(&after);

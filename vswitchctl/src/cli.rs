@@ -237,7 +237,7 @@ pub enum NetCmd {
         #[arg(long, requires = "conntrack")]
         no_window_tracking: bool,
         /// What a policy change does to open connections: `reevaluate`
-        /// (default) or `keep`; read by the policy stage once it is wired.
+        /// (default) or `keep` (the verdict a connection opened with).
         #[arg(long, value_name = "reevaluate|keep")]
         policy_on_change: Option<String>,
     },

@@ -8,7 +8,7 @@
 //!
 //! The stages, in the order a packet meets them, are listed once, in
 //! [`stages`](self::stages) (DESIGN.md §3): ingress classify (and the one parse)
-//! → tunnel decap → conntrack → policy → service LB/NAT → ARP/ND responder → L2
+//! → tunnel decap → conntrack → service LB/NAT → policy → ARP/ND responder → L2
 //! forward → L3 forward (route) → tunnel encap → output. Each is a module of its
 //! own (`classify.rs`, `decap.rs`, …) owning its per-packet logic, its drop
 //! reasons (the `stage` column of [`DropReason`](crate::DropReason)'s table) and

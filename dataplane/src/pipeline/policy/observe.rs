@@ -151,10 +151,13 @@ pub struct DenyEvent {
     pub vni: u32,
 }
 
+/// A rule by name: the policy's, its index and its own name.
+pub type NamedRule<'a> = (&'a str, Option<u32>, &'a str);
+
 impl DenyEvent {
     /// The tier, policy and rule that denied it; `None` for the policy of
     /// a denial by isolation (no one policy decided).
-    pub fn decided_by(&self) -> (Tier, Option<(&str, Option<u32>, &str)>) {
+    pub fn decided_by(&self) -> (Tier, Option<NamedRule<'_>>) {
         let d = self.policy.decision(self.decision);
         match d.by {
             Decider::Rule(r) => (
