@@ -394,3 +394,40 @@ peers = [{ addresses = ["10.1.0.12"] }]
     assert!(table.contains("(isolated, no rule allows)"), "{table}");
     assert!(table.contains("logged since start"), "{table}");
 }
+
+/// A policy with a subject makes its network tracked: with two workers
+/// (no conntrack handoff yet) it is refused whole, naming the policy and
+/// its `subject`, and nothing is applied; one without a subject is taken.
+#[test]
+fn a_policy_subject_is_refused_with_two_workers() {
+    require_root!();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIP: two workers need two CPUs");
+        return;
+    }
+    let dir = TempDir::new(&unique_tag());
+    let _v = Vswitchd::start(&dir, &control_config(&dir, &[0, 1], ""));
+    let sock = dir.join("ctl.sock");
+    wait_for_api(&sock);
+    let frag = dir.join("frag.toml");
+    std::fs::write(
+        &frag,
+        "[[policy]]\nname = \"x/b\"\nsubject = [\"10.1.0.11\"]\npolicy_types = [\"Ingress\"]\n",
+    )
+    .unwrap();
+    let out = vswitchctl(&sock, &["policy", "add", frag.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("add_policy \"x/b\"): subject:") && err.contains("one worker"),
+        "{err}"
+    );
+    assert!(!vswitchctl_ok(&sock, &["policy", "list"]).contains("x/b"));
+    std::fs::write(
+        &frag,
+        "[[policy]]\nname = \"x/none\"\nsubject = []\npolicy_types = [\"Ingress\"]\n",
+    )
+    .unwrap();
+    vswitchctl_ok(&sock, &["policy", "add", frag.to_str().unwrap()]);
+    assert!(vswitchctl_ok(&sock, &["policy", "list"]).contains("x/none"));
+}

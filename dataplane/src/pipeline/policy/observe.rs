@@ -210,8 +210,17 @@ impl PolicyObserver {
         }
     }
 
+    /// Adds a worker's new block, and folds the blocks no worker holds any
+    /// more (a worker lets its old one go before it registers the new):
+    /// without the fold here, a daemon whose hits nobody reads would keep
+    /// every policy set it ever ran, each block holding its compiled
+    /// policy. Runs on the worker, once per policy change, never per packet.
     fn register(&self, block: &Arc<HitBlock>) {
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if blocks.iter().any(|b| Arc::strong_count(b) == 1) {
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            retire(&mut blocks, &mut retired);
+        }
         blocks.push(Arc::clone(block));
     }
 
@@ -221,14 +230,7 @@ impl PolicyObserver {
     pub fn rule_hits(&self) -> Vec<RuleHits> {
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-        blocks.retain(|b| {
-            if Arc::strong_count(b) == 1 {
-                b.fold(&mut retired);
-                false
-            } else {
-                true
-            }
-        });
+        retire(&mut blocks, &mut retired);
         let mut sum = retired.clone();
         for b in blocks.iter() {
             b.fold(&mut sum);
@@ -265,6 +267,18 @@ impl PolicyObserver {
         self.logged.fetch_add(1, Relaxed);
         true
     }
+}
+
+/// Folds the blocks only `blocks` holds into `retired`, and drops them.
+fn retire(blocks: &mut Vec<Arc<HitBlock>>, retired: &mut HashMap<RuleKey, u64>) {
+    blocks.retain(|b| {
+        if Arc::strong_count(b) == 1 {
+            b.fold(retired);
+            false
+        } else {
+            true
+        }
+    });
 }
 
 /// The policy stage's per-worker state: the hit block of the policy the

@@ -541,3 +541,42 @@ fn sctp_is_classified_packet_by_packet() {
         assert_eq!(hits(&obs, "x/b", Direction::Ingress, Some(0)), 3);
     }
 }
+
+/// Hit counters are kept by rule, not by compile: a rule's hits under one
+/// policy set and under the next add up, and survive later swaps (the old
+/// blocks folded when the worker registers its new one).
+#[test]
+fn hits_add_up_by_rule_across_policy_changes() {
+    let obs = Arc::new(PolicyObserver::new());
+    let admit = |peers: &[&str]| {
+        compiled(&set(vec![np(
+            "x/b",
+            POD_B_IP,
+            Direction::Ingress,
+            Some((peers, 8080)),
+        )]))
+    };
+    let mut w = worker(
+        pipeline(1, admit(&[CLIENT, POD_D_IP]), false, OnChange::Reevaluate),
+        true,
+        &obs,
+    );
+    assert_eq!(w.send(&tcp(0, 1, (40000, 8080), SYN, 1, 0)), port_of(1));
+    swap(
+        &mut w,
+        pipeline(2, admit(&[POD_D_IP]), false, OnChange::Reevaluate),
+    );
+    assert_eq!(w.send(&tcp(2, 1, (40001, 8080), SYN, 1, 0)), port_of(1));
+    assert_eq!(
+        w.send(&tcp(0, 1, (40002, 8080), SYN, 1, 0)),
+        Verdict::Drop(Why::PolicyDeniedIngress)
+    );
+    for g in 3..6 {
+        swap(
+            &mut w,
+            pipeline(g, admit(&[POD_E_IP]), false, OnChange::Reevaluate),
+        );
+    }
+    assert_eq!(hits(&obs, "x/b", Direction::Ingress, Some(0)), 2);
+    assert_eq!(hits(&obs, "", Direction::Ingress, None), 1);
+}
