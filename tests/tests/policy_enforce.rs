@@ -431,3 +431,63 @@ fn a_policy_subject_is_refused_with_two_workers() {
     vswitchctl_ok(&sock, &["policy", "add", frag.to_str().unwrap()]);
     assert!(vswitchctl_ok(&sock, &["policy", "list"]).contains("x/none"));
 }
+
+/// A network holding a policy subject is tracked, and a tracked network
+/// must be its tenant's only one (a routed connection would meet two
+/// zones): a subject in blue while green shares its tenant is refused,
+/// naming both; a second network added to a policed tenant is refused.
+#[test]
+fn a_policy_subject_in_a_shared_tenant_is_refused() {
+    require_root!();
+    let dir = TempDir::new(&unique_tag());
+    let _v = Vswitchd::start(&dir, &control_config(&dir, &[worker_core()], ""));
+    let sock = dir.join("ctl.sock");
+    wait_for_api(&sock);
+    let net = |name: &str, vni: &str, subnet: &str, mac: &str| {
+        vswitchctl(
+            &sock,
+            &[
+                "net",
+                "add",
+                name,
+                "--vni",
+                vni,
+                "--tenant",
+                "t1",
+                "--subnet",
+                subnet,
+                "--gateway-mac",
+                mac,
+            ],
+        )
+    };
+    assert!(net("blue", "100", "10.1.0.0/24", "02:00:00:00:aa:01")
+        .status
+        .success());
+    assert!(net("green", "200", "10.2.0.0/24", "02:00:00:00:aa:02")
+        .status
+        .success());
+    let frag = dir.join("frag.toml");
+    std::fs::write(
+        &frag,
+        "[[policy]]\nname = \"x/b\"\nsubject = [\"10.1.0.11\"]\npolicy_types = [\"Ingress\"]\n",
+    )
+    .unwrap();
+    let out = vswitchctl(&sock, &["policy", "add", frag.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("subject:") && err.contains("\"blue\"") && err.contains("\"green\""),
+        "{err}"
+    );
+    // Without green, the subject is taken; then green cannot come back.
+    vswitchctl_ok(&sock, &["net", "del", "green"]);
+    vswitchctl_ok(&sock, &["policy", "add", frag.to_str().unwrap()]);
+    let out = net("green", "200", "10.2.0.0/24", "02:00:00:00:aa:02");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("its tenant's only one"),
+        "{}",
+        text(&out.stderr)
+    );
+}
