@@ -335,6 +335,14 @@ fn policy_deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Result<Option<Vec<Delt
     let Ok(compiled) = crate::config::policy::check_and_compile_refs(&next) else {
         return Ok(None);
     };
+    // A subject makes its network tracked: the whole-state path refuses
+    // that with more than one worker, and words it.
+    if compiled.has_subjects()
+        && (cfg.dataplane.workers.len() > 1
+            || crate::config::policy::policed_sharing_a_tenant(&cfg.networks, &compiled).is_some())
+    {
+        return Ok(None);
+    }
     drop(next);
     let mut out: Vec<Delta> = journal
         .into_iter()
@@ -602,6 +610,28 @@ pub fn section_deltas(
                         .any(|m| m.name == s.network && m.tenant == tenant(&n.tenant))
                 });
                 if serves_tenant {
+                    return None;
+                }
+                // Likewise a network holding a policy subject (tracked for
+                // it): a subject's address in one of the tenant's subnets.
+                let subjects = || {
+                    let p = &cfg.policies;
+                    p.network
+                        .iter()
+                        .flat_map(|x| x.subject.iter())
+                        .chain(p.cluster.iter().flat_map(|x| x.subject.iter()))
+                        .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+                };
+                let policed_tenant = cfg
+                    .networks
+                    .iter()
+                    .filter(|m| m.tenant == tenant(&n.tenant))
+                    .any(|m| {
+                        subjects().next().is_some()
+                            && (m.subnets.is_empty()
+                                || subjects().any(|a| m.subnets.iter().any(|s| s.contains(&a))))
+                    });
+                if policed_tenant {
                     return None;
                 }
                 networks.push(n.clone());

@@ -115,6 +115,21 @@ pub trait DataplaneHandle: Send + Sync + 'static {
     fn conntrack(&self, _req: &api::ConntrackRequest) -> Result<api::ConntrackReply, String> {
         Err("this dataplane has no connection tracking".into())
     }
+    /// The policy stage's hit counters per rule (only `policy`'s when not
+    /// empty).
+    ///
+    /// # Errors
+    /// The default: no policy stage here.
+    fn policy_hits(&self, _policy: &str) -> Result<api::PolicyHitsReply, String> {
+        Err("this dataplane has no policy stage".into())
+    }
+    /// The last denied connections, the newest `limit` (0: all kept).
+    ///
+    /// # Errors
+    /// The default: no policy stage here.
+    fn policy_log(&self, _limit: u32) -> Result<api::PolicyLogReply, String> {
+        Err("this dataplane has no policy stage".into())
+    }
     /// Seconds since the daemon started.
     fn uptime_s(&self) -> f64;
     /// Every worker's heartbeat and generation, and the published generation.
@@ -688,6 +703,33 @@ impl<D: DataplaneHandle> Vswitch for VswitchService<D> {
             .conntrack(&req)
             .map(Response::new)
             .map_err(|e| Status::invalid_argument(crate::state::bounded(e)))
+    }
+
+    async fn policy_hits(
+        &self,
+        request: Request<api::PolicyHitsRequest>,
+    ) -> Result<Response<api::PolicyHitsReply>, Status> {
+        let req = request.into_inner();
+        if !req.policy.is_empty() {
+            crate::config::policy::check_name(&req.policy).map_err(Status::invalid_argument)?;
+        }
+        self.inner
+            .handle
+            .policy_hits(&req.policy)
+            .map(Response::new)
+            .map_err(|e| Status::unimplemented(crate::state::bounded(e)))
+    }
+
+    async fn policy_log(
+        &self,
+        request: Request<api::PolicyLogRequest>,
+    ) -> Result<Response<api::PolicyLogReply>, Status> {
+        let req = request.into_inner();
+        self.inner
+            .handle
+            .policy_log(req.limit)
+            .map(Response::new)
+            .map_err(|e| Status::unimplemented(crate::state::bounded(e)))
     }
 
     async fn trace(

@@ -132,6 +132,10 @@ drop_reasons! {
     LbUnsupported = 39 => "lb_unsupported", Lb;
     /// A packet for the worker owning its connection found the ring to that worker full (or no ring: a worker built without handoff): dropped, never queued behind a stalled owner.
     CtHandoffFull = 40 => "ct_handoff_full", Conntrack;
+    /// A connection the policy of its destination endpoint does not allow (ingress), at its first packet or re-evaluated after a policy change: its conntrack entry is removed.
+    PolicyDeniedIngress = 41 => "policy_denied_ingress", Policy;
+    /// A connection the policy of its source endpoint does not allow (egress), likewise.
+    PolicyDeniedEgress = 42 => "policy_denied_egress", Policy;
 }
 
 impl DropReason {

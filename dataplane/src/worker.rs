@@ -916,6 +916,17 @@ where
         self
     }
 
+    /// Reports the policy stage's hit counters and denied connections to
+    /// `obs` (one per daemon, shared by the workers). Call after
+    /// [`with_flow_entries`](Self::with_flow_entries), which starts a new state.
+    pub fn with_policy_observer(
+        mut self,
+        obs: Arc<crate::pipeline::policy::PolicyObserver>,
+    ) -> Self {
+        self.state = std::mem::take(&mut self.state).with_policy_observer(obs);
+        self
+    }
+
     /// Gives the worker a conntrack shard with `config` (allocated when the
     /// first tracked network appears).
     pub fn with_conntrack(mut self, config: CtConfig) -> Self {

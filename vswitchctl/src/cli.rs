@@ -237,7 +237,7 @@ pub enum NetCmd {
         #[arg(long, requires = "conntrack")]
         no_window_tracking: bool,
         /// What a policy change does to open connections: `reevaluate`
-        /// (default) or `keep`; read by the policy stage once it is wired.
+        /// (default) or `keep` (the verdict a connection opened with).
         #[arg(long, value_name = "reevaluate|keep")]
         policy_on_change: Option<String>,
     },
@@ -388,6 +388,15 @@ pub enum PolicyCmd {
         name: String,
         #[command(flatten)]
         kind: PolicyKindArgs,
+    },
+    /// The last denied connections (rate-limited per worker), oldest first;
+    /// --json prints one JSON object per line.
+    Log {
+        /// Only the newest N.
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        json: JsonFlag,
     },
 }
 

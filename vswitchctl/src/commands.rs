@@ -126,11 +126,12 @@ pub async fn execute_prepared(
                 crate::svc::show(client, name, json.json, out).await
             }
         }
-        Command::Policy(p @ (cli::PolicyCmd::List(_) | cli::PolicyCmd::Show { .. })) => {
-            crate::policy::read(client, p, out)
-                .await
-                .unwrap_or_else(|| Err(Error::Usage("this command reads nothing".into())))
-        }
+        Command::Policy(
+            p
+            @ (cli::PolicyCmd::List(_) | cli::PolicyCmd::Show { .. } | cli::PolicyCmd::Log { .. }),
+        ) => crate::policy::read(client, p, out)
+            .await
+            .unwrap_or_else(|| Err(Error::Usage("this command reads nothing".into()))),
         Command::Policy(cli::PolicyCmd::Add { file, replace }) => {
             let fragment = match prepared {
                 Prepared::Fragment(f) => *f,

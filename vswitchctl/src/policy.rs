@@ -7,8 +7,9 @@
 //! a fragment is applied whole or not at all; with `--replace`, an item that
 //! exists is deleted and added again in that same write.
 //!
-//! `policy log` (denied connections) needs the policy stage, which is not
-//! wired yet: there is no such command.
+//! `policy show` adds the rules' hit counters (as TOML comments, or a
+//! `hits` list in JSON); `policy log` prints the denied connections the
+//! daemon kept (a table, or JSON lines).
 
 use std::io::{Read, Write};
 
@@ -223,20 +224,152 @@ pub async fn show(
             control::names::quote(name)
         ))));
     }
+    // Hits by rule; a daemon without the policy stage has none to show.
+    let hits = if kind.endpoint {
+        Vec::new()
+    } else {
+        client
+            .policy_hits(api::PolicyHitsRequest {
+                policy: name.to_owned(),
+            })
+            .await
+            .map(|r| r.into_inner().rules)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| (h.tier == "network") != kind.cluster)
+            .collect()
+    };
     if json {
-        return match (
+        let mut v = match (
             f.policy.pop(),
             f.cluster_policy.pop(),
             f.policy_endpoint.pop(),
         ) {
-            (Some(p), _, _) => print_json(out, &p),
-            (_, Some(p), _) => print_json(out, &p),
-            (_, _, Some(e)) => print_json(out, &e),
+            (Some(p), _, _) => serde_json::to_value(&p)?,
+            (_, Some(p), _) => serde_json::to_value(&p)?,
+            (_, _, Some(e)) => serde_json::to_value(&e)?,
             _ => unreachable!("one item was found"),
         };
+        if !kind.endpoint {
+            if let Some(m) = v.as_object_mut() {
+                let list = hits.iter().map(hit_json).collect();
+                m.insert("hits".into(), serde_json::Value::Array(list));
+            }
+        }
+        return print_json(out, &v);
     }
     let text = toml::to_string(&f).map_err(|e| Error::Usage(format!("printing: {e}")))?;
     write!(out, "{text}")?;
+    if !kind.endpoint {
+        // Comments: the text stays a fragment `policy add --replace` takes.
+        writeln!(
+            out,
+            "# hits (connections decided, since the daemon started):"
+        )?;
+        if hits.is_empty() {
+            writeln!(out, "#   none")?;
+        }
+        for h in &hits {
+            writeln!(
+                out,
+                "#   {} rule {}{}: {}",
+                h.direction,
+                rule_text(h.rule),
+                name_text(&h.rule_name),
+                h.hits
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn rule_text(r: Option<u32>) -> String {
+    r.map_or_else(|| "-".into(), |r| r.to_string())
+}
+
+fn name_text(n: &str) -> String {
+    if n.is_empty() {
+        String::new()
+    } else {
+        format!(" ({n:?})")
+    }
+}
+
+fn hit_json(h: &api::PolicyRuleHits) -> serde_json::Value {
+    serde_json::json!({
+        "tier": h.tier, "direction": h.direction, "rule": h.rule,
+        "rule_name": h.rule_name, "hits": h.hits,
+    })
+}
+
+/// `policy log`: the denied connections kept, a table or JSON lines.
+pub async fn log(
+    client: &mut Client,
+    limit: Option<u32>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let reply = client
+        .policy_log(api::PolicyLogRequest {
+            limit: limit.unwrap_or(0),
+        })
+        .await
+        .map_err(Error::Refused)?
+        .into_inner();
+    if json {
+        for e in &reply.events {
+            let v = serde_json::json!({
+                "unix_ms": e.unix_ms, "network": e.network, "direction": e.direction,
+                "tier": e.tier, "policy": e.policy, "rule": e.rule, "rule_name": e.rule_name,
+                "protocol": e.protocol, "src": e.src, "sport": e.sport,
+                "dst": e.dst, "dport": e.dport, "frontend": e.frontend,
+            });
+            serde_json::to_writer(&mut *out, &v)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "TIME_MS",
+        "NETWORK",
+        "DIRECTION",
+        "TIER",
+        "POLICY",
+        "RULE",
+        "PROTO",
+        "SOURCE",
+        "DESTINATION",
+        "FRONTEND",
+    ]);
+    for e in &reply.events {
+        let policy = if e.policy.is_empty() {
+            "(isolated, no rule allows)".to_string()
+        } else {
+            e.policy.clone()
+        };
+        t.row([
+            e.unix_ms.to_string(),
+            e.network.clone(),
+            e.direction.clone(),
+            e.tier.clone(),
+            policy,
+            format!("{}{}", rule_text(e.rule), name_text(&e.rule_name)),
+            e.protocol.clone(),
+            format!("{}:{}", e.src, e.sport),
+            format!("{}:{}", e.dst, e.dport),
+            if e.frontend.is_empty() {
+                "-".into()
+            } else {
+                e.frontend.clone()
+            },
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    writeln!(
+        out,
+        "{} logged since start, {} suppressed (rate limit)",
+        reply.logged, reply.suppressed
+    )?;
     Ok(())
 }
 
@@ -245,6 +378,7 @@ pub async fn read(client: &mut Client, cmd: &PolicyCmd, out: &mut dyn Write) -> 
     Some(match cmd {
         PolicyCmd::List(j) => list(client, j.json, out).await,
         PolicyCmd::Show { name, kind, json } => show(client, name, kind, json.json, out).await,
+        PolicyCmd::Log { limit, json } => log(client, *limit, json.json, out).await,
         PolicyCmd::Add { .. } | PolicyCmd::Del { .. } => return None,
     })
 }

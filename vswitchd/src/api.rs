@@ -37,6 +37,9 @@ pub struct VswitchdHandle {
     pub port_view: Mutex<(Vec<PortView>, u64)>,
     /// Told of every published write, for the publish-latency histogram.
     pub publish: Arc<crate::metrics::publish::PublishClock>,
+    /// The policy stage's hit counters and denied connections, shared by
+    /// the workers.
+    pub policy: Arc<dataplane::pipeline::policy::PolicyObserver>,
 }
 
 /// What the reads show of a port that needs the dataplane's lock to look at:
@@ -329,6 +332,21 @@ impl DataplaneHandle for VswitchdHandle {
 
     fn conntrack(&self, req: &api::ConntrackRequest) -> Result<api::ConntrackReply, String> {
         crate::conntrack::serve(self, req)
+    }
+
+    fn policy_hits(&self, policy: &str) -> Result<api::PolicyHitsReply, String> {
+        Ok(crate::policy::hits(&self.policy, policy))
+    }
+
+    fn policy_log(&self, limit: u32) -> Result<api::PolicyLogReply, String> {
+        let snap = self.snapshot.load_full();
+        Ok(crate::policy::log(&self.policy, limit, |vni| {
+            snap.overlay
+                .networks()
+                .iter()
+                .find(|n| n.vni == vni)
+                .map_or_else(|| format!("vni {vni}"), |n| n.name.to_string())
+        }))
     }
 
     fn uptime_s(&self) -> f64 {

@@ -15,6 +15,7 @@ mod device;
 mod eal_args;
 mod logging;
 mod metrics;
+mod policy;
 mod ports;
 mod profiles;
 mod socket_reserve;

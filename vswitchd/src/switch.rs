@@ -201,6 +201,7 @@ pub fn run(prep: Prepared) -> Result<()> {
     let neighbors = Arc::new(Mutex::new(NeighborTable::new(NeighborConfig::default())));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let capture = Arc::new(dataplane::capture::CaptureTap::default());
+    let policy_obs = Arc::new(dataplane::pipeline::policy::PolicyObserver::new());
     // Test-only (dataplane::stall): lets system tests freeze a worker. Warned
     // here, not in `prepare`, which runs before logging is set up.
     let stall = StallHook::from_env();
@@ -240,7 +241,8 @@ pub fn run(prep: Prepared) -> Result<()> {
         .with_conntrack(cfg.conntrack.to_dataplane())
         .with_neighbors(Arc::clone(&neighbors))
         .with_commands(cmd_rx)
-        .with_capture(Arc::clone(&capture));
+        .with_capture(Arc::clone(&capture))
+        .with_policy_observer(Arc::clone(&policy_obs));
         if let Some(hook) = &stall {
             worker = worker.with_stall_hook(hook.clone());
         }
@@ -310,6 +312,7 @@ pub fn run(prep: Prepared) -> Result<()> {
                 .collect(),
             started,
             capture: Arc::clone(&capture),
+            policy: Arc::clone(&policy_obs),
             snapshot: Arc::clone(&snapshot),
             port_view: Mutex::default(),
             publish: Arc::clone(&publish),

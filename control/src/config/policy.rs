@@ -678,7 +678,65 @@ impl VswitchConfig {
     /// The whole set of policies validated and compiled (the result thrown
     /// away: the snapshot compiles its own, or shares the running one).
     pub(super) fn validate_policies(&self) -> Result<(), ConfigError> {
-        check_and_compile(&self.policies).map(|_| ())
+        let compiled = check_and_compile(&self.policies)?;
+        // A network holding a policy subject is tracked (the policy stage
+        // keeps verdicts in its connections), so the tracked networks' rule
+        // of `validate` holds for it: one worker until conntrack hands
+        // packets over between workers.
+        let label = || {
+            self.policies
+                .network
+                .iter()
+                .find(|p| !p.subject.is_empty())
+                .map(|p| policy_label(&p.name))
+                .or_else(|| {
+                    self.policies
+                        .cluster
+                        .iter()
+                        .find(|p| !p.subject.is_empty())
+                        .map(|p| cluster_label(&p.name))
+                })
+                .unwrap_or_else(|| "policy".into())
+        };
+        // And the zones rule: a connection routed between two networks of
+        // a tenant would be tracked (and classified) in two zones.
+        if let Some((n, m)) = policed_sharing_a_tenant(&self.networks, &compiled) {
+            return Err(bad(
+                &label(),
+                "subject",
+                format!(
+                    "network {} holds a policy subject and is tracked for it, and tenant {} has another network ({}): a tracked network must be its tenant's only one for now",
+                    quote(&n.name),
+                    quote(&n.tenant),
+                    quote(&m.name)
+                ),
+            ));
+        }
+        if compiled.has_subjects() && self.dataplane.workers.len() > 1 {
+            let (label, _) = self
+                .policies
+                .network
+                .iter()
+                .find(|p| !p.subject.is_empty())
+                .map(|p| (policy_label(&p.name), ()))
+                .or_else(|| {
+                    self.policies
+                        .cluster
+                        .iter()
+                        .find(|p| !p.subject.is_empty())
+                        .map(|p| (cluster_label(&p.name), ()))
+                })
+                .unwrap_or_else(|| ("policy".into(), ()));
+            return Err(bad(
+                &label,
+                "subject",
+                format!(
+                    "a network holding a policy subject is tracked, and connection tracking runs with one worker only for now ({} are configured in dataplane.workers)",
+                    self.dataplane.workers.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -717,4 +775,38 @@ pub fn check_and_compile_refs(p: &PolicyRefs<'_>) -> Result<Arc<CompiledPolicy>,
         }
     }
     compile(p)
+}
+
+/// Whether network `n` holds a subject of `compiled`, as the dataplane
+/// decides it (`policy::policed_networks`): one of its subnets holds a
+/// subject address, or it has no subnets and some policy has a subject.
+pub fn policed(n: &dataplane::overlay::NetworkSpec, compiled: &CompiledPolicy) -> bool {
+    compiled.has_subjects()
+        && (n.subnets.is_empty()
+            || compiled
+                .subjects()
+                .any(|a| n.subnets.iter().any(|s| s.contains(&a))))
+}
+
+/// A network holding a policy subject whose tenant has another network,
+/// with that other network.
+pub fn policed_sharing_a_tenant<'a>(
+    networks: &'a [dataplane::overlay::NetworkSpec],
+    compiled: &CompiledPolicy,
+) -> Option<(
+    &'a dataplane::overlay::NetworkSpec,
+    &'a dataplane::overlay::NetworkSpec,
+)> {
+    if !compiled.has_subjects() {
+        return None;
+    }
+    networks
+        .iter()
+        .filter(|n| policed(n, compiled))
+        .find_map(|n| {
+            networks
+                .iter()
+                .find(|m| m.tenant == n.tenant && m.name != n.name)
+                .map(|m| (n, m))
+        })
 }

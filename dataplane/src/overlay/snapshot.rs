@@ -142,7 +142,7 @@ pub struct NetworkInfo {
     /// TCP segments outside the tracked window are dropped.
     pub ct_window: bool,
     /// What a policy change does to the network's open connections (read by
-    /// the policy stage once it is wired).
+    /// the policy stage).
     pub policy_on_change: crate::pipeline::policy::OnChange,
     /// The remote VTEPs for head-end replication of broadcast, multicast and
     /// (with `flood_unknown`) unknown unicast, in the order given.
@@ -405,6 +405,12 @@ impl OverlaySnapshot {
     /// Every network, indexed by [`NetworkId`].
     pub fn networks(&self) -> &[NetworkInfo] {
         &self.networks
+    }
+
+    /// The subnets of network `net` (host bits cleared; empty for a network
+    /// without any, or an unknown id).
+    pub fn subnets(&self, net: NetworkId) -> &[IpNet] {
+        self.subnets.get(net.index()).map_or(&[], |s| s)
     }
 
     /// The network named `name` (control-plane use: not on the fast path).

@@ -576,7 +576,12 @@ fn revalidate(p: &Pipeline, flows: &mut FlowTable, i: usize, generation: u64) ->
     if entry.generation > generation
         || p.overlay
             .changed_since(entry.generation, deps.nets, deps.vrf)
+        || (entry.action.hook == 0 && conntrack::tracked_id(p, deps.nets[0]))
     {
+        // (The last: an entry installed before its network was tracked —
+        // a service or a policy subject added since, which changes no
+        // network — would let its packets pass conntrack, the LB and the
+        // policy stage by. `hit_check` covers the entries with the hook.)
         return NONE;
     }
     flows.entry_mut(i).generation = generation;

@@ -8,7 +8,7 @@
 //!
 //! The stages, in the order a packet meets them, are listed once, in
 //! [`stages`](self::stages) (DESIGN.md §3): ingress classify (and the one parse)
-//! → tunnel decap → conntrack → policy → service LB/NAT → ARP/ND responder → L2
+//! → tunnel decap → conntrack → service LB/NAT → policy → ARP/ND responder → L2
 //! forward → L3 forward (route) → tunnel encap → output. Each is a module of its
 //! own (`classify.rs`, `decap.rs`, …) owning its per-packet logic, its drop
 //! reasons (the `stage` column of [`DropReason`](crate::DropReason)'s table) and
@@ -78,9 +78,11 @@ pub struct Pipeline {
     /// wired); shared whole by snapshots that change no service.
     pub services: std::sync::Arc<lb::Services>,
     /// The network policy, compiled on the control thread (read by the policy
-    /// stage once it is wired); shared whole by snapshots that change no
-    /// policy.
+    /// stage); shared whole by snapshots that change no policy.
     pub policy: std::sync::Arc<policy::CompiledPolicy>,
+    /// Per network: whether policy applies in it (it holds a subject), which
+    /// makes it tracked (`policy::policed_networks`).
+    policed: Vec<bool>,
     has_overlay: bool,
 }
 
@@ -100,6 +102,7 @@ impl Pipeline {
             parse,
             services: std::sync::Arc::default(),
             policy: policy::CompiledPolicy::shared_empty(),
+            policed: Vec::new(),
             has_overlay,
         }
     }
@@ -114,8 +117,21 @@ impl Pipeline {
     /// This pipeline with `policy` (compiled on the control thread, before it
     /// is published).
     pub fn with_policy(mut self, policy: std::sync::Arc<policy::CompiledPolicy>) -> Self {
+        self.policed = policy::policed_networks(&self.overlay, &policy);
         self.policy = policy;
         self
+    }
+
+    /// Whether policy applies in network `net`: then the policy stage
+    /// classifies its connections, and it is tracked.
+    #[inline(always)]
+    pub fn policed(&self, net: NetworkId) -> bool {
+        self.policed.get(net.index()).copied().unwrap_or(false)
+    }
+
+    /// Whether policy applies in any network.
+    pub fn policed_any(&self) -> bool {
+        self.policed.iter().any(|&b| b)
     }
 
     /// A pipeline with only the L2 stage.

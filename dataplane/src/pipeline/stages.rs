@@ -40,11 +40,12 @@ pub enum Stage {
     Decap,
     /// Connection tracking, in the networks that ask for it.
     Conntrack,
-    /// Network policy (an empty slot today).
-    Policy,
     /// Service load balancing: a new connection to a frontend picks its
     /// backend, every packet of a service connection is translated.
     Lb,
+    /// Network policy: a new connection is classified, after the LB stage
+    /// chose its backend (`policy/mod.rs` says why after and not before).
+    Policy,
     /// The ARP/ND responder, for the overlay and for the underlay.
     Respond,
     /// L2 forwarding: a classic port's MAC table, or a network's.
@@ -63,8 +64,8 @@ impl Stage {
         Stage::Classify,
         Stage::Decap,
         Stage::Conntrack,
-        Stage::Policy,
         Stage::Lb,
+        Stage::Policy,
         Stage::Respond,
         Stage::L2,
         Stage::Route,
@@ -78,8 +79,8 @@ impl Stage {
             Stage::Classify => "classify",
             Stage::Decap => "decap",
             Stage::Conntrack => "conntrack",
-            Stage::Policy => "policy",
             Stage::Lb => "lb",
+            Stage::Policy => "policy",
             Stage::Respond => "respond",
             Stage::L2 => "l2",
             Stage::Route => "route",
@@ -171,8 +172,8 @@ fn run_stages<'p, B: PacketBuf, T: Tracer>(
     classify::run(p, pc, pkt, t)?;
     decap::run(p, pc, pkt, t)?;
     conntrack::run(p, pc, pkt, ctx, ct, t)?;
-    policy::run(pc)?;
     lb::run(p, pc, pkt, ct, t)?;
+    policy::run(p, pc, pkt, ct, t)?;
     respond::run(p, pc, pkt, ctx, t)?;
     l2::run(p, pc, pkt, t)?;
     route::run(p, pc, pkt, routes, t)?;

@@ -93,12 +93,15 @@ impl WorkerState {
                 self.templates.clear();
             }
         }
-        // A network with a service is tracked too (`conntrack::tracked`).
-        let tracks =
-            !snap.services.is_empty() || snap.overlay.networks().iter().any(|n| n.conntrack);
+        // A network with a service or a policy subject is tracked too
+        // (`conntrack::tracked`).
+        let tracks = !snap.services.is_empty()
+            || snap.policed_any()
+            || snap.overlay.networks().iter().any(|n| n.conntrack);
         if !self.ct.allocated() && tracks {
             self.ct.allocate();
         }
+        self.ct.policy.bind(&snap.policy);
         self.scratch.bind(snap);
         self.bound = Some(Arc::clone(snap));
     }
@@ -106,7 +109,16 @@ impl WorkerState {
     /// Gives the state a conntrack shard with `config` (its table allocated
     /// when a tracked network appears).
     pub fn with_conntrack(mut self, config: CtConfig) -> Self {
+        let policy = std::mem::take(&mut self.ct.policy);
         self.ct = CtShard::new(config);
+        self.ct.policy = policy;
+        self
+    }
+
+    /// Reports the policy stage's hit counters and denied connections to
+    /// `obs` (the daemon's, shared by its workers).
+    pub fn with_policy_observer(mut self, obs: Arc<super::policy::PolicyObserver>) -> Self {
+        self.ct.policy = super::policy::PolicyWorker::observed(obs);
         self
     }
 

@@ -1915,3 +1915,8 @@ mod lb_stage;
 
 #[path = "conntrack/handoff_tests.rs"]
 mod conntrack_handoff;
+
+/// The policy stage, through the stages and the flow table, on this
+/// module's fixtures.
+#[path = "policy/stage_tests.rs"]
+mod policy_stage;

@@ -60,6 +60,8 @@ pub(crate) enum Record {
     Conntrack(super::conntrack::Record),
     /// The service, backend and translation (`lb`).
     Lb(super::lb::Record),
+    /// The policy verdict: which tier and rule decided (`policy`).
+    Policy(super::policy::Record),
     /// The ARP/ND responder's answer (`respond`).
     Respond(respond::Record),
     /// The MAC table entry, flood or patch (`l2`).
@@ -185,6 +187,7 @@ impl Record {
             Record::Decap(r) => ("decap", r.describe(p)),
             Record::Conntrack(r) => ("conntrack", r.describe()),
             Record::Lb(r) => ("lb", r.describe()),
+            Record::Policy(r) => ("policy", r.describe()),
             Record::Respond(r) => r.describe(),
             Record::L2(r) => ("l2", r.describe(p, in_port, names)),
             Record::Route(r) => ("route", r.describe(p, names)),

@@ -4,8 +4,9 @@
 //! # The stage
 //! A network is tracked when its resource says `conntrack = true` (default
 //! off: an untracked network pays one branch in the stage and nothing on the
-//! flow table's hits), or when it has a service ([`tracked`]: the LB stage
-//! needs its connections). Its zone is its VNI; classic L2 ports have a zone of
+//! flow table's hits), when it has a service ([`tracked`]: the LB stage
+//! needs its connections), or when policy applies in it (the policy stage
+//! keeps each connection's verdict in its entry). Its zone is its VNI; classic L2 ports have a zone of
 //! their own ([`CLASSIC_ZONE`]) and no switch to track yet. Every IPv4/IPv6
 //! TCP, UDP and ICMP echo packet of a tracked network finds or creates its
 //! connection and runs the state machine ([`tcp`], with window tracking per
@@ -372,7 +373,10 @@ pub(super) struct Found {
 ///   the packet;
 /// * the connection's translation for the packet's direction is not the
 ///   action's (a connection of the same tuple opened since, to another
-///   backend or none): the action would apply a stale rewrite.
+///   backend or none): the action would apply a stale rewrite;
+/// * the connection was allowed by another policy than the snapshot's, in
+///   a network that re-evaluates on a policy change (`policy/mod.rs`): the
+///   policy stage classifies it again.
 ///
 /// `Ok(None)`: a packet conntrack leaves alone; `Ok(Some)`: the connection,
 /// for [`hit_update`].
@@ -412,6 +416,12 @@ pub(super) fn hit_check(
         nat.translate(&mut leaves);
     }
     if !table.leaves_as(handle, dir, &leaves) {
+        return Err(());
+    }
+    if p.policed(net)
+        && info.policy_on_change == super::policy::OnChange::Reevaluate
+        && table.policy_stamp(handle) != p.policy.stamp()
+    {
         return Err(());
     }
     Ok(Some(Found {
@@ -485,11 +495,19 @@ fn client_owned(p: &Pipeline, net: NetworkId, key: &CtTuple) -> bool {
         .is_some_and(|s| matches!(s.spec.affinity, Affinity::ClientIp { .. }))
 }
 
-/// Whether network `net` is tracked: it asks for it, or it has a service
-/// (the LB stage needs its connections).
+/// Whether network `net` is tracked: it asks for it, it has a service (the
+/// LB stage needs its connections), or policy applies in it (the policy
+/// stage keeps its verdicts in them).
 #[inline(always)]
 pub(super) fn tracked(p: &Pipeline, net: NetworkId, info: &NetworkInfo) -> bool {
-    info.conntrack || p.services.serves(net)
+    info.conntrack || p.services.serves(net) || p.policed(net)
+}
+
+/// [`tracked`] by id, for the flow table's revalidation.
+pub(super) fn tracked_id(p: &Pipeline, net: NetworkId) -> bool {
+    p.overlay
+        .network(net)
+        .is_some_and(|info| tracked(p, net, info))
 }
 
 /// The stage's trace record.

@@ -165,6 +165,9 @@ pub struct CtShard {
     /// Stub notes that found the outbox full (the stub then ends with its
     /// own timeout, or is never left: the reply meets no stub and is refused).
     pub(crate) notes_lost: u64,
+    /// The policy stage's hit counters and deny log, beside the connections
+    /// whose verdicts it keeps.
+    pub(crate) policy: crate::pipeline::policy::PolicyWorker,
 }
 
 impl Default for CtShard {
@@ -195,6 +198,7 @@ impl CtShard {
             handed_off: 0,
             outbox: Vec::new(),
             notes_lost: 0,
+            policy: Default::default(),
         }
     }
 

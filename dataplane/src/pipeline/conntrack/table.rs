@@ -321,6 +321,12 @@ struct Entry {
     flags: u8,
     /// For a redirect stub: the owning worker.
     owner: u16,
+    /// The policy stage's verdict: the stamp of the compiled policy that
+    /// allowed the connection ([`CompiledPolicy::stamp`](crate::pipeline::policy::CompiledPolicy::stamp)),
+    /// 0 when no policy was consulted. Only allowed connections keep an entry
+    /// (a denied one is removed), so the stamp is the whole verdict. It sits
+    /// in what was the entry's tail padding: the entry stays 152 bytes.
+    policy: u32,
 }
 
 const EMPTY: Entry = Entry {
@@ -347,6 +353,7 @@ const EMPTY: Entry = Entry {
     class: 0,
     flags: 0,
     owner: 0,
+    policy: 0,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -648,6 +655,7 @@ impl ConntrackTable {
             class: 0,
             flags: IN_USE,
             owner: 0,
+            policy: 0,
         };
         self.link_node(i, 0);
         if state != CtState::Redirect {
@@ -933,6 +941,26 @@ impl ConntrackTable {
     pub fn remove(&mut self, h: CtHandle) {
         if self.entries[h.0 as usize].flags & IN_USE != 0 {
             self.release(h.0, &mut |_| {});
+        }
+    }
+
+    /// The policy stamp the connection was allowed with (0: never
+    /// classified, or not an entry in use).
+    #[inline]
+    pub fn policy_stamp(&self, h: CtHandle) -> u32 {
+        self.entries
+            .get(h.0 as usize)
+            .filter(|e| e.flags & IN_USE != 0)
+            .map_or(0, |e| e.policy)
+    }
+
+    /// Records that the policy of stamp `stamp` allowed the connection.
+    #[inline]
+    pub fn set_policy_stamp(&mut self, h: CtHandle, stamp: u32) {
+        if let Some(e) = self.entries.get_mut(h.0 as usize) {
+            if e.flags & IN_USE != 0 {
+                e.policy = stamp;
+            }
         }
     }
 

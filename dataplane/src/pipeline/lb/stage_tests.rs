@@ -114,7 +114,7 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 
 /// An IPv4 TCP or UDP frame with both checksums right.
 #[allow(clippy::too_many_arguments)]
-fn frame(
+pub(super) fn frame(
     dst_mac: MacAddr,
     src_mac: MacAddr,
     src: &str,
@@ -208,7 +208,7 @@ pub(super) fn from_backend(
 }
 
 /// The frame a worker leaves of `pkt`, with its verdict.
-fn send(w: &mut Worker, pkt: &(PortIdx, Vec<u8>)) -> (Verdict, Vec<u8>) {
+pub(super) fn send(w: &mut Worker, pkt: &(PortIdx, Vec<u8>)) -> (Verdict, Vec<u8>) {
     let map = NeighborTable::new(NeighborConfig::default())
         .reader()
         .load_full();
@@ -220,7 +220,7 @@ fn send(w: &mut Worker, pkt: &(PortIdx, Vec<u8>)) -> (Verdict, Vec<u8>) {
 }
 
 /// Which backend a verdict went to.
-fn backend_of(v: Verdict) -> Option<usize> {
+pub(super) fn backend_of(v: Verdict) -> Option<usize> {
     BACKENDS
         .iter()
         .position(|(_, _, port)| v == Verdict::Output(*port))

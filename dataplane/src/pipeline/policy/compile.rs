@@ -217,7 +217,16 @@ pub struct CompiledPolicy {
     pub(super) decisions: Vec<Decision>,
     names: [Vec<PolicyNames>; 3],
     rules: [usize; 2],
+    /// This compile's stamp (see [`CompiledPolicy::stamp`]).
+    stamp: u32,
 }
+
+/// The stamp the next compile gets. A process-wide counter, not a hash of the
+/// set: two compiles of equal sets get two stamps, which costs the open
+/// connections one re-evaluation each and nothing else, while a hash could
+/// give two different sets one stamp and let a connection keep a verdict the
+/// new set does not give.
+static NEXT_STAMP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 /// What endpoints sharing a compiled group have in common: the direction, the
 /// positions of the policies that select them, and (when those name ports in
@@ -295,6 +304,44 @@ impl CompiledPolicy {
     /// A policy that allows everything: no policy at all.
     pub fn empty() -> CompiledPolicy {
         Self::compile(&ValidPolicySet::default()).expect("an empty set compiles")
+    }
+
+    /// This compile's stamp: unique among the compiles of this process, never
+    /// 0. The policy stage keeps it in the conntrack entry of each connection
+    /// it allows; a connection whose stamp is not the running policy's was
+    /// decided by an older policy (`policy/mod.rs`).
+    #[inline]
+    pub fn stamp(&self) -> u32 {
+        self.stamp
+    }
+
+    /// Whether any endpoint is the subject of a policy (else every
+    /// classification is the default allow).
+    pub fn has_subjects(&self) -> bool {
+        !self.endpoints_v4.is_empty() || !self.endpoints_v6.is_empty()
+    }
+
+    /// Every subject address, in no order.
+    pub fn subjects(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let v4 = self
+            .endpoints_v4
+            .keys()
+            .map(|&a| IpAddr::V4(std::net::Ipv4Addr::from_bits(a)));
+        let v6 = self
+            .endpoints_v6
+            .keys()
+            .map(|&a| IpAddr::V6(std::net::Ipv6Addr::from_bits(a)));
+        v4.chain(v6)
+    }
+
+    /// The tier, policy and rule names of decision `d` in direction `dir`,
+    /// for hit counters, logs and trace: `None` for the default allow and
+    /// for an isolated endpoint (no rule decided).
+    pub fn rule_of(&self, dir: Direction, d: &Decision) -> Option<(RuleRef, &str, &str)> {
+        match d.by {
+            Decider::Rule(r) => self.names(dir, r).map(|(p, n)| (r, p, n)),
+            Decider::Isolated | Decider::Default => None,
+        }
     }
 
     /// The decision behind an id the classifier returned.
@@ -565,6 +612,14 @@ impl<'a> Compiler<'a> {
             decisions: self.decisions,
             names,
             rules: [self.ranked[0].len(), self.ranked[1].len()],
+            // Never 0, the stamp of a connection no policy was consulted for
+            // (a wrap after 2^32 compiles skips it).
+            stamp: loop {
+                let s = NEXT_STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if s != 0 {
+                    break s;
+                }
+            },
         })
     }
 
