@@ -336,10 +336,9 @@ fn policy_deltas(cfg: &VswitchConfig, ops: &[api::Op]) -> Result<Option<Vec<Delt
         return Ok(None);
     };
     // A subject makes its network tracked: the whole-state path refuses
-    // that with more than one worker, and words it.
+    // one in a tenant of several networks, and words it.
     if compiled.has_subjects()
-        && (cfg.dataplane.workers.len() > 1
-            || crate::config::policy::policed_sharing_a_tenant(&cfg.networks, &compiled).is_some())
+        && crate::config::policy::policed_sharing_a_tenant(&cfg.networks, &compiled).is_some()
     {
         return Ok(None);
     }

@@ -395,41 +395,109 @@ peers = [{ addresses = ["10.1.0.12"] }]
     assert!(table.contains("logged since start"), "{table}");
 }
 
-/// A policy with a subject makes its network tracked: with two workers
-/// (no conntrack handoff yet) it is refused whole, naming the policy and
-/// its `subject`, and nothing is applied; one without a subject is taken.
+/// Policy with two workers: a's port polled by worker 0, b's and c's by
+/// worker 1, so the two directions of a connection between a and b are
+/// received by two workers and one of them hands its packets to the owner
+/// of the connection (the conntrack handoff), where the policy stage keeps
+/// the verdict. A deny-all ingress on b stops a and c, b's own connections
+/// and their replies still pass; an allow from a on port 80 lets a's twenty
+/// connections through, and c stays out.
 #[test]
-fn a_policy_subject_is_refused_with_two_workers() {
+fn policy_holds_with_two_workers() {
     require_root!();
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         eprintln!("SKIP: two workers need two CPUs");
         return;
     }
-    let dir = TempDir::new(&unique_tag());
-    let _v = Vswitchd::start(&dir, &control_config(&dir, &[0, 1], ""));
+    let tag = unique_tag();
+    let dir = TempDir::new(&tag);
+    let pods: Vec<VethPod> = PODS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ip, mac))| VethPod::new(&tag, i as u32, mac, &format!("{ip}/24")))
+        .collect();
+    let mut body = format!(
+        r#"
+[[network]]
+name = "blue"
+vni = 100
+subnets = ["10.1.0.0/24"]
+gateway_ips = ["10.1.0.1"]
+gateway_mac = "{GW_MAC}"
+"#
+    );
+    for (i, ((name, ip, mac), pod)) in PODS.iter().zip(&pods).enumerate() {
+        body.push_str(&format!(
+            r#"
+[[port]]
+name = "{name}"
+profile = "af_packet"
+iface = "{}"
+worker = {}
+[[endpoint]]
+network = "blue"
+mac = "{mac}"
+ips = ["{ip}"]
+port = "{name}"
+"#,
+            pod.host_if,
+            usize::from(i > 0)
+        ));
+    }
+    let _v = Vswitchd::start(&dir, &control_config(&dir, &[0, 1], &body));
     let sock = dir.join("ctl.sock");
     wait_for_api(&sock);
-    let frag = dir.join("frag.toml");
-    std::fs::write(
-        &frag,
-        "[[policy]]\nname = \"x/b\"\nsubject = [\"10.1.0.11\"]\npolicy_types = [\"Ingress\"]\n",
-    )
-    .unwrap();
-    let out = vswitchctl(&sock, &["policy", "add", frag.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("add_policy \"x/b\"): subject:") && err.contains("one worker"),
-        "{err}"
+    let _servers: Vec<ChildGuard> = pods
+        .iter()
+        .zip(PODS)
+        .map(|(pod, (name, _, _))| pod.ns.spawn(&["python3", "-c", SERVER, name]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let lab = Lab { dir, sock, pods };
+    let (a, b, c) = (0, 1, 2);
+    lab.expect("no policy", a, b, 80, true);
+
+    lab.add(
+        r#"
+[[policy]]
+name = "x/b"
+subject = ["10.1.0.11"]
+policy_types = ["Ingress"]
+"#,
     );
-    assert!(!vswitchctl_ok(&sock, &["policy", "list"]).contains("x/b"));
-    std::fs::write(
-        &frag,
-        "[[policy]]\nname = \"x/none\"\nsubject = []\npolicy_types = [\"Ingress\"]\n",
-    )
-    .unwrap();
-    vswitchctl_ok(&sock, &["policy", "add", frag.to_str().unwrap()]);
-    assert!(vswitchctl_ok(&sock, &["policy", "list"]).contains("x/none"));
+    lab.expect("deny-all ingress, two workers", a, b, 80, false);
+    lab.expect("deny-all ingress, two workers", c, b, 81, false);
+    lab.expect("b's own connections, two workers", b, a, 80, true);
+    assert!(drops(&lab.sock, "policy_denied_ingress") >= 4);
+
+    lab.add(
+        r#"
+[[policy]]
+name = "x/b"
+subject = ["10.1.0.11"]
+policy_types = ["Ingress"]
+[[policy.ingress]]
+peers = [{ addresses = ["10.1.0.10"] }]
+ports = [{ protocol = "TCP", port = 80 }]
+"#,
+    );
+    for _ in 0..20 {
+        assert_eq!(lab.probe(a, "tcp", lab.ip(b), 80), PODS[b].0);
+    }
+    lab.expect("allowed from a only, two workers", c, b, 80, false);
+
+    let stats: Value =
+        serde_json::from_str(&vswitchctl_ok(&lab.sock, &["stats", "--json", "--all"])).unwrap();
+    let handed: u64 = stats["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["conntrack"]["handed_off"].as_u64().unwrap())
+        .sum();
+    assert!(handed > 0, "no packet was handed over: {stats}");
+    for r in ["ct_invalid", "ct_handoff_full"] {
+        assert_eq!(stats["drops"][r], 0, "{r}");
+    }
 }
 
 /// A network holding a policy subject is tracked, and a tracked network

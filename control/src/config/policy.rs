@@ -681,8 +681,7 @@ impl VswitchConfig {
         let compiled = check_and_compile(&self.policies)?;
         // A network holding a policy subject is tracked (the policy stage
         // keeps verdicts in its connections), so the tracked networks' rule
-        // of `validate` holds for it: one worker until conntrack hands
-        // packets over between workers.
+        // holds for it: the zones rule below.
         let label = || {
             self.policies
                 .network
@@ -709,30 +708,6 @@ impl VswitchConfig {
                     quote(&n.name),
                     quote(&n.tenant),
                     quote(&m.name)
-                ),
-            ));
-        }
-        if compiled.has_subjects() && self.dataplane.workers.len() > 1 {
-            let (label, _) = self
-                .policies
-                .network
-                .iter()
-                .find(|p| !p.subject.is_empty())
-                .map(|p| (policy_label(&p.name), ()))
-                .or_else(|| {
-                    self.policies
-                        .cluster
-                        .iter()
-                        .find(|p| !p.subject.is_empty())
-                        .map(|p| (cluster_label(&p.name), ()))
-                })
-                .unwrap_or_else(|| ("policy".into(), ()));
-            return Err(bad(
-                &label,
-                "subject",
-                format!(
-                    "a network holding a policy subject is tracked, and connection tracking runs with one worker only for now ({} are configured in dataplane.workers)",
-                    self.dataplane.workers.len()
                 ),
             ));
         }
