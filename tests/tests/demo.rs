@@ -137,6 +137,12 @@ fn demo_tours_two_nodes_and_leaves_nothing() {
         "node a: pod ports [], 0 endpoints, 0 IPAM leases, 0 vhost sockets, 0 pod links",
         "node b: pod ports [], 0 endpoints, 0 IPAM leases, 0 vhost sockets, 0 pod links",
         "nothing left",
+        // The Service VIP on node a answered by its backend on node b,
+        // then a NetworkPolicy on node b stopping pod A, logged.
+        "pod A -> 10.96.0.10:80: pod-b",
+        "before: pod A -> pod B:8080: pod-b",
+        "after:  pod A -> pod B:8080: no answer",
+        "demo/pod-b",
     ] {
         assert!(output.contains(expected), "no {expected:?} in:\n{output}");
     }
