@@ -97,8 +97,8 @@ pub(super) fn flows<B: PacketBuf>(
     if t.handoff != 0 {
         t.handoff(&look, pkts, out, &ws.flows, &mut ws.ct, ctx);
     }
-    ws.flows.stats.hits += t.hits;
-    ws.flows.stats.misses += t.misses;
+    // The window that decides admission (`flow/table.rs`), once a burst.
+    ws.flows.observe(t.hits, t.misses);
     if t.left == 0 {
         let one = n > 0 && t.any == t.all && !t.dropped;
         return (t.bytes, one.then_some(PortIdx(t.any as u16)));
