@@ -155,6 +155,9 @@ pub(crate) struct FlowTable {
     windows: u32,
     throttled: bool,
     rng: u32,
+    /// Tests: admission stays throttled whatever the hit rate.
+    #[cfg(test)]
+    pinned: bool,
     pub(crate) stats: FlowStats,
 }
 
@@ -179,6 +182,8 @@ impl FlowTable {
             throttled: false,
             // Any non-zero seed: xorshift never leaves zero.
             rng: 0x9e37_79b9,
+            #[cfg(test)]
+            pinned: false,
             stats: FlowStats::default(),
         }
     }
@@ -223,12 +228,24 @@ impl FlowTable {
         self.windows = self.windows.wrapping_add(1);
         // A throttled table probes: the next window admits everything, and its
         // own hit rate decides.
-        self.throttled = low && self.windows % PROBE_EVERY != 0;
+        self.throttled = low && !self.windows.is_multiple_of(PROBE_EVERY);
+        #[cfg(test)]
+        {
+            self.throttled |= self.pinned;
+        }
         self.window_hits = 0;
         self.window_lookups = 0;
     }
 
+    /// Tests: throttles admission from now on, whatever the hit rate.
+    #[cfg(test)]
+    pub(crate) fn pin_throttled(&mut self) {
+        self.pinned = true;
+        self.throttled = true;
+    }
+
     /// Whether new keys are admitted one in [`ADMIT_ONE_IN`] (a low hit rate).
+    #[cfg(test)]
     pub(crate) fn throttled(&self) -> bool {
         self.throttled
     }
@@ -246,7 +263,7 @@ impl FlowTable {
         x ^= x >> 17;
         x ^= x << 5;
         self.rng = x;
-        x % ADMIT_ONE_IN == 0
+        x.is_multiple_of(ADMIT_ONE_IN)
     }
 
     /// Moves the clock "last used" stamps are taken from: once a burst.

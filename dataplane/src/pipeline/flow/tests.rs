@@ -270,7 +270,7 @@ fn a_short_flow_storm_after_a_thrash_admits_everything_again() {
     let mut t = FlowTable::new(4096);
     replay(&mut t, (0..1u64 << 16).map(key), key(1 << 50));
     assert!(t.stats.skipped_installs > 0);
-    let storm = (0..20_000u64).flat_map(|f| std::iter::repeat(key(1 << 20 | f)).take(8));
+    let storm = (0..20_000u64).flat_map(|f| std::iter::repeat_n(key(1 << 20 | f), 8));
     replay(&mut t, storm, key(1 << 50));
     assert!(!t.throttled());
 }
