@@ -328,7 +328,7 @@ fn ct_words(c: &CtStats) -> [u64; 8] {
 }
 
 /// The flow table's counters in the order [`WorkerStatsShared`] stores them.
-fn flow_words(f: &FlowStats) -> [u64; 8] {
+fn flow_words(f: &FlowStats) -> [u64; 9] {
     [
         f.hits,
         f.misses,
@@ -338,6 +338,7 @@ fn flow_words(f: &FlowStats) -> [u64; 8] {
         f.entries,
         f.capacity,
         f.skipped_installs,
+        f.bypassed,
     ]
 }
 
@@ -383,7 +384,7 @@ pub struct WorkerStatsShared {
     generated: AtomicU64,
     snapshot_generation: AtomicU64,
     /// The flow table's counters ([`flow_words`]).
-    flows: [AtomicU64; 8],
+    flows: [AtomicU64; 9],
     /// The conntrack shard's counters ([`ct_words`]).
     ct: [AtomicU64; 8],
     /// Rounds finished: the heartbeat.
@@ -461,7 +462,7 @@ impl WorkerStatsShared {
             generated: self.generated.load(Relaxed),
             snapshot_generation: self.snapshot_generation.load(Relaxed),
             flows: {
-                let [hits, misses, installs, evictions, revalidations, entries, capacity, skipped_installs] =
+                let [hits, misses, installs, evictions, revalidations, entries, capacity, skipped_installs, bypassed] =
                     std::array::from_fn(|i| self.flows[i].load(Relaxed));
                 FlowStats {
                     hits,
@@ -469,6 +470,7 @@ impl WorkerStatsShared {
                     installs,
                     evictions,
                     skipped_installs,
+                    bypassed,
                     revalidations,
                     entries,
                     capacity,

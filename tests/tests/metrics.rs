@@ -249,6 +249,7 @@ fn metrics_scraped_during_traffic_pass_promtool_and_match_vswitchctl() {
                 ("install", "installs"),
                 ("eviction", "evictions"),
                 ("skipped_install", "skipped_installs"),
+                ("bypassed", "bypassed"),
                 ("revalidation", "revalidations"),
             ] {
                 let k = format!("vswitch_worker_flow_table_total{{{labels},event=\"{event}\"}}");

@@ -736,6 +736,7 @@ pub fn stats_json(s: &api::Stats) -> Value {
                     "hits": w.flow_hits, "misses": w.flow_misses,
                     "installs": w.flow_installs, "evictions": w.flow_evictions,
                     "skipped_installs": w.flow_skipped_installs,
+                    "bypassed": w.flow_bypassed,
                     "revalidations": w.flow_revalidations,
                     "entries": w.flow_entries, "capacity": w.flow_capacity,
                 },

@@ -100,6 +100,9 @@ pub struct FlowTableDoc {
     pub evictions: u64,
     /// Misses not installed: admission throttled by a low hit rate.
     pub skipped_installs: u64,
+    /// Packets that skipped the table for the stages while admission was
+    /// throttled (all but one burst in 16).
+    pub bypassed: u64,
     /// Entries found still valid after a snapshot swap.
     pub revalidations: u64,
     /// Entries held.
@@ -154,6 +157,7 @@ pub fn worker_doc(index: usize, core: usize, s: &StatsSnapshot) -> WorkerDoc {
             installs: s.flows.installs,
             evictions: s.flows.evictions,
             skipped_installs: s.flows.skipped_installs,
+            bypassed: s.flows.bypassed,
             revalidations: s.flows.revalidations,
             entries: s.flows.entries,
             capacity: s.flows.capacity,

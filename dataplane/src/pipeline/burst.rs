@@ -45,6 +45,11 @@ pub(super) fn flows<B: PacketBuf>(
     ws: &mut WorkerState,
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
+    // A throttled table's lookups cost more than its few hits save: most
+    // bursts skip it (`flow/table.rs`, lookup bypass).
+    if ws.flows.bypass(pkts.len()) {
+        return per_packet(p, ingress, pkts, ctx, ws, out);
+    }
     let local_ip = match ingress.kind {
         IngressKind::Network(..) => None,
         IngressKind::Uplink => match p.overlay.underlay().map(|u| u.local_vtep_ip) {

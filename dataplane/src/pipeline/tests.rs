@@ -1910,7 +1910,9 @@ fn the_flow_table_agrees_with_the_stages_across_swaps_and_delta_writes() {
                 "{s:?}"
             );
         } else {
-            assert!(s.skipped_installs > 0 && s.hits > 0, "{s:?}");
+            // Most bursts bypassed the table; the sampled ones looked up
+            // and skipped installs.
+            assert!(s.bypassed > 0 && s.skipped_installs > 0, "{s:?}");
         }
     }
 }

@@ -27,8 +27,18 @@
 //! age out. Under a cyclic replay it still caches about as much as a subset
 //! would (the admitted flows live about as long as the table takes to fill).
 //!
-//! A throttled table still tries all its lookups, and every [`PROBE_EVERY`]th
-//! window it admits every miss again: traffic of short flows (two or three
+//! **Lookup bypass.** A throttled table's hits are too few to pay for the
+//! lookups that miss (the key, its hash and a cold bucket read for each
+//! frame): at 1M flows through 65,536 entries the lookups alone made the
+//! switch slower than no table. So while throttled, [`SAMPLE_EVERY`] - 1
+//! bursts in [`SAMPLE_EVERY`] skip the table and run the stages, as a table of
+//! capacity 0 does (`bypassed`, counted in packets); the sampled bursts look
+//! up, install and fill the windows, so the hit rate is still measured and an
+//! elephant still gets in (it then hits in the sampled bursts only, no slower
+//! than without a table in the others).
+//!
+//! A throttled table probes: every [`PROBE_EVERY`]th window it admits every
+//! miss again and looks up every burst: traffic of short flows (two or three
 //! packets each) hits well only when every miss installs, so a window with
 //! full admission is what shows that throttling is not needed any more.
 
@@ -51,6 +61,9 @@ pub(crate) const ADMIT_ONE_IN: u32 = 32;
 
 /// A throttled table admits every miss for one window in this many.
 pub(crate) const PROBE_EVERY: u32 = 64;
+
+/// A throttled table is looked up for one burst in this many.
+pub(crate) const SAMPLE_EVERY: u32 = 16;
 
 /// What an entry's action was compiled from, besides the key: checked against
 /// the snapshot's change generations when the entry is hit with an older
@@ -133,6 +146,9 @@ pub struct FlowStats {
     pub skipped_installs: u64,
     /// Entries of an older snapshot found still valid and restamped.
     pub revalidations: u64,
+    /// Packets that skipped the table for the stages while throttled (see
+    /// the module docs: lookup bypass).
+    pub bypassed: u64,
     /// Entries held (when read through the worker's state).
     pub entries: u64,
     /// Entries the table can hold.
@@ -155,6 +171,8 @@ pub(crate) struct FlowTable {
     windows: u32,
     throttled: bool,
     rng: u32,
+    /// Bursts since the last sampled one, while throttled.
+    skipped_bursts: u32,
     /// Tests: admission stays throttled whatever the hit rate.
     #[cfg(test)]
     pinned: bool,
@@ -182,6 +200,7 @@ impl FlowTable {
             throttled: false,
             // Any non-zero seed: xorshift never leaves zero.
             rng: 0x9e37_79b9,
+            skipped_bursts: 0,
             #[cfg(test)]
             pinned: false,
             stats: FlowStats::default(),
@@ -235,6 +254,23 @@ impl FlowTable {
         }
         self.window_hits = 0;
         self.window_lookups = 0;
+    }
+
+    /// Whether a burst of `n` frames skips the table for the stages (counted):
+    /// while throttled, all but one burst in [`SAMPLE_EVERY`]. One load and
+    /// one branch a burst otherwise.
+    #[inline(always)]
+    pub(crate) fn bypass(&mut self, n: usize) -> bool {
+        if !self.throttled {
+            return false;
+        }
+        self.skipped_bursts += 1;
+        if self.skipped_bursts >= SAMPLE_EVERY {
+            self.skipped_bursts = 0;
+            return false;
+        }
+        self.stats.bypassed += n as u64;
+        true
     }
 
     /// Tests: throttles admission from now on, whatever the hit rate.

@@ -298,3 +298,20 @@ fn an_elephant_among_a_million_mice_gets_into_the_table() {
     // The mice kept the hit rate low: admission stayed throttled.
     assert!(t.stats.skipped_installs > mice / 2);
 }
+
+#[test]
+fn a_throttled_table_is_looked_up_for_one_burst_in_sample_every() {
+    use super::table::SAMPLE_EVERY;
+    let mut t = FlowTable::new(4096);
+    // Admitting every miss: every burst looks up.
+    assert!((0..1000).all(|_| !t.bypass(32)));
+    assert_eq!(t.stats.bypassed, 0);
+    // A thrash throttles (the replay itself never bypasses: it drives the
+    // table directly), then all but one burst in SAMPLE_EVERY skip it.
+    replay(&mut t, (0..1u64 << 14).map(key), key(1 << 50));
+    assert!(t.throttled());
+    let n = 100 * SAMPLE_EVERY;
+    let skipped = (0..n).filter(|_| t.bypass(32)).count() as u32;
+    assert_eq!(skipped, n - n / SAMPLE_EVERY);
+    assert_eq!(t.stats.bypassed, u64::from(skipped) * 32);
+}
