@@ -328,7 +328,7 @@ fn ct_words(c: &CtStats) -> [u64; 8] {
 }
 
 /// The flow table's counters in the order [`WorkerStatsShared`] stores them.
-fn flow_words(f: &FlowStats) -> [u64; 7] {
+fn flow_words(f: &FlowStats) -> [u64; 9] {
     [
         f.hits,
         f.misses,
@@ -337,6 +337,8 @@ fn flow_words(f: &FlowStats) -> [u64; 7] {
         f.revalidations,
         f.entries,
         f.capacity,
+        f.skipped_installs,
+        f.bypassed,
     ]
 }
 
@@ -382,7 +384,7 @@ pub struct WorkerStatsShared {
     generated: AtomicU64,
     snapshot_generation: AtomicU64,
     /// The flow table's counters ([`flow_words`]).
-    flows: [AtomicU64; 7],
+    flows: [AtomicU64; 9],
     /// The conntrack shard's counters ([`ct_words`]).
     ct: [AtomicU64; 8],
     /// Rounds finished: the heartbeat.
@@ -460,13 +462,15 @@ impl WorkerStatsShared {
             generated: self.generated.load(Relaxed),
             snapshot_generation: self.snapshot_generation.load(Relaxed),
             flows: {
-                let [hits, misses, installs, evictions, revalidations, entries, capacity] =
+                let [hits, misses, installs, evictions, revalidations, entries, capacity, skipped_installs, bypassed] =
                     std::array::from_fn(|i| self.flows[i].load(Relaxed));
                 FlowStats {
                     hits,
                     misses,
                     installs,
                     evictions,
+                    skipped_installs,
+                    bypassed,
                     revalidations,
                     entries,
                     capacity,
@@ -525,7 +529,7 @@ pub struct StatsSnapshot {
     pub generated: u64,
     /// Generation of the pipeline snapshot the worker last used.
     pub snapshot_generation: u64,
-    /// The worker's flow table: hits, misses, installs, evictions,
+    /// The worker's flow table: hits, misses, installs, evictions, skipped installs,
     /// revalidations, entries held and capacity.
     pub flows: FlowStats,
     /// The worker's conntrack shard: entries held and capacity, connections

@@ -248,6 +248,8 @@ fn metrics_scraped_during_traffic_pass_promtool_and_match_vswitchctl() {
                 ("miss", "misses"),
                 ("install", "installs"),
                 ("eviction", "evictions"),
+                ("skipped_install", "skipped_installs"),
+                ("bypassed", "bypassed"),
                 ("revalidation", "revalidations"),
             ] {
                 let k = format!("vswitch_worker_flow_table_total{{{labels},event=\"{event}\"}}");

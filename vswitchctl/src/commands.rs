@@ -736,6 +736,8 @@ pub fn stats_json(s: &api::Stats) -> Value {
                 "flow_table": {
                     "hits": w.flow_hits, "misses": w.flow_misses,
                     "installs": w.flow_installs, "evictions": w.flow_evictions,
+                    "skipped_installs": w.flow_skipped_installs,
+                    "bypassed": w.flow_bypassed,
                     "revalidations": w.flow_revalidations,
                     "entries": w.flow_entries, "capacity": w.flow_capacity,
                 },
@@ -1114,9 +1116,10 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
         "MISSES",
         "INSTALLS",
         "EVICTIONS",
+        "SKIPPED",
         "REVALIDATED",
     ])
-    .right(&[0, 1, 2, 3, 4, 5, 6, 7]);
+    .right(&[0, 1, 2, 3, 4, 5, 6, 7, 8]);
     for w in &s.workers {
         t.row([
             w.index.to_string(),
@@ -1126,6 +1129,7 @@ pub async fn stats(client: &mut Client, json: bool, all: bool, out: &mut dyn Wri
             w.flow_misses.to_string(),
             w.flow_installs.to_string(),
             w.flow_evictions.to_string(),
+            w.flow_skipped_installs.to_string(),
             w.flow_revalidations.to_string(),
         ]);
     }

@@ -257,6 +257,8 @@ impl DataplaneHandle for VswitchdHandle {
                 flow_misses: s.flows.misses,
                 flow_installs: s.flows.installs,
                 flow_evictions: s.flows.evictions,
+                flow_skipped_installs: s.flows.skipped_installs,
+                flow_bypassed: s.flows.bypassed,
                 flow_revalidations: s.flows.revalidations,
                 flow_entries: s.flows.entries,
                 flow_capacity: s.flows.capacity,

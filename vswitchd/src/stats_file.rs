@@ -98,6 +98,11 @@ pub struct FlowTableDoc {
     pub installs: u64,
     /// Entries evicted from a full bucket.
     pub evictions: u64,
+    /// Misses not installed: admission throttled by a low hit rate.
+    pub skipped_installs: u64,
+    /// Packets that skipped the table for the stages while admission was
+    /// throttled (all but one burst in 16).
+    pub bypassed: u64,
     /// Entries found still valid after a snapshot swap.
     pub revalidations: u64,
     /// Entries held.
@@ -151,6 +156,8 @@ pub fn worker_doc(index: usize, core: usize, s: &StatsSnapshot) -> WorkerDoc {
             misses: s.flows.misses,
             installs: s.flows.installs,
             evictions: s.flows.evictions,
+            skipped_installs: s.flows.skipped_installs,
+            bypassed: s.flows.bypassed,
             revalidations: s.flows.revalidations,
             entries: s.flows.entries,
             capacity: s.flows.capacity,

@@ -45,6 +45,11 @@ pub(super) fn flows<B: PacketBuf>(
     ws: &mut WorkerState,
     out: &mut [Verdict],
 ) -> (u64, Option<PortIdx>) {
+    // A throttled table's lookups cost more than its few hits save: most
+    // bursts skip it (`flow/table.rs`, lookup bypass).
+    if ws.flows.bypass(pkts.len()) {
+        return per_packet(p, ingress, pkts, ctx, ws, out);
+    }
     let local_ip = match ingress.kind {
         IngressKind::Network(..) => None,
         IngressKind::Uplink => match p.overlay.underlay().map(|u| u.local_vtep_ip) {
@@ -97,8 +102,8 @@ pub(super) fn flows<B: PacketBuf>(
     if t.handoff != 0 {
         t.handoff(&look, pkts, out, &ws.flows, &mut ws.ct, ctx);
     }
-    ws.flows.stats.hits += t.hits;
-    ws.flows.stats.misses += t.misses;
+    // The window that decides admission (`flow/table.rs`), once a burst.
+    ws.flows.observe(t.hits, t.misses);
     if t.left == 0 {
         let one = n > 0 && t.any == t.all && !t.dropped;
         return (t.bytes, one.then_some(PortIdx(t.any as u16)));

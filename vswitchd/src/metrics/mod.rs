@@ -318,7 +318,7 @@ pub fn render(v: &View, format: Format) -> String {
     e.family(
         "vswitch_worker_flow_table_total",
         Kind::Counter,
-        "Worker flow table events: packets that hit or missed, entries installed, evicted from a full bucket, revalidated after a snapshot swap.",
+        "Worker flow table events: packets that hit or missed, entries installed, evicted from a full bucket, not installed while a low hit rate throttles admission, sent past the table to the stages while throttled, revalidated after a snapshot swap.",
     );
     for (i, core, s) in &v.workers {
         let (i, core) = (i.to_string(), core.to_string());
@@ -328,6 +328,8 @@ pub fn render(v: &View, format: Format) -> String {
             ("miss", f.misses),
             ("install", f.installs),
             ("eviction", f.evictions),
+            ("skipped_install", f.skipped_installs),
+            ("bypassed", f.bypassed),
             ("revalidation", f.revalidations),
         ] {
             e.sample(

@@ -17,7 +17,9 @@
 //! - **Table** (`table.rs`): per worker, bounded (`flow_table_entries`, a power
 //!   of two), buckets of eight ways with signatures and "last used" stamps in
 //!   one cache line, the least recently used way evicted from a full bucket.
-//!   Counted: hits, misses, installs, evictions, revalidations.
+//!   Counted: hits, misses, installs, evictions, revalidations. Under thrash
+//!   (a window's hit rate below 1/8) it admits one new key in 32 and most
+//!   bursts skip it for the stages (`skipped_installs`, `bypassed`).
 //!
 //! **Compilation.** The stages write their decisions into the packet's
 //! [`PacketCtx`](super::packet::PacketCtx); the ones that transform the packet
