@@ -105,7 +105,7 @@ except OSError:
     put("second", "-")
 "#;
 
-fn config(dir: &TempDir, pods: &[VethPod]) -> String {
+fn config(dir: &TempDir, pods: &[VethPod], two_workers: bool) -> String {
     // A policy on an address no pod has, in blue's subnet: blue is policed
     // (so tracked) from the start, and its connections carry verdicts
     // before the scenarios' policies come.
@@ -123,14 +123,20 @@ subject = ["10.1.0.99"]
 policy_types = ["Ingress"]
 "#
     );
-    for ((name, ip, mac), pod) in PODS.iter().zip(pods) {
+    for (i, ((name, ip, mac), pod)) in PODS.iter().zip(pods).enumerate() {
+        // With two workers, a's port on worker 0, b's and c's on worker 1.
+        let worker = if two_workers {
+            format!("worker = {}\n", usize::from(i > 0))
+        } else {
+            String::new()
+        };
         body.push_str(&format!(
             r#"
 [[port]]
 name = "{name}"
 profile = "af_packet"
 iface = "{}"
-[[endpoint]]
+{worker}[[endpoint]]
 network = "blue"
 mac = "{mac}"
 ips = ["{ip}"]
@@ -139,16 +145,55 @@ port = "{name}"
             pod.host_if
         ));
     }
-    control_config(dir, &[worker_core()], &body)
+    let workers = if two_workers {
+        vec![0, 1]
+    } else {
+        vec![worker_core()]
+    };
+    control_config(dir, &workers, &body)
 }
 
+/// Pods a, b, c with their servers on a switch; dropped in this order:
+/// the servers, the switch, the pods, the directory.
 struct Lab {
-    dir: TempDir,
+    _servers: Vec<ChildGuard>,
+    _v: Vswitchd,
     sock: std::path::PathBuf,
     pods: Vec<VethPod>,
+    dir: TempDir,
 }
 
 impl Lab {
+    fn start(two_workers: bool) -> Lab {
+        let tag = unique_tag();
+        let dir = TempDir::new(&tag);
+        let pods: Vec<VethPod> = PODS
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ip, mac))| VethPod::new(&tag, i as u32, mac, &format!("{ip}/24")))
+            .collect();
+        for pod in &pods {
+            pod.ns
+                .exec(&["ip", "route", "add", "10.96.0.0/12", "via", "10.1.0.1"]);
+        }
+        let v = Vswitchd::start(&dir, &config(&dir, &pods, two_workers));
+        let sock = dir.join("ctl.sock");
+        wait_for_api(&sock);
+        let servers: Vec<ChildGuard> = pods
+            .iter()
+            .zip(PODS)
+            .map(|(pod, (name, _, _))| pod.ns.spawn(&["python3", "-c", SERVER, name]))
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        Lab {
+            _servers: servers,
+            _v: v,
+            sock,
+            pods,
+            dir,
+        }
+    }
+
     fn ip(&self, pod: usize) -> &'static str {
         PODS[pod].1
     }
@@ -212,28 +257,7 @@ fn drops(sock: &Path, reason: &str) -> u64 {
 #[test]
 fn policies_decide_who_reaches_whom_over_tcp_and_udp() {
     require_root!();
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let pods: Vec<VethPod> = PODS
-        .iter()
-        .enumerate()
-        .map(|(i, (_, ip, mac))| VethPod::new(&tag, i as u32, mac, &format!("{ip}/24")))
-        .collect();
-    for pod in &pods {
-        pod.ns
-            .exec(&["ip", "route", "add", "10.96.0.0/12", "via", "10.1.0.1"]);
-    }
-    let cfg = config(&dir, &pods);
-    let _v = Vswitchd::start(&dir, &cfg);
-    let sock = dir.join("ctl.sock");
-    wait_for_api(&sock);
-    let _servers: Vec<ChildGuard> = pods
-        .iter()
-        .zip(PODS)
-        .map(|(pod, (name, _, _))| pod.ns.spawn(&["python3", "-c", SERVER, name]))
-        .collect();
-    std::thread::sleep(Duration::from_millis(700));
-    let lab = Lab { dir, sock, pods };
+    let lab = Lab::start(false);
     let (a, b, c) = (0, 1, 2);
 
     // No policy selects a pod: everyone reaches everyone.
@@ -409,51 +433,7 @@ fn policy_holds_with_two_workers() {
         eprintln!("SKIP: two workers need two CPUs");
         return;
     }
-    let tag = unique_tag();
-    let dir = TempDir::new(&tag);
-    let pods: Vec<VethPod> = PODS
-        .iter()
-        .enumerate()
-        .map(|(i, (_, ip, mac))| VethPod::new(&tag, i as u32, mac, &format!("{ip}/24")))
-        .collect();
-    let mut body = format!(
-        r#"
-[[network]]
-name = "blue"
-vni = 100
-subnets = ["10.1.0.0/24"]
-gateway_ips = ["10.1.0.1"]
-gateway_mac = "{GW_MAC}"
-"#
-    );
-    for (i, ((name, ip, mac), pod)) in PODS.iter().zip(&pods).enumerate() {
-        body.push_str(&format!(
-            r#"
-[[port]]
-name = "{name}"
-profile = "af_packet"
-iface = "{}"
-worker = {}
-[[endpoint]]
-network = "blue"
-mac = "{mac}"
-ips = ["{ip}"]
-port = "{name}"
-"#,
-            pod.host_if,
-            usize::from(i > 0)
-        ));
-    }
-    let _v = Vswitchd::start(&dir, &control_config(&dir, &[0, 1], &body));
-    let sock = dir.join("ctl.sock");
-    wait_for_api(&sock);
-    let _servers: Vec<ChildGuard> = pods
-        .iter()
-        .zip(PODS)
-        .map(|(pod, (name, _, _))| pod.ns.spawn(&["python3", "-c", SERVER, name]))
-        .collect();
-    std::thread::sleep(Duration::from_millis(700));
-    let lab = Lab { dir, sock, pods };
+    let lab = Lab::start(true);
     let (a, b, c) = (0, 1, 2);
     lab.expect("no policy", a, b, 80, true);
 
